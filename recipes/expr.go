@@ -1,0 +1,284 @@
+package recipes
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Expr is a compiled expression. It is compiled once, at load, and is
+// safe for concurrent evaluation.
+type Expr struct {
+	// Source is the expression text, without ${{ }}.
+	Source string
+	// Pos is where Source starts in the file.
+	Pos     Pos
+	program *vm.Program
+}
+
+// Env is what expressions see: trigger, steps, vars, secret.
+type Env = map[string]any
+
+// CompileExpr compiles an expression for evaluation. Type-checking against
+// the operations' schemas happens in validation, before this.
+func CompileExpr(src string, pos Pos) (*Expr, error) {
+	p, err := expr.Compile(src, expr.AllowUndefinedVariables())
+	if err != nil {
+		return nil, err
+	}
+	return &Expr{Source: src, Pos: pos, program: p}, nil
+}
+
+// Eval evaluates the expression against env.
+func (e *Expr) Eval(env Env) (any, error) {
+	out, err := vm.Run(e.program, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d:%d: evaluating %q: %w", e.Pos.File, e.Pos.Line, e.Pos.Column, e.Source, err)
+	}
+	return out, nil
+}
+
+// EvalBool evaluates a condition; a non-boolean result is an error.
+func (e *Expr) EvalBool(env Env) (bool, error) {
+	v, err := e.Eval(env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("%s:%d:%d: condition %q is %T, not a boolean", e.Pos.File, e.Pos.Line, e.Pos.Column, e.Source, v)
+	}
+	return b, nil
+}
+
+// Template is a value (map, list, scalar) whose strings may hold ${{ }}
+// expressions. A string that is only `${{ x }}` takes x's type; text
+// around expressions interpolates into a string.
+type Template struct {
+	root tnode
+}
+
+type tnode interface {
+	eval(env Env) (any, error)
+	walk(func(*Expr))
+}
+
+type tconst struct{ v any }
+type texpr struct{ e *Expr }
+type tconcat struct{ parts []tnode }
+type tmap struct {
+	keys []string
+	vals []tnode
+}
+type tlist struct{ items []tnode }
+
+func (n tconst) eval(Env) (any, error) { return n.v, nil }
+func (n tconst) walk(func(*Expr))      {}
+func (n texpr) eval(env Env) (any, error) {
+	return n.e.Eval(env)
+}
+func (n texpr) walk(f func(*Expr)) { f(n.e) }
+func (n tconcat) eval(env Env) (any, error) {
+	var b strings.Builder
+	for _, p := range n.parts {
+		v, err := p.eval(env)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String(), nil
+}
+func (n tconcat) walk(f func(*Expr)) {
+	for _, p := range n.parts {
+		p.walk(f)
+	}
+}
+func (n tmap) eval(env Env) (any, error) {
+	out := make(map[string]any, len(n.keys))
+	for i, k := range n.keys {
+		v, err := n.vals[i].eval(env)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+func (n tmap) walk(f func(*Expr)) {
+	for _, v := range n.vals {
+		v.walk(f)
+	}
+}
+func (n tlist) eval(env Env) (any, error) {
+	out := make([]any, len(n.items))
+	for i, it := range n.items {
+		v, err := it.eval(env)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+func (n tlist) walk(f func(*Expr)) {
+	for _, it := range n.items {
+		it.walk(f)
+	}
+}
+
+// Eval renders the template against env.
+func (t *Template) Eval(env Env) (any, error) {
+	if t == nil || t.root == nil {
+		return nil, nil
+	}
+	return t.root.eval(env)
+}
+
+// EvalMap renders a template whose root is a mapping.
+func (t *Template) EvalMap(env Env) (map[string]any, error) {
+	v, err := t.Eval(env)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("template is %T, not a mapping", v)
+	}
+	return m, nil
+}
+
+// Expressions lists the template's expressions in document order.
+func (t *Template) Expressions() []*Expr {
+	var out []*Expr
+	if t != nil && t.root != nil {
+		t.root.walk(func(e *Expr) { out = append(out, e) })
+	}
+	return out
+}
+
+// CompileTemplate compiles a decoded value (maps, lists, scalars) whose
+// strings may hold ${{ }}. pos is used for every expression; the loader,
+// which knows each scalar's position, builds templates node by node
+// instead.
+func CompileTemplate(v any, pos Pos) (*Template, error) {
+	n, err := compileValue(v, pos)
+	if err != nil {
+		return nil, err
+	}
+	return &Template{root: n}, nil
+}
+
+func compileValue(v any, pos Pos) (tnode, error) {
+	switch v := v.(type) {
+	case string:
+		return compileString(v, pos)
+	case map[string]any:
+		m := tmap{}
+		for _, k := range sortedKeys(v) {
+			n, err := compileValue(v[k], pos)
+			if err != nil {
+				return nil, err
+			}
+			m.keys = append(m.keys, k)
+			m.vals = append(m.vals, n)
+		}
+		return m, nil
+	case []any:
+		l := tlist{}
+		for _, it := range v {
+			n, err := compileValue(it, pos)
+			if err != nil {
+				return nil, err
+			}
+			l.items = append(l.items, n)
+		}
+		return l, nil
+	default:
+		return tconst{v}, nil
+	}
+}
+
+// compileString splits s on ${{ }} markers.
+func compileString(s string, pos Pos) (tnode, error) {
+	segs, err := SplitInterpolation(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 1 && !segs[0].Expr {
+		return tconst{s}, nil
+	}
+	var parts []tnode
+	for _, sg := range segs {
+		if !sg.Expr {
+			parts = append(parts, tconst{sg.Text})
+			continue
+		}
+		e, err := CompileExpr(sg.Text, pos)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, texpr{e})
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return tconcat{parts}, nil
+}
+
+// Segment is a piece of an interpolated string.
+type Segment struct {
+	Text string
+	Expr bool
+	// Offset is the byte offset of Text within the whole string.
+	Offset int
+}
+
+// SplitInterpolation splits s into literal text and ${{ }} expressions.
+// An unterminated ${{ is an error.
+func SplitInterpolation(s string) ([]Segment, error) {
+	var segs []Segment
+	i := 0
+	for {
+		j := strings.Index(s[i:], "${{")
+		if j < 0 {
+			if i < len(s) || len(segs) == 0 {
+				segs = append(segs, Segment{Text: s[i:], Offset: i})
+			}
+			return segs, nil
+		}
+		if j > 0 {
+			segs = append(segs, Segment{Text: s[i : i+j], Offset: i})
+		}
+		start := i + j + 3
+		k := strings.Index(s[start:], "}}")
+		if k < 0 {
+			return nil, fmt.Errorf("unterminated ${{ at offset %d", i+j)
+		}
+		raw := s[start : start+k]
+		trimmed := strings.TrimSpace(raw)
+		lead := len(raw) - len(strings.TrimLeft(raw, " \t\n"))
+		if trimmed == "" {
+			return nil, fmt.Errorf("empty ${{ }} at offset %d", i+j)
+		}
+		segs = append(segs, Segment{Text: trimmed, Expr: true, Offset: start + lead})
+		i = start + k + 2
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
