@@ -42,10 +42,10 @@ func NewInjector(f Faults) *Injector {
 type Fault int
 
 const (
-	NoFault Fault = iota
-	Fail          // 500, not applied
-	DropBefore    // connection closed, not applied
-	DropAfter     // applied, then the connection closed with no answer
+	NoFault    Fault = iota
+	Fail             // 500, not applied
+	DropBefore       // connection closed, not applied
+	DropAfter        // applied, then the connection closed with no answer
 )
 
 // Next draws the fault for one request.

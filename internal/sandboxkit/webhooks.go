@@ -24,9 +24,9 @@ type Deliverer struct {
 	Backoff  time.Duration
 	Log      hclog.Logger
 
-	mu   sync.Mutex
-	urls []string
-	wg   sync.WaitGroup
+	mu           sync.Mutex
+	urls         []string
+	wg           sync.WaitGroup
 	sent, failed int64
 }
 
