@@ -93,13 +93,9 @@ func (in *Injector) Wrap(next http.Handler, failBody func(w http.ResponseWriter)
 
 // drop closes the client connection without an answer.
 func drop(w http.ResponseWriter) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		// HTTP/2 or a recorder: the closest thing is to abort the handler.
-		panic(http.ErrAbortHandler)
-	}
-	conn, _, err := hj.Hijack()
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		// HTTP/2 or a recorder: the closest thing is to abort the handler.
 		panic(http.ErrAbortHandler)
 	}
 	conn.Close()
