@@ -70,6 +70,14 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Pattern returns the route pattern r would be served by, without serving
+// it ("" when none matches), so that a request answered by a fault is
+// counted under its route too.
+func (rt *Router) Pattern(r *http.Request) string {
+	_, p := rt.mux.Handler(r)
+	return p
+}
+
 // CountStatus records a response written outside the router (a fault, a
 // rate-limited request).
 func (rt *Router) CountStatus(status int) {

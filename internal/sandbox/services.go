@@ -1,0 +1,3 @@
+package sandbox
+
+func defaultServices() []Factory { return nil }
