@@ -1,0 +1,642 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+// Error bodies, each where the real API uses it.
+func notFoundCredential(w http.ResponseWriter) {
+	sandboxkit.WriteJSON(w, http.StatusNotFound, map[string]any{"errors": "Doesn't exist"})
+}
+
+func notFound(w http.ResponseWriter) {
+	sandboxkit.WriteJSON(w, http.StatusNotFound, map[string]any{"error": "Not found"})
+}
+
+func unprocessable(w http.ResponseWriter, errs any) {
+	sandboxkit.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"errors": errs})
+}
+
+func invalidSearch(w http.ResponseWriter, msg string) {
+	sandboxkit.WriteJSON(w, http.StatusBadRequest, map[string]any{"code": 400, "message": msg, "status": "invalid_search_query", "errors": map[string]any{}})
+}
+
+// readBody decodes a JSON object body; an empty body is an empty object.
+func readBody(r *http.Request) (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<20))
+	if err := dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return map[string]any{}, nil
+		}
+		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+func badJSON(w http.ResponseWriter, err error) {
+	sandboxkit.WriteJSON(w, http.StatusBadRequest, map[string]any{"errors": "Invalid JSON: " + err.Error()})
+}
+
+func pathID(r *http.Request, name string) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	return id, err == nil
+}
+
+// invalidCredential is what the API answers about a credential it will
+// not store: a message (v1) and the bulk v2 details.
+type invalidCredential struct {
+	v1      any // the v1 `errors` value
+	details []map[string]any
+}
+
+// applyCredential copies the input fields onto c. create requires the
+// recipient and the group. The caller holds s.mu.
+func (s *Server) applyCredential(in map[string]any, c *credential, create bool) *invalidCredential {
+	fieldErrs := map[string][]string{}
+	var details []map[string]any
+	blank := func(field, property string) {
+		fieldErrs[field] = append(fieldErrs[field], "can't be blank")
+		details = append(details, map[string]any{"property": property, "reason": "blank"})
+	}
+	rec, hasRec := in["recipient"].(map[string]any)
+	if create && !hasRec {
+		return &invalidCredential{v1: "Can not create credential without recipient data",
+			details: []map[string]any{{"property": "recipient", "reason": "blank"}}}
+	}
+	if hasRec {
+		if v, ok := rec["name"]; ok || create {
+			c.recipientName = str(v)
+			if strings.TrimSpace(c.recipientName) == "" {
+				blank("recipient.name", "recipient_name")
+			}
+		}
+		if v, ok := rec["email"]; ok || create {
+			c.recipientEmail = strings.TrimSpace(str(v))
+			if c.recipientEmail == "" {
+				blank("recipient.email", "recipient_email")
+			} else if !strings.Contains(c.recipientEmail, "@") {
+				fieldErrs["recipient.email"] = append(fieldErrs["recipient.email"], "is invalid")
+				details = append(details, map[string]any{"property": "recipient_email", "reason": "invalid"})
+			}
+		}
+		if v, ok := rec["phone_number"]; ok {
+			c.recipientPhone = str(v)
+		}
+		if v, ok := rec["id"]; ok {
+			c.recipientID = scalarOrEmpty(v)
+		}
+		if v, ok := rec["meta_data"].(map[string]any); ok {
+			c.recipientMeta = v
+		}
+	}
+	groupGiven := false
+	if v, ok := in["group_id"]; ok && v != nil {
+		groupGiven = true
+		id, err := strconv.ParseInt(scalarString(v), 10, 64)
+		if g := s.groups[id]; err == nil && g != nil {
+			c.groupID = id
+		} else {
+			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_id", "reason": "invalid"}}}
+		}
+	} else if name, ok := in["group_name"].(string); ok && name != "" {
+		groupGiven = true
+		g := s.groupByName(name)
+		if g == nil {
+			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_name", "reason": "invalid"}}}
+		}
+		c.groupID = g.id
+	}
+	if create && !groupGiven {
+		blank("group_id", "group_id")
+	}
+	g := s.groups[c.groupID]
+	if v, ok := in["name"]; ok {
+		c.name = str(v)
+	} else if create && g != nil {
+		c.name = g.courseName
+	}
+	if v, ok := in["description"]; ok {
+		c.description = str(v)
+	} else if create && g != nil {
+		c.description = g.courseDescription
+	}
+	for _, d := range []struct {
+		key string
+		dst *string
+		nul bool
+	}{{"issued_on", &c.issuedOn, false}, {"expired_on", &c.expiredOn, true}} {
+		v, ok := in[d.key]
+		if !ok {
+			continue
+		}
+		if v == nil && d.nul {
+			*d.dst = ""
+			continue
+		}
+		sv := str(v)
+		if _, err := time.Parse("2006-01-02", sv); err != nil {
+			fieldErrs[d.key] = append(fieldErrs[d.key], "is not a valid date")
+			details = append(details, map[string]any{"property": d.key, "reason": "invalid"})
+			continue
+		}
+		*d.dst = sv
+	}
+	if v, ok := in["id"]; ok {
+		c.licenseID = scalarOrEmpty(v)
+	}
+	if v, ok := in["grade"]; ok {
+		c.grade = scalarOrEmpty(v)
+	}
+	for key, dst := range map[string]*bool{"complete": &c.complete, "private": &c.private, "approve": &c.approve} {
+		if v, ok := in[key].(bool); ok {
+			*dst = v
+		}
+	}
+	if v, ok := in["custom_attributes"].(map[string]any); ok {
+		c.customAttributes = v
+	}
+	if v, ok := in["meta_data"].(map[string]any); ok {
+		c.metaData = v
+	}
+	if items, ok := in["evidence_items"].([]any); ok {
+		c.evidence = c.evidence[:0]
+		for _, it := range items {
+			if m, ok := it.(map[string]any); ok {
+				var e evidenceItem
+				s.applyEvidence(m, &e)
+				e.id = s.newID()
+				c.evidence = append(c.evidence, e)
+			}
+		}
+	}
+	if items, ok := in["references"].([]any); ok {
+		c.references = c.references[:0]
+		for _, it := range items {
+			if m, ok := it.(map[string]any); ok {
+				var r reference
+				applyReference(m, &r)
+				r.id = s.newID()
+				c.references = append(c.references, r)
+			}
+		}
+	}
+	if len(fieldErrs) > 0 {
+		return &invalidCredential{v1: fieldErrs, details: details}
+	}
+	return nil
+}
+
+func str(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return scalarString(v)
+	}
+}
+
+func scalarOrEmpty(v any) string {
+	if v == nil {
+		return ""
+	}
+	return scalarString(v)
+}
+
+func (s *Server) groupByName(name string) *group {
+	for _, g := range s.groups {
+		if g.name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// newCredential validates and issues one credential. The caller holds s.mu.
+func (s *Server) newCredential(in map[string]any, now time.Time) (*credential, *invalidCredential) {
+	c := credential{approve: true, complete: true, issuedOn: now.Format("2006-01-02")}
+	if bad := s.applyCredential(in, &c, true); bad != nil {
+		return nil, bad
+	}
+	return s.issue(c, now), nil
+}
+
+func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	in, ok := body["credential"].(map[string]any)
+	if !ok {
+		unprocessable(w, "Can not create credential without recipient data")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, bad := s.newCredential(in, s.now())
+	if bad != nil {
+		unprocessable(w, bad.v1)
+		return
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credential": s.render(c, false)})
+}
+
+func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "id")
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.creds.get(id)
+	if !ok {
+		notFoundCredential(w)
+		return
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credential": s.render(c, false)})
+}
+
+// updateCredential is a partial update: only the fields sent change.
+func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "id")
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	in, _ := body["credential"].(map[string]any)
+	if in == nil {
+		in = map[string]any{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.creds.get(id)
+	if !ok {
+		notFoundCredential(w)
+		return
+	}
+	draft := *c
+	draft.evidence = append([]evidenceItem(nil), c.evidence...)
+	draft.references = append([]reference(nil), c.references...)
+	wasApproved := c.approve
+	if bad := s.applyCredential(in, &draft, false); bad != nil {
+		unprocessable(w, bad.v1)
+		return
+	}
+	if draft.approve && !wasApproved {
+		// Publishing costs a credit; without one it stays unpublished.
+		if s.credits > 0 {
+			s.credits--
+		} else {
+			draft.approve = false
+		}
+	}
+	s.creds.update(c, s.now(), func(c *credential) { *c = draft })
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credential": s.render(c, false)})
+}
+
+func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.creds.get(id)
+	if !ok {
+		notFoundCredential(w)
+		return
+	}
+	out := s.render(c, false)
+	s.creds.remove(c)
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credential": out})
+}
+
+// bulkCreateV1 creates up to 100 credentials; any invalid one fails the
+// whole request, as a v1 create would.
+func (s *Server) bulkCreateV1(w http.ResponseWriter, r *http.Request) {
+	items, ok := s.bulkItems(w, r, 100)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range items {
+		var probe credential
+		if bad := s.applyCredentialDry(it, &probe); bad != nil {
+			unprocessable(w, bad.v1)
+			return
+		}
+	}
+	now := s.now()
+	out := make([]credentialJSON, 0, len(items))
+	for _, it := range items {
+		c, _ := s.newCredential(it, now)
+		out = append(out, s.render(c, false))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credentials": out})
+}
+
+// applyCredentialDry validates without allocating ids or storing.
+func (s *Server) applyCredentialDry(in map[string]any, c *credential) *invalidCredential {
+	saved := s.nextID
+	defer func() { s.nextID = saved }()
+	return s.applyCredential(in, c, true)
+}
+
+func (s *Server) bulkItems(w http.ResponseWriter, r *http.Request, max int) ([]map[string]any, bool) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return nil, false
+	}
+	list, ok := body["credentials"].([]any)
+	if !ok || len(list) == 0 {
+		unprocessable(w, map[string][]string{"credentials": {"can't be blank"}})
+		return nil, false
+	}
+	if len(list) > max {
+		unprocessable(w, fmt.Sprintf("Each request can accommodate up to %d credentials", max))
+		return nil, false
+	}
+	items := make([]map[string]any, len(list))
+	for i, it := range list {
+		m, _ := it.(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		if inner, ok := m["credential"].(map[string]any); ok {
+			m = inner
+		}
+		items[i] = m
+	}
+	return items, true
+}
+
+// bulkCreateV2 creates up to 30 credentials with per-item results: 200
+// when all were created and published, 207 when mixed, 422 when none was
+// created.
+func (s *Server) bulkCreateV2(w http.ResponseWriter, r *http.Request) {
+	items, ok := s.bulkItems(w, r, 30)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	results := make([]map[string]any, 0, len(items))
+	created, clean := 0, 0
+	for _, it := range items {
+		wantPublished := true
+		if v, ok := it["approve"].(bool); ok {
+			wantPublished = v
+		}
+		c, bad := s.newCredential(it, now)
+		if bad != nil {
+			results = append(results, map[string]any{"error": map[string]any{
+				"code": "credential_invalid", "message": "The credential is not valid", "details": bad.details}})
+			continue
+		}
+		created++
+		res := map[string]any{"credential": s.render(c, true)}
+		if wantPublished && !c.approve {
+			res["error"] = map[string]any{"code": "insufficient_credits", "message": "The credential was created but not published"}
+		} else {
+			clean++
+		}
+		results = append(results, res)
+	}
+	status := http.StatusMultiStatus
+	switch {
+	case clean == len(items):
+		status = http.StatusOK
+	case created == 0:
+		status = http.StatusUnprocessableEntity
+	}
+	sandboxkit.WriteJSON(w, status, map[string]any{"results": results})
+}
+
+// searchV2 is POST /v2/credentials/search.
+func (s *Server) searchV2(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		invalidSearch(w, "Invalid JSON")
+		return
+	}
+	q, ok := body["query"].(map[string]any)
+	if !ok {
+		invalidSearch(w, "query is required")
+		return
+	}
+	preds, err := parseQuery(q)
+	if err != nil {
+		invalidSearch(w, err.Error())
+		return
+	}
+	sortKey, desc := "id", false
+	if so, ok := body["sort"].(map[string]any); ok {
+		if len(so) > 1 {
+			invalidSearch(w, "Sort by one field at a time")
+			return
+		}
+		for k, v := range so {
+			if !sortKeys[k] {
+				invalidSearch(w, "Sort field "+k+" is not supported")
+				return
+			}
+			order, _ := v.(string)
+			if order != "asc" && order != "desc" {
+				invalidSearch(w, fmt.Sprintf("Sort order %v is not supported", v))
+				return
+			}
+			sortKey, desc = k, order == "desc"
+		}
+	}
+	from, size, cursor := 0, 50, false
+	if pg, ok := body["page"].(map[string]any); ok {
+		if v, ok := pg["size"]; ok {
+			n, ok := v.(float64)
+			if !ok || n < 1 || n > 1000 || n != float64(int(n)) {
+				invalidSearch(w, "page.size must be between 1 and 1000")
+				return
+			}
+			size = int(n)
+		}
+		_, hasFrom := pg["from"]
+		if c, ok := pg["cursor"].(string); ok && c != "" {
+			if hasFrom {
+				invalidSearch(w, "page.from cannot be used together with page.cursor")
+				return
+			}
+			if from, err = decodeCursor(c); err != nil {
+				invalidSearch(w, err.Error())
+				return
+			}
+			cursor = true
+		} else if hasFrom {
+			n, ok := pg["from"].(float64)
+			if !ok || n < 0 || n != float64(int(n)) {
+				invalidSearch(w, "page.from must be a whole number, 0 or more")
+				return
+			}
+			from = int(n)
+		}
+	}
+	if !cursor && from+size > 10000 {
+		invalidSearch(w, "Offset-based pagination is limited to the first 10,000 results; use page.cursor to go further")
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	matches := s.creds.search(preds, sortKey, desc, s.groupName)
+	lo, hi := min(from, len(matches)), min(from+size, len(matches))
+	items := make([]flatJSON, 0, hi-lo)
+	for _, idx := range matches[lo:hi] {
+		items = append(items, s.renderFlat(&s.creds.creds[idx]))
+	}
+	meta := map[string]any{"count": len(matches), "from": from, "size": size}
+	if hi < len(matches) {
+		meta["cursor"] = encodeCursor(hi)
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credentials": items, "meta": meta})
+}
+
+func (s *Server) groupName(id int64) string {
+	if g := s.groups[id]; g != nil {
+		return g.name
+	}
+	return ""
+}
+
+// v1Filters maps the v1 search and all_credentials filters onto v2
+// predicates. get reads one filter by name.
+func v1Filters(get func(string) (any, bool)) ([]predicate, error) {
+	q := map[string]any{}
+	pairs := []struct{ v1, v2 string }{
+		{"group_id", "group.id"}, {"email", "recipient_email"}, {"recipient.email", "recipient_email"},
+		{"recipient_id", "recipient_id"}, {"recipient.id", "recipient_id"}, {"recipient.name", "recipient_name"},
+		{"license_id", "license_id"}, {"start_date", "issued_on[gte]"}, {"end_date", "issued_on[lte]"},
+		{"start_updated_date", "updated_at[gte]"}, {"end_updated_date", "updated_at[lte]"},
+	}
+	for _, p := range pairs {
+		if v, ok := get(p.v1); ok && v != nil && v != "" {
+			q[p.v2] = v
+		}
+	}
+	if v, ok := get("meta_data"); ok {
+		if m, ok := v.(map[string]any); ok {
+			q["meta_data"] = m
+		}
+	}
+	return parseQuery(q)
+}
+
+func (s *Server) listV1(w http.ResponseWriter, preds []predicate, page, size int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	matches := s.creds.search(preds, "id", false, s.groupName)
+	from, to, meta := pageOf(len(matches), page, size)
+	out := make([]credentialJSON, 0, to-from)
+	for _, idx := range matches[from:to] {
+		out = append(out, s.render(&s.creds.creds[idx], true))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credentials": out, "meta": meta})
+}
+
+// pageParams reads page (1-based, default 1) and page_size (default 50,
+// at most 100).
+func pageParams(get func(string) (any, bool)) (int, int, error) {
+	page, size := 1, 50
+	for _, p := range []struct {
+		name string
+		dst  *int
+		max  int
+	}{{"page", &page, 1 << 30}, {"page_size", &size, 100}} {
+		v, ok := get(p.name)
+		if !ok || v == nil || v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(scalarString(v))
+		if err != nil || n < 1 || n > p.max {
+			return 0, 0, fmt.Errorf("%s must be a whole number from 1 to %d", p.name, p.max)
+		}
+		*p.dst = n
+	}
+	return page, size, nil
+}
+
+func (s *Server) searchV1(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	get := func(k string) (any, bool) {
+		if v, ok := body[k]; ok {
+			return v, true
+		}
+		// recipient.email may come nested: {"recipient":{"email":...}}.
+		if rest, ok := strings.CutPrefix(k, "recipient."); ok {
+			if rec, ok := body["recipient"].(map[string]any); ok {
+				v, ok := rec[rest]
+				return v, ok
+			}
+		}
+		return nil, false
+	}
+	s.serveV1(w, get)
+}
+
+func (s *Server) allCredentials(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.serveV1(w, queryGetter(q))
+}
+
+func queryGetter(q url.Values) func(string) (any, bool) {
+	return func(k string) (any, bool) {
+		if !q.Has(k) {
+			return nil, false
+		}
+		return q.Get(k), true
+	}
+}
+
+func (s *Server) serveV1(w http.ResponseWriter, get func(string) (any, bool)) {
+	preds, err := v1Filters(get)
+	if err != nil {
+		var se *searchError
+		if errors.As(err, &se) {
+			unprocessable(w, se.msg)
+			return
+		}
+		unprocessable(w, err.Error())
+		return
+	}
+	page, size, err := pageParams(get)
+	if err != nil {
+		unprocessable(w, err.Error())
+		return
+	}
+	s.listV1(w, preds, page, size)
+}
+
+// sortedIDs returns map keys in order, for stable listings.
+func sortedIDs[V any](m map[int64]V) []int64 {
+	ids := make([]int64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}

@@ -1,0 +1,848 @@
+package sandbox
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+// routes registers every endpoint the sandbox serves; anything else in the
+// document answers 404 with the API's `{"error":"Not found"}`.
+func (s *Server) routes() {
+	rt := s.router
+	rt.HandleFunc("POST /v1/credentials", s.createCredential)
+	rt.HandleFunc("GET /v1/credentials/{id}", s.getCredential)
+	rt.HandleFunc("PUT /v1/credentials/{id}", s.updateCredential)
+	rt.HandleFunc("DELETE /v1/credentials/{id}", s.deleteCredential)
+	rt.HandleFunc("POST /v1/credentials/bulk_create", s.bulkCreateV1)
+	rt.HandleFunc("POST /v2/credentials/bulk_create", s.bulkCreateV2)
+	rt.HandleFunc("GET /v1/all_credentials", s.allCredentials)
+	rt.HandleFunc("POST /v1/credentials/search", s.searchV1)
+	rt.HandleFunc("POST /v2/credentials/search", s.searchV2)
+
+	rt.HandleFunc("POST /v1/credentials/{credential_id}/evidence_items", s.createEvidence)
+	rt.HandleFunc("GET /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.evidenceHandler(false))
+	rt.HandleFunc("PUT /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.evidenceHandler(true))
+	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.deleteEvidence)
+	rt.HandleFunc("POST /v1/credentials/{credential_id}/references", s.createReference)
+	rt.HandleFunc("GET /v1/credentials/{credential_id}/references/{reference_id}", s.referenceHandler(false))
+	rt.HandleFunc("PUT /v1/credentials/{credential_id}/references/{reference_id}", s.referenceHandler(true))
+	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/references/{reference_id}", s.deleteReference)
+
+	rt.HandleFunc("POST /v1/issuer/groups", s.createGroup)
+	rt.HandleFunc("GET /v1/issuer/groups/{group_id}", s.getGroup)
+	rt.HandleFunc("PUT /v1/issuer/groups/{group_id}", s.updateGroup)
+	rt.HandleFunc("DELETE /v1/issuer/groups/{group_id}", s.deleteGroup)
+	rt.HandleFunc("GET /v1/issuer/all_groups", s.allGroups)
+	rt.HandleFunc("POST /v1/issuer/groups/search", s.searchGroups)
+	rt.HandleFunc("GET /v1/issuer/details", s.issuerDetails)
+
+	rt.HandleFunc("POST /v1/departments", s.createDepartment)
+	rt.HandleFunc("GET /v1/departments/{department_id}", s.departmentHandler(""))
+	rt.HandleFunc("PUT /v1/departments/{department_id}", s.departmentHandler("update"))
+	rt.HandleFunc("DELETE /v1/departments/{department_id}", s.departmentHandler("delete"))
+	rt.HandleFunc("POST /v1/departments/search", s.searchDepartments)
+
+	rt.HandleFunc("POST /v1/designs", s.createDesign)
+	rt.HandleFunc("GET /v1/designs", s.listDesigns)
+	rt.HandleFunc("GET /v1/designs/{design_id}", s.designHandler(""))
+	rt.HandleFunc("PUT /v1/designs/{design_id}", s.designHandler("update"))
+	rt.HandleFunc("DELETE /v1/designs/{design_id}", s.designHandler("delete"))
+	rt.HandleFunc("POST /v1/designs/search", s.searchDesigns)
+
+	rt.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
+}
+
+// --- groups ---
+
+type group struct {
+	id                                  int64
+	name, courseName, courseDescription string
+	courseLink, language, achievement   string
+	designID, certificateDesignID       int64
+	badgeDesignID, primaryDesignID      int64
+	departmentID                        int64
+	attachPDF, blockchain, private      bool
+	metaData                            map[string]any
+	learningOutcomes                    []string
+	createdAt, updatedAt                int64
+}
+
+type groupJSON struct {
+	ID                        int64          `json:"id"`
+	Name                      string         `json:"name"`
+	CourseName                string         `json:"course_name"`
+	CourseDescription         string         `json:"course_description"`
+	CourseLink                string         `json:"course_link"`
+	Language                  string         `json:"language"`
+	LearningOutcomes          []string       `json:"learning_outcomes"`
+	AttachPDF                 bool           `json:"attach_pdf"`
+	DesignName                string         `json:"design_name"`
+	DesignID                  int64          `json:"design_id"`
+	CertificateDesignID       *int64         `json:"certificate_design_id"`
+	BadgeDesignID             *int64         `json:"badge_design_id"`
+	PrimaryDesignID           *int64         `json:"primary_design_id"`
+	Blockchain                bool           `json:"blockchain"`
+	DepartmentID              int64          `json:"department_id"`
+	MetaData                  map[string]any `json:"meta_data"`
+	GeneratePrivateCredential bool           `json:"generate_private_credential"`
+	AutoExpiry                int            `json:"auto_expiry"`
+	SignupURLShow             bool           `json:"signup_url_show"`
+	SignupURL                 string         `json:"signup_url"`
+	CourseLinkShow            bool           `json:"course_link_show"`
+	OrganizationLinkShow      bool           `json:"organization_link_show"`
+	SkillCategory             map[string]any `json:"skill_category"`
+	AchievementType           string         `json:"achievement_type"`
+	Collections               []any          `json:"collections"`
+	CreatedAt                 string         `json:"created_at"`
+	UpdatedAt                 string         `json:"updated_at"`
+}
+
+func idPtr(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
+}
+
+func (s *Server) renderGroup(g *group) groupJSON {
+	out := groupJSON{ID: g.id, Name: g.name, CourseName: g.courseName, CourseDescription: g.courseDescription,
+		CourseLink: g.courseLink, Language: g.language, LearningOutcomes: g.learningOutcomes, AttachPDF: g.attachPDF,
+		DesignID: g.designID, CertificateDesignID: idPtr(g.certificateDesignID), BadgeDesignID: idPtr(g.badgeDesignID),
+		PrimaryDesignID: idPtr(g.primaryDesignID), Blockchain: g.blockchain, DepartmentID: g.departmentID,
+		MetaData: orEmpty(g.metaData), GeneratePrivateCredential: g.private, SkillCategory: map[string]any{},
+		AchievementType: g.achievement, Collections: []any{},
+		CreatedAt: formatStamp(g.createdAt), UpdatedAt: formatStamp(g.updatedAt)}
+	if out.LearningOutcomes == nil {
+		out.LearningOutcomes = []string{}
+	}
+	if out.AchievementType == "" {
+		out.AchievementType = "Certificate"
+	}
+	if d := s.designs[g.designID]; d != nil {
+		out.DesignName = d.name
+	}
+	return out
+}
+
+func groupMissing(w http.ResponseWriter) {
+	sandboxkit.WriteJSON(w, http.StatusNotFound, map[string]any{"success": false, "data": "Group does not exist"})
+}
+
+// applyGroup copies the input onto g and reports blank required fields.
+func applyGroup(in map[string]any, g *group) map[string][]string {
+	for key, dst := range map[string]*string{"name": &g.name, "course_name": &g.courseName,
+		"course_description": &g.courseDescription, "course_link": &g.courseLink, "language": &g.language,
+		"achievement_type": &g.achievement} {
+		if v, ok := in[key]; ok {
+			*dst = str(v)
+		}
+	}
+	for key, dst := range map[string]*int64{"design_id": &g.designID, "certificate_design_id": &g.certificateDesignID,
+		"badge_design_id": &g.badgeDesignID, "primary_design_id": &g.primaryDesignID, "department_id": &g.departmentID} {
+		if v, ok := argInt(in, key); ok {
+			*dst = v
+		}
+	}
+	for key, dst := range map[string]*bool{"attach_pdf": &g.attachPDF, "blockchain": &g.blockchain, "generate_private_credential": &g.private} {
+		if v, ok := in[key].(bool); ok {
+			*dst = v
+		}
+	}
+	if v, ok := in["meta_data"].(map[string]any); ok {
+		g.metaData = v
+	}
+	if v, ok := in["learning_outcomes"].([]any); ok {
+		g.learningOutcomes = g.learningOutcomes[:0]
+		for _, x := range v {
+			g.learningOutcomes = append(g.learningOutcomes, str(x))
+		}
+	}
+	errs := map[string][]string{}
+	for key, v := range map[string]string{"name": g.name, "course_name": g.courseName, "course_description": g.courseDescription} {
+		if strings.TrimSpace(v) == "" {
+			errs[key] = []string{"can't be blank"}
+		}
+	}
+	return errs
+}
+
+func wrapped(body map[string]any, key string) map[string]any {
+	if in, ok := body[key].(map[string]any); ok {
+		return in
+	}
+	return body
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := &group{language: "en"}
+	if errs := applyGroup(wrapped(body, "group"), g); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	if s.groupByName(g.name) != nil {
+		unprocessable(w, map[string][]string{"name": {"has already been taken"}})
+		return
+	}
+	g.id = s.newID()
+	g.createdAt = s.now().UnixMilli()
+	g.updatedAt = g.createdAt
+	s.groups[g.id] = g
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "group_id")
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.groups[id]
+	if g == nil {
+		groupMissing(w)
+		return
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
+}
+
+func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "group_id")
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		groupMissing(w)
+		return
+	}
+	draft := *g
+	if errs := applyGroup(wrapped(body, "group"), &draft); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	draft.updatedAt = s.now().UnixMilli()
+	*g = draft
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	id, _ := pathID(r, "group_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		groupMissing(w)
+		return
+	}
+	if len(s.creds.byGroup[id]) > 0 {
+		unprocessable(w, "Group has credentials and cannot be deleted")
+		return
+	}
+	out := s.renderGroup(g)
+	delete(s.groups, id)
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": out})
+}
+
+// allGroups lists groups; the document gives its filters as a body on a
+// GET, so they are read from the query string and from a body.
+func (s *Server) allGroups(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	get := queryGetter(q)
+	if r.ContentLength > 0 {
+		if body, err := readBody(r); err == nil {
+			get = func(k string) (any, bool) {
+				if q.Has(k) {
+					return q.Get(k), true
+				}
+				v, ok := body[k]
+				return v, ok
+			}
+		}
+	}
+	s.listGroups(w, get)
+}
+
+func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.listGroups(w, func(k string) (any, bool) { v, ok := body[k]; return v, ok })
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, get func(string) (any, bool)) {
+	page, size, err := pageParams(get)
+	if err != nil {
+		unprocessable(w, err.Error())
+		return
+	}
+	name, _ := get("name")
+	course, _ := get("course_name")
+	meta, _ := get("meta_data")
+	metaMap, _ := meta.(map[string]any)
+	ids := map[int64]bool{}
+	if l, ok := get("ids"); ok {
+		if list, ok := l.([]any); ok {
+			for _, v := range list {
+				if n, ok := v.(float64); ok {
+					ids[int64(n)] = true
+				}
+			}
+		}
+	}
+	var lo, hi int64 = 0, 1 << 62
+	for key, dst := range map[string]*int64{"start_updated_date": &lo, "end_updated_date": &hi} {
+		if v, ok := get(key); ok && str(v) != "" {
+			t, err := time.Parse("2006-01-02", str(v))
+			if err != nil {
+				unprocessable(w, map[string][]string{key: {"is not a valid date"}})
+				return
+			}
+			if key == "end_updated_date" {
+				t = t.AddDate(0, 0, 1)
+			}
+			*dst = t.UnixMilli()
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var match []*group
+	for _, id := range sortedIDs(s.groups) {
+		g := s.groups[id]
+		if (len(ids) > 0 && !ids[id]) || (str(name) != "" && !strings.Contains(strings.ToLower(g.name), strings.ToLower(str(name)))) ||
+			(str(course) != "" && !strings.Contains(strings.ToLower(g.courseName), strings.ToLower(str(course)))) ||
+			!subset(metaMap, g.metaData) || g.updatedAt < lo || g.updatedAt >= hi {
+			continue
+		}
+		match = append(match, g)
+	}
+	from, to, pm := pageOf(len(match), page, size)
+	out := make([]groupJSON, 0, to-from)
+	for _, g := range match[from:to] {
+		out = append(out, s.renderGroup(g))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"groups": out, "meta": pm})
+}
+
+func (s *Server) issuerDetails(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	credits := s.credits
+	s.mu.RUnlock()
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"issuer": map[string]any{
+		"id": issuerID, "name": issuerName, "email": "certificates@members.example.org", "certificate_left": credits,
+		"language": "en", "url": issuerURL, "spiderable": true, "whitelisted_domain": issuerURL + "/",
+		"linkedin_company_id": nil, "linkedin_school_id": nil,
+	}})
+}
+
+// --- evidence items and references ---
+
+func (s *Server) applyEvidence(in map[string]any, e *evidenceItem) {
+	for key, dst := range map[string]*string{"description": &e.description, "category": &e.kind, "url": &e.url,
+		"string_object": &e.stringObject, "preview": &e.preview, "custom_insight": &e.insight} {
+		if v, ok := in[key]; ok {
+			*dst = str(v)
+		}
+	}
+	if v, ok := argInt(in, "position"); ok {
+		e.position = int(v)
+	}
+	if v, ok := in["supplemental"].(bool); ok {
+		e.supplemental = v
+	}
+	if v, ok := in["hidden"].(bool); ok {
+		e.hidden = v
+	}
+}
+
+func validEvidence(e *evidenceItem) map[string][]string {
+	errs := map[string][]string{}
+	if strings.TrimSpace(e.description) == "" {
+		errs["description"] = []string{"can't be blank"}
+	}
+	switch e.kind {
+	case "file", "url", "video", "grade", "transcript":
+	case "":
+		errs["category"] = []string{"can't be blank"}
+	default:
+		errs["category"] = []string{"is not included in the list"}
+	}
+	return errs
+}
+
+// credentialFor finds the credential of a nested route; it writes the 404.
+func (s *Server) credentialFor(w http.ResponseWriter, r *http.Request) (*credential, bool) {
+	id, _ := pathID(r, "credential_id")
+	c, ok := s.creds.get(id)
+	if !ok {
+		notFoundCredential(w)
+	}
+	return c, ok
+}
+
+func (s *Server) createEvidence(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.credentialFor(w, r)
+	if !ok {
+		return
+	}
+	var e evidenceItem
+	s.applyEvidence(wrapped(body, "evidence_item"), &e)
+	if errs := validEvidence(&e); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	e.id = s.newID()
+	if e.position == 0 {
+		e.position = len(c.evidence) + 1
+	}
+	s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence, e) })
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[len(c.evidence)-1])})
+}
+
+func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if update {
+			var err error
+			if body, err = readBody(r); err != nil {
+				badJSON(w, err)
+				return
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.credentialFor(w, r)
+		if !ok {
+			return
+		}
+		id, _ := pathID(r, "evidence_item_id")
+		for i := range c.evidence {
+			if c.evidence[i].id != id {
+				continue
+			}
+			if update {
+				draft := c.evidence[i]
+				s.applyEvidence(wrapped(body, "evidence_item"), &draft)
+				if errs := validEvidence(&draft); len(errs) > 0 {
+					unprocessable(w, errs)
+					return
+				}
+				s.creds.update(c, s.now(), func(c *credential) { c.evidence[i] = draft })
+			}
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[i])})
+			return
+		}
+		notFound(w)
+	}
+}
+
+func (s *Server) deleteEvidence(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.credentialFor(w, r)
+	if !ok {
+		return
+	}
+	id, _ := pathID(r, "evidence_item_id")
+	for i := range c.evidence {
+		if c.evidence[i].id == id {
+			out := renderEvidence(&c.evidence[i])
+			s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence[:i], c.evidence[i+1:]...) })
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": out})
+			return
+		}
+	}
+	notFound(w)
+}
+
+func applyReference(in map[string]any, ref *reference) {
+	for key, dst := range map[string]*string{"description": &ref.description, "relationship": &ref.relationship} {
+		if v, ok := in[key]; ok {
+			*dst = str(v)
+		}
+	}
+	if re, ok := in["referee"].(map[string]any); ok {
+		for key, dst := range map[string]*string{"name": &ref.refereeName, "email": &ref.refereeEmail, "avatar": &ref.refereeAvatar, "url": &ref.refereeURL} {
+			if v, ok := re[key]; ok {
+				*dst = str(v)
+			}
+		}
+	}
+	if v, ok := argInt(in, "position"); ok {
+		ref.position = int(v)
+	}
+	if v, ok := in["supplemental"].(bool); ok {
+		ref.supplemental = v
+	}
+}
+
+func validReference(ref *reference) map[string][]string {
+	errs := map[string][]string{}
+	if strings.TrimSpace(ref.description) == "" {
+		errs["description"] = []string{"can't be blank"}
+	}
+	switch ref.relationship {
+	case "taught", "managed", "mentored", "worked", "studied", "friends", "stranger", "professor":
+	default:
+		errs["relationship"] = []string{"is not included in the list"}
+	}
+	return errs
+}
+
+func (s *Server) createReference(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.credentialFor(w, r)
+	if !ok {
+		return
+	}
+	var ref reference
+	applyReference(wrapped(body, "reference"), &ref)
+	if errs := validReference(&ref); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	ref.id = s.newID()
+	s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references, ref) })
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[len(c.references)-1])})
+}
+
+func (s *Server) referenceHandler(update bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if update {
+			var err error
+			if body, err = readBody(r); err != nil {
+				badJSON(w, err)
+				return
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.credentialFor(w, r)
+		if !ok {
+			return
+		}
+		id, _ := pathID(r, "reference_id")
+		for i := range c.references {
+			if c.references[i].id != id {
+				continue
+			}
+			if update {
+				draft := c.references[i]
+				applyReference(wrapped(body, "reference"), &draft)
+				if errs := validReference(&draft); len(errs) > 0 {
+					unprocessable(w, errs)
+					return
+				}
+				s.creds.update(c, s.now(), func(c *credential) { c.references[i] = draft })
+			}
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[i])})
+			return
+		}
+		notFound(w)
+	}
+}
+
+func (s *Server) deleteReference(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.credentialFor(w, r)
+	if !ok {
+		return
+	}
+	id, _ := pathID(r, "reference_id")
+	for i := range c.references {
+		if c.references[i].id == id {
+			out := renderReference(&c.references[i])
+			s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references[:i], c.references[i+1:]...) })
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": out})
+			return
+		}
+	}
+	notFound(w)
+}
+
+// --- departments ---
+
+type department struct {
+	id                                 int64
+	name, description, url, logo       string
+	pageBanner, whitelabelLogo, linkID string
+	private                            bool
+	metaData                           map[string]any
+	createdAt                          int64
+}
+
+func renderDepartment(d *department) map[string]any {
+	return map[string]any{"id": d.id, "name": d.name, "description": d.description, "url": d.url, "logo": d.logo,
+		"page_banner": d.pageBanner, "whitelabel_logo": d.whitelabelLogo, "linkedin_company_id": d.linkID,
+		"meta_data": orEmpty(d.metaData), "generate_private_credential": d.private}
+}
+
+func applyDepartment(in map[string]any, d *department) map[string][]string {
+	for key, dst := range map[string]*string{"name": &d.name, "description": &d.description, "url": &d.url, "logo": &d.logo,
+		"page_banner": &d.pageBanner, "whitelabel_logo": &d.whitelabelLogo, "linkedin_company_id": &d.linkID} {
+		if v, ok := in[key]; ok {
+			*dst = str(v)
+		}
+	}
+	if v, ok := in["meta_data"].(map[string]any); ok {
+		d.metaData = v
+	}
+	if v, ok := in["generate_private_credential"].(bool); ok {
+		d.private = v
+	}
+	errs := map[string][]string{}
+	for key, v := range map[string]string{"name": d.name, "url": d.url, "logo": d.logo} {
+		if strings.TrimSpace(v) == "" {
+			errs[key] = []string{"can't be blank"}
+		}
+	}
+	return errs
+}
+
+func (s *Server) createDepartment(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := &department{}
+	if errs := applyDepartment(wrapped(body, "department"), d); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	d.id = s.newID()
+	d.createdAt = s.now().UnixMilli()
+	s.departments[d.id] = d
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"department": renderDepartment(d)})
+}
+
+func (s *Server) departmentHandler(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if action == "update" {
+			var err error
+			if body, err = readBody(r); err != nil {
+				badJSON(w, err)
+				return
+			}
+		}
+		id, _ := pathID(r, "department_id")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		d := s.departments[id]
+		if d == nil {
+			notFound(w)
+			return
+		}
+		switch action {
+		case "update":
+			draft := *d
+			if errs := applyDepartment(wrapped(body, "department"), &draft); len(errs) > 0 {
+				unprocessable(w, errs)
+				return
+			}
+			*d = draft
+		case "delete":
+			delete(s.departments, id)
+		}
+		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"department": renderDepartment(d)})
+	}
+}
+
+// searchDepartments answers a list; the document's schema shows a single
+// object under `departments`, which cannot be what a search returns.
+func (s *Server) searchDepartments(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	get := func(k string) (any, bool) { v, ok := body[k]; return v, ok }
+	page, size, err := pageParams(get)
+	if err != nil {
+		unprocessable(w, err.Error())
+		return
+	}
+	meta, _ := body["meta_data"].(map[string]any)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var match []*department
+	for _, id := range sortedIDs(s.departments) {
+		if d := s.departments[id]; subset(meta, d.metaData) {
+			match = append(match, d)
+		}
+	}
+	from, to, pm := pageOf(len(match), page, size)
+	out := make([]map[string]any, 0, to-from)
+	for _, d := range match[from:to] {
+		out = append(out, renderDepartment(d))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"departments": out, "meta": pm})
+}
+
+// --- designs ---
+
+type design struct {
+	id                  int64
+	name, kind, content string
+	orientation, size   string
+	backgroundBleeds    bool
+	departmentID        int64
+	metaData            map[string]any
+	createdAt           int64
+}
+
+func renderDesign(d *design) map[string]any {
+	return map[string]any{"id": d.id, "name": d.name, "kind": d.kind, "orientation": d.orientation, "size": d.size,
+		"background_bleeds": d.backgroundBleeds, "department_id": d.departmentID, "meta_data": orEmpty(d.metaData),
+		"preview_image_url": apiHost + "/v1/frontend/design_preview/" + strconv.FormatInt(d.id, 10), "created_at": formatStamp(d.createdAt)}
+}
+
+func applyDesign(in map[string]any, d *design) map[string][]string {
+	for key, dst := range map[string]*string{"name": &d.name, "kind": &d.kind, "encoded_content": &d.content,
+		"orientation": &d.orientation, "size": &d.size} {
+		if v, ok := in[key]; ok {
+			*dst = str(v)
+		}
+	}
+	if v, ok := in["background_bleeds"].(bool); ok {
+		d.backgroundBleeds = v
+	}
+	if v, ok := argInt(in, "department_id"); ok {
+		d.departmentID = v
+	}
+	if v, ok := in["meta_data"].(map[string]any); ok {
+		d.metaData = v
+	}
+	errs := map[string][]string{}
+	if strings.TrimSpace(d.name) == "" {
+		errs["name"] = []string{"can't be blank"}
+	}
+	switch d.kind {
+	case "certificate", "badge":
+	default:
+		errs["kind"] = []string{"is not included in the list"}
+	}
+	return errs
+}
+
+func (s *Server) createDesign(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := &design{orientation: "landscape", size: "a4"}
+	if errs := applyDesign(wrapped(body, "design"), d); len(errs) > 0 {
+		unprocessable(w, errs)
+		return
+	}
+	d.id = s.newID()
+	d.createdAt = s.now().UnixMilli()
+	s.designs[d.id] = d
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"design": renderDesign(d)})
+}
+
+func (s *Server) designHandler(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if action == "update" {
+			var err error
+			if body, err = readBody(r); err != nil {
+				badJSON(w, err)
+				return
+			}
+		}
+		id, _ := pathID(r, "design_id")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		d := s.designs[id]
+		if d == nil {
+			notFound(w)
+			return
+		}
+		switch action {
+		case "update":
+			draft := *d
+			if errs := applyDesign(wrapped(body, "design"), &draft); len(errs) > 0 {
+				unprocessable(w, errs)
+				return
+			}
+			*d = draft
+		case "delete":
+			delete(s.designs, id)
+		}
+		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"design": renderDesign(d)})
+	}
+}
+
+func (s *Server) listDesigns(w http.ResponseWriter, r *http.Request) {
+	s.serveDesigns(w, queryGetter(r.URL.Query()))
+}
+
+func (s *Server) searchDesigns(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		badJSON(w, err)
+		return
+	}
+	s.serveDesigns(w, func(k string) (any, bool) { v, ok := body[k]; return v, ok })
+}
+
+func (s *Server) serveDesigns(w http.ResponseWriter, get func(string) (any, bool)) {
+	page, size, err := pageParams(get)
+	if err != nil {
+		unprocessable(w, err.Error())
+		return
+	}
+	kind, _ := get("kind")
+	meta, _ := get("meta_data")
+	metaMap, _ := meta.(map[string]any)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var match []*design
+	for _, id := range sortedIDs(s.designs) {
+		d := s.designs[id]
+		if (str(kind) == "" || d.kind == str(kind)) && subset(metaMap, d.metaData) {
+			match = append(match, d)
+		}
+	}
+	from, to, pm := pageOf(len(match), page, size)
+	out := make([]map[string]any, 0, to-from)
+	for _, d := range match[from:to] {
+		out = append(out, renderDesign(d))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"designs": out, "meta": pm})
+}

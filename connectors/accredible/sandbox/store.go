@@ -1,0 +1,274 @@
+package sandbox
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// credential is one stored credential: a compact struct, its maps nil when
+// empty. Credentials live in a slice indexed by id-firstCredentialID;
+// deleted ones stay as tombstones so that indexes stay valid.
+type credential struct {
+	id                int64
+	groupID           int64
+	name, description string
+	recipientName     string
+	recipientEmail    string
+	recipientPhone    string
+	recipientID       string
+	licenseID         string // the caller's own `id` for the credential
+	issuedOn          string // YYYY-MM-DD
+	expiredOn         string // YYYY-MM-DD, empty for null
+	grade             string // empty for null
+	approve           bool
+	complete          bool
+	private           bool
+	deleted           bool
+	createdAt         int64 // unix milliseconds
+	updatedAt         int64
+	customAttributes  map[string]any
+	metaData          map[string]any
+	recipientMeta     map[string]any
+	evidence          []evidenceItem
+	references        []reference
+}
+
+type evidenceItem struct {
+	id                   int64
+	description, kind    string // kind is the category: file, url, video, grade, transcript
+	url, stringObject    string
+	preview, insight     string
+	position             int
+	supplemental, hidden bool
+}
+
+type reference struct {
+	id                        int64
+	description, relationship string
+	refereeName, refereeEmail string
+	refereeAvatar, refereeURL string
+	position                  int
+	supplemental              bool
+}
+
+const firstCredentialID = 10000001
+
+// logEntry is one position of the updated_at-ordered index: the credential
+// at idx was updated at `at`. A later update appends a new entry and makes
+// this one stale (at no longer equals the credential's updatedAt).
+type logEntry struct {
+	at  int64
+	idx int32
+}
+
+// credentialStore holds credentials with the indexes the common searches
+// use, so that a look-up by recipient or a poll by updated_at never scans
+// every credential.
+type credentialStore struct {
+	creds       []credential
+	live        int
+	byEmail     map[string][]int32
+	byRecipient map[string][]int32
+	byLicense   map[string][]int32
+	byGroup     map[int64][]int32
+	updatedLog  []logEntry
+	staleLog    int
+	lastStamp   int64 // keeps timestamps monotonic, so the log stays sorted
+}
+
+func newCredentialStore() *credentialStore {
+	return &credentialStore{
+		byEmail:     map[string][]int32{},
+		byRecipient: map[string][]int32{},
+		byLicense:   map[string][]int32{},
+		byGroup:     map[int64][]int32{},
+	}
+}
+
+// stamp returns a timestamp not before the previous one.
+func (s *credentialStore) stamp(now time.Time) int64 {
+	ms := now.UnixMilli()
+	if ms < s.lastStamp {
+		ms = s.lastStamp
+	}
+	s.lastStamp = ms
+	return ms
+}
+
+func (s *credentialStore) get(id int64) (*credential, bool) {
+	i := id - firstCredentialID
+	if i < 0 || i >= int64(len(s.creds)) || s.creds[i].deleted {
+		return nil, false
+	}
+	return &s.creds[i], true
+}
+
+// insert stores c, assigning its id and timestamps.
+func (s *credentialStore) insert(c credential, now time.Time) *credential {
+	c.id = firstCredentialID + int64(len(s.creds))
+	c.createdAt = s.stamp(now)
+	c.updatedAt = c.createdAt
+	idx := int32(len(s.creds))
+	s.creds = append(s.creds, c)
+	s.live++
+	s.index(idx)
+	s.updatedLog = append(s.updatedLog, logEntry{at: c.updatedAt, idx: idx})
+	return &s.creds[idx]
+}
+
+func (s *credentialStore) index(idx int32) {
+	c := &s.creds[idx]
+	if c.recipientEmail != "" {
+		k := strings.ToLower(c.recipientEmail)
+		s.byEmail[k] = append(s.byEmail[k], idx)
+	}
+	if c.recipientID != "" {
+		s.byRecipient[c.recipientID] = append(s.byRecipient[c.recipientID], idx)
+	}
+	if c.licenseID != "" {
+		s.byLicense[c.licenseID] = append(s.byLicense[c.licenseID], idx)
+	}
+	s.byGroup[c.groupID] = append(s.byGroup[c.groupID], idx)
+}
+
+func (s *credentialStore) unindex(idx int32) {
+	c := &s.creds[idx]
+	if c.recipientEmail != "" {
+		removeIdx(s.byEmail, strings.ToLower(c.recipientEmail), idx)
+	}
+	if c.recipientID != "" {
+		removeIdx(s.byRecipient, c.recipientID, idx)
+	}
+	if c.licenseID != "" {
+		removeIdx(s.byLicense, c.licenseID, idx)
+	}
+	removeIdx(s.byGroup, c.groupID, idx)
+}
+
+func removeIdx[K comparable](m map[K][]int32, k K, idx int32) {
+	l := m[k]
+	for i, v := range l {
+		if v == idx {
+			l = append(l[:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = l
+	}
+}
+
+// update applies change to the credential and moves it to the end of the
+// updated_at order.
+func (s *credentialStore) update(c *credential, now time.Time, change func(c *credential)) {
+	idx := int32(c.id - firstCredentialID)
+	s.unindex(idx)
+	change(c)
+	s.index(idx)
+	s.touch(c, now)
+}
+
+func (s *credentialStore) touch(c *credential, now time.Time) {
+	at := s.stamp(now)
+	if at == c.updatedAt {
+		return // its log entry at this instant is still current
+	}
+	c.updatedAt = at
+	s.updatedLog = append(s.updatedLog, logEntry{at: at, idx: int32(c.id - firstCredentialID)})
+	s.staleLog++
+	s.compactLog()
+}
+
+func (s *credentialStore) remove(c *credential) {
+	idx := int32(c.id - firstCredentialID)
+	s.unindex(idx)
+	c.deleted = true
+	s.live--
+	s.staleLog++
+	s.compactLog()
+}
+
+// compactLog drops stale entries once they outnumber the live ones.
+func (s *credentialStore) compactLog() {
+	if s.staleLog < 1024 || s.staleLog < len(s.updatedLog)/2 {
+		return
+	}
+	out := s.updatedLog[:0]
+	for _, e := range s.updatedLog {
+		c := &s.creds[e.idx]
+		if !c.deleted && c.updatedAt == e.at {
+			out = append(out, e)
+		}
+	}
+	s.updatedLog = out
+	s.staleLog = 0
+}
+
+// updatedSince returns the live credentials updated at or after ms, in
+// updated_at order.
+func (s *credentialStore) updatedSince(ms int64) []int32 {
+	i := sort.Search(len(s.updatedLog), func(i int) bool { return s.updatedLog[i].at >= ms })
+	var out []int32
+	for _, e := range s.updatedLog[i:] {
+		c := &s.creds[e.idx]
+		if !c.deleted && c.updatedAt == e.at {
+			out = append(out, e.idx)
+		}
+	}
+	return out
+}
+
+// createdSince returns the live credentials created at or after ms, in id
+// order (ids are handed out in creation order).
+func (s *credentialStore) createdSince(ms int64) []int32 {
+	i := sort.Search(len(s.creds), func(i int) bool { return s.creds[i].createdAt >= ms })
+	out := make([]int32, 0, len(s.creds)-i)
+	for ; i < len(s.creds); i++ {
+		if !s.creds[i].deleted {
+			out = append(out, int32(i))
+		}
+	}
+	return out
+}
+
+// all returns every live credential in id order.
+func (s *credentialStore) all() []int32 {
+	out := make([]int32, 0, s.live)
+	for i := range s.creds {
+		if !s.creds[i].deleted {
+			out = append(out, int32(i))
+		}
+	}
+	return out
+}
+
+// duplicates counts credentials beyond the first sharing a group and a
+// recipient email.
+func (s *credentialStore) duplicates() int {
+	n := 0
+	for _, l := range s.byEmail {
+		if len(l) < 2 {
+			continue
+		}
+		seen := map[int64]bool{}
+		for _, idx := range l {
+			g := s.creds[idx].groupID
+			if seen[g] {
+				n++
+			}
+			seen[g] = true
+		}
+	}
+	return n
+}
+
+func formatStamp(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// encodedID is the short public id in credential URLs.
+func encodedID(id int64) string { return strconv.FormatInt(id*7+3, 36) }
