@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/robfig/cron/v3"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// recipeRT is a recipe ready to run: everything looked up once.
+type recipeRT struct {
+	r        *recipes.Recipe
+	trigger  *connectors.TriggerSpec // nil for a schedule
+	trigConn *openConn
+	params   map[string]any // the trigger's evaluated `with`
+	mode     string         // poll, webhook or schedule
+	interval time.Duration
+	schedule cron.Schedule
+	hookPath string
+	steps    []*stepRT
+	// condPaths are the env paths the recipe's when reads, for the audit.
+	condPaths [][]string
+}
+
+type stepRT struct {
+	s      *recipes.Step
+	index  int
+	name   string // connection.operation
+	action *connectors.ActionSpec
+	conn   *openConn
+	retry  recipes.RetryPolicy
+	// intent: the action is a write that must not be sent twice, so its
+	// intent is journaled before the call.
+	intent bool
+}
+
+func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recipeRT, error) {
+	if r.Trigger == nil {
+		return nil, fmt.Errorf("no trigger")
+	}
+	rt := &recipeRT{r: r}
+	opened := map[string]*openConn{}
+	get := func(name, where string) (*openConn, *connectors.Spec, error) {
+		c, ok := conns[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: connection %q is not provided", where, name)
+		}
+		if oc, ok := opened[name]; ok {
+			return oc, c.Spec, nil
+		}
+		oc, err := e.open(name, c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", where, err)
+		}
+		opened[name] = oc
+		return oc, c.Spec, nil
+	}
+	env := recipes.Env{"vars": r.Vars}
+	tr := r.Trigger
+	switch {
+	case tr.Schedule != "":
+		s, err := cron.ParseStandard(tr.Schedule)
+		if err != nil {
+			return nil, fmt.Errorf("trigger: schedule %q: %w", tr.Schedule, err)
+		}
+		rt.mode, rt.schedule = "schedule", s
+	default:
+		oc, spec, err := get(tr.Connection, "trigger")
+		if err != nil {
+			return nil, err
+		}
+		t := spec.Trigger(tr.Operation)
+		if t == nil {
+			return nil, fmt.Errorf("trigger: connector %q has no trigger %q", spec.Name, tr.Operation)
+		}
+		rt.trigger, rt.trigConn = t, oc
+		params, err := tr.With.EvalMap(env)
+		if err != nil {
+			return nil, fmt.Errorf("trigger (%s.%s): with: %w", tr.Connection, tr.Operation, err)
+		}
+		rt.params = params
+		rt.mode = tr.Mode
+		if rt.mode == "" {
+			rt.mode = "poll"
+			if t.Poll == nil {
+				rt.mode = "webhook"
+			}
+		}
+		switch rt.mode {
+		case "poll":
+			if t.Poll == nil {
+				return nil, fmt.Errorf("trigger (%s.%s): the trigger cannot poll (modes: %v)", tr.Connection, tr.Operation, t.Modes())
+			}
+			rt.interval = tr.Interval
+			if rt.interval <= 0 {
+				rt.interval = t.DefaultInterval
+			}
+			if rt.interval <= 0 {
+				rt.interval = time.Minute
+			}
+		case "webhook":
+			if t.Webhook == nil {
+				return nil, fmt.Errorf("trigger (%s.%s): the trigger takes no webhooks (modes: %v)", tr.Connection, tr.Operation, t.Modes())
+			}
+			rt.hookPath = tr.WebhookPath
+			if rt.hookPath == "" {
+				rt.hookPath = "/hooks/" + r.Name
+			}
+		default:
+			return nil, fmt.Errorf("trigger: unknown mode %q (poll or webhook)", rt.mode)
+		}
+	}
+	for i, s := range r.Steps {
+		where := fmt.Sprintf("step %q (%s.%s)", s.ID, s.Connection, s.Operation)
+		oc, spec, err := get(s.Connection, where)
+		if err != nil {
+			return nil, err
+		}
+		a := spec.Action(s.Operation)
+		if a == nil {
+			return nil, fmt.Errorf("%s: connector %q has no action %q", where, spec.Name, s.Operation)
+		}
+		st := &stepRT{s: s, index: i, name: s.Connection + "." + s.Operation, action: a, conn: oc,
+			retry: e.opts.Retry, intent: !a.ReadOnly && !a.Idempotent}
+		if p := s.Retry; p != nil {
+			if p.Attempts > 0 {
+				st.retry.Attempts = p.Attempts
+			}
+			if p.Backoff > 0 {
+				st.retry.Backoff = p.Backoff
+			}
+			if p.MaxBackoff > 0 {
+				st.retry.MaxBackoff = p.MaxBackoff
+			}
+			st.retry.Timeout = p.Timeout
+		}
+		rt.steps = append(rt.steps, st)
+	}
+	if r.When != nil {
+		paths, err := exprPaths(r.When.Source)
+		if err != nil {
+			return nil, fmt.Errorf("when: %w", err)
+		}
+		rt.condPaths = paths
+	}
+	return rt, nil
+}
+
+// exprPaths lists the member chains an expression reads from its
+// environment (trigger.membershipStatus, vars.plan), outermost only.
+func exprPaths(src string) ([][]string, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	v := &pathVisitor{seen: map[string]bool{}}
+	ast.Walk(&tree.Node, v)
+	return v.paths, nil
+}
+
+type pathVisitor struct {
+	paths [][]string
+	seen  map[string]bool
+}
+
+func (v *pathVisitor) Visit(node *ast.Node) {
+	// Walk visits children first, so a chain's prefixes come before it;
+	// add keeps only the longest.
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		if p, ok := memberPath(n); ok {
+			v.add(p)
+		}
+	case *ast.IdentifierNode:
+		v.add([]string{n.Value})
+	}
+}
+
+func (v *pathVisitor) add(p []string) {
+	// Drop the prefixes of p already recorded: the longest chain wins.
+	out := v.paths[:0]
+	for _, q := range v.paths {
+		if !isPrefix(q, p) {
+			out = append(out, q)
+		} else {
+			delete(v.seen, fmt.Sprint(q))
+		}
+	}
+	v.paths = out
+	for _, q := range v.paths {
+		if isPrefix(p, q) {
+			return
+		}
+	}
+	k := fmt.Sprint(p)
+	if !v.seen[k] {
+		v.seen[k] = true
+		v.paths = append(v.paths, p)
+	}
+}
+
+func isPrefix(a, b []string) bool {
+	if len(a) > len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func memberPath(n *ast.MemberNode) ([]string, bool) {
+	prop, ok := n.Property.(*ast.StringNode)
+	if !ok {
+		return nil, false
+	}
+	switch base := n.Node.(type) {
+	case *ast.IdentifierNode:
+		return []string{base.Value, prop.Value}, true
+	case *ast.MemberNode:
+		p, ok := memberPath(base)
+		if !ok {
+			return nil, false
+		}
+		return append(p, prop.Value), true
+	}
+	return nil, false
+}
+
+// conditionValues reads the paths a condition used, for the audit.
+func conditionValues(paths [][]string, env recipes.Env) []byte {
+	if len(paths) == 0 {
+		return nil
+	}
+	vals := make(map[string]any, len(paths))
+	for _, p := range paths {
+		var cur any = map[string]any(env)
+		for _, k := range p {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				cur = nil
+				break
+			}
+			cur = m[k]
+		}
+		key := p[0]
+		for _, k := range p[1:] {
+			key += "." + k
+		}
+		vals[key] = cur
+	}
+	b, err := json.Marshal(vals)
+	if err != nil {
+		return nil
+	}
+	return b
+}

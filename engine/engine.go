@@ -1,0 +1,275 @@
+// Package engine runs compiled recipes: it feeds triggers (polls, webhooks,
+// schedules) into a durable queue, runs each event's steps on a worker pool
+// with a step journal, settles in-doubt writes, retries, dead-letters and
+// suppresses the echoes of its own writes.
+//
+// Lifecycle, in order: [New] with a [Store]; [Engine.Add] each recipe with
+// its connections (opened here, no I/O); then either [Engine.RunOnce]
+// (poll until caught up, drain the queue, return a summary) or
+// [Engine.Run] (until the context ends, then a graceful stop), with
+// [Engine.WebhookHandler] served by the caller; finally [Engine.Close].
+//
+// The engine never imports a concrete connector: it sees only the SDK.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// ErrNoRun is returned for a run ID the store does not know.
+var ErrNoRun = errors.New("no such run")
+
+// Options configure an Engine.
+type Options struct {
+	Store  Store
+	Logger hclog.Logger
+	// Concurrency is the number of runs executed at once; default 8.
+	Concurrency int
+	// Owner names this runner in the store's leases; default the host
+	// name. Runners sharing a store need distinct owners.
+	Owner string
+	// Lease is how long a claimed run stays this runner's without a
+	// renewal; default one minute. It is renewed every third of it.
+	Lease time.Duration
+	// Grace is how long a stop waits for runs in flight before cancelling
+	// them; default 30 s.
+	Grace time.Duration
+	// Retry is the policy of steps whose recipe sets none; default 5
+	// attempts, 500 ms doubling with jitter, at most 30 s apart.
+	Retry recipes.RetryPolicy
+	// HighWater bounds the runs this runner's triggers have queued and
+	// not yet finished; pollers wait above it, which keeps memory flat
+	// during a backfill. Default 64 × Concurrency.
+	HighWater int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Connection is a recipe connection ready to open.
+type Connection struct {
+	Spec   *connectors.Spec
+	Config connectors.ConnectionConfig
+}
+
+// Engine runs recipes. Create it with New.
+type Engine struct {
+	opts    Options
+	store   Store
+	log     hclog.Logger
+	now     func() time.Time
+	recipes map[string]*recipeRT
+	order   []string // recipe names in Add order
+	conns   map[string]*openConn
+	secrets []string
+	redact  *apiclient.Redactor
+
+	cache   eventCache
+	pending atomic.Int64 // runs enqueued here and not finished here
+	wakeCh  chan struct{}
+	room    chan struct{} // signalled when pending drops
+
+	stopping atomic.Bool // webhooks refuse deliveries
+
+	mu      sync.Mutex
+	started bool
+	stats   map[string]*recipeStats
+}
+
+type openConn struct {
+	name, connector string
+	conn            connectors.Conn
+}
+
+// New makes an engine. It does no I/O.
+func New(opts Options) (*Engine, error) {
+	if opts.Store == nil {
+		return nil, errors.New("engine: no store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	if opts.Owner == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "memberflow"
+		}
+		opts.Owner = host
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = time.Minute
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 30 * time.Second
+	}
+	if opts.Retry.Attempts <= 0 {
+		opts.Retry.Attempts = 5
+	}
+	if opts.Retry.Backoff <= 0 {
+		opts.Retry.Backoff = 500 * time.Millisecond
+	}
+	if opts.Retry.MaxBackoff <= 0 {
+		opts.Retry.MaxBackoff = 30 * time.Second
+	}
+	if opts.HighWater <= 0 {
+		opts.HighWater = 64 * opts.Concurrency
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Engine{
+		opts:    opts,
+		store:   opts.Store,
+		log:     opts.Logger.Named("engine"),
+		now:     opts.Now,
+		recipes: map[string]*recipeRT{},
+		conns:   map[string]*openConn{},
+		redact:  apiclient.NewRedactor(),
+		cache:   eventCache{m: map[string]map[string]any{}, max: 4 * opts.HighWater},
+		wakeCh:  make(chan struct{}, 1),
+		room:    make(chan struct{}, 1),
+		stats:   map[string]*recipeStats{},
+	}, nil
+}
+
+// Add compiles a recipe's runtime: it opens the recipe's connections
+// (connections with one name and one configuration are shared, with one
+// token bucket), finds its trigger and actions, and evaluates the trigger's
+// parameters. Add must be called before Run or RunOnce.
+func (e *Engine) Add(r *recipes.Recipe, conns map[string]Connection) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return fmt.Errorf("recipe %q: the engine is already running", r.Name)
+	}
+	if _, dup := e.recipes[r.Name]; dup {
+		return fmt.Errorf("recipe %q (%s): a recipe with this name is already loaded", r.Name, r.File)
+	}
+	rt, err := e.compile(r, conns)
+	if err != nil {
+		return fmt.Errorf("recipe %q (%s): %w", r.Name, r.File, err)
+	}
+	e.recipes[r.Name] = rt
+	e.order = append(e.order, r.Name)
+	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}}
+	for _, st := range rt.steps {
+		if !st.action.ReadOnly {
+			e.stats[r.Name].writes[st.name] = &atomic.Int64{}
+		}
+	}
+	e.redact = apiclient.NewRedactor(e.secrets...)
+	return nil
+}
+
+func (e *Engine) open(name string, c Connection) (*openConn, error) {
+	if c.Spec == nil {
+		return nil, fmt.Errorf("connection %q: no connector spec", name)
+	}
+	cfg := c.Config
+	cfg.Name = name
+	key := fmt.Sprintf("%s|%s|%s|%v|%v", name, c.Spec.Name, cfg.BaseURL, cfg.Auth, cfg.Webhook)
+	if oc, ok := e.conns[key]; ok {
+		return oc, nil
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = e.opts.Logger.Named("conn").Named(name)
+	}
+	conn, err := c.Spec.Open(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connection %q (%s): %w", name, c.Spec.Name, err)
+	}
+	oc := &openConn{name: name, connector: c.Spec.Name, conn: conn}
+	e.conns[key] = oc
+	e.secrets = append(e.secrets, cfg.Auth.Secrets()...)
+	if cfg.Webhook.Secret != "" {
+		e.secrets = append(e.secrets, cfg.Webhook.Secret)
+	}
+	return oc, nil
+}
+
+// Close closes the connections that implement io.Closer.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for _, oc := range e.conns {
+		if c, ok := oc.conn.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing connection %q: %w", oc.name, err))
+			}
+		}
+	}
+	e.conns = map[string]*openConn{}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) recipeNames() []string {
+	names := make([]string, len(e.order))
+	copy(names, e.order)
+	sort.Strings(names)
+	return names
+}
+
+// wake tells the dispatcher that runs may be claimable.
+func (e *Engine) wake() {
+	select {
+	case e.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) finishedPending() {
+	if e.pending.Add(-1) < 0 {
+		e.pending.Store(0) // runs enqueued by an earlier process
+	}
+	select {
+	case e.room <- struct{}{}:
+	default:
+	}
+}
+
+// eventCache keeps the decoded data of events enqueued by this process
+// until their run takes it, so that a run does not parse its event's JSON
+// again. A run resumed after a restart decodes it from the store.
+type eventCache struct {
+	mu  sync.Mutex
+	m   map[string]map[string]any
+	max int
+}
+
+func (c *eventCache) put(key string, data map[string]any) {
+	c.mu.Lock()
+	if len(c.m) < c.max {
+		c.m[key] = data
+	}
+	c.mu.Unlock()
+}
+
+func (c *eventCache) drop(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+func (c *eventCache) take(key string) (map[string]any, bool) {
+	c.mu.Lock()
+	d, ok := c.m[key]
+	delete(c.m, key)
+	c.mu.Unlock()
+	return d, ok
+}

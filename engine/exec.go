@@ -1,0 +1,461 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// errAbandoned ends a run without an outcome: the store failed or the
+// runner is stopping. The run stays claimed until its lease ends (or the
+// same owner restarts) and is then resumed from its journal.
+var errAbandoned = errors.New("run abandoned")
+
+// dispatch claims runs and executes them until stop is closed, or, when
+// drain is set, until nothing is claimable, nothing is in flight and
+// feeding reports that the triggers are done. In-flight runs get the grace
+// period to finish after stop; then their context is cancelled.
+func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool, feeding func() bool) error {
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	n := e.opts.Concurrency
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	recipes := e.recipeNames()
+
+	renewStop := make(chan struct{})
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		t := time.NewTicker(e.opts.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewStop:
+				return
+			case <-t.C:
+				if err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease)); err != nil {
+					e.log.Warn("renewing leases failed", "error", err)
+				}
+			}
+		}
+	}()
+	defer func() { close(renewStop); <-renewDone }()
+
+	var claimErr error
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+loop:
+	for {
+		select {
+		case <-stop:
+			break loop
+		default:
+		}
+		free := n - len(sem)
+		if free > 0 {
+			runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: free, Now: e.now(), Lease: e.opts.Lease})
+			if err != nil {
+				claimErr = err
+				e.log.Error("claiming runs failed", "error", err)
+				if drain {
+					break loop
+				}
+			}
+			for _, cr := range runs {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() {
+						<-sem
+						wg.Done()
+						e.wake()
+					}()
+					e.execute(runCtx, cr)
+				}()
+			}
+			if len(runs) > 0 {
+				continue
+			}
+			if drain && err == nil && len(sem) == 0 && !feeding() {
+				// Feeding may have enqueued between the claim and now:
+				// one more claim decides.
+				more, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: free, Now: e.now(), Lease: e.opts.Lease})
+				if err != nil {
+					claimErr = err
+					break loop
+				}
+				if len(more) == 0 {
+					break loop
+				}
+				for _, cr := range more {
+					sem <- struct{}{}
+					wg.Add(1)
+					go func() {
+						defer func() {
+							<-sem
+							wg.Done()
+							e.wake()
+						}()
+						e.execute(runCtx, cr)
+					}()
+				}
+				continue
+			}
+		}
+		// Nothing to do now: wait for a finished run, an enqueue, or a
+		// moment (another runner's work, an expiring lease).
+		idle.Reset(250 * time.Millisecond)
+		select {
+		case <-stop:
+			break loop
+		case <-e.wakeCh:
+		case <-idle.C:
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.opts.Grace):
+		e.log.Warn("grace period over: cancelling runs in flight; they resume from their journal", "grace", e.opts.Grace)
+		cancelRuns()
+		<-done
+	}
+	return claimErr
+}
+
+// runState is one execution of a run.
+type runState struct {
+	rt      *recipeRT
+	cr      *ClaimedRun
+	env     recipes.Env
+	steps   map[string]any
+	pending []StepRecord // journal lines not yet written
+	stats   *recipeStats
+}
+
+// execute runs one claimed run to an outcome, or abandons it.
+func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
+	rt := e.recipes[cr.Recipe]
+	st := e.stats[cr.Recipe]
+	if rt == nil {
+		return // claims are filtered by recipe: cannot happen
+	}
+	status, err := e.runSteps(ctx, rt, cr, st)
+	if errors.Is(err, errAbandoned) {
+		st.abandoned.Add(1)
+		e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
+		return
+	}
+	st.count(status)
+	e.finishedPending()
+}
+
+func (e *Engine) runSteps(ctx context.Context, rt *recipeRT, cr *ClaimedRun, stats *recipeStats) (string, error) {
+	data, ok := e.cache.take(cacheKey(cr.Recipe, cr.EventID))
+	if !ok {
+		if err := json.Unmarshal(cr.Data, &data); err != nil {
+			return e.finish(ctx, &runState{cr: cr}, RunDead, fmt.Errorf("recipe %q: event %q: decoding its data: %w", rt.r.Name, cr.EventID, err), nil, nil)
+		}
+	}
+	rs := &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}
+	rs.env = recipes.Env{"trigger": data, "steps": rs.steps, "vars": rt.r.Vars}
+
+	var journal []StepRecord
+	if cr.Attempts > 1 {
+		var err error
+		if journal, err = e.store.Steps(ctx, cr.ID); err != nil {
+			return "", fmt.Errorf("%w: %v", errAbandoned, err)
+		}
+	}
+	if len(journal) == 0 && cr.Fingerprint != "" {
+		echo, err := e.store.IsEcho(ctx, cr.Connector, cr.Subject, cr.Fingerprint)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", errAbandoned, err)
+		}
+		if echo {
+			return e.finish(ctx, rs, RunSuppressed, nil, nil, nil)
+		}
+	}
+	var cond *bool
+	var values []byte
+	if w := rt.r.When; w != nil {
+		ok, err := w.EvalBool(rs.env)
+		values = conditionValues(rt.condPaths, rs.env)
+		if err != nil {
+			return e.finish(ctx, rs, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err), nil, values)
+		}
+		cond = &ok
+		if !ok {
+			return e.finish(ctx, rs, RunSkipped, nil, cond, values)
+		}
+	}
+	for _, st := range rt.steps {
+		var prior *StepRecord
+		if st.index < len(journal) {
+			prior = &journal[st.index]
+			if prior.StepID != st.s.ID {
+				return e.finish(ctx, rs, RunDead, fmt.Errorf("recipe %q: step %q: the journal has step %q at this place: the recipe changed while the run was in flight; replay it once the change is intended", rt.r.Name, st.s.ID, prior.StepID), cond, values)
+			}
+		}
+		if prior != nil {
+			switch prior.Status {
+			case StepSucceeded:
+				if err := decodeOutput(prior.Output, st, rs.steps); err != nil {
+					return e.finish(ctx, rs, RunDead, err, cond, values)
+				}
+				continue
+			case StepSkipped:
+				rs.steps[st.s.ID] = nil
+				continue
+			case StepFailed:
+				if st.s.OnError == "continue" {
+					rs.steps[st.s.ID] = nil
+					continue
+				}
+				prior = nil // a replayed failure: run it again
+			}
+		}
+		if prior == nil && st.s.When != nil {
+			ok, err := st.s.When.EvalBool(rs.env)
+			if err != nil {
+				return e.finish(ctx, rs, RunDead, fmt.Errorf("recipe %q: step %q (%s): when: %w", rt.r.Name, st.s.ID, st.name, err), cond, values)
+			}
+			if !ok {
+				now := e.now()
+				rs.pending = append(rs.pending, StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Status: StepSkipped, Started: now, Finished: now})
+				rs.steps[st.s.ID] = nil
+				continue
+			}
+		}
+		rec, out, err := e.step(ctx, rs, st, prior)
+		if errors.Is(err, errAbandoned) {
+			return "", err
+		}
+		if err != nil {
+			if st.s.OnError == "continue" {
+				e.log.Warn("step failed; continuing", "run", cr.ID, "error", err)
+				rs.pending = append(rs.pending, rec)
+				rs.steps[st.s.ID] = nil
+				continue
+			}
+			rs.pending = append(rs.pending, rec)
+			return e.finish(ctx, rs, RunDead, err, cond, values)
+		}
+		rs.pending = append(rs.pending, rec)
+		rs.steps[st.s.ID] = out
+	}
+	return e.finish(ctx, rs, RunSucceeded, nil, cond, values)
+}
+
+func decodeOutput(raw json.RawMessage, st *stepRT, steps map[string]any) error {
+	var out any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("step %q (%s): decoding its journaled output: %w", st.s.ID, st.name, err)
+		}
+	}
+	steps[st.s.ID] = out
+	return nil
+}
+
+// finish writes the pending journal lines and the run's outcome in one
+// transaction.
+func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr error, cond *bool, values []byte) (string, error) {
+	fin := &Completion{RunID: rs.cr.ID, Status: status, Condition: cond, Values: values, Finished: e.now()}
+	if runErr != nil {
+		fin.Error = e.redact.String(runErr.Error())
+		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
+	}
+	if err := e.store.Record(context.WithoutCancel(ctx), rs.pending, fin); err != nil {
+		return "", fmt.Errorf("%w: %v", errAbandoned, err)
+	}
+	rs.pending = rs.pending[:0]
+	return status, nil
+}
+
+// flush makes the pending journal lines durable before an action call.
+func (e *Engine) flush(ctx context.Context, rs *runState, extra ...StepRecord) error {
+	recs := append(rs.pending, extra...)
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := e.store.Record(context.WithoutCancel(ctx), recs, nil); err != nil {
+		return fmt.Errorf("%w: %v", errAbandoned, err)
+	}
+	rs.pending = rs.pending[:0]
+	return nil
+}
+
+// step executes one step: intent, call, retries, settlement. It returns
+// the journal line of the outcome (not yet written) and the output. An
+// error means the step failed (the line says how), unless it is
+// errAbandoned.
+func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *StepRecord) (StepRecord, any, error) {
+	rt, cr := rs.rt, rs.cr
+	where := fmt.Sprintf("recipe %q: step %q (%s)", rt.r.Name, st.s.ID, st.name)
+	rec := StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Started: e.now()}
+	input, err := st.s.With.EvalMap(rs.env)
+	if err != nil {
+		rec.Status, rec.Error, rec.Finished = StepFailed, e.redact.String(err.Error()), e.now()
+		return rec, nil, fmt.Errorf("%s: with: %w", where, err)
+	}
+	if input == nil {
+		input = map[string]any{}
+	}
+	rec.Input = e.redactJSON(input)
+	if prior != nil {
+		rec.Attempts = prior.Attempts
+		rec.Started = prior.Started
+	}
+	if st.retry.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, st.retry.Timeout)
+		defer cancel()
+	}
+	fail := func(err error) (StepRecord, any, error) {
+		if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
+			// Stopping, not failing: leave the journal as it is.
+			return rec, nil, fmt.Errorf("%w: %v", errAbandoned, err)
+		}
+		rec.Status, rec.Finished = StepFailed, e.now()
+		rec.Error = e.redact.String(err.Error())
+		var api *connectors.APIError
+		if errors.As(err, &api) {
+			rec.Output = e.redactJSON(map[string]any{"status": api.Status, "code": api.Code, "message": api.Message})
+		}
+		return rec, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	succeed := func(res *connectors.Result) (StepRecord, any, error) {
+		rec.Status, rec.Finished, rec.Error = StepSucceeded, e.now(), ""
+		var out any
+		if res != nil {
+			out = res.Output
+			for _, w := range res.Wrote {
+				rec.Wrote = append(rec.Wrote, Echo{Connector: st.conn.connector, Subject: w.Subject, Fingerprint: w.State})
+			}
+		}
+		rec.Output = e.redactJSON(out)
+		if !st.action.ReadOnly {
+			rs.stats.writes[st.name].Add(1)
+		}
+		return rec, out, nil
+	}
+
+	settle := prior != nil && (prior.Status == StepStarted || prior.Status == StepInDoubt)
+	if !settle {
+		// Results of earlier steps are durable before this one acts; a
+		// write's intent is durable before it is sent.
+		var intent []StepRecord
+		if st.intent {
+			rec.Status = StepStarted
+			intent = append(intent, rec)
+		}
+		if err := e.flush(ctx, rs, intent...); err != nil {
+			return rec, nil, err
+		}
+	}
+	backoff := st.retry.Backoff
+	for {
+		if settle {
+			res, happened, err := e.settle(ctx, st, input)
+			switch {
+			case err != nil:
+				rec.Status = StepInDoubt
+				if errors.Is(err, errNoSettle) {
+					// Replaying this run re-sends the write: the operator
+					// has checked the service.
+					return fail(err)
+				}
+				if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts {
+					rec.Attempts++
+					if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
+						return fail(err)
+					}
+					continue
+				}
+				r, _, ferr := fail(fmt.Errorf("settling an in-doubt write: %w", err))
+				if !errors.Is(ferr, errAbandoned) {
+					r.Status = StepInDoubt // a replay settles again
+				}
+				return r, nil, ferr
+			case happened:
+				e.log.Debug("in-doubt write settled: it happened", "run", cr.ID, "step", st.s.ID)
+				return succeed(res)
+			}
+			settle = false
+			if rec.Attempts >= st.retry.Attempts {
+				return fail(fmt.Errorf("the write was in doubt %d times and did not happen: giving up", rec.Attempts))
+			}
+			e.log.Debug("in-doubt write settled: it did not happen; sending", "run", cr.ID, "step", st.s.ID)
+		}
+		rec.Attempts++
+		res, err := st.action.Run(ctx, st.conn.conn, input)
+		if err == nil {
+			return succeed(res)
+		}
+		if errors.Is(err, connectors.ErrInDoubt) && ctx.Err() == nil {
+			settle = true
+			continue
+		}
+		if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts && ctx.Err() == nil {
+			e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
+			if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
+				return fail(err)
+			}
+			continue
+		}
+		return fail(err)
+	}
+}
+
+var errNoSettle = errors.New("the write may have happened and the action has no look-up to settle it: check the service, then replay the run to send it again")
+
+func (e *Engine) settle(ctx context.Context, st *stepRT, input map[string]any) (*connectors.Result, bool, error) {
+	if st.action.Settle == nil {
+		return nil, false, errNoSettle
+	}
+	return st.action.Settle(ctx, st.conn.conn, input)
+}
+
+// jitter returns the next delay, between half and all of *d, and doubles
+// *d up to max.
+func jitter(d *time.Duration, max time.Duration) time.Duration {
+	cur := *d
+	if cur > max {
+		cur = max
+	}
+	*d = min(cur*2, max)
+	return cur/2 + rand.N(cur/2+1)
+}
+
+func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// redactJSON encodes v with every known secret replaced.
+func (e *Engine) redactJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(fmt.Sprintf("unencodable %T: %v", v, err))
+	}
+	return json.RawMessage(e.redact.String(string(b)))
+}

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// begin freezes the recipe set and takes back the runs this owner held
+// when it last stopped without finishing them (a crash).
+func (e *Engine) begin(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("engine: already running")
+	}
+	e.started = true
+	e.mu.Unlock()
+	if len(e.recipes) == 0 {
+		return errors.New("engine: no recipes")
+	}
+	n, err := e.store.ReleaseOwner(ctx, e.opts.Owner)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.log.Info("resuming runs left unfinished by the previous run", "runs", n, "owner", e.opts.Owner)
+	}
+	return nil
+}
+
+func (e *Engine) end() {
+	e.mu.Lock()
+	e.started = false
+	e.mu.Unlock()
+}
+
+// RunOnce polls every polling trigger until it has no more, runs every
+// queued run (earlier ones included), and returns the summary. Schedules
+// and webhooks are not fed. When ctx ends it stops as Run does.
+func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
+	if err := e.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer e.end()
+	var feeding atomic.Int32
+	var pollErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range e.recipeNames() {
+		rt := e.recipes[name]
+		if rt.mode != "poll" {
+			continue
+		}
+		feeding.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { feeding.Add(-1); e.wake() }()
+			if err := e.pollLoop(ctx, rt, true); err != nil {
+				mu.Lock()
+				pollErr = errors.Join(pollErr, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	err := e.dispatch(ctx, ctx.Done(), true, func() bool { return feeding.Load() > 0 })
+	wg.Wait()
+	return e.Summary(), errors.Join(pollErr, err)
+}
+
+// Run feeds every trigger and runs runs until ctx ends; then it stops
+// taking events, gives runs in flight the grace period to finish (the
+// rest resume from their journal on the next start) and returns.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	defer e.end()
+	e.stopping.Store(false)
+	var wg sync.WaitGroup
+	for _, name := range e.recipeNames() {
+		rt := e.recipes[name]
+		switch rt.mode {
+		case "poll":
+			wg.Add(1)
+			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false) }()
+		case "schedule":
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := e.scheduleLoop(ctx, rt); err != nil {
+					e.log.Error("schedule stopped", "recipe", rt.r.Name, "error", err)
+				}
+			}()
+		}
+	}
+	stop := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		e.stopping.Store(true)
+		wg.Wait() // triggers finish their current transaction
+		close(stop)
+	}()
+	err := e.dispatch(ctx, stop, false, nil)
+	<-stop
+	return err
+}
+
+type recipeStats struct {
+	events, duplicates, polls, total                atomic.Int64
+	succeeded, skipped, suppressed, dead, abandoned atomic.Int64
+	writes                                          map[string]*atomic.Int64 // by connection.operation
+}
+
+func (s *recipeStats) count(status string) {
+	switch status {
+	case RunSucceeded:
+		s.succeeded.Add(1)
+	case RunSkipped:
+		s.skipped.Add(1)
+	case RunSuppressed:
+		s.suppressed.Add(1)
+	case RunDead:
+		s.dead.Add(1)
+	}
+}
+
+// Summary is what a runner did since it started.
+type Summary struct {
+	Recipes []RecipeSummary `json:"recipes"`
+}
+
+// RecipeSummary counts one recipe's events and runs.
+type RecipeSummary struct {
+	Recipe     string `json:"recipe"`
+	Events     int64  `json:"events"`     // new events seen
+	Duplicates int64  `json:"duplicates"` // events seen before, dropped
+	Total      int64  `json:"total,omitempty"`
+	Succeeded  int64  `json:"succeeded"`
+	Skipped    int64  `json:"skipped"`
+	Suppressed int64  `json:"suppressed"`
+	Dead       int64  `json:"dead"`
+	// Abandoned runs stopped without an outcome (shutdown, store failure)
+	// and resume from their journal.
+	Abandoned int64 `json:"abandoned,omitempty"`
+	// Writes counts the successful calls of each writing action
+	// (connection.operation); in a dry run, the planned ones.
+	Writes map[string]int64 `json:"writes"`
+}
+
+// Done is the number of runs with an outcome.
+func (r RecipeSummary) Done() int64 { return r.Succeeded + r.Skipped + r.Suppressed + r.Dead }
+
+// Summary returns the counts so far.
+func (e *Engine) Summary() *Summary {
+	s := &Summary{}
+	for _, name := range e.recipeNames() {
+		st := e.stats[name]
+		rs := RecipeSummary{Recipe: name, Events: st.events.Load(), Duplicates: st.duplicates.Load(), Total: st.total.Load(),
+			Succeeded: st.succeeded.Load(), Skipped: st.skipped.Load(), Suppressed: st.suppressed.Load(),
+			Dead: st.dead.Load(), Abandoned: st.abandoned.Load(), Writes: map[string]int64{}}
+		for k, v := range st.writes {
+			rs.Writes[k] = v.Load()
+		}
+		s.Recipes = append(s.Recipes, rs)
+	}
+	return s
+}
+
+// Dead is the number of runs dead-lettered, all recipes together.
+func (s *Summary) Dead() int64 {
+	var n int64
+	for _, r := range s.Recipes {
+		n += r.Dead
+	}
+	return n
+}
+
+// WriteText prints the summary as a table.
+func (s *Summary) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECIPE\tEVENTS\tSUCCEEDED\tSKIPPED\tSUPPRESSED\tDEAD\tWRITES")
+	for _, r := range s.Recipes {
+		keys := make([]string, 0, len(r.Writes))
+		for k := range r.Writes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var writes []string
+		for _, k := range keys {
+			writes = append(writes, fmt.Sprintf("%s=%d", k, r.Writes[k]))
+		}
+		ws := strings.Join(writes, " ")
+		if ws == "" {
+			ws = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Recipe, r.Events, r.Succeeded, r.Skipped, r.Suppressed, r.Dead, ws)
+	}
+	return tw.Flush()
+}
+
+// Progress is a backfill's progress for one recipe.
+type Progress struct {
+	Recipe string
+	Events int64 // events enqueued so far
+	Done   int64 // runs finished so far
+	Total  int64 // records the source reports; 0 when unknown
+	At     time.Time
+}
+
+// Progress returns each recipe's progress.
+func (e *Engine) Progress() []Progress {
+	var out []Progress
+	now := e.now()
+	for _, r := range e.Summary().Recipes {
+		out = append(out, Progress{Recipe: r.Recipe, Events: r.Events, Done: r.Done(), Total: r.Total, At: now})
+	}
+	return out
+}

@@ -1,0 +1,822 @@
+// Package sqlitestore is the embedded engine.Store: one SQLite file in WAL
+// mode (synchronous=NORMAL: a committed transaction survives a crash of the
+// process; a power loss may lose the last few), on modernc.org/sqlite.
+//
+// Every write goes through one committer goroutine that batches the writes
+// of many workers into one transaction (group commit) and acknowledges each
+// after the commit; reads use a separate pool of connections, which WAL
+// lets run beside the writer. When one write of a batch fails, the batch is
+// rolled back and its writes are retried one transaction each, so that a
+// bad write never takes others down with it.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	_ "modernc.org/sqlite" // the "sqlite" driver
+
+	"github.com/memberflow/memberflow/engine"
+)
+
+// migrations are applied in order; the schema's version is their count.
+// Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE events (
+	id          INTEGER PRIMARY KEY,
+	recipe      TEXT    NOT NULL,
+	event_id    TEXT    NOT NULL,
+	subject     TEXT    NOT NULL,
+	fingerprint TEXT    NOT NULL,
+	connector   TEXT    NOT NULL,
+	event_time  INTEGER,
+	received    INTEGER NOT NULL,
+	data        BLOB    NOT NULL,
+	UNIQUE (recipe, event_id)
+);
+CREATE TABLE runs (
+	id          INTEGER PRIMARY KEY,
+	event       INTEGER NOT NULL REFERENCES events(id),
+	recipe      TEXT    NOT NULL,
+	okey        TEXT    NOT NULL,
+	status      TEXT    NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	owner       TEXT,
+	lease_until INTEGER,
+	error       TEXT,
+	condition   INTEGER,
+	cond_values BLOB,
+	created     INTEGER NOT NULL,
+	started     INTEGER,
+	finished    INTEGER
+);
+CREATE INDEX runs_active     ON runs(id)        WHERE status IN ('queued', 'running');
+CREATE INDEX runs_active_key ON runs(okey, id)  WHERE status IN ('queued', 'running');
+CREATE INDEX runs_owner      ON runs(owner)     WHERE status = 'running';
+CREATE INDEX runs_by_status  ON runs(status, id);
+CREATE INDEX runs_by_recipe  ON runs(recipe, id);
+CREATE TABLE steps (
+	run      INTEGER NOT NULL,
+	idx      INTEGER NOT NULL,
+	step_id  TEXT    NOT NULL,
+	action   TEXT    NOT NULL,
+	status   TEXT    NOT NULL,
+	input    BLOB,
+	output   BLOB,
+	error    TEXT,
+	attempts INTEGER NOT NULL,
+	started  INTEGER,
+	finished INTEGER,
+	PRIMARY KEY (run, idx)
+) WITHOUT ROWID;
+CREATE TABLE cursors (
+	recipe  TEXT PRIMARY KEY,
+	cursor  TEXT    NOT NULL,
+	updated INTEGER NOT NULL
+);
+CREATE TABLE subject_states (
+	recipe  TEXT NOT NULL,
+	subject TEXT NOT NULL,
+	state   TEXT NOT NULL,
+	PRIMARY KEY (recipe, subject)
+) WITHOUT ROWID;
+-- Only the newest write per subject is kept: an event is an echo when the
+-- record is still in the state memberflow left it in.
+CREATE TABLE echoes (
+	connector   TEXT    NOT NULL,
+	subject     TEXT    NOT NULL,
+	fingerprint TEXT    NOT NULL,
+	run         INTEGER,
+	written     INTEGER NOT NULL,
+	PRIMARY KEY (connector, subject)
+) WITHOUT ROWID;
+CREATE VIEW dead_letters AS
+	SELECT r.id AS run, r.recipe, e.event_id, e.subject, r.error, r.attempts, r.finished,
+	       s.step_id, s.action, s.input, s.output AS response, s.error AS step_error, e.data AS event
+	FROM runs r
+	JOIN events e ON e.id = r.event
+	LEFT JOIN steps s ON s.run = r.id
+	     AND s.idx = (SELECT max(idx) FROM steps WHERE run = r.id)
+	WHERE r.status = 'dead';
+-- The audit trail is the journal itself: one row per fact, written once.
+CREATE VIEW audit AS
+	SELECT r.id AS run, r.recipe, e.event_id, e.data AS event, r.status, r.condition, r.cond_values,
+	       s.idx, s.step_id, s.action, s.status AS step_status, s.input AS request, s.output AS result,
+	       s.error, s.attempts, s.started, s.finished, r.created, r.finished AS run_finished
+	FROM runs r
+	JOIN events e ON e.id = r.event
+	LEFT JOIN steps s ON s.run = r.id;
+`,
+}
+
+// Options tune the store.
+type Options struct {
+	Logger hclog.Logger
+	// BusyTimeout is how long a write waits for another process's lock.
+	BusyTimeout time.Duration
+	// MaxBatch bounds the writes committed together; default 512.
+	MaxBatch int
+}
+
+// Store is the SQLite engine.Store.
+type Store struct {
+	path  string
+	w     *sql.DB // one connection: the single writer
+	r     *sql.DB // readers
+	log   hclog.Logger
+	ops   chan *op
+	quit  chan struct{}
+	done  chan struct{}
+	close sync.Once
+	max   int
+
+	// prepared on the writer
+	insEvent, insRun, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew *sql.Stmt
+	// prepared on the readers
+	getCursor, getStates, getSteps, isEcho *sql.Stmt
+}
+
+var _ engine.Store = (*Store)(nil)
+
+type op struct {
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// Open opens (creating when needed) the store at path and migrates it.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	pragmas := url.Values{}
+	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
+	pragmas.Add("_pragma", "journal_mode(WAL)")
+	pragmas.Add("_pragma", "synchronous(NORMAL)")
+	pragmas.Add("_pragma", "foreign_keys(ON)")
+	wq := url.Values{}
+	for k, v := range pragmas {
+		wq[k] = v
+	}
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
+		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
+	if err := s.migrate(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	rq := url.Values{}
+	for k, v := range pragmas {
+		rq[k] = v
+	}
+	rq.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	s.r = r
+	if err := s.prepare(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store %s: preparing statements: %w", path, err)
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	if _, err := s.w.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("creating schema_version: %w", err)
+	}
+	var v int
+	err := s.w.QueryRow(`SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := s.w.Exec(`INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this memberflow knows (%d): upgrade memberflow", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := s.w.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(`UPDATE schema_version SET version = ?`, i+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		s.log.Debug("migrated", "version", i+1)
+	}
+	return nil
+}
+
+func (s *Store) prepare() error {
+	var err error
+	p := func(db *sql.DB, q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.Prepare(q)
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, q)
+		}
+		return st
+	}
+	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
+	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
+		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
+	s.upState = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES (?, ?, ?)
+		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
+	s.upStep = p(s.w, `INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
+			error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`)
+	s.upEcho = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (connector, subject) DO UPDATE SET fingerprint = excluded.fingerprint, run = excluded.run, written = excluded.written`)
+	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
+		owner = NULL, lease_until = NULL WHERE id = ?`)
+	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?1, lease_until = ?2, attempts = attempts + 1,
+			started = coalesce(started, ?3)
+		WHERE id IN (
+			SELECT r.id FROM runs r
+			WHERE r.status IN ('queued', 'running')
+			  AND (r.status = 'queued' OR r.lease_until < ?3)
+			  AND r.recipe IN (SELECT value FROM json_each(?4))
+			  AND NOT EXISTS (SELECT 1 FROM runs p
+			                  WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+			ORDER BY r.id LIMIT ?5)
+		RETURNING id`)
+	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data
+		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`)
+	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running'`)
+	s.getCursor = p(s.r, `SELECT cursor FROM cursors WHERE recipe = ?`)
+	s.getStates = p(s.r, `SELECT subject, state FROM subject_states
+		WHERE recipe = ? AND subject IN (SELECT value FROM json_each(?))`)
+	s.getSteps = p(s.r, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
+		FROM steps WHERE run = ? ORDER BY idx`)
+	s.isEcho = p(s.r, `SELECT 1 FROM echoes WHERE connector = ? AND subject = ? AND fingerprint = ?`)
+	return err
+}
+
+// Close stops the committer after the writes already submitted, and
+// closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.done
+		err = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return err
+}
+
+var errClosed = errors.New("store is closed")
+
+// write submits fn to the committer and waits for its commit. fn may run
+// twice (alone, after its batch failed), so it must only assign results.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once submitted, wait for the outcome even if ctx ends: the caller must
+	// know whether its write is durable.
+	return <-o.done
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	batch := make([]*op, 0, s.max)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = append(batch[:0], o)
+		case <-s.quit:
+			// Finish what was submitted before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < s.max {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*op) {
+	err := s.commitTx(batch)
+	if err == nil {
+		for _, o := range batch {
+			o.done <- nil
+		}
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].done <- err
+		return
+	}
+	for _, o := range batch {
+		o.done <- s.commitTx([]*op{o})
+	}
+}
+
+func (s *Store) commitTx(batch []*op) error {
+	tx, err := s.w.Begin()
+	if err != nil {
+		return err
+	}
+	for _, o := range batch {
+		if err := o.fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+func jsonList(items []string) string {
+	b, _ := json.Marshal(items)
+	return string(b)
+}
+
+// Cursor implements engine.TriggerStore.
+func (s *Store) Cursor(ctx context.Context, recipe string) (string, error) {
+	var c string
+	err := s.getCursor.QueryRowContext(ctx, recipe).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the cursor of recipe %q: %w", recipe, err)
+	}
+	return c, nil
+}
+
+// PriorStates implements engine.TriggerStore.
+func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []string) (map[string]string, error) {
+	out := make(map[string]string, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	rows, err := s.getStates.QueryContext(ctx, recipe, jsonList(subjects))
+	if err != nil {
+		return nil, fmt.Errorf("reading subject states of recipe %q: %w", recipe, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sub, st string
+		if err := rows.Scan(&sub, &st); err != nil {
+			return nil, err
+		}
+		out[sub] = st
+	}
+	return out, rows.Err()
+}
+
+// Advance implements engine.TriggerStore.
+func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	out := make([]engine.Enqueued, len(adv.Events))
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UnixNano()
+		if adv.Cursor != nil {
+			if _, err := tx.Stmt(s.upCursor).Exec(recipe, *adv.Cursor, now); err != nil {
+				return fmt.Errorf("saving the cursor: %w", err)
+			}
+		}
+		upState := tx.Stmt(s.upState)
+		for _, st := range adv.States {
+			if _, err := upState.Exec(recipe, st.Subject, st.State); err != nil {
+				return fmt.Errorf("saving the state of %q: %w", st.Subject, err)
+			}
+		}
+		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		for i, ev := range adv.Events {
+			out[i] = engine.Enqueued{EventID: ev.ID}
+			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
+			if err != nil {
+				return fmt.Errorf("saving event %q: %w", ev.ID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue // seen before
+			}
+			eid, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			key := ev.OrderingKey
+			if key == "" {
+				key = "event:" + ev.ID
+			}
+			res, err = insRun.Exec(eid, recipe, key, now)
+			if err != nil {
+				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+			}
+			if out[i].RunID, err = res.LastInsertId(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
+	}
+	return out, nil
+}
+
+// Claim implements engine.RunQueue.
+func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
+	var out []*engine.ClaimedRun
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.Stmt(s.claimRun).Query(req.Owner, req.Now.Add(req.Lease).UnixNano(), req.Now.UnixNano(), jsonList(req.Recipes), req.Limit)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		load := tx.Stmt(s.loadRun)
+		for _, id := range ids {
+			r := &engine.ClaimedRun{ID: id}
+			var data []byte
+			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data); err != nil {
+				return fmt.Errorf("loading run %d: %w", id, err)
+			}
+			r.Data = data
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
+	// RETURNING gives no order guarantee; workers expect arrival order.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].ID < out[j-1].ID; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out, nil
+}
+
+// RenewLeases implements engine.RunQueue.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Stmt(s.renew).Exec(until.UnixNano(), owner)
+		return err
+	})
+}
+
+// ReleaseOwner implements engine.RunQueue.
+func (s *Store) ReleaseOwner(ctx context.Context, owner string) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+			WHERE owner = ? AND status = 'running'`, owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("releasing the runs of %q: %w", owner, err)
+	}
+	return int(n), nil
+}
+
+// Steps implements engine.Journal.
+func (s *Store) Steps(ctx context.Context, runID int64) ([]engine.StepRecord, error) {
+	return s.steps(ctx, s.getSteps, runID)
+}
+
+func (s *Store) steps(ctx context.Context, st *sql.Stmt, runID int64) ([]engine.StepRecord, error) {
+	rows, err := st.QueryContext(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the journal of run %d: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []engine.StepRecord
+	for rows.Next() {
+		r := engine.StepRecord{RunID: runID}
+		var in, outp []byte
+		var errText sql.NullString
+		var started, finished sql.NullInt64
+		if err := rows.Scan(&r.Index, &r.StepID, &r.Action, &r.Status, &in, &outp, &errText, &r.Attempts, &started, &finished); err != nil {
+			return nil, err
+		}
+		r.Input, r.Output, r.Error = in, outp, errText.String
+		r.Started, r.Finished = fromNanos(started), fromNanos(finished)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Record implements engine.Journal.
+func (s *Store) Record(ctx context.Context, steps []engine.StepRecord, fin *engine.Completion) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if len(steps) > 0 {
+			up := tx.Stmt(s.upStep)
+			var echo *sql.Stmt
+			for _, r := range steps {
+				if _, err := up.Exec(r.RunID, r.Index, r.StepID, r.Action, r.Status, []byte(r.Input), []byte(r.Output),
+					nullString(r.Error), r.Attempts, nanos(r.Started), nanos(r.Finished)); err != nil {
+					return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
+				}
+				for _, w := range r.Wrote {
+					if echo == nil {
+						echo = tx.Stmt(s.upEcho)
+					}
+					if _, err := echo.Exec(w.Connector, w.Subject, w.Fingerprint, r.RunID, nanos(r.Finished)); err != nil {
+						return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
+					}
+				}
+			}
+		}
+		if fin != nil {
+			var cond any
+			if fin.Condition != nil {
+				cond = *fin.Condition
+			}
+			var vals any
+			if len(fin.Values) > 0 {
+				vals = []byte(fin.Values)
+			}
+			status, ferr := fin.Status, nullString(fin.Error)
+			var finished any = nanos(fin.Finished)
+			if status == engine.RunQueued {
+				finished = nil
+			}
+			if _, err := tx.Stmt(s.finRun).Exec(status, ferr, cond, vals, finished, fin.RunID); err != nil {
+				return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// IsEcho implements engine.Journal.
+func (s *Store) IsEcho(ctx context.Context, connector, subject, fingerprint string) (bool, error) {
+	var one int
+	err := s.isEcho.QueryRowContext(ctx, connector, subject, fingerprint).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up echoes of %q: %w", subject, err)
+	}
+	return true, nil
+}
+
+const runColumns = `r.id, r.recipe, e.event_id, e.subject, r.status, r.attempts, coalesce(r.error, ''), r.created, r.finished, r.okey,
+	coalesce((SELECT step_id FROM steps s WHERE s.run = r.id AND s.status IN ('failed', 'in_doubt', 'started')
+	          ORDER BY idx DESC LIMIT 1), '')`
+
+func scanRun(sc interface{ Scan(...any) error }, extra ...any) (*engine.RunInfo, error) {
+	var ri engine.RunInfo
+	var created int64
+	var finished sql.NullInt64
+	dest := append([]any{&ri.ID, &ri.Recipe, &ri.EventID, &ri.Subject, &ri.Status, &ri.Attempts, &ri.Error, &created, &finished, &ri.OrderingKey, &ri.FailedStep}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return nil, err
+	}
+	ri.Created = time.Unix(0, created).UTC()
+	if finished.Valid {
+		t := time.Unix(0, finished.Int64).UTC()
+		ri.Finished = &t
+	}
+	if ri.Status != engine.RunDead && ri.Status != engine.RunRunning {
+		ri.FailedStep = ""
+	}
+	return &ri, nil
+}
+
+// ListRuns implements engine.Inspector, newest first.
+func (s *Store) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.RunInfo, error) {
+	var where []string
+	var args []any
+	if f.Recipe != "" {
+		where = append(where, "r.recipe = ?")
+		args = append(args, f.Recipe)
+	}
+	if f.Status != "" {
+		where = append(where, "r.status = ?")
+		args = append(args, f.Status)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q := `SELECT ` + runColumns + ` FROM runs r JOIN events e ON e.id = r.event`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY r.id DESC LIMIT ?"
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing runs: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.RunInfo
+	for rows.Next() {
+		ri, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing runs: %w", err)
+		}
+		out = append(out, *ri)
+	}
+	return out, rows.Err()
+}
+
+// GetRun implements engine.Inspector.
+func (s *Store) GetRun(ctx context.Context, id int64) (*engine.RunDetail, error) {
+	var event, values []byte
+	var cond sql.NullBool
+	ri, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runColumns+`, e.data, r.condition, r.cond_values
+		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`, id), &event, &cond, &values)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run %d: %w", id, engine.ErrNoRun)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading run %d: %w", id, err)
+	}
+	d := &engine.RunDetail{RunInfo: *ri, Event: event, Values: values}
+	if cond.Valid {
+		d.Condition = &cond.Bool
+	}
+	if d.Steps, err = s.Steps(ctx, id); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Replay implements engine.Inspector.
+func (s *Store) Replay(ctx context.Context, id int64) error {
+	var found bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		found = false
+		var status string
+		err := tx.QueryRow(`SELECT status FROM runs WHERE id = ?`, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		if status != engine.RunDead {
+			return fmt.Errorf("run %d is %s, not dead: only dead letters can be replayed", id, status)
+		}
+		return replay(tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("replaying run %d: %w", id, err)
+	}
+	if !found {
+		return fmt.Errorf("replaying run %d: %w", id, engine.ErrNoRun)
+	}
+	return nil
+}
+
+// replay requeues a dead run. The step it died on is forgotten when it
+// failed (it runs again); an in-doubt step is kept, so that it is settled
+// again rather than re-sent.
+func replay(tx *sql.Tx, id int64) error {
+	if _, err := tx.Exec(`DELETE FROM steps WHERE run = ?1 AND status = 'failed'
+		AND idx = (SELECT max(idx) FROM steps WHERE run = ?1)`, id); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`UPDATE runs SET status = 'queued', error = NULL, finished = NULL, owner = NULL, lease_until = NULL
+		WHERE id = ?`, id)
+	return err
+}
+
+// ReplayAll implements engine.Inspector.
+func (s *Store) ReplayAll(ctx context.Context) (int, error) {
+	var n int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		n = 0
+		rows, err := tx.Query(`SELECT id FROM runs WHERE status = 'dead' ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			if err := replay(tx, id); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replaying dead runs: %w", err)
+	}
+	return n, nil
+}
+
+// Backup writes a consistent copy of the store to path (VACUUM INTO), for
+// dry runs that must not touch the real store.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("copying the store to %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// MaxWebhookBody is the largest webhook delivery accepted.
+const MaxWebhookBody = 1 << 20
+
+// priorState is a recipe's per-subject memory, as triggers see it.
+type priorState struct {
+	store TriggerStore
+	name  string
+}
+
+func (p priorState) Lookup(ctx context.Context, subjects []string) (map[string]string, error) {
+	return p.store.PriorStates(ctx, p.name, subjects)
+}
+
+func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID }
+
+// enqueue persists events (with the cursor and states of the poll that
+// found them, in one transaction) and queues a run for each new one.
+func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, err error) {
+	adv := Advance{Cursor: cursor}
+	for _, s := range states {
+		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
+	}
+	connector := ""
+	if rt.trigConn != nil {
+		connector = rt.trigConn.connector
+	}
+	keys := make([]string, 0, len(events))
+	for _, ev := range events {
+		if ev.ID == "" {
+			return 0, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
+		}
+		data, err := json.Marshal(ev.Data)
+		if err != nil {
+			return 0, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+		}
+		key := ev.Subject
+		if ob := rt.r.Trigger.OrderBy; ob != nil {
+			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
+			if err != nil {
+				return 0, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
+			}
+			key = fmt.Sprint(v)
+		}
+		if key != "" {
+			key = rt.r.Name + "/" + key
+		}
+		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
+			OrderingKey: key, Time: ev.Time, Data: data})
+		k := cacheKey(rt.r.Name, ev.ID)
+		keys = append(keys, k)
+		e.cache.put(k, ev.Data)
+	}
+	enq, err := e.store.Advance(ctx, rt.r.Name, adv)
+	if err != nil {
+		for _, k := range keys {
+			e.cache.drop(k)
+		}
+		return 0, err
+	}
+	st := e.stats[rt.r.Name]
+	for i, q := range enq {
+		if q.RunID == 0 {
+			e.cache.drop(keys[i])
+			st.duplicates.Add(1)
+			continue
+		}
+		fresh++
+	}
+	st.events.Add(int64(fresh))
+	e.pending.Add(int64(fresh))
+	if fresh > 0 {
+		e.wake()
+	}
+	return fresh, nil
+}
+
+// waitForRoom holds a trigger while too many of its runs wait.
+func (e *Engine) waitForRoom(ctx context.Context) error {
+	for e.pending.Load() >= int64(e.opts.HighWater) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.room:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// pollOnce fetches one page and enqueues it.
+func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err error) {
+	if err := e.waitForRoom(ctx); err != nil {
+		return false, err
+	}
+	name := rt.r.Name
+	cursor, err := e.store.Cursor(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	start := rt.r.Trigger.Start
+	if start == "" {
+		start = connectors.StartNow
+	}
+	res, err := rt.trigger.Poll(ctx, rt.trigConn.conn, connectors.PollRequest{
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: e.now(),
+	})
+	if err != nil {
+		return false, fmt.Errorf("recipe %q: polling %s.%s: %w", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation, err)
+	}
+	if res == nil {
+		return false, fmt.Errorf("recipe %q: polling %s.%s: no result and no error", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation)
+	}
+	next := res.Cursor
+	if _, err := e.enqueue(ctx, rt, &next, res.States, res.Events); err != nil {
+		return false, fmt.Errorf("recipe %q: %w", name, err)
+	}
+	st := e.stats[name]
+	if res.Total > 0 {
+		st.total.Store(int64(res.Total))
+	}
+	st.polls.Add(1)
+	return res.More, nil
+}
+
+// pollLoop polls a recipe's trigger: again at once while there is more,
+// then every interval. With once, it returns when the trigger is caught up.
+func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
+	failures := 0
+	for {
+		more, err := e.pollOnce(ctx, rt)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if once {
+				return err
+			}
+			failures++
+			wait := min(rt.interval, time.Duration(failures)*5*time.Second)
+			e.log.Error("poll failed; retrying", "recipe", rt.r.Name, "in", wait, "error", e.redact.String(err.Error()))
+			if e.sleep(ctx, wait) != nil {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		if more {
+			continue
+		}
+		if once {
+			return nil
+		}
+		if e.sleep(ctx, rt.interval) != nil {
+			return nil
+		}
+	}
+}
+
+// scheduleLoop enqueues one event per cron tick. The last tick is the
+// recipe's cursor; a tick missed while no runner was up is run once on
+// start (missed ticks are coalesced).
+func (e *Engine) scheduleLoop(ctx context.Context, rt *recipeRT) error {
+	name := rt.r.Name
+	last, err := e.store.Cursor(ctx, name)
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	next := rt.schedule.Next(now)
+	if last != "" {
+		t, err := time.Parse(time.RFC3339Nano, last)
+		if err != nil {
+			return fmt.Errorf("recipe %q: the schedule cursor %q is not a time: %w", name, last, err)
+		}
+		if missed := rt.schedule.Next(t); missed.Before(now) {
+			next = missed
+		}
+	}
+	for {
+		if d := next.Sub(e.now()); d > 0 {
+			if e.sleep(ctx, d) != nil {
+				return nil
+			}
+		}
+		if err := e.fireSchedule(ctx, rt, next); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			e.log.Error("scheduling failed; retrying", "recipe", name, "error", err)
+			if e.sleep(ctx, 5*time.Second) != nil {
+				return nil
+			}
+			continue
+		}
+		after := next
+		if n := e.now(); n.After(after) {
+			after = n
+		}
+		next = rt.schedule.Next(after)
+	}
+}
+
+func (e *Engine) fireSchedule(ctx context.Context, rt *recipeRT, at time.Time) error {
+	stamp := at.UTC().Format(time.RFC3339Nano)
+	ev := connectors.Event{
+		ID:      rt.r.Name + "@" + stamp,
+		Subject: "schedule/" + rt.r.Name,
+		Time:    at,
+		Data:    map[string]any{"scheduled_time": stamp, "recipe": rt.r.Name},
+	}
+	_, err := e.enqueue(ctx, rt, &stamp, nil, []connectors.Event{ev})
+	return err
+}
+
+// WebhookHandler serves the webhook triggers of the loaded recipes, one
+// path each (POST). A delivery is verified, parsed and persisted before
+// the 2xx; a repeated delivery is acknowledged and dropped.
+func (e *Engine) WebhookHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, name := range e.recipeNames() {
+		rt := e.recipes[name]
+		if rt.mode != "webhook" {
+			continue
+		}
+		mux.Handle("POST "+rt.hookPath, e.webhook(rt))
+	}
+	return mux
+}
+
+// WebhookPaths lists the listener paths by recipe.
+func (e *Engine) WebhookPaths() map[string]string {
+	out := map[string]string{}
+	for name, rt := range e.recipes {
+		if rt.mode == "webhook" {
+			out[name] = rt.hookPath
+		}
+	}
+	return out
+}
+
+func (e *Engine) webhook(rt *recipeRT) http.Handler {
+	log := e.log.Named("webhook").With("recipe", rt.r.Name)
+	reply := func(w http.ResponseWriter, status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(v)
+	}
+	refuse := func(w http.ResponseWriter, status int, msg string) {
+		log.Warn("delivery refused", "status", status, "reason", msg)
+		reply(w, status, map[string]string{"error": msg})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.stopping.Load() {
+			refuse(w, http.StatusServiceUnavailable, "memberflow is stopping; deliver again later")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", MaxWebhookBody))
+				return
+			}
+			refuse(w, http.StatusBadRequest, "reading the body: "+err.Error())
+			return
+		}
+		hook := rt.trigger.Webhook
+		if err := hook.Verify(rt.trigConn.conn, r.Header, body, e.now()); err != nil {
+			refuse(w, http.StatusUnauthorized, e.redact.String(err.Error()))
+			return
+		}
+		events, err := hook.Parse(r.Context(), rt.trigConn.conn, body, connectors.WebhookRequest{Params: rt.params, Prior: priorState{e.store, rt.r.Name}})
+		if err != nil {
+			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
+			return
+		}
+		fresh, err := e.enqueue(r.Context(), rt, nil, nil, events)
+		if err != nil {
+			log.Error("persisting a delivery failed", "error", err)
+			reply(w, http.StatusServiceUnavailable, map[string]string{"error": "the delivery could not be stored; deliver again"})
+			return
+		}
+		reply(w, http.StatusOK, map[string]int{"accepted": fresh, "duplicates": len(events) - fresh})
+	})
+}
