@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,10 +54,31 @@ func (a *oauthAuth) authorize(ctx context.Context, r *http.Request) error {
 		if err != nil {
 			return fmt.Errorf("oauth2 token: %w", err)
 		}
+		if secs := expiresIn(t); secs > 0 {
+			// oauth2 dates the expiry by the wall clock; date it by the
+			// client's own clock, the one it is compared with.
+			t.Expiry = a.now().Add(time.Duration(secs) * time.Second)
+		}
 		a.tok = t
 	}
 	r.Header.Set("Authorization", "Bearer "+a.tok.AccessToken)
 	return nil
+}
+
+// expiresIn is the token's lifetime in seconds as the server sent it;
+// clientcredentials keeps it only in the raw answer.
+func expiresIn(t *oauth2.Token) int64 {
+	if t.ExpiresIn > 0 {
+		return t.ExpiresIn
+	}
+	switch v := t.Extra("expires_in").(type) {
+	case float64:
+		return int64(v)
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
 }
 
 func (a *oauthAuth) invalidate() {

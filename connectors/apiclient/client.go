@@ -209,7 +209,7 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 // error matching connectors.ErrInDoubt and is not re-sent.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	if c.cfg.DryRun != nil && !req.safe() {
-		c.cfg.DryRun(connectors.PlannedWrite{Connection: c.cfg.ConnectionName, Method: req.Method, Path: req.Path, Body: req.Body})
+		c.cfg.DryRun(connectors.PlannedWrite{Connection: c.cfg.ConnectionName, Method: req.Method, Path: c.redact.String(req.Path), Body: req.Body})
 		return &Response{Status: http.StatusOK, Header: http.Header{}, Body: []byte("{}")}, nil
 	}
 	var body []byte
@@ -247,6 +247,10 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 		lastErr = err
 		if ctx.Err() != nil {
+			if sent && api == nil && !req.idempotent() {
+				// Cancelled while the service may be applying the write.
+				return nil, &connectors.InDoubtError{Method: req.Method, Path: c.redact.String(req.Path), Err: c.wrap(req, err)}
+			}
 			return nil, c.wrap(req, err)
 		}
 		transient := connectors.Retryable(err) || (err != nil && api == nil)
@@ -255,7 +259,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 		if sent && !req.idempotent() && !(api != nil && (api.Status == http.StatusTooManyRequests || api.Status == http.StatusServiceUnavailable)) {
 			// The service may have applied the write: settle, never re-send.
-			return nil, &connectors.InDoubtError{Method: req.Method, Path: req.Path, Err: c.wrap(req, err)}
+			return nil, &connectors.InDoubtError{Method: req.Method, Path: c.redact.String(req.Path), Err: c.wrap(req, err)}
 		}
 		if attempt >= c.cfg.Retry.Attempts {
 			return nil, c.wrap(req, fmt.Errorf("giving up after %d attempts: %w", attempt, lastErr))
@@ -264,7 +268,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		if api != nil && api.RetryAfter > 0 {
 			delay = api.RetryAfter
 		}
-		c.log.Debug("retrying", "method", req.Method, "path", req.Path, "attempt", attempt, "delay", delay, "error", c.redact.String(err.Error()))
+		c.log.Debug("retrying", "method", req.Method, "path", c.redact.String(req.Path), "attempt", attempt, "delay", delay, "error", c.redact.String(err.Error()))
 		if err := c.sleep(ctx, delay); err != nil {
 			return nil, c.wrap(req, err)
 		}
@@ -313,7 +317,7 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 		return nil, &transportError{err: err}, true
 	}
 	c.observeRateHeaders(res.Header)
-	c.log.Trace("request", "method", req.Method, "path", req.Path, "status", res.StatusCode, "took", c.now().Sub(start))
+	c.log.Trace("request", "method", req.Method, "path", c.redact.String(req.Path), "status", res.StatusCode, "took", c.now().Sub(start))
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		var api *connectors.APIError
 		if c.cfg.ParseError != nil {
@@ -350,8 +354,18 @@ func (c *Client) wrap(req Request, err error) error {
 	if errors.As(err, &api) {
 		return err // already says service, status and message
 	}
-	return fmt.Errorf("%s %s %s: %s", c.cfg.Service, req.Method, req.Path, c.redact.String(err.Error()))
+	return &redactedError{msg: c.redact.String(fmt.Sprintf("%s %s %s: %s", c.cfg.Service, req.Method, req.Path, err.Error())), err: err}
 }
+
+// redactedError says what happened with the secrets taken out, and keeps
+// the cause for errors.Is (context.Canceled, a transport error).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // wait takes a token from the bucket, after any pause the service's
 // rate-limit headers asked for.

@@ -1,0 +1,123 @@
+package apiclient
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+)
+
+// TestTokenBucketKeepsUnderItsRate drives the client's limiter with
+// synthetic times (rate.Limiter's *N methods take the time as an
+// argument): a caller trying far more often than allowed gets, in any
+// window, at most the burst plus the documented rate.
+func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit connectors.RateLimit
+	}{
+		{"memberships 100 per 10s", connectors.RateLimit{Requests: 100, Per: 10 * time.Second}},
+		{"accredible 2000 per 5 min", connectors.RateLimit{Requests: 2000, Per: 5 * time.Minute}},
+		{"accelevents 10 per s, burst 5", connectors.RateLimit{Requests: 10, Per: time.Second, Burst: 5}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := testClient(t, Config{BaseURL: "http://x", RateLimit: tc.limit})
+			lim := c.Limiter()
+			if lim == nil {
+				t.Fatal("no limiter")
+			}
+			burst := tc.limit.Burst
+			if burst == 0 {
+				burst = tc.limit.Requests
+			}
+			if lim.Burst() != burst {
+				t.Fatalf("burst %d, want %d", lim.Burst(), burst)
+			}
+			perSecond := float64(tc.limit.Requests) / tc.limit.Per.Seconds()
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			// Try every millisecond for three periods.
+			span := 3 * tc.limit.Per
+			var allowed []time.Duration
+			for at := time.Duration(0); at < span; at += time.Millisecond {
+				if lim.AllowN(start.Add(at), 1) {
+					allowed = append(allowed, at)
+				}
+			}
+			// Sliding windows of one period: never more than burst + one
+			// period's worth (the documented limit), allowing one token of
+			// rounding.
+			max := burst + tc.limit.Requests + 1
+			j := 0
+			for i := range allowed {
+				for allowed[i]-allowed[j] >= tc.limit.Per {
+					j++
+				}
+				if n := i - j + 1; n > max {
+					t.Fatalf("%d requests within one period ending at %s; at most %d allowed", n, allowed[i], max)
+				}
+			}
+			// After the burst, the long-run rate is the documented one.
+			steady := float64(len(allowed)-burst) / span.Seconds()
+			if steady > perSecond*1.01 || steady < perSecond*0.95 {
+				t.Fatalf("steady rate %.2f/s, want %.2f/s", steady, perSecond)
+			}
+		})
+	}
+}
+
+func TestUnlimitedHasNoLimiter(t *testing.T) {
+	for _, rl := range []connectors.RateLimit{{}, {Requests: 10}, {Per: time.Second}} {
+		c, _ := testClient(t, Config{BaseURL: "http://x", RateLimit: rl})
+		if c.Limiter() != nil {
+			t.Fatalf("%+v: limiter set", rl)
+		}
+	}
+}
+
+func TestDoWaitsForAToken(t *testing.T) {
+	srv := newScript(t)
+	c, _ := testClient(t, Config{BaseURL: srv.URL, RateLimit: connectors.RateLimit{Requests: 1, Per: time.Hour}})
+	if _, err := c.Do(context.Background(), Request{Method: "GET", Path: "/a"}); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is empty for an hour: the call must give up at its
+	// context's deadline without reaching the server.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Do(ctx, Request{Method: "GET", Path: "/b"})
+	if err == nil || !strings.Contains(err.Error(), "svc GET /b") {
+		t.Fatalf("err = %v", err)
+	}
+	if srv.hits.Load() != 1 {
+		t.Fatalf("server saw %d requests; the limiter let one through", srv.hits.Load())
+	}
+	if errors.Is(err, connectors.ErrInDoubt) {
+		t.Fatal("a request never sent reported in doubt")
+	}
+}
+
+// BenchmarkLimiterWait measures the real limiter over wall time: the
+// reported req/s must not exceed the configured 500/s.
+func BenchmarkLimiterWait(b *testing.B) {
+	c, err := New(Config{Service: "svc", BaseURL: "http://x", RateLimit: connectors.RateLimit{Requests: 500, Per: time.Second, Burst: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if err := c.wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rate := float64(b.N) / time.Since(start).Seconds()
+	b.ReportMetric(rate, "req/s")
+	if b.N > 100 && rate > 500*1.02 {
+		b.Fatalf("limiter let %.0f req/s through, configured 500", rate)
+	}
+}
