@@ -1,0 +1,424 @@
+package sandbox
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Users are served in creation order unless sort=dateUpdated (our
+// extension for incremental pollers) asks for the order of last change.
+const (
+	searchDefaultLimit = 25
+	searchMaxLimit     = 100
+)
+
+// checkLocation answers 400 when a request names another location or
+// company than the demo one, as GoHighLevel does for a token without
+// access.
+func checkScope(w http.ResponseWriter, key, got, want string) bool {
+	if got != "" && got != want {
+		writeError(w, http.StatusBadRequest, "The token does not have access to this "+strings.TrimSuffix(key, "Id")+".")
+		return false
+	}
+	return true
+}
+
+// listUsers is GET /users/?locationId=: every user, no paging.
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	loc := r.URL.Query().Get("locationId")
+	if loc == "" {
+		writeInvalid(w, []string{"locationId should not be empty"})
+		return
+	}
+	if !checkScope(w, "locationId", loc, DemoLocationID) {
+		return
+	}
+	s.mu.RLock()
+	out := make([]userJSON, 0, s.st.liveUsers)
+	for i := range s.st.users {
+		if u := &s.st.users[i]; !u.deleted {
+			out = append(out, u.wire())
+		}
+	}
+	s.mu.RUnlock()
+	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+// userFilter is a search's conditions.
+type userFilter struct {
+	query        string
+	ids          map[id20]bool
+	status       int // -1: any
+	role, typ    string
+	updatedAfter int64
+}
+
+func (f *userFilter) match(u *user) bool {
+	if u.deleted {
+		return false
+	}
+	if f.status >= 0 && int(u.status) != f.status {
+		return false
+	}
+	if f.updatedAfter != 0 && u.dateUpdated < f.updatedAfter {
+		return false
+	}
+	if f.ids != nil && !f.ids[u.id] {
+		return false
+	}
+	if f.role != "" && u.role != f.role {
+		return false
+	}
+	if f.typ != "" && u.roleType != f.typ {
+		return false
+	}
+	if f.query != "" && !containsFold(u.email, f.query) && !containsFold(u.phone, f.query) &&
+		!containsFold(u.firstName+" "+u.lastName, f.query) {
+		return false
+	}
+	return true
+}
+
+// searchUsers is GET /users/search.
+func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var invalid []string
+	if q.Get("companyId") == "" {
+		invalid = append(invalid, "companyId should not be empty")
+	}
+	f := userFilter{query: strings.TrimSpace(q.Get("query")), status: -1, role: q.Get("role"), typ: q.Get("type")}
+	if v := q.Get("membershipStatus"); v != "" {
+		i, ok := indexOf(membershipStatuses, v)
+		if !ok {
+			invalid = append(invalid, "membershipStatus must be one of the following values: "+strings.Join(membershipStatuses, ", "))
+		}
+		f.status = int(i)
+	}
+	if v := q.Get("updatedAfter"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			invalid = append(invalid, "updatedAfter must be a valid ISO 8601 date string")
+		}
+		f.updatedAfter = t.UnixNano()
+	}
+	sortBy := q.Get("sort")
+	switch sortBy {
+	case "", "dateAdded", "dateUpdated":
+	default:
+		invalid = append(invalid, "sort must be one of the following values: dateAdded, dateUpdated")
+	}
+	order := q.Get("order")
+	if order == "" {
+		order = q.Get("sortDirection")
+	}
+	if order != "" && order != "asc" && order != "desc" {
+		invalid = append(invalid, "order must be one of the following values: asc, desc")
+	}
+	if len(invalid) > 0 {
+		writeInvalid(w, invalid)
+		return
+	}
+	if !checkScope(w, "companyId", q.Get("companyId"), DemoCompanyID) || !checkScope(w, "locationId", q.Get("locationId"), DemoLocationID) {
+		return
+	}
+	skip, limit, ok := paging(w, q.Get, searchDefaultLimit, searchMaxLimit)
+	if !ok {
+		return
+	}
+	if v := q.Get("ids"); v != "" {
+		f.ids = map[id20]bool{}
+		for _, id := range strings.Split(v, ",") {
+			if key, ok := parseID(strings.TrimSpace(id)); ok {
+				f.ids[key] = true
+			}
+		}
+	}
+	desc := order == "desc"
+
+	s.mu.RLock()
+	st := s.st
+	page := make([]userJSON, 0, min(limit, 100))
+	count := 0
+	visit := func(idx int32) {
+		u := &st.users[idx]
+		if !f.match(u) {
+			return
+		}
+		if count >= skip && len(page) < limit {
+			page = append(page, u.wire())
+		}
+		count++
+	}
+	if sortBy == "dateUpdated" {
+		log := st.userLog
+		start := 0
+		if f.updatedAfter != 0 {
+			start = since(log, f.updatedAfter)
+		}
+		live := func(e logEntry) bool { return st.users[e.idx].dateUpdated == e.at }
+		if desc {
+			for i := len(log) - 1; i >= start; i-- {
+				if live(log[i]) {
+					visit(log[i].idx)
+				}
+			}
+		} else {
+			for i := start; i < len(log); i++ {
+				if live(log[i]) {
+					visit(log[i].idx)
+				}
+			}
+		}
+	} else if desc {
+		for i := len(st.users) - 1; i >= 0; i-- {
+			visit(int32(i))
+		}
+	} else {
+		for i := range st.users {
+			visit(int32(i))
+		}
+	}
+	s.mu.RUnlock()
+	writeJSON(w, http.StatusOK, map[string]any{"users": page, "count": count})
+}
+
+// filterByEmail is POST /users/search/filter-by-email. Without
+// projection=all it answers only id and email, as GoHighLevel does.
+func (s *Server) filterByEmail(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	b.required("companyId", "emails")
+	company, _ := b.str("companyId")
+	emails, _ := b.str("emails")
+	projection, _ := b.str("projection")
+	wantDeleted := false
+	if v, ok := b.m["deleted"]; ok {
+		d, isBool := v.(bool)
+		if !isBool {
+			b.invalid = append(b.invalid, "deleted must be a boolean value")
+		}
+		wantDeleted = d
+	}
+	get := func(k string) string { s, _ := b.str(k); return s }
+	if len(b.invalid) > 0 {
+		writeInvalid(w, b.invalid)
+		return
+	}
+	skip, limit, ok := paging(w, get, searchDefaultLimit, searchMaxLimit)
+	if !ok || !checkScope(w, "companyId", company, DemoCompanyID) {
+		return
+	}
+	type idEmail struct {
+		ID    string `json:"id"`
+		Email string `json:"email"`
+	}
+	var page []any
+	count := 0
+	s.mu.RLock()
+	st := s.st
+	for _, e := range strings.Split(emails, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		first, found := st.userByEmail[emailKey(e)]
+		for p := first; found && p >= 0; p = st.users[p].nextSameEmail {
+			u := &st.users[p]
+			if u.deleted != wantDeleted {
+				continue
+			}
+			if count >= skip && len(page) < limit {
+				if projection == "all" {
+					page = append(page, u.wire())
+				} else {
+					page = append(page, idEmail{u.id.String(), u.email})
+				}
+			}
+			count++
+		}
+	}
+	s.mu.RUnlock()
+	if page == nil {
+		page = []any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": page, "count": count})
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	idx, ok := s.st.lookupUser(r.PathValue("userId"))
+	var out userJSON
+	if ok {
+		out = s.st.users[idx].wire()
+	}
+	s.mu.RUnlock()
+	if !ok {
+		writeError(w, http.StatusBadRequest, "User not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// membershipFields applies our membership fields from a body to u.
+func membershipFields(b *body, u *user) {
+	if v, ok := b.enum("membershipStatus", membershipStatuses); ok {
+		u.status = v
+	}
+	if v, ok := b.enum("registrationStatus", registrationStatuses); ok {
+		u.registration = v
+	}
+	if v, ok := b.enum("certificateStatus", certificateStatuses); ok {
+		u.certSt = v
+	}
+	if v, ok := b.date("enrollmentDate"); ok {
+		u.enrollment = v
+	}
+	if v, ok := b.date("eligibilityDate"); ok {
+		u.eligibility = v
+	}
+	if v, ok := b.date("issuanceDate"); ok {
+		u.issuance = v
+	}
+	if v, ok := b.str("planId"); ok {
+		u.plan = v
+	}
+	if v, ok := b.str("certificateId"); ok {
+		u.certificateID = v
+	}
+}
+
+// createUser is POST /users/ (201).
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	b.required("companyId", "firstName", "lastName", "email", "password", "type", "role", "locationIds")
+	var u user
+	company, _ := b.str("companyId")
+	u.firstName, _ = b.str("firstName")
+	u.lastName, _ = b.str("lastName")
+	u.email, _ = b.email("email")
+	_, _ = b.str("password")
+	u.phone, _ = b.str("phone")
+	u.roleType, _ = b.str("type")
+	u.role, _ = b.str("role")
+	locations, _ := b.strings("locationIds")
+	membershipFields(b, &u)
+	if len(b.invalid) > 0 {
+		writeInvalid(w, b.invalid)
+		return
+	}
+	if !checkScope(w, "companyId", company, DemoCompanyID) {
+		return
+	}
+	for _, l := range locations {
+		if !checkScope(w, "locationId", l, DemoLocationID) {
+			return
+		}
+	}
+	s.mu.Lock()
+	now := s.now()
+	u.id = s.newID()
+	u.dateAdded = s.st.tick(now)
+	u.dateUpdated = u.dateAdded
+	idx := s.st.addUser(u)
+	out := s.st.users[idx].wire()
+	hook := s.userHook("UserCreate", idx, "")
+	s.mu.Unlock()
+	s.send(hook)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// updateUser is PUT /users/{userId}: a partial update.
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var patch user
+	first, hasFirst := b.str("firstName")
+	last, hasLast := b.str("lastName")
+	email, hasEmail := b.email("email")
+	phone, hasPhone := b.str("phone")
+	typ, hasType := b.str("type")
+	role, hasRole := b.str("role")
+	_, _ = b.str("password")
+	_, _ = b.strings("locationIds")
+	if len(b.invalid) > 0 {
+		writeInvalid(w, b.invalid)
+		return
+	}
+	s.mu.Lock()
+	idx, found := s.st.lookupUser(r.PathValue("userId"))
+	if !found {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, "User not found")
+		return
+	}
+	u := &s.st.users[idx]
+	patch = *u
+	membershipFields(b, &patch)
+	if len(b.invalid) > 0 {
+		s.mu.Unlock()
+		writeInvalid(w, b.invalid)
+		return
+	}
+	if hasFirst {
+		patch.firstName = first
+	}
+	if hasLast {
+		patch.lastName = last
+	}
+	if hasPhone {
+		patch.phone = phone
+	}
+	if hasType {
+		patch.roleType = typ
+	}
+	if hasRole {
+		patch.role = role
+	}
+	before := u.status
+	if hasEmail {
+		if emailKey(email) != emailKey(u.email) {
+			s.st.unlinkEmail(idx)
+			u.email = email
+			s.st.linkEmail(idx)
+		}
+		u.email = email
+	}
+	patch.email, patch.nextSameEmail = u.email, u.nextSameEmail
+	*u = patch
+	s.st.touchUser(idx, s.now())
+	out := u.wire()
+	prev := ""
+	if u.status != before {
+		prev = membershipStatuses[before]
+	}
+	hook := s.userHook("UserUpdate", idx, prev)
+	s.mu.Unlock()
+	s.send(hook)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deleteUser is DELETE /users/{userId}. GoHighLevel queues the deletion;
+// the sandbox applies it at once.
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	idx, found := s.st.lookupUser(r.PathValue("userId"))
+	if !found {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, "User not found")
+		return
+	}
+	u := &s.st.users[idx]
+	u.deleted = true
+	s.st.liveUsers--
+	s.st.touchUser(idx, s.now())
+	msg := "Queued deleting user with e-mail " + u.email + " and name " + strings.TrimSpace(u.firstName+" "+u.lastName) + ". Will take effect in a few minutes."
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": msg})
+}
