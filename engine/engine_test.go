@@ -1,0 +1,136 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+func everyOther(i int) bool { return i%2 == 1 }
+
+func TestRunOnceIssuesExactlyOnceAndSecondRunChangesNothing(t *testing.T) {
+	path := tempDB(t)
+	svc := newFakeService(9, everyOther) // m001, m003, ... m009 active: 5
+	store := openStore(t, path)
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+	sum := recipeSummary(t, runOnce(t, e), "issue")
+	if sum.Events != 9 || sum.Succeeded != 5 || sum.Skipped != 4 || sum.Dead != 0 {
+		t.Errorf("summary = %+v, want 9 events, 5 succeeded, 4 skipped", sum)
+	}
+	if got := sum.Writes["certs.create_cert"]; got != 5 {
+		t.Errorf("writes of certs.create_cert = %d, want 5", got)
+	}
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, store)
+	if svc.creates != 5 || svc.updates != 5 {
+		t.Errorf("service effects: %d creates, %d updates; want 5 and 5", svc.creates, svc.updates)
+	}
+	e.Close()
+	store.Close()
+
+	// A second run sees the members it updated: their echoes are
+	// suppressed and nothing changes.
+	store = openStore(t, path)
+	defer store.Close()
+	e = newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+	sum = recipeSummary(t, runOnce(t, e), "issue")
+	if sum.Events != 5 || sum.Suppressed != 5 || sum.Succeeded != 0 {
+		t.Errorf("second summary = %+v, want the 5 echoes suppressed", sum)
+	}
+	if svc.creates != 5 || svc.updates != 5 {
+		t.Errorf("second run changed the service: %d creates, %d updates", svc.creates, svc.updates)
+	}
+	assertAllDone(t, store)
+}
+
+func TestAuditRecordsConditionValuesAndSteps(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(2, func(i int) bool { return i == 1 })
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+	runOnce(t, e)
+	runs, err := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "issue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byStatus := map[string]engine.RunInfo{}
+	for _, r := range runs {
+		byStatus[r.Status] = r
+	}
+	ok, skipped := byStatus[engine.RunSucceeded], byStatus[engine.RunSkipped]
+	d, err := store.GetRun(context.Background(), ok.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Condition == nil || !*d.Condition {
+		t.Errorf("condition of a succeeded run = %v, want true", d.Condition)
+	}
+	if got := string(d.Values); got != `{"trigger.cert":"","trigger.status":"active"}` {
+		t.Errorf("condition values = %s", got)
+	}
+	if len(d.Steps) != 2 || d.Steps[0].StepID != "issue" || d.Steps[0].Status != engine.StepSucceeded ||
+		d.Steps[1].StepID != "link" || d.Steps[1].Status != engine.StepSucceeded {
+		t.Fatalf("steps = %+v", d.Steps)
+	}
+	if got := string(d.Steps[0].Input); got != `{"course":"go-101","member":"m001"}` {
+		t.Errorf("issue input = %s", got)
+	}
+	if !strings.Contains(string(d.Steps[1].Input), `"cert":"c1"`) {
+		t.Errorf("link input = %s, want the certificate id of step issue", d.Steps[1].Input)
+	}
+	if d.Steps[0].Finished.Before(d.Steps[0].Started) || d.Steps[0].Started.IsZero() {
+		t.Errorf("issue timings: %v .. %v", d.Steps[0].Started, d.Steps[0].Finished)
+	}
+	sk, err := store.GetRun(context.Background(), skipped.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sk.Condition == nil || *sk.Condition || string(sk.Values) != `{"trigger.cert":"","trigger.status":"lapsed"}` {
+		t.Errorf("skipped run: condition %v, values %s", sk.Condition, sk.Values)
+	}
+	if len(sk.Steps) != 0 {
+		t.Errorf("a skipped run has steps: %+v", sk.Steps)
+	}
+}
+
+func TestStepWhenFalseIsJournaledSkipped(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(1, func(int) bool { return true })
+	r := issueRecipe(t)
+	r.Steps[1].When = mustExpr(t, `steps.issue.id == "never"`)
+	e := newEngine(t, store, svc, []*recipes.Recipe{r})
+	sum := recipeSummary(t, runOnce(t, e), "issue")
+	if sum.Succeeded != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	d, err := store.GetRun(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Steps) != 2 || d.Steps[1].Status != engine.StepSkipped {
+		t.Errorf("steps = %+v, want link skipped", d.Steps)
+	}
+	if svc.updates != 0 {
+		t.Errorf("the skipped step ran: %d updates", svc.updates)
+	}
+}
+
+func TestSummaryText(t *testing.T) {
+	s := &engine.Summary{Recipes: []engine.RecipeSummary{{Recipe: "issue", Events: 3, Succeeded: 2, Skipped: 1,
+		Writes: map[string]int64{"certs.create_cert": 2, "members.set_cert": 2}}}}
+	var b strings.Builder
+	if err := s.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "RECIPE  EVENTS  SUCCEEDED  SKIPPED  SUPPRESSED  DEAD  WRITES\n" +
+		"issue   3       2          1        0           0     certs.create_cert=2 members.set_cert=2\n"
+	if b.String() != want {
+		t.Errorf("summary text:\n%s\nwant:\n%s", b.String(), want)
+	}
+	_ = fmt.Sprint
+}
