@@ -16,7 +16,12 @@ type Expr struct {
 	// Pos is where Source starts in the file.
 	Pos     Pos
 	program *vm.Program
+	// secrets are the NAMEs of secret.NAME the expression reads.
+	secrets []string
 }
+
+// SecretNames lists the secrets the expression reads (secret.NAME).
+func (e *Expr) SecretNames() []string { return e.secrets }
 
 // Env is what expressions see: trigger, steps, vars, secret.
 type Env = map[string]any
@@ -238,8 +243,19 @@ type Segment struct {
 	Offset int
 }
 
+// InterpolationError is a malformed ${{ }} in a string.
+type InterpolationError struct {
+	// Offset is the byte offset of the ${{ in the string.
+	Offset int
+	Msg    string
+}
+
+func (e *InterpolationError) Error() string {
+	return fmt.Sprintf("%s at offset %d", e.Msg, e.Offset)
+}
+
 // SplitInterpolation splits s into literal text and ${{ }} expressions.
-// An unterminated ${{ is an error.
+// An unterminated or empty ${{ }} is an *InterpolationError.
 func SplitInterpolation(s string) ([]Segment, error) {
 	var segs []Segment
 	i := 0
@@ -257,13 +273,13 @@ func SplitInterpolation(s string) ([]Segment, error) {
 		start := i + j + 3
 		k := strings.Index(s[start:], "}}")
 		if k < 0 {
-			return nil, fmt.Errorf("unterminated ${{ at offset %d", i+j)
+			return nil, &InterpolationError{Offset: i + j, Msg: "unterminated ${{: close it with }}"}
 		}
 		raw := s[start : start+k]
 		trimmed := strings.TrimSpace(raw)
 		lead := len(raw) - len(strings.TrimLeft(raw, " \t\n"))
 		if trimmed == "" {
-			return nil, fmt.Errorf("empty ${{ }} at offset %d", i+j)
+			return nil, &InterpolationError{Offset: i + j, Msg: "empty ${{ }}"}
 		}
 		segs = append(segs, Segment{Text: trimmed, Expr: true, Offset: start + lead})
 		i = start + k + 2
