@@ -155,10 +155,21 @@ func (s *Server) RegisterWebhook(service, target string) ([]string, error) {
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		m.svc.ServeHTTP(rec, req)
-		if rec.Code < 200 || rec.Code > 299 {
+		switch {
+		case rec.Code >= 200 && rec.Code <= 299:
+			names = append(names, m.name)
+		case rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed || rec.Code == http.StatusUnauthorized:
+			// The service has no webhook endpoint (Accredible has no
+			// webhooks at all): skip it when registering everywhere.
+			if service != "" {
+				return nil, fmt.Errorf("%s does not deliver webhooks (its registration endpoint answered HTTP %d); poll it instead", m.name, rec.Code)
+			}
+		default:
 			return names, fmt.Errorf("registering a webhook with %s: HTTP %d: %s", m.name, rec.Code, strings.TrimSpace(rec.Body.String()))
 		}
-		names = append(names, m.name)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no service took the webhook registration")
 	}
 	return names, nil
 }

@@ -395,3 +395,25 @@ func TestStartBadAddress(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// hooklessService has no webhook endpoint, like Accredible.
+type hooklessService struct{ *itemService }
+
+func (hooklessService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sandboxkit.WriteJSON(w, http.StatusNotFound, map[string]string{"errors": "Doesn't exist"})
+}
+
+func TestWebhookRegistrationSkipsServicesWithoutWebhooks(t *testing.T) {
+	hookless := func(o sandboxkit.Options) sandboxkit.Service {
+		return hooklessService{newItemService("gamma")(o).(*itemService)}
+	}
+	_, ts := newTestServer(t, Options{Services: []Factory{newItemService("alpha"), hookless}})
+	status, body := do(t, "POST", ts.URL+"/_sandbox/webhooks", `{"url":"http://127.0.0.1:9/h"}`)
+	if status != 200 || !strings.Contains(body, `"alpha"`) || strings.Contains(body, `"gamma"`) {
+		t.Fatalf("every service: %d %s", status, body)
+	}
+	status, body = do(t, "POST", ts.URL+"/_sandbox/webhooks", `{"service":"gamma","url":"http://127.0.0.1:9/h"}`)
+	if status != 400 || !strings.Contains(body, "gamma does not deliver webhooks (its registration endpoint answered HTTP 404); poll it instead") {
+		t.Fatalf("hookless service: %d %s", status, body)
+	}
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	accredible "github.com/memberflow/memberflow/connectors/accredible/sandbox"
+	memberships "github.com/memberflow/memberflow/connectors/memberships/sandbox"
+	"github.com/memberflow/memberflow/internal/sandbox"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+func init() {
+	register(&command{
+		name:    "sandbox",
+		summary: "run the simulated Memberships, Accredible and Accelevents APIs",
+		usage:   "[--addr 127.0.0.1:8089] [--members N] [--seed S] [--fail-rate F] [--drop-rate F] [--latency D] [--rate-limit R|off]",
+		help: `Serves the three sandboxes under /memberships, /accredible and /accelevents
+with seeded data, until interrupted. They answer like the real APIs: the same
+headers, paths, bodies, pagination, errors and rate limits.
+
+Faults are deterministic for a seed: --fail-rate answers 500, --drop-rate
+closes the connection unanswered (half of the time after applying the
+request), --latency delays every answer.
+
+--rate-limit overrides every service's documented limit: "off", "N" (per
+second) or "N/DURATION" ("100/10s"). Without it each service keeps its own
+(Memberships 100 per 10 s, Accredible 2,000 per 5 minutes).
+
+Inspect and drive it with GET /_sandbox/stats, POST /_sandbox/reset,
+POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
+		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
+			addr := fs.String("addr", "127.0.0.1:8089", "address to listen on (port 0 picks a free one)")
+			members := fs.Int("members", 1000, "number of seeded members")
+			seed := fs.Int64("seed", 1, "seed of the demo data and of the fault sequence")
+			failRate := fs.Float64("fail-rate", 0, "share of API requests answered 500, 0 to 1")
+			dropRate := fs.Float64("drop-rate", 0, "share of API requests whose connection is dropped, 0 to 1")
+			latency := fs.Duration("latency", 0, "delay added to every API answer (e.g. 50ms)")
+			rateLimit := fs.String("rate-limit", "", `rate limit of every service: "off", "N" per second or "N/DURATION"; empty keeps the documented limits`)
+			logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+			return func(ctx context.Context, args []string, io stdio) int {
+				if len(args) > 0 {
+					fmt.Fprintf(io.err, "memberflow sandbox: unexpected arguments %q\n", args)
+					return exitUsage
+				}
+				limit, err := parseRateLimit(*rateLimit)
+				if err != nil {
+					fmt.Fprintf(io.err, "memberflow sandbox: --rate-limit: %v\n", err)
+					return exitUsage
+				}
+				level := hclog.LevelFromString(*logLevel)
+				if level == hclog.NoLevel {
+					fmt.Fprintf(io.err, "memberflow sandbox: --log-level: unknown level %q; use trace, debug, info, warn or error\n", *logLevel)
+					return exitUsage
+				}
+				opts := sandbox.Options{
+					Members:   *members,
+					Seed:      *seed,
+					Faults:    sandboxkit.Faults{FailRate: *failRate, DropRate: *dropRate, Latency: *latency},
+					RateLimit: limit,
+					Logger:    hclog.New(&hclog.LoggerOptions{Name: "memberflow", Level: level, Output: io.err}),
+				}
+				return serveSandbox(ctx, *addr, opts, io)
+			}
+		},
+	})
+}
+
+// serveSandbox seeds, listens, prints how to call each service, and serves
+// until ctx ends.
+func serveSandbox(ctx context.Context, addr string, opts sandbox.Options, io stdio) int {
+	start := time.Now()
+	srv, err := sandbox.New(opts)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow sandbox: %v\n", err)
+		return exitUsage
+	}
+	seeded := time.Since(start)
+	base, err := srv.Start(addr)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow sandbox: %v\n", err)
+		return exitFail
+	}
+	printSandboxBanner(io.out, srv, base, opts, seeded)
+	<-ctx.Done()
+	fmt.Fprintln(io.err, "memberflow sandbox: stopping")
+	if err := srv.Close(); err != nil {
+		fmt.Fprintf(io.err, "memberflow sandbox: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func printSandboxBanner(w io.Writer, srv *sandbox.Server, base string, opts sandbox.Options, seeded time.Duration) {
+	fmt.Fprintf(w, "memberflow sandbox at %s (seed %d, %d members, seeded in %s)\n", base, opts.Seed, opts.Members, seeded.Round(time.Millisecond))
+	if f := opts.Faults; f.Enabled() {
+		fmt.Fprintf(w, "faults: fail %.0f%%, drop %.0f%%, latency %s\n", f.FailRate*100, f.DropRate*100, f.Latency)
+	}
+	switch rl := opts.RateLimit; {
+	case rl == nil:
+		fmt.Fprintln(w, "rate limits: as documented")
+	case rl.Requests == 0:
+		fmt.Fprintln(w, "rate limits: off")
+	default:
+		fmt.Fprintf(w, "rate limits: %d requests per %s on every service\n", rl.Requests, rl.Per)
+	}
+	for _, name := range srv.Services() {
+		url := srv.URL(name)
+		fmt.Fprintf(w, "\n%s  %s\n", name, url)
+		switch name {
+		case "memberships":
+			fmt.Fprintf(w, "  token:  %s (private integration token; OAuth app %s / %s at %s/oauth/token)\n", memberships.DemoKey, memberships.DemoClientID, memberships.DemoClientSecret, url)
+			fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' -H 'Version: %s' '%s/users/search?companyId=%s&limit=5'\n", memberships.DemoKey, memberships.APIVersion, url, memberships.DemoCompanyID)
+		case "accredible":
+			fmt.Fprintf(w, "  key:    %s\n", accredible.DemoKey)
+			fmt.Fprintf(w, "  curl -H 'Authorization: Token token=%s' -H 'Content-Type: application/json' -d '{\"query\":{},\"page\":{\"from\":0,\"size\":5}}' '%s/v2/credentials/search'\n", accredible.DemoKey, url)
+			fmt.Fprintf(w, "  curl -H 'Authorization: Token token=%s' '%s/v1/issuer/all_groups'\n", accredible.DemoKey, url)
+		case "accelevents":
+			fmt.Fprintf(w, "  key:    %s (webhook secret %s)\n", accelevents.DemoKey, accelevents.DemoWebhookSecret)
+			fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' '%s/rest/events/%s/staff/allAttendees?page=0&size=5'\n", accelevents.DemoKey, url, accelevents.DemoEventURL)
+		}
+	}
+	fmt.Fprintf(w, "\ninspect: curl %s/_sandbox/stats\n", base)
+	fmt.Fprintf(w, "mutate:  curl -d '{\"service\":\"memberships\",\"kind\":\"become_eligible\",\"count\":5}' %s/_sandbox/mutate\n", base)
+	fmt.Fprintf(w, "hooks:   curl -d '{\"service\":\"accelevents\",\"url\":\"http://127.0.0.1:9000/hooks\"}' %s/_sandbox/webhooks\n", base)
+	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+	if f, ok := w.(*os.File); ok {
+		f.Sync()
+	}
+}
+
+// parseRateLimit reads --rate-limit: "" keeps the documented limits (nil),
+// "off" turns limiting off, "N" is N per second, "N/DURATION" N per
+// DURATION.
+func parseRateLimit(s string) (*sandboxkit.Limit, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return nil, nil
+	case "off", "0":
+		return &sandboxkit.Limit{}, nil
+	}
+	count, per, hasPer := strings.Cut(s, "/")
+	n, err := strconv.Atoi(count)
+	if err != nil || n <= 0 {
+		return nil, fmt.Errorf("%q: want off, N or N/DURATION (e.g. 100/10s), with N a positive whole number", s)
+	}
+	d := time.Second
+	if hasPer {
+		if d, err = time.ParseDuration(per); err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q: %q is not a positive duration (e.g. 10s, 5m)", s, per)
+		}
+	}
+	return &sandboxkit.Limit{Requests: n, Per: d}, nil
+}

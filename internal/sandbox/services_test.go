@@ -1,0 +1,173 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+// demoClient calls one mounted service the way its connector does, with
+// the demo credentials.
+func demoClient(t testing.TB, base, service string, auth connectors.Auth) *apiclient.Client {
+	t.Helper()
+	cfg := apiclient.Config{Service: service, BaseURL: base + "/" + service, Auth: auth, Retry: apiclient.RetryPolicy{Attempts: 1}}
+	switch service {
+	case "memberships":
+		cfg.Header = http.Header{"Version": {"2021-07-28"}}
+	case "accredible":
+		cfg.APIKeyScheme = "Token token=%s"
+	case "accelevents":
+		cfg.APIKeyScheme = "Bearer %s"
+	}
+	c, err := apiclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// probes are simple reads each service answers with seeded data.
+var probes = map[string]apiclient.Request{
+	"memberships": {Method: "GET", Path: "/users/search", Query: map[string][]string{"companyId": {"mfSandboxCompany0001"}, "limit": {"3"}}},
+	"accredible":  {Method: "GET", Path: "/v1/issuer/all_groups"},
+	"accelevents": {Method: "GET", Path: "/rest/events/" + accelevents.DemoEventURL + "/staff/allAttendees", Query: map[string][]string{"page": {"0"}, "size": {"3"}}},
+}
+
+func realServer(t *testing.T, opts Options) (*Server, string) {
+	t.Helper()
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	return s, ts.URL
+}
+
+func TestRealServicesWithDemoAuth(t *testing.T) {
+	s, base := realServer(t, Options{Members: 40, Seed: 3})
+	if got := strings.Join(s.Services(), ","); got != "memberships,accredible,accelevents" {
+		t.Fatalf("services %s", got)
+	}
+	for _, name := range s.Services() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			res, err := demoClient(t, base, name, DemoAuth(name)).Do(ctx, probes[name])
+			if err != nil {
+				t.Fatalf("with the demo credentials: %v", err)
+			}
+			if len(res.Body) < 20 {
+				t.Fatalf("answer %s", res.Body)
+			}
+			wrong := DemoAuth(name)
+			wrong.Key, wrong.Token = "not-the-demo-key", "not-the-demo-key"
+			_, err = demoClient(t, base, name, wrong).Do(ctx, probes[name])
+			var api *connectors.APIError
+			if !errors.As(err, &api) || api.Status != http.StatusUnauthorized {
+				t.Fatalf("with a wrong key: %v, want the service's 401", err)
+			}
+		})
+	}
+	st := s.Stats()
+	if st.Services["memberships"].Objects["users"] != 40 {
+		t.Errorf("memberships users = %d, want 40", st.Services["memberships"].Objects["users"])
+	}
+	if st.Totals.Responses["401"] != 3 || st.Totals.Responses["200"] != 3 {
+		t.Errorf("responses %v, want three 200 and three 401", st.Totals.Responses)
+	}
+}
+
+func TestDemoAuthUnknownConnector(t *testing.T) {
+	if got := DemoAuth("files"); got.Type != connectors.AuthNone {
+		t.Fatalf("DemoAuth(files) = %+v", got)
+	}
+	if DemoWebhook("accelevents").Secret != accelevents.DemoWebhookSecret || DemoWebhook("accredible").Secret != "" {
+		t.Fatal("DemoWebhook secrets")
+	}
+}
+
+func TestRealServicesAreDeterministic(t *testing.T) {
+	at := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	now := func() time.Time { return at }
+	read := func(seed int64) map[string]string {
+		_, base := realServer(t, Options{Members: 25, Seed: seed, Now: now})
+		out := map[string]string{}
+		for name, probe := range probes {
+			res, err := demoClient(t, base, name, DemoAuth(name)).Do(context.Background(), probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = string(res.Body)
+		}
+		return out
+	}
+	a, b, c := read(8), read(8), read(9)
+	for name := range probes {
+		if a[name] != b[name] {
+			t.Errorf("%s: same seed, different data", name)
+		}
+	}
+	if a["memberships"] == c["memberships"] {
+		t.Errorf("memberships: different seeds, same data")
+	}
+}
+
+func TestRealResetAndMutate(t *testing.T) {
+	s, base := realServer(t, Options{Members: 30, Seed: 2, RateLimit: &sandboxkit.Limit{}})
+	before := s.Stats()
+	res, err := s.Mutate([]MutateRequest{
+		{Service: "memberships", Kind: "new_member", Count: 2},
+		{Service: "accredible", Kind: "issue_credential", Count: 3},
+		{Service: "accelevents", Kind: "register", Count: 1},
+	})
+	if err != nil {
+		t.Fatalf("mutate: %v (applied %v)", err, res)
+	}
+	after := s.Stats()
+	if after.Services["memberships"].Objects["users"] != before.Services["memberships"].Objects["users"]+2 {
+		t.Errorf("new_member: users %d -> %d", before.Services["memberships"].Objects["users"], after.Services["memberships"].Objects["users"])
+	}
+	if after.Services["accredible"].Objects["credentials"] != before.Services["accredible"].Objects["credentials"]+3 {
+		t.Errorf("issue_credential: credentials %d -> %d", before.Services["accredible"].Objects["credentials"], after.Services["accredible"].Objects["credentials"])
+	}
+	if _, err := s.Mutate([]MutateRequest{{Service: "memberships", Kind: "explode"}}); err == nil || !strings.Contains(err.Error(), `mutation 0 (memberships.explode)`) {
+		t.Errorf("unknown kind: %v", err)
+	}
+	demoClient(t, base, "memberships", DemoAuth("memberships")).Do(context.Background(), probes["memberships"])
+	s.Reset()
+	reset := s.Stats()
+	for name, st := range before.Services {
+		for kind, n := range st.Objects {
+			if reset.Services[name].Objects[kind] != n {
+				t.Errorf("after reset %s %s = %d, want the seeded %d", name, kind, reset.Services[name].Objects[kind], n)
+			}
+		}
+	}
+	if reset.Totals.Requests != 0 {
+		t.Errorf("requests after reset: %d", reset.Totals.Requests)
+	}
+}
+
+func TestRealRateLimitOverride(t *testing.T) {
+	_, base := realServer(t, Options{Members: 5, RateLimit: &sandboxkit.Limit{Requests: 2, Per: time.Hour}})
+	for name, probe := range probes {
+		c := demoClient(t, base, name, DemoAuth(name))
+		var last error
+		for i := 0; i < 3; i++ {
+			_, last = c.Do(context.Background(), probe)
+		}
+		var api *connectors.APIError
+		if !errors.As(last, &api) || api.Status != http.StatusTooManyRequests {
+			t.Errorf("%s: third request in a 2-per-hour window: %v, want 429", name, last)
+		}
+	}
+}
