@@ -187,6 +187,14 @@ func (l *loader) compileConnection(s *source, key, n *yaml.Node) *Connection {
 			}
 		}
 	}
+	if get(n, "options") == nil && spec != nil && len(spec.Options) > 0 {
+		// Required options are required even when the block is missing.
+		if sch, _ := compiledOptionSchema(spec); sch != nil {
+			if err := sch.Validate(map[string]any{}); err != nil {
+				s.errorf(key, "%s: connector %q needs options: %s", where, spec.Name, requiredSummary(err))
+			}
+		}
+	}
 	if rl := get(n, "rate_limit"); rl != nil {
 		switch {
 		case rl.Kind == yaml.ScalarNode && rl.Value == "off":
@@ -459,16 +467,21 @@ func (s *source) needsWith(uses *yaml.Node, input json.RawMessage, name, where s
 		return
 	}
 	if err := sch.Validate(map[string]any{}); err != nil {
-		msg := schemaSummary(err)
-		var keys []string
-		for _, m := range quotedRE.FindAllStringSubmatch(msg, -1) {
-			keys = append(keys, m[1])
-		}
-		if len(keys) > 0 {
-			msg = "it requires " + strings.Join(keys, ", ")
-		}
-		s.errorf(uses, "%s: needs a with block: %s", where, msg)
+		s.errorf(uses, "%s: needs a with block: %s", where, requiredSummary(err))
 	}
+}
+
+// requiredSummary explains why an empty object is not valid.
+func requiredSummary(err error) string {
+	msg := schemaSummary(err)
+	var keys []string
+	for _, m := range quotedRE.FindAllStringSubmatch(msg, -1) {
+		keys = append(keys, m[1])
+	}
+	if len(keys) > 0 {
+		return "it requires " + strings.Join(keys, ", ")
+	}
+	return msg
 }
 
 // compileSteps checks every step in order; each sees the outputs of the

@@ -82,13 +82,13 @@ func IsRecipeFile(path string) bool {
 }
 
 type loader struct {
-	opts    Options
-	reg     *connectors.Registry
-	log     hclog.Logger
-	diags   Diagnostics
-	shared  map[string]*connFile // by cleaned path
-	loaded  []*loadedRecipe
-	overlay []*connFile // opts.Connections, loaded on first use
+	opts     Options
+	reg      *connectors.Registry
+	log      hclog.Logger
+	diags    Diagnostics
+	shared   map[string]*connFile // by cleaned path
+	loaded   []*loadedRecipe
+	overlay  []*connFile // opts.Connections, loaded on first use
 	overlaid bool
 }
 
