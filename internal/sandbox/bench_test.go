@@ -2,14 +2,18 @@ package sandbox
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
 
 // loadConn is a minimal keep-alive HTTP/1.1 client: it writes one
@@ -92,4 +96,72 @@ func BenchmarkServeTestService(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchServe(b, s, "GET", "/alpha/items/42", nil, http.StatusOK)
+}
+
+// BenchmarkServeSimpleGET measures the combined sandbox serving one
+// user by id from the Memberships sandbox, with auth checked and rate
+// limits off: the target is at least 20,000 requests per second on 2
+// cores, load generator included.
+func BenchmarkServeSimpleGET(b *testing.B) {
+	for _, tc := range []struct {
+		service, path string
+		header        http.Header
+	}{
+		{"memberships", "/users/{first}", http.Header{"Authorization": {"Bearer " + DemoAuth("memberships").Token}, "Version": {"2021-07-28"}}},
+		{"accredible", "/v1/issuer/groups/100001", http.Header{"Authorization": {"Token token=" + DemoAuth("accredible").Key}}},
+		{"accelevents", "/rest/events/annual-conference-2026/staff/ticketing/settings", http.Header{"Authorization": {"Bearer " + DemoAuth("accelevents").Key}}},
+	} {
+		b.Run(tc.service, func(b *testing.B) {
+			s, err := New(Options{Members: 10000, Seed: 1, RateLimit: &sandboxkit.Limit{}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			path := tc.path
+			if strings.Contains(path, "{first}") {
+				path = strings.Replace(path, "{first}", firstUserID(b, s), 1)
+			}
+			benchServe(b, s, "GET", "/"+tc.service+path, tc.header, http.StatusOK)
+		})
+	}
+}
+
+// BenchmarkSeedMillion seeds 1,000,000 members in every service and
+// reports the live heap they take (target: under 2 GB in total).
+func BenchmarkSeedMillion(b *testing.B) {
+	const members = 1_000_000
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s, err := New(Options{Members: members, Seed: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(heap/(1<<20), "heap-MB")
+		b.ReportMetric(heap/members, "B/member")
+		b.ReportMetric(float64(after.Sys)/(1<<20), "sys-MB")
+		if got := s.Stats().Services["memberships"].Objects["users"]; got != members {
+			b.Fatalf("seeded %d users", got)
+		}
+		runtime.KeepAlive(s)
+		s.Close()
+	}
+}
+
+// firstUserID finds a seeded user's id through the API.
+func firstUserID(b *testing.B, s *Server) string {
+	req := httptest.NewRequest("GET", "/memberships/users/search?companyId=mfSandboxCompany0001&limit=1", nil)
+	req.Header.Set("Authorization", "Bearer "+DemoAuth("memberships").Token)
+	req.Header.Set("Version", "2021-07-28")
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	var out struct{ Users []struct{ ID string } }
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || len(out.Users) == 0 {
+		b.Fatalf("searching users: %d %s", rec.Code, rec.Body.String())
+	}
+	return out.Users[0].ID
 }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
-	"github.com/memberflow/memberflow/connectors/apiclient"
 	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
 
