@@ -1,0 +1,326 @@
+package accredible
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+)
+
+// bulkChunk is the v2 bulk create's documented maximum per request.
+const bulkChunk = 30
+
+// Per-item statuses of bulk_create_credentials.
+const (
+	itemCreated     = "created"
+	itemUnpublished = "unpublished" // created, but not published: too few credits
+	itemExists      = "exists"      // already issued: not created again
+	itemFailed      = "failed"
+)
+
+func bulkAction() *connectors.ActionSpec {
+	item := credentialFields(true)
+	return &connectors.ActionSpec{
+		Operation: connectors.Operation{
+			Name:    "bulk_create_credentials",
+			Summary: "Issue any number of credentials in chunks of 30, skipping those already issued, with a result per item.",
+			Description: "Looks every item up first (by reference, else recipient id, else email, within its group) and " +
+				"creates only the missing ones through `POST /v2/credentials/bulk_create`, at most 30 per request. " +
+				"A 207 answer's per-item results are reported item by item.",
+			Input: objectSchema("The credentials to issue.", []string{"credentials"}, map[string]any{
+				"credentials": map[string]any{"type": "array", "minItems": 1, "description": "The credentials, each like create_credential's input.",
+					"items": map[string]any{"type": "object", "description": "One credential to issue.", "required": []any{"recipient", "group_id"},
+						"properties": item, "additionalProperties": false}},
+				"skip_existing": map[string]any{"type": "boolean", "default": true, "description": "Look items up first and do not create those already issued (default true)."},
+			}),
+			Output: objectSchema("What happened to each item.", []string{"created", "existing", "failed", "unpublished", "results"}, map[string]any{
+				"created":     prop("integer", "How many credentials were created and published."),
+				"unpublished": prop("integer", "How many were created but left unpublished for want of credits."),
+				"existing":    prop("integer", "How many were already issued and were not created again."),
+				"failed":      prop("integer", "How many could not be created."),
+				"results": map[string]any{"type": "array", "description": "One result per input item, in input order.", "items": map[string]any{
+					"type": "object", "description": "The result of one item.", "properties": map[string]any{
+						"index":      prop("integer", "Position of the item in the input."),
+						"status":     map[string]any{"type": "string", "enum": []any{itemCreated, itemUnpublished, itemExists, itemFailed}, "description": "What happened to the item."},
+						"credential": func() map[string]any { s := credentialObject(); s["type"] = []any{"object", "null"}; return s }(),
+						"error": map[string]any{"type": []any{"object", "null"}, "description": "Why the item failed or is unpublished.", "properties": map[string]any{
+							"code":    prop("string", "Accredible's error code (credential_invalid, insufficient_credits)."),
+							"message": prop("string", "What went wrong."),
+						}},
+					}}},
+			}),
+			Example: map[string]any{"credentials": []any{
+				map[string]any{"recipient": exampleRecipient, "group_id": 100001, "reference": "M-1042/annual-2026"},
+				map[string]any{"recipient": map[string]any{"name": "Ana Lima", "email": "ana.lima@example.org", "id": "M-1043"}, "group_id": 100001, "reference": "M-1043/annual-2026"},
+			}},
+			HTTP: &connectors.HTTPBinding{Method: http.MethodPost, Path: "/v2/credentials/bulk_create"},
+		},
+		Run:    connectors.Bind(runBulk),
+		Settle: settleBulk,
+	}
+}
+
+type bulkResult struct {
+	Index      int            `json:"index"`
+	Status     string         `json:"status"`
+	Credential map[string]any `json:"credential"`
+	Error      *itemError     `json:"error"`
+}
+
+type itemError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func bulkInputs(in map[string]any) []map[string]any {
+	list, _ := in["credentials"].([]any)
+	items := make([]map[string]any, len(list))
+	for i, v := range list {
+		items[i], _ = v.(map[string]any)
+		if items[i] == nil {
+			items[i] = map[string]any{}
+		}
+	}
+	return items
+}
+
+// invalidItem checks what the API would reject, so that one bad item does
+// not fail a whole chunk.
+func invalidItem(it map[string]any) *itemError {
+	r, _ := it["recipient"].(map[string]any)
+	var missing []string
+	if strings.TrimSpace(text(r["name"])) == "" {
+		missing = append(missing, "recipient.name")
+	}
+	if strings.TrimSpace(text(r["email"])) == "" {
+		missing = append(missing, "recipient.email")
+	}
+	if integer(it["group_id"]) <= 0 {
+		missing = append(missing, "group_id")
+	}
+	if len(missing) > 0 {
+		return &itemError{Code: "credential_invalid", Message: strings.Join(missing, ", ") + " can't be blank"}
+	}
+	return nil
+}
+
+func runBulk(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
+	items := bulkInputs(in)
+	results := make([]bulkResult, len(items))
+	var pending []int
+	for i, it := range items {
+		results[i].Index = i
+		if bad := invalidItem(it); bad != nil {
+			results[i].Status, results[i].Error = itemFailed, bad
+			continue
+		}
+		pending = append(pending, i)
+	}
+	if skip, ok := in["skip_existing"].(bool); !ok || skip {
+		found, err := c.findMany(ctx, items, pending)
+		if err != nil {
+			return nil, err
+		}
+		var left []int
+		for _, i := range pending {
+			if cred, ok := found[i]; ok {
+				results[i].Status, results[i].Credential = itemExists, cred.Output()
+				continue
+			}
+			left = append(left, i)
+		}
+		pending = left
+	}
+	var wrote []connectors.Record
+	for start := 0; start < len(pending); start += bulkChunk {
+		chunk := pending[start:min(start+bulkChunk, len(pending))]
+		recs, err := c.bulkCreate(ctx, items, chunk, results)
+		if err != nil {
+			return nil, err
+		}
+		wrote = append(wrote, recs...)
+	}
+	return &connectors.Result{Output: bulkOutput(results), Wrote: wrote}, nil
+}
+
+// bulkCreate sends one chunk and records each item's result.
+func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk []int, results []bulkResult) ([]connectors.Record, error) {
+	body := make([]any, len(chunk))
+	for j, i := range chunk {
+		body[j] = wireFields(items[i])
+	}
+	var out struct {
+		Results []struct {
+			Credential map[string]any `json:"credential"`
+			Error      *bulkError     `json:"error"`
+		} `json:"results"`
+	}
+	_, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/v2/credentials/bulk_create", Body: map[string]any{"credentials": body}}, &out)
+	var api *connectors.APIError
+	if errors.As(err, &api) && api.Status == http.StatusUnprocessableEntity {
+		// 422: every item of the chunk failed; the message lists why.
+		for _, i := range chunk {
+			results[i].Status, results[i].Error = itemFailed, &itemError{Code: api.Code, Message: api.Message}
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bulk create of items %d-%d: %w", chunk[0], chunk[len(chunk)-1], err)
+	}
+	if len(out.Results) == 0 {
+		// A dry run answers {}: report the chunk as planned, not created.
+		for _, i := range chunk {
+			results[i].Status = itemCreated
+		}
+		return nil, nil
+	}
+	if len(out.Results) != len(chunk) {
+		return nil, fmt.Errorf("bulk create of items %d-%d: %d results for %d credentials", chunk[0], chunk[len(chunk)-1], len(out.Results), len(chunk))
+	}
+	var wrote []connectors.Record
+	for j, i := range chunk {
+		r := out.Results[j]
+		switch {
+		case r.Credential != nil:
+			cred := fromV1(r.Credential)
+			results[i].Credential = cred.Output()
+			results[i].Status = itemCreated
+			if r.Error != nil {
+				results[i].Status = itemUnpublished
+				results[i].Error = &itemError{Code: r.Error.Code, Message: r.Error.Message}
+			}
+			wrote = append(wrote, cred.record())
+		case r.Error != nil:
+			results[i].Status, results[i].Error = itemFailed, &itemError{Code: r.Error.Code, Message: r.Error.String()}
+		default:
+			results[i].Status, results[i].Error = itemFailed, &itemError{Code: "unknown", Message: "the answer has neither a credential nor an error"}
+		}
+	}
+	return wrote, nil
+}
+
+func bulkOutput(results []bulkResult) map[string]any {
+	counts := map[string]int{}
+	for _, r := range results {
+		counts[r.Status]++
+	}
+	b, _ := json.Marshal(results)
+	var list []any
+	_ = json.Unmarshal(b, &list)
+	return map[string]any{"created": counts[itemCreated], "unpublished": counts[itemUnpublished],
+		"existing": counts[itemExists], "failed": counts[itemFailed], "results": list}
+}
+
+// findMany looks up many items with few searches: references with
+// license_id[in], others by recipient id or email [in] within their group,
+// 30 values per search.
+func (c *Client) findMany(ctx context.Context, items []map[string]any, idx []int) (map[int]Credential, error) {
+	type key struct {
+		field string
+		group int64
+	}
+	batches := map[key][]int{}
+	var order []key
+	for _, i := range idx {
+		l := lookupOf(items[i])
+		k := key{field: "recipient_email", group: l.GroupID}
+		switch {
+		case l.Reference != "":
+			k = key{field: "license_id"}
+		case l.RecipientID != "":
+			k.field = "recipient_id"
+		}
+		if _, seen := batches[k]; !seen {
+			order = append(order, k)
+		}
+		batches[k] = append(batches[k], i)
+	}
+	value := func(field string, i int) string {
+		l := lookupOf(items[i])
+		switch field {
+		case "license_id":
+			return l.Reference
+		case "recipient_id":
+			return l.RecipientID
+		}
+		return strings.ToLower(l.Email)
+	}
+	found := map[int]Credential{}
+	for _, k := range order {
+		list := batches[k]
+		for start := 0; start < len(list); start += bulkChunk {
+			part := list[start:min(start+bulkChunk, len(list))]
+			vals := make([]any, len(part))
+			for j, i := range part {
+				vals[j] = value(k.field, i)
+			}
+			q := map[string]any{k.field + "[in]": vals}
+			if k.group != 0 {
+				q["group.id"] = strconv.FormatInt(k.group, 10)
+			}
+			creds, err := c.searchAll(ctx, q)
+			if err != nil {
+				return nil, fmt.Errorf("looking up items %d-%d: %w", part[0], part[len(part)-1], err)
+			}
+			byValue := map[string]Credential{}
+			for _, cr := range creds {
+				v := cr.LicenseID
+				switch k.field {
+				case "recipient_id":
+					v = cr.Recipient.ID
+				case "recipient_email":
+					v = strings.ToLower(cr.Recipient.Email)
+				}
+				if _, dup := byValue[v]; !dup {
+					byValue[v] = cr // oldest first: searchAll sorts by id
+				}
+			}
+			for _, i := range part {
+				if cr, ok := byValue[value(k.field, i)]; ok && (k.field == "license_id" || agrees(cr, items[i])) {
+					found[i] = cr
+				}
+			}
+		}
+	}
+	return found, nil
+}
+
+// settleBulk: the write happened when every valid item is found issued;
+// otherwise running again is safe, as it skips the items that exist.
+func settleBulk(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+	c, err := connectors.As[*Client](conn)
+	if err != nil {
+		return nil, false, err
+	}
+	items := bulkInputs(in)
+	results := make([]bulkResult, len(items))
+	var valid []int
+	for i, it := range items {
+		results[i].Index = i
+		if bad := invalidItem(it); bad != nil {
+			results[i].Status, results[i].Error = itemFailed, bad
+			continue
+		}
+		valid = append(valid, i)
+	}
+	found, err := c.findMany(ctx, items, valid)
+	if err != nil {
+		return nil, false, err
+	}
+	var wrote []connectors.Record
+	for _, i := range valid {
+		cr, ok := found[i]
+		if !ok {
+			return nil, false, nil
+		}
+		results[i].Status, results[i].Credential = itemCreated, cr.Output()
+		wrote = append(wrote, cr.record())
+	}
+	return &connectors.Result{Output: bulkOutput(results), Wrote: wrote}, true, nil
+}

@@ -1,0 +1,254 @@
+package accredible
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/memberflow/memberflow/connectors"
+)
+
+// Credential is a credential in the one shape every hand-written
+// operation and trigger outputs, whether the API answered with a v1
+// credential object ({"credential":{...}}) or a flat v2 search item.
+type Credential struct {
+	ID               string         `json:"id"`
+	Name             string         `json:"name"`
+	Description      string         `json:"description,omitempty"`
+	GroupID          int64          `json:"group_id"`
+	GroupName        string         `json:"group_name"`
+	Recipient        Recipient      `json:"recipient"`
+	IssuedOn         string         `json:"issued_on"`
+	ExpiredOn        *string        `json:"expired_on"`
+	Approve          bool           `json:"approve"`
+	Complete         bool           `json:"complete"`
+	Private          bool           `json:"private"`
+	Grade            *string        `json:"grade"`
+	URL              string         `json:"url"`
+	EncodedID        string         `json:"encoded_id"`
+	LicenseID        string         `json:"license_id,omitempty"`
+	CustomAttributes map[string]any `json:"custom_attributes"`
+	MetaData         map[string]any `json:"meta_data"`
+	CreatedAt        string         `json:"created_at,omitempty"`
+	UpdatedAt        string         `json:"updated_at,omitempty"`
+}
+
+// Recipient is who a credential is issued to.
+type Recipient struct {
+	Name        string         `json:"name"`
+	Email       string         `json:"email"`
+	ID          string         `json:"id,omitempty"`
+	PhoneNumber string         `json:"phone_number,omitempty"`
+	MetaData    map[string]any `json:"meta_data,omitempty"`
+}
+
+// credentialURL is where a credential is shown.
+func credentialURL(id string) string { return "https://www.credential.net/" + id }
+
+// fromV1 normalises a v1 credential object.
+func fromV1(m map[string]any) Credential {
+	c := Credential{
+		ID:               scalar(m["id"]),
+		Name:             text(m["name"]),
+		Description:      text(m["description"]),
+		GroupID:          integer(m["group_id"]),
+		GroupName:        text(m["group_name"]),
+		IssuedOn:         text(m["issued_on"]),
+		ExpiredOn:        optional(m["expired_on"]),
+		Approve:          m["approve"] == true,
+		Complete:         m["complete"] == true,
+		Private:          m["private"] == true,
+		Grade:            optional(m["grade"]),
+		URL:              text(m["url"]),
+		EncodedID:        text(m["encoded_id"]),
+		CustomAttributes: object(m["custom_attributes"]),
+		MetaData:         object(m["meta_data"]),
+	}
+	if r, ok := m["recipient"].(map[string]any); ok {
+		c.Recipient = Recipient{Name: text(r["name"]), Email: text(r["email"]), ID: scalar(r["id"]),
+			PhoneNumber: text(r["phone_number"]), MetaData: nonEmpty(object(r["meta_data"]))}
+	}
+	if c.URL == "" && c.ID != "" {
+		c.URL = credentialURL(c.ID)
+	}
+	return c
+}
+
+// fromFlat normalises a v2 search item to the credential shape.
+func fromFlat(m map[string]any) Credential {
+	c := Credential{
+		ID:               scalar(m["id"]),
+		Name:             text(m["name"]),
+		IssuedOn:         text(m["issued_on"]),
+		ExpiredOn:        optional(m["expired_on"]),
+		Approve:          m["approve"] == true,
+		Private:          m["private"] == true,
+		Grade:            optional(m["grade"]),
+		EncodedID:        text(m["encoded_id"]),
+		LicenseID:        scalar(m["license_id"]),
+		CustomAttributes: object(m["custom_attributes"]),
+		MetaData:         object(m["meta_data"]),
+		CreatedAt:        text(m["created_at"]),
+		UpdatedAt:        text(m["updated_at"]),
+		Recipient: Recipient{Name: text(m["recipient_name"]), Email: text(m["recipient_email"]),
+			ID: scalar(m["recipient_id"]), MetaData: nonEmpty(object(m["recipient_meta_data"]))},
+	}
+	if g, ok := m["group"].(map[string]any); ok {
+		c.GroupID = integer(g["id"])
+		c.GroupName = text(g["name"])
+	}
+	// A search item says nothing of completion; published credentials are
+	// complete in practice, and the field is not part of the fingerprint.
+	c.Complete = c.Approve
+	if c.ID != "" {
+		c.URL = credentialURL(c.ID)
+	}
+	return c
+}
+
+// Fingerprint is the credential's state as far as both the v1 object and
+// the v2 search item show it. Writes put it in Result.Wrote and the
+// triggers in Event.Fingerprint, so the engine can recognise the echo of
+// its own write.
+func Fingerprint(c Credential) string {
+	state := []any{
+		c.GroupID, c.Name, c.Recipient.Name, strings.ToLower(c.Recipient.Email), c.Recipient.ID,
+		c.IssuedOn, deref(c.ExpiredOn), c.Approve, c.Private, deref(c.Grade),
+		nonNil(c.CustomAttributes), nonNil(c.MetaData),
+	}
+	b, _ := json.Marshal(state) // map keys are sorted: the encoding is canonical
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// Subject names a credential for events and echo suppression.
+func Subject(id string) string { return "credential/" + id }
+
+// Output is the credential as an action output or event data.
+func (c Credential) Output() map[string]any {
+	b, _ := json.Marshal(c)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+func (c Credential) record() connectors.Record {
+	return connectors.Record{Subject: Subject(c.ID), State: Fingerprint(c)}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func nonNil(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func nonEmpty(m map[string]any) map[string]any {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func text(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// scalar renders an id that may arrive as a number or a string.
+func scalar(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case json.Number:
+		return v.String()
+	}
+	return ""
+}
+
+func integer(v any) int64 {
+	switch v := v.(type) {
+	case float64:
+		return int64(v)
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	case int:
+		return int64(v)
+	case int64:
+		return v
+	}
+	return 0
+}
+
+func optional(v any) *string {
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case string:
+		if v == "" {
+			return nil
+		}
+		return &v
+	default:
+		s := scalar(v)
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+}
+
+func object(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// credentialSchema is the JSON Schema of Credential, so that recipes
+// type-check `steps.certificate.id`, `.url`, `.issued_on`.
+const credentialSchema = `{
+  "type": "object",
+  "description": "An Accredible credential (certificate or badge).",
+  "properties": {
+    "id": {"type": "string", "description": "Accredible's id of the credential."},
+    "name": {"type": "string", "description": "The credential's title, by default the group's course name."},
+    "description": {"type": "string", "description": "The credential's description (absent when read from a search)."},
+    "group_id": {"type": "integer", "description": "The group (course or certificate template) the credential belongs to."},
+    "group_name": {"type": "string", "description": "The group's name."},
+    "recipient": {
+      "type": "object",
+      "description": "Who the credential is issued to.",
+      "properties": {
+        "name": {"type": "string", "description": "The recipient's full name."},
+        "email": {"type": "string", "description": "The recipient's email address."},
+        "id": {"type": "string", "description": "Your own identifier for the recipient, when set."},
+        "phone_number": {"type": "string", "description": "The recipient's phone number, when set."},
+        "meta_data": {"type": "object", "description": "Your own key/values about the recipient."}
+      }
+    },
+    "issued_on": {"type": "string", "description": "Issue date, YYYY-MM-DD."},
+    "expired_on": {"type": ["string", "null"], "description": "Expiry date, YYYY-MM-DD, or null when it never expires."},
+    "approve": {"type": "boolean", "description": "Whether the credential is published."},
+    "complete": {"type": "boolean", "description": "Whether the achievement is complete."},
+    "private": {"type": "boolean", "description": "Whether the credential is private."},
+    "grade": {"type": ["string", "null"], "description": "The grade, when set."},
+    "url": {"type": "string", "description": "Public page of the credential (https://www.credential.net/<id>)."},
+    "encoded_id": {"type": "string", "description": "Short public id of the credential."},
+    "license_id": {"type": "string", "description": "Your own id for the credential (the create's id field), when set."},
+    "custom_attributes": {"type": "object", "description": "Values merged into the design and emails."},
+    "meta_data": {"type": "object", "description": "Your own key/values about the credential."},
+    "created_at": {"type": "string", "description": "When the credential was created (ISO 8601), when read from a search."},
+    "updated_at": {"type": "string", "description": "When the credential last changed (ISO 8601), when read from a search."}
+  }
+}`
