@@ -1,0 +1,194 @@
+package memberships
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+	"github.com/memberflow/memberflow/connectors/openapi"
+)
+
+func paymentActions(sch *schemas) []*connectors.ActionSpec {
+	pay := sch.payment
+	upsertIn := map[string]any{
+		"externalRef": str("The id of this payment in the other system (an Accelevents order, a Stripe charge): the key the payment is found by."),
+		"userId":      str("The member who paid; required when the payment is created."),
+		"amount":      map[string]any{"type": "number", "minimum": 0, "description": "The amount in the currency's major unit; required when created."},
+		"currency":    map[string]any{"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code; required when created."},
+		"status":      enumOf(paymentStatuses, "pending, paid, refunded or failed."),
+		"source":      str("Where the payment came from (accelevents, stripe, manual, ...)."),
+	}
+	return []*connectors.ActionSpec{
+		{
+			Operation: connectors.Operation{
+				Name:        "find_payment",
+				Summary:     "Find a payment by its external reference.",
+				Description: "GET /payments?externalRef=. When several payments share the reference (a duplicate), the oldest is returned and `count` says how many there are.",
+				Input:       raw(object([]string{"externalRef"}, map[string]any{"externalRef": upsertIn["externalRef"]})),
+				Output: raw(object([]string{"found", "count"}, map[string]any{
+					"found":   map[string]any{"type": "boolean", "description": "Whether a payment has this reference."},
+					"count":   map[string]any{"type": "integer", "description": "How many payments have this reference."},
+					"payment": nullable(pay, "The oldest payment with this reference, or null."),
+				})),
+				Example: map[string]any{"externalRef": "ae-order-122111"},
+			},
+			ReadOnly:   true,
+			Idempotent: true,
+			Run:        connectors.Bind(findPaymentAction),
+		},
+		{
+			Operation: connectors.Operation{
+				Name:        "upsert_payment",
+				Summary:     "Record a payment once, by external reference: never a duplicate.",
+				Description: "Finds the payment by externalRef; updates the fields given when found, else creates it (userId, amount and currency are then required).",
+				Input:       raw(object([]string{"externalRef"}, upsertIn)),
+				Output: raw(object([]string{"created", "payment"}, map[string]any{
+					"created": map[string]any{"type": "boolean", "description": "True when the payment was created, false when an existing one was updated."},
+					"payment": withDesc(pay, "The payment as stored."),
+				})),
+				Example: map[string]any{"externalRef": "ae-order-122111", "userId": "ve9EPM428h8vShlRW1KT", "amount": 180, "currency": "USD", "status": "paid", "source": "accelevents"},
+			},
+			Idempotent: true, // the look-up makes a re-send safe
+			Run:        connectors.Bind(upsertPaymentAction),
+		},
+	}
+}
+
+// paymentsByRef returns the payments with a reference, oldest first.
+func (c *Client) paymentsByRef(ctx context.Context, op, ref string) ([]map[string]any, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("memberships.%s: externalRef is empty", op)
+	}
+	var out struct {
+		Payments []map[string]any `json:"payments"`
+	}
+	q := url.Values{"externalRef": {ref}, "limit": {"100"}}
+	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: "/payments", Query: q}, &out); err != nil {
+		return nil, fmt.Errorf("memberships.%s: looking up %q: %w", op, ref, err)
+	}
+	return out.Payments, nil
+}
+
+func wrotePayment(p map[string]any) []connectors.Record {
+	id, _ := p["id"].(string)
+	if id == "" {
+		return nil
+	}
+	return []connectors.Record{{Subject: paymentSubject(id), State: PaymentFingerprint(p)}}
+}
+
+func findPaymentAction(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
+	ref, _ := in["externalRef"].(string)
+	pays, err := c.paymentsByRef(ctx, "find_payment", ref)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"found": len(pays) > 0, "count": len(pays), "payment": nil}
+	if len(pays) > 0 {
+		out["payment"] = pays[0]
+	}
+	return &connectors.Result{Output: out}, nil
+}
+
+func upsertPaymentAction(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
+	const op = "upsert_payment"
+	ref, _ := in["externalRef"].(string)
+	pays, err := c.paymentsByRef(ctx, op, ref)
+	if err != nil {
+		return nil, err
+	}
+	if len(pays) > 0 {
+		id, _ := pays[0]["id"].(string)
+		body := map[string]any{}
+		for _, k := range []string{"amount", "currency", "status", "source"} {
+			if v, ok := in[k]; ok {
+				body[k] = v
+			}
+		}
+		var p map[string]any
+		if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPut, Path: "/payments/" + id, Body: body}, &p); err != nil {
+			return nil, fmt.Errorf("memberships.%s: updating payment %s: %w", op, id, err)
+		}
+		return &connectors.Result{Output: map[string]any{"created": false, "payment": p}, Wrote: wrotePayment(p)}, nil
+	}
+	for _, k := range []string{"userId", "amount", "currency"} {
+		if _, ok := in[k]; !ok {
+			return nil, fmt.Errorf("memberships.%s: no payment has externalRef %q, and creating one needs userId, amount and currency (%s is missing)", op, ref, k)
+		}
+	}
+	var p map[string]any
+	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/payments", Body: in}, &p); err != nil {
+		return nil, fmt.Errorf("memberships.%s: creating payment %q: %w", op, ref, err)
+	}
+	return &connectors.Result{Output: map[string]any{"created": true, "payment": p}, Wrote: wrotePayment(p)}, nil
+}
+
+// settleCreatePayment looks an in-doubt create up by its externalRef.
+func settleCreatePayment(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+	c, err := connectors.As[*Client](conn)
+	if err != nil {
+		return nil, false, err
+	}
+	ref, _ := in["externalRef"].(string)
+	if ref == "" {
+		return nil, false, fmt.Errorf("memberships.create_payment: cannot settle a create without externalRef: nothing to look it up by; set externalRef or use upsert_payment")
+	}
+	pays, err := c.paymentsByRef(ctx, "create_payment", ref)
+	if err != nil {
+		return nil, false, fmt.Errorf("settling: %w", err)
+	}
+	if len(pays) == 0 {
+		return nil, false, nil
+	}
+	p := pays[len(pays)-1]
+	return &connectors.Result{Output: p, Wrote: wrotePayment(p)}, true, nil
+}
+
+// oauthActions replace the generated token actions: GoHighLevel's token
+// endpoints take form-encoded bodies, which the generated (JSON) request
+// would not be.
+func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
+	mk := func(name, path, desc string, example map[string]any) *connectors.ActionSpec {
+		op, _, ok := doc.Find(http.MethodPost, path)
+		if !ok {
+			panic("memberships: openapi.json has no POST " + path)
+		}
+		in := op.InputSchema()
+		return &connectors.ActionSpec{
+			Operation: connectors.Operation{
+				Name:        name,
+				Summary:     op.Summary + " (form-encoded POST " + path + ").",
+				Description: desc,
+				Input:       raw(in),
+				Output:      raw(op.Response),
+				Example:     example,
+			},
+			Run: connectors.Bind(func(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
+				form := url.Values{}
+				for k, v := range in {
+					form.Set(k, fmt.Sprint(v))
+				}
+				var out map[string]any
+				_, err := c.api.JSON(ctx, apiclient.Request{
+					Method: http.MethodPost, Path: path,
+					RawBody: []byte(form.Encode()), ContentType: "application/x-www-form-urlencoded",
+				}, &out)
+				if err != nil {
+					return nil, fmt.Errorf("memberships.%s: %w", name, err)
+				}
+				return &connectors.Result{Output: out}, nil
+			}),
+		}
+	}
+	return []*connectors.ActionSpec{
+		mk("get_access_token", "/oauth/token",
+			"Exchanges client credentials, a refresh token or an authorization code for an access token. Connections with oauth2 auth do this themselves; the action is for recipes that hand tokens on. Each refresh invalidates the refresh token used.",
+			map[string]any{"client_id": "memberflow-sandbox-client", "client_secret": "memberflow-sandbox-demo-secret", "grant_type": "client_credentials", "user_type": "Location"}),
+		mk("get_location_access_token", "/oauth/locationToken",
+			"Exchanges a company (agency) token for a token of one of its locations.",
+			map[string]any{"companyId": "mfSandboxCompany0001", "locationId": "mfSandboxLocation001"}),
+	}
+}

@@ -1,0 +1,231 @@
+package memberships
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+)
+
+// pageSize is the most the search answers per page.
+const pageSize = 100
+
+// cursor is a polling trigger's durable position. Pollers walk records in
+// the order of their last change (our search extension: sort by
+// dateUpdated, updatedAfter inclusive), so After is the newest change
+// seen and IDs the records seen at exactly that time, skipped when the
+// inclusive query returns them again.
+//
+// Start is when the trigger started: records that last changed before it
+// are the baseline, remembered (PollResult.States) but not emitted, so
+// that later changes are compared with what they were. Starting at the
+// beginning sets Start to zero: everything is emitted.
+type cursor struct {
+	Start int64    `json:"start"`
+	After string   `json:"after,omitempty"`
+	IDs   []string `json:"ids,omitempty"`
+	// Skip pages past more than a page of records sharing one timestamp.
+	Skip int `json:"skip,omitempty"`
+}
+
+func decodeCursor(req connectors.PollRequest) (cursor, error) {
+	if req.Cursor == "" {
+		c := cursor{}
+		if req.Start != connectors.StartBeginning {
+			now := req.Now
+			if now.IsZero() {
+				now = time.Now()
+			}
+			c.Start = now.UnixNano()
+		}
+		return c, nil
+	}
+	var c cursor
+	if err := json.Unmarshal([]byte(req.Cursor), &c); err != nil {
+		return c, fmt.Errorf("cursor %q is not one this trigger wrote: %w", req.Cursor, err)
+	}
+	return c, nil
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// source is a collection a trigger polls.
+type source struct {
+	path, items         string
+	sortField           string // the API's name for "last changed"
+	addedField, changed string // record fields: creation time, last change
+	subject             func(id string) string
+	fingerprint         func(map[string]any) string
+	query               func(c *Client) (url.Values, error)
+}
+
+var usersSource = source{
+	path: "/users/search", items: "users", sortField: "dateUpdated",
+	addedField: "dateAdded", changed: "dateUpdated",
+	subject: userSubject, fingerprint: UserFingerprint,
+	query: func(c *Client) (url.Values, error) {
+		company, err := c.need("user triggers", "companyId", c.companyID)
+		if err != nil {
+			return nil, err
+		}
+		return url.Values{"companyId": {company}}, nil
+	},
+}
+
+var paymentsSource = source{
+	path: "/payments", items: "payments", sortField: "updatedAt",
+	addedField: "createdAt", changed: "updatedAt",
+	subject: paymentSubject, fingerprint: PaymentFingerprint,
+	query: func(*Client) (url.Values, error) { return url.Values{}, nil },
+}
+
+// seen is one record as a poll found it.
+type seen struct {
+	rec             map[string]any
+	id, subject, fp string
+	added, changed  int64
+	prior           string
+	hasPrior        bool
+	// baseline is true for a record whose last change is older than the
+	// trigger's start: remembered, never emitted.
+	baseline bool
+	start    int64
+}
+
+// decide turns one record into an event, or nil.
+type decide func(s *seen, params map[string]any) *connectors.Event
+
+// poller is a TriggerSpec.Poll over a source.
+func poller(src source, pick decide) func(context.Context, connectors.Conn, connectors.PollRequest) (*connectors.PollResult, error) {
+	return func(ctx context.Context, conn connectors.Conn, req connectors.PollRequest) (*connectors.PollResult, error) {
+		return poll(ctx, conn, req, src, pick)
+	}
+}
+
+// poll fetches the next page of changes and lets decide pick the events.
+func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest, src source, pick decide) (*connectors.PollResult, error) {
+	c, err := connectors.As[*Client](conn)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := decodeCursor(req)
+	if err != nil {
+		return nil, err
+	}
+	q, err := src.query(c)
+	if err != nil {
+		return nil, err
+	}
+	q.Set("sort", src.sortField)
+	q.Set("order", "asc")
+	q.Set("limit", fmt.Sprint(pageSize))
+	if cur.After != "" {
+		q.Set("updatedAfter", cur.After)
+	}
+	if cur.Skip > 0 {
+		q.Set("skip", fmt.Sprint(cur.Skip))
+	}
+	var page struct {
+		Items []map[string]any
+		Count int `json:"count"`
+	}
+	var rawPage map[string]json.RawMessage
+	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: src.path, Query: q}, &rawPage); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(rawPage[src.items], &page.Items); err != nil {
+		return nil, fmt.Errorf("memberships: GET %s: %q is not a list of records: %w", src.path, src.items, err)
+	}
+	_ = json.Unmarshal(rawPage["count"], &page.Count)
+
+	var fresh []*seen
+	for _, rec := range page.Items {
+		id, _ := rec["id"].(string)
+		changedAt, _ := rec[src.changed].(string)
+		if id == "" || changedAt == "" {
+			return nil, fmt.Errorf("memberships: GET %s: a record has no id or %s", src.path, src.changed)
+		}
+		if changedAt == cur.After && slices.Contains(cur.IDs, id) {
+			continue // seen by the previous poll
+		}
+		s := &seen{rec: rec, id: id, subject: src.subject(id), fp: src.fingerprint(rec), start: cur.Start}
+		s.changed = parseTime(changedAt)
+		if a, _ := rec[src.addedField].(string); a != "" {
+			s.added = parseTime(a)
+		}
+		s.baseline = s.changed < cur.Start
+		fresh = append(fresh, s)
+	}
+	res := &connectors.PollResult{Total: page.Count, More: len(page.Items) == pageSize}
+	if len(fresh) > 0 && req.Prior != nil {
+		subjects := make([]string, len(fresh))
+		for i, s := range fresh {
+			subjects[i] = s.subject
+		}
+		prior, err := req.Prior.Lookup(ctx, subjects)
+		if err != nil {
+			return nil, fmt.Errorf("memberships: reading remembered states: %w", err)
+		}
+		for _, s := range fresh {
+			s.prior, s.hasPrior = prior[s.subject]
+		}
+	}
+	for _, s := range fresh {
+		if ev := pick(s, req.Params); ev != nil && !s.baseline {
+			res.Events = append(res.Events, *ev)
+		}
+		res.States = append(res.States, connectors.Record{Subject: s.subject, State: s.fp})
+	}
+	// Advance past this page.
+	next := cur
+	next.Skip = 0
+	for _, rec := range page.Items {
+		changedAt, _ := rec[src.changed].(string)
+		id, _ := rec["id"].(string)
+		if changedAt != next.After {
+			next.After, next.IDs = changedAt, nil
+		}
+		if !slices.Contains(next.IDs, id) {
+			next.IDs = append(next.IDs, id)
+		}
+	}
+	if len(fresh) == 0 && res.More {
+		// A full page of records sharing one timestamp, all seen: step
+		// over them by position.
+		next.Skip = cur.Skip + len(page.Items)
+	}
+	res.Cursor = next.encode()
+	return res, nil
+}
+
+func parseTime(s string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// matches reports whether v passes a one-or-many filter (absent: all).
+func matches(filter any, v string) bool {
+	if filter == nil {
+		return true
+	}
+	return slices.Contains(stringList(filter), v)
+}
