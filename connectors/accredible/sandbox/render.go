@@ -53,21 +53,21 @@ type recipientJSON struct {
 }
 
 type issuerJSON struct {
-	Name        string  `json:"name"`
-	Description *string `json:"description"`
-	URL         string  `json:"url"`
-	ID          int64   `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	URL         string `json:"url"`
+	ID          int64  `json:"id"`
 }
 
 type evidenceJSON struct {
-	ID              int64   `json:"id"`
-	Description     string  `json:"description"`
-	PreviewImageURL *string `json:"preview_image_url"`
-	LinkURL         *string `json:"link_url"`
-	Type            string  `json:"type"`
-	StringObject    any     `json:"string_object"`
-	Supplemental    bool    `json:"supplemental"`
-	Position        int     `json:"position"`
+	ID              int64  `json:"id"`
+	Description     string `json:"description"`
+	PreviewImageURL any    `json:"preview_image_url"`
+	LinkURL         any    `json:"link_url"`
+	Type            string `json:"type"`
+	StringObject    any    `json:"string_object"`
+	Supplemental    bool   `json:"supplemental"`
+	Position        int    `json:"position"`
 }
 
 type referenceJSON struct {
@@ -77,9 +77,9 @@ type referenceJSON struct {
 	Supplemental bool   `json:"supplemental"`
 	Approve      bool   `json:"approve"`
 	Referee      struct {
-		Name   string  `json:"name"`
-		Email  *string `json:"email"`
-		Avatar string  `json:"avatar"`
+		Name   string `json:"name"`
+		Email  any    `json:"email"`
+		Avatar string `json:"avatar"`
 	} `json:"referee"`
 }
 
@@ -128,10 +128,11 @@ type pageMeta struct {
 }
 
 const (
-	issuerID   = 4897
-	issuerName = "Memberflow Sandbox Issuer"
-	issuerURL  = "https://members.example.org"
-	apiHost    = "https://api.accredible.com"
+	issuerID          = 4897
+	issuerName        = "Memberflow Sandbox Issuer"
+	issuerURL         = "https://members.example.org"
+	issuerDescription = "Certificates and badges for members."
+	apiHost           = "https://api.accredible.com"
 )
 
 func nullable(s string) *string {
@@ -168,7 +169,7 @@ func (s *Server) render(c *credential, list bool) credentialJSON {
 		References:    make([]referenceJSON, 0, len(c.references)),
 		Recipient: recipientJSON{Name: c.recipientName, Email: c.recipientEmail,
 			PhoneNumber: nullable(c.recipientPhone), MetaData: orEmpty(c.recipientMeta)},
-		Issuer:   issuerJSON{Name: issuerName, URL: issuerURL, ID: issuerID},
+		Issuer:   issuerJSON{Name: issuerName, Description: issuerDescription, URL: issuerURL, ID: issuerID},
 		MetaData: orEmpty(c.metaData),
 	}
 	out.Certificate.Image.Preview = apiHost + "/v1/frontend/credential_website_embed_image/certificate/" + idStr
@@ -186,18 +187,21 @@ func (s *Server) render(c *credential, list bool) credentialJSON {
 	}
 	for i := range c.evidence {
 		if !c.evidence[i].hidden {
-			out.EvidenceItems = append(out.EvidenceItems, renderEvidence(&c.evidence[i]))
+			out.EvidenceItems = append(out.EvidenceItems, renderEvidence(&c.evidence[i], false))
 		}
 	}
 	for i := range c.references {
-		out.References = append(out.References, renderReference(&c.references[i]))
+		out.References = append(out.References, renderReference(&c.references[i], false))
 	}
 	return out
 }
 
-func renderEvidence(e *evidenceItem) evidenceJSON {
+// renderEvidence builds an evidence item. Inside a credential the
+// document has empty URLs as null; the evidence endpoints' own answers
+// type them as strings.
+func renderEvidence(e *evidenceItem, standalone bool) evidenceJSON {
 	out := evidenceJSON{ID: e.id, Description: e.description, Type: e.kind, Supplemental: e.supplemental, Position: e.position,
-		LinkURL: nullable(e.url), PreviewImageURL: nullable(e.preview)}
+		LinkURL: maybeNull(e.url, standalone), PreviewImageURL: maybeNull(e.preview, standalone)}
 	if e.stringObject != "" {
 		var obj map[string]any
 		if json.Unmarshal([]byte(e.stringObject), &obj) == nil {
@@ -209,10 +213,17 @@ func renderEvidence(e *evidenceItem) evidenceJSON {
 	return out
 }
 
-func renderReference(r *reference) referenceJSON {
+func renderReference(r *reference, standalone bool) referenceJSON {
 	out := referenceJSON{ID: r.id, Description: r.description, Relationship: r.relationship, Supplemental: r.supplemental, Approve: true}
-	out.Referee.Name, out.Referee.Email, out.Referee.Avatar = r.refereeName, nullable(r.refereeEmail), r.refereeAvatar
+	out.Referee.Name, out.Referee.Email, out.Referee.Avatar = r.refereeName, maybeNull(r.refereeEmail, standalone), r.refereeAvatar
 	return out
+}
+
+func maybeNull(s string, asString bool) any {
+	if s == "" && !asString {
+		return nil
+	}
+	return s
 }
 
 // renderFlat builds a v2 search item.

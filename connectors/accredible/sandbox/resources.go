@@ -416,7 +416,7 @@ func (s *Server) createEvidence(w http.ResponseWriter, r *http.Request) {
 		e.position = len(c.evidence) + 1
 	}
 	s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence, e) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[len(c.evidence)-1])})
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[len(c.evidence)-1], true)})
 }
 
 func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
@@ -449,7 +449,7 @@ func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
 				}
 				s.creds.update(c, s.now(), func(c *credential) { c.evidence[i] = draft })
 			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[i])})
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[i], true)})
 			return
 		}
 		notFound(w)
@@ -466,7 +466,7 @@ func (s *Server) deleteEvidence(w http.ResponseWriter, r *http.Request) {
 	id, _ := pathID(r, "evidence_item_id")
 	for i := range c.evidence {
 		if c.evidence[i].id == id {
-			out := renderEvidence(&c.evidence[i])
+			out := renderEvidence(&c.evidence[i], true)
 			s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence[:i], c.evidence[i+1:]...) })
 			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": out})
 			return
@@ -529,7 +529,7 @@ func (s *Server) createReference(w http.ResponseWriter, r *http.Request) {
 	}
 	ref.id = s.newID()
 	s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references, ref) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[len(c.references)-1])})
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[len(c.references)-1], true)})
 }
 
 func (s *Server) referenceHandler(update bool) http.HandlerFunc {
@@ -562,7 +562,7 @@ func (s *Server) referenceHandler(update bool) http.HandlerFunc {
 				}
 				s.creds.update(c, s.now(), func(c *credential) { c.references[i] = draft })
 			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[i])})
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[i], true)})
 			return
 		}
 		notFound(w)
@@ -579,7 +579,7 @@ func (s *Server) deleteReference(w http.ResponseWriter, r *http.Request) {
 	id, _ := pathID(r, "reference_id")
 	for i := range c.references {
 		if c.references[i].id == id {
-			out := renderReference(&c.references[i])
+			out := renderReference(&c.references[i], true)
 			s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references[:i], c.references[i+1:]...) })
 			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": out})
 			return
