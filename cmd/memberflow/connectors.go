@@ -160,7 +160,7 @@ func listConnectors(reg *connectors.Registry, format string, w io.Writer) error 
 		if all == nil {
 			all = []catalogueConnector{}
 		}
-		return writeIndented(w, map[string]any{"connectors": all, "totals": tot})
+		return catWriteJSON(w, map[string]any{"connectors": all, "totals": tot})
 	}
 	if tot.Connectors == 0 {
 		_, err := fmt.Fprintln(w, "No connectors are registered.")
@@ -171,15 +171,15 @@ func listConnectors(reg *connectors.Registry, format string, w io.Writer) error 
 		if i > 0 {
 			fmt.Fprintln(tw)
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", strings.ToUpper(c.Name), c.Summary)
-		writeEntries(tw, c)
+		fmt.Fprintf(tw, "%s: %s\n", c.Name, c.Summary)
+		catWriteEntries(tw, c)
 	}
 	fmt.Fprintf(tw, "\n%d operations: %d triggers and %d actions in %d connectors.\n", tot.Operations, tot.Triggers, tot.Actions, tot.Connectors)
 	fmt.Fprintln(tw, `Run "memberflow connectors NAME OPERATION" for schemas and an example.`)
 	return tw.Flush()
 }
 
-func writeEntries(tw io.Writer, c catalogueConnector) {
+func catWriteEntries(tw io.Writer, c catalogueConnector) {
 	for _, t := range c.Triggers {
 		fmt.Fprintf(tw, "  trigger\t%s\t%s\t%s\n", t.Name, strings.Join(t.Modes, "+"), t.Summary)
 	}
@@ -195,11 +195,11 @@ func writeEntries(tw io.Writer, c catalogueConnector) {
 func showConnector(spec *connectors.Spec, format string, w io.Writer) error {
 	c := connectorEntry(spec)
 	if format == "json" {
-		return writeIndented(w, struct {
+		return catWriteJSON(w, struct {
 			catalogueConnector
 			RateLimit *catalogueRate  `json:"rate_limit,omitempty"`
 			Options   json.RawMessage `json:"options,omitempty"`
-		}{c, rateOf(spec.RateLimit), spec.Options})
+		}{c, catRate(spec.RateLimit), spec.Options})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	title := c.Name
@@ -211,16 +211,16 @@ func showConnector(spec *connectors.Spec, format string, w io.Writer) error {
 	if c.BaseURL != "" {
 		fmt.Fprintf(tw, "Base URL:\t%s\n", c.BaseURL)
 	}
-	if r := rateOf(spec.RateLimit); r != nil {
+	if r := catRate(spec.RateLimit); r != nil {
 		fmt.Fprintf(tw, "Rate limit:\t%s\n", r.Text)
 	} else {
 		fmt.Fprintf(tw, "Rate limit:\tnone\n")
 	}
 	if len(spec.Options) > 0 {
-		fmt.Fprintf(tw, "Options:\t%s\n", strings.Join(schemaFieldNames(spec.Options), ", "))
+		fmt.Fprintf(tw, "Options:\t%s\n", strings.Join(catOptionNames(spec.Options), ", "))
 	}
-	fmt.Fprintf(tw, "\n%d triggers, %d actions:\n", len(c.Triggers), len(c.Actions))
-	writeEntries(tw, c)
+	fmt.Fprintf(tw, "\n%s, %s:\n", catPlural(len(c.Triggers), "trigger"), catPlural(len(c.Actions), "action"))
+	catWriteEntries(tw, c)
 	fmt.Fprintf(tw, "\nRun \"memberflow connectors %s OPERATION\" for schemas and an example.\n", c.Name)
 	return tw.Flush()
 }
@@ -232,7 +232,7 @@ type catalogueRate struct {
 	Text     string `json:"-"`
 }
 
-func rateOf(r connectors.RateLimit) *catalogueRate {
+func catRate(r connectors.RateLimit) *catalogueRate {
 	if r.Unlimited() {
 		return nil
 	}
@@ -250,7 +250,7 @@ func showOperation(spec *connectors.Spec, e *catalogueEntry, format string, w io
 			Description string `json:"description,omitempty"`
 			*catalogueEntry
 		}{spec.Name, e.op.Description, e}
-		return writeIndented(w, out)
+		return catWriteJSON(w, out)
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s.%s (%s)\n%s\n", spec.Name, e.Name, e.Kind, e.Summary)
@@ -264,10 +264,10 @@ func showOperation(spec *connectors.Spec, e *catalogueEntry, format string, w io
 	if e.Kind == "trigger" {
 		fmt.Fprintf(&b, "Modes:       %s\n", strings.Join(e.Modes, ", "))
 	} else {
-		fmt.Fprintf(&b, "Read-only:   %s\n", yesNo(e.ReadOnly))
-		fmt.Fprintf(&b, "Idempotent:  %s\n", yesNo(e.Idempotent))
+		fmt.Fprintf(&b, "Read-only:   %s\n", catYesNo(e.ReadOnly))
+		fmt.Fprintf(&b, "Idempotent:  %s\n", catYesNo(e.Idempotent))
 		if !e.ReadOnly && !e.Idempotent {
-			fmt.Fprintf(&b, "Settles:     %s\n", yesNo(e.Settles))
+			fmt.Fprintf(&b, "Settles:     %s\n", catYesNo(e.Settles))
 		}
 	}
 	for _, s := range []struct {
@@ -288,12 +288,15 @@ func showOperation(spec *connectors.Spec, e *catalogueEntry, format string, w io
 		b.WriteString("\n")
 	}
 	if len(e.Example) > 0 {
-		ex, err := yaml.Marshal(map[string]any{"with": e.Example})
+		var ex bytes.Buffer
+		enc := yaml.NewEncoder(&ex)
+		enc.SetIndent(2)
+		err := enc.Encode(map[string]any{"with": e.Example})
 		if err != nil {
 			return fmt.Errorf("%s.%s: example: %w", spec.Name, e.Name, err)
 		}
 		b.WriteString("\nExample:\n")
-		for _, line := range strings.Split(strings.TrimRight(string(ex), "\n"), "\n") {
+		for _, line := range strings.Split(strings.TrimRight(ex.String(), "\n"), "\n") {
 			b.WriteString("  " + line + "\n")
 		}
 	}
@@ -301,7 +304,7 @@ func showOperation(spec *connectors.Spec, e *catalogueEntry, format string, w io
 	return err
 }
 
-func yesNo(b bool) string {
+func catYesNo(b bool) string {
 	if b {
 		return "yes"
 	}
@@ -310,7 +313,7 @@ func yesNo(b bool) string {
 
 // schemaFieldNames lists a JSON Schema object's properties, required ones
 // marked with *.
-func schemaFieldNames(raw json.RawMessage) []string {
+func catOptionNames(raw json.RawMessage) []string {
 	var s struct {
 		Properties map[string]json.RawMessage `json:"properties"`
 		Required   []string                   `json:"required"`
@@ -323,7 +326,7 @@ func schemaFieldNames(raw json.RawMessage) []string {
 		req[r] = true
 	}
 	var names []string
-	for _, k := range sortedNames(s.Properties) {
+	for _, k := range catSortedNames(s.Properties) {
 		if req[k] {
 			k += "*"
 		}
@@ -332,7 +335,7 @@ func schemaFieldNames(raw json.RawMessage) []string {
 	return names
 }
 
-func sortedNames[V any](m map[string]V) []string {
+func catSortedNames[V any](m map[string]V) []string {
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
@@ -341,11 +344,18 @@ func sortedNames[V any](m map[string]V) []string {
 	return names
 }
 
-func writeIndented(w io.Writer, v any) error {
+func catWriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
 		return errors.New("encoding JSON: " + err.Error())
 	}
 	return nil
+}
+
+func catPlural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -52,7 +52,7 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 					fmt.Fprintf(io.err, "memberflow sandbox: unexpected arguments %q\n", args)
 					return exitUsage
 				}
-				limit, err := parseRateLimit(*rateLimit)
+				limit, err := parseSandboxRateLimit(*rateLimit)
 				if err != nil {
 					fmt.Fprintf(io.err, "memberflow sandbox: --rate-limit: %v\n", err)
 					return exitUsage
@@ -138,10 +138,10 @@ func printSandboxBanner(w io.Writer, srv *sandbox.Server, base string, opts sand
 	}
 }
 
-// parseRateLimit reads --rate-limit: "" keeps the documented limits (nil),
+// parseSandboxRateLimit reads --rate-limit: "" keeps the documented limits (nil),
 // "off" turns limiting off, "N" is N per second, "N/DURATION" N per
 // DURATION.
-func parseRateLimit(s string) (*sandboxkit.Limit, error) {
+func parseSandboxRateLimit(s string) (*sandboxkit.Limit, error) {
 	s = strings.TrimSpace(s)
 	switch s {
 	case "":
