@@ -59,6 +59,7 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	vip := addType("VIP", "Front rows, speakers' dinner.", 499, int32(n/10)+25)
 	ws := addType("Workshop Pass", "Hands-on workshop day; limited seats.", 99, workshopSeats)
 	wsLeft := workshopSeats - 1
+	wsEvery := max(n/int(wsLeft), 1)
 
 	// A seed is not a change: no webhooks.
 	s.muted = true
@@ -74,9 +75,9 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		ext := fmt.Sprintf("member-%d", member)
 		typ := ga
 		switch x := rng.IntN(100); {
-		case x < 8 && wsLeft > 0:
+		case k%wsEvery == 0 && wsLeft > 0:
 			typ, wsLeft = ws, wsLeft-1
-		case x < 18:
+		case x < 10:
 			typ = vip
 		}
 		if typ == vip && e.types[e.typeIdx[vip]].remaining() == 0 {
@@ -97,7 +98,7 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		}
 		if rng.IntN(50) == 0 {
 			o := &e.orders[len(e.orders)-1]
-			if o.status == orderPaid && o.total > 0 {
+			if o.status == orderPaid && o.total > 0 && typ != ws {
 				o.refunded, o.status = o.paid, orderRefunded
 				for _, i := range o.tickets {
 					e.atts[i].status = attRefunded

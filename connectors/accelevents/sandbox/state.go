@@ -259,7 +259,7 @@ type orderJSON struct {
 	OrderID        int64             `json:"orderId"`
 	Status         string            `json:"status"`
 	PaymentType    string            `json:"paymentType"`
-	Purchaser      purchaserJSON     `json:"purchaser"`
+	Purchaser      *purchaserJSON    `json:"purchaser,omitempty"`
 	Currency       string            `json:"currency"`
 	Subtotal       float64           `json:"subtotal"`
 	Fees           float64           `json:"fees"`
@@ -276,11 +276,13 @@ type orderJSON struct {
 func (e *event) orderJSON(o *order) orderJSON {
 	j := orderJSON{
 		OrderID: o.id, Status: orderStatusNames[o.status], PaymentType: o.paymentType,
-		Purchaser: purchaserJSON{FirstName: o.buyerFirst, LastName: o.buyerLast, Email: o.buyerEmail},
-		Currency:  e.info.currency, Subtotal: o.subtotal, Fees: o.fees, Total: o.total,
+		Currency: e.info.currency, Subtotal: o.subtotal, Fees: o.fees, Total: o.total,
 		AmountPaid: o.paid, RefundedAmount: o.refunded, Note: o.note,
 		Tickets:   make([]orderTicketJSON, 0, len(o.tickets)),
 		CreatedAt: stamp(o.created), UpdatedAt: stamp(o.updated),
+	}
+	if o.buyerEmail != "" {
+		j.Purchaser = &purchaserJSON{FirstName: o.buyerFirst, LastName: o.buyerLast, Email: o.buyerEmail}
 	}
 	if o.paidAt != 0 {
 		s := stamp(o.paidAt)
