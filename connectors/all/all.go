@@ -2,6 +2,11 @@
 // Import it for its side effects; engine/ never does.
 package all
 
+//go:generate go run ../../internal/docgen -dir ../../docs/connectors
+
 import (
-// Each connector registers itself in its init.
+	// Each connector registers itself in its init.
+	_ "github.com/memberflow/memberflow/connectors/accelevents"
+	_ "github.com/memberflow/memberflow/connectors/accredible"
+	_ "github.com/memberflow/memberflow/connectors/memberships"
 )

@@ -39,7 +39,9 @@ func exampleSpec() *connectors.Spec {
 				Example: map[string]any{"status": "active"},
 				HTTP:    &connectors.HTTPBinding{Method: "GET", Path: "/things"},
 			},
-			Poll:            func(context.Context, connectors.Conn, connectors.PollRequest) (*connectors.PollResult, error) { return nil, nil },
+			Poll: func(context.Context, connectors.Conn, connectors.PollRequest) (*connectors.PollResult, error) {
+				return nil, nil
+			},
 			Webhook:         &connectors.WebhookSpec{},
 			DefaultInterval: time.Minute,
 		}},
@@ -51,7 +53,9 @@ func exampleSpec() *connectors.Spec {
 				Output:  obj(`{"type":"object","properties":{"id":{"oneOf":[{"type":"string"},{"type":"integer"}]}}}`),
 				Example: map[string]any{"thing": map[string]any{"name": "Widget", "tags": []any{"a", "b"}}},
 				HTTP:    &connectors.HTTPBinding{Method: "POST", Path: "/things"},
-			}, Run: echo, Settle: func(context.Context, connectors.Conn, map[string]any) (*connectors.Result, bool, error) { return nil, false, nil }},
+			}, Run: echo, Settle: func(context.Context, connectors.Conn, map[string]any) (*connectors.Result, bool, error) {
+				return nil, false, nil
+			}},
 			{Operation: connectors.Operation{Name: "get_thing", Summary: "Get a thing.", Input: obj(`{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`), Output: obj(`{"type":"object"}`),
 				HTTP: &connectors.HTTPBinding{Method: "GET", Path: "/things/{id}"}}, ReadOnly: true, Run: echo},
 			{Operation: connectors.Operation{Name: "put_thing", Summary: "Replace a thing.", Input: obj(`{"type":"object"}`), Output: obj(`{"type":"object"}`)}, Idempotent: true, Run: echo},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -62,7 +63,7 @@ func Render(s *connectors.Spec) ([]byte, error) {
 			}
 			fmt.Fprintf(&b, "\n- Modes: %s\n", strings.Join(t.Modes(), ", "))
 			if t.DefaultInterval > 0 {
-				fmt.Fprintf(&b, "- Default polling interval: %s\n", t.DefaultInterval)
+				fmt.Fprintf(&b, "- Default polling interval: %s\n", humanDuration(t.DefaultInterval))
 			}
 			if h := t.HTTP; h != nil {
 				fmt.Fprintf(&b, "- Polls: `%s %s`\n", h.Method, h.Path)
@@ -289,7 +290,7 @@ func rateText(r connectors.RateLimit) string {
 	if r.Unlimited() {
 		return "none by default"
 	}
-	s := fmt.Sprintf("%d requests per %s", r.Requests, r.Per)
+	s := fmt.Sprintf("%d requests per %s", r.Requests, strings.TrimPrefix(humanDuration(r.Per), "1 "))
 	if r.Burst > 0 {
 		s += fmt.Sprintf(", burst %d", r.Burst)
 	}
@@ -330,4 +331,17 @@ func yamlOf(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// humanDuration says "5 minutes" rather than "5m0s".
+func humanDuration(d time.Duration) string {
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "hour"}, {time.Minute, "minute"}, {time.Second, "second"}} {
+		if d >= u.unit && d%u.unit == 0 {
+			return plural(int(d/u.unit), u.name)
+		}
+	}
+	return d.String()
 }
