@@ -1,0 +1,493 @@
+package accelevents
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	"github.com/memberflow/memberflow/connectors/connectortest"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+var fixedNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type env struct {
+	t    *testing.T
+	spec *connectors.Spec
+	srv  *sandbox.Server
+	url  string
+	conn connectors.Conn
+}
+
+func newEnv(t *testing.T, members int, tweak func(*connectors.ConnectionConfig)) *env {
+	t.Helper()
+	srv := sandbox.New(sandboxkit.Options{RateLimit: &sandboxkit.Limit{}})
+	srv.Seed(sandboxkit.Seed{Members: members, Seed: 3, Now: fixedNow})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	cfg := connectors.ConnectionConfig{
+		Name:      "events",
+		BaseURL:   ts.URL,
+		Auth:      connectors.Auth{Type: connectors.AuthAPIKey, Key: sandbox.DemoKey},
+		RateLimit: &connectors.RateLimit{},
+		Options:   map[string]any{"eventUrl": sandbox.DemoEventURL},
+		Webhook:   connectors.Webhook{Secret: sandbox.DemoWebhookSecret},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	spec := Spec()
+	conn, err := spec.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, spec: spec, srv: srv, url: ts.URL, conn: conn}
+}
+
+func (e *env) run(name string, in map[string]any) (*connectors.Result, error) {
+	e.t.Helper()
+	a := e.spec.Action(name)
+	if a == nil {
+		e.t.Fatalf("no action %s", name)
+	}
+	if err := validate(a.Input, in); err != nil {
+		e.t.Fatalf("%s input: %v", name, err)
+	}
+	res, err := a.Run(context.Background(), e.conn, in)
+	if err == nil {
+		if err := validate(a.Output, res.Output); err != nil {
+			e.t.Errorf("%s output does not fit its schema: %v", name, err)
+		}
+	}
+	return res, err
+}
+
+func (e *env) must(name string, in map[string]any) map[string]any {
+	e.t.Helper()
+	res, err := e.run(name, in)
+	if err != nil {
+		e.t.Fatalf("%s: %v", name, err)
+	}
+	m, _ := res.Output.(map[string]any)
+	return m
+}
+
+func validate(schema []byte, v any) error {
+	s, err := connectors.CompileSchema("t", schema)
+	if err != nil {
+		return err
+	}
+	var plain any
+	if err := remarshal(v, &plain); err != nil {
+		return err
+	}
+	return s.Validate(plain)
+}
+
+func apiErr(t *testing.T, err error) *connectors.APIError {
+	t.Helper()
+	var api *connectors.APIError
+	if !errors.As(err, &api) {
+		t.Fatalf("want an *APIError, got %v", err)
+	}
+	return api
+}
+
+func TestAuth(t *testing.T) {
+	cases := []struct {
+		name string
+		auth connectors.Auth
+		ok   bool
+	}{
+		{"api key as bearer", connectors.Auth{Type: connectors.AuthAPIKey, Key: sandbox.DemoKey}, true},
+		{"bearer token", connectors.Auth{Type: connectors.AuthBearer, Token: sandbox.DemoKey}, true},
+		{"key header", connectors.Auth{Type: connectors.AuthAPIKey, Key: sandbox.DemoKey, Header: "Key", Scheme: "%s"}, true},
+		{"wrong key", connectors.Auth{Type: connectors.AuthAPIKey, Key: "wrong-key-123"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 20, func(c *connectors.ConnectionConfig) { c.Auth = tc.auth })
+			_, err := e.run("get_ticket_types", map[string]any{})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			api := apiErr(t, err)
+			if api.Status != 401 || api.Code != "4010101" || api.Retryable || strings.Contains(err.Error(), "wrong-key-123") {
+				t.Fatalf("got %+v (%v)", api, err)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesBadConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  connectors.ConnectionConfig
+		want string
+	}{
+		{"no auth", connectors.ConnectionConfig{Name: "x"}, "auth is required"},
+		{"oauth", connectors.ConnectionConfig{Name: "x", Auth: connectors.Auth{Type: connectors.AuthOAuth2}}, "not supported"},
+		{"empty event", connectors.ConnectionConfig{Name: "x", Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: "k"}, Options: map[string]any{"eventUrl": ""}}, "eventUrl"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Open(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrorBodiesParse(t *testing.T) {
+	cases := []struct {
+		name      string
+		status    int
+		body      string
+		code      string
+		msg       string
+		retryable bool
+	}{
+		{"ticket used", 406, `{"errorCode":"4060406","errorMessage":"Ticket has already been used."}`, "4060406", "ticket already used", false},
+		{"barcode missing", 406, `{"errorCode":"4060405","errorMessage":"Barcode does not exist."}`, "4060405", "barcode does not exist", false},
+		{"refunded", 406, `{"errorCode":"4060408","errorMessage":"Ticket is refunded."}`, "4060408", "ticket refunded", false},
+		{"event", 404, `{"errorCode":"4040200","errorMessage":"Event not found."}`, "4040200", "event not found", false},
+		{"unauthorized", 401, `{"errorCode":"4010101","errorMessage":"Not authorized."}`, "4010101", "not authorized", false},
+		{"not staff", 403, `{"errorCode":"4030101","errorMessage":"Not staff."}`, "4030101", "not staff", false},
+		{"not host", 403, `{"errorCode":"4030201","errorMessage":"Not host."}`, "4030201", "not the event host", false},
+		{"code/message form", 404, `{"code":4040200,"message":"Event not found"}`, "4040200", "event not found", false},
+		{"rate limited", 429, `{"errorCode":"4290001","errorMessage":"Too many requests."}`, "4290001", "Too many requests", true},
+		{"server", 500, `{"errorCode":"5000000","errorMessage":"Internal server error."}`, "5000000", "Internal", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := ParseError(tc.status, http.Header{}, []byte(tc.body))
+			if e.Code != tc.code || !strings.Contains(strings.ToLower(e.Message), strings.ToLower(tc.msg)) || e.Retryable != tc.retryable || e.Service != Name {
+				t.Fatalf("got %+v", e)
+			}
+		})
+	}
+}
+
+func TestListAttendeesPages(t *testing.T) {
+	e := newEnv(t, 200, nil)
+	seen := map[any]bool{}
+	for page := 0; page < 3; page++ {
+		out := e.must("list_attendees", map[string]any{"page": page, "size": 10})
+		data := out["data"].([]any)
+		if len(data) != 10 {
+			t.Fatalf("page %d has %d", page, len(data))
+		}
+		for _, a := range data {
+			id := a.(map[string]any)["attendeeId"]
+			if seen[id] {
+				t.Fatalf("attendee %v on two pages", id)
+			}
+			seen[id] = true
+		}
+	}
+}
+
+func TestUpsertAttendeeNeverDuplicates(t *testing.T) {
+	e := newEnv(t, 50, nil)
+	base := map[string]any{"externalId": "member-9001", "email": "new.person@example.com", "firstName": "New", "lastName": "Person", "ticketTypeId": 145680}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{}
+		for kk, vv := range base {
+			m[kk] = vv
+		}
+		m[k] = v
+		return m
+	}
+	steps := []struct {
+		name   string
+		in     map[string]any
+		action string
+	}{
+		{"creates", base, "created"},
+		{"again changes nothing", base, "unchanged"},
+		{"new last name updates", with("lastName", "Persson"), "updated"},
+		{"found by email without external id", func() map[string]any { m := with("lastName", "Persson"); delete(m, "externalId"); return m }(), "unchanged"},
+	}
+	var id any
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			res, err := e.run("upsert_attendee", s.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := res.Output.(map[string]any)
+			if out["action"] != s.action {
+				t.Fatalf("action %v, want %s", out["action"], s.action)
+			}
+			a := out["attendee"].(map[string]any)
+			if id == nil {
+				id = a["attendeeId"]
+			} else if a["attendeeId"] != id {
+				t.Fatalf("attendee %v, want the same %v", a["attendeeId"], id)
+			}
+			if s.action != "unchanged" && (len(res.Wrote) != 1 || res.Wrote[0].Subject != fmt.Sprintf("attendee/%v", id)) {
+				t.Errorf("wrote %+v", res.Wrote)
+			}
+		})
+	}
+	found := e.must("find_attendee", map[string]any{"email": "NEW.person@example.com"})
+	if found["found"] != true {
+		t.Fatalf("find by email: %v", found)
+	}
+	if d := e.srv.Stats().Duplicates["attendees"]; d != e.seededDuplicates() {
+		t.Errorf("upsert made duplicates: %d", d)
+	}
+}
+
+func (e *env) seededDuplicates() int {
+	s := sandbox.New(sandboxkit.Options{})
+	s.Seed(sandboxkit.Seed{Members: 50, Seed: 3, Now: fixedNow})
+	return s.Stats().Duplicates["attendees"]
+}
+
+func TestCreateOrderRegistersAndResumes(t *testing.T) {
+	e := newEnv(t, 50, nil)
+	in := map[string]any{"ticketTypeId": 145680, "paymentType": "UNPAID", "holders": []any{
+		map[string]any{"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "externalId": "member-1"},
+		map[string]any{"firstName": "Alan", "lastName": "Turing", "email": "alan@example.com"},
+	}}
+	res, err := e.run("create_order", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := res.Output.(map[string]any)
+	atts := out["attendees"].([]any)
+	if len(atts) != 2 || out["resumed"] != false || len(res.Wrote) != 2 {
+		t.Fatalf("got %v", out)
+	}
+	for _, a := range atts {
+		if m := a.(map[string]any); m["status"] != "BOOKED" || m["barcode"] == "" {
+			t.Fatalf("attendee %v", m)
+		}
+	}
+	// An order placed but cut short before the holder data: completed, not repeated.
+	placed := e.must("place_order", map[string]any{"paymentType": "UNPAID", "ticketings": []any{map[string]any{"numberOfTicket": 1, "ticketTypeId": 145681}}, "purchaser": map[string]any{"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.com"}})
+	res, err = e.run("create_order", map[string]any{"ticketTypeId": 145681, "holders": []any{map[string]any{"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = res.Output.(map[string]any)
+	if out["resumed"] != true || fmt.Sprint(out["orderId"]) != fmt.Sprint(placed["orderId"]) {
+		t.Fatalf("did not resume order %v: %v", placed["orderId"], out)
+	}
+	// The nearly sold out workshop.
+	_, err = e.run("create_order", map[string]any{"ticketTypeId": 145682, "holders": []any{
+		map[string]any{"firstName": "A", "lastName": "B", "email": "a@example.com"},
+		map[string]any{"firstName": "C", "lastName": "D", "email": "c@example.com"},
+	}})
+	if err == nil || !strings.Contains(err.Error(), "tickets left") {
+		t.Fatalf("sold out: %v", err)
+	}
+}
+
+func TestCheckIn(t *testing.T) {
+	e := newEnv(t, 50, nil)
+	a := e.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
+	barcode := a["barcode"].(string)
+	out := e.must("check_in", map[string]any{"barcode": barcode})
+	if out["status"] != "SUCCESS" || out["checkedIn"] != true {
+		t.Fatalf("check in: %v", out)
+	}
+	cases := []struct {
+		name, barcode, code string
+	}{
+		{"already used", barcode, "4060406"},
+		{"no such barcode", "AE-NOPE", "4060405"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.run("check_in", map[string]any{"barcode": tc.barcode})
+			api := apiErr(t, err)
+			if api.Code != tc.code || connectors.Retryable(err) {
+				t.Fatalf("got %v", err)
+			}
+			if !strings.Contains(err.Error(), "check_in") || !strings.Contains(err.Error(), tc.barcode) {
+				t.Errorf("error lacks a breadcrumb: %v", err)
+			}
+		})
+	}
+	undo := e.must("check_in", map[string]any{"barcode": barcode, "undo": true})
+	if undo["checkedIn"] != false {
+		t.Fatalf("undo: %v", undo)
+	}
+}
+
+func TestRecordPaymentOncePerReference(t *testing.T) {
+	e := newEnv(t, 50, nil)
+	placed := e.must("place_order", map[string]any{"paymentType": "UNPAID", "ticketings": []any{map[string]any{"numberOfTicket": 1, "ticketTypeId": 145680}}})
+	order := e.must("get_order", map[string]any{"orderId": placed["orderId"]})
+	in := map[string]any{"orderId": placed["orderId"], "amount": order["total"], "externalRef": "pay-77", "method": "transfer"}
+	first, err := e.run("record_payment", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Output.(map[string]any)["existing"] != false || len(first.Wrote) != 1 {
+		t.Fatalf("first: %+v", first)
+	}
+	second := e.must("record_payment", in)
+	if second["existing"] != true {
+		t.Fatalf("second: %v", second)
+	}
+	if d := e.srv.Stats().Duplicates["payments"]; d != 0 {
+		t.Errorf("%d duplicate payments", d)
+	}
+	if got := e.must("get_order", map[string]any{"orderId": placed["orderId"]}); got["status"] != "PAID" {
+		t.Errorf("order status %v", got["status"])
+	}
+}
+
+// dropAfterWrite forwards a write and then loses the answer: the
+// ambiguous failure apiclient turns into ErrInDoubt.
+type dropAfterWrite struct {
+	mu   sync.Mutex
+	path string // drop writes whose path ends so
+	n    int
+}
+
+func (d *dropAfterWrite) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := http.DefaultTransport.RoundTrip(r)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil && d.n == 0 && r.Method != http.MethodGet && strings.HasSuffix(r.URL.Path, d.path) {
+		res.Body.Close()
+		d.n++
+		return nil, fmt.Errorf("connection reset by peer")
+	}
+	return res, err
+}
+
+func TestSettleAfterInDoubtWrites(t *testing.T) {
+	cases := []struct {
+		name, action, drop string
+		in                 map[string]any
+	}{
+		{"upsert attendee", "upsert_attendee", "/staff/attendees", map[string]any{"externalId": "member-5555", "email": "x5555@example.com", "firstName": "X", "lastName": "Y", "ticketTypeId": 145680}},
+		{"create attendee", "create_attendee", "/staff/attendees", map[string]any{"ticketTypeId": 145680, "firstName": "Q", "lastName": "R", "email": "qr@example.com"}},
+		{"place order", "place_order", "/staff/ticketing/order", map[string]any{"paymentType": "CC", "ticketings": []any{map[string]any{"numberOfTicket": 1, "ticketTypeId": 145680}}, "purchaser": map[string]any{"firstName": "Q", "lastName": "R", "email": "qr@example.com"}}},
+		{"create webhook", "create_webhook", "/webhooks", map[string]any{"url": "http://127.0.0.1:1/hook"}},
+		{"record payment", "record_payment", "/payments", map[string]any{"orderId": 122111, "amount": 10, "externalRef": "pay-settle"}},
+		{"create ticket type", "create_ticket_type", "/staff/ticketTypes", map[string]any{"name": "Late Pass", "price": 10, "totalTickets": 5}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drop := &dropAfterWrite{path: tc.drop}
+			e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: drop} })
+			a := e.spec.Action(tc.action)
+			if a.Settle == nil {
+				t.Fatal("no Settle")
+			}
+			ctx := context.Background()
+			if _, happened, err := a.Settle(ctx, e.conn, tc.in); err != nil || happened {
+				t.Fatalf("before the write: happened=%v err=%v", happened, err)
+			}
+			_, err := a.Run(ctx, e.conn, tc.in)
+			if !errors.Is(err, connectors.ErrInDoubt) {
+				t.Fatalf("want in doubt, got %v", err)
+			}
+			res, happened, err := a.Settle(ctx, e.conn, tc.in)
+			if err != nil || !happened || res == nil {
+				t.Fatalf("after the write: happened=%v err=%v", happened, err)
+			}
+			if err := validate(a.Output, res.Output); err != nil && !strings.HasPrefix(tc.action, "create_") && tc.action != "place_order" {
+				t.Errorf("settled output: %v", err)
+			}
+		})
+	}
+}
+
+func TestAttendeeQRCode(t *testing.T) {
+	e := newEnv(t, 50, nil)
+	a := e.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
+	cases := []struct {
+		name string
+		in   map[string]any
+	}{
+		{"png by barcode", map[string]any{"barcode": a["barcode"], "format": "png"}},
+		{"svg by attendee id", map[string]any{"attendeeId": a["attendeeId"], "format": "svg"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := e.must("attendee_qr_code", tc.in)
+			if out["barcode"] != a["barcode"] {
+				t.Fatalf("barcode %v", out["barcode"])
+			}
+			data := out["data"].(string)
+			switch out["format"] {
+			case "png":
+				b, err := base64.StdEncoding.DecodeString(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				img, err := png.Decode(bytes.NewReader(b))
+				if err != nil || img.Bounds().Dx() < 21 {
+					t.Fatalf("png: %v", err)
+				}
+			case "svg":
+				if !strings.HasPrefix(data, "<svg") || !strings.Contains(data, `<path fill="#000" d="M`) {
+					t.Fatalf("svg: %.80s", data)
+				}
+			}
+		})
+	}
+	if _, err := e.run("attendee_qr_code", map[string]any{}); err == nil {
+		t.Fatal("no barcode nor attendee: want an error")
+	}
+}
+
+func TestContract(t *testing.T) {
+	doc, err := document()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectortest.Contract(t, Spec(), doc, connectors.ConnectionConfig{
+		Name: "contract", Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: "k-contract"},
+		Options: map[string]any{"eventUrl": sandbox.DemoEventURL}, RateLimit: &connectors.RateLimit{},
+	})
+}
+
+// A registration whose order went through but whose answer was lost is
+// not settled (no holder has a ticket yet); running it again completes
+// that order instead of placing a second one.
+func TestCreateOrderInDoubtResumes(t *testing.T) {
+	drop := &dropAfterWrite{path: "/staff/ticketing/order"}
+	e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: drop} })
+	in := map[string]any{"ticketTypeId": 145680, "paymentType": "CC", "holders": []any{map[string]any{"firstName": "Q", "lastName": "R", "email": "qr@example.com"}}}
+	a := e.spec.Action("create_order")
+	ctx := context.Background()
+	if _, err := a.Run(ctx, e.conn, in); !errors.Is(err, connectors.ErrInDoubt) {
+		t.Fatalf("want in doubt, got %v", err)
+	}
+	if _, happened, err := a.Settle(ctx, e.conn, in); err != nil || happened {
+		t.Fatalf("settle: happened=%v err=%v", happened, err)
+	}
+	orders := e.srv.Stats().Objects["orders"]
+	res, err := a.Run(ctx, e.conn, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Output.(map[string]any)["resumed"] != true || e.srv.Stats().Objects["orders"] != orders {
+		t.Fatalf("not resumed: %v", res.Output)
+	}
+	if _, happened, err := a.Settle(ctx, e.conn, in); err != nil || !happened {
+		t.Fatalf("settle after: happened=%v err=%v", happened, err)
+	}
+}
