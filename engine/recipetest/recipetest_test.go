@@ -1,0 +1,113 @@
+package recipetest
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestReports runs each testdata folder and compares the text report with
+// its golden file.
+func TestReports(t *testing.T) {
+	cases := []struct {
+		name           string
+		dir            string
+		ok             bool
+		passed, failed int
+		broken         int
+	}{
+		{name: "passing recipe", dir: "pass", ok: true, passed: 3},
+		{name: "failing expectations", dir: "fail", failed: 4},
+		{name: "broken test files", dir: "broken", broken: 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := Run(context.Background(), Options{Registry: testRegistry()}, filepath.Join("testdata", tc.dir))
+			for i := range rep.Suites {
+				for j := range rep.Suites[i].Cases {
+					rep.Suites[i].Cases[j].Duration = 0
+				}
+			}
+			var buf bytes.Buffer
+			if err := rep.WriteText(&buf, false); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, filepath.Join("testdata", tc.dir+".golden"), buf.Bytes())
+			passed, failed, broken := rep.Counts()
+			if rep.OK() != tc.ok || passed != tc.passed || failed != tc.failed || broken != tc.broken {
+				t.Errorf("ok=%v passed=%d failed=%d broken=%d, want ok=%v passed=%d failed=%d broken=%d\n%s",
+					rep.OK(), passed, failed, broken, tc.ok, tc.passed, tc.failed, tc.broken, buf.String())
+			}
+		})
+	}
+}
+
+func TestRecordedRequests(t *testing.T) {
+	rep := Run(context.Background(), Options{Registry: testRegistry(), Filter: regexp.MustCompile("gets a certificate")}, "testdata/pass/certify.yaml")
+	if len(rep.Suites) != 1 || len(rep.Suites[0].Cases) != 1 {
+		t.Fatalf("want one suite with one case, got %+v", rep.Suites)
+	}
+	c := rep.Suites[0].Cases[0]
+	var got []string
+	for _, x := range c.Requests {
+		got = append(got, x.String())
+	}
+	want := []string{"GET /members/m1 (club)", "POST /certs (club)", "POST /certs (club)", "PUT /members/m1 (club)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if c.Requests[0].Write || !c.Requests[1].Write {
+		t.Errorf("GET counted as a write or POST as a read: %+v %+v", c.Requests[0], c.Requests[1])
+	}
+}
+
+func TestSearchIsARead(t *testing.T) {
+	svc := newCannedService(nil)
+	rt := svc.transport("club", "https://api.club.test/v2", clubSpec()).(*transport)
+	cases := []struct {
+		name, method, path string
+		write              bool
+	}{
+		{"get", "GET", "/members/m1", false},
+		{"search by a read-only action's route", "POST", "/certs/search", false},
+		{"create", "POST", "/certs", true},
+		{"update", "PUT", "/members/m1", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			write := tc.method != "GET"
+			for _, r := range rt.reads {
+				if r.matches(tc.method, tc.path) {
+					write = false
+				}
+			}
+			if write != tc.write {
+				t.Errorf("write = %v, want %v", write, tc.write)
+			}
+		})
+	}
+}
+
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
