@@ -171,3 +171,40 @@ func TestRealRateLimitOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhooksThroughTheCombinedServer registers a receiver with every
+// service that delivers webhooks, mutates data, and checks that signed
+// deliveries arrive.
+func TestWebhooksThroughTheCombinedServer(t *testing.T) {
+	got := make(chan http.Header, 64)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+	}))
+	defer receiver.Close()
+	s, _ := realServer(t, Options{Members: 10, Seed: 5})
+	names, err := s.RegisterWebhook("", receiver.URL+"/hooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, ",") != "memberships,accelevents" {
+		t.Fatalf("registered with %v; Accredible has no webhooks", names)
+	}
+	if _, err := s.Mutate([]MutateRequest{{Service: "memberships", Kind: "lapse", Count: 1}, {Service: "accelevents", Kind: "register", Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for !(seen["memberships"] && seen["accelevents"]) {
+		select {
+		case h := <-got:
+			if h.Get("x-wh-signature") != "" {
+				seen["memberships"] = true
+			}
+			if h.Get(accelevents.SignatureHeader) != "" {
+				seen["accelevents"] = true
+			}
+		case <-deadline:
+			t.Fatalf("signed deliveries seen: %v", seen)
+		}
+	}
+}
