@@ -98,6 +98,7 @@ type tokenServer struct {
 	expiresIn int
 	issued    int
 	reject    bool // answer invalid_client
+	calls     int
 }
 
 func newTokenServer(t *testing.T) *tokenServer {
@@ -109,6 +110,7 @@ func newTokenServer(t *testing.T) *tokenServer {
 		}
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
+		ts.calls++
 		w.Header().Set("Content-Type", "application/json")
 		if ts.reject || r.PostForm.Get("client_secret") != "cs-secret-1" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -305,5 +307,29 @@ func TestOAuth2TokenFailureIsRedacted(t *testing.T) {
 	}
 	if len(*seen) != 0 {
 		t.Fatalf("API called without a token: %v", *seen)
+	}
+	if tokens.calls != 1 {
+		t.Fatalf("token endpoint asked %d times; a refusal is final", tokens.calls)
+	}
+}
+
+func TestOAuth2ConcurrentCallsShareOneToken(t *testing.T) {
+	tokens := newTokenServer(t)
+	api, seen := apiServer(t, nil)
+	c := oauthClient(t, api.URL, tokens.URL, connectors.Auth{ClientID: "app", ClientSecret: "cs-secret-1"}, &fakeClock{t: time.Now()})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Do(context.Background(), Request{Method: "GET", Path: "/users/"})
+		}()
+	}
+	wg.Wait()
+	if n := len(tokens.seen()); n != 1 {
+		t.Fatalf("%d token fetches for 20 concurrent calls, want 1", n)
+	}
+	if len(*seen) != 20 {
+		t.Fatalf("API saw %d calls", len(*seen))
 	}
 }

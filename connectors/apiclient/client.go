@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -254,6 +255,12 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			return nil, c.wrap(req, err)
 		}
 		transient := connectors.Retryable(err) || (err != nil && api == nil)
+		var refused *oauth2.RetrieveError
+		if errors.As(err, &refused) && refused.Response != nil && refused.Response.StatusCode < 500 && refused.Response.StatusCode != http.StatusTooManyRequests {
+			// The token endpoint turned the credentials down: asking
+			// again will not change its mind.
+			transient = false
+		}
 		if !transient {
 			return nil, c.wrap(req, err)
 		}
