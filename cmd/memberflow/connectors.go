@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -236,7 +237,17 @@ func catRate(r connectors.RateLimit) *catalogueRate {
 	if r.Unlimited() {
 		return nil
 	}
-	text := fmt.Sprintf("%d requests per %s", r.Requests, r.Per)
+	per := r.Per.String()
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "hour"}, {time.Minute, "minute"}, {time.Second, "second"}} {
+		if r.Per >= u.d && r.Per%u.d == 0 {
+			per = strings.TrimPrefix(catPlural(int(r.Per/u.d), u.name), "1 ")
+			break
+		}
+	}
+	text := fmt.Sprintf("%d requests per %s", r.Requests, per)
 	if r.Burst > 0 {
 		text += fmt.Sprintf(" (burst %d)", r.Burst)
 	}
