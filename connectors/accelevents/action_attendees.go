@@ -49,12 +49,12 @@ func attendeeActions() []*connectors.ActionSpec {
 			Operation: connectors.Operation{
 				Name:    "find_attendee",
 				Summary: "Find an attendee by external id (the member id) or email; a live ticket wins.",
-				Input: input(props{
+				Input: oneOfFields(props{
 					"eventUrl":     eventURLProp,
 					"externalId":   prop("string", "Your id for the person, looked up first."),
 					"email":        prop("string", "Email, looked up when the external id finds nobody; case-insensitive."),
 					"ticketTypeId": prop("integer", "Only tickets of this type.", "minimum", 1),
-				}),
+				}, "externalId", "email"),
 				Output: output(object("What the look-up found.", props{
 					"found":    prop("boolean", "Whether an attendee matched."),
 					"matches":  prop("integer", "How many tickets matched the winning look-up."),

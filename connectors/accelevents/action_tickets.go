@@ -61,12 +61,12 @@ func ticketActions() []*connectors.ActionSpec {
 			Operation: connectors.Operation{
 				Name:    "attendee_qr_code",
 				Summary: "Draw the QR code of an attendee's barcode (PNG or SVG) for check-in at the venue.",
-				Input: input(props{
+				Input: oneOfFields(props{
 					"eventUrl":   eventURLProp,
 					"barcode":    prop("string", "The ticket's barcode; or give attendeeId.", "minLength", 1),
 					"attendeeId": prop("integer", "Attendee id, whose barcode is looked up.", "minimum", 1),
 					"format":     prop("string", "png (base64) or svg (text).", "enum", []string{"png", "svg"}, "default", "png"),
-				}),
+				}, "barcode", "attendeeId"),
 				Output: output(object("The QR code.", props{
 					"format":  prop("string", "png or svg.", "enum", []string{"png", "svg"}),
 					"data":    prop("string", "The image: base64 for png, SVG text for svg."),

@@ -5,14 +5,19 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"rsc.io/qr"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/accelevents/sandbox"
@@ -448,8 +453,58 @@ func TestAttendeeQRCode(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.run("attendee_qr_code", map[string]any{}); err == nil {
+	if err := validate(e.spec.Action("attendee_qr_code").Input, map[string]any{"format": "svg"}); err == nil {
+		t.Fatal("no barcode nor attendee: the input schema must refuse it")
+	}
+	if _, err := e.spec.Action("attendee_qr_code").Run(context.Background(), e.conn, map[string]any{}); err == nil {
 		t.Fatal("no barcode nor attendee: want an error")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// The SVG drawing is textual: a golden file pins it.
+func TestQRCodeSVGGolden(t *testing.T) {
+	code, err := qr.Encode("AE-GOLDEN1", qr.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := SVG(code)
+	path := filepath.Join("testdata", "qr-AE-GOLDEN1.svg")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("SVG differs from %s (run with -update if the change is meant)", path)
+	}
+	// Every dark module is drawn exactly once.
+	dark := 0
+	for y := 0; y < code.Size; y++ {
+		for x := 0; x < code.Size; x++ {
+			if code.Black(x, y) {
+				dark++
+			}
+		}
+	}
+	drawn := 0
+	for _, seg := range strings.Split(got, "M")[1:] {
+		var x, y, run int
+		if _, err := fmt.Sscanf(seg, "%d %dh%d", &x, &y, &run); err != nil {
+			t.Fatalf("segment %q: %v", seg, err)
+		}
+		drawn += run
+	}
+	if drawn != dark {
+		t.Fatalf("drew %d modules, the code has %d", drawn, dark)
 	}
 }
 

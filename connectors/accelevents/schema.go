@@ -51,6 +51,18 @@ func input(p props, required ...string) json.RawMessage {
 	return raw(s)
 }
 
+// oneOfFields is input() that also demands at least one of fields.
+func oneOfFields(p props, fields ...string) json.RawMessage {
+	var s map[string]any
+	_ = json.Unmarshal(input(p), &s)
+	alts := make([]any, len(fields))
+	for i, f := range fields {
+		alts[i] = map[string]any{"required": []string{f}}
+	}
+	s["anyOf"] = alts
+	return raw(s)
+}
+
 func output(s map[string]any) json.RawMessage {
 	c := make(map[string]any, len(s)+1)
 	for k, v := range s {
