@@ -275,64 +275,72 @@ func subset(want, have map[string]any) bool {
 
 // candidates picks the smallest index that can answer the query, so the
 // common look-ups (by recipient, by reference, by updated_at) never scan
-// every credential. The result is a superset of the matches.
+// every credential. The result is a superset of the matches; it may share
+// memory with an index and must not be changed.
 func (s *credentialStore) candidates(preds []predicate) []int32 {
 	var best []int32
 	found := false
-	consider := func(l []int32) {
+	consider := func(lists [][]int32) {
+		var l []int32
+		if len(lists) == 1 {
+			l = lists[0]
+		} else {
+			for _, x := range lists {
+				l = append(l, x...)
+			}
+			l = dedupe(l)
+		}
 		if !found || len(l) < len(best) {
 			best, found = l, true
 		}
 	}
 	for i := range preds {
 		p := &preds[i]
-		if p.op != "eq" && p.op != "in" {
-			continue
-		}
-		var idx map[string][]int32
-		switch p.field {
-		case "recipient_email":
-			idx = s.byEmail
-		case "recipient_id":
-			idx = s.byRecipient
-		case "license_id":
-			idx = s.byLicense
-		case "group.id":
-			var l []int32
-			for _, v := range p.vals {
-				g, err := strconv.ParseInt(scalarString(v), 10, 64)
-				if err == nil {
-					l = append(l, s.byGroup[g]...)
+		var lists [][]int32
+		switch {
+		case p.obj != nil && p.field == "meta_data":
+			// Every string entry must match: the rarest entry bounds it.
+			for k, v := range p.obj {
+				if sv, ok := v.(string); ok {
+					consider([][]int32{s.byMeta.get(metaKey(k, sv))})
 				}
 			}
-			consider(l)
 			continue
-		case "uuid":
-			var l []int32
-			for _, v := range p.vals {
-				if id, ok := parseUUID(scalarString(v)); ok {
+		case p.op != "eq" && p.op != "in":
+			continue
+		}
+		for _, v := range p.vals {
+			k := scalarString(v)
+			switch p.field {
+			case "recipient_email":
+				lists = append(lists, s.byEmail.get(strings.ToLower(k)))
+			case "recipient_id":
+				lists = append(lists, s.byRecipient.get(k))
+			case "license_id":
+				lists = append(lists, s.byLicense.get(k))
+			case "group.id":
+				g, err := strconv.ParseInt(k, 10, 64)
+				if err == nil {
+					lists = append(lists, s.byGroup[g])
+				}
+			case "uuid":
+				if id, ok := parseUUID(k); ok {
 					if c, ok := s.get(id); ok {
-						l = append(l, int32(c.id-firstCredentialID))
+						lists = append(lists, []int32{int32(c.id - firstCredentialID)})
 					}
 				}
 			}
-			consider(l)
-			continue
-		default:
-			continue
 		}
-		var l []int32
-		for _, v := range p.vals {
-			k := scalarString(v)
-			if p.field == "recipient_email" {
-				k = strings.ToLower(k)
+		switch p.field {
+		case "recipient_email", "recipient_id", "license_id", "group.id", "uuid":
+			if len(lists) == 0 {
+				lists = [][]int32{nil}
 			}
-			l = append(l, idx[k]...)
+			consider(lists)
 		}
-		consider(l)
 	}
 	if found {
-		return dedupe(best)
+		return best
 	}
 	for i := range preds {
 		p := &preds[i]

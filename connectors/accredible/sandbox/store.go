@@ -69,9 +69,10 @@ type logEntry struct {
 type credentialStore struct {
 	creds       []credential
 	live        int
-	byEmail     map[string][]int32
-	byRecipient map[string][]int32
-	byLicense   map[string][]int32
+	byEmail     multiIndex // lower-cased recipient email
+	byRecipient multiIndex
+	byLicense   multiIndex
+	byMeta      multiIndex // "key\x00value" of each string meta_data entry
 	byGroup     map[int64][]int32
 	updatedLog  []logEntry
 	staleLog    int
@@ -80,9 +81,10 @@ type credentialStore struct {
 
 func newCredentialStore() *credentialStore {
 	return &credentialStore{
-		byEmail:     map[string][]int32{},
-		byRecipient: map[string][]int32{},
-		byLicense:   map[string][]int32{},
+		byEmail:     newMultiIndex(),
+		byRecipient: newMultiIndex(),
+		byLicense:   newMultiIndex(),
+		byMeta:      newMultiIndex(),
 		byGroup:     map[int64][]int32{},
 	}
 }
@@ -121,14 +123,18 @@ func (s *credentialStore) insert(c credential, now time.Time) *credential {
 func (s *credentialStore) index(idx int32) {
 	c := &s.creds[idx]
 	if c.recipientEmail != "" {
-		k := strings.ToLower(c.recipientEmail)
-		s.byEmail[k] = append(s.byEmail[k], idx)
+		s.byEmail.add(strings.ToLower(c.recipientEmail), idx)
 	}
 	if c.recipientID != "" {
-		s.byRecipient[c.recipientID] = append(s.byRecipient[c.recipientID], idx)
+		s.byRecipient.add(c.recipientID, idx)
 	}
 	if c.licenseID != "" {
-		s.byLicense[c.licenseID] = append(s.byLicense[c.licenseID], idx)
+		s.byLicense.add(c.licenseID, idx)
+	}
+	for k, v := range c.metaData {
+		if sv, ok := v.(string); ok {
+			s.byMeta.add(metaKey(k, sv), idx)
+		}
 	}
 	s.byGroup[c.groupID] = append(s.byGroup[c.groupID], idx)
 }
@@ -136,13 +142,18 @@ func (s *credentialStore) index(idx int32) {
 func (s *credentialStore) unindex(idx int32) {
 	c := &s.creds[idx]
 	if c.recipientEmail != "" {
-		removeIdx(s.byEmail, strings.ToLower(c.recipientEmail), idx)
+		s.byEmail.remove(strings.ToLower(c.recipientEmail), idx)
 	}
 	if c.recipientID != "" {
-		removeIdx(s.byRecipient, c.recipientID, idx)
+		s.byRecipient.remove(c.recipientID, idx)
 	}
 	if c.licenseID != "" {
-		removeIdx(s.byLicense, c.licenseID, idx)
+		s.byLicense.remove(c.licenseID, idx)
+	}
+	for k, v := range c.metaData {
+		if sv, ok := v.(string); ok {
+			s.byMeta.remove(metaKey(k, sv), idx)
+		}
 	}
 	removeIdx(s.byGroup, c.groupID, idx)
 }
@@ -250,10 +261,7 @@ func (s *credentialStore) all() []int32 {
 // recipient email.
 func (s *credentialStore) duplicates() int {
 	n := 0
-	for _, l := range s.byEmail {
-		if len(l) < 2 {
-			continue
-		}
+	for _, l := range s.byEmail.more {
 		seen := map[int64]bool{}
 		for _, idx := range l {
 			g := s.creds[idx].groupID
@@ -272,3 +280,55 @@ func formatStamp(ms int64) string {
 
 // encodedID is the short public id in credential URLs.
 func encodedID(id int64) string { return strconv.FormatInt(id*7+3, 36) }
+
+func metaKey(k, v string) string { return k + "\x00" + v }
+
+// multiIndex maps a key to the credentials that have it. Most keys (an
+// email, a recipient id, a reference) belong to one credential: those
+// cost one map entry and no slice; keys shared by several move to more.
+type multiIndex struct {
+	one  map[string]int32
+	more map[string][]int32
+}
+
+func newMultiIndex() multiIndex {
+	return multiIndex{one: map[string]int32{}, more: map[string][]int32{}}
+}
+
+func (m multiIndex) add(k string, idx int32) {
+	if l, ok := m.more[k]; ok {
+		m.more[k] = append(l, idx)
+		return
+	}
+	if first, ok := m.one[k]; ok {
+		delete(m.one, k)
+		m.more[k] = []int32{first, idx}
+		return
+	}
+	m.one[k] = idx
+}
+
+func (m multiIndex) remove(k string, idx int32) {
+	if first, ok := m.one[k]; ok {
+		if first == idx {
+			delete(m.one, k)
+		}
+		return
+	}
+	removeIdx(m.more, k, idx)
+	if l := m.more[k]; len(l) == 1 {
+		delete(m.more, k)
+		m.one[k] = l[0]
+	}
+}
+
+// get returns the credentials with the key; the slice must not be changed.
+func (m multiIndex) get(k string) []int32 {
+	if l, ok := m.more[k]; ok {
+		return l
+	}
+	if idx, ok := m.one[k]; ok {
+		return []int32{idx}
+	}
+	return nil
+}
