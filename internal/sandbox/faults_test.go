@@ -153,3 +153,23 @@ func TestLatency(t *testing.T) {
 		t.Logf("stats took %s (no latency is injected there; the machine is slow)", took)
 	}
 }
+
+// opaque hides every method but the Service interface's (no Pattern).
+type opaque struct{ sandboxkit.Service }
+
+func TestFaultedRequestsCountUnderLearnedRoutes(t *testing.T) {
+	hidden := func(o sandboxkit.Options) sandboxkit.Service { return opaque{newItemService("alpha")(o)} }
+	s, ts := newTestServer(t, Options{Members: 1, Seed: 3, Faults: sandboxkit.Faults{FailRate: 0.5}, Services: []Factory{hidden}})
+	got := outcomes(t, ts.URL+"/alpha/items/0", 40)
+	beforeFirstServed := int64(0)
+	for _, o := range got {
+		if o == "200" {
+			break
+		}
+		beforeFirstServed++
+	}
+	req := s.Stats().Services["alpha"].Requests
+	if req["GET (no route)"] != beforeFirstServed || req["GET /items/{id}"] != 40-beforeFirstServed {
+		t.Fatalf("requests %v with outcomes %v: only failures before the route was first served may lack it", req, got)
+	}
+}

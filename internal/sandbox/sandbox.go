@@ -84,6 +84,11 @@ type mounted struct {
 	routes    sync.Map // pattern -> *atomic.Int64
 	responses [600]atomic.Int64
 	dropped   atomic.Int64
+	// learned holds the route patterns seen on served requests, so that a
+	// request answered by a fault, which the service never routes, is
+	// counted under its route too.
+	learned     *http.ServeMux
+	learnedSeen sync.Map // pattern -> struct{}
 }
 
 // New builds the services and seeds them. It does no network I/O.
@@ -144,7 +149,7 @@ func New(opts Options) (*Server, error) {
 		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("sandbox: service %q is mounted twice", name)
 		}
-		m := &mounted{name: name, svc: svc}
+		m := &mounted{name: name, svc: svc, learned: http.NewServeMux()}
 		s.services = append(s.services, m)
 		s.byName[name] = m
 	}
@@ -311,12 +316,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			// Applied, then no answer: the ambiguous case.
 			rec := &discardWriter{h: http.Header{}}
 			m.svc.ServeHTTP(rec, r2)
+			m.learn(r2.Pattern)
 			m.countDrop(r2)
 			drop(w)
 			return
 		}
 	}
 	m.svc.ServeHTTP(sw, r2)
+	m.learn(r2.Pattern)
 	status := sw.status
 	if status == 0 {
 		status = http.StatusOK
@@ -353,7 +360,33 @@ type patterner interface {
 func (m *mounted) matchRoute(r *http.Request) {
 	if p, ok := m.svc.(patterner); ok {
 		r.Pattern = p.Pattern(r)
+		return
 	}
+	_, r.Pattern = m.learned.Handler(r)
+}
+
+// learn remembers a served request's pattern. Catch-all patterns are left
+// out: they would claim every request not yet learned.
+func (m *mounted) learn(pattern string) {
+	if pattern == "" {
+		return
+	}
+	if _, seen := m.learnedSeen.LoadOrStore(pattern, struct{}{}); seen {
+		return
+	}
+	path := pattern
+	if i := strings.IndexByte(pattern, ' '); i >= 0 {
+		path = pattern[i+1:]
+	}
+	if path == "/" {
+		return
+	}
+	defer func() {
+		// The service's own mux accepted the pattern, so ours cannot
+		// conflict; never let counting break serving if it does.
+		_ = recover()
+	}()
+	m.learned.HandleFunc(pattern, func(http.ResponseWriter, *http.Request) {})
 }
 
 // route names the request by the pattern the service's ServeMux matched

@@ -208,3 +208,35 @@ func TestWebhooksThroughTheCombinedServer(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedCreatesAreInDoubt drives the ambiguous case end to end: the
+// sandbox drops every connection, about half after applying the create;
+// the client reports each as in doubt and never re-sends it.
+func TestDroppedCreatesAreInDoubt(t *testing.T) {
+	s, base := realServer(t, Options{Members: 5, Seed: 6, Faults: sandboxkit.Faults{DropRate: 1}})
+	c := demoClient(t, base, "accredible", DemoAuth("accredible"))
+	for i := 0; i < 10; i++ {
+		body := map[string]any{"credential": map[string]any{"group_id": 100001, "recipient": map[string]any{"name": "Ada Lovelace", "email": "ada@example.org"}}}
+		_, err := c.Do(context.Background(), apiclient.Request{Method: "POST", Path: "/v1/credentials", Body: body})
+		if !errors.Is(err, connectors.ErrInDoubt) {
+			t.Fatalf("create %d: err = %v, want in doubt", i, err)
+		}
+	}
+	st := s.Stats().Services["accredible"]
+	var posts int64
+	for route, n := range st.Requests {
+		if strings.HasPrefix(route, "POST ") {
+			posts += n
+		}
+	}
+	if posts != 10 {
+		t.Fatalf("requests %v: each create must be sent exactly once", st.Requests)
+	}
+	applied := st.Objects["credentials"]
+	if applied == 0 || applied == 10 {
+		t.Fatalf("%d of 10 dropped creates applied; want some, not all", applied)
+	}
+	if st.Duplicates["credentials"] != applied-1 {
+		t.Errorf("duplicates %d with %d identical credentials applied", st.Duplicates["credentials"], applied)
+	}
+}
