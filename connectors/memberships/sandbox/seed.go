@@ -21,8 +21,29 @@ var (
 		"Lopez", "Larsen", "Iyer", "Walker", "Santos", "Rahman", "Adeyemi", "Wang", "Berg", "Ali",
 		"Fischer", "Petrova", "Sharma", "Taylor", "Boateng", "Moreno", "Laurent", "Ivanova", "Murphy", "Costa"}
 	// asciiNames are the names as they appear in email addresses.
-	asciiNames = strings.NewReplacer("á", "a", "ü", "u", "ö", "o")
+	asciiNames              = strings.NewReplacer("á", "a", "ü", "u", "ö", "o")
+	emailFirsts, emailLasts = emailParts(firstNames), emailParts(lastNames)
 )
+
+func emailParts(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(asciiNames.Replace(n))
+	}
+	return out
+}
+
+// appendDigits appends n as exactly width digits.
+func appendDigits(b []byte, n, width int) []byte {
+	for i := width - 1; i >= 0; i-- {
+		b = append(b, 0)
+	}
+	for i := len(b) - 1; i >= len(b)-width; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return b
+}
 
 // Seed replaces all state with cfg.Members deterministic members: about
 // 40% eligible, 35% active, 15% lapsed and 10% pending, on three plans,
@@ -58,13 +79,17 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		u.id = s.newID()
 		fi, li := rng.IntN(len(firstNames)), rng.IntN(len(lastNames))
 		u.firstName, u.lastName = firstNames[fi], lastNames[li]
-		emailBuf = append(emailBuf[:0], strings.ToLower(asciiNames.Replace(u.firstName))...)
+		emailBuf = append(emailBuf[:0], emailFirsts[fi]...)
 		emailBuf = append(emailBuf, '.')
-		emailBuf = append(emailBuf, strings.ToLower(asciiNames.Replace(u.lastName))...)
+		emailBuf = append(emailBuf, emailLasts[li]...)
 		emailBuf = strconv.AppendInt(emailBuf, int64(i+1), 10)
 		emailBuf = append(emailBuf, "@example.org"...)
 		u.email = string(emailBuf)
-		u.phone = fmt.Sprintf("+1 555-%03d-%04d", rng.IntN(1000), rng.IntN(10000))
+		phone := append(emailBuf[len(emailBuf):], "+1 555-"...)
+		phone = appendDigits(phone, rng.IntN(1000), 3)
+		phone = append(phone, '-')
+		phone = appendDigits(phone, rng.IntN(10000), 4)
+		u.phone = string(phone)
 		planIdx := rng.IntN(len(plans))
 		u.plan = plans[planIdx].id
 		// The status decides how long ago the member enrolled.
