@@ -505,3 +505,46 @@ func TestPaymentTriggersPoll(t *testing.T) {
 		t.Errorf("payment_updated: %+v", upd)
 	}
 }
+
+// TestClientKeepsUnderTheRateLimitHeaders: the sandbox counts a small
+// window and says so in X-RateLimit-*; the client pauses when the window
+// is nearly spent instead of meeting a 429.
+func TestClientKeepsUnderTheRateLimitHeaders(t *testing.T) {
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			mu.Lock()
+			statuses[rec.Code]++
+			mu.Unlock()
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		})
+	}
+	sb := sandbox.New(sandboxkit.Options{RateLimit: &sandboxkit.Limit{Requests: 3, Per: 300 * time.Millisecond}})
+	sb.Seed(sandboxkit.Seed{Members: 3, Seed: 1, Now: anchor})
+	srv := httptest.NewServer(count(sb))
+	defer srv.Close()
+	conn, err := Open(connectors.ConnectionConfig{
+		Name: "members", BaseURL: srv.URL, RateLimit: &connectors.RateLimit{},
+		Auth:    connectors.Auth{Type: connectors.AuthBearer, Token: sandbox.DemoKey},
+		Options: map[string]any{"companyId": sandbox.DemoCompanyID},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	search := Spec().Action("search_users")
+	for i := 0; i < 8; i++ {
+		if _, err := search.Run(context.Background(), conn, map[string]any{"companyId": sandbox.DemoCompanyID}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if statuses[http.StatusTooManyRequests] != 0 || statuses[http.StatusOK] != 8 {
+		t.Errorf("answers by status %v; want 8 OK and no 429", statuses)
+	}
+}
