@@ -151,6 +151,21 @@ func TestSpecRegistersAndCovers(t *testing.T) {
 			t.Errorf("%s: example does not fit the input schema: %v", a.Name, err)
 		}
 	}
+	for _, tr := range testSpec.Triggers {
+		in, err := connectors.CompileSchema(tr.Name, tr.Input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(tr.Example)
+		var ex any
+		_ = json.Unmarshal(b, &ex)
+		if err := in.Validate(ex); err != nil {
+			t.Errorf("trigger %s: example does not fit: %v", tr.Name, err)
+		}
+		if tr.Poll == nil || tr.DefaultInterval <= 0 {
+			t.Errorf("trigger %s: no poll or interval", tr.Name)
+		}
+	}
 	for key := range generated {
 		if !bound[key] {
 			t.Errorf("document operation %s has no action", key)
@@ -486,32 +501,50 @@ func TestBulkCreateCredentials(t *testing.T) {
 }
 
 func TestSettleAfterLostAnswer(t *testing.T) {
+	withCredential := func(e *env, t *testing.T, in map[string]any) map[string]any {
+		id := out(e.run(t, "create_credential", map[string]any{"recipient": member(30), "group_id": 100001}))["id"]
+		in["credential_id"] = id
+		return in
+	}
 	cases := []struct {
 		name, action, path string
 		in                 map[string]any
+		prepare            func(e *env, t *testing.T, in map[string]any) map[string]any
 	}{
-		{"create_credential", "create_credential", "/v1/credentials", map[string]any{"recipient": member(7), "group_id": 100001, "issued_on": "2026-03-01"}},
-		{"create_credential by reference", "create_credential", "/v1/credentials", map[string]any{"recipient": member(8), "group_id": 100001, "reference": "r-8"}},
-		{"upsert_credential", "upsert_credential", "/v1/credentials", map[string]any{"recipient": member(9), "group_id": 100002}},
-		{"bulk_create_credentials", "bulk_create_credentials", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(10), "group_id": 100003}}}},
-		{"generated create_group", "create_group", "/v1/issuer/groups", map[string]any{"name": "Gold Member", "course_name": "Gold", "course_description": "Gold tier"}},
-		{"generated bulk v2", "bulk_create_credentials_v2", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(11), "group_id": 100001}}}},
+		{"create_credential", "create_credential", "/v1/credentials", map[string]any{"recipient": member(7), "group_id": 100001, "issued_on": "2026-03-01"}, nil},
+		{"create_credential by reference", "create_credential", "/v1/credentials", map[string]any{"recipient": member(8), "group_id": 100001, "reference": "r-8"}, nil},
+		{"upsert_credential", "upsert_credential", "/v1/credentials", map[string]any{"recipient": member(9), "group_id": 100002}, nil},
+		{"bulk_create_credentials", "bulk_create_credentials", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(10), "group_id": 100003}}}, nil},
+		{"generated create_group", "create_group", "/v1/issuer/groups", map[string]any{"name": "Gold Member", "course_name": "Gold", "course_description": "Gold tier"}, nil},
+		{"generated bulk v2", "bulk_create_credentials_v2", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(11), "group_id": 100001}}}, nil},
+		{"generated bulk v1", "bulk_create_credentials_v1", "/v1/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(12), "group_id": 100002, "id": "ref-12"}}}, nil},
+		{"generated create_department", "create_department", "/v1/departments", map[string]any{"name": "Physics", "url": "https://physics.example.org", "logo": "https://physics.example.org/logo.png"}, nil},
+		{"generated create_design", "create_design", "/v1/designs", map[string]any{"name": "Gold badge", "kind": "badge", "encoded_content": "00ff"}, nil},
+		{"generated create_evidence_item", "create_evidence_item", "", map[string]any{"evidence_item": map[string]any{"description": "Final grade", "category": "grade", "string_object": "83"}}, withCredential},
+		{"generated create_reference", "create_reference", "", map[string]any{"reference": map[string]any{"description": "Excellent", "relationship": "managed"}}, withCredential},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
+			in, path := tc.in, tc.path
+			if tc.prepare != nil {
+				in = tc.prepare(e, t, in)
+			}
+			if path == "" {
+				path = fmt.Sprintf("/v1/credentials/%v/%ss", in["credential_id"], tc.action[len("create_"):])
+			}
 			a := testSpec.Action(tc.action)
 			// Not done yet: the look-up finds nothing.
-			if _, happened, err := a.Settle(context.Background(), e.c, tc.in); err != nil || happened {
+			if _, happened, err := a.Settle(context.Background(), e.c, in); err != nil || happened {
 				t.Fatalf("before: happened %v, err %v", happened, err)
 			}
-			e.lose.arm(tc.path)
-			_, err := e.try(tc.action, tc.in)
+			e.lose.arm(path)
+			_, err := e.try(tc.action, in)
 			if !errors.Is(err, connectors.ErrInDoubt) {
 				t.Fatalf("lost answer: %v, want in doubt", err)
 			}
 			e.lose.arm("")
-			res, happened, err := a.Settle(context.Background(), e.c, tc.in)
+			res, happened, err := a.Settle(context.Background(), e.c, in)
 			if err != nil || !happened || res == nil {
 				t.Fatalf("after: happened %v, err %v", happened, err)
 			}
