@@ -230,6 +230,12 @@ func TestUsersCreateUpdateFilterDelete(t *testing.T) {
 	if up["membershipStatus"] != "eligible" || up["eligibilityDate"] != "2026-11-01" || up["firstName"] != "Ada" || up["dateUpdated"] == u["dateUpdated"] {
 		t.Errorf("updated %v", up)
 	}
+	for _, q := range []string{"ada%20love", "LOVELACE", "ada@example"} {
+		found := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&query="+q, nil, nil).json(t)
+		if found["count"] != 1.0 {
+			t.Errorf("query %s found %v", q, found["count"])
+		}
+	}
 	f := e.call("POST", "/users/search/filter-by-email", map[string]any{"companyId": DemoCompanyID, "emails": "ADA@example.org"}, nil).json(t)
 	got := f["users"].([]any)
 	if len(got) != 1 || len(got[0].(map[string]any)) != 2 {

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"bufio"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -34,15 +36,38 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	if !checkScope(w, "locationId", loc, DemoLocationID) {
 		return
 	}
-	s.mu.RLock()
-	out := make([]userJSON, 0, s.st.liveUsers)
-	for i := range s.st.users {
-		if u := &s.st.users[i]; !u.deleted {
-			out = append(out, u.wire())
+	// Streamed in batches: with a million members the answer is large,
+	// and neither it nor the lock should be held whole.
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_, _ = bw.WriteString(`{"users":[`)
+	enc := json.NewEncoder(bw)
+	batch := make([]userJSON, 0, 1000)
+	first := true
+	for pos := 0; ; {
+		batch = batch[:0]
+		s.mu.RLock()
+		for ; pos < len(s.st.users) && len(batch) < cap(batch); pos++ {
+			if u := &s.st.users[pos]; !u.deleted {
+				batch = append(batch, u.wire())
+			}
+		}
+		done := pos >= len(s.st.users)
+		s.mu.RUnlock()
+		for i := range batch {
+			if !first {
+				_ = bw.WriteByte(',')
+			}
+			first = false
+			_ = enc.Encode(&batch[i]) // Encode's newline is JSON whitespace
+		}
+		if done {
+			break
 		}
 	}
-	s.mu.RUnlock()
-	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
 }
 
 // userFilter is a search's conditions.
@@ -74,7 +99,8 @@ func (f *userFilter) match(u *user) bool {
 		return false
 	}
 	if f.query != "" && !containsFold(u.email, f.query) && !containsFold(u.phone, f.query) &&
-		!containsFold(u.firstName+" "+u.lastName, f.query) {
+		!containsFold(u.firstName, f.query) && !containsFold(u.lastName, f.query) &&
+		(!strings.Contains(f.query, " ") || !containsFold(u.firstName+" "+u.lastName, f.query)) {
 		return false
 	}
 	return true
