@@ -8,5 +8,6 @@ import (
 	// Each connector registers itself in its init.
 	_ "github.com/memberflow/memberflow/connectors/accelevents"
 	_ "github.com/memberflow/memberflow/connectors/accredible"
+	_ "github.com/memberflow/memberflow/connectors/files"
 	_ "github.com/memberflow/memberflow/connectors/memberships"
 )
