@@ -86,11 +86,18 @@ type scan struct {
 	// it is an event given the prior state, and the event's stable id.
 	judge func(rec map[string]any, prior string, known bool) (subject, fp, state string, emit bool, id string, err error)
 	keep  func(params, rec map[string]any) bool
+	// open reports whether a record may still change into an event (an
+	// order not yet paid). Pages before the first open record are not
+	// read again: the next pass starts at the first page holding one, or
+	// at the last page, where new records arrive. Nil: every record is
+	// open, every pass reads every page.
+	open func(state string) bool
 }
 
 var registrationScan = scan{
 	list: "staff/allAttendees",
 	keep: keepTicketType,
+	open: func(state string) bool { return state == "PENDING" },
 	judge: func(rec map[string]any, prior string, known bool) (string, string, string, bool, string, error) {
 		var a Attendee
 		if err := remarshal(rec, &a); err != nil || a.AttendeeID == 0 {
@@ -103,6 +110,7 @@ var registrationScan = scan{
 
 var orderScan = scan{
 	list: "staff/orders",
+	open: func(state string) bool { return state == "UNPAID" },
 	judge: func(rec map[string]any, prior string, known bool) (string, string, string, bool, string, error) {
 		var o Order
 		if err := remarshal(rec, &o); err != nil || o.OrderID == 0 {
@@ -141,6 +149,9 @@ type scanCursor struct {
 	Page   int  `json:"page"`
 	Size   int  `json:"size"`
 	Primed bool `json:"primed"`
+	// Open is the first page of this pass holding an open record, -1
+	// while none was seen.
+	Open int `json:"open"`
 }
 
 func poll(sc scan) func(context.Context, connectors.Conn, connectors.PollRequest) (*connectors.PollResult, error) {
@@ -153,7 +164,7 @@ func poll(sc scan) func(context.Context, connectors.Conn, connectors.PollRequest
 		if err != nil {
 			return nil, err
 		}
-		cur := scanCursor{Size: 200, Primed: req.Start == connectors.StartBeginning}
+		cur := scanCursor{Size: 200, Primed: req.Start == connectors.StartBeginning, Open: -1}
 		if n, ok := num(req.Params, "pageSize"); ok && n > 0 {
 			cur.Size = int(n)
 		}
@@ -185,6 +196,9 @@ func poll(sc scan) func(context.Context, connectors.Conn, connectors.PollRequest
 		for i, rec := range p.Data {
 			was, known := prior[subjects[i]]
 			subj, fp, state, emit, id, _ := sc.judge(rec, was, known)
+			if cur.Open < 0 && (sc.open == nil || sc.open(state)) {
+				cur.Open = cur.Page
+			}
 			if !known || was != state {
 				res.States = append(res.States, connectors.Record{Subject: subj, State: state})
 			}
@@ -201,8 +215,12 @@ func poll(sc scan) func(context.Context, connectors.Conn, connectors.PollRequest
 			cur.Page++
 			res.More = true
 		} else {
-			// A pass ended: start the next from the first page.
-			cur.Page, cur.Primed = 0, true
+			// A pass ended: the next starts at the first page that may
+			// still change, or at this last page, where records arrive.
+			if cur.Open >= 0 && cur.Open < cur.Page {
+				cur.Page = cur.Open
+			}
+			cur.Primed, cur.Open = true, -1
 		}
 		b, _ := json.Marshal(cur)
 		res.Cursor = string(b)

@@ -125,6 +125,24 @@ func TestRegistrationCreatedPolling(t *testing.T) {
 			t.Errorf("event %+v", a[0])
 		}
 	})
+	t.Run("later passes read only from the first open page", func(t *testing.T) {
+		p := e.poller("registration_created", connectors.StartNow, map[string]any{"pageSize": 7})
+		p.drain()
+		const route = "GET /rest/events/{eventUrl}/staff/allAttendees"
+		before := e.srv.Stats().Requests[route]
+		// An order placed without holders: its ticket is PENDING, then booked.
+		placed := e.must("place_order", map[string]any{"paymentType": "CC", "ticketings": []any{map[string]any{"numberOfTicket": 1, "ticketTypeId": 145680}}})
+		if got := p.drain(); len(got) != 0 {
+			t.Fatalf("a pending ticket is not a registration: %v", ids(got))
+		}
+		if n := e.srv.Stats().Requests[route] - before; n > 2 {
+			t.Errorf("a pass with nothing open read %d pages", n)
+		}
+		e.must("submit_holder_data", map[string]any{"orderId": placed["orderId"], "holders": []any{map[string]any{"firstName": "Late", "lastName": "Holder", "emailAddress": "late@example.com"}}})
+		if got := p.drain(); len(got) != 1 || got[0].Data["email"] != "late@example.com" {
+			t.Fatalf("holder data submitted: %v", ids(got))
+		}
+	})
 	t.Run("ticket type filter", func(t *testing.T) {
 		p := e.poller("registration_created", connectors.StartBeginning, map[string]any{"ticketTypeId": 145682})
 		for _, ev := range p.drain() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,16 @@ var (
 	firstNames = []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Linus", "Hedy", "John", "Katherine", "Niklaus"}
 	lastNames  = []string{"Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie", "Perlman", "Torvalds", "Lamarr", "Backus", "Johnson", "Wirth"}
 )
+
+var lowerFirst, lowerLast = lowered(firstNames), lowered(lastNames)
+
+func lowered(names []string) map[string]string {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = strings.ToLower(n)
+	}
+	return m
+}
 
 // AttendeesPerMember is the seed's scale: one member in five has registered
 // for the conference.
@@ -71,8 +82,9 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	for k := 0; k < n; k++ {
 		member := k*AttendeesPerMember + 1 + rng.IntN(AttendeesPerMember)
 		first, last := firstNames[rng.IntN(len(firstNames))], lastNames[rng.IntN(len(lastNames))]
-		email := fmt.Sprintf("%s.%s.%d@example.com", strings.ToLower(first), strings.ToLower(last), member)
-		ext := fmt.Sprintf("member-%d", member)
+		id := strconv.Itoa(member)
+		email := lowerFirst[first] + "." + lowerLast[last] + "." + id + "@example.com"
+		ext := "member-" + id
 		typ := ga
 		switch x := rng.IntN(100); {
 		case k%wsEvery == 0 && wsLeft > 0:

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -355,5 +354,5 @@ func barcodeFor(id int64) string {
 		b[i] = alphabet[x%32]
 		x /= 32
 	}
-	return fmt.Sprintf("AE-%s", b[:])
+	return "AE-" + string(b[:])
 }
