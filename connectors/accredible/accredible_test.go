@@ -611,3 +611,16 @@ func TestRateLimitAnsweredAsDocumented(t *testing.T) {
 		t.Errorf("%d answers 429, want 4 (retried with backoff)", n)
 	}
 }
+
+// find_credential follows the search cursor past the first page.
+func TestFindFollowsPages(t *testing.T) {
+	e := setup(t)
+	e.mutate(t, "issue_credential", 2*searchPageSize+7, map[string]any{"group_id": 100002, "email": "family@example.org", "name": "A Family"})
+	o := out(e.run(t, "find_credential", map[string]any{"recipient_email": "family@example.org", "group_id": 100002}))
+	if o["count"] != 2*searchPageSize+7 {
+		t.Errorf("count %v, want %d", o["count"], 2*searchPageSize+7)
+	}
+	if n := e.sb.Stats().Requests["POST /v2/credentials/search"]; n != 3 {
+		t.Errorf("%d search requests, want 3 pages", n)
+	}
+}

@@ -142,9 +142,13 @@ func nullable(s string) *string {
 	return &s
 }
 
+// emptyObject is shared by every answer that shows an empty object; it is
+// only ever encoded, never written to.
+var emptyObject = map[string]any{}
+
 func orEmpty(m map[string]any) map[string]any {
 	if m == nil {
-		return map[string]any{}
+		return emptyObject
 	}
 	return m
 }
