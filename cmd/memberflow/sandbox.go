@@ -34,7 +34,8 @@ request), --latency delays every answer.
 
 --rate-limit overrides every service's documented limit: "off", "N" (per
 second) or "N/DURATION" ("100/10s"). Without it each service keeps its own
-(Memberships 100 per 10 s, Accredible 2,000 per 5 minutes).
+(Memberships 100 per 10 s, Accredible 2,000 per 5 minutes, Accelevents
+ours: 50 per second).
 
 Inspect and drive it with GET /_sandbox/stats, POST /_sandbox/reset,
 POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
@@ -81,13 +82,14 @@ func serveSandbox(ctx context.Context, addr string, opts sandbox.Options, io std
 	start := time.Now()
 	srv, err := sandbox.New(opts)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow sandbox: %v\n", err)
+		// err starts with "sandbox: ".
+		fmt.Fprintf(io.err, "memberflow %v\n", err)
 		return exitUsage
 	}
 	seeded := time.Since(start)
 	base, err := srv.Start(addr)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow sandbox: %v\n", err)
+		fmt.Fprintf(io.err, "memberflow %v\n", err)
 		return exitFail
 	}
 	printSandboxBanner(io.out, srv, base, opts, seeded)

@@ -115,7 +115,7 @@ func TestSandboxCommandServesUntilCancelled(t *testing.T) {
 func TestSandboxCommandRejectsBadOptions(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := serveSandbox(context.Background(), "127.0.0.1:0", sandbox.Options{Faults: sandboxkit.Faults{FailRate: 2}}, stdio{out: &out, err: &errb})
-	if code != exitUsage || !strings.Contains(errb.String(), "fail rate must be between 0 and 1, got 2") {
+	if code != exitUsage || !strings.Contains(errb.String(), "memberflow sandbox: fail rate must be between 0 and 1, got 2") {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
