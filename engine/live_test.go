@@ -1,0 +1,316 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// recordRecipe runs `record` for each pushed delivery.
+func recordRecipe(t testing.TB) *recipes.Recipe {
+	return &recipes.Recipe{
+		File: "record.yaml", Version: 1, Name: "record",
+		Trigger: &recipes.Trigger{Connection: "members", Operation: "member_updated", Mode: "webhook", WebhookPath: "/hooks/members"},
+		Steps: []*recipes.Step{{ID: "record", Connection: "members", Operation: "record",
+			With: mustTemplate(t, map[string]any{"member": "${{ trigger.id }}", "seq": "${{ trigger.seq }}"})}},
+	}
+}
+
+// running starts e.Run and returns a stop function that waits for it.
+func running(t testing.TB, e *engine.Engine) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("Run did not return after its context ended")
+			return nil
+		}
+	}
+}
+
+func deliver(t testing.TB, url, id string, m map[string]any, sig string) (int, map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"id": id, "member": m})
+	if sig == "" {
+		sig = sign(body)
+	}
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("X-Fake-Signature", sig)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestPerSubjectOrdering(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(0, oneActive)
+	e := newEngine(t, store, svc, []*recipes.Recipe{recordRecipe(t)}, concurrency(8))
+	srv := httptest.NewServer(e.WebhookHandler())
+	defer srv.Close()
+	stop := running(t, e)
+	const subjects, updates = 6, 8
+	// Updates arrive interleaved across members, each member's in order.
+	for seq := 1; seq <= updates; seq++ {
+		for m := 0; m < subjects; m++ {
+			id := fmt.Sprintf("m%d", m)
+			if code, _ := deliver(t, srv.URL+"/hooks/members", fmt.Sprintf("%s-%d", id, seq), map[string]any{"id": id, "seq": seq}, ""); code != 200 {
+				t.Fatalf("delivery answered %d", code)
+			}
+		}
+	}
+	waitFor(t, "every run", func() bool { return recipeSummary(t, e.Summary(), "record").Succeeded == subjects*updates })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if svc.overlap {
+		t.Error("two runs of one member ran at once")
+	}
+	for m := 0; m < subjects; m++ {
+		id := fmt.Sprintf("m%d", m)
+		got := svc.log[id]
+		for i, seq := range got {
+			if seq != i+1 {
+				t.Errorf("member %s ran in order %v, want 1..%d", id, got, updates)
+				break
+			}
+		}
+	}
+}
+
+func TestWebhookDeliveries(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(0, oneActive)
+	e := newEngine(t, store, svc, []*recipes.Recipe{recordRecipe(t)})
+	srv := httptest.NewServer(e.WebhookHandler())
+	defer srv.Close()
+	url := srv.URL + "/hooks/members"
+	m := map[string]any{"id": "m1", "seq": 1}
+
+	code, out := deliver(t, url, "d1", m, "")
+	if code != 200 || out["accepted"] != 1.0 {
+		t.Fatalf("first delivery: %d %v", code, out)
+	}
+	// Persisted before the answer: the run is in the store now.
+	runs, err := store.ListRuns(context.Background(), engine.RunFilter{})
+	if err != nil || len(runs) != 1 || runs[0].Status != engine.RunQueued {
+		t.Fatalf("after the 200: runs %+v, %v", runs, err)
+	}
+	code, out = deliver(t, url, "d1", m, "")
+	if code != 200 || out["accepted"] != 0.0 || out["duplicates"] != 1.0 {
+		t.Errorf("repeated delivery: %d %v, want 200 with the duplicate dropped", code, out)
+	}
+	if code, out := deliver(t, url, "d2", m, "00ff"); code != 401 || !strings.Contains(fmt.Sprint(out["error"]), "signature") {
+		t.Errorf("bad signature: %d %v, want 401", code, out)
+	}
+	req, _ := http.NewRequest("POST", url, strings.NewReader("{not json"))
+	req.Header.Set("X-Fake-Signature", sign([]byte("{not json")))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 400 {
+		t.Errorf("bad body: %v %v, want 400", res.StatusCode, err)
+	}
+	big := bytes.Repeat([]byte("x"), engine.MaxWebhookBody+1)
+	req, _ = http.NewRequest("POST", url, bytes.NewReader(big))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 413 {
+		t.Errorf("oversized body: %v %v, want 413", res.StatusCode, err)
+	}
+	if res, err := http.Get(url); err != nil || res.StatusCode != 405 {
+		t.Errorf("GET: %v %v, want 405", res.StatusCode, err)
+	}
+	runs, _ = store.ListRuns(context.Background(), engine.RunFilter{})
+	if len(runs) != 1 {
+		t.Errorf("%d runs after the refused deliveries, want 1", len(runs))
+	}
+	sum := runOnce(t, e)
+	if r := recipeSummary(t, sum, "record"); r.Succeeded != 1 || r.Duplicates != 1 {
+		t.Errorf("summary %+v, want 1 run and 1 duplicate", r)
+	}
+	if svc.count("record") != 1 {
+		t.Errorf("record ran %d times, want 1", svc.count("record"))
+	}
+}
+
+// TestEchoSuppressionInTwoWaySync: a recipe reacts to every change of an
+// active member by issuing a certificate and writing it back. Without
+// echo suppression the write-back is a change, which would issue again,
+// forever.
+func TestEchoSuppressionInTwoWaySync(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(3, oneActive)
+	r := issueRecipe(t)
+	r.When = mustExpr(t, `trigger.status == "active"`)
+	e := newEngine(t, store, svc, []*recipes.Recipe{r})
+	stop := running(t, e)
+	waitFor(t, "the echoes", func() bool {
+		s := recipeSummary(t, e.Summary(), "issue")
+		return s.Succeeded == 3 && s.Suppressed == 3
+	})
+	// A few more polls find nothing new.
+	polls := svc.count("poll")
+	waitFor(t, "more polls", func() bool { return svc.count("poll") > polls+4 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertExactlyOnce(t, svc)
+	if s := recipeSummary(t, e.Summary(), "issue"); s.Succeeded != 3 || s.Events != 6 {
+		t.Errorf("summary %+v", s)
+	}
+	// A real change by someone else afterwards is not an echo.
+	svc.mu.Lock()
+	svc.members["m001"].Cert = ""
+	svc.members["m001"].Version++
+	svc.mu.Unlock()
+	runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{r}))
+	if got := len(svc.certsFor("m001")); got != 2 {
+		t.Errorf("after an outside change m001 has %d certificates, want a new one (2)", got)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlightRuns(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(1, oneActive)
+	svc.block = make(chan struct{})
+	svc.entered = make(chan string, 1)
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+	stop := running(t, e)
+	<-svc.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	select {
+	case <-stopped:
+		t.Fatal("Run returned with a run in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(svc.block)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	d, err := store.GetRun(context.Background(), 1)
+	if err != nil || d.Status != engine.RunSucceeded {
+		t.Fatalf("the in-flight run is %v (%v), want succeeded", d.Status, err)
+	}
+	assertExactlyOnce(t, svc)
+}
+
+func TestShutdownAfterGraceLeavesRunsToResume(t *testing.T) {
+	path := tempDB(t)
+	store := openStore(t, path)
+	svc := newFakeService(1, oneActive)
+	svc.block = make(chan struct{}) // never released: the call hangs
+	svc.entered = make(chan string, 1)
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Grace = 20 * time.Millisecond })
+	stop := running(t, e)
+	<-svc.entered
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s := recipeSummary(t, e.Summary(), "issue"); s.Abandoned != 1 {
+		t.Errorf("summary %+v, want the run abandoned", s)
+	}
+	e.Close()
+	store.Close()
+
+	store = openStore(t, path)
+	defer store.Close()
+	svc.mu.Lock()
+	svc.block, svc.entered = nil, nil
+	svc.mu.Unlock()
+	runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}))
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, store)
+	// The intent was journaled: the resumed run settled before sending.
+	if svc.count("settle") != 1 {
+		t.Errorf("settle called %d times, want 1", svc.count("settle"))
+	}
+}
+
+func TestScheduleEnqueuesOneEventPerTick(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(0, oneActive)
+	r := &recipes.Recipe{File: "tick.yaml", Name: "tick",
+		Trigger: &recipes.Trigger{Schedule: "@every 30ms"},
+		Steps: []*recipes.Step{{ID: "record", Connection: "members", Operation: "record",
+			With: mustTemplate(t, map[string]any{"member": "${{ trigger.recipe }}", "seq": 1})}}}
+	e := newEngine(t, store, svc, []*recipes.Recipe{r})
+	stop := running(t, e)
+	waitFor(t, "three ticks", func() bool { return recipeSummary(t, e.Summary(), "tick").Succeeded >= 3 })
+	stop()
+	runs, _ := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "tick"})
+	seen := map[string]bool{}
+	for _, run := range runs {
+		if !strings.HasPrefix(run.EventID, "tick@") || seen[run.EventID] {
+			t.Errorf("event id %q: want tick@<time>, unique", run.EventID)
+		}
+		seen[run.EventID] = true
+	}
+	cur, err := store.Cursor(context.Background(), "tick")
+	if err != nil || cur == "" {
+		t.Errorf("schedule cursor %q, %v", cur, err)
+	}
+}
+
+func TestAddRejectsBadRecipes(t *testing.T) {
+	svc := newFakeService(0, oneActive)
+	tests := []struct {
+		name   string
+		mutate func(r *recipes.Recipe)
+		want   string
+	}{
+		{"unknown connection", func(r *recipes.Recipe) { r.Steps[0].Connection = "nope" },
+			`recipe "issue" (issue.yaml): step "issue" (nope.create_cert): connection "nope" is not provided`},
+		{"unknown action", func(r *recipes.Recipe) { r.Steps[1].Operation = "set" },
+			`recipe "issue" (issue.yaml): step "link" (members.set): connector "fake" has no action "set"`},
+		{"bad schedule", func(r *recipes.Recipe) { r.Trigger = &recipes.Trigger{Schedule: "every day"} },
+			`recipe "issue" (issue.yaml): trigger: schedule "every day"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			e, _ := engine.New(engine.Options{Store: store})
+			r := issueRecipe(t)
+			tc.mutate(r)
+			err := e.Add(r, connections(svc))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("Add: %v\nwant: %s", err, tc.want)
+			}
+		})
+	}
+	_ = connectors.StartNow
+}
