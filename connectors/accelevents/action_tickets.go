@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"rsc.io/qr"
 
@@ -113,17 +114,36 @@ func checkIn(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 	}
 	barcode := str(in, "barcode")
 	undo, _ := in["undo"].(bool)
-	var out map[string]any
-	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s/checkin/%t", escape(barcode), !undo), nil, &out); err != nil {
+	// The check-in is a GET, which the HTTP runtime re-sends after a lost
+	// answer; the re-sent one then fails with 4060406 although the first
+	// went through. So look first: 4060406 for a ticket that was not
+	// checked in a moment ago is our own check-in.
+	var before Attendee
+	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s", escape(barcode)), nil, &before); err != nil {
 		return nil, opErr("check_in", fmt.Errorf("barcode %q: %w", barcode, err))
 	}
-	res := &connectors.Result{Output: out}
-	// The attendee changed: its new state, for echo suppression.
-	var a Attendee
-	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s", escape(barcode)), nil, &a); err == nil {
-		res.Wrote = []connectors.Record{{Subject: AttendeeSubject(a.AttendeeID), State: AttendeeFingerprint(&a)}}
+	var out map[string]any
+	err = c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s/checkin/%t", escape(barcode), !undo), nil, &out)
+	if err != nil && !(isCode(err, "4060406") && !undo && !before.CheckedIn) {
+		return nil, opErr("check_in", fmt.Errorf("barcode %q: %w", barcode, err))
 	}
-	return res, nil
+	var after Attendee
+	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s", escape(barcode)), nil, &after); err != nil {
+		return nil, opErr("check_in", fmt.Errorf("barcode %q: reading the ticket back: %w", barcode, err))
+	}
+	if out == nil {
+		out = checkInOutput(&after, "Checked in successfully.")
+	}
+	// The attendee changed: its new state, for echo suppression.
+	return &connectors.Result{Output: out, Wrote: []connectors.Record{{Subject: AttendeeSubject(after.AttendeeID), State: AttendeeFingerprint(&after)}}}, nil
+}
+
+func checkInOutput(a *Attendee, msg string) map[string]any {
+	return map[string]any{
+		"status": "SUCCESS", "paid": a.Paid, "ticketHolderName": strings.TrimSpace(a.FirstName + " " + a.LastName), "ticketId": a.AttendeeID,
+		"ticketingType": a.TicketTypeName, "seatNumber": a.SeatNumber, "responseMessage": msg, "barcode": a.Barcode,
+		"checkedIn": a.CheckedIn, "checkInTime": a.CheckInTime,
+	}
 }
 
 // settleCheckIn: the check-in happened when the ticket is now in the state
@@ -150,12 +170,7 @@ func settleCheckIn(ctx context.Context, conn connectors.Conn, in map[string]any)
 	if undo {
 		msg = "Check-in undone."
 	}
-	out := map[string]any{
-		"status": "SUCCESS", "paid": a.Paid, "ticketHolderName": a.FirstName + " " + a.LastName, "ticketId": a.AttendeeID,
-		"ticketingType": a.TicketTypeName, "seatNumber": a.SeatNumber, "responseMessage": msg, "barcode": a.Barcode,
-		"checkedIn": a.CheckedIn, "checkInTime": a.CheckInTime,
-	}
-	return &connectors.Result{Output: out, Wrote: []connectors.Record{{Subject: AttendeeSubject(a.AttendeeID), State: AttendeeFingerprint(&a)}}}, true, nil
+	return &connectors.Result{Output: checkInOutput(&a, msg), Wrote: []connectors.Record{{Subject: AttendeeSubject(a.AttendeeID), State: AttendeeFingerprint(&a)}}}, true, nil
 }
 
 func attendeeQRCode(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {

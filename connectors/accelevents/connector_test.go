@@ -546,3 +546,35 @@ func TestCreateOrderInDoubtResumes(t *testing.T) {
 		t.Fatalf("settle after: happened=%v err=%v", happened, err)
 	}
 }
+
+// loseFirstAnswer forwards every request but loses the first answer to a
+// check-in, so the runtime re-sends that GET.
+type loseFirstAnswer struct {
+	mu   sync.Mutex
+	lost bool
+}
+
+func (l *loseFirstAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := http.DefaultTransport.RoundTrip(r)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && !l.lost && strings.Contains(r.URL.Path, "/checkin/true") {
+		l.lost = true
+		res.Body.Close()
+		return nil, fmt.Errorf("connection reset by peer")
+	}
+	return res, err
+}
+
+func TestCheckInWithLostAnswerSucceedsOnce(t *testing.T) {
+	lose := &loseFirstAnswer{}
+	e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: lose} })
+	a := e.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
+	out := e.must("check_in", map[string]any{"barcode": a["barcode"]})
+	if !lose.lost || out["status"] != "SUCCESS" || out["checkedIn"] != true {
+		t.Fatalf("lost=%v out=%v", lose.lost, out)
+	}
+	if _, err := e.run("check_in", map[string]any{"barcode": a["barcode"]}); apiErr(t, err).Code != "4060406" {
+		t.Fatalf("a second check-in must fail with 4060406: %v", err)
+	}
+}
