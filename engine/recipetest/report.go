@@ -27,7 +27,11 @@ func (r *Report) WriteText(w io.Writer, verbose bool) error {
 			}
 			if verbose {
 				for i, x := range c.Requests {
-					fmt.Fprintf(&b, "      %d. %s\n", i+1, x)
+					fmt.Fprintf(&b, "      %d. %s", i+1, x)
+					if x.Body != nil {
+						fmt.Fprintf(&b, " %s", compact(x.Body))
+					}
+					b.WriteString("\n")
 				}
 			}
 		}

@@ -145,7 +145,11 @@ func check(res *CaseResult, c *Case, run *engine.RunDetail, svc *cannedService) 
 	sent := res.Requests
 	for _, x := range sent {
 		if x.Canned == nil {
-			fail(c.Pos, "unexpected request %s: no canned response matches it\n%s", x, indent(svc.describe(), "    "))
+			body := ""
+			if x.Body != nil {
+				body = "\n    body: " + compact(x.Body)
+			}
+			fail(c.Pos, "unexpected request %s: no canned response matches it%s\n%s", x, body, indent(svc.describe(), "    "))
 		}
 	}
 	for _, u := range svc.unused() {
