@@ -28,8 +28,8 @@ type pollCursor struct {
 	At string `json:"at,omitempty"`
 	// IDs are the credentials seen with updated_at equal to At.
 	IDs []string `json:"ids,omitempty"`
-	// Since is when the trigger started (start: now): credentials created
-	// before it are not reported as created.
+	// Since is the newest updated_at when the trigger started (start:
+	// now): credentials created before it are not reported as created.
 	Since string `json:"since,omitempty"`
 }
 
@@ -151,7 +151,7 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 		created, updated := parseStamp(cr.CreatedAt), parseStamp(cr.UpdatedAt)
 		switch kind {
 		case triggerCreated:
-			if !known && (since.IsZero() || created.After(since)) {
+			if !known && (since.IsZero() || !created.Before(since)) {
 				res.Events = append(res.Events, connectors.Event{ID: subject + "/created", Subject: subject, Fingerprint: fp, Time: created, Data: cr.Output()})
 			}
 		case triggerUpdated:
@@ -171,22 +171,19 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 }
 
 // startNow remembers where the credentials stand without reporting them:
-// the newest updated_at and the ids at it.
+// the newest updated_at, the ids at it (with their state), and that
+// instant as the lower bound of creations. Times are the service's own,
+// so clock skew between memberflow and Accredible cannot hide a creation.
+// With no credentials at all, every later credential is new: no bound.
 func (c *Client) startNow(ctx context.Context, req connectors.PollRequest) (*connectors.PollResult, error) {
-	now := req.Now
-	if now.IsZero() {
-		now = c.now()
-	}
-	cur := pollCursor{Since: now.UTC().Format(stampLayout)}
+	var cur pollCursor
+	res := &connectors.PollResult{}
 	latest, meta, err := c.search(ctx, searchRequest{Query: baseQuery(req.Params), Sort: map[string]string{"updated_at": "desc"}, Page: map[string]any{"from": 0, "size": 1}})
 	if err != nil {
 		return nil, err
 	}
 	if len(latest) > 0 {
-		cur.At = latest[0].UpdatedAt
-		if t := parseStamp(cur.At); t.After(parseStamp(cur.Since)) {
-			cur.Since = cur.At // the service's clock is ahead of ours
-		}
+		cur.At, cur.Since = latest[0].UpdatedAt, latest[0].UpdatedAt
 		q := baseQuery(req.Params)
 		q["updated_at[gte]"] = cur.At
 		same, err := c.searchAll(ctx, q)
@@ -196,11 +193,13 @@ func (c *Client) startNow(ctx context.Context, req connectors.PollRequest) (*con
 		for _, cr := range same {
 			if cr.UpdatedAt == cur.At {
 				cur.IDs = append(cur.IDs, cr.ID)
+				res.States = append(res.States, connectors.Record{Subject: Subject(cr.ID), State: Fingerprint(cr)})
 			}
 		}
 	}
 	b, _ := json.Marshal(cur)
-	return &connectors.PollResult{Cursor: string(b), Total: meta.Count}, nil
+	res.Cursor, res.Total = string(b), meta.Count
+	return res, nil
 }
 
 func parseStamp(s string) time.Time {

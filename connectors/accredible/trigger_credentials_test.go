@@ -208,3 +208,19 @@ func TestPollBadCursor(t *testing.T) {
 		t.Fatal("a broken cursor was accepted")
 	}
 }
+
+// Starting on an empty account, everything issued later is new, whatever
+// the two clocks say.
+func TestCredentialCreatedStartNowEmpty(t *testing.T) {
+	e := setup(t)
+	first := e.poll(t, triggerCreated, nil, connectors.StartNow, "")
+	if len(first.Events) != 0 || first.Total != 0 {
+		t.Fatalf("first poll: %+v", first)
+	}
+	e.clk.add(-time.Hour) // the service's clock is behind ours
+	ids := e.mutate(t, "issue_credential", 2, nil)
+	events, _ := e.drain(t, triggerCreated, nil, first.Cursor)
+	if fmt.Sprint(subjects(events)) != fmt.Sprint(wantSubjects(ids)) {
+		t.Errorf("created %v, want %v", subjects(events), wantSubjects(ids))
+	}
+}
