@@ -1,6 +1,7 @@
 package accelevents
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -26,4 +27,35 @@ func TestSpecRegistersAndCountsOperations(t *testing.T) {
 		}
 	}
 	t.Logf("%d actions, %d triggers", len(s.Actions), len(s.Triggers))
+}
+
+// Every input property is described, and every example is valid.
+func TestOperationsAreDescribedAndExamplesValid(t *testing.T) {
+	s := Spec()
+	check := func(kind, name string, op *connectors.Operation) {
+		var in struct {
+			Properties map[string]map[string]any `json:"properties"`
+		}
+		if err := json.Unmarshal(op.Input, &in); err != nil {
+			t.Fatalf("%s %s: %v", kind, name, err)
+		}
+		for p, sch := range in.Properties {
+			if d, _ := sch["description"].(string); d == "" {
+				t.Errorf("%s %s: input property %q has no description", kind, name, p)
+			}
+		}
+		if op.Example == nil {
+			t.Errorf("%s %s: no example", kind, name)
+			return
+		}
+		if err := validate(op.Input, op.Example); err != nil {
+			t.Errorf("%s %s: example does not fit the input: %v", kind, name, err)
+		}
+	}
+	for _, a := range s.Actions {
+		check("action", a.Name, &a.Operation)
+	}
+	for _, tr := range s.Triggers {
+		check("trigger", tr.Name, &tr.Operation)
+	}
 }
