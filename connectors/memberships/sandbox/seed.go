@@ -54,11 +54,10 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	if cfg.Now.IsZero() {
 		cfg.Now = s.now()
 	}
-	key := keyForSeed(cfg.Seed)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetState(cfg)
-	s.key.Store(key)
+	s.key.Store(nil) // derived from cfg.Seed on first use
 	st := s.st
 	n := cfg.Members
 	st.users = make([]user, 0, n)

@@ -106,7 +106,6 @@ func New(opts sandboxkit.Options) *Server {
 		hooks: &sandboxkit.Deliverer{Client: opts.WebhookClient, Log: opts.Logger.Named("memberships.webhooks")},
 	}
 	s.resetState(sandboxkit.Seed{Now: now()})
-	s.key.Store(keyForSeed(0))
 	s.routes()
 	s.handler = s.mux
 	if opts.Faults.Enabled() {
@@ -138,11 +137,26 @@ func (s *Server) WriteFailure(w http.ResponseWriter) {
 func (s *Server) SetTokenLifetime(d time.Duration) { s.oauth.lifetime.Store(int64(d)) }
 
 // PublicKeyPEM returns the PEM public key webhooks are signed with.
-func (s *Server) PublicKeyPEM() string { return string(s.key.Load().publicPEM) }
+func (s *Server) PublicKeyPEM() string { return string(s.signingKey().publicPEM) }
 
 // PrivateKey returns the webhook signing key, for tests that sign their
 // own deliveries.
-func (s *Server) PrivateKey() *rsa.PrivateKey { return s.key.Load().private }
+func (s *Server) PrivateKey() *rsa.PrivateKey { return s.signingKey().private }
+
+// signingKey returns the seed's key pair, derived on first use: finding
+// the primes takes a moment that a sandbox nobody asks for webhooks from
+// should not pay. It must not be called with mu held.
+func (s *Server) signingKey() *signingKey {
+	s.mu.RLock()
+	seed := s.seed.Seed
+	s.mu.RUnlock()
+	if k := s.key.Load(); k != nil && k.seed == seed {
+		return k
+	}
+	k := keyForSeed(seed)
+	s.key.Store(k)
+	return k
+}
 
 // RegisterWebhook adds a URL that receives every delivery.
 func (s *Server) RegisterWebhook(url string) { s.hooks.Register(url) }
@@ -303,7 +317,7 @@ func (s *Server) registerWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) publicKey(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, _ = w.Write(s.key.Load().publicPEM)
+	_, _ = w.Write(s.signingKey().publicPEM)
 }
 
 // Wire helpers.

@@ -23,6 +23,7 @@ const SignatureHeader = "x-wh-signature"
 
 // signingKey is the sandbox's webhook key pair.
 type signingKey struct {
+	seed      int64
 	private   *rsa.PrivateKey
 	publicPEM []byte
 }
@@ -64,7 +65,7 @@ func keyForSeed(seed int64) *signingKey {
 		if err != nil {
 			continue
 		}
-		k := &signingKey{private: key, publicPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}
+		k := &signingKey{seed: seed, private: key, publicPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}
 		actual, _ := keyCache.LoadOrStore(seed, k)
 		return actual.(*signingKey)
 	}
@@ -150,7 +151,7 @@ func (s *Server) send(h *hook) {
 		s.log.Error("encoding a webhook", "error", err)
 		return
 	}
-	sig, err := Sign(s.key.Load().private, body)
+	sig, err := Sign(s.signingKey().private, body)
 	if err != nil {
 		s.log.Error("signing a webhook", "error", err)
 		return
