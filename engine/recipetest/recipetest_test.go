@@ -23,8 +23,8 @@ func TestReports(t *testing.T) {
 		passed, failed int
 		broken         int
 	}{
-		{name: "passing recipe", dir: "pass", ok: true, passed: 3},
-		{name: "failing expectations", dir: "fail", failed: 4},
+		{name: "passing recipe", dir: "pass", ok: true, passed: 4},
+		{name: "failing expectations", dir: "fail", failed: 5},
 		{name: "broken test files", dir: "broken", broken: 2},
 	}
 	for _, tc := range cases {

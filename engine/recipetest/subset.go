@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
@@ -28,7 +29,9 @@ func (d Difference) String() string {
 // key of an expected mapping must be in the actual object with a matching
 // value (other keys are ignored); a list must have the same length and
 // match item by item; scalars must be equal as JSON values, and null also
-// matches a missing key.
+// matches a missing key. Two tags loosen a scalar: !any (present, any
+// value) and !regex PATTERN (a string matching it), for values a test
+// cannot know, such as today's date.
 func subset(file string, want *yaml.Node, got any, present bool, path string, diffs *[]Difference) {
 	want = resolveAlias(want)
 	pos := recipes.Pos{File: file, Line: want.Line, Column: want.Column}
@@ -70,6 +73,24 @@ func subset(file string, want *yaml.Node, got any, present bool, path string, di
 			subset(file, item, list[i], true, fmt.Sprintf("%s[%d]", path, i), diffs)
 		}
 	default:
+		switch want.Tag {
+		case "!any":
+			if !present {
+				add("any value", gotText())
+			}
+			return
+		case "!regex":
+			re, err := regexp.Compile(want.Value)
+			if err != nil {
+				add("a valid regular expression", err.Error())
+				return
+			}
+			s, isString := got.(string)
+			if !present || !isString || !re.MatchString(s) {
+				add("a string matching "+strconv.Quote(want.Value), gotText())
+			}
+			return
+		}
 		var w any
 		if err := want.Decode(&w); err != nil {
 			add("a valid value", err.Error())
