@@ -548,3 +548,50 @@ func TestClientKeepsUnderTheRateLimitHeaders(t *testing.T) {
 		t.Errorf("answers by status %v; want 8 OK and no 429", statuses)
 	}
 }
+
+// TestOverlappingPollsKeepEventIDs: an engine that crashed before storing
+// a poll's cursor polls again from the older one and must get the same
+// event IDs, so that nothing runs twice.
+func TestOverlappingPollsKeepEventIDs(t *testing.T) {
+	f := newFixture(t, 120, nil, nil)
+	d := f.poller("user_updated", connectors.StartNow, nil)
+	d.drain()
+	saved, savedPrior := d.cursor, map[string]string{}
+	for k, v := range d.prior.m {
+		savedPrior[k] = v
+	}
+	if _, err := f.sb.Mutate(sandboxkit.Mutation{Kind: "change_email", Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	first := d.drain()
+	d.cursor, d.prior = saved, &memPrior{m: savedPrior}
+	second := d.drain()
+	if len(first) != 4 || len(second) != 4 {
+		t.Fatalf("%d then %d events, want 4 both times", len(first), len(second))
+	}
+	for i := range first {
+		if first[i].ID != second[i].ID || first[i].Fingerprint != second[i].Fingerprint {
+			t.Errorf("event %d: %s vs %s", i, first[i].ID, second[i].ID)
+		}
+	}
+	if evs := d.drain(); len(evs) != 0 {
+		t.Errorf("caught up, yet %d events", len(evs))
+	}
+}
+
+func TestDryRunSendsNoWrite(t *testing.T) {
+	var planned []connectors.PlannedWrite
+	f := newFixture(t, 3, nil, func(cfg *connectors.ConnectionConfig) {
+		cfg.DryRun = func(w connectors.PlannedWrite) { planned = append(planned, w) }
+	})
+	res := f.must("upsert_user", map[string]any{"email": "dry@example.org", "firstName": "D", "lastName": "R"})
+	if out(res)["created"] != true || len(res.Wrote) != 0 {
+		t.Errorf("dry upsert %v %v", res.Output, res.Wrote)
+	}
+	if len(planned) != 1 || planned[0].Method != "POST" || planned[0].Path != "/users/" {
+		t.Errorf("planned %+v", planned)
+	}
+	if f.sb.Stats().Objects["users"] != 3 {
+		t.Errorf("a dry run created a user")
+	}
+}
