@@ -210,7 +210,7 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 // error matching connectors.ErrInDoubt and is not re-sent.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	if c.cfg.DryRun != nil && !req.safe() {
-		c.cfg.DryRun(connectors.PlannedWrite{Connection: c.cfg.ConnectionName, Method: req.Method, Path: c.redact.String(req.Path), Body: req.Body})
+		c.cfg.DryRun(connectors.PlannedWrite{Connection: c.cfg.ConnectionName, Method: req.Method, Path: c.redact.String(req.Path), Body: redactFields(req.Body)})
 		return &Response{Status: http.StatusOK, Header: http.Header{}, Body: []byte("{}")}, nil
 	}
 	var body []byte

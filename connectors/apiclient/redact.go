@@ -1,6 +1,9 @@
 package apiclient
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Redactor replaces known secret values with a placeholder. Every string
 // that leaves the client (errors, log fields, recorded requests) passes
@@ -31,4 +34,54 @@ func (r *Redactor) String(s string) string {
 		return s
 	}
 	return r.r.Replace(s)
+}
+
+// sensitiveField reports whether a body field holds a credential by its
+// name (a new user's password, a client secret).
+func sensitiveField(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"password", "secret", "token", "apikey", "api_key"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactFields copies a JSON-like body with credential fields replaced,
+// for planned writes that are printed.
+func redactFields(body any) any {
+	// Normalise structs and typed maps through JSON first.
+	switch body.(type) {
+	case map[string]any, []any, nil:
+	default:
+		b, err := json.Marshal(body)
+		if err != nil {
+			return body
+		}
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return body
+		}
+		body = v
+	}
+	switch v := body.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			if sensitiveField(k) {
+				out[k] = Redacted
+			} else {
+				out[k] = redactFields(x)
+			}
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = redactFields(x)
+		}
+		return out
+	}
+	return body
 }
