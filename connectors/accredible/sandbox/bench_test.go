@@ -103,6 +103,7 @@ func BenchmarkSearch100k(b *testing.B) {
 	}{
 		{"email_and_group", map[string]any{"query": map[string]any{"recipient_email": "member0050000@example.org", "group.id": "100003"}}},
 		{"recipient_ids_in", map[string]any{"query": map[string]any{"recipient_id[in]": []any{"1", "2", "3"}}}},
+		{"backfill_page_50000", map[string]any{"query": map[string]any{"updated_at[gte]": formatStamp(t0.UnixMilli())}, "sort": map[string]any{"updated_at": "asc"}, "page": map[string]any{"cursor": encodeCursor(50_000), "size": 100}}},
 		{"poll_updated_since", map[string]any{"query": map[string]any{"updated_at[gte]": formatStamp(t0.Add(99_900 * time.Millisecond).UnixMilli())}, "sort": map[string]any{"updated_at": "asc"}, "page": map[string]any{"size": 100}}},
 	}
 	for _, tc := range cases {

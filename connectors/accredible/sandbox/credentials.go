@@ -499,15 +499,14 @@ func (s *Server) searchV2(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	matches := s.creds.search(preds, sortKey, desc, s.groupName)
-	lo, hi := min(from, len(matches)), min(from+size, len(matches))
-	items := make([]flatJSON, 0, hi-lo)
-	for _, idx := range matches[lo:hi] {
+	page, count := s.creds.search(preds, sortKey, desc, from, size, s.groupName)
+	items := make([]flatJSON, 0, len(page))
+	for _, idx := range page {
 		items = append(items, s.renderFlat(&s.creds.creds[idx]))
 	}
-	meta := map[string]any{"count": len(matches), "from": from, "size": size}
-	if hi < len(matches) {
-		meta["cursor"] = encodeCursor(hi)
+	meta := map[string]any{"count": count, "from": from, "size": size}
+	if next := from + len(page); next < count {
+		meta["cursor"] = encodeCursor(next)
 	}
 	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credentials": items, "meta": meta})
 }
@@ -545,10 +544,10 @@ func v1Filters(get func(string) (any, bool)) ([]predicate, error) {
 func (s *Server) listV1(w http.ResponseWriter, preds []predicate, page, size int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	matches := s.creds.search(preds, "id", false, s.groupName)
-	from, to, meta := pageOf(len(matches), page, size)
-	out := make([]credentialJSON, 0, to-from)
-	for _, idx := range matches[from:to] {
+	items, count := s.creds.search(preds, "id", false, (page-1)*size, size, s.groupName)
+	_, _, meta := pageOf(count, page, size)
+	out := make([]credentialJSON, 0, len(items))
+	for _, idx := range items {
 		out = append(out, s.render(&s.creds.creds[idx], true))
 	}
 	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credentials": out, "meta": meta})

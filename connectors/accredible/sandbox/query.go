@@ -277,7 +277,7 @@ func subset(want, have map[string]any) bool {
 // common look-ups (by recipient, by reference, by updated_at) never scan
 // every credential. The result is a superset of the matches; it may share
 // memory with an index and must not be changed.
-func (s *credentialStore) candidates(preds []predicate) []int32 {
+func (s *credentialStore) candidates(preds []predicate, sortKey string) (list []int32, natural string) {
 	var best []int32
 	found := false
 	consider := func(lists [][]int32) {
@@ -339,22 +339,27 @@ func (s *credentialStore) candidates(preds []predicate) []int32 {
 			consider(lists)
 		}
 	}
+	// Index lists are in id order: ids are handed out in creation order
+	// and lists only ever append (or are merged and sorted by dedupe).
 	if found {
-		return best
+		return best, "id"
 	}
 	for i := range preds {
 		p := &preds[i]
 		if p.field == "updated_at" && p.lo != math.MinInt64 {
-			return s.updatedSince(p.lo)
+			return s.updatedSince(p.lo), "updated_at"
 		}
+	}
+	if sortKey == "updated_at" {
+		return s.updatedSince(math.MinInt64), "updated_at"
 	}
 	for i := range preds {
 		p := &preds[i]
 		if p.field == "created_at" && p.lo != math.MinInt64 {
-			return s.createdSince(p.lo)
+			return s.createdSince(p.lo), "id"
 		}
 	}
-	return s.all()
+	return s.all(), "id"
 }
 
 func dedupe(l []int32) []int32 {
@@ -373,23 +378,48 @@ func dedupe(l []int32) []int32 {
 	return out[:w]
 }
 
-// search runs a v2 query: the matching credentials, sorted.
-func (s *credentialStore) search(preds []predicate, sortKey string, desc bool, groupName func(int64) string) []int32 {
-	var out []int32
-	for _, idx := range s.candidates(preds) {
+// search runs a v2 query and returns the page [from, from+size) of the
+// sorted matches and how many match in all. When the candidates already
+// come in the requested order (id or created_at from an index, updated_at
+// from the log), nothing is sorted and only the page is kept, so a poll
+// through a large backlog costs a pass of cheap checks per page.
+func (s *credentialStore) search(preds []predicate, sortKey string, desc bool, from, size int, groupName func(int64) string) ([]int32, int) {
+	cands, natural := s.candidates(preds, sortKey)
+	inOrder := sortKey == natural || (sortKey == "created_at" && natural == "id")
+	match := func(idx int32) bool {
 		c := &s.creds[idx]
-		ok := true
 		for i := range preds {
 			if !preds[i].matches(c, groupName) {
-				ok = false
-				break
+				return false
 			}
 		}
-		if ok {
+		return true
+	}
+	if inOrder {
+		var page []int32
+		count := 0
+		for i := range cands {
+			idx := cands[i]
+			if desc {
+				idx = cands[len(cands)-1-i]
+			}
+			if !match(idx) {
+				continue
+			}
+			if count >= from && count < from+size {
+				page = append(page, idx)
+			}
+			count++
+		}
+		return page, count
+	}
+	var out []int32
+	for _, idx := range cands {
+		if match(idx) {
 			out = append(out, idx)
 		}
 	}
-	less := func(a, b *credential) int {
+	cmp := func(a, b *credential) int {
 		switch sortKey {
 		case "recipient_name":
 			return strings.Compare(a.recipientName, b.recipientName)
@@ -408,7 +438,7 @@ func (s *credentialStore) search(preds []predicate, sortKey string, desc bool, g
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := &s.creds[out[i]], &s.creds[out[j]]
-		c := less(a, b)
+		c := cmp(a, b)
 		if c == 0 {
 			c = cmpInt(a.id, b.id) // ties in id order, so pages are stable
 		}
@@ -417,7 +447,8 @@ func (s *credentialStore) search(preds []predicate, sortKey string, desc bool, g
 		}
 		return c < 0
 	})
-	return out
+	lo, hi := min(from, len(out)), min(from+size, len(out))
+	return out[lo:hi], len(out)
 }
 
 func cmpInt(a, b int64) int {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -596,8 +597,8 @@ func TestSearchUsesIndexes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := len(st.candidates(preds)); n > tc.max {
-				t.Errorf("%d candidates, want at most %d", n, tc.max)
+			if l, _ := st.candidates(preds, "id"); len(l) > tc.max {
+				t.Errorf("%d candidates, want at most %d", len(l), tc.max)
 			}
 		})
 	}
@@ -616,5 +617,62 @@ func TestServesOverHTTP(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("%d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+// The ordered fast path (candidates already in updated_at or id order)
+// pages exactly like sorting every match would.
+func TestSearchOrderedPathMatchesSort(t *testing.T) {
+	st := newCredentialStore()
+	for i := range 500 {
+		// Runs of equal timestamps, as a burst of issues makes.
+		st.insert(credential{groupID: 100001 + int64(i%3), recipientEmail: fmt.Sprintf("m%d@example.org", i)}, t0.Add(time.Duration(i/7)*time.Millisecond))
+	}
+	name := func(int64) string { return "" }
+	for _, tc := range []struct {
+		key  string
+		desc bool
+	}{{"updated_at", false}, {"updated_at", true}, {"id", false}, {"id", true}, {"created_at", false}} {
+		t.Run(fmt.Sprintf("%s desc=%v", tc.key, tc.desc), func(t *testing.T) {
+			preds, _ := parseQuery(map[string]any{"group.id[in]": []any{"100001", "100003"}})
+			if tc.key == "updated_at" {
+				preds, _ = parseQuery(map[string]any{"updated_at[gte]": formatStamp(t0.Add(3 * time.Millisecond).UnixMilli())})
+			}
+			var got []int32
+			for from := 0; ; from += 37 {
+				page, count := st.search(preds, tc.key, tc.desc, from, 37, name)
+				got = append(got, page...)
+				if from+37 >= count {
+					break
+				}
+			}
+			// Every match, sorted with id tie-breaks.
+			var want []int32
+			for i := range st.creds {
+				ok := true
+				for j := range preds {
+					if !preds[j].matches(&st.creds[i], name) {
+						ok = false
+					}
+				}
+				if ok {
+					want = append(want, int32(i))
+				}
+			}
+			sort.SliceStable(want, func(i, j int) bool {
+				a, b := &st.creds[want[i]], &st.creds[want[j]]
+				ka, kb := a.id, b.id
+				if tc.key == "updated_at" && a.updatedAt != b.updatedAt {
+					ka, kb = a.updatedAt, b.updatedAt
+				}
+				if tc.desc {
+					return ka > kb
+				}
+				return ka < kb
+			})
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("paged %d results differ from the sorted %d", len(got), len(want))
+			}
+		})
 	}
 }

@@ -223,7 +223,7 @@ func (s *credentialStore) compactLog() {
 // updated_at order.
 func (s *credentialStore) updatedSince(ms int64) []int32 {
 	i := sort.Search(len(s.updatedLog), func(i int) bool { return s.updatedLog[i].at >= ms })
-	var out []int32
+	out := make([]int32, 0, len(s.updatedLog)-i)
 	for _, e := range s.updatedLog[i:] {
 		c := &s.creds[e.idx]
 		if !c.deleted && c.updatedAt == e.at {
