@@ -70,6 +70,17 @@ type Expect struct {
 	// NoOtherWrites fails the case on a write no expected request matches.
 	NoOtherWrites    bool
 	NoOtherWritesPos recipes.Pos
+	// Files are the JSON lines local-file connections must have written,
+	// by path relative to the connection's folder (see baseDir).
+	Files []*ExpectedFile
+}
+
+// ExpectedFile is a file of JSON lines a case expects, each line a subset.
+type ExpectedFile struct {
+	Path  string
+	Lines *yaml.Node // a sequence
+	File  string
+	Pos   recipes.Pos
 }
 
 // ExpectedRequest is an outbound request a case expects.
@@ -510,7 +521,7 @@ func (p *parser) canned(n *yaml.Node) *Canned {
 	return c
 }
 
-var expectKeys = []string{"outcome", "error", "requests", "no_other_writes"}
+var expectKeys = []string{"outcome", "error", "requests", "no_other_writes", "files"}
 
 func (p *parser) expect(n *yaml.Node, e *Expect) {
 	for _, kv := range p.pairs(n, "expect", expectKeys) {
@@ -529,6 +540,19 @@ func (p *parser) expect(n *yaml.Node, e *Expect) {
 			e.Error, e.ErrorPos = p.str(v, "error"), p.pos(v)
 		case "no_other_writes":
 			e.NoOtherWrites, e.NoOtherWritesPos = p.boolean(v, "no_other_writes"), p.pos(v)
+		case "files":
+			if v.Kind != yaml.MappingNode {
+				p.errorf(v, "files must map each path to its expected lines")
+				continue
+			}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				lines := resolveAlias(v.Content[i+1])
+				if lines.Kind != yaml.SequenceNode {
+					p.errorf(lines, "files.%s must be a list of the expected lines", v.Content[i].Value)
+					continue
+				}
+				e.Files = append(e.Files, &ExpectedFile{Path: v.Content[i].Value, Lines: lines, File: p.file, Pos: p.pos(v.Content[i])})
+			}
 		case "requests":
 			if v.Kind != yaml.SequenceNode {
 				p.errorf(v, "requests must be a list")

@@ -2,7 +2,9 @@ package recipetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,6 +53,16 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 	}
 	defer func() { res.Duration = time.Since(start) }()
 
+	dir, err := os.MkdirTemp("", "memberflow-test-")
+	if err != nil {
+		fail(c.Pos, "making a temporary folder: %v", err)
+		return res
+	}
+	defer os.RemoveAll(dir)
+	// Local-file connections write under the case's own folder, never
+	// into the recipe's.
+	filesDir := filepath.Join(dir, "files")
+
 	svc := newCannedService(c.Responses)
 	conns := map[string]engine.Connection{}
 	for name, rc := range r.Connections {
@@ -71,6 +83,14 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 		}
 		cfg.HTTPClient = &http.Client{Transport: svc.transport(name, base, spec)}
 		cfg.RateLimit = &connectors.RateLimit{} // off: nothing is sent
+		if hasOption(spec, "baseDir") {
+			opts := map[string]any{}
+			for k, v := range cfg.Options {
+				opts[k] = v
+			}
+			opts["baseDir"] = filepath.Join(filesDir, name)
+			cfg.Options = opts
+		}
 		conns[name] = engine.Connection{Spec: spec, Config: cfg}
 	}
 	for _, cr := range c.Responses {
@@ -87,12 +107,6 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 		return res
 	}
 
-	dir, err := os.MkdirTemp("", "memberflow-test-")
-	if err != nil {
-		fail(c.Pos, "making a temporary store: %v", err)
-		return res
-	}
-	defer os.RemoveAll(dir)
 	store, err := sqlitestore.Open(filepath.Join(dir, "state.db"), sqlitestore.Options{Logger: log})
 	if err != nil {
 		fail(c.Pos, "opening a temporary store: %v", err)
@@ -134,7 +148,82 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 	res.Outcome = run.Status
 	res.Requests = svc.exchanges()
 	check(&res, c, run, svc)
+	checkFiles(&res, c, filesDir)
 	return res
+}
+
+// hasOption reports whether a connector takes a connection option.
+func hasOption(spec *connectors.Spec, name string) bool {
+	var sch struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if json.Unmarshal(spec.Options, &sch) != nil {
+		return false
+	}
+	_, ok := sch.Properties[name]
+	return ok
+}
+
+// checkFiles compares the files local connections wrote (under
+// filesDir/<connection>/) with the expected ones; with no_other_writes, a
+// file the case does not expect is a failure.
+func checkFiles(res *CaseResult, c *Case, filesDir string) {
+	fail := func(pos recipes.Pos, format string, args ...any) {
+		res.Failures = append(res.Failures, Failure{Pos: pos, Message: fmt.Sprintf(format, args...)})
+	}
+	written := map[string]string{} // path relative to its connection folder → full path
+	conns, _ := os.ReadDir(filesDir)
+	for _, conn := range conns {
+		root := filepath.Join(filesDir, conn.Name())
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(root, path)
+				written[filepath.ToSlash(rel)] = path
+			}
+			return nil
+		})
+	}
+	expected := map[string]bool{}
+	for _, ef := range c.Expect.Files {
+		key := filepath.ToSlash(filepath.Clean(ef.Path))
+		expected[key] = true
+		full, ok := written[key]
+		if !ok {
+			fail(ef.Pos, "file %s was not written", ef.Path)
+			continue
+		}
+		data, err := os.ReadFile(full)
+		if err != nil {
+			fail(ef.Pos, "reading %s: %v", ef.Path, err)
+			continue
+		}
+		var lines []any
+		for i, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+			var v any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				fail(ef.Pos, "file %s: line %d is not JSON: %v", ef.Path, i+1, err)
+				v = l
+			}
+			lines = append(lines, v)
+		}
+		var diffs []Difference
+		subset(ef.File, ef.Lines, lines, true, "", &diffs)
+		if len(diffs) > 0 {
+			var b strings.Builder
+			fmt.Fprintf(&b, "file %s does not contain the expected lines:", ef.Path)
+			for _, d := range diffs {
+				b.WriteString("\n    " + strings.Replace(d.String(), "(body)", "(lines)", 1))
+			}
+			fail(ef.Pos, "%s", b.String())
+		}
+	}
+	if c.Expect.NoOtherWrites {
+		for _, rel := range sortedKeys(written) {
+			if !expected[rel] {
+				fail(c.Expect.NoOtherWritesPos, "no_other_writes: file %s was written and the case does not expect it", rel)
+			}
+		}
+	}
 }
 
 // check compares the run with the case's expectations.
