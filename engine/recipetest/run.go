@@ -45,9 +45,9 @@ func instantRetries(r *recipes.Recipe) *recipes.Recipe {
 }
 
 // runCase runs one case through a fresh engine and store.
-func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Recipe, c *Case) CaseResult {
+func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Recipe, c *Case) (res CaseResult) {
 	start := time.Now()
-	res := CaseResult{Recipe: r.File, Name: c.Name, Pos: c.Pos}
+	res = CaseResult{Recipe: r.File, Name: c.Name, Pos: c.Pos}
 	fail := func(pos recipes.Pos, format string, args ...any) {
 		res.Failures = append(res.Failures, Failure{Pos: pos, Message: fmt.Sprintf(format, args...)})
 	}
