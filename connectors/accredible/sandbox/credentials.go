@@ -95,13 +95,13 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 			}
 		}
 		if v, ok := rec["phone_number"]; ok {
-			c.recipientPhone = str(v)
+			c.mx().recipientPhone = str(v)
 		}
 		if v, ok := rec["id"]; ok {
 			c.recipientID = scalarOrEmpty(v)
 		}
 		if v, ok := rec["meta_data"].(map[string]any); ok {
-			c.recipientMeta = v
+			c.mx().recipientMeta = v
 		}
 	}
 	groupGiven := false
@@ -157,10 +157,10 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		*d.dst = sv
 	}
 	if v, ok := in["id"]; ok {
-		c.licenseID = scalarOrEmpty(v)
+		c.mx().licenseID = scalarOrEmpty(v)
 	}
 	if v, ok := in["grade"]; ok {
-		c.grade = scalarOrEmpty(v)
+		c.mx().grade = scalarOrEmpty(v)
 	}
 	for key, dst := range map[string]*bool{"complete": &c.complete, "private": &c.private, "approve": &c.approve} {
 		if v, ok := in[key].(bool); ok {
@@ -168,30 +168,30 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		}
 	}
 	if v, ok := in["custom_attributes"].(map[string]any); ok {
-		c.customAttributes = v
+		c.mx().customAttributes = v
 	}
 	if v, ok := in["meta_data"].(map[string]any); ok {
-		c.metaData = v
+		c.mx().metaData = v
 	}
 	if items, ok := in["evidence_items"].([]any); ok {
-		c.evidence = c.evidence[:0]
+		c.mx().evidence = c.x().evidence[:0]
 		for _, it := range items {
 			if m, ok := it.(map[string]any); ok {
 				var e evidenceItem
 				s.applyEvidence(m, &e)
 				e.id = s.newID()
-				c.evidence = append(c.evidence, e)
+				c.mx().evidence = append(c.x().evidence, e)
 			}
 		}
 	}
 	if items, ok := in["references"].([]any); ok {
-		c.references = c.references[:0]
+		c.mx().references = c.x().references[:0]
 		for _, it := range items {
 			if m, ok := it.(map[string]any); ok {
 				var r reference
 				applyReference(m, &r)
 				r.id = s.newID()
-				c.references = append(c.references, r)
+				c.mx().references = append(c.x().references, r)
 			}
 		}
 	}
@@ -290,8 +290,7 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	draft := *c
-	draft.evidence = append([]evidenceItem(nil), c.evidence...)
-	draft.references = append([]reference(nil), c.references...)
+	draft.extra = c.extra.clone()
 	wasApproved := c.approve
 	if bad := s.applyCredential(in, &draft, false); bad != nil {
 		unprocessable(w, bad.v1)

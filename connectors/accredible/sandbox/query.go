@@ -180,11 +180,11 @@ func (p *predicate) matches(c *credential, groupName func(int64) string) bool {
 		}
 		return t >= p.lo && t < p.hi
 	case "meta_data":
-		return subset(p.obj, c.metaData)
+		return subset(p.obj, c.x().metaData)
 	case "custom_attributes":
-		return subset(p.obj, c.customAttributes)
+		return subset(p.obj, c.x().customAttributes)
 	case "recipient_meta_data":
-		return subset(p.obj, c.recipientMeta)
+		return subset(p.obj, c.x().recipientMeta)
 	case "approve":
 		b, _ := p.vals[0].(bool)
 		return c.approve == b
@@ -242,7 +242,7 @@ func (p *predicate) stringField(c *credential) string {
 	case "recipient_id":
 		return c.recipientID
 	case "license_id":
-		return c.licenseID
+		return c.x().licenseID
 	}
 	return ""
 }

@@ -163,18 +163,18 @@ func (s *Server) render(c *credential, list bool) credentialJSON {
 	}
 	idStr := strconv.FormatInt(c.id, 10)
 	out := credentialJSON{
-		ID: idStr, Name: c.name, Description: c.description, Approve: c.approve, Grade: nullable(c.grade),
+		ID: idStr, Name: c.name, Description: c.description, Approve: c.approve, Grade: nullable(c.x().grade),
 		Complete: c.complete, IssuedOn: c.issuedOn, CourseLink: courseLink,
-		CustomAttributes: orEmpty(c.customAttributes), ExpiredOn: nullable(c.expiredOn),
+		CustomAttributes: orEmpty(c.x().customAttributes), ExpiredOn: nullable(c.expiredOn),
 		GroupName: groupName, GroupID: c.groupID, URL: "https://www.credential.net/" + idStr,
 		EncodedID: encodedID(c.id), Private: c.private,
 		SeoImage:      apiHost + "/v1/frontend/credential_seo_image/" + idStr,
-		EvidenceItems: make([]evidenceJSON, 0, len(c.evidence)),
-		References:    make([]referenceJSON, 0, len(c.references)),
+		EvidenceItems: make([]evidenceJSON, 0, len(c.x().evidence)),
+		References:    make([]referenceJSON, 0, len(c.x().references)),
 		Recipient: recipientJSON{Name: c.recipientName, Email: c.recipientEmail,
-			PhoneNumber: nullable(c.recipientPhone), MetaData: orEmpty(c.recipientMeta)},
+			PhoneNumber: nullable(c.x().recipientPhone), MetaData: orEmpty(c.x().recipientMeta)},
 		Issuer:   issuerJSON{Name: issuerName, Description: issuerDescription, URL: issuerURL, ID: issuerID},
-		MetaData: orEmpty(c.metaData),
+		MetaData: orEmpty(c.x().metaData),
 	}
 	out.Certificate.Image.Preview = apiHost + "/v1/frontend/credential_website_embed_image/certificate/" + idStr
 	out.Badge.Image.Preview = apiHost + "/v1/frontend/credential_badge_image/" + idStr
@@ -189,13 +189,13 @@ func (s *Server) render(c *credential, list bool) credentialJSON {
 			out.Recipient.ID = n
 		}
 	}
-	for i := range c.evidence {
-		if !c.evidence[i].hidden {
-			out.EvidenceItems = append(out.EvidenceItems, renderEvidence(&c.evidence[i], false))
+	for i := range c.x().evidence {
+		if !c.x().evidence[i].hidden {
+			out.EvidenceItems = append(out.EvidenceItems, renderEvidence(&c.x().evidence[i], false))
 		}
 	}
-	for i := range c.references {
-		out.References = append(out.References, renderReference(&c.references[i], false))
+	for i := range c.x().references {
+		out.References = append(out.References, renderReference(&c.x().references[i], false))
 	}
 	return out
 }
@@ -235,11 +235,11 @@ func (s *Server) renderFlat(c *credential) flatJSON {
 	idStr := strconv.FormatInt(c.id, 10)
 	out := flatJSON{
 		ID: c.id, UUID: credentialUUID(c.id), EncodedID: encodedID(c.id), Name: c.name, Private: c.private,
-		Approve: c.approve, Grade: nullable(c.grade), IssuedOn: c.issuedOn, ExpiredOn: nullable(c.expiredOn),
+		Approve: c.approve, Grade: nullable(c.x().grade), IssuedOn: c.issuedOn, ExpiredOn: nullable(c.expiredOn),
 		CreatedAt: formatStamp(c.createdAt), UpdatedAt: formatStamp(c.updatedAt),
 		RecipientName: c.recipientName, RecipientEmail: c.recipientEmail, RecipientID: nullable(c.recipientID),
-		RecipientMetaData: orEmpty(c.recipientMeta), SeoImage: apiHost + "/v1/frontend/credential_seo_image/" + idStr,
-		CustomAttributes: orEmpty(c.customAttributes), MetaData: orEmpty(c.metaData), LicenseID: nullable(c.licenseID),
+		RecipientMetaData: orEmpty(c.x().recipientMeta), SeoImage: apiHost + "/v1/frontend/credential_seo_image/" + idStr,
+		CustomAttributes: orEmpty(c.x().customAttributes), MetaData: orEmpty(c.x().metaData), LicenseID: nullable(c.x().licenseID),
 		IssuerID: issuerID,
 	}
 	if c.approve {

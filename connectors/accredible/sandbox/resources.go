@@ -413,10 +413,10 @@ func (s *Server) createEvidence(w http.ResponseWriter, r *http.Request) {
 	}
 	e.id = s.newID()
 	if e.position == 0 {
-		e.position = len(c.evidence) + 1
+		e.position = len(c.x().evidence) + 1
 	}
-	s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence, e) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[len(c.evidence)-1], true)})
+	s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence = append(c.x().evidence, e) })
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.x().evidence[len(c.x().evidence)-1], true)})
 }
 
 func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
@@ -436,20 +436,20 @@ func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
 			return
 		}
 		id, _ := pathID(r, "evidence_item_id")
-		for i := range c.evidence {
-			if c.evidence[i].id != id {
+		for i := range c.x().evidence {
+			if c.x().evidence[i].id != id {
 				continue
 			}
 			if update {
-				draft := c.evidence[i]
+				draft := c.x().evidence[i]
 				s.applyEvidence(wrapped(body, "evidence_item"), &draft)
 				if errs := validEvidence(&draft); len(errs) > 0 {
 					unprocessable(w, errs)
 					return
 				}
-				s.creds.update(c, s.now(), func(c *credential) { c.evidence[i] = draft })
+				s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence[i] = draft })
 			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.evidence[i], true)})
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.x().evidence[i], true)})
 			return
 		}
 		notFound(w)
@@ -464,10 +464,10 @@ func (s *Server) deleteEvidence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := pathID(r, "evidence_item_id")
-	for i := range c.evidence {
-		if c.evidence[i].id == id {
-			out := renderEvidence(&c.evidence[i], true)
-			s.creds.update(c, s.now(), func(c *credential) { c.evidence = append(c.evidence[:i], c.evidence[i+1:]...) })
+	for i := range c.x().evidence {
+		if c.x().evidence[i].id == id {
+			out := renderEvidence(&c.x().evidence[i], true)
+			s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence = append(c.x().evidence[:i], c.x().evidence[i+1:]...) })
 			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": out})
 			return
 		}
@@ -528,8 +528,8 @@ func (s *Server) createReference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref.id = s.newID()
-	s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references, ref) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[len(c.references)-1], true)})
+	s.creds.update(c, s.now(), func(c *credential) { c.mx().references = append(c.x().references, ref) })
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.x().references[len(c.x().references)-1], true)})
 }
 
 func (s *Server) referenceHandler(update bool) http.HandlerFunc {
@@ -549,20 +549,20 @@ func (s *Server) referenceHandler(update bool) http.HandlerFunc {
 			return
 		}
 		id, _ := pathID(r, "reference_id")
-		for i := range c.references {
-			if c.references[i].id != id {
+		for i := range c.x().references {
+			if c.x().references[i].id != id {
 				continue
 			}
 			if update {
-				draft := c.references[i]
+				draft := c.x().references[i]
 				applyReference(wrapped(body, "reference"), &draft)
 				if errs := validReference(&draft); len(errs) > 0 {
 					unprocessable(w, errs)
 					return
 				}
-				s.creds.update(c, s.now(), func(c *credential) { c.references[i] = draft })
+				s.creds.update(c, s.now(), func(c *credential) { c.mx().references[i] = draft })
 			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.references[i], true)})
+			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.x().references[i], true)})
 			return
 		}
 		notFound(w)
@@ -577,10 +577,10 @@ func (s *Server) deleteReference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := pathID(r, "reference_id")
-	for i := range c.references {
-		if c.references[i].id == id {
-			out := renderReference(&c.references[i], true)
-			s.creds.update(c, s.now(), func(c *credential) { c.references = append(c.references[:i], c.references[i+1:]...) })
+	for i := range c.x().references {
+		if c.x().references[i].id == id {
+			out := renderReference(&c.x().references[i], true)
+			s.creds.update(c, s.now(), func(c *credential) { c.mx().references = append(c.x().references[:i], c.x().references[i+1:]...) })
 			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": out})
 			return
 		}

@@ -206,8 +206,8 @@ func (s *Server) Stats() sandboxkit.ServiceStats {
 	evidence, refs := 0, 0
 	for i := range s.creds.creds {
 		if c := &s.creds.creds[i]; !c.deleted {
-			evidence += len(c.evidence)
-			refs += len(c.references)
+			evidence += len(c.x().evidence)
+			refs += len(c.x().references)
 		}
 	}
 	st := sandboxkit.ServiceStats{
@@ -264,14 +264,16 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 			s.creds.update(c, now, func(c *credential) {
 				switch n {
 				case 0:
-					c.grade = fmt.Sprintf("%d", 60+s.rng.IntN(41))
+					c.mx().grade = fmt.Sprintf("%d", 60+s.rng.IntN(41))
 				case 1:
 					c.expiredOn = now.AddDate(1, 0, 0).Format("2006-01-02")
 				default:
-					if c.customAttributes == nil {
-						c.customAttributes = map[string]any{}
+					attrs := map[string]any{}
+					for k, v := range c.x().customAttributes {
+						attrs[k] = v
 					}
-					c.customAttributes["Location"] = []string{"London", "Boston", "Sydney"}[s.rng.IntN(3)]
+					attrs["Location"] = []string{"London", "Boston", "Sydney"}[s.rng.IntN(3)]
+					c.mx().customAttributes = attrs
 				}
 			})
 			ids = append(ids, c.id)

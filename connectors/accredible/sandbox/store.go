@@ -16,23 +16,61 @@ type credential struct {
 	name, description string
 	recipientName     string
 	recipientEmail    string
-	recipientPhone    string
 	recipientID       string
-	licenseID         string // the caller's own `id` for the credential
 	issuedOn          string // YYYY-MM-DD
 	expiredOn         string // YYYY-MM-DD, empty for null
-	grade             string // empty for null
 	approve           bool
 	complete          bool
 	private           bool
 	deleted           bool
 	createdAt         int64 // unix milliseconds
 	updatedAt         int64
-	customAttributes  map[string]any
-	metaData          map[string]any
-	recipientMeta     map[string]any
-	evidence          []evidenceItem
-	references        []reference
+	// extra holds the fields most credentials leave empty; nil when all
+	// are, which saves a hundred bytes a credential.
+	extra *credentialExtra
+}
+
+type credentialExtra struct {
+	recipientPhone   string
+	licenseID        string // the caller's own `id` for the credential
+	grade            string // empty for null
+	customAttributes map[string]any
+	metaData         map[string]any
+	recipientMeta    map[string]any
+	evidence         []evidenceItem
+	references       []reference
+}
+
+// noExtra is what x returns for a credential without extra fields. It is
+// only ever read.
+var noExtra credentialExtra
+
+// x reads the extra fields.
+func (c *credential) x() *credentialExtra {
+	if c.extra == nil {
+		return &noExtra
+	}
+	return c.extra
+}
+
+// mx returns the extra fields for writing, allocating them.
+func (c *credential) mx() *credentialExtra {
+	if c.extra == nil {
+		c.extra = &credentialExtra{}
+	}
+	return c.extra
+}
+
+// clone copies the extra fields so that a draft can change them without
+// touching the stored credential (whose indexes depend on them).
+func (e *credentialExtra) clone() *credentialExtra {
+	if e == nil {
+		return nil
+	}
+	out := *e
+	out.evidence = append([]evidenceItem(nil), e.evidence...)
+	out.references = append([]reference(nil), e.references...)
+	return &out
 }
 
 type evidenceItem struct {
@@ -128,10 +166,10 @@ func (s *credentialStore) index(idx int32) {
 	if c.recipientID != "" {
 		s.byRecipient.add(c.recipientID, idx)
 	}
-	if c.licenseID != "" {
-		s.byLicense.add(c.licenseID, idx)
+	if c.x().licenseID != "" {
+		s.byLicense.add(c.x().licenseID, idx)
 	}
-	for k, v := range c.metaData {
+	for k, v := range c.x().metaData {
 		if sv, ok := v.(string); ok {
 			s.byMeta.add(metaKey(k, sv), idx)
 		}
@@ -147,10 +185,10 @@ func (s *credentialStore) unindex(idx int32) {
 	if c.recipientID != "" {
 		s.byRecipient.remove(c.recipientID, idx)
 	}
-	if c.licenseID != "" {
-		s.byLicense.remove(c.licenseID, idx)
+	if c.x().licenseID != "" {
+		s.byLicense.remove(c.x().licenseID, idx)
 	}
-	for k, v := range c.metaData {
+	for k, v := range c.x().metaData {
 		if sv, ok := v.(string); ok {
 			s.byMeta.remove(metaKey(k, sv), idx)
 		}
