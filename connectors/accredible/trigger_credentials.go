@@ -131,6 +131,8 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 		}
 		search.Page = map[string]any{"cursor": m.Cursor, "size": searchPageSize}
 	}
+	// Total is what the search reports from the cursor on: during a
+	// backfill, the credentials left to read.
 	res := &connectors.PollResult{More: read < meta.Count, Total: meta.Count}
 	subjects := make([]string, len(fresh))
 	for i, cr := range fresh {
