@@ -72,11 +72,17 @@ func (s *source) posAt(off int) Pos {
 	return Pos{File: s.name, Line: line, Column: col}
 }
 
+// pos makes a position, kept inside the file: yaml.v3 can place an empty
+// node just past the last line.
 func (s *source) pos(line, col int) Pos {
 	if line < 1 {
 		line, col = 1, 1
 	}
-	return Pos{File: s.name, Line: line, Column: col}
+	if line > len(s.lines) {
+		line = len(s.lines)
+		col = 1 + len([]rune(s.line(line)))
+	}
+	return Pos{File: s.name, Line: line, Column: max(col, 1)}
 }
 
 func (s *source) nodePos(n *yaml.Node) Pos {

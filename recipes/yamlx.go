@@ -21,7 +21,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?`)
 func parseYAML(s *source) (doc *yaml.Node) {
 	root, err := decodeDoc(s.data)
 	if err == nil {
-		if root == nil || len(root.Content) == 0 {
+		if root == nil || len(root.Content) == 0 || root.Content[0].ShortTag() == "!!null" {
 			s.errorAt(s.pos(1, 1), "the file is empty: a recipe needs version, name, trigger and steps")
 			return nil
 		}
@@ -112,41 +112,56 @@ func yamlMessage(err error) (msg string, reported int) {
 	return msg, reported
 }
 
-const maxSyntaxSearchLines = 5000
-
-// locateSyntaxError finds the first line such that the file cut after it
-// fails with the same message: that is the line the parser stumbled on.
-// The column comes from what the message is about.
+// locateSyntaxError finds the line the parser stumbled on: a line k such
+// that the file cut after line k-1 does not fail with the same message
+// and the file cut after line k does. The whole file fails with it and
+// the empty prefix does not, so a binary search finds such a k in a few
+// parses. The column comes from what the message is about.
 func locateSyntaxError(s *source, msg string, reported int) Pos {
-	line := 0
-	n := len(s.lines)
-	if n > maxSyntaxSearchLines {
-		n = 0
-	}
-	for k := 1; k <= n; k++ {
+	fails := func(k int) bool {
 		end := len(s.data)
 		if k < len(s.lines) {
 			end = s.lines[k]
 		}
 		_, err := decodeDoc(s.data[:end])
 		if err == nil {
-			continue
+			return false
 		}
-		if m, _ := yamlMessage(err); m == msg {
-			line = k
-			break
+		m, _ := yamlMessage(err)
+		return m == msg
+	}
+	lo, hi := 0, len(s.lines)
+	if !fails(hi) {
+		// A message that depends on the end of the file: trust yaml.v3.
+		hi = max(1, min(reported, len(s.lines)))
+	} else {
+		for hi-lo > 1 {
+			mid := (lo + hi) / 2
+			if fails(mid) {
+				hi = mid
+			} else {
+				lo = mid
+			}
 		}
 	}
-	if line == 0 {
-		line = max(1, min(reported, len(s.lines)))
-	}
-	return s.pos(line, syntaxColumn(s, line, msg))
+	line, col := syntaxColumn(s, hi, msg)
+	return s.pos(line, col)
 }
 
 var anchorRE = regexp.MustCompile(`unknown anchor '([^']*)' referenced`)
 
-// syntaxColumn guesses the column on line a message is about; 1-based.
-func syntaxColumn(s *source, line int, msg string) int {
+// syntaxColumn guesses the column on line a message is about, 1-based;
+// an unclosed bracket may move the position to an earlier line.
+func syntaxColumn(s *source, line int, msg string) (int, int) {
+	l, c := line, syntaxColumnOn(s, &line, msg)
+	if line != l {
+		return line, c
+	}
+	return l, c
+}
+
+func syntaxColumnOn(s *source, lineRef *int, msg string) int {
+	line := *lineRef
 	text := s.line(line)
 	col := func(byteIdx int) int { return 1 + len([]rune(text[:byteIdx])) }
 	firstNonSpace := func() int {
@@ -164,13 +179,11 @@ func syntaxColumn(s *source, line int, msg string) int {
 	case strings.Contains(msg, "did not find expected ',' or ']'"),
 		strings.Contains(msg, "did not find expected ',' or '}'"):
 		// Point at the bracket left open, on this line or above.
-		for l := line; l >= 1; l-- {
+		for l := line; l >= 1 && l > line-50; l-- {
 			t := s.line(l)
 			if i := unclosedBracket(t); i >= 0 {
-				if l == line {
-					return col(i)
-				}
-				return col(i) // caller's line stays: best effort
+				*lineRef = l
+				return 1 + len([]rune(t[:i]))
 			}
 		}
 	case strings.Contains(msg, "unknown escape"), strings.Contains(msg, "escape"):
@@ -281,23 +294,38 @@ func resolve(n *yaml.Node) *yaml.Node {
 }
 
 // pairs returns a mapping's key/value nodes with aliases resolved and
-// `<<` merges applied (explicit keys win over merged ones).
+// `<<` merges applied (explicit keys win over merged ones). Merges are
+// bounded in depth and size: nested merges of merges could otherwise
+// grow exponentially, like alias expansion.
 func pairs(n *yaml.Node) [][2]*yaml.Node {
+	budget := maxMergedPairs
+	return mergedPairs(n, 0, &budget)
+}
+
+const (
+	maxMergeDepth  = 8
+	maxMergedPairs = 10000
+)
+
+func mergedPairs(n *yaml.Node, depth int, budget *int) [][2]*yaml.Node {
 	n = resolve(n)
-	if n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || n.Kind != yaml.MappingNode || depth > maxMergeDepth {
 		return nil
 	}
 	var out, merged [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		if *budget--; *budget < 0 {
+			return out
+		}
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0 && k.Kind == yaml.ScalarNode) {
+		if k.Kind == yaml.ScalarNode && (k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0)) {
 			v = resolve(v)
 			if v != nil && v.Kind == yaml.MappingNode && v != n {
-				merged = append(merged, pairs(v)...)
+				merged = append(merged, mergedPairs(v, depth+1, budget)...)
 			} else if v != nil && v.Kind == yaml.SequenceNode {
 				for _, m := range v.Content {
 					if m = resolve(m); m != nil && m != n {
-						merged = append(merged, pairs(m)...)
+						merged = append(merged, mergedPairs(m, depth+1, budget)...)
 					}
 				}
 			}
@@ -305,9 +333,16 @@ func pairs(n *yaml.Node) [][2]*yaml.Node {
 		}
 		out = append(out, [2]*yaml.Node{k, v})
 	}
-	for _, m := range merged {
-		if find(out, m[0].Value) == nil {
-			out = append(out, m)
+	if len(merged) > 0 {
+		seen := make(map[string]bool, len(out))
+		for _, p := range out {
+			seen[p[0].Value] = true
+		}
+		for _, m := range merged {
+			if !seen[m[0].Value] {
+				seen[m[0].Value] = true
+				out = append(out, m)
+			}
 		}
 	}
 	return out
