@@ -676,3 +676,109 @@ func TestSearchOrderedPathMatchesSort(t *testing.T) {
 		})
 	}
 }
+
+// Each CRUD resource answers create, read, partial update, bad update,
+// delete and then 404, with its own bodies.
+func TestResourceLifecycles(t *testing.T) {
+	cases := []struct {
+		name, base, key string
+		create, update  map[string]any
+		bad             map[string]any
+		missing         string
+	}{
+		{"group", "/v1/issuer/groups", "group",
+			map[string]any{"name": "Gold", "course_name": "Gold tier", "course_description": "For gold members"},
+			map[string]any{"course_name": "Gold tier 2026"}, map[string]any{"name": ""},
+			`{"data":"Group does not exist","success":false}`},
+		{"department", "/v1/departments", "department",
+			map[string]any{"name": "Physics", "url": "https://p.example.org", "logo": "https://p.example.org/l.png"},
+			map[string]any{"description": "Faculty of physics"}, map[string]any{"logo": ""},
+			`{"error":"Not found"}`},
+		{"design", "/v1/designs", "design",
+			map[string]any{"name": "Gold badge", "kind": "badge", "encoded_content": "00"},
+			map[string]any{"orientation": "portrait"}, map[string]any{"kind": "poster"},
+			`{"error":"Not found"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newSeeded(t)
+			w := call(t, s, "POST", tc.base, map[string]any{tc.key: tc.create})
+			if w.Code != 200 {
+				t.Fatalf("create: %d %s", w.Code, w.Body)
+			}
+			id := fmt.Sprint(int64(decode(t, w)[tc.key].(map[string]any)["id"].(float64)))
+			path := tc.base + "/" + id
+			w = call(t, s, "PUT", path, map[string]any{tc.key: tc.update})
+			got := decode(t, w)[tc.key].(map[string]any)
+			for k, v := range tc.update {
+				if got[k] != v {
+					t.Errorf("update: %s = %v, want %v", k, got[k], v)
+				}
+			}
+			if got["name"] != tc.create["name"] {
+				t.Errorf("partial update lost the name: %v", got)
+			}
+			if w := call(t, s, "PUT", path, map[string]any{tc.key: tc.bad}); w.Code != 422 {
+				t.Errorf("bad update: %d %s", w.Code, w.Body)
+			}
+			if w := call(t, s, "DELETE", path, nil); w.Code != 200 {
+				t.Errorf("delete: %d %s", w.Code, w.Body)
+			}
+			w = call(t, s, "GET", path, nil)
+			var gotBody, want any
+			_ = json.Unmarshal(w.Body.Bytes(), &gotBody)
+			_ = json.Unmarshal([]byte(tc.missing), &want)
+			if w.Code != 404 || fmt.Sprint(gotBody) != fmt.Sprint(want) {
+				t.Errorf("after delete: %d %s", w.Code, w.Body)
+			}
+		})
+	}
+	t.Run("group with credentials", func(t *testing.T) {
+		s, _ := newSeeded(t)
+		call(t, s, "POST", "/v1/credentials", issueBody("a@example.org", "A", 100002))
+		if w := call(t, s, "DELETE", "/v1/issuer/groups/100002", nil); w.Code != 422 {
+			t.Errorf("deleting a group in use: %d", w.Code)
+		}
+	})
+	t.Run("duplicate group name", func(t *testing.T) {
+		s, _ := newSeeded(t)
+		w := call(t, s, "POST", "/v1/issuer/groups", map[string]any{"group": map[string]any{"name": "CPD Completion", "course_name": "x", "course_description": "y"}})
+		if w.Code != 422 {
+			t.Errorf("duplicate name: %d", w.Code)
+		}
+	})
+	t.Run("all_groups filters and pages", func(t *testing.T) {
+		s, _ := newSeeded(t)
+		w := call(t, s, "GET", "/v1/issuer/all_groups?page=2&page_size=2", nil)
+		m := decode(t, w)
+		if len(m["groups"].([]any)) != 1 || m["meta"].(map[string]any)["total_count"] != 3.0 {
+			t.Errorf("page 2: %s", w.Body)
+		}
+		w = call(t, s, "GET", "/v1/issuer/all_groups?name=badge", nil)
+		if g := decode(t, w)["groups"].([]any); len(g) != 1 {
+			t.Errorf("by name: %s", w.Body)
+		}
+		if w := call(t, s, "GET", "/v1/issuer/all_groups?page_size=500", nil); w.Code != 422 {
+			t.Errorf("page_size 500: %d", w.Code)
+		}
+		w = call(t, s, "GET", "/v1/designs", nil)
+		if d := decode(t, w)["designs"].([]any); len(d) != 3 {
+			t.Errorf("seeded designs: %d", len(d))
+		}
+	})
+	t.Run("bulk v1 all or nothing", func(t *testing.T) {
+		s, _ := newSeeded(t)
+		ok := map[string]any{"recipient": map[string]any{"name": "A", "email": "a@example.org"}, "group_id": 100001}
+		bad := map[string]any{"recipient": map[string]any{"name": "B", "email": "b@example.org"}, "group_id": 7}
+		if w := call(t, s, "POST", "/v1/credentials/bulk_create", map[string]any{"credentials": []any{ok, bad}}); w.Code != 422 {
+			t.Errorf("with a bad item: %d", w.Code)
+		}
+		if n := s.Stats().Objects["credentials"]; n != 0 {
+			t.Errorf("a failed v1 bulk stored %d", n)
+		}
+		w := call(t, s, "POST", "/v1/credentials/bulk_create", map[string]any{"credentials": []any{ok, map[string]any{"credential": ok}}})
+		if w.Code != 200 || len(decode(t, w)["credentials"].([]any)) != 2 {
+			t.Errorf("two good items: %d %s", w.Code, w.Body)
+		}
+	})
+}
