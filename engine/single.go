@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/memberflow/memberflow/connectors"
 )
@@ -31,4 +35,65 @@ func (e *Engine) Drain(ctx context.Context) (*Summary, error) {
 	defer e.end()
 	err := e.dispatch(ctx, ctx.Done(), true, func() bool { return false })
 	return e.Summary(), err
+}
+
+// Poll polls every polling trigger until it is caught up and queues what
+// it finds, running nothing; Drain then runs it. Unlike RunOnce, where
+// triggers poll while runs already write, every trigger sees the services
+// as they were before this pass wrote anything: a record one recipe
+// writes early in a pass is not first seen by another recipe's trigger in
+// the state memberflow left it in, which echo suppression (keyed by
+// connector, subject and fingerprint, for all recipes) would drop.
+//
+// Nothing drains while Poll runs, so it fails rather than waits when the
+// queue reaches Options.HighWater: size HighWater for one pass.
+func (e *Engine) Poll(ctx context.Context) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	defer e.end()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var full atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if e.pending.Load() >= int64(e.opts.HighWater) {
+					full.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, name := range e.recipeNames() {
+		rt := e.recipes[name]
+		if rt.mode != "poll" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.pollLoop(pctx, rt, true); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if full.Load() {
+		errs = append(errs, fmt.Errorf("poll: the queue reached the high-water mark (%d runs): raise Options.HighWater or use RunOnce", e.opts.HighWater))
+	}
+	return errors.Join(errs...)
 }

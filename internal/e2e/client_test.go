@@ -52,6 +52,9 @@ func (a *api) do(method, rawURL string, header map[string]string, body, out any)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
+			if len(data) > 300 {
+				data = append(data[:300], "…"...)
+			}
 			a.t.Fatalf("%s %s: decoding %s: %v", method, rawURL, data, err)
 		}
 	}
@@ -89,6 +92,23 @@ type member struct {
 	CertificateID      string `json:"certificateId"`
 	CertificateStatus  string `json:"certificateStatus"`
 	IssuanceDate       string `json:"issuanceDate"`
+}
+
+// flexID decodes a JSON number or string as a string.
+type flexID string
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*f = flexID(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	*f = flexID(n.String())
+	return nil
 }
 
 func (a *api) allMembers() map[string]member {
@@ -135,7 +155,8 @@ func (a *api) paymentsByRef(ref string) []payment {
 }
 
 type credential struct {
-	ID          string  `json:"id"`
+	// ID is a number in v2 search results and a string in v1 answers.
+	ID          flexID  `json:"id"`
 	RecipientID *string `json:"recipient_id"`
 	Email       string  `json:"recipient_email"`
 	ExpiredOn   *string `json:"expired_on"`
