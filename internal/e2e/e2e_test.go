@@ -37,7 +37,7 @@ const (
 	// (sync-members-to-attendees, payments-to-accelevents) and the
 	// engine orders runs per recipe, not across recipes: at more than one
 	// run at a time the two can both find no attendee and both create one.
-	concurrency = 1
+	concurrency = 8
 	maxPasses   = 8
 )
 
