@@ -150,7 +150,11 @@ func (l *loader) compileConnection(s *source, key, n *yaml.Node) *Connection {
 	if b := get(n, "base_url"); isString(b) {
 		c.BaseURL = b.Value
 	}
-	secretScope := (&scope{where: where + " auth"}).build()
+	if l.secretScope == nil {
+		l.secretScope = (&scope{}).build()
+	}
+	secretScope := l.secretScope
+	secretScope.where = where + " auth"
 	if a := get(n, "auth"); a != nil && a.Kind == yaml.MappingNode {
 		for _, p := range pairs(a) {
 			field, v := p[0].Value, resolve(p[1])

@@ -3,8 +3,14 @@ package recipes
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/checker/nature"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -29,16 +35,63 @@ type Env = map[string]any
 // CompileExpr compiles an expression for evaluation. Type-checking against
 // the operations' schemas happens in validation, before this.
 func CompileExpr(src string, pos Pos) (*Expr, error) {
-	p, err := expr.Compile(src, expr.AllowUndefinedVariables())
+	return new(runtimeCompiler).compile(src, pos)
+}
+
+// runtimeCompiler compiles expressions for evaluation against map
+// environments (runtime data is map[string]any, whatever the schemas
+// say). It keeps one configuration for all the expressions of a load; it
+// is not safe for concurrent use.
+// Programs are immutable, so that the same source, frequent across the
+// recipes of a folder, is compiled once.
+type runtimeCompiler struct {
+	cfg      *conf.Config
+	programs map[string]*vm.Program
+}
+
+var runtimeBase = sync.OnceValue(func() *conf.Config {
+	c := conf.CreateNew()
+	expr.AllowUndefinedVariables()(c)
+	c.Check()
+	return c
+})
+
+func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
+	if p, ok := rc.programs[src]; ok {
+		return &Expr{Source: src, Pos: pos, program: p}, nil
+	}
+	if rc.cfg == nil {
+		// A copy of a shared base: its function tables are only read, and
+		// the nature cache, written while checking, is this compiler's own.
+		rc.cfg = new(conf.Config)
+		*rc.cfg = *runtimeBase()
+		rc.cfg.NtCache = nature.Cache{}
+		rc.programs = map[string]*vm.Program{}
+	}
+	tree, err := checker.ParseCheck(src, rc.cfg)
 	if err != nil {
 		return nil, err
 	}
+	if err := optimizer.Optimize(&tree.Node, rc.cfg); err != nil {
+		return nil, err
+	}
+	p, err := compiler.Compile(tree, rc.cfg)
+	if err != nil {
+		return nil, err
+	}
+	rc.programs[src] = p
 	return &Expr{Source: src, Pos: pos, program: p}, nil
 }
 
+// vms recycles virtual machines: a VM's stack is reset by each run, and
+// allocating one per evaluation costs as much as a short expression.
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
+
 // Eval evaluates the expression against env.
 func (e *Expr) Eval(env Env) (any, error) {
-	out, err := vm.Run(e.program, env)
+	m := vms.Get().(*vm.VM)
+	out, err := m.Run(e.program, env)
+	vms.Put(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d:%d: evaluating %q: %w", e.Pos.File, e.Pos.Line, e.Pos.Column, e.Source, err)
 	}

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/checker/nature"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/types"
@@ -28,7 +32,38 @@ type scope struct {
 	later map[string]int
 	self  string
 	env   types.Map
+	// cfg and boolCfg are the typed check configurations, made on first
+	// use and reused for every expression of the scope: making one costs
+	// more than checking a short expression.
+	cfg, boolCfg *conf.Config
 }
+
+// config returns the typed check configuration of the scope.
+func (sc *scope) config(asBool bool) *conf.Config {
+	p := &sc.cfg
+	if asBool {
+		p = &sc.boolCfg
+	}
+	if *p == nil {
+		// A copy of a checked base shares its read-only function tables;
+		// the nature cache is written during checks, so each has its own.
+		c := new(conf.Config)
+		*c = *baseConfig()
+		c.NtCache = nature.Cache{}
+		expr.Env(sc.env)(c)
+		if asBool {
+			expr.AsBool()(c)
+		}
+		*p = c
+	}
+	return *p
+}
+
+var baseConfig = sync.OnceValue(func() *conf.Config {
+	c := conf.CreateNew()
+	c.Check()
+	return c
+})
 
 type stepOut struct {
 	id  string
@@ -92,11 +127,7 @@ func (sc *scope) rootNames() []string {
 // scalar n's value. Problems are reported at their exact position; the
 // result is nil when there were any.
 func (s *source) compileAt(n *yaml.Node, src string, off int, sc *scope, asBool bool) *Expr {
-	opts := []expr.Option{expr.Env(sc.env)}
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
-	_, err := expr.Compile(src, opts...)
+	_, err := checker.ParseCheck(src, sc.config(asBool))
 	if err != nil {
 		at, msg := explainExprError(src, err, sc, asBool)
 		s.errorAt(s.scalarPos(n, off+at), "%s: %s", sc.where, msg)
@@ -109,7 +140,7 @@ func (s *source) compileAt(n *yaml.Node, src string, off int, sc *scope, asBool 
 			return nil
 		}
 	}
-	e, err := CompileExpr(src, s.scalarPos(n, off))
+	e, err := s.rt.compile(src, s.scalarPos(n, off))
 	if err != nil {
 		// The typed compile accepted it; the untyped one cannot refuse.
 		s.errorAt(s.scalarPos(n, off), "%s: %v", sc.where, err)

@@ -90,6 +90,9 @@ type loader struct {
 	loaded   []*loadedRecipe
 	overlay  []*connFile // opts.Connections, loaded on first use
 	overlaid bool
+	rt       *runtimeCompiler // shared by every file of the load
+	// secretScope checks auth and webhook values, which see only secret.
+	secretScope *scope
 }
 
 type loadedRecipe struct {
@@ -107,7 +110,7 @@ type connFile struct {
 }
 
 func newLoader(opts Options) *loader {
-	l := &loader{opts: opts, reg: opts.Registry, log: opts.Logger, shared: map[string]*connFile{}}
+	l := &loader{opts: opts, reg: opts.Registry, log: opts.Logger, shared: map[string]*connFile{}, rt: new(runtimeCompiler)}
 	if l.reg == nil {
 		l.reg = connectors.Default
 	}
@@ -194,7 +197,7 @@ func isConnectionsFile(root *yaml.Node) bool {
 // a recipe without errors.
 func (l *loader) load(name string, data []byte) *Recipe {
 	before := l.errorCount()
-	s := newSource(name, data, &l.diags)
+	s := newSource(name, data, &l.diags, l.rt)
 	root := parseYAML(s)
 	if root == nil {
 		return nil
@@ -269,7 +272,7 @@ func (l *loader) sharedFile(path string) (*connFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := newSource(path, data, &l.diags)
+	s := newSource(path, data, &l.diags, l.rt)
 	root := parseYAML(s)
 	if root == nil {
 		cf := &connFile{path: path}

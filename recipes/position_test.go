@@ -45,7 +45,7 @@ func TestScalarPos(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var diags Diagnostics
-			s := newSource("f.yaml", []byte(tc.doc), &diags)
+			s := newSource("f.yaml", []byte(tc.doc), &diags, nil)
 			var doc yaml.Node
 			if err := yaml.Unmarshal([]byte(tc.doc), &doc); err != nil {
 				t.Fatal(err)
@@ -90,7 +90,7 @@ func TestScalarOffsetsAgree(t *testing.T) {
 	for i, doc := range docs {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			var diags Diagnostics
-			s := newSource("f.yaml", []byte(doc), &diags)
+			s := newSource("f.yaml", []byte(doc), &diags, nil)
 			var root yaml.Node
 			if err := yaml.Unmarshal([]byte(doc), &root); err != nil {
 				t.Fatal(err)

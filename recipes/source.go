@@ -14,10 +14,14 @@ type source struct {
 	data  []byte
 	lines []int // byte offset where each line starts
 	diags *Diagnostics
+	rt    *runtimeCompiler
 }
 
-func newSource(name string, data []byte, diags *Diagnostics) *source {
-	s := &source{name: name, data: data, diags: diags, lines: []int{0}}
+func newSource(name string, data []byte, diags *Diagnostics, rt *runtimeCompiler) *source {
+	if rt == nil {
+		rt = new(runtimeCompiler)
+	}
+	s := &source{name: name, data: data, diags: diags, lines: []int{0}, rt: rt}
 	for i, c := range data {
 		if c == '\n' {
 			s.lines = append(s.lines, i+1)
