@@ -1,0 +1,51 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemoCommand runs the README's demo, `memberflow run --sandbox --once
+// examples/`, as a user would: a built binary in a subprocess.
+func TestDemoCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "memberflow")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/memberflow")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	var help bytes.Buffer
+	probe := exec.CommandContext(ctx, bin, "help")
+	probe.Stdout = &help
+	probe.Run()
+	if !strings.Contains(help.String(), "\n  run ") {
+		t.Skip("memberflow has no run command yet")
+	}
+	examples, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In a temporary folder: the demo's state and ./out files land there.
+	cmd := exec.CommandContext(ctx, bin, "run", "--sandbox", "--once", examples)
+	cmd.Dir = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("memberflow run --sandbox --once examples/: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, name := range []string{"certificate-for-new-members", "sync-members-to-attendees", "payments-to-accelevents", "attendee-qr-codes"} {
+		if !strings.Contains(stdout.String()+stderr.String(), name) {
+			t.Errorf("the summary does not mention %s:\n%s", name, stdout.String())
+		}
+	}
+	t.Logf("demo output:\n%s", stdout.String())
+}
