@@ -9,6 +9,7 @@ import (
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/apiclient"
+	_ "github.com/memberflow/memberflow/connectors/files"
 )
 
 // The runner is tested with a small connector written on the real HTTP
@@ -91,5 +92,10 @@ func clubSpec() *connectors.Spec {
 func testRegistry() *connectors.Registry {
 	reg := connectors.NewRegistry()
 	reg.MustRegister(clubSpec())
+	file, ok := connectors.Default.Lookup("file")
+	if !ok {
+		panic("the file connector is not registered")
+	}
+	reg.MustRegister(file)
 	return reg
 }

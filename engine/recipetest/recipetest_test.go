@@ -26,6 +26,7 @@ func TestReports(t *testing.T) {
 		{name: "passing recipe", dir: "pass", ok: true, passed: 4},
 		{name: "failing expectations", dir: "fail", failed: 5},
 		{name: "broken test files", dir: "broken", broken: 2},
+		{name: "files written by local connections", dir: "files", passed: 1, failed: 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,6 +41,9 @@ func TestReports(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkGolden(t, filepath.Join("testdata", tc.dir+".golden"), buf.Bytes())
+			if _, err := os.Stat(filepath.Join("testdata", tc.dir, "should-never-be-written")); err == nil {
+				t.Errorf("a test wrote into the recipe's folder")
+			}
 			passed, failed, broken := rep.Counts()
 			if rep.OK() != tc.ok || passed != tc.passed || failed != tc.failed || broken != tc.broken {
 				t.Errorf("ok=%v passed=%d failed=%d broken=%d, want ok=%v passed=%d failed=%d broken=%d\n%s",
