@@ -49,7 +49,32 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	}()
 	defer func() { close(renewStop); <-renewDone }()
 
+	// Runs are claimed in batches of up to n, ahead of the free workers,
+	// so that a claim (a write) serves many runs; claimed runs wait in
+	// ready, leased like the running ones.
+	var ready []*ClaimedRun
 	var claimErr error
+	claim := func(limit int) (int, error) {
+		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
+		ready = append(ready, runs...)
+		return len(runs), err
+	}
+	start := func() {
+		for len(ready) > 0 && len(sem) < n {
+			cr := ready[0]
+			ready = ready[1:]
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() {
+					<-sem
+					wg.Done()
+					e.wake()
+				}()
+				e.execute(runCtx, cr)
+			}()
+		}
+	}
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 loop:
@@ -59,9 +84,9 @@ loop:
 			break loop
 		default:
 		}
-		free := n - len(sem)
-		if free > 0 {
-			runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: free, Now: e.now(), Lease: e.opts.Lease})
+		start()
+		if room := 2*n - len(sem) - len(ready); room >= max(1, n/2) || (room > 0 && len(ready) == 0) {
+			got, err := claim(room)
 			if err != nil {
 				claimErr = err
 				e.log.Error("claiming runs failed", "error", err)
@@ -69,43 +94,19 @@ loop:
 					break loop
 				}
 			}
-			for _, cr := range runs {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer func() {
-						<-sem
-						wg.Done()
-						e.wake()
-					}()
-					e.execute(runCtx, cr)
-				}()
-			}
-			if len(runs) > 0 {
+			if got > 0 {
 				continue
 			}
-			if drain && err == nil && len(sem) == 0 && !feeding() {
+			if drain && err == nil && len(sem) == 0 && len(ready) == 0 && !feeding() {
 				// Feeding may have enqueued between the claim and now:
 				// one more claim decides.
-				more, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: free, Now: e.now(), Lease: e.opts.Lease})
+				got, err := claim(room)
 				if err != nil {
 					claimErr = err
 					break loop
 				}
-				if len(more) == 0 {
+				if got == 0 {
 					break loop
-				}
-				for _, cr := range more {
-					sem <- struct{}{}
-					wg.Add(1)
-					go func() {
-						defer func() {
-							<-sem
-							wg.Done()
-							e.wake()
-						}()
-						e.execute(runCtx, cr)
-					}()
 				}
 				continue
 			}
@@ -118,6 +119,12 @@ loop:
 			break loop
 		case <-e.wakeCh:
 		case <-idle.C:
+		}
+	}
+	// Claimed runs that never started go back to the queue at once.
+	for _, cr := range ready {
+		if err := e.store.Record(runCtx, nil, &Completion{RunID: cr.ID, Status: RunQueued}); err != nil {
+			e.log.Warn("giving back a claimed run failed; it is taken again when its lease ends", "run", cr.ID, "error", err)
 		}
 	}
 	done := make(chan struct{})
@@ -176,14 +183,8 @@ func (e *Engine) runSteps(ctx context.Context, rt *recipeRT, cr *ClaimedRun, sta
 			return "", fmt.Errorf("%w: %v", errAbandoned, err)
 		}
 	}
-	if len(journal) == 0 && cr.Fingerprint != "" {
-		echo, err := e.store.IsEcho(ctx, cr.Connector, cr.Subject, cr.Fingerprint)
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", errAbandoned, err)
-		}
-		if echo {
-			return e.finish(ctx, rs, RunSuppressed, nil, nil, nil)
-		}
+	if len(journal) == 0 && cr.Echo {
+		return e.finish(ctx, rs, RunSuppressed, nil, nil, nil)
 	}
 	var cond *bool
 	var values []byte

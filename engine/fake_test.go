@@ -23,6 +23,7 @@ import (
 type fakeService struct {
 	mu      sync.Mutex
 	members map[string]*member
+	sorted  []string          // member ids, sorted, for paging
 	creds   map[string]string // credential id -> member id
 	nextID  int
 
@@ -211,11 +212,14 @@ func (f *fakeService) poll(ctx context.Context, req connectors.PollRequest) (*co
 	off, _ := strconv.Atoi(req.Cursor)
 	f.mu.Lock()
 	f.calls["poll"]++
-	ids := make([]string, 0, len(f.members))
-	for id := range f.members {
-		ids = append(ids, id)
+	if len(f.sorted) != len(f.members) {
+		f.sorted = f.sorted[:0]
+		for id := range f.members {
+			f.sorted = append(f.sorted, id)
+		}
+		sort.Strings(f.sorted)
 	}
-	sort.Strings(ids)
+	ids := f.sorted
 	end := min(off+size, len(ids))
 	page := make([]*member, 0, end-off)
 	for _, id := range ids[off:end] {
@@ -294,7 +298,9 @@ func op(name string) connectors.Operation {
 // it talks to svc.
 func fakeSpec(svc *fakeService) *connectors.Spec {
 	bind := func(f func(context.Context, map[string]any) (*connectors.Result, error)) func(context.Context, connectors.Conn, map[string]any) (*connectors.Result, error) {
-		return func(ctx context.Context, _ connectors.Conn, in map[string]any) (*connectors.Result, error) { return f(ctx, in) }
+		return func(ctx context.Context, _ connectors.Conn, in map[string]any) (*connectors.Result, error) {
+			return f(ctx, in)
+		}
 	}
 	return &connectors.Spec{
 		Name:  "fake",

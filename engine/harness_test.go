@@ -51,7 +51,7 @@ func issueRecipe(t testing.TB) *recipes.Recipe {
 		When: mustExpr(t, `trigger.status == "active" && trigger.cert == ""`),
 		Steps: []*recipes.Step{
 			{ID: "issue", Connection: "certs", Operation: "create_cert",
-				With: mustTemplate(t, map[string]any{"member": "${{ trigger.id }}", "course": "${{ vars.course }}"}),
+				With:  mustTemplate(t, map[string]any{"member": "${{ trigger.id }}", "course": "${{ vars.course }}"}),
 				Retry: &recipes.RetryPolicy{Attempts: 4, Backoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}},
 			{ID: "link", Connection: "members", Operation: "set_cert",
 				With: mustTemplate(t, map[string]any{"member": "${{ trigger.id }}", "cert": "${{ steps.issue.id }}"})},
@@ -260,9 +260,3 @@ func (c *crashStore) Steps(ctx context.Context, runID int64) ([]engine.StepRecor
 	return c.Store.Steps(ctx, runID)
 }
 
-func (c *crashStore) IsEcho(ctx context.Context, connector, subject, fp string) (bool, error) {
-	if err := c.read(); err != nil {
-		return false, err
-	}
-	return c.Store.IsEcho(ctx, connector, subject, fp)
-}

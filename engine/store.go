@@ -80,10 +80,10 @@ type Enqueued struct {
 // RunQueue hands queued runs to workers.
 type RunQueue interface {
 	// Claim marks up to Limit claimable runs of the named recipes as
-	// running for owner until the lease ends. A run is claimable when it
-	// is queued (or running with an expired lease) and no earlier run with
-	// its ordering key is queued or running: runs of one key go one at a
-	// time, in arrival order.
+	// running for owner until the lease ends, in arrival order. A run is
+	// claimable when it is queued (or running with an expired lease) and
+	// no earlier run with its ordering key is queued or running: runs of
+	// one key go one at a time, in arrival order.
 	Claim(ctx context.Context, req ClaimRequest) ([]*ClaimedRun, error)
 	// RenewLeases extends the lease of every run owner holds.
 	RenewLeases(ctx context.Context, owner string, until time.Time) error
@@ -114,6 +114,9 @@ type ClaimedRun struct {
 	// run is resumed.
 	Attempts int
 	Data     json.RawMessage
+	// Echo is true when the event's (Connector, Subject, Fingerprint) is
+	// the latest record memberflow itself wrote for that subject.
+	Echo bool
 }
 
 // Journal records what a run did, step by step.
@@ -124,9 +127,6 @@ type Journal interface {
 	// when fin is non-nil, the run's outcome, in one transaction. It
 	// returns after the commit.
 	Record(ctx context.Context, steps []StepRecord, fin *Completion) error
-	// IsEcho reports whether (connector, subject, fingerprint) is the
-	// latest record memberflow wrote for that subject.
-	IsEcho(ctx context.Context, connector, subject, fingerprint string) (bool, error)
 }
 
 // StepRecord is one line of the journal: the latest state of one step of

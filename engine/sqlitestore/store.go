@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ CREATE TABLE runs (
 	started     INTEGER,
 	finished    INTEGER
 );
-CREATE INDEX runs_active     ON runs(id)        WHERE status IN ('queued', 'running');
+CREATE INDEX runs_queued     ON runs(id)        WHERE status = 'queued';
 CREATE INDEX runs_active_key ON runs(okey, id)  WHERE status IN ('queued', 'running');
 CREATE INDEX runs_owner      ON runs(owner)     WHERE status = 'running';
 CREATE INDEX runs_by_status  ON runs(status, id);
@@ -141,9 +142,14 @@ type Store struct {
 	max   int
 
 	// prepared on the writer
-	insEvent, insRun, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew *sql.Stmt
+	insEvent, insRun, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
+	// candidates selects claimable runs, one statement per recipe set:
+	// the names are literals so that the plan never depends on a binding.
+	candMu     sync.Mutex
+	candidates map[string]*sql.Stmt
+	lastExpiry time.Time // when expired leases were last requeued
 	// prepared on the readers
-	getCursor, getStates, getSteps, isEcho *sql.Stmt
+	getCursor, getStates, getSteps *sql.Stmt
 }
 
 var _ engine.Store = (*Store)(nil)
@@ -275,26 +281,20 @@ func (s *Store) prepare() error {
 		ON CONFLICT (connector, subject) DO UPDATE SET fingerprint = excluded.fingerprint, run = excluded.run, written = excluded.written`)
 	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
 		owner = NULL, lease_until = NULL WHERE id = ?`)
-	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?1, lease_until = ?2, attempts = attempts + 1,
-			started = coalesce(started, ?3)
-		WHERE id IN (
-			SELECT r.id FROM runs r
-			WHERE r.status IN ('queued', 'running')
-			  AND (r.status = 'queued' OR r.lease_until < ?3)
-			  AND r.recipe IN (SELECT value FROM json_each(?4))
-			  AND NOT EXISTS (SELECT 1 FROM runs p
-			                  WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-			ORDER BY r.id LIMIT ?5)
-		RETURNING id`)
-	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data
+	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
+		started = coalesce(started, ?) WHERE id = ?`)
+	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x
+				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint)
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`)
+	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+		WHERE status = 'running' AND lease_until < ?`)
 	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running'`)
 	s.getCursor = p(s.r, `SELECT cursor FROM cursors WHERE recipe = ?`)
 	s.getStates = p(s.r, `SELECT subject, state FROM subject_states
 		WHERE recipe = ? AND subject IN (SELECT value FROM json_each(?))`)
 	s.getSteps = p(s.r, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
 		FROM steps WHERE run = ? ORDER BY idx`)
-	s.isEcho = p(s.r, `SELECT 1 FROM echoes WHERE connector = ? AND subject = ? AND fingerprint = ?`)
 	return err
 }
 
@@ -331,6 +331,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	batch := make([]*op, 0, s.max)
+	want := 1 // the size of the last batch
 	for {
 		select {
 		case o := <-s.ops:
@@ -346,16 +347,41 @@ func (s *Store) commitLoop() {
 				}
 			}
 		}
-	fill:
-		for len(batch) < s.max {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		s.fill(&batch, want)
+		want = len(batch)
 		s.commit(batch)
+	}
+}
+
+// linger is how long the committer waits for the writers it expects: the
+// writers of the last batch resubmit right after their commit, and a
+// batch that waits a little for them saves a whole transaction each.
+const linger = 300 * time.Microsecond
+
+// fill adds the writes already waiting to batch, then, while the batch is
+// smaller than the last one, waits up to linger for more.
+func (s *Store) fill(batch *[]*op, want int) {
+	for len(*batch) < s.max {
+		select {
+		case o := <-s.ops:
+			*batch = append(*batch, o)
+			continue
+		default:
+		}
+		break
+	}
+	if len(*batch) >= want {
+		return
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	for len(*batch) < want && len(*batch) < s.max {
+		select {
+		case o := <-s.ops:
+			*batch = append(*batch, o)
+		case <-t.C:
+			return
+		}
 	}
 }
 
@@ -493,12 +519,57 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
-// Claim implements engine.RunQueue.
+// candidateStmt returns the prepared query of claimable runs of recipes.
+func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
+	sorted := append([]string(nil), recipes...)
+	sort.Strings(sorted)
+	key := strings.Join(sorted, "\x00")
+	s.candMu.Lock()
+	defer s.candMu.Unlock()
+	if st, ok := s.candidates[key]; ok {
+		return st, nil
+	}
+	quoted := make([]string, len(sorted))
+	for i, r := range sorted {
+		quoted[i] = "'" + strings.ReplaceAll(r, "'", "''") + "'"
+	}
+	st, err := s.w.Prepare(`SELECT r.id FROM runs r INDEXED BY runs_queued
+		WHERE r.status = 'queued' AND r.recipe IN (` + strings.Join(quoted, ", ") + `)
+		  AND NOT EXISTS (SELECT 1 FROM runs p
+		                  WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+		ORDER BY r.id LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	if s.candidates == nil {
+		s.candidates = map[string]*sql.Stmt{}
+	}
+	s.candidates[key] = st
+	return st, nil
+}
+
+// Claim implements engine.RunQueue. Runs whose lease has ended are put
+// back in the queue first (at most once per second), so that the runs of
+// a runner that died are taken over.
 func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
+	if len(req.Recipes) == 0 || req.Limit <= 0 {
+		return nil, nil
+	}
+	cand, err := s.candidateStmt(req.Recipes)
+	if err != nil {
+		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
 	var out []*engine.ClaimedRun
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		rows, err := tx.Stmt(s.claimRun).Query(req.Owner, req.Now.Add(req.Lease).UnixNano(), req.Now.UnixNano(), jsonList(req.Recipes), req.Limit)
+		now := req.Now.UnixNano()
+		if req.Now.Sub(s.lastExpiry) >= time.Second || req.Now.Before(s.lastExpiry) {
+			if _, err := tx.Stmt(s.expire).Exec(now); err != nil {
+				return fmt.Errorf("requeueing runs with an expired lease: %w", err)
+			}
+			s.lastExpiry = req.Now
+		}
+		rows, err := tx.Stmt(cand).Query(req.Limit)
 		if err != nil {
 			return err
 		}
@@ -515,11 +586,15 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		load := tx.Stmt(s.loadRun)
+		claim, load := tx.Stmt(s.claimRun), tx.Stmt(s.loadRun)
+		until := req.Now.Add(req.Lease).UnixNano()
 		for _, id := range ids {
+			if _, err := claim.Exec(req.Owner, until, now, id); err != nil {
+				return fmt.Errorf("claiming run %d: %w", id, err)
+			}
 			r := &engine.ClaimedRun{ID: id}
 			var data []byte
-			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data); err != nil {
+			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo); err != nil {
 				return fmt.Errorf("loading run %d: %w", id, err)
 			}
 			r.Data = data
@@ -529,12 +604,6 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming runs: %w", err)
-	}
-	// RETURNING gives no order guarantee; workers expect arrival order.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].ID < out[j-1].ID; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
 	}
 	return out, nil
 }
@@ -641,19 +710,6 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
-}
-
-// IsEcho implements engine.Journal.
-func (s *Store) IsEcho(ctx context.Context, connector, subject, fingerprint string) (bool, error) {
-	var one int
-	err := s.isEcho.QueryRowContext(ctx, connector, subject, fingerprint).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("looking up echoes of %q: %w", subject, err)
-	}
-	return true, nil
 }
 
 const runColumns = `r.id, r.recipe, e.event_id, e.subject, r.status, r.attempts, coalesce(r.error, ''), r.created, r.finished, r.okey,

@@ -198,12 +198,23 @@ func TestJournalEchoesAndReplay(t *testing.T) {
 	if err := s.Record(ctx, steps, &engine.Completion{RunID: 1, Status: engine.RunDead, Error: "step two failed", Finished: now}); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		fp   string
-		want bool
-	}{{"f1", true}, {"f2", false}} {
-		if got, err := s.IsEcho(ctx, "fake", "member/1", tc.fp); err != nil || got != tc.want {
-			t.Errorf("IsEcho(%s) = %v, %v", tc.fp, got, err)
+	// Events about member/1: its state as written (an echo), another
+	// state, and the written state seen through another connector.
+	echoes := []engine.NewEvent{
+		{ID: "e-f1", Subject: "member/1", Fingerprint: "f1", Connector: "fake", OrderingKey: "x1", Data: json.RawMessage(`{}`)},
+		{ID: "e-f2", Subject: "member/1", Fingerprint: "f2", Connector: "fake", OrderingKey: "x2", Data: json.RawMessage(`{}`)},
+		{ID: "e-other", Subject: "member/1", Fingerprint: "f1", Connector: "other", OrderingKey: "x3", Data: json.RawMessage(`{}`)},
+	}
+	if _, err := s.Advance(ctx, "r", engine.Advance{Events: echoes}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claim(ctx, engine.ClaimRequest{Owner: "w", Recipes: []string{"r"}, Limit: 10, Now: now, Lease: time.Minute})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	for i, want := range []bool{true, false, false} {
+		if got[i].Echo != want {
+			t.Errorf("event %s: echo = %v, want %v", got[i].EventID, got[i].Echo, want)
 		}
 	}
 	d, err := s.GetRun(ctx, 1)
