@@ -63,14 +63,31 @@ func BenchmarkEvalPerEvent(b *testing.B) {
 		"vars":    r.Vars,
 		"steps":   map[string]any{"user": map[string]any{"id": "u1", "fullName": "Ann Lee", "email": "ANN@EXAMPLE.COM", "eligibilityDate": "2026-01-02"}},
 	}
-	b.ReportAllocs()
-	for b.Loop() {
+	cond := func(b *testing.B) {
 		ok, err := r.When.EvalBool(env)
 		if err != nil || !ok {
 			b.Fatal(ok, err)
 		}
+	}
+	with := func(b *testing.B) {
 		if _, err := r.Steps[1].With.EvalMap(env); err != nil {
 			b.Fatal(err)
 		}
+	}
+	parts := []struct {
+		name string
+		f    func(*testing.B)
+	}{
+		{"condition", cond},
+		{"with", with},
+		{"both", func(b *testing.B) { cond(b); with(b) }},
+	}
+	for _, p := range parts {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p.f(b)
+			}
+		})
 	}
 }

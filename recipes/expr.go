@@ -6,12 +6,14 @@ import (
 	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/checker/nature"
 	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
 )
 
 // Expr is a compiled expression. It is compiled once, at load, and is
@@ -51,10 +53,52 @@ type runtimeCompiler struct {
 
 var runtimeBase = sync.OnceValue(func() *conf.Config {
 	c := conf.CreateNew()
+	// Declaring the environment a map lets the VM load trigger, steps,
+	// vars and secret without reflection; undefined names stay allowed
+	// because the typed check has already run.
+	expr.Env(Env{})(c)
 	expr.AllowUndefinedVariables()(c)
+	expr.Function(getFunc, fastGet)(c)
+	expr.Patch(memberPatcher{})(c)
 	c.Check()
 	return c
 })
+
+// getFunc is the function field access is compiled to. Its name cannot
+// be written in a recipe: the typed check, which does not know it, runs
+// first.
+const getFunc = "__mf_get"
+
+// memberPatcher rewrites a.b (a plain field access) to __mf_get(a, "b"),
+// which reads map[string]any without reflection: runtime data is JSON
+// decoded into such maps, and expr's generic field access reflects.
+type memberPatcher struct{}
+
+func (memberPatcher) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Optional || m.Method {
+		return
+	}
+	if _, ok := m.Property.(*ast.StringNode); !ok {
+		return
+	}
+	if id, ok := m.Node.(*ast.IdentifierNode); ok && id.Value == "$env" {
+		return
+	}
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: getFunc},
+		Arguments: []ast.Node{m.Node, m.Property},
+	})
+}
+
+// fastGet is a.b for maps, and expr's own field access for anything else
+// (structs, time values), with the same errors.
+func fastGet(params ...any) (any, error) {
+	if m, ok := params[0].(map[string]any); ok {
+		return m[params[1].(string)], nil
+	}
+	return runtime.Fetch(params[0], params[1]), nil
+}
 
 func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
 	if p, ok := rc.programs[src]; ok {

@@ -1,0 +1,90 @@
+package recipes
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/expr-lang/expr"
+)
+
+// TestRuntimeMatchesExpr checks that the compiled form used at run time
+// (fast field access, map environment) gives what plain expr gives.
+func TestRuntimeMatchesExpr(t *testing.T) {
+	env := Env{
+		"trigger": map[string]any{
+			"user":  map[string]any{"id": "u1", "email": "A@EXAMPLE.COM", "planId": 2.0, "tags": []any{"x", "y"}, "roles": []any{map[string]any{"name": "admin"}}},
+			"items": []any{map[string]any{"name": "a", "n": 1.0}, map[string]any{"name": "b", "n": 2.0}},
+			"at":    time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+			"none":  nil,
+		},
+		"vars":   map[string]any{"groupId": 4821, "nested": map[string]any{"deep": map[string]any{"v": true}}},
+		"secret": map[string]string{"TOKEN": "t"},
+	}
+	cases := []string{
+		`trigger.user.id`,
+		`lower(trigger.user.email)`,
+		`trigger.user.planId + 1`,
+		`trigger.user.missing`,
+		`trigger.user.tags[1]`,
+		`trigger.user.roles[0].name`,
+		`filter(trigger.items, .n > 1)[0].name`,
+		`map(trigger.items, .name)`,
+		`trigger.none?.x`,
+		`trigger.at.Year()`,
+		`trigger.at.Format('2006-01-02')`,
+		`vars.nested.deep.v && vars.groupId > 4000`,
+		`$env.vars.groupId`,
+		`secret.TOKEN`,
+		`trigger["user"]["id"]`,
+		`trigger.user.id in ["u1", "u2"]`,
+		`trigger.none.x`, // an error in both
+		`nope.x`,         // an error in both
+	}
+	for _, src := range cases {
+		t.Run(src, func(t *testing.T) {
+			e, err := CompileExpr(src, Pos{File: "t.yaml", Line: 1, Column: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, gotErr := e.Eval(env)
+			want, wantErr := expr.Eval(src, map[string]any(env))
+			if (gotErr != nil) != (wantErr != nil) {
+				t.Fatalf("error %v, plain expr: %v", gotErr, wantErr)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %#v, plain expr gives %#v", got, want)
+			}
+		})
+	}
+}
+
+func TestEvalIsConcurrencySafe(t *testing.T) {
+	e, err := CompileExpr(`trigger.user.id + "-" + string(vars.n)`, Pos{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			for i := range 200 {
+				env := Env{"trigger": map[string]any{"user": map[string]any{"id": fmt.Sprint(g)}}, "vars": map[string]any{"n": i}}
+				v, err := e.Eval(env)
+				if err == nil && v != fmt.Sprintf("%d-%d", g, i) {
+					err = fmt.Errorf("got %v", v)
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
