@@ -140,3 +140,29 @@ func TestValidateThroughCLI(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateExamples is `memberflow validate examples/` with the real
+// connectors, with the production and the sandbox connections.
+func TestValidateExamples(t *testing.T) {
+	for _, args := range [][]string{
+		{"validate", "../../examples"},
+		{"validate", "--connections", "../../examples/connections.sandbox.yaml", "../../examples"},
+		{"validate", "--format", "json", "../../examples"},
+	} {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := runCLI(args, stdio{out: &out, err: &errOut}); code != exitOK {
+				t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+			}
+			if args[1] == "--format" {
+				if strings.TrimSpace(out.String()) != "[]" {
+					t.Errorf("json output %q, want []", out.String())
+				}
+				return
+			}
+			if out.Len() != 0 || !strings.Contains(errOut.String(), "recipe(s) valid") {
+				t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
+			}
+		})
+	}
+}
