@@ -259,4 +259,3 @@ func (c *crashStore) Steps(ctx context.Context, runID int64) ([]engine.StepRecor
 	}
 	return c.Store.Steps(ctx, runID)
 }
-

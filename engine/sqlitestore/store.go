@@ -537,7 +537,7 @@ func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
 		WHERE r.status = 'queued' AND r.recipe IN (` + strings.Join(quoted, ", ") + `)
 		  AND NOT EXISTS (SELECT 1 FROM runs p
 		                  WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-		ORDER BY r.id LIMIT ?`)
+		ORDER BY r.id`)
 	if err != nil {
 		return nil, err
 	}
@@ -569,12 +569,14 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 			}
 			s.lastExpiry = req.Now
 		}
-		rows, err := tx.Stmt(cand).Query(req.Limit)
+		// No LIMIT ?: a bound limit makes SQLite re-plan the query at
+		// every call. Rows are produced lazily; closing early is the limit.
+		rows, err := tx.Stmt(cand).Query()
 		if err != nil {
 			return err
 		}
 		var ids []int64
-		for rows.Next() {
+		for len(ids) < req.Limit && rows.Next() {
 			var id int64
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
