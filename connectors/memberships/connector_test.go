@@ -413,9 +413,10 @@ func TestUserTriggersPoll(t *testing.T) {
 	f := newFixture(t, 230, nil, nil)
 	created := f.poller("user_created", connectors.StartNow, nil)
 	updated := f.poller("user_updated", connectors.StartNow, nil)
+	changedOrNew := f.poller("user_changed", connectors.StartNow, nil)
 	status := f.poller("membership_status_changed", connectors.StartNow, map[string]any{"from": "active", "to": []any{"eligible"}})
 	lapsed := f.poller("membership_status_changed", connectors.StartNow, map[string]any{"to": "lapsed"})
-	for _, d := range []*pollDriver{created, updated, status, lapsed} {
+	for _, d := range []*pollDriver{created, updated, changedOrNew, status, lapsed} {
 		if evs := d.drain(); len(evs) != 0 {
 			t.Fatalf("%s starting now emitted %d events for existing members", d.trig.Name, len(evs))
 		}
@@ -433,6 +434,10 @@ func TestUserTriggersPoll(t *testing.T) {
 	evs = updated.drain()
 	if len(evs) != 2 {
 		t.Errorf("user_updated: %d events, want the 2 mutated members", len(evs))
+	}
+	evs = changedOrNew.drain()
+	if len(evs) != 3 {
+		t.Errorf("user_changed: %d events, want the new member and the 2 mutated ones", len(evs))
 	}
 	evs = status.drain()
 	if len(evs) != 2 {

@@ -21,13 +21,14 @@ func TestSpecRegisters(t *testing.T) {
 			t.Errorf("action %s is missing; have %v", n, s.OperationNames())
 		}
 	}
-	for _, n := range []string{"user_created", "user_updated", "membership_status_changed", "payment_created", "payment_updated"} {
+	triggers := []string{"user_created", "user_updated", "user_changed", "membership_status_changed", "payment_created", "payment_updated"}
+	for _, n := range triggers {
 		if s.Trigger(n) == nil {
 			t.Errorf("trigger %s is missing", n)
 		}
 	}
-	if got := len(s.Actions) + len(s.Triggers); got != len(want)+5 {
-		t.Errorf("%d operations, want %d: %v", got, len(want)+5, s.OperationNames())
+	if got := len(s.Actions) + len(s.Triggers); got != len(want)+len(triggers) {
+		t.Errorf("%d operations, want %d: %v", got, len(want)+len(triggers), s.OperationNames())
 	}
 	for _, a := range s.Actions {
 		if !a.ReadOnly && !a.Idempotent && a.Settle == nil {

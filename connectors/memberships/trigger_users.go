@@ -42,6 +42,19 @@ func userTriggers(sch *schemas) []*connectors.TriggerSpec {
 		},
 		{
 			Operation: connectors.Operation{
+				Name:        "user_changed",
+				Summary:     "A member was added or changed: user_created and user_updated in one trigger.",
+				Description: "For syncs that must see every member, new or changed (a member added and never edited is not an update). Event data is the user.",
+				Input:       userParams,
+				Output:      userOut,
+				Example:     map[string]any{},
+			},
+			Poll:            poller(usersSource, decideUserChanged),
+			Webhook:         webhookFor(parseUserChanged),
+			DefaultInterval: defaultInterval,
+		},
+		{
+			Operation: connectors.Operation{
 				Name:    "membership_status_changed",
 				Summary: "A member's membership status changed (filter by from and to).",
 				Description: "The previous status comes from the remembered fingerprint (polling) or the delivery's previousMembershipStatus (webhooks). " +
@@ -95,6 +108,13 @@ func decideUserUpdated(s *seen, params map[string]any) *connectors.Event {
 		return nil
 	}
 	return &connectors.Event{ID: changeID(s), Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.changed), Data: s.rec}
+}
+
+func decideUserChanged(s *seen, params map[string]any) *connectors.Event {
+	if ev := decideUserCreated(s, params); ev != nil {
+		return ev
+	}
+	return decideUserUpdated(s, params)
 }
 
 func decideStatusChanged(s *seen, params map[string]any) *connectors.Event {

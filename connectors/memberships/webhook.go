@@ -137,6 +137,13 @@ func parseUserUpdated(_ context.Context, d delivery, req connectors.WebhookReque
 	return []connectors.Event{ev}, nil
 }
 
+func parseUserChanged(ctx context.Context, d delivery, req connectors.WebhookRequest) ([]connectors.Event, error) {
+	if d.typ == "UserCreate" {
+		return parseUserCreated(ctx, d, req)
+	}
+	return parseUserUpdated(ctx, d, req)
+}
+
 // parseStatusChanged takes the previous status from the delivery, else
 // from the state remembered for the member.
 func parseStatusChanged(ctx context.Context, d delivery, req connectors.WebhookRequest) ([]connectors.Event, error) {

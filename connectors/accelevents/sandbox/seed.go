@@ -66,7 +66,7 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	// Workshop seats are few: they sell out first, one seat left after the
 	// seed. VIP has about a tenth of the room.
 	workshopSeats := int32(max(n/20, 3))
-	ga := addType("General Admission", "Access to all talks and the expo.", 199, int32(n)+500)
+	ga := addType("General Admission", "Access to all talks and the expo.", 199, int32(cfg.Members)+500) // room for every member to register
 	vip := addType("VIP", "Front rows, speakers' dinner.", 499, int32(n/10)+25)
 	ws := addType("Workshop Pass", "Hands-on workshop day; limited seats.", 99, workshopSeats)
 	wsLeft := workshopSeats - 1
