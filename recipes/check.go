@@ -454,13 +454,47 @@ func (s *source) checkWith(w *yaml.Node, input json.RawMessage, name, where stri
 	if sch == nil {
 		return
 	}
+	// A template stands for a value of the type its expression has, so
+	// that the schema checks that type; a value of unknown type is
+	// accepted as it is, and only its key is checked.
+	sample := map[string]any{"string": "", "integer": 0, "number": 0, "boolean": false}
+	sub := func(n *yaml.Node) (any, bool) {
+		v, ok := sample[s.kinds[n]]
+		return v, ok
+	}
 	budget := maxValues
-	value, _ := toValue(w, &budget)
+	value, _ := toValueSub(w, &budget, sub)
 	skip := func(ve *jsonschema.ValidationError, n *yaml.Node) bool {
 		kw := lastToken(ve.KeywordLocation)
-		return kw != "required" && kw != "additionalProperties" && isString(n) && strings.Contains(n.Value, "${{")
+		if kw == "required" || kw == "additionalProperties" || !isString(n) || !strings.Contains(n.Value, "${{") {
+			return false
+		}
+		if kind := s.kinds[n]; kw == "type" && kind != "" {
+			s.errorf(n, "%s: the value is %s, but the input expects %s", humanPath(where, ve.InstanceLocation), article(kind), typeList(schemaAt(doc, ve.AbsoluteKeywordLocation)))
+		}
+		// Other checks (enum, pattern, bounds) need the run-time value.
+		return true
 	}
 	s.checkSchema(w, value, sch, doc, where, skip)
+}
+
+func article(kind string) string {
+	if strings.ContainsAny(kind[:1], "aeiou") {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+func typeList(t any) string {
+	switch t := t.(type) {
+	case []any:
+		parts := make([]string, len(t))
+		for i, x := range t {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, " or ")
+	}
+	return fmt.Sprint(t)
 }
 
 // needsWith reports, at the uses line, an operation whose input requires
@@ -672,8 +706,15 @@ func (s *source) tnode(n *yaml.Node, sc *scope, ok *bool, depth int) tnode {
 		}
 		parts = append(parts, texpr{e})
 	}
+	if s.kinds == nil {
+		s.kinds = map[*yaml.Node]string{}
+	}
 	if len(parts) == 1 {
+		if te, ok := parts[0].(texpr); ok {
+			s.kinds[n] = te.e.kind
+		}
 		return parts[0]
 	}
+	s.kinds[n] = "string" // text around an expression makes a string
 	return tconcat{parts}
 }

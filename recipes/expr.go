@@ -26,6 +26,8 @@ type Expr struct {
 	program *vm.Program
 	// secrets are the NAMEs of secret.NAME the expression reads.
 	secrets []string
+	// kind is the JSON type the typed check found ("" when unknown).
+	kind string
 }
 
 // SecretNames lists the secrets the expression reads (secret.NAME).

@@ -3,6 +3,7 @@ package recipes
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -127,7 +128,7 @@ func (sc *scope) rootNames() []string {
 // scalar n's value. Problems are reported at their exact position; the
 // result is nil when there were any.
 func (s *source) compileAt(n *yaml.Node, src string, off int, sc *scope, asBool bool) *Expr {
-	_, err := checker.ParseCheck(src, sc.config(asBool))
+	tree, err := checker.ParseCheck(src, sc.config(asBool))
 	if err != nil {
 		at, msg := explainExprError(src, err, sc, asBool)
 		s.errorAt(s.scalarPos(n, off+at), "%s: %s", sc.where, msg)
@@ -149,6 +150,7 @@ func (s *source) compileAt(n *yaml.Node, src string, off int, sc *scope, asBool 
 	if hasSecret {
 		e.secrets = secretNames(src)
 	}
+	e.kind = jsonKind(tree.Node.Type())
 	return e
 }
 
@@ -343,6 +345,55 @@ func dynamicSecret(src string) (bool, int) {
 		}
 	}
 	return false, 0
+}
+
+// jsonKind names the JSON type of a checked expression's Go type; "" when
+// it is not known before the run.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return ""
+}
+
+// fits reports whether a value of JSON kind may go where the schema's
+// type keyword (a name or a list) allows. An integer fits a number, and a
+// number an integer (a whole float is one, and runtime numbers are floats).
+func fits(kind string, schemaType any) bool {
+	var allowed []string
+	switch t := schemaType.(type) {
+	case string:
+		allowed = []string{t}
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				allowed = append(allowed, s)
+			}
+		}
+	default:
+		return true
+	}
+	for _, a := range allowed {
+		if a == kind || (a == "number" && kind == "integer") || (a == "integer" && kind == "number") {
+			return true
+		}
+	}
+	return false
 }
 
 func runeToByte(s string, r int) int {

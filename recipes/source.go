@@ -15,6 +15,10 @@ type source struct {
 	lines []int // byte offset where each line starts
 	diags *Diagnostics
 	rt    *runtimeCompiler
+	// kinds records, for scalars that are templates, the JSON type of the
+	// value they produce, so that `with` checks can compare it with the
+	// input schema.
+	kinds map[*yaml.Node]string
 }
 
 func newSource(name string, data []byte, diags *Diagnostics, rt *runtimeCompiler) *source {

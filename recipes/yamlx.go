@@ -428,6 +428,11 @@ var errBudget = errors.New("too many values (alias expansion)")
 // stay the text written and keys are strings, so that JSON Schema sees
 // what the user wrote.
 func toValue(n *yaml.Node, budget *int) (any, error) {
+	return toValueSub(n, budget, nil)
+}
+
+// toValueSub is toValue with scalars replaced where sub says so.
+func toValueSub(n *yaml.Node, budget *int, sub func(*yaml.Node) (any, bool)) (any, error) {
 	n = resolve(n)
 	if n == nil {
 		return nil, nil
@@ -440,12 +445,12 @@ func toValue(n *yaml.Node, budget *int) (any, error) {
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return toValue(n.Content[0], budget)
+		return toValueSub(n.Content[0], budget, sub)
 	case yaml.MappingNode:
 		ps := pairs(n)
 		m := make(map[string]any, len(ps))
 		for _, p := range ps {
-			v, err := toValue(p[1], budget)
+			v, err := toValueSub(p[1], budget, sub)
 			if err != nil {
 				return nil, err
 			}
@@ -455,7 +460,7 @@ func toValue(n *yaml.Node, budget *int) (any, error) {
 	case yaml.SequenceNode:
 		l := make([]any, 0, len(n.Content))
 		for _, it := range n.Content {
-			v, err := toValue(it, budget)
+			v, err := toValueSub(it, budget, sub)
 			if err != nil {
 				return nil, err
 			}
@@ -463,6 +468,11 @@ func toValue(n *yaml.Node, budget *int) (any, error) {
 		}
 		return l, nil
 	default:
+		if sub != nil {
+			if v, ok := sub(n); ok {
+				return v, nil
+			}
+		}
 		return scalarValue(n), nil
 	}
 }
