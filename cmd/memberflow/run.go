@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+func init() {
+	register(&command{
+		name:    "run",
+		summary: "run recipes: triggers, durable queue, step journal, retries, dead letters",
+		usage:   "[--store PATH] [--once] [--sandbox | --sandbox-url URL] [--http ADDR] [--concurrency N] [--dry-run] PATH...",
+		help: `Loads the recipes (files or folders) and runs them with a durable store
+(SQLite, --store). Polling triggers are polled, webhook triggers are served
+on --http, schedules fire; each event becomes one run whose steps are
+journaled, so that a run stopped at any point resumes without repeating a
+write. See docs/runner.md.
+
+--once polls every trigger until it is caught up, runs every queued run,
+prints a summary and exits: 0 when no run was dead-lettered, 1 otherwise.
+Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
+events and lets runs in flight finish.
+
+--dry-run reads but does not write: each planned write is printed to stdout
+as a JSON line {connection, method, path, body}; the store is not changed
+(a copy is used).
+
+--sandbox starts the in-process sandbox of all three services; every
+connection then uses its service's sandbox URL and demo credentials.
+--sandbox-url does the same with a sandbox already running.
+
+Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
+failed, 2 for usage errors and recipes that do not load.`,
+		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
+			o := runOptions{}
+			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
+			fs.BoolVar(&o.once, "once", false, "poll until caught up, drain the queue, print a summary and exit")
+			fs.BoolVar(&o.sandbox, "sandbox", false, "start the in-process sandbox and point every connection at it")
+			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "point every connection at the sandbox running at `URL`")
+			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
+			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
+			fs.StringVar(&o.http, "http", "", "serve webhook triggers on `ADDR` (host:port)")
+			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
+			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
+			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
+			var conns stringList
+			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
+			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
+			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
+			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			return func(ctx context.Context, args []string, io stdio) int {
+				o.connections = conns
+				o.paths = args
+				return runRun(ctx, o, io)
+			}
+		},
+	})
+}
+
+type runOptions struct {
+	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
+	once, sandbox, dryRun                                        bool
+	sandboxMembers, concurrency                                  int
+	sandboxSeed                                                  int64
+	connections, paths                                           []string
+}
+
+func (o runOptions) check() error {
+	switch {
+	case len(o.paths) == 0:
+		return errors.New("name at least one recipe file or folder (memberflow run --help)")
+	case o.sandbox && o.sandboxURL != "":
+		return errors.New("--sandbox and --sandbox-url exclude each other")
+	case o.concurrency <= 0:
+		return fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
+	case o.logFormat != "text" && o.logFormat != "json":
+		return fmt.Errorf("--log-format must be text or json, got %q", o.logFormat)
+	case hclog.LevelFromString(o.logLevel) == hclog.NoLevel:
+		return fmt.Errorf("--log-level must be trace, debug, info, warn, error or off, got %q", o.logLevel)
+	case o.sandbox && o.sandboxMembers < 0:
+		return fmt.Errorf("--sandbox-members must not be negative, got %d", o.sandboxMembers)
+	}
+	if o.http != "" {
+		if _, _, err := net.SplitHostPort(o.http); err != nil {
+			return fmt.Errorf("--http %q: %v", o.http, err)
+		}
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "memberflow", Level: hclog.LevelFromString(level), JSONFormat: format == "json", Output: w})
+}
+
+func runRun(ctx context.Context, o runOptions, io stdio) int {
+	if err := o.check(); err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(o.logLevel, o.logFormat, io.err)
+
+	rs, diags := recipes.Load(recipes.Options{Registry: connectors.Default, Connections: o.connections, Logger: log.Named("recipes")}, o.paths...)
+	if diags.HasErrors() || diags.HasIOErrors() {
+		diags.WriteText(io.err)
+		fmt.Fprintf(io.err, "memberflow run: the recipes do not load (memberflow validate shows the same)\n")
+		return exitUsage
+	}
+	if len(rs) == 0 {
+		fmt.Fprintln(io.err, "memberflow run: no recipe found in", strings.Join(o.paths, " "))
+		return exitUsage
+	}
+
+	target, closeSandbox, err := startSandbox(ctx, o, log)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitFail
+	}
+	defer closeSandbox()
+
+	secrets, err := recipes.NewEnvSecrets(o.secrets)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+
+	storePath, cleanup, err := storeForRun(ctx, o)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitFail
+	}
+	defer cleanup()
+	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitFail
+	}
+	defer store.Close()
+
+	eng, err := engine.New(engine.Options{Store: store, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitFail
+	}
+	defer eng.Close()
+	planned := plannedWriter(io.out)
+	for _, r := range rs {
+		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned, log)
+		if err == nil {
+			err = eng.Add(r, conns)
+		}
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
+			return exitUsage
+		}
+	}
+
+	if o.http != "" {
+		stopHTTP, err := serveWebhooks(o.http, eng, log)
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitFail
+		}
+		defer stopHTTP()
+	}
+
+	stopProgress := startProgress(eng, io.err)
+	if o.once {
+		sum, err := eng.RunOnce(ctx)
+		stopProgress()
+		if sum != nil {
+			sum.WriteText(io.out)
+		}
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitFail
+		}
+		if n := sum.Dead(); n > 0 {
+			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, o.store)
+			return exitFail
+		}
+		return exitOK
+	}
+	log.Info("running; stop with Ctrl-C", "recipes", len(rs), "store", o.store, "concurrency", o.concurrency)
+	err = eng.Run(ctx)
+	stopProgress()
+	eng.Summary().WriteText(io.err)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// storeForRun returns the store to use. A dry run works on a copy, so
+// that its cursors and journal never reach the real store.
+func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
+	if !o.dryRun {
+		return o.store, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "memberflow-dry-run-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	copyPath := filepath.Join(dir, "memberflow.db")
+	if _, err := os.Stat(o.store); err == nil {
+		real, err := sqlitestore.Open(o.store, sqlitestore.Options{})
+		if err != nil {
+			cleanup()
+			return "", nil, err
+		}
+		err = real.Backup(ctx, copyPath)
+		real.Close()
+		if err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	return copyPath, cleanup, nil
+}
+
+// sandboxTarget rewrites connections to a sandbox: the URL of a
+// connector's service and its demo credentials.
+type sandboxTarget interface {
+	URL(connector string) string
+	Auth(connector string) connectors.Auth
+	Webhook(connector string) connectors.Webhook
+}
+
+// placeholderSecrets answers every secret: with a sandbox, credentials
+// are replaced by the demo ones, so the real secrets are not needed.
+type placeholderSecrets struct{ recipes.SecretSource }
+
+func (p placeholderSecrets) Lookup(name string) (string, bool) {
+	if v, ok := p.SecretSource.Lookup(name); ok && v != "" {
+		return v, true
+	}
+	return "sandbox-placeholder", true
+}
+
+func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target sandboxTarget, dryRun bool, planned func(connectors.PlannedWrite), log hclog.Logger) (map[string]engine.Connection, error) {
+	if target != nil {
+		secrets = placeholderSecrets{secrets}
+	}
+	out := map[string]engine.Connection{}
+	names := make([]string, 0, len(r.Connections))
+	for n := range r.Connections {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c := r.Connections[name]
+		spec, ok := connectors.Default.Lookup(c.Connector)
+		if !ok {
+			return nil, fmt.Errorf("connection %q: unknown connector %q%s", name, c.Connector, didYouMean(c.Connector, connectors.Default.Names()))
+		}
+		cfg, err := c.Resolve(secrets)
+		if err != nil {
+			return nil, err
+		}
+		if target != nil {
+			cfg.BaseURL = target.URL(c.Connector)
+			cfg.Auth = target.Auth(c.Connector)
+			if wh := target.Webhook(c.Connector); wh.Secret != "" || wh.PublicKey != "" {
+				cfg.Webhook = wh
+			}
+		}
+		if dryRun {
+			cfg.DryRun = planned
+		}
+		cfg.Logger = log.Named(name)
+		out[name] = engine.Connection{Spec: spec, Config: cfg}
+	}
+	return out, nil
+}
+
+// plannedWriter prints planned writes as JSON lines, one at a time.
+func plannedWriter(w io.Writer) func(connectors.PlannedWrite) {
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	return func(p connectors.PlannedWrite) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(p)
+	}
+}
+
+func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	srv := &http.Server{Handler: eng.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	paths := eng.WebhookPaths()
+	names := make([]string, 0, len(paths))
+	for n := range paths {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		log.Info("webhook", "recipe", n, "url", "http://"+ln.Addr().String()+paths[n])
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("webhook listener stopped", "error", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// startProgress prints a progress line on a terminal while events are
+// processed: runs done of the events seen (and of the source's total,
+// when it says), and the rate.
+func startProgress(eng *engine.Engine, w io.Writer) (stop func()) {
+	if !isTerminal(w) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		start := time.Now()
+		printed := false
+		for {
+			select {
+			case <-done:
+				if printed {
+					fmt.Fprint(w, "\r\033[K")
+				}
+				return
+			case <-t.C:
+				if line := progressLine(eng.Progress(), time.Since(start)); line != "" {
+					fmt.Fprint(w, "\r\033[K"+line)
+					printed = true
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func progressLine(ps []engine.Progress, elapsed time.Duration) string {
+	var parts []string
+	for _, p := range ps {
+		if p.Events == 0 {
+			continue
+		}
+		rate := float64(p.Done) / elapsed.Seconds()
+		of := fmt.Sprintf("%d", p.Events)
+		if p.Total > 0 {
+			of = fmt.Sprintf("%d (source: %d)", p.Events, p.Total)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d of %s done, %.0f/s", p.Recipe, p.Done, of, rate))
+	}
+	return strings.Join(parts, " | ")
+}
