@@ -169,7 +169,7 @@ func explainExprError(src string, err error, sc *scope, asBool bool) (int, strin
 			return at, fmt.Sprintf("unknown name %s; did you mean %s?", name, alt)
 		}
 		if sc.root(name) == nil && isRootName(name) {
-			return at, fmt.Sprintf("%s is not available in %s", name, sc.where)
+			return at, fmt.Sprintf("%s is not available here", name)
 		}
 		return at, fmt.Sprintf("unknown name %s (available: %s)", name, strings.Join(sc.rootNames(), ", "))
 	case strings.HasPrefix(msg, "unknown field "):

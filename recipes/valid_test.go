@@ -124,3 +124,29 @@ func TestFolderWalk(t *testing.T) {
 		t.Error("IsTestFile")
 	}
 }
+
+// TestYAMLValuesNormalised: yaml.v3 decodes an unquoted date as a
+// time.Time and a number key as an int; the schema and the expressions
+// see what JSON would: the text of the date, and string keys.
+func TestYAMLValuesNormalised(t *testing.T) {
+	doc := `version: 1
+name: normalised
+description: 2024-01-02
+vars: { since: 2024-01-02, 1: one, on: yes }
+connections: { c: { connector: certs, auth: { type: api_key, key: "${{ secret.K }}" } } }
+trigger: { schedule: "@daily" }
+when: vars.since == "2024-01-02" && vars["1"] == "one"
+steps: [ { uses: c.list_groups, with: {} } ]
+`
+	r, diags := LoadBytes("n.yaml", []byte(doc), Options{Registry: testRegistry()})
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	if r.Description != "2024-01-02" || r.Vars["since"] != "2024-01-02" || r.Vars["1"] != "one" || r.Vars["on"] != "yes" {
+		t.Errorf("description %q, vars %#v", r.Description, r.Vars)
+	}
+	ok, err := r.When.EvalBool(Env{"vars": r.Vars})
+	if err != nil || !ok {
+		t.Errorf("when = %v, %v", ok, err)
+	}
+}
