@@ -58,6 +58,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "point every connection at the sandbox running at `URL`")
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
+			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
 			fs.StringVar(&o.http, "http", "", "serve webhook triggers on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
@@ -78,7 +79,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 
 type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
-	once, sandbox, dryRun                                        bool
+	once, sandbox, sandboxNoLimits, dryRun                       bool
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string

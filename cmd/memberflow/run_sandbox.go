@@ -12,6 +12,7 @@ import (
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/internal/sandbox"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
 
 // The wiring of `memberflow run --sandbox | --sandbox-url` to the
@@ -39,7 +40,11 @@ func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
 func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxTarget, func(), error) {
 	switch {
 	case o.sandbox:
-		srv, err := sandbox.New(sandbox.Options{Members: o.sandboxMembers, Seed: o.sandboxSeed, Logger: log.Named("sandbox")})
+		opts := sandbox.Options{Members: o.sandboxMembers, Seed: o.sandboxSeed, Logger: log.Named("sandbox")}
+		if o.sandboxNoLimits {
+			opts.RateLimit = &sandboxkit.Limit{}
+		}
+		srv, err := sandbox.New(opts)
 		if err != nil {
 			return nil, nil, err
 		}
