@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/sandbox"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+const (
+	certRecipe      = "../../examples/accredible/certificate-for-new-members.yaml"
+	sandboxConnFile = "../../examples/connections.sandbox.yaml"
+)
+
+func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = runCLI(args, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func startTestSandbox(t *testing.T, members int) string {
+	t.Helper()
+	srv, err := sandbox.New(sandbox.Options{Members: members, Seed: 3, RateLimit: &sandboxkit.Limit{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return base
+}
+
+// credentials reads the Accredible sandbox's credential count and the
+// duplicates it noticed.
+func credentials(t *testing.T, base string) (count, duplicates int) {
+	t.Helper()
+	res, err := http.Get(base + "/_sandbox/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st struct {
+		Services map[string]struct {
+			Objects    map[string]int `json:"objects"`
+			Duplicates map[string]int `json:"duplicates"`
+		} `json:"services"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	a := st.Services["accredible"]
+	return a.Objects["credentials"], a.Duplicates["credentials"]
+}
+
+func TestRunOnceIssuesOnceAndSecondRunChangesNothing(t *testing.T) {
+	base := startTestSandbox(t, 40)
+	store := filepath.Join(t.TempDir(), "mf.db")
+	args := []string{"run", "--once", "--sandbox-url", base, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe}
+	code, out, errs := cli(t, args...)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "certificate-for-new-members  40 ") {
+		t.Errorf("summary does not count 40 events:\n%s", out)
+	}
+	first, dups := credentials(t, base)
+	if first == 0 || dups != 0 {
+		t.Fatalf("after the first run: %d credentials, %d duplicates", first, dups)
+	}
+	code, out, errs = cli(t, args...)
+	if code != exitOK {
+		t.Fatalf("second run: exit %d\n%s%s", code, out, errs)
+	}
+	if again, dups := credentials(t, base); again != first || dups != 0 {
+		t.Errorf("the second run changed the service: %d credentials (was %d), %d duplicates", again, first, dups)
+	}
+
+	code, out, _ = cli(t, "runs", "list", "--store", store, "--format", "json", "--limit", "1000")
+	var runs []map[string]any
+	if code != exitOK || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 40 {
+		t.Fatalf("runs list: exit %d, %d runs\n%s", code, len(runs), out)
+	}
+	succeeded := 0
+	for _, r := range runs {
+		if r["status"] == "succeeded" {
+			succeeded++
+		}
+	}
+	if succeeded != first {
+		t.Errorf("%d runs succeeded, %d credentials", succeeded, first)
+	}
+	code, out, _ = cli(t, "runs", "show", "1", "--store", store)
+	if code != exitOK || !strings.Contains(out, "run 1 ") || !strings.Contains(out, "when ") {
+		t.Errorf("runs show 1: exit %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, "dlq", "list", "--store", store, "--format", "json")
+	if code != exitOK || strings.TrimSpace(out) != "[]" {
+		t.Errorf("dlq list: exit %d: %s", code, out)
+	}
+}
+
+func TestRunDryRunPrintsWritesAndChangesNothing(t *testing.T) {
+	base := startTestSandbox(t, 20)
+	store := filepath.Join(t.TempDir(), "mf.db")
+	code, out, errs := cli(t, "run", "--once", "--dry-run", "--sandbox-url", base, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	var planned int
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var w struct{ Connection, Method, Path string }
+		if err := json.Unmarshal([]byte(line), &w); err != nil || w.Method == "" || w.Path == "" {
+			t.Errorf("planned write %q: %v", line, err)
+		}
+		planned++
+	}
+	if planned == 0 {
+		t.Errorf("no planned write printed:\n%s", out)
+	}
+	if n, _ := credentials(t, base); n != 0 {
+		t.Errorf("a dry run created %d credentials", n)
+	}
+	if _, err := os.Stat(store); err == nil {
+		t.Error("a dry run created the store")
+	}
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no recipe", []string{"run"}, "name at least one recipe"},
+		{"two sandboxes", []string{"run", "--sandbox", "--sandbox-url", "http://x", certRecipe}, "exclude each other"},
+		{"no workers", []string{"run", "--concurrency", "0", certRecipe}, "--concurrency must be at least 1"},
+		{"log format", []string{"run", "--log-format", "xml", certRecipe}, "--log-format must be text or json"},
+		{"log level", []string{"run", "--log-level", "loud", certRecipe}, "--log-level must be"},
+		{"http address", []string{"run", "--http", "8080", certRecipe}, `--http "8080"`},
+		{"missing recipe", []string{"run", "--log-level", "off", "does-not-exist.yaml"}, "do not load"},
+		{"runs without store", []string{"runs", "list", "--store", "/nonexistent/mf.db"}, "no store at /nonexistent/mf.db"},
+		{"runs bad id", []string{"runs", "show", "x", "--store", "STORE"}, `run ID "x" is not a positive number`},
+		{"runs unknown id", []string{"runs", "show", "7", "--store", "STORE"}, "run 7: no such run"},
+		{"runs bad verb", []string{"runs", "delete", "--store", "STORE"}, `want "list" or "show ID"`},
+		{"dlq bad verb", []string{"dlq", "purge", "--store", "STORE"}, `want "list", "show ID", "replay ID" or "replay --all"`},
+		{"dlq replay nothing", []string{"dlq", "replay", "--store", "STORE"}, `want "list"`},
+	}
+	store := filepath.Join(t.TempDir(), "mf.db")
+	s, err := sqlitestore.Open(store, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, a := range tc.args {
+				if a == "STORE" {
+					tc.args[i] = store
+				}
+			}
+			code, _, errs := cli(t, tc.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, errs)
+			}
+			if !strings.Contains(errs, tc.want) {
+				t.Errorf("stderr %q does not say %q", errs, tc.want)
+			}
+		})
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	ps := []engine.Progress{
+		{Recipe: "idle"},
+		{Recipe: "backfill", Events: 500, Done: 200, Total: 1000},
+		{Recipe: "hooks", Events: 3, Done: 3},
+	}
+	want := "backfill: 200 of 500 (source: 1000) done, 100/s | hooks: 3 of 3 done, 2/s"
+	if got := progressLine(ps, 2*time.Second); got != want {
+		t.Errorf("progress line:\n got %q\nwant %q", got, want)
+	}
+}
