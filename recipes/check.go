@@ -571,8 +571,15 @@ func (l *loader) compileSteps(s *source, root *yaml.Node, r *Recipe, trig, varsT
 				}
 			}
 		}
+		// One scope (and one typed configuration) serves the step's with
+		// and when; only the place named in messages differs.
+		var sc *scope
 		mk := func(w string) *scope {
-			return (&scope{where: w, trigger: trig, vars: varsType, steps: earlier, later: later, self: st.ID}).build()
+			if sc == nil {
+				sc = (&scope{trigger: trig, vars: varsType, steps: earlier, later: later, self: st.ID}).build()
+			}
+			sc.where = w
+			return sc
 		}
 		if w := get(n, "with"); w != nil && w.Kind == yaml.MappingNode {
 			st.With = s.template(w, mk(where+" with"))

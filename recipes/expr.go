@@ -2,8 +2,10 @@ package recipes
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -61,6 +63,7 @@ var runtimeBase = sync.OnceValue(func() *conf.Config {
 	expr.Env(Env{})(c)
 	expr.AllowUndefinedVariables()(c)
 	expr.Function(getFunc, fastGet)(c)
+	expr.Function(formatFunc, fastFormat)(c)
 	expr.Patch(memberPatcher{})(c)
 	c.Check()
 	return c
@@ -77,6 +80,19 @@ const getFunc = "__mf_get"
 type memberPatcher struct{}
 
 func (memberPatcher) Visit(node *ast.Node) {
+	if c, ok := (*node).(*ast.CallNode); ok {
+		// x.Format(layout), common in recipes (issued_on dates), without
+		// a reflective method call.
+		if m, ok := c.Callee.(*ast.MemberNode); ok && m.Method && !m.Optional && len(c.Arguments) == 1 {
+			if p, ok := m.Property.(*ast.StringNode); ok && p.Value == "Format" {
+				ast.Patch(node, &ast.CallNode{
+					Callee:    &ast.IdentifierNode{Value: formatFunc},
+					Arguments: []ast.Node{m.Node, c.Arguments[0]},
+				})
+			}
+		}
+		return
+	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok || m.Optional || m.Method {
 		return
@@ -100,6 +116,31 @@ func fastGet(params ...any) (any, error) {
 		return m[params[1].(string)], nil
 	}
 	return runtime.Fetch(params[0], params[1]), nil
+}
+
+// formatFunc is what x.Format(layout) is compiled to.
+const formatFunc = "__mf_format"
+
+// fastFormat is t.Format(layout) for a time, and the reflective method
+// call expr would make for anything else.
+func fastFormat(params ...any) (any, error) {
+	if t, ok := params[0].(time.Time); ok {
+		if layout, ok := params[1].(string); ok {
+			return t.Format(layout), nil
+		}
+	}
+	m := reflect.ValueOf(params[0]).MethodByName("Format")
+	if !m.IsValid() {
+		return nil, fmt.Errorf("type %T has no method Format", params[0])
+	}
+	if m.Type().NumIn() != 1 || !reflect.ValueOf(params[1]).IsValid() || !reflect.TypeOf(params[1]).AssignableTo(m.Type().In(0)) {
+		return nil, fmt.Errorf("cannot call %T.Format with %T", params[0], params[1])
+	}
+	out := m.Call([]reflect.Value{reflect.ValueOf(params[1])})
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out[0].Interface(), nil
 }
 
 func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
@@ -191,7 +232,11 @@ func (n tconcat) eval(env Env) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v != nil {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			b.WriteString(v)
+		default:
 			fmt.Fprint(&b, v)
 		}
 	}

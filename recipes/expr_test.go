@@ -34,6 +34,9 @@ func TestRuntimeMatchesExpr(t *testing.T) {
 		`trigger.none?.x`,
 		`trigger.at.Year()`,
 		`trigger.at.Format('2006-01-02')`,
+		`date("2026-03-04").Format("Jan 2")`,
+		`duration("90m").String()`,
+		`trigger.user.id.Format('x')`, // an error in both
 		`vars.nested.deep.v && vars.groupId > 4000`,
 		`$env.vars.groupId`,
 		`secret.TOKEN`,
