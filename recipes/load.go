@@ -43,8 +43,14 @@ func Load(opts Options, paths ...string) ([]*Recipe, Diagnostics) {
 			out = append(out, r)
 		}
 	}
-	l.crossCheck()
-	return out, l.finish()
+	clash := l.crossCheck()
+	kept := out[:0]
+	for _, r := range out {
+		if !clash[r] {
+			kept = append(kept, r)
+		}
+	}
+	return kept, l.finish()
 }
 
 // LoadFile loads one recipe file. A shared connections file yields no
@@ -290,8 +296,10 @@ func (l *loader) sharedFile(path string) (*connFile, error) {
 }
 
 // crossCheck finds what no single file shows: two recipes with one name
-// or one webhook path.
-func (l *loader) crossCheck() {
+// or one webhook path. It returns the recipes that clash with an earlier
+// one (the error is reported on them).
+func (l *loader) crossCheck() map[*Recipe]bool {
+	clash := map[*Recipe]bool{}
 	names := map[string]*loadedRecipe{}
 	hooks := map[string]*loadedRecipe{}
 	for _, lr := range l.loaded {
@@ -299,6 +307,7 @@ func (l *loader) crossCheck() {
 		if r.Name != "" {
 			if first, dup := names[r.Name]; dup {
 				lr.src.errorf(lr.nameNode, "recipe name %q is also used by %s", r.Name, first.r.File)
+				clash[r] = true
 			} else {
 				names[r.Name] = lr
 			}
@@ -306,11 +315,13 @@ func (l *loader) crossCheck() {
 		if r.Trigger != nil && r.Trigger.WebhookPath != "" && r.Trigger.Mode == "webhook" {
 			if first, dup := hooks[r.Trigger.WebhookPath]; dup {
 				lr.src.errorAt(r.Trigger.Pos, "webhook path %q is also used by %s", r.Trigger.WebhookPath, first.r.File)
+				clash[r] = true
 			} else {
 				hooks[r.Trigger.WebhookPath] = lr
 			}
 		}
 	}
+	return clash
 }
 
 // finish sorts the diagnostics and drops repeats.

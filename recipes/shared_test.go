@@ -74,3 +74,26 @@ steps: [ { uses: members.get_user } ]
 		t.Fatalf("got\n%v\nwant first\n%s", diags, want)
 	}
 }
+
+func TestWebhookPathsAreUnique(t *testing.T) {
+	dir := t.TempDir()
+	doc := `version: 1
+name: NAME
+connections: { members: { connector: crm, auth: { type: bearer, token: "${{ secret.T }}" }, options: { locationId: loc-1 } } }
+trigger: { uses: members.user_created, path: /hooks/users }
+steps: [ { uses: members.get_user, with: { userId: "${{ trigger.user.id }}" } } ]
+`
+	for _, n := range []string{"a", "b"} {
+		if err := mkdirWrite(filepath.Join(dir, n+".yaml"), replaceName(doc, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, diags := Load(Options{Registry: testRegistry()}, dir)
+	if len(diags) != 1 || !strings.Contains(diags[0].Summary, `webhook path "/hooks/users" is also used by`) || diags[0].Subject.Start.Line != 4 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	// The clash is reported on the second recipe, which is not returned.
+	if len(rs) != 1 || rs[0].Name != "a" {
+		t.Errorf("recipes: %v", rs)
+	}
+}
