@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,13 +30,21 @@ func BenchmarkBackfill(b *testing.B) {
 			e := newEngine(b, store, svc, []*recipes.Recipe{r}, concurrency(conc))
 			b.ResetTimer()
 			start := time.Now()
-			sum := runOnce(b, e)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			sum, err := e.RunOnce(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
 			elapsed := time.Since(start)
 			b.StopTimer()
 			if s := recipeSummary(b, sum, "issue"); s.Succeeded != int64(b.N) {
 				b.Fatalf("summary %+v, want %d succeeded", s, b.N)
 			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
+			b.ReportMetric(float64(sum.P50.Microseconds()), "p50-µs")
+			b.ReportMetric(float64(sum.P99.Microseconds()), "p99-µs")
+			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
 		})
 	}
 }
@@ -98,4 +107,13 @@ func BenchmarkJournalWrites(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+}
+
+// peakRSS is the process's peak resident memory in bytes.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // kilobytes on Linux
 }

@@ -156,12 +156,20 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 	if rt == nil {
 		return // claims are filtered by recipe: cannot happen
 	}
+	began := time.Now()
 	status, err := e.runSteps(ctx, rt, cr, st)
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
 		e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
+		if ctx.Err() != nil {
+			// Stopping: give the run back now rather than at the end of its
+			// lease, so that another runner can take it. If the store is
+			// gone too, the lease does it.
+			e.store.Record(context.WithoutCancel(ctx), nil, &Completion{RunID: cr.ID, Status: RunQueued})
+		}
 		return
 	}
+	e.latency.observe(time.Since(began))
 	st.count(status)
 	e.finishedPending()
 }
