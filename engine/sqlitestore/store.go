@@ -131,15 +131,17 @@ type Options struct {
 
 // Store is the SQLite engine.Store.
 type Store struct {
-	path  string
-	w     *sql.DB // one connection: the single writer
-	r     *sql.DB // readers
-	log   hclog.Logger
-	ops   chan *op
-	quit  chan struct{}
-	done  chan struct{}
-	close sync.Once
-	max   int
+	path   string
+	w      *sql.DB // one connection: the single writer
+	r      *sql.DB // readers
+	ck     *sql.DB // one connection: the checkpointer
+	ckDone chan struct{}
+	log    hclog.Logger
+	ops    chan *op
+	quit   chan struct{}
+	done   chan struct{}
+	close  sync.Once
+	max    int
 
 	// prepared on the writer
 	insEvent, insRun, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
@@ -177,9 +179,12 @@ func Open(path string, opts Options) (*Store, error) {
 	pragmas.Add("_pragma", "foreign_keys(ON)")
 	wq := url.Values{}
 	for k, v := range pragmas {
-		wq[k] = v
+		wq[k] = append([]string(nil), v...)
 	}
 	wq.Set("_txlock", "immediate")
+	// Checkpoints (and their fsync) run in the background, never in a
+	// commit: see checkpointLoop.
+	wq.Add("_pragma", "wal_autocheckpoint(0)")
 	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
@@ -188,19 +193,27 @@ func Open(path string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
-		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
+		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
 	if err := s.migrate(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	ck, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	s.ck = ck
 	rq := url.Values{}
 	for k, v := range pragmas {
-		rq[k] = v
+		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
 	r, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
 	if err != nil {
 		w.Close()
+		ck.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(4)
@@ -209,9 +222,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := s.prepare(); err != nil {
 		w.Close()
 		r.Close()
+		ck.Close()
 		return nil, fmt.Errorf("store %s: preparing statements: %w", path, err)
 	}
 	go s.commitLoop()
+	go s.checkpointLoop()
 	return s, nil
 }
 
@@ -305,7 +320,10 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
 		<-s.done
-		err = errors.Join(s.r.Close(), s.w.Close())
+		<-s.ckDone
+		// A last full checkpoint leaves a small WAL behind.
+		s.ck.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+		err = errors.Join(s.r.Close(), s.ck.Close(), s.w.Close())
 	})
 	return err
 }
@@ -415,6 +433,38 @@ func (s *Store) commitTx(batch []*op) error {
 	}
 	return tx.Commit()
 }
+
+// checkpointLoop copies the WAL back into the database in the background
+// (PASSIVE: writers go on meanwhile), so that no commit waits for a
+// checkpoint's fsync. When writers outpace it and the WAL passes
+// walRestartPages, a RESTART checkpoint makes writers wait once for the
+// WAL to start over, which bounds its size.
+func (s *Store) checkpointLoop() {
+	defer close(s.ckDone)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		var busy, logFrames, done int
+		if err := s.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err != nil {
+			s.log.Warn("checkpoint failed", "error", err)
+			continue
+		}
+		if logFrames > walRestartPages {
+			if err := s.ck.QueryRow(`PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &logFrames, &done); err != nil {
+				s.log.Warn("checkpoint failed", "error", err)
+			}
+		}
+	}
+}
+
+// walRestartPages is the WAL size (in pages of 4 KiB) past which writers
+// wait for a full checkpoint: 64 MiB.
+const walRestartPages = 16384
 
 func nanos(t time.Time) any {
 	if t.IsZero() {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -254,5 +255,41 @@ func TestReopenKeepsStateAndRefusesNewerSchema(t *testing.T) {
 	db.Close()
 	if _, err := sqlitestore.Open(path, sqlitestore.Options{}); err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
 		t.Errorf("opening a newer store: %v", err)
+	}
+}
+
+// TestCheckpointsKeepTheWALSmall: commits never checkpoint (that would
+// put an fsync in the commit path); the background checkpointer does, so
+// the WAL starts over instead of growing with every write.
+func TestCheckpointsKeepTheWALSmall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := open(t, path)
+	ctx := context.Background()
+	write := func(from int) int64 {
+		for i := from; i < from+1500; i++ {
+			if _, err := s.Advance(ctx, "r", engine.Advance{Cursor: str(fmt.Sprint(i)), Events: []engine.NewEvent{ev(fmt.Sprint(i), "k")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	first := write(0)
+	time.Sleep(700 * time.Millisecond) // a checkpoint or two
+	second := write(1500)
+	if second > first*3/2 {
+		t.Errorf("the WAL grew from %d to %d bytes: it was not checkpointed", first, second)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	runs, _ := s.ListRuns(ctx, engine.RunFilter{Limit: 5000})
+	if len(runs) != 3000 {
+		t.Errorf("%d runs after reopening, want 3000", len(runs))
 	}
 }
