@@ -48,6 +48,9 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		if err != nil {
 			return 0, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
+		// The key is shared by all recipes: runs about one subject never
+		// overlap, even of two recipes, so that the run that wrote a record
+		// has stored its echo before the echo's run is claimed.
 		key := ev.Subject
 		if ob := rt.r.Trigger.OrderBy; ob != nil {
 			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
@@ -55,9 +58,6 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 				return 0, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
 			key = fmt.Sprint(v)
-		}
-		if key != "" {
-			key = rt.r.Name + "/" + key
 		}
 		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
 			OrderingKey: key, Time: ev.Time, Data: data})
