@@ -245,6 +245,9 @@ type sandboxTarget interface {
 	URL(connector string) string
 	Auth(connector string) connectors.Auth
 	Webhook(connector string) connectors.Webhook
+	// Options are the sandbox account's settings (company, location,
+	// event), which replace the production ones.
+	Options(connector string) map[string]any
 }
 
 // placeholderSecrets answers every secret: with a sandbox, credentials
@@ -283,6 +286,16 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 			cfg.Auth = target.Auth(c.Connector)
 			if wh := target.Webhook(c.Connector); wh.Secret != "" || wh.PublicKey != "" {
 				cfg.Webhook = wh
+			}
+			if opts := target.Options(c.Connector); len(opts) > 0 {
+				merged := make(map[string]any, len(cfg.Options)+len(opts))
+				for k, v := range cfg.Options {
+					merged[k] = v
+				}
+				for k, v := range opts {
+					merged[k] = v
+				}
+				cfg.Options = merged
 			}
 		}
 		if dryRun {

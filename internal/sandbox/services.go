@@ -36,6 +36,18 @@ func DemoAuth(connector string) connectors.Auth {
 	return connectors.Auth{Type: connectors.AuthNone}
 }
 
+// DemoOptions returns the connection options that name the sandbox's demo
+// account: the Memberships company and location, the Accelevents event.
+func DemoOptions(connector string) map[string]any {
+	switch connector {
+	case "memberships":
+		return map[string]any{"companyId": memberships.DemoCompanyID, "locationId": memberships.DemoLocationID}
+	case "accelevents":
+		return map[string]any{"eventUrl": accelevents.DemoEventURL}
+	}
+	return nil
+}
+
 // DemoWebhook returns the webhook settings that verify the named
 // service's sandbox deliveries, when they are fixed. The Memberships
 // sandbox's RSA public key is served at GET /memberships/webhooks/public-key.
