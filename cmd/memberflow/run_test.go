@@ -29,8 +29,12 @@ func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func startTestSandbox(t *testing.T, members int) string {
+	return startFaultySandbox(t, members, sandboxkit.Faults{})
+}
+
+func startFaultySandbox(t *testing.T, members int, faults sandboxkit.Faults) string {
 	t.Helper()
-	srv, err := sandbox.New(sandbox.Options{Members: members, Seed: 3, RateLimit: &sandboxkit.Limit{}})
+	srv, err := sandbox.New(sandbox.Options{Members: members, Seed: 3, RateLimit: &sandboxkit.Limit{}, Faults: faults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +197,29 @@ func TestProgressLine(t *testing.T) {
 	want := "backfill: 200 of 500 (source: 1000) done, 100/s | hooks: 3 of 3 done, 2/s"
 	if got := progressLine(ps, 2*time.Second); got != want {
 		t.Errorf("progress line:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestRunUnderFaultsIssuesExactlyOnce: with answers failing and
+// connections dropped (half of them after the service applied the
+// request), retries and settlement still issue one certificate per
+// eligible member.
+func TestRunUnderFaultsIssuesExactlyOnce(t *testing.T) {
+	clean := startTestSandbox(t, 60)
+	store := filepath.Join(t.TempDir(), "clean.db")
+	if code, out, errs := cli(t, "run", "--once", "--sandbox-url", clean, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe); code != exitOK {
+		t.Fatalf("clean run: exit %d\n%s%s", code, out, errs)
+	}
+	want, _ := credentials(t, clean)
+
+	faulty := startFaultySandbox(t, 60, sandboxkit.Faults{FailRate: 0.15, DropRate: 0.15})
+	store = filepath.Join(t.TempDir(), "faulty.db")
+	code, out, errs := cli(t, "run", "--once", "--sandbox-url", faulty, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe)
+	if code != exitOK {
+		t.Fatalf("faulty run: exit %d\n%s%s", code, out, errs)
+	}
+	got, dups := credentials(t, faulty)
+	if got != want || dups != 0 {
+		t.Errorf("under faults: %d credentials, %d duplicates; want %d and none", got, dups, want)
 	}
 }
