@@ -26,8 +26,8 @@ type sandboxAt struct {
 	membershipsKey string
 }
 
-func (s *sandboxAt) URL(connector string) string           { return s.base + "/" + connector }
-func (s *sandboxAt) Auth(connector string) connectors.Auth { return sandbox.DemoAuth(connector) }
+func (s *sandboxAt) URL(connector string) string             { return s.base + "/" + connector }
+func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
 	wh := sandbox.DemoWebhook(connector)
