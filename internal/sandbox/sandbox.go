@@ -174,9 +174,22 @@ func checkRate(what string, f float64) error {
 }
 
 func (s *Server) seedAll() {
+	// The service holding the members is seeded first; the others' seeded
+	// attendees and registrations are its members.
+	seed := s.seed
+	for _, m := range s.services {
+		if src, ok := m.svc.(sandboxkit.PeopleSource); ok {
+			m.svc.Seed(s.seed)
+			seed.People = src.Person
+			break
+		}
+	}
 	for _, m := range s.services {
 		start := time.Now()
-		m.svc.Seed(s.seed)
+		if _, ok := m.svc.(sandboxkit.PeopleSource); ok {
+			continue
+		}
+		m.svc.Seed(seed)
 		s.log.Debug("seeded", "service", m.name, "members", s.seed.Members, "took", time.Since(start))
 	}
 }

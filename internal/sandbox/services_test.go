@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -238,5 +239,66 @@ func TestDroppedCreatesAreInDoubt(t *testing.T) {
 	}
 	if st.Duplicates["credentials"] != applied-1 {
 		t.Errorf("duplicates %d with %d identical credentials applied", st.Duplicates["credentials"], applied)
+	}
+}
+
+// The seeded attendees are members: same email, the member's id as
+// externalId, so registrations and payments can be matched to members.
+func TestSeededAttendeesAreMembers(t *testing.T) {
+	s, err := New(Options{Members: 50, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var members sandboxkit.PeopleSource
+	var attendees sandboxkit.Service
+	for _, m := range s.services {
+		if src, ok := m.svc.(sandboxkit.PeopleSource); ok {
+			members = src
+		}
+		if m.name == "accelevents" {
+			attendees = m.svc
+		}
+	}
+	if members == nil || attendees == nil {
+		t.Fatal("memberships or accelevents is not mounted")
+	}
+	byEmail := map[string]string{}
+	for i := 0; ; i++ {
+		p, ok := members.Person(i)
+		if !ok {
+			break
+		}
+		byEmail[strings.ToLower(p.Email)] = p.ID
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	req, _ := http.NewRequest("GET", ts.URL+"/accelevents/rest/events/annual-conference-2026/staff/allAttendees?page=0&size=100", nil)
+	req.Header.Set("Authorization", "Bearer "+DemoAuth("accelevents").Key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var page struct {
+		Data []struct {
+			Email      string `json:"email"`
+			ExternalID string `json:"externalId"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) == 0 {
+		t.Fatal("no seeded attendees")
+	}
+	linked := 0
+	for _, a := range page.Data {
+		if id, ok := byEmail[a.Email]; ok && (a.ExternalID == id || a.ExternalID == "") {
+			linked++
+		}
+	}
+	if linked != len(page.Data) {
+		t.Fatalf("%d of %d seeded attendees are members", linked, len(page.Data))
 	}
 }

@@ -40,6 +40,23 @@ type Seed struct {
 	Seed    int64 // same Seed, same data
 	// Now anchors generated dates, so that seeded data is reproducible.
 	Now time.Time
+	// People, when set, returns the i-th member (0-based) of the
+	// organisation as another service holds it, so that seeded records
+	// of this service (attendees, registrations) belong to real members
+	// instead of invented people. ok is false past the last member.
+	People func(i int) (p Person, ok bool)
+}
+
+// Person is a member as other services see one.
+type Person struct {
+	ID, FirstName, LastName, Email string
+}
+
+// PeopleSource is implemented by a service that holds the members (the
+// Memberships sandbox); the combined sandbox seeds it first and hands its
+// people to the others.
+type PeopleSource interface {
+	Person(i int) (Person, bool)
 }
 
 // Mutation asks a service to change N records of a kind: for example

@@ -35,7 +35,8 @@ const AttendeesPerMember = 5
 // Pass), orders and attendees: cfg.Members/5 attendees, most paid by card,
 // some unpaid or complimentary, a few refunded, and about 1% registered
 // twice under the same email (the duplicates a sync must not add to).
-// Seeded attendees carry externalId "member-<n>", n from 1 to cfg.Members.
+// Seeded attendees carry externalId "member-<n>", n from 1 to cfg.Members,
+// or, when cfg.People is set, are that member, with its id as externalId.
 func (s *Server) Seed(cfg sandboxkit.Seed) {
 	s.Reset()
 	now := cfg.Now
@@ -85,6 +86,12 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		id := strconv.Itoa(member)
 		email := lowerFirst[first] + "." + lowerLast[last] + "." + id + "@example.com"
 		ext := "member-" + id
+		if cfg.People != nil {
+			// The attendee is a real member of the Memberships sandbox.
+			if p, ok := cfg.People(member - 1); ok {
+				first, last, email, ext = p.FirstName, p.LastName, strings.ToLower(p.Email), p.ID
+			}
+		}
 		typ := ga
 		switch x := rng.IntN(100); {
 		case k%wsEvery == 0 && wsLeft > 0:

@@ -275,3 +275,17 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 	sort.Strings(ids)
 	return map[string]any{"kind": m.Kind, "changed": len(ids), "ids": ids}, nil
 }
+
+// Person returns the i-th member (0-based, in seed order), for the other
+// sandboxes' seeds: their attendees are these members.
+func (s *Server) Person(i int) (sandboxkit.Person, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < 0 || i >= len(s.st.users) {
+		return sandboxkit.Person{}, false
+	}
+	u := &s.st.users[i]
+	return sandboxkit.Person{ID: u.id.String(), FirstName: u.firstName, LastName: u.lastName, Email: u.email}, true
+}
+
+var _ sandboxkit.PeopleSource = (*Server)(nil)
