@@ -23,7 +23,7 @@ func init() {
 	register(&command{
 		name:    "sandbox",
 		summary: "run the simulated Memberships, Accredible and Accelevents APIs",
-		usage:   "[--addr 127.0.0.1:8089] [--members N] [--seed S] [--fail-rate F] [--drop-rate F] [--latency D] [--rate-limit R|off]",
+		usage:   "[--addr 127.0.0.1:8089] [--ready-file FILE] [--members N] [--seed S] [--fail-rate F] [--drop-rate F] [--latency D] [--rate-limit R|off]",
 		help: `Serves the three sandboxes under /memberships, /accredible and /accelevents
 with seeded data, until interrupted. They answer like the real APIs: the same
 headers, paths, bodies, pagination, errors and rate limits.
@@ -48,6 +48,7 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 			latency := fs.Duration("latency", 0, "delay added to every API answer (e.g. 50ms)")
 			rateLimit := fs.String("rate-limit", "", `rate limit of every service: "off", "N" per second or "N/DURATION"; empty keeps the documented limits`)
 			logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+			readyFile := fs.String("ready-file", "", "once listening, write the base URL to this `file` (for scripts and memberflow bench)")
 			return func(ctx context.Context, args []string, io stdio) int {
 				if len(args) > 0 {
 					fmt.Fprintf(io.err, "memberflow sandbox: unexpected arguments %q\n", args)
@@ -70,7 +71,7 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 					RateLimit: limit,
 					Logger:    hclog.New(&hclog.LoggerOptions{Name: "memberflow", Level: level, Output: io.err}),
 				}
-				return serveSandbox(ctx, *addr, opts, io)
+				return serveSandboxReady(ctx, *addr, opts, io, *readyFile)
 			}
 		},
 	})
@@ -79,6 +80,12 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 // serveSandbox seeds, listens, prints how to call each service, and serves
 // until ctx ends.
 func serveSandbox(ctx context.Context, addr string, opts sandbox.Options, io stdio) int {
+	return serveSandboxReady(ctx, addr, opts, io, "")
+}
+
+// serveSandboxReady is serveSandbox that also writes the base URL to
+// readyFile (when set) once listening.
+func serveSandboxReady(ctx context.Context, addr string, opts sandbox.Options, io stdio, readyFile string) int {
 	start := time.Now()
 	srv, err := sandbox.New(opts)
 	if err != nil {
@@ -93,6 +100,13 @@ func serveSandbox(ctx context.Context, addr string, opts sandbox.Options, io std
 		return exitFail
 	}
 	printSandboxBanner(io.out, srv, base, opts, seeded)
+	if readyFile != "" {
+		if err := writeReadyFile(readyFile, base); err != nil {
+			fmt.Fprintf(io.err, "memberflow sandbox: --ready-file: %v\n", err)
+			srv.Close()
+			return exitFail
+		}
+	}
 	<-ctx.Done()
 	fmt.Fprintln(io.err, "memberflow sandbox: stopping")
 	if err := srv.Close(); err != nil {
@@ -163,4 +177,14 @@ func parseSandboxRateLimit(s string) (*sandboxkit.Limit, error) {
 		}
 	}
 	return &sandboxkit.Limit{Requests: n, Per: d}, nil
+}
+
+// writeReadyFile writes the base URL whole (a rename), so that a process
+// waiting for the file never reads half of it.
+func writeReadyFile(path, base string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(base+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

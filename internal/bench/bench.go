@@ -1,0 +1,264 @@
+// Package bench measures the recipe runner end to end (memberflow bench):
+// a backfill of every member of a sandbox, one certificate issued and
+// written back onto the member per eligible member, through the durable
+// SQLite store. The sandbox runs in another process (see StartSandbox), so
+// that the runner's resident memory is measured alone.
+//
+// Lifecycle, in order: StartSandbox (or a sandbox already running), Run,
+// then Result.Check and Result.WriteText or JSON; finally Sandbox.Close.
+package bench
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/sandbox"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+//go:embed recipe.yaml
+var recipeYAML []byte
+
+// RecipeYAML returns the benchmark's recipe.
+func RecipeYAML() []byte { return append([]byte(nil), recipeYAML...) }
+
+// The recipe's writing steps, as the engine's summary names them.
+const (
+	certificateWrite = "accredible.upsert_credential"
+	memberWrite      = "members.update_user"
+)
+
+// Options configure one benchmark run.
+type Options struct {
+	// SandboxURL is the base URL of a running sandbox (memberflow sandbox).
+	SandboxURL string
+	// Concurrency is the runner's worker count; default 32.
+	Concurrency int
+	// Store is the SQLite file; empty means a file in a temporary folder,
+	// removed afterwards. An existing file is refused: a backfill needs a
+	// fresh store.
+	Store string
+	// CPUProfile, when set, receives a CPU profile of the backfill alone.
+	CPUProfile io.Writer
+	// Logger receives the runner's logs; nil discards them.
+	Logger hclog.Logger
+	// Registry resolves the recipe's connectors; nil means connectors.Default.
+	Registry *connectors.Registry
+}
+
+// Result is what one benchmark run measured. Durations are in
+// nanoseconds in JSON.
+type Result struct {
+	SandboxURL  string `json:"sandbox_url"`
+	Concurrency int    `json:"concurrency"`
+	Store       string `json:"store"`
+
+	// SandboxMembers is the number of members the sandbox holds, and
+	// Members the members the runner processed (one run each; echoes of
+	// its own write-backs are counted apart, as Suppressed).
+	SandboxMembers int   `json:"sandbox_members"`
+	Members        int64 `json:"members"`
+	Eligible       int64 `json:"eligible"`
+	Skipped        int64 `json:"skipped"`
+	Suppressed     int64 `json:"suppressed"`
+	Dead           int64 `json:"dead"`
+	Abandoned      int64 `json:"abandoned"`
+	// Certificates and MemberUpdates are the engine's successful writes;
+	// CredentialsCreated is what the sandbox stored (its count after
+	// minus before).
+	Certificates       int64 `json:"certificates"`
+	MemberUpdates      int64 `json:"member_updates"`
+	CredentialsCreated int   `json:"credentials_created"`
+	// Duplicates is the sandbox's count of credentials sharing a group and
+	// a recipient: a certificate issued twice. It must be 0.
+	Duplicates int `json:"duplicates"`
+
+	Runs          int64         `json:"runs"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
+	MembersPerSec float64       `json:"members_per_second"`
+	RunsPerSec    float64       `json:"runs_per_second"`
+	P50           time.Duration `json:"p50_ns"`
+	P99           time.Duration `json:"p99_ns"`
+	// PeakRSS is the runner process's peak resident memory (VmHWM), bytes.
+	PeakRSS int64 `json:"peak_rss_bytes"`
+}
+
+// Run backfills every member of the sandbox at opts.SandboxURL with the
+// benchmark recipe and measures it.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if opts.SandboxURL == "" {
+		return nil, errors.New("bench: no sandbox URL")
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 32
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Registry == nil {
+		opts.Registry = connectors.Default
+	}
+	log := opts.Logger.Named("bench")
+	base := strings.TrimRight(opts.SandboxURL, "/")
+
+	storePath, cleanup, err := prepareStore(opts.Store)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	r, diags := recipes.LoadBytes("bench-recipe.yaml", recipeYAML, recipes.Options{Registry: opts.Registry, Logger: log})
+	if diags.HasErrors() || r == nil {
+		var b strings.Builder
+		diags.WriteText(&b)
+		return nil, fmt.Errorf("bench: the embedded recipe does not load:\n%s", b.String())
+	}
+	conns, err := sandboxConnections(r, base, opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+
+	before, err := FetchStats(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+
+	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("bench: opening the store: %w", err)
+	}
+	defer store.Close()
+	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench"})
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	if err := eng.Add(r, conns); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
+	log.Info("backfill starting", "sandbox", base, "members", before.Users, "concurrency", opts.Concurrency, "store", storePath)
+	if opts.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
+			return nil, fmt.Errorf("bench: starting the CPU profile: %w", err)
+		}
+	}
+	start := time.Now()
+	sum, runErr := eng.RunOnce(ctx)
+	elapsed := time.Since(start)
+	if opts.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if runErr != nil {
+		return nil, fmt.Errorf("bench: the backfill failed: %w", runErr)
+	}
+
+	after, err := FetchStats(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
+		SandboxMembers: after.Users, Runs: sum.Runs, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
+		Duplicates: after.CredentialDuplicates, CredentialsCreated: after.Credentials - before.Credentials}
+	if opts.Store == "" {
+		res.Store = "" // a temporary file, gone now
+	}
+	for _, rs := range sum.Recipes {
+		res.Eligible += rs.Succeeded
+		res.Skipped += rs.Skipped
+		res.Suppressed += rs.Suppressed
+		res.Dead += rs.Dead
+		res.Abandoned += rs.Abandoned
+		res.Certificates += rs.Writes[certificateWrite]
+		res.MemberUpdates += rs.Writes[memberWrite]
+	}
+	res.Members = res.Eligible + res.Skipped + res.Dead
+	if s := elapsed.Seconds(); s > 0 {
+		res.MembersPerSec = float64(res.Members) / s
+		res.RunsPerSec = float64(res.Runs) / s
+	}
+	res.PeakRSS, err = PeakRSS()
+	if err != nil {
+		log.Warn("peak RSS not available", "error", err)
+	}
+	return res, nil
+}
+
+// prepareStore returns the store path to use and how to clean up after.
+func prepareStore(path string) (string, func(), error) {
+	if path != "" {
+		if _, err := os.Stat(path); err == nil {
+			return "", nil, fmt.Errorf("bench: --store %s exists: the backfill needs a fresh store; remove it or name another file", path)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", nil, fmt.Errorf("bench: --store %s: %w", path, err)
+		}
+		return path, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "memberflow-bench-")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: a temporary store: %w", err)
+	}
+	return filepath.Join(dir, "bench.db"), func() { os.RemoveAll(dir) }, nil
+}
+
+// sandboxConnections points every connection of r at the sandbox, with its
+// demo credentials and account, and rate limits off.
+func sandboxConnections(r *recipes.Recipe, base string, reg *connectors.Registry) (map[string]engine.Connection, error) {
+	out := map[string]engine.Connection{}
+	for name, c := range r.Connections {
+		spec, ok := reg.Lookup(c.Connector)
+		if !ok {
+			return nil, fmt.Errorf("bench: connection %q: unknown connector %q", name, c.Connector)
+		}
+		out[name] = engine.Connection{Spec: spec, Config: connectors.ConnectionConfig{
+			Name:      name,
+			BaseURL:   base + "/" + c.Connector,
+			Auth:      sandbox.DemoAuth(c.Connector),
+			Options:   sandbox.DemoOptions(c.Connector),
+			RateLimit: &connectors.RateLimit{},
+		}}
+	}
+	return out, nil
+}
+
+// Check returns what is inconsistent in the figures, or nil: every
+// eligible member got exactly one certificate and one update, every
+// member was processed, nothing was dead-lettered or duplicated.
+func (r *Result) Check() error {
+	var errs []error
+	if r.Members != int64(r.SandboxMembers) {
+		errs = append(errs, fmt.Errorf("%d members processed, the sandbox holds %d", r.Members, r.SandboxMembers))
+	}
+	if r.Certificates != r.Eligible {
+		errs = append(errs, fmt.Errorf("%d certificates issued for %d eligible members", r.Certificates, r.Eligible))
+	}
+	if r.MemberUpdates != r.Eligible {
+		errs = append(errs, fmt.Errorf("%d members updated for %d eligible members", r.MemberUpdates, r.Eligible))
+	}
+	if r.Dead > 0 {
+		errs = append(errs, fmt.Errorf("%d run(s) dead-lettered", r.Dead))
+	}
+	if r.Abandoned > 0 {
+		errs = append(errs, fmt.Errorf("%d run(s) abandoned", r.Abandoned))
+	}
+	if r.Duplicates != 0 {
+		errs = append(errs, fmt.Errorf("the sandbox counts %d duplicate certificate(s)", r.Duplicates))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: inconsistent figures: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText prints the figures as a table.
+func (r *Result) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(name, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...) }
+	row("members processed", "%d (sandbox: %d)", r.Members, r.SandboxMembers)
+	row("eligible", "%d", r.Eligible)
+	row("certificates issued", "%d (sandbox: %d new)", r.Certificates, r.CredentialsCreated)
+	row("members updated", "%d", r.MemberUpdates)
+	row("not eligible (skipped)", "%d", r.Skipped)
+	row("echoes suppressed", "%d", r.Suppressed)
+	row("dead-lettered", "%d", r.Dead)
+	row("elapsed", "%s", r.Elapsed.Round(time.Millisecond))
+	row("members/s", "%.0f", r.MembersPerSec)
+	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
+	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	row("peak RSS (runner)", "%.1f MB", float64(r.PeakRSS)/(1<<20))
+	row("sandbox duplicates", "%d", r.Duplicates)
+	row("concurrency", "%d", r.Concurrency)
+	return tw.Flush()
+}
+
+// WriteJSON prints the figures as one JSON object.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

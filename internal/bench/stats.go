@@ -1,0 +1,55 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/memberflow/memberflow/internal/sandbox"
+)
+
+// SandboxStats is what the benchmark reads from GET /_sandbox/stats.
+type SandboxStats struct {
+	Users                int
+	Credentials          int
+	CredentialDuplicates int
+}
+
+// FetchStats reads the sandbox's object and duplicate counts.
+func FetchStats(ctx context.Context, base string) (SandboxStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	url := base + "/_sandbox/stats"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: %w", err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: %w", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: %w", url, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: HTTP %d: %.200s", url, res.StatusCode, body)
+	}
+	var st sandbox.Stats
+	if err := json.Unmarshal(body, &st); err != nil {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: not the sandbox's stats: %w", url, err)
+	}
+	m, ok := st.Services["memberships"]
+	if !ok {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no memberships service; is this a memberflow sandbox?", url)
+	}
+	a, ok := st.Services["accredible"]
+	if !ok {
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no accredible service; is this a memberflow sandbox?", url)
+	}
+	return SandboxStats{Users: m.Objects["users"], Credentials: a.Objects["credentials"], CredentialDuplicates: a.Duplicates["credentials"]}, nil
+}
