@@ -68,13 +68,20 @@ type NewEvent struct {
 	OrderingKey string
 	Time        time.Time
 	Data        json.RawMessage
+	// Skipped is set when the recipe's condition, which reads only the
+	// event and vars, is false: the run is recorded as skipped (or as
+	// suppressed, when the event is an echo) and never queued. Values are
+	// what the condition read.
+	Skipped bool
+	Values  json.RawMessage
 }
 
 // Enqueued reports what became of one NewEvent: RunID is 0 for a
-// duplicate.
+// duplicate; Status is the new run's (queued, skipped or suppressed).
 type Enqueued struct {
 	EventID string
 	RunID   int64
+	Status  string
 }
 
 // RunQueue hands queued runs to workers.

@@ -59,11 +59,23 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 			}
 			key = fmt.Sprint(v)
 		}
-		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
-			OrderingKey: key, Time: ev.Time, Data: data})
+		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
+			OrderingKey: key, Time: ev.Time, Data: data}
+		// The condition reads only the event and vars: decided here, a run
+		// it rejects costs no claim and no outcome write. An error is left
+		// to the run, which dead-letters it with its context.
+		if w := rt.r.When; w != nil {
+			env := recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars}
+			if ok, err := w.EvalBool(env); err == nil && !ok {
+				ne.Skipped, ne.Values = true, conditionValues(rt.condPaths, env)
+			}
+		}
+		adv.Events = append(adv.Events, ne)
 		k := cacheKey(rt.r.Name, ev.ID)
 		keys = append(keys, k)
-		e.cache.put(k, ev.Data)
+		if !ne.Skipped {
+			e.cache.put(k, ev.Data)
+		}
 	}
 	enq, err := e.store.Advance(ctx, rt.r.Name, adv)
 	if err != nil {
@@ -73,17 +85,24 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		return 0, err
 	}
 	st := e.stats[rt.r.Name]
+	queued := 0
 	for i, q := range enq {
-		if q.RunID == 0 {
+		switch {
+		case q.RunID == 0:
 			e.cache.drop(keys[i])
 			st.duplicates.Add(1)
 			continue
+		case q.Status == RunQueued:
+			queued++
+		default:
+			e.cache.drop(keys[i])
+			st.count(q.Status)
 		}
 		fresh++
 	}
 	st.events.Add(int64(fresh))
-	e.pending.Add(int64(fresh))
-	if fresh > 0 {
+	e.pending.Add(int64(queued))
+	if queued > 0 {
 		e.wake()
 	}
 	return fresh, nil

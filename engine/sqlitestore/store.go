@@ -146,7 +146,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
+	insEvent, insRun, insDone, echoOf, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -288,6 +288,9 @@ func (s *Store) prepare() error {
 	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
 	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	s.echoOf = p(s.w, `SELECT 1 FROM echoes WHERE connector = ? AND subject = ? AND fingerprint = ?`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
 	s.upState = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES (?, ?, ?)
@@ -557,9 +560,37 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			res, err = insRun.Exec(eid, recipe, key, now)
-			if err != nil {
-				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+			if ev.Skipped {
+				status := engine.RunSkipped
+				if ev.Fingerprint != "" {
+					var one int
+					err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint).Scan(&one)
+					switch {
+					case err == nil:
+						status = engine.RunSuppressed
+					case !errors.Is(err, sql.ErrNoRows):
+						return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+					}
+				}
+				var values any
+				if len(ev.Values) > 0 && status == engine.RunSkipped {
+					values = []byte(ev.Values)
+				}
+				var cond any
+				if status == engine.RunSkipped {
+					cond = false
+				}
+				res, err = tx.Stmt(s.insDone).Exec(eid, recipe, key, status, cond, values, now, now)
+				if err != nil {
+					return fmt.Errorf("recording event %q: %w", ev.ID, err)
+				}
+				out[i].Status = status
+			} else {
+				res, err = insRun.Exec(eid, recipe, key, now)
+				if err != nil {
+					return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+				}
+				out[i].Status = engine.RunQueued
 			}
 			if out[i].RunID, err = res.LastInsertId(); err != nil {
 				return err
@@ -732,7 +763,11 @@ func (s *Store) Record(ctx context.Context, steps []engine.StepRecord, fin *engi
 					if echo == nil {
 						echo = tx.Stmt(s.upEcho)
 					}
-					if _, err := echo.Exec(w.Connector, w.Subject, w.Fingerprint, r.RunID, nanos(r.Finished)); err != nil {
+					written := r.Finished
+					if written.IsZero() {
+						written = time.Now()
+					}
+					if _, err := echo.Exec(w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()); err != nil {
 						return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
 					}
 				}

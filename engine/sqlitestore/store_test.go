@@ -293,3 +293,42 @@ func TestCheckpointsKeepTheWALSmall(t *testing.T) {
 		t.Errorf("%d runs after reopening, want 3000", len(runs))
 	}
 }
+
+// TestSkippedEventsAreRecordedNotQueued: an event the condition rejects is
+// recorded as skipped (suppressed when it is an echo) and never claimed.
+func TestSkippedEventsAreRecordedNotQueued(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "s.db"))
+	defer s.Close()
+	ctx := context.Background()
+	s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("w", "writer")}})
+	claim(t, s, "w", 1, time.Now())
+	if err := s.Record(ctx, []engine.StepRecord{{RunID: 1, StepID: "one", Action: "c.one", Status: engine.StepSucceeded,
+		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}}}, &engine.Completion{RunID: 1, Status: engine.RunSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	skip := func(id, fp string) engine.NewEvent {
+		return engine.NewEvent{ID: id, Subject: "member/1", Fingerprint: fp, Connector: "fake", OrderingKey: "member/1",
+			Data: json.RawMessage(`{}`), Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`)}
+	}
+	enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{skip("echo", "f1"), skip("other", "f2"), ev("queued", "member/1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{engine.RunSuppressed, engine.RunSkipped, engine.RunQueued} {
+		if enq[i].Status != want || enq[i].RunID == 0 {
+			t.Errorf("event %s: %+v, want %s", enq[i].EventID, enq[i], want)
+		}
+	}
+	d, err := s.GetRun(ctx, enq[1].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Condition == nil || *d.Condition || string(d.Values) != `{"trigger.status":"lapsed"}` || d.Finished == nil {
+		t.Errorf("skipped run: condition %v, values %s, finished %v", d.Condition, d.Values, d.Finished)
+	}
+	// Only the queued one is claimable, and the finished ones do not hold
+	// its ordering key.
+	if got := fmt.Sprint(claim(t, s, "w", 10, time.Now())); got != fmt.Sprint([]int64{enq[2].RunID}) {
+		t.Errorf("claimed %s, want only run %d", got, enq[2].RunID)
+	}
+}
