@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -79,6 +80,7 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 	log := newLogger(o.logLevel, "text", io.err)
 
 	base := strings.TrimRight(o.sandboxURL, "/")
+	var cpu func() (time.Duration, error)
 	if base == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -93,9 +95,10 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		}
 		defer sb.Close()
 		base = sb.URL
+		cpu = sb.CPU
 	}
 
-	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log}
+	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {

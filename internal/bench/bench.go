@@ -57,6 +57,9 @@ type Options struct {
 	Logger hclog.Logger
 	// Registry resolves the recipe's connectors; nil means connectors.Default.
 	Registry *connectors.Registry
+	// SandboxCPU, when set, reads the sandbox process's CPU time so far,
+	// so that the result says where the machine's CPU went.
+	SandboxCPU func() (time.Duration, error)
 }
 
 // Result is what one benchmark run measured. Durations are in
@@ -94,6 +97,11 @@ type Result struct {
 	P99           time.Duration `json:"p99_ns"`
 	// PeakRSS is the runner process's peak resident memory (VmHWM), bytes.
 	PeakRSS int64 `json:"peak_rss_bytes"`
+	// RunnerCPU and SandboxCPU are the CPU time (user and system) each
+	// process used during the backfill; SandboxCPU is 0 when unknown (a
+	// sandbox not started by the benchmark).
+	RunnerCPU  time.Duration `json:"runner_cpu_ns"`
+	SandboxCPU time.Duration `json:"sandbox_cpu_ns,omitempty"`
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
@@ -156,9 +164,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("bench: starting the CPU profile: %w", err)
 		}
 	}
+	cpu0, sbCPU0 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	start := time.Now()
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
+	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	if opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -186,6 +196,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.MemberUpdates += rs.Writes[memberWrite]
 	}
 	res.Members = res.Eligible + res.Skipped + res.Dead
+	res.RunnerCPU = cpu1 - cpu0
+	if sbCPU0 >= 0 && sbCPU1 >= 0 {
+		res.SandboxCPU = sbCPU1 - sbCPU0
+	}
 	if s := elapsed.Seconds(); s > 0 {
 		res.MembersPerSec = float64(res.Members) / s
 		res.RunsPerSec = float64(res.Runs) / s
@@ -195,6 +209,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		log.Warn("peak RSS not available", "error", err)
 	}
 	return res, nil
+}
+
+func sandboxCPU(read func() (time.Duration, error), log hclog.Logger) time.Duration {
+	if read == nil {
+		return -1
+	}
+	d, err := read()
+	if err != nil {
+		log.Warn("the sandbox's CPU time is not available", "error", err)
+		return -1
+	}
+	return d
 }
 
 // prepareStore returns the store path to use and how to clean up after.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"text/tabwriter"
 	"time"
 )
@@ -11,7 +12,9 @@ import (
 // WriteText prints the figures as a table.
 func (r *Result) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(name, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...) }
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
+	}
 	row("members processed", "%d (sandbox: %d)", r.Members, r.SandboxMembers)
 	row("eligible", "%d", r.Eligible)
 	row("certificates issued", "%d (sandbox: %d new)", r.Certificates, r.CredentialsCreated)
@@ -24,6 +27,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
 	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	row("peak RSS (runner)", "%.1f MB", float64(r.PeakRSS)/(1<<20))
+	if r.SandboxCPU > 0 {
+		row("CPU time", "runner %s, sandbox %s (%.0f%% of %d cores)", r.RunnerCPU.Round(100*time.Millisecond), r.SandboxCPU.Round(100*time.Millisecond),
+			100*(r.RunnerCPU+r.SandboxCPU).Seconds()/(r.Elapsed.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())
+	} else {
+		row("CPU time", "runner %s", r.RunnerCPU.Round(100*time.Millisecond))
+	}
 	row("sandbox duplicates", "%d", r.Duplicates)
 	row("concurrency", "%d", r.Concurrency)
 	return tw.Flush()
