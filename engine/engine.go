@@ -166,6 +166,13 @@ func (e *Engine) Add(r *recipes.Recipe, conns map[string]Connection) error {
 	if err != nil {
 		return fmt.Errorf("recipe %q (%s): %w", r.Name, r.File, err)
 	}
+	if rt.mode == "webhook" {
+		for _, other := range e.recipes {
+			if other.mode == "webhook" && other.hookPath == rt.hookPath {
+				return fmt.Errorf("recipe %q (%s): trigger: webhook path %q is already the path of recipe %q", r.Name, r.File, rt.hookPath, other.r.Name)
+			}
+		}
+	}
 	e.recipes[r.Name] = rt
 	e.order = append(e.order, r.Name)
 	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}}

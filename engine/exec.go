@@ -28,7 +28,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	n := e.opts.Concurrency
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	recipes := e.recipeNames()
+	names := e.recipeNames()
 
 	renewStop := make(chan struct{})
 	renewDone := make(chan struct{})
@@ -55,7 +55,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	var ready []*ClaimedRun
 	var claimErr error
 	claim := func(limit int) (int, error) {
-		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: recipes, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
+		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
 		ready = append(ready, runs...)
 		return len(runs), err
 	}

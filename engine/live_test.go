@@ -313,5 +313,19 @@ func TestAddRejectsBadRecipes(t *testing.T) {
 			}
 		})
 	}
+	t.Run("webhook path taken", func(t *testing.T) {
+		store := openStore(t, tempDB(t))
+		defer store.Close()
+		e, _ := engine.New(engine.Options{Store: store})
+		if err := e.Add(recordRecipe(t), connections(svc)); err != nil {
+			t.Fatal(err)
+		}
+		r := recordRecipe(t)
+		r.Name = "record-again"
+		want := `recipe "record-again" (record.yaml): trigger: webhook path "/hooks/members" is already the path of recipe "record"`
+		if err := e.Add(r, connections(svc)); err == nil || err.Error() != want {
+			t.Errorf("Add: %v\nwant: %s", err, want)
+		}
+	})
 	_ = connectors.StartNow
 }
