@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -132,5 +131,4 @@ func TestSummaryText(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("summary text:\n%s\nwant:\n%s", b.String(), want)
 	}
-	_ = fmt.Sprint
 }

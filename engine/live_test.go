@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -327,5 +326,4 @@ func TestAddRejectsBadRecipes(t *testing.T) {
 			t.Errorf("Add: %v\nwant: %s", err, want)
 		}
 	})
-	_ = connectors.StartNow
 }
