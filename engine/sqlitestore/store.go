@@ -120,6 +120,26 @@ CREATE VIEW audit AS
 	JOIN events e ON e.id = r.event
 	LEFT JOIN steps s ON s.run = r.id;
 `,
+	// 2: echo suppression per recipe. chain lists the recipes whose
+	// writes led to a run; an event that echoes a write suppresses only
+	// the recipes in the writer's chain (and the writer's own), so a
+	// certificate memberflow issued still reaches the recipe that pushes
+	// it to the member, while ping-pong between two recipes stops.
+	// Every state memberflow wrote is kept, not only the newest: when two
+	// recipes write one record in turn, each must still recognise its own
+	// earlier write.
+	`ALTER TABLE runs ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+CREATE TABLE echoes_by_state (
+	connector   TEXT    NOT NULL,
+	subject     TEXT    NOT NULL,
+	fingerprint TEXT    NOT NULL,
+	run         INTEGER,
+	written     INTEGER NOT NULL,
+	PRIMARY KEY (connector, subject, fingerprint)
+) WITHOUT ROWID;
+INSERT INTO echoes_by_state SELECT connector, subject, fingerprint, run, written FROM echoes;
+DROP TABLE echoes;
+ALTER TABLE echoes_by_state RENAME TO echoes;`,
 }
 
 // Options tune the store.
@@ -146,7 +166,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, insDone, echoOf, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
+	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -290,7 +310,9 @@ func (s *Store) prepare() error {
 	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
 	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	s.echoOf = p(s.w, `SELECT 1 FROM echoes WHERE connector = ? AND subject = ? AND fingerprint = ?`)
+	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+		WHERE x.connector = ?1 AND x.subject = ?2 AND x.fingerprint = ?3
+		AND (w.id IS NULL OR w.recipe = ?4 OR instr(',' || w.chain || ',', ',' || ?4 || ',') > 0)`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
 	s.upState = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES (?, ?, ?)
@@ -300,15 +322,20 @@ func (s *Store) prepare() error {
 		ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
 			error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`)
 	s.upEcho = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (connector, subject) DO UPDATE SET fingerprint = excluded.fingerprint, run = excluded.run, written = excluded.written`)
+		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`)
 	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
 		owner = NULL, lease_until = NULL WHERE id = ?`)
 	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
 		started = coalesce(started, ?) WHERE id = ?`)
 	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
-			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x
-				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint)
+			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+				AND (w.id IS NULL OR w.recipe = r.recipe OR instr(',' || w.chain || ',', ',' || r.recipe || ',') > 0)),
+			coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+				FROM echoes x JOIN runs w ON w.id = x.run
+				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain)
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`)
+	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
 	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running'`)
@@ -564,7 +591,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				status := engine.RunSkipped
 				if ev.Fingerprint != "" {
 					var one int
-					err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint).Scan(&one)
+					err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
 					switch {
 					case err == nil:
 						status = engine.RunSuppressed
@@ -681,8 +708,17 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 			}
 			r := &engine.ClaimedRun{ID: id}
 			var data []byte
-			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo); err != nil {
+			var chain string
+			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
 				return fmt.Errorf("loading run %d: %w", id, err)
+			}
+			if chain != "" {
+				// The run follows from memberflow's own write: its writes
+				// carry the chain on, so the echo never comes back to a
+				// recipe already in it.
+				if _, err := tx.Stmt(s.setChain).Exec(chain, id, chain); err != nil {
+					return fmt.Errorf("recording the cause of run %d: %w", id, err)
+				}
 			}
 			r.Data = data
 			out = append(out, r)
