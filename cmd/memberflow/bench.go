@@ -17,7 +17,7 @@ func init() {
 	register(&command{
 		name:    "bench",
 		summary: "measure the runner end to end: a backfill against the sandbox",
-		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--format text|json] [--cpuprofile FILE]",
+		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
 each eligible member is issued one certificate (accredible.upsert_credential)
@@ -41,6 +41,7 @@ per eligible member, every member processed, no duplicate, no dead letter),
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "use the sandbox running at `URL` instead of starting one")
 			fs.StringVar(&o.format, "format", "text", "output format: text or json")
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the backfill to `file` (go tool pprof)")
+			fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken at the end of the backfill to `file`")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "runner log level: trace, debug, info, warn, error, off")
 			return func(ctx context.Context, args []string, io stdio) int {
 				return runBench(ctx, o, args, io)
@@ -50,9 +51,9 @@ per eligible member, every member processed, no duplicate, no dead letter),
 }
 
 type benchOptions struct {
-	members, concurrency                            int
-	seed                                            int64
-	store, sandboxURL, format, cpuProfile, logLevel string
+	members, concurrency                                        int
+	seed                                                        int64
+	store, sandboxURL, format, cpuProfile, memProfile, logLevel string
 }
 
 func (o benchOptions) check(args []string) error {
@@ -107,6 +108,15 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		}
 		defer f.Close()
 		opts.CPUProfile = f
+	}
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow bench: --memprofile: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		opts.MemProfile = f
 	}
 	fmt.Fprintf(io.err, "memberflow bench: backfilling from %s with %d workers...\n", base, o.concurrency)
 	res, err := bench.Run(ctx, opts)

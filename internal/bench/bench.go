@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ type Options struct {
 	Store string
 	// CPUProfile, when set, receives a CPU profile of the backfill alone.
 	CPUProfile io.Writer
+	// MemProfile, when set, receives a heap profile taken at the end of
+	// the backfill, before the store and engine close (what stays live).
+	MemProfile io.Writer
 	// Logger receives the runner's logs; nil discards them.
 	Logger hclog.Logger
 	// Registry resolves the recipe's connectors; nil means connectors.Default.
@@ -102,6 +106,16 @@ type Result struct {
 	// sandbox not started by the benchmark).
 	RunnerCPU  time.Duration `json:"runner_cpu_ns"`
 	SandboxCPU time.Duration `json:"sandbox_cpu_ns,omitempty"`
+	// Backlog is the mean number of events enqueued and not yet finished,
+	// sampled during the backfill, and Starved the share of samples with
+	// fewer waiting than there are workers: a starved pool means the
+	// poller, not the workers, sets the pace.
+	Backlog float64 `json:"backlog_mean"`
+	// MembersPerCPUSecond is members over the CPU time of runner and
+	// sandbox together: what the load of other jobs on a shared machine
+	// does not change. Two idle cores would run 2 × this per second.
+	MembersPerCPUSecond float64 `json:"members_per_cpu_second,omitempty"`
+	Starved float64 `json:"starved_share"`
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
@@ -166,11 +180,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	cpu0, sbCPU0 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	start := time.Now()
+	stopSampling := sampleBacklog(eng, opts.Concurrency)
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
+	backlog, starved := stopSampling()
 	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	if opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
+	}
+	if opts.MemProfile != nil {
+		runtime.GC() // the profile shows what is live, not garbage
+		if err := pprof.WriteHeapProfile(opts.MemProfile); err != nil {
+			log.Warn("writing the heap profile failed", "error", err)
+		}
 	}
 	if runErr != nil {
 		return nil, fmt.Errorf("bench: the backfill failed: %w", runErr)
@@ -181,7 +203,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
-		SandboxMembers: after.Users, Runs: sum.Runs, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
+		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
 		Duplicates: after.CredentialDuplicates, CredentialsCreated: after.Credentials - before.Credentials}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
@@ -200,6 +222,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if sbCPU0 >= 0 && sbCPU1 >= 0 {
 		res.SandboxCPU = sbCPU1 - sbCPU0
 	}
+	if cpu := (res.RunnerCPU + res.SandboxCPU).Seconds(); cpu > 0 && res.SandboxCPU > 0 {
+		res.MembersPerCPUSecond = float64(res.Members) / cpu
+	}
 	if s := elapsed.Seconds(); s > 0 {
 		res.MembersPerSec = float64(res.Members) / s
 		res.RunsPerSec = float64(res.Runs) / s
@@ -209,6 +234,44 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		log.Warn("peak RSS not available", "error", err)
 	}
 	return res, nil
+}
+
+// sampleBacklog samples the engine's backlog every 100 ms until the
+// returned function is called, which gives the mean backlog and the share
+// of samples below workers.
+func sampleBacklog(eng *engine.Engine, workers int) (stop func() (mean, starved float64)) {
+	done := make(chan struct{})
+	var sum, low, n float64
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				var waiting int64
+				for _, p := range eng.Progress() {
+					waiting += p.Events - p.Done
+				}
+				sum += float64(waiting)
+				if waiting < int64(workers) {
+					low++
+				}
+				n++
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(done)
+		<-finished
+		if n == 0 {
+			return 0, 0
+		}
+		return sum / n, low / n
+	}
 }
 
 func sandboxCPU(read func() (time.Duration, error), log hclog.Logger) time.Duration {

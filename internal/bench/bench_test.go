@@ -143,7 +143,7 @@ func sampleResult() *Result {
 	return &Result{SandboxURL: "http://127.0.0.1:8089", Concurrency: 32, SandboxMembers: 100000, Members: 100000,
 		Eligible: 40042, Skipped: 59958, Suppressed: 40042, Certificates: 40042, MemberUpdates: 40042, CredentialsCreated: 40042,
 		Runs: 80084, Elapsed: 25 * time.Second, MembersPerSec: 4000, RunsPerSec: 3203.36, P50: 2048 * time.Microsecond,
-		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second}
+		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, Backlog: 1500, Starved: 0.05, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second, MembersPerCPUSecond: 2381}
 }
 
 func TestWriteTextGolden(t *testing.T) {

@@ -26,10 +26,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("members/s", "%.0f", r.MembersPerSec)
 	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
 	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	row("queue backlog", "%.0f events on average; below %d workers %.0f%% of the time", r.Backlog, r.Concurrency, 100*r.Starved)
 	row("peak RSS (runner)", "%.1f MB", float64(r.PeakRSS)/(1<<20))
 	if r.SandboxCPU > 0 {
 		row("CPU time", "runner %s, sandbox %s (%.0f%% of %d cores)", r.RunnerCPU.Round(100*time.Millisecond), r.SandboxCPU.Round(100*time.Millisecond),
 			100*(r.RunnerCPU+r.SandboxCPU).Seconds()/(r.Elapsed.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())
+		row("members per CPU-second", "%.0f (runner and sandbox together)", r.MembersPerCPUSecond)
 	} else {
 		row("CPU time", "runner %s", r.RunnerCPU.Round(100*time.Millisecond))
 	}
