@@ -115,7 +115,7 @@ type Result struct {
 	// sandbox together: what the load of other jobs on a shared machine
 	// does not change. Two idle cores would run 2 × this per second.
 	MembersPerCPUSecond float64 `json:"members_per_cpu_second,omitempty"`
-	Starved float64 `json:"starved_share"`
+	Starved             float64 `json:"starved_share"`
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
