@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/recipes"
@@ -162,13 +163,28 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitFail
 	}
 	defer eng.Close()
-	planned := plannedWriter(io.out)
-	for _, r := range rs {
-		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned, log)
-		if err == nil {
-			err = eng.Add(r, conns)
-		}
+	// Every connection is resolved first: the planned writes of a dry run
+	// are printed with every connection's secrets redacted.
+	planned := &plannedWriter{enc: json.NewEncoder(io.out)}
+	resolved := make([]map[string]engine.Connection, len(rs))
+	var secretValues []string
+	for i, r := range rs {
+		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned.write, log)
 		if err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
+			return exitUsage
+		}
+		for _, c := range conns {
+			secretValues = append(secretValues, c.Config.Auth.Secrets()...)
+			if c.Config.Webhook.Secret != "" {
+				secretValues = append(secretValues, c.Config.Webhook.Secret)
+			}
+		}
+		resolved[i] = conns
+	}
+	planned.redact = apiclient.NewRedactor(secretValues...)
+	for i, r := range rs {
+		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
 		}
@@ -307,15 +323,22 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 	return out, nil
 }
 
-// plannedWriter prints planned writes as JSON lines, one at a time.
-func plannedWriter(w io.Writer) func(connectors.PlannedWrite) {
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	return func(p connectors.PlannedWrite) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(p)
+// plannedWriter prints planned writes as JSON lines, one at a time, with
+// secrets redacted.
+type plannedWriter struct {
+	mu     sync.Mutex
+	enc    *json.Encoder
+	redact *apiclient.Redactor
+}
+
+func (p *plannedWriter) write(w connectors.PlannedWrite) {
+	b, err := json.Marshal(w)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"connection": w.Connection, "method": w.Method, "path": w.Path, "error": err.Error()})
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
 func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {

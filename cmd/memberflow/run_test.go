@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/internal/sandbox"
@@ -221,5 +223,16 @@ func TestRunUnderFaultsIssuesExactlyOnce(t *testing.T) {
 	got, dups := credentials(t, faulty)
 	if got != want || dups != 0 {
 		t.Errorf("under faults: %d credentials, %d duplicates; want %d and none", got, dups, want)
+	}
+}
+
+func TestPlannedWritesAreRedacted(t *testing.T) {
+	var b bytes.Buffer
+	p := &plannedWriter{enc: json.NewEncoder(&b), redact: apiclient.NewRedactor("sk-live-123456")}
+	p.write(connectors.PlannedWrite{Connection: "certs", Method: "POST", Path: "/v1/credentials",
+		Body: map[string]any{"note": "key sk-live-123456"}})
+	want := `{"connection":"certs","method":"POST","path":"/v1/credentials","body":{"note":"key [REDACTED]"}}` + "\n"
+	if b.String() != want {
+		t.Errorf("planned write:\n got %s\nwant %s", b.String(), want)
 	}
 }
