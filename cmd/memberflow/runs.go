@@ -159,7 +159,11 @@ func writeRun(w io.Writer, format string, d *engine.RunDetail) error {
 			fmt.Fprintf(w, "  request  %s\n", compactJSON(s.Input))
 		}
 		if len(s.Output) > 0 {
-			fmt.Fprintf(w, "  result   %s\n", compactJSON(s.Output))
+			label := "result  "
+			if s.Status != engine.StepSucceeded {
+				label = "response" // what the service answered to the failed call
+			}
+			fmt.Fprintf(w, "  %s %s\n", label, compactJSON(s.Output))
 		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "  error    %s\n", s.Error)
