@@ -45,7 +45,7 @@ func sampleRuns() (list []engine.RunInfo, dead *engine.RunDetail) {
 	yes := true
 	list = []engine.RunInfo{
 		{ID: 3, Recipe: "certificate-for-new-members", EventID: "user/u3/created", Subject: "user/u3", Status: engine.RunDead, Attempts: 1,
-			Error: `recipe "certificate-for-new-members": step "certificate" (accredible.upsert_credential): accredible: HTTP 422 (credential_invalid): recipient email is invalid`,
+			Error:   `recipe "certificate-for-new-members": step "certificate" (accredible.upsert_credential): accredible: HTTP 422 (credential_invalid): recipient email is invalid`,
 			Created: t0, Finished: &end, FailedStep: "certificate"},
 		{ID: 2, Recipe: "certificate-for-new-members", EventID: "user/u2/created", Subject: "user/u2", Status: engine.RunSkipped, Created: t0, Finished: &end},
 		{ID: 1, Recipe: "certificate-for-new-members", EventID: "user/u1/created", Subject: "user/u1", Status: engine.RunSucceeded, Attempts: 1, Created: t0, Finished: &end},
@@ -58,9 +58,9 @@ func sampleRuns() (list []engine.RunInfo, dead *engine.RunDetail) {
 				Input: json.RawMessage(`{"userId":"u3"}`), Output: json.RawMessage(`{"id":"u3","email":"not-an-email"}`),
 				Started: t0.Add(time.Millisecond), Finished: t0.Add(4 * time.Millisecond)},
 			{RunID: 3, Index: 1, StepID: "certificate", Action: "accredible.upsert_credential", Status: engine.StepFailed, Attempts: 1,
-				Input:  json.RawMessage(`{"group_id":100001,"recipient":{"email":"not-an-email","name":"U Three"}}`),
-				Output: json.RawMessage(`{"code":"credential_invalid","message":"recipient email is invalid","status":422}`),
-				Error:  `accredible: HTTP 422 (credential_invalid): recipient email is invalid`,
+				Input:   json.RawMessage(`{"group_id":100001,"recipient":{"email":"not-an-email","name":"U Three"}}`),
+				Output:  json.RawMessage(`{"code":"credential_invalid","message":"recipient email is invalid","status":422}`),
+				Error:   `accredible: HTTP 422 (credential_invalid): recipient email is invalid`,
 				Started: t0.Add(5 * time.Millisecond), Finished: t0.Add(40 * time.Millisecond)},
 		}}
 	return list, dead
