@@ -14,8 +14,9 @@ import (
 )
 
 // errAbandoned ends a run without an outcome: the store failed or the
-// runner is stopping. The run stays claimed until its lease ends (or the
-// same owner restarts) and is then resumed from its journal.
+// runner is stopping. A stopping runner gives the run back at once; else
+// it stays claimed until its lease ends (or the same owner restarts).
+// Either way it is then resumed from its journal.
 var errAbandoned = errors.New("run abandoned")
 
 // dispatch claims runs and executes them until stop is closed, or, when
