@@ -149,6 +149,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxBatch bounds the writes committed together; default 512.
 	MaxBatch int
+	// CheckpointEvery is the period of background checkpoints; default
+	// 250 ms. Negative turns them off (the WAL then only grows: tests).
+	CheckpointEvery time.Duration
 }
 
 // Store is the SQLite engine.Store.
@@ -193,6 +196,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = 250 * time.Millisecond
 	}
 	pragmas := url.Values{}
 	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
@@ -250,7 +256,11 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store %s: preparing statements: %w", path, err)
 	}
 	go s.commitLoop()
-	go s.checkpointLoop()
+	if opts.CheckpointEvery > 0 {
+		go s.checkpointLoop(opts.CheckpointEvery)
+	} else {
+		close(s.ckDone)
+	}
 	return s, nil
 }
 
@@ -473,9 +483,9 @@ func (s *Store) commitTx(batch []*op) error {
 // checkpoint's fsync. When writers outpace it and the WAL passes
 // walRestartPages, a RESTART checkpoint makes writers wait once for the
 // WAL to start over, which bounds its size.
-func (s *Store) checkpointLoop() {
+func (s *Store) checkpointLoop(every time.Duration) {
 	defer close(s.ckDone)
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
