@@ -111,12 +111,17 @@ func runCommand(c *command, args []string, io stdio) int {
 			fs.PrintDefaults()
 		}
 	}
+	// The flag package prints the usage itself on any parse error; print it
+	// once, on stdout for --help and on stderr after a bad flag.
+	printUsage := fs.Usage
+	fs.Usage = func() {}
 	if err := fs.Parse(interleaved(fs, args)); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(io.out)
-			fs.Usage()
+			printUsage()
 			return exitOK
 		}
+		printUsage()
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -201,10 +201,13 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	stopProgress := startProgress(eng, io.err)
 	if o.once {
-		sum, err := eng.RunOnce(ctx)
+		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) { return eng.RunOnce(ctx) })
 		stopProgress()
 		if sum != nil {
 			sum.WriteText(io.out)
+			fmt.Fprintln(io.out)
+			writeGlance(io.out, sum, rs)
+			log.Debug("caught up", "passes", passes)
 		}
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
