@@ -265,9 +265,14 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	var errs []error
 	if srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Requests in flight get a moment to finish. Shutdown would wait
+		// five seconds for connections a client opened but never used (a
+		// transport's spare dial); a simulator need not be that patient.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("sandbox: shutting down: %w", err), srv.Close())
+			if cerr := srv.Close(); cerr != nil {
+				errs = append(errs, fmt.Errorf("sandbox: closing: %w", cerr))
+			}
 		}
 		cancel()
 	}
