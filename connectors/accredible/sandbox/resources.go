@@ -32,25 +32,25 @@ func (s *Server) routes() {
 	rt.HandleFunc("PUT /v1/credentials/{credential_id}/references/{reference_id}", s.referenceHandler(true))
 	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/references/{reference_id}", s.deleteReference)
 
-	rt.HandleFunc("POST /v1/issuer/groups", s.createGroup)
-	rt.HandleFunc("GET /v1/issuer/groups/{group_id}", s.getGroup)
-	rt.HandleFunc("PUT /v1/issuer/groups/{group_id}", s.updateGroup)
-	rt.HandleFunc("DELETE /v1/issuer/groups/{group_id}", s.deleteGroup)
+	rt.HandleFunc("POST /v1/issuer/groups", groups.create(s))
+	rt.HandleFunc("GET /v1/issuer/groups/{group_id}", groups.get(s))
+	rt.HandleFunc("PUT /v1/issuer/groups/{group_id}", groups.update(s))
+	rt.HandleFunc("DELETE /v1/issuer/groups/{group_id}", groups.delete(s))
 	rt.HandleFunc("GET /v1/issuer/all_groups", s.allGroups)
 	rt.HandleFunc("POST /v1/issuer/groups/search", s.searchGroups)
 	rt.HandleFunc("GET /v1/issuer/details", s.issuerDetails)
 
-	rt.HandleFunc("POST /v1/departments", s.createDepartment)
-	rt.HandleFunc("GET /v1/departments/{department_id}", s.departmentHandler(""))
-	rt.HandleFunc("PUT /v1/departments/{department_id}", s.departmentHandler("update"))
-	rt.HandleFunc("DELETE /v1/departments/{department_id}", s.departmentHandler("delete"))
+	rt.HandleFunc("POST /v1/departments", departments.create(s))
+	rt.HandleFunc("GET /v1/departments/{department_id}", departments.get(s))
+	rt.HandleFunc("PUT /v1/departments/{department_id}", departments.update(s))
+	rt.HandleFunc("DELETE /v1/departments/{department_id}", departments.delete(s))
 	rt.HandleFunc("POST /v1/departments/search", s.searchDepartments)
 
-	rt.HandleFunc("POST /v1/designs", s.createDesign)
+	rt.HandleFunc("POST /v1/designs", designs.create(s))
 	rt.HandleFunc("GET /v1/designs", s.listDesigns)
-	rt.HandleFunc("GET /v1/designs/{design_id}", s.designHandler(""))
-	rt.HandleFunc("PUT /v1/designs/{design_id}", s.designHandler("update"))
-	rt.HandleFunc("DELETE /v1/designs/{design_id}", s.designHandler("delete"))
+	rt.HandleFunc("GET /v1/designs/{design_id}", designs.get(s))
+	rt.HandleFunc("PUT /v1/designs/{design_id}", designs.update(s))
+	rt.HandleFunc("DELETE /v1/designs/{design_id}", designs.delete(s))
 	rt.HandleFunc("POST /v1/designs/search", s.searchDesigns)
 
 	rt.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
@@ -132,6 +132,30 @@ func groupMissing(w http.ResponseWriter) {
 	sandboxkit.WriteJSON(w, http.StatusNotFound, map[string]any{"success": false, "data": "Group does not exist"})
 }
 
+// groups: a name is unique, and a group with credentials stays.
+var groups = resource[group]{
+	key: "group", idParam: "group_id",
+	table:   func(s *Server) map[int64]*group { return s.groups },
+	blank:   func() *group { return &group{language: "en"} },
+	apply:   applyGroup,
+	render:  func(s *Server, g *group) any { return s.renderGroup(g) },
+	missing: groupMissing,
+	created: func(g *group, id, now int64) { g.id, g.createdAt, g.updatedAt = id, now, now },
+	updated: func(g *group, now int64) { g.updatedAt = now },
+	createConflict: func(s *Server, g *group) any {
+		if s.groupByName(g.name) != nil {
+			return map[string][]string{"name": {"has already been taken"}}
+		}
+		return nil
+	},
+	deleteConflict: func(s *Server, id int64) any {
+		if len(s.creds.byGroup[id]) > 0 {
+			return "Group has credentials and cannot be deleted"
+		}
+		return nil
+	},
+}
+
 // applyGroup copies the input onto g and reports blank required fields.
 func applyGroup(in map[string]any, g *group) map[string][]string {
 	for key, dst := range map[string]*string{"name": &g.name, "course_name": &g.courseName,
@@ -175,84 +199,6 @@ func wrapped(body map[string]any, key string) map[string]any {
 		return in
 	}
 	return body
-}
-
-func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := &group{language: "en"}
-	if errs := applyGroup(wrapped(body, "group"), g); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	if s.groupByName(g.name) != nil {
-		unprocessable(w, map[string][]string{"name": {"has already been taken"}})
-		return
-	}
-	g.id = s.newID()
-	g.createdAt = s.now().UnixMilli()
-	g.updatedAt = g.createdAt
-	s.groups[g.id] = g
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
-}
-
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "group_id")
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	g := s.groups[id]
-	if g == nil {
-		groupMissing(w)
-		return
-	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
-}
-
-func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "group_id")
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.groups[id]
-	if g == nil {
-		groupMissing(w)
-		return
-	}
-	draft := *g
-	if errs := applyGroup(wrapped(body, "group"), &draft); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	draft.updatedAt = s.now().UnixMilli()
-	*g = draft
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(g)})
-}
-
-func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "group_id")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.groups[id]
-	if g == nil {
-		groupMissing(w)
-		return
-	}
-	if len(s.creds.byGroup[id]) > 0 {
-		unprocessable(w, "Group has credentials and cannot be deleted")
-		return
-	}
-	out := s.renderGroup(g)
-	delete(s.groups, id)
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": out})
 }
 
 // allGroups lists groups; the document gives its filters as a body on a
@@ -605,6 +551,16 @@ func renderDepartment(d *department) map[string]any {
 		"meta_data": orEmpty(d.metaData), "generate_private_credential": d.private}
 }
 
+var departments = resource[department]{
+	key: "department", idParam: "department_id",
+	table:   func(s *Server) map[int64]*department { return s.departments },
+	blank:   func() *department { return &department{} },
+	apply:   applyDepartment,
+	render:  func(_ *Server, d *department) any { return renderDepartment(d) },
+	missing: notFound,
+	created: func(d *department, id, now int64) { d.id, d.createdAt = id, now },
+}
+
 func applyDepartment(in map[string]any, d *department) map[string][]string {
 	for key, dst := range map[string]*string{"name": &d.name, "description": &d.description, "url": &d.url, "logo": &d.logo,
 		"page_banner": &d.pageBanner, "whitelabel_logo": &d.whitelabelLogo, "linkedin_company_id": &d.linkID} {
@@ -625,58 +581,6 @@ func applyDepartment(in map[string]any, d *department) map[string][]string {
 		}
 	}
 	return errs
-}
-
-func (s *Server) createDepartment(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := &department{}
-	if errs := applyDepartment(wrapped(body, "department"), d); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	d.id = s.newID()
-	d.createdAt = s.now().UnixMilli()
-	s.departments[d.id] = d
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"department": renderDepartment(d)})
-}
-
-func (s *Server) departmentHandler(action string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]any
-		if action == "update" {
-			var err error
-			if body, err = readBody(r); err != nil {
-				badJSON(w, err)
-				return
-			}
-		}
-		id, _ := pathID(r, "department_id")
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		d := s.departments[id]
-		if d == nil {
-			notFound(w)
-			return
-		}
-		switch action {
-		case "update":
-			draft := *d
-			if errs := applyDepartment(wrapped(body, "department"), &draft); len(errs) > 0 {
-				unprocessable(w, errs)
-				return
-			}
-			*d = draft
-		case "delete":
-			delete(s.departments, id)
-		}
-		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"department": renderDepartment(d)})
-	}
 }
 
 // searchDepartments answers a list; the document's schema shows a single
@@ -728,6 +632,16 @@ func renderDesign(d *design) map[string]any {
 		"preview_image_url": apiHost + "/v1/frontend/design_preview/" + strconv.FormatInt(d.id, 10), "created_at": formatStamp(d.createdAt)}
 }
 
+var designs = resource[design]{
+	key: "design", idParam: "design_id",
+	table:   func(s *Server) map[int64]*design { return s.designs },
+	blank:   func() *design { return &design{orientation: "landscape", size: "a4"} },
+	apply:   applyDesign,
+	render:  func(_ *Server, d *design) any { return renderDesign(d) },
+	missing: notFound,
+	created: func(d *design, id, now int64) { d.id, d.createdAt = id, now },
+}
+
 func applyDesign(in map[string]any, d *design) map[string][]string {
 	for key, dst := range map[string]*string{"name": &d.name, "kind": &d.kind, "encoded_content": &d.content,
 		"orientation": &d.orientation, "size": &d.size} {
@@ -754,58 +668,6 @@ func applyDesign(in map[string]any, d *design) map[string][]string {
 		errs["kind"] = []string{"is not included in the list"}
 	}
 	return errs
-}
-
-func (s *Server) createDesign(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := &design{orientation: "landscape", size: "a4"}
-	if errs := applyDesign(wrapped(body, "design"), d); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	d.id = s.newID()
-	d.createdAt = s.now().UnixMilli()
-	s.designs[d.id] = d
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"design": renderDesign(d)})
-}
-
-func (s *Server) designHandler(action string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]any
-		if action == "update" {
-			var err error
-			if body, err = readBody(r); err != nil {
-				badJSON(w, err)
-				return
-			}
-		}
-		id, _ := pathID(r, "design_id")
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		d := s.designs[id]
-		if d == nil {
-			notFound(w)
-			return
-		}
-		switch action {
-		case "update":
-			draft := *d
-			if errs := applyDesign(wrapped(body, "design"), &draft); len(errs) > 0 {
-				unprocessable(w, errs)
-				return
-			}
-			*d = draft
-		case "delete":
-			delete(s.designs, id)
-		}
-		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"design": renderDesign(d)})
-	}
 }
 
 func (s *Server) listDesigns(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,131 @@
+package sandbox
+
+import (
+	"net/http"
+
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+// resource is the create/get/update/delete shape that groups, departments
+// and designs share: items live in a map of the server by id, a request
+// carries one item (optionally wrapped under key) and every answer is
+// `{key: item}`. What differs between them is in the funcs.
+type resource[T any] struct {
+	key     string // the item's JSON key in requests and answers
+	idParam string // the path wildcard holding the item's id
+	table   func(s *Server) map[int64]*T
+	// blank returns a new item with the API's defaults.
+	blank func() *T
+	// apply copies a request onto an item and reports blank or invalid fields.
+	apply  func(in map[string]any, item *T) map[string][]string
+	render func(s *Server, item *T) any
+	// missing writes the 404 of an unknown id.
+	missing func(w http.ResponseWriter)
+	// created stamps a new item with its id and creation time (ms).
+	created func(item *T, id, now int64)
+	// updated, when set, stamps a changed item with its update time (ms).
+	updated func(item *T, now int64)
+	// createConflict and deleteConflict, when set, return the 422 errors
+	// that forbid the change, or nil.
+	createConflict func(s *Server, item *T) any
+	deleteConflict func(s *Server, id int64) any
+}
+
+func (rs resource[T]) answer(w http.ResponseWriter, s *Server, item *T) {
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{rs.key: rs.render(s, item)})
+}
+
+func (rs resource[T]) create(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			badJSON(w, err)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		item := rs.blank()
+		if errs := rs.apply(wrapped(body, rs.key), item); len(errs) > 0 {
+			unprocessable(w, errs)
+			return
+		}
+		if rs.createConflict != nil {
+			if errs := rs.createConflict(s, item); errs != nil {
+				unprocessable(w, errs)
+				return
+			}
+		}
+		id := s.newID()
+		rs.created(item, id, s.now().UnixMilli())
+		rs.table(s)[id] = item
+		rs.answer(w, s, item)
+	}
+}
+
+func (rs resource[T]) get(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, _ := pathID(r, rs.idParam)
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		item := rs.table(s)[id]
+		if item == nil {
+			rs.missing(w)
+			return
+		}
+		rs.answer(w, s, item)
+	}
+}
+
+// update is a partial update: apply works on a draft, so that an invalid
+// request leaves the item as it was.
+func (rs resource[T]) update(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, _ := pathID(r, rs.idParam)
+		body, err := readBody(r)
+		if err != nil {
+			badJSON(w, err)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		item := rs.table(s)[id]
+		if item == nil {
+			rs.missing(w)
+			return
+		}
+		draft := *item
+		if errs := rs.apply(wrapped(body, rs.key), &draft); len(errs) > 0 {
+			unprocessable(w, errs)
+			return
+		}
+		if rs.updated != nil {
+			rs.updated(&draft, s.now().UnixMilli())
+		}
+		*item = draft
+		rs.answer(w, s, item)
+	}
+}
+
+// delete answers the item as it was before it went.
+func (rs resource[T]) delete(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, _ := pathID(r, rs.idParam)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		table := rs.table(s)
+		item := table[id]
+		if item == nil {
+			rs.missing(w)
+			return
+		}
+		if rs.deleteConflict != nil {
+			if errs := rs.deleteConflict(s, id); errs != nil {
+				unprocessable(w, errs)
+				return
+			}
+		}
+		out := rs.render(s, item)
+		delete(table, id)
+		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{rs.key: out})
+	}
+}
