@@ -69,7 +69,7 @@ func attendeeActions() []*connectors.ActionSpec {
 			Operation: connectors.Operation{
 				Name:        "upsert_attendee",
 				Summary:     "Register a person or update their attendee record; never a duplicate.",
-				Description: "Looks the person up by externalId, then email. Found: changes the fields that differ (or nothing). Not found: adds an attendee with a complimentary ticket of ticketTypeId.",
+				Description: "Looks the person up by externalId, then email, preferring a live ticket. Found (even refunded or cancelled): changes the fields that differ (or nothing); the output's attendee.status says whether the ticket is live. Not found: adds an attendee with a complimentary ticket of ticketTypeId.",
 				Input: input(props{
 					"eventUrl":     eventURLProp,
 					"externalId":   prop("string", "Your id for the person (the member id)."),
@@ -169,7 +169,10 @@ func upsertAttendee(ctx context.Context, c *Client, in map[string]any) (*connect
 	action := "unchanged"
 	var a Attendee
 	switch {
-	case found == nil || !found.live():
+	case found == nil:
+		// A refunded or cancelled ticket still names the person: it is
+		// updated, not replaced by a second registration. Re-registering
+		// someone who asked for a refund is not a sync's decision.
 		body := map[string]any{"ticketTypeId": typ, "firstName": first, "lastName": last, "email": email}
 		if ext != "" {
 			body["externalId"] = ext
@@ -226,7 +229,7 @@ func settleUpsertAttendee(ctx context.Context, conn connectors.Conn, in map[stri
 	if err != nil {
 		return nil, false, opErr("upsert_attendee", err)
 	}
-	if a == nil || !a.live() || a.FirstName != str(in, "firstName") || a.LastName != str(in, "lastName") || !equalFold(a.Email, str(in, "email")) {
+	if a == nil || a.FirstName != str(in, "firstName") || a.LastName != str(in, "lastName") || !equalFold(a.Email, str(in, "email")) {
 		return nil, false, nil
 	}
 	v, err := value(a)

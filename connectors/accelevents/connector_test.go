@@ -258,6 +258,29 @@ func TestUpsertAttendeeNeverDuplicates(t *testing.T) {
 	}
 }
 
+// A refunded ticket still names the person: the upsert updates that
+// record instead of registering the person a second time.
+func TestUpsertAttendeeKeepsARefundedRegistration(t *testing.T) {
+	e := newEnv(t, 500, nil)
+	list := e.must("list_attendees", map[string]any{"size": 500})
+	var refunded map[string]any
+	for _, x := range list["data"].([]any) {
+		if a := x.(map[string]any); a["status"] == "REFUNDED" && a["externalId"] != "" {
+			refunded = a
+			break
+		}
+	}
+	if refunded == nil {
+		t.Fatal("the seed has no refunded attendee with an external id")
+	}
+	out := e.must("upsert_attendee", map[string]any{"externalId": refunded["externalId"], "email": refunded["email"],
+		"firstName": refunded["firstName"], "lastName": "Renamed", "ticketTypeId": 145680})
+	a := out["attendee"].(map[string]any)
+	if out["action"] != "updated" || a["attendeeId"] != refunded["attendeeId"] || a["status"] != "REFUNDED" {
+		t.Fatalf("upsert after refund: action %v, attendee %v (%v); want the refunded record %v updated", out["action"], a["attendeeId"], a["status"], refunded["attendeeId"])
+	}
+}
+
 func (e *env) seededDuplicates() int {
 	s := sandbox.New(sandboxkit.Options{})
 	s.Seed(sandboxkit.Seed{Members: 50, Seed: 3, Now: fixedNow})
