@@ -178,7 +178,7 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		for _, it := range items {
 			if m, ok := it.(map[string]any); ok {
 				var e evidenceItem
-				s.applyEvidence(m, &e)
+				applyEvidence(m, &e)
 				e.id = s.newID()
 				c.mx().evidence = append(c.x().evidence, e)
 			}

@@ -129,3 +129,125 @@ func (rs resource[T]) delete(s *Server) http.HandlerFunc {
 		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{rs.key: out})
 	}
 }
+
+// credentialPart is the create/get/update/delete shape of the items a
+// credential holds in a list (evidence items, references): they are
+// reached through the credential's route, changed through the credential
+// store (which moves the credential's updated_at), and answered as
+// `{key: item}`.
+type credentialPart[T any] struct {
+	key     string // the item's JSON key in requests and answers
+	idParam string // the path wildcard holding the item's id
+	list    func(x *credentialExtra) *[]T
+	id      func(item *T) *int64
+	apply   func(in map[string]any, item *T)
+	valid   func(item *T) map[string][]string
+	render  func(item *T) any
+	// added, when set, fills defaults of a new item that depend on the
+	// credential's other items.
+	added func(item *T, c *credential)
+}
+
+func (p credentialPart[T]) answer(w http.ResponseWriter, item *T) {
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{p.key: p.render(item)})
+}
+
+func (p credentialPart[T]) create(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			badJSON(w, err)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.credentialFor(w, r)
+		if !ok {
+			return
+		}
+		var item T
+		p.apply(wrapped(body, p.key), &item)
+		if errs := p.valid(&item); len(errs) > 0 {
+			unprocessable(w, errs)
+			return
+		}
+		*p.id(&item) = s.newID()
+		if p.added != nil {
+			p.added(&item, c)
+		}
+		s.creds.update(c, s.now(), func(c *credential) { l := p.list(c.mx()); *l = append(*l, item) })
+		items := *p.list(c.x())
+		p.answer(w, &items[len(items)-1])
+	}
+}
+
+// find returns the index of the item of the route in the credential's
+// list, or -1.
+func (p credentialPart[T]) find(r *http.Request, c *credential) int {
+	id, _ := pathID(r, p.idParam)
+	items := *p.list(c.x())
+	for i := range items {
+		if *p.id(&items[i]) == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p credentialPart[T]) get(s *Server) http.HandlerFunc { return p.getOrUpdate(s, false) }
+
+func (p credentialPart[T]) update(s *Server) http.HandlerFunc { return p.getOrUpdate(s, true) }
+
+func (p credentialPart[T]) getOrUpdate(s *Server, update bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if update {
+			var err error
+			if body, err = readBody(r); err != nil {
+				badJSON(w, err)
+				return
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.credentialFor(w, r)
+		if !ok {
+			return
+		}
+		i := p.find(r, c)
+		if i < 0 {
+			notFound(w)
+			return
+		}
+		if update {
+			draft := (*p.list(c.x()))[i]
+			p.apply(wrapped(body, p.key), &draft)
+			if errs := p.valid(&draft); len(errs) > 0 {
+				unprocessable(w, errs)
+				return
+			}
+			s.creds.update(c, s.now(), func(c *credential) { (*p.list(c.mx()))[i] = draft })
+		}
+		p.answer(w, &(*p.list(c.x()))[i])
+	}
+}
+
+// delete answers the item as it was before it went.
+func (p credentialPart[T]) delete(s *Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.credentialFor(w, r)
+		if !ok {
+			return
+		}
+		i := p.find(r, c)
+		if i < 0 {
+			notFound(w)
+			return
+		}
+		out := p.render(&(*p.list(c.x()))[i])
+		s.creds.update(c, s.now(), func(c *credential) { l := p.list(c.mx()); *l = append((*l)[:i], (*l)[i+1:]...) })
+		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{p.key: out})
+	}
+}

@@ -23,14 +23,14 @@ func (s *Server) routes() {
 	rt.HandleFunc("POST /v1/credentials/search", s.searchV1)
 	rt.HandleFunc("POST /v2/credentials/search", s.searchV2)
 
-	rt.HandleFunc("POST /v1/credentials/{credential_id}/evidence_items", s.createEvidence)
-	rt.HandleFunc("GET /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.evidenceHandler(false))
-	rt.HandleFunc("PUT /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.evidenceHandler(true))
-	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", s.deleteEvidence)
-	rt.HandleFunc("POST /v1/credentials/{credential_id}/references", s.createReference)
-	rt.HandleFunc("GET /v1/credentials/{credential_id}/references/{reference_id}", s.referenceHandler(false))
-	rt.HandleFunc("PUT /v1/credentials/{credential_id}/references/{reference_id}", s.referenceHandler(true))
-	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/references/{reference_id}", s.deleteReference)
+	rt.HandleFunc("POST /v1/credentials/{credential_id}/evidence_items", evidenceItems.create(s))
+	rt.HandleFunc("GET /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.get(s))
+	rt.HandleFunc("PUT /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.update(s))
+	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.delete(s))
+	rt.HandleFunc("POST /v1/credentials/{credential_id}/references", references.create(s))
+	rt.HandleFunc("GET /v1/credentials/{credential_id}/references/{reference_id}", references.get(s))
+	rt.HandleFunc("PUT /v1/credentials/{credential_id}/references/{reference_id}", references.update(s))
+	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/references/{reference_id}", references.delete(s))
 
 	rt.HandleFunc("POST /v1/issuer/groups", groups.create(s))
 	rt.HandleFunc("GET /v1/issuer/groups/{group_id}", groups.get(s))
@@ -296,7 +296,7 @@ func (s *Server) issuerDetails(w http.ResponseWriter, r *http.Request) {
 
 // --- evidence items and references ---
 
-func (s *Server) applyEvidence(in map[string]any, e *evidenceItem) {
+func applyEvidence(in map[string]any, e *evidenceItem) {
 	for key, dst := range map[string]*string{"description": &e.description, "category": &e.kind, "url": &e.url,
 		"string_object": &e.stringObject, "preview": &e.preview, "custom_insight": &e.insight} {
 		if v, ok := in[key]; ok {
@@ -329,6 +329,29 @@ func validEvidence(e *evidenceItem) map[string][]string {
 	return errs
 }
 
+var evidenceItems = credentialPart[evidenceItem]{
+	key: "evidence_item", idParam: "evidence_item_id",
+	list:   func(x *credentialExtra) *[]evidenceItem { return &x.evidence },
+	id:     func(e *evidenceItem) *int64 { return &e.id },
+	apply:  applyEvidence,
+	valid:  validEvidence,
+	render: func(e *evidenceItem) any { return renderEvidence(e, true) },
+	added: func(e *evidenceItem, c *credential) {
+		if e.position == 0 {
+			e.position = len(c.x().evidence) + 1
+		}
+	},
+}
+
+var references = credentialPart[reference]{
+	key: "reference", idParam: "reference_id",
+	list:   func(x *credentialExtra) *[]reference { return &x.references },
+	id:     func(ref *reference) *int64 { return &ref.id },
+	apply:  applyReference,
+	valid:  validReference,
+	render: func(ref *reference) any { return renderReference(ref, true) },
+}
+
 // credentialFor finds the credential of a nested route; it writes the 404.
 func (s *Server) credentialFor(w http.ResponseWriter, r *http.Request) (*credential, bool) {
 	id, _ := pathID(r, "credential_id")
@@ -337,88 +360,6 @@ func (s *Server) credentialFor(w http.ResponseWriter, r *http.Request) (*credent
 		notFoundCredential(w)
 	}
 	return c, ok
-}
-
-func (s *Server) createEvidence(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.credentialFor(w, r)
-	if !ok {
-		return
-	}
-	var e evidenceItem
-	s.applyEvidence(wrapped(body, "evidence_item"), &e)
-	if errs := validEvidence(&e); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	e.id = s.newID()
-	if e.position == 0 {
-		e.position = len(c.x().evidence) + 1
-	}
-	s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence = append(c.x().evidence, e) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.x().evidence[len(c.x().evidence)-1], true)})
-}
-
-func (s *Server) evidenceHandler(update bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]any
-		if update {
-			var err error
-			if body, err = readBody(r); err != nil {
-				badJSON(w, err)
-				return
-			}
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		c, ok := s.credentialFor(w, r)
-		if !ok {
-			return
-		}
-		id, _ := pathID(r, "evidence_item_id")
-		for i := range c.x().evidence {
-			if c.x().evidence[i].id != id {
-				continue
-			}
-			if update {
-				draft := c.x().evidence[i]
-				s.applyEvidence(wrapped(body, "evidence_item"), &draft)
-				if errs := validEvidence(&draft); len(errs) > 0 {
-					unprocessable(w, errs)
-					return
-				}
-				s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence[i] = draft })
-			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": renderEvidence(&c.x().evidence[i], true)})
-			return
-		}
-		notFound(w)
-	}
-}
-
-func (s *Server) deleteEvidence(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.credentialFor(w, r)
-	if !ok {
-		return
-	}
-	id, _ := pathID(r, "evidence_item_id")
-	for i := range c.x().evidence {
-		if c.x().evidence[i].id == id {
-			out := renderEvidence(&c.x().evidence[i], true)
-			s.creds.update(c, s.now(), func(c *credential) { c.mx().evidence = append(c.x().evidence[:i], c.x().evidence[i+1:]...) })
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"evidence_item": out})
-			return
-		}
-	}
-	notFound(w)
 }
 
 func applyReference(in map[string]any, ref *reference) {
@@ -453,85 +394,6 @@ func validReference(ref *reference) map[string][]string {
 		errs["relationship"] = []string{"is not included in the list"}
 	}
 	return errs
-}
-
-func (s *Server) createReference(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.credentialFor(w, r)
-	if !ok {
-		return
-	}
-	var ref reference
-	applyReference(wrapped(body, "reference"), &ref)
-	if errs := validReference(&ref); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
-	}
-	ref.id = s.newID()
-	s.creds.update(c, s.now(), func(c *credential) { c.mx().references = append(c.x().references, ref) })
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.x().references[len(c.x().references)-1], true)})
-}
-
-func (s *Server) referenceHandler(update bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]any
-		if update {
-			var err error
-			if body, err = readBody(r); err != nil {
-				badJSON(w, err)
-				return
-			}
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		c, ok := s.credentialFor(w, r)
-		if !ok {
-			return
-		}
-		id, _ := pathID(r, "reference_id")
-		for i := range c.x().references {
-			if c.x().references[i].id != id {
-				continue
-			}
-			if update {
-				draft := c.x().references[i]
-				applyReference(wrapped(body, "reference"), &draft)
-				if errs := validReference(&draft); len(errs) > 0 {
-					unprocessable(w, errs)
-					return
-				}
-				s.creds.update(c, s.now(), func(c *credential) { c.mx().references[i] = draft })
-			}
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": renderReference(&c.x().references[i], true)})
-			return
-		}
-		notFound(w)
-	}
-}
-
-func (s *Server) deleteReference(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.credentialFor(w, r)
-	if !ok {
-		return
-	}
-	id, _ := pathID(r, "reference_id")
-	for i := range c.x().references {
-		if c.x().references[i].id == id {
-			out := renderReference(&c.x().references[i], true)
-			s.creds.update(c, s.now(), func(c *credential) { c.mx().references = append(c.x().references[:i], c.x().references[i+1:]...) })
-			sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"reference": out})
-			return
-		}
-	}
-	notFound(w)
 }
 
 // --- departments ---
