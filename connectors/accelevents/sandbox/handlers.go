@@ -51,28 +51,28 @@ func (s *Server) routes() {
 	s.read("GET "+E+"/staff/allAttendees", s.allAttendees)
 	s.read("GET "+E+"/staff/attendees", s.searchAttendees)
 	s.write("POST "+E+"/staff/attendees", s.createAttendee)
-	s.read("GET "+E+"/staff/attendees/{attendeeId}", s.getAttendee)
-	s.write("PUT "+E+"/staff/attendees/{attendeeId}", s.updateAttendee)
-	s.write("DELETE "+E+"/staff/attendees/{attendeeId}", s.deleteAttendee)
+	s.read("GET "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.getAttendee))
+	s.write("PUT "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.updateAttendee))
+	s.write("DELETE "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.deleteAttendee))
 	s.read("GET "+E+"/staff/orders", s.listOrders)
-	s.read("GET "+E+"/staff/orders/{orderId}", s.getOrder)
-	s.write("POST "+E+"/staff/orders/{orderId}/refund", s.refundOrder)
-	s.read("GET "+E+"/staff/orders/{orderId}/payments", s.orderPayments)
-	s.write("POST "+E+"/staff/orders/{orderId}/payments", s.recordPayment)
+	s.read("GET "+E+"/staff/orders/{orderId}", on(orderAt, s.getOrder))
+	s.write("POST "+E+"/staff/orders/{orderId}/refund", on(orderAt, s.refundOrder))
+	s.read("GET "+E+"/staff/orders/{orderId}/payments", on(orderAt, s.orderPayments))
+	s.write("POST "+E+"/staff/orders/{orderId}/payments", on(orderAt, s.recordPayment))
 	s.read("GET "+E+"/staff/payments", s.searchPayments)
 	s.read("GET "+E+"/staff/ticketTypes", s.listTypes)
 	s.write("POST "+E+"/staff/ticketTypes", s.createType)
-	s.read("GET "+E+"/staff/ticketTypes/{ticketTypeId}", s.getType)
-	s.write("PUT "+E+"/staff/ticketTypes/{ticketTypeId}", s.updateType)
-	s.write("DELETE "+E+"/staff/ticketTypes/{ticketTypeId}", s.deleteType)
+	s.read("GET "+E+"/staff/ticketTypes/{ticketTypeId}", on(typeAt, s.getType))
+	s.write("PUT "+E+"/staff/ticketTypes/{ticketTypeId}", on(typeAt, s.updateType))
+	s.write("DELETE "+E+"/staff/ticketTypes/{ticketTypeId}", on(typeAt, s.deleteType))
 	s.write("GET "+E+"/staff/checkin/barcode/{barcode}/checkin/{flag}", s.checkIn)
 	s.read("GET "+E+"/staff/checkin/barcode/{barcode}", s.ticketByBarcode)
 	s.read("GET "+E+"/staff/checkin/summary", s.checkinSummary)
 	s.read("GET "+E+"/webhooks", s.listHooks)
 	s.write("POST "+E+"/webhooks", s.createHook)
-	s.read("GET "+E+"/webhooks/{webhookId}", s.getHook)
-	s.write("PUT "+E+"/webhooks/{webhookId}", s.updateHook)
-	s.write("DELETE "+E+"/webhooks/{webhookId}", s.deleteHook)
+	s.read("GET "+E+"/webhooks/{webhookId}", on(hookAt, s.getHook))
+	s.write("PUT "+E+"/webhooks/{webhookId}", on(hookAt, s.updateHook))
+	s.write("DELETE "+E+"/webhooks/{webhookId}", on(hookAt, s.deleteHook))
 	rt.HandleFunc("/", s.authed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "4040000", "No such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -126,6 +126,19 @@ func (s *Server) route(pattern string, h handler, writes bool) {
 	}))
 }
 
+// on adapts a handler of one record of the route (an attendee, an order, a
+// ticket type, a webhook) to a route handler: find looks the record up and
+// gives the 404 when there is none.
+func on[T any](find func(*http.Request, *event) (T, *apiError), h func(*http.Request, *event, T) (int, any, *apiError)) handler {
+	return func(r *http.Request, e *event) (int, any, *apiError) {
+		x, err := find(r, e)
+		if err != nil {
+			return 0, nil, err
+		}
+		return h(r, e, x)
+	}
+}
+
 // Request helpers.
 
 func decode(r *http.Request, v any) *apiError {
@@ -163,6 +176,30 @@ func pageParams(r *http.Request) (page, size int, err *apiError) {
 	return page, size, nil
 }
 
+// filteredPage returns one 0-based page of the records keep accepts,
+// rendered, and how many it accepts; a nil keep accepts all, without a scan.
+func filteredPage[T, J any](records []T, page, size int, keep func(*T) bool, render func(*T) J) (data []J, filtered int) {
+	data = make([]J, 0, size)
+	if keep == nil {
+		lo, hi := window(len(records), page, size)
+		for i := lo; i < hi; i++ {
+			data = append(data, render(&records[i]))
+		}
+		return data, len(records)
+	}
+	lo := page * size
+	for i := range records {
+		if !keep(&records[i]) {
+			continue
+		}
+		if filtered >= lo && filtered < lo+size {
+			data = append(data, render(&records[i]))
+		}
+		filtered++
+	}
+	return data, filtered
+}
+
 // window returns the bounds of a 0-based page over n records.
 func window(n, page, size int) (lo, hi int) {
 	lo = min(page*size, n)
@@ -170,6 +207,11 @@ func window(n, page, size int) (lo, hi int) {
 }
 
 func round2(x float64) float64 { return math.Round(x*100) / 100 }
+
+// success is the answer of a delete or cancel.
+func success(message string) map[string]any {
+	return map[string]any{"success": true, "message": message}
+}
 
 func (s *Server) unix() int64 { return s.now().Unix() }
 
@@ -474,26 +516,11 @@ func (s *Server) allAttendees(r *http.Request, e *event) (int, any, *apiError) {
 		return 0, nil, err
 	}
 	needle := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("searchString")))
-	data := make([]attendeeJSON, 0, size)
-	filtered := len(e.atts)
-	if needle == "" {
-		lo, hi := window(len(e.atts), page, size)
-		for i := lo; i < hi; i++ {
-			data = append(data, e.attendeeJSON(&e.atts[i]))
-		}
-	} else {
-		filtered = 0
-		lo := page * size
-		for i := range e.atts {
-			if !matches(e, &e.atts[i], needle) {
-				continue
-			}
-			if filtered >= lo && filtered < lo+size {
-				data = append(data, e.attendeeJSON(&e.atts[i]))
-			}
-			filtered++
-		}
+	var keep func(*attendee) bool
+	if needle != "" {
+		keep = func(a *attendee) bool { return matches(e, a, needle) }
 	}
+	data, filtered := filteredPage(e.atts, page, size, keep, e.attendeeJSON)
 	return 200, map[string]any{"data": data, "recordsTotal": len(e.atts), "recordsFiltered": filtered}, nil
 }
 
@@ -585,19 +612,11 @@ func (s *Server) attendeeAt(r *http.Request, e *event) (int32, *apiError) {
 	return i, nil
 }
 
-func (s *Server) getAttendee(r *http.Request, e *event) (int, any, *apiError) {
-	i, err := s.attendeeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) getAttendee(_ *http.Request, e *event, i int32) (int, any, *apiError) {
 	return 200, e.attendeeJSON(&e.atts[i]), nil
 }
 
-func (s *Server) updateAttendee(r *http.Request, e *event) (int, any, *apiError) {
-	i, err := s.attendeeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) updateAttendee(r *http.Request, e *event, i int32) (int, any, *apiError) {
 	var in struct {
 		FirstName, LastName, Email, ExternalID, SeatNumber *string
 	}
@@ -633,11 +652,7 @@ func (s *Server) updateAttendee(r *http.Request, e *event) (int, any, *apiError)
 	return 200, e.attendeeJSON(a), nil
 }
 
-func (s *Server) deleteAttendee(r *http.Request, e *event) (int, any, *apiError) {
-	i, err := s.attendeeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) deleteAttendee(_ *http.Request, e *event, i int32) (int, any, *apiError) {
 	a := &e.atts[i]
 	if a.status != attCanceled && a.status != attRefunded {
 		if t := e.ticketType(a.typeID); t != nil {
@@ -647,7 +662,7 @@ func (s *Server) deleteAttendee(r *http.Request, e *event) (int, any, *apiError)
 	if a.status != attCanceled {
 		a.status, a.updated = attCanceled, s.unix()
 	}
-	return 200, map[string]any{"success": true, "message": fmt.Sprintf("Attendee %d canceled.", a.id)}, nil
+	return 200, success(fmt.Sprintf("Attendee %d canceled.", a.id)), nil
 }
 
 // Orders.
@@ -677,26 +692,10 @@ func (s *Server) listOrders(r *http.Request, e *event) (int, any, *apiError) {
 		}
 		return strings.Contains(strings.ToLower(o.buyerFirst+" "+o.buyerLast), needle) || strings.Contains(strings.ToLower(o.buyerEmail), needle)
 	}
-	data := make([]orderJSON, 0, size)
-	filtered := len(e.orders)
 	if needle == "" && day == "" {
-		lo, hi := window(len(e.orders), page, size)
-		for i := lo; i < hi; i++ {
-			data = append(data, e.orderJSON(&e.orders[i]))
-		}
-	} else {
-		filtered = 0
-		lo := page * size
-		for i := range e.orders {
-			if !keep(&e.orders[i]) {
-				continue
-			}
-			if filtered >= lo && filtered < lo+size {
-				data = append(data, e.orderJSON(&e.orders[i]))
-			}
-			filtered++
-		}
+		keep = nil
 	}
+	data, filtered := filteredPage(e.orders, page, size, keep, e.orderJSON)
 	return 200, map[string]any{"data": data, "recordsTotal": len(e.orders), "recordsFiltered": filtered}, nil
 }
 
@@ -712,19 +711,11 @@ func orderAt(r *http.Request, e *event) (*order, *apiError) {
 	return o, nil
 }
 
-func (s *Server) getOrder(r *http.Request, e *event) (int, any, *apiError) {
-	o, err := orderAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) getOrder(_ *http.Request, e *event, o *order) (int, any, *apiError) {
 	return 200, e.orderJSON(o), nil
 }
 
-func (s *Server) refundOrder(r *http.Request, e *event) (int, any, *apiError) {
-	o, err := orderAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) refundOrder(r *http.Request, e *event, o *order) (int, any, *apiError) {
 	var in struct {
 		Amount *float64 `json:"amount"`
 		Reason string   `json:"reason"`
@@ -765,11 +756,7 @@ func (s *Server) refundOrder(r *http.Request, e *event) (int, any, *apiError) {
 	return 200, e.orderJSON(o), nil
 }
 
-func (s *Server) orderPayments(r *http.Request, e *event) (int, any, *apiError) {
-	o, err := orderAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) orderPayments(_ *http.Request, e *event, o *order) (int, any, *apiError) {
 	data := []paymentJSON{}
 	for i := range e.payments {
 		if e.payments[i].orderID == o.id {
@@ -781,11 +768,7 @@ func (s *Server) orderPayments(r *http.Request, e *event) (int, any, *apiError) 
 
 // recordPayment stores every call: like the real API it has no
 // idempotency key, so a blind re-send makes a duplicate (see Stats).
-func (s *Server) recordPayment(r *http.Request, e *event) (int, any, *apiError) {
-	o, err := orderAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) recordPayment(r *http.Request, e *event, o *order) (int, any, *apiError) {
 	var in struct {
 		Amount      float64 `json:"amount"`
 		Currency    string  `json:"currency"`
@@ -899,19 +882,11 @@ func typeAt(r *http.Request, e *event) (*ticketType, *apiError) {
 	return t, nil
 }
 
-func (s *Server) getType(r *http.Request, e *event) (int, any, *apiError) {
-	t, err := typeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) getType(_ *http.Request, _ *event, t *ticketType) (int, any, *apiError) {
 	return 200, t.json(), nil
 }
 
-func (s *Server) updateType(r *http.Request, e *event) (int, any, *apiError) {
-	t, err := typeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) updateType(r *http.Request, _ *event, t *ticketType) (int, any, *apiError) {
 	var in typeInput
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
@@ -923,16 +898,12 @@ func (s *Server) updateType(r *http.Request, e *event) (int, any, *apiError) {
 	return 200, t.json(), nil
 }
 
-func (s *Server) deleteType(r *http.Request, e *event) (int, any, *apiError) {
-	t, err := typeAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) deleteType(_ *http.Request, _ *event, t *ticketType) (int, any, *apiError) {
 	if t.sold > 0 {
 		return 0, nil, badRequest("ticket type %d has %d tickets sold and cannot be deleted", t.id, t.sold)
 	}
 	t.deleted = true
-	return 200, map[string]any{"success": true, "message": fmt.Sprintf("Ticket type %d deleted.", t.id)}, nil
+	return 200, success(fmt.Sprintf("Ticket type %d deleted.", t.id)), nil
 }
 
 // Check-in.
@@ -1053,19 +1024,11 @@ func hookAt(r *http.Request, e *event) (*webhook, *apiError) {
 	return nil, errWebhookNotFound
 }
 
-func (s *Server) getHook(r *http.Request, e *event) (int, any, *apiError) {
-	h, err := hookAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) getHook(_ *http.Request, _ *event, h *webhook) (int, any, *apiError) {
 	return 200, h.json(), nil
 }
 
-func (s *Server) updateHook(r *http.Request, e *event) (int, any, *apiError) {
-	h, err := hookAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) updateHook(r *http.Request, _ *event, h *webhook) (int, any, *apiError) {
 	var in hookInput
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
@@ -1079,11 +1042,7 @@ func (s *Server) updateHook(r *http.Request, e *event) (int, any, *apiError) {
 	return 200, h.json(), nil
 }
 
-func (s *Server) deleteHook(r *http.Request, e *event) (int, any, *apiError) {
-	h, err := hookAt(r, e)
-	if err != nil {
-		return 0, nil, err
-	}
+func (s *Server) deleteHook(_ *http.Request, _ *event, h *webhook) (int, any, *apiError) {
 	h.deleted = true
-	return 200, map[string]any{"success": true, "message": fmt.Sprintf("Webhook %d deleted.", h.id)}, nil
+	return 200, success(fmt.Sprintf("Webhook %d deleted.", h.id)), nil
 }
