@@ -137,12 +137,7 @@ func (s *Server) listPayments(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case ref != "":
 		// The externalRef index: a look-up, not a scan.
-		var chain []int32
-		first, found := st.paymentByRe[ref]
-		for p := first; found && p >= 0; p = st.payments[p].nextSameRef {
-			chain = append(chain, p)
-		}
-		for _, idx := range chain {
+		for idx := range chain(st.paymentByRe, st.payments, ref) {
 			visit(idx)
 		}
 	case sortBy == "updatedAt":

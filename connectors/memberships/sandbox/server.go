@@ -197,30 +197,8 @@ func (s *Server) Stats() sandboxkit.ServiceStats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st := s.st
-	dupUsers := 0
-	for _, first := range st.userByEmail {
-		n := 0
-		for p := first; p >= 0; p = st.users[p].nextSameEmail {
-			if !st.users[p].deleted {
-				n++
-			}
-		}
-		if n > 1 {
-			dupUsers += n - 1
-		}
-	}
-	dupPays := 0
-	for _, first := range st.paymentByRe {
-		n := 0
-		for p := first; p >= 0; p = st.payments[p].nextSameRef {
-			if !st.payments[p].deleted {
-				n++
-			}
-		}
-		if n > 1 {
-			dupPays += n - 1
-		}
-	}
+	dupUsers := duplicates(st.userByEmail, st.users)
+	dupPays := duplicates(st.paymentByRe, st.payments)
 	return sandboxkit.ServiceStats{
 		Objects:    map[string]int{"users": st.liveUsers, "payments": st.livePays},
 		Duplicates: map[string]int{"users": dupUsers, "payments": dupPays},

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"iter"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,47 +146,17 @@ func (st *store) addUser(u user) int32 {
 func emailKey(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
 
 func (st *store) linkEmail(idx int32) {
-	key := emailKey(st.users[idx].email)
-	if first, ok := st.userByEmail[key]; ok {
-		// Append at the end, so that the oldest user stays first.
-		for st.users[first].nextSameEmail >= 0 {
-			first = st.users[first].nextSameEmail
-		}
-		st.users[first].nextSameEmail = idx
-		return
-	}
-	st.userByEmail[key] = idx
+	link(st.userByEmail, st.users, emailKey(st.users[idx].email), idx)
 }
 
 func (st *store) unlinkEmail(idx int32) {
-	key := emailKey(st.users[idx].email)
-	first, ok := st.userByEmail[key]
-	if !ok {
-		return
-	}
-	next := st.users[idx].nextSameEmail
-	st.users[idx].nextSameEmail = -1
-	if first == idx {
-		if next >= 0 {
-			st.userByEmail[key] = next
-		} else {
-			delete(st.userByEmail, key)
-		}
-		return
-	}
-	for p := first; p >= 0; p = st.users[p].nextSameEmail {
-		if st.users[p].nextSameEmail == idx {
-			st.users[p].nextSameEmail = next
-			return
-		}
-	}
+	unlink(st.userByEmail, st.users, emailKey(st.users[idx].email), idx)
 }
 
 // usersByEmail returns the live users with this email, oldest first.
 func (st *store) usersByEmail(email string) []int32 {
 	var out []int32
-	first, ok := st.userByEmail[emailKey(email)]
-	for p := first; ok && p >= 0; p = st.users[p].nextSameEmail {
+	for p := range chain(st.userByEmail, st.users, emailKey(email)) {
 		if !st.users[p].deleted {
 			out = append(out, p)
 		}
@@ -201,17 +172,7 @@ func (st *store) touchUser(idx int32, now time.Time) {
 	st.compact()
 }
 
-func (st *store) lookupUser(id string) (int32, bool) {
-	key, ok := parseID(id)
-	if !ok {
-		return 0, false
-	}
-	idx, ok := st.userByID[key]
-	if !ok || st.users[idx].deleted {
-		return 0, false
-	}
-	return idx, true
-}
+func (st *store) lookupUser(id string) (int32, bool) { return lookup(st.userByID, st.users, id) }
 
 func (st *store) addPayment(p payment) int32 {
 	idx := int32(len(st.payments))
@@ -224,42 +185,16 @@ func (st *store) addPayment(p payment) int32 {
 	return idx
 }
 
+// linkRef indexes a payment by its externalRef; one without is not indexed.
 func (st *store) linkRef(idx int32) {
-	ref := st.payments[idx].externalRef
-	if ref == "" {
-		return
+	if ref := st.payments[idx].externalRef; ref != "" {
+		link(st.paymentByRe, st.payments, ref, idx)
 	}
-	if first, ok := st.paymentByRe[ref]; ok {
-		for st.payments[first].nextSameRef >= 0 {
-			first = st.payments[first].nextSameRef
-		}
-		st.payments[first].nextSameRef = idx
-		return
-	}
-	st.paymentByRe[ref] = idx
 }
 
 func (st *store) unlinkRef(idx int32) {
-	ref := st.payments[idx].externalRef
-	first, ok := st.paymentByRe[ref]
-	if ref == "" || !ok {
-		return
-	}
-	next := st.payments[idx].nextSameRef
-	st.payments[idx].nextSameRef = -1
-	if first == idx {
-		if next >= 0 {
-			st.paymentByRe[ref] = next
-		} else {
-			delete(st.paymentByRe, ref)
-		}
-		return
-	}
-	for p := first; p >= 0; p = st.payments[p].nextSameRef {
-		if st.payments[p].nextSameRef == idx {
-			st.payments[p].nextSameRef = next
-			return
-		}
+	if ref := st.payments[idx].externalRef; ref != "" {
+		unlink(st.paymentByRe, st.payments, ref, idx)
 	}
 }
 
@@ -271,15 +206,101 @@ func (st *store) touchPayment(idx int32, now time.Time) {
 }
 
 func (st *store) lookupPayment(id string) (int32, bool) {
+	return lookup(st.paymentByID, st.payments, id)
+}
+
+// record is what users and payments share for their indexes: an id may
+// be deleted, and a record is chained to the next one sharing its key (an
+// email, an externalRef). The key's index maps it to the first record and
+// each record holds the next one's position (-1: none), so that a key of
+// one record costs no slice.
+type record[R any] interface {
+	*R
+	chainNext() *int32
+	isDeleted() bool
+}
+
+func (u *user) chainNext() *int32    { return &u.nextSameEmail }
+func (u *user) isDeleted() bool      { return u.deleted }
+func (p *payment) chainNext() *int32 { return &p.nextSameRef }
+func (p *payment) isDeleted() bool   { return p.deleted }
+
+// lookup finds the live record with the id.
+func lookup[R any, P record[R]](byID map[id20]int32, records []R, id string) (int32, bool) {
 	key, ok := parseID(id)
 	if !ok {
 		return 0, false
 	}
-	idx, ok := st.paymentByID[key]
-	if !ok || st.payments[idx].deleted {
+	idx, ok := byID[key]
+	if !ok || P(&records[idx]).isDeleted() {
 		return 0, false
 	}
 	return idx, true
+}
+
+// link appends idx at the end of key's chain, so that the oldest record
+// stays first.
+func link[R any, P record[R]](index map[string]int32, records []R, key string, idx int32) {
+	first, ok := index[key]
+	if !ok {
+		index[key] = idx
+		return
+	}
+	for *P(&records[first]).chainNext() >= 0 {
+		first = *P(&records[first]).chainNext()
+	}
+	*P(&records[first]).chainNext() = idx
+}
+
+func unlink[R any, P record[R]](index map[string]int32, records []R, key string, idx int32) {
+	first, ok := index[key]
+	if !ok {
+		return
+	}
+	next := *P(&records[idx]).chainNext()
+	*P(&records[idx]).chainNext() = -1
+	if first == idx {
+		if next >= 0 {
+			index[key] = next
+		} else {
+			delete(index, key)
+		}
+		return
+	}
+	for p := first; p >= 0; p = *P(&records[p]).chainNext() {
+		if *P(&records[p]).chainNext() == idx {
+			*P(&records[p]).chainNext() = next
+			return
+		}
+	}
+}
+
+// chain yields the positions of the records with the key, oldest first,
+// deleted ones included.
+func chain[R any, P record[R]](index map[string]int32, records []R, key string) iter.Seq[int32] {
+	return func(yield func(int32) bool) {
+		first, ok := index[key]
+		for p := first; ok && p >= 0; p = *P(&records[p]).chainNext() {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+// duplicates counts the live records beyond the first of each key.
+func duplicates[R any, P record[R]](index map[string]int32, records []R) int {
+	n := 0
+	for _, first := range index {
+		live := 0
+		for p := first; p >= 0; p = *P(&records[p]).chainNext() {
+			if !P(&records[p]).isDeleted() {
+				live++
+			}
+		}
+		n += max(live-1, 0)
+	}
+	return n
 }
 
 // compact drops stale log entries once they outnumber the records, so

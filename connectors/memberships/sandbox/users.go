@@ -249,8 +249,7 @@ func (s *Server) filterByEmail(w http.ResponseWriter, r *http.Request) {
 		if e = strings.TrimSpace(e); e == "" {
 			continue
 		}
-		first, found := st.userByEmail[emailKey(e)]
-		for p := first; found && p >= 0; p = st.users[p].nextSameEmail {
+		for p := range chain(st.userByEmail, st.users, emailKey(e)) {
 			u := &st.users[p]
 			if u.deleted != wantDeleted {
 				continue
