@@ -138,7 +138,10 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		if rng.IntN(2) == 0 {
 			p := payment{user: idx, amountCents: plans[planIdx].cents, currency: [3]byte{'U', 'S', 'D'}}
 			p.id = s.newID()
-			p.createdAt = added.Add(time.Duration(rng.Int64N(int64(day)))).UnixNano()
+			// Within a day of joining, never after now: a payment dated in
+			// the future would move an incremental poller's cursor past
+			// every change made before that date.
+			p.createdAt = min(added.Add(time.Duration(rng.Int64N(int64(day)))).UnixNano(), now.UnixNano())
 			p.updatedAt = p.createdAt
 			switch x := rng.IntN(100); {
 			case x < 90:
