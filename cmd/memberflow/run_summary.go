@@ -66,7 +66,7 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 		byName[r.Name] = r
 	}
 	counts := map[string]int64{}
-	var members, skipped, suppressed, dead int64
+	var created, changes, skipped, suppressed, dead int64
 	for _, s := range sum.Recipes {
 		r := byName[s.Recipe]
 		if r == nil {
@@ -75,14 +75,16 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 		skipped += s.Skipped
 		suppressed += s.Suppressed
 		dead += s.Dead
-		if t := r.Trigger; t != nil && connectorOf(r, t.Connection) == "memberships" && (strings.HasPrefix(t.Operation, "user_") || t.Operation == "membership_status_changed") {
-			// The source's own count when it reports one: a member who
-			// changed twice is still one member.
-			seen := s.Total
-			if seen == 0 {
-				seen = s.Events
+		if t := r.Trigger; t != nil && connectorOf(r, t.Connection) == "memberships" {
+			// A member is seen once by a trigger of new members; other
+			// member triggers see each change, so they count only when
+			// no recipe watches new members.
+			switch {
+			case t.Operation == "user_created":
+				created = max(created, s.Events)
+			case strings.HasPrefix(t.Operation, "user_") || t.Operation == "membership_status_changed":
+				changes = max(changes, s.Events)
 			}
-			members = max(members, seen)
 		}
 		qr := false
 		for _, st := range r.Steps {
@@ -102,7 +104,11 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 			}
 		}
 	}
-	parts := []string{fmt.Sprintf("%d members seen", members)}
+	members := fmt.Sprintf("%d members seen", created)
+	if created == 0 {
+		members = fmt.Sprintf("%d member changes seen", changes)
+	}
+	parts := []string{members}
 	for _, e := range effectOrder {
 		if n := counts[e]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, e))

@@ -50,7 +50,7 @@ func TestWriteGlance(t *testing.T) {
 			Steps: []*recipes.Step{{Connection: "out", Operation: "append"}}},
 	}
 	sum := &engine.Summary{Recipes: []engine.RecipeSummary{
-		{Recipe: "issue", Events: 120, Total: 100, Succeeded: 40, Skipped: 60, Suppressed: 20,
+		{Recipe: "issue", Events: 100, Total: 7, Succeeded: 40, Skipped: 60, Suppressed: 20,
 			Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}},
 		{Recipe: "qr", Events: 9, Succeeded: 8, Dead: 1, Writes: map[string]int64{"out.append": 8}},
 		{Recipe: "log", Events: 3, Succeeded: 3, Writes: map[string]int64{"out.append": 3}},
