@@ -51,9 +51,9 @@ func (s *Server) routes() {
 	s.read("GET "+E+"/staff/allAttendees", s.allAttendees)
 	s.read("GET "+E+"/staff/attendees", s.searchAttendees)
 	s.write("POST "+E+"/staff/attendees", s.createAttendee)
-	s.read("GET "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.getAttendee))
-	s.write("PUT "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.updateAttendee))
-	s.write("DELETE "+E+"/staff/attendees/{attendeeId}", on(s.attendeeAt, s.deleteAttendee))
+	s.read("GET "+E+"/staff/attendees/{attendeeId}", on(attendeeAt, s.getAttendee))
+	s.write("PUT "+E+"/staff/attendees/{attendeeId}", on(attendeeAt, s.updateAttendee))
+	s.write("DELETE "+E+"/staff/attendees/{attendeeId}", on(attendeeAt, s.deleteAttendee))
 	s.read("GET "+E+"/staff/orders", s.listOrders)
 	s.read("GET "+E+"/staff/orders/{orderId}", on(orderAt, s.getOrder))
 	s.write("POST "+E+"/staff/orders/{orderId}/refund", on(orderAt, s.refundOrder))
@@ -138,6 +138,41 @@ func on[T any](find func(*http.Request, *event) (T, *apiError), h func(*http.Req
 		return h(r, e, x)
 	}
 }
+
+// byPathID makes the find of on for records kept by id: it reads the id
+// from the path wildcard param; a malformed or unknown id is missing.
+func byPathID[T any](param string, missing *apiError, get func(e *event, id int64) (T, bool)) func(*http.Request, *event) (T, *apiError) {
+	return func(r *http.Request, e *event) (T, *apiError) {
+		var none T
+		id, err := pathID(r, param, missing)
+		if err != nil {
+			return none, err
+		}
+		x, ok := get(e, id)
+		if !ok {
+			return none, missing
+		}
+		return x, nil
+	}
+}
+
+// present adapts a look-up that answers nil for an unknown id.
+func present[T any](get func(e *event, id int64) *T) func(e *event, id int64) (*T, bool) {
+	return func(e *event, id int64) (*T, bool) {
+		x := get(e, id)
+		return x, x != nil
+	}
+}
+
+var (
+	attendeeAt = byPathID("attendeeId", errAttendeeNotFound, func(e *event, id int64) (int32, bool) {
+		i, ok := e.attIdx[id]
+		return i, ok
+	})
+	orderAt = byPathID("orderId", errOrderNotFound, present((*event).order))
+	typeAt  = byPathID("ticketTypeId", errTypeNotFound, present((*event).ticketType))
+	hookAt  = byPathID("webhookId", errWebhookNotFound, present((*event).hook))
+)
 
 // Request helpers.
 
@@ -600,18 +635,6 @@ func (s *Server) createAttendee(r *http.Request, e *event) (int, any, *apiError)
 	return 200, j, nil
 }
 
-func (s *Server) attendeeAt(r *http.Request, e *event) (int32, *apiError) {
-	id, err := pathID(r, "attendeeId", errAttendeeNotFound)
-	if err != nil {
-		return 0, err
-	}
-	i, ok := e.attIdx[id]
-	if !ok {
-		return 0, errAttendeeNotFound
-	}
-	return i, nil
-}
-
 func (s *Server) getAttendee(_ *http.Request, e *event, i int32) (int, any, *apiError) {
 	return 200, e.attendeeJSON(&e.atts[i]), nil
 }
@@ -697,18 +720,6 @@ func (s *Server) listOrders(r *http.Request, e *event) (int, any, *apiError) {
 	}
 	data, filtered := filteredPage(e.orders, page, size, keep, e.orderJSON)
 	return 200, map[string]any{"data": data, "recordsTotal": len(e.orders), "recordsFiltered": filtered}, nil
-}
-
-func orderAt(r *http.Request, e *event) (*order, *apiError) {
-	id, err := pathID(r, "orderId", errOrderNotFound)
-	if err != nil {
-		return nil, err
-	}
-	o := e.order(id)
-	if o == nil {
-		return nil, errOrderNotFound
-	}
-	return o, nil
 }
 
 func (s *Server) getOrder(_ *http.Request, e *event, o *order) (int, any, *apiError) {
@@ -870,18 +881,6 @@ func (s *Server) createType(r *http.Request, e *event) (int, any, *apiError) {
 	return http.StatusCreated, t.json(), nil
 }
 
-func typeAt(r *http.Request, e *event) (*ticketType, *apiError) {
-	id, err := pathID(r, "ticketTypeId", errTypeNotFound)
-	if err != nil {
-		return nil, err
-	}
-	t := e.ticketType(id)
-	if t == nil {
-		return nil, errTypeNotFound
-	}
-	return t, nil
-}
-
 func (s *Server) getType(_ *http.Request, _ *event, t *ticketType) (int, any, *apiError) {
 	return 200, t.json(), nil
 }
@@ -1011,17 +1010,14 @@ func (s *Server) createHook(r *http.Request, e *event) (int, any, *apiError) {
 	return http.StatusCreated, h.json(), nil
 }
 
-func hookAt(r *http.Request, e *event) (*webhook, *apiError) {
-	id, err := pathID(r, "webhookId", errWebhookNotFound)
-	if err != nil {
-		return nil, err
-	}
+// hook finds a live webhook.
+func (e *event) hook(id int64) *webhook {
 	for i := range e.hooks {
 		if e.hooks[i].id == id && !e.hooks[i].deleted {
-			return &e.hooks[i], nil
+			return &e.hooks[i]
 		}
 	}
-	return nil, errWebhookNotFound
+	return nil
 }
 
 func (s *Server) getHook(_ *http.Request, _ *event, h *webhook) (int, any, *apiError) {
