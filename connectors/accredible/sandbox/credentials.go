@@ -259,12 +259,10 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "id")
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, ok := s.creds.get(id)
+	c, ok := s.credentialAt(w, r, "id")
 	if !ok {
-		notFoundCredential(w)
 		return
 	}
 	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"credential": s.render(c, false)})
@@ -272,7 +270,6 @@ func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) {
 
 // updateCredential is a partial update: only the fields sent change.
 func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "id")
 	body, err := readBody(r)
 	if err != nil {
 		badJSON(w, err)
@@ -284,9 +281,8 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.creds.get(id)
+	c, ok := s.credentialAt(w, r, "id")
 	if !ok {
-		notFoundCredential(w)
 		return
 	}
 	draft := *c
@@ -309,12 +305,10 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) {
-	id, _ := pathID(r, "id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.creds.get(id)
+	c, ok := s.credentialAt(w, r, "id")
 	if !ok {
-		notFoundCredential(w)
 		return
 	}
 	out := s.render(c, false)

@@ -35,6 +35,17 @@ func (rs resource[T]) answer(w http.ResponseWriter, s *Server, item *T) {
 	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{rs.key: rs.render(s, item)})
 }
 
+// lookup finds the item of the route; it writes the 404. The caller holds
+// s.mu.
+func (rs resource[T]) lookup(w http.ResponseWriter, r *http.Request, s *Server) (int64, *T, bool) {
+	id, _ := pathID(r, rs.idParam)
+	item := rs.table(s)[id]
+	if item == nil {
+		rs.missing(w)
+	}
+	return id, item, item != nil
+}
+
 func (rs resource[T]) create(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(r)
@@ -64,12 +75,10 @@ func (rs resource[T]) create(s *Server) http.HandlerFunc {
 
 func (rs resource[T]) get(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, _ := pathID(r, rs.idParam)
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		item := rs.table(s)[id]
-		if item == nil {
-			rs.missing(w)
+		_, item, ok := rs.lookup(w, r, s)
+		if !ok {
 			return
 		}
 		rs.answer(w, s, item)
@@ -80,7 +89,6 @@ func (rs resource[T]) get(s *Server) http.HandlerFunc {
 // request leaves the item as it was.
 func (rs resource[T]) update(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, _ := pathID(r, rs.idParam)
 		body, err := readBody(r)
 		if err != nil {
 			badJSON(w, err)
@@ -88,9 +96,8 @@ func (rs resource[T]) update(s *Server) http.HandlerFunc {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		item := rs.table(s)[id]
-		if item == nil {
-			rs.missing(w)
+		_, item, ok := rs.lookup(w, r, s)
+		if !ok {
 			return
 		}
 		draft := *item
@@ -109,13 +116,10 @@ func (rs resource[T]) update(s *Server) http.HandlerFunc {
 // delete answers the item as it was before it went.
 func (rs resource[T]) delete(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, _ := pathID(r, rs.idParam)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		table := rs.table(s)
-		item := table[id]
-		if item == nil {
-			rs.missing(w)
+		id, item, ok := rs.lookup(w, r, s)
+		if !ok {
 			return
 		}
 		if rs.deleteConflict != nil {
@@ -125,7 +129,7 @@ func (rs resource[T]) delete(s *Server) http.HandlerFunc {
 			}
 		}
 		out := rs.render(s, item)
-		delete(table, id)
+		delete(rs.table(s), id)
 		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{rs.key: out})
 	}
 }
@@ -161,7 +165,7 @@ func (p credentialPart[T]) create(s *Server) http.HandlerFunc {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		c, ok := s.credentialFor(w, r)
+		c, ok := s.credentialAt(w, r, "credential_id")
 		if !ok {
 			return
 		}
@@ -181,17 +185,22 @@ func (p credentialPart[T]) create(s *Server) http.HandlerFunc {
 	}
 }
 
-// find returns the index of the item of the route in the credential's
-// list, or -1.
-func (p credentialPart[T]) find(r *http.Request, c *credential) int {
+// locate finds the credential of the route and the index of the item in
+// its list; it writes the 404 of either. The caller holds s.mu.
+func (p credentialPart[T]) locate(w http.ResponseWriter, r *http.Request, s *Server) (*credential, int, bool) {
+	c, ok := s.credentialAt(w, r, "credential_id")
+	if !ok {
+		return nil, 0, false
+	}
 	id, _ := pathID(r, p.idParam)
 	items := *p.list(c.x())
 	for i := range items {
 		if *p.id(&items[i]) == id {
-			return i
+			return c, i, true
 		}
 	}
-	return -1
+	notFound(w)
+	return nil, 0, false
 }
 
 func (p credentialPart[T]) get(s *Server) http.HandlerFunc { return p.getOrUpdate(s, false) }
@@ -210,13 +219,8 @@ func (p credentialPart[T]) getOrUpdate(s *Server, update bool) http.HandlerFunc 
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		c, ok := s.credentialFor(w, r)
+		c, i, ok := p.locate(w, r, s)
 		if !ok {
-			return
-		}
-		i := p.find(r, c)
-		if i < 0 {
-			notFound(w)
 			return
 		}
 		if update {
@@ -237,13 +241,8 @@ func (p credentialPart[T]) delete(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		c, ok := s.credentialFor(w, r)
+		c, i, ok := p.locate(w, r, s)
 		if !ok {
-			return
-		}
-		i := p.find(r, c)
-		if i < 0 {
-			notFound(w)
 			return
 		}
 		out := p.render(&(*p.list(c.x()))[i])

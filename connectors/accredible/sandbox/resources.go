@@ -352,9 +352,10 @@ var references = credentialPart[reference]{
 	render: func(ref *reference) any { return renderReference(ref, true) },
 }
 
-// credentialFor finds the credential of a nested route; it writes the 404.
-func (s *Server) credentialFor(w http.ResponseWriter, r *http.Request) (*credential, bool) {
-	id, _ := pathID(r, "credential_id")
+// credentialAt finds the credential whose id is in the path wildcard
+// param; it writes the 404.
+func (s *Server) credentialAt(w http.ResponseWriter, r *http.Request, param string) (*credential, bool) {
+	id, _ := pathID(r, param)
 	c, ok := s.creds.get(id)
 	if !ok {
 		notFoundCredential(w)

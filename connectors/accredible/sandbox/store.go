@@ -160,40 +160,33 @@ func (s *credentialStore) insert(c credential, now time.Time) *credential {
 
 func (s *credentialStore) index(idx int32) {
 	c := &s.creds[idx]
-	if c.recipientEmail != "" {
-		s.byEmail.add(strings.ToLower(c.recipientEmail), idx)
-	}
-	if c.recipientID != "" {
-		s.byRecipient.add(c.recipientID, idx)
-	}
-	if c.x().licenseID != "" {
-		s.byLicense.add(c.x().licenseID, idx)
-	}
-	for k, v := range c.x().metaData {
-		if sv, ok := v.(string); ok {
-			s.byMeta.add(metaKey(k, sv), idx)
-		}
-	}
+	s.eachKey(c, func(m multiIndex, k string) { m.add(k, idx) })
 	s.byGroup[c.groupID] = append(s.byGroup[c.groupID], idx)
 }
 
 func (s *credentialStore) unindex(idx int32) {
 	c := &s.creds[idx]
+	s.eachKey(c, func(m multiIndex, k string) { m.remove(k, idx) })
+	removeIdx(s.byGroup, c.groupID, idx)
+}
+
+// eachKey calls f with every multiIndex that files c and the key it is
+// filed under, so that index and unindex cannot disagree.
+func (s *credentialStore) eachKey(c *credential, f func(m multiIndex, k string)) {
 	if c.recipientEmail != "" {
-		s.byEmail.remove(strings.ToLower(c.recipientEmail), idx)
+		f(s.byEmail, strings.ToLower(c.recipientEmail))
 	}
 	if c.recipientID != "" {
-		s.byRecipient.remove(c.recipientID, idx)
+		f(s.byRecipient, c.recipientID)
 	}
 	if c.x().licenseID != "" {
-		s.byLicense.remove(c.x().licenseID, idx)
+		f(s.byLicense, c.x().licenseID)
 	}
 	for k, v := range c.x().metaData {
 		if sv, ok := v.(string); ok {
-			s.byMeta.remove(metaKey(k, sv), idx)
+			f(s.byMeta, metaKey(k, sv))
 		}
 	}
-	removeIdx(s.byGroup, c.groupID, idx)
 }
 
 func removeIdx[K comparable](m map[K][]int32, k K, idx int32) {
