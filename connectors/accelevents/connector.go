@@ -37,7 +37,7 @@ const DefaultBaseURL = "https://api.accelevents.com"
 
 // DefaultRateLimit paces a connection: Accelevents documents no limit, so
 // this is a conservative default a connection may override.
-var DefaultRateLimit = connectors.RateLimit{Requests: 10, Per: time.Second, Burst: 10}
+var DefaultRateLimit = connectors.RateLimit{Requests: 25, Per: time.Second, Burst: 25}
 
 const optionsSchema = `{
   "type": "object",
