@@ -250,3 +250,26 @@ func (p credentialPart[T]) delete(s *Server) http.HandlerFunc {
 		sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{p.key: out})
 	}
 }
+
+// writePage answers the page of the table's items that keep accepts, in
+// id order, as `{key: [...], "meta": ...}`. The caller holds s.mu.
+func writePage[T, J any](w http.ResponseWriter, key string, table map[int64]*T, page, size int, keep func(id int64, item *T) bool, render func(*T) J) {
+	var match []*T
+	for _, id := range sortedIDs(table) {
+		if item := table[id]; keep(id, item) {
+			match = append(match, item)
+		}
+	}
+	from, to, pm := pageOf(len(match), page, size)
+	out := make([]J, 0, to-from)
+	for _, item := range match[from:to] {
+		out = append(out, render(item))
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{key: out, "meta": pm})
+}
+
+// bodyGetter reads list parameters from a JSON body, as queryGetter does
+// from a query string.
+func bodyGetter(body map[string]any) func(string) (any, bool) {
+	return func(k string) (any, bool) { v, ok := body[k]; return v, ok }
+}

@@ -226,7 +226,7 @@ func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request) {
 		badJSON(w, err)
 		return
 	}
-	s.listGroups(w, func(k string) (any, bool) { v, ok := body[k]; return v, ok })
+	s.listGroups(w, bodyGetter(body))
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, get func(string) (any, bool)) {
@@ -265,22 +265,11 @@ func (s *Server) listGroups(w http.ResponseWriter, get func(string) (any, bool))
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var match []*group
-	for _, id := range sortedIDs(s.groups) {
-		g := s.groups[id]
-		if (len(ids) > 0 && !ids[id]) || (str(name) != "" && !strings.Contains(strings.ToLower(g.name), strings.ToLower(str(name)))) ||
-			(str(course) != "" && !strings.Contains(strings.ToLower(g.courseName), strings.ToLower(str(course)))) ||
-			!subset(metaMap, g.metaData) || g.updatedAt < lo || g.updatedAt >= hi {
-			continue
-		}
-		match = append(match, g)
-	}
-	from, to, pm := pageOf(len(match), page, size)
-	out := make([]groupJSON, 0, to-from)
-	for _, g := range match[from:to] {
-		out = append(out, s.renderGroup(g))
-	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"groups": out, "meta": pm})
+	writePage(w, "groups", s.groups, page, size, func(id int64, g *group) bool {
+		return (len(ids) == 0 || ids[id]) && (str(name) == "" || strings.Contains(strings.ToLower(g.name), strings.ToLower(str(name)))) &&
+			(str(course) == "" || strings.Contains(strings.ToLower(g.courseName), strings.ToLower(str(course)))) &&
+			subset(metaMap, g.metaData) && g.updatedAt >= lo && g.updatedAt < hi
+	}, s.renderGroup)
 }
 
 func (s *Server) issuerDetails(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +443,7 @@ func (s *Server) searchDepartments(w http.ResponseWriter, r *http.Request) {
 		badJSON(w, err)
 		return
 	}
-	get := func(k string) (any, bool) { v, ok := body[k]; return v, ok }
+	get := bodyGetter(body)
 	page, size, err := pageParams(get)
 	if err != nil {
 		unprocessable(w, err.Error())
@@ -463,18 +452,9 @@ func (s *Server) searchDepartments(w http.ResponseWriter, r *http.Request) {
 	meta, _ := body["meta_data"].(map[string]any)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var match []*department
-	for _, id := range sortedIDs(s.departments) {
-		if d := s.departments[id]; subset(meta, d.metaData) {
-			match = append(match, d)
-		}
-	}
-	from, to, pm := pageOf(len(match), page, size)
-	out := make([]map[string]any, 0, to-from)
-	for _, d := range match[from:to] {
-		out = append(out, renderDepartment(d))
-	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"departments": out, "meta": pm})
+	writePage(w, "departments", s.departments, page, size, func(_ int64, d *department) bool {
+		return subset(meta, d.metaData)
+	}, renderDepartment)
 }
 
 // --- designs ---
@@ -543,7 +523,7 @@ func (s *Server) searchDesigns(w http.ResponseWriter, r *http.Request) {
 		badJSON(w, err)
 		return
 	}
-	s.serveDesigns(w, func(k string) (any, bool) { v, ok := body[k]; return v, ok })
+	s.serveDesigns(w, bodyGetter(body))
 }
 
 func (s *Server) serveDesigns(w http.ResponseWriter, get func(string) (any, bool)) {
@@ -557,17 +537,7 @@ func (s *Server) serveDesigns(w http.ResponseWriter, get func(string) (any, bool
 	metaMap, _ := meta.(map[string]any)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var match []*design
-	for _, id := range sortedIDs(s.designs) {
-		d := s.designs[id]
-		if (str(kind) == "" || d.kind == str(kind)) && subset(metaMap, d.metaData) {
-			match = append(match, d)
-		}
-	}
-	from, to, pm := pageOf(len(match), page, size)
-	out := make([]map[string]any, 0, to-from)
-	for _, d := range match[from:to] {
-		out = append(out, renderDesign(d))
-	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"designs": out, "meta": pm})
+	writePage(w, "designs", s.designs, page, size, func(_ int64, d *design) bool {
+		return (str(kind) == "" || d.kind == str(kind)) && subset(metaMap, d.metaData)
+	}, renderDesign)
 }
