@@ -80,7 +80,7 @@ func TestBenchAgainstARunningSandbox(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"members processed       120 (sandbox: 120)", "sandbox duplicates      0", "members/s", "peak RSS (runner)", "p50 "} {
+	for _, want := range []string{"members processed       120 (sandbox: 120)", "sandbox duplicates      0 certificates; 0 new over all services", "members/s", "peak RSS (runner)", "p50 "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -92,6 +92,9 @@ type Result struct {
 	// Duplicates is the sandbox's count of credentials sharing a group and
 	// a recipient: a certificate issued twice. It must be 0.
 	Duplicates int `json:"duplicates"`
+	// NewDuplicates is the change of the sandbox's duplicates over all
+	// services during the backfill (attendees, payments, ...). Must be 0.
+	NewDuplicates int `json:"new_duplicates_all_services"`
 
 	Runs          int64         `json:"runs"`
 	Elapsed       time.Duration `json:"elapsed_ns"`
@@ -204,7 +207,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
 		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
-		Duplicates: after.CredentialDuplicates, CredentialsCreated: after.Credentials - before.Credentials}
+		Duplicates: after.CredentialDuplicates, NewDuplicates: after.Duplicates - before.Duplicates,
+		CredentialsCreated: after.Credentials - before.Credentials}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
 	}
@@ -345,6 +349,9 @@ func (r *Result) Check() error {
 	}
 	if r.Duplicates != 0 {
 		errs = append(errs, fmt.Errorf("the sandbox counts %d duplicate certificate(s)", r.Duplicates))
+	}
+	if r.NewDuplicates != 0 {
+		errs = append(errs, fmt.Errorf("the sandbox's duplicates over all services changed by %d", r.NewDuplicates))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bench: inconsistent figures: %w", err)

@@ -57,6 +57,7 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 		{"member updates", res.MemberUpdates, res.Eligible},
 		{"eligible + skipped", res.Eligible + res.Skipped, 250},
 		{"duplicates", int64(res.Duplicates), 0},
+		{"new duplicates, all services", int64(res.NewDuplicates), 0},
 		{"dead", res.Dead, 0},
 	}
 	for _, c := range checks {
@@ -123,6 +124,7 @@ func TestCheck(t *testing.T) {
 		{"dead letters", func(r *Result) { r.Dead = 2 }, "2 run(s) dead-lettered"},
 		{"abandoned", func(r *Result) { r.Abandoned = 1 }, "1 run(s) abandoned"},
 		{"duplicates", func(r *Result) { r.Duplicates = 1 }, "1 duplicate certificate(s)"},
+		{"other duplicates", func(r *Result) { r.NewDuplicates = 2 }, "changed by 2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

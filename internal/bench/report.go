@@ -35,7 +35,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	} else {
 		row("CPU time", "runner %s", r.RunnerCPU.Round(100*time.Millisecond))
 	}
-	row("sandbox duplicates", "%d", r.Duplicates)
+	row("sandbox duplicates", "%d certificates; %d new over all services", r.Duplicates, r.NewDuplicates)
 	row("concurrency", "%d", r.Concurrency)
 	return tw.Flush()
 }

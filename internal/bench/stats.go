@@ -16,6 +16,8 @@ type SandboxStats struct {
 	Users                int
 	Credentials          int
 	CredentialDuplicates int
+	// Duplicates adds up every service's duplicates.
+	Duplicates int
 }
 
 // FetchStats reads the sandbox's object and duplicate counts.
@@ -51,5 +53,6 @@ func FetchStats(ctx context.Context, base string) (SandboxStats, error) {
 	if !ok {
 		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no accredible service; is this a memberflow sandbox?", url)
 	}
-	return SandboxStats{Users: m.Objects["users"], Credentials: a.Objects["credentials"], CredentialDuplicates: a.Duplicates["credentials"]}, nil
+	return SandboxStats{Users: m.Objects["users"], Credentials: a.Objects["credentials"], CredentialDuplicates: a.Duplicates["credentials"],
+		Duplicates: st.Totals.Duplicates}, nil
 }
