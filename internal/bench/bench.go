@@ -197,6 +197,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			log.Warn("writing the heap profile failed", "error", err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: interrupted after %s: no figures (%w)", elapsed.Round(time.Millisecond), err)
+	}
 	if runErr != nil {
 		return nil, fmt.Errorf("bench: the backfill failed: %w", runErr)
 	}

@@ -86,6 +86,16 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 	}
 }
 
+func TestRunInterrupted(t *testing.T) {
+	base := startSandbox(t, 3000)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	_, err := Run(ctx, Options{SandboxURL: base, Concurrency: 4})
+	if err == nil || !strings.Contains(err.Error(), "interrupted after") {
+		t.Fatalf("error %v, want an interruption", err)
+	}
+}
+
 func TestRunRefusesWhatIsNotASandbox(t *testing.T) {
 	notSandbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"services":{}}`))
