@@ -56,7 +56,7 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request) {
 	uidx, found := s.st.lookupUser(userID)
 	if !found {
 		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "User not found")
+		userNotFound(w)
 		return
 	}
 	p.user = uidx
@@ -193,11 +193,8 @@ func (s *Server) updatePayment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	idx, found := s.st.lookupPayment(r.PathValue("paymentId"))
+	idx, found := s.lockPayment(w, r)
 	if !found {
-		s.mu.Unlock()
-		paymentNotFound(w)
 		return
 	}
 	p := &s.st.payments[idx]
@@ -225,11 +222,8 @@ func (s *Server) updatePayment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deletePayment(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	idx, found := s.st.lookupPayment(r.PathValue("paymentId"))
+	idx, found := s.lockPayment(w, r)
 	if !found {
-		s.mu.Unlock()
-		paymentNotFound(w)
 		return
 	}
 	s.st.payments[idx].deleted = true
@@ -238,4 +232,16 @@ func (s *Server) deletePayment(w http.ResponseWriter, r *http.Request) {
 	id := s.st.payments[idx].id.String()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": "Deleted payment " + id})
+}
+
+// lockPayment takes s.mu and finds the payment of the route; when there is none
+// it lets go of s.mu and answers so.
+func (s *Server) lockPayment(w http.ResponseWriter, r *http.Request) (int32, bool) {
+	s.mu.Lock()
+	idx, ok := s.st.lookupPayment(r.PathValue("paymentId"))
+	if !ok {
+		s.mu.Unlock()
+		paymentNotFound(w)
+	}
+	return idx, ok
 }

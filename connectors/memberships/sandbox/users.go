@@ -280,7 +280,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.RUnlock()
 	if !ok {
-		writeError(w, http.StatusBadRequest, "User not found")
+		userNotFound(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -376,11 +376,8 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, b.invalid)
 		return
 	}
-	s.mu.Lock()
-	idx, found := s.st.lookupUser(r.PathValue("userId"))
+	idx, found := s.lockUser(w, r)
 	if !found {
-		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "User not found")
 		return
 	}
 	u := &s.st.users[idx]
@@ -432,11 +429,8 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 // deleteUser is DELETE /users/{userId}. GoHighLevel queues the deletion;
 // the sandbox applies it at once.
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	idx, found := s.st.lookupUser(r.PathValue("userId"))
+	idx, found := s.lockUser(w, r)
 	if !found {
-		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "User not found")
 		return
 	}
 	u := &s.st.users[idx]
@@ -446,4 +440,20 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 	msg := "Queued deleting user with e-mail " + u.email + " and name " + strings.TrimSpace(u.firstName+" "+u.lastName) + ". Will take effect in a few minutes."
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": msg})
+}
+
+// lockUser takes s.mu and finds the user of the route; when there is none
+// it lets go of s.mu and answers so.
+func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) (int32, bool) {
+	s.mu.Lock()
+	idx, ok := s.st.lookupUser(r.PathValue("userId"))
+	if !ok {
+		s.mu.Unlock()
+		userNotFound(w)
+	}
+	return idx, ok
+}
+
+func userNotFound(w http.ResponseWriter) {
+	writeError(w, http.StatusBadRequest, "User not found")
 }
