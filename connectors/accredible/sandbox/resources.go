@@ -180,7 +180,7 @@ func applyGroup(in map[string]any, g *group) map[string][]string {
 		g.metaData = v
 	}
 	if v, ok := in["learning_outcomes"].([]any); ok {
-		g.learningOutcomes = g.learningOutcomes[:0]
+		g.learningOutcomes = make([]string, 0, len(v)) // a fresh slice: the draft must not write into the stored group
 		for _, x := range v {
 			g.learningOutcomes = append(g.learningOutcomes, str(x))
 		}
