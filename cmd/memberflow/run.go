@@ -36,8 +36,10 @@ on --http, schedules fire; each event becomes one run whose steps are
 journaled, so that a run stopped at any point resumes without repeating a
 write. See docs/runner.md.
 
---once polls every trigger until it is caught up, runs every queued run,
-prints a summary and exits: 0 when no run was dead-lettered, 1 otherwise.
+--once polls every trigger until it is caught up and runs every queued run,
+in passes until a pass finds nothing new (what one recipe writes can start
+another), then prints a summary and a line to read at a glance, and exits:
+0 when no run was dead-lettered, 1 otherwise.
 Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
 events and lets runs in flight finish.
 
@@ -46,7 +48,8 @@ as a JSON line {connection, method, path, body}; the store is not changed
 (a copy is used).
 
 --sandbox starts the in-process sandbox of all three services; every
-connection then uses its service's sandbox URL and demo credentials.
+connection then uses its service's sandbox URL, demo credentials and demo
+account (company, location, event).
 --sandbox-url does the same with a sandbox already running.
 
 Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
