@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -85,5 +86,40 @@ func BenchmarkSeedMillion(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/members, "heap-B/member")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
 		runtime.KeepAlive(s)
+	}
+}
+
+// BenchmarkSearchPageAt300k is one poller page (sort by last change,
+// oldest first, updatedAfter the cursor) over 300,000 members, with the
+// cursor at a tenth, half and nine tenths of the change log: the page's
+// count covers every change after the cursor, so a count that walks them
+// makes a whole poll pass quadratic.
+func BenchmarkSearchPageAt300k(b *testing.B) {
+	s := New(sandboxkit.Options{RateLimit: &sandboxkit.Limit{}})
+	s.Seed(sandboxkit.Seed{Members: 300_000, Seed: 1, Now: anchor})
+	for _, c := range []struct {
+		name, path, sort string
+		log              []logEntry
+	}{
+		{"users", "/users/search?companyId=" + DemoCompanyID + "&", "dateUpdated", s.st.userLog},
+		{"payments", "/payments?", "updatedAt", s.st.paymentLog},
+	} {
+		for _, pct := range []int{10, 50, 90} {
+			after := formatTime(c.log[len(c.log)*pct/100].at)
+			path := c.path + "sort=" + c.sort + "&order=asc&limit=100&updatedAfter=" + after
+			b.Run(fmt.Sprintf("%s/cursor=%d%%", c.name, pct), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					req := httptest.NewRequest(http.MethodGet, path, nil)
+					req.Header.Set("Version", APIVersion)
+					req.Header.Set("Authorization", "Bearer "+DemoKey)
+					rec := httptest.NewRecorder()
+					s.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body)
+					}
+				}
+			})
+		}
 	}
 }

@@ -120,31 +120,79 @@ func (s *Server) listPayments(w http.ResponseWriter, r *http.Request) {
 		}
 		userIdx = i
 	}
-	page := make([]paymentJSON, 0, min(limit, 100))
+	pf := paymentFilter{status: status, user: userIdx, ref: ref, updatedAfter: after}
+	found, count := st.listPayments(&pf, sortBy == "updatedAt", order == "desc", skip, limit)
+	page := make([]paymentJSON, len(found))
+	for i, idx := range found {
+		page[i] = st.paymentWire(&st.payments[idx])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"payments": page, "count": count})
+}
+
+// paymentFilter is a payment list's conditions.
+type paymentFilter struct {
+	status       int   // -1: any
+	user         int32 // -1: any
+	ref          string
+	updatedAfter int64
+}
+
+func (f *paymentFilter) match(p *payment) bool {
+	return !p.deleted && (f.status < 0 || int(p.status) == f.status) && (f.user < 0 || p.user == f.user) &&
+		(f.ref == "" || p.externalRef == f.ref) && (f.updatedAfter == 0 || p.updatedAt >= f.updatedAfter)
+}
+
+// listPayments returns a list's page (payment positions) and its count
+// of matches: from the log's block counts for a poller's query (by last
+// change, no filter but updatedAfter), as searchUsers does; otherwise by
+// visiting every payment that may match.
+func (st *store) listPayments(f *paymentFilter, byUpdate, desc bool, skip, limit int) ([]int32, int) {
+	if !byUpdate || f.status >= 0 || f.user >= 0 || f.ref != "" {
+		return st.walkPayments(f, byUpdate, desc, skip, limit)
+	}
+	return st.paymentsChangedSince(f.updatedAfter, desc, skip, limit)
+}
+
+// paymentsChangedSince is listPayments by last change with no filter but
+// updatedAfter (0: none), counting by blocks.
+func (st *store) paymentsChangedSince(updatedAfter int64, desc bool, skip, limit int) ([]int32, int) {
+	start := 0
+	if updatedAfter != 0 {
+		start = since(st.paymentLog, updatedAfter)
+	}
+	n := len(st.paymentLog)
+	positions := st.paymentLive.page(start, n, desc, skip, limit, st.paymentCounted)
+	page := make([]int32, len(positions))
+	for i, pos := range positions {
+		page[i] = st.paymentLog[pos].idx
+	}
+	return page, st.paymentLive.countFrom(start, n, st.paymentCounted)
+}
+
+// walkPayments is listPayments visiting every payment that may match.
+func (st *store) walkPayments(f *paymentFilter, byUpdate, desc bool, skip, limit int) ([]int32, int) {
+	page := make([]int32, 0, min(limit, 100))
 	count := 0
 	visit := func(idx int32) {
-		p := &st.payments[idx]
-		if p.deleted || (status >= 0 && int(p.status) != status) || (userIdx >= 0 && p.user != userIdx) ||
-			(ref != "" && p.externalRef != ref) || (after != 0 && p.updatedAt < after) {
+		if !f.match(&st.payments[idx]) {
 			return
 		}
 		if count >= skip && len(page) < limit {
-			page = append(page, st.paymentWire(p))
+			page = append(page, idx)
 		}
 		count++
 	}
-	desc := order == "desc"
 	switch {
-	case ref != "":
+	case f.ref != "":
 		// The externalRef index: a look-up, not a scan.
-		for idx := range chain(st.paymentByRe, st.payments, ref) {
+		for idx := range chain(st.paymentByRe, st.payments, f.ref) {
 			visit(idx)
 		}
-	case sortBy == "updatedAt":
+	case byUpdate:
 		log := st.paymentLog
 		start := 0
-		if after != 0 {
-			start = since(log, after)
+		if f.updatedAfter != 0 {
+			start = since(log, f.updatedAfter)
 		}
 		live := func(e logEntry) bool { return st.payments[e.idx].updatedAt == e.at }
 		if desc {
@@ -169,7 +217,7 @@ func (s *Server) listPayments(w http.ResponseWriter, r *http.Request) {
 			visit(int32(i))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"payments": page, "count": count})
+	return page, count
 }
 
 func (s *Server) getPayment(w http.ResponseWriter, r *http.Request) {
@@ -226,9 +274,7 @@ func (s *Server) deletePayment(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		return
 	}
-	s.st.payments[idx].deleted = true
-	s.st.livePays--
-	s.st.touchPayment(idx, s.now())
+	s.st.deletePayment(idx, s.now())
 	id := s.st.payments[idx].id.String()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": "Deleted payment " + id})

@@ -173,6 +173,8 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	}
 	slices.SortFunc(st.userLog, byTime)
 	slices.SortFunc(st.paymentLog, byTime)
+	st.rebuildUserLive()
+	st.rebuildPaymentLive()
 	st.last = last
 }
 

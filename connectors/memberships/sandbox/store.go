@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"iter"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,12 +101,14 @@ type store struct {
 	userByID    map[id20]int32
 	userByEmail map[string]int32 // lower-cased email -> first user; the rest chained
 	userLog     []logEntry
+	userLive    liveBlocks
 	liveUsers   int
 
 	payments    []payment
 	paymentByID map[id20]int32
 	paymentByRe map[string]int32 // externalRef -> first payment; the rest chained
 	paymentLog  []logEntry
+	paymentLive liveBlocks
 	livePays    int
 
 	// last is the newest timestamp handed out: every change gets a
@@ -139,6 +142,7 @@ func (st *store) addUser(u user) int32 {
 	st.userByID[u.id] = idx
 	st.linkEmail(idx)
 	st.userLog = append(st.userLog, logEntry{u.dateUpdated, idx})
+	st.userLive.add(len(st.userLog)-1, !u.deleted)
 	st.liveUsers++
 	return idx
 }
@@ -169,7 +173,25 @@ func (st *store) touchUser(idx int32, now time.Time) {
 	t := st.tick(now)
 	st.users[idx].dateUpdated = t
 	st.userLog = append(st.userLog, logEntry{t, idx})
+	st.userLive.move(idx, len(st.userLog)-1, !st.users[idx].deleted)
 	st.compact()
+}
+
+// deleteUser marks a live user deleted, changed now.
+func (st *store) deleteUser(idx int32, now time.Time) {
+	st.touchUser(idx, now)
+	st.users[idx].deleted = true
+	st.userLive.uncount(idx)
+	st.liveUsers--
+}
+
+// userCounted reports whether the user log's entry at pos is its user's
+// current one and the user is not deleted: what a search by last change
+// without other filters lists.
+func (st *store) userCounted(pos int) bool {
+	e := st.userLog[pos]
+	u := &st.users[e.idx]
+	return u.dateUpdated == e.at && !u.deleted
 }
 
 func (st *store) lookupUser(id string) (int32, bool) { return lookup(st.userByID, st.users, id) }
@@ -181,6 +203,7 @@ func (st *store) addPayment(p payment) int32 {
 	st.paymentByID[p.id] = idx
 	st.linkRef(idx)
 	st.paymentLog = append(st.paymentLog, logEntry{p.updatedAt, idx})
+	st.paymentLive.add(len(st.paymentLog)-1, !p.deleted)
 	st.livePays++
 	return idx
 }
@@ -202,7 +225,23 @@ func (st *store) touchPayment(idx int32, now time.Time) {
 	t := st.tick(now)
 	st.payments[idx].updatedAt = t
 	st.paymentLog = append(st.paymentLog, logEntry{t, idx})
+	st.paymentLive.move(idx, len(st.paymentLog)-1, !st.payments[idx].deleted)
 	st.compact()
+}
+
+// deletePayment marks a live payment deleted, changed now.
+func (st *store) deletePayment(idx int32, now time.Time) {
+	st.touchPayment(idx, now)
+	st.payments[idx].deleted = true
+	st.paymentLive.uncount(idx)
+	st.livePays--
+}
+
+// paymentCounted is userCounted for the payment log.
+func (st *store) paymentCounted(pos int) bool {
+	e := st.paymentLog[pos]
+	p := &st.payments[e.idx]
+	return p.updatedAt == e.at && !p.deleted
 }
 
 func (st *store) lookupPayment(id string) (int32, bool) {
@@ -308,10 +347,28 @@ func duplicates[R any, P record[R]](index map[string]int32, records []R) int {
 func (st *store) compact() {
 	if len(st.userLog) > 2*len(st.users)+1024 {
 		st.userLog = compactLog(st.userLog, func(e logEntry) bool { return st.users[e.idx].dateUpdated == e.at })
+		st.rebuildUserLive()
 	}
 	if len(st.paymentLog) > 2*len(st.payments)+1024 {
 		st.paymentLog = compactLog(st.paymentLog, func(e logEntry) bool { return st.payments[e.idx].updatedAt == e.at })
+		st.rebuildPaymentLive()
 	}
+}
+
+// rebuildUserLive recounts the user log's blocks, after the log was
+// sorted or compacted.
+func (st *store) rebuildUserLive() {
+	st.userLive.rebuild(st.userLog, len(st.users), func(e logEntry) (current, counted bool) {
+		u := &st.users[e.idx]
+		return u.dateUpdated == e.at, u.dateUpdated == e.at && !u.deleted
+	})
+}
+
+func (st *store) rebuildPaymentLive() {
+	st.paymentLive.rebuild(st.paymentLog, len(st.payments), func(e logEntry) (current, counted bool) {
+		p := &st.payments[e.idx]
+		return p.updatedAt == e.at, p.updatedAt == e.at && !p.deleted
+	})
 }
 
 func compactLog(log []logEntry, live func(logEntry) bool) []logEntry {
@@ -320,6 +377,123 @@ func compactLog(log []logEntry, live func(logEntry) bool) []logEntry {
 		if live(e) {
 			out = append(out, e)
 		}
+	}
+	return out
+}
+
+// logBlock is how many log positions share one count in liveBlocks.
+const logBlock = 1024
+
+// liveBlocks counts, per block of logBlock log positions, the entries
+// that a search by last change without other filters lists (a record's
+// current entry, the record not deleted), so that such a search counts
+// its matches after a cursor with a scan of one block and a sum, not a
+// walk to the end of the log: pollers page through every change, and a
+// walk per page made that quadratic.
+type liveBlocks struct {
+	pos    []int32 // per record: the log position of its current entry
+	counts []int32 // per block: the counted entries
+}
+
+// add records a new record whose entry was appended at pos.
+func (lb *liveBlocks) add(pos int, counted bool) {
+	lb.pos = append(lb.pos, int32(pos))
+	lb.grow(pos)
+	if counted {
+		lb.counts[pos/logBlock]++
+	}
+}
+
+// move records that rec's current entry is now the one appended at pos.
+func (lb *liveBlocks) move(rec int32, pos int, counted bool) {
+	if counted {
+		lb.counts[lb.pos[rec]/logBlock]--
+	}
+	lb.pos[rec] = int32(pos)
+	lb.grow(pos)
+	if counted {
+		lb.counts[pos/logBlock]++
+	}
+}
+
+// uncount stops counting rec's current entry: the record was deleted.
+func (lb *liveBlocks) uncount(rec int32) { lb.counts[lb.pos[rec]/logBlock]-- }
+
+func (lb *liveBlocks) grow(pos int) {
+	for len(lb.counts) <= pos/logBlock {
+		lb.counts = append(lb.counts, 0)
+	}
+}
+
+// rebuild recounts from the log; classify says whether an entry is its
+// record's current one and whether it is counted.
+func (lb *liveBlocks) rebuild(log []logEntry, records int, classify func(logEntry) (current, counted bool)) {
+	lb.pos = slices.Grow(lb.pos[:0], records)[:records]
+	lb.counts = slices.Grow(lb.counts[:0], (len(log)+logBlock-1)/logBlock)[:(len(log)+logBlock-1)/logBlock]
+	clear(lb.counts)
+	for i, e := range log {
+		current, counted := classify(e)
+		if current {
+			lb.pos[e.idx] = int32(i)
+		}
+		if counted {
+			lb.counts[i/logBlock]++
+		}
+	}
+}
+
+// countFrom counts the entries at positions start and after (of n) that
+// counted reports, scanning only start's block.
+func (lb *liveBlocks) countFrom(start, n int, counted func(pos int) bool) int {
+	b := start / logBlock
+	c := 0
+	for i := start; i < min((b+1)*logBlock, n); i++ {
+		if counted(i) {
+			c++
+		}
+	}
+	for b++; b < len(lb.counts); b++ {
+		c += int(lb.counts[b])
+	}
+	return c
+}
+
+// page returns, oldest first or (desc) newest first, the counted entries
+// positions from start to n, past the first skip of them and up to limit.
+// Whole blocks inside the range are skipped by their counts.
+func (lb *liveBlocks) page(start, n int, desc bool, skip, limit int, counted func(pos int) bool) []int {
+	var out []int
+	take := func(i int) {
+		if !counted(i) {
+			return
+		}
+		if skip > 0 {
+			skip--
+		} else {
+			out = append(out, i)
+		}
+	}
+	if !desc {
+		for i := start; i < n && len(out) < limit; {
+			if b := i / logBlock; i%logBlock == 0 && skip > 0 && int(lb.counts[b]) <= skip {
+				skip -= int(lb.counts[b])
+				i += logBlock
+				continue
+			}
+			take(i)
+			i++
+		}
+		return out
+	}
+	for i := n - 1; i >= start && len(out) < limit; {
+		b := i / logBlock
+		if lo := b * logBlock; lo >= start && i == min(lo+logBlock, n)-1 && skip > 0 && int(lb.counts[b]) <= skip {
+			skip -= int(lb.counts[b])
+			i = lo - 1
+			continue
+		}
+		take(i)
+		i--
 	}
 	return out
 }

@@ -163,20 +163,63 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
 	desc := order == "desc"
 
 	s.mu.RLock()
-	st := s.st
-	page := make([]userJSON, 0, min(limit, 100))
+	found, count := s.st.searchUsers(&f, sortBy == "dateUpdated", desc, skip, limit)
+	page := make([]userJSON, len(found))
+	for i, idx := range found {
+		page[i] = s.st.users[idx].wire()
+	}
+	s.mu.RUnlock()
+	writeJSON(w, http.StatusOK, map[string]any{"users": page, "count": count})
+}
+
+// onlyUpdatedAfter reports whether f filters on nothing but the last
+// change (and, as every search, leaves deleted users out).
+func (f *userFilter) onlyUpdatedAfter() bool {
+	return f.query == "" && f.ids == nil && f.status < 0 && f.role == "" && f.typ == ""
+}
+
+// searchUsers returns a search's page (user positions) and its count of
+// matches. In the order of last change with no filter but updatedAfter
+// (what pollers ask), the count comes from the log's block counts and
+// the page walk stops once the page is full; otherwise every record
+// after the cursor is visited.
+func (st *store) searchUsers(f *userFilter, byUpdate, desc bool, skip, limit int) ([]int32, int) {
+	if !byUpdate || !f.onlyUpdatedAfter() {
+		return st.walkUsers(f, byUpdate, desc, skip, limit)
+	}
+	return st.usersChangedSince(f.updatedAfter, desc, skip, limit)
+}
+
+// usersChangedSince is searchUsers by last change with no filter but
+// updatedAfter (0: none), counting by blocks.
+func (st *store) usersChangedSince(updatedAfter int64, desc bool, skip, limit int) ([]int32, int) {
+	start := 0
+	if updatedAfter != 0 {
+		start = since(st.userLog, updatedAfter)
+	}
+	n := len(st.userLog)
+	positions := st.userLive.page(start, n, desc, skip, limit, st.userCounted)
+	page := make([]int32, len(positions))
+	for i, pos := range positions {
+		page[i] = st.userLog[pos].idx
+	}
+	return page, st.userLive.countFrom(start, n, st.userCounted)
+}
+
+// walkUsers is searchUsers visiting every record that may match.
+func (st *store) walkUsers(f *userFilter, byUpdate, desc bool, skip, limit int) ([]int32, int) {
+	page := make([]int32, 0, min(limit, 100))
 	count := 0
 	visit := func(idx int32) {
-		u := &st.users[idx]
-		if !f.match(u) {
+		if !f.match(&st.users[idx]) {
 			return
 		}
 		if count >= skip && len(page) < limit {
-			page = append(page, u.wire())
+			page = append(page, idx)
 		}
 		count++
 	}
-	if sortBy == "dateUpdated" {
+	if byUpdate {
 		log := st.userLog
 		start := 0
 		if f.updatedAfter != 0 {
@@ -205,8 +248,7 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
 			visit(int32(i))
 		}
 	}
-	s.mu.RUnlock()
-	writeJSON(w, http.StatusOK, map[string]any{"users": page, "count": count})
+	return page, count
 }
 
 // filterByEmail is POST /users/search/filter-by-email. Without
@@ -433,10 +475,8 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		return
 	}
+	s.st.deleteUser(idx, s.now())
 	u := &s.st.users[idx]
-	u.deleted = true
-	s.st.liveUsers--
-	s.st.touchUser(idx, s.now())
 	msg := "Queued deleting user with e-mail " + u.email + " and name " + strings.TrimSpace(u.firstName+" "+u.lastName) + ". Will take effect in a few minutes."
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": msg})
