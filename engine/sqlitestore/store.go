@@ -597,17 +597,24 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			if ev.Skipped {
+			// An echo already known is recorded as suppressed now, costing
+			// no claim: echoes are never forgotten, so the claim-time check
+			// (for writes recorded after this) could only agree.
+			echo := false
+			if ev.Fingerprint != "" {
+				var one int
+				err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
+				switch {
+				case err == nil:
+					echo = true
+				case !errors.Is(err, sql.ErrNoRows):
+					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+				}
+			}
+			if ev.Skipped || echo {
 				status := engine.RunSkipped
-				if ev.Fingerprint != "" {
-					var one int
-					err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
-					switch {
-					case err == nil:
-						status = engine.RunSuppressed
-					case !errors.Is(err, sql.ErrNoRows):
-						return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
-					}
+				if echo {
+					status = engine.RunSuppressed
 				}
 				var values any
 				if len(ev.Values) > 0 && status == engine.RunSkipped {

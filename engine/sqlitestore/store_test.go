@@ -190,6 +190,12 @@ func TestJournalEchoesAndReplay(t *testing.T) {
 	ctx := context.Background()
 	s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("1", "a")}})
 	claim(t, s, "w", 1, time.Now())
+	// Seen before memberflow's write is recorded: only the claim can tell
+	// it is an echo.
+	early := engine.NewEvent{ID: "e-early", Subject: "member/1", Fingerprint: "f1", Connector: "fake", OrderingKey: "x0", Data: json.RawMessage(`{}`)}
+	if enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{early}}); err != nil || enq[0].Status != engine.RunQueued {
+		t.Fatalf("early event: %+v, %v; want queued", enq, err)
+	}
 	now := time.Now()
 	steps := []engine.StepRecord{
 		{RunID: 1, Index: 0, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Output: json.RawMessage(`{"id":1}`), Attempts: 1, Started: now, Finished: now,
@@ -206,14 +212,21 @@ func TestJournalEchoesAndReplay(t *testing.T) {
 		{ID: "e-f2", Subject: "member/1", Fingerprint: "f2", Connector: "fake", OrderingKey: "x2", Data: json.RawMessage(`{}`)},
 		{ID: "e-other", Subject: "member/1", Fingerprint: "f1", Connector: "other", OrderingKey: "x3", Data: json.RawMessage(`{}`)},
 	}
-	if _, err := s.Advance(ctx, "r", engine.Advance{Events: echoes}); err != nil {
+	enq, err := s.Advance(ctx, "r", engine.Advance{Events: echoes})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The echo already known is suppressed at once, without a claim.
+	for i, want := range []string{engine.RunSuppressed, engine.RunQueued, engine.RunQueued} {
+		if enq[i].Status != want {
+			t.Errorf("event %s: %s at enqueue, want %s", enq[i].EventID, enq[i].Status, want)
+		}
 	}
 	got, err := s.Claim(ctx, engine.ClaimRequest{Owner: "w", Recipes: []string{"r"}, Limit: 10, Now: now, Lease: time.Minute})
 	if err != nil || len(got) != 3 {
 		t.Fatalf("claim = %v, %v", got, err)
 	}
-	for i, want := range []bool{true, false, false} {
+	for i, want := range []bool{true, false, false} { // e-early, e-f2, e-other
 		if got[i].Echo != want {
 			t.Errorf("event %s: echo = %v, want %v", got[i].EventID, got[i].Echo, want)
 		}
