@@ -151,7 +151,7 @@ func (l *loader) compileConnection(s *source, key, n *yaml.Node) *Connection {
 		c.BaseURL = b.Value
 	}
 	if l.secretScope == nil {
-		l.secretScope = (&scope{}).build()
+		l.secretScope = (&scope{secrets: true}).build()
 	}
 	secretScope := l.secretScope
 	secretScope.where = where + " auth"

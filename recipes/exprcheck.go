@@ -32,7 +32,11 @@ type scope struct {
 	// than "unknown field"; self is the current step's id.
 	later map[string]int
 	self  string
-	env   types.Map
+	// secrets is true where secret.NAME may be used: a connection's auth
+	// and webhook settings. Elsewhere a secret would end up in a request
+	// body, the journal and the audit trail.
+	secrets bool
+	env     types.Map
 	// cfg and boolCfg are the typed check configurations, made on first
 	// use and reused for every expression of the scope: making one costs
 	// more than checking a short expression.
@@ -75,7 +79,10 @@ var secretType = mapType(nil, scalarType(types.String))
 
 // build computes the typed environment.
 func (sc *scope) build() *scope {
-	env := types.Map{"secret": secretType.expr}
+	env := types.Map{}
+	if sc.secrets {
+		env["secret"] = secretType.expr
+	}
 	if sc.trigger != nil {
 		env["trigger"] = sc.trigger.expr
 	}
@@ -165,6 +172,9 @@ func explainExprError(src string, err error, sc *scope, asBool bool) (int, strin
 	switch {
 	case strings.HasPrefix(msg, "unknown name "):
 		name := strings.TrimPrefix(msg, "unknown name ")
+		if name == "secret" {
+			return at, "secrets are for a connection's auth and webhook settings only: here a secret would be sent in a request and kept in the journal"
+		}
 		if alt := closest(name, sc.rootNames()); alt != "" {
 			return at, fmt.Sprintf("unknown name %s; did you mean %s?", name, alt)
 		}
