@@ -1,10 +1,12 @@
 package engine_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -94,5 +96,34 @@ func TestAnotherRecipeSeesTheWrite(t *testing.T) {
 	}
 	if issue != 3 || reported != 3 || suppressed != 3 {
 		t.Fatalf("issue ran %d, watch reported %d, issue suppressed %d: want 3 each", issue, reported, suppressed)
+	}
+}
+
+// A one-shot run polls again after a transient failure instead of giving
+// up on the trigger; a lasting failure still ends the run with an error.
+func TestRunOnceRetriesATransientPollFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures int
+		wantErr  bool
+	}{
+		{"two failures then answers", 2, false},
+		{"failing throughout", 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := newFakeService(4, everyOther)
+			svc.pollFailures = tc.failures
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			defer engine.SetOncePollBackoffForTest(time.Millisecond)()
+			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+			sum, err := e.RunOnce(context.Background())
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("RunOnce error = %v, want error: %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && recipeSummary(t, sum, "issue").Succeeded != 2 {
+				t.Errorf("summary = %+v, want the 2 active members issued", recipeSummary(t, sum, "issue"))
+			}
+		})
 	}
 }

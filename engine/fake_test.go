@@ -37,6 +37,7 @@ type fakeService struct {
 	createLostReq   int  // answer in doubt without creating
 	createPermanent bool // fail with a 422
 	settleFail      bool // Settle fails permanently
+	pollFailures    int  // polls that fail with a retryable 503 first
 	block           chan struct{}
 	entered         chan string // receives the member id when a create starts
 
@@ -212,6 +213,11 @@ func (f *fakeService) poll(ctx context.Context, req connectors.PollRequest) (*co
 	off, _ := strconv.Atoi(req.Cursor)
 	f.mu.Lock()
 	f.calls["poll"]++
+	if f.pollFailures > 0 {
+		f.pollFailures--
+		f.mu.Unlock()
+		return nil, &connectors.APIError{Service: "fake", Status: 503, Message: "busy", Retryable: true}
+	}
 	if len(f.sorted) != len(f.members) {
 		f.sorted = f.sorted[:0]
 		for id := range f.members {

@@ -158,6 +158,14 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 
 // pollLoop polls a recipe's trigger: again at once while there is more,
 // then every interval. With once, it returns when the trigger is caught up.
+// onceRetries is how many times a one-shot run polls again after a
+// transient failure (the service's client has already retried each call).
+const onceRetries = 3
+
+// oncePollBackoff is the wait before the first of those polls; it grows
+// linearly. A variable so that tests need not wait.
+var oncePollBackoff = time.Second
+
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
 	for {
@@ -167,7 +175,17 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 		}
 		if err != nil {
 			if once {
-				return err
+				// A poll is a read: a transient failure is worth a few more
+				// tries before a one-shot run gives up on the trigger.
+				if failures >= onceRetries || !connectors.Retryable(err) {
+					return err
+				}
+				failures++
+				e.log.Warn("poll failed; retrying", "recipe", rt.r.Name, "attempt", failures, "error", e.redact.String(err.Error()))
+				if e.sleep(ctx, time.Duration(failures)*oncePollBackoff) != nil {
+					return nil
+				}
+				continue
 			}
 			failures++
 			wait := min(rt.interval, time.Duration(failures)*5*time.Second)
