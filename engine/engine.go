@@ -120,7 +120,11 @@ func New(opts Options) (*Engine, error) {
 		opts.Grace = 30 * time.Second
 	}
 	if opts.Retry.Attempts <= 0 {
-		opts.Retry.Attempts = 5
+		// Eight: with none of the APIs offering an idempotency key, a
+		// create that fails ambiguously is settled and sent again, and
+		// each send counts; a service failing three calls in ten should
+		// not dead-letter a run (five left about one create in 400).
+		opts.Retry.Attempts = 8
 	}
 	if opts.Retry.Backoff <= 0 {
 		opts.Retry.Backoff = 500 * time.Millisecond

@@ -218,7 +218,9 @@ func TestRunUnderFaultsIssuesExactlyOnce(t *testing.T) {
 	store = filepath.Join(t.TempDir(), "faulty.db")
 	code, out, errs := cli(t, "run", "--once", "--sandbox-url", faulty, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe)
 	if code != exitOK {
-		t.Fatalf("faulty run: exit %d\n%s%s", code, out, errs)
+		// Say what was dead-lettered, so that a rare failure can be read.
+		_, dead, _ := cli(t, "dlq", "list", "--store", store, "--format", "json")
+		t.Fatalf("faulty run: exit %d\n%s%s\ndead letters: %s", code, out, errs, dead)
 	}
 	got, dups := credentials(t, faulty)
 	if got != want || dups != 0 {
