@@ -87,7 +87,7 @@ func checkSearches(t *testing.T, st *store, rng *rand.Rand, when string) {
 			for _, skip := range []int{0, 1, rng.IntN(total + 2), rng.IntN(total + 2), total, total + 1} {
 				limit := []int{1, 7, 100}[rng.IntN(3)]
 				f := userFilter{status: -1, updatedAfter: after}
-				got, gotCount := st.usersChangedSince(after, desc, skip, limit)
+				got, gotCount := changedSince(st.userLog, &st.userLive, st.userCounted, after, desc, skip, limit)
 				want, wantCount := st.walkUsers(&f, true, desc, skip, limit)
 				compare(fmt.Sprintf("users after %d desc %v skip %d limit %d", after, desc, skip, limit), got, want, gotCount, wantCount)
 				if got, gotCount := st.searchUsers(&f, true, desc, skip, limit); gotCount != wantCount || !slices.Equal(got, want) {
@@ -102,7 +102,7 @@ func checkSearches(t *testing.T, st *store, rng *rand.Rand, when string) {
 			for _, skip := range []int{0, 1, rng.IntN(total + 2), total, total + 1} {
 				limit := []int{1, 7, 100}[rng.IntN(3)]
 				f := paymentFilter{status: -1, user: -1, updatedAfter: after}
-				got, gotCount := st.paymentsChangedSince(after, desc, skip, limit)
+				got, gotCount := changedSince(st.paymentLog, &st.paymentLive, st.paymentCounted, after, desc, skip, limit)
 				want, wantCount := st.walkPayments(&f, true, desc, skip, limit)
 				compare(fmt.Sprintf("payments after %d desc %v skip %d limit %d", after, desc, skip, limit), got, want, gotCount, wantCount)
 			}

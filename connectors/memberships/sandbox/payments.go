@@ -150,23 +150,7 @@ func (st *store) listPayments(f *paymentFilter, byUpdate, desc bool, skip, limit
 	if !byUpdate || f.status >= 0 || f.user >= 0 || f.ref != "" {
 		return st.walkPayments(f, byUpdate, desc, skip, limit)
 	}
-	return st.paymentsChangedSince(f.updatedAfter, desc, skip, limit)
-}
-
-// paymentsChangedSince is listPayments by last change with no filter but
-// updatedAfter (0: none), counting by blocks.
-func (st *store) paymentsChangedSince(updatedAfter int64, desc bool, skip, limit int) ([]int32, int) {
-	start := 0
-	if updatedAfter != 0 {
-		start = since(st.paymentLog, updatedAfter)
-	}
-	n := len(st.paymentLog)
-	positions := st.paymentLive.page(start, n, desc, skip, limit, st.paymentCounted)
-	page := make([]int32, len(positions))
-	for i, pos := range positions {
-		page[i] = st.paymentLog[pos].idx
-	}
-	return page, st.paymentLive.countFrom(start, n, st.paymentCounted)
+	return changedSince(st.paymentLog, &st.paymentLive, st.paymentCounted, f.updatedAfter, desc, skip, limit)
 }
 
 // walkPayments is listPayments visiting every payment that may match.

@@ -498,6 +498,22 @@ func (lb *liveBlocks) page(start, n int, desc bool, skip, limit int, counted fun
 	return out
 }
 
+// changedSince is a search by last change with no filter but updatedAfter
+// (0: none), for users and payments alike: the page from the log, walked
+// only as far as it needs, and the count from the log's block counts.
+func changedSince(log []logEntry, live *liveBlocks, counted func(pos int) bool, updatedAfter int64, desc bool, skip, limit int) ([]int32, int) {
+	start := 0
+	if updatedAfter != 0 {
+		start = since(log, updatedAfter)
+	}
+	positions := live.page(start, len(log), desc, skip, limit, counted)
+	page := make([]int32, len(positions))
+	for i, pos := range positions {
+		page[i] = log[pos].idx
+	}
+	return page, live.countFrom(start, len(log), counted)
+}
+
 // since returns the position of the first log entry at or after t.
 func since(log []logEntry, t int64) int {
 	return sort.Search(len(log), func(i int) bool { return log[i].at >= t })

@@ -187,23 +187,7 @@ func (st *store) searchUsers(f *userFilter, byUpdate, desc bool, skip, limit int
 	if !byUpdate || !f.onlyUpdatedAfter() {
 		return st.walkUsers(f, byUpdate, desc, skip, limit)
 	}
-	return st.usersChangedSince(f.updatedAfter, desc, skip, limit)
-}
-
-// usersChangedSince is searchUsers by last change with no filter but
-// updatedAfter (0: none), counting by blocks.
-func (st *store) usersChangedSince(updatedAfter int64, desc bool, skip, limit int) ([]int32, int) {
-	start := 0
-	if updatedAfter != 0 {
-		start = since(st.userLog, updatedAfter)
-	}
-	n := len(st.userLog)
-	positions := st.userLive.page(start, n, desc, skip, limit, st.userCounted)
-	page := make([]int32, len(positions))
-	for i, pos := range positions {
-		page[i] = st.userLog[pos].idx
-	}
-	return page, st.userLive.countFrom(start, n, st.userCounted)
+	return changedSince(st.userLog, &st.userLive, st.userCounted, f.updatedAfter, desc, skip, limit)
 }
 
 // walkUsers is searchUsers visiting every record that may match.
