@@ -477,13 +477,7 @@ func (p *parser) canned(n *yaml.Node) *Canned {
 		case "path":
 			c.Path, c.Query = p.splitPath(v, "path", c.Query)
 		case "query":
-			q := p.stringMap(v, "query")
-			if c.Query == nil {
-				c.Query = map[string]string{}
-			}
-			for k, x := range q {
-				c.Query[k] = x
-			}
+			c.Query = p.mergeQuery(c.Query, v)
 		case "status":
 			if err := v.Decode(&c.Status); err != nil || c.Status < 100 || c.Status > 599 {
 				p.errorf(v, "status must be an HTTP status code (100 to 599)")
@@ -567,6 +561,17 @@ func (p *parser) expect(n *yaml.Node, e *Expect) {
 	}
 }
 
+// mergeQuery adds a `query:` mapping to what the path's own query gave.
+func (p *parser) mergeQuery(q map[string]string, v *yaml.Node) map[string]string {
+	if q == nil {
+		q = map[string]string{}
+	}
+	for k, x := range p.stringMap(v, "query") {
+		q[k] = x
+	}
+	return q
+}
+
 var requestKeys = []string{"connection", "method", "path", "query", "body"}
 
 func (p *parser) expectedRequest(n *yaml.Node) *ExpectedRequest {
@@ -581,13 +586,7 @@ func (p *parser) expectedRequest(n *yaml.Node) *ExpectedRequest {
 		case "path":
 			r.Path, r.Query = p.splitPath(v, "path", r.Query)
 		case "query":
-			q := p.stringMap(v, "query")
-			if r.Query == nil {
-				r.Query = map[string]string{}
-			}
-			for k, x := range q {
-				r.Query[k] = x
-			}
+			r.Query = p.mergeQuery(r.Query, v)
 		case "body":
 			r.Body = v
 		}
