@@ -67,6 +67,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
+			fs.StringVar(&o.storeKey, "store-key", "MEMBERFLOW_STORE_KEY", "the secret (by `name`, from the environment or --secrets) that OAuth tokens are encrypted with in the store")
 			var conns stringList
 			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
@@ -83,6 +84,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 
 type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
+	storeKey                                                     string
 	once, sandbox, sandboxNoLimits, dryRun                       bool
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
@@ -149,18 +151,36 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	storePath, cleanup, err := storeForRun(ctx, o)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	defer cleanup()
 	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	defer store.Close()
+	var meta engine.MetaStore // the store's own, except in a dry run
+	if o.dryRun {
+		// The service rotates a refresh token even in a dry run: the new
+		// one goes to the real store, not to the copy thrown away.
+		if _, err := os.Stat(o.store); err == nil {
+			real, err := sqlitestore.Open(o.store, sqlitestore.Options{Logger: log})
+			if err != nil {
+				reportStoreError(io, "run", o.store, err)
+				return exitFail
+			}
+			defer real.Close()
+			meta = real
+		}
+	}
+	var storeKey []byte
+	if v, ok := secrets.Lookup(o.storeKey); ok && v != "" {
+		storeKey = []byte(v)
+	}
 
-	eng, err := engine.New(engine.Options{Store: store, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -173,6 +193,11 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	var secretValues []string
 	for i, r := range rs {
 		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned.write, log)
+		for name, c := range conns {
+			if c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != "" && len(storeKey) == 0 && err == nil {
+				err = fmt.Errorf("connection %q uses an OAuth refresh token, which the service replaces at each refresh: set the secret %s to a random key of at least %d characters (openssl rand -base64 32), with which memberflow keeps the newest token in the store, encrypted (docs/runner.md)", name, o.storeKey, engine.MinStoreKey)
+			}
+		}
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
@@ -193,6 +218,11 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 
+	if err := eng.CheckIdentities(ctx); err != nil {
+		reportStoreError(io, "run", o.store, err)
+		return exitFail
+	}
+
 	if o.http != "" {
 		stopHTTP, err := serveWebhooks(o.http, eng, log)
 		if err != nil {
@@ -204,7 +234,12 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	stopProgress := startProgress(eng, io.err)
 	if o.once {
-		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) { return eng.RunOnce(ctx) })
+		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) {
+			if ctx.Err() != nil {
+				return nil, nil // stopped by a signal: no further pass
+			}
+			return eng.RunOnce(ctx)
+		})
 		stopProgress()
 		if sum != nil {
 			sum.WriteText(io.out)
@@ -212,8 +247,19 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			writeGlance(io.out, sum, rs)
 			log.Debug("caught up", "passes", passes)
 		}
+		if ctx.Err() != nil {
+			// SIGINT or SIGTERM: the engine has given back the runs it had
+			// claimed and not finished; make sure none is left held.
+			n, rerr := eng.Release(context.WithoutCancel(ctx))
+			if rerr != nil {
+				reportStoreError(io, "run", o.store, rerr)
+				return exitFail
+			}
+			fmt.Fprintf(io.err, "memberflow run: stopped by a signal; unfinished runs are back in the queue (%d released now) and resume on the next start\n", n)
+			return exitOK
+		}
 		if err != nil {
-			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			reportStoreError(io, "run", o.store, err)
 			return exitFail
 		}
 		if n := sum.Dead(); n > 0 {
@@ -227,7 +273,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	stopProgress()
 	eng.Summary().WriteText(io.err)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	return exitOK
@@ -270,6 +316,9 @@ type sandboxTarget interface {
 	// Options are the sandbox account's settings (company, location,
 	// event), which replace the production ones.
 	Options(connector string) map[string]any
+	// Place names the service in the store's record of the connection's
+	// account when its URL changes at every start; "" keeps the URL.
+	Place(connector string) string
 }
 
 // placeholderSecrets answers every secret: with a sandbox, credentials
@@ -324,7 +373,11 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 			cfg.DryRun = planned
 		}
 		cfg.Logger = log.Named(name)
-		out[name] = engine.Connection{Spec: spec, Config: cfg}
+		conn := engine.Connection{Spec: spec, Config: cfg}
+		if target != nil {
+			conn.Place = target.Place(c.Connector)
+		}
+		out[name] = conn
 	}
 	return out, nil
 }

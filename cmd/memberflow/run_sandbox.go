@@ -21,12 +21,22 @@ import (
 // sandboxAt points connections at a running sandbox.
 type sandboxAt struct {
 	base string
+	// place names the in-process sandbox, whose port changes at every
+	// start, in the store's record of accounts: by its seed, which
+	// decides its data.
+	place string
 	// membershipsKey is the public key the Memberships sandbox signs its
 	// webhook deliveries with, fetched once.
 	membershipsKey string
 }
 
-func (s *sandboxAt) URL(connector string) string             { return s.base + "/" + connector }
+func (s *sandboxAt) URL(connector string) string { return s.base + "/" + connector }
+func (s *sandboxAt) Place(connector string) string {
+	if s.place == "" {
+		return ""
+	}
+	return s.place + "/" + connector
+}
 func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
@@ -55,7 +65,7 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 			return nil, nil, err
 		}
 		log.Info("sandbox started", "url", base, "members", o.sandboxMembers, "seed", o.sandboxSeed)
-		t := &sandboxAt{base: base}
+		t := &sandboxAt{base: base, place: fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed)}
 		t.membershipsKey = fetchPublicKey(ctx, base, log)
 		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":

@@ -40,6 +40,9 @@ type Config struct {
 	APIKeyHeader, APIKeyScheme string
 	// TokenURL is the service's OAuth token endpoint.
 	TokenURL string
+	// Tokens keeps OAuth tokens across processes and restarts; nil keeps
+	// them in memory.
+	Tokens connectors.TokenStore
 	// Header is sent with every request (GoHighLevel's `Version`).
 	Header http.Header
 	// RateLimit is the token bucket; zero is unlimited.
