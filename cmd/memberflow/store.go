@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/memberflow/memberflow/engine"
@@ -91,7 +92,7 @@ token in the connection's secret. See docs/runner.md.`,
 // when err is none of them.
 func storeAdvice(path string, err error) string {
 	dir := filepath.Dir(path)
-	var idErr *engine.IdentityError
+	changed := changedConnections(err)
 	switch {
 	case errors.Is(err, sqlitestore.ErrNoDirectory):
 		return fmt.Sprintf("create the directory (mkdir -p %s) or give --store a path in an existing one", dir)
@@ -103,10 +104,33 @@ func storeAdvice(path string, err error) string {
 		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy, or recover what is readable (sqlite3 %s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
 	case errors.Is(err, engine.ErrStoreKey):
 		return "give the key the tokens were saved with (the MEMBERFLOW_STORE_KEY secret, or the one --store-key names); if it is lost, run memberflow store forget-tokens, authorise the OAuth app again and set the new refresh token in the connection's secret"
-	case errors.As(err, &idErr):
-		return fmt.Sprintf("if this is other data, use a new store (memberflow run --store other.db): this one's cursors and memory belong to the recorded account and would skip records. If it is the same account reached another way, record the new identity: memberflow store rebind --store %s %s", path, idErr.Current.Connection)
+	case len(changed) > 0:
+		return fmt.Sprintf("if this is other data, use a new store (memberflow run --store other.db): this one's cursors and memory belong to the recorded account and would skip records. If it is the same account reached another way, record the new identity: memberflow store rebind --store %s %s", path, strings.Join(changed, " "))
 	}
 	return ""
+}
+
+// changedConnections names the connections of the *engine.IdentityError
+// values in err's tree.
+func changedConnections(err error) []string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		var idErr *engine.IdentityError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &idErr) {
+				names = append(names, idErr.Current.Connection)
+			}
+		}
+	}
+	walk(err)
+	return names
 }
 
 // reportStoreError prints err and, for a storage failure, what to do.

@@ -235,3 +235,82 @@ func TestTwoRunnersShareTheRotatingToken(t *testing.T) {
 		}
 	}
 }
+
+// A store made against the sandbox knows it: pointed at other data (the
+// sandbox seeded otherwise, another service's URL) the runner stops,
+// naming both accounts and the ways on; a second start against the same
+// data goes on.
+func TestStoreKnowsWhatItSynced(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "memberflow.db")
+	run := func(args ...string) (int, string, string) {
+		return cli(t, append(append([]string{"run", "--once", "--store", store, "--connections", sandboxConnFile, "--log-level", "off",
+			"--sandbox-no-rate-limits", "--sandbox-members", "5"}, args...), certRecipe)...)
+	}
+	if code, out, errs := run("--sandbox", "--sandbox-seed", "3"); code != exitOK {
+		t.Fatalf("first run: exit %d\n%s%s", code, out, errs)
+	}
+	// The in-process sandbox listens on another port at each start: the
+	// same seed is the same data.
+	if code, out, errs := run("--sandbox", "--sandbox-seed", "3"); code != exitOK {
+		t.Fatalf("second run against the same data: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ := cli(t, "store", "show", "--store", store, "--format", "json")
+	if code != exitOK {
+		t.Fatalf("store show: exit %d", code)
+	}
+	var ids []struct{ Connection, Connector, Account string }
+	if err := json.Unmarshal([]byte(out), &ids); err != nil {
+		t.Fatal(err, out)
+	}
+	accounts := map[string]string{}
+	for _, id := range ids {
+		accounts[id.Connection] = id.Account
+	}
+	if !strings.HasPrefix(accounts["members"], "location ") || !strings.HasPrefix(accounts["accredible"], "issuer ") {
+		t.Errorf("recorded accounts %v: want the location and the issuer the services report", accounts)
+	}
+
+	other := startTestSandbox(t, 5) // another sandbox process: other data
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"sandbox seeded otherwise", []string{"--sandbox", "--sandbox-seed", "4"}, []string{"memberflow-sandbox:seed-3/", "memberflow-sandbox:seed-4/"}},
+		{"another service", []string{"--sandbox-url", other}, []string{"memberflow-sandbox:seed-3/", other}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(store)
+			code, out, errs := run(tc.args...)
+			if code != exitFail {
+				t.Fatalf("exit %d, want %d\n%s%s", code, exitFail, out, errs)
+			}
+			for _, w := range append(tc.want, "but this store was made with", "--store other.db", "memberflow store rebind --store "+store+" accredible members") {
+				if !strings.Contains(errs, w) {
+					t.Errorf("the error does not say %q:\n%s", w, errs)
+				}
+			}
+			if strings.Contains(out, "members seen") {
+				t.Error("the runner ran recipes against other data")
+			}
+			after, _ := os.ReadFile(store)
+			if !bytes.Equal(before, after) {
+				t.Error("the store changed")
+			}
+		})
+	}
+
+	t.Run("rebind records the new account", func(t *testing.T) {
+		code, out, errs := cli(t, "store", "rebind", "--store", store)
+		if code != exitOK || !strings.Contains(out, `forgot connection "accredible"`) {
+			t.Fatalf("rebind: exit %d\n%s%s", code, out, errs)
+		}
+		if code, out, errs := run("--sandbox-url", other); code != exitOK {
+			t.Fatalf("run after rebind: exit %d\n%s%s", code, out, errs)
+		}
+		if code, _, errs := cli(t, "store", "rebind", "--store", store, "nosuch"); code != exitUsage || !strings.Contains(errs, "nosuch") {
+			t.Errorf("rebind of an unknown connection: exit %d\n%s", code, errs)
+		}
+	})
+}
