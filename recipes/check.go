@@ -340,8 +340,6 @@ func actionNames(spec *connectors.Spec) []string {
 	return n
 }
 
-// scheduleOutput is the event data of a scheduled recipe: {time: RFC3339}.
-var scheduleOutput = schemaType(json.RawMessage(`{"type":"object","properties":{"time":{"type":"string","format":"date-time"}}}`))
 
 // compileTrigger checks the trigger and returns the type of its event
 // data (any when it cannot be known).
@@ -365,7 +363,7 @@ func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType 
 		if _, err := cron.ParseStandard(sched.Value); err != nil {
 			s.errorf(sched, "trigger.schedule: %v", err)
 		}
-		out = scheduleOutput
+		out = schemaType(connectors.Schedule.Output)
 		for _, k := range []string{"with", "mode", "interval", "start", "path"} {
 			if kn := getKey(n, k); kn != nil {
 				s.errorf(kn, "trigger: %s does not apply to a schedule", k)

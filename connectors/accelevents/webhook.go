@@ -112,6 +112,7 @@ type Delivery struct {
 
 func webhookSpec(topic string, subject func(data map[string]any) (string, string, error), keep func(params, data map[string]any) bool) *connectors.WebhookSpec {
 	return &connectors.WebhookSpec{
+		Key: "secret",
 		Verify: func(conn connectors.Conn, header http.Header, body []byte, now time.Time) error {
 			c, err := connectors.As[*Client](conn)
 			if err != nil {

@@ -96,6 +96,7 @@ func verify(conn connectors.Conn, header http.Header, body []byte, now time.Time
 // webhookFor makes a trigger's WebhookSpec from its delivery parser.
 func webhookFor(parse func(ctx context.Context, d delivery, req connectors.WebhookRequest) ([]connectors.Event, error)) *connectors.WebhookSpec {
 	return &connectors.WebhookSpec{
+		Key:    "public_key",
 		Verify: verify,
 		Parse: func(ctx context.Context, _ connectors.Conn, body []byte, req connectors.WebhookRequest) ([]connectors.Event, error) {
 			d, err := decodeDelivery(body)
