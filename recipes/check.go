@@ -340,7 +340,6 @@ func actionNames(spec *connectors.Spec) []string {
 	return n
 }
 
-
 // compileTrigger checks the trigger and returns the type of its event
 // data (any when it cannot be known).
 func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType *ftype) *ftype {
