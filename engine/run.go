@@ -57,10 +57,10 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
 		var feed func() error
-		switch rt.mode {
-		case "poll":
+		switch {
+		case rt.polls():
 			feed = func() error { return e.pollLoop(ctx, rt, true) }
-		case "schedule":
+		case rt.mode == "schedule":
 			feed = func() error { return e.fireIfDue(ctx, rt) }
 		default:
 			continue
@@ -94,11 +94,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		switch rt.mode {
-		case "poll":
+		switch {
+		case rt.polls():
 			wg.Add(1)
 			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false) }()
-		case "schedule":
+		case rt.mode == "schedule":
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
