@@ -150,6 +150,11 @@ func (t *TriggerSpec) Modes() []string {
 
 // WebhookSpec verifies and parses a pushed delivery.
 type WebhookSpec struct {
+	// Key names the connection's webhook setting Verify needs ("secret"
+	// for an HMAC secret, "public_key" for a signature key), so that
+	// `memberflow validate` reports a connection without it before the
+	// first delivery does. Empty when deliveries carry no signature.
+	Key string
 	// Verify checks the delivery's signature and freshness against the
 	// connection's webhook settings. It returns an error wrapping
 	// [ErrUnauthorized] for a bad or missing signature, or [ErrStale] for a

@@ -252,14 +252,44 @@ func (e *Engine) scheduleLoop(ctx context.Context, rt *recipeRT) error {
 	}
 }
 
-func (e *Engine) fireSchedule(ctx context.Context, rt *recipeRT, at time.Time) error {
-	stamp := at.UTC().Format(time.RFC3339Nano)
-	ev := connectors.Event{
-		ID:      rt.r.Name + "@" + stamp,
-		Subject: "schedule/" + rt.r.Name,
-		Time:    at,
-		Data:    map[string]any{"scheduled_time": stamp, "recipe": rt.r.Name},
+// maxCoalescedTicks bounds the walk to the latest passed tick of a
+// schedule that has not fired for a long time.
+const maxCoalescedTicks = 1 << 20
+
+// fireIfDue fires a schedule in a one-shot run when it is due: it never
+// fired, or the tick after its last fire has passed. Missed ticks are
+// coalesced into one, stamped with the latest tick that passed (now, for
+// a first fire), so that the next one-shot run is due at the next tick.
+func (e *Engine) fireIfDue(ctx context.Context, rt *recipeRT) error {
+	last, err := e.store.Cursor(ctx, rt.r.Name)
+	if err != nil {
+		return err
 	}
+	now := e.now()
+	at := now
+	if last != "" {
+		t, err := time.Parse(time.RFC3339Nano, last)
+		if err != nil {
+			return fmt.Errorf("recipe %q: the schedule cursor %q is not a time: %w", rt.r.Name, last, err)
+		}
+		at = rt.schedule.Next(t)
+		if at.After(now) {
+			return nil // not due
+		}
+		for i := 0; i < maxCoalescedTicks; i++ {
+			n := rt.schedule.Next(at)
+			if n.After(now) || n.IsZero() {
+				break
+			}
+			at = n
+		}
+	}
+	return e.fireSchedule(ctx, rt, at)
+}
+
+func (e *Engine) fireSchedule(ctx context.Context, rt *recipeRT, at time.Time) error {
+	ev := connectors.ScheduleEvent(rt.r.Name, at)
+	stamp := ev.Data["scheduled_time"].(string)
 	_, err := e.enqueue(ctx, rt, &stamp, nil, []connectors.Event{ev})
 	return err
 }

@@ -136,18 +136,26 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitUsage
 	}
 
+	secrets, err := recipes.NewEnvSecrets(o.secrets)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+	// Every missing secret at once, before anything (a store file, a
+	// sandbox) is made; a sandbox brings its own credentials.
+	if !o.sandbox && o.sandboxURL == "" {
+		if missing := recipes.MissingSecrets(rs, secrets); len(missing) > 0 {
+			writeMissingSecrets(io.err, missing, o.secrets)
+			return exitUsage
+		}
+	}
+
 	target, closeSandbox, err := startSandbox(ctx, o, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
 	}
 	defer closeSandbox()
-
-	secrets, err := recipes.NewEnvSecrets(o.secrets)
-	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
-		return exitUsage
-	}
 
 	storePath, cleanup, err := storeForRun(ctx, o)
 	if err != nil {
@@ -337,18 +345,15 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 		secrets = placeholderSecrets{secrets}
 	}
 	out := map[string]engine.Connection{}
-	names := make([]string, 0, len(r.Connections))
-	for n := range r.Connections {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	// Only the connections the recipe uses: a shared file may define
+	// others, whose secrets this run does not need.
+	for _, name := range r.UsedConnections() {
 		c := r.Connections[name]
 		spec, ok := connectors.Default.Lookup(c.Connector)
 		if !ok {
 			return nil, fmt.Errorf("connection %q: unknown connector %q%s", name, c.Connector, didYouMean(c.Connector, connectors.Default.Names()))
 		}
-		cfg, err := c.Resolve(secrets)
+		cfg, err := r.ResolveConnection(name, secrets)
 		if err != nil {
 			return nil, err
 		}
@@ -380,6 +385,20 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 		out[name] = conn
 	}
 	return out, nil
+}
+
+// writeMissingSecrets reports every missing secret with the recipes and
+// connections that need it.
+func writeMissingSecrets(w io.Writer, missing []recipes.MissingSecret, file string) {
+	from := "the environment"
+	if file != "" {
+		from += " or " + file
+	}
+	fmt.Fprintf(w, "memberflow run: %d secret(s) not set (looked up in %s):\n", len(missing), from)
+	for _, m := range missing {
+		fmt.Fprintf(w, "  %s  needed by %s\n", m.Name, strings.Join(m.NeededBy, ", "))
+	}
+	fmt.Fprintln(w, "Set them in the environment or a --secrets file (KEY=value lines); --sandbox needs none.")
 }
 
 // plannedWriter prints planned writes as JSON lines, one at a time, with
