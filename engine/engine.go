@@ -57,6 +57,11 @@ type Options struct {
 	HighWater int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Observer is told what happens, for metrics; default none.
+	Observer Observer
+	// AlertEvery is how often due alerts are fed to alert recipes (the
+	// memberflow connector's triggers); default one second.
+	AlertEvery time.Duration
 }
 
 // Connection is a recipe connection ready to open.
@@ -84,6 +89,8 @@ type Engine struct {
 
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
+	obs      Observer
+	watch    *watch
 
 	mu      sync.Mutex
 	started bool
@@ -93,6 +100,7 @@ type Engine struct {
 type openConn struct {
 	name, connector string
 	conn            connectors.Conn
+	openConnState
 }
 
 // New makes an engine. It does no I/O.
@@ -138,7 +146,13 @@ func New(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.AlertEvery <= 0 {
+		opts.AlertEvery = time.Second
+	}
+	e := &Engine{
 		opts:    opts,
 		store:   opts.Store,
 		log:     opts.Logger.Named("engine"),
@@ -150,7 +164,10 @@ func New(opts Options) (*Engine, error) {
 		wakeCh:  make(chan struct{}, 1),
 		room:    make(chan struct{}, 1),
 		stats:   map[string]*recipeStats{},
-	}, nil
+		obs:     opts.Observer,
+	}
+	e.watch = newWatch(e)
+	return e, nil
 }
 
 // Add compiles a recipe's runtime: it opens the recipe's connections
@@ -202,11 +219,13 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.opts.Logger.Named("conn").Named(name)
 	}
+	oc := &openConn{name: name, connector: c.Spec.Name}
+	e.instrument(&cfg, c.Spec, oc)
 	conn, err := c.Spec.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %q (%s): %w", name, c.Spec.Name, err)
 	}
-	oc := &openConn{name: name, connector: c.Spec.Name, conn: conn}
+	oc.conn = conn
 	e.conns[key] = oc
 	e.secrets = append(e.secrets, cfg.Auth.Secrets()...)
 	if cfg.Webhook.Secret != "" {
