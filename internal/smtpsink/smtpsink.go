@@ -45,6 +45,8 @@ type Options struct {
 	Username, Password string
 	// NoTLS offers no STARTTLS (a local relay).
 	NoTLS bool
+	// OnMessage, when set, is told of each message as it arrives.
+	OnMessage func(Message)
 }
 
 // Sink is a running SMTP server.
@@ -62,7 +64,10 @@ type Sink struct {
 }
 
 // Start listens on 127.0.0.1 at a free port.
-func Start(opts Options) (*Sink, error) {
+func Start(opts Options) (*Sink, error) { return StartAt("127.0.0.1:0", opts) }
+
+// StartAt listens on addr.
+func StartAt(addr string, opts Options) (*Sink, error) {
 	s := &Sink{opts: opts, wake: make(chan struct{}, 1)}
 	srv := smtp.NewServer(s)
 	srv.Domain = "127.0.0.1"
@@ -79,7 +84,7 @@ func Start(opts Options) (*Sink, error) {
 	} else {
 		srv.AllowInsecureAuth = true
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("smtpsink: %w", err)
 	}
@@ -179,6 +184,9 @@ func (x *session) Data(r io.Reader) error {
 	x.sink.mu.Lock()
 	x.sink.msgs = append(x.sink.msgs, m)
 	x.sink.mu.Unlock()
+	if f := x.sink.opts.OnMessage; f != nil {
+		f(m)
+	}
 	select {
 	case x.sink.wake <- struct{}{}:
 	default:
