@@ -134,11 +134,19 @@ type TriggerSpec struct {
 	Webhook *WebhookSpec
 	// DefaultInterval is the polling interval when a recipe sets none.
 	DefaultInterval time.Duration
+	// Engine marks a trigger fed by the runner itself with its own events
+	// (the built-in memberflow connector: dead letters, failing triggers);
+	// it neither polls nor takes webhooks.
+	Engine bool
 }
 
-// Modes reports how the trigger can be fed: "poll", "webhook" or both.
+// Modes reports how the trigger can be fed: "poll", "webhook" or both,
+// or "engine" for the runner's own events.
 func (t *TriggerSpec) Modes() []string {
 	var m []string
+	if t.Engine {
+		m = append(m, "engine")
+	}
 	if t.Poll != nil {
 		m = append(m, "poll")
 	}

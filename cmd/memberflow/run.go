@@ -22,6 +22,7 @@ import (
 	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -47,6 +48,11 @@ events and lets runs in flight finish.
 as a JSON line {connection, method, path, body}; the store is not changed
 (a copy is used).
 
+--http ADDR serves the webhook triggers, Prometheus metrics at /metrics,
+/healthz (the process lives) and /readyz (the store answers, every trigger
+polled successfully within 3 intervals, no connection's credentials
+refused; 503 with the failing checks otherwise). See docs/operations.md.
+
 --sandbox starts the in-process sandbox of all three services; every
 connection then uses its service's sandbox URL, demo credentials and demo
 account (company, location, event).
@@ -63,7 +69,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
-			fs.StringVar(&o.http, "http", "", "serve webhook triggers on `ADDR` (host:port)")
+			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
@@ -188,7 +194,14 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		storeKey = []byte(v)
 	}
 
-	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
+	// Metrics are kept when something can read them: the --http listener.
+	var metrics *ops.Metrics
+	var observer engine.Observer
+	if o.http != "" {
+		metrics = ops.NewMetrics()
+		observer = metrics
+	}
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -232,7 +245,8 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 
 	if o.http != "" {
-		stopHTTP, err := serveWebhooks(o.http, eng, log)
+		metrics.Attach(eng, store)
+		stopHTTP, err := serveHTTP(o.http, httpHandler(eng, metrics), eng, log)
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitFail
@@ -358,7 +372,18 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 			return nil, err
 		}
 		if target != nil {
+			smtp := strings.HasPrefix(cfg.BaseURL, "smtp://")
 			cfg.BaseURL = target.URL(c.Connector)
+			if st, ok := target.(interface{ SMTP() string }); ok && smtp && st.SMTP() != "" {
+				// Email notifications go to the sink's SMTP server, a
+				// local relay without TLS.
+				cfg.BaseURL = st.SMTP()
+				opts := map[string]any{"tls": "none"}
+				if from, ok := cfg.Options["from"]; ok {
+					opts["from"] = from
+				}
+				cfg.Options = opts
+			}
 			cfg.Auth = target.Auth(c.Connector)
 			if wh := target.Webhook(c.Connector); wh.Secret != "" || wh.PublicKey != "" {
 				cfg.Webhook = wh
@@ -419,12 +444,23 @@ func (p *plannedWriter) write(w connectors.PlannedWrite) {
 	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
-func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {
+// httpHandler is what --http serves: /metrics, /healthz and /readyz, and
+// every other path to the webhook triggers. More handlers (a console)
+// mount on the same mux.
+func httpHandler(eng *engine.Engine, metrics *ops.Metrics) *http.ServeMux {
+	mux := http.NewServeMux()
+	ops.Mount(mux, metrics, ops.EngineChecker{Engine: eng})
+	mux.Handle("/", eng.WebhookHandler())
+	return mux
+}
+
+func serveHTTP(addr string, h http.Handler, eng *engine.Engine, log hclog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
-	srv := &http.Server{Handler: eng.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	log.Info("listening", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/readyz")
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	paths := eng.WebhookPaths()
 	names := make([]string, 0, len(paths))
@@ -437,7 +473,7 @@ func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), e
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("webhook listener stopped", "error", err)
+			log.Error("the --http listener stopped", "error", err)
 		}
 	}()
 	return func() {
