@@ -52,6 +52,11 @@ connection then uses its service's sandbox URL, demo credentials and demo
 account (company, location, event).
 --sandbox-url does the same with a sandbox already running.
 
+--http also serves the console at /console/ (see memberflow console --help):
+on a loopback address as is, on any other only with --console-token (or
+--console-token-secret, --console-basic-auth-secret); without one the
+console is not served there, and the webhooks still are.
+
 Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
 failed, 2 for usage errors and recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
@@ -72,6 +77,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			o.console.flags(fs, "console-read-only")
 			return func(ctx context.Context, args []string, io stdio) int {
 				o.connections = conns
 				o.paths = args
@@ -87,6 +93,7 @@ type runOptions struct {
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
+	console consoleAccess
 }
 
 func (o runOptions) check() error {
@@ -186,6 +193,13 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		resolved[i] = conns
 	}
 	planned.redact = apiclient.NewRedactor(secretValues...)
+	var consoleHandler http.Handler
+	if o.http != "" {
+		if consoleHandler, err = runConsoleHandler(o, rs, store, resolved, secrets, apiclient.NewRedactor(secretValues...).String, log); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	for i, r := range rs {
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
@@ -194,7 +208,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 
 	if o.http != "" {
-		stopHTTP, err := serveWebhooks(o.http, eng, log)
+		stopHTTP, err := serveWebhooks(o.http, eng, log, consoleHandler)
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitFail
@@ -347,12 +361,20 @@ func (p *plannedWriter) write(w connectors.PlannedWrite) {
 	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
-func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {
+func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger, consoleHandler http.Handler) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
-	srv := &http.Server{Handler: eng.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	handler := eng.WebhookHandler()
+	if consoleHandler != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/console/", consoleHandler)
+		mux.Handle("/", handler)
+		handler = mux
+		log.Info("console", "url", "http://"+ln.Addr().String()+"/console/")
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	paths := eng.WebhookPaths()
 	names := make([]string, 0, len(paths))
