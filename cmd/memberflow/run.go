@@ -93,7 +93,7 @@ type runOptions struct {
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
-	console consoleAccess
+	console                                                      consoleAccess
 }
 
 func (o runOptions) check() error {
