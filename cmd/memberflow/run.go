@@ -58,6 +58,11 @@ connection then uses its service's sandbox URL, demo credentials and demo
 account (company, location, event).
 --sandbox-url does the same with a sandbox already running.
 
+--http also serves the console at /console/ (see memberflow console --help):
+on a loopback address as is, on any other only with --console-token (or
+--console-token-secret, --console-basic-auth-secret); without one the
+console is not served there, and the webhooks still are.
+
 Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
 failed, 2 for usage errors and recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
@@ -79,6 +84,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			o.console.flags(fs, "console-read-only")
 			return func(ctx context.Context, args []string, io stdio) int {
 				o.connections = conns
 				o.paths = args
@@ -95,6 +101,7 @@ type runOptions struct {
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
+	console                                                      consoleAccess
 }
 
 func (o runOptions) check() error {
@@ -232,6 +239,13 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		resolved[i] = conns
 	}
 	planned.redact = apiclient.NewRedactor(secretValues...)
+	var consoleHandler http.Handler
+	if o.http != "" {
+		if consoleHandler, err = runConsoleHandler(o, rs, store, resolved, secrets, apiclient.NewRedactor(secretValues...).String, log); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	for i, r := range rs {
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
@@ -246,7 +260,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	if o.http != "" {
 		metrics.Attach(eng, store)
-		stopHTTP, err := serveHTTP(o.http, httpHandler(eng, metrics), eng, log)
+		stopHTTP, err := serveHTTP(o.http, httpHandler(eng, metrics, consoleHandler), eng, log)
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitFail
@@ -444,12 +458,15 @@ func (p *plannedWriter) write(w connectors.PlannedWrite) {
 	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
-// httpHandler is what --http serves: /metrics, /healthz and /readyz, and
-// every other path to the webhook triggers. More handlers (a console)
-// mount on the same mux.
-func httpHandler(eng *engine.Engine, metrics *ops.Metrics) *http.ServeMux {
+// httpHandler is what --http serves: /metrics, /healthz and /readyz, the
+// console under /console/ when there is one, and every other path to the
+// webhook triggers.
+func httpHandler(eng *engine.Engine, metrics *ops.Metrics, console http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	ops.Mount(mux, metrics, ops.EngineChecker{Engine: eng})
+	if console != nil {
+		mux.Handle("/console/", console)
+	}
 	mux.Handle("/", eng.WebhookHandler())
 	return mux
 }
@@ -459,7 +476,7 @@ func serveHTTP(addr string, h http.Handler, eng *engine.Engine, log hclog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
-	log.Info("listening", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/readyz")
+	log.Info("listening", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/readyz", "console", "http://"+ln.Addr().String()+"/console/")
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	paths := eng.WebhookPaths()
