@@ -180,6 +180,23 @@ func TestSearchPagesWithSkipAndLimit(t *testing.T) {
 	}
 }
 
+// TestAuthComesFirst: without credentials every API route answers 401,
+// whatever else is wrong with the request.
+func TestAuthComesFirst(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	for _, path := range []string{"/users/", "/users/search", "/users/nobody", "/payments", "/no/such/route"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without credentials or Version: %d, want 401", path, res.StatusCode)
+		}
+	}
+}
+
 func TestUndocumentedSearchParametersRefused(t *testing.T) {
 	e := newEnv(t, 3, sandboxkit.Options{})
 	for _, p := range []string{"updatedAfter=2026-01-01T00:00:00Z", "order=asc"} {
