@@ -10,4 +10,9 @@ import (
 	_ "github.com/memberflow/memberflow/connectors/accredible"
 	_ "github.com/memberflow/memberflow/connectors/files"
 	_ "github.com/memberflow/memberflow/connectors/memberships"
+
+	// Each sandbox registers itself with internal/sandboxkit in its init.
+	_ "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	_ "github.com/memberflow/memberflow/connectors/accredible/sandbox"
+	_ "github.com/memberflow/memberflow/connectors/memberships/sandbox"
 )

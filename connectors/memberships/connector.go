@@ -150,7 +150,34 @@ func Spec() *connectors.Spec {
 	s.Actions = mergeActions(generated, hand)
 	decorateGenerated(s)
 	s.Triggers = append(userTriggers(sch), paymentTriggers(sch)...)
+	setEffects(s)
 	return s
+}
+
+// effects say what each operation means in a run's summary.
+var effects = map[string]string{
+	"upsert_payment":        "payments mirrored",
+	"create_payment":        "payments mirrored",
+	"update_user":           "members updated",
+	"set_membership_status": "members updated",
+}
+
+// triggerEffects say what each trigger's events are in a run's summary.
+var triggerEffects = map[string]string{
+	"user_created":              "members seen",
+	"user_updated":              "member changes seen",
+	"user_changed":              "member changes seen",
+	"membership_status_changed": "member changes seen",
+}
+
+// setEffects labels the spec's operations.
+func setEffects(s *connectors.Spec) {
+	for _, a := range s.Actions {
+		a.Effect = effects[a.Name]
+	}
+	for _, t := range s.Triggers {
+		t.Effect = triggerEffects[t.Name]
+	}
 }
 
 // mergeActions lets a hand-written action replace the generated one of the
