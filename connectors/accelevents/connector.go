@@ -98,7 +98,7 @@ func Spec() *connectors.Spec {
 	return s
 }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy(Name, Spec) }
 
 // Open builds the connection's client. It does no I/O.
 func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
