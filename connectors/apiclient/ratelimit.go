@@ -88,6 +88,14 @@ func newLimiter(cfg Config, now func() time.Time, sleep func(context.Context, ti
 // wait holds the request until the connection may send it; call done
 // with the answer.
 func (l *limiter) wait(ctx context.Context, req *Request) error {
+	if hook, ok := ctx.Value(waitHookKey{}).(func(time.Duration)); ok {
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d >= minReportedWait {
+				hook(d)
+			}
+		}()
+	}
 	var served time.Time // the end of the last pause this request waited out
 	for {
 		if err := l.waitPause(ctx, &served); err != nil {
