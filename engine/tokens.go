@@ -72,7 +72,7 @@ func (v *tokenVault) open(ctx context.Context) error {
 }
 
 func (v *tokenVault) derive(ctx context.Context) error {
-	salt, _, err := v.meta.GetMeta(ctx, metaSalt)
+	salt, saltVersion, err := v.meta.GetMeta(ctx, metaSalt)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (v *tokenVault) derive(ctx context.Context) error {
 		if _, err := rand.Read(fresh); err != nil {
 			return err
 		}
-		if _, err := v.meta.SwapMeta(ctx, metaSalt, 0, fresh); err != nil {
+		if _, err := v.meta.SwapMeta(ctx, metaSalt, saltVersion, fresh); err != nil {
 			return err
 		}
 		// Another process may have won the race: read what is stored.
