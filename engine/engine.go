@@ -66,6 +66,11 @@ type Options struct {
 	// when it implements MetaStore. A dry run sets the real store here,
 	// so that a token the service rotated is not lost with the copy.
 	Meta MetaStore
+	// Observer is told what happens, for metrics; default none.
+	Observer Observer
+	// AlertEvery is how often due alerts are fed to alert recipes (the
+	// memberflow connector's triggers); default one second.
+	AlertEvery time.Duration
 }
 
 // Connection is a recipe connection ready to open.
@@ -101,6 +106,8 @@ type Engine struct {
 
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
+	obs      Observer
+	watch    *watch
 
 	mu      sync.Mutex
 	started bool
@@ -110,7 +117,8 @@ type Engine struct {
 type openConn struct {
 	name, connector string
 	conn            connectors.Conn
-	baseURL, place  string
+	openConnState
+	baseURL, place string
 }
 
 // New makes an engine. It does no I/O.
@@ -168,7 +176,13 @@ func New(opts Options) (*Engine, error) {
 			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
 		}
 	}
-	return &Engine{
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.AlertEvery <= 0 {
+		opts.AlertEvery = time.Second
+	}
+	e := &Engine{
 		meta:    opts.Meta,
 		vault:   vault,
 		opts:    opts,
@@ -182,7 +196,10 @@ func New(opts Options) (*Engine, error) {
 		wakeCh:  make(chan struct{}, 1),
 		room:    make(chan struct{}, 1),
 		stats:   map[string]*recipeStats{},
-	}, nil
+		obs:     opts.Observer,
+	}
+	e.watch = newWatch(e)
+	return e, nil
 }
 
 // Add compiles a recipe's runtime: it opens the recipe's connections
@@ -243,11 +260,13 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 			return nil, fmt.Errorf("connection %q (%s): its OAuth refresh token is rotated by the service at each refresh, and the newest must be kept in the store, encrypted: give the runner a store key (MEMBERFLOW_STORE_KEY, see docs/runner.md)", name, c.Spec.Name)
 		}
 	}
+	oc := &openConn{name: name, connector: c.Spec.Name, baseURL: first(cfg.BaseURL, c.Spec.BaseURL), place: c.Place}
+	e.instrument(&cfg, c.Spec, oc)
 	conn, err := c.Spec.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %q (%s): %w", name, c.Spec.Name, err)
 	}
-	oc := &openConn{name: name, connector: c.Spec.Name, conn: conn, baseURL: first(cfg.BaseURL, c.Spec.BaseURL), place: c.Place}
+	oc.conn = conn
 	e.conns[key] = oc
 	e.secrets = append(e.secrets, cfg.Auth.Secrets()...)
 	if cfg.Webhook.Secret != "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -47,10 +48,20 @@ events and lets runs in flight finish.
 as a JSON line {connection, method, path, body}; the store is not changed
 (a copy is used).
 
+--http ADDR serves the webhook triggers, Prometheus metrics at /metrics,
+/healthz (the process lives) and /readyz (the store answers, every trigger
+polled successfully within 3 intervals, no connection's credentials
+refused; 503 with the failing checks otherwise). See docs/operations.md.
+
 --sandbox starts the in-process sandbox of all three services; every
 connection then uses its service's sandbox URL, demo credentials and demo
 account (company, location, event).
 --sandbox-url does the same with a sandbox already running.
+
+--http also serves the console at /console/ (see memberflow console --help):
+on a loopback address as is, on any other only with --console-token (or
+--console-token-secret, --console-basic-auth-secret); without one the
+console is not served there, and the webhooks still are.
 
 Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
 failed, 2 for usage errors and recipes that do not load.`,
@@ -63,7 +74,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
-			fs.StringVar(&o.http, "http", "", "serve webhook triggers on `ADDR` (host:port)")
+			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
@@ -73,6 +84,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			o.console.flags(fs, "console-read-only")
 			return func(ctx context.Context, args []string, io stdio) int {
 				o.connections = conns
 				o.paths = args
@@ -89,6 +101,7 @@ type runOptions struct {
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
+	console                                                      consoleAccess
 }
 
 func (o runOptions) check() error {
@@ -136,18 +149,26 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitUsage
 	}
 
+	secrets, err := recipes.NewEnvSecrets(o.secrets)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+	// Every missing secret at once, before anything (a store file, a
+	// sandbox) is made; a sandbox brings its own credentials.
+	if !o.sandbox && o.sandboxURL == "" {
+		if missing := recipes.MissingSecrets(rs, secrets); len(missing) > 0 {
+			writeMissingSecrets(io.err, missing, o.secrets)
+			return exitUsage
+		}
+	}
+
 	target, closeSandbox, err := startSandbox(ctx, o, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
 	}
 	defer closeSandbox()
-
-	secrets, err := recipes.NewEnvSecrets(o.secrets)
-	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
-		return exitUsage
-	}
 
 	storePath, cleanup, err := storeForRun(ctx, o)
 	if err != nil {
@@ -180,7 +201,14 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		storeKey = []byte(v)
 	}
 
-	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
+	// Metrics are kept when something can read them: the --http listener.
+	var metrics *ops.Metrics
+	var observer engine.Observer
+	if o.http != "" {
+		metrics = ops.NewMetrics()
+		observer = metrics
+	}
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -211,6 +239,13 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		resolved[i] = conns
 	}
 	planned.redact = apiclient.NewRedactor(secretValues...)
+	var consoleHandler http.Handler
+	if o.http != "" {
+		if consoleHandler, err = runConsoleHandler(o, rs, store, resolved, secrets, apiclient.NewRedactor(secretValues...).String, log); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	for i, r := range rs {
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
@@ -224,7 +259,8 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 
 	if o.http != "" {
-		stopHTTP, err := serveWebhooks(o.http, eng, log)
+		metrics.Attach(eng, store)
+		stopHTTP, err := serveHTTP(o.http, httpHandler(eng, metrics, consoleHandler), eng, log)
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitFail
@@ -337,23 +373,31 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 		secrets = placeholderSecrets{secrets}
 	}
 	out := map[string]engine.Connection{}
-	names := make([]string, 0, len(r.Connections))
-	for n := range r.Connections {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	// Only the connections the recipe uses: a shared file may define
+	// others, whose secrets this run does not need.
+	for _, name := range r.UsedConnections() {
 		c := r.Connections[name]
 		spec, ok := connectors.Default.Lookup(c.Connector)
 		if !ok {
 			return nil, fmt.Errorf("connection %q: unknown connector %q%s", name, c.Connector, didYouMean(c.Connector, connectors.Default.Names()))
 		}
-		cfg, err := c.Resolve(secrets)
+		cfg, err := r.ResolveConnection(name, secrets)
 		if err != nil {
 			return nil, err
 		}
 		if target != nil {
+			smtp := strings.HasPrefix(cfg.BaseURL, "smtp://")
 			cfg.BaseURL = target.URL(c.Connector)
+			if st, ok := target.(interface{ SMTP() string }); ok && smtp && st.SMTP() != "" {
+				// Email notifications go to the sink's SMTP server, a
+				// local relay without TLS.
+				cfg.BaseURL = st.SMTP()
+				opts := map[string]any{"tls": "none"}
+				if from, ok := cfg.Options["from"]; ok {
+					opts["from"] = from
+				}
+				cfg.Options = opts
+			}
 			cfg.Auth = target.Auth(c.Connector)
 			if wh := target.Webhook(c.Connector); wh.Secret != "" || wh.PublicKey != "" {
 				cfg.Webhook = wh
@@ -382,6 +426,20 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 	return out, nil
 }
 
+// writeMissingSecrets reports every missing secret with the recipes and
+// connections that need it.
+func writeMissingSecrets(w io.Writer, missing []recipes.MissingSecret, file string) {
+	from := "the environment"
+	if file != "" {
+		from += " or " + file
+	}
+	fmt.Fprintf(w, "memberflow run: %d secret(s) not set (looked up in %s):\n", len(missing), from)
+	for _, m := range missing {
+		fmt.Fprintf(w, "  %s  needed by %s\n", m.Name, strings.Join(m.NeededBy, ", "))
+	}
+	fmt.Fprintln(w, "Set them in the environment or a --secrets file (KEY=value lines); --sandbox needs none.")
+}
+
 // plannedWriter prints planned writes as JSON lines, one at a time, with
 // secrets redacted.
 type plannedWriter struct {
@@ -400,12 +458,26 @@ func (p *plannedWriter) write(w connectors.PlannedWrite) {
 	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
-func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {
+// httpHandler is what --http serves: /metrics, /healthz and /readyz, the
+// console under /console/ when there is one, and every other path to the
+// webhook triggers.
+func httpHandler(eng *engine.Engine, metrics *ops.Metrics, console http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	ops.Mount(mux, metrics, ops.EngineChecker{Engine: eng})
+	if console != nil {
+		mux.Handle("/console/", console)
+	}
+	mux.Handle("/", eng.WebhookHandler())
+	return mux
+}
+
+func serveHTTP(addr string, h http.Handler, eng *engine.Engine, log hclog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
-	srv := &http.Server{Handler: eng.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	log.Info("listening", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/readyz", "console", "http://"+ln.Addr().String()+"/console/")
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	paths := eng.WebhookPaths()
 	names := make([]string, 0, len(paths))
@@ -418,7 +490,7 @@ func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), e
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("webhook listener stopped", "error", err)
+			log.Error("the --http listener stopped", "error", err)
 		}
 	}()
 	return func() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,9 +29,20 @@ type sandboxAt struct {
 	// membershipsKey is the public key the Memberships sandbox signs its
 	// webhook deliveries with, fetched once.
 	membershipsKey string
+	// smtpURL is the alert sink's SMTP server, fetched once.
+	smtpURL string
 }
 
-func (s *sandboxAt) URL(connector string) string { return s.base + "/" + connector }
+func (s *sandboxAt) URL(connector string) string {
+	if connector == "notify" {
+		// Webhook and Slack notifications go to the alert sink.
+		return s.base + "/_sandbox/notifications"
+	}
+	return s.base + "/" + connector
+}
+
+// SMTP is the sink's SMTP server for email notifications ("" if none).
+func (s *sandboxAt) SMTP() string { return s.smtpURL }
 func (s *sandboxAt) Place(connector string) string {
 	if s.place == "" {
 		return ""
@@ -41,6 +53,9 @@ func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.De
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
 	wh := sandbox.DemoWebhook(connector)
+	if connector == "notify" {
+		wh.Secret = sandbox.NotifySecret
+	}
 	if connector == "memberships" && wh.PublicKey == "" {
 		wh.PublicKey = s.membershipsKey
 	}
@@ -65,13 +80,14 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 			return nil, nil, err
 		}
 		log.Info("sandbox started", "url", base, "members", o.sandboxMembers, "seed", o.sandboxSeed)
-		t := &sandboxAt{base: base, place: fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed)}
+		t := &sandboxAt{base: base, place: fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed), smtpURL: srv.SMTPURL()}
 		t.membershipsKey = fetchPublicKey(ctx, base, log)
 		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":
 		base := strings.TrimRight(o.sandboxURL, "/")
 		t := &sandboxAt{base: base}
 		t.membershipsKey = fetchPublicKey(ctx, base, log)
+		t.smtpURL = fetchSMTPURL(ctx, base)
 		return t, func() {}, nil
 	}
 	return nil, func() {}, nil
@@ -114,3 +130,26 @@ func fetchPublicKeyOnce(ctx context.Context, base string) (string, error) {
 }
 
 var _ sandboxTarget = (*sandboxAt)(nil)
+
+// fetchSMTPURL asks a running sandbox for its alert sink's SMTP server;
+// an older sandbox has none, and emails to it then fail.
+func fetchSMTPURL(ctx context.Context, base string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_sandbox/smtp", nil)
+	if err != nil {
+		return ""
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	var v struct {
+		URL string `json:"url"`
+	}
+	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<10)).Decode(&v) != nil {
+		return ""
+	}
+	return v.URL
+}

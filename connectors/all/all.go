@@ -9,5 +9,7 @@ import (
 	_ "github.com/memberflow/memberflow/connectors/accelevents"
 	_ "github.com/memberflow/memberflow/connectors/accredible"
 	_ "github.com/memberflow/memberflow/connectors/files"
+	_ "github.com/memberflow/memberflow/connectors/memberflow"
 	_ "github.com/memberflow/memberflow/connectors/memberships"
+	_ "github.com/memberflow/memberflow/connectors/notify"
 )
