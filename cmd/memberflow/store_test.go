@@ -135,6 +135,9 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, "MEMBERFLOW_STORE_KEY") {
 			t.Fatalf("exit %d, want %d naming MEMBERFLOW_STORE_KEY:\n%s", code, exitUsage, stderr)
 		}
+		if _, err := os.Stat(store); err == nil {
+			t.Error("the refused run made a store")
+		}
 	})
 
 	t.Setenv("MEMBERFLOW_STORE_KEY", testStoreKey)
