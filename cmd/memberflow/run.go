@@ -63,8 +63,16 @@ on a loopback address as is, on any other only with --console-token (or
 --console-token-secret, --console-basic-auth-secret); without one the
 console is not served there, and the webhooks still are.
 
-Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
-failed, 2 for usage errors and recipes that do not load.`,
+An oauth2 connection's rotating refresh token is kept in the store,
+encrypted with the secret MEMBERFLOW_STORE_KEY (--store-key names
+another): at least 32 random characters. The store records the account
+each connection reaches; a run whose connections reach another stops
+(memberflow store --help). Storage errors say what to do. See
+docs/runner.md.
+
+Exit status: 0 ok (also after SIGINT or SIGTERM), 1 when a run was
+dead-lettered (--once) or the runner failed, 2 for usage errors and
+recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := runOptions{}
 			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
