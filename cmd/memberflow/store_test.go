@@ -171,6 +171,19 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 		t.Fatal("the restarted run did not refresh: it proves nothing about the saved refresh token")
 	}
 
+	t.Run("a dry run's rotated token reaches the real store", func(t *testing.T) {
+		before := len(sb.tokens())
+		if code, out, errs := cli(t, "run", "--once", "--dry-run", "--store", store, recipe); code != exitOK {
+			t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
+		}
+		if len(sb.tokens()) <= before {
+			t.Fatal("the dry run did not refresh: it proves nothing")
+		}
+		if code, out, errs := cli(t, "run", "--once", "--store", store, recipe); code != exitOK || strings.Contains(errs, "Unauthorized") {
+			t.Fatalf("run after the dry run: exit %d\n%s\n%s", code, out, errs)
+		}
+	})
+
 	t.Run("no token is in the store in plain text", func(t *testing.T) {
 		secrets := append(sb.tokens(), configured, memberships.DemoClientSecret)
 		files, _ := filepath.Glob(store + "*")
