@@ -87,6 +87,12 @@ type Operation struct {
 	Example map[string]any
 	// HTTP names the request this operation makes, when it is one request.
 	HTTP *HTTPBinding
+	// Effect says what one run means to a person reading a summary, as a
+	// plural phrase ("certificates issued"): an action's writes, a
+	// trigger's events. A read-only action's Effect labels the unlabelled
+	// writes of the steps after it (a QR code rendered, then appended to a
+	// file, is a QR code made). Empty: not counted.
+	Effect string
 }
 
 // HTTPBinding is the API request an operation maps to.

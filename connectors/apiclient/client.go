@@ -83,6 +83,9 @@ type Request struct {
 	// Idempotent marks a write that can be re-sent safely. GET, HEAD, PUT
 	// and DELETE are idempotent by default.
 	Idempotent bool
+	// Anonymous sends the request without the connection's credentials
+	// and default headers: an OAuth token endpoint documents neither.
+	Anonymous bool
 }
 
 func (r *Request) safe() bool {
@@ -303,8 +306,10 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	if err != nil {
 		return nil, err, false
 	}
-	for k, v := range c.cfg.Header {
-		hr.Header[k] = v
+	if !req.Anonymous {
+		for k, v := range c.cfg.Header {
+			hr.Header[k] = v
+		}
 	}
 	for k, v := range req.Header {
 		hr.Header[k] = v
@@ -313,8 +318,10 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 		hr.Header.Set("Content-Type", contentType)
 	}
 	hr.Header.Set("Accept", "application/json")
-	if err := c.auth.authorize(ctx, hr); err != nil {
-		return nil, err, false
+	if !req.Anonymous {
+		if err := c.auth.authorize(ctx, hr); err != nil {
+			return nil, err, false
+		}
 	}
 	start := c.now()
 	res, err := c.http.Do(hr)

@@ -56,6 +56,9 @@ type Options struct {
 	// WebhookClient sends the services' webhook deliveries; nil is a
 	// default client.
 	WebhookClient *http.Client
+	// AllowUndocumented lets every service accept the request parameters
+	// its real API does not document (see sandboxkit.Options).
+	AllowUndocumented bool
 }
 
 // Factory builds one service sandbox.
@@ -139,10 +142,11 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, f := range factories {
 		svc := f(sandboxkit.Options{
-			Logger:        s.log.Named("service"),
-			RateLimit:     opts.RateLimit,
-			Now:           opts.Now,
-			WebhookClient: opts.WebhookClient,
+			Logger:            s.log.Named("service"),
+			RateLimit:         opts.RateLimit,
+			Now:               opts.Now,
+			WebhookClient:     opts.WebhookClient,
+			AllowUndocumented: opts.AllowUndocumented,
 			// Faults are applied here, once, for every service: a service
 			// must not inject its own on top.
 		})
