@@ -244,6 +244,17 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		metrics = ops.NewMetrics()
 		observer = metrics
 	}
+	if len(storeKey) > 0 {
+		// One token chain for the engine and the console's reconciler.
+		tokenMeta := meta
+		if tokenMeta == nil {
+			tokenMeta = store
+		}
+		if err := attachTokens(resolved, tokenMeta, storeKey, "run"); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
