@@ -111,3 +111,18 @@ func TestOAuth2WithATokenStore(t *testing.T) {
 		}
 	})
 }
+
+// A refused refresh token says what the operator does.
+func TestOAuth2RefusedRefreshTokenSaysWhatToDo(t *testing.T) {
+	tokens := newTokenServer(t)
+	tokens.reject = true
+	api, seen := apiServer(t, nil)
+	c := oauthClient(t, api.URL, tokens.URL, connectors.Auth{ClientID: "app", ClientSecret: "cs-secret-1", RefreshToken: "rt-rotated-away"}, &fakeClock{t: time.Now()})
+	_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/users/"})
+	if err == nil || !strings.Contains(err.Error(), "authorise the OAuth app again") || strings.Contains(err.Error(), "rt-rotated-away") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(*seen) != 0 || tokens.calls != 1 {
+		t.Fatalf("API saw %d requests and the token endpoint %d; want none and one", len(*seen), tokens.calls)
+	}
+}
