@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -18,16 +22,43 @@ import (
 // sandboxAt points connections at a running sandbox.
 type sandboxAt struct {
 	base string
+	// place names the in-process sandbox, whose port changes at every
+	// start, in the store's record of accounts: by its seed, which
+	// decides its data.
+	place string
 	// webhooks are the settings that verify each service's deliveries,
 	// read once from the running sandbox (a public key) or its
 	// registration (a shared secret).
 	webhooks map[string]connectors.Webhook
+	// smtpURL is the alert sink's SMTP server, fetched once.
+	smtpURL string
 }
 
-func (s *sandboxAt) URL(connector string) string                 { return s.base + "/" + connector }
-func (s *sandboxAt) Auth(connector string) connectors.Auth       { return sandbox.DemoAuth(connector) }
-func (s *sandboxAt) Options(connector string) map[string]any     { return sandbox.DemoOptions(connector) }
-func (s *sandboxAt) Webhook(connector string) connectors.Webhook { return s.webhooks[connector] }
+func (s *sandboxAt) URL(connector string) string {
+	if connector == "notify" {
+		// Webhook and Slack notifications go to the alert sink.
+		return s.base + "/_sandbox/notifications"
+	}
+	return s.base + "/" + connector
+}
+
+// SMTP is the sink's SMTP server for email notifications ("" if none).
+func (s *sandboxAt) SMTP() string { return s.smtpURL }
+func (s *sandboxAt) Place(connector string) string {
+	if s.place == "" {
+		return ""
+	}
+	return s.place + "/" + connector
+}
+func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
+func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
+func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
+	wh := s.webhooks[connector]
+	if connector == "notify" {
+		wh.Secret = sandbox.NotifySecret
+	}
+	return wh
+}
 
 // startSandbox returns nil without --sandbox or --sandbox-url.
 func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxTarget, func(), error) {
@@ -47,9 +78,14 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 			return nil, nil, err
 		}
 		log.Info("sandbox started", "url", base, "members", o.sandboxMembers, "seed", o.sandboxSeed)
-		return newSandboxAt(ctx, base, log), func() { srv.Close() }, nil
+		t := newSandboxAt(ctx, base, log)
+		t.place, t.smtpURL = fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed), srv.SMTPURL()
+		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":
-		return newSandboxAt(ctx, strings.TrimRight(o.sandboxURL, "/"), log), func() {}, nil
+		base := strings.TrimRight(o.sandboxURL, "/")
+		t := newSandboxAt(ctx, base, log)
+		t.smtpURL = fetchSMTPURL(ctx, base)
+		return t, func() {}, nil
 	}
 	return nil, func() {}, nil
 }
@@ -60,7 +96,7 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 func newSandboxAt(ctx context.Context, base string, log hclog.Logger) *sandboxAt {
 	t := &sandboxAt{base: base, webhooks: map[string]connectors.Webhook{}}
 	for _, r := range sandboxkit.Registered() {
-		wh, err := sandbox.DemoWebhookAt(ctx, http.DefaultClient, r.Name, t.URL(r.Name))
+		wh, err := sandbox.DemoWebhookAt(ctx, http.DefaultClient, r.Name, base+"/"+r.Name)
 		if err != nil {
 			log.Warn("the sandbox's webhook settings are not available; its webhooks will not verify", "service", r.Name, "error", err)
 			continue
@@ -71,3 +107,26 @@ func newSandboxAt(ctx context.Context, base string, log hclog.Logger) *sandboxAt
 }
 
 var _ sandboxTarget = (*sandboxAt)(nil)
+
+// fetchSMTPURL asks a running sandbox for its alert sink's SMTP server;
+// an older sandbox has none, and emails to it then fail.
+func fetchSMTPURL(ctx context.Context, base string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_sandbox/smtp", nil)
+	if err != nil {
+		return ""
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	var v struct {
+		URL string `json:"url"`
+	}
+	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<10)).Decode(&v) != nil {
+		return ""
+	}
+	return v.URL
+}

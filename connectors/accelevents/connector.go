@@ -159,6 +159,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:     cfg.HTTPClient,
 		Logger:         log,
 		DryRun:         cfg.DryRun,
+		Tokens:         cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", cfg.Name, err)

@@ -171,6 +171,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:     cfg.HTTPClient,
 		Logger:         log,
 		DryRun:         cfg.DryRun,
+		Tokens:         cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accredible connection %q: %w", cfg.Name, err)

@@ -40,6 +40,9 @@ type Config struct {
 	APIKeyHeader, APIKeyScheme string
 	// TokenURL is the service's OAuth token endpoint.
 	TokenURL string
+	// Tokens keeps OAuth tokens across processes and restarts; nil keeps
+	// them in memory.
+	Tokens connectors.TokenStore
 	// Header is sent with every request (GoHighLevel's `Version`).
 	Header http.Header
 	// RateLimit is the token bucket; zero is unlimited.
@@ -381,9 +384,34 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
+// DefaultTransport is the transport of clients given no HTTPClient, for
+// callers that wrap it (the engine's request metrics).
+func DefaultTransport() http.RoundTripper { return defaultTransport }
+
+type waitHookKey struct{}
+
+// WithWaitHook returns a context whose calls report each rate-limit wait
+// (the token bucket, or a pause the service's headers asked for) to hook:
+// the metrics hook of the runner, which sees no client.
+func WithWaitHook(ctx context.Context, hook func(waited time.Duration)) context.Context {
+	return context.WithValue(ctx, waitHookKey{}, hook)
+}
+
+// minReportedWait is the shortest wait reported as a pause: a token
+// taken at once is not one.
+const minReportedWait = time.Millisecond
+
 // wait takes a token from the bucket, after any pause the service's
 // rate-limit headers asked for.
 func (c *Client) wait(ctx context.Context) error {
+	if hook, ok := ctx.Value(waitHookKey{}).(func(time.Duration)); ok {
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d >= minReportedWait {
+				hook(d)
+			}
+		}()
+	}
 	c.pauseMu.Lock()
 	until := c.pauseUntil
 	c.pauseMu.Unlock()

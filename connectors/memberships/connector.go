@@ -274,6 +274,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:       cfg.HTTPClient,
 		Logger:           log,
 		DryRun:           cfg.DryRun,
+		Tokens:           cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memberships: connection %q: %w", cfg.Name, err)

@@ -223,6 +223,7 @@ func (s *Server) routes() {
 	api("DELETE /payments/{paymentId}", s.deletePayment)
 	api("POST /oauth/locationToken", s.locationToken)
 	api("GET /oauth/installedLocations", s.installedLocations)
+	api("GET /locations/{locationId}", s.getLocation)
 	// The token endpoint takes client credentials in the form, and no
 	// Version header (GoHighLevel's document lists none).
 	m.HandleFunc("POST /oauth/token", s.token)
