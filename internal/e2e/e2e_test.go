@@ -69,8 +69,11 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 // (the capture test puts a recorder in front of the sandbox).
 func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string) *engine.Engine {
 	t.Helper()
+	// The member-facing examples; examples/operations watch the runner
+	// itself (alerts) and are proved by their own recipe tests.
 	rs, diags := recipes.Load(recipes.Options{Registry: connectors.Default,
-		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}}, examples)
+		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}},
+		filepath.Join(examples, "accredible"), filepath.Join(examples, "accelevents"))
 	if diags.HasErrors() {
 		t.Fatalf("examples do not load:\n%v", diags)
 	}
