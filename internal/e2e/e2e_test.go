@@ -85,6 +85,7 @@ func newEngineAt(t *testing.T, services []string, urlFor func(service string) st
 		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
 		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
 		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
+		"SANDBOX_NOTIFY_SECRET":              sandbox.NotifySecret,
 	}
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "state.db"), sqlitestore.Options{})
 	if err != nil {

@@ -455,9 +455,16 @@ func (s *Server) searchCollections(w http.ResponseWriter, r *http.Request) {
 	for _, c := range match[lo:hi] {
 		out = append(out, s.renderCollection(c))
 	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"collections": out, "meta": map[string]any{
-		"current_page": pm.CurrentPage, "next_page": pm.NextPage, "prev_page": pm.PrevPage,
-		"total_pages": pm.TotalPages, "total_count": pm.TotalCount, "page_size": size}})
+	// This meta documents its page numbers as numbers, never null: a
+	// missing neighbour is left out.
+	m := map[string]any{"current_page": pm.CurrentPage, "total_pages": pm.TotalPages, "total_count": pm.TotalCount, "page_size": size}
+	if pm.NextPage != nil {
+		m["next_page"] = *pm.NextPage
+	}
+	if pm.PrevPage != nil {
+		m["prev_page"] = *pm.PrevPage
+	}
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"collections": out, "meta": m})
 }
 
 // --- designs: copy, preview, the embedded designers ---
