@@ -15,11 +15,13 @@ const DemoKey = "guestbook-demo-key"
 
 func init() {
 	sandboxkit.Register(sandboxkit.Registration{
-		Name:    "guestbook",
-		New:     func(sandboxkit.Options) sandboxkit.Service { return &server{} },
-		Auth:    connectors.Auth{Type: connectors.AuthAPIKey, Key: DemoKey},
-		Limits:  "none",
-		Hints:   func(url string) []string { return []string{"key:    " + DemoKey, "curl -H 'Authorization: Key " + DemoKey + "' '" + url + "/entries'"} },
+		Name:   "guestbook",
+		New:    func(sandboxkit.Options) sandboxkit.Service { return &server{} },
+		Auth:   connectors.Auth{Type: connectors.AuthAPIKey, Key: DemoKey},
+		Limits: "none",
+		Hints: func(url string) []string {
+			return []string{"key:    " + DemoKey, "curl -H 'Authorization: Key " + DemoKey + "' '" + url + "/entries'"}
+		},
 		Failure: `{"error":"guestbook failed"}`,
 	})
 }
