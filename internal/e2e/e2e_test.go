@@ -80,13 +80,8 @@ func newEngineAt(t *testing.T, services []string, urlFor func(service string) st
 	if len(rs) != 9 {
 		t.Fatalf("loaded %d examples, want 9", len(rs))
 	}
-	secrets := recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-		"SANDBOX_NOTIFY_SECRET":              sandbox.NotifySecret,
-	}
+	secrets := recipes.SecretMap(sandbox.DemoSecrets())
+	secrets["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "state.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
