@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"bytes"
 	"crypto"
 	"crypto/rsa"
@@ -10,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
