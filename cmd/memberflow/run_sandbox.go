@@ -26,12 +26,12 @@ type sandboxAt struct {
 	// start, in the store's record of accounts: by its seed, which
 	// decides its data.
 	place string
+	// smtpURL is the alert sink's SMTP server, fetched once.
+	smtpURL string
 	// webhooks are the settings that verify each service's deliveries,
 	// read once from the running sandbox (a public key) or its
 	// registration (a shared secret).
 	webhooks map[string]connectors.Webhook
-	// smtpURL is the alert sink's SMTP server, fetched once.
-	smtpURL string
 }
 
 func (s *sandboxAt) URL(connector string) string {
@@ -53,11 +53,10 @@ func (s *sandboxAt) Place(connector string) string {
 func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
-	wh := s.webhooks[connector]
 	if connector == "notify" {
-		wh.Secret = sandbox.NotifySecret
+		return connectors.Webhook{Secret: sandbox.NotifySecret}
 	}
-	return wh
+	return s.webhooks[connector]
 }
 
 // startSandbox returns nil without --sandbox or --sandbox-url.
@@ -79,7 +78,8 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 		}
 		log.Info("sandbox started", "url", base, "members", o.sandboxMembers, "seed", o.sandboxSeed)
 		t := newSandboxAt(ctx, base, log)
-		t.place, t.smtpURL = fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed), srv.SMTPURL()
+		t.place = fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed)
+		t.smtpURL = srv.SMTPURL()
 		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":
 		base := strings.TrimRight(o.sandboxURL, "/")
@@ -96,7 +96,7 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 func newSandboxAt(ctx context.Context, base string, log hclog.Logger) *sandboxAt {
 	t := &sandboxAt{base: base, webhooks: map[string]connectors.Webhook{}}
 	for _, r := range sandboxkit.Registered() {
-		wh, err := sandbox.DemoWebhookAt(ctx, http.DefaultClient, r.Name, base+"/"+r.Name)
+		wh, err := sandbox.DemoWebhookAt(ctx, http.DefaultClient, r.Name, t.URL(r.Name))
 		if err != nil {
 			log.Warn("the sandbox's webhook settings are not available; its webhooks will not verify", "service", r.Name, "error", err)
 			continue

@@ -114,7 +114,7 @@ func setEffects(s *connectors.Spec) {
 	}
 }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy(Name, Spec) }
 
 // Open builds the connection's client. It does no I/O.
 func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {

@@ -61,7 +61,7 @@ func Document() (*openapi.Document, error) { return openapi.Load(openAPIDoc) }
 // OpenAPI returns the embedded OpenAPI document.
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy("accredible", Spec) }
 
 // Spec returns a fresh description of the connector.
 func Spec() *connectors.Spec {

@@ -83,7 +83,7 @@ func Document() (*openapi.Document, error) { return openapi.Load(openAPIDoc) }
 // OpenAPI returns the embedded OpenAPI document.
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy(service, Spec) }
 
 // actionNames names the document's operations.
 var actionNames = map[string]string{
