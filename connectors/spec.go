@@ -35,9 +35,9 @@ import (
 // Spec describes a connector. It is data first: everything but the
 // function fields can be printed, linted and turned into docs.
 type Spec struct {
-	// Name is the identifier recipes use (`connector: accredible`).
+	// Name is the identifier recipes use (`connector: <name>`).
 	Name string
-	// Title is the human name of the service ("Accredible").
+	// Title is the human name of the service (for a page title).
 	Title string
 	// Summary is one line about the service.
 	Summary string
@@ -51,7 +51,7 @@ type Spec struct {
 	// connection's token bucket. Zero means unlimited.
 	RateLimit RateLimit
 	// Options describes connector-specific connection settings (for example
-	// the Memberships `locationId`) as a JSON Schema object.
+	// an account or location id) as a JSON Schema object.
 	Options json.RawMessage
 	// OpenAPI is the service's OpenAPI document, embedded by the connector.
 	OpenAPI []byte

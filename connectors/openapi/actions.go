@@ -148,7 +148,7 @@ func (op *Op) Request(in map[string]any) (apiclient.Request, error) {
 				body[k] = coerce(bodyProps[k], v)
 			}
 		}
-		// A GET documented with a body (Accredible's all_groups) sends
+		// A GET documented with a body (a listing of groups) sends
 		// it as documented: a JSON body, not query parameters.
 		switch {
 		case op.BodyWrap != "":
@@ -211,7 +211,7 @@ func ActionName(op *Op) string {
 }
 
 // repairExample makes the document's example valid for the action's input
-// schema. Documents contradict themselves (Accredible's examples send
+// schema. Documents contradict themselves (examples send
 // "description": null where the schema says string, and omit fields an
 // update requires); a field that does not validate is replaced by one
 // built from its schema, and missing required fields are added.

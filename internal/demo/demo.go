@@ -62,12 +62,8 @@ func Start(o Options) (*Demo, error) {
 		return nil, fmt.Errorf("demo: the examples do not load: %v", diags)
 	}
 	d.Recipes = rs
-	secrets := recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-	}
+	secrets := recipes.SecretMap(sandbox.DemoSecrets())
+	secrets["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
 	services := sb.Services()
 	for _, r := range rs {
 		conns := map[string]engine.Connection{}
