@@ -68,11 +68,12 @@ type Options struct {
 
 // Console is the console's http.Handler.
 type Console struct {
-	o    Options
-	tmpl *template.Template
-	csrf string
-	mux  *http.ServeMux
-	log  hclog.Logger
+	o             Options
+	activityCache activityCache
+	tmpl          *template.Template
+	csrf          string
+	mux           *http.ServeMux
+	log           hclog.Logger
 }
 
 // New builds the console.
