@@ -140,6 +140,8 @@ CREATE TABLE echoes_by_state (
 INSERT INTO echoes_by_state SELECT connector, subject, fingerprint, run, written FROM echoes;
 DROP TABLE echoes;
 ALTER TABLE echoes_by_state RENAME TO echoes;`,
+	// 3: skipped events are counted per page, not stored (see skips.go).
+	skipPagesMigration,
 }
 
 // Options tune the store.
@@ -580,8 +582,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		var skips skipPage
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
+			if ev.Skipped {
+				if done, err := skips.add(tx.Stmt(s.echoOf), recipe, &ev); err != nil {
+					return err
+				} else if done {
+					out[i].Status = engine.RunSkipped
+					continue
+				}
+			}
 			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
 			if err != nil {
 				return fmt.Errorf("saving event %q: %w", ev.ID, err)
@@ -640,7 +651,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		return nil
+		return skips.save(tx, recipe, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
