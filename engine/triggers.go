@@ -69,15 +69,15 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 					values = conditionValues(rt.condPaths, env)
 					sampled++
 				}
-				data := ev.Data
+				ev := ev
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
 					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
-					Encode: func() (json.RawMessage, error) { return json.Marshal(data) }})
+					Encode: func() (json.RawMessage, error) { return eventData(ev) }})
 				keys = append(keys, "")
 				continue
 			}
 		}
-		data, err := json.Marshal(ev.Data)
+		data, err := eventData(ev)
 		if err != nil {
 			return 0, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
@@ -116,6 +116,15 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		e.wake()
 	}
 	return fresh, nil
+}
+
+// eventData is the event's data as JSON: as the trigger read it, when it
+// kept it, else encoded.
+func eventData(ev connectors.Event) (json.RawMessage, error) {
+	if len(ev.Raw) > 0 {
+		return ev.Raw, nil
+	}
+	return json.Marshal(ev.Data)
 }
 
 // waitForRoom holds a trigger while too many of its runs wait.
