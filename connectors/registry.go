@@ -213,7 +213,7 @@ func Check(s *Spec) error {
 	}
 	for _, t := range s.Triggers {
 		checkOp("trigger", &t.Operation)
-		if t.Poll == nil && t.Webhook == nil {
+		if t.Poll == nil && t.Webhook == nil && !t.Engine {
 			errs = append(errs, fmt.Errorf("connector %q: trigger %q: neither Poll nor Webhook", s.Name, t.Name))
 		}
 	}

@@ -251,3 +251,36 @@ func TestPlannedWritesAreRedacted(t *testing.T) {
 		t.Errorf("planned write:\n got %s\nwant %s", b.String(), want)
 	}
 }
+
+// TestRunListsEveryMissingSecretFirst: every secret the selected recipes
+// need is named at once, none they do not need (the Accelevents webhook
+// secret for polling recipes, the keys of connections they do not use),
+// and nothing is created before.
+func TestRunListsEveryMissingSecretFirst(t *testing.T) {
+	for _, n := range []string{"MEMBERSHIPS_TOKEN", "ACCREDIBLE_API_KEY", "ACCELEVENTS_API_KEY", "ACCELEVENTS_WEBHOOK_SECRET"} {
+		t.Setenv(n, "")
+	}
+	store := filepath.Join(t.TempDir(), "memberflow.db")
+	code, _, stderr := cli(t, "run", "--once", "--store", store, "../../examples/accredible/")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+	}
+	for _, want := range []string{"2 secret(s) not set", "ACCREDIBLE_API_KEY  needed by certificate-for-new-members (accredible),", "MEMBERSHIPS_TOKEN  needed by"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, unwanted := range []string{"ACCELEVENTS_API_KEY", "ACCELEVENTS_WEBHOOK_SECRET"} {
+		if strings.Contains(stderr, unwanted) {
+			t.Errorf("stderr names %s, which these recipes do not need:\n%s", unwanted, stderr)
+		}
+	}
+	if _, err := os.Stat(store); !os.IsNotExist(err) {
+		t.Errorf("the store exists (%v): it was created before the secrets were checked", err)
+	}
+	t.Setenv("MEMBERSHIPS_TOKEN", "set")
+	_, _, stderr = cli(t, "run", "--once", "--store", store, "../../examples/accredible/")
+	if !strings.Contains(stderr, "1 secret(s) not set") || strings.Contains(stderr, "MEMBERSHIPS_TOKEN") {
+		t.Errorf("with MEMBERSHIPS_TOKEN set:\n%s", stderr)
+	}
+}

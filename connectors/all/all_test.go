@@ -19,7 +19,7 @@ const MinOperations = 126
 
 // noRemoteAPI lists connectors that talk to no service: they have no
 // OpenAPI document and no sandbox.
-var noRemoteAPI = map[string]bool{"file": true}
+var noRemoteAPI = map[string]bool{"file": true, "memberflow": true, "notify": true}
 
 // packageDir finds the folder of the package that defines the spec, from
 // its Open function, so that a connector named "file" may live in

@@ -147,11 +147,9 @@ func (op *Op) Request(in map[string]any) (apiclient.Request, error) {
 				body[k] = coerce(bodyProps[k], v)
 			}
 		}
+		// A GET documented with a body (Accredible's all_groups) sends
+		// it as documented: a JSON body, not query parameters.
 		switch {
-		case op.BodyAsQuery:
-			for k, v := range body {
-				addQuery(query, k, v)
-			}
 		case op.BodyWrap != "":
 			req.Body = map[string]any{op.BodyWrap: body}
 		default:
