@@ -30,15 +30,45 @@ CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`
 type skipPage struct {
 	count  int
 	sample []engine.SkippedEvent
+	echoes echoesOf
+}
+
+// echoesOf says whether memberflow ever wrote to a connector's records,
+// once per connector and Advance: when it never did (a file read, a
+// service only read from), no event of the page can be an echo and the
+// look-up per event is saved.
+type echoesOf struct {
+	tx   *sql.Tx
+	some map[string]bool
+}
+
+func (e *echoesOf) any(connector string) (bool, error) {
+	if some, ok := e.some[connector]; ok {
+		return some, nil
+	}
+	var one int
+	err := e.tx.QueryRow(`SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`, connector).Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("looking up echoes of connector %q: %w", connector, err)
+	}
+	if e.some == nil {
+		e.some = map[string]bool{}
+	}
+	e.some[connector] = err == nil
+	return err == nil, nil
 }
 
 // add counts a skipped event, unless it is the echo of a write memberflow
 // made: an echo is recorded as a suppressed run, as when its condition
 // holds, so add then encodes its data and returns done false.
 func (p *skipPage) add(echoOf *sql.Stmt, recipe string, ev *engine.NewEvent) (done bool, err error) {
-	if ev.Fingerprint != "" {
+	some, err := p.echoes.any(ev.Connector)
+	if err != nil {
+		return false, err
+	}
+	if ev.Fingerprint != "" && some {
 		var one int
-		switch err := echoOf.QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one); {
+		switch err := p.echoes.tx.Stmt(echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one); {
 		case err == nil:
 			if ev.Data == nil && ev.Encode != nil {
 				if ev.Data, err = ev.Encode(); err != nil {

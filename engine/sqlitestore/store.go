@@ -592,11 +592,11 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
-		var skips skipPage
+		skips := skipPage{echoes: echoesOf{tx: tx}}
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped {
-				if done, err := skips.add(tx.Stmt(s.echoOf), recipe, &ev); err != nil {
+				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
 					return err
 				} else if done {
 					out[i].Status = engine.RunSkipped
@@ -622,7 +622,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			// no claim: echoes are never forgotten, so the claim-time check
 			// (for writes recorded after this) could only agree.
 			echo := false
-			if ev.Fingerprint != "" {
+			if some, err := skips.echoes.any(ev.Connector); err != nil {
+				return err
+			} else if ev.Fingerprint != "" && some {
 				var one int
 				err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
 				switch {
