@@ -234,6 +234,9 @@ type Event struct {
 	Time time.Time
 	// Data conforms to the trigger's Output schema: `trigger` in recipes.
 	Data map[string]any
+	// Raw, when set, is Data as JSON, as the trigger read it: the engine
+	// stores it instead of encoding Data again.
+	Raw json.RawMessage
 }
 
 // Record names a record and its state.
