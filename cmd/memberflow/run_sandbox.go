@@ -38,7 +38,7 @@ func (s *sandboxAt) URL(connector string) string {
 }
 
 // SMTP is the sink's SMTP server for email notifications ("" if none).
-func (s *sandboxAt) SMTP() string { return s.smtpURL }
+func (s *sandboxAt) SMTP() string                            { return s.smtpURL }
 func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
