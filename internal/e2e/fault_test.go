@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"math"
 	"net/http"
+	"strings"
 	"os"
 	"reflect"
 	"strconv"
@@ -87,6 +89,10 @@ func runFaulted(t *testing.T, n int, faults sandboxkit.Faults) outcome {
 	}
 	t.Cleanup(func() { sb.Close() })
 	a := &api{t: t, sb: sb, http: checkerClient()}
+	seeded := map[string]bool{}
+	for _, p := range a.allPayments() {
+		seeded[p.ID] = true
+	}
 	outDir := t.TempDir()
 	// The default policy (8 attempts), with short waits: the test counts
 	// outcomes, not seconds.
@@ -94,6 +100,7 @@ func runFaulted(t *testing.T, n int, faults sandboxkit.Faults) outcome {
 		o.Retry = recipes.RetryPolicy{Attempts: 8, Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}
 	})
 	runUntilQuiet(t, eng)
+	checkMoneyMirroredOnce(t, a, seeded)
 	out := outcome{objects: map[string]map[string]int{}, members: map[string]memberOutcome{}}
 	st := a.stats()
 	for svc, s := range st.Services {
@@ -171,5 +178,45 @@ func (r retryReads) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		return res, err
+	}
+}
+
+// checkMoneyMirroredOnce: a payment mirrored from an Accelevents order
+// holds what was paid at Accelevents, never a payment memberflow itself
+// recorded on the order from the Memberships API (mship-*): 206.07, not
+// 526.07 = 206.07 + 320.
+func checkMoneyMirroredOnce(t *testing.T, a *api, seeded map[string]bool) {
+	t.Helper()
+	mirrored := 0
+	for _, p := range a.allPayments() {
+		orderID, ok := strings.CutPrefix(p.ExternalRef, "ae-order-")
+		if !ok || seeded[p.ID] {
+			continue
+		}
+		var order struct {
+			AmountPaid float64 `json:"amountPaid"`
+		}
+		a.accelevents("GET", "/staff/orders/"+orderID, nil, &order)
+		var recorded struct {
+			Data []struct {
+				Amount      float64 `json:"amount"`
+				ExternalRef string  `json:"externalRef"`
+			} `json:"data"`
+		}
+		a.accelevents("GET", "/staff/orders/"+orderID+"/payments", nil, &recorded)
+		ours := 0.0
+		for _, r := range recorded.Data {
+			if strings.HasPrefix(r.ExternalRef, "mship-") {
+				ours += r.Amount
+			}
+		}
+		if want := math.Round((order.AmountPaid-ours)*100) / 100; math.Abs(p.Amount-want) > 0.005 {
+			t.Errorf("payment %s mirrors order %s as %.2f; paid at Accelevents: %.2f (amount paid %.2f, of which %.2f recorded by memberflow)",
+				p.ID, orderID, p.Amount, want, order.AmountPaid, ours)
+		}
+		mirrored++
+	}
+	if mirrored == 0 {
+		t.Error("no Accelevents order was mirrored: the check checked nothing")
 	}
 }
