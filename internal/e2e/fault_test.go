@@ -3,10 +3,10 @@ package e2e
 import (
 	"math"
 	"net/http"
-	"strings"
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
