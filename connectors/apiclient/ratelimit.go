@@ -45,6 +45,10 @@ type limiter struct {
 
 	mu         sync.Mutex
 	pauseUntil time.Time
+	// The burst window as the headers show it: when the current one began
+	// (its remaining count jumped back up) and the last remaining seen.
+	windowStart   time.Time
+	lastRemaining int
 }
 
 type endpointBucket struct {
@@ -188,10 +192,24 @@ func (l *limiter) headerPause(h http.Header) (time.Duration, string) {
 	if err1 != nil || err2 != nil || intervalMS <= 0 {
 		return 0, ""
 	}
-	if remaining <= 1 {
-		return time.Duration(intervalMS) * time.Millisecond, "rate limit window spent"
+	interval := time.Duration(intervalMS) * time.Millisecond
+	now := l.now()
+	limit, _ := strconv.Atoi(h.Get("X-RateLimit-Max"))
+	if l.windowStart.IsZero() || (remaining > l.lastRemaining && remaining >= limit/2) {
+		// A fresh window (answers arrive out of order, so only a jump back
+		// up to at least half the limit counts).
+		l.windowStart = now
 	}
-	return 0, ""
+	l.lastRemaining = remaining
+	if remaining > 1 {
+		return 0, ""
+	}
+	// Spent: wait for the window to end, as far as the answers tell when
+	// it began; a whole interval when they cannot.
+	if end := l.windowStart.Add(interval); end.After(now) && now.Sub(l.windowStart) < interval {
+		return end.Sub(now), "rate limit window spent"
+	}
+	return interval, "rate limit window spent"
 }
 
 // pauseFor extends the pause to now+d. Call with l.mu held.
