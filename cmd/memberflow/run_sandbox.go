@@ -44,6 +44,7 @@ func (s *sandboxAt) URL(connector string) string {
 
 // SMTP is the sink's SMTP server for email notifications ("" if none).
 func (s *sandboxAt) SMTP() string { return s.smtpURL }
+
 // Place names the services the sandbox simulates (those with demo
 // credentials); the others keep their own address.
 func (s *sandboxAt) Place(connector string) string {
