@@ -365,3 +365,21 @@ func TestStoreKnowsWhatItSynced(t *testing.T) {
 		}
 	})
 }
+
+// The README's demo, run twice on one store: every connection of the
+// examples is the same the second time, though the in-process sandbox
+// listens elsewhere.
+func TestDemoRunsTwiceOnOneStore(t *testing.T) {
+	examples, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "memberflow.db")
+	t.Chdir(t.TempDir()) // the file connector writes under ./out
+	for i := 1; i <= 2; i++ {
+		code, out, errs := cli(t, "run", "--once", "--sandbox", "--sandbox-no-rate-limits", "--sandbox-members", "10", "--store", store, "--log-level", "off", examples)
+		if code != exitOK {
+			t.Fatalf("run %d: exit %d\n%s%s", i, code, out, errs)
+		}
+	}
+}
