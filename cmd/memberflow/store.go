@@ -18,8 +18,8 @@ import (
 func init() {
 	register(&command{
 		name:    "store",
-		summary: "the store's recorded accounts: show, rebind; forget-tokens",
-		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json]",
 		help: `A store records, on first use, the account each connection reaches (its
 base URL and the account id the service reports). A later run whose
 connections reach another account stops: the store's cursors, per-subject
@@ -33,10 +33,19 @@ is reached another way (a new URL); for other data, use a new store
 be skipped.
 "store forget-tokens" deletes the OAuth tokens saved in the store, for a
 lost store key; then authorise the OAuth app again and set the new refresh
-token in the connection's secret. See docs/runner.md.`,
+token in the connection's secret. See docs/runner.md.
+"store prune --older-than AGE" removes what finished before AGE ago (30d,
+12h, 90m): runs that succeeded, were skipped or suppressed, with their step
+journals and their events' data, and the counts of skipped events. Dead
+letters stay until replayed. The events' IDs stay too, so an event seen
+again is still a duplicate: pruning never makes a record run twice.
+--vacuum then rewrites the file to give the space back (run it while no
+runner writes).`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			store := fs.String("store", "memberflow.db", "durable store `path`")
-			format := fs.String("format", "text", "output format of show: text or json")
+			format := fs.String("format", "text", "output format of show and prune: text or json")
+			olderThan := fs.String("older-than", "", "prune: what finished more than this `age` ago: 30d, 12h, 90m")
+			vacuum := fs.Bool("vacuum", false, "prune: rewrite the file afterwards to give the space back")
 			return func(ctx context.Context, args []string, io stdio) int {
 				return inspect(ctx, "store", *store, *format, io, func(s *sqlitestore.Store) error {
 					switch {
@@ -75,6 +84,8 @@ token in the connection's secret. See docs/runner.md.`,
 						}
 						fmt.Fprintln(io.out, "the next memberflow run records the accounts its connections reach")
 						return nil
+					case len(args) == 1 && args[0] == "prune":
+						return prune(ctx, s, *olderThan, *vacuum, *format, io)
 					case len(args) == 1 && args[0] == "forget-tokens":
 						n, err := engine.ForgetTokens(ctx, s)
 						if err != nil {
@@ -83,7 +94,7 @@ token in the connection's secret. See docs/runner.md.`,
 						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
 						return nil
 					}
-					return usageError{errors.New(`want "show", "rebind [CONNECTION...]" or "forget-tokens" (memberflow store --help)`)}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens" or "prune" (memberflow store --help)`)}
 				})
 			}
 		},
