@@ -207,9 +207,7 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request) {
 	now := c.o.Now()
 	since := now.Add(-ranges[rg]).Truncate(width)
 	d := activityData{Range: rg, Ranges: []string{"1h", "24h", "7d"}, From: since, To: now, Bucket: width}
-	runBuckets, lat, err := c.activityCache.get(r.Context(), rg, func(ctx context.Context) ([]stats.RunBucket, []stats.Latency, error) {
-		return c.readActivity(ctx, since, width)
-	}, c.o.Refresh)
+	runBuckets, lat, err := c.activityOf(r.Context(), rg)
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, err)
 		return
@@ -456,6 +454,14 @@ func prettyJSON(b []byte) string {
 		return string(b)
 	}
 	return out.String()
+}
+
+// activityOf returns a range's aggregates from the cache.
+func (c *Console) activityOf(ctx context.Context, rg string) ([]stats.RunBucket, []stats.Latency, error) {
+	return c.activityCache.get(ctx, rg, func(ctx context.Context) ([]stats.RunBucket, []stats.Latency, error) {
+		width := ranges[rg] / buckets
+		return c.readActivity(ctx, c.o.Now().Add(-ranges[rg]).Truncate(width), width)
+	}, c.o.Refresh)
 }
 
 // activityCache keeps each range's aggregates for one refresh period:
