@@ -63,13 +63,9 @@ func Start(o Options) (*Demo, error) {
 		return nil, fmt.Errorf("demo: the examples do not load: %v", diags)
 	}
 	d.Recipes = rs
-	secrets := demoSecrets{recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-		"SANDBOX_NOTIFY_SECRET":              sandbox.NotifySecret,
-	}}
+	secretMap := recipes.SecretMap(sandbox.DemoSecrets())
+	secretMap["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
+	secrets := demoSecrets{secretMap}
 	services := sb.Services()
 	for _, r := range rs {
 		conns := map[string]engine.Connection{}
