@@ -72,10 +72,15 @@ type Console struct {
 	o             Options
 	activityCache activityCache
 	warm          sync.Once
-	tmpl          *template.Template
-	csrf          string
-	mux           *http.ServeMux
-	log           hclog.Logger
+
+	rowsMu  sync.Mutex
+	rowsFor *Compliance
+	rowsDay string
+	rows    []memberRow
+	tmpl    *template.Template
+	csrf    string
+	mux     *http.ServeMux
+	log     hclog.Logger
 }
 
 // New builds the console.
