@@ -131,6 +131,12 @@ func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Laten
 	if err != nil {
 		return nil, fmt.Errorf("step latency: %w", err)
 	}
+	// A busy period is sampled: the steps of its newest runs.
+	var last int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM runs`).Scan(&last); err != nil {
+		return nil, fmt.Errorf("step latency: %w", err)
+	}
+	first = max(first, last-stats.LatencySample+1)
 	rows, err := s.r.QueryContext(ctx, `SELECT action, `+cases.String()+` AS k, count(*), sum(finished - started), max(finished - started), sum(attempts - 1)
 		FROM steps WHERE run >= ? AND started >= ? AND finished IS NOT NULL AND finished >= started AND status != 'skipped'
 		GROUP BY action, k ORDER BY action, k`, first, since.UnixNano())
