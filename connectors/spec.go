@@ -141,6 +141,10 @@ const (
 	// ResendIssues: the request hands out a fresh value (an access token,
 	// a sign-in link) and stores no record a second call would duplicate.
 	ResendIssues IdempotencyKind = "issues"
+	// ResendNotifies: the request tells a person or a hook something; it
+	// is delivered at least once, by choice, since a repeated notice is
+	// better than a lost one. Never for a record of the business.
+	ResendNotifies IdempotencyKind = "notifies"
 )
 
 // Idempotency declares why an action that writes is safe to re-send.
