@@ -57,6 +57,15 @@ type Options struct {
 	HighWater int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// StoreKey is the operator's secret that OAuth tokens are encrypted
+	// with in the store (at least MinStoreKey bytes). Without it, an
+	// oauth2 connection with a refresh token is refused: the service
+	// rotates the token, and a restart would be left with a dead one.
+	StoreKey []byte
+	// Meta keeps tokens and connection identities; default the Store,
+	// when it implements MetaStore. A dry run sets the real store here,
+	// so that a token the service rotated is not lost with the copy.
+	Meta MetaStore
 	// Observer is told what happens, for metrics; default none.
 	Observer Observer
 	// AlertEvery is how often due alerts are fed to alert recipes (the
@@ -68,6 +77,10 @@ type Options struct {
 type Connection struct {
 	Spec   *connectors.Spec
 	Config connectors.ConnectionConfig
+	// Place, when set, names where the connection points in the store's
+	// record of its identity, instead of its base URL: for a service
+	// whose address changes at every start (the in-process sandbox).
+	Place string
 }
 
 // Engine runs recipes. Create it with New.
@@ -81,6 +94,10 @@ type Engine struct {
 	conns   map[string]*openConn
 	secrets []string
 	redact  *apiclient.Redactor
+	meta    MetaStore   // nil: the store keeps no tokens or identities
+	vault   *tokenVault // nil without a store key
+	// vaultUsed is set when a connection keeps its tokens in the vault.
+	vaultUsed atomic.Bool
 
 	cache   eventCache
 	pending atomic.Int64 // runs enqueued here and not finished here
@@ -101,6 +118,7 @@ type openConn struct {
 	name, connector string
 	conn            connectors.Conn
 	openConnState
+	baseURL, place string
 }
 
 // New makes an engine. It does no I/O.
@@ -146,6 +164,18 @@ func New(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Meta == nil {
+		opts.Meta, _ = opts.Store.(MetaStore)
+	}
+	var vault *tokenVault
+	if len(opts.StoreKey) > 0 {
+		if len(opts.StoreKey) < MinStoreKey {
+			return nil, fmt.Errorf("engine: the store key is %d bytes; it must be a random secret of at least %d (openssl rand -base64 32)", len(opts.StoreKey), MinStoreKey)
+		}
+		if opts.Meta != nil {
+			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
+		}
+	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
@@ -153,6 +183,8 @@ func New(opts Options) (*Engine, error) {
 		opts.AlertEvery = time.Second
 	}
 	e := &Engine{
+		meta:    opts.Meta,
+		vault:   vault,
 		opts:    opts,
 		store:   opts.Store,
 		log:     opts.Logger.Named("engine"),
@@ -219,7 +251,16 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.opts.Logger.Named("conn").Named(name)
 	}
-	oc := &openConn{name: name, connector: c.Spec.Name}
+	if cfg.Auth.Type == connectors.AuthOAuth2 && cfg.Tokens == nil {
+		switch {
+		case e.vault != nil:
+			cfg.Tokens = e.vault.tokens(cfg.BaseURL, cfg.Auth)
+			e.vaultUsed.Store(true)
+		case e.meta != nil && cfg.Auth.RefreshToken != "":
+			return nil, fmt.Errorf("connection %q (%s): its OAuth refresh token is rotated by the service at each refresh, and the newest must be kept in the store, encrypted: give the runner a store key (MEMBERFLOW_STORE_KEY, see docs/runner.md)", name, c.Spec.Name)
+		}
+	}
+	oc := &openConn{name: name, connector: c.Spec.Name, baseURL: first(cfg.BaseURL, c.Spec.BaseURL), place: c.Place}
 	e.instrument(&cfg, c.Spec, oc)
 	conn, err := c.Spec.Open(cfg)
 	if err != nil {

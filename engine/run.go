@@ -44,8 +44,8 @@ func (e *Engine) end() {
 }
 
 // RunOnce polls every polling trigger until it has no more, runs every
-// queued run (earlier ones included), and returns the summary. Schedules
-// and webhooks are not fed. When ctx ends it stops as Run does.
+// queued run (earlier ones included), and returns the summary. A schedule
+// that is due fires once (fireIfDue); webhooks are not fed. When ctx ends it stops as Run does.
 func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
@@ -57,7 +57,13 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		if rt.mode != "poll" {
+		var feed func() error
+		switch {
+		case rt.polls():
+			feed = func() error { return e.pollLoop(ctx, rt, true) }
+		case rt.mode == "schedule":
+			feed = func() error { return e.fireIfDue(ctx, rt) }
+		default:
 			continue
 		}
 		feeding.Add(1)
@@ -65,7 +71,7 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { feeding.Add(-1); e.wake() }()
-			if err := e.pollLoop(ctx, rt, true); err != nil {
+			if err := feed(); err != nil {
 				mu.Lock()
 				pollErr = errors.Join(pollErr, err)
 				mu.Unlock()
@@ -93,11 +99,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		switch rt.mode {
-		case "poll":
+		switch {
+		case rt.polls():
 			wg.Add(1)
 			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false) }()
-		case "schedule":
+		case rt.mode == "schedule":
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

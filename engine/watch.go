@@ -476,7 +476,7 @@ func (w *watch) flush(ctx context.Context) {
 			if p.rt.alert.cause != CauseRecovered {
 				p.inc.sent[rt.r.Name] = &alertSent{window: p.window, total: p.total}
 			}
-			dup := i < len(enq) && enq[i].RunID == 0
+			dup := i < len(enq) && enq[i].RunID == 0 && enq[i].Status == "" // a skipped event has no run either
 			w.e.obs.AlertFed(rt.r.Name, p.inc.cause, dup)
 		}
 		w.mu.Unlock()

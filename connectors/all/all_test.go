@@ -60,6 +60,11 @@ func TestConventions(t *testing.T) {
 			if len(s.Auth) == 0 {
 				t.Errorf("no auth kinds listed")
 			}
+			// Registering does not compile schemas (start-up stays fast):
+			// every one of them must compile all the same.
+			if err := connectors.CheckSchemas(s); err != nil {
+				t.Error(err)
+			}
 			if !noRemoteAPI[s.Name] {
 				checkOpenAPI(t, s, dir)
 				checkSandbox(t, dir)
