@@ -26,6 +26,7 @@ import (
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/internal/sandbox"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -82,6 +83,11 @@ type Options struct {
 	// SandboxCPU, when set, reads the sandbox process's CPU time so far,
 	// so that the result says where the machine's CPU went.
 	SandboxCPU func() (time.Duration, error)
+	// Metrics runs the backfill with the Prometheus metrics of `run
+	// --http` on, gathered every MetricsEvery (default 5 s) as a scraper
+	// would: paired runs with and without measure their overhead.
+	Metrics      bool
+	MetricsEvery time.Duration
 }
 
 // Result is what one benchmark run measured. Durations are in
@@ -137,6 +143,10 @@ type Result struct {
 	// does not change. Two idle cores would run 2 × this per second.
 	MembersPerCPUSecond float64 `json:"members_per_cpu_second,omitempty"`
 	Starved             float64 `json:"starved_share"`
+	// Metrics is true when the Prometheus metrics were on, and Scrapes
+	// how many times they were gathered.
+	Metrics bool `json:"metrics"`
+	Scrapes int  `json:"scrapes,omitempty"`
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
@@ -188,13 +198,28 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: opening the store: %w", err)
 	}
 	defer store.Close()
-	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench"})
+	var metrics *ops.Metrics
+	var observer engine.Observer
+	if opts.Metrics {
+		metrics = ops.NewMetrics()
+		observer = metrics
+	}
+	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench", Observer: observer})
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
 	if err := eng.Add(r, conns); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
+	}
+	stopScraping := func() int { return 0 }
+	if metrics != nil {
+		metrics.Attach(eng, store)
+		every := opts.MetricsEvery
+		if every <= 0 {
+			every = 5 * time.Second
+		}
+		stopScraping = scrape(metrics, every, log)
 	}
 
 	log.Info("backfill starting", "sandbox", base, "members", before.Users, "concurrency", opts.Concurrency, "store", storePath)
@@ -208,6 +233,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	stopSampling := sampleBacklog(eng, opts.Concurrency)
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
+	scrapes := stopScraping()
 	backlog, starved := stopSampling()
 	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	if opts.CPUProfile != nil {
@@ -233,7 +259,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
 		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
 		Duplicates: after.CredentialDuplicates, NewDuplicates: after.Duplicates - before.Duplicates,
-		CredentialsCreated: after.Credentials - before.Credentials}
+		CredentialsCreated: after.Credentials - before.Credentials, Metrics: opts.Metrics, Scrapes: scrapes}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
 	}
@@ -382,4 +408,29 @@ func (r *Result) Check() error {
 		return fmt.Errorf("bench: inconsistent figures: %w", err)
 	}
 	return nil
+}
+
+// scrape gathers the metrics every interval, as Prometheus would, until
+// stopped; it returns how many scrapes were made.
+func scrape(m *ops.Metrics, every time.Duration, log hclog.Logger) (stop func() int) {
+	done := make(chan struct{})
+	n := make(chan int)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		count := 0
+		for {
+			select {
+			case <-done:
+				n <- count
+				return
+			case <-t.C:
+				if _, err := m.Registry().Gather(); err != nil {
+					log.Warn("gathering the metrics failed", "error", err)
+				}
+				count++
+			}
+		}
+	}()
+	return func() int { close(done); return <-n }
 }
