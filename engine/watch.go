@@ -548,11 +548,8 @@ func alertMessage(d map[string]any) string {
 		fmt.Fprintf(&b, "%s is rate-limited (%d answers 429)", who, d["count"])
 	case CauseRecovered:
 		fmt.Fprintf(&b, "%s recovered from %s after %ds", who, d["recovered_cause"], d["failing_seconds"])
-		return b.String()
 	}
-	if e := d["error"].(string); e != "" {
-		b.WriteString(": " + e)
-	}
+	// The error is a field of its own: notifications show it apart.
 	return b.String()
 }
 

@@ -78,7 +78,7 @@ func TestHybridTriggerProcessesEveryChangeOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	target := &sandboxAt{base: base}
+	target := newSandboxAt(context.Background(), base, hclog.NewNullLogger())
 	conns, err := resolveConnections(r, recipes.SecretMap{}, target, false, nil, log)
 	if err != nil {
 		t.Fatal(err)

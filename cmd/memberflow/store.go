@@ -9,8 +9,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/recipes"
 )
 
 func init() {
@@ -150,4 +152,68 @@ func reportStoreError(io stdio, cmd, path string, err error) {
 	if advice := storeAdvice(path, err); advice != "" {
 		fmt.Fprintf(io.err, "memberflow %s: what to do: %s\n", cmd, advice)
 	}
+}
+
+// storeKeySecret is the default name of the secret OAuth tokens are
+// encrypted with in the store (run --store-key names another).
+const storeKeySecret = "MEMBERFLOW_STORE_KEY"
+
+// attachTokens gives each oauth2 connection its tokens in meta, so that
+// whatever opens it in this process (the engine, the reconciler behind
+// the console) and every other process of the store refresh one token
+// chain.
+func attachTokens(conns []map[string]engine.Connection, meta engine.MetaStore, key []byte, owner string) error {
+	tokensOf, err := engine.TokenStores(meta, key, owner)
+	if err != nil {
+		return err
+	}
+	for _, m := range conns {
+		for name, c := range m {
+			if ts := tokensOf(c.Config); ts != nil {
+				c.Config.Tokens = ts
+				m[name] = c
+			}
+		}
+	}
+	return nil
+}
+
+// readerTokens is attachTokens for the commands that read the services
+// without running recipes (reconcile, console): a connection with a
+// rotating refresh token must use, and save, the runner's newest one.
+// It opens (or makes) the store at path only when such a connection
+// exists, and returns what closes it.
+func readerTokens(cmd, path, secretsFile string, conns map[string]map[string]engine.Connection, io stdio) (func(), int) {
+	var list []map[string]engine.Connection
+	rotating := false
+	for _, m := range conns {
+		list = append(list, m)
+		for _, c := range m {
+			rotating = rotating || c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != ""
+		}
+	}
+	if !rotating {
+		return func() {}, exitOK
+	}
+	secrets, err := recipes.NewEnvSecrets(secretsFile)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
+	}
+	key, _ := secrets.Lookup(storeKeySecret)
+	if key == "" {
+		fmt.Fprintf(io.err, "memberflow %s: a connection uses an OAuth refresh token, which the runner keeps in the store: set the secret %s to the store's key (docs/runner.md)\n", cmd, storeKeySecret)
+		return nil, exitUsage
+	}
+	s, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		reportStoreError(io, cmd, path, err)
+		return nil, exitFail
+	}
+	if err := attachTokens(list, s, []byte(key), cmd); err != nil {
+		s.Close()
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
+	}
+	return func() { s.Close() }, exitOK
 }
