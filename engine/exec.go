@@ -343,6 +343,16 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		defer cancel()
 	}
 	callCtx := e.withPauseHook(ctx, st.conn.connector)
+	// The step's policy also decides each request's retries in the HTTP
+	// runtime: a failed request is sent again where it failed, not with
+	// the whole action, and at most the policy's attempts.
+	callCtx = connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
+		if failed >= st.retry.Attempts {
+			return false
+		}
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
+		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
+	})
 	// attempt reports one call; retrying ones feed the step_retrying alert.
 	attempt := func(outcome string, took time.Duration, err error) {
 		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, outcome, took)
@@ -470,6 +480,17 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		// look-up, a write and a read-back): look before sending again.
 		settle = st.intent && st.action.Settle != nil
 	}
+}
+
+// policyDelay is the wait after a request's failed-th failure: the
+// policy's backoff doubled per failure, with jitter, or longer when the
+// service said how long to wait.
+func policyDelay(p recipes.RetryPolicy, failed int, err error) time.Duration {
+	d := p.Backoff
+	for i := 1; i < failed && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return retryDelay(err, &d, p.MaxBackoff)
 }
 
 // retryDelay is the step's next backoff, or longer when the service said

@@ -52,8 +52,12 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		connector = rt.trigConn.connector
 	}
 	keys := make([]string, 0, len(events))
+	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
-	for _, ev := range events {
+	// One environment for the page: expressions read it and keep nothing.
+	env := recipes.Env{"vars": rt.r.Vars}
+	for i := range events {
+		ev := &events[i]
 		if ev.ID == "" {
 			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
 		}
@@ -62,7 +66,8 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		// has stored its echo before the echo's run is claimed.
 		key := ev.Subject
 		if ob := rt.r.Trigger.OrderBy; ob != nil {
-			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
+			env["trigger"] = ev.Data
+			v, err := ob.Eval(env)
 			if err != nil {
 				return 0, nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
@@ -74,22 +79,21 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		// no run, no claim and no outcome write. An error is left to the
 		// run, which dead-letters it with its context.
 		if w := rt.r.When; w != nil {
-			env := recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars}
+			env["trigger"] = ev.Data
 			if ok, err := w.EvalBool(env); err == nil && !ok {
 				var values json.RawMessage
 				if sampled < SkipSample {
 					values = conditionValues(rt.condPaths, env)
 					sampled++
 				}
-				ev := ev
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
 					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
-					Encode: func() (json.RawMessage, error) { return eventData(ev) }})
+					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
 				keys = append(keys, "")
 				continue
 			}
 		}
-		data, err := eventData(ev)
+		data, err := eventData(*ev)
 		if err != nil {
 			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}

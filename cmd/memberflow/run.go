@@ -82,6 +82,7 @@ recipes that do not load.`,
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
+			fs.BoolVar(&o.sandboxUndocumented, "sandbox-allow-undocumented", false, "let the --sandbox services accept request parameters the real APIs do not document (connections with incrementalSearch)")
 			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
@@ -106,6 +107,7 @@ type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
 	storeKey                                                     string
 	once, sandbox, sandboxNoLimits, dryRun                       bool
+	sandboxUndocumented                                          bool
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
