@@ -69,7 +69,7 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
 			var conns stringList
 			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
-			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
+			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host, process ID and a random suffix, unique)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 			return func(ctx context.Context, args []string, io stdio) int {
@@ -251,7 +251,7 @@ func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
 			cleanup()
 			return "", nil, err
 		}
-		err = real.Backup(ctx, copyPath)
+		err = real.Snapshot(ctx, copyPath)
 		real.Close()
 		if err != nil {
 			cleanup()
