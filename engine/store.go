@@ -224,7 +224,7 @@ type ClaimedRun struct {
 	Attempts int
 	// Token is this claim's fencing token (see Lease).
 	Token int64
-	Data     json.RawMessage
+	Data  json.RawMessage
 	// Echo is true when the event's (Connector, Subject, Fingerprint) is
 	// the latest record memberflow itself wrote for that subject.
 	Echo bool
