@@ -95,6 +95,12 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	}
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
+	// A store that signals new work lets idle runners look less often.
+	var storeWake <-chan struct{}
+	idleWait := 250 * time.Millisecond
+	if w, ok := e.store.(Waker); ok {
+		storeWake, idleWait = w.Wakeups(), time.Second
+	}
 loop:
 	for {
 		select {
@@ -131,11 +137,12 @@ loop:
 		}
 		// Nothing to do now: wait for a finished run, an enqueue, or a
 		// moment (another runner's work, an expiring lease).
-		idle.Reset(250 * time.Millisecond)
+		idle.Reset(idleWait)
 		select {
 		case <-stop:
 			break loop
 		case <-e.wakeCh:
+		case <-storeWake:
 		case <-idle.C:
 		}
 	}

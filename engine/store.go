@@ -194,6 +194,13 @@ type RunnerLister interface {
 	Runners(ctx context.Context) ([]RunnerInfo, error)
 }
 
+// Waker is an optional RunnerStore ability: a signal when work may have
+// been queued by another runner (Postgres LISTEN/NOTIFY), so that idle
+// runners need not poll the queue often.
+type Waker interface {
+	Wakeups() <-chan struct{}
+}
+
 // Snapshotter is an optional Store ability: a consistent copy of the
 // store at path, as a SQLite file, for dry runs that must not change the
 // real store.
