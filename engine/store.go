@@ -201,6 +201,38 @@ type Waker interface {
 	Wakeups() <-chan struct{}
 }
 
+// StateCopier is an optional Store ability: the trigger state (cursors,
+// per-subject states) and the remembered writes, out of one store and
+// into another. `memberflow store copy` moves a SQLite store's state to
+// Postgres with it; a dry run on Postgres copies it into a scratch SQLite
+// store. Runs and journals are not copied: they are history.
+type StateCopier interface {
+	ExportState(ctx context.Context) (*TriggerState, error)
+	// ImportState adds the state, replacing cursors and subject states
+	// of the same recipe and subject, in one transaction.
+	ImportState(ctx context.Context, st *TriggerState) error
+}
+
+// TriggerState is what StateCopier moves. Imported writes belong to no
+// run: they are echoes for every recipe.
+type TriggerState struct {
+	Cursors  []CursorState  `json:"cursors"`
+	Subjects []RecipeState  `json:"subjects"`
+	Writes   []WrittenState `json:"writes"`
+}
+
+// CursorState is one recipe's trigger cursor.
+type CursorState struct{ Recipe, Cursor string }
+
+// RecipeState is one recipe's memory of one subject.
+type RecipeState struct{ Recipe, Subject, State string }
+
+// WrittenState is a record state memberflow wrote.
+type WrittenState struct {
+	Connector, Subject, Fingerprint string
+	Written                         time.Time
+}
+
 // Snapshotter is an optional Store ability: a consistent copy of the
 // store at path, as a SQLite file, for dry runs that must not change the
 // real store.

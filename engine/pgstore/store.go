@@ -299,6 +299,9 @@ func (s *Store) Close() error {
 		<-s.waitDone
 		s.mu.Lock()
 		for o, c := range s.live {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+			cancel()
 			c.Conn().Close(context.Background())
 			c.Release()
 			delete(s.live, o)
@@ -820,6 +823,9 @@ func (s *Store) Leave(ctx context.Context, owner string) error {
 		return err
 	})
 	if c != nil {
+		// Unlocked before the session ends: the server ends a closed
+		// session a moment after the client.
+		c.Exec(ctx, `SELECT pg_advisory_unlock($1)`, lockKey("runner", s.schema, owner))
 		c.Conn().Close(context.Background())
 		c.Release()
 	}

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"RunnersJoinOnceAndDeadRunnersRunsAreResumed", testJoin},
 		{"BacklogCountsQueuedAndRunning", testBacklog},
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
+		{"StateCopiesIntoAnotherStore", testStateCopy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -803,4 +804,50 @@ func testConcurrentClaimers(t *testing.T, open func(t *testing.T) engine.Store) 
 			t.Errorf("%s executed %d times", id, n)
 		}
 	}
+}
+
+// testStateCopy: a StateCopier's export, imported into a fresh store,
+// gives the same cursors and subject states, and writes that are echoes
+// for every recipe.
+func testStateCopy(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	src, ok := s.(engine.StateCopier)
+	if !ok {
+		t.Skip("the store does not copy state (engine.StateCopier is optional)")
+	}
+	cur := "page-7"
+	if _, err := s.Advance(ctx, "r", engine.Advance{Cursor: &cur, States: []engine.SubjectState{{Subject: "m1", State: "active"}},
+		Events: []engine.NewEvent{ev("1", "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	cr := claim(t, s, "w", 1, time.Now())[0]
+	finish(t, s, cr, engine.RunSucceeded, engine.StepRecord{RunID: cr.ID, StepID: "w", Action: "m.update", Status: engine.StepSucceeded, Attempts: 1,
+		Finished: time.Now(), Wrote: []engine.Echo{{Connector: "members", Subject: "member/1", Fingerprint: "f1"}}})
+	st, err := src.ExportState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Cursors) != 1 || len(st.Subjects) != 1 || len(st.Writes) != 1 {
+		t.Fatalf("exported %+v", st)
+	}
+	t.Run("into", func(t *testing.T) {
+		dst := open(t)
+		if err := dst.(engine.StateCopier).ImportState(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := dst.Cursor(ctx, "r"); c != "page-7" {
+			t.Errorf("cursor = %q", c)
+		}
+		if m, _ := dst.PriorStates(ctx, "r", []string{"m1"}); m["m1"] != "active" {
+			t.Errorf("states = %v", m)
+		}
+		e := ev("echo", "z")
+		e.Connector, e.Subject, e.Fingerprint = "members", "member/1", "f1"
+		if enq := advance(t, dst, "any-recipe", e); enq[0].Status != engine.RunSuppressed {
+			t.Errorf("a copied write seen again: %s, want suppressed", enq[0].Status)
+		}
+		if err := dst.(engine.StateCopier).ImportState(ctx, st); err != nil {
+			t.Errorf("importing twice: %v", err)
+		}
+	})
 }
