@@ -861,4 +861,3 @@ func (s *Store) Runners(ctx context.Context) ([]engine.RunnerInfo, error) {
 	}
 	return out, rows.Err()
 }
-
