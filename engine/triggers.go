@@ -145,14 +145,28 @@ func eventData(ev connectors.Event) (json.RawMessage, error) {
 	return json.Marshal(ev.Data)
 }
 
-// waitForRoom holds a trigger while too many of its runs wait.
+// waitForRoom holds a trigger while too many of its runs wait. Other
+// runners may finish the runs this one enqueued: after a second of
+// waiting, the store's backlog (all runners) corrects the count.
 func (e *Engine) waitForRoom(ctx context.Context) error {
+	waited := time.Duration(0)
 	for e.pending.Load() >= int64(e.opts.HighWater) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.room:
 		case <-time.After(100 * time.Millisecond):
+			waited += 100 * time.Millisecond
+		}
+		if waited >= time.Second {
+			waited = 0
+			n, err := e.store.Backlog(ctx, e.recipeNames())
+			if err != nil {
+				return err
+			}
+			if int64(n) < e.pending.Load() {
+				e.pending.Store(int64(n))
+			}
 		}
 	}
 	return nil
@@ -216,7 +230,33 @@ var oncePollBackoff = time.Second
 
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
+	var ledUntil time.Time
 	for {
+		// A runner that runs until stopped polls only while it leads the
+		// recipe's poller: one poller per trigger among the runners of a
+		// store. A one-shot run polls regardless (events are deduplicated
+		// by ID) so that it always ends caught up.
+		if !once && e.now().After(ledUntil.Add(-2*e.opts.Lease/3)) {
+			until := e.now().Add(e.opts.Lease)
+			lead, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, until)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil || !lead {
+				if err != nil {
+					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
+				}
+				ledUntil = time.Time{}
+				if e.sleep(ctx, min(rt.interval, e.opts.Lease/3)) != nil {
+					return nil
+				}
+				continue
+			}
+			if ledUntil.IsZero() {
+				e.log.Debug("polling: this runner leads the trigger", "recipe", rt.r.Name)
+			}
+			ledUntil = until
+		}
 		more, err := e.pollOnce(ctx, rt)
 		if ctx.Err() != nil {
 			return nil

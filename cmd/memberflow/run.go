@@ -90,7 +90,7 @@ recipes that do not load.`,
 			fs.StringVar(&o.storeKey, "store-key", "MEMBERFLOW_STORE_KEY", "the secret (by `name`, from the environment or --secrets) that OAuth tokens are encrypted with in the store")
 			var conns stringList
 			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
-			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
+			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host, process ID and a random suffix, unique)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 			o.console.flags(fs, "console-read-only")
@@ -357,7 +357,7 @@ func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
 			cleanup()
 			return "", nil, err
 		}
-		err = real.Backup(ctx, copyPath)
+		err = real.Snapshot(ctx, copyPath)
 		real.Close()
 		if err != nil {
 			cleanup()

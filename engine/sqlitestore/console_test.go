@@ -45,7 +45,7 @@ func TestConsoleQueries(t *testing.T) {
 			{RunID: c.ID, Index: 0, StepID: "a", Action: "x.fast", Status: engine.StepSucceeded, Attempts: 1, Started: t0, Finished: t0.Add(500 * time.Microsecond)},
 			{RunID: c.ID, Index: 1, StepID: "b", Action: "x.slow", Status: engine.StepSucceeded, Attempts: 2, Started: t0, Finished: t0.Add(300 * time.Millisecond)},
 		}
-		if err := s.Record(ctx, steps, &engine.Completion{RunID: c.ID, Status: status, Finished: t0}); err != nil {
+		if err := s.Record(ctx, c.Lease(), steps, &engine.Completion{RunID: c.ID, Status: status, Finished: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -71,8 +71,8 @@ func (c *crashingStore) Claim(ctx context.Context, req engine.ClaimRequest) (out
 	return out, err
 }
 
-func (c *crashingStore) Record(ctx context.Context, steps []engine.StepRecord, fin *engine.Completion) error {
-	return c.write(func() error { return c.Store.Record(ctx, steps, fin) })
+func (c *crashingStore) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	return c.write(func() error { return c.Store.Record(ctx, lease, steps, fin) })
 }
 
 func (c *crashingStore) Cursor(ctx context.Context, recipe string) (string, error) {
