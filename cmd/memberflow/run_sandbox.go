@@ -67,6 +67,7 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 	switch {
 	case o.sandbox:
 		opts := sandbox.Options{Members: o.sandboxMembers, Seed: o.sandboxSeed, Logger: log.Named("sandbox")}
+		opts.AllowUndocumented = o.sandboxUndocumented
 		if o.sandboxNoLimits {
 			opts.RateLimit = &sandboxkit.Limit{}
 		}
