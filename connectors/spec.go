@@ -141,9 +141,9 @@ const (
 	// ResendIssues: the request hands out a fresh value (an access token,
 	// a sign-in link) and stores no record a second call would duplicate.
 	ResendIssues IdempotencyKind = "issues"
-	// ResendNotifies: the request tells a person or a hook something; it
-	// is delivered at least once, by choice, since a repeated notice is
-	// better than a lost one. Never for a record of the business.
+	// ResendNotifies: the request tells a person (a chat message, an
+	// email, an alert webhook) and changes no record; a second call
+	// repeats the message, which is better than losing an alert.
 	ResendNotifies IdempotencyKind = "notifies"
 )
 

@@ -34,7 +34,7 @@ import (
 // Config configures a Client. Connectors fill in the service's defaults;
 // the recipe's connection supplies the rest.
 type Config struct {
-	Service        string // "accredible", used in errors and logs
+	Service        string // the connector's name, used in errors and logs
 	ConnectionName string // the recipe's name for the connection
 	BaseURL        string
 	Auth           connectors.Auth
