@@ -2,9 +2,9 @@ package apiclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"errors"
 	"strings"
 	"testing"
 	"time"
