@@ -56,7 +56,7 @@ Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
 failed, 2 for usage errors and recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := runOptions{}
-			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
+			fs.StringVar(&o.store, "store", "memberflow.db", storeFlagHelp)
 			fs.BoolVar(&o.once, "once", false, "poll until caught up, drain the queue, print a summary and exit")
 			fs.BoolVar(&o.sandbox, "sandbox", false, "start the in-process sandbox and point every connection at it")
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "point every connection at the sandbox running at `URL`")
@@ -147,18 +147,17 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitUsage
 	}
 
-	storePath, cleanup, err := storeForRun(ctx, o)
+	spec, err := parseStore(o.store, secrets)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+	store, cleanup, err := storeForRun(ctx, o, spec, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
 	}
 	defer cleanup()
-	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: log})
-	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
-		return exitFail
-	}
-	defer store.Close()
 
 	eng, err := engine.New(engine.Options{Store: store, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
 	if err != nil {
@@ -217,12 +216,12 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			return exitFail
 		}
 		if n := sum.Dead(); n > 0 {
-			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, o.store)
+			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, spec.shown)
 			return exitFail
 		}
 		return exitOK
 	}
-	log.Info("running; stop with Ctrl-C", "recipes", len(rs), "store", o.store, "concurrency", o.concurrency)
+	log.Info("running; stop with Ctrl-C", "recipes", len(rs), "store", spec.shown, "concurrency", o.concurrency, "owner", eng.Owner())
 	err = eng.Run(ctx)
 	stopProgress()
 	eng.Summary().WriteText(io.err)
@@ -233,32 +232,63 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	return exitOK
 }
 
-// storeForRun returns the store to use. A dry run works on a copy, so
-// that its cursors and journal never reach the real store.
-func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
+// storeForRun opens the store to use. A dry run works on a scratch
+// SQLite copy, so that its cursors and journal never reach the real
+// store: a SQLite store is snapshotted, a Postgres one's trigger state is
+// copied.
+func storeForRun(ctx context.Context, o runOptions, spec storeSpec, log hclog.Logger) (engine.Store, func(), error) {
 	if !o.dryRun {
-		return o.store, func() {}, nil
+		s, err := spec.open(ctx, o.concurrency, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
 	}
 	dir, err := os.MkdirTemp("", "memberflow-dry-run-")
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
+	removeDir := func() { os.RemoveAll(dir) }
 	copyPath := filepath.Join(dir, "memberflow.db")
-	if _, err := os.Stat(o.store); err == nil {
-		real, err := sqlitestore.Open(o.store, sqlitestore.Options{})
+	if spec.exists() {
+		real, err := spec.open(ctx, 1, log)
 		if err != nil {
-			cleanup()
-			return "", nil, err
+			removeDir()
+			return nil, nil, err
 		}
-		err = real.Snapshot(ctx, copyPath)
+		err = snapshot(ctx, real, copyPath)
 		real.Close()
 		if err != nil {
-			cleanup()
-			return "", nil, err
+			removeDir()
+			return nil, nil, fmt.Errorf("copying the store for the dry run: %w", err)
 		}
 	}
-	return copyPath, cleanup, nil
+	s, err := sqlitestore.Open(copyPath, sqlitestore.Options{Logger: log})
+	if err != nil {
+		removeDir()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); removeDir() }, nil
+}
+
+func snapshot(ctx context.Context, real engine.Store, path string) error {
+	if sn, ok := real.(engine.Snapshotter); ok {
+		return sn.Snapshot(ctx, path)
+	}
+	src, ok := real.(engine.StateCopier)
+	if !ok {
+		return errors.New("the store can neither snapshot nor copy its state")
+	}
+	st, err := src.ExportState(ctx)
+	if err != nil {
+		return err
+	}
+	dst, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	return dst.ImportState(ctx, st)
 }
 
 // sandboxTarget rewrites connections to a sandbox: the URL of a
