@@ -35,9 +35,9 @@ import (
 // Spec describes a connector. It is data first: everything but the
 // function fields can be printed, linted and turned into docs.
 type Spec struct {
-	// Name is the identifier recipes use (`connector: accredible`).
+	// Name is the identifier recipes use (`connector: <name>`).
 	Name string
-	// Title is the human name of the service ("Accredible").
+	// Title is the human name of the service (for a page title).
 	Title string
 	// Summary is one line about the service.
 	Summary string
@@ -51,7 +51,7 @@ type Spec struct {
 	// connection's token bucket. Zero means unlimited.
 	RateLimit RateLimit
 	// Options describes connector-specific connection settings (for example
-	// the Memberships `locationId`) as a JSON Schema object.
+	// an account or location id) as a JSON Schema object.
 	Options json.RawMessage
 	// OpenAPI is the service's OpenAPI document, embedded by the connector.
 	OpenAPI []byte
@@ -87,6 +87,12 @@ type Operation struct {
 	Example map[string]any
 	// HTTP names the request this operation makes, when it is one request.
 	HTTP *HTTPBinding
+	// Effect says what one run means to a person reading a summary, as a
+	// plural phrase ("certificates issued"): an action's writes, a
+	// trigger's events. A read-only action's Effect labels the unlabelled
+	// writes of the steps after it (a QR code rendered, then appended to a
+	// file, is a QR code made). Empty: not counted.
+	Effect string
 }
 
 // HTTPBinding is the API request an operation maps to.
@@ -101,8 +107,13 @@ type ActionSpec struct {
 	// ReadOnly actions change nothing; a dry run executes them.
 	ReadOnly bool
 	// Idempotent actions may be re-sent after an ambiguous failure (a GET,
-	// a PUT of full state, a DELETE). Others must be settled first.
+	// a PUT of full state, a DELETE). Others must be settled first. A
+	// write that sets it says why in Idempotency.
 	Idempotent bool
+	// Idempotency says why re-sending this write is safe. Every action
+	// that writes either declares it (with Idempotent) or has a Settle:
+	// a test over the catalogue holds every connector to that.
+	Idempotency *Idempotency
 	// Run performs the action with a validated input.
 	Run func(ctx context.Context, conn Conn, input map[string]any) (*Result, error)
 	// Settle decides an in-doubt write: it looks the effect up (for example
@@ -111,6 +122,37 @@ type ActionSpec struct {
 	// are neither ReadOnly nor Idempotent should have one; without it the
 	// engine refuses to re-send and dead-letters the run.
 	Settle func(ctx context.Context, conn Conn, input map[string]any) (out *Result, happened bool, err error)
+}
+
+// IdempotencyKind names why a write can be sent twice with the effect of
+// once.
+type IdempotencyKind string
+
+const (
+	// ResendSets: the request sets the given fields (or the whole record)
+	// to the given values, by id: a PUT, or a POST that replaces.
+	ResendSets IdempotencyKind = "sets"
+	// ResendDeletes: the request deletes one record by id.
+	ResendDeletes IdempotencyKind = "deletes"
+	// ResendUpserts: the action finds the record by a natural key (the
+	// Key input fields) and creates it only when none has the key, so a
+	// second call finds what the first created.
+	ResendUpserts IdempotencyKind = "upserts"
+	// ResendIssues: the request hands out a fresh value (an access token,
+	// a sign-in link) and stores no record a second call would duplicate.
+	ResendIssues IdempotencyKind = "issues"
+	// ResendNotifies: the request tells a person (a chat message, an
+	// email, an alert webhook) and changes no record; a second call
+	// repeats the message, which is better than losing an alert.
+	ResendNotifies IdempotencyKind = "notifies"
+)
+
+// Idempotency declares why an action that writes is safe to re-send.
+type Idempotency struct {
+	Kind IdempotencyKind
+	// Key names the input fields the record is found by, for
+	// ResendUpserts; each must be a property of the input schema.
+	Key []string
 }
 
 // Result is what an action returns.
@@ -134,11 +176,19 @@ type TriggerSpec struct {
 	Webhook *WebhookSpec
 	// DefaultInterval is the polling interval when a recipe sets none.
 	DefaultInterval time.Duration
+	// Engine marks a trigger fed by the runner itself with its own events
+	// (the built-in memberflow connector: dead letters, failing triggers);
+	// it neither polls nor takes webhooks.
+	Engine bool
 }
 
-// Modes reports how the trigger can be fed: "poll", "webhook" or both.
+// Modes reports how the trigger can be fed: "poll", "webhook" or both,
+// or "engine" for the runner's own events.
 func (t *TriggerSpec) Modes() []string {
 	var m []string
+	if t.Engine {
+		m = append(m, "engine")
+	}
 	if t.Poll != nil {
 		m = append(m, "poll")
 	}
@@ -150,6 +200,11 @@ func (t *TriggerSpec) Modes() []string {
 
 // WebhookSpec verifies and parses a pushed delivery.
 type WebhookSpec struct {
+	// Key names the connection's webhook setting Verify needs ("secret"
+	// for an HMAC secret, "public_key" for a signature key), so that
+	// `memberflow validate` reports a connection without it before the
+	// first delivery does. Empty when deliveries carry no signature.
+	Key string
 	// Verify checks the delivery's signature and freshness against the
 	// connection's webhook settings. It returns an error wrapping
 	// [ErrUnauthorized] for a bad or missing signature, or [ErrStale] for a
@@ -183,6 +238,9 @@ type Event struct {
 	Time time.Time
 	// Data conforms to the trigger's Output schema: `trigger` in recipes.
 	Data map[string]any
+	// Raw, when set, is Data as JSON, as the trigger read it: the engine
+	// stores it instead of encoding Data again.
+	Raw json.RawMessage
 }
 
 // Record names a record and its state.

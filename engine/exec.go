@@ -240,8 +240,10 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 		}
 		return
 	}
-	e.latency.observe(time.Since(began))
+	took := time.Since(began)
+	e.latency.observe(took)
 	st.count(status)
+	e.obs.RunFinished(cr.Recipe, status, took)
 	e.finishedPending()
 }
 
@@ -358,8 +360,17 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 	if ctx.Err() != nil && lost(ctx, nil) {
 		return "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
 	}
-	if err := e.store.Record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
+	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
 		return "", fmt.Errorf("%w: %w", errAbandoned, err)
+	}
+	if status == RunDead {
+		var step, action string
+		for _, p := range rs.pending {
+			if p.Status == StepFailed || p.Status == StepInDoubt {
+				step, action = p.StepID, p.Action
+			}
+		}
+		e.watch.runDead(e.recipes[rs.cr.Recipe], rs.cr.ID, step, action, fin.Error, fin.Finished)
 	}
 	rs.pending = rs.pending[:0]
 	return status, nil
@@ -374,7 +385,7 @@ func (e *Engine) flush(ctx context.Context, rs *runState, extra ...StepRecord) e
 	if ctx.Err() != nil && lost(ctx, nil) {
 		return fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
 	}
-	if err := e.store.Record(context.WithoutCancel(ctx), rs.cr.Lease(), recs, nil); err != nil {
+	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), recs, nil); err != nil {
 		return fmt.Errorf("%w: %w", errAbandoned, err)
 	}
 	rs.pending = rs.pending[:0]
@@ -406,6 +417,24 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, st.retry.Timeout)
 		defer cancel()
+	}
+	callCtx := e.withPauseHook(ctx, st.conn.connector)
+	// The step's policy also decides each request's retries in the HTTP
+	// runtime: a failed request is sent again where it failed, not with
+	// the whole action, and at most the policy's attempts.
+	callCtx = connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
+		if failed >= st.retry.Attempts {
+			return false
+		}
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
+		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
+	})
+	// attempt reports one call; retrying ones feed the step_retrying alert.
+	attempt := func(outcome string, took time.Duration, err error) {
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, outcome, took)
+		if outcome == "retry" {
+			e.watch.stepRetrying(rt, st, cr.ID, rec.Attempts, e.redact.String(err.Error()), e.now())
+		}
 	}
 	fail := func(err error) (StepRecord, any, error) {
 		if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
@@ -452,22 +481,27 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 	backoff := st.retry.Backoff
 	for {
 		if settle {
-			res, happened, err := e.settle(ctx, st, input)
+			t0 := time.Now()
+			res, happened, err := e.settle(callCtx, st, input)
+			took := time.Since(t0)
 			switch {
 			case err != nil:
 				rec.Status = StepInDoubt
 				if errors.Is(err, errNoSettle) {
 					// Replaying this run re-sends the write: the operator
 					// has checked the service.
+					attempt("in_doubt", took, err)
 					return fail(err)
 				}
 				if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts {
+					attempt("retry", took, err)
 					rec.Attempts++
-					if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
+					if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
 						return fail(err)
 					}
 					continue
 				}
+				attempt("in_doubt", took, err)
 				r, _, ferr := fail(fmt.Errorf("settling an in-doubt write: %w", err))
 				if !errors.Is(ferr, errAbandoned) {
 					r.Status = StepInDoubt // a replay settles again
@@ -475,6 +509,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 				return r, nil, ferr
 			case happened:
 				e.log.Debug("in-doubt write settled: it happened", "run", cr.ID, "step", st.s.ID)
+				attempt("succeeded", took, nil)
 				return succeed(res)
 			}
 			settle = false
@@ -484,23 +519,65 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 			e.log.Debug("in-doubt write settled: it did not happen; sending", "run", cr.ID, "step", st.s.ID)
 		}
 		rec.Attempts++
-		res, err := st.action.Run(ctx, st.conn.conn, input)
+		t0 := time.Now()
+		res, err := st.action.Run(callCtx, st.conn.conn, input)
+		took := time.Since(t0)
 		if err == nil {
+			attempt("succeeded", took, nil)
 			return succeed(res)
 		}
-		if errors.Is(err, connectors.ErrInDoubt) && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			attempt("failed", took, err)
+			return fail(err)
+		}
+		inDoubt := errors.Is(err, connectors.ErrInDoubt)
+		if inDoubt && (st.action.Settle != nil || !st.action.Idempotent) {
+			// Settle at once: a look-up, not a re-send (without a Settle,
+			// settle dead-letters the run with the reason).
+			attempt("in_doubt", took, err)
 			settle = true
 			continue
 		}
-		if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts && ctx.Err() == nil {
-			e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
-			if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
-				return fail(err)
-			}
-			continue
+		if !inDoubt && !connectors.Retryable(err) {
+			attempt("failed", took, err)
+			return fail(err)
 		}
-		return fail(err)
+		if rec.Attempts >= st.retry.Attempts {
+			attempt("failed", took, err)
+			return fail(fmt.Errorf("giving up after %d attempts: %w", rec.Attempts, err))
+		}
+		attempt("retry", took, err)
+		e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
+		if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
+			return fail(err)
+		}
+		// A write that must not be sent twice may have landed before a
+		// later request of the same action failed (an action is often a
+		// look-up, a write and a read-back): look before sending again.
+		settle = st.intent && st.action.Settle != nil
 	}
+}
+
+// policyDelay is the wait after a request's failed-th failure: the
+// policy's backoff doubled per failure, with jitter, or longer when the
+// service said how long to wait.
+func policyDelay(p recipes.RetryPolicy, failed int, err error) time.Duration {
+	d := p.Backoff
+	for i := 1; i < failed && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return retryDelay(err, &d, p.MaxBackoff)
+}
+
+// retryDelay is the step's next backoff, or longer when the service said
+// how long to wait (Retry-After, or its rate-limit window).
+func retryDelay(err error, backoff *time.Duration, max time.Duration) time.Duration {
+	d := jitter(backoff, max)
+	var api *connectors.APIError
+	if errors.As(err, &api) && api.RetryAfter > d {
+		d = api.RetryAfter
+	}
+	return d
 }
 
 var errNoSettle = errors.New("the write may have happened and the action has no look-up to settle it: check the service, then replay the run to send it again")

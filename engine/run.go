@@ -51,6 +51,7 @@ func (e *Engine) begin(ctx context.Context) error {
 		e.end()
 		return err
 	}
+	e.watch.start(e.now())
 	if n > 0 {
 		e.log.Info("resuming runs left unfinished by the previous run", "runs", n, "owner", e.opts.Owner)
 	}
@@ -64,8 +65,8 @@ func (e *Engine) end() {
 }
 
 // RunOnce polls every polling trigger until it has no more, runs every
-// queued run (earlier ones included), and returns the summary. Schedules
-// and webhooks are not fed. When ctx ends it stops as Run does.
+// queued run (earlier ones included), and returns the summary. A schedule
+// that is due fires once (fireIfDue); webhooks are not fed. When ctx ends it stops as Run does.
 func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
@@ -77,7 +78,13 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		if rt.mode != "poll" {
+		var feed func() error
+		switch {
+		case rt.polls():
+			feed = func() error { return e.pollLoop(ctx, rt, true) }
+		case rt.mode == "schedule":
+			feed = func() error { return e.fireIfDue(ctx, rt) }
+		default:
 			continue
 		}
 		feeding.Add(1)
@@ -85,15 +92,19 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { feeding.Add(-1); e.wake() }()
-			if err := e.pollLoop(ctx, rt, true); err != nil {
+			if err := feed(); err != nil {
 				mu.Lock()
 				pollErr = errors.Join(pollErr, err)
 				mu.Unlock()
 			}
 		}()
 	}
+	stopAlerts := e.feedAlerts(ctx)
 	err := e.dispatch(ctx, ctx.Done(), true, func() bool { return feeding.Load() > 0 })
 	wg.Wait()
+	stopAlerts()
+	// What this pass dead-lettered is fed now; the next pass runs it.
+	e.watch.flush(ctx)
 	return e.Summary(), errors.Join(pollErr, err)
 }
 
@@ -109,11 +120,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		switch rt.mode {
-		case "poll":
+		switch {
+		case rt.polls():
 			wg.Add(1)
 			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false) }()
-		case "schedule":
+		case rt.mode == "schedule":
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -123,6 +134,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			}()
 		}
 	}
+	stopAlerts := e.feedAlerts(ctx)
+	defer stopAlerts()
 	stop := make(chan struct{})
 	go func() {
 		<-ctx.Done()
@@ -258,4 +271,31 @@ func (e *Engine) Progress() []Progress {
 		out = append(out, Progress{Recipe: r.Recipe, Events: r.Events, Done: r.Done(), Total: r.Total, At: now})
 	}
 	return out
+}
+
+// feedAlerts feeds due alerts to the alert recipes every AlertEvery until
+// stopped.
+func (e *Engine) feedAlerts(ctx context.Context) (stop func()) {
+	if !e.watch.listening() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.opts.AlertEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.watch.flush(ctx)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

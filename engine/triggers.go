@@ -31,6 +31,18 @@ func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID 
 // enqueue persists events (with the cursor and states of the poll that
 // found them, in one transaction) and queues a run for each new one.
 func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, err error) {
+	fresh, _, err = e.enqueueFull(ctx, rt, cursor, states, events)
+	return fresh, err
+}
+
+// enqueueDetailed enqueues events without a cursor and says what became
+// of each (the alert feed needs to know a duplicate).
+func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []connectors.Event) ([]Enqueued, error) {
+	_, enq, err := e.enqueueFull(ctx, rt, nil, nil, events)
+	return enq, err
+}
+
+func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, enq []Enqueued, err error) {
 	adv := Advance{Cursor: cursor}
 	for _, s := range states {
 		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
@@ -40,72 +52,97 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		connector = rt.trigConn.connector
 	}
 	keys := make([]string, 0, len(events))
-	for _, ev := range events {
+	adv.Events = make([]NewEvent, 0, len(events))
+	sampled := 0
+	// One environment for the page: expressions read it and keep nothing.
+	env := recipes.Env{"vars": rt.r.Vars}
+	for i := range events {
+		ev := &events[i]
 		if ev.ID == "" {
-			return 0, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
-		}
-		data, err := json.Marshal(ev.Data)
-		if err != nil {
-			return 0, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
 		}
 		// The key is shared by all recipes: runs about one subject never
 		// overlap, even of two recipes, so that the run that wrote a record
 		// has stored its echo before the echo's run is claimed.
 		key := ev.Subject
 		if ob := rt.r.Trigger.OrderBy; ob != nil {
-			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
+			env["trigger"] = ev.Data
+			v, err := ob.Eval(env)
 			if err != nil {
-				return 0, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
+				return 0, nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
 			key = fmt.Sprint(v)
 		}
-		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
-			OrderingKey: key, Time: ev.Time, Data: data}
-		// The condition reads only the event and vars: decided here, a run
-		// it rejects costs no claim and no outcome write. An error is left
-		// to the run, which dead-letters it with its context.
+		// The condition reads only the event and vars: decided here, an
+		// event it rejects is only counted (the first SkipSample of a page keep the
+		// values the condition read, for the audit), costing no event row,
+		// no run, no claim and no outcome write. An error is left to the
+		// run, which dead-letters it with its context.
 		if w := rt.r.When; w != nil {
-			env := recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars}
+			env["trigger"] = ev.Data
 			if ok, err := w.EvalBool(env); err == nil && !ok {
-				ne.Skipped, ne.Values = true, conditionValues(rt.condPaths, env)
+				var values json.RawMessage
+				if sampled < SkipSample {
+					values = conditionValues(rt.condPaths, env)
+					sampled++
+				}
+				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
+					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
+					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
+				keys = append(keys, "")
+				continue
 			}
 		}
-		adv.Events = append(adv.Events, ne)
+		data, err := eventData(*ev)
+		if err != nil {
+			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+		}
+		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
+			OrderingKey: key, Time: ev.Time, Data: data})
 		k := cacheKey(rt.r.Name, ev.ID)
 		keys = append(keys, k)
-		if !ne.Skipped {
-			e.cache.put(k, ev.Data)
-		}
+		e.cache.put(k, ev.Data)
 	}
-	enq, err := e.store.Advance(ctx, rt.r.Name, adv)
+	enq, err = e.advance(ctx, rt.r.Name, adv)
 	if err != nil {
 		for _, k := range keys {
 			e.cache.drop(k)
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	st := e.stats[rt.r.Name]
 	queued := 0
 	for i, q := range enq {
 		switch {
-		case q.RunID == 0:
+		case q.RunID == 0 && q.Status == "":
 			e.cache.drop(keys[i])
 			st.duplicates.Add(1)
 			continue
 		case q.Status == RunQueued:
 			queued++
-		default:
+		default: // skipped (counted, with no run) or suppressed
 			e.cache.drop(keys[i])
 			st.count(q.Status)
+			e.obs.RunFinished(rt.r.Name, q.Status, 0)
 		}
 		fresh++
 	}
 	st.events.Add(int64(fresh))
+	e.obs.EventsSeen(rt.r.Name, fresh, len(enq)-fresh)
 	e.pending.Add(int64(queued))
 	if queued > 0 {
 		e.wake()
 	}
-	return fresh, nil
+	return fresh, enq, nil
+}
+
+// eventData is the event's data as JSON: as the trigger read it, when it
+// kept it, else encoded.
+func eventData(ev connectors.Event) (json.RawMessage, error) {
+	if len(ev.Raw) > 0 {
+		return ev.Raw, nil
+	}
+	return json.Marshal(ev.Data)
 }
 
 // waitForRoom holds a trigger while too many of its runs wait. Other
@@ -149,8 +186,19 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 	if start == "" {
 		start = connectors.StartNow
 	}
-	res, err := rt.trigger.Poll(ctx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: e.now(),
+	began, clock := e.now(), time.Now()
+	defer func() {
+		e.obs.PollFinished(name, err == nil, time.Since(clock))
+		if ctx.Err() == nil {
+			msg := ""
+			if err != nil {
+				msg = e.redact.String(err.Error())
+			}
+			e.watch.polled(rt, began, err == nil, more, msg)
+		}
+	}()
+	res, err := rt.trigger.Poll(e.withPauseHook(ctx, rt.trigConn.connector), rt.trigConn.conn, connectors.PollRequest{
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
 	})
 	if err != nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: %w", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation, err)
@@ -292,14 +340,44 @@ func (e *Engine) scheduleLoop(ctx context.Context, rt *recipeRT) error {
 	}
 }
 
-func (e *Engine) fireSchedule(ctx context.Context, rt *recipeRT, at time.Time) error {
-	stamp := at.UTC().Format(time.RFC3339Nano)
-	ev := connectors.Event{
-		ID:      rt.r.Name + "@" + stamp,
-		Subject: "schedule/" + rt.r.Name,
-		Time:    at,
-		Data:    map[string]any{"scheduled_time": stamp, "recipe": rt.r.Name},
+// maxCoalescedTicks bounds the walk to the latest passed tick of a
+// schedule that has not fired for a long time.
+const maxCoalescedTicks = 1 << 20
+
+// fireIfDue fires a schedule in a one-shot run when it is due: it never
+// fired, or the tick after its last fire has passed. Missed ticks are
+// coalesced into one, stamped with the latest tick that passed (now, for
+// a first fire), so that the next one-shot run is due at the next tick.
+func (e *Engine) fireIfDue(ctx context.Context, rt *recipeRT) error {
+	last, err := e.store.Cursor(ctx, rt.r.Name)
+	if err != nil {
+		return err
 	}
+	now := e.now()
+	at := now
+	if last != "" {
+		t, err := time.Parse(time.RFC3339Nano, last)
+		if err != nil {
+			return fmt.Errorf("recipe %q: the schedule cursor %q is not a time: %w", rt.r.Name, last, err)
+		}
+		at = rt.schedule.Next(t)
+		if at.After(now) {
+			return nil // not due
+		}
+		for i := 0; i < maxCoalescedTicks; i++ {
+			n := rt.schedule.Next(at)
+			if n.After(now) || n.IsZero() {
+				break
+			}
+			at = n
+		}
+	}
+	return e.fireSchedule(ctx, rt, at)
+}
+
+func (e *Engine) fireSchedule(ctx context.Context, rt *recipeRT, at time.Time) error {
+	ev := connectors.ScheduleEvent(rt.r.Name, at)
+	stamp := ev.Data["scheduled_time"].(string)
 	_, err := e.enqueue(ctx, rt, &stamp, nil, []connectors.Event{ev})
 	return err
 }
@@ -339,6 +417,7 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 	}
 	refuse := func(w http.ResponseWriter, status int, msg string) {
 		log.Warn("delivery refused", "status", status, "reason", msg)
+		e.obs.WebhookDelivery(rt.r.Name, webhookOutcome(status))
 		reply(w, status, map[string]string{"error": msg})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -366,12 +445,34 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
 			return
 		}
+		began := e.now()
 		fresh, err := e.enqueue(r.Context(), rt, nil, nil, events)
 		if err != nil {
 			log.Error("persisting a delivery failed", "error", err)
+			e.watch.polled(rt, began, false, false, e.redact.String(err.Error()))
+			e.obs.WebhookDelivery(rt.r.Name, "unavailable")
 			reply(w, http.StatusServiceUnavailable, map[string]string{"error": "the delivery could not be stored; deliver again"})
 			return
 		}
+		e.watch.polled(rt, began, true, false, "")
+		outcome := "accepted"
+		if fresh == 0 && len(events) > 0 {
+			outcome = "duplicate"
+		}
+		e.obs.WebhookDelivery(rt.r.Name, outcome)
 		reply(w, http.StatusOK, map[string]int{"accepted": fresh, "duplicates": len(events) - fresh})
 	})
+}
+
+// webhookOutcome names a refused delivery for metrics.
+func webhookOutcome(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "bad_request"
 }

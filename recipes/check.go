@@ -340,9 +340,6 @@ func actionNames(spec *connectors.Spec) []string {
 	return n
 }
 
-// scheduleOutput is the event data of a scheduled recipe: {time: RFC3339}.
-var scheduleOutput = schemaType(json.RawMessage(`{"type":"object","properties":{"time":{"type":"string","format":"date-time"}}}`))
-
 // compileTrigger checks the trigger and returns the type of its event
 // data (any when it cannot be known).
 func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType *ftype) *ftype {
@@ -365,8 +362,8 @@ func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType 
 		if _, err := cron.ParseStandard(sched.Value); err != nil {
 			s.errorf(sched, "trigger.schedule: %v", err)
 		}
-		out = scheduleOutput
-		for _, k := range []string{"with", "mode", "interval", "start", "path"} {
+		out = schemaType(connectors.Schedule.Output)
+		for _, k := range []string{"with", "mode", "interval", "start", "path", "fallback_poll"} {
 			if kn := getKey(n, k); kn != nil {
 				s.errorf(kn, "trigger: %s does not apply to a schedule", k)
 			}
@@ -408,18 +405,40 @@ func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType 
 			s.errorf(get(n, "mode"), "trigger: %s cannot be fed by %s (it supports: %s)", uses.Value, t.Mode, strings.Join(modes, ", "))
 		}
 	}
+	if ts != nil && t.Mode == "webhook" && ts.Webhook != nil && ts.Webhook.Key != "" {
+		// Verify needs the connection's key: without it every delivery
+		// would be refused at run time.
+		if c := r.Connections[t.Connection]; c != nil && c.Webhook[ts.Webhook.Key] == nil {
+			at := get(n, "mode")
+			if at == nil {
+				at = uses
+			}
+			s.errorf(at, "trigger: webhooks of %s are verified with the connection's webhook.%s, and connection %q has none (add webhook: { %s: \"${{ secret.NAME }}\" })",
+				uses.Value, ts.Webhook.Key, t.Connection, ts.Webhook.Key)
+		}
+	}
+	if fp := get(n, "fallback_poll"); isString(fp) {
+		t.FallbackPoll, _ = time.ParseDuration(fp.Value)
+		switch {
+		case t.Mode != "webhook":
+			s.errorf(getKey(n, "fallback_poll"), "trigger: fallback_poll reconciles a webhook trigger (set mode: webhook); a polling trigger has interval")
+		case ts != nil && ts.Poll == nil:
+			s.errorf(getKey(n, "fallback_poll"), "trigger: %s cannot poll, so it has no fallback poll", uses.Value)
+		}
+	}
+	hybrid := t.FallbackPoll > 0
 	if iv := get(n, "interval"); isString(iv) {
 		t.Interval, _ = time.ParseDuration(iv.Value)
 		if t.Mode == "webhook" {
-			s.errorf(getKey(n, "interval"), "trigger: interval applies to polling, and this trigger is a webhook")
+			s.errorf(getKey(n, "interval"), "trigger: interval applies to polling, and this trigger is a webhook (its reconciling poll is fallback_poll)")
 		}
 	}
 	if st := get(n, "start"); isString(st) {
 		t.Start = connectors.Start(st.Value)
-		if t.Mode == "webhook" {
+		if t.Mode == "webhook" && !hybrid {
 			s.errorf(getKey(n, "start"), "trigger: start applies to polling, and this trigger is a webhook")
 		}
-	} else if t.Mode == "poll" {
+	} else if t.Mode == "poll" || hybrid {
 		t.Start = connectors.StartNow
 	}
 	if p := get(n, "path"); isString(p) {
@@ -457,7 +476,7 @@ func (s *source) checkWith(w *yaml.Node, input json.RawMessage, name, where stri
 	// A template stands for a value of the type its expression has, so
 	// that the schema checks that type; a value of unknown type is
 	// accepted as it is, and only its key is checked.
-	sample := map[string]any{"string": "", "integer": 0, "number": 0, "boolean": false}
+	sample := map[string]any{"string": "", "integer": 0, "number": 0, "boolean": false, "array": []any{}, "object": map[string]any{}}
 	sub := func(n *yaml.Node) (any, bool) {
 		v, ok := sample[s.kinds[n]]
 		return v, ok

@@ -67,6 +67,14 @@ func crmSpec() *connectors.Spec {
 		},
 		Actions: []*connectors.ActionSpec{
 			action("get_user", `{"type":"object","additionalProperties":false,"required":["userId"],"properties":{"userId":{"type":"string"}}}`, userSchema),
+			action("find_user", `{"type":"object","additionalProperties":false,"properties":{"email":{"type":"string"},
+				"status":{"anyOf":[{"type":"string","enum":["eligible","active","lapsed"]},{"type":"array","items":{"type":"string","enum":["eligible","active","lapsed"]}}]}}}`,
+				`{"type":"object","$defs":{"user":`+userSchema+`,"none":{"type":"null"}},"properties":{
+				"found":{"type":"boolean"},
+				"user":{"anyOf":[{"$ref":"#/$defs/user"},{"type":"null"}]},
+				"owner":{"oneOf":[{"$ref":"#/$defs/none"},`+userSchema+`]},
+				"profile":{"allOf":[{"type":"object","properties":{"id":{"type":"string"}}},{"properties":{"bio":{"type":"string"}}}]},
+				"manager":{"$ref":"#/$defs/user"}}}`),
 			action("update_user", `{"type":"object","additionalProperties":false,"required":["userId"],"properties":{"userId":{"type":"string"},"certificateId":{"type":"string"},"certificateStatus":{"type":"string","enum":["issued","revoked"]},"planId":{"type":"integer"}}}`, userSchema),
 		},
 	}

@@ -67,6 +67,11 @@ type Trigger struct {
 	Mode string
 	// Interval between polls; 0 means the trigger's default.
 	Interval time.Duration
+	// FallbackPoll, for a webhook trigger, is the interval of a
+	// reconciling poll that catches deliveries that never arrived (a
+	// hybrid trigger); 0 means webhooks only. Both feed one event
+	// identity, so a change seen both ways runs once.
+	FallbackPoll time.Duration
 	// Start is where a first poll begins.
 	Start connectors.Start
 	// WebhookPath is the listener path of a webhook trigger.

@@ -89,6 +89,18 @@ func schemaLeaves(ve *jsonschema.ValidationError, doc any) []*jsonschema.Validat
 		if best != nil {
 			return schemaLeaves(best, doc)
 		}
+		// No branch got into the value; one whose type matched failed on
+		// what it allows (an enum, a pattern), which says more than
+		// "must be a string or an array".
+		var typed []*jsonschema.ValidationError
+		for _, c := range ve.Causes {
+			if maxDepth(c) == base {
+				typed = append(typed, c)
+			}
+		}
+		if len(typed) == 1 {
+			return schemaLeaves(typed[0], doc)
+		}
 		return []*jsonschema.ValidationError{ve}
 	}
 	var out []*jsonschema.ValidationError

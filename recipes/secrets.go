@@ -92,9 +92,15 @@ func ReadSecretsFile(path string) (SecretMap, error) {
 }
 
 // SecretNames lists the secrets the connection needs, sorted.
-func (c *Connection) SecretNames() []string {
+func (c *Connection) SecretNames() []string { return c.secretNames(true) }
+
+func (c *Connection) secretNames(webhook bool) []string {
+	groups := []map[string]*Template{c.Auth}
+	if webhook {
+		groups = append(groups, c.Webhook)
+	}
 	seen := map[string]bool{}
-	for _, group := range []map[string]*Template{c.Auth, c.Webhook} {
+	for _, group := range groups {
 		for _, t := range group {
 			for _, e := range t.Expressions() {
 				for _, n := range e.SecretNames() {
@@ -115,10 +121,14 @@ func (c *Connection) SecretNames() []string {
 // A missing secret is an error that names it; secret values never appear
 // in an error.
 func (c *Connection) Resolve(secrets SecretSource) (connectors.ConnectionConfig, error) {
+	return c.resolve(secrets, true)
+}
+
+func (c *Connection) resolve(secrets SecretSource, webhook bool) (connectors.ConnectionConfig, error) {
 	cfg := connectors.ConnectionConfig{Name: c.Name, BaseURL: c.BaseURL, Options: c.Options, RateLimit: c.RateLimit}
 	vals := map[string]string{}
 	var missing []string
-	for _, n := range c.SecretNames() {
+	for _, n := range c.secretNames(webhook) {
 		v, ok := "", false
 		if secrets != nil {
 			v, ok = secrets.Lookup(n)
@@ -179,6 +189,9 @@ func (c *Connection) Resolve(secrets SecretSource) (connectors.ConnectionConfig,
 			a.Scopes = append(a.Scopes, fmt.Sprint(s))
 		}
 	}
+	if !webhook {
+		return cfg, err
+	}
 	cfg.Webhook.Secret = get(c.Webhook, "secret")
 	cfg.Webhook.PublicKey = get(c.Webhook, "public_key")
 	if tol := get(c.Webhook, "tolerance"); tol != "" && err == nil {
@@ -187,6 +200,98 @@ func (c *Connection) Resolve(secrets SecretSource) (connectors.ConnectionConfig,
 		}
 	}
 	return cfg, err
+}
+
+// UsedConnections names the connections the recipe's trigger and steps
+// use, sorted: a shared connections file may define more.
+func (r *Recipe) UsedConnections() []string {
+	seen := map[string]bool{}
+	if r.Trigger != nil && r.Trigger.Connection != "" {
+		seen[r.Trigger.Connection] = true
+	}
+	for _, s := range r.Steps {
+		seen[s.Connection] = true
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		if _, ok := r.Connections[n]; ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NeedsWebhook reports whether the named connection receives the recipe's
+// webhook deliveries, and so needs its webhook settings.
+func (r *Recipe) NeedsWebhook(connection string) bool {
+	return r.Trigger != nil && r.Trigger.Connection == connection && r.Trigger.Mode == "webhook"
+}
+
+// SecretNames lists the secrets the recipe needs to run, sorted: the auth
+// of each connection it uses, and the webhook settings of its trigger's
+// connection when webhooks feed it.
+func (r *Recipe) SecretNames() []string {
+	seen := map[string]bool{}
+	for _, name := range r.UsedConnections() {
+		for _, s := range r.Connections[name].secretNames(r.NeedsWebhook(name)) {
+			seen[s] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ResolveConnection resolves one of the recipe's connections with only the
+// secrets the recipe needs of it (no webhook key for a polling recipe).
+func (r *Recipe) ResolveConnection(name string, secrets SecretSource) (connectors.ConnectionConfig, error) {
+	c, ok := r.Connections[name]
+	if !ok {
+		return connectors.ConnectionConfig{}, fmt.Errorf("connection %q is not defined", name)
+	}
+	return c.resolve(secrets, r.NeedsWebhook(name))
+}
+
+// MissingSecret is a secret some recipes need and the source lacks.
+type MissingSecret struct {
+	Name string
+	// NeededBy lists "recipe (connection)" pairs, sorted.
+	NeededBy []string
+}
+
+// MissingSecrets lists every secret the recipes need that secrets does
+// not hold (or holds empty), sorted by name, so that a run reports them
+// all at once, before it starts.
+func MissingSecrets(rs []*Recipe, secrets SecretSource) []MissingSecret {
+	by := map[string]map[string]bool{}
+	for _, r := range rs {
+		for _, conn := range r.UsedConnections() {
+			for _, n := range r.Connections[conn].secretNames(r.NeedsWebhook(conn)) {
+				if v, ok := secrets.Lookup(n); ok && v != "" {
+					continue
+				}
+				if by[n] == nil {
+					by[n] = map[string]bool{}
+				}
+				by[n][fmt.Sprintf("%s (%s)", r.Name, conn)] = true
+			}
+		}
+	}
+	out := make([]MissingSecret, 0, len(by))
+	for n, users := range by {
+		m := MissingSecret{Name: n}
+		for u := range users {
+			m.NeededBy = append(m.NeededBy, u)
+		}
+		sort.Strings(m.NeededBy)
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // redact removes secret values from a message.

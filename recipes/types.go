@@ -3,6 +3,7 @@ package recipes
 import (
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -98,6 +99,17 @@ func typeOf(root, sch any, depth int) *ftype {
 	if ref, ok := m["$ref"].(string); ok {
 		return typeOf(root, lookupRef(root, ref), depth+1)
 	}
+	// Combinators: a nullable value (anyOf/oneOf with one non-null
+	// branch) has its branch's type; allOf merges its parts; branches of
+	// one type share it; object branches merge their fields.
+	for _, kw := range []string{"anyOf", "oneOf"} {
+		if list, ok := m[kw].([]any); ok {
+			return unionType(root, list, depth)
+		}
+	}
+	if list, ok := m["allOf"].([]any); ok {
+		return allOfType(root, m, list, depth)
+	}
 	typ := m["type"]
 	if list, ok := typ.([]any); ok {
 		// ["string", "null"] is a string that may be missing.
@@ -147,6 +159,102 @@ func typeOf(root, sch any, depth int) *ftype {
 	return anyType
 }
 
+// isNullSchema reports a branch that admits only null.
+func isNullSchema(root, sch any) bool {
+	m, ok := sch.(map[string]any)
+	if !ok {
+		return false
+	}
+	if ref, ok := m["$ref"].(string); ok {
+		return isNullSchema(root, lookupRef(root, ref))
+	}
+	if c, ok := m["const"]; ok && c == nil {
+		return true
+	}
+	return m["type"] == "null"
+}
+
+// unionType types anyOf/oneOf: null branches say the value may be
+// missing, which expressions handle with ?. and ??; the others must agree.
+func unionType(root any, branches []any, depth int) *ftype {
+	var types_ []*ftype
+	for _, b := range branches {
+		if isNullSchema(root, b) {
+			continue
+		}
+		types_ = append(types_, typeOf(root, b, depth+1))
+	}
+	switch len(types_) {
+	case 0:
+		return anyType
+	case 1:
+		return types_[0]
+	}
+	return mergeTypes(types_, false)
+}
+
+// allOfType types allOf, with the schema's own keywords as one more part.
+func allOfType(root any, m map[string]any, parts []any, depth int) *ftype {
+	var types_ []*ftype
+	own := make(map[string]any, len(m))
+	for k, v := range m {
+		if k != "allOf" {
+			own[k] = v
+		}
+	}
+	if t := typeOf(root, own, depth+1); t != anyType {
+		types_ = append(types_, t)
+	}
+	for _, p := range parts {
+		if t := typeOf(root, p, depth+1); t != anyType {
+			types_ = append(types_, t)
+		}
+	}
+	switch len(types_) {
+	case 0:
+		return anyType
+	case 1:
+		return types_[0]
+	}
+	return mergeTypes(types_, true)
+}
+
+// mergeTypes combines branch types: identical types stay; objects merge
+// their fields (every branch's fields are known); anything else is any.
+func mergeTypes(list []*ftype, all bool) *ftype {
+	first := list[0]
+	same := true
+	for _, t := range list[1:] {
+		if !t.expr.Equal(first.expr) {
+			same = false
+		}
+	}
+	if same {
+		return first
+	}
+	fields := map[string]*ftype{}
+	var extra *ftype
+	for _, t := range list {
+		if t.fields == nil && t.extra == nil {
+			return anyType // not all objects
+		}
+		for k, f := range t.fields {
+			if prev, ok := fields[k]; ok && !prev.expr.Equal(f.expr) {
+				if all {
+					continue // allOf: the first part that names a field types it
+				}
+				fields[k] = anyType
+				continue
+			}
+			fields[k] = f
+		}
+		if t.extra != nil {
+			extra = anyType
+		}
+	}
+	return mapType(fields, extra)
+}
+
 // lookupRef resolves a local reference (#/$defs/x); others are nil.
 func lookupRef(root any, ref string) any {
 	if !strings.HasPrefix(ref, "#") {
@@ -157,11 +265,20 @@ func lookupRef(root any, ref string) any {
 		if tok == "" {
 			continue
 		}
-		m, ok := cur.(map[string]any)
-		if !ok {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch c := cur.(type) {
+		case map[string]any:
+			cur = c[tok]
+		case []any:
+			// anyOf/oneOf/allOf branches and prefixItems are arrays.
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil
+			}
+			cur = c[i]
+		default:
 			return nil
 		}
-		cur = m[strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")]
 	}
 	return cur
 }

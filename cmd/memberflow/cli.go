@@ -77,6 +77,8 @@ func runCLI(args []string, io stdio) int {
 		return exitUsage
 	}
 	switch args[0] {
+	case "-version", "--version":
+		return runCommand(commands["version"], args[1:], io)
 	case "-h", "--help", "help":
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {

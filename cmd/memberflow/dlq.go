@@ -30,7 +30,7 @@ has no look-up is sent again: check the service first.`,
 			all := fs.Bool("all", false, "with replay: replay every dead letter")
 			limit := fs.Int("limit", 100, "at most this many dead letters")
 			return func(ctx context.Context, args []string, io stdio) int {
-				return inspect(ctx, "dlq", *store, *format, io, func(s engine.Inspector) error {
+				return inspect(ctx, "dlq", *store, *format, io, func(s engine.Store) error {
 					switch {
 					case len(args) == 1 && args[0] == "list":
 						runs, err := s.ListRuns(ctx, engine.RunFilter{Recipe: *recipe, Status: engine.RunDead, Limit: *limit})

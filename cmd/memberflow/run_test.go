@@ -95,8 +95,21 @@ func TestRunOnceIssuesOnceAndSecondRunChangesNothing(t *testing.T) {
 
 	code, out, _ = cli(t, "runs", "list", "--store", store, "--format", "json", "--limit", "1000")
 	var runs []map[string]any
-	if code != exitOK || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 40 {
-		t.Fatalf("runs list: exit %d, %d runs\n%s", code, len(runs), out)
+	if code != exitOK || json.Unmarshal([]byte(out), &runs) != nil {
+		t.Fatalf("runs list: exit %d\n%s", code, out)
+	}
+	// An event the condition rejects makes no run: it is counted on its page.
+	code, out, _ = cli(t, "runs", "skipped", "--store", store, "--format", "json", "--limit", "1000")
+	var pages []engine.SkipPage
+	if code != exitOK || json.Unmarshal([]byte(out), &pages) != nil {
+		t.Fatalf("runs skipped: exit %d\n%s", code, out)
+	}
+	skipped := 0
+	for _, p := range pages {
+		skipped += p.Count
+	}
+	if len(runs)+skipped != 40 || skipped == 0 {
+		t.Fatalf("%d runs and %d skipped events, want 40 events with some skipped", len(runs), skipped)
 	}
 	succeeded := 0
 	for _, r := range runs {
@@ -162,7 +175,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"runs without store", []string{"runs", "list", "--store", "/nonexistent/mf.db"}, "no store at /nonexistent/mf.db"},
 		{"runs bad id", []string{"runs", "show", "x", "--store", "STORE"}, `run ID "x" is not a positive number`},
 		{"runs unknown id", []string{"runs", "show", "7", "--store", "STORE"}, "run 7: no such run"},
-		{"runs bad verb", []string{"runs", "delete", "--store", "STORE"}, `want "list" or "show ID"`},
+		{"runs bad verb", []string{"runs", "delete", "--store", "STORE"}, `want "list", "show ID" or "skipped"`},
 		{"dlq bad verb", []string{"dlq", "purge", "--store", "STORE"}, `want "list", "show ID", "replay ID" or "replay --all"`},
 		{"dlq replay nothing", []string{"dlq", "replay", "--store", "STORE"}, `want "list"`},
 	}
@@ -236,5 +249,38 @@ func TestPlannedWritesAreRedacted(t *testing.T) {
 	want := `{"connection":"certs","method":"POST","path":"/v1/credentials","body":{"note":"key [REDACTED]"}}` + "\n"
 	if b.String() != want {
 		t.Errorf("planned write:\n got %s\nwant %s", b.String(), want)
+	}
+}
+
+// TestRunListsEveryMissingSecretFirst: every secret the selected recipes
+// need is named at once, none they do not need (the Accelevents webhook
+// secret for polling recipes, the keys of connections they do not use),
+// and nothing is created before.
+func TestRunListsEveryMissingSecretFirst(t *testing.T) {
+	for _, n := range []string{"MEMBERSHIPS_TOKEN", "ACCREDIBLE_API_KEY", "ACCELEVENTS_API_KEY", "ACCELEVENTS_WEBHOOK_SECRET"} {
+		t.Setenv(n, "")
+	}
+	store := filepath.Join(t.TempDir(), "memberflow.db")
+	code, _, stderr := cli(t, "run", "--once", "--store", store, "../../examples/accredible/")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+	}
+	for _, want := range []string{"2 secret(s) not set", "ACCREDIBLE_API_KEY  needed by certificate-for-new-members (accredible),", "MEMBERSHIPS_TOKEN  needed by"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, unwanted := range []string{"ACCELEVENTS_API_KEY", "ACCELEVENTS_WEBHOOK_SECRET"} {
+		if strings.Contains(stderr, unwanted) {
+			t.Errorf("stderr names %s, which these recipes do not need:\n%s", unwanted, stderr)
+		}
+	}
+	if _, err := os.Stat(store); !os.IsNotExist(err) {
+		t.Errorf("the store exists (%v): it was created before the secrets were checked", err)
+	}
+	t.Setenv("MEMBERSHIPS_TOKEN", "set")
+	_, _, stderr = cli(t, "run", "--once", "--store", store, "../../examples/accredible/")
+	if !strings.Contains(stderr, "1 secret(s) not set") || strings.Contains(stderr, "MEMBERSHIPS_TOKEN") {
+		t.Errorf("with MEMBERSHIPS_TOKEN set:\n%s", stderr)
 	}
 }

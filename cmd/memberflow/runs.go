@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-
 	"github.com/memberflow/memberflow/engine"
 )
 
@@ -21,10 +20,15 @@ func init() {
 	register(&command{
 		name:    "runs",
 		summary: "list runs and show a run's audit: event, condition, steps",
-		usage:   "list [--store PATH|URL] [--recipe R] [--status S] [--subject S] [--since T] [--until T] [--before ID] [--limit N] [--format text|json] | show ID [--format text|json]",
+		usage:   "list [--store PATH|URL] [--recipe R] [--status S] [--subject S] [--since T] [--until T] [--before ID] [--limit N] [--format text|json] | show ID [--format text|json] | skipped [--recipe R] [--limit N] [--format text|json]",
 		help: `"runs list" lists runs, newest first. "runs show ID" prints a run's audit:
 its trigger event, the outcome of the recipe's condition with the values it
 read, and each step's request, result, error, attempts and timings.
+
+An event the recipe's condition rejects makes no run: it is counted on the
+page of events it came with. "runs skipped" lists those pages, newest first:
+how many events each skipped and, for a sample of them, the values the
+condition read.
 
 Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
@@ -38,7 +42,7 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 			limit := fs.Int("limit", 100, "at most this many runs")
 			format := fs.String("format", "text", "output format: text or json")
 			return func(ctx context.Context, args []string, io stdio) int {
-				return inspect(ctx, "runs", *store, *format, io, func(s engine.Inspector) error {
+				return inspect(ctx, "runs", *store, *format, io, func(s engine.Store) error {
 					switch {
 					case len(args) == 1 && args[0] == "list":
 						if *status != "" && !validStatus(*status) {
@@ -57,6 +61,16 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 							return err
 						}
 						return writeRuns(io.out, *format, runs)
+					case len(args) == 1 && args[0] == "skipped":
+						sl, ok := s.(engine.SkipLister)
+						if !ok {
+							return errors.New("this store keeps no skip pages")
+						}
+						pages, err := sl.ListSkips(ctx, engine.RunFilter{Recipe: *recipe, Limit: *limit})
+						if err != nil {
+							return err
+						}
+						return writeSkips(io.out, *format, pages)
 					case len(args) == 2 && args[0] == "show":
 						id, err := runID(args[1])
 						if err != nil {
@@ -68,7 +82,7 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 						}
 						return writeRun(io.out, *format, d)
 					}
-					return usageError{errors.New(`want "list" or "show ID" (memberflow runs --help)`)}
+					return usageError{errors.New(`want "list", "show ID" or "skipped" (memberflow runs --help)`)}
 				})
 			}
 		},
@@ -112,9 +126,9 @@ func parseWhen(flag, v string) (time.Time, error) {
 	return time.Time{}, usageError{fmt.Errorf("%s %q: want an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (90m)", flag, v)}
 }
 
-// inspect opens an existing store (SQLite or Postgres) for the runs, dlq
-// and runners commands and runs fn on its Inspector.
-func inspect(ctx context.Context, cmd, store, format string, io stdio, fn func(engine.Inspector) error) int {
+// inspect opens an existing store (a SQLite file or Postgres) for the
+// runs, dlq, runners and store commands and runs fn on it.
+func inspect(ctx context.Context, cmd, store, format string, io stdio, fn func(engine.Store) error) int {
 	if format != "text" && format != "json" {
 		fmt.Fprintf(io.err, "memberflow %s: --format must be text or json, got %q\n", cmd, format)
 		return exitUsage
@@ -124,18 +138,19 @@ func inspect(ctx context.Context, cmd, store, format string, io stdio, fn func(e
 		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
 		return exitUsage
 	}
+	path := spec.shown
 	if !spec.exists() {
-		fmt.Fprintf(io.err, "memberflow %s: no store at %s (memberflow run creates it; --store names another)\n", cmd, spec.shown)
+		fmt.Fprintf(io.err, "memberflow %s: no store at %s (memberflow run creates it; --store names another)\n", cmd, path)
 		return exitUsage
 	}
 	s, err := spec.open(ctx, 1, hclog.NewNullLogger())
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		reportStoreError(io, cmd, path, err)
 		return exitFail
 	}
 	defer s.Close()
 	if err := fn(s); err != nil {
-		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		reportStoreError(io, cmd, path, err)
 		var u usageError
 		if errors.As(err, &u) || errors.Is(err, engine.ErrNoRun) {
 			return exitUsage
@@ -163,6 +178,25 @@ func writeRuns(w io.Writer, format string, runs []engine.RunInfo) error {
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Recipe, r.Status, r.EventID, dash(r.Subject), r.Attempts,
 			r.Created.Format(time.RFC3339), dash(oneLine(r.Error, 80)))
+	}
+	return tw.Flush()
+}
+
+func writeSkips(w io.Writer, format string, pages []engine.SkipPage) error {
+	if format == "json" {
+		if pages == nil {
+			pages = []engine.SkipPage{}
+		}
+		return writeJSON(w, pages)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAGE\tRECIPE\tSKIPPED\tCREATED\tSAMPLE (event: what the condition read)")
+	for _, p := range pages {
+		sample := make([]string, len(p.Sample))
+		for i, e := range p.Sample {
+			sample[i] = e.EventID + ": " + string(e.Values)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", p.ID, p.Recipe, p.Count, p.Created.Format(time.RFC3339), dash(oneLine(strings.Join(sample, "; "), 160)))
 	}
 	return tw.Flush()
 }

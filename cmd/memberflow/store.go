@@ -5,211 +5,235 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
-	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
-
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/pgstore"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/recipes"
 )
 
-// storeFlagHelp is the --store flag's help, shared by every command.
-const storeFlagHelp = "durable store: a SQLite file `path`, a postgres://… URL, or secret.NAME holding either"
-
-// storeSpec is a parsed --store value.
-type storeSpec struct {
-	postgres bool
-	target   string // the file path, or the DSN
-	shown    string // for messages: the path, or the DSN without its password
-}
-
-// parseStore resolves --store: secret.NAME is looked up in the secrets
-// file or the environment (a DSN with a password belongs there).
-func parseStore(value string, secrets recipes.SecretSource) (storeSpec, error) {
-	if name, ok := strings.CutPrefix(value, "secret."); ok {
-		if secrets == nil {
-			var err error
-			if secrets, err = recipes.NewEnvSecrets(""); err != nil {
-				return storeSpec{}, err
-			}
-		}
-		v, found := secrets.Lookup(name)
-		if !found || v == "" {
-			return storeSpec{}, fmt.Errorf("--store %s: no secret %s in the secrets file or the environment", value, name)
-		}
-		spec, err := parseStore(v, nil)
-		if err == nil {
-			spec.shown = value + " (" + spec.shown + ")"
-		}
-		return spec, err
-	}
-	if strings.HasPrefix(value, "postgres://") || strings.HasPrefix(value, "postgresql://") {
-		u, err := url.Parse(value)
-		if err != nil {
-			return storeSpec{}, errors.New("--store: not a valid postgres:// URL")
-		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-		return storeSpec{postgres: true, target: value, shown: u.Redacted()}, nil
-	}
-	if value == "" {
-		return storeSpec{}, errors.New("--store is empty")
-	}
-	return storeSpec{target: value, shown: value}, nil
-}
-
-// open opens the store; concurrency sizes a Postgres pool.
-func (s storeSpec) open(ctx context.Context, concurrency int, log hclog.Logger) (engine.Store, error) {
-	if s.postgres {
-		st, err := pgstore.Open(ctx, s.target, pgstore.Options{Logger: log, Schema: os.Getenv("MEMBERFLOW_PG_SCHEMA"), MaxConns: 4 + 2*concurrency})
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", s.shown, err)
-		}
-		return st, nil
-	}
-	return sqlitestore.Open(s.target, sqlitestore.Options{Logger: log})
-}
-
-// exists reports whether an inspected store is there (Postgres: always;
-// the connection says otherwise).
-func (s storeSpec) exists() bool {
-	if s.postgres {
-		return true
-	}
-	_, err := os.Stat(s.target)
-	return err == nil
-}
-
 func init() {
 	register(&command{
-		name:    "runners",
-		summary: "the live runners of a store, with their leases and counts",
-		usage:   "[--store PATH|URL] [--format text|json]",
-		help: `Lists the runners that share the store: each one's owner name, host and
-process, when it started and last renewed its leases, the runs it holds
-and the triggers it polls (one runner polls a recipe's trigger at a time).
-A runner that died is listed until the next runner starts.`,
+		name:    "store",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; copy to another store",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | copy --from STORE --to STORE",
+		help: `A store records, on first use, the account each connection reaches (its
+base URL and the account id the service reports). A later run whose
+connections reach another account stops: the store's cursors, per-subject
+memory and echoes are about the recorded account's data.
+
+"store show" lists the recorded accounts.
+"store rebind" forgets them (or only the named connections'), so that the
+next run records the accounts it reaches then. Do it when the same account
+is reached another way (a new URL); for other data, use a new store
+(memberflow run --store other.db) instead: records the old data had would
+be skipped.
+"store forget-tokens" deletes the OAuth tokens saved in the store, for a
+lost store key; then authorise the OAuth app again and set the new refresh
+token in the connection's secret. See docs/runner.md.
+"store prune --older-than AGE" removes what finished before AGE ago (30d,
+12h, 90m): runs that succeeded, were skipped or suppressed, with their step
+journals and their events' data, and the counts of skipped events. Dead
+letters stay until replayed. The events' IDs stay too, so an event seen
+again is still a duplicate: pruning never makes a record run twice.
+--vacuum then rewrites the file to give the space back (run it while no
+runner writes).
+"store copy --from STORE --to STORE" moves what the triggers remember (each
+recipe's cursor, each subject's last state), the record states memberflow
+wrote (echo suppression) and the recorded accounts and saved tokens from
+one store to another: from the SQLite file of one machine to the Postgres
+database several runners share (docs/deploy.md). Runs, journals and dead
+letters stay behind: they are history. Stop the source's runners first.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			store := fs.String("store", "memberflow.db", storeFlagHelp)
-			format := fs.String("format", "text", "output format: text or json")
+			format := fs.String("format", "text", "output format of show and prune: text or json")
+			from := fs.String("from", "", "copy: the source store (SQLite `path`, postgres:// URL or secret.NAME)")
+			to := fs.String("to", "", "copy: the destination store (SQLite `path`, postgres:// URL or secret.NAME)")
+			secretsFile := fs.String("secrets", "", "secrets `file` for secret.NAME (KEY=value lines); the environment wins")
+			olderThan := fs.String("older-than", "", "prune: what finished more than this `age` ago: 30d, 12h, 90m")
+			vacuum := fs.Bool("vacuum", false, "prune: rewrite the file afterwards to give the space back")
 			return func(ctx context.Context, args []string, io stdio) int {
-				if len(args) > 0 {
-					fmt.Fprintln(io.err, "memberflow runners: no arguments expected (memberflow runners --help)")
-					return exitUsage
+				if len(args) == 1 && args[0] == "copy" {
+					return runStoreCopy(ctx, *from, *to, *secretsFile, io)
 				}
-				return inspect(ctx, "runners", *store, *format, io, func(s engine.Inspector) error {
-					rl, ok := s.(engine.RunnerLister)
-					if !ok {
-						return errors.New("this store does not list runners")
+				return inspect(ctx, "store", *store, *format, io, func(s engine.Store) error {
+					meta, ok := s.(engine.MetaStore)
+					if !ok && len(args) > 0 && args[0] != "prune" {
+						return errors.New("this store keeps no accounts or tokens")
 					}
-					rs, err := rl.Runners(ctx)
-					if err != nil {
-						return err
-					}
-					if *format == "json" {
-						if rs == nil {
-							rs = []engine.RunnerInfo{}
+					switch {
+					case len(args) == 1 && args[0] == "show":
+						ids, err := engine.Identities(ctx, meta)
+						if err != nil {
+							return err
 						}
-						return writeJSON(io.out, rs)
-					}
-					tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "OWNER\tHOST\tPID\tSTARTED\tLAST RENEWAL\tRUNS\tPOLLING")
-					for _, r := range rs {
-						polling := strings.Join(r.Polling, ",")
-						if polling == "" {
-							polling = "-"
+						if *format == "json" {
+							if ids == nil {
+								ids = []engine.ConnectionIdentity{}
+							}
+							return writeJSON(io.out, ids)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%s\n", r.Owner, r.Host, r.PID, r.Started.Format(time.RFC3339),
-							time.Since(r.Seen).Round(time.Second), r.Runs, polling)
+						if len(ids) == 0 {
+							fmt.Fprintln(io.out, "no account recorded yet: the next memberflow run records them")
+							return nil
+						}
+						tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "CONNECTION\tCONNECTOR\tBASE URL\tACCOUNT\tNAME")
+						for _, id := range ids {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id.Connection, id.Connector, id.BaseURL, id.Account, id.Name)
+						}
+						return tw.Flush()
+					case len(args) >= 1 && args[0] == "rebind":
+						forgot, err := engine.Rebind(ctx, meta, args[1:]...)
+						for _, id := range forgot {
+							fmt.Fprintf(io.out, "forgot connection %q: %s\n", id.Connection, id)
+						}
+						if err != nil {
+							return usageError{err}
+						}
+						if len(forgot) == 0 {
+							fmt.Fprintln(io.out, "no account was recorded")
+							return nil
+						}
+						fmt.Fprintln(io.out, "the next memberflow run records the accounts its connections reach")
+						return nil
+					case len(args) == 1 && args[0] == "prune":
+						p, ok := s.(engine.Pruner)
+						if !ok {
+							return errors.New("this store does not prune")
+						}
+						return prune(ctx, p, *olderThan, *vacuum, *format, io)
+					case len(args) == 1 && args[0] == "forget-tokens":
+						n, err := engine.ForgetTokens(ctx, meta)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
+						return nil
 					}
-					return tw.Flush()
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune" or "copy" (memberflow store --help)`)}
 				})
 			}
 		},
 	})
-	register(&command{
-		name:    "store",
-		summary: "copy a store's cursors and trigger state to another store",
-		usage:   "copy --from PATH|URL --to PATH|URL",
-		help: `"store copy" moves what the triggers remember (each recipe's cursor, each
-subject's last state) and the record states memberflow wrote (echo
-suppression) from one store to another, e.g. from the SQLite file of one
-machine to a Postgres database that several runners share. Runs, journals
-and dead letters stay behind: they are history (read them with
-"memberflow runs --store PATH"). Stop the runners of the source first.`,
-		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
-			from := fs.String("from", "", "source store: SQLite `path` or postgres:// URL (or secret.NAME)")
-			to := fs.String("to", "", "destination store: SQLite `path` or postgres:// URL (or secret.NAME)")
-			secretsFile := fs.String("secrets", "", "secrets `file` for secret.NAME (KEY=value lines); the environment wins")
-			return func(ctx context.Context, args []string, io stdio) int {
-				if len(args) != 1 || args[0] != "copy" || *from == "" || *to == "" {
-					fmt.Fprintln(io.err, "memberflow store: want copy --from STORE --to STORE (memberflow store --help)")
-					return exitUsage
-				}
-				secrets, err := recipes.NewEnvSecrets(*secretsFile)
-				if err != nil {
-					fmt.Fprintf(io.err, "memberflow store: %v\n", err)
-					return exitUsage
-				}
-				n, err := copyStore(ctx, *from, *to, secrets)
-				if err != nil {
-					fmt.Fprintf(io.err, "memberflow store copy: %v\n", err)
-					var u usageError
-					if errors.As(err, &u) {
-						return exitUsage
-					}
-					return exitFail
-				}
-				fmt.Fprintf(io.out, "copied %d cursor(s), %d subject state(s), %d written state(s)\n", n.Cursors, n.Subjects, n.Writes)
-				return exitOK
-			}
-		},
-	})
 }
 
-type copied struct{ Cursors, Subjects, Writes int }
+// storeAdvice says what the operator does after a storage failure, ""
+// when err is none of them.
+func storeAdvice(path string, err error) string {
+	dir := filepath.Dir(path)
+	changed := changedConnections(err)
+	switch {
+	case errors.Is(err, sqlitestore.ErrNoDirectory):
+		return fmt.Sprintf("create the directory (mkdir -p %s) or give --store a path in an existing one", dir)
+	case errors.Is(err, sqlitestore.ErrReadOnly):
+		return fmt.Sprintf("the store cannot be written here (a read-only file system or missing permissions): make %s and the store writable for this user, or give --store a writable path; SQLite writes -wal and -shm files beside the store, so the directory must be writable too", dir)
+	case errors.Is(err, sqlitestore.ErrDiskFull):
+		return "free space on the disk that holds the store (or move it and point --store at it), then run again: what was committed is kept, and runs in flight resume from their journal"
+	case errors.Is(err, sqlitestore.ErrCorrupt):
+		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy, or recover what is readable (sqlite3 %s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
+	case errors.Is(err, engine.ErrStoreKey):
+		return "give the key the tokens were saved with (the MEMBERFLOW_STORE_KEY secret, or the one --store-key names); if it is lost, run memberflow store forget-tokens, authorise the OAuth app again and set the new refresh token in the connection's secret"
+	case len(changed) > 0:
+		return fmt.Sprintf("if this is other data, use a new store (memberflow run --store other.db): this one's cursors and memory belong to the recorded account and would skip records. If it is the same account reached another way, record the new identity: memberflow store rebind --store %s %s", path, strings.Join(changed, " "))
+	}
+	return ""
+}
 
-func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSource) (copied, error) {
-	src, err := parseStore(from, secrets)
+// changedConnections names the connections of the *engine.IdentityError
+// values in err's tree.
+func changedConnections(err error) []string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		var idErr *engine.IdentityError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &idErr) {
+				names = append(names, idErr.Current.Connection)
+			}
+		}
+	}
+	walk(err)
+	return names
+}
+
+// reportStoreError prints err and, for a storage failure, what to do.
+func reportStoreError(io stdio, cmd, path string, err error) {
+	fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+	if advice := storeAdvice(path, err); advice != "" {
+		fmt.Fprintf(io.err, "memberflow %s: what to do: %s\n", cmd, advice)
+	}
+}
+
+// storeKeySecret is the default name of the secret OAuth tokens are
+// encrypted with in the store (run --store-key names another).
+const storeKeySecret = "MEMBERFLOW_STORE_KEY"
+
+// attachTokens gives each oauth2 connection its tokens in meta, so that
+// whatever opens it in this process (the engine, the reconciler behind
+// the console) and every other process of the store refresh one token
+// chain.
+func attachTokens(conns []map[string]engine.Connection, meta engine.MetaStore, key []byte, owner string) error {
+	tokensOf, err := engine.TokenStores(meta, key, owner)
 	if err != nil {
-		return copied{}, usageError{fmt.Errorf("--from: %w", err)}
+		return err
 	}
-	dst, err := parseStore(to, secrets)
+	for _, m := range conns {
+		for name, c := range m {
+			if ts := tokensOf(c.Config); ts != nil {
+				c.Config.Tokens = ts
+				m[name] = c
+			}
+		}
+	}
+	return nil
+}
+
+// readerTokens is attachTokens for the commands that read the services
+// without running recipes (reconcile, console): a connection with a
+// rotating refresh token must use, and save, the runner's newest one.
+// It opens (or makes) the store at path only when such a connection
+// exists, and returns what closes it.
+func readerTokens(cmd, path, secretsFile string, conns map[string]map[string]engine.Connection, io stdio) (func(), int) {
+	var list []map[string]engine.Connection
+	rotating := false
+	for _, m := range conns {
+		list = append(list, m)
+		for _, c := range m {
+			rotating = rotating || c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != ""
+		}
+	}
+	if !rotating {
+		return func() {}, exitOK
+	}
+	secrets, err := recipes.NewEnvSecrets(secretsFile)
 	if err != nil {
-		return copied{}, usageError{fmt.Errorf("--to: %w", err)}
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
 	}
-	if !src.exists() {
-		return copied{}, usageError{fmt.Errorf("--from: no store at %s", src.shown)}
+	key, _ := secrets.Lookup(storeKeySecret)
+	if key == "" {
+		fmt.Fprintf(io.err, "memberflow %s: a connection uses an OAuth refresh token, which the runner keeps in the store: set the secret %s to the store's key (docs/runner.md)\n", cmd, storeKeySecret)
+		return nil, exitUsage
 	}
-	log := hclog.NewNullLogger()
-	a, err := src.open(ctx, 1, log)
+	s, err := sqlitestore.Open(path, sqlitestore.Options{})
 	if err != nil {
-		return copied{}, err
+		reportStoreError(io, cmd, path, err)
+		return nil, exitFail
 	}
-	defer a.Close()
-	b, err := dst.open(ctx, 1, log)
-	if err != nil {
-		return copied{}, err
+	if err := attachTokens(list, s, []byte(key), cmd); err != nil {
+		s.Close()
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
 	}
-	defer b.Close()
-	ac, ok1 := a.(engine.StateCopier)
-	bc, ok2 := b.(engine.StateCopier)
-	if !ok1 || !ok2 {
-		return copied{}, errors.New("one of the stores cannot copy state")
-	}
-	st, err := ac.ExportState(ctx)
-	if err != nil {
-		return copied{}, fmt.Errorf("%s: %w", src.shown, err)
-	}
-	if err := bc.ImportState(ctx, st); err != nil {
-		return copied{}, fmt.Errorf("%s: %w", dst.shown, err)
-	}
-	return copied{len(st.Cursors), len(st.Subjects), len(st.Writes)}, nil
+	return func() { s.Close() }, exitOK
 }

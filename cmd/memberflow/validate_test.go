@@ -40,7 +40,7 @@ trigger: { schedule: "@hourly" }
 steps:
   - id: u
     uses: crm.get_user
-    with: { userId: "${{ trigger.time }}" }
+    with: { userId: "${{ trigger.scheduled_time }}" }
 `
 
 func writeFiles(t *testing.T, files map[string]string) string {

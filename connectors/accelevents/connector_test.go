@@ -571,7 +571,7 @@ func TestCreateOrderInDoubtResumes(t *testing.T) {
 }
 
 // loseFirstAnswer forwards every request but loses the first answer to a
-// check-in, so the runtime re-sends that GET.
+// check-in: the check-in happened, its caller does not know.
 type loseFirstAnswer struct {
 	mu   sync.Mutex
 	lost bool
@@ -593,11 +593,74 @@ func TestCheckInWithLostAnswerSucceedsOnce(t *testing.T) {
 	lose := &loseFirstAnswer{}
 	e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: lose} })
 	a := e.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
-	out := e.must("check_in", map[string]any{"barcode": a["barcode"]})
-	if !lose.lost || out["status"] != "SUCCESS" || out["checkedIn"] != true {
-		t.Fatalf("lost=%v out=%v", lose.lost, out)
+	in := map[string]any{"barcode": a["barcode"]}
+	// The runtime sends once: the lost answer is the engine's to retry,
+	// and the engine settles a write that must not be sent twice first.
+	if _, err := e.run("check_in", in); !lose.lost || !connectors.Retryable(err) {
+		t.Fatalf("lost=%v, err = %v; want a retryable failure", lose.lost, err)
+	}
+	res, happened, err := e.spec.Action("check_in").Settle(context.Background(), e.conn, in)
+	if err != nil || !happened {
+		t.Fatalf("settle: happened=%v err=%v; the check-in went through", happened, err)
+	}
+	out := res.Output.(map[string]any)
+	if out["status"] != "SUCCESS" || out["checkedIn"] != true {
+		t.Fatalf("settled output %v", out)
 	}
 	if _, err := e.run("check_in", map[string]any{"barcode": a["barcode"]}); apiErr(t, err).Code != "4060406" {
 		t.Fatalf("a second check-in must fail with 4060406: %v", err)
 	}
+}
+
+// TestRefundInDoubtSettles: a refund whose answer was lost is in doubt;
+// its Settle finds it on the order (full refund: the status; partial:
+// the reason on the note) and a refund that did not land is not found.
+func TestRefundInDoubtSettles(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   map[string]any
+	}{
+		{"full refund", map[string]any{}},
+		{"partial refund with a reason", map[string]any{"amount": 1, "reason": "duplicate charge 4711"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drop := &dropAfterWrite{path: "/refund"}
+			e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: drop} })
+			var paid map[string]any
+			for _, o := range e.must("list_orders", map[string]any{"size": 100})["data"].([]any) {
+				if m := o.(map[string]any); m["status"] == "PAID" && m["amountPaid"].(float64) > 1 {
+					paid = m
+					break
+				}
+			}
+			if paid == nil {
+				t.Fatal("the seed has no paid order")
+			}
+			in := map[string]any{"orderId": paid["orderId"]}
+			for k, v := range tc.in {
+				in[k] = v
+			}
+			settle := e.spec.Action("refund_order").Settle
+			if _, happened, err := settle(context.Background(), e.conn, in); err != nil || happened {
+				t.Fatalf("before the refund: happened=%v err=%v", happened, err)
+			}
+			if _, err := e.run("refund_order", in); !errors.Is(err, connectors.ErrInDoubt) || drop.n != 1 {
+				t.Fatalf("lost answer: err = %v, want in doubt", err)
+			}
+			res, happened, err := settle(context.Background(), e.conn, in)
+			if err != nil || !happened {
+				t.Fatalf("after the refund: happened=%v err=%v", happened, err)
+			}
+			if res.Output.(map[string]any)["refundedAmount"].(float64) <= 0 {
+				t.Fatalf("settled output %v", res.Output)
+			}
+		})
+	}
+	t.Run("partial refund without a reason", func(t *testing.T) {
+		e := newEnv(t, 10, nil)
+		_, _, err := e.spec.Action("refund_order").Settle(context.Background(), e.conn, map[string]any{"orderId": 1, "amount": 1})
+		if err == nil || !strings.Contains(err.Error(), "without a reason") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }

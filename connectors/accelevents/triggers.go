@@ -35,7 +35,7 @@ func triggers() []*connectors.TriggerSpec {
 				Example:     map[string]any{"ticketTypeId": 145680},
 			},
 			Poll:            poll(registrationScan),
-			Webhook:         webhookSpec(TopicRegistration, attendeeOf, keepTicketType),
+			Webhook:         webhookSpec(TopicRegistration, &registrationScan, attendeeOf, keepTicketType),
 			DefaultInterval: time.Minute,
 		},
 		{
@@ -51,7 +51,7 @@ func triggers() []*connectors.TriggerSpec {
 				Example: map[string]any{},
 			},
 			Poll:            poll(orderScan),
-			Webhook:         webhookSpec(TopicOrderPaid, orderOf, nil),
+			Webhook:         webhookSpec(TopicOrderPaid, &orderScan, orderOf, nil),
 			DefaultInterval: time.Minute,
 		},
 		{
@@ -64,7 +64,7 @@ func triggers() []*connectors.TriggerSpec {
 				Example:     map[string]any{},
 			},
 			Poll:            poll(checkInScan),
-			Webhook:         webhookSpec(TopicCheckedIn, attendeeOf, keepTicketType),
+			Webhook:         webhookSpec(TopicCheckedIn, &checkInScan, attendeeOf, keepTicketType),
 			DefaultInterval: 30 * time.Second,
 		},
 	}

@@ -110,8 +110,9 @@ type Delivery struct {
 	Data      map[string]any `json:"data"`
 }
 
-func webhookSpec(topic string, subject func(data map[string]any) (string, string, error), keep func(params, data map[string]any) bool) *connectors.WebhookSpec {
+func webhookSpec(topic string, sc *scan, subject func(data map[string]any) (string, string, error), keep func(params, data map[string]any) bool) *connectors.WebhookSpec {
 	return &connectors.WebhookSpec{
+		Key: "secret",
 		Verify: func(conn connectors.Conn, header http.Header, body []byte, now time.Time) error {
 			c, err := connectors.As[*Client](conn)
 			if err != nil {
@@ -148,7 +149,15 @@ func webhookSpec(topic string, subject func(data map[string]any) (string, string
 			if err != nil {
 				return nil, fmt.Errorf("accelevents webhook %s: %w", d.ID, err)
 			}
-			return []connectors.Event{{ID: d.ID, Subject: subj, Fingerprint: fp, Time: time.Unix(d.Timestamp, 0).UTC(), Data: d.Data}}, nil
+			// The change is named as the poll names it, so that a hybrid
+			// trigger (webhooks and a reconciling poll) runs it once.
+			id := d.ID
+			if sc != nil {
+				if _, _, state, emit, changeID, err := sc.judge(d.Data, "", false); err == nil && emit && state != "" {
+					id = changeID
+				}
+			}
+			return []connectors.Event{{ID: id, Subject: subj, Fingerprint: fp, Time: time.Unix(d.Timestamp, 0).UTC(), Data: d.Data}}, nil
 		},
 	}
 }

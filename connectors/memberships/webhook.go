@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +97,7 @@ func verify(conn connectors.Conn, header http.Header, body []byte, now time.Time
 // webhookFor makes a trigger's WebhookSpec from its delivery parser.
 func webhookFor(parse func(ctx context.Context, d delivery, req connectors.WebhookRequest) ([]connectors.Event, error)) *connectors.WebhookSpec {
 	return &connectors.WebhookSpec{
+		Key:    "public_key",
 		Verify: verify,
 		Parse: func(ctx context.Context, _ connectors.Conn, body []byte, req connectors.WebhookRequest) ([]connectors.Event, error) {
 			d, err := decodeDelivery(body)
@@ -110,7 +112,27 @@ func webhookFor(parse func(ctx context.Context, d delivery, req connectors.Webho
 func userEvent(d delivery) (connectors.Event, string) {
 	id, _ := d.rec["id"].(string)
 	sub := userSubject(id)
-	return connectors.Event{ID: d.webhookID, Subject: sub, Fingerprint: UserFingerprint(d.rec), Time: d.at, Data: d.rec}, id
+	return connectors.Event{ID: deliveryChangeID(d, sub, "dateUpdated"), Subject: sub, Fingerprint: UserFingerprint(d.rec), Time: d.at, Data: d.rec}, id
+}
+
+// deliveryChangeID names the change a delivery reports the way a poll
+// names it (subject/created, subject@<changed>), so that a hybrid trigger
+// (webhooks, and a reconciling poll) runs a change seen both ways once.
+// A record without the time falls back to the delivery's ID.
+func deliveryChangeID(d delivery, subject, changedField string) string {
+	if d.typ == "UserCreate" || d.typ == "PaymentCreate" {
+		return subject + "/created"
+	}
+	return recordChangeID(d, subject, changedField)
+}
+
+// recordChangeID is changeID for a delivered record: subject@<changed>.
+func recordChangeID(d delivery, subject, changedField string) string {
+	changed, _ := d.rec[changedField].(string)
+	if ns := parseTime(changed); ns != 0 {
+		return subject + "@" + strconv.FormatInt(ns, 10)
+	}
+	return d.webhookID
 }
 
 func parseUserCreated(_ context.Context, d delivery, req connectors.WebhookRequest) ([]connectors.Event, error) {
@@ -167,7 +189,9 @@ func parseStatusChanged(ctx context.Context, d delivery, req connectors.WebhookR
 		}
 		from = prev
 	}
-	out := statusEvent(ev.ID, ev.Subject, ev.Fingerprint, ev.Time, d.rec, from, to, req.Params)
+	// A status change is named by the record's change, as the poll names
+	// it, whether the delivery is a creation or an update.
+	out := statusEvent(recordChangeID(d, ev.Subject, "dateUpdated"), ev.Subject, ev.Fingerprint, ev.Time, d.rec, from, to, req.Params)
 	if out == nil {
 		return nil, nil
 	}
@@ -184,6 +208,6 @@ func parsePayment(typ string) func(context.Context, delivery, connectors.Webhook
 		if status, _ := d.rec["status"].(string); !matches(req.Params["status"], status) {
 			return nil, nil
 		}
-		return []connectors.Event{{ID: d.webhookID, Subject: paymentSubject(id), Fingerprint: PaymentFingerprint(d.rec), Time: d.at, Data: d.rec}}, nil
+		return []connectors.Event{{ID: deliveryChangeID(d, paymentSubject(id), "updatedAt"), Subject: paymentSubject(id), Fingerprint: PaymentFingerprint(d.rec), Time: d.at, Data: d.rec}}, nil
 	}
 }

@@ -140,7 +140,12 @@ CREATE TABLE echoes_by_state (
 INSERT INTO echoes_by_state SELECT connector, subject, fingerprint, run, written FROM echoes;
 DROP TABLE echoes;
 ALTER TABLE echoes_by_state RENAME TO echoes;`,
-	// 3: several runners on one store. runners lists the runners that
+	// 3: named values beside the state: OAuth tokens, connection
+	// identities (meta.go).
+	metaMigration,
+	// 4: skipped events are counted per page, not stored (see skips.go).
+	skipPagesMigration,
+	// 5: several runners on one store. runners lists the runners that
 	// joined (their proof of life is a lock file beside the store);
 	// poll_leases says which runner polls each recipe's trigger.
 	`CREATE TABLE runners (
@@ -223,6 +228,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 250 * time.Millisecond
 	}
+	if err := checkPlace(path); err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
 	pragmas := url.Values{}
 	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
 	pragmas.Add("_pragma", "journal_mode(WAL)")
@@ -247,9 +255,13 @@ func Open(path string, opts Options) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
 		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
-	if err := s.migrate(); err != nil {
+	if err := quickCheck(w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := s.migrate(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store %s: %w", path, classify(err))
 	}
 	ck, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
 	if err != nil {
@@ -422,11 +434,11 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// after the committer stopped is never run.
 	select {
 	case err := <-o.done:
-		return err
+		return classify(err)
 	case <-s.done:
 		select {
 		case err := <-o.done:
-			return err
+			return classify(err)
 		default:
 			return errClosed
 		}
@@ -623,8 +635,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		skips := skipPage{echoes: echoesOf{tx: tx}}
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
+			if ev.Skipped {
+				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
+					return err
+				} else if done {
+					out[i].Status = engine.RunSkipped
+					continue
+				}
+			}
 			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
 			if err != nil {
 				return fmt.Errorf("saving event %q: %w", ev.ID, err)
@@ -644,7 +665,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			// no claim: echoes are never forgotten, so the claim-time check
 			// (for writes recorded after this) could only agree.
 			echo := false
-			if ev.Fingerprint != "" {
+			if some, err := skips.echoes.any(ev.Connector); err != nil {
+				return err
+			} else if ev.Fingerprint != "" && some {
 				var one int
 				err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
 				switch {
@@ -683,7 +706,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		return nil
+		return skips.save(tx, recipe, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)

@@ -62,33 +62,41 @@ func startSandbox(t *testing.T) (*sandbox.Server, *api) {
 // --sandbox` does; local files go to outDir.
 func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 	t.Helper()
+	return newEngineAt(t, sb.Services(), sb.URL, outDir)
+}
+
+// newEngineAt is newEngine with the services' base URLs given by urlFor
+// (the capture test puts a recorder in front of the sandbox).
+func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string, tweak ...func(*engine.Options)) *engine.Engine {
+	t.Helper()
+	// The member-facing examples; examples/operations watch the runner
+	// itself (alerts) and are proved by their own recipe tests.
 	rs, diags := recipes.Load(recipes.Options{Registry: connectors.Default,
-		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}}, examples)
+		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}},
+		filepath.Join(examples, "accredible"), filepath.Join(examples, "accelevents"))
 	if diags.HasErrors() {
 		t.Fatalf("examples do not load:\n%v", diags)
 	}
 	if len(rs) != 9 {
 		t.Fatalf("loaded %d examples, want 9", len(rs))
 	}
-	secrets := recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-	}
+	secrets := recipes.SecretMap(sandbox.DemoSecrets())
+	secrets["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "state.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	logger := hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: hclog.Warn, Output: testWriter{t}})
-	eng, err := engine.New(engine.Options{Store: store, Logger: logger, Concurrency: concurrency, Owner: "e2e",
-		HighWater: 1 << 20})
+	opts := engine.Options{Store: store, Logger: logger, Concurrency: concurrency, Owner: "e2e", HighWater: 1 << 20}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	eng, err := engine.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	services := sb.Services()
 	for _, r := range rs {
 		conns := map[string]engine.Connection{}
 		for name, c := range r.Connections {
@@ -101,7 +109,7 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 				t.Fatalf("%s: %v", r.File, err)
 			}
 			if slices.Contains(services, spec.Name) {
-				cfg.BaseURL = sb.URL(spec.Name)
+				cfg.BaseURL = urlFor(spec.Name)
 			}
 			if spec.Name == "file" {
 				cfg.Options = map[string]any{"baseDir": outDir}

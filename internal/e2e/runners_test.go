@@ -73,7 +73,7 @@ func TestTwoDefaultRunnersNeverCollide(t *testing.T) {
 			defer sb.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			before, err := bench.FetchStats(ctx, base)
+			before, err := bench.FetchStats(ctx, base, "memberships", "accredible")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestTwoDefaultRunnersNeverCollide(t *testing.T) {
 			if err := c.Wait(); err != nil {
 				t.Errorf("last pass: %v\n%s", err, cOut)
 			}
-			after, err := bench.FetchStats(ctx, base)
+			after, err := bench.FetchStats(ctx, base, "memberships", "accredible")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -23,6 +23,11 @@ type Options struct {
 	Now func() time.Time
 	// WebhookClient sends webhook deliveries; nil is a default client.
 	WebhookClient *http.Client
+	// AllowUndocumented accepts the request parameters the real API does
+	// not document (an incremental search's "changed since" filter, an
+	// undocumented sort key, timestamps in a date filter). Off by default: what the tests prove against the sandbox
+	// is then what the real API documents.
+	AllowUndocumented bool
 }
 
 // Limit is a request budget per window.

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -180,8 +181,40 @@ func TestSearchPagesWithSkipAndLimit(t *testing.T) {
 	}
 }
 
+// TestAuthComesFirst: without credentials every API route answers 401,
+// whatever else is wrong with the request.
+func TestAuthComesFirst(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	for _, path := range []string{"/users/", "/users/search", "/users/nobody", "/payments", "/no/such/route"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without credentials or Version: %d, want 401", path, res.StatusCode)
+		}
+	}
+}
+
+func TestUndocumentedSearchParametersRefused(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	for _, p := range []string{"updatedAfter=2026-01-01T00:00:00Z", "order=asc"} {
+		a := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&"+p, nil, nil)
+		name, _, _ := strings.Cut(p, "=")
+		if a.status != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "property "+name+" should not exist") {
+			t.Errorf("%s: %d %s, want 422 naming the property", p, a.status, a.body)
+		}
+	}
+	// The documented sort and direction are served.
+	if a := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&sort=dateAdded&sortDirection=desc&skip=1&limit=2", nil, nil); a.status != http.StatusOK {
+		t.Errorf("documented parameters: %d %s", a.status, a.body)
+	}
+}
+
 func TestIncrementalSearchByDateUpdated(t *testing.T) {
-	e := newEnv(t, 30, sandboxkit.Options{})
+	e := newEnv(t, 30, sandboxkit.Options{AllowUndocumented: true})
 	q := "/users/search?companyId=" + DemoCompanyID + "&sort=dateUpdated&order=asc&limit=100"
 	users := e.call("GET", q, nil, nil).json(t)["users"].([]any)
 	prev := ""
@@ -557,3 +590,23 @@ func TestFaultsAreDeterministicForASeed(t *testing.T) {
 		t.Errorf("fail rate 0.3 gave %s", a)
 	}
 }
+
+// TestScanPagesMatchAFullWalk: the block-counted scan in the order users
+// were added answers the same pages as visiting every user, deletions
+// included.
+func TestScanPagesMatchAFullWalk(t *testing.T) {
+	e := newEnv(t, 3000, sandboxkit.Options{})
+	st := e.s.st
+	for _, idx := range []int32{0, 5, 1023, 1024, 1025, 2047, 2500, 2999} {
+		st.deleteUser(idx, anchor)
+	}
+	for _, skip := range []int{0, 1, 99, 1015, 1016, 1017, 2040, 2900, 2991, 2992, 5000} {
+		got := st.scanAdded(skip, 100)
+		want, count := st.walkUsers(&userFilter{status: -1}, false, false, skip, 100)
+		if fmt.Sprint(got) != fmt.Sprint(want) || count != st.liveUsers {
+			t.Errorf("skip %d: scan %v…, walk %v… (count %d, live %d)", skip, head(got), head(want), count, st.liveUsers)
+		}
+	}
+}
+
+func head(l []int32) []int32 { return l[:min(len(l), 3)] }

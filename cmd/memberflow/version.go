@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime/debug"
+)
+
+func init() {
+	register(&command{
+		name:    "version",
+		summary: "print memberflow's module version and VCS revision",
+		usage:   "",
+		help: `Prints the module version (a tag, or "(devel)" for a build from a work tree)
+and the VCS revision the binary was built from, with "+dirty" when the work
+tree had uncommitted changes. "memberflow --version" prints the same.`,
+		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
+			return func(_ context.Context, args []string, io stdio) int {
+				if len(args) > 0 {
+					fmt.Fprintf(io.err, "memberflow version: takes no arguments, got %q\n", args)
+					return exitUsage
+				}
+				fmt.Fprintln(io.out, versionLine(debug.ReadBuildInfo()))
+				return exitOK
+			}
+		},
+	})
+}
+
+// versionLine describes a build: "memberflow v1.2.0 (rev 1a2b3c4d5e6f, 2026-11-25T10:00:00Z, go1.23)".
+// go build stamps vcs.* settings when it builds inside a git work tree;
+// `go run` and tests do not, and then the revision says "unknown".
+func versionLine(bi *debug.BuildInfo, ok bool) string {
+	if !ok || bi == nil {
+		return "memberflow (unknown version: no build information)"
+	}
+	version := bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	var rev, when, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	} else if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		rev += "+dirty"
+	}
+	out := fmt.Sprintf("memberflow %s (rev %s", version, rev)
+	if when != "" {
+		out += ", " + when
+	}
+	return out + ", " + bi.GoVersion + ")"
+}
