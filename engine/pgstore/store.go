@@ -12,6 +12,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -112,6 +113,22 @@ CREATE TABLE poll_leases (
 	owner       TEXT   NOT NULL,
 	lease_until BIGINT NOT NULL
 );`,
+	// 2: engine.MetaStore (SQLite's meta) and skip pages (SQLite's
+	// skip_pages): a deleted value keeps its row so that its version
+	// never goes back; a rejected event is counted on its page.
+	`CREATE TABLE meta (
+	key     TEXT PRIMARY KEY,
+	value   BYTEA,
+	version BIGINT NOT NULL
+);
+CREATE TABLE skip_pages (
+	id      BIGSERIAL PRIMARY KEY,
+	recipe  TEXT    NOT NULL,
+	count   INTEGER NOT NULL,
+	sample  BYTEA,
+	created BIGINT  NOT NULL
+);
+CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`,
 }
 
 // Options tune the store.
@@ -409,12 +426,38 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		queued := false
+		skipped, sample := 0, []engine.SkippedEvent(nil)
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
+			echo := false
+			if ev.Fingerprint != "" {
+				if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
+					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+				}
+			}
+			if ev.Skipped && !echo {
+				// Counted on the page, not stored: see engine.NewEvent.
+				skipped++
+				if len(ev.Values) > 0 && len(sample) < engine.SkipSample {
+					sample = append(sample, engine.SkippedEvent{EventID: ev.ID, Subject: ev.Subject, Values: ev.Values})
+				}
+				out[i].Status = engine.RunSkipped
+				continue
+			}
+			data := ev.Data
+			if data == nil && ev.Encode != nil {
+				var err error
+				if data, err = ev.Encode(); err != nil {
+					return fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
+				}
+			}
+			if data == nil {
+				data = []byte{}
+			}
 			var eid int64
 			err := tx.QueryRow(ctx, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id`,
-				recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)).Scan(&eid)
+				recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(data)).Scan(&eid)
 			if errors.Is(err, pgx.ErrNoRows) {
 				continue // seen before
 			}
@@ -425,21 +468,10 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			echo := false
-			if ev.Fingerprint != "" {
-				if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
-					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
-				}
-			}
-			if ev.Skipped || echo {
-				status := engine.RunSkipped
-				var cond, values any = false, nullBytes(ev.Values)
-				if echo {
-					status, cond, values = engine.RunSuppressed, nil, nil
-				}
-				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`, eid, recipe, key, status, cond, values, now).Scan(&out[i].RunID)
-				out[i].Status = status
+			if echo {
+				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, created, finished)
+					VALUES ($1, $2, $3, 'suppressed', $4, $4) RETURNING id`, eid, recipe, key, now).Scan(&out[i].RunID)
+				out[i].Status = engine.RunSuppressed
 			} else {
 				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, created) VALUES ($1, $2, $3, 'queued', $4) RETURNING id`,
 					eid, recipe, key, now).Scan(&out[i].RunID)
@@ -448,6 +480,18 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 			if err != nil {
 				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+			}
+		}
+		if skipped > 0 {
+			var raw []byte
+			if len(sample) > 0 {
+				var err error
+				if raw, err = json.Marshal(sample); err != nil {
+					return fmt.Errorf("encoding the sample of skipped events: %w", err)
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now); err != nil {
+				return fmt.Errorf("counting %d skipped event(s): %w", skipped, err)
 			}
 		}
 		if queued {
