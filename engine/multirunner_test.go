@@ -11,15 +11,19 @@ import (
 )
 
 // TestTwoRunnersShareOneStore: two runners (two processes' worth: each its
-// own store handle, committer and owner name) work one backfill from the
-// same file. Each event runs once, on one of them.
+// own store handle and owner name) work one backfill from the same store,
+// SQLite and Postgres. Each event runs once, on one of them.
 func TestTwoRunnersShareOneStore(t *testing.T) {
-	path := tempDB(t)
+	for kind, open := range storeKinds(t) {
+		t.Run(kind, func(t *testing.T) { testTwoRunners(t, open) })
+	}
+}
+
+func testTwoRunners(t *testing.T, open func(t *testing.T) engine.Store) {
 	svc := newFakeService(40, everyOther)
 	var engines []*engine.Engine
 	for _, owner := range []string{"runner-a", "runner-b"} {
-		store := openStore(t, path)
-		t.Cleanup(func() { store.Close() })
+		store := open(t)
 		engines = append(engines, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)},
 			func(o *engine.Options) { o.Owner = owner; o.Concurrency = 3 }))
 	}
@@ -40,8 +44,7 @@ func TestTwoRunnersShareOneStore(t *testing.T) {
 	wg.Wait()
 	// A run queued by one runner while the other was draining is finished
 	// by a last pass.
-	store := openStore(t, path)
-	defer store.Close()
+	store := open(t)
 	runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Owner = "runner-last" }))
 	assertExactlyOnce(t, svc)
 	assertAllDone(t, store)
