@@ -226,7 +226,7 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 		}
 		for _, f := range files {
 			if fi, err := os.Stat(f); err == nil && fi.IsDir() {
-				continue // the runners' proof-of-life locks, empty files
+				continue // the runners' lock files, which hold no data
 			}
 			b, err := os.ReadFile(f)
 			if err != nil {
