@@ -760,6 +760,12 @@ func testBacklog(t *testing.T, open func(t *testing.T) engine.Store) {
 			t.Errorf("Backlog(%v) = %d, %v; want %d", c.recipes, n, err, c.want)
 		}
 	}
+	if qs, ok := s.(engine.QueueStatser); ok {
+		st, err := qs.QueueStats(ctx)
+		if err != nil || st.Queued != 2 || st.Running != 1 || st.Dead != 0 || st.OldestQueued.IsZero() {
+			t.Errorf("QueueStats = %+v, %v; want 2 queued (the oldest dated), 1 running", st, err)
+		}
+	}
 }
 
 // testConcurrentClaimers: N claimers, each with its own handle (as
