@@ -33,8 +33,9 @@ every 5 seconds; compare paired runs with and without it for their cost.
 --store postgres://… --runners N runs the backfill on SQLite with one
 runner, then on Postgres (a scratch schema, dropped after) with 1 to N
 runners sharing the database, the sandbox reset before each, and prints a
-table: members/s and members per CPU second (the runners' CPU plus the
-database server's, when it runs on this machine).
+table: members/s and members per CPU second (the runners' CPU plus that
+of the database sessions serving them, when the server runs on this
+machine).
 
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).

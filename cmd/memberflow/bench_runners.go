@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,19 +53,23 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 		opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Logger: log, Runners: c.runners}
 		name := "sqlite"
 		var drop func()
+		var stopSampling func() time.Duration
 		if c.pg {
 			name = "postgres"
 			schema := fmt.Sprintf("memberflow_bench_%d_%d", os.Getpid(), c.runners)
 			opts.StoreName = name
 			opts.OpenStore = func(ctx context.Context) (engine.Store, error) {
-				return pgstore.Open(ctx, spec.target, pgstore.Options{Logger: log, Schema: schema, MaxConns: 4 + 2*o.concurrency})
+				return pgstore.Open(ctx, spec.target, pgstore.Options{Logger: log, Schema: schema, MaxConns: 4 + 2*o.concurrency, ApplicationName: schema})
 			}
 			drop = func() { dropSchema(spec.target, schema) }
+			stopSampling = sampleBackends(spec.target, schema)
 		}
 		fmt.Fprintf(io.err, "memberflow bench: %s, %d runner(s) of %d workers...\n", name, c.runners, o.concurrency)
-		db0 := postgresCPU()
 		res, err := bench.Run(ctx, opts)
-		db := postgresCPU() - db0
+		var db time.Duration
+		if stopSampling != nil {
+			db = stopSampling()
+		}
 		if drop != nil {
 			drop()
 		}
@@ -109,7 +110,7 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 			r.PerSec, r.Runner.Round(100*time.Millisecond), db, r.PerCPU, r.Duplicates, r.Dead)
 	}
 	tw.Flush()
-	fmt.Fprintln(io.out, "MEMBERS/CPU-S counts the runners' CPU and, for Postgres, the database server's (SQLite works inside the runner).")
+	fmt.Fprintln(io.out, "MEMBERS/CPU-S counts the runners' CPU and, for Postgres, that of the database sessions serving them (SQLite works inside the runner).")
 	return exitOK
 }
 
@@ -141,21 +142,48 @@ func dropSchema(dsn, schema string) {
 	c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
 }
 
-// postgresCPU adds up the CPU time of this machine's postgres processes
-// (server, backends, writers): the database's share of a benchmark when it
-// runs on the same machine. 0 when there is no /proc.
-func postgresCPU() time.Duration {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var total time.Duration
-	for _, d := range dirs {
-		comm, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
+// sampleBackends follows the CPU time of the database sessions named
+// app (the benchmark's runners' connections; the server's shared writers
+// are not counted) until the returned function is called, which gives
+// their total. Sessions are sampled every 100 ms, so the last tenth of a
+// second of a session that ends is missed.
+func sampleBackends(dsn, app string) (stop func() time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan time.Duration, 1)
+	go func() {
+		seen := map[int]time.Duration{}
+		total := func() time.Duration {
+			var t time.Duration
+			for _, d := range seen {
+				t += d
+			}
+			return t
 		}
-		pid, _ := strconv.Atoi(filepath.Base(d))
-		if cpu, err := bench.ProcCPU(pid); err == nil {
-			total += cpu
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			done <- 0
+			return
 		}
-	}
-	return total
+		defer conn.Close(context.Background())
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
+			if err == nil {
+				pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
+				for _, pid := range pids {
+					if cpu, err := bench.ProcCPU(int(pid)); err == nil && cpu > seen[int(pid)] {
+						seen[int(pid)] = cpu
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				done <- total()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() time.Duration { cancel(); return <-done }
 }

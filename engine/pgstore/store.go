@@ -137,9 +137,12 @@ type Options struct {
 	// Schema holds the store's tables; default "memberflow". Tests use
 	// one schema each.
 	Schema string
-	// MaxConns sizes the connection pool; default 4 + 2 × Concurrency
-	// of the engine (set by the caller), at least 8.
+	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 + 2 ×
+	// --concurrency).
 	MaxConns int
+	// ApplicationName names the store's sessions in pg_stat_activity;
+	// default "memberflow".
+	ApplicationName string
 }
 
 // Store is the PostgreSQL engine.Store.
@@ -184,6 +187,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	if opts.ApplicationName == "" {
+		opts.ApplicationName = "memberflow"
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))
