@@ -123,7 +123,7 @@ type Engine struct {
 	// inflight cancels the runs this runner works on, by run ID, when
 	// their lease is lost.
 	inflightMu sync.Mutex
-	inflight   map[int64]context.CancelCauseFunc
+	inflight   map[int64]inflightRun
 }
 
 // UniqueOwner is a runner name no other process has: host, process ID
@@ -220,7 +220,7 @@ func New(opts Options) (*Engine, error) {
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
-		inflight: map[int64]context.CancelCauseFunc{},
+		inflight: map[int64]inflightRun{},
 	}
 	e.watch = newWatch(e)
 	return e, nil
