@@ -107,6 +107,7 @@ type Engine struct {
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
 	obs      Observer
+	observed bool // an Observer was given: HTTP requests are named for it
 	watch    *watch
 
 	mu      sync.Mutex
@@ -176,7 +177,8 @@ func New(opts Options) (*Engine, error) {
 			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
 		}
 	}
-	if opts.Observer == nil {
+	observed := opts.Observer != nil
+	if !observed {
 		opts.Observer = nopObserver{}
 	}
 	if opts.AlertEvery <= 0 {
@@ -198,6 +200,7 @@ func New(opts Options) (*Engine, error) {
 		stats:   map[string]*recipeStats{},
 		obs:     opts.Observer,
 	}
+	e.observed = observed
 	e.watch = newWatch(e)
 	return e, nil
 }
