@@ -77,7 +77,8 @@ func (e *Engine) Poll(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		if rt.mode != "poll" {
+		// A webhook trigger with a fallback poll polls too, as in RunOnce.
+		if !rt.polls() {
 			continue
 		}
 		wg.Add(1)

@@ -20,8 +20,9 @@ func init() {
 		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--metrics] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
-each eligible member is issued one certificate (accredible.upsert_credential)
-and the certificate is written back onto the member (members.update_user),
+each eligible member is issued one certificate (an upsert, never a duplicate)
+and the certificate is written back onto the member (the recipe is
+internal/bench/recipe.yaml),
 through the durable SQLite store. Prints members/s, runs/s, the runs' p50 and
 p99 execution time, the runner's peak resident memory (the sandbox's is not
 counted) and the sandbox's duplicate certificates, which must be 0.

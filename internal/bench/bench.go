@@ -37,11 +37,29 @@ var recipeYAML []byte
 // RecipeYAML returns the benchmark's recipe.
 func RecipeYAML() []byte { return append([]byte(nil), recipeYAML...) }
 
-// The recipe's writing steps, as the engine's summary names them.
-const (
-	certificateWrite = "accredible.upsert_credential"
-	memberWrite      = "members.update_user"
-)
+// roles are the parts the benchmark's recipe plays, read from it rather
+// than named here: the service its trigger reads the members from, the
+// service its first step issues certificates at, and the two writes as the
+// engine's summary names them (connection.operation).
+type roles struct {
+	memberService, certificateService string
+	certificateWrite, memberWrite     string
+}
+
+func rolesOf(r *recipes.Recipe) (roles, error) {
+	if r.Trigger == nil || len(r.Steps) < 2 {
+		return roles{}, errors.New("bench: the recipe needs a trigger and two steps (issue, write back)")
+	}
+	connector := func(conn string) string {
+		if c, ok := r.Connections[conn]; ok {
+			return c.Connector
+		}
+		return conn
+	}
+	issue, push := r.Steps[0], r.Steps[1]
+	return roles{memberService: connector(r.Trigger.Connection), certificateService: connector(issue.Connection),
+		certificateWrite: issue.Connection + "." + issue.Operation, memberWrite: push.Connection + "." + push.Operation}, nil
+}
 
 // Options configure one benchmark run.
 type Options struct {
@@ -166,7 +184,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	before, err := FetchStats(ctx, base)
+	parts, err := rolesOf(r)
+	if err != nil {
+		return nil, err
+	}
+	before, err := FetchStats(ctx, base, parts.memberService, parts.certificateService)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +252,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: the backfill failed: %w", runErr)
 	}
 
-	after, err := FetchStats(ctx, base)
+	after, err := FetchStats(ctx, base, parts.memberService, parts.certificateService)
 	if err != nil {
 		return nil, err
 	}
@@ -247,8 +269,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Suppressed += rs.Suppressed
 		res.Dead += rs.Dead
 		res.Abandoned += rs.Abandoned
-		res.Certificates += rs.Writes[certificateWrite]
-		res.MemberUpdates += rs.Writes[memberWrite]
+		res.Certificates += rs.Writes[parts.certificateWrite]
+		res.MemberUpdates += rs.Writes[parts.memberWrite]
 	}
 	res.Members = res.Eligible + res.Skipped + res.Dead
 	res.RunnerCPU = cpu1 - cpu0
