@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"BacklogCountsQueuedAndRunning", testBacklog},
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
 		{"StateCopiesIntoAnotherStore", testStateCopy},
+		{"QueueStatsCountTheQueue", testQueueStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
