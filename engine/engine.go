@@ -113,6 +113,7 @@ type Engine struct {
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
 	obs      Observer
+	observed bool // an Observer was given: HTTP requests are named for it
 	watch    *watch
 
 	mu      sync.Mutex
@@ -199,7 +200,8 @@ func New(opts Options) (*Engine, error) {
 			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
 		}
 	}
-	if opts.Observer == nil {
+	observed := opts.Observer != nil
+	if !observed {
 		opts.Observer = nopObserver{}
 	}
 	if opts.AlertEvery <= 0 {
@@ -222,6 +224,7 @@ func New(opts Options) (*Engine, error) {
 		obs:      opts.Observer,
 		inflight: map[int64]inflightRun{},
 	}
+	e.observed = observed
 	e.watch = newWatch(e)
 	return e, nil
 }

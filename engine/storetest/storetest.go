@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
 		{"StateCopiesIntoAnotherStore", testStateCopy},
 		{"MetaValuesAreCompareAndSwap", testMeta},
+		{"QueueStatsCountTheQueue", testQueueStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
