@@ -112,6 +112,8 @@ CREATE TABLE poll_leases (
 	owner       TEXT   NOT NULL,
 	lease_until BIGINT NOT NULL
 );`,
+	// 2: skipped events are counted per page, not stored (skips.go).
+	skipPagesMigration,
 }
 
 // Options tune the store.
@@ -409,8 +411,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		queued := false
+		var skips skipPage
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
+			if ev.Skipped {
+				if done, err := skips.add(ctx, tx, recipe, &ev); err != nil {
+					return err
+				} else if done {
+					out[i].Status = engine.RunSkipped
+					continue
+				}
+			}
 			var eid int64
 			err := tx.QueryRow(ctx, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id`,
@@ -426,7 +437,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				key = "event:" + ev.ID
 			}
 			echo := false
-			if ev.Fingerprint != "" {
+			if some, err := skips.mayEcho(ctx, tx, ev.Connector); err != nil {
+				return err
+			} else if ev.Fingerprint != "" && some {
 				if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
 					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
 				}
@@ -449,6 +462,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if err != nil {
 				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
 			}
+		}
+		if err := skips.save(ctx, tx, recipe, now); err != nil {
+			return err
 		}
 		if queued {
 			return s.notify(ctx, tx)
