@@ -179,10 +179,11 @@ func (e *Engine) Add(r *recipes.Recipe, conns map[string]Connection) error {
 	}
 	e.recipes[r.Name] = rt
 	e.order = append(e.order, r.Name)
-	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}}
+	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}, unchanged: map[string]*atomic.Int64{}}
 	for _, st := range rt.steps {
 		if !st.action.ReadOnly {
 			e.stats[r.Name].writes[st.name] = &atomic.Int64{}
+			e.stats[r.Name].unchanged[st.name] = &atomic.Int64{}
 		}
 	}
 	e.redact = apiclient.NewRedactor(e.secrets...)

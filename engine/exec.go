@@ -355,7 +355,13 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		}
 		rec.Output = e.redactJSON(out)
 		if !st.action.ReadOnly {
-			rs.stats.writes[st.name].Add(1)
+			// A call that found the service already as asked changed
+			// nothing: counted apart, so a summary says what changed.
+			if st.action.ReportsUnchanged && (res == nil || len(res.Wrote) == 0) {
+				rs.stats.unchanged[st.name].Add(1)
+			} else {
+				rs.stats.writes[st.name].Add(1)
+			}
 		}
 		return rec, out, nil
 	}

@@ -66,14 +66,13 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 		byName[r.Name] = r
 	}
 	counts := map[string]int64{}
-	var created, changes, skipped, suppressed, dead int64
+	var created, changes, skipped, dead int64
 	for _, s := range sum.Recipes {
 		r := byName[s.Recipe]
 		if r == nil {
 			continue
 		}
 		skipped += s.Skipped
-		suppressed += s.Suppressed
 		dead += s.Dead
 		if t := r.Trigger; t != nil && connectorOf(r, t.Connection) == "memberships" {
 			// A member is seen once by a trigger of new members; other
@@ -114,7 +113,12 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, e))
 		}
 	}
-	parts = append(parts, fmt.Sprintf("%d skipped by conditions", skipped), fmt.Sprintf("%d echoes suppressed", suppressed), fmt.Sprintf("%d failed", dead))
+	// Only figures that identical inputs make identical: what changed,
+	// what conditions skipped, what failed. How many upserts found their
+	// record already as asked, and how many events were echoes, depend on
+	// which of two recipes touching one record ran first: the table above
+	// has them.
+	parts = append(parts, fmt.Sprintf("%d skipped by conditions", skipped), fmt.Sprintf("%d failed", dead))
 	fmt.Fprintln(w, strings.Join(parts, " · "))
 }
 

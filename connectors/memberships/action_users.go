@@ -75,8 +75,9 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 				})),
 				Example: map[string]any{"userId": "ve9EPM428h8vShlRW1KT", "membershipStatus": "eligible", "eligibilityDate": "2026-03-14"},
 			},
-			Idempotent: true,
-			Run:        connectors.Bind(setMembershipStatusAction),
+			Idempotent:       true,
+			Run:              connectors.Bind(setMembershipStatusAction),
+			ReportsUnchanged: true,
 		},
 	}
 }
