@@ -99,4 +99,7 @@ type ConnectionConfig struct {
 	// DryRun, when set, receives each write instead of it being sent; the
 	// write answers as if it had succeeded with an empty body.
 	DryRun func(PlannedWrite)
+	// Tokens, when set, keeps the OAuth tokens of an oauth2 connection
+	// across processes and restarts (see [TokenStore]).
+	Tokens TokenStore
 }

@@ -87,6 +87,12 @@ type Operation struct {
 	Example map[string]any
 	// HTTP names the request this operation makes, when it is one request.
 	HTTP *HTTPBinding
+	// Effect says what one run means to a person reading a summary, as a
+	// plural phrase ("certificates issued"): an action's writes, a
+	// trigger's events. A read-only action's Effect labels the unlabelled
+	// writes of the steps after it (a QR code rendered, then appended to a
+	// file, is a QR code made). Empty: not counted.
+	Effect string
 }
 
 // HTTPBinding is the API request an operation maps to.
@@ -139,11 +145,19 @@ type TriggerSpec struct {
 	Webhook *WebhookSpec
 	// DefaultInterval is the polling interval when a recipe sets none.
 	DefaultInterval time.Duration
+	// Engine marks a trigger fed by the runner itself with its own events
+	// (the built-in memberflow connector: dead letters, failing triggers);
+	// it neither polls nor takes webhooks.
+	Engine bool
 }
 
-// Modes reports how the trigger can be fed: "poll", "webhook" or both.
+// Modes reports how the trigger can be fed: "poll", "webhook" or both,
+// or "engine" for the runner's own events.
 func (t *TriggerSpec) Modes() []string {
 	var m []string
+	if t.Engine {
+		m = append(m, "engine")
+	}
 	if t.Poll != nil {
 		m = append(m, "poll")
 	}

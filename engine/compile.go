@@ -26,6 +26,8 @@ type recipeRT struct {
 	// fallbackPoll: a webhook trigger also polled every interval.
 	fallbackPoll bool
 	steps        []*stepRT
+	// alert holds the parameters of an alert recipe (mode engine).
+	alert alertParams
 	// condPaths are the env paths the recipe's when reads, for the audit.
 	condPaths [][]string
 }
@@ -97,8 +99,20 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 			if t.Poll == nil {
 				rt.mode = "webhook"
 			}
+			if t.Engine {
+				rt.mode = "engine"
+			}
 		}
 		switch rt.mode {
+		case "engine":
+			if !t.Engine {
+				return nil, fmt.Errorf("trigger (%s.%s): the trigger is not fed by the engine (modes: %v)", tr.Connection, tr.Operation, t.Modes())
+			}
+			ap, err := parseAlertParams(t.Name, params)
+			if err != nil {
+				return nil, err
+			}
+			rt.alert = ap
 		case "poll":
 			if t.Poll == nil {
 				return nil, fmt.Errorf("trigger (%s.%s): the trigger cannot poll (modes: %v)", tr.Connection, tr.Operation, t.Modes())
@@ -156,6 +170,16 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 			st.retry.Timeout = p.Timeout
 		}
 		rt.steps = append(rt.steps, st)
+	}
+	if rt.mode != "engine" {
+		// Failures of the connections the work uses are incidents; an
+		// alert's own notification failing is not (no alert loops).
+		if rt.trigConn != nil {
+			rt.trigConn.watched = true
+		}
+		for _, st := range rt.steps {
+			st.conn.watched = true
+		}
 	}
 	if r.When != nil {
 		paths, err := exprPaths(r.When.Source)

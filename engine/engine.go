@@ -57,12 +57,30 @@ type Options struct {
 	HighWater int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// StoreKey is the operator's secret that OAuth tokens are encrypted
+	// with in the store (at least MinStoreKey bytes). Without it, an
+	// oauth2 connection with a refresh token is refused: the service
+	// rotates the token, and a restart would be left with a dead one.
+	StoreKey []byte
+	// Meta keeps tokens and connection identities; default the Store,
+	// when it implements MetaStore. A dry run sets the real store here,
+	// so that a token the service rotated is not lost with the copy.
+	Meta MetaStore
+	// Observer is told what happens, for metrics; default none.
+	Observer Observer
+	// AlertEvery is how often due alerts are fed to alert recipes (the
+	// memberflow connector's triggers); default one second.
+	AlertEvery time.Duration
 }
 
 // Connection is a recipe connection ready to open.
 type Connection struct {
 	Spec   *connectors.Spec
 	Config connectors.ConnectionConfig
+	// Place, when set, names where the connection points in the store's
+	// record of its identity, instead of its base URL: for a service
+	// whose address changes at every start (the in-process sandbox).
+	Place string
 }
 
 // Engine runs recipes. Create it with New.
@@ -76,6 +94,10 @@ type Engine struct {
 	conns   map[string]*openConn
 	secrets []string
 	redact  *apiclient.Redactor
+	meta    MetaStore   // nil: the store keeps no tokens or identities
+	vault   *tokenVault // nil without a store key
+	// vaultUsed is set when a connection keeps its tokens in the vault.
+	vaultUsed atomic.Bool
 
 	cache   eventCache
 	pending atomic.Int64 // runs enqueued here and not finished here
@@ -84,6 +106,8 @@ type Engine struct {
 
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
+	obs      Observer
+	watch    *watch
 
 	mu      sync.Mutex
 	started bool
@@ -93,6 +117,8 @@ type Engine struct {
 type openConn struct {
 	name, connector string
 	conn            connectors.Conn
+	openConnState
+	baseURL, place string
 }
 
 // New makes an engine. It does no I/O.
@@ -138,7 +164,27 @@ func New(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{
+	if opts.Meta == nil {
+		opts.Meta, _ = opts.Store.(MetaStore)
+	}
+	var vault *tokenVault
+	if len(opts.StoreKey) > 0 {
+		if len(opts.StoreKey) < MinStoreKey {
+			return nil, fmt.Errorf("engine: the store key is %d bytes; it must be a random secret of at least %d (openssl rand -base64 32)", len(opts.StoreKey), MinStoreKey)
+		}
+		if opts.Meta != nil {
+			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
+		}
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.AlertEvery <= 0 {
+		opts.AlertEvery = time.Second
+	}
+	e := &Engine{
+		meta:    opts.Meta,
+		vault:   vault,
 		opts:    opts,
 		store:   opts.Store,
 		log:     opts.Logger.Named("engine"),
@@ -150,7 +196,10 @@ func New(opts Options) (*Engine, error) {
 		wakeCh:  make(chan struct{}, 1),
 		room:    make(chan struct{}, 1),
 		stats:   map[string]*recipeStats{},
-	}, nil
+		obs:     opts.Observer,
+	}
+	e.watch = newWatch(e)
+	return e, nil
 }
 
 // Add compiles a recipe's runtime: it opens the recipe's connections
@@ -203,11 +252,22 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.opts.Logger.Named("conn").Named(name)
 	}
+	if cfg.Auth.Type == connectors.AuthOAuth2 && cfg.Tokens == nil {
+		switch {
+		case e.vault != nil:
+			cfg.Tokens = e.vault.tokens(cfg.BaseURL, cfg.Auth)
+			e.vaultUsed.Store(true)
+		case e.meta != nil && cfg.Auth.RefreshToken != "":
+			return nil, fmt.Errorf("connection %q (%s): its OAuth refresh token is rotated by the service at each refresh, and the newest must be kept in the store, encrypted: give the runner a store key (MEMBERFLOW_STORE_KEY, see docs/runner.md)", name, c.Spec.Name)
+		}
+	}
+	oc := &openConn{name: name, connector: c.Spec.Name, baseURL: first(cfg.BaseURL, c.Spec.BaseURL), place: c.Place}
+	e.instrument(&cfg, c.Spec, oc)
 	conn, err := c.Spec.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %q (%s): %w", name, c.Spec.Name, err)
 	}
-	oc := &openConn{name: name, connector: c.Spec.Name, conn: conn}
+	oc.conn = conn
 	e.conns[key] = oc
 	e.secrets = append(e.secrets, cfg.Auth.Secrets()...)
 	if cfg.Webhook.Secret != "" {

@@ -170,8 +170,10 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 		}
 		return
 	}
-	e.latency.observe(time.Since(began))
+	took := time.Since(began)
+	e.latency.observe(took)
 	st.count(status)
+	e.obs.RunFinished(cr.Recipe, status, took)
 	e.finishedPending()
 }
 
@@ -285,8 +287,17 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
 	}
-	if err := e.store.Record(context.WithoutCancel(ctx), rs.pending, fin); err != nil {
+	if err := e.record(context.WithoutCancel(ctx), rs.pending, fin); err != nil {
 		return "", fmt.Errorf("%w: %v", errAbandoned, err)
+	}
+	if status == RunDead {
+		var step, action string
+		for _, p := range rs.pending {
+			if p.Status == StepFailed || p.Status == StepInDoubt {
+				step, action = p.StepID, p.Action
+			}
+		}
+		e.watch.runDead(e.recipes[rs.cr.Recipe], rs.cr.ID, step, action, fin.Error, fin.Finished)
 	}
 	rs.pending = rs.pending[:0]
 	return status, nil
@@ -298,7 +309,7 @@ func (e *Engine) flush(ctx context.Context, rs *runState, extra ...StepRecord) e
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := e.store.Record(context.WithoutCancel(ctx), recs, nil); err != nil {
+	if err := e.record(context.WithoutCancel(ctx), recs, nil); err != nil {
 		return fmt.Errorf("%w: %v", errAbandoned, err)
 	}
 	rs.pending = rs.pending[:0]
@@ -330,6 +341,14 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, st.retry.Timeout)
 		defer cancel()
+	}
+	callCtx := e.withPauseHook(ctx, st.conn.connector)
+	// attempt reports one call; retrying ones feed the step_retrying alert.
+	attempt := func(outcome string, took time.Duration, err error) {
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, outcome, took)
+		if outcome == "retry" {
+			e.watch.stepRetrying(rt, st, cr.ID, rec.Attempts, e.redact.String(err.Error()), e.now())
+		}
 	}
 	fail := func(err error) (StepRecord, any, error) {
 		if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
@@ -382,22 +401,27 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 	backoff := st.retry.Backoff
 	for {
 		if settle {
-			res, happened, err := e.settle(ctx, st, input)
+			t0 := time.Now()
+			res, happened, err := e.settle(callCtx, st, input)
+			took := time.Since(t0)
 			switch {
 			case err != nil:
 				rec.Status = StepInDoubt
 				if errors.Is(err, errNoSettle) {
 					// Replaying this run re-sends the write: the operator
 					// has checked the service.
+					attempt("in_doubt", took, err)
 					return fail(err)
 				}
 				if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts {
+					attempt("retry", took, err)
 					rec.Attempts++
 					if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
 						return fail(err)
 					}
 					continue
 				}
+				attempt("in_doubt", took, err)
 				r, _, ferr := fail(fmt.Errorf("settling an in-doubt write: %w", err))
 				if !errors.Is(ferr, errAbandoned) {
 					r.Status = StepInDoubt // a replay settles again
@@ -405,6 +429,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 				return r, nil, ferr
 			case happened:
 				e.log.Debug("in-doubt write settled: it happened", "run", cr.ID, "step", st.s.ID)
+				attempt("succeeded", took, nil)
 				return succeed(res)
 			}
 			settle = false
@@ -414,21 +439,27 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 			e.log.Debug("in-doubt write settled: it did not happen; sending", "run", cr.ID, "step", st.s.ID)
 		}
 		rec.Attempts++
-		res, err := st.action.Run(ctx, st.conn.conn, input)
+		t0 := time.Now()
+		res, err := st.action.Run(callCtx, st.conn.conn, input)
+		took := time.Since(t0)
 		if err == nil {
+			attempt("succeeded", took, nil)
 			return succeed(res)
 		}
 		if errors.Is(err, connectors.ErrInDoubt) && ctx.Err() == nil {
+			attempt("in_doubt", took, err)
 			settle = true
 			continue
 		}
 		if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts && ctx.Err() == nil {
+			attempt("retry", took, err)
 			e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
 			if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
 				return fail(err)
 			}
 			continue
 		}
+		attempt("failed", took, err)
 		return fail(err)
 	}
 }

@@ -30,6 +30,7 @@ func (e *Engine) begin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.watch.start(e.now())
 	if n > 0 {
 		e.log.Info("resuming runs left unfinished by the previous run", "runs", n, "owner", e.opts.Owner)
 	}
@@ -77,8 +78,12 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}()
 	}
+	stopAlerts := e.feedAlerts(ctx)
 	err := e.dispatch(ctx, ctx.Done(), true, func() bool { return feeding.Load() > 0 })
 	wg.Wait()
+	stopAlerts()
+	// What this pass dead-lettered is fed now; the next pass runs it.
+	e.watch.flush(ctx)
 	return e.Summary(), errors.Join(pollErr, err)
 }
 
@@ -108,6 +113,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			}()
 		}
 	}
+	stopAlerts := e.feedAlerts(ctx)
+	defer stopAlerts()
 	stop := make(chan struct{})
 	go func() {
 		<-ctx.Done()
@@ -259,4 +266,31 @@ func (e *Engine) Progress() []Progress {
 		out = append(out, Progress{Recipe: r.Recipe, Events: r.Events, Done: r.Done(), Total: r.Total, At: now})
 	}
 	return out
+}
+
+// feedAlerts feeds due alerts to the alert recipes every AlertEvery until
+// stopped.
+func (e *Engine) feedAlerts(ctx context.Context) (stop func()) {
+	if !e.watch.listening() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.opts.AlertEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.watch.flush(ctx)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

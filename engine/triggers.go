@@ -31,6 +31,18 @@ func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID 
 // enqueue persists events (with the cursor and states of the poll that
 // found them, in one transaction) and queues a run for each new one.
 func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, err error) {
+	fresh, _, err = e.enqueueFull(ctx, rt, cursor, states, events)
+	return fresh, err
+}
+
+// enqueueDetailed enqueues events without a cursor and says what became
+// of each (the alert feed needs to know a duplicate).
+func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []connectors.Event) ([]Enqueued, error) {
+	_, enq, err := e.enqueueFull(ctx, rt, nil, nil, events)
+	return enq, err
+}
+
+func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, enq []Enqueued, err error) {
 	adv := Advance{Cursor: cursor}
 	for _, s := range states {
 		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
@@ -42,11 +54,11 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 	keys := make([]string, 0, len(events))
 	for _, ev := range events {
 		if ev.ID == "" {
-			return 0, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
+			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
 		}
 		data, err := json.Marshal(ev.Data)
 		if err != nil {
-			return 0, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
 		// The key is shared by all recipes: runs about one subject never
 		// overlap, even of two recipes, so that the run that wrote a record
@@ -55,7 +67,7 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		if ob := rt.r.Trigger.OrderBy; ob != nil {
 			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
 			if err != nil {
-				return 0, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
+				return 0, nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
 			key = fmt.Sprint(v)
 		}
@@ -77,12 +89,12 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 			e.cache.put(k, ev.Data)
 		}
 	}
-	enq, err := e.store.Advance(ctx, rt.r.Name, adv)
+	enq, err = e.advance(ctx, rt.r.Name, adv)
 	if err != nil {
 		for _, k := range keys {
 			e.cache.drop(k)
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	st := e.stats[rt.r.Name]
 	queued := 0
@@ -97,15 +109,17 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 		default:
 			e.cache.drop(keys[i])
 			st.count(q.Status)
+			e.obs.RunFinished(rt.r.Name, q.Status, 0)
 		}
 		fresh++
 	}
 	st.events.Add(int64(fresh))
+	e.obs.EventsSeen(rt.r.Name, fresh, len(enq)-fresh)
 	e.pending.Add(int64(queued))
 	if queued > 0 {
 		e.wake()
 	}
-	return fresh, nil
+	return fresh, enq, nil
 }
 
 // waitForRoom holds a trigger while too many of its runs wait.
@@ -135,8 +149,19 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 	if start == "" {
 		start = connectors.StartNow
 	}
-	res, err := rt.trigger.Poll(ctx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: e.now(),
+	began, clock := e.now(), time.Now()
+	defer func() {
+		e.obs.PollFinished(name, err == nil, time.Since(clock))
+		if ctx.Err() == nil {
+			msg := ""
+			if err != nil {
+				msg = e.redact.String(err.Error())
+			}
+			e.watch.polled(rt, began, err == nil, more, msg)
+		}
+	}()
+	res, err := rt.trigger.Poll(e.withPauseHook(ctx, rt.trigConn.connector), rt.trigConn.conn, connectors.PollRequest{
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
 	})
 	if err != nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: %w", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation, err)
@@ -329,6 +354,7 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 	}
 	refuse := func(w http.ResponseWriter, status int, msg string) {
 		log.Warn("delivery refused", "status", status, "reason", msg)
+		e.obs.WebhookDelivery(rt.r.Name, webhookOutcome(status))
 		reply(w, status, map[string]string{"error": msg})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -356,12 +382,34 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
 			return
 		}
+		began := e.now()
 		fresh, err := e.enqueue(r.Context(), rt, nil, nil, events)
 		if err != nil {
 			log.Error("persisting a delivery failed", "error", err)
+			e.watch.polled(rt, began, false, false, e.redact.String(err.Error()))
+			e.obs.WebhookDelivery(rt.r.Name, "unavailable")
 			reply(w, http.StatusServiceUnavailable, map[string]string{"error": "the delivery could not be stored; deliver again"})
 			return
 		}
+		e.watch.polled(rt, began, true, false, "")
+		outcome := "accepted"
+		if fresh == 0 && len(events) > 0 {
+			outcome = "duplicate"
+		}
+		e.obs.WebhookDelivery(rt.r.Name, outcome)
 		reply(w, http.StatusOK, map[string]int{"accepted": fresh, "duplicates": len(events) - fresh})
 	})
+}
+
+// webhookOutcome names a refused delivery for metrics.
+func webhookOutcome(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "bad_request"
 }

@@ -476,7 +476,7 @@ func (s *source) checkWith(w *yaml.Node, input json.RawMessage, name, where stri
 	// A template stands for a value of the type its expression has, so
 	// that the schema checks that type; a value of unknown type is
 	// accepted as it is, and only its key is checked.
-	sample := map[string]any{"string": "", "integer": 0, "number": 0, "boolean": false}
+	sample := map[string]any{"string": "", "integer": 0, "number": 0, "boolean": false, "array": []any{}, "object": map[string]any{}}
 	sub := func(n *yaml.Node) (any, bool) {
 		v, ok := sample[s.kinds[n]]
 		return v, ok

@@ -22,6 +22,7 @@ import (
 	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -47,10 +48,20 @@ events and lets runs in flight finish.
 as a JSON line {connection, method, path, body}; the store is not changed
 (a copy is used).
 
+--http ADDR serves the webhook triggers, Prometheus metrics at /metrics,
+/healthz (the process lives) and /readyz (the store answers, every trigger
+polled successfully within 3 intervals, no connection's credentials
+refused; 503 with the failing checks otherwise). See docs/operations.md.
+
 --sandbox starts the in-process sandbox of all three services; every
 connection then uses its service's sandbox URL, demo credentials and demo
 account (company, location, event).
 --sandbox-url does the same with a sandbox already running.
+
+--http also serves the console at /console/ (see memberflow console --help):
+on a loopback address as is, on any other only with --console-token (or
+--console-token-secret, --console-basic-auth-secret); without one the
+console is not served there, and the webhooks still are.
 
 Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
 failed, 2 for usage errors and recipes that do not load.`,
@@ -63,15 +74,17 @@ failed, 2 for usage errors and recipes that do not load.`,
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
-			fs.StringVar(&o.http, "http", "", "serve webhook triggers on `ADDR` (host:port)")
+			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
+			fs.StringVar(&o.storeKey, "store-key", "MEMBERFLOW_STORE_KEY", "the secret (by `name`, from the environment or --secrets) that OAuth tokens are encrypted with in the store")
 			var conns stringList
 			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			o.console.flags(fs, "console-read-only")
 			return func(ctx context.Context, args []string, io stdio) int {
 				o.connections = conns
 				o.paths = args
@@ -83,10 +96,12 @@ failed, 2 for usage errors and recipes that do not load.`,
 
 type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
+	storeKey                                                     string
 	once, sandbox, sandboxNoLimits, dryRun                       bool
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
+	console                                                      consoleAccess
 }
 
 func (o runOptions) check() error {
@@ -157,18 +172,43 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	storePath, cleanup, err := storeForRun(ctx, o)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	defer cleanup()
 	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	defer store.Close()
+	var meta engine.MetaStore // the store's own, except in a dry run
+	if o.dryRun {
+		// The service rotates a refresh token even in a dry run: the new
+		// one goes to the real store, not to the copy thrown away.
+		if _, err := os.Stat(o.store); err == nil {
+			real, err := sqlitestore.Open(o.store, sqlitestore.Options{Logger: log})
+			if err != nil {
+				reportStoreError(io, "run", o.store, err)
+				return exitFail
+			}
+			defer real.Close()
+			meta = real
+		}
+	}
+	var storeKey []byte
+	if v, ok := secrets.Lookup(o.storeKey); ok && v != "" {
+		storeKey = []byte(v)
+	}
 
-	eng, err := engine.New(engine.Options{Store: store, Logger: log, Concurrency: o.concurrency, Owner: o.owner})
+	// Metrics are kept when something can read them: the --http listener.
+	var metrics *ops.Metrics
+	var observer engine.Observer
+	if o.http != "" {
+		metrics = ops.NewMetrics()
+		observer = metrics
+	}
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -181,6 +221,11 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	var secretValues []string
 	for i, r := range rs {
 		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned.write, log)
+		for name, c := range conns {
+			if c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != "" && len(storeKey) == 0 && err == nil {
+				err = fmt.Errorf("connection %q uses an OAuth refresh token, which the service replaces at each refresh: set the secret %s to a random key of at least %d characters (openssl rand -base64 32), with which memberflow keeps the newest token in the store, encrypted (docs/runner.md)", name, o.storeKey, engine.MinStoreKey)
+			}
+		}
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
@@ -194,6 +239,13 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		resolved[i] = conns
 	}
 	planned.redact = apiclient.NewRedactor(secretValues...)
+	var consoleHandler http.Handler
+	if o.http != "" {
+		if consoleHandler, err = runConsoleHandler(o, rs, store, resolved, secrets, apiclient.NewRedactor(secretValues...).String, log); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	for i, r := range rs {
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
@@ -201,8 +253,14 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 
+	if err := eng.CheckIdentities(ctx); err != nil {
+		reportStoreError(io, "run", o.store, err)
+		return exitFail
+	}
+
 	if o.http != "" {
-		stopHTTP, err := serveWebhooks(o.http, eng, log)
+		metrics.Attach(eng, store)
+		stopHTTP, err := serveHTTP(o.http, httpHandler(eng, metrics, consoleHandler), eng, log)
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitFail
@@ -212,7 +270,12 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	stopProgress := startProgress(eng, io.err)
 	if o.once {
-		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) { return eng.RunOnce(ctx) })
+		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) {
+			if ctx.Err() != nil {
+				return nil, nil // stopped by a signal: no further pass
+			}
+			return eng.RunOnce(ctx)
+		})
 		stopProgress()
 		if sum != nil {
 			sum.WriteText(io.out)
@@ -220,8 +283,19 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			writeGlance(io.out, sum, rs)
 			log.Debug("caught up", "passes", passes)
 		}
+		if ctx.Err() != nil {
+			// SIGINT or SIGTERM: the engine has given back the runs it had
+			// claimed and not finished; make sure none is left held.
+			n, rerr := eng.Release(context.WithoutCancel(ctx))
+			if rerr != nil {
+				reportStoreError(io, "run", o.store, rerr)
+				return exitFail
+			}
+			fmt.Fprintf(io.err, "memberflow run: stopped by a signal; unfinished runs are back in the queue (%d released now) and resume on the next start\n", n)
+			return exitOK
+		}
 		if err != nil {
-			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			reportStoreError(io, "run", o.store, err)
 			return exitFail
 		}
 		if n := sum.Dead(); n > 0 {
@@ -235,7 +309,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	stopProgress()
 	eng.Summary().WriteText(io.err)
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		reportStoreError(io, "run", o.store, err)
 		return exitFail
 	}
 	return exitOK
@@ -278,6 +352,9 @@ type sandboxTarget interface {
 	// Options are the sandbox account's settings (company, location,
 	// event), which replace the production ones.
 	Options(connector string) map[string]any
+	// Place names the service in the store's record of the connection's
+	// account when its URL changes at every start; "" keeps the URL.
+	Place(connector string) string
 }
 
 // placeholderSecrets answers every secret: with a sandbox, credentials
@@ -309,7 +386,18 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 			return nil, err
 		}
 		if target != nil {
+			smtp := strings.HasPrefix(cfg.BaseURL, "smtp://")
 			cfg.BaseURL = target.URL(c.Connector)
+			if st, ok := target.(interface{ SMTP() string }); ok && smtp && st.SMTP() != "" {
+				// Email notifications go to the sink's SMTP server, a
+				// local relay without TLS.
+				cfg.BaseURL = st.SMTP()
+				opts := map[string]any{"tls": "none"}
+				if from, ok := cfg.Options["from"]; ok {
+					opts["from"] = from
+				}
+				cfg.Options = opts
+			}
 			cfg.Auth = target.Auth(c.Connector)
 			if wh := target.Webhook(c.Connector); wh.Secret != "" || wh.PublicKey != "" {
 				cfg.Webhook = wh
@@ -329,7 +417,11 @@ func resolveConnections(r *recipes.Recipe, secrets recipes.SecretSource, target 
 			cfg.DryRun = planned
 		}
 		cfg.Logger = log.Named(name)
-		out[name] = engine.Connection{Spec: spec, Config: cfg}
+		conn := engine.Connection{Spec: spec, Config: cfg}
+		if target != nil {
+			conn.Place = target.Place(c.Connector)
+		}
+		out[name] = conn
 	}
 	return out, nil
 }
@@ -366,12 +458,26 @@ func (p *plannedWriter) write(w connectors.PlannedWrite) {
 	p.enc.Encode(json.RawMessage(p.redact.String(string(b))))
 }
 
-func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), error) {
+// httpHandler is what --http serves: /metrics, /healthz and /readyz, the
+// console under /console/ when there is one, and every other path to the
+// webhook triggers.
+func httpHandler(eng *engine.Engine, metrics *ops.Metrics, console http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	ops.Mount(mux, metrics, ops.EngineChecker{Engine: eng})
+	if console != nil {
+		mux.Handle("/console/", console)
+	}
+	mux.Handle("/", eng.WebhookHandler())
+	return mux
+}
+
+func serveHTTP(addr string, h http.Handler, eng *engine.Engine, log hclog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
-	srv := &http.Server{Handler: eng.WebhookHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	log.Info("listening", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/readyz", "console", "http://"+ln.Addr().String()+"/console/")
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	paths := eng.WebhookPaths()
 	names := make([]string, 0, len(paths))
@@ -384,7 +490,7 @@ func serveWebhooks(addr string, eng *engine.Engine, log hclog.Logger) (func(), e
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("webhook listener stopped", "error", err)
+			log.Error("the --http listener stopped", "error", err)
 		}
 	}()
 	return func() {

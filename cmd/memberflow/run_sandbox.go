@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,20 +22,41 @@ import (
 // sandboxAt points connections at a running sandbox.
 type sandboxAt struct {
 	base string
-	// membershipsKey is the public key the Memberships sandbox signs its
-	// webhook deliveries with, fetched once.
-	membershipsKey string
+	// place names the in-process sandbox, whose port changes at every
+	// start, in the store's record of accounts: by its seed, which
+	// decides its data.
+	place string
+	// smtpURL is the alert sink's SMTP server, fetched once.
+	smtpURL string
+	// webhooks are the settings that verify each service's deliveries,
+	// read once from the running sandbox (a public key) or its
+	// registration (a shared secret).
+	webhooks map[string]connectors.Webhook
 }
 
-func (s *sandboxAt) URL(connector string) string             { return s.base + "/" + connector }
+func (s *sandboxAt) URL(connector string) string {
+	if connector == "notify" {
+		// Webhook and Slack notifications go to the alert sink.
+		return s.base + "/_sandbox/notifications"
+	}
+	return s.base + "/" + connector
+}
+
+// SMTP is the sink's SMTP server for email notifications ("" if none).
+func (s *sandboxAt) SMTP() string { return s.smtpURL }
+func (s *sandboxAt) Place(connector string) string {
+	if s.place == "" {
+		return ""
+	}
+	return s.place + "/" + connector
+}
 func (s *sandboxAt) Auth(connector string) connectors.Auth   { return sandbox.DemoAuth(connector) }
 func (s *sandboxAt) Options(connector string) map[string]any { return sandbox.DemoOptions(connector) }
 func (s *sandboxAt) Webhook(connector string) connectors.Webhook {
-	wh := sandbox.DemoWebhook(connector)
-	if connector == "memberships" && wh.PublicKey == "" {
-		wh.PublicKey = s.membershipsKey
+	if connector == "notify" {
+		return connectors.Webhook{Secret: sandbox.NotifySecret}
 	}
-	return wh
+	return s.webhooks[connector]
 }
 
 // startSandbox returns nil without --sandbox or --sandbox-url.
@@ -55,52 +77,56 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 			return nil, nil, err
 		}
 		log.Info("sandbox started", "url", base, "members", o.sandboxMembers, "seed", o.sandboxSeed)
-		t := &sandboxAt{base: base}
-		t.membershipsKey = fetchPublicKey(ctx, base, log)
+		t := newSandboxAt(ctx, base, log)
+		t.place = fmt.Sprintf("memberflow-sandbox:seed-%d", o.sandboxSeed)
+		t.smtpURL = srv.SMTPURL()
 		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":
 		base := strings.TrimRight(o.sandboxURL, "/")
-		t := &sandboxAt{base: base}
-		t.membershipsKey = fetchPublicKey(ctx, base, log)
+		t := newSandboxAt(ctx, base, log)
+		t.smtpURL = fetchSMTPURL(ctx, base)
 		return t, func() {}, nil
 	}
 	return nil, func() {}, nil
 }
 
-// fetchPublicKey reads the Memberships sandbox's webhook key; without it
-// only Memberships webhook triggers fail (their deliveries do not verify).
-func fetchPublicKey(ctx context.Context, base string, log hclog.Logger) string {
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		var key string
-		if key, err = fetchPublicKeyOnce(ctx, base); err == nil {
-			return key
+// newSandboxAt reads every registered service's webhook settings; without
+// them only that service's webhook triggers fail (deliveries do not
+// verify).
+func newSandboxAt(ctx context.Context, base string, log hclog.Logger) *sandboxAt {
+	t := &sandboxAt{base: base, webhooks: map[string]connectors.Webhook{}}
+	for _, r := range sandboxkit.Registered() {
+		wh, err := sandbox.DemoWebhookAt(ctx, http.DefaultClient, r.Name, t.URL(r.Name))
+		if err != nil {
+			log.Warn("the sandbox's webhook settings are not available; its webhooks will not verify", "service", r.Name, "error", err)
+			continue
 		}
+		t.webhooks[r.Name] = wh
 	}
-	log.Warn("the sandbox's memberships webhook key is not available; memberships webhooks will not verify", "error", err)
-	return ""
-}
-
-func fetchPublicKeyOnce(ctx context.Context, base string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/memberships/webhooks/public-key", nil)
-	if err != nil {
-		return "", err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-	if err != nil {
-		return "", err
-	}
-	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET /memberships/webhooks/public-key: HTTP %d", res.StatusCode)
-	}
-	return string(body), nil
+	return t
 }
 
 var _ sandboxTarget = (*sandboxAt)(nil)
+
+// fetchSMTPURL asks a running sandbox for its alert sink's SMTP server;
+// an older sandbox has none, and emails to it then fail.
+func fetchSMTPURL(ctx context.Context, base string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_sandbox/smtp", nil)
+	if err != nil {
+		return ""
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	var v struct {
+		URL string `json:"url"`
+	}
+	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<10)).Decode(&v) != nil {
+		return ""
+	}
+	return v.URL
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -39,34 +40,17 @@ func runOnceUntilQuiet(run func() (*engine.Summary, error)) (*engine.Summary, in
 	return sum, maxOncePasses, nil
 }
 
-// effects name what a write means to a person reading the summary, by
-// connector and operation.
-var effects = map[string]string{
-	"accredible.upsert_credential":       "certificates issued",
-	"accredible.create_credential":       "certificates issued",
-	"accredible.bulk_create_credentials": "certificates issued",
-	"accredible.expire_credential":       "certificates expired",
-	"accelevents.upsert_attendee":        "attendees synced",
-	"accelevents.create_attendee":        "attendees synced",
-	"accelevents.record_payment":         "payments mirrored",
-	"memberships.upsert_payment":         "payments mirrored",
-	"memberships.create_payment":         "payments mirrored",
-	"memberships.update_user":            "members updated",
-	"memberships.set_membership_status":  "members updated",
-}
-
-// effectOrder is the order of the at-a-glance line.
-var effectOrder = []string{"certificates issued", "certificates expired", "attendees synced", "payments mirrored", "QR codes made", "members updated"}
-
-// writeGlance prints one line a person can read at a glance: members
-// seen, what was done, what was skipped and what failed.
+// writeGlance prints one line a person can read at a glance: what the
+// triggers saw, what was done (each operation's Effect), what was skipped
+// and what failed.
 func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	byName := map[string]*recipes.Recipe{}
 	for _, r := range rs {
 		byName[r.Name] = r
 	}
+	seen := map[string]int64{}
 	counts := map[string]int64{}
-	var created, changes, skipped, dead int64
+	var skipped, dead int64
 	for _, s := range sum.Recipes {
 		r := byName[s.Recipe]
 		if r == nil {
@@ -74,52 +58,110 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 		}
 		skipped += s.Skipped
 		dead += s.Dead
-		if t := r.Trigger; t != nil && connectorOf(r, t.Connection) == "memberships" {
-			// A member is seen once by a trigger of new members; other
-			// member triggers see each change, so they count only when
-			// no recipe watches new members.
-			switch {
-			case t.Operation == "user_created":
-				created = max(created, s.Events)
-			case strings.HasPrefix(t.Operation, "user_") || t.Operation == "membership_status_changed":
-				changes = max(changes, s.Events)
+		if t := r.Trigger; t != nil {
+			// A subject is seen by every recipe that watches it: the
+			// largest count is the number seen, not the sum.
+			if e := effectOf(connectorOf(r, t.Connection), t.Operation, true); e != "" {
+				seen[e] = max(seen[e], s.Events)
 			}
 		}
-		qr := false
+		// The label a read-only step gives the unlabelled writes after it.
+		carried := ""
+		labelOf := map[string]string{}
 		for _, st := range r.Steps {
-			if connectorOf(r, st.Connection) == "accelevents" && st.Operation == "attendee_qr_code" {
-				qr = true
+			key := st.Connection + "." + st.Operation
+			e := effectOf(connectorOf(r, st.Connection), st.Operation, false)
+			if spec, ok := connectors.Default.Lookup(connectorOf(r, st.Connection)); ok {
+				if a := spec.Action(st.Operation); a != nil && a.ReadOnly {
+					if e != "" {
+						carried = e
+					}
+					continue
+				}
+			}
+			if e == "" {
+				e = carried
+			}
+			if e != "" {
+				labelOf[key] = e
 			}
 		}
 		for key, n := range s.Writes {
 			conn, op, _ := strings.Cut(key, ".")
-			connector := connectorOf(r, conn)
-			if qr && connector == "file" && op == "append" {
-				counts["QR codes made"] += n
-				continue
+			e := labelOf[key]
+			if e == "" {
+				e = effectOf(connectorOf(r, conn), op, false)
 			}
-			if e, ok := effects[connector+"."+op]; ok {
+			if e != "" {
 				counts[e] += n
 			}
 		}
 	}
-	members := fmt.Sprintf("%d members seen", created)
-	if created == 0 {
-		members = fmt.Sprintf("%d member changes seen", changes)
+	var parts []string
+	// The first trigger effect that saw anything, in catalogue order (a
+	// connector's first trigger is its broadest, "members seen"), else the
+	// first there is.
+	triggerLabels, actionLabels := catalogueEffects()
+	first := ""
+	for _, e := range triggerLabels {
+		if _, used := seen[e]; used && (first == "" || seen[first] == 0 && seen[e] > 0) {
+			first = e
+		}
 	}
-	parts := []string{members}
-	for _, e := range effectOrder {
+	if first != "" {
+		parts = append(parts, fmt.Sprintf("%d %s", seen[first], first))
+	}
+	for _, e := range actionLabels {
 		if n := counts[e]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, e))
 		}
 	}
-	// Only figures that identical inputs make identical: what changed,
-	// what conditions skipped, what failed. How many upserts found their
-	// record already as asked, and how many events were echoes, depend on
-	// which of two recipes touching one record ran first: the table above
-	// has them.
+	// Only figures that identical inputs make identical: what changed
+	// (Writes counts changes, not calls), what conditions skipped, what
+	// failed. How many upserts found their record already as asked, and
+	// how many events were echoes, depend on which of two recipes touching
+	// one record ran first: the table above has them.
 	parts = append(parts, fmt.Sprintf("%d skipped by conditions", skipped), fmt.Sprintf("%d failed", dead))
 	fmt.Fprintln(w, strings.Join(parts, " · "))
+}
+
+// effectOf is an operation's Effect, "" when it has none.
+func effectOf(connector, operation string, trigger bool) string {
+	spec, ok := connectors.Default.Lookup(connector)
+	if !ok {
+		return ""
+	}
+	if trigger {
+		if t := spec.Trigger(operation); t != nil {
+			return t.Effect
+		}
+		return ""
+	}
+	if a := spec.Action(operation); a != nil {
+		return a.Effect
+	}
+	return ""
+}
+
+// catalogueEffects lists the distinct trigger and action effects in
+// catalogue order: the order of the summary line.
+func catalogueEffects() (triggers, actions []string) {
+	seen := map[string]bool{}
+	for _, spec := range connectors.Default.List() {
+		for _, t := range spec.Triggers {
+			if t.Effect != "" && !seen["t"+t.Effect] {
+				seen["t"+t.Effect] = true
+				triggers = append(triggers, t.Effect)
+			}
+		}
+		for _, a := range spec.Actions {
+			if a.Effect != "" && !seen["a"+a.Effect] {
+				seen["a"+a.Effect] = true
+				actions = append(actions, a.Effect)
+			}
+		}
+	}
+	return triggers, actions
 }
 
 func connectorOf(r *recipes.Recipe, connection string) string {

@@ -98,12 +98,12 @@ func inspect(ctx context.Context, cmd, path, format string, io stdio, fn func(*s
 	}
 	s, err := sqlitestore.Open(path, sqlitestore.Options{})
 	if err != nil {
-		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		reportStoreError(io, cmd, path, err)
 		return exitFail
 	}
 	defer s.Close()
 	if err := fn(s); err != nil {
-		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		reportStoreError(io, cmd, path, err)
 		var u usageError
 		if errors.As(err, &u) || errors.Is(err, engine.ErrNoRun) {
 			return exitUsage

@@ -12,9 +12,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
-	accredible "github.com/memberflow/memberflow/connectors/accredible/sandbox"
-	memberships "github.com/memberflow/memberflow/connectors/memberships/sandbox"
 	"github.com/memberflow/memberflow/internal/sandbox"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
@@ -22,11 +19,13 @@ import (
 func init() {
 	register(&command{
 		name:    "sandbox",
-		summary: "run the simulated Memberships, Accredible and Accelevents APIs",
-		usage:   "[--addr 127.0.0.1:8089] [--ready-file FILE] [--members N] [--seed S] [--fail-rate F] [--drop-rate F] [--latency D] [--rate-limit R|off]",
-		help: `Serves the three sandboxes under /memberships, /accredible and /accelevents
+		summary: "run the simulated APIs of every connector that has a sandbox",
+		usage:   "[--addr 127.0.0.1:8089] [--ready-file FILE] [--members N] [--seed S] [--fail-rate F] [--drop-rate F] [--latency D] [--rate-limit R|off] [--allow-undocumented]",
+		help: `Serves every connector's sandbox under /<connector> (` + sandboxPrefixes() + `)
 with seeded data, until interrupted. They answer like the real APIs: the same
-headers, paths, bodies, pagination, errors and rate limits.
+headers, paths, bodies, pagination, errors and rate limits. Request
+parameters the real APIs do not document are refused, unless
+--allow-undocumented.
 
 Faults are deterministic for a seed: --fail-rate answers 500, --drop-rate
 closes the connection unanswered (half of the time after applying the
@@ -34,8 +33,7 @@ request), --latency delays every answer.
 
 --rate-limit overrides every service's documented limit: "off", "N" (per
 second) or "N/DURATION" ("100/10s"). Without it each service keeps its own
-(Memberships 100 per 10 s, Accredible 2,000 per 5 minutes, Accelevents
-ours: 50 per second).
+(` + sandboxLimits() + `).
 
 Inspect and drive it with GET /_sandbox/stats, POST /_sandbox/reset,
 POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
@@ -48,6 +46,7 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 			latency := fs.Duration("latency", 0, "delay added to every API answer (e.g. 50ms)")
 			rateLimit := fs.String("rate-limit", "", `rate limit of every service: "off", "N" per second or "N/DURATION"; empty keeps the documented limits`)
 			logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+			allowUndocumented := fs.Bool("allow-undocumented", false, "accept request parameters the real APIs do not document (incremental searches)")
 			readyFile := fs.String("ready-file", "", "once listening, write the base URL to this `file` (for scripts and memberflow bench)")
 			return func(ctx context.Context, args []string, io stdio) int {
 				if len(args) > 0 {
@@ -70,11 +69,33 @@ POST /_sandbox/mutate and POST /_sandbox/webhooks.`,
 					Faults:    sandboxkit.Faults{FailRate: *failRate, DropRate: *dropRate, Latency: *latency},
 					RateLimit: limit,
 					Logger:    hclog.New(&hclog.LoggerOptions{Name: "memberflow", Level: level, Output: io.err}),
+
+					AllowUndocumented: *allowUndocumented,
 				}
 				return serveSandboxReady(ctx, *addr, opts, io, *readyFile)
 			}
 		},
 	})
+}
+
+// sandboxPrefixes lists the registered sandboxes' mount prefixes.
+func sandboxPrefixes() string {
+	var out []string
+	for _, r := range sandboxkit.Registered() {
+		out = append(out, "/"+r.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// sandboxLimits describes each registered sandbox's documented limits.
+func sandboxLimits() string {
+	var out []string
+	for _, r := range sandboxkit.Registered() {
+		if r.Limits != "" {
+			out = append(out, r.Name+" "+r.Limits)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // serveSandbox seeds, listens, prints how to call each service, and serves
@@ -132,22 +153,17 @@ func printSandboxBanner(w io.Writer, srv *sandbox.Server, base string, opts sand
 	for _, name := range srv.Services() {
 		url := srv.URL(name)
 		fmt.Fprintf(w, "\n%s  %s\n", name, url)
-		switch name {
-		case "memberships":
-			fmt.Fprintf(w, "  token:  %s (private integration token; OAuth app %s / %s at %s/oauth/token)\n", memberships.DemoKey, memberships.DemoClientID, memberships.DemoClientSecret, url)
-			fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' -H 'Version: %s' '%s/users/search?companyId=%s&limit=5'\n", memberships.DemoKey, memberships.APIVersion, url, memberships.DemoCompanyID)
-		case "accredible":
-			fmt.Fprintf(w, "  key:    %s\n", accredible.DemoKey)
-			fmt.Fprintf(w, "  curl -H 'Authorization: Token token=%s' -H 'Content-Type: application/json' -d '{\"query\":{},\"page\":{\"from\":0,\"size\":5}}' '%s/v2/credentials/search'\n", accredible.DemoKey, url)
-			fmt.Fprintf(w, "  curl -H 'Authorization: Token token=%s' '%s/v1/issuer/all_groups'\n", accredible.DemoKey, url)
-		case "accelevents":
-			fmt.Fprintf(w, "  key:    %s (webhook secret %s)\n", accelevents.DemoKey, accelevents.DemoWebhookSecret)
-			fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' '%s/rest/events/%s/staff/allAttendees?page=0&size=5'\n", accelevents.DemoKey, url, accelevents.DemoEventURL)
+		if r, ok := sandboxkit.Lookup(name); ok && r.Hints != nil {
+			for _, line := range r.Hints(url) {
+				fmt.Fprintf(w, "  %s\n", line)
+			}
 		}
 	}
 	fmt.Fprintf(w, "\ninspect: curl %s/_sandbox/stats\n", base)
-	fmt.Fprintf(w, "mutate:  curl -d '{\"service\":\"memberships\",\"kind\":\"become_eligible\",\"count\":5}' %s/_sandbox/mutate\n", base)
-	fmt.Fprintf(w, "hooks:   curl -d '{\"service\":\"accelevents\",\"url\":\"http://127.0.0.1:9000/hooks\"}' %s/_sandbox/webhooks\n", base)
+	if names := srv.Services(); len(names) > 0 {
+		fmt.Fprintf(w, "mutate:  curl -d '{\"service\":\"%s\",\"kind\":\"...\",\"count\":5}' %s/_sandbox/mutate\n", names[0], base)
+		fmt.Fprintf(w, "hooks:   curl -d '{\"service\":\"%s\",\"url\":\"http://127.0.0.1:9000/hooks\"}' %s/_sandbox/webhooks\n", names[0], base)
+	}
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 	if f, ok := w.(*os.File); ok {
 		f.Sync()

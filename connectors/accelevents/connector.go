@@ -95,10 +95,26 @@ func Spec() *connectors.Spec {
 	}
 	s.Actions = append(s.Actions, hand...)
 	s.Triggers = triggers()
+	setEffects(s)
 	return s
 }
 
-func init() { connectors.MustRegister(Spec()) }
+// effects say what each operation means in a run's summary.
+var effects = map[string]string{
+	"upsert_attendee":  "attendees synced",
+	"create_attendee":  "attendees synced",
+	"record_payment":   "payments mirrored",
+	"attendee_qr_code": "QR codes made",
+}
+
+// setEffects labels the spec's operations.
+func setEffects(s *connectors.Spec) {
+	for _, a := range s.Actions {
+		a.Effect = effects[a.Name]
+	}
+}
+
+func init() { connectors.MustRegisterLazy(Name, Spec) }
 
 // Open builds the connection's client. It does no I/O.
 func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
@@ -143,6 +159,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:     cfg.HTTPClient,
 		Logger:         log,
 		DryRun:         cfg.DryRun,
+		Tokens:         cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", cfg.Name, err)

@@ -153,7 +153,7 @@ func runBulk(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk []int, results []bulkResult) ([]connectors.Record, error) {
 	body := make([]any, len(chunk))
 	for j, i := range chunk {
-		body[j] = wireFields(items[i])
+		body[j] = withoutNulls(wireFields(items[i]))
 	}
 	var out struct {
 		Results []struct {

@@ -127,8 +127,11 @@ func (c *Client) get(ctx context.Context, id string) (Credential, bool, error) {
 }
 
 // create issues one credential from a wire body (the fields inside
-// {"credential": ...}).
+// {"credential": ...}). A null field is left out: the document does not
+// allow null on create (expired_on is "null by default"), and leaving a
+// field out gives its default.
 func (c *Client) create(ctx context.Context, fields map[string]any) (Credential, error) {
+	fields = withoutNulls(fields)
 	var out struct {
 		Credential map[string]any `json:"credential"`
 	}
@@ -140,6 +143,23 @@ func (c *Client) create(ctx context.Context, fields map[string]any) (Credential,
 		return Credential{}, nil
 	}
 	return fromV1(out.Credential), nil
+}
+
+// withoutNulls returns fields without its null values (a copy when there
+// are any).
+func withoutNulls(fields map[string]any) map[string]any {
+	for _, v := range fields {
+		if v == nil {
+			out := make(map[string]any, len(fields))
+			for k, v := range fields {
+				if v != nil {
+					out[k] = v
+				}
+			}
+			return out
+		}
+	}
+	return fields
 }
 
 // update changes only the fields given (a partial update).

@@ -61,7 +61,7 @@ func Document() (*openapi.Document, error) { return openapi.Load(openAPIDoc) }
 // OpenAPI returns the embedded OpenAPI document.
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy("accredible", Spec) }
 
 // Spec returns a fresh description of the connector.
 func Spec() *connectors.Spec {
@@ -110,7 +110,23 @@ func Spec() *connectors.Spec {
 		}
 	}
 	s.Triggers = triggers()
+	setEffects(s)
 	return s
+}
+
+// effects say what each operation means in a run's summary.
+var effects = map[string]string{
+	"upsert_credential":       "certificates issued",
+	"create_credential":       "certificates issued",
+	"bulk_create_credentials": "certificates issued",
+	"expire_credential":       "certificates expired",
+}
+
+// setEffects labels the spec's operations.
+func setEffects(s *connectors.Spec) {
+	for _, a := range s.Actions {
+		a.Effect = effects[a.Name]
+	}
 }
 
 // Open builds the client from the connection. It does no I/O.
@@ -155,6 +171,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:     cfg.HTTPClient,
 		Logger:         log,
 		DryRun:         cfg.DryRun,
+		Tokens:         cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accredible connection %q: %w", cfg.Name, err)

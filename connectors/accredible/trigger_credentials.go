@@ -10,11 +10,18 @@ import (
 	"github.com/memberflow/memberflow/connectors"
 )
 
-// Accredible has no webhooks: both triggers poll the v2 search on
-// updated_at, oldest first. The cursor remembers the newest updated_at
-// seen and the ids seen at exactly that instant, so that credentials
-// sharing a timestamp are neither skipped nor repeated; per-credential
-// state (the fingerprint) tells a change from a re-read.
+// Accredible has no webhooks: both triggers poll the v2 search, using
+// only what its document offers. updated_at is a filter on dates
+// (YYYY-MM-DD), not a sort key, so a poll is a scan of every credential
+// updated on or after a window's first day, in id order (a documented sort
+// key) and page by page with the search cursor, comparing each
+// credential's fingerprint with the one remembered: a credential re-read
+// unchanged is not an event. When a scan ends, the window moves to the
+// day before the newest updated_at seen: the day boundary is the
+// service's, in a time zone it does not document, so a day of overlap
+// keeps a change made late on one side of midnight from being missed. A
+// poll therefore costs the credentials changed in the last day or two,
+// read again each interval.
 
 const (
 	triggerCreated = "credential_created"
@@ -22,16 +29,29 @@ const (
 	triggerChanged = "credential_changed"
 	pollInterval   = time.Minute
 	stampLayout    = "2006-01-02T15:04:05.000Z"
+	dayLayout      = "2006-01-02"
 )
 
 type pollCursor struct {
-	// At is the updated_at of the newest credential seen.
-	At string `json:"at,omitempty"`
-	// IDs are the credentials seen with updated_at equal to At.
-	IDs []string `json:"ids,omitempty"`
-	// Since is the newest updated_at when the trigger started (start:
-	// now): credentials created before it are not reported as created.
+	// Window is the first day a scan asks for (updated_at[gte]); empty
+	// reads every credential.
+	Window string `json:"window,omitempty"`
+	// Newest is the newest updated_at seen in the scan under way.
+	Newest string `json:"newest,omitempty"`
+	// Page is the search cursor of the scan under way; empty between
+	// scans.
+	Page string `json:"page,omitempty"`
+	// Baseline marks the first scan of a trigger started "now": what it
+	// reads is remembered, not reported.
+	Baseline bool `json:"baseline,omitempty"`
+	// Since is the newest updated_at the baseline saw, in the service's
+	// clock: credentials created before it existed when the trigger
+	// started. Empty after a baseline that found nothing: then every
+	// later credential is new, whatever the two clocks say.
 	Since string `json:"since,omitempty"`
+	// At is the newest updated_at of a cursor written before windows
+	// (read only, to carry such a cursor over).
+	At string `json:"at,omitempty"`
 }
 
 func triggers() []*connectors.TriggerSpec {
@@ -111,109 +131,92 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 		if err := json.Unmarshal([]byte(req.Cursor), &cur); err != nil {
 			return nil, fmt.Errorf("cursor %q is not this trigger's: %w", req.Cursor, err)
 		}
+		if cur.At != "" && cur.Window == "" {
+			cur.Window = windowBefore(cur.At)
+		}
+		cur.At = ""
 	} else if req.Start != connectors.StartBeginning {
-		return c.startNow(ctx, req)
+		now := req.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		// Credentials not updated lately need no baseline: unknown and
+		// changed later, they are updates, created before Since.
+		cur.Baseline = true
+		cur.Window = windowBefore(now.UTC().Format(stampLayout))
 	}
 	query := baseQuery(req.Params)
-	if cur.At != "" {
-		query["updated_at[gte]"] = cur.At
+	if cur.Window != "" {
+		query["updated_at[gte]"] = cur.Window
 	}
-	seen := map[string]bool{}
-	for _, id := range cur.IDs {
-		seen[id] = true
+	page := map[string]any{"from": 0, "size": searchPageSize}
+	if cur.Page != "" {
+		page = map[string]any{"cursor": cur.Page, "size": searchPageSize}
 	}
-	search := searchRequest{Query: query, Sort: map[string]string{"updated_at": "asc"}, Page: map[string]any{"from": 0, "size": searchPageSize}}
-	var fresh []Credential
-	var meta searchMeta
-	read := 0
-	for {
-		items, m, err := c.search(ctx, search)
-		if err != nil {
-			return nil, err
-		}
-		meta, read = m, read+len(items)
-		for _, it := range items {
-			if it.UpdatedAt == cur.At && seen[it.ID] {
-				continue
-			}
-			fresh = append(fresh, it)
-		}
-		// A full page of credentials already seen at the cursor's instant:
-		// read on with the search cursor rather than stall.
-		if len(fresh) > 0 || len(items) < searchPageSize || m.Cursor == "" || read >= m.Count {
-			break
-		}
-		search.Page = map[string]any{"cursor": m.Cursor, "size": searchPageSize}
+	items, meta, err := c.search(ctx, searchRequest{Query: query, Sort: map[string]string{"id": "asc"}, Page: page})
+	if err != nil {
+		return nil, err
 	}
-	// Total is what the search reports from the cursor on: during a
-	// backfill, the credentials left to read.
-	res := &connectors.PollResult{More: read < meta.Count, Total: meta.Count}
-	subjects := make([]string, len(fresh))
-	for i, cr := range fresh {
+	res := &connectors.PollResult{Total: meta.Count}
+	subjects := make([]string, len(items))
+	for i, cr := range items {
 		subjects[i] = Subject(cr.ID)
 	}
 	prior := map[string]string{}
 	if req.Prior != nil && len(subjects) > 0 {
-		var err error
 		if prior, err = req.Prior.Lookup(ctx, subjects); err != nil {
 			return nil, fmt.Errorf("reading remembered state: %w", err)
 		}
 	}
 	since := parseStamp(cur.Since)
-	at, ids := cur.At, cur.IDs
-	for _, cr := range fresh {
+	next := cur
+	for _, cr := range items {
 		subject, fp := Subject(cr.ID), Fingerprint(cr)
 		before, known := prior[subject]
 		created, updated := parseStamp(cr.CreatedAt), parseStamp(cr.UpdatedAt)
 		isCreated := !known && (since.IsZero() || !created.Before(since))
 		isUpdated := (known && before != fp) || (!known && updated.After(created))
 		switch {
+		case cur.Baseline:
 		case isCreated && (kind == triggerCreated || kind == triggerChanged):
 			res.Events = append(res.Events, connectors.Event{ID: subject + "/created", Subject: subject, Fingerprint: fp, Time: created, Data: cr.Output()})
 		case isUpdated && (kind == triggerUpdated || kind == triggerChanged):
 			res.Events = append(res.Events, connectors.Event{ID: subject + "/updated/" + cr.UpdatedAt, Subject: subject, Fingerprint: fp, Time: updated, Data: cr.Output()})
 		}
 		res.States = append(res.States, connectors.Record{Subject: subject, State: fp})
-		if cr.UpdatedAt != at {
-			at, ids = cr.UpdatedAt, nil
+		if parseStamp(cr.UpdatedAt).After(parseStamp(next.Newest)) {
+			next.Newest = cr.UpdatedAt
 		}
-		ids = append(ids, cr.ID)
 	}
-	next, _ := json.Marshal(pollCursor{At: at, IDs: ids, Since: cur.Since})
-	res.Cursor = string(next)
-	return res, nil
-}
-
-// startNow remembers where the credentials stand without reporting them:
-// the newest updated_at, the ids at it (with their state), and that
-// instant as the lower bound of creations. Times are the service's own,
-// so clock skew between memberflow and Accredible cannot hide a creation.
-// With no credentials at all, every later credential is new: no bound.
-func (c *Client) startNow(ctx context.Context, req connectors.PollRequest) (*connectors.PollResult, error) {
-	var cur pollCursor
-	res := &connectors.PollResult{}
-	latest, meta, err := c.search(ctx, searchRequest{Query: baseQuery(req.Params), Sort: map[string]string{"updated_at": "desc"}, Page: map[string]any{"from": 0, "size": 1}})
-	if err != nil {
-		return nil, err
-	}
-	if len(latest) > 0 {
-		cur.At, cur.Since = latest[0].UpdatedAt, latest[0].UpdatedAt
-		q := baseQuery(req.Params)
-		q["updated_at[gte]"] = cur.At
-		same, err := c.searchAll(ctx, q)
-		if err != nil {
-			return nil, err
+	if len(items) == searchPageSize && meta.Cursor != "" {
+		next.Page, res.More = meta.Cursor, true
+	} else {
+		// The scan is over: the next one starts a day before the newest
+		// change seen.
+		next.Page = ""
+		if cur.Baseline {
+			next.Baseline, next.Since = false, next.Newest
 		}
-		for _, cr := range same {
-			if cr.UpdatedAt == cur.At {
-				cur.IDs = append(cur.IDs, cr.ID)
-				res.States = append(res.States, connectors.Record{Subject: Subject(cr.ID), State: Fingerprint(cr)})
+		if next.Newest != "" {
+			if w := windowBefore(next.Newest); w > next.Window {
+				next.Window = w
 			}
 		}
 	}
-	b, _ := json.Marshal(cur)
-	res.Cursor, res.Total = string(b), meta.Count
+	b, _ := json.Marshal(next)
+	res.Cursor = string(b)
 	return res, nil
+}
+
+// windowBefore is the day before a timestamp's (UTC) day: the first day
+// of a scan that must not miss a change made on that timestamp's day in
+// any time zone.
+func windowBefore(stamp string) string {
+	t := parseStamp(stamp)
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().AddDate(0, 0, -1).Format(dayLayout)
 }
 
 func parseStamp(s string) time.Time {

@@ -33,11 +33,23 @@ func (a staticAuth) authorize(_ context.Context, r *http.Request) error {
 func (staticAuth) invalidate() {}
 
 // oauthAuth caches an access token, refreshes it shortly before expiry,
-// and keeps the newest refresh token (each refresh issues a new one).
+// and keeps the newest refresh token (each refresh issues a new one). With
+// a TokenStore the tokens are also saved there, so that other processes
+// and the next start use the newest refresh token rather than the one in
+// the configuration, which the service has invalidated.
 type oauthAuth struct {
-	fetch      func(ctx context.Context) (*oauth2.Token, error)
+	// fetch gets a token: with refresh, a refresh-token grant; without,
+	// the connection's configured grant.
+	fetch func(ctx context.Context, refresh string) (*oauth2.Token, error)
+	// refresh is the newest refresh token when no store keeps it; empty
+	// for a client-credentials connection, which never refreshes.
+	refresh    string
+	store      connectors.TokenStore
 	mu         sync.Mutex
 	tok        *oauth2.Token
+	version    int64 // the store's version of tok
+	loaded     bool  // the store was read
+	stale      bool  // the service refused tok
 	early      time.Duration
 	now        func() time.Time
 	httpClient *http.Client
@@ -46,23 +58,85 @@ type oauthAuth struct {
 func (a *oauthAuth) authorize(ctx context.Context, r *http.Request) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tok == nil || a.tok.AccessToken == "" || (!a.tok.Expiry.IsZero() && a.now().Add(a.early).After(a.tok.Expiry)) {
-		if a.httpClient != nil {
-			ctx = context.WithValue(ctx, oauth2.HTTPClient, a.httpClient)
-		}
-		t, err := a.fetch(ctx)
+	if a.httpClient != nil {
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, a.httpClient)
+	}
+	if a.store != nil && !a.loaded {
+		saved, v, err := a.store.Load(ctx)
 		if err != nil {
+			return fmt.Errorf("oauth2 token: reading the saved token: %w", err)
+		}
+		a.tok, a.version, a.loaded = fromSaved(saved), v, true
+	}
+	if a.stale || a.expired() {
+		if err := a.renew(ctx); err != nil {
 			return fmt.Errorf("oauth2 token: %w", err)
 		}
-		if secs := expiresIn(t); secs > 0 {
-			// oauth2 dates the expiry by the wall clock; date it by the
-			// client's own clock, the one it is compared with.
-			t.Expiry = a.now().Add(time.Duration(secs) * time.Second)
-		}
-		a.tok = t
 	}
 	r.Header.Set("Authorization", "Bearer "+a.tok.AccessToken)
 	return nil
+}
+
+func (a *oauthAuth) expired() bool {
+	return a.tok == nil || a.tok.AccessToken == "" || (!a.tok.Expiry.IsZero() && a.now().Add(a.early).After(a.tok.Expiry))
+}
+
+// renew gets a new token: from the service, or from the store when
+// another process has just got one.
+func (a *oauthAuth) renew(ctx context.Context) error {
+	if a.store == nil {
+		t, err := a.get(ctx, a.refresh)
+		if err != nil {
+			return err
+		}
+		if a.refresh != "" && t.RefreshToken != "" {
+			a.refresh = t.RefreshToken
+		}
+		a.tok, a.stale = t, false
+		return nil
+	}
+	saved, v, err := a.store.Replace(ctx, a.version, func(ctx context.Context, saved *connectors.OAuthToken) (*connectors.OAuthToken, error) {
+		refresh := a.refresh
+		if refresh != "" && saved != nil && saved.RefreshToken != "" {
+			refresh = saved.RefreshToken
+		}
+		t, err := a.get(ctx, refresh)
+		if err != nil {
+			return nil, err
+		}
+		if refresh == "" {
+			t.RefreshToken = "" // client credentials: nothing to keep
+		} else if t.RefreshToken == "" {
+			t.RefreshToken = refresh // the service does not rotate
+		}
+		return &connectors.OAuthToken{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, Expiry: t.Expiry}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.tok, a.version, a.stale = fromSaved(saved), v, false
+	return nil
+}
+
+// get fetches a token from the service, dated by the client's clock.
+func (a *oauthAuth) get(ctx context.Context, refresh string) (*oauth2.Token, error) {
+	t, err := a.fetch(ctx, refresh)
+	if err != nil {
+		return nil, err
+	}
+	if secs := expiresIn(t); secs > 0 {
+		// oauth2 dates the expiry by the wall clock; date it by the
+		// client's own clock, the one it is compared with.
+		t.Expiry = a.now().Add(time.Duration(secs) * time.Second)
+	}
+	return t, nil
+}
+
+func fromSaved(t *connectors.OAuthToken) *oauth2.Token {
+	if t == nil {
+		return nil
+	}
+	return &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, Expiry: t.Expiry, TokenType: "Bearer"}
 }
 
 // expiresIn is the token's lifetime in seconds as the server sent it;
@@ -81,9 +155,11 @@ func expiresIn(t *oauth2.Token) int64 {
 	return 0
 }
 
+// invalidate marks the token refused: the next authorize gets a new one
+// (or the one another process saved since).
 func (a *oauthAuth) invalidate() {
 	a.mu.Lock()
-	a.tok = nil
+	a.stale = true
 	a.mu.Unlock()
 }
 
@@ -118,24 +194,15 @@ func newAuthorizer(cfg Config, now func() time.Time) (authorizer, error) {
 		if au.ClientID == "" || au.ClientSecret == "" {
 			return nil, fmt.Errorf("oauth2 auth: client_id and client_secret are required")
 		}
-		a := &oauthAuth{early: time.Minute, now: now, httpClient: cfg.HTTPClient}
+		a := &oauthAuth{early: time.Minute, now: now, httpClient: cfg.HTTPClient, store: cfg.Tokens, refresh: au.RefreshToken}
 		endpoint := oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
-		if au.RefreshToken != "" {
-			conf := &oauth2.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, Endpoint: endpoint, Scopes: au.Scopes}
-			refresh := au.RefreshToken
-			a.fetch = func(ctx context.Context) (*oauth2.Token, error) {
-				t, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token()
-				if err != nil {
-					return nil, err
-				}
-				if t.RefreshToken != "" {
-					refresh = t.RefreshToken
-				}
-				return t, nil
+		conf := &oauth2.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, Endpoint: endpoint, Scopes: au.Scopes}
+		credentials := &clientcredentials.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, TokenURL: tokenURL, Scopes: au.Scopes, AuthStyle: oauth2.AuthStyleInParams}
+		a.fetch = func(ctx context.Context, refresh string) (*oauth2.Token, error) {
+			if refresh == "" {
+				return credentials.Token(ctx)
 			}
-		} else {
-			conf := &clientcredentials.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, TokenURL: tokenURL, Scopes: au.Scopes, AuthStyle: oauth2.AuthStyleInParams}
-			a.fetch = conf.Token
+			return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token()
 		}
 		return a, nil
 	default:

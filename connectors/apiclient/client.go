@@ -40,6 +40,9 @@ type Config struct {
 	APIKeyHeader, APIKeyScheme string
 	// TokenURL is the service's OAuth token endpoint.
 	TokenURL string
+	// Tokens keeps OAuth tokens across processes and restarts; nil keeps
+	// them in memory.
+	Tokens connectors.TokenStore
 	// Header is sent with every request (GoHighLevel's `Version`).
 	Header http.Header
 	// RateLimit is the token bucket; zero is unlimited.
@@ -80,6 +83,9 @@ type Request struct {
 	// Idempotent marks a write that can be re-sent safely. GET, HEAD, PUT
 	// and DELETE are idempotent by default.
 	Idempotent bool
+	// Anonymous sends the request without the connection's credentials
+	// and default headers: an OAuth token endpoint documents neither.
+	Anonymous bool
 }
 
 func (r *Request) safe() bool {
@@ -300,8 +306,10 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	if err != nil {
 		return nil, err, false
 	}
-	for k, v := range c.cfg.Header {
-		hr.Header[k] = v
+	if !req.Anonymous {
+		for k, v := range c.cfg.Header {
+			hr.Header[k] = v
+		}
 	}
 	for k, v := range req.Header {
 		hr.Header[k] = v
@@ -310,8 +318,10 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 		hr.Header.Set("Content-Type", contentType)
 	}
 	hr.Header.Set("Accept", "application/json")
-	if err := c.auth.authorize(ctx, hr); err != nil {
-		return nil, err, false
+	if !req.Anonymous {
+		if err := c.auth.authorize(ctx, hr); err != nil {
+			return nil, err, false
+		}
 	}
 	start := c.now()
 	res, err := c.http.Do(hr)
@@ -374,9 +384,34 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
+// DefaultTransport is the transport of clients given no HTTPClient, for
+// callers that wrap it (the engine's request metrics).
+func DefaultTransport() http.RoundTripper { return defaultTransport }
+
+type waitHookKey struct{}
+
+// WithWaitHook returns a context whose calls report each rate-limit wait
+// (the token bucket, or a pause the service's headers asked for) to hook:
+// the metrics hook of the runner, which sees no client.
+func WithWaitHook(ctx context.Context, hook func(waited time.Duration)) context.Context {
+	return context.WithValue(ctx, waitHookKey{}, hook)
+}
+
+// minReportedWait is the shortest wait reported as a pause: a token
+// taken at once is not one.
+const minReportedWait = time.Millisecond
+
 // wait takes a token from the bucket, after any pause the service's
 // rate-limit headers asked for.
 func (c *Client) wait(ctx context.Context) error {
+	if hook, ok := ctx.Value(waitHookKey{}).(func(time.Duration)); ok {
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d >= minReportedWait {
+				hook(d)
+			}
+		}()
+	}
 	c.pauseMu.Lock()
 	until := c.pauseUntil
 	c.pauseMu.Unlock()

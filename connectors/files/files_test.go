@@ -133,7 +133,7 @@ func TestRecordsCursorResumes(t *testing.T) {
 			break
 		}
 	}
-	if strings.Join(all, ",") != "1,2,3,4,5" || cursor != "5" {
+	if c, err := parseCursor(cursor); strings.Join(all, ",") != "1,2,3,4,5" || err != nil || c.Records != 5 || c.Line != 5 {
 		t.Fatalf("read %v, cursor %s", all, cursor)
 	}
 	// Records appended later are read next, with the same IDs each time.
@@ -142,7 +142,7 @@ func TestRecordsCursorResumes(t *testing.T) {
 	f.Close()
 	a, _ := poll(t, open(t, dir), params, cursor)
 	b2, _ := poll(t, open(t, dir), params, cursor)
-	if len(a.Events) != 1 || a.Events[0].ID != b2.Events[0].ID || a.Cursor != "6" {
+	if c, _ := parseCursor(a.Cursor); len(a.Events) != 1 || a.Events[0].ID != b2.Events[0].ID || c.Records != 6 || a.Events[0].Subject != "line/6" {
 		t.Fatalf("after append: %+v", a)
 	}
 	if _, err := poll(t, open(t, dir), params, "x"); err == nil {

@@ -25,7 +25,8 @@ func recordsTrigger() *connectors.TriggerSpec {
 		Operation: connectors.Operation{
 			Name:    "records",
 			Summary: "Read a JSON Lines or CSV file (or stdin) as one event per record, resuming where the last run stopped.",
-			Description: "The cursor is the number of records consumed, so a re-run continues after the last record it read. " +
+			Description: "The cursor is the byte offset after the last record consumed, so a poll seeks to it instead of re-reading the file: a re-run continues after the last record it read, and records appended later are read next. " +
+				"A file replaced, truncated or rewritten under the cursor is read again from its start; records at the same place with the same content keep their event IDs, so they do not run twice. " +
 				"A file is a batch input: it is always read from its first record, whatever `start` says.",
 			Input: json.RawMessage(`{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -52,23 +53,47 @@ func recordsTrigger() *connectors.TriggerSpec {
 	}
 }
 
-// recordReader yields records with the line they start on.
+// recordReader yields records with the line they start on, and says how
+// far it has read: the byte offset and line count after the last record.
 type recordReader interface {
 	next() (map[string]any, int, error) // io.EOF at the end
+	pos() (offset int64, lines int)
 }
 
 type jsonlReader struct {
-	r    *bufio.Reader
-	line int
+	r      *bufio.Reader
+	offset int64
+	lines  int
+	long   []byte // a line longer than r's buffer, assembled
+}
+
+// readLine returns the next line, newline included; it is valid until the
+// next call.
+func (j *jsonlReader) readLine() ([]byte, error) {
+	text, err := j.r.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return text, err
+	}
+	j.long = append(j.long[:0], text...)
+	for err == bufio.ErrBufferFull {
+		text, err = j.r.ReadSlice('\n')
+		j.long = append(j.long, text...)
+	}
+	return j.long, err
 }
 
 func (j *jsonlReader) next() (map[string]any, int, error) {
 	for {
-		text, err := j.r.ReadBytes('\n')
+		text, err := j.readLine()
 		if len(text) == 0 && err != nil {
 			return nil, 0, err
 		}
-		j.line++
+		if err != nil && err != io.EOF {
+			return nil, 0, err
+		}
+		j.lines++
+		line := j.lines
+		j.offset += int64(len(text))
 		text = bytes.TrimSpace(text)
 		if len(text) == 0 {
 			continue
@@ -78,27 +103,41 @@ func (j *jsonlReader) next() (map[string]any, int, error) {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
-			return nil, j.line, fmt.Errorf("line %d: not a JSON object: %w", j.line, err)
+			return nil, line, fmt.Errorf("line %d: not a JSON object: %w", line, err)
 		}
-		return rec, j.line, nil
+		return rec, line, nil
 	}
 }
+
+func (j *jsonlReader) pos() (int64, int) { return j.offset, j.lines }
 
 type csvReader struct {
 	r      *csv.Reader
 	header []string
+	// base is where r started reading (a resumed poll seeks past the
+	// header); r's offsets and lines count from there.
+	baseOffset int64
+	baseLines  int
+	lines      int
 }
 
-func newCSVReader(r io.Reader) (*csvReader, error) {
+func newCSV(r io.Reader) *csv.Reader {
 	cr := csv.NewReader(r)
 	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
+	return cr
+}
+
+// readHeader reads the header row; nil at the end of an empty file.
+func readHeader(cr *csv.Reader) ([]string, error) {
 	header, err := cr.Read()
 	if err == io.EOF {
-		return &csvReader{r: cr}, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
+	header = append([]string(nil), header...)
 	seen := map[string]bool{}
 	for i, h := range header {
 		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
@@ -108,7 +147,20 @@ func newCSVReader(r io.Reader) (*csvReader, error) {
 		seen[h] = true
 		header[i] = h
 	}
-	return &csvReader{r: cr, header: header}, nil
+	return header, nil
+}
+
+func newCSVReader(r io.Reader) (*csvReader, error) {
+	cr := newCSV(r)
+	header, err := readHeader(cr)
+	if err != nil {
+		return nil, err
+	}
+	c := &csvReader{r: cr, header: header}
+	if header != nil {
+		c.lines, _ = cr.FieldPos(len(header) - 1)
+	}
+	return c, nil
 }
 
 func (c *csvReader) next() (map[string]any, int, error) {
@@ -119,16 +171,23 @@ func (c *csvReader) next() (map[string]any, int, error) {
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return nil, pe.Line, fmt.Errorf("line %d: %w", pe.Line, pe.Err)
+			return nil, c.baseLines + pe.Line, fmt.Errorf("line %d: %w", c.baseLines+pe.Line, pe.Err)
 		}
 		return nil, 0, err
 	}
 	line, _ := c.r.FieldPos(0)
+	last, _ := c.r.FieldPos(len(row) - 1)
+	// A quoted field may span lines: the record ends where its last field does.
+	c.lines = last + strings.Count(row[len(row)-1], "\n")
 	rec := make(map[string]any, len(row))
 	for i, v := range row {
 		rec[c.header[i]] = v
 	}
-	return rec, line, nil
+	return rec, c.baseLines + line, nil
+}
+
+func (c *csvReader) pos() (int64, int) {
+	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
 }
 
 // streamReader is stdin, read once: its position survives between polls.
@@ -137,47 +196,78 @@ type streamReader struct {
 	consumed int
 }
 
-func format(param, path string, peek func() byte) string {
+// format decides the file's format; head returns its first bytes.
+func format(param, path string, head func() []byte) (string, error) {
 	if param != "" && param != "auto" {
-		return param
+		if param != "jsonl" && param != "csv" {
+			return "", fmt.Errorf("format must be jsonl, csv or auto, got %q", param)
+		}
+		return param, nil
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
-		return "csv"
+		return "csv", nil
 	case ".jsonl", ".ndjson", ".json":
-		return "jsonl"
+		return "jsonl", nil
 	}
-	if c := peek(); c == '{' {
-		return "jsonl"
+	for _, c := range head() {
+		switch c {
+		case ' ', '\n', '\r', '\t', 0xEF, 0xBB, 0xBF:
+			continue
+		case '{':
+			return "jsonl", nil
+		}
+		return "csv", nil
 	}
-	return "csv"
+	return "csv", nil
 }
 
-func newReader(r io.Reader, formatParam, path string) (recordReader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	peek := func() byte {
-		for i := 1; i < 4096; i++ {
-			b, err := br.Peek(i)
-			if len(b) < i {
-				return 0
-			}
-			if c := b[i-1]; c != ' ' && c != '\n' && c != '\r' && c != '\t' && c != 0xEF && c != 0xBB && c != 0xBF {
-				return c
-			}
-			if err != nil {
-				return 0
-			}
-		}
-		return 0
+const readBuffer = 64 << 10
+
+// newStreamReader reads a stream (stdin) from its start.
+func newStreamReader(r io.Reader, formatParam string) (recordReader, error) {
+	br := bufio.NewReaderSize(r, readBuffer)
+	f, err := format(formatParam, "", func() []byte { b, _ := br.Peek(4096); return b })
+	if err != nil {
+		return nil, err
 	}
-	switch f := format(formatParam, path, peek); f {
-	case "jsonl":
+	if f == "jsonl" {
 		return &jsonlReader{r: br}, nil
-	case "csv":
-		return newCSVReader(br)
-	default:
-		return nil, fmt.Errorf("format must be jsonl, csv or auto, got %q", f)
 	}
+	return newCSVReader(br)
+}
+
+// newFileReader reads file from the cursor's position: one seek, whatever
+// the file's size.
+func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordReader, error) {
+	f, err := format(formatParam, path, func() []byte {
+		b := make([]byte, 4096)
+		n, _ := file.ReadAt(b, 0)
+		return b[:n]
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f == "csv" && cur.Offset == 0 {
+		return newCSVReader(bufio.NewReaderSize(file, readBuffer))
+	}
+	var header []string
+	if f == "csv" {
+		// The header is the file's first row, read apart.
+		if header, err = readHeader(newCSV(io.NewSectionReader(file, 0, cur.Offset))); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := file.Seek(cur.Offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("seeking to the cursor: %w", err)
+	}
+	br := bufio.NewReaderSize(file, readBuffer)
+	if f == "jsonl" {
+		return &jsonlReader{r: br, offset: cur.Offset, lines: cur.Line}, nil
+	}
+	cr := newCSV(br)
+	cr.FieldsPerRecord = len(header)
+	return &csvReader{r: cr, header: header, baseOffset: cur.Offset, baseLines: cur.Line}, nil
 }
 
 func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollRequest) (*connectors.PollResult, error) {
@@ -194,49 +284,64 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	} else if v, ok := req.Params["batch"].(int); ok && v >= 1 {
 		batch = v
 	}
-	consumed := 0
-	if req.Cursor != "" {
-		if consumed, err = strconv.Atoi(req.Cursor); err != nil || consumed < 0 {
-			return nil, fmt.Errorf("file.records: cursor %q is not a record count", req.Cursor)
-		}
+	cur, err := parseCursor(req.Cursor)
+	if err != nil {
+		return nil, fmt.Errorf("file.records: %w", err)
 	}
-	var rd recordReader
-	var where string
-	var stream *streamReader
-	skip := consumed
+	var (
+		rd     recordReader
+		where  string
+		stream *streamReader
+		file   *os.File
+		skip   int // records to pass over: a legacy cursor's count
+	)
 	if path == "-" {
 		where = "stdin"
 		f.stdinMu.Lock()
 		defer f.stdinMu.Unlock()
 		if f.stdin == nil {
-			r, err := newReader(f.Stdin, formatParam, "")
+			r, err := newStreamReader(f.Stdin, formatParam)
 			if err != nil {
 				return nil, fmt.Errorf("file.records stdin: %w", err)
 			}
 			f.stdin = &streamReader{rd: r}
 		}
 		stream = f.stdin
-		if consumed < stream.consumed {
-			return nil, fmt.Errorf("file.records stdin: cursor %d is behind the %d records already read, and stdin cannot rewind", consumed, stream.consumed)
+		if cur.Records < stream.consumed {
+			return nil, fmt.Errorf("file.records stdin: cursor %d is behind the %d records already read, and stdin cannot rewind", cur.Records, stream.consumed)
 		}
-		rd, skip = stream.rd, consumed-stream.consumed
+		rd, skip = stream.rd, cur.Records-stream.consumed
+		cur.Records = stream.consumed
 	} else {
 		abs, err := f.resolve(path)
 		if err != nil {
 			return nil, fmt.Errorf("file.records: %w", err)
 		}
 		where = abs
-		file, err := os.Open(abs)
-		if err != nil {
+		if file, err = os.Open(abs); err != nil {
 			return nil, fmt.Errorf("file.records: %w", err)
 		}
 		defer file.Close()
-		if rd, err = newReader(file, formatParam, abs); err != nil {
+		fi, err := file.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("file.records %s: %w", abs, err)
+		}
+		if cur.legacy {
+			skip, cur = cur.Records, cursor{}
+		} else if why, err := cur.changed(file, fi); err != nil {
+			return nil, fmt.Errorf("file.records %s: %w", abs, err)
+		} else if why != "" {
+			// Records already seen at the same place with the same content
+			// keep their IDs, so the store runs only what is new.
+			f.log.Warn("file changed under its cursor: reading it again from the start", "path", abs, "why", why, "records_before", cur.Records)
+			cur = cursor{}
+		}
+		cur.File = fileID(fi)
+		if rd, err = newFileReader(file, cur, formatParam, abs); err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		}
 	}
-	// Skip what earlier polls consumed.
-	n := consumed - skip
+	n := cur.Records
 	for ; skip > 0; skip-- {
 		if _, _, err := rd.next(); err == io.EOF {
 			break
@@ -245,7 +350,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		}
 		n++
 	}
-	res := &connectors.PollResult{}
+	res := &connectors.PollResult{Events: make([]connectors.Event, 0, min(batch, 1024))}
 	for len(res.Events) < batch {
 		rec, line, err := rd.next()
 		if err == io.EOF {
@@ -265,16 +370,23 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		}
 		fp := fingerprint(rec)
 		res.Events = append(res.Events, connectors.Event{
-			ID:          fmt.Sprintf("%s#%d:%s", where, n, fp),
+			ID:          where + "#" + strconv.Itoa(n) + ":" + fp,
 			Subject:     subject,
 			Fingerprint: fp,
 			Data:        rec,
 		})
 	}
+	cur.Records = n
+	cur.Offset, cur.Line = rd.pos()
 	if stream != nil {
 		stream.consumed = n
+		res.Cursor = strconv.Itoa(n)
+	} else {
+		if cur.Hash, err = regionHash(file, cur.Offset); cur.Offset > 0 && err != nil {
+			return nil, fmt.Errorf("file.records %s: %w", where, err)
+		}
+		res.Cursor = cur.String()
 	}
-	res.Cursor = strconv.Itoa(n)
 	res.More = len(res.Events) == batch
 	return res, nil
 }

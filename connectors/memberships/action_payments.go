@@ -157,7 +157,10 @@ func settleCreatePayment(ctx context.Context, conn connectors.Conn, in map[strin
 // endpoints take form-encoded bodies, which the generated (JSON) request
 // would not be.
 func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
-	mk := func(name, path, desc string, example map[string]any) *connectors.ActionSpec {
+	// anonymous: /oauth/token documents no security and no Version
+	// header, so it is sent neither the connection's token nor its
+	// default headers; /oauth/locationToken takes the agency token.
+	mk := func(name, path string, anonymous bool, desc string, example map[string]any) *connectors.ActionSpec {
 		op, _, ok := doc.Find(http.MethodPost, path)
 		if !ok {
 			panic("memberships: openapi.json has no POST " + path)
@@ -181,6 +184,7 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 				_, err := c.api.JSON(ctx, apiclient.Request{
 					Method: http.MethodPost, Path: path,
 					RawBody: []byte(form.Encode()), ContentType: "application/x-www-form-urlencoded",
+					Anonymous: anonymous,
 				}, &out)
 				if err != nil {
 					return nil, fmt.Errorf("memberships.%s: %w", name, err)
@@ -190,10 +194,10 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 		}
 	}
 	return []*connectors.ActionSpec{
-		mk("get_access_token", "/oauth/token",
+		mk("get_access_token", "/oauth/token", true,
 			"Exchanges client credentials, a refresh token or an authorization code for an access token. Connections with oauth2 auth do this themselves; the action is for recipes that hand tokens on. Each refresh invalidates the refresh token used.",
 			map[string]any{"client_id": "memberflow-sandbox-client", "client_secret": "memberflow-sandbox-demo-secret", "grant_type": "client_credentials", "user_type": "Location"}),
-		mk("get_location_access_token", "/oauth/locationToken",
+		mk("get_location_access_token", "/oauth/locationToken", false,
 			"Exchanges a company (agency) token for a token of one of its locations.",
 			map[string]any{"companyId": "mfSandboxCompany0001", "locationId": "mfSandboxLocation001"}),
 	}

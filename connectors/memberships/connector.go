@@ -51,6 +51,9 @@ const (
 // X-RateLimit-* headers slow the client further when the window is spent).
 var rateLimit = connectors.RateLimit{Requests: 100, Per: 10 * time.Second}
 
+// dailyLimit is the documented daily budget per app and location.
+const dailyLimit = 200_000
+
 // Client is the opened connection.
 type Client struct {
 	api        *apiclient.Client
@@ -58,6 +61,9 @@ type Client struct {
 	locationID string
 	companyID  string
 	webhook    connectors.Webhook
+	// incrementalSearch: the API accepts updatedAfter and order on
+	// /users/search, which GoHighLevel does not document.
+	incrementalSearch bool
 
 	keyOnce sync.Once
 	key     *rsa.PublicKey
@@ -77,7 +83,7 @@ func Document() (*openapi.Document, error) { return openapi.Load(openAPIDoc) }
 // OpenAPI returns the embedded OpenAPI document.
 func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
 
-func init() { connectors.MustRegister(Spec()) }
+func init() { connectors.MustRegisterLazy(service, Spec) }
 
 // actionNames names the document's operations.
 var actionNames = map[string]string{
@@ -108,7 +114,9 @@ func Spec() *connectors.Spec {
 			"with memberflow's membership fields and payments. Authenticate with a private integration token " +
 			"(`bearer`) or OAuth 2.0 (`oauth2`: client credentials or a refresh token; each refresh issues a new " +
 			"refresh token). There is no idempotency key: `upsert_user` and `upsert_payment` look up before " +
-			"writing. Triggers poll the incremental search or take RSA-signed webhooks.",
+			"writing. User triggers take RSA-signed webhooks, or poll the documented search page by page " +
+			"(`skip`/`limit`), comparing each user's fingerprint with the one remembered; the connection " +
+			"option `incrementalSearch` polls by last change instead, where the API accepts it.",
 		Auth:      []connectors.AuthKind{connectors.AuthBearer, connectors.AuthOAuth2},
 		BaseURL:   BaseURL,
 		RateLimit: rateLimit,
@@ -116,7 +124,8 @@ func Spec() *connectors.Spec {
   "type": "object",
   "properties": {
     "locationId": {"type": "string", "description": "The location (sub-account) the members belong to; new users are added to it."},
-    "companyId": {"type": "string", "description": "The company (agency) id; user search and email look-ups need it."}
+    "companyId": {"type": "string", "description": "The company (agency) id; user search and email look-ups need it."},
+    "incrementalSearch": {"type": "boolean", "default": false, "description": "The API accepts updatedAfter and order on GET /users/search (GoHighLevel does not document them): user triggers then poll only what changed since the last poll instead of reading every user each poll."}
   },
   "additionalProperties": false
 }`),
@@ -141,7 +150,34 @@ func Spec() *connectors.Spec {
 	s.Actions = mergeActions(generated, hand)
 	decorateGenerated(s)
 	s.Triggers = append(userTriggers(sch), paymentTriggers(sch)...)
+	setEffects(s)
 	return s
+}
+
+// effects say what each operation means in a run's summary.
+var effects = map[string]string{
+	"upsert_payment":        "payments mirrored",
+	"create_payment":        "payments mirrored",
+	"update_user":           "members updated",
+	"set_membership_status": "members updated",
+}
+
+// triggerEffects say what each trigger's events are in a run's summary.
+var triggerEffects = map[string]string{
+	"user_created":              "members seen",
+	"user_updated":              "member changes seen",
+	"user_changed":              "member changes seen",
+	"membership_status_changed": "member changes seen",
+}
+
+// setEffects labels the spec's operations.
+func setEffects(s *connectors.Spec) {
+	for _, a := range s.Actions {
+		a.Effect = effects[a.Name]
+	}
+	for _, t := range s.Triggers {
+		t.Effect = triggerEffects[t.Name]
+	}
 }
 
 // mergeActions lets a hand-written action replace the generated one of the
@@ -213,6 +249,14 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	incremental := false
+	if v, ok := cfg.Options["incrementalSearch"]; ok && v != nil {
+		b, isBool := v.(bool)
+		if !isBool {
+			return nil, fmt.Errorf("memberships: connection %q: option incrementalSearch must be true or false, got %T", cfg.Name, v)
+		}
+		incremental = b
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -230,11 +274,13 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		HTTPClient:       cfg.HTTPClient,
 		Logger:           log,
 		DryRun:           cfg.DryRun,
+		Tokens:           cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memberships: connection %q: %w", cfg.Name, err)
 	}
-	return &Client{api: api, log: log, locationID: loc, companyID: company, webhook: cfg.Webhook}, nil
+	return &Client{api: api, log: log, locationID: loc, companyID: company, webhook: cfg.Webhook,
+		incrementalSearch: incremental}, nil
 }
 
 // publicKey parses the connection's webhook.public_key once.

@@ -34,7 +34,14 @@ type fixture struct {
 // sandbox (fault tests).
 func newFixture(t *testing.T, members int, wrap func(http.Handler) http.Handler, mod func(*connectors.ConnectionConfig)) *fixture {
 	t.Helper()
-	sb := sandbox.New(sandboxkit.Options{RateLimit: &sandboxkit.Limit{}})
+	return newFixtureWith(t, sandboxkit.Options{}, members, wrap, mod)
+}
+
+// newFixtureWith is newFixture with sandbox options (rate limits stay off).
+func newFixtureWith(t *testing.T, opts sandboxkit.Options, members int, wrap func(http.Handler) http.Handler, mod func(*connectors.ConnectionConfig)) *fixture {
+	t.Helper()
+	opts.RateLimit = &sandboxkit.Limit{}
+	sb := sandbox.New(opts)
 	sb.Seed(sandboxkit.Seed{Members: members, Seed: 11, Now: anchor})
 	var h http.Handler = sb
 	if wrap != nil {
@@ -415,8 +422,54 @@ func (d *pollDriver) drain() []connectors.Event {
 	return nil
 }
 
+// TestUserTriggersPoll runs the user triggers both ways: scanning the
+// documented search against a sandbox that refuses undocumented
+// parameters (the real API's path), and incrementally where the
+// connection says the API supports it.
 func TestUserTriggersPoll(t *testing.T) {
-	f := newFixture(t, 230, nil, nil)
+	t.Run("scan", func(t *testing.T) { testUserTriggersPoll(t, newFixture(t, 230, nil, nil)) })
+	t.Run("incremental", func(t *testing.T) {
+		testUserTriggersPoll(t, newFixtureWith(t, sandboxkit.Options{AllowUndocumented: true}, 230, nil, func(c *connectors.ConnectionConfig) {
+			c.Options["incrementalSearch"] = true
+		}))
+	})
+}
+
+func TestIncrementalSearchNeedsAnAPIThatHasIt(t *testing.T) {
+	f := newFixture(t, 5, nil, func(c *connectors.ConnectionConfig) { c.Options["incrementalSearch"] = true })
+	_, err := f.spec.Trigger("user_updated").Poll(context.Background(), f.conn, connectors.PollRequest{Start: connectors.StartBeginning})
+	if err == nil || !strings.Contains(err.Error(), "property updatedAfter should not exist") && !strings.Contains(err.Error(), "property order should not exist") {
+		t.Fatalf("incremental poll against the documented API: %v, want the 422 naming the undocumented parameter", err)
+	}
+	if _, err := Spec().Open(connectors.ConnectionConfig{Name: "x", Auth: connectors.Auth{Type: connectors.AuthBearer, Token: "t"},
+		Options: map[string]any{"incrementalSearch": "yes"}}); err == nil || !strings.Contains(err.Error(), "incrementalSearch must be true or false") {
+		t.Errorf("a non-boolean option: %v", err)
+	}
+}
+
+// TestScanCost pins the documented cost model (README: polling).
+func TestScanCost(t *testing.T) {
+	for _, tc := range []struct {
+		members, triggers int
+		share             float64
+		requests          int
+		interval          time.Duration
+	}{
+		{100, 1, 0, 2, time.Second}, // 0.864 s of the daily budget
+		{10_000, 4, 0, 101, 175 * time.Second},
+		{100_000, 4, 0.5, 1001, 3459 * time.Second},
+		{1_000_000, 4, 0.5, 10001, 34563 * time.Second},
+	} {
+		if got := ScanRequests(tc.members); got != tc.requests {
+			t.Errorf("ScanRequests(%d) = %d, want %d", tc.members, got, tc.requests)
+		}
+		if got := ScanInterval(tc.members, tc.triggers, tc.share); got != tc.interval.Round(time.Second) {
+			t.Errorf("ScanInterval(%d, %d, %g) = %s, want %s", tc.members, tc.triggers, tc.share, got, tc.interval.Round(time.Second))
+		}
+	}
+}
+
+func testUserTriggersPoll(t *testing.T, f *fixture) {
 	created := f.poller("user_created", connectors.StartNow, nil)
 	updated := f.poller("user_updated", connectors.StartNow, nil)
 	changedOrNew := f.poller("user_changed", connectors.StartNow, nil)

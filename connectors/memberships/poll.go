@@ -16,11 +16,26 @@ import (
 // pageSize is the most the search answers per page.
 const pageSize = 100
 
-// cursor is a polling trigger's durable position. Pollers walk records in
-// the order of their last change (our search extension: sort by
-// dateUpdated, updatedAfter inclusive), so After is the newest change
-// seen and IDs the records seen at exactly that time, skipped when the
-// inclusive query returns them again.
+// Pollers read a collection one of two ways.
+//
+// Scan (users, by default): GoHighLevel documents no "changed since"
+// filter on GET /users/search, only skip/limit paging, a sort field and a
+// direction. Each poll walks every user in the order they were added
+// (sort=dateAdded, sortDirection=asc), one page per Poll call, and compares
+// each user's fingerprint with the one remembered: only a user whose
+// fingerprint changed is an event. A scan costs ScanRequests(N) requests
+// for N users; ScanInterval gives the shortest interval within the
+// documented limits. A user deleted while a scan is under way shifts the
+// pages after it by one: a user moved across a page boundary is read
+// twice (harmless) or not at all until the next scan (late, not lost).
+//
+// Incremental (payments, whose API is ours; users with the connection
+// option incrementalSearch): records are walked in the order of their
+// last change (sort by the change field, updatedAfter inclusive, order
+// asc), so After is the newest change seen and IDs the records seen at
+// exactly that time, skipped when the inclusive query returns them again.
+//
+// cursor is a polling trigger's durable position.
 //
 // Start is when the trigger started: records that last changed before it
 // are the baseline, remembered (PollResult.States) but not emitted, so
@@ -30,8 +45,11 @@ type cursor struct {
 	Start int64    `json:"start"`
 	After string   `json:"after,omitempty"`
 	IDs   []string `json:"ids,omitempty"`
-	// Skip pages past more than a page of records sharing one timestamp.
+	// Skip pages past more than a page of records sharing one timestamp
+	// (incremental), or is the position in the scan under way.
 	Skip int `json:"skip,omitempty"`
+	// Scans counts the completed scans (scan mode).
+	Scans int `json:"scans,omitempty"`
 }
 
 func decodeCursor(req connectors.PollRequest) (cursor, error) {
@@ -66,6 +84,11 @@ type source struct {
 	subject             func(id string) string
 	fingerprint         func(map[string]any) string
 	query               func(c *Client) (url.Values, error)
+	// incremental reports whether the API filters this collection by
+	// last change; otherwise it is scanned.
+	incremental func(c *Client) bool
+	// addedSort names the scan order: oldest added first.
+	addedSort string
 }
 
 var usersSource = source{
@@ -79,13 +102,16 @@ var usersSource = source{
 		}
 		return url.Values{"companyId": {company}}, nil
 	},
+	incremental: func(c *Client) bool { return c.incrementalSearch },
+	addedSort:   "dateAdded",
 }
 
 var paymentsSource = source{
 	path: "/payments", items: "payments", sortField: "updatedAt",
 	addedField: "createdAt", changed: "updatedAt",
 	subject: paymentSubject, fingerprint: PaymentFingerprint,
-	query: func(*Client) (url.Values, error) { return url.Values{}, nil },
+	query:       func(*Client) (url.Values, error) { return url.Values{}, nil },
+	incremental: func(*Client) bool { return true }, // documented in our openapi.json
 }
 
 // seen is one record as a poll found it.
@@ -125,12 +151,18 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	if err != nil {
 		return nil, err
 	}
-	q.Set("sort", src.sortField)
-	q.Set("order", "asc")
-	q.Set("limit", fmt.Sprint(pageSize))
-	if cur.After != "" {
-		q.Set("updatedAfter", cur.After)
+	incremental := src.incremental(c)
+	if incremental {
+		q.Set("sort", src.sortField)
+		q.Set("order", "asc")
+		if cur.After != "" {
+			q.Set("updatedAfter", cur.After)
+		}
+	} else {
+		q.Set("sort", src.addedSort)
+		q.Set("sortDirection", "asc")
 	}
+	q.Set("limit", fmt.Sprint(pageSize))
 	if cur.Skip > 0 {
 		q.Set("skip", fmt.Sprint(cur.Skip))
 	}
@@ -151,18 +183,29 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	for _, rec := range page.Items {
 		id, _ := rec["id"].(string)
 		changedAt, _ := rec[src.changed].(string)
-		if id == "" || changedAt == "" {
+		if id == "" || (incremental && changedAt == "") {
 			return nil, fmt.Errorf("memberships: GET %s: a record has no id or %s", src.path, src.changed)
 		}
-		if changedAt == cur.After && slices.Contains(cur.IDs, id) {
+		if incremental && changedAt == cur.After && slices.Contains(cur.IDs, id) {
 			continue // seen by the previous poll
 		}
 		s := &seen{rec: rec, id: id, subject: src.subject(id), fp: src.fingerprint(rec), start: cur.Start}
-		s.changed = parseTime(changedAt)
 		if a, _ := rec[src.addedField].(string); a != "" {
 			s.added = parseTime(a)
 		}
-		s.baseline = s.changed < cur.Start
+		if changedAt != "" {
+			s.changed = parseTime(changedAt)
+			s.baseline = s.changed < cur.Start
+		} else {
+			// GoHighLevel's own user has no change time: the first scan
+			// after starting "now" is the baseline, and a user first
+			// seen later counts as added then.
+			s.baseline = cur.Start != 0 && cur.Scans == 0
+			if s.added == 0 && !s.baseline {
+				s.added = cur.Start
+			}
+			s.changed = s.added
+		}
 		fresh = append(fresh, s)
 	}
 	res := &connectors.PollResult{Total: page.Count, More: len(page.Items) == pageSize}
@@ -185,6 +228,17 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 		}
 		res.States = append(res.States, connectors.Record{Subject: s.subject, State: s.fp})
 	}
+	if !incremental {
+		// Advance the scan; a short page ends it, and the next poll
+		// starts the next scan from the first user.
+		next := cur
+		next.Skip = cur.Skip + len(page.Items)
+		if !res.More {
+			next.Skip, next.Scans = 0, cur.Scans+1
+		}
+		res.Cursor = next.encode()
+		return res, nil
+	}
 	// Advance past this page.
 	next := cur
 	next.Skip = 0
@@ -205,6 +259,31 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	}
 	res.Cursor = next.encode()
 	return res, nil
+}
+
+// ScanRequests is what one scan of the users costs: one request per page
+// of 100, and one more to see the end when the last page is full.
+func ScanRequests(members int) int {
+	return members/pageSize + 1
+}
+
+// ScanInterval is the shortest poll interval at which triggers scanning
+// user triggers stay within GoHighLevel's documented limits (100 requests
+// per 10 s, 200,000 a day per location) while leaving share (0 to 1) of
+// the daily budget to everything else (the writes, the other
+// connections). A scan cannot be shorter than the burst limit allows.
+func ScanInterval(members, triggers int, share float64) time.Duration {
+	if triggers < 1 {
+		triggers = 1
+	}
+	perPoll := float64(ScanRequests(members) * triggers)
+	daily := dailyLimit * (1 - share)
+	if daily <= 0 {
+		return 0
+	}
+	byDay := time.Duration(perPoll / daily * float64(24*time.Hour))
+	byBurst := time.Duration(perPoll / float64(rateLimit.Requests) * float64(rateLimit.Per))
+	return max(byDay, byBurst).Round(time.Second)
 }
 
 func parseTime(s string) int64 {

@@ -80,7 +80,14 @@ func userTriggers(sch *schemas) []*connectors.TriggerSpec {
 
 // changeID names one change of a record: the same change seen by two
 // overlapping polls has the same ID; two changes never do.
-func changeID(s *seen) string { return s.subject + "@" + strconv.FormatInt(s.changed, 10) }
+// changeID names one change of a record: by its change time, or, for a
+// record that has none (a scanned GoHighLevel user), by its state.
+func changeID(s *seen) string {
+	if _, timed := s.rec["dateUpdated"]; !timed && s.rec["updatedAt"] == nil {
+		return s.subject + "#" + s.fp
+	}
+	return s.subject + "@" + strconv.FormatInt(s.changed, 10)
+}
 
 func decideUserCreated(s *seen, params map[string]any) *connectors.Event {
 	if s.baseline || s.hasPrior || s.added < s.start {

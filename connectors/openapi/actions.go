@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -146,11 +147,9 @@ func (op *Op) Request(in map[string]any) (apiclient.Request, error) {
 				body[k] = coerce(bodyProps[k], v)
 			}
 		}
+		// A GET documented with a body (Accredible's all_groups) sends
+		// it as documented: a JSON body, not query parameters.
 		switch {
-		case op.BodyAsQuery:
-			for k, v := range body {
-				addQuery(query, k, v)
-			}
 		case op.BodyWrap != "":
 			req.Body = map[string]any{op.BodyWrap: body}
 		default:
@@ -244,14 +243,6 @@ func repairExample(example, schema map[string]any, name string) (map[string]any,
 }
 
 func validFor(name string, schema map[string]any, v any) bool {
-	raw, err := json.Marshal(schema)
-	if err != nil {
-		return false
-	}
-	s, err := connectors.CompileSchema(name, raw)
-	if err != nil {
-		return false
-	}
 	// Round-trip so that Go ints become JSON numbers as the validator wants.
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -259,6 +250,17 @@ func validFor(name string, schema map[string]any, v any) bool {
 	}
 	var doc any
 	if json.Unmarshal(b, &doc) != nil {
+		return false
+	}
+	if ok, decided := quickValid(schema, doc); decided {
+		return ok
+	}
+	raw, err := json.Marshal(schema)
+	if err != nil {
+		return false
+	}
+	s, err := connectors.CompileSchema(name, raw)
+	if err != nil {
 		return false
 	}
 	return s.Validate(doc) == nil
@@ -280,4 +282,88 @@ func coerce(schema any, v any) any {
 		}
 	}
 	return v
+}
+
+// annotations are keywords that never make a value invalid. Not format:
+// the compiler asserts the formats it knows.
+var annotations = map[string]bool{
+	"description": true, "title": true, "example": true, "examples": true, "default": true,
+	"deprecated": true, "readOnly": true, "writeOnly": true, "nullable": true,
+	"$comment": true,
+}
+
+// quickValid decides whether v is valid for a schema made only of a type,
+// an enum of strings and annotations, the schema of most example fields,
+// without compiling it: Spec builds every action's example at start, and
+// compiling a JSON Schema (its meta-validation included) costs about a
+// millisecond each. decided is false for anything else.
+func quickValid(schema map[string]any, v any) (valid, decided bool) {
+	var types []any
+	var enum []any
+	for k, kv := range schema {
+		switch {
+		case annotations[k]:
+		case k == "type":
+			switch t := kv.(type) {
+			case string:
+				types = []any{t}
+			case []any:
+				types = t
+			default:
+				return false, false
+			}
+		case k == "enum":
+			list, ok := kv.([]any)
+			if !ok {
+				return false, false
+			}
+			enum = list
+		default:
+			return false, false
+		}
+	}
+	if enum != nil {
+		s, isString := v.(string)
+		if !isString {
+			return false, false
+		}
+		found := false
+		for _, e := range enum {
+			found = found || e == s
+		}
+		if !found {
+			return false, true
+		}
+	}
+	if types == nil {
+		return true, true
+	}
+	for _, t := range types {
+		name, _ := t.(string)
+		switch name {
+		case "string":
+			_, ok := v.(string)
+			valid = valid || ok
+		case "boolean":
+			_, ok := v.(bool)
+			valid = valid || ok
+		case "null":
+			valid = valid || v == nil
+		case "number":
+			_, ok := v.(float64)
+			valid = valid || ok
+		case "integer":
+			f, ok := v.(float64)
+			valid = valid || ok && f == math.Trunc(f) && !math.IsInf(f, 0)
+		case "object":
+			_, ok := v.(map[string]any)
+			valid = valid || ok
+		case "array":
+			_, ok := v.([]any)
+			valid = valid || ok
+		default:
+			return false, false
+		}
+	}
+	return valid, true
 }

@@ -48,9 +48,6 @@ type Op struct {
 	Body map[string]any
 	// BodyWrap is the root key the wire body nests the fields under.
 	BodyWrap string
-	// BodyAsQuery is set for a GET documented with a body: its fields are
-	// sent as query parameters.
-	BodyAsQuery bool
 	// Response is the JSON Schema of the success answer, and its status.
 	Response       map[string]any
 	ResponseStatus int
@@ -207,9 +204,6 @@ func parseOp(nz *normalizer, method, path string, o map[string]any, shared []any
 			op.Example = map[string]any{}
 			for k, v := range inner {
 				op.Example[k] = v
-			}
-			if method == http.MethodGet {
-				op.BodyAsQuery = true
 			}
 		}
 	}
@@ -414,7 +408,7 @@ func (d *Document) ValidateRequest(method, path string, query map[string][]strin
 			errs = append(errs, fmt.Sprintf("query parameter %q is required", p.Name))
 		}
 	}
-	if op.Body != nil && !op.BodyAsQuery && len(body) > 0 {
+	if op.Body != nil && len(body) > 0 {
 		var v any
 		if err := json.Unmarshal(body, &v); err != nil {
 			errs = append(errs, "body is not JSON: "+err.Error())

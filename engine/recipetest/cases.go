@@ -376,12 +376,14 @@ func (p *parser) splitPath(n *yaml.Node, what string, query map[string]string) (
 	return path, query
 }
 
-var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+// methods are HTTP's, and SMTP for the emails a notify connection sends
+// (see startSMTP).
+var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "SMTP"}
 
 func (p *parser) method(n *yaml.Node) string {
 	m := strings.ToUpper(p.str(n, "method"))
 	if m != "" && !contains(methods, m) {
-		p.errorf(n, "method %q is not an HTTP method (%s)", n.Value, strings.Join(methods, ", "))
+		p.errorf(n, "method %q is not an HTTP method nor SMTP (%s)", n.Value, strings.Join(methods, ", "))
 	}
 	return m
 }

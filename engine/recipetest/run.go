@@ -81,6 +81,15 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 			base = spec.BaseURL
 			cfg.BaseURL = base
 		}
+		if strings.HasPrefix(base, "smtp://") {
+			sink, opts, err := svc.startSMTP(name, cfg.Options)
+			if err != nil {
+				fail(rc.Pos, "connection %q: starting an SMTP server for the test: %v", name, err)
+				return res
+			}
+			defer sink.Close()
+			cfg.BaseURL, cfg.Options = sink.URL(), opts
+		}
 		cfg.HTTPClient = &http.Client{Transport: svc.transport(name, base, spec)}
 		cfg.RateLimit = &connectors.RateLimit{} // off: nothing is sent
 		if hasOption(spec, "baseDir") {

@@ -140,6 +140,9 @@ CREATE TABLE echoes_by_state (
 INSERT INTO echoes_by_state SELECT connector, subject, fingerprint, run, written FROM echoes;
 DROP TABLE echoes;
 ALTER TABLE echoes_by_state RENAME TO echoes;`,
+	// 3: named values beside the state: OAuth tokens, connection
+	// identities (meta.go).
+	metaMigration,
 }
 
 // Options tune the store.
@@ -200,6 +203,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 250 * time.Millisecond
 	}
+	if err := checkPlace(path); err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
 	pragmas := url.Values{}
 	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
 	pragmas.Add("_pragma", "journal_mode(WAL)")
@@ -224,9 +230,13 @@ func Open(path string, opts Options) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
 		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
-	if err := s.migrate(); err != nil {
+	if err := quickCheck(w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := s.migrate(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store %s: %w", path, classify(err))
 	}
 	ck, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
 	if err != nil {
@@ -387,7 +397,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	// Once submitted, wait for the outcome even if ctx ends: the caller must
 	// know whether its write is durable.
-	return <-o.done
+	return classify(<-o.done)
 }
 
 func (s *Store) commitLoop() {

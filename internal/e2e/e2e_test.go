@@ -62,6 +62,13 @@ func startSandbox(t *testing.T) (*sandbox.Server, *api) {
 // --sandbox` does; local files go to outDir.
 func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 	t.Helper()
+	return newEngineAt(t, sb.Services(), sb.URL, outDir)
+}
+
+// newEngineAt is newEngine with the services' base URLs given by urlFor
+// (the capture test puts a recorder in front of the sandbox).
+func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string) *engine.Engine {
+	t.Helper()
 	rs, diags := recipes.Load(recipes.Options{Registry: connectors.Default,
 		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}}, examples)
 	if diags.HasErrors() {
@@ -88,7 +95,6 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	services := sb.Services()
 	for _, r := range rs {
 		conns := map[string]engine.Connection{}
 		for name, c := range r.Connections {
@@ -101,7 +107,7 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 				t.Fatalf("%s: %v", r.File, err)
 			}
 			if slices.Contains(services, spec.Name) {
-				cfg.BaseURL = sb.URL(spec.Name)
+				cfg.BaseURL = urlFor(spec.Name)
 			}
 			if spec.Name == "file" {
 				cfg.Options = map[string]any{"baseDir": outDir}

@@ -207,7 +207,7 @@ func (s *Server) handleMutate(w http.ResponseWriter, r *http.Request) {
 	trimmed := bytes.TrimSpace(data)
 	switch {
 	case len(trimmed) == 0:
-		writeError(w, http.StatusBadRequest, `body is empty; send {"service":"memberships","kind":"become_eligible","count":5} or a list of those`)
+		writeError(w, http.StatusBadRequest, `body is empty; send {"service":"<name>","kind":"<mutation>","count":5} or a list of those`)
 		return
 	case trimmed[0] == '[':
 		err = strictJSON(trimmed, &reqs)
@@ -238,7 +238,7 @@ func (s *Server) handleWebhooks(w http.ResponseWriter, r *http.Request) {
 		err = strictJSON(data, &req)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, `decoding the registration: `+err.Error()+`; send {"service":"accelevents","url":"http://127.0.0.1:9000/hooks"}`)
+		writeError(w, http.StatusBadRequest, `decoding the registration: `+err.Error()+`; send {"service":"<name>","url":"http://127.0.0.1:9000/hooks"}`)
 		return
 	}
 	names, err := s.RegisterWebhook(req.Service, req.URL)
@@ -293,22 +293,15 @@ type failureWriter interface {
 	WriteFailure(w http.ResponseWriter)
 }
 
-// failureBodies are the documented 500 shapes, for services that do not
-// write their own.
-var failureBodies = map[string]string{
-	"memberships": `{"statusCode":500,"message":"Internal server error"}`,
-	"accredible":  `{"error":"Internal Server Error"}`,
-	"accelevents": `{"errorCode":"5000000","errorMessage":"Internal server error","message":"Internal server error"}`,
-}
-
 func writeFailure(m *mounted, w http.ResponseWriter) {
 	if f, ok := m.svc.(failureWriter); ok {
 		f.WriteFailure(w)
 		return
 	}
-	body, ok := failureBodies[m.name]
-	if !ok {
-		body = `{"error":"Internal Server Error"}`
+	// The registered 500 shape, for services that do not write their own.
+	body := `{"error":"Internal Server Error"}`
+	if r, ok := sandboxkit.Lookup(m.name); ok && r.Failure != "" {
+		body = r.Failure
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusInternalServerError)

@@ -7,6 +7,8 @@
 //	POST /_sandbox/reset     empty every service and seed it again with the same options
 //	POST /_sandbox/mutate    {"service":"memberships","kind":"become_eligible","count":5} or a list of those
 //	POST /_sandbox/webhooks  {"service":"accelevents","url":"http://..."} registers a delivery URL
+//	POST /_sandbox/credentials  {"service":"accredible","revoked":true} refuses the demo credentials (false restores)
+//	POST /_sandbox/notifications/...  the alert sink (notify.webhook, notify.slack); GET lists, DELETE empties
 //
 // Lifecycle: New seeds every service (no network), Start listens (or mount
 // Handler in an httptest server), Close shuts the listener down and stops
@@ -54,6 +56,9 @@ type Options struct {
 	// WebhookClient sends the services' webhook deliveries; nil is a
 	// default client.
 	WebhookClient *http.Client
+	// AllowUndocumented lets every service accept the request parameters
+	// its real API does not document (see sandboxkit.Options).
+	AllowUndocumented bool
 }
 
 // Factory builds one service sandbox.
@@ -71,6 +76,7 @@ type Server struct {
 	// resetMu keeps API requests out while a reset replaces every
 	// service's state.
 	resetMu sync.RWMutex
+	sink    sink
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -84,6 +90,7 @@ type mounted struct {
 	routes    sync.Map // pattern -> *atomic.Int64
 	responses [600]atomic.Int64
 	dropped   atomic.Int64
+	revoked   atomic.Bool // requests reach the service without credentials
 	// learned holds the route patterns seen on served requests, so that a
 	// request answered by a fault, which the service never routes, is
 	// counted under its route too.
@@ -135,10 +142,11 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, f := range factories {
 		svc := f(sandboxkit.Options{
-			Logger:        s.log.Named("service"),
-			RateLimit:     opts.RateLimit,
-			Now:           opts.Now,
-			WebhookClient: opts.WebhookClient,
+			Logger:            s.log.Named("service"),
+			RateLimit:         opts.RateLimit,
+			Now:               opts.Now,
+			WebhookClient:     opts.WebhookClient,
+			AllowUndocumented: opts.AllowUndocumented,
 			// Faults are applied here, once, for every service: a service
 			// must not inject its own on top.
 		})
@@ -160,8 +168,14 @@ func New(opts Options) (*Server, error) {
 	s.admin.HandleFunc("POST /_sandbox/reset", s.handleReset)
 	s.admin.HandleFunc("POST /_sandbox/mutate", s.handleMutate)
 	s.admin.HandleFunc("POST /_sandbox/webhooks", s.handleWebhooks)
+	s.admin.HandleFunc("POST /_sandbox/credentials", s.handleCredentials)
+	s.admin.HandleFunc("GET /_sandbox/smtp", s.handleSMTP)
+	s.admin.HandleFunc("POST /_sandbox/notifications/", s.handleNotification)
+	s.admin.HandleFunc("POST /_sandbox/notifications", s.handleNotification)
+	s.admin.HandleFunc("GET /_sandbox/notifications", s.handleListNotifications)
+	s.admin.HandleFunc("DELETE /_sandbox/notifications", s.handleClearNotifications)
 	s.admin.HandleFunc("/_sandbox/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no sandbox endpoint %s %s; there are GET /_sandbox/stats, POST /_sandbox/reset, POST /_sandbox/mutate and POST /_sandbox/webhooks", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no sandbox endpoint %s %s; there are GET /_sandbox/stats, POST /_sandbox/reset, POST /_sandbox/mutate, POST /_sandbox/webhooks, POST /_sandbox/credentials and /_sandbox/notifications", r.Method, r.URL.Path))
 	})
 	return s, nil
 }
@@ -231,6 +245,11 @@ func (s *Server) Start(addr string) (string, error) {
 		ErrorLog:       s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	s.base = "http://" + ln.Addr().String()
+	if host, _, err := net.SplitHostPort(ln.Addr().String()); err == nil {
+		if err := s.startSMTP(host); err != nil {
+			s.log.Warn("the alert sink's SMTP server did not start; emails to the sandbox fail", "error", err)
+		}
+	}
 	srv := s.srv
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -276,6 +295,9 @@ func (s *Server) Close() error {
 		}
 		cancel()
 	}
+	if err := s.closeSMTP(); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox: closing the SMTP sink: %w", err))
+	}
 	for _, m := range s.services {
 		if c, ok := m.svc.(io.Closer); ok {
 			if err := c.Close(); err != nil {
@@ -310,6 +332,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	*u = *r.URL
 	u.Path, u.RawPath = rest, ""
 	r2.URL = u
+	if m.revoked.Load() {
+		stripCredentials(r2)
+	}
 	sw := &statusWriter{ResponseWriter: w}
 
 	s.resetMu.RLock()

@@ -1,59 +1,75 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
+	"net/http"
+
 	"github.com/memberflow/memberflow/connectors"
-	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
-	accredible "github.com/memberflow/memberflow/connectors/accredible/sandbox"
-	memberships "github.com/memberflow/memberflow/connectors/memberships/sandbox"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
 
-// defaultServices are the three simulated APIs, in the order the CLI
-// prints them.
+// defaultServices are the registered service sandboxes
+// (sandboxkit.Register; connectors/all imports them), by name.
 func defaultServices() []Factory {
-	return []Factory{
-		func(o sandboxkit.Options) sandboxkit.Service { return memberships.New(o) },
-		func(o sandboxkit.Options) sandboxkit.Service { return accredible.New(o) },
-		func(o sandboxkit.Options) sandboxkit.Service { return accelevents.New(o) },
+	var out []Factory
+	for _, r := range sandboxkit.Registered() {
+		out = append(out, Factory(r.New))
 	}
+	return out
 }
 
 // DemoAuth returns the public demo credentials the named service's
-// sandbox accepts, in the form the connector of that name sends them
-// (header and scheme come from the connector's defaults). An unknown
-// connector gets AuthNone.
+// sandbox accepts, in the form the connector of that name sends them. A
+// connector without a sandbox gets AuthNone.
 func DemoAuth(connector string) connectors.Auth {
-	switch connector {
-	case "memberships":
-		// A private integration token; the OAuth demo app
-		// (memberships.DemoClientID/DemoClientSecret) works as well.
-		return connectors.Auth{Type: connectors.AuthBearer, Token: memberships.DemoKey}
-	case "accredible":
-		return connectors.Auth{Type: connectors.AuthAPIKey, Key: accredible.DemoKey}
-	case "accelevents":
-		return connectors.Auth{Type: connectors.AuthAPIKey, Key: accelevents.DemoKey}
+	if r, ok := sandboxkit.Lookup(connector); ok {
+		return r.Auth
 	}
 	return connectors.Auth{Type: connectors.AuthNone}
 }
 
 // DemoOptions returns the connection options that name the sandbox's demo
-// account: the Memberships company and location, the Accelevents event.
+// account (nil when there are none).
 func DemoOptions(connector string) map[string]any {
-	switch connector {
-	case "memberships":
-		return map[string]any{"companyId": memberships.DemoCompanyID, "locationId": memberships.DemoLocationID}
-	case "accelevents":
-		return map[string]any{"eventUrl": accelevents.DemoEventURL}
+	r, ok := sandboxkit.Lookup(connector)
+	if !ok || r.Options == nil {
+		return nil
 	}
-	return nil
+	out := make(map[string]any, len(r.Options))
+	for k, v := range r.Options {
+		out[k] = v
+	}
+	return out
 }
 
 // DemoWebhook returns the webhook settings that verify the named
-// service's sandbox deliveries, when they are fixed. The Memberships
-// sandbox's RSA public key is served at GET /memberships/webhooks/public-key.
+// service's sandbox deliveries when they are fixed (a shared secret);
+// settings that must be fetched from a running sandbox need
+// DemoWebhookAt.
 func DemoWebhook(connector string) connectors.Webhook {
-	if connector == "accelevents" {
-		return connectors.Webhook{Secret: accelevents.DemoWebhookSecret}
+	wh, _ := DemoWebhookAt(context.Background(), nil, connector, "")
+	return wh
+}
+
+// DemoWebhookAt returns the webhook settings that verify the deliveries
+// of the named service mounted at serviceURL (the zero Webhook when it
+// has none).
+func DemoWebhookAt(ctx context.Context, client *http.Client, connector, serviceURL string) (connectors.Webhook, error) {
+	r, ok := sandboxkit.Lookup(connector)
+	if !ok || r.Webhook == nil {
+		return connectors.Webhook{}, nil
 	}
-	return connectors.Webhook{}
+	if serviceURL == "" {
+		// Only fixed settings can be had without a running sandbox.
+		return r.Webhook(ctx, &http.Client{Transport: noNetwork{}}, "http://sandbox.invalid")
+	}
+	return r.Webhook(ctx, client, serviceURL)
+}
+
+// noNetwork refuses every request.
+type noNetwork struct{}
+
+func (noNetwork) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("sandbox: no running sandbox to ask")
 }

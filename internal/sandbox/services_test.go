@@ -12,6 +12,7 @@ import (
 
 	"github.com/memberflow/memberflow/connectors"
 	accelevents "github.com/memberflow/memberflow/connectors/accelevents/sandbox"
+	_ "github.com/memberflow/memberflow/connectors/all" // registers the service sandboxes
 	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
@@ -56,7 +57,7 @@ func realServer(t *testing.T, opts Options) (*Server, string) {
 
 func TestRealServicesWithDemoAuth(t *testing.T) {
 	s, base := realServer(t, Options{Members: 40, Seed: 3})
-	if got := strings.Join(s.Services(), ","); got != "memberships,accredible,accelevents" {
+	if got := strings.Join(s.Services(), ","); got != "accelevents,accredible,memberships" { // registered, by name
 		t.Fatalf("services %s", got)
 	}
 	for _, name := range s.Services() {
@@ -187,7 +188,7 @@ func TestWebhooksThroughTheCombinedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(names, ",") != "memberships,accelevents" {
+	if strings.Join(names, ",") != "accelevents,memberships" {
 		t.Fatalf("registered with %v; Accredible has no webhooks", names)
 	}
 	if _, err := s.Mutate([]MutateRequest{{Service: "memberships", Kind: "lapse", Count: 1}, {Service: "accelevents", Kind: "register", Count: 1}}); err != nil {

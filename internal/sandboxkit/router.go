@@ -23,6 +23,12 @@ type Options struct {
 	Now func() time.Time
 	// WebhookClient sends webhook deliveries; nil is a default client.
 	WebhookClient *http.Client
+	// AllowUndocumented accepts the request parameters the real API does
+	// not document (the Memberships search's updatedAfter and order,
+	// Accredible's updated_at sort key and timestamps in its date
+	// filters). Off by default: what the tests prove against the sandbox
+	// is then what the real API documents.
+	AllowUndocumented bool
 }
 
 // Limit is a request budget per window.

@@ -432,7 +432,7 @@ func (s *Server) searchV2(w http.ResponseWriter, r *http.Request) {
 		invalidSearch(w, "query is required")
 		return
 	}
-	preds, err := parseQuery(q)
+	preds, err := parseQuery(q, !s.allowUndocumented)
 	if err != nil {
 		invalidSearch(w, err.Error())
 		return
@@ -444,7 +444,7 @@ func (s *Server) searchV2(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for k, v := range so {
-			if !sortKeys[k] {
+			if !sortKeys[k] && (!s.allowUndocumented || !undocumentedSortKeys[k]) {
 				invalidSearch(w, "Sort field "+k+" is not supported")
 				return
 			}
@@ -531,7 +531,7 @@ func v1Filters(get func(string) (any, bool)) ([]predicate, error) {
 			q["meta_data"] = m
 		}
 	}
-	return parseQuery(q)
+	return parseQuery(q, false)
 }
 
 func (s *Server) listV1(w http.ResponseWriter, preds []predicate, page, size int) {

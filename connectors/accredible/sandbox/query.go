@@ -48,14 +48,22 @@ var fieldOps = map[string]string{
 	"created_at":          "eq in lt lte gt gte",
 }
 
-// sortKeys are the documented sort keys plus updated_at and created_at,
-// which the sandbox also accepts (the poller sorts by updated_at).
-var sortKeys = map[string]bool{
-	"id": true, "recipient_name": true, "group.name": true, "issued_on": true,
-	"expired_on": true, "updated_at": true, "created_at": true,
-}
+// sortKeys are the documented sort keys; undocumentedSortKeys are
+// accepted only with sandboxkit.Options.AllowUndocumented.
+var (
+	sortKeys = map[string]bool{
+		"id": true, "recipient_name": true, "group.name": true, "issued_on": true, "expired_on": true,
+	}
+	undocumentedSortKeys = map[string]bool{"updated_at": true, "created_at": true}
+)
 
-func parseQuery(q map[string]any) ([]predicate, error) {
+// dateFields are documented as dates (YYYY-MM-DD); a timestamp in their
+// filters is accepted only with AllowUndocumented.
+var dateFields = map[string]bool{"issued_on": true, "expired_on": true, "updated_at": true, "created_at": true}
+
+// parseQuery reads a v2 search query; strict refuses what the document
+// does not offer.
+func parseQuery(q map[string]any, strict bool) ([]predicate, error) {
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
@@ -97,6 +105,13 @@ func parseQuery(q map[string]any) ([]predicate, error) {
 			}
 			p.vals = []any{v}
 		}
+		if strict && dateFields[field] {
+			for _, v := range p.vals {
+				if str, _ := v.(string); !isDate(str) {
+					return nil, badQuery("%s must be a date in the format YYYY-MM-DD, got %v", field, v)
+				}
+			}
+		}
 		if field == "updated_at" || field == "created_at" {
 			if err := p.timeBounds(); err != nil {
 				return nil, err
@@ -110,6 +125,11 @@ func parseQuery(q map[string]any) ([]predicate, error) {
 		preds = append(preds, p)
 	}
 	return preds, nil
+}
+
+func isDate(s string) bool {
+	_, err := time.Parse("2006-01-02", s)
+	return err == nil
 }
 
 // timeBounds turns a created_at/updated_at predicate into [lo, hi). A date

@@ -53,6 +53,9 @@ type Server struct {
 	handler  http.Handler
 	window   *sandboxkit.Window
 	v1Window *sandboxkit.Window
+	// allowUndocumented accepts the updated_at sort key and timestamps in
+	// date filters, which the document does not offer.
+	allowUndocumented bool
 
 	mu          sync.RWMutex
 	creds       *credentialStore
@@ -69,7 +72,7 @@ var _ sandboxkit.Service = (*Server)(nil)
 
 // New returns an empty sandbox (call Seed to fill it).
 func New(opts sandboxkit.Options) *Server {
-	s := &Server{log: opts.Logger, now: opts.Now}
+	s := &Server{log: opts.Logger, now: opts.Now, allowUndocumented: opts.AllowUndocumented}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}

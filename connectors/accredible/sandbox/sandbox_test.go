@@ -251,6 +251,7 @@ func searchV2(t testing.TB, s *Server, body map[string]any) ([]map[string]any, m
 
 func TestSearchV2(t *testing.T) {
 	s, clk := newSeeded(t)
+	s.allowUndocumented = true // timestamps and the updated_at sort key below
 	issueN(t, s, clk, 7)
 	cases := []struct {
 		name  string
@@ -453,8 +454,30 @@ func TestFaultsDeterministic(t *testing.T) {
 	}
 }
 
+// TestUndocumentedSearchRefused: by default the sandbox offers what
+// Accredible documents and nothing more.
+func TestUndocumentedSearchRefused(t *testing.T) {
+	s, clk := newSeeded(t)
+	issueN(t, s, clk, 2)
+	for _, body := range []map[string]any{
+		{"query": map[string]any{}, "sort": map[string]any{"updated_at": "asc"}},
+		{"query": map[string]any{"updated_at[gte]": "2026-03-01T09:05:00.000Z"}},
+		{"query": map[string]any{"issued_on[lt]": "2026-03-01T00:00:00Z"}},
+	} {
+		w := call(t, s, "POST", "/v2/credentials/search", body)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "invalid_search_query") {
+			t.Errorf("%v: %d %s, want 400 invalid_search_query", body, w.Code, w.Body)
+		}
+	}
+	items, _ := searchV2(t, s, map[string]any{"query": map[string]any{"updated_at[gte]": "2026-03-01"}, "sort": map[string]any{"id": "desc"}})
+	if len(items) != 2 {
+		t.Errorf("documented date filter and sort key: %d items, want 2", len(items))
+	}
+}
+
 func TestSeedMutateStats(t *testing.T) {
 	s, clk := newSeeded(t)
+	s.allowUndocumented = true // a timestamp filter below
 	st := s.Stats()
 	if st.Objects["groups"] != 3 || st.Objects["credentials"] != 0 {
 		t.Fatalf("seeded objects = %v", st.Objects)
@@ -593,7 +616,7 @@ func TestSearchUsesIndexes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			preds, err := parseQuery(tc.query)
+			preds, err := parseQuery(tc.query, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -634,9 +657,9 @@ func TestSearchOrderedPathMatchesSort(t *testing.T) {
 		desc bool
 	}{{"updated_at", false}, {"updated_at", true}, {"id", false}, {"id", true}, {"created_at", false}} {
 		t.Run(fmt.Sprintf("%s desc=%v", tc.key, tc.desc), func(t *testing.T) {
-			preds, _ := parseQuery(map[string]any{"group.id[in]": []any{"100001", "100003"}})
+			preds, _ := parseQuery(map[string]any{"group.id[in]": []any{"100001", "100003"}}, false)
 			if tc.key == "updated_at" {
-				preds, _ = parseQuery(map[string]any{"updated_at[gte]": formatStamp(t0.Add(3 * time.Millisecond).UnixMilli())})
+				preds, _ = parseQuery(map[string]any{"updated_at[gte]": formatStamp(t0.Add(3 * time.Millisecond).UnixMilli())}, false)
 			}
 			var got []int32
 			for from := 0; ; from += 37 {

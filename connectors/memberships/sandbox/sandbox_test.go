@@ -180,8 +180,40 @@ func TestSearchPagesWithSkipAndLimit(t *testing.T) {
 	}
 }
 
+// TestAuthComesFirst: without credentials every API route answers 401,
+// whatever else is wrong with the request.
+func TestAuthComesFirst(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	for _, path := range []string{"/users/", "/users/search", "/users/nobody", "/payments", "/no/such/route"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without credentials or Version: %d, want 401", path, res.StatusCode)
+		}
+	}
+}
+
+func TestUndocumentedSearchParametersRefused(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	for _, p := range []string{"updatedAfter=2026-01-01T00:00:00Z", "order=asc"} {
+		a := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&"+p, nil, nil)
+		name, _, _ := strings.Cut(p, "=")
+		if a.status != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "property "+name+" should not exist") {
+			t.Errorf("%s: %d %s, want 422 naming the property", p, a.status, a.body)
+		}
+	}
+	// The documented sort and direction are served.
+	if a := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&sort=dateAdded&sortDirection=desc&skip=1&limit=2", nil, nil); a.status != http.StatusOK {
+		t.Errorf("documented parameters: %d %s", a.status, a.body)
+	}
+}
+
 func TestIncrementalSearchByDateUpdated(t *testing.T) {
-	e := newEnv(t, 30, sandboxkit.Options{})
+	e := newEnv(t, 30, sandboxkit.Options{AllowUndocumented: true})
 	q := "/users/search?companyId=" + DemoCompanyID + "&sort=dateUpdated&order=asc&limit=100"
 	users := e.call("GET", q, nil, nil).json(t)["users"].([]any)
 	prev := ""

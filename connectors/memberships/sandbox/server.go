@@ -223,33 +223,39 @@ func (s *Server) routes() {
 	api("DELETE /payments/{paymentId}", s.deletePayment)
 	api("POST /oauth/locationToken", s.locationToken)
 	api("GET /oauth/installedLocations", s.installedLocations)
+	api("GET /locations/{locationId}", s.getLocation)
 	// The token endpoint takes client credentials in the form, and no
 	// Version header (GoHighLevel's document lists none).
 	m.HandleFunc("POST /oauth/token", s.token)
 	m.HandleFunc("GET /webhooks/public-key", s.publicKey)
 	m.HandleFunc("POST /_sandbox/webhooks", s.registerWebhook)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.authorize(r); !ok {
+			writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "Invalid token: access token is invalid", Error: "Unauthorized"})
+			return
+		}
 		// NestJS's answer for an unknown route.
 		writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "Cannot " + r.Method + " " + r.URL.Path, Error: "Not Found"})
 	})
 	s.mux = m
 }
 
-// guard checks the Version header, the bearer token and the rate limit,
-// in that order, and sets the X-RateLimit-* headers on the answer.
+// guard checks the bearer token, the Version header and the rate limit,
+// in that order (a request without credentials learns nothing else, as
+// with the real API), and sets the X-RateLimit-* headers on the answer.
 func (s *Server) guard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := s.authorize(r)
+		if !ok {
+			writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "Invalid token: access token is invalid", Error: "Unauthorized"})
+			return
+		}
 		if r.Header.Get("Version") == "" {
 			writeError(w, http.StatusBadRequest, "version header was not found")
 			return
 		}
 		if v := r.Header.Get("Version"); v != APIVersion {
 			writeError(w, http.StatusBadRequest, "version header is invalid")
-			return
-		}
-		tok, ok := s.authorize(r)
-		if !ok {
-			writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "Invalid token: access token is invalid", Error: "Unauthorized"})
 			return
 		}
 		if !s.takeRate(w) {

@@ -110,6 +110,15 @@ func (f *userFilter) match(u *user) bool {
 func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var invalid []string
+	if !s.opts.AllowUndocumented {
+		// GoHighLevel validates with a whitelist: a parameter it does
+		// not document is refused, in NestJS's words.
+		for _, name := range []string{"updatedAfter", "order"} {
+			if q.Has(name) {
+				invalid = append(invalid, "property "+name+" should not exist")
+			}
+		}
+	}
 	if q.Get("companyId") == "" {
 		invalid = append(invalid, "companyId should not be empty")
 	}

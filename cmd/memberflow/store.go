@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+)
+
+func init() {
+	register(&command{
+		name:    "store",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens",
+		help: `A store records, on first use, the account each connection reaches (its
+base URL and the account id the service reports). A later run whose
+connections reach another account stops: the store's cursors, per-subject
+memory and echoes are about the recorded account's data.
+
+"store show" lists the recorded accounts.
+"store rebind" forgets them (or only the named connections'), so that the
+next run records the accounts it reaches then. Do it when the same account
+is reached another way (a new URL); for other data, use a new store
+(memberflow run --store other.db) instead: records the old data had would
+be skipped.
+"store forget-tokens" deletes the OAuth tokens saved in the store, for a
+lost store key; then authorise the OAuth app again and set the new refresh
+token in the connection's secret. See docs/runner.md.`,
+		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
+			store := fs.String("store", "memberflow.db", "durable store `path`")
+			format := fs.String("format", "text", "output format of show: text or json")
+			return func(ctx context.Context, args []string, io stdio) int {
+				return inspect(ctx, "store", *store, *format, io, func(s *sqlitestore.Store) error {
+					switch {
+					case len(args) == 1 && args[0] == "show":
+						ids, err := engine.Identities(ctx, s)
+						if err != nil {
+							return err
+						}
+						if *format == "json" {
+							if ids == nil {
+								ids = []engine.ConnectionIdentity{}
+							}
+							return writeJSON(io.out, ids)
+						}
+						if len(ids) == 0 {
+							fmt.Fprintln(io.out, "no account recorded yet: the next memberflow run records them")
+							return nil
+						}
+						tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "CONNECTION\tCONNECTOR\tBASE URL\tACCOUNT\tNAME")
+						for _, id := range ids {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id.Connection, id.Connector, id.BaseURL, id.Account, id.Name)
+						}
+						return tw.Flush()
+					case len(args) >= 1 && args[0] == "rebind":
+						forgot, err := engine.Rebind(ctx, s, args[1:]...)
+						for _, id := range forgot {
+							fmt.Fprintf(io.out, "forgot connection %q: %s\n", id.Connection, id)
+						}
+						if err != nil {
+							return usageError{err}
+						}
+						if len(forgot) == 0 {
+							fmt.Fprintln(io.out, "no account was recorded")
+							return nil
+						}
+						fmt.Fprintln(io.out, "the next memberflow run records the accounts its connections reach")
+						return nil
+					case len(args) == 1 && args[0] == "forget-tokens":
+						n, err := engine.ForgetTokens(ctx, s)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
+						return nil
+					}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]" or "forget-tokens" (memberflow store --help)`)}
+				})
+			}
+		},
+	})
+}
+
+// storeAdvice says what the operator does after a storage failure, ""
+// when err is none of them.
+func storeAdvice(path string, err error) string {
+	dir := filepath.Dir(path)
+	changed := changedConnections(err)
+	switch {
+	case errors.Is(err, sqlitestore.ErrNoDirectory):
+		return fmt.Sprintf("create the directory (mkdir -p %s) or give --store a path in an existing one", dir)
+	case errors.Is(err, sqlitestore.ErrReadOnly):
+		return fmt.Sprintf("the store cannot be written here (a read-only file system or missing permissions): make %s and the store writable for this user, or give --store a writable path; SQLite writes -wal and -shm files beside the store, so the directory must be writable too", dir)
+	case errors.Is(err, sqlitestore.ErrDiskFull):
+		return "free space on the disk that holds the store (or move it and point --store at it), then run again: what was committed is kept, and runs in flight resume from their journal"
+	case errors.Is(err, sqlitestore.ErrCorrupt):
+		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy, or recover what is readable (sqlite3 %s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
+	case errors.Is(err, engine.ErrStoreKey):
+		return "give the key the tokens were saved with (the MEMBERFLOW_STORE_KEY secret, or the one --store-key names); if it is lost, run memberflow store forget-tokens, authorise the OAuth app again and set the new refresh token in the connection's secret"
+	case len(changed) > 0:
+		return fmt.Sprintf("if this is other data, use a new store (memberflow run --store other.db): this one's cursors and memory belong to the recorded account and would skip records. If it is the same account reached another way, record the new identity: memberflow store rebind --store %s %s", path, strings.Join(changed, " "))
+	}
+	return ""
+}
+
+// changedConnections names the connections of the *engine.IdentityError
+// values in err's tree.
+func changedConnections(err error) []string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		var idErr *engine.IdentityError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &idErr) {
+				names = append(names, idErr.Current.Connection)
+			}
+		}
+	}
+	walk(err)
+	return names
+}
+
+// reportStoreError prints err and, for a storage failure, what to do.
+func reportStoreError(io stdio, cmd, path string, err error) {
+	fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+	if advice := storeAdvice(path, err); advice != "" {
+		fmt.Fprintf(io.err, "memberflow %s: what to do: %s\n", cmd, advice)
+	}
+}

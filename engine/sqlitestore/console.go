@@ -1,0 +1,140 @@
+package sqlitestore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/internal/console/stats"
+)
+
+// The console's read queries (internal/console/stats), one query each.
+// To port to another store: the same three methods.
+
+var (
+	_ stats.RunPager = (*Store)(nil)
+	_ stats.Activity = (*Store)(nil)
+)
+
+// PageRuns lists a page of runs, newest first, keyset-paged by ID.
+func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInfo, error) {
+	var where []string
+	var args []any
+	if q.Recipe != "" {
+		where = append(where, "r.recipe = ?")
+		args = append(args, q.Recipe)
+	}
+	switch q.Status {
+	case "":
+	case engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunSkipped, engine.RunSuppressed, engine.RunDead:
+		where = append(where, "r.status = '"+q.Status+"'") // a literal: the partial indexes apply
+	default:
+		return nil, fmt.Errorf("paging runs: unknown status %q", q.Status)
+	}
+	if q.Subject != "" {
+		where = append(where, "e.subject = ?")
+		args = append(args, q.Subject)
+	}
+	if q.Before > 0 {
+		where = append(where, "r.id < ?")
+		args = append(args, q.Before)
+	}
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	sqlText := `SELECT ` + runColumns + ` FROM runs r JOIN events e ON e.id = r.event`
+	if len(where) > 0 {
+		sqlText += " WHERE " + strings.Join(where, " AND ")
+	}
+	sqlText += " ORDER BY r.id DESC LIMIT ?"
+	args = append(args, q.Limit)
+	rows, err := s.r.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return nil, fmt.Errorf("paging runs: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.RunInfo
+	for rows.Next() {
+		ri, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("paging runs: %w", err)
+		}
+		out = append(out, *ri)
+	}
+	return out, rows.Err()
+}
+
+// RunActivity counts runs per recipe, status and time bucket.
+func (s *Store) RunActivity(ctx context.Context, since time.Time, bucket time.Duration) ([]stats.RunBucket, error) {
+	if bucket <= 0 {
+		return nil, fmt.Errorf("run activity: bucket must be positive, got %s", bucket)
+	}
+	from := since.UnixNano()
+	rows, err := s.r.QueryContext(ctx, `SELECT recipe, status, (created - ?) / ? AS b, count(*)
+		FROM runs WHERE created >= ? GROUP BY recipe, status, b ORDER BY b, recipe, status`, from, int64(bucket), from)
+	if err != nil {
+		return nil, fmt.Errorf("run activity: %w", err)
+	}
+	defer rows.Close()
+	var out []stats.RunBucket
+	for rows.Next() {
+		var b stats.RunBucket
+		var n int64
+		if err := rows.Scan(&b.Recipe, &b.Status, &n, &b.Count); err != nil {
+			return nil, fmt.Errorf("run activity: %w", err)
+		}
+		b.Start = since.Add(time.Duration(n) * bucket).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// StepLatency summarises step durations per action.
+func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Latency, error) {
+	var cases strings.Builder
+	cases.WriteString("CASE")
+	for i, b := range stats.LatencyBounds {
+		fmt.Fprintf(&cases, " WHEN finished - started <= %d THEN %d", int64(b), i)
+	}
+	fmt.Fprintf(&cases, " ELSE %d END", len(stats.LatencyBounds))
+	rows, err := s.r.QueryContext(ctx, `SELECT action, `+cases.String()+` AS k, count(*), sum(finished - started), max(finished - started), sum(attempts - 1)
+		FROM steps WHERE started >= ? AND finished IS NOT NULL AND finished >= started AND status != 'skipped'
+		GROUP BY action, k ORDER BY action, k`, since.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("step latency: %w", err)
+	}
+	defer rows.Close()
+	var out []stats.Latency
+	var total int64
+	for rows.Next() {
+		var action string
+		var k, n, retries int
+		var sum, max int64
+		if err := rows.Scan(&action, &k, &n, &sum, &max, &retries); err != nil {
+			return nil, fmt.Errorf("step latency: %w", err)
+		}
+		if len(out) == 0 || out[len(out)-1].Action != action {
+			if len(out) > 0 {
+				l := &out[len(out)-1]
+				l.Mean = time.Duration(total / int64(l.Count))
+			}
+			out = append(out, stats.Latency{Action: action, Buckets: make([]int, len(stats.LatencyBounds)+1)})
+			total = 0
+		}
+		l := &out[len(out)-1]
+		l.Count += n
+		l.Buckets[k] += n
+		l.Attempts += retries
+		total += sum
+		if d := time.Duration(max); d > l.Max {
+			l.Max = d
+		}
+	}
+	if len(out) > 0 {
+		l := &out[len(out)-1]
+		l.Mean = time.Duration(total / int64(l.Count))
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,32 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+)
+
+// QueueStats counts queued, running and dead runs and finds the oldest
+// queued one, for metrics. Queued and dead runs are counted through their
+// partial indexes; running ones through the owner index.
+func (s *Store) QueueStats(ctx context.Context) (engine.QueueStats, error) {
+	var st engine.QueueStats
+	var oldest sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM runs WHERE status = 'queued'),
+		(SELECT created FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1),
+		(SELECT count(*) FROM runs WHERE status = 'running'),
+		(SELECT count(*) FROM runs WHERE status = 'dead')`).Scan(&st.Queued, &oldest, &st.Running, &st.Dead)
+	if err != nil {
+		return st, fmt.Errorf("sqlitestore: queue stats: %w", err)
+	}
+	if oldest.Valid {
+		st.OldestQueued = time.Unix(0, oldest.Int64).UTC()
+	}
+	return st, nil
+}
+
+var _ engine.QueueStatser = (*Store)(nil)
