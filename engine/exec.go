@@ -158,7 +158,13 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 		return // claims are filtered by recipe: cannot happen
 	}
 	began := time.Now()
-	status, err := e.runSteps(ctx, rt, cr, st)
+	var status string
+	var err error
+	if vrt, verr := e.runtimeFor(ctx, rt, cr); verr != nil {
+		status, err = e.finish(ctx, &runState{rt: rt, cr: cr}, RunDead, verr, nil, nil)
+	} else {
+		status, err = e.runSteps(ctx, vrt, cr, st)
+	}
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
 		e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
@@ -283,6 +289,9 @@ func decodeOutput(raw json.RawMessage, st *stepRT, steps map[string]any) error {
 // transaction.
 func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr error, cond *bool, values []byte) (string, error) {
 	fin := &Completion{RunID: rs.cr.ID, Status: status, Condition: cond, Values: values, Finished: e.now()}
+	if rs.rt != nil {
+		fin.Version = rs.rt.version
+	}
 	if runErr != nil {
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)

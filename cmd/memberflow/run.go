@@ -208,7 +208,8 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		metrics = ops.NewMetrics()
 		observer = metrics
 	}
-	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
+		LoadVersion: loadVersion(o.connections, log)})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -247,6 +248,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 	for i, r := range rs {
+		r.Revision = gitRevision(r.File)
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
@@ -313,6 +315,19 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// loadVersion compiles an earlier version of a recipe, kept in the store,
+// for a replayed run: the same loader options as the loaded version (a
+// connections file given with --connections replaces its own).
+func loadVersion(connections []string, log hclog.Logger) func(*recipes.Recipe, []byte) (*recipes.Recipe, error) {
+	return func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error) {
+		r, diags := recipes.LoadBytes(current.File, source, recipes.Options{Registry: connectors.Default, Connections: connections, Logger: log.Named("recipes")})
+		if diags.HasErrors() || r == nil {
+			return nil, fmt.Errorf("%s", strings.TrimSpace(diags.Error()))
+		}
+		return r, nil
+	}
 }
 
 // storeForRun returns the store to use. A dry run works on a copy, so

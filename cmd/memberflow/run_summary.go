@@ -47,6 +47,9 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	byName := map[string]*recipes.Recipe{}
 	for _, r := range rs {
 		byName[r.Name] = r
+		if r.ID != "" {
+			byName[r.ID] = r // the engine names a renamed recipe by its id
+		}
 	}
 	seen := map[string]int64{}
 	counts := map[string]int64{}

@@ -143,6 +143,8 @@ ALTER TABLE echoes_by_state RENAME TO echoes;`,
 	// 3: named values beside the state: OAuth tokens, connection
 	// identities (meta.go).
 	metaMigration,
+	// 4: recipe versions and the attempts replays ended (versions.go).
+	versionsMigration,
 }
 
 // Options tune the store.
@@ -853,6 +855,12 @@ func (s *Store) Record(ctx context.Context, steps []engine.StepRecord, fin *engi
 			if _, err := tx.Stmt(s.finRun).Exec(status, ferr, cond, vals, finished, fin.RunID); err != nil {
 				return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
 			}
+			if fin.Version != "" && status != engine.RunQueued {
+				// The recipe version that ran (engine.Versions).
+				if _, err := tx.Exec(`UPDATE runs SET version = ? WHERE id = ?`, fin.Version, fin.RunID); err != nil {
+					return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
+				}
+			}
 		}
 		return nil
 	})
@@ -984,6 +992,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 // failed (it runs again); an in-doubt step is kept, so that it is settled
 // again rather than re-sent.
 func replay(tx *sql.Tx, id int64) error {
+	// Every attempt stays in the audit (engine.Versions).
+	if err := archiveAttempt(tx, id); err != nil {
+		return fmt.Errorf("keeping the failed attempt: %w", err)
+	}
 	if _, err := tx.Exec(`DELETE FROM steps WHERE run = ?1 AND status = 'failed'
 		AND idx = (SELECT max(idx) FROM steps WHERE run = ?1)`, id); err != nil {
 		return err
