@@ -12,7 +12,7 @@ type AuthKind string
 
 const (
 	AuthNone   AuthKind = "none"
-	AuthAPIKey AuthKind = "api_key" // a key in a header, with a scheme (Accredible: `Token token=KEY`)
+	AuthAPIKey AuthKind = "api_key" // a key in a header, with a scheme (e.g. `Token token=KEY`)
 	AuthBearer AuthKind = "bearer"  // `Authorization: Bearer TOKEN`
 	AuthOAuth2 AuthKind = "oauth2"  // client credentials or refresh token, via golang.org/x/oauth2
 )
@@ -59,9 +59,9 @@ func (r RateLimit) Unlimited() bool { return r.Requests <= 0 || r.Per <= 0 }
 
 // Webhook holds the settings a connection uses to verify pushed deliveries.
 type Webhook struct {
-	// Secret is the shared HMAC key (Accelevents).
+	// Secret is the shared HMAC key.
 	Secret string
-	// PublicKey is a PEM public key for signature checks (Memberships).
+	// PublicKey is a PEM public key for signature checks.
 	PublicKey string
 	// Tolerance is the accepted clock skew of a delivery's timestamp;
 	// default five minutes.

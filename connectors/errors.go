@@ -22,7 +22,7 @@ var (
 // APIError is an error answer from a service, parsed from that service's
 // own error body.
 type APIError struct {
-	Service string // "accredible"
+	Service string // the connector's name
 	Status  int    // HTTP status
 	Code    string // the service's own code when it has one ("4060406", "insufficient_credits")
 	Message string

@@ -35,9 +35,9 @@ import (
 // Spec describes a connector. It is data first: everything but the
 // function fields can be printed, linted and turned into docs.
 type Spec struct {
-	// Name is the identifier recipes use (`connector: accredible`).
+	// Name is the identifier recipes use (`connector: <name>`).
 	Name string
-	// Title is the human name of the service ("Accredible").
+	// Title is the human name of the service (for a page title).
 	Title string
 	// Summary is one line about the service.
 	Summary string
@@ -51,7 +51,7 @@ type Spec struct {
 	// connection's token bucket. Zero means unlimited.
 	RateLimit RateLimit
 	// Options describes connector-specific connection settings (for example
-	// the Memberships `locationId`) as a JSON Schema object.
+	// an account or location id) as a JSON Schema object.
 	Options json.RawMessage
 	// OpenAPI is the service's OpenAPI document, embedded by the connector.
 	OpenAPI []byte
@@ -107,8 +107,13 @@ type ActionSpec struct {
 	// ReadOnly actions change nothing; a dry run executes them.
 	ReadOnly bool
 	// Idempotent actions may be re-sent after an ambiguous failure (a GET,
-	// a PUT of full state, a DELETE). Others must be settled first.
+	// a PUT of full state, a DELETE). Others must be settled first. A
+	// write that sets it says why in Idempotency.
 	Idempotent bool
+	// Idempotency says why re-sending this write is safe. Every action
+	// that writes either declares it (with Idempotent) or has a Settle:
+	// a test over the catalogue holds every connector to that.
+	Idempotency *Idempotency
 	// Run performs the action with a validated input.
 	Run func(ctx context.Context, conn Conn, input map[string]any) (*Result, error)
 	// ReportsUnchanged: Run lists every record it changed in Result.Wrote
@@ -122,6 +127,33 @@ type ActionSpec struct {
 	// are neither ReadOnly nor Idempotent should have one; without it the
 	// engine refuses to re-send and dead-letters the run.
 	Settle func(ctx context.Context, conn Conn, input map[string]any) (out *Result, happened bool, err error)
+}
+
+// IdempotencyKind names why a write can be sent twice with the effect of
+// once.
+type IdempotencyKind string
+
+const (
+	// ResendSets: the request sets the given fields (or the whole record)
+	// to the given values, by id: a PUT, or a POST that replaces.
+	ResendSets IdempotencyKind = "sets"
+	// ResendDeletes: the request deletes one record by id.
+	ResendDeletes IdempotencyKind = "deletes"
+	// ResendUpserts: the action finds the record by a natural key (the
+	// Key input fields) and creates it only when none has the key, so a
+	// second call finds what the first created.
+	ResendUpserts IdempotencyKind = "upserts"
+	// ResendIssues: the request hands out a fresh value (an access token,
+	// a sign-in link) and stores no record a second call would duplicate.
+	ResendIssues IdempotencyKind = "issues"
+)
+
+// Idempotency declares why an action that writes is safe to re-send.
+type Idempotency struct {
+	Kind IdempotencyKind
+	// Key names the input fields the record is found by, for
+	// ResendUpserts; each must be a property of the input schema.
+	Key []string
 }
 
 // Result is what an action returns.
@@ -207,6 +239,9 @@ type Event struct {
 	Time time.Time
 	// Data conforms to the trigger's Output schema: `trigger` in recipes.
 	Data map[string]any
+	// Raw, when set, is Data as JSON, as the trigger read it: the engine
+	// stores it instead of encoding Data again.
+	Raw json.RawMessage
 }
 
 // Record names a record and its state.

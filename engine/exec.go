@@ -425,7 +425,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 				if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts {
 					attempt("retry", took, err)
 					rec.Attempts++
-					if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
+					if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
 						return fail(err)
 					}
 					continue
@@ -455,22 +455,47 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 			attempt("succeeded", took, nil)
 			return succeed(res)
 		}
-		if errors.Is(err, connectors.ErrInDoubt) && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			attempt("failed", took, err)
+			return fail(err)
+		}
+		inDoubt := errors.Is(err, connectors.ErrInDoubt)
+		if inDoubt && (st.action.Settle != nil || !st.action.Idempotent) {
+			// Settle at once: a look-up, not a re-send (without a Settle,
+			// settle dead-letters the run with the reason).
 			attempt("in_doubt", took, err)
 			settle = true
 			continue
 		}
-		if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts && ctx.Err() == nil {
-			attempt("retry", took, err)
-			e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
-			if werr := e.sleep(ctx, jitter(&backoff, st.retry.MaxBackoff)); werr != nil {
-				return fail(err)
-			}
-			continue
+		if !inDoubt && !connectors.Retryable(err) {
+			attempt("failed", took, err)
+			return fail(err)
 		}
-		attempt("failed", took, err)
-		return fail(err)
+		if rec.Attempts >= st.retry.Attempts {
+			attempt("failed", took, err)
+			return fail(fmt.Errorf("giving up after %d attempts: %w", rec.Attempts, err))
+		}
+		attempt("retry", took, err)
+		e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
+		if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
+			return fail(err)
+		}
+		// A write that must not be sent twice may have landed before a
+		// later request of the same action failed (an action is often a
+		// look-up, a write and a read-back): look before sending again.
+		settle = st.intent && st.action.Settle != nil
 	}
+}
+
+// retryDelay is the step's next backoff, or longer when the service said
+// how long to wait (Retry-After, or its rate-limit window).
+func retryDelay(err error, backoff *time.Duration, max time.Duration) time.Duration {
+	d := jitter(backoff, max)
+	var api *connectors.APIError
+	if errors.As(err, &api) && api.RetryAfter > d {
+		d = api.RetryAfter
+	}
+	return d
 }
 
 var errNoSettle = errors.New("the write may have happened and the action has no look-up to settle it: check the service, then replay the run to send it again")

@@ -70,11 +70,18 @@ type NewEvent struct {
 	Time        time.Time
 	Data        json.RawMessage
 	// Skipped is set when the recipe's condition, which reads only the
-	// event and vars, is false: the run is recorded as skipped (or as
-	// suppressed, when the event is an echo) and never queued. Values are
-	// what the condition read.
+	// event and vars, is false. A skipped event is not stored, as an event
+	// nor as a run, and has no Data: the store adds it to the count of
+	// the Advance's skips (a SkipPage) and, when it carries Values (what
+	// the condition read; the engine sets them on the first SkipSample of
+	// a page), keeps it as a sample. Its Enqueued has RunID 0 and Status
+	// RunSkipped. Being forgotten, an event skipped twice is counted twice.
 	Skipped bool
 	Values  json.RawMessage
+	// Encode returns the data of a skipped event, whose Data is not
+	// encoded up front: the store calls it for a skipped event that is an
+	// echo, which it records as a suppressed run like any echo.
+	Encode func() (json.RawMessage, error)
 }
 
 // Enqueued reports what became of one NewEvent: RunID is 0 for a

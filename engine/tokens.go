@@ -72,7 +72,7 @@ func (v *tokenVault) open(ctx context.Context) error {
 }
 
 func (v *tokenVault) derive(ctx context.Context) error {
-	salt, _, err := v.meta.GetMeta(ctx, metaSalt)
+	salt, saltVersion, err := v.meta.GetMeta(ctx, metaSalt)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (v *tokenVault) derive(ctx context.Context) error {
 		if _, err := rand.Read(fresh); err != nil {
 			return err
 		}
-		if _, err := v.meta.SwapMeta(ctx, metaSalt, 0, fresh); err != nil {
+		if _, err := v.meta.SwapMeta(ctx, metaSalt, saltVersion, fresh); err != nil {
 			return err
 		}
 		// Another process may have won the race: read what is stored.
@@ -320,4 +320,22 @@ func ForgetTokens(ctx context.Context, meta MetaStore) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// TokenStores returns what gives a connection its TokenStore in meta,
+// for the connections that commands open without an engine (reconcile,
+// the console) or share with one: connections of one process and one
+// store then refresh one token chain, whoever opens them. It returns nil
+// for a connection that is not oauth2.
+func TokenStores(meta MetaStore, storeKey []byte, owner string) (func(cfg connectors.ConnectionConfig) connectors.TokenStore, error) {
+	if len(storeKey) < MinStoreKey {
+		return nil, fmt.Errorf("the store key is %d bytes; it must be a random secret of at least %d (openssl rand -base64 32)", len(storeKey), MinStoreKey)
+	}
+	v := newTokenVault(meta, storeKey, owner)
+	return func(cfg connectors.ConnectionConfig) connectors.TokenStore {
+		if cfg.Auth.Type != connectors.AuthOAuth2 {
+			return nil
+		}
+		return v.tokens(cfg.BaseURL, cfg.Auth)
+	}, nil
 }

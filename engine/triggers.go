@@ -52,13 +52,10 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		connector = rt.trigConn.connector
 	}
 	keys := make([]string, 0, len(events))
+	sampled := 0
 	for _, ev := range events {
 		if ev.ID == "" {
 			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
-		}
-		data, err := json.Marshal(ev.Data)
-		if err != nil {
-			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
 		// The key is shared by all recipes: runs about one subject never
 		// overlap, even of two recipes, so that the run that wrote a record
@@ -71,23 +68,36 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 			}
 			key = fmt.Sprint(v)
 		}
-		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
-			OrderingKey: key, Time: ev.Time, Data: data}
-		// The condition reads only the event and vars: decided here, a run
-		// it rejects costs no claim and no outcome write. An error is left
-		// to the run, which dead-letters it with its context.
+		// The condition reads only the event and vars: decided here, an
+		// event it rejects is only counted (the first SkipSample of a page keep the
+		// values the condition read, for the audit), costing no event row,
+		// no run, no claim and no outcome write. An error is left to the
+		// run, which dead-letters it with its context.
 		if w := rt.r.When; w != nil {
 			env := recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars}
 			if ok, err := w.EvalBool(env); err == nil && !ok {
-				ne.Skipped, ne.Values = true, conditionValues(rt.condPaths, env)
+				var values json.RawMessage
+				if sampled < SkipSample {
+					values = conditionValues(rt.condPaths, env)
+					sampled++
+				}
+				ev := ev
+				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
+					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
+					Encode: func() (json.RawMessage, error) { return eventData(ev) }})
+				keys = append(keys, "")
+				continue
 			}
 		}
-		adv.Events = append(adv.Events, ne)
+		data, err := eventData(ev)
+		if err != nil {
+			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+		}
+		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
+			OrderingKey: key, Time: ev.Time, Data: data})
 		k := cacheKey(rt.r.Name, ev.ID)
 		keys = append(keys, k)
-		if !ne.Skipped {
-			e.cache.put(k, ev.Data)
-		}
+		e.cache.put(k, ev.Data)
 	}
 	enq, err = e.advance(ctx, rt.r.Name, adv)
 	if err != nil {
@@ -100,13 +110,13 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	queued := 0
 	for i, q := range enq {
 		switch {
-		case q.RunID == 0:
+		case q.RunID == 0 && q.Status == "":
 			e.cache.drop(keys[i])
 			st.duplicates.Add(1)
 			continue
 		case q.Status == RunQueued:
 			queued++
-		default:
+		default: // skipped (counted, with no run) or suppressed
 			e.cache.drop(keys[i])
 			st.count(q.Status)
 			e.obs.RunFinished(rt.r.Name, q.Status, 0)
@@ -120,6 +130,15 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		e.wake()
 	}
 	return fresh, enq, nil
+}
+
+// eventData is the event's data as JSON: as the trigger read it, when it
+// kept it, else encoded.
+func eventData(ev connectors.Event) (json.RawMessage, error) {
+	if len(ev.Raw) > 0 {
+		return ev.Raw, nil
+	}
+	return json.Marshal(ev.Data)
 }
 
 // waitForRoom holds a trigger while too many of its runs wait.

@@ -476,7 +476,7 @@ func (w *watch) flush(ctx context.Context) {
 			if p.rt.alert.cause != CauseRecovered {
 				p.inc.sent[rt.r.Name] = &alertSent{window: p.window, total: p.total}
 			}
-			dup := i < len(enq) && enq[i].RunID == 0
+			dup := i < len(enq) && enq[i].RunID == 0 && enq[i].Status == "" // a skipped event has no run either
 			w.e.obs.AlertFed(rt.r.Name, p.inc.cause, dup)
 		}
 		w.mu.Unlock()
@@ -548,11 +548,8 @@ func alertMessage(d map[string]any) string {
 		fmt.Fprintf(&b, "%s is rate-limited (%d answers 429)", who, d["count"])
 	case CauseRecovered:
 		fmt.Fprintf(&b, "%s recovered from %s after %ds", who, d["recovered_cause"], d["failing_seconds"])
-		return b.String()
 	}
-	if e := d["error"].(string); e != "" {
-		b.WriteString(": " + e)
-	}
+	// The error is a field of its own: notifications show it apart.
 	return b.String()
 }
 

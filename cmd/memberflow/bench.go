@@ -16,8 +16,8 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		summary: "measure the runner end to end: a backfill against the sandbox",
-		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
+		summary: "measure the runner end to end: a backfill against the sandbox, or a file job",
+		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
 each eligible member is issued one certificate (accredible.upsert_credential)
@@ -27,11 +27,19 @@ p99 execution time, the runner's peak resident memory (the sandbox's is not
 counted) and the sandbox's duplicate certificates, which must be 0.
 
 --sandbox-url uses a sandbox already running instead (--members is then
-the sandbox's own). See docs/benchmarks.md.
+the sandbox's own).
+
+--pipeline runs the file job instead, with no service: it generates --lines
+member JSON lines, then reads them (file.records), keeps the eligible
+members with a score of at least 70, maps each to an Accredible credential
+and appends it as a JSON line (file.append), through the durable store.
+Prints events/s, CPU time per event, peak RSS and the store's size. See
+docs/benchmarks.md, which also shows Redpanda Connect's equivalent.
 
 Exit status: 0 when the figures are consistent (a certificate and an update
-per eligible member, every member processed, no duplicate, no dead letter),
-1 otherwise, 2 for usage errors.`,
+per eligible member, every member processed, no duplicate, no dead letter;
+for --pipeline every kept member written once), 1 otherwise, 2 for usage
+errors.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := benchOptions{}
 			fs.IntVar(&o.members, "members", 100000, "members seeded in the sandbox")
@@ -43,7 +51,14 @@ per eligible member, every member processed, no duplicate, no dead letter),
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the backfill to `file` (go tool pprof)")
 			fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken at the end of the backfill to `file`")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "runner log level: trace, debug, info, warn, error, off")
+			fs.BoolVar(&o.pipeline, "pipeline", false, "run the file job (member lines to credential lines) instead of the sandbox backfill")
+			fs.IntVar(&o.lines, "lines", 100000, "--pipeline: member lines generated")
+			fs.IntVar(&o.batch, "batch", 1000, "--pipeline: records per poll of the file trigger")
+			fs.StringVar(&o.dir, "dir", "", "--pipeline: folder for the input and output `DIR` (default a temporary one, removed after)")
 			return func(ctx context.Context, args []string, io stdio) int {
+				if o.pipeline {
+					return runPipelineBench(ctx, o, args, io)
+				}
 				return runBench(ctx, o, args, io)
 			}
 		},
@@ -54,12 +69,22 @@ type benchOptions struct {
 	members, concurrency                                        int
 	seed                                                        int64
 	store, sandboxURL, format, cpuProfile, memProfile, logLevel string
+
+	pipeline     bool
+	lines, batch int
+	dir          string
 }
 
 func (o benchOptions) check(args []string) error {
 	switch {
 	case len(args) > 0:
 		return fmt.Errorf("unexpected arguments %q: the benchmark's recipe is built in", args)
+	case o.pipeline && o.sandboxURL != "":
+		return fmt.Errorf("--pipeline reads a file: --sandbox-url does not apply")
+	case o.pipeline && o.lines < 1:
+		return fmt.Errorf("--lines must be at least 1, got %d", o.lines)
+	case o.pipeline && (o.batch < 1 || o.batch > 10000):
+		return fmt.Errorf("--batch must be 1 to 10000, got %d", o.batch)
 	case o.members < 1:
 		return fmt.Errorf("--members must be at least 1, got %d", o.members)
 	case o.concurrency < 1:
@@ -120,6 +145,69 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 	}
 	fmt.Fprintf(io.err, "memberflow bench: backfilling from %s with %d workers...\n", base, o.concurrency)
 	res, err := bench.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow %v\n", err)
+		return exitFail
+	}
+	if o.format == "json" {
+		err = res.WriteJSON(io.out)
+	} else {
+		err = res.WriteText(io.out)
+	}
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow bench: %v\n", err)
+		return exitFail
+	}
+	if err := res.Check(); err != nil {
+		fmt.Fprintf(io.err, "memberflow %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// profiles opens the --cpuprofile and --memprofile files; close closes them.
+func (o benchOptions) profiles() (cpu, mem *os.File, close func(), err error) {
+	close = func() {
+		for _, f := range []*os.File{cpu, mem} {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	if o.cpuProfile != "" {
+		if cpu, err = os.Create(o.cpuProfile); err != nil {
+			return nil, nil, close, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	if o.memProfile != "" {
+		if mem, err = os.Create(o.memProfile); err != nil {
+			return nil, nil, close, fmt.Errorf("--memprofile: %w", err)
+		}
+	}
+	return cpu, mem, close, nil
+}
+
+func runPipelineBench(ctx context.Context, o benchOptions, args []string, io stdio) int {
+	if err := o.check(args); err != nil {
+		fmt.Fprintf(io.err, "memberflow bench: %v\n", err)
+		return exitUsage
+	}
+	cpu, mem, closeProfiles, err := o.profiles()
+	defer closeProfiles()
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow bench: %v\n", err)
+		return exitUsage
+	}
+	opts := bench.PipelineOptions{Lines: o.lines, Seed: uint64(o.seed), Batch: o.batch, Concurrency: o.concurrency,
+		Dir: o.dir, Store: o.store, Logger: newLogger(o.logLevel, "text", io.err)}
+	if cpu != nil {
+		opts.CPUProfile = cpu
+	}
+	if mem != nil {
+		opts.MemProfile = mem
+	}
+	fmt.Fprintf(io.err, "memberflow bench: the file job over %d member lines, batch %d, %d workers...\n", o.lines, o.batch, o.concurrency)
+	res, err := bench.RunPipeline(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow %v\n", err)
 		return exitFail

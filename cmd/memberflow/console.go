@@ -155,6 +155,11 @@ func runConsole(ctx context.Context, o consoleOptions, io stdio) int {
 		if code != exitOK {
 			return code
 		}
+		closeTokens, code := readerTokens("console", o.store, o.secrets, conns, io)
+		if code != exitOK {
+			return code
+		}
+		defer closeTokens()
 		opts.API = console.NewAPICounter()
 		opts.Redact = countAndRedact(conns, opts.API)
 		rc, err := reconcile.New(reconcile.Options{Recipes: rs, Connections: conns, Logger: log})

@@ -1,5 +1,5 @@
 // Command memberflow runs declarative integration recipes between the
-// Memberships API, Accredible and Accelevents. Each subcommand lives in a
+// APIs of its connectors (connectors/all). Each subcommand lives in a
 // file of its own and calls into recipes/, engine/ and connectors/.
 package main
 

@@ -84,6 +84,11 @@ func runReconcile(ctx context.Context, o reconcileOptions, io stdio) int {
 	if code != exitOK {
 		return code
 	}
+	closeTokens, code := readerTokens("reconcile", o.store, o.secrets, conns, io)
+	if code != exitOK {
+		return code
+	}
+	defer closeTokens()
 	rc, err := reconcile.New(reconcile.Options{Recipes: rs, Connections: conns, Logger: log})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow reconcile: %v\n", err)

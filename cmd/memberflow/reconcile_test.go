@@ -14,8 +14,11 @@ import (
 // --fix enqueues, run --once runs the fixes; no drift again.
 func TestReconcileAfterTheDemo(t *testing.T) {
 	base := startTestSandbox(t, 60)
+	examples, _ := filepath.Abs("../../examples")
+	conns, _ := filepath.Abs(sandboxConnFile)
+	t.Chdir(t.TempDir()) // the files connection writes ./out
 	store := filepath.Join(t.TempDir(), "mf.db")
-	common := []string{"--sandbox-url", base, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", "../../examples"}
+	common := []string{"--sandbox-url", base, "--store", store, "--connections", conns, "--log-level", "off", examples}
 	run := append([]string{"run", "--once"}, common...)
 	if code, out, errs := cli(t, run...); code != exitOK {
 		t.Fatalf("the demo: exit %d\n%s%s", code, out, errs)

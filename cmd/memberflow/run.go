@@ -63,8 +63,16 @@ on a loopback address as is, on any other only with --console-token (or
 --console-token-secret, --console-basic-auth-secret); without one the
 console is not served there, and the webhooks still are.
 
-Exit status: 0 ok, 1 when a run was dead-lettered (--once) or the runner
-failed, 2 for usage errors and recipes that do not load.`,
+An oauth2 connection's rotating refresh token is kept in the store,
+encrypted with the secret MEMBERFLOW_STORE_KEY (--store-key names
+another): at least 32 random characters. The store records the account
+each connection reaches; a run whose connections reach another stops
+(memberflow store --help). Storage errors say what to do. See
+docs/runner.md.
+
+Exit status: 0 ok (also after SIGINT or SIGTERM), 1 when a run was
+dead-lettered (--once) or the runner failed, 2 for usage errors and
+recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := runOptions{}
 			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
@@ -170,6 +178,38 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 	defer closeSandbox()
 
+	var storeKey []byte
+	var secretValues []string
+	if v, ok := secrets.Lookup(o.storeKey); ok && v != "" {
+		storeKey = []byte(v)
+		secretValues = append(secretValues, v)
+	}
+	// Every connection is resolved first, before the store is made: the
+	// planned writes of a dry run are printed with every connection's
+	// secrets redacted, and a refresh token needs a store key.
+	planned := &plannedWriter{enc: json.NewEncoder(io.out)}
+	resolved := make([]map[string]engine.Connection, len(rs))
+	for i, r := range rs {
+		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned.write, log)
+		for name, c := range conns {
+			if c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != "" && len(storeKey) == 0 && err == nil {
+				err = fmt.Errorf("connection %q uses an OAuth refresh token, which the service replaces at each refresh: set the secret %s to a random key of at least %d characters (openssl rand -base64 32), with which memberflow keeps the newest token in the store, encrypted (docs/runner.md)", name, o.storeKey, engine.MinStoreKey)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
+			return exitUsage
+		}
+		for _, c := range conns {
+			secretValues = append(secretValues, c.Config.Auth.Secrets()...)
+			if c.Config.Webhook.Secret != "" {
+				secretValues = append(secretValues, c.Config.Webhook.Secret)
+			}
+		}
+		resolved[i] = conns
+	}
+	planned.redact = apiclient.NewRedactor(secretValues...)
+
 	storePath, cleanup, err := storeForRun(ctx, o)
 	if err != nil {
 		reportStoreError(io, "run", o.store, err)
@@ -196,10 +236,6 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			meta = real
 		}
 	}
-	var storeKey []byte
-	if v, ok := secrets.Lookup(o.storeKey); ok && v != "" {
-		storeKey = []byte(v)
-	}
 
 	// Metrics are kept when something can read them: the --http listener.
 	var metrics *ops.Metrics
@@ -208,6 +244,17 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		metrics = ops.NewMetrics()
 		observer = metrics
 	}
+	if len(storeKey) > 0 {
+		// One token chain for the engine and the console's reconciler.
+		tokenMeta := meta
+		if tokenMeta == nil {
+			tokenMeta = store
+		}
+		if err := attachTokens(resolved, tokenMeta, storeKey, "run"); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+			return exitUsage
+		}
+	}
 	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
 		LoadVersion: loadVersion(o.connections, log)})
 	if err != nil {
@@ -215,31 +262,6 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitFail
 	}
 	defer eng.Close()
-	// Every connection is resolved first: the planned writes of a dry run
-	// are printed with every connection's secrets redacted.
-	planned := &plannedWriter{enc: json.NewEncoder(io.out)}
-	resolved := make([]map[string]engine.Connection, len(rs))
-	var secretValues []string
-	for i, r := range rs {
-		conns, err := resolveConnections(r, secrets, target, o.dryRun, planned.write, log)
-		for name, c := range conns {
-			if c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != "" && len(storeKey) == 0 && err == nil {
-				err = fmt.Errorf("connection %q uses an OAuth refresh token, which the service replaces at each refresh: set the secret %s to a random key of at least %d characters (openssl rand -base64 32), with which memberflow keeps the newest token in the store, encrypted (docs/runner.md)", name, o.storeKey, engine.MinStoreKey)
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
-			return exitUsage
-		}
-		for _, c := range conns {
-			secretValues = append(secretValues, c.Config.Auth.Secrets()...)
-			if c.Config.Webhook.Secret != "" {
-				secretValues = append(secretValues, c.Config.Webhook.Secret)
-			}
-		}
-		resolved[i] = conns
-	}
-	planned.redact = apiclient.NewRedactor(secretValues...)
 	var consoleHandler http.Handler
 	if o.http != "" {
 		if consoleHandler, err = runConsoleHandler(o, rs, store, resolved, secrets, apiclient.NewRedactor(secretValues...).String, log); err != nil {

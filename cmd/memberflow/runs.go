@@ -21,10 +21,15 @@ func init() {
 	register(&command{
 		name:    "runs",
 		summary: "list runs and show a run's audit: event, condition, steps",
-		usage:   "list [--recipe R] [--status S] [--limit N] [--format text|json] | show ID [--format text|json]",
+		usage:   "list [--recipe R] [--status S] [--limit N] [--format text|json] | show ID [--format text|json] | skipped [--recipe R] [--limit N] [--format text|json]",
 		help: `"runs list" lists runs, newest first. "runs show ID" prints a run's audit:
 its trigger event, the outcome of the recipe's condition with the values it
 read, and each step's request, result, error, attempts and timings.
+
+An event the recipe's condition rejects makes no run: it is counted on the
+page of events it came with. "runs skipped" lists those pages, newest first:
+how many events each skipped and, for a sample of them, the values the
+condition read.
 
 Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
@@ -45,6 +50,12 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 							return err
 						}
 						return writeRuns(io.out, *format, runs)
+					case len(args) == 1 && args[0] == "skipped":
+						pages, err := s.ListSkips(ctx, engine.RunFilter{Recipe: *recipe, Limit: *limit})
+						if err != nil {
+							return err
+						}
+						return writeSkips(io.out, *format, pages)
 					case len(args) == 2 && args[0] == "show":
 						id, err := runID(args[1])
 						if err != nil {
@@ -59,7 +70,7 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 						}
 						return writeRun(io.out, *format, d)
 					}
-					return usageError{errors.New(`want "list" or "show ID" (memberflow runs --help)`)}
+					return usageError{errors.New(`want "list", "show ID" or "skipped" (memberflow runs --help)`)}
 				})
 			}
 		},
@@ -134,6 +145,25 @@ func writeRuns(w io.Writer, format string, runs []engine.RunInfo) error {
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Recipe, r.Status, r.EventID, dash(r.Subject), r.Attempts,
 			r.Created.Format(time.RFC3339), dash(oneLine(r.Error, 80)))
+	}
+	return tw.Flush()
+}
+
+func writeSkips(w io.Writer, format string, pages []engine.SkipPage) error {
+	if format == "json" {
+		if pages == nil {
+			pages = []engine.SkipPage{}
+		}
+		return writeJSON(w, pages)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAGE\tRECIPE\tSKIPPED\tCREATED\tSAMPLE (event: what the condition read)")
+	for _, p := range pages {
+		sample := make([]string, len(p.Sample))
+		for i, e := range p.Sample {
+			sample[i] = e.EventID + ": " + string(e.Values)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", p.ID, p.Recipe, p.Count, p.Created.Format(time.RFC3339), dash(oneLine(strings.Join(sample, "; "), 160)))
 	}
 	return tw.Flush()
 }

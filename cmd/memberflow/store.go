@@ -9,15 +9,17 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/recipes"
 )
 
 func init() {
 	register(&command{
 		name:    "store",
-		summary: "the store's recorded accounts: show, rebind; forget-tokens",
-		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json]",
 		help: `A store records, on first use, the account each connection reaches (its
 base URL and the account id the service reports). A later run whose
 connections reach another account stops: the store's cursors, per-subject
@@ -31,10 +33,19 @@ is reached another way (a new URL); for other data, use a new store
 be skipped.
 "store forget-tokens" deletes the OAuth tokens saved in the store, for a
 lost store key; then authorise the OAuth app again and set the new refresh
-token in the connection's secret. See docs/runner.md.`,
+token in the connection's secret. See docs/runner.md.
+"store prune --older-than AGE" removes what finished before AGE ago (30d,
+12h, 90m): runs that succeeded, were skipped or suppressed, with their step
+journals and their events' data, and the counts of skipped events. Dead
+letters stay until replayed. The events' IDs stay too, so an event seen
+again is still a duplicate: pruning never makes a record run twice.
+--vacuum then rewrites the file to give the space back (run it while no
+runner writes).`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			store := fs.String("store", "memberflow.db", "durable store `path`")
-			format := fs.String("format", "text", "output format of show: text or json")
+			format := fs.String("format", "text", "output format of show and prune: text or json")
+			olderThan := fs.String("older-than", "", "prune: what finished more than this `age` ago: 30d, 12h, 90m")
+			vacuum := fs.Bool("vacuum", false, "prune: rewrite the file afterwards to give the space back")
 			return func(ctx context.Context, args []string, io stdio) int {
 				return inspect(ctx, "store", *store, *format, io, func(s *sqlitestore.Store) error {
 					switch {
@@ -73,6 +84,8 @@ token in the connection's secret. See docs/runner.md.`,
 						}
 						fmt.Fprintln(io.out, "the next memberflow run records the accounts its connections reach")
 						return nil
+					case len(args) == 1 && args[0] == "prune":
+						return prune(ctx, s, *olderThan, *vacuum, *format, io)
 					case len(args) == 1 && args[0] == "forget-tokens":
 						n, err := engine.ForgetTokens(ctx, s)
 						if err != nil {
@@ -81,7 +94,7 @@ token in the connection's secret. See docs/runner.md.`,
 						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
 						return nil
 					}
-					return usageError{errors.New(`want "show", "rebind [CONNECTION...]" or "forget-tokens" (memberflow store --help)`)}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens" or "prune" (memberflow store --help)`)}
 				})
 			}
 		},
@@ -139,4 +152,68 @@ func reportStoreError(io stdio, cmd, path string, err error) {
 	if advice := storeAdvice(path, err); advice != "" {
 		fmt.Fprintf(io.err, "memberflow %s: what to do: %s\n", cmd, advice)
 	}
+}
+
+// storeKeySecret is the default name of the secret OAuth tokens are
+// encrypted with in the store (run --store-key names another).
+const storeKeySecret = "MEMBERFLOW_STORE_KEY"
+
+// attachTokens gives each oauth2 connection its tokens in meta, so that
+// whatever opens it in this process (the engine, the reconciler behind
+// the console) and every other process of the store refresh one token
+// chain.
+func attachTokens(conns []map[string]engine.Connection, meta engine.MetaStore, key []byte, owner string) error {
+	tokensOf, err := engine.TokenStores(meta, key, owner)
+	if err != nil {
+		return err
+	}
+	for _, m := range conns {
+		for name, c := range m {
+			if ts := tokensOf(c.Config); ts != nil {
+				c.Config.Tokens = ts
+				m[name] = c
+			}
+		}
+	}
+	return nil
+}
+
+// readerTokens is attachTokens for the commands that read the services
+// without running recipes (reconcile, console): a connection with a
+// rotating refresh token must use, and save, the runner's newest one.
+// It opens (or makes) the store at path only when such a connection
+// exists, and returns what closes it.
+func readerTokens(cmd, path, secretsFile string, conns map[string]map[string]engine.Connection, io stdio) (func(), int) {
+	var list []map[string]engine.Connection
+	rotating := false
+	for _, m := range conns {
+		list = append(list, m)
+		for _, c := range m {
+			rotating = rotating || c.Config.Auth.Type == connectors.AuthOAuth2 && c.Config.Auth.RefreshToken != ""
+		}
+	}
+	if !rotating {
+		return func() {}, exitOK
+	}
+	secrets, err := recipes.NewEnvSecrets(secretsFile)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
+	}
+	key, _ := secrets.Lookup(storeKeySecret)
+	if key == "" {
+		fmt.Fprintf(io.err, "memberflow %s: a connection uses an OAuth refresh token, which the runner keeps in the store: set the secret %s to the store's key (docs/runner.md)\n", cmd, storeKeySecret)
+		return nil, exitUsage
+	}
+	s, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		reportStoreError(io, cmd, path, err)
+		return nil, exitFail
+	}
+	if err := attachTokens(list, s, []byte(key), cmd); err != nil {
+		s.Close()
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
+	}
+	return func() { s.Close() }, exitOK
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memberflow/memberflow/connectors"
 	memberships "github.com/memberflow/memberflow/connectors/memberships/sandbox"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
@@ -135,6 +137,9 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, "MEMBERFLOW_STORE_KEY") {
 			t.Fatalf("exit %d, want %d naming MEMBERFLOW_STORE_KEY:\n%s", code, exitUsage, stderr)
 		}
+		if _, err := os.Stat(store); err == nil {
+			t.Error("the refused run made a store")
+		}
 	})
 
 	t.Setenv("MEMBERFLOW_STORE_KEY", testStoreKey)
@@ -167,6 +172,50 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 	if len(sb.tokens()) <= first {
 		t.Fatal("the restarted run did not refresh: it proves nothing about the saved refresh token")
 	}
+
+	t.Run("a dry run's rotated token reaches the real store", func(t *testing.T) {
+		before := len(sb.tokens())
+		if code, out, errs := cli(t, "run", "--once", "--dry-run", "--store", store, recipe); code != exitOK {
+			t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
+		}
+		if len(sb.tokens()) <= before {
+			t.Fatal("the dry run did not refresh: it proves nothing")
+		}
+		if code, out, errs := cli(t, "run", "--once", "--store", store, recipe); code != exitOK || strings.Contains(errs, "Unauthorized") {
+			t.Fatalf("run after the dry run: exit %d\n%s\n%s", code, out, errs)
+		}
+	})
+
+	t.Run("reconcile and the console refresh the runner's chain", func(t *testing.T) {
+		var errb bytes.Buffer
+		io := stdio{in: strings.NewReader(""), out: &bytes.Buffer{}, err: &errb}
+		log := newLogger("off", "text", &errb)
+		_, conns, code := loadForReading(context.Background(), "reconcile", runOptions{paths: []string{recipe}}, log, io)
+		if code != exitOK {
+			t.Fatalf("loading: %d %s", code, errb.String())
+		}
+		closeTokens, code := readerTokens("reconcile", store, "", conns, io)
+		if code != exitOK {
+			t.Fatalf("readerTokens: %d %s", code, errb.String())
+		}
+		defer closeTokens()
+		c := conns["read-members"]["members"]
+		conn, err := c.Spec.Open(c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(sb.tokens())
+		if _, err := conn.(connectors.Identifier).Identify(context.Background()); err != nil {
+			t.Fatalf("a reader's call: %v", err)
+		}
+		if len(sb.tokens()) <= before {
+			t.Fatal("the reader did not refresh: it proves nothing")
+		}
+		// And the runner goes on with the token the reader saved.
+		if code, out, errs := cli(t, "run", "--once", "--store", store, recipe); code != exitOK {
+			t.Fatalf("run after the reader: exit %d\n%s\n%s", code, out, errs)
+		}
+	})
 
 	t.Run("no token is in the store in plain text", func(t *testing.T) {
 		secrets := append(sb.tokens(), configured, memberships.DemoClientSecret)

@@ -114,10 +114,10 @@ func checkIn(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 	}
 	barcode := str(in, "barcode")
 	undo, _ := in["undo"].(bool)
-	// The check-in is a GET, which the HTTP runtime re-sends after a lost
-	// answer; the re-sent one then fails with 4060406 although the first
-	// went through. So look first: 4060406 for a ticket that was not
-	// checked in a moment ago is our own check-in.
+	// The check-in is a GET, which may be re-sent after a lost answer;
+	// the re-sent one then fails with 4060406 although the first went
+	// through. So look first: 4060406 for a ticket that was not checked in
+	// a moment ago is our own check-in.
 	var before Attendee
 	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s", escape(barcode)), nil, &before); err != nil {
 		return nil, opErr("check_in", fmt.Errorf("barcode %q: %w", barcode, err))

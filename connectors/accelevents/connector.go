@@ -36,8 +36,9 @@ const Name = "accelevents"
 const DefaultBaseURL = "https://api.accelevents.com"
 
 // DefaultRateLimit paces a connection: Accelevents documents no limit, so
-// this is a conservative default a connection may override.
-var DefaultRateLimit = connectors.RateLimit{Requests: 25, Per: time.Second, Burst: 25}
+// this is a conservative default (half the sandbox's 50 a second) that a
+// connection may override with rate_limit.
+var DefaultRateLimit = connectors.RateLimit{Requests: 25, Per: time.Second, Burst: 2}
 
 const optionsSchema = `{
   "type": "object",

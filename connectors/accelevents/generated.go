@@ -90,6 +90,7 @@ func generatedActions() ([]*connectors.ActionSpec, error) {
 		case "submit_holder_data":
 			// Submitting the same holders again changes nothing.
 			a.Idempotent = true
+			a.Idempotency = &connectors.Idempotency{Kind: connectors.ResendSets}
 		case "place_order":
 			a.Settle = settlePlaceOrder
 		case "create_attendee":

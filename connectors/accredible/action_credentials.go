@@ -155,8 +155,9 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Example: map[string]any{"id": "10000005", "grade": "A", "expired_on": "2027-01-15"},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPut, Path: "/v1/credentials/{id}"},
 			},
-			Idempotent: true,
-			Run:        connectors.Bind(runUpdate),
+			Idempotent:  true,
+			Idempotency: &connectors.Idempotency{Kind: connectors.ResendSets}, // PUT by id
+			Run:         connectors.Bind(runUpdate),
 		},
 		{
 			Operation: connectors.Operation{
@@ -213,8 +214,9 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Example: map[string]any{"id": "10000005", "expired_on": "2026-12-31"},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPut, Path: "/v1/credentials/{id}"},
 			},
-			Idempotent: true,
-			Run:        connectors.Bind(runExpire),
+			Idempotent:  true,
+			Idempotency: &connectors.Idempotency{Kind: connectors.ResendSets}, // PUT by id
+			Run:         connectors.Bind(runExpire),
 		},
 		bulkAction(),
 	}

@@ -39,10 +39,22 @@ var regionHosts = map[string]string{
 	"sandbox": "https://sandbox.api.accredible.com",
 }
 
-// rateLimit stays under the documented 2,000 requests per 5 minutes even
-// when a full burst and a full refill fall in one of the service's
-// windows: 100 + 1,900 = 2,000.
-var rateLimit = connectors.RateLimit{Requests: 1900, Per: 5 * time.Minute, Burst: 100}
+// rateLimit is the documented 2,000 requests per 5 minutes; the client's
+// bucket (a burst of 100, then 1,900 per 5 minutes) never puts more in
+// any 5-minute window, whatever its alignment with the service's 30-second
+// counting periods.
+var rateLimit = connectors.RateLimit{Requests: 2000, Per: 5 * time.Minute, Burst: 100}
+
+// endpointLimits are the stricter documented limits: the deprecated v1
+// search allows 100 requests per 60 s.
+var endpointLimits = []apiclient.EndpointLimit{
+	{Method: http.MethodPost, Path: "/v1/credentials/search", Limit: connectors.RateLimit{Requests: 100, Per: time.Minute, Burst: 5}},
+}
+
+// countingPeriod is how Accredible counts requests: a bare 429 (no
+// Retry-After) pauses the connection for one period, so that the next
+// request falls in a fresh one.
+const countingPeriod = 30 * time.Second
 
 // Client is the opened connection: the shared HTTP runtime plus the
 // connection's clock (for "today" in expire_credential).
@@ -159,19 +171,21 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	}
 	log = log.Named("accredible")
 	api, err := apiclient.New(apiclient.Config{
-		Service:        "accredible",
-		ConnectionName: cfg.Name,
-		BaseURL:        base,
-		Auth:           auth,
-		APIKeyHeader:   "Authorization",
-		APIKeyScheme:   "Token token=%s",
-		RateLimit:      rl,
-		Timeout:        cfg.Timeout,
-		ParseError:     ParseError,
-		HTTPClient:     cfg.HTTPClient,
-		Logger:         log,
-		DryRun:         cfg.DryRun,
-		Tokens:         cfg.Tokens,
+		Service:         "accredible",
+		ConnectionName:  cfg.Name,
+		BaseURL:         base,
+		Auth:            auth,
+		APIKeyHeader:    "Authorization",
+		APIKeyScheme:    "Token token=%s",
+		RateLimit:       rl,
+		EndpointLimits:  endpointLimits,
+		RateLimitPeriod: countingPeriod,
+		Timeout:         cfg.Timeout,
+		ParseError:      ParseError,
+		HTTPClient:      cfg.HTTPClient,
+		Logger:          log,
+		DryRun:          cfg.DryRun,
+		Tokens:          cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accredible connection %q: %w", cfg.Name, err)

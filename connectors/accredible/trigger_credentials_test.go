@@ -2,6 +2,7 @@ package accredible
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -257,5 +258,39 @@ func TestCredentialChanged(t *testing.T) {
 	}
 	if len(events) != len(issued)+len(updated) || updates != len(updated) {
 		t.Errorf("events %v: want %d creations and %d updates", got, len(issued), len(updated))
+	}
+}
+
+// TestPollWindowKeepsADayOfOverlap: the search filters updated_at by day,
+// so each scan starts the day before the newest change seen: a change
+// made the day before is read again, older credentials are not.
+func TestPollWindowKeepsADayOfOverlap(t *testing.T) {
+	e := setup(t)
+	e.mutate(t, "issue_credential", 2, nil)
+	_, cursor := e.drain(t, triggerUpdated, nil, e.poll(t, triggerUpdated, nil, connectors.StartBeginning, "").Cursor)
+	var cur pollCursor
+	if err := json.Unmarshal([]byte(cursor), &cur); err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.AddDate(0, 0, -1).Format(dayLayout); cur.Window != want {
+		t.Fatalf("window %q after a scan of %s, want the day before: %q", cur.Window, t0.Format(dayLayout), want)
+	}
+	e.clk.add(72 * time.Hour)
+	newer := e.mutate(t, "issue_credential", 1, nil)
+	e.clk.add(time.Minute)
+	updated := e.mutate(t, "update_credential", 1, nil)
+	events, cursor := e.drain(t, triggerUpdated, nil, cursor)
+	if fmt.Sprint(subjects(events)) != fmt.Sprint(wantSubjects(updated)) {
+		t.Errorf("updated %v, want %v", subjects(events), wantSubjects(updated))
+	}
+	if err := json.Unmarshal([]byte(cursor), &cur); err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.Add(72*time.Hour).AddDate(0, 0, -1).Format(dayLayout); cur.Window != want {
+		t.Errorf("window %q, want %q (the day before credential %v)", cur.Window, want, newer)
+	}
+	res := e.poll(t, triggerUpdated, nil, connectors.StartNow, cursor)
+	if res.Total != 2 || len(res.Events) != 0 {
+		t.Errorf("the next scan reads %d credentials (%d events), want the 2 changed in the window, no event", res.Total, len(res.Events))
 	}
 }

@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -121,6 +122,10 @@ func (a *oauthAuth) renew(ctx context.Context) error {
 // get fetches a token from the service, dated by the client's clock.
 func (a *oauthAuth) get(ctx context.Context, refresh string) (*oauth2.Token, error) {
 	t, err := a.fetch(ctx, refresh)
+	var refused *oauth2.RetrieveError
+	if refresh != "" && errors.As(err, &refused) && refused.Response != nil && refused.Response.StatusCode < 500 && refused.Response.StatusCode != http.StatusTooManyRequests {
+		return nil, fmt.Errorf("the service refused the refresh token (%w): it was used already or revoked; authorise the OAuth app again and set the new refresh token in the connection's secret", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,12 @@
 // Package apiclient is the HTTP runtime the connectors share: timeouts,
-// authentication (API key, bearer, OAuth 2.0), a per-connection token
-// bucket, retries with backoff for transient failures, in-doubt detection
-// for writes that must not be re-sent, typed API errors, secret redaction
-// and dry runs.
+// authentication (API key, bearer, OAuth 2.0), one rate limiter per
+// connection, in-doubt detection for writes that must not be re-sent,
+// typed API errors, secret redaction and dry runs.
+//
+// A request is sent once. The client retries nothing but the one request
+// a 401 answered after a fresh OAuth token; a transient failure is the
+// caller's to retry (the engine's step policy is the only retry loop), so
+// that one failing step costs at most its policy's attempts.
 package apiclient
 
 import (
@@ -12,13 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -45,26 +46,25 @@ type Config struct {
 	Tokens connectors.TokenStore
 	// Header is sent with every request (GoHighLevel's `Version`).
 	Header http.Header
-	// RateLimit is the token bucket; zero is unlimited.
+	// RateLimit is the service's documented limit: never more than
+	// Requests in any window of Per. Zero is unlimited.
 	RateLimit connectors.RateLimit
-	// RateLimitHeaders makes the client read X-RateLimit-Remaining and
-	// X-RateLimit-Interval-Milliseconds and pause before the service
-	// would answer 429.
+	// EndpointLimits are stricter limits on some paths.
+	EndpointLimits []EndpointLimit
+	// RateLimitPeriod is how long a bare 429 (no Retry-After) pauses the
+	// connection: the service's counting period (Accredible: 30 s).
+	// Default: RateLimit.Per, at most a minute.
+	RateLimitPeriod time.Duration
+	// RateLimitHeaders makes the client read GoHighLevel's X-RateLimit-*
+	// headers (burst and daily) and pause before the service would
+	// answer 429.
 	RateLimitHeaders bool
-	Timeout          time.Duration // per attempt; default 30 s
-	Retry            RetryPolicy
+	Timeout          time.Duration // per request; default 30 s
 	// ParseError overrides the generic error-body parser.
 	ParseError func(status int, header http.Header, body []byte) *connectors.APIError
 	HTTPClient *http.Client
 	Logger     hclog.Logger
 	DryRun     func(connectors.PlannedWrite)
-}
-
-// RetryPolicy bounds retries of transient failures.
-type RetryPolicy struct {
-	Attempts int           // total attempts, default 4
-	Base     time.Duration // first backoff, default 200 ms
-	Max      time.Duration // backoff ceiling, default 10 s
 }
 
 // Request is one API call.
@@ -78,7 +78,7 @@ type Request struct {
 	ContentType string
 	Header      http.Header
 	// ReadOnly marks a POST that only reads (a search): it is sent in dry
-	// runs and retried freely.
+	// runs and is never in doubt.
 	ReadOnly bool
 	// Idempotent marks a write that can be re-sent safely. GET, HEAD, PUT
 	// and DELETE are idempotent by default.
@@ -114,14 +114,11 @@ type Client struct {
 	base    *url.URL
 	http    *http.Client
 	auth    authorizer
-	limiter *rate.Limiter
+	limiter *limiter
 	redact  *Redactor
 	log     hclog.Logger
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
-
-	pauseMu    sync.Mutex
-	pauseUntil time.Time
 }
 
 // New builds a client. It does no I/O.
@@ -135,15 +132,6 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
-	}
-	if cfg.Retry.Attempts <= 0 {
-		cfg.Retry.Attempts = 4
-	}
-	if cfg.Retry.Base <= 0 {
-		cfg.Retry.Base = 200 * time.Millisecond
-	}
-	if cfg.Retry.Max <= 0 {
-		cfg.Retry.Max = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -165,13 +153,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Service, err)
 	}
-	if rl := cfg.RateLimit; !rl.Unlimited() {
-		burst := rl.Burst
-		if burst <= 0 {
-			burst = rl.Requests
-		}
-		c.limiter = rate.NewLimiter(rate.Every(rl.Per/time.Duration(rl.Requests)), burst)
-	}
+	c.limiter = newLimiter(cfg, func() time.Time { return c.now() }, func(ctx context.Context, d time.Duration) error { return c.sleep(ctx, d) })
 	return c, nil
 }
 
@@ -187,8 +169,8 @@ var defaultTransport = func() *http.Transport {
 // own messages.
 func (c *Client) Redactor() *Redactor { return c.redact }
 
-// Limiter returns the token bucket, nil when unlimited.
-func (c *Client) Limiter() *rate.Limiter { return c.limiter }
+// Limiter returns the connection's token bucket, nil when unlimited.
+func (c *Client) Limiter() *rate.Limiter { return c.limiter.main }
 
 // BaseURL returns the base URL.
 func (c *Client) BaseURL() string { return c.base.String() }
@@ -210,10 +192,12 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 	return resp, nil
 }
 
-// Do performs the request with rate limiting, authentication and retries.
-// A non-2xx answer is an *connectors.APIError. A write that is not
-// idempotent and failed after it may have reached the service returns an
-// error matching connectors.ErrInDoubt and is not re-sent.
+// Do performs the request with rate limiting and authentication, once
+// (and once more after a 401, with a fresh OAuth token). A non-2xx answer
+// is an *connectors.APIError; a 429 or 503, which the service did not
+// apply, is Retryable. A write that is not idempotent and failed after it
+// may have reached the service returns an error matching
+// connectors.ErrInDoubt.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	if c.cfg.DryRun != nil && !req.safe() {
 		c.cfg.DryRun(connectors.PlannedWrite{Connection: c.cfg.ConnectionName, Method: req.Method, Path: c.redact.String(req.Path), Body: redactFields(req.Body)})
@@ -235,9 +219,8 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 	reauthorized := false
-	var lastErr error
-	for attempt := 1; ; attempt++ {
-		if err := c.wait(ctx); err != nil {
+	for {
+		if err := c.limiter.wait(ctx, &req); err != nil {
 			return nil, c.wrap(req, err)
 		}
 		resp, err, sent := c.once(ctx, req, body, contentType)
@@ -249,43 +232,25 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			// A token revoked or expired early: one fresh token, one retry.
 			reauthorized = true
 			c.auth.invalidate()
-			attempt--
 			continue
 		}
-		lastErr = err
-		if ctx.Err() != nil {
-			if sent && api == nil && !req.idempotent() {
-				// Cancelled while the service may be applying the write.
-				return nil, &connectors.InDoubtError{Method: req.Method, Path: c.redact.String(req.Path), Err: c.wrap(req, err)}
-			}
-			return nil, c.wrap(req, err)
-		}
-		transient := connectors.Retryable(err) || (err != nil && api == nil)
-		var refused *oauth2.RetrieveError
-		if errors.As(err, &refused) && refused.Response != nil && refused.Response.StatusCode < 500 && refused.Response.StatusCode != http.StatusTooManyRequests {
-			// The token endpoint turned the credentials down: asking
-			// again will not change its mind.
-			transient = false
-		}
-		if !transient {
-			return nil, c.wrap(req, err)
-		}
-		if sent && !req.idempotent() && !(api != nil && (api.Status == http.StatusTooManyRequests || api.Status == http.StatusServiceUnavailable)) {
+		if sent && !req.idempotent() && mayHaveApplied(err, api) {
 			// The service may have applied the write: settle, never re-send.
 			return nil, &connectors.InDoubtError{Method: req.Method, Path: c.redact.String(req.Path), Err: c.wrap(req, err)}
 		}
-		if attempt >= c.cfg.Retry.Attempts {
-			return nil, c.wrap(req, fmt.Errorf("giving up after %d attempts: %w", attempt, lastErr))
-		}
-		delay := c.backoff(attempt)
-		if api != nil && api.RetryAfter > 0 {
-			delay = api.RetryAfter
-		}
-		c.log.Debug("retrying", "method", req.Method, "path", c.redact.String(req.Path), "attempt", attempt, "delay", delay, "error", c.redact.String(err.Error()))
-		if err := c.sleep(ctx, delay); err != nil {
-			return nil, c.wrap(req, err)
-		}
+		return nil, c.wrap(req, err)
 	}
+}
+
+// mayHaveApplied reports whether a failed request may still have taken
+// effect: a transport failure after sending, or a 5xx other than 503. A
+// 4xx is a refusal; a 429 or a 503 says the service did not take the
+// request (HTTP's meaning of 503, and no API here documents otherwise).
+func mayHaveApplied(err error, api *connectors.APIError) bool {
+	if api == nil {
+		return true
+	}
+	return api.Status >= 500 && api.Status != http.StatusServiceUnavailable
 }
 
 // once sends one attempt. sent reports whether the request may have
@@ -320,7 +285,7 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	hr.Header.Set("Accept", "application/json")
 	if !req.Anonymous {
 		if err := c.auth.authorize(ctx, hr); err != nil {
-			return nil, err, false
+			return nil, tokenFailure(err), false
 		}
 	}
 	start := c.now()
@@ -333,7 +298,6 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	if err != nil {
 		return nil, &transportError{err: err}, true
 	}
-	c.observeRateHeaders(res.Header)
 	c.log.Trace("request", "method", req.Method, "path", c.redact.String(req.Path), "status", res.StatusCode, "took", c.now().Sub(start))
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		var api *connectors.APIError
@@ -343,8 +307,13 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 			api = ParseError(c.cfg.Service, res.StatusCode, res.Header, data)
 		}
 		api.Message = c.redact.String(api.Message)
+		if pause := c.limiter.done(res.Header, res.StatusCode, api.RetryAfter); pause > api.RetryAfter {
+			// The caller's retry waits at least as long as the connection.
+			api.RetryAfter = pause
+		}
 		return nil, api, true
 	}
+	c.limiter.done(res.Header, res.StatusCode, 0)
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: data}, nil, true
 }
 
@@ -355,6 +324,30 @@ type transportError struct{ err error }
 func (e *transportError) Error() string   { return e.err.Error() }
 func (e *transportError) Unwrap() error   { return e.err }
 func (e *transportError) Temporary() bool { return true }
+
+// tokenError is a failure to get an OAuth token; the request was not
+// sent. It is temporary unless the token endpoint turned the credentials
+// down (a 4xx other than 429): asking again will not change its mind.
+type tokenError struct {
+	err       error
+	temporary bool
+}
+
+func (e *tokenError) Error() string   { return e.err.Error() }
+func (e *tokenError) Unwrap() error   { return e.err }
+func (e *tokenError) Temporary() bool { return e.temporary }
+
+func tokenFailure(err error) error {
+	var refused *oauth2.RetrieveError
+	if errors.As(err, &refused) && refused.Response != nil {
+		s := refused.Response.StatusCode
+		return &tokenError{err: err, temporary: s >= 500 || s == http.StatusTooManyRequests}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &tokenError{err: err, temporary: true}
+}
 
 // notSent reports whether a transport error happened before any byte of
 // the request could reach the service (the dial failed).
@@ -400,61 +393,6 @@ func WithWaitHook(ctx context.Context, hook func(waited time.Duration)) context.
 // minReportedWait is the shortest wait reported as a pause: a token
 // taken at once is not one.
 const minReportedWait = time.Millisecond
-
-// wait takes a token from the bucket, after any pause the service's
-// rate-limit headers asked for.
-func (c *Client) wait(ctx context.Context) error {
-	if hook, ok := ctx.Value(waitHookKey{}).(func(time.Duration)); ok {
-		start := time.Now()
-		defer func() {
-			if d := time.Since(start); d >= minReportedWait {
-				hook(d)
-			}
-		}()
-	}
-	c.pauseMu.Lock()
-	until := c.pauseUntil
-	c.pauseMu.Unlock()
-	if d := until.Sub(c.now()); d > 0 {
-		if err := c.sleep(ctx, d); err != nil {
-			return err
-		}
-	}
-	if c.limiter != nil {
-		return c.limiter.Wait(ctx)
-	}
-	return nil
-}
-
-// observeRateHeaders pauses the connection when the service reports its
-// window nearly spent (GoHighLevel's X-RateLimit-* headers).
-func (c *Client) observeRateHeaders(h http.Header) {
-	if !c.cfg.RateLimitHeaders {
-		return
-	}
-	remaining, err1 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
-	intervalMS, err2 := strconv.Atoi(h.Get("X-RateLimit-Interval-Milliseconds"))
-	if err1 != nil || err2 != nil || intervalMS <= 0 {
-		return
-	}
-	if remaining <= 1 {
-		c.pauseMu.Lock()
-		if u := c.now().Add(time.Duration(intervalMS) * time.Millisecond); u.After(c.pauseUntil) {
-			c.pauseUntil = u
-			c.log.Debug("rate limit window nearly spent; pausing", "for", time.Duration(intervalMS)*time.Millisecond)
-		}
-		c.pauseMu.Unlock()
-	}
-}
-
-// backoff is exponential with full jitter.
-func (c *Client) backoff(attempt int) time.Duration {
-	d := c.cfg.Retry.Base << (attempt - 1)
-	if d <= 0 || d > c.cfg.Retry.Max {
-		d = c.cfg.Retry.Max
-	}
-	return d/2 + rand.N(d/2+1)
-}
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

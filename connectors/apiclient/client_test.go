@@ -96,43 +96,44 @@ func testClient(t *testing.T, cfg Config) (*Client, *recorder) {
 	return c, rec
 }
 
-func TestRetries(t *testing.T) {
+// TestOneRequestPerCall: the client sends each request once and says
+// what the failure means; the engine's step policy retries. A 429 or 503
+// (not applied) is retryable, a write that may have landed is in doubt.
+func TestOneRequestPerCall(t *testing.T) {
 	s500 := step{status: 500, body: `{"statusCode":500,"message":"Internal server error"}`}
 	s503 := step{status: 503, body: `{"error":"Service Unavailable"}`}
 	s429 := step{status: 429, body: ``}
 	ok := step{status: 200, body: `{"ok":true}`}
 	drop := step{drop: true}
 	tests := []struct {
-		name     string
-		method   string
-		idem     bool
-		steps    []step
-		hits     int64
-		delays   int
-		wantErr  string
-		inDoubt  bool
-		retryAft time.Duration
+		name      string
+		method    string
+		idem      bool
+		steps     []step
+		wantErr   string
+		retryable bool
+		inDoubt   bool
 	}{
-		{"GET 429 then ok", "GET", false, []step{s429, ok}, 2, 1, "", false, 0},
-		{"GET 5xx until ok", "GET", false, []step{s500, s503, s500, ok}, 4, 3, "", false, 0},
-		{"GET gives up after 4 attempts", "GET", false, []step{s500, s500, s500, s500, ok}, 4, 3, "giving up after 4 attempts", false, 0},
-		{"GET connection dropped then ok", "GET", false, []step{drop, ok}, 2, 1, "", false, 0},
-		{"GET 400 not retried", "GET", false, []step{{status: 400, body: `{"statusCode":400,"message":"Bad Request"}`}}, 1, 0, "HTTP 400: Bad Request", false, 0},
-		{"GET 404 not retried", "GET", false, []step{{status: 404, body: `{"error":"Not found"}`}}, 1, 0, "HTTP 404: Not found", false, 0},
-		{"Retry-After honoured", "GET", false, []step{{status: 429, header: map[string]string{"Retry-After": "7"}}, ok}, 2, 1, "", false, 7 * time.Second},
-		{"POST 429 re-sent: not applied", "POST", false, []step{s429, ok}, 2, 1, "", false, 0},
-		{"POST 503 re-sent: not applied", "POST", false, []step{s503, ok}, 2, 1, "", false, 0},
-		{"POST 500 in doubt, sent once", "POST", false, []step{s500, ok}, 1, 0, "write in doubt", true, 0},
-		{"POST dropped in doubt, sent once", "POST", false, []step{drop, ok}, 1, 0, "write in doubt", true, 0},
-		{"POST marked idempotent re-sent", "POST", true, []step{drop, ok}, 2, 1, "", false, 0},
-		{"PUT dropped re-sent", "PUT", false, []step{drop, ok}, 2, 1, "", false, 0},
-		{"DELETE 500 re-sent", "DELETE", false, []step{s500, ok}, 2, 1, "", false, 0},
-		{"POST 422 not in doubt", "POST", false, []step{{status: 422, body: `{"errors":{"group_id":["can't be blank"]}}`}}, 1, 0, "HTTP 422: group_id can't be blank", false, 0},
+		{"GET ok", "GET", false, []step{ok}, "", false, false},
+		{"GET 429", "GET", false, []step{s429, ok}, "HTTP 429", true, false},
+		{"GET 500", "GET", false, []step{s500, ok}, "HTTP 500", true, false},
+		{"GET 503", "GET", false, []step{s503, ok}, "HTTP 503", true, false},
+		{"GET connection dropped", "GET", false, []step{drop, ok}, "svc GET /things", true, false},
+		{"GET 400", "GET", false, []step{{status: 400, body: `{"statusCode":400,"message":"Bad Request"}`}}, "HTTP 400: Bad Request", false, false},
+		{"GET 404", "GET", false, []step{{status: 404, body: `{"error":"Not found"}`}}, "HTTP 404: Not found", false, false},
+		{"POST 429: not applied", "POST", false, []step{s429, ok}, "HTTP 429", true, false},
+		{"POST 503: not applied", "POST", false, []step{s503, ok}, "HTTP 503", true, false},
+		{"POST 500 in doubt", "POST", false, []step{s500, ok}, "write in doubt", false, true},
+		{"POST dropped in doubt", "POST", false, []step{drop, ok}, "write in doubt", false, true},
+		{"POST marked idempotent: not in doubt", "POST", true, []step{drop, ok}, "svc POST /things", true, false},
+		{"PUT dropped: not in doubt", "PUT", false, []step{drop, ok}, "svc PUT /things", true, false},
+		{"DELETE 500: not in doubt", "DELETE", false, []step{s500, ok}, "HTTP 500", true, false},
+		{"POST 422 refused", "POST", false, []step{{status: 422, body: `{"errors":{"group_id":["can't be blank"]}}`}}, "HTTP 422: group_id can't be blank", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newScript(t, tc.steps...)
-			c, rec := testClient(t, Config{BaseURL: srv.URL})
+			c, _ := testClient(t, Config{BaseURL: srv.URL})
 			_, err := c.Do(context.Background(), Request{Method: tc.method, Path: "/things", Body: map[string]any{"a": 1}, Idempotent: tc.idem})
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("err = %v", err)
@@ -143,52 +144,47 @@ func TestRetries(t *testing.T) {
 			if got := errors.Is(err, connectors.ErrInDoubt); got != tc.inDoubt {
 				t.Fatalf("in doubt = %v, want %v (%v)", got, tc.inDoubt, err)
 			}
-			if tc.inDoubt && connectors.Retryable(err) {
-				t.Errorf("an in-doubt write reported retryable")
+			if got := connectors.Retryable(err); got != tc.retryable {
+				t.Fatalf("retryable = %v, want %v (%v)", got, tc.retryable, err)
 			}
-			if got := srv.hits.Load(); got != tc.hits {
-				t.Fatalf("server saw %d requests, want %d", got, tc.hits)
-			}
-			if len(rec.delays) != tc.delays {
-				t.Fatalf("slept %v, want %d delays", rec.delays, tc.delays)
-			}
-			if tc.retryAft > 0 && rec.delays[0] != tc.retryAft {
-				t.Fatalf("delay %s, want Retry-After %s", rec.delays[0], tc.retryAft)
+			if got := srv.hits.Load(); got != 1 {
+				t.Fatalf("server saw %d requests, want 1: the client retries nothing", got)
 			}
 		})
 	}
 }
 
-func TestBackoffIsExponentialWithJitter(t *testing.T) {
-	c, _ := testClient(t, Config{BaseURL: "http://x", Retry: RetryPolicy{Attempts: 8, Base: 100 * time.Millisecond, Max: 2 * time.Second}})
-	for attempt := 1; attempt <= 7; attempt++ {
-		ceiling := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
-		distinct := map[time.Duration]bool{}
-		for i := 0; i < 200; i++ {
-			d := c.backoff(attempt)
-			if d < ceiling/2 || d > ceiling {
-				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, ceiling/2, ceiling)
+// TestA429PausesTheWholeConnection: after a 429, every request of the
+// connection waits out the pause before it is sent: Retry-After when the
+// service gives one, else the service's counting period.
+func TestA429PausesTheWholeConnection(t *testing.T) {
+	tests := []struct {
+		name   string
+		header map[string]string
+		period time.Duration
+		want   time.Duration
+	}{
+		{"Retry-After", map[string]string{"Retry-After": "7"}, 30 * time.Second, 7 * time.Second},
+		{"bare 429: one counting period", nil, 30 * time.Second, 30 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newScript(t, step{status: 429, header: tc.header}, step{status: 200, body: `{}`})
+			clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			c, rec := testClient(t, Config{BaseURL: srv.URL, RateLimitPeriod: tc.period})
+			c.now = clock.now
+			_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/a"})
+			var api *connectors.APIError
+			if !errors.As(err, &api) || api.RetryAfter != tc.want {
+				t.Fatalf("err = %v; want a 429 saying to wait %s", err, tc.want)
 			}
-			distinct[d] = true
-		}
-		if len(distinct) < 10 {
-			t.Errorf("attempt %d: only %d distinct delays in 200: no jitter", attempt, len(distinct))
-		}
-	}
-}
-
-func TestRetryDelaysGrow(t *testing.T) {
-	srv := newScript(t, step{status: 500}, step{status: 500}, step{status: 500}, step{status: 500})
-	c, rec := testClient(t, Config{BaseURL: srv.URL, Retry: RetryPolicy{Attempts: 4, Base: time.Second, Max: time.Minute}})
-	c.Do(context.Background(), Request{Method: "GET", Path: "/x"})
-	if len(rec.delays) != 3 {
-		t.Fatalf("delays %v", rec.delays)
-	}
-	for i, d := range rec.delays {
-		lo, hi := (time.Second<<i)/2, time.Second<<i
-		if d < lo || d > hi {
-			t.Errorf("delay %d = %s, want within [%s, %s]", i, d, lo, hi)
-		}
+			if _, err := c.Do(context.Background(), Request{Method: "GET", Path: "/b"}); err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.delays) != 1 || rec.delays[0] != tc.want {
+				t.Fatalf("the next request waited %v, want %s", rec.delays, tc.want)
+			}
+		})
 	}
 }
 
@@ -205,15 +201,16 @@ func flakyDialer(n int) (*http.Client, *atomic.Int64) {
 	return &http.Client{Transport: tr}, &dials
 }
 
-func TestDialFailureIsRetriedEvenForWrites(t *testing.T) {
+func TestDialFailureIsNeverInDoubt(t *testing.T) {
 	srv := newScript(t)
-	hc, dials := flakyDialer(2)
-	c, rec := testClient(t, Config{BaseURL: srv.URL, HTTPClient: hc})
-	if _, err := c.Do(context.Background(), Request{Method: "POST", Path: "/v1/credentials", Body: map[string]any{"x": 1}}); err != nil {
-		t.Fatalf("err = %v", err)
+	hc, dials := flakyDialer(1)
+	c, _ := testClient(t, Config{BaseURL: srv.URL, HTTPClient: hc})
+	_, err := c.Do(context.Background(), Request{Method: "POST", Path: "/v1/credentials", Body: map[string]any{"x": 1}})
+	if err == nil || errors.Is(err, connectors.ErrInDoubt) || !connectors.Retryable(err) {
+		t.Fatalf("err = %v; want a retryable failure that is not in doubt (nothing was sent)", err)
 	}
-	if dials.Load() != 3 || srv.hits.Load() != 1 || len(rec.delays) != 2 {
-		t.Fatalf("dials %d, hits %d, delays %v; want 3, 1, 2 delays", dials.Load(), srv.hits.Load(), rec.delays)
+	if dials.Load() != 1 || srv.hits.Load() != 0 {
+		t.Fatalf("dials %d, hits %d; want 1, 0", dials.Load(), srv.hits.Load())
 	}
 }
 
@@ -240,13 +237,10 @@ func TestPerAttemptTimeout(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 	defer srv.Close()
 	defer close(release)
-	c, rec := testClient(t, Config{BaseURL: srv.URL, Timeout: 20 * time.Millisecond, Retry: RetryPolicy{Attempts: 2}})
+	c, _ := testClient(t, Config{BaseURL: srv.URL, Timeout: 20 * time.Millisecond})
 	_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/slow"})
-	if err == nil || !strings.Contains(err.Error(), "giving up after 2 attempts") || !strings.Contains(err.Error(), "deadline exceeded") {
-		t.Fatalf("err = %v", err)
-	}
-	if len(rec.delays) != 1 {
-		t.Fatalf("delays %v", rec.delays)
+	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") || !connectors.Retryable(err) {
+		t.Fatalf("err = %v; want a retryable timeout", err)
 	}
 	_, err = c.Do(context.Background(), Request{Method: "POST", Path: "/slow"})
 	if !errors.Is(err, connectors.ErrInDoubt) {
@@ -344,7 +338,7 @@ func TestSecretsAreRedacted(t *testing.T) {
 	defer srv.Close()
 	var logs bytes.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
-	c, _ := testClient(t, Config{BaseURL: srv.URL, Logger: logger, APIKeyScheme: "Token token=%s", Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: key}, Retry: RetryPolicy{Attempts: 2}})
+	c, _ := testClient(t, Config{BaseURL: srv.URL, Logger: logger, APIKeyScheme: "Token token=%s", Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: key}})
 
 	_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/v1/credentials/" + key})
 	if err == nil {
@@ -357,7 +351,7 @@ func TestSecretsAreRedacted(t *testing.T) {
 	// A transport error quotes the URL, which here carries the key.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	c2, _ := testClient(t, Config{BaseURL: dead.URL, Logger: logger, Auth: connectors.Auth{Type: connectors.AuthBearer, Token: key}, Retry: RetryPolicy{Attempts: 2}})
+	c2, _ := testClient(t, Config{BaseURL: dead.URL, Logger: logger, Auth: connectors.Auth{Type: connectors.AuthBearer, Token: key}})
 	_, err2 := c2.Do(context.Background(), Request{Method: "GET", Path: "/users/", Query: map[string][]string{"token": {key}}})
 	if err2 == nil || !strings.Contains(err2.Error(), Redacted) {
 		t.Fatalf("err = %v, want the URL's key redacted", err2)
@@ -367,8 +361,8 @@ func TestSecretsAreRedacted(t *testing.T) {
 			t.Errorf("secret in %s: %s", what, s)
 		}
 	}
-	if !strings.Contains(logs.String(), "retrying") || !strings.Contains(logs.String(), "request") {
-		t.Fatalf("expected retry and request log lines, got:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "request") {
+		t.Fatalf("expected a request log line, got:\n%s", logs.String())
 	}
 }
 

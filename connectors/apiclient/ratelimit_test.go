@@ -21,7 +21,8 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 	}{
 		{"memberships 100 per 10s", connectors.RateLimit{Requests: 100, Per: 10 * time.Second}},
 		{"accredible 2000 per 5 min", connectors.RateLimit{Requests: 2000, Per: 5 * time.Minute}},
-		{"accelevents 10 per s, burst 5", connectors.RateLimit{Requests: 10, Per: time.Second, Burst: 5}},
+		{"accelevents 50 per s, burst 2", connectors.RateLimit{Requests: 50, Per: time.Second, Burst: 2}},
+		{"accredible v1 search 100 per 60 s", connectors.RateLimit{Requests: 100, Per: time.Minute, Burst: 5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -30,14 +31,12 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 			if lim == nil {
 				t.Fatal("no limiter")
 			}
-			burst := tc.limit.Burst
-			if burst == 0 {
-				burst = tc.limit.Requests
+			burst := lim.Burst()
+			if tc.limit.Burst > 0 && burst != tc.limit.Burst {
+				t.Fatalf("burst %d, want %d", burst, tc.limit.Burst)
 			}
-			if lim.Burst() != burst {
-				t.Fatalf("burst %d, want %d", lim.Burst(), burst)
-			}
-			perSecond := float64(tc.limit.Requests) / tc.limit.Per.Seconds()
+			// The bucket refills at what the window leaves after a burst.
+			perSecond := float64(tc.limit.Requests-burst) / tc.limit.Per.Seconds()
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			// Try every millisecond for three periods.
 			span := 3 * tc.limit.Per
@@ -47,10 +46,9 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 					allowed = append(allowed, at)
 				}
 			}
-			// Sliding windows of one period: never more than burst + one
-			// period's worth (the documented limit), allowing one token of
-			// rounding.
-			max := burst + tc.limit.Requests + 1
+			// Sliding windows of one period, at any alignment: never more
+			// than the documented limit (one token of rounding).
+			max := tc.limit.Requests + 1
 			j := 0
 			for i := range allowed {
 				for allowed[i]-allowed[j] >= tc.limit.Per {
@@ -60,7 +58,11 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 					t.Fatalf("%d requests within one period ending at %s; at most %d allowed", n, allowed[i], max)
 				}
 			}
-			// After the burst, the long-run rate is the documented one.
+			// After the burst, the long-run rate is at least 90% of the
+			// documented one.
+			if perSecond < 0.9*float64(tc.limit.Requests)/tc.limit.Per.Seconds() {
+				t.Fatalf("refill %.2f/s uses under 90%% of the documented rate", perSecond)
+			}
 			steady := float64(len(allowed)-burst) / span.Seconds()
 			if steady > perSecond*1.01 || steady < perSecond*0.95 {
 				t.Fatalf("steady rate %.2f/s, want %.2f/s", steady, perSecond)
@@ -111,7 +113,7 @@ func BenchmarkLimiterWait(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if err := c.wait(ctx); err != nil {
+		if err := c.limiter.wait(ctx, &Request{Method: "GET", Path: "/x"}); err != nil {
 			b.Fatal(err)
 		}
 	}

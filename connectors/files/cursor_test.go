@@ -139,3 +139,20 @@ func TestRecordsLegacyCursorAndLongLines(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordsKeepTheirLine(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "r.jsonl", "  {\"b\":2, \"a\":1}  \r\n")
+	write(t, dir, "r.csv", "a,b\n1,2\n")
+	res, err := poll(t, open(t, dir), map[string]any{"path": "r.jsonl"}, "")
+	if err != nil || len(res.Events) != 1 || string(res.Events[0].Raw) != `{"b":2, "a":1}` {
+		t.Fatalf("jsonl: %+v %v", res, err)
+	}
+	if res.Events[0].Fingerprint != fingerprint(nil, []byte(`{"b":2, "a":1}`)) {
+		t.Fatal("a JSON line's fingerprint is not its text's")
+	}
+	res, err = poll(t, open(t, dir), map[string]any{"path": "r.csv"}, "")
+	if err != nil || len(res.Events) != 1 || res.Events[0].Raw != nil || res.Events[0].Fingerprint != fingerprint(map[string]any{"a": "1", "b": "2"}, nil) {
+		t.Fatalf("csv: %+v %v", res, err)
+	}
+}

@@ -56,7 +56,9 @@ func recordsTrigger() *connectors.TriggerSpec {
 // recordReader yields records with the line they start on, and says how
 // far it has read: the byte offset and line count after the last record.
 type recordReader interface {
-	next() (map[string]any, int, error) // io.EOF at the end
+	// next returns a record, the line it starts on and, for JSON Lines,
+	// its text (a copy); io.EOF at the end.
+	next() (rec map[string]any, line int, raw []byte, err error)
 	pos() (offset int64, lines int)
 }
 
@@ -82,14 +84,14 @@ func (j *jsonlReader) readLine() ([]byte, error) {
 	return j.long, err
 }
 
-func (j *jsonlReader) next() (map[string]any, int, error) {
+func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 	for {
 		text, err := j.readLine()
 		if len(text) == 0 && err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		if err != nil && err != io.EOF {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		j.lines++
 		line := j.lines
@@ -103,9 +105,9 @@ func (j *jsonlReader) next() (map[string]any, int, error) {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
-			return nil, line, fmt.Errorf("line %d: not a JSON object: %w", line, err)
+			return nil, line, nil, fmt.Errorf("line %d: not a JSON object: %w", line, err)
 		}
-		return rec, line, nil
+		return rec, line, bytes.Clone(text), nil
 	}
 }
 
@@ -163,17 +165,17 @@ func newCSVReader(r io.Reader) (*csvReader, error) {
 	return c, nil
 }
 
-func (c *csvReader) next() (map[string]any, int, error) {
+func (c *csvReader) next() (map[string]any, int, []byte, error) {
 	if c.header == nil {
-		return nil, 0, io.EOF
+		return nil, 0, nil, io.EOF
 	}
 	row, err := c.r.Read()
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return nil, c.baseLines + pe.Line, fmt.Errorf("line %d: %w", c.baseLines+pe.Line, pe.Err)
+			return nil, c.baseLines + pe.Line, nil, fmt.Errorf("line %d: %w", c.baseLines+pe.Line, pe.Err)
 		}
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	line, _ := c.r.FieldPos(0)
 	last, _ := c.r.FieldPos(len(row) - 1)
@@ -183,7 +185,7 @@ func (c *csvReader) next() (map[string]any, int, error) {
 	for i, v := range row {
 		rec[c.header[i]] = v
 	}
-	return rec, c.baseLines + line, nil
+	return rec, c.baseLines + line, nil, nil
 }
 
 func (c *csvReader) pos() (int64, int) {
@@ -343,7 +345,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	}
 	n := cur.Records
 	for ; skip > 0; skip-- {
-		if _, _, err := rd.next(); err == io.EOF {
+		if _, _, _, err := rd.next(); err == io.EOF {
 			break
 		} else if err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", where, err)
@@ -352,7 +354,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	}
 	res := &connectors.PollResult{Events: make([]connectors.Event, 0, min(batch, 1024))}
 	for len(res.Events) < batch {
-		rec, line, err := rd.next()
+		rec, line, raw, err := rd.next()
 		if err == io.EOF {
 			break
 		}
@@ -368,12 +370,13 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			}
 			subject = "record/" + fmt.Sprint(v)
 		}
-		fp := fingerprint(rec)
+		fp := fingerprint(rec, raw)
 		res.Events = append(res.Events, connectors.Event{
 			ID:          where + "#" + strconv.Itoa(n) + ":" + fp,
 			Subject:     subject,
 			Fingerprint: fp,
 			Data:        rec,
+			Raw:         raw,
 		})
 	}
 	cur.Records = n
@@ -391,9 +394,12 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	return res, nil
 }
 
-// fingerprint is a record's content hash (encoding/json sorts map keys).
-func fingerprint(rec map[string]any) string {
-	b, _ := json.Marshal(rec)
-	h := sha256.Sum256(b)
+// fingerprint is a record's content hash: of its line for JSON Lines (no
+// second encoding), else of its JSON (encoding/json sorts map keys).
+func fingerprint(rec map[string]any, raw []byte) string {
+	if raw == nil {
+		raw, _ = json.Marshal(rec)
+	}
+	h := sha256.Sum256(raw)
 	return hex.EncodeToString(h[:8])
 }

@@ -2,6 +2,7 @@ package memberships
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -51,8 +52,12 @@ func paymentActions(sch *schemas) []*connectors.ActionSpec {
 				})),
 				Example: map[string]any{"externalRef": "ae-order-122111", "userId": "ve9EPM428h8vShlRW1KT", "amount": 180, "currency": "USD", "status": "paid", "source": "accelevents"},
 			},
-			Idempotent: true, // the look-up makes a re-send safe
-			Run:        connectors.Bind(upsertPaymentAction),
+			// The look-up makes a re-send safe; the Settle says whether an
+			// in-doubt create or update landed without sending anything.
+			Idempotent:  true,
+			Idempotency: &connectors.Idempotency{Kind: connectors.ResendUpserts, Key: []string{"externalRef"}},
+			Run:         connectors.Bind(upsertPaymentAction),
+			Settle:      settleUpsertPayment,
 			// A payment already as asked is not sent again.
 			ReportsUnchanged: true,
 		},
@@ -153,6 +158,65 @@ func settleCreatePayment(ctx context.Context, conn connectors.Conn, in map[strin
 	return &connectors.Result{Output: p, Wrote: wrotePayment(p)}, true, nil
 }
 
+// settleUpsertPayment looks an in-doubt upsert up by its externalRef: it
+// happened when a payment has the reference and every field the input
+// gives. A payment with the reference but other values (an update that did
+// not land) is not settled: the upsert is sent again and updates it.
+func settleUpsertPayment(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+	c, err := connectors.As[*Client](conn)
+	if err != nil {
+		return nil, false, err
+	}
+	ref, _ := in["externalRef"].(string)
+	pays, err := c.paymentsByRef(ctx, "upsert_payment", ref)
+	if err != nil {
+		return nil, false, fmt.Errorf("settling: %w", err)
+	}
+	if len(pays) == 0 {
+		return nil, false, nil
+	}
+	p := pays[0]
+	for _, k := range []string{"userId", "amount", "currency", "status", "source"} {
+		want, ok := in[k]
+		if !ok {
+			continue
+		}
+		if !sameValue(want, p[k]) {
+			return nil, false, nil
+		}
+	}
+	// Only a create can be in doubt (an update is a PUT, re-sent freely),
+	// so a settled upsert created the payment.
+	return &connectors.Result{Output: map[string]any{"created": true, "payment": p}, Wrote: wrotePayment(p)}, true, nil
+}
+
+// sameValue compares an input value with the API's answer, numbers by
+// value (the input may hold an int, the answer a float64).
+func sameValue(a, b any) bool {
+	if x, ok := toFloat(a); ok {
+		y, ok := toFloat(b)
+		return ok && x == y
+	}
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
 // oauthActions replace the generated token actions: GoHighLevel's token
 // endpoints take form-encoded bodies, which the generated (JSON) request
 // would not be.
@@ -175,6 +239,11 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 				Output:      raw(op.Response),
 				Example:     example,
 			},
+			// A token request stores no record: a second one issues another
+			// token (after a rotated refresh token, it is refused), never a
+			// duplicate.
+			Idempotent:  true,
+			Idempotency: &connectors.Idempotency{Kind: connectors.ResendIssues},
 			Run: connectors.Bind(func(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
 				form := url.Values{}
 				for k, v := range in {

@@ -54,8 +54,9 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 			},
 			// The look-up makes a re-send safe: a user created by an
 			// ambiguous first attempt is found and updated.
-			Idempotent: true,
-			Run:        connectors.Bind(upsertUserAction),
+			Idempotent:  true,
+			Idempotency: &connectors.Idempotency{Kind: connectors.ResendUpserts, Key: []string{"email"}},
+			Run:         connectors.Bind(upsertUserAction),
 		},
 		{
 			Operation: connectors.Operation{
@@ -76,6 +77,7 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 				Example: map[string]any{"userId": "ve9EPM428h8vShlRW1KT", "membershipStatus": "eligible", "eligibilityDate": "2026-03-14"},
 			},
 			Idempotent:       true,
+			Idempotency:      &connectors.Idempotency{Kind: connectors.ResendSets}, // PUT /users/{userId}
 			Run:              connectors.Bind(setMembershipStatusAction),
 			ReportsUnchanged: true,
 		},

@@ -47,9 +47,11 @@ const (
 	service    = "memberships"
 )
 
-// rateLimit is the documented burst: 100 requests per 10 seconds (the
-// X-RateLimit-* headers slow the client further when the window is spent).
-var rateLimit = connectors.RateLimit{Requests: 100, Per: 10 * time.Second}
+// rateLimit is the documented burst: 100 requests per 10 seconds; the
+// client's bucket (5, then 9.5 a second) never puts more in any 10-second
+// window. The X-RateLimit-* headers (burst and daily) pause it further
+// when other apps share the location's quota.
+var rateLimit = connectors.RateLimit{Requests: 100, Per: 10 * time.Second, Burst: 5}
 
 // dailyLimit is the documented daily budget per app and location.
 const dailyLimit = 200_000

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/apiclient"
@@ -16,8 +17,9 @@ var _ connectors.Identifier = (*Client)(nil)
 // Identify implements connectors.Identifier: the connection's location
 // and its company as the API reports them (GET /locations/{locationId},
 // GoHighLevel's sub-account endpoint, scope locations.readonly). A token
-// without that scope is refused there (401, 403): the identity is then
-// the configured location, which the Users API calls are bound to.
+// without that scope is refused there (403, or 401 naming the scope): the
+// identity is then the configured location, which the Users API calls are
+// bound to.
 func (c *Client) Identify(ctx context.Context) (connectors.Identity, error) {
 	id := connectors.Identity{BaseURL: c.api.BaseURL()}
 	if c.locationID == "" {
@@ -36,7 +38,10 @@ func (c *Client) Identify(ctx context.Context) (connectors.Identity, error) {
 	_, err := c.api.JSON(ctx, apiclient.Request{Method: "GET", Path: "/locations/" + url.PathEscape(c.locationID)}, &out)
 	var api *connectors.APIError
 	switch {
-	case errors.As(err, &api) && (api.Status == http.StatusUnauthorized || api.Status == http.StatusForbidden):
+	case errors.As(err, &api) && (api.Status == http.StatusForbidden ||
+		api.Status == http.StatusUnauthorized && strings.Contains(strings.ToLower(api.Message), "scope")):
+		// A token without the scope; a token that is not valid at all
+		// fails here as it would at the first call.
 		id.Account = "location " + c.locationID
 		id.Name = "as configured: the token cannot read /locations"
 		return id, nil

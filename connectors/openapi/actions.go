@@ -78,9 +78,10 @@ func (d *Document) Actions(opts Options) ([]*connectors.ActionSpec, error) {
 				Example:     example,
 				HTTP:        &connectors.HTTPBinding{Method: op.Method, Path: op.Path},
 			},
-			ReadOnly:   readOnly,
-			Idempotent: readOnly || op.Method == http.MethodPut || op.Method == http.MethodDelete,
-			Run:        runner(op, readOnly, opts.Client),
+			ReadOnly:    readOnly,
+			Idempotent:  readOnly || op.Method == http.MethodPut || op.Method == http.MethodDelete,
+			Idempotency: idempotencyOf(op.Method, readOnly),
+			Run:         runner(op, readOnly, opts.Client),
 		})
 	}
 	return out, nil
@@ -147,7 +148,7 @@ func (op *Op) Request(in map[string]any) (apiclient.Request, error) {
 				body[k] = coerce(bodyProps[k], v)
 			}
 		}
-		// A GET documented with a body (Accredible's all_groups) sends
+		// A GET documented with a body (a listing of groups) sends
 		// it as documented: a JSON body, not query parameters.
 		switch {
 		case op.BodyWrap != "":
@@ -210,7 +211,7 @@ func ActionName(op *Op) string {
 }
 
 // repairExample makes the document's example valid for the action's input
-// schema. Documents contradict themselves (Accredible's examples send
+// schema. Documents contradict themselves (examples send
 // "description": null where the schema says string, and omit fields an
 // update requires); a field that does not validate is replaced by one
 // built from its schema, and missing required fields are added.
@@ -282,6 +283,20 @@ func coerce(schema any, v any) any {
 		}
 	}
 	return v
+}
+
+// idempotencyOf says why a generated write may be re-sent: a PUT sets the
+// record it names, a DELETE removes it. Other writes need a Settle.
+func idempotencyOf(method string, readOnly bool) *connectors.Idempotency {
+	switch {
+	case readOnly:
+		return nil
+	case method == http.MethodPut:
+		return &connectors.Idempotency{Kind: connectors.ResendSets}
+	case method == http.MethodDelete:
+		return &connectors.Idempotency{Kind: connectors.ResendDeletes}
+	}
+	return nil
 }
 
 // annotations are keywords that never make a value invalid. Not format:

@@ -2,8 +2,8 @@
 // that a connector's catalogue cannot drift from the API it describes, and
 // validates requests and responses against the document for contract tests.
 //
-// Real-world documents are not always machine-exact. Accredible's, for
-// one, documents request bodies as flat dotted names ("recipient.name")
+// Real-world documents are not always machine-exact. One, for
+// instance, documents request bodies as flat dotted names ("recipient.name")
 // and wraps the wire body in a root key ("credential") that only its
 // examples show. The normaliser follows the examples: dotted names are
 // nested unless the example uses them literally, and a body whose example

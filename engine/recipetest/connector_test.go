@@ -32,7 +32,7 @@ func clubSpec() *connectors.Spec {
 		Auth: []connectors.AuthKind{connectors.AuthBearer},
 		Open: func(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 			return apiclient.New(apiclient.Config{Service: "club", ConnectionName: cfg.Name, BaseURL: cfg.BaseURL, Auth: cfg.Auth,
-				HTTPClient: cfg.HTTPClient, Logger: cfg.Logger, Retry: apiclient.RetryPolicy{Base: 1, Max: 1},
+				HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
 				ParseError: func(status int, h http.Header, body []byte) *connectors.APIError {
 					return apiclient.ParseError("club", status, h, body)
 				}})

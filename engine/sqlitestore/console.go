@@ -14,9 +14,33 @@ import (
 // To port to another store: the same three methods.
 
 var (
-	_ stats.RunPager = (*Store)(nil)
-	_ stats.Activity = (*Store)(nil)
+	_ stats.RunPager     = (*Store)(nil)
+	_ stats.Activity     = (*Store)(nil)
+	_ stats.RecipeLister = (*Store)(nil)
 )
+
+// RunRecipes lists the recipes with runs: one index seek per recipe
+// (runs_by_recipe), not a scan of the runs.
+func (s *Store) RunRecipes(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE r(name) AS (
+		SELECT min(recipe) FROM runs
+		UNION ALL
+		SELECT (SELECT min(recipe) FROM runs WHERE recipe > r.name) FROM r WHERE r.name IS NOT NULL)
+		SELECT name FROM r WHERE name IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("listing recipes: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("listing recipes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
 
 // PageRuns lists a page of runs, newest first, keyset-paged by ID.
 func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInfo, error) {

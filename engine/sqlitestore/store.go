@@ -143,7 +143,9 @@ ALTER TABLE echoes_by_state RENAME TO echoes;`,
 	// 3: named values beside the state: OAuth tokens, connection
 	// identities (meta.go).
 	metaMigration,
-	// 4: recipe versions and the attempts replays ended (versions.go).
+	// 4: skipped events are counted per page, not stored (see skips.go).
+	skipPagesMigration,
+	// 5: recipe versions and the attempts replays ended (versions.go).
 	versionsMigration,
 }
 
@@ -592,8 +594,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		skips := skipPage{echoes: echoesOf{tx: tx}}
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
+			if ev.Skipped {
+				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
+					return err
+				} else if done {
+					out[i].Status = engine.RunSkipped
+					continue
+				}
+			}
 			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
 			if err != nil {
 				return fmt.Errorf("saving event %q: %w", ev.ID, err)
@@ -613,7 +624,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			// no claim: echoes are never forgotten, so the claim-time check
 			// (for writes recorded after this) could only agree.
 			echo := false
-			if ev.Fingerprint != "" {
+			if some, err := skips.echoes.any(ev.Connector); err != nil {
+				return err
+			} else if ev.Fingerprint != "" && some {
 				var one int
 				err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
 				switch {
@@ -652,7 +665,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		return nil
+		return skips.save(tx, recipe, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)

@@ -305,9 +305,11 @@ func TestCheckpointsKeepTheWALSmall(t *testing.T) {
 	}
 }
 
-// TestSkippedEventsAreRecordedNotQueued: an event the condition rejects is
-// recorded as skipped (suppressed when it is an echo) and never claimed.
-func TestSkippedEventsAreRecordedNotQueued(t *testing.T) {
+// TestSkippedEventsAreCountedNotQueued: an event the condition rejects is
+// counted on its page with a sample of what the condition read, and never
+// stored as an event or a run; an echo is still recorded as suppressed,
+// with the data Encode gives.
+func TestSkippedEventsAreCountedNotQueued(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "s.db"))
 	defer s.Close()
 	ctx := context.Background()
@@ -319,27 +321,77 @@ func TestSkippedEventsAreRecordedNotQueued(t *testing.T) {
 	}
 	skip := func(id, fp string) engine.NewEvent {
 		return engine.NewEvent{ID: id, Subject: "member/1", Fingerprint: fp, Connector: "fake", OrderingKey: "member/1",
-			Data: json.RawMessage(`{}`), Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`)}
+			Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`),
+			Encode: func() (json.RawMessage, error) { return json.RawMessage(`{"id":"` + id + `"}`), nil }}
 	}
 	enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{skip("echo", "f1"), skip("other", "f2"), ev("queued", "member/1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []string{engine.RunSuppressed, engine.RunSkipped, engine.RunQueued} {
-		if enq[i].Status != want || enq[i].RunID == 0 {
-			t.Errorf("event %s: %+v, want %s", enq[i].EventID, enq[i], want)
+		if enq[i].Status != want || (enq[i].RunID == 0) != (want == engine.RunSkipped) {
+			t.Errorf("event %s: %+v, want %s (a run only when not skipped)", enq[i].EventID, enq[i], want)
 		}
 	}
-	d, err := s.GetRun(ctx, enq[1].RunID)
+	echo, err := s.GetRun(ctx, enq[0].RunID)
+	if err != nil || string(echo.Event) != `{"id":"echo"}` {
+		t.Fatalf("the suppressed echo: %+v %v", echo, err)
+	}
+	runs, _ := s.ListRuns(ctx, engine.RunFilter{})
+	if len(runs) != 3 {
+		t.Errorf("%d runs, want the writer, the echo and the queued one: %+v", len(runs), runs)
+	}
+	pages, err := s.ListSkips(ctx, engine.RunFilter{Recipe: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Condition == nil || *d.Condition || string(d.Values) != `{"trigger.status":"lapsed"}` || d.Finished == nil {
-		t.Errorf("skipped run: condition %v, values %s, finished %v", d.Condition, d.Values, d.Finished)
+	if len(pages) != 1 || pages[0].Count != 1 || len(pages[0].Sample) != 1 || pages[0].Sample[0].EventID != "other" ||
+		string(pages[0].Sample[0].Values) != `{"trigger.status":"lapsed"}` || pages[0].Created.IsZero() {
+		t.Errorf("skip pages: %+v", pages)
 	}
 	// Only the queued one is claimable, and the finished ones do not hold
 	// its ordering key.
 	if got := fmt.Sprint(claim(t, s, "w", 10, time.Now())); got != fmt.Sprint([]int64{enq[2].RunID}) {
 		t.Errorf("claimed %s, want only run %d", got, enq[2].RunID)
+	}
+}
+
+// TestSkipsCostAboutNothing: a page of skipped events is one row whatever
+// its size, with a bounded sample; the store does not grow per skip.
+func TestSkipsCostAboutNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := open(t, path)
+	defer s.Close()
+	ctx := context.Background()
+	const pages, perPage = 20, 1000
+	for p := 0; p < pages; p++ {
+		page := make([]engine.NewEvent, perPage)
+		for i := range page {
+			id := fmt.Sprintf("e%d-%d", p, i)
+			page[i] = engine.NewEvent{ID: id, Subject: "line/" + id, Fingerprint: "fp" + id, Connector: "file", Skipped: true}
+			if i < engine.SkipSample+2 {
+				page[i].Values = json.RawMessage(`{"trigger.score":12}`)
+			}
+		}
+		if _, err := s.Advance(ctx, "r", engine.Advance{Cursor: str(fmt.Sprint(p)), Events: page}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ListSkips(ctx, engine.RunFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, p := range got {
+		total += p.Count
+		if len(p.Sample) != engine.SkipSample {
+			t.Fatalf("page %d keeps %d samples, want %d", p.ID, len(p.Sample), engine.SkipSample)
+		}
+	}
+	if len(got) != pages || total != pages*perPage {
+		t.Fatalf("%d pages counting %d skips, want %d and %d", len(got), total, pages, pages*perPage)
+	}
+	if runs, _ := s.ListRuns(ctx, engine.RunFilter{Limit: 10}); len(runs) != 0 {
+		t.Fatalf("skipped events made runs: %+v", runs)
 	}
 }

@@ -9,12 +9,19 @@ import (
 	"time"
 )
 
+// table prints rows of a name and a figure.
+type table struct{ *tabwriter.Writer }
+
+func newTable(w io.Writer) table { return table{tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)} }
+
+func (t table) row(name, format string, args ...any) {
+	fmt.Fprintf(t, "%s\t"+format+"\n", append([]any{name}, args...)...)
+}
+
 // WriteText prints the figures as a table.
 func (r *Result) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(name, format string, args ...any) {
-		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
-	}
+	tw := newTable(w)
+	row := tw.row
 	row("members processed", "%d (sandbox: %d)", r.Members, r.SandboxMembers)
 	row("eligible", "%d", r.Eligible)
 	row("certificates issued", "%d (sandbox: %d new)", r.Certificates, r.CredentialsCreated)

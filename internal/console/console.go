@@ -68,11 +68,12 @@ type Options struct {
 
 // Console is the console's http.Handler.
 type Console struct {
-	o    Options
-	tmpl *template.Template
-	csrf string
-	mux  *http.ServeMux
-	log  hclog.Logger
+	o             Options
+	activityCache activityCache
+	tmpl          *template.Template
+	csrf          string
+	mux           *http.ServeMux
+	log           hclog.Logger
 }
 
 // New builds the console.
@@ -139,7 +140,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // "no-referrer" would make the browser send Origin: null on posts
 	h.Set("X-Frame-Options", "DENY")
 	if !c.authorized(w, r) {
 		return

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
@@ -206,7 +207,9 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request) {
 	now := c.o.Now()
 	since := now.Add(-ranges[rg]).Truncate(width)
 	d := activityData{Range: rg, Ranges: []string{"1h", "24h", "7d"}, From: since, To: now, Bucket: width}
-	runBuckets, lat, err := c.readActivity(r.Context(), since, width)
+	runBuckets, lat, err := c.activityCache.get(r.Context(), rg, func(ctx context.Context) ([]stats.RunBucket, []stats.Latency, error) {
+		return c.readActivity(ctx, since, width)
+	}, c.o.Refresh)
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, err)
 		return
@@ -374,24 +377,17 @@ func (c *Console) runs(dead bool) http.HandlerFunc {
 	}
 }
 
-// recipeNames are the recipes with runs, for the filter (from the
-// activity query when the store has it: one grouped query).
+// recipeNames are the recipes with runs, for the filter; empty when
+// the store cannot say cheaply.
 func (c *Console) recipeNames(ctx context.Context) []string {
-	seen := map[string]bool{}
-	if a, ok := c.o.Store.(stats.Activity); ok {
-		rb, err := a.RunActivity(ctx, time.Unix(0, 0), 1<<62)
+	if l, ok := c.o.Store.(stats.RecipeLister); ok {
+		names, err := l.RunRecipes(ctx)
 		if err == nil {
-			for _, b := range rb {
-				seen[b.Recipe] = true
-			}
+			return names
 		}
+		c.log.Warn("listing recipes", "error", err)
 	}
-	out := make([]string, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return nil
 }
 
 type runData struct {
@@ -460,4 +456,64 @@ func prettyJSON(b []byte) string {
 		return string(b)
 	}
 	return out.String()
+}
+
+// activityCache keeps each range's aggregates for one refresh period:
+// the queries read every run of the range (seconds on a large store),
+// and the page refreshes itself. A stale entry is served while a fresh
+// one is computed in the background; only the first request of a range
+// waits.
+type activityCache struct {
+	mu      sync.Mutex
+	entries map[string]*activityEntry
+}
+
+type activityEntry struct {
+	at      time.Time
+	runs    []stats.RunBucket
+	lat     []stats.Latency
+	err     error
+	loading chan struct{}
+}
+
+func (a *activityCache) get(ctx context.Context, key string, load func(context.Context) ([]stats.RunBucket, []stats.Latency, error), maxAge time.Duration) ([]stats.RunBucket, []stats.Latency, error) {
+	a.mu.Lock()
+	if a.entries == nil {
+		a.entries = map[string]*activityEntry{}
+	}
+	e := a.entries[key]
+	if e == nil {
+		e = &activityEntry{}
+		a.entries[key] = e
+	}
+	fresh := !e.at.IsZero() && time.Since(e.at) < maxAge
+	if !fresh && e.loading == nil {
+		done := make(chan struct{})
+		e.loading = done
+		go func() {
+			lctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			runs, lat, err := load(lctx)
+			a.mu.Lock()
+			if err == nil || e.at.IsZero() {
+				e.runs, e.lat, e.err = runs, lat, err
+				e.at = time.Now()
+			}
+			e.loading = nil
+			a.mu.Unlock()
+			close(done)
+		}()
+	}
+	loading, have := e.loading, !e.at.IsZero()
+	a.mu.Unlock()
+	if !have && loading != nil {
+		select {
+		case <-loading:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return e.runs, e.lat, e.err
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -62,12 +63,9 @@ func Start(o Options) (*Demo, error) {
 		return nil, fmt.Errorf("demo: the examples do not load: %v", diags)
 	}
 	d.Recipes = rs
-	secrets := recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-	}
+	secretMap := recipes.SecretMap(sandbox.DemoSecrets())
+	secretMap["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
+	secrets := demoSecrets{secretMap}
 	services := sb.Services()
 	for _, r := range rs {
 		conns := map[string]engine.Connection{}
@@ -85,8 +83,18 @@ func Start(o Options) (*Demo, error) {
 			if slices.Contains(services, spec.Name) {
 				cfg.BaseURL = sb.URL(spec.Name)
 			}
-			if spec.Name == "file" {
+			switch spec.Name {
+			case "file":
 				cfg.Options = map[string]any{"baseDir": filepath.Join(o.Dir, "out")}
+			case "notify":
+				// Notifications go to the sandbox's alert sink, as with
+				// run --sandbox.
+				if strings.HasPrefix(cfg.BaseURL, "smtp://") {
+					cfg.BaseURL, cfg.Auth = sb.SMTPURL(), connectors.Auth{}
+					cfg.Options = map[string]any{"tls": "none", "from": cfg.Options["from"]}
+				} else {
+					cfg.BaseURL = base + "/_sandbox/notifications"
+				}
 			}
 			cfg.Logger = o.Logger.Named(name)
 			conns[name] = engine.Connection{Spec: spec, Config: cfg}
@@ -134,6 +142,17 @@ func (d *Demo) Run(ctx context.Context) (*engine.Summary, error) {
 		seen = events
 	}
 	return sum, nil
+}
+
+// demoSecrets answers the sandbox's secrets, and a placeholder for any
+// other (the sandbox ignores them).
+type demoSecrets struct{ recipes.SecretMap }
+
+func (d demoSecrets) Lookup(name string) (string, bool) {
+	if v, ok := d.SecretMap.Lookup(name); ok {
+		return v, true
+	}
+	return "sandbox-placeholder", true
 }
 
 // Close stops the sandbox and closes the store.

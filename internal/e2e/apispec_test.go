@@ -546,6 +546,15 @@ func captureAll(t *testing.T) []exchange {
 				Prior: noPrior{}, Now: time.Now()})
 		}
 	}
+	// Every request reached a route of its service: none fell through to
+	// the catch-all that answers an endpoint the sandbox does not serve.
+	for name, st := range sb.Stats().Services {
+		for route, n := range st.Requests {
+			if _, path, _ := strings.Cut(route, " "); path == "/" || route == "/" {
+				t.Errorf("%s: %d requests answered by the catch-all route %q: an operation the sandbox does not serve", name, n, route)
+			}
+		}
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return append([]exchange(nil), rc.got...)

@@ -69,20 +69,19 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 // (the capture test puts a recorder in front of the sandbox).
 func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string) *engine.Engine {
 	t.Helper()
+	// The member-facing examples; examples/operations watch the runner
+	// itself (alerts) and are proved by their own recipe tests.
 	rs, diags := recipes.Load(recipes.Options{Registry: connectors.Default,
-		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}}, examples)
+		Connections: []string{filepath.Join(examples, "connections.sandbox.yaml")}},
+		filepath.Join(examples, "accredible"), filepath.Join(examples, "accelevents"))
 	if diags.HasErrors() {
 		t.Fatalf("examples do not load:\n%v", diags)
 	}
 	if len(rs) != 9 {
 		t.Fatalf("loaded %d examples, want 9", len(rs))
 	}
-	secrets := recipes.SecretMap{
-		"SANDBOX_MEMBERSHIPS_TOKEN":          sandbox.DemoAuth("memberships").Token,
-		"SANDBOX_ACCREDIBLE_API_KEY":         sandbox.DemoAuth("accredible").Key,
-		"SANDBOX_ACCELEVENTS_API_KEY":        sandbox.DemoAuth("accelevents").Key,
-		"SANDBOX_ACCELEVENTS_WEBHOOK_SECRET": sandbox.DemoWebhook("accelevents").Secret,
-	}
+	secrets := recipes.SecretMap(sandbox.DemoSecrets())
+	secrets["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "state.db"), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)

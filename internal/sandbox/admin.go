@@ -158,7 +158,7 @@ func (s *Server) RegisterWebhook(service, target string) ([]string, error) {
 		case rec.Code >= 200 && rec.Code <= 299:
 			names = append(names, m.name)
 		case rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed || rec.Code == http.StatusUnauthorized:
-			// The service has no webhook endpoint (Accredible has no
+			// The service has no webhook endpoint (a polled-only API has no
 			// webhooks at all): skip it when registering everywhere.
 			if service != "" {
 				return nil, fmt.Errorf("%s does not deliver webhooks (its registration endpoint answered HTTP %d); poll it instead", m.name, rec.Code)

@@ -21,7 +21,7 @@ import (
 //	GET    /_sandbox/notifications      lists what arrived (?kind=slack|webhook)
 //	DELETE /_sandbox/notifications      forgets it
 //	GET    /_sandbox/smtp               {"url":"smtp://127.0.0.1:port"}: the sink's SMTP server (emails become notifications of kind email)
-//	POST   /_sandbox/credentials        {"service":"accredible","revoked":true} refuses the demo credentials (false restores them)
+//	POST   /_sandbox/credentials        {"service":"<name>","revoked":true} refuses the demo credentials (false restores them)
 
 // NotifySecret signs the notify.webhook deliveries of connections pointed
 // at the sandbox; the sink checks it.
@@ -177,7 +177,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("revoked is missing")
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, `decoding the request: `+err.Error()+`; send {"service":"accredible","revoked":true}`)
+		writeError(w, http.StatusBadRequest, `decoding the request: `+err.Error()+`; send {"service":"<name>","revoked":true}`)
 		return
 	}
 	if err := s.SetRevoked(req.Service, *req.Revoked); err != nil {

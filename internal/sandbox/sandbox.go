@@ -1,13 +1,13 @@
 // Package sandbox is the combined sandbox: one HTTP server that mounts every
-// service sandbox (connectors/<name>/sandbox) under its own path prefix
-// (/memberships, /accredible, /accelevents), injects deterministic faults
+// service sandbox (connectors/<name>/sandbox, registered with
+// sandboxkit.Register) under its own path prefix (/<name>), injects deterministic faults
 // into their API routes, and serves the inspection endpoints:
 //
 //	GET  /_sandbox/stats     per service: objects, duplicates, requests by route, responses by status; totals
 //	POST /_sandbox/reset     empty every service and seed it again with the same options
-//	POST /_sandbox/mutate    {"service":"memberships","kind":"become_eligible","count":5} or a list of those
-//	POST /_sandbox/webhooks  {"service":"accelevents","url":"http://..."} registers a delivery URL
-//	POST /_sandbox/credentials  {"service":"accredible","revoked":true} refuses the demo credentials (false restores)
+//	POST /_sandbox/mutate    {"service":"<name>","kind":"<mutation>","count":5} or a list of those
+//	POST /_sandbox/webhooks  {"service":"<name>","url":"http://..."} registers a delivery URL
+//	POST /_sandbox/credentials  {"service":"<name>","revoked":true} refuses the demo credentials (false restores)
 //	POST /_sandbox/notifications/...  the alert sink (notify.webhook, notify.slack); GET lists, DELETE empties
 //
 // Lifecycle: New seeds every service (no network), Start listens (or mount
@@ -50,8 +50,8 @@ type Options struct {
 	// Now is the clock; nil is time.Now. Seeded dates are anchored at the
 	// time New is called, so a reset reproduces the same data.
 	Now func() time.Time
-	// Services builds the mounted services; nil mounts memberships,
-	// accredible and accelevents. Tests mount their own.
+	// Services builds the mounted services; nil mounts every registered
+	// one (sandboxkit.Registered). Tests mount their own.
 	Services []Factory
 	// WebhookClient sends the services' webhook deliveries; nil is a
 	// default client.
@@ -374,8 +374,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	m.count(r2, status)
 }
 
-// splitPrefix splits "/accredible/v1/credentials" into "accredible" and
-// "/v1/credentials".
+// splitPrefix splits "/svc/v1/things" into "svc" and "/v1/things".
 func splitPrefix(p string) (name, rest string) {
 	p = strings.TrimPrefix(p, "/")
 	if i := strings.IndexByte(p, '/'); i >= 0 {

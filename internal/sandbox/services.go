@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/internal/sandboxkit"
@@ -72,4 +73,25 @@ type noNetwork struct{}
 
 func (noNetwork) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("sandbox: no running sandbox to ask")
+}
+
+// DemoSecrets are the demo credentials under the secret names the sandbox
+// connections file uses (examples/connections.sandbox.yaml), by
+// convention: SANDBOX_<NAME>_TOKEN for a bearer token, SANDBOX_<NAME>_API_KEY
+// for a key, SANDBOX_<NAME>_WEBHOOK_SECRET for a fixed webhook secret.
+func DemoSecrets() map[string]string {
+	out := map[string]string{}
+	for _, r := range sandboxkit.Registered() {
+		prefix := "SANDBOX_" + strings.ToUpper(strings.ReplaceAll(r.Name, "-", "_")) + "_"
+		switch {
+		case r.Auth.Token != "":
+			out[prefix+"TOKEN"] = r.Auth.Token
+		case r.Auth.Key != "":
+			out[prefix+"API_KEY"] = r.Auth.Key
+		}
+		if wh := DemoWebhook(r.Name); wh.Secret != "" {
+			out[prefix+"WEBHOOK_SECRET"] = wh.Secret
+		}
+	}
+	return out
 }

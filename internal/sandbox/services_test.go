@@ -21,7 +21,7 @@ import (
 // the demo credentials.
 func demoClient(t testing.TB, base, service string, auth connectors.Auth) *apiclient.Client {
 	t.Helper()
-	cfg := apiclient.Config{Service: service, BaseURL: base + "/" + service, Auth: auth, Retry: apiclient.RetryPolicy{Attempts: 1}}
+	cfg := apiclient.Config{Service: service, BaseURL: base + "/" + service, Auth: auth}
 	switch service {
 	case "memberships":
 		cfg.Header = http.Header{"Version": {"2021-07-28"}}

@@ -18,8 +18,7 @@ import (
 // real API's paths (e.g. /v1/credentials).
 type Service interface {
 	http.Handler
-	// Name is the path prefix and the stats key: memberships, accredible,
-	// accelevents.
+	// Name is the path prefix and the stats key: the connector's name.
 	Name() string
 	// Seed replaces all state with deterministic demo data.
 	Seed(cfg Seed)
@@ -36,7 +35,7 @@ type Service interface {
 
 // Seed is the deterministic demo-data request.
 type Seed struct {
-	Members int   // number of members (Memberships) and the scale for the others
+	Members int   // number of members (the PeopleSource) and the scale for the others
 	Seed    int64 // same Seed, same data
 	// Now anchors generated dates, so that seeded data is reproducible.
 	Now time.Time
@@ -52,8 +51,7 @@ type Person struct {
 	ID, FirstName, LastName, Email string
 }
 
-// PeopleSource is implemented by a service that holds the members (the
-// Memberships sandbox); the combined sandbox seeds it first and hands its
+// PeopleSource is implemented by a service that holds the members; the combined sandbox seeds it first and hands its
 // people to the others.
 type PeopleSource interface {
 	Person(i int) (Person, bool)

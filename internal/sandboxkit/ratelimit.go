@@ -6,7 +6,7 @@ import (
 )
 
 // Window is a fixed-window request counter, the way the real services
-// count (GoHighLevel: 100 per 10 s; Accredible: 2,000 per 5 min).
+// count (100 per 10 s, 2,000 per 5 min).
 type Window struct {
 	Limit  int
 	Length time.Duration

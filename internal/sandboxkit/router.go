@@ -24,9 +24,8 @@ type Options struct {
 	// WebhookClient sends webhook deliveries; nil is a default client.
 	WebhookClient *http.Client
 	// AllowUndocumented accepts the request parameters the real API does
-	// not document (the Memberships search's updatedAfter and order,
-	// Accredible's updated_at sort key and timestamps in its date
-	// filters). Off by default: what the tests prove against the sandbox
+	// not document (an incremental search's "changed since" filter, an
+	// undocumented sort key, timestamps in a date filter). Off by default: what the tests prove against the sandbox
 	// is then what the real API documents.
 	AllowUndocumented bool
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/memberflow/memberflow/internal/sandboxkit"
 )
 
-// routes registers every endpoint the sandbox serves; anything else in the
-// document answers 404 with the API's `{"error":"Not found"}`.
+// routes registers every endpoint of the document; anything else answers
+// 404 with the API's `{"error":"Not found"}`.
 func (s *Server) routes() {
 	rt := s.router
 	rt.HandleFunc("POST /v1/credentials", s.createCredential)
@@ -23,11 +23,12 @@ func (s *Server) routes() {
 	rt.HandleFunc("POST /v1/credentials/search", s.searchV1)
 	rt.HandleFunc("POST /v2/credentials/search", s.searchV2)
 
-	rt.HandleFunc("POST /v1/credentials/{credential_id}/evidence_items", evidenceItems.create(s))
+	// POST /v1/credentials/{x}/{y} is four operations the ServeMux
+	// cannot tell apart by pattern; postCredentialPart dispatches them.
+	rt.HandleFunc("POST /v1/credentials/{credential_id}/{part}", s.postCredentialPart)
 	rt.HandleFunc("GET /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.get(s))
 	rt.HandleFunc("PUT /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.update(s))
 	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/evidence_items/{evidence_item_id}", evidenceItems.delete(s))
-	rt.HandleFunc("POST /v1/credentials/{credential_id}/references", references.create(s))
 	rt.HandleFunc("GET /v1/credentials/{credential_id}/references/{reference_id}", references.get(s))
 	rt.HandleFunc("PUT /v1/credentials/{credential_id}/references/{reference_id}", references.update(s))
 	rt.HandleFunc("DELETE /v1/credentials/{credential_id}/references/{reference_id}", references.delete(s))
@@ -52,6 +53,8 @@ func (s *Server) routes() {
 	rt.HandleFunc("PUT /v1/designs/{design_id}", designs.update(s))
 	rt.HandleFunc("DELETE /v1/designs/{design_id}", designs.delete(s))
 	rt.HandleFunc("POST /v1/designs/search", s.searchDesigns)
+
+	s.moreRoutes()
 
 	rt.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
 }

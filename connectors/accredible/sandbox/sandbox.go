@@ -62,10 +62,15 @@ type Server struct {
 	groups      map[int64]*group
 	departments map[int64]*department
 	designs     map[int64]*design
-	nextID      int64 // groups, departments, designs, evidence items, references
-	credits     int
-	rng         *rand.Rand
-	seed        int64
+	// The rest of the document's objects (more.go).
+	collections   map[int64]*collection
+	attributeKeys map[int64]*attributeKey
+	exports       map[int64]*dataExport
+	teamMembers   map[int64]*teamMember
+	nextID        int64 // groups, departments, designs, evidence items, references
+	credits       int
+	rng           *rand.Rand
+	seed          int64
 }
 
 var _ sandboxkit.Service = (*Server)(nil)
@@ -164,6 +169,10 @@ func (s *Server) Reset() {
 	s.groups = map[int64]*group{}
 	s.departments = map[int64]*department{}
 	s.designs = map[int64]*design{}
+	s.collections = map[int64]*collection{}
+	s.attributeKeys = map[int64]*attributeKey{}
+	s.exports = map[int64]*dataExport{}
+	s.teamMembers = map[int64]*teamMember{}
 	s.nextID = 200001
 	s.credits = DefaultCredits
 	s.seed = 0

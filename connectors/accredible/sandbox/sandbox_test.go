@@ -191,7 +191,7 @@ func TestErrorBodies(t *testing.T) {
 		{"blank email", "POST", "/v1/credentials", issueBody("", "A", 100001), 422, `{"errors":{"recipient.email":["can't be blank"]}}`},
 		{"missing credential", "GET", "/v1/credentials/99", nil, 404, `{"errors":"Doesn't exist"}`},
 		{"missing group", "GET", "/v1/issuer/groups/7", nil, 404, `{"data":"Group does not exist","success":false}`},
-		{"unserved endpoint", "GET", "/v1/analytics", nil, 404, `{"error":"Not found"}`},
+		{"unknown endpoint", "GET", "/v1/no_such_endpoint", nil, 404, `{"error":"Not found"}`},
 		{"group without course", "POST", "/v1/issuer/groups", map[string]any{"group": map[string]any{"name": "X"}}, 422, `{"errors":{"course_description":["can't be blank"],"course_name":["can't be blank"]}}`},
 		{"bad search operator", "POST", "/v2/credentials/search", map[string]any{"query": map[string]any{"recipient_email[gt]": "a"}}, 400, `{"code":400,"errors":{},"message":"Operation gt is not supported for recipient_email","status":"invalid_search_query"}`},
 		{"bad sort order", "POST", "/v2/credentials/search", map[string]any{"query": map[string]any{}, "sort": map[string]any{"id": "increasing"}}, 400, `{"code":400,"errors":{},"message":"Sort order increasing is not supported","status":"invalid_search_query"}`},

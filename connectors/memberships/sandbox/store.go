@@ -103,6 +103,10 @@ type store struct {
 	userLog     []logEntry
 	userLive    liveBlocks
 	liveUsers   int
+	// addedLive counts the live users per block of logBlock positions in
+	// st.users (the order they were added), so that a scan's page at skip
+	// K is found without visiting the K users before it.
+	addedLive []int32
 
 	payments    []payment
 	paymentByID map[id20]int32
@@ -144,6 +148,12 @@ func (st *store) addUser(u user) int32 {
 	st.userLog = append(st.userLog, logEntry{u.dateUpdated, idx})
 	st.userLive.add(len(st.userLog)-1, !u.deleted)
 	st.liveUsers++
+	for len(st.addedLive) <= int(idx)/logBlock {
+		st.addedLive = append(st.addedLive, 0)
+	}
+	if !u.deleted {
+		st.addedLive[int(idx)/logBlock]++
+	}
 	return idx
 }
 
@@ -183,6 +193,7 @@ func (st *store) deleteUser(idx int32, now time.Time) {
 	st.users[idx].deleted = true
 	st.userLive.uncount(idx)
 	st.liveUsers--
+	st.addedLive[int(idx)/logBlock]--
 }
 
 // userCounted reports whether the user log's entry at pos is its user's

@@ -193,10 +193,36 @@ func (f *userFilter) onlyUpdatedAfter() bool {
 // the page walk stops once the page is full; otherwise every record
 // after the cursor is visited.
 func (st *store) searchUsers(f *userFilter, byUpdate, desc bool, skip, limit int) ([]int32, int) {
+	if !byUpdate && !desc && f.onlyUpdatedAfter() && f.updatedAfter == 0 {
+		return st.scanAdded(skip, limit), st.liveUsers
+	}
 	if !byUpdate || !f.onlyUpdatedAfter() {
 		return st.walkUsers(f, byUpdate, desc, skip, limit)
 	}
 	return changedSince(st.userLog, &st.userLive, st.userCounted, f.updatedAfter, desc, skip, limit)
+}
+
+// scanAdded is the page of a search with no filter in the order users
+// were added (what a poller scanning the documented search asks): whole
+// blocks before skip are stepped over by their live counts.
+func (st *store) scanAdded(skip, limit int) []int32 {
+	page := make([]int32, 0, min(limit, 100))
+	i := 0
+	for b := 0; b < len(st.addedLive) && skip >= int(st.addedLive[b]); b++ {
+		skip -= int(st.addedLive[b])
+		i = (b + 1) * logBlock
+	}
+	for ; i < len(st.users) && len(page) < limit; i++ {
+		if st.users[i].deleted {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		page = append(page, int32(i))
+	}
+	return page
 }
 
 // walkUsers is searchUsers visiting every record that may match.

@@ -81,3 +81,8 @@ type Activity interface {
 	// action.
 	StepLatency(ctx context.Context, since time.Time) ([]Latency, error)
 }
+
+// RecipeLister names the recipes that have runs, for the filters.
+type RecipeLister interface {
+	RunRecipes(ctx context.Context) ([]string, error)
+}

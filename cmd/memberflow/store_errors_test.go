@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/sandbox"
+	"github.com/memberflow/memberflow/internal/sandboxkit"
+)
+
+// Each storage failure at open is reported with what to do, exit 1.
+func TestStorageErrorsSayWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	damaged := filepath.Join(dir, "damaged.db")
+	s, err := sqlitestore.Open(damaged, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		s.Advance(context.Background(), "r", engine.Advance{Events: []engine.NewEvent{{ID: strings.Repeat("e", 200) + string(rune('A'+i)), Subject: "s", Connector: "c", Data: []byte(`{"pad":"` + strings.Repeat("p", 3000) + `"}`)}}})
+	}
+	s.Close()
+	b, _ := os.ReadFile(damaged)
+	mid := len(b) / 4096 / 2 * 4096
+	copy(b[mid:mid+4096], bytes.Repeat([]byte{0xEE}, 4096))
+	os.WriteFile(damaged, b, 0o600)
+
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		store string
+		want  []string
+	}{
+		{"missing directory", []string{"run", "--once", "--sandbox", "--sandbox-members", "1", "--connections", sandboxConnFile}, filepath.Join(dir, "nosuch", "m.db"),
+			[]string{"the store's directory does not exist", "mkdir -p " + filepath.Join(dir, "nosuch")}},
+		{"damaged store, run", []string{"run", "--once", "--sandbox", "--sandbox-members", "1", "--connections", sandboxConnFile}, damaged,
+			[]string{"the store is damaged", "nothing was written to it", ".recover"}},
+		{"damaged store, runs list", []string{"runs", "list"}, damaged,
+			[]string{"the store is damaged", "restore your last copy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string(nil), tc.args...), "--store", tc.store)
+			if tc.args[0] == "run" {
+				args = append(args, certRecipe)
+			}
+			before, _ := os.ReadFile(tc.store)
+			code, out, errs := cli(t, args...)
+			if code != exitFail {
+				t.Fatalf("exit %d, want %d\n%s%s", code, exitFail, out, errs)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			after, _ := os.ReadFile(tc.store)
+			if !bytes.Equal(before, after) {
+				t.Error("the store was written to")
+			}
+		})
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{sqlitestore.ErrDiskFull, "free space on the disk"},
+		{sqlitestore.ErrReadOnly, "writable"},
+		{engine.ErrStoreKey, "forget-tokens"},
+	} {
+		if got := storeAdvice("/data/m.db", tc.err); !strings.Contains(got, tc.want) {
+			t.Errorf("advice for %v = %q, want it to say %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestSigtermDuringOnce: SIGTERM to `memberflow run --once` (a real
+// process) ends it with status 0, the runs it had claimed back in the
+// queue; the next run finishes the work with no duplicate.
+func TestSigtermDuringOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process and waits for the sandbox's rate limits")
+	}
+	// A rate limit keeps the run going long enough to be stopped in the
+	// middle.
+	srv, err := sandbox.New(sandbox.Options{Members: 120, Seed: 3, RateLimit: &sandboxkit.Limit{Requests: 60, Per: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	store := filepath.Join(t.TempDir(), "m.db")
+	cmd := exec.Command(os.Args[0], "run", "--once", "--sandbox-url", base, "--store", store, "--connections", sandboxConnFile, "--log-level", "info", certRecipe)
+	cmd.Env = append(os.Environ(), runAsCLIEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for runs to be under way, then stop.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if n := countRuns(t, store, engine.RunSucceeded); n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no run finished in 20 s\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, stderr.String())
+		}
+	case <-time.After(45 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("still running 45 s after SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped by a signal") {
+		t.Errorf("stderr does not say it stopped:\n%s", stderr.String())
+	}
+	if n := countRuns(t, store, engine.RunRunning); n != 0 {
+		t.Errorf("%d run(s) still held after SIGTERM", n)
+	}
+	if n := countRuns(t, store, engine.RunQueued); n == 0 {
+		t.Error("every run had finished before the signal: the test proves nothing")
+	}
+	if code, out, errs := cli(t, "run", "--once", "--sandbox-url", base, "--store", store, "--connections", sandboxConnFile, "--log-level", "off", certRecipe); code != exitOK {
+		t.Fatalf("the next run: exit %d\n%s%s", code, out, errs)
+	}
+	if _, dups := credentials(t, base); dups != 0 {
+		t.Errorf("%d duplicate credentials", dups)
+	}
+	if n := countRuns(t, store, engine.RunQueued); n != 0 {
+		t.Errorf("%d run(s) left queued", n)
+	}
+}
+
+func countRuns(t *testing.T, store, status string) int {
+	t.Helper()
+	if _, err := os.Stat(store); err != nil {
+		return 0
+	}
+	s, err := sqlitestore.Open(store, sqlitestore.Options{CheckpointEvery: -1})
+	if err != nil {
+		return 0 // being created
+	}
+	defer s.Close()
+	runs, err := s.ListRuns(context.Background(), engine.RunFilter{Status: status, Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(runs)
+}

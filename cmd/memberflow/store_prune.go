@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+)
+
+// prune is `memberflow store prune`.
+func prune(ctx context.Context, s *sqlitestore.Store, olderThan string, vacuum bool, format string, io stdio) error {
+	age, err := parseAge(olderThan)
+	if err != nil {
+		return usageError{fmt.Errorf("--older-than: %w", err)}
+	}
+	res, err := s.Prune(ctx, engine.Prune{Before: time.Now().Add(-age), Vacuum: vacuum})
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(io.out, res)
+	}
+	tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "runs removed\t%d\n", res.Runs)
+	fmt.Fprintf(tw, "journal steps removed\t%d\n", res.Steps)
+	fmt.Fprintf(tw, "events cleared (IDs kept)\t%d\n", res.Events)
+	fmt.Fprintf(tw, "skip pages removed\t%d\n", res.SkipPages)
+	fmt.Fprintf(tw, "store size\t%s → %s\n", megabytes(res.BytesBefore), megabytes(res.BytesAfter))
+	return tw.Flush()
+}
+
+// parseAge reads a duration, with d for days.
+func parseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("required (30d, 12h, 90m)")
+	}
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n float64
+		n, err = strconv.ParseFloat(days, 64)
+		d = time.Duration(n * float64(24*time.Hour))
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not an age such as 30d, 12h or 90m", s)
+	}
+	return d, nil
+}
+
+func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }

@@ -1,0 +1,220 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+)
+
+// skipPagesMigration: an event the recipe's condition rejects is counted in
+// one row per Advance, with a bounded sample of what the condition read,
+// instead of an events row and a runs row each (which made a backfill's
+// store grow by about 700 bytes for every record it did not want).
+const skipPagesMigration = `
+CREATE TABLE skip_pages (
+	id      INTEGER PRIMARY KEY,
+	recipe  TEXT    NOT NULL,
+	count   INTEGER NOT NULL,
+	sample  BLOB,
+	created INTEGER NOT NULL
+);
+CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`
+
+// skipPage gathers the skipped events of one Advance.
+type skipPage struct {
+	count  int
+	sample []engine.SkippedEvent
+	echoes echoesOf
+}
+
+// echoesOf says whether memberflow ever wrote to a connector's records,
+// once per connector and Advance: when it never did (a file read, a
+// service only read from), no event of the page can be an echo and the
+// look-up per event is saved.
+type echoesOf struct {
+	tx   *sql.Tx
+	some map[string]bool
+}
+
+func (e *echoesOf) any(connector string) (bool, error) {
+	if some, ok := e.some[connector]; ok {
+		return some, nil
+	}
+	var one int
+	err := e.tx.QueryRow(`SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`, connector).Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("looking up echoes of connector %q: %w", connector, err)
+	}
+	if e.some == nil {
+		e.some = map[string]bool{}
+	}
+	e.some[connector] = err == nil
+	return err == nil, nil
+}
+
+// add counts a skipped event, unless it is the echo of a write memberflow
+// made: an echo is recorded as a suppressed run, as when its condition
+// holds, so add then encodes its data and returns done false.
+func (p *skipPage) add(echoOf *sql.Stmt, recipe string, ev *engine.NewEvent) (done bool, err error) {
+	some, err := p.echoes.any(ev.Connector)
+	if err != nil {
+		return false, err
+	}
+	if ev.Fingerprint != "" && some {
+		var one int
+		switch err := p.echoes.tx.Stmt(echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one); {
+		case err == nil:
+			if ev.Data == nil && ev.Encode != nil {
+				if ev.Data, err = ev.Encode(); err != nil {
+					return false, fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
+				}
+			}
+			return false, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+		}
+	}
+	p.count++
+	if len(ev.Values) > 0 && len(p.sample) < engine.SkipSample {
+		p.sample = append(p.sample, engine.SkippedEvent{EventID: ev.ID, Subject: ev.Subject, Values: ev.Values})
+	}
+	return true, nil
+}
+
+// save writes the page's row, in the Advance's transaction.
+func (p *skipPage) save(tx *sql.Tx, recipe string, now int64) error {
+	if p.count == 0 {
+		return nil
+	}
+	var sample []byte
+	if len(p.sample) > 0 {
+		var err error
+		if sample, err = json.Marshal(p.sample); err != nil {
+			return fmt.Errorf("encoding the sample of skipped events: %w", err)
+		}
+	}
+	if _, err := tx.Exec(`INSERT INTO skip_pages (recipe, count, sample, created) VALUES (?, ?, ?, ?)`, recipe, p.count, sample, now); err != nil {
+		return fmt.Errorf("counting %d skipped event(s): %w", p.count, err)
+	}
+	return nil
+}
+
+var _ engine.SkipLister = (*Store)(nil)
+
+// ListSkips implements engine.SkipLister.
+func (s *Store) ListSkips(ctx context.Context, f engine.RunFilter) ([]engine.SkipPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q := `SELECT id, recipe, count, sample, created FROM skip_pages`
+	var args []any
+	if f.Recipe != "" {
+		q += ` WHERE recipe = ?`
+		args = append(args, f.Recipe)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing skipped events: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.SkipPage
+	for rows.Next() {
+		var p engine.SkipPage
+		var sample []byte
+		var created int64
+		if err := rows.Scan(&p.ID, &p.Recipe, &p.Count, &sample, &created); err != nil {
+			return nil, fmt.Errorf("listing skipped events: %w", err)
+		}
+		p.Created = time.Unix(0, created).UTC()
+		if len(sample) > 0 {
+			if err := json.Unmarshal(sample, &p.Sample); err != nil {
+				return nil, fmt.Errorf("listing skipped events: page %d: %w", p.ID, err)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+var _ engine.Pruner = (*Store)(nil)
+
+// Prune implements engine.Pruner, in one transaction (then VACUUM when
+// asked, which needs no other connection writing).
+func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, error) {
+	out := &engine.Pruned{BytesBefore: s.size()}
+	before := p.Before.UnixNano()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		*out = engine.Pruned{BytesBefore: out.BytesBefore}
+		// Finished runs that are not dead letters; their events' data is
+		// cleared, their IDs kept (dedup), unless another run still needs it.
+		if _, err := tx.Exec(`CREATE TEMP TABLE IF NOT EXISTS prune_runs (id INTEGER PRIMARY KEY, event INTEGER NOT NULL)`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`DELETE FROM temp.prune_runs`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`INSERT INTO temp.prune_runs SELECT id, event FROM runs
+			WHERE status IN ('succeeded', 'skipped', 'suppressed') AND finished IS NOT NULL AND finished < ?`, before); err != nil {
+			return fmt.Errorf("selecting finished runs: %w", err)
+		}
+		res, err := tx.Exec(`DELETE FROM steps WHERE run IN (SELECT id FROM temp.prune_runs)`)
+		if err != nil {
+			return fmt.Errorf("deleting step journals: %w", err)
+		}
+		out.Steps, _ = res.RowsAffected()
+		res, err = tx.Exec(`UPDATE events SET data = x'' WHERE id IN (SELECT event FROM temp.prune_runs)
+			AND length(data) > 0
+			AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event = events.id AND r.id NOT IN (SELECT id FROM temp.prune_runs))`)
+		if err != nil {
+			return fmt.Errorf("clearing event data: %w", err)
+		}
+		out.Events, _ = res.RowsAffected()
+		res, err = tx.Exec(`DELETE FROM runs WHERE id IN (SELECT id FROM temp.prune_runs)`)
+		if err != nil {
+			return fmt.Errorf("deleting runs: %w", err)
+		}
+		out.Runs, _ = res.RowsAffected()
+		res, err = tx.Exec(`DELETE FROM skip_pages WHERE created < ?`, before)
+		if err != nil {
+			return fmt.Errorf("deleting skip pages: %w", err)
+		}
+		out.SkipPages, _ = res.RowsAffected()
+		_, err = tx.Exec(`DELETE FROM temp.prune_runs`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pruning the store: %w", err)
+	}
+	if p.Vacuum {
+		if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
+			return nil, err
+		}
+		if _, err := s.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return nil, fmt.Errorf("pruning the store: checkpoint: %w", err)
+		}
+		if _, err := s.ck.ExecContext(ctx, `VACUUM`); err != nil {
+			return nil, fmt.Errorf("pruning the store: vacuum: %w", err)
+		}
+	}
+	out.BytesAfter = s.size()
+	return out, nil
+}
+
+// size is the database's bytes on disk, its write-ahead log included.
+func (s *Store) size() int64 {
+	var n int64
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(s.path + suffix); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
