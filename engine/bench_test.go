@@ -27,6 +27,8 @@ func BenchmarkBackfill(b *testing.B) {
 			defer store.Close()
 			r := issueRecipe(b)
 			r.Trigger.With = mustTemplate(b, map[string]any{"page_size": 500})
+			// A loaded recipe has a version, which each run records.
+			r.Hash, r.Source = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", []byte("version: 1")
 			e := newEngine(b, store, svc, []*recipes.Recipe{r}, concurrency(conc))
 			b.ResetTimer()
 			start := time.Now()

@@ -37,10 +37,15 @@ on --http, schedules fire; each event becomes one run whose steps are
 journaled, so that a run stopped at any point resumes without repeating a
 write. See docs/runner.md.
 
---once polls every trigger until it is caught up and runs every queued run,
-in passes until a pass finds nothing new (what one recipe writes can start
-another), then prints a summary and a line to read at a glance, and exits:
-0 when no run was dead-lettered, 1 otherwise.
+--once polls every trigger until it is caught up (hybrid webhook triggers
+too), fires the schedules that are due, and runs every queued run, in
+passes until a pass finds nothing new (what one recipe writes can start
+another), then prints a summary (writes that changed something, no-op
+upserts apart) and a line to read at a glance, and exits: 0 when no run
+was dead-lettered, 1 otherwise.
+
+Every secret the recipes need is checked first: all missing ones are
+listed at once, before anything is created.
 Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
 events and lets runs in flight finish.
 

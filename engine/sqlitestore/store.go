@@ -184,6 +184,8 @@ type Store struct {
 	lastExpiry time.Time // when expired leases were last requeued
 	// prepared on the readers
 	getCursor, getStates, getSteps *sql.Stmt
+	// setVersion records the recipe version a run ran with (versions.go).
+	setVersion *sql.Stmt
 }
 
 var _ engine.Store = (*Store)(nil)
@@ -332,6 +334,7 @@ func (s *Store) prepare() error {
 	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
 	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
@@ -870,7 +873,7 @@ func (s *Store) Record(ctx context.Context, steps []engine.StepRecord, fin *engi
 			}
 			if fin.Version != "" && status != engine.RunQueued {
 				// The recipe version that ran (engine.Versions).
-				if _, err := tx.Exec(`UPDATE runs SET version = ? WHERE id = ?`, fin.Version, fin.RunID); err != nil {
+				if _, err := tx.Stmt(s.setVersion).Exec(fin.Version, fin.RunID); err != nil {
 					return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
 				}
 			}
