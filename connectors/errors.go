@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +18,44 @@ var (
 	ErrUnauthorized = errors.New("signature not valid")
 	// ErrStale marks a webhook delivery outside the accepted time window.
 	ErrStale = errors.New("delivery outside the accepted time window")
+	// ErrRetriesSpent marks a transient failure the caller's retry policy
+	// has already retried as often as it allows: it is not retried again.
+	ErrRetriesSpent = errors.New("retries spent")
 )
+
+// RetryFunc is a caller's retry policy, handed to the HTTP runtime in the
+// context: after a request failed in a way that is safe to re-send, the
+// runtime calls it with the request's failed attempts so far; it waits
+// the policy's backoff and reports whether to send again. The engine sets
+// it from the step's policy, so that one policy (and one budget per
+// request) governs every retry.
+type RetryFunc func(ctx context.Context, failed int, err error) bool
+
+type retryKey struct{}
+
+// WithRetry returns a context carrying a retry policy.
+func WithRetry(ctx context.Context, f RetryFunc) context.Context {
+	return context.WithValue(ctx, retryKey{}, f)
+}
+
+// RetryFrom returns the context's retry policy, nil when none.
+func RetryFrom(ctx context.Context) RetryFunc {
+	f, _ := ctx.Value(retryKey{}).(RetryFunc)
+	return f
+}
+
+// RetriesSpentError wraps a transient failure that was retried as often as
+// the policy allows.
+type RetriesSpentError struct {
+	Attempts int
+	Err      error
+}
+
+func (e *RetriesSpentError) Error() string {
+	return fmt.Sprintf("giving up after %d attempts: %v", e.Attempts, e.Err)
+}
+func (e *RetriesSpentError) Unwrap() error        { return e.Err }
+func (e *RetriesSpentError) Is(target error) bool { return target == ErrRetriesSpent }
 
 // APIError is an error answer from a service, parsed from that service's
 // own error body.
@@ -61,7 +99,7 @@ func (e *InDoubtError) Is(target error) bool { return target == ErrInDoubt }
 // error, or a failure the connector marked as transient. An in-doubt write
 // is not retryable until it is settled.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, ErrInDoubt) {
+	if err == nil || errors.Is(err, ErrInDoubt) || errors.Is(err, ErrRetriesSpent) {
 		return false
 	}
 	var api *APIError

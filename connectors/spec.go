@@ -146,6 +146,10 @@ const (
 	// ResendIssues: the request hands out a fresh value (an access token,
 	// a sign-in link) and stores no record a second call would duplicate.
 	ResendIssues IdempotencyKind = "issues"
+	// ResendNotifies: the request tells a person (a chat message, an
+	// email, an alert webhook) and changes no record; a second call
+	// repeats the message, which is better than losing an alert.
+	ResendNotifies IdempotencyKind = "notifies"
 )
 
 // Idempotency declares why an action that writes is safe to re-send.

@@ -89,6 +89,14 @@ func BenchmarkJournalWrites(b *testing.B) {
 	if _, err := store.Advance(ctx, "r", engine.Advance{Events: evs}); err != nil {
 		b.Fatal(err)
 	}
+	claimed, err := store.Claim(ctx, engine.ClaimRequest{Owner: "bench", Recipes: []string{"r"}, Limit: 64, Now: time.Now(), Lease: time.Hour})
+	if err != nil || len(claimed) != 64 {
+		b.Fatalf("claimed %d runs of 64: %v", len(claimed), err)
+	}
+	leases := map[int64]engine.Lease{}
+	for _, cr := range claimed {
+		leases[cr.ID] = cr.Lease()
+	}
 	out := json.RawMessage(`{"id":"c123","member":"m001","url":"https://www.credential.net/c123"}`)
 	var mu sync.Mutex
 	n := 0
@@ -101,9 +109,10 @@ func BenchmarkJournalWrites(b *testing.B) {
 			n++
 			i := n
 			mu.Unlock()
-			rec := engine.StepRecord{RunID: int64(i%64 + 1), Index: i, StepID: "issue", Action: "certs.create_cert",
+			run := claimed[i%64].ID
+			rec := engine.StepRecord{RunID: run, Index: i, StepID: "issue", Action: "certs.create_cert",
 				Status: engine.StepSucceeded, Output: out, Attempts: 1, Started: start, Finished: start}
-			if err := store.Record(ctx, []engine.StepRecord{rec}, nil); err != nil {
+			if err := store.Record(ctx, leases[run], []engine.StepRecord{rec}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -13,6 +13,9 @@
 package engine
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -35,12 +38,15 @@ var ErrNoRun = errors.New("no such run")
 
 // Options configure an Engine.
 type Options struct {
-	Store  Store
+	Store  RunnerStore
 	Logger hclog.Logger
 	// Concurrency is the number of runs executed at once; default 8.
 	Concurrency int
-	// Owner names this runner in the store's leases; default the host
-	// name. Runners sharing a store need distinct owners.
+	// Owner names this runner in the store's leases; default unique to
+	// this process (host, process ID and a random suffix), so that
+	// runners sharing a store never take each other's runs. An operator
+	// who names a runner gets its previous self's runs back at once on
+	// start; two live runners with one name are refused.
 	Owner string
 	// Lease is how long a claimed run stays this runner's without a
 	// renewal; default one minute. It is renewed every third of it.
@@ -92,7 +98,7 @@ type Connection struct {
 // Engine runs recipes. Create it with New.
 type Engine struct {
 	opts    Options
-	store   Store
+	store   RunnerStore
 	log     hclog.Logger
 	now     func() time.Time
 	recipes map[string]*recipeRT
@@ -119,8 +125,29 @@ type Engine struct {
 
 	mu      sync.Mutex
 	started bool
+	joined  bool
 	stats   map[string]*recipeStats
+
+	// inflight cancels the runs this runner works on, by run ID, when
+	// their lease is lost.
+	inflightMu sync.Mutex
+	inflight   map[int64]context.CancelCauseFunc
 }
+
+// UniqueOwner is a runner name no other process has: host, process ID
+// and a random suffix.
+func UniqueOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "memberflow"
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Owner is this runner's name in the store's leases.
+func (e *Engine) Owner() string { return e.opts.Owner }
 
 type openConn struct {
 	name, connector string
@@ -141,11 +168,7 @@ func New(opts Options) (*Engine, error) {
 		opts.Concurrency = 8
 	}
 	if opts.Owner == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "memberflow"
-		}
-		opts.Owner = host
+		opts.Owner = UniqueOwner()
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = time.Minute
@@ -191,20 +214,21 @@ func New(opts Options) (*Engine, error) {
 		opts.AlertEvery = time.Second
 	}
 	e := &Engine{
-		meta:    opts.Meta,
-		vault:   vault,
-		opts:    opts,
-		store:   opts.Store,
-		log:     opts.Logger.Named("engine"),
-		now:     opts.Now,
-		recipes: map[string]*recipeRT{},
-		conns:   map[string]*openConn{},
-		redact:  apiclient.NewRedactor(),
-		cache:   eventCache{m: map[string]map[string]any{}, max: 4 * opts.HighWater},
-		wakeCh:  make(chan struct{}, 1),
-		room:    make(chan struct{}, 1),
-		stats:   map[string]*recipeStats{},
-		obs:     opts.Observer,
+		meta:     opts.Meta,
+		vault:    vault,
+		opts:     opts,
+		store:    opts.Store,
+		log:      opts.Logger.Named("engine"),
+		now:      opts.Now,
+		recipes:  map[string]*recipeRT{},
+		conns:    map[string]*openConn{},
+		redact:   apiclient.NewRedactor(),
+		cache:    eventCache{m: map[string]map[string]any{}, max: 4 * opts.HighWater},
+		wakeCh:   make(chan struct{}, 1),
+		room:     make(chan struct{}, 1),
+		stats:    map[string]*recipeStats{},
+		obs:      opts.Observer,
+		inflight: map[int64]context.CancelCauseFunc{},
 	}
 	e.watch = newWatch(e)
 	return e, nil
@@ -294,11 +318,20 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 	return oc, nil
 }
 
-// Close closes the connections that implement io.Closer.
+// Close leaves the store's runners and closes the connections that
+// implement io.Closer.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var errs []error
+	if e.joined {
+		e.joined = false
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := e.store.Leave(ctx, e.opts.Owner); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
 	for _, oc := range e.conns {
 		if c, ok := oc.conn.(io.Closer); ok {
 			if err := c.Close(); err != nil {

@@ -37,15 +37,25 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 		defer close(renewDone)
 		t := time.NewTicker(e.opts.Lease / 3)
 		defer t.Stop()
+		lastOK := e.now()
 		for {
 			select {
 			case <-renewStop:
 				return
 			case <-t.C:
-				if err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease)); err != nil {
-					e.log.Warn("renewing leases failed", "error", err)
-				}
 			}
+			held, err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			if err != nil {
+				e.log.Warn("renewing leases failed", "error", err)
+				// Unrenewed for most of a lease: another runner may take
+				// the runs any moment, so stop acting on them now.
+				if e.now().Sub(lastOK) >= e.opts.Lease-e.opts.Lease/3 {
+					e.dropRuns(nil, errLeaseExpired)
+				}
+				continue
+			}
+			lastOK = e.now()
+			e.dropRuns(held, ErrLeaseLost)
 		}
 	}()
 	defer func() { close(renewStop); <-renewDone }()
@@ -57,6 +67,12 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	var claimErr error
 	claim := func(limit int) (int, error) {
 		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
+		for _, cr := range runs {
+			cr.ctx, cr.cancel = context.WithCancelCause(runCtx)
+			e.inflightMu.Lock()
+			e.inflight[cr.ID] = cr.cancel
+			e.inflightMu.Unlock()
+		}
 		ready = append(ready, runs...)
 		return len(runs), err
 	}
@@ -68,16 +84,23 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			wg.Add(1)
 			go func() {
 				defer func() {
+					e.forget(cr)
 					<-sem
 					wg.Done()
 					e.wake()
 				}()
-				e.execute(runCtx, cr)
+				e.execute(cr.ctx, cr)
 			}()
 		}
 	}
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
+	// A store that signals new work lets idle runners look less often.
+	var storeWake <-chan struct{}
+	idleWait := 250 * time.Millisecond
+	if w, ok := e.store.(Waker); ok {
+		storeWake, idleWait = w.Wakeups(), time.Second
+	}
 loop:
 	for {
 		select {
@@ -114,19 +137,23 @@ loop:
 		}
 		// Nothing to do now: wait for a finished run, an enqueue, or a
 		// moment (another runner's work, an expiring lease).
-		idle.Reset(250 * time.Millisecond)
+		idle.Reset(idleWait)
 		select {
 		case <-stop:
 			break loop
 		case <-e.wakeCh:
+		case <-storeWake:
 		case <-idle.C:
 		}
 	}
 	// Claimed runs that never started go back to the queue at once.
 	for _, cr := range ready {
-		if err := e.store.Record(runCtx, nil, &Completion{RunID: cr.ID, Status: RunQueued}); err != nil {
-			e.log.Warn("giving back a claimed run failed; it is taken again when its lease ends", "run", cr.ID, "error", err)
+		if cr.ctx.Err() == nil {
+			if err := e.store.Record(runCtx, cr.Lease(), nil, &Completion{RunID: cr.ID, Status: RunQueued}); err != nil && !errors.Is(err, ErrLeaseLost) {
+				e.log.Warn("giving back a claimed run failed; it is taken again when its lease ends", "run", cr.ID, "error", err)
+			}
 		}
+		e.forget(cr)
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -138,6 +165,44 @@ loop:
 		<-done
 	}
 	return claimErr
+}
+
+// errLeaseExpired cancels the runs of a runner that could not renew its
+// leases for most of a lease period.
+var errLeaseExpired = errors.New("the leases could not be renewed: another runner may take the runs")
+
+// dropRuns cancels every run in flight whose ID is not in held (all of
+// them when held is nil): its lease was taken, so this runner must not
+// act on it any more.
+func (e *Engine) dropRuns(held []int64, cause error) {
+	keep := make(map[int64]bool, len(held))
+	for _, id := range held {
+		keep[id] = true
+	}
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	for id, cancel := range e.inflight {
+		if !keep[id] {
+			e.log.Warn("lost the lease of a run; stopping work on it", "run", id, "cause", cause)
+			cancel(cause)
+			delete(e.inflight, id)
+		}
+	}
+}
+
+// forget ends the tracking of a run this runner no longer works on.
+func (e *Engine) forget(cr *ClaimedRun) {
+	e.inflightMu.Lock()
+	delete(e.inflight, cr.ID)
+	e.inflightMu.Unlock()
+	if cr.cancel != nil {
+		cr.cancel(nil)
+	}
+}
+
+// lost reports whether the run's lease was taken from this runner.
+func lost(ctx context.Context, err error) bool {
+	return errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(ctx), ErrLeaseLost) || errors.Is(context.Cause(ctx), errLeaseExpired)
 }
 
 // runState is one execution of a run.
@@ -167,12 +232,17 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 	}
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
+		if lost(ctx, err) {
+			// Another runner has it (or will): nothing more to write.
+			e.log.Warn("run taken over by another runner; stopped", "run", cr.ID, "recipe", cr.Recipe)
+			return
+		}
 		e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
 		if ctx.Err() != nil {
 			// Stopping: give the run back now rather than at the end of its
 			// lease, so that another runner can take it. If the store is
 			// gone too, the lease does it.
-			e.store.Record(context.WithoutCancel(ctx), nil, &Completion{RunID: cr.ID, Status: RunQueued})
+			e.store.Record(context.WithoutCancel(ctx), cr.Lease(), nil, &Completion{RunID: cr.ID, Status: RunQueued})
 		}
 		return
 	}
@@ -296,8 +366,11 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
 	}
-	if err := e.record(context.WithoutCancel(ctx), rs.pending, fin); err != nil {
-		return "", fmt.Errorf("%w: %v", errAbandoned, err)
+	if ctx.Err() != nil && lost(ctx, nil) {
+		return "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
+	}
+	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
+		return "", fmt.Errorf("%w: %w", errAbandoned, err)
 	}
 	if status == RunDead {
 		var step, action string
@@ -318,8 +391,11 @@ func (e *Engine) flush(ctx context.Context, rs *runState, extra ...StepRecord) e
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := e.record(context.WithoutCancel(ctx), recs, nil); err != nil {
-		return fmt.Errorf("%w: %v", errAbandoned, err)
+	if ctx.Err() != nil && lost(ctx, nil) {
+		return fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
+	}
+	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), recs, nil); err != nil {
+		return fmt.Errorf("%w: %w", errAbandoned, err)
 	}
 	rs.pending = rs.pending[:0]
 	return nil
@@ -352,6 +428,16 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		defer cancel()
 	}
 	callCtx := e.withPauseHook(ctx, st.conn.connector)
+	// The step's policy also decides each request's retries in the HTTP
+	// runtime: a failed request is sent again where it failed, not with
+	// the whole action, and at most the policy's attempts.
+	callCtx = connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
+		if failed >= st.retry.Attempts {
+			return false
+		}
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
+		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
+	})
 	// attempt reports one call; retrying ones feed the step_retrying alert.
 	attempt := func(outcome string, took time.Duration, err error) {
 		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, outcome, took)
@@ -485,6 +571,17 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		// look-up, a write and a read-back): look before sending again.
 		settle = st.intent && st.action.Settle != nil
 	}
+}
+
+// policyDelay is the wait after a request's failed-th failure: the
+// policy's backoff doubled per failure, with jitter, or longer when the
+// service said how long to wait.
+func policyDelay(p recipes.RetryPolicy, failed int, err error) time.Duration {
+	d := p.Backoff
+	for i := 1; i < failed && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return retryDelay(err, &d, p.MaxBackoff)
 }
 
 // retryDelay is the step's next backoff, or longer when the service said

@@ -228,7 +228,7 @@ func (c *crashStore) Claim(ctx context.Context, req engine.ClaimRequest) ([]*eng
 	return out, err
 }
 
-func (c *crashStore) Record(ctx context.Context, steps []engine.StepRecord, fin *engine.Completion) error {
+func (c *crashStore) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
 	what := "record"
 	for _, s := range steps {
 		what += " " + s.StepID + ":" + s.Status
@@ -236,12 +236,12 @@ func (c *crashStore) Record(ctx context.Context, steps []engine.StepRecord, fin 
 	if fin != nil {
 		what += " finish:" + fin.Status
 	}
-	return c.write(what, func() error { return c.Store.Record(ctx, steps, fin) })
+	return c.write(what, func() error { return c.Store.Record(ctx, lease, steps, fin) })
 }
 
-func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time) error {
+func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
 	if err := c.read(); err != nil {
-		return err
+		return nil, err
 	}
 	return c.Store.RenewLeases(ctx, owner, until)
 }

@@ -90,6 +90,12 @@ func (e *Engine) CheckIdentities(ctx context.Context) error {
 	var errs []error
 	for _, name := range names {
 		for _, oc := range byName[name] {
+			if _, ok := oc.conn.(connectors.Identifier); !ok {
+				// Connections that cannot say which account they reach
+				// (files, notifications, the engine's own events) hold no
+				// synced data to tell apart.
+				continue
+			}
 			cur, err := e.identify(ctx, oc)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("connection %q (%s): asking the service which account it reaches: %w", name, oc.connector, err))

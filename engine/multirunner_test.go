@@ -42,7 +42,7 @@ func TestTwoRunnersShareOneStore(t *testing.T) {
 	// by a last pass.
 	store := openStore(t, path)
 	defer store.Close()
-	runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Owner = "runner-a" }))
+	runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Owner = "runner-last" }))
 	assertExactlyOnce(t, svc)
 	assertAllDone(t, store)
 	if svc.creates != 20 {

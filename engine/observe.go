@@ -201,9 +201,9 @@ func (e *Engine) advance(ctx context.Context, recipe string, adv Advance) ([]Enq
 	return enq, err
 }
 
-func (e *Engine) record(ctx context.Context, steps []StepRecord, fin *Completion) error {
+func (e *Engine) record(ctx context.Context, lease Lease, steps []StepRecord, fin *Completion) error {
 	start := time.Now()
-	err := e.store.Record(ctx, steps, fin)
+	err := e.store.Record(ctx, lease, steps, fin)
 	e.obs.StoreWrite("record", time.Since(start))
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -26,8 +27,28 @@ func (e *Engine) begin(ctx context.Context) error {
 	if len(e.recipes) == 0 {
 		return errors.New("engine: no recipes")
 	}
+	e.mu.Lock()
+	joined := e.joined
+	e.mu.Unlock()
+	if !joined {
+		// Joining first: a live runner under this name refuses it, so
+		// that its runs are not taken from it below.
+		host, _ := os.Hostname()
+		n, err := e.store.Join(ctx, RunnerInfo{Owner: e.opts.Owner, Host: host, PID: os.Getpid(), Started: e.now()})
+		if err != nil {
+			e.end()
+			return err
+		}
+		e.mu.Lock()
+		e.joined = true
+		e.mu.Unlock()
+		if n > 0 {
+			e.log.Info("resuming runs of runners that died", "runs", n)
+		}
+	}
 	n, err := e.store.ReleaseOwner(ctx, e.opts.Owner)
 	if err != nil {
+		e.end()
 		return err
 	}
 	e.watch.start(e.now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -26,15 +27,55 @@ const (
 	StepSkipped   = "skipped"
 )
 
-// Store is the durable state of the runner. The embedded SQLite store
-// implements it; a shared database can replace it so that several runners
-// split the work (runs are claimed with an owner and a lease).
+// Store is what a durable store provides: what the engine needs
+// (RunnerStore) and what operators read (Inspector). The embedded SQLite
+// store (engine/sqlitestore) and the shared Postgres one (engine/pgstore)
+// implement it; engine/storetest checks every rule written here, so that
+// a store is written against the suite, not against another store's SQL.
+//
+// Optional abilities are found by type assertion, database/sql style:
+// Snapshotter (a copy for dry runs), RunnerLister (live runners).
 type Store interface {
+	RunnerStore
+	Inspector
+}
+
+// RunnerStore is what the engine needs: trigger state, the queue and the
+// journal. Every method is safe for concurrent use, by goroutines of one
+// process and by several processes sharing the store.
+type RunnerStore interface {
 	TriggerStore
 	RunQueue
 	Journal
-	Inspector
 	Close() error
+}
+
+// ErrLeaseLost is returned (wrapped in a *LeaseLostError) when a runner
+// records steps or an outcome for a run it no longer holds: its lease
+// ended and the run was given back or taken over. The runner must stop
+// acting on the run; the store changed nothing.
+var ErrLeaseLost = errors.New("the run's lease was lost")
+
+// LeaseLostError says which lease was refused.
+type LeaseLostError struct {
+	RunID int64
+	Token int64
+}
+
+func (e *LeaseLostError) Error() string {
+	return fmt.Sprintf("run %d: lease %d is no longer held: the run was given back or taken over by another runner", e.RunID, e.Token)
+}
+
+// Is makes errors.Is(err, ErrLeaseLost) true.
+func (e *LeaseLostError) Is(target error) bool { return target == ErrLeaseLost }
+
+// Lease names one claim of one run: the fencing token that the store
+// checks before it records anything for the run.
+type Lease struct {
+	RunID int64
+	// Token grows at every claim of the run: only the latest claim's
+	// token is accepted.
+	Token int64
 }
 
 // TriggerStore keeps what trigger sources need between polls.
@@ -45,8 +86,20 @@ type TriggerStore interface {
 	PriorStates(ctx context.Context, recipe string, subjects []string) (map[string]string, error)
 	// Advance stores a new cursor (when Cursor is non-nil), the per-subject
 	// states and the events, and enqueues one run per new event, all in
-	// one transaction. An event whose ID the recipe has seen is dropped.
+	// one transaction: either all of it is durable or none. An event whose
+	// ID the recipe has seen (in this call or an earlier one) is dropped
+	// and reported with RunID 0. A new event with Skipped set is recorded
+	// as a finished run with status skipped (Condition false and its
+	// Values kept); a new event with a fingerprint that echoes a write of
+	// the recipe or of a recipe in the writer's chain (see Journal.Record)
+	// is recorded as suppressed. Neither is ever claimed.
 	Advance(ctx context.Context, recipe string, adv Advance) ([]Enqueued, error)
+	// LeadPoll takes or keeps the right to poll recipe's trigger for
+	// owner until the given time, and reports whether owner holds it. It
+	// is granted when nobody holds it, when the holder's lease ended, or
+	// to the holder itself: one runner polls a trigger at a time and
+	// another takes over within a lease period when it dies.
+	LeadPoll(ctx context.Context, recipe, owner string, until time.Time) (bool, error)
 }
 
 // Advance is one step forward of a trigger.
@@ -95,16 +148,103 @@ type Enqueued struct {
 // RunQueue hands queued runs to workers.
 type RunQueue interface {
 	// Claim marks up to Limit claimable runs of the named recipes as
-	// running for owner until the lease ends, in arrival order. A run is
-	// claimable when it is queued (or running with an expired lease) and
-	// no earlier run with its ordering key is queued or running: runs of
-	// one key go one at a time, in arrival order.
+	// running for owner until the lease ends, in arrival order, each
+	// with a new fencing token (greater than any earlier claim's of the
+	// run). A run is claimable when it is queued (or running with a lease
+	// ended before req.Now) and no earlier run with its ordering key is
+	// queued or running: runs of one key go one at a time, in arrival
+	// order, across recipes and runners. Two concurrent claims never
+	// return the same run. A run whose event echoes a write (see
+	// Journal.Record) is returned with Echo set, and inherits the
+	// writer's chain.
 	Claim(ctx context.Context, req ClaimRequest) ([]*ClaimedRun, error)
-	// RenewLeases extends the lease of every run owner holds.
-	RenewLeases(ctx context.Context, owner string, until time.Time) error
-	// ReleaseOwner puts every run owner holds back in the queue. A runner
-	// calls it on start: runs its previous, dead self held are resumed.
+	// RenewLeases extends the lease of every run owner holds and returns
+	// their IDs: a run the runner works on that is not among them was
+	// taken from it, and the runner stops acting on it.
+	RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error)
+	// ReleaseOwner puts every run owner holds back in the queue (their
+	// leases are then refused). A runner started again under an
+	// operator's fixed name calls it: its previous, dead self's runs are
+	// resumed at once.
 	ReleaseOwner(ctx context.Context, owner string) (int, error)
+	// Join records owner as a live runner for as long as this store
+	// handle stays open (until Leave or Close), with a proof of life the
+	// operating system or the database drops when the process dies, and
+	// puts back in the queue the runs of owners whose proof is gone:
+	// they are resumed without waiting for their leases to end. Joining
+	// with an owner that is live elsewhere fails.
+	Join(ctx context.Context, r RunnerInfo) (released int, err error)
+	// Leave ends owner's membership (its runs stay leased).
+	Leave(ctx context.Context, owner string) error
+	// Backlog counts the runs of the named recipes that are queued or
+	// running, by any runner: pollers wait while it is high.
+	Backlog(ctx context.Context, recipes []string) (int, error)
+}
+
+// RunnerInfo describes a runner.
+type RunnerInfo struct {
+	Owner   string    `json:"owner"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Seen is the runner's last renewal.
+	Seen time.Time `json:"seen"`
+	// Filled in by RunnerLister: the runs it holds and the triggers it
+	// polls.
+	Runs    int      `json:"runs"`
+	Polling []string `json:"polling,omitempty"`
+}
+
+// RunnerLister is an optional Store ability: the live runners, for
+// `memberflow runners`.
+type RunnerLister interface {
+	Runners(ctx context.Context) ([]RunnerInfo, error)
+}
+
+// Waker is an optional RunnerStore ability: a signal when work may have
+// been queued by another runner (Postgres LISTEN/NOTIFY), so that idle
+// runners need not poll the queue often.
+type Waker interface {
+	Wakeups() <-chan struct{}
+}
+
+// StateCopier is an optional Store ability: the trigger state (cursors,
+// per-subject states) and the remembered writes, out of one store and
+// into another. `memberflow store copy` moves a SQLite store's state to
+// Postgres with it; a dry run on Postgres copies it into a scratch SQLite
+// store. Runs and journals are not copied: they are history.
+type StateCopier interface {
+	ExportState(ctx context.Context) (*TriggerState, error)
+	// ImportState adds the state, replacing cursors and subject states
+	// of the same recipe and subject, in one transaction.
+	ImportState(ctx context.Context, st *TriggerState) error
+}
+
+// TriggerState is what StateCopier moves. Imported writes belong to no
+// run: they are echoes for every recipe.
+type TriggerState struct {
+	Cursors  []CursorState  `json:"cursors"`
+	Subjects []RecipeState  `json:"subjects"`
+	Writes   []WrittenState `json:"writes"`
+}
+
+// CursorState is one recipe's trigger cursor.
+type CursorState struct{ Recipe, Cursor string }
+
+// RecipeState is one recipe's memory of one subject.
+type RecipeState struct{ Recipe, Subject, State string }
+
+// WrittenState is a record state memberflow wrote.
+type WrittenState struct {
+	Connector, Subject, Fingerprint string
+	Written                         time.Time
+}
+
+// Snapshotter is an optional Store ability: a consistent copy of the
+// store at path, as a SQLite file, for dry runs that must not change the
+// real store.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, path string) error
 }
 
 // ClaimRequest asks for runs.
@@ -128,21 +268,41 @@ type ClaimedRun struct {
 	// Attempts counts claims, this one included: more than one means the
 	// run is resumed.
 	Attempts int
-	Data     json.RawMessage
+	// Token is this claim's fencing token (see Lease).
+	Token int64
+	Data  json.RawMessage
 	// Echo is true when the event's (Connector, Subject, Fingerprint) is
 	// the latest record memberflow itself wrote for that subject.
 	Echo bool
+
+	// The engine's, while it works on the run: cancelled when the lease
+	// is lost.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 // Journal records what a run did, step by step.
 type Journal interface {
 	// Steps returns a run's journal, in step order.
 	Steps(ctx context.Context, runID int64) ([]StepRecord, error)
-	// Record durably writes step records, the echoes of their writes and,
-	// when fin is non-nil, the run's outcome, in one transaction. It
-	// returns after the commit.
-	Record(ctx context.Context, steps []StepRecord, fin *Completion) error
+	// Record durably writes step records of the leased run (one line per
+	// step index: a later record of an index replaces the earlier), the
+	// echoes of their writes and, when fin is non-nil, the run's outcome,
+	// in one transaction, and returns after the commit. It refuses with a
+	// *LeaseLostError, writing nothing, unless the run is running under
+	// lease.Token. A fin with status queued gives the run back (it is
+	// claimable again at once); another status ends it.
+	//
+	// Each Wrote record of a succeeded step is remembered with the run
+	// that wrote it: an event of that (connector, subject, fingerprint)
+	// is an echo for the writer's recipe and every recipe of its chain
+	// (the recipes whose writes led to the writer), and every state ever
+	// written is kept.
+	Record(ctx context.Context, lease Lease, steps []StepRecord, fin *Completion) error
 }
+
+// Lease returns the claim's fencing lease.
+func (c *ClaimedRun) Lease() Lease { return Lease{RunID: c.ID, Token: c.Token} }
 
 // StepRecord is one line of the journal: the latest state of one step of
 // one run.
@@ -180,12 +340,18 @@ type Completion struct {
 	Version string
 }
 
-// Inspector serves `memberflow runs` and `memberflow dlq`.
+// Inspector serves `memberflow runs` and `memberflow dlq`: what
+// operators read, and the replay of dead letters.
 type Inspector interface {
+	// ListRuns lists the runs f selects, newest (highest ID) first. An
+	// unknown status is an error.
 	ListRuns(ctx context.Context, f RunFilter) ([]RunInfo, error)
+	// GetRun returns a run's audit; an unknown ID is ErrNoRun.
 	GetRun(ctx context.Context, id int64) (*RunDetail, error)
 	// Replay puts a dead run back in the queue; its failed step is run
-	// again and the steps before it are not.
+	// again and the steps before it are not (an in-doubt step is kept, so
+	// that it is settled again). An unknown ID is ErrNoRun; a run that is
+	// not dead is refused.
 	Replay(ctx context.Context, id int64) error
 	// ReplayAll replays every dead run and returns how many.
 	ReplayAll(ctx context.Context) (int, error)
@@ -193,8 +359,15 @@ type Inspector interface {
 
 // RunFilter selects runs; zero fields match all. Limit 0 means 100.
 type RunFilter struct {
-	Recipe string
-	Status string
+	Recipe  string
+	Status  string
+	Subject string
+	// Since and Until bound the run's creation time: Since <= created <
+	// Until.
+	Since, Until time.Time
+	// Before pages: only runs with an ID below it (the last ID of the
+	// previous page).
+	Before int64
 	Limit  int
 }
 

@@ -52,8 +52,12 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		connector = rt.trigConn.connector
 	}
 	keys := make([]string, 0, len(events))
+	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
-	for _, ev := range events {
+	// One environment for the page: expressions read it and keep nothing.
+	env := recipes.Env{"vars": rt.r.Vars}
+	for i := range events {
+		ev := &events[i]
 		if ev.ID == "" {
 			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
 		}
@@ -62,7 +66,8 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		// has stored its echo before the echo's run is claimed.
 		key := ev.Subject
 		if ob := rt.r.Trigger.OrderBy; ob != nil {
-			v, err := ob.Eval(recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars})
+			env["trigger"] = ev.Data
+			v, err := ob.Eval(env)
 			if err != nil {
 				return 0, nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
@@ -74,22 +79,21 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		// no run, no claim and no outcome write. An error is left to the
 		// run, which dead-letters it with its context.
 		if w := rt.r.When; w != nil {
-			env := recipes.Env{"trigger": ev.Data, "vars": rt.r.Vars}
+			env["trigger"] = ev.Data
 			if ok, err := w.EvalBool(env); err == nil && !ok {
 				var values json.RawMessage
 				if sampled < SkipSample {
 					values = conditionValues(rt.condPaths, env)
 					sampled++
 				}
-				ev := ev
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
 					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
-					Encode: func() (json.RawMessage, error) { return eventData(ev) }})
+					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
 				keys = append(keys, "")
 				continue
 			}
 		}
-		data, err := eventData(ev)
+		data, err := eventData(*ev)
 		if err != nil {
 			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
@@ -141,14 +145,28 @@ func eventData(ev connectors.Event) (json.RawMessage, error) {
 	return json.Marshal(ev.Data)
 }
 
-// waitForRoom holds a trigger while too many of its runs wait.
+// waitForRoom holds a trigger while too many of its runs wait. Other
+// runners may finish the runs this one enqueued: after a second of
+// waiting, the store's backlog (all runners) corrects the count.
 func (e *Engine) waitForRoom(ctx context.Context) error {
+	waited := time.Duration(0)
 	for e.pending.Load() >= int64(e.opts.HighWater) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.room:
 		case <-time.After(100 * time.Millisecond):
+			waited += 100 * time.Millisecond
+		}
+		if waited >= time.Second {
+			waited = 0
+			n, err := e.store.Backlog(ctx, e.recipeNames())
+			if err != nil {
+				return err
+			}
+			if int64(n) < e.pending.Load() {
+				e.pending.Store(int64(n))
+			}
 		}
 	}
 	return nil
@@ -212,7 +230,33 @@ var oncePollBackoff = time.Second
 
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
+	var ledUntil time.Time
 	for {
+		// A runner that runs until stopped polls only while it leads the
+		// recipe's poller: one poller per trigger among the runners of a
+		// store. A one-shot run polls regardless (events are deduplicated
+		// by ID) so that it always ends caught up.
+		if !once && e.now().After(ledUntil.Add(-2*e.opts.Lease/3)) {
+			until := e.now().Add(e.opts.Lease)
+			lead, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, until)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil || !lead {
+				if err != nil {
+					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
+				}
+				ledUntil = time.Time{}
+				if e.sleep(ctx, min(rt.interval, e.opts.Lease/3)) != nil {
+					return nil
+				}
+				continue
+			}
+			if ledUntil.IsZero() {
+				e.log.Debug("polling: this runner leads the trigger", "recipe", rt.r.Name)
+			}
+			ledUntil = until
+		}
 		more, err := e.pollOnce(ctx, rt)
 		if ctx.Err() != nil {
 			return nil

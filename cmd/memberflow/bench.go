@@ -17,14 +17,18 @@ func init() {
 	register(&command{
 		name:    "bench",
 		summary: "measure the runner end to end: a backfill against the sandbox, or a file job",
-		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
+		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--metrics] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
-each eligible member is issued one certificate (accredible.upsert_credential)
-and the certificate is written back onto the member (members.update_user),
+each eligible member is issued one certificate (an upsert, never a duplicate)
+and the certificate is written back onto the member (the recipe is
+internal/bench/recipe.yaml),
 through the durable SQLite store. Prints members/s, runs/s, the runs' p50 and
 p99 execution time, the runner's peak resident memory (the sandbox's is not
 counted) and the sandbox's duplicate certificates, which must be 0.
+
+--metrics keeps the Prometheus metrics that run --http serves, gathered
+every 5 seconds; compare paired runs with and without it for their cost.
 
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).
@@ -51,6 +55,7 @@ errors.`,
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the backfill to `file` (go tool pprof)")
 			fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken at the end of the backfill to `file`")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "runner log level: trace, debug, info, warn, error, off")
+			fs.BoolVar(&o.metrics, "metrics", false, "keep the Prometheus metrics of run --http, gathered every 5 s (paired runs measure their overhead)")
 			fs.BoolVar(&o.pipeline, "pipeline", false, "run the file job (member lines to credential lines) instead of the sandbox backfill")
 			fs.IntVar(&o.lines, "lines", 100000, "--pipeline: member lines generated")
 			fs.IntVar(&o.batch, "batch", 1000, "--pipeline: records per poll of the file trigger")
@@ -68,6 +73,7 @@ errors.`,
 type benchOptions struct {
 	members, concurrency                                        int
 	seed                                                        int64
+	metrics                                                     bool
 	store, sandboxURL, format, cpuProfile, memProfile, logLevel string
 
 	pipeline     bool
@@ -124,7 +130,7 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		cpu = sb.CPU
 	}
 
-	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu}
+	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu, Metrics: o.metrics}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {

@@ -87,6 +87,7 @@ recipes that do not load.`,
 			fs.IntVar(&o.sandboxMembers, "sandbox-members", 100, "members seeded in the --sandbox")
 			fs.Int64Var(&o.sandboxSeed, "sandbox-seed", 1, "seed of the --sandbox data")
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
+			fs.BoolVar(&o.sandboxUndocumented, "sandbox-allow-undocumented", false, "let the --sandbox services accept request parameters the real APIs do not document (connections with incrementalSearch)")
 			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
@@ -94,7 +95,7 @@ recipes that do not load.`,
 			fs.StringVar(&o.storeKey, "store-key", "MEMBERFLOW_STORE_KEY", "the secret (by `name`, from the environment or --secrets) that OAuth tokens are encrypted with in the store")
 			var conns stringList
 			fs.Var(&conns, "connections", "shared connections `file` replacing the recipes' connections_file (repeatable)")
-			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host name)")
+			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host, process ID and a random suffix, unique)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 			o.console.flags(fs, "console-read-only")
@@ -111,6 +112,7 @@ type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
 	storeKey                                                     string
 	once, sandbox, sandboxNoLimits, dryRun                       bool
+	sandboxUndocumented                                          bool
 	sandboxMembers, concurrency                                  int
 	sandboxSeed                                                  int64
 	connections, paths                                           []string
@@ -375,7 +377,7 @@ func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
 			cleanup()
 			return "", nil, err
 		}
-		err = real.Backup(ctx, copyPath)
+		err = real.Snapshot(ctx, copyPath)
 		real.Close()
 		if err != nil {
 			cleanup()

@@ -44,8 +44,11 @@ func (s *sandboxAt) URL(connector string) string {
 
 // SMTP is the sink's SMTP server for email notifications ("" if none).
 func (s *sandboxAt) SMTP() string { return s.smtpURL }
+
+// Place names the services the sandbox simulates (those with demo
+// credentials); the others keep their own address.
 func (s *sandboxAt) Place(connector string) string {
-	if s.place == "" {
+	if s.place == "" || sandbox.DemoAuth(connector).Type == connectors.AuthNone {
 		return ""
 	}
 	return s.place + "/" + connector
@@ -64,6 +67,7 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 	switch {
 	case o.sandbox:
 		opts := sandbox.Options{Members: o.sandboxMembers, Seed: o.sandboxSeed, Logger: log.Named("sandbox")}
+		opts.AllowUndocumented = o.sandboxUndocumented
 		if o.sandboxNoLimits {
 			opts.RateLimit = &sandboxkit.Limit{}
 		}

@@ -53,11 +53,15 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	}
 	seen := map[string]int64{}
 	counts := map[string]int64{}
+	used := map[string]bool{} // connectors of the recipes that ran
 	var skipped, dead int64
 	for _, s := range sum.Recipes {
 		r := byName[s.Recipe]
 		if r == nil {
 			continue
+		}
+		for _, c := range r.Connections {
+			used[c.Connector] = true
 		}
 		skipped += s.Skipped
 		dead += s.Dead
@@ -104,7 +108,7 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	// The first trigger effect that saw anything, in catalogue order (a
 	// connector's first trigger is its broadest, "members seen"), else the
 	// first there is.
-	triggerLabels, actionLabels := catalogueEffects()
+	triggerLabels, actionLabels := catalogueEffects(used)
 	first := ""
 	for _, e := range triggerLabels {
 		if _, used := seen[e]; used && (first == "" || seen[first] == 0 && seen[e] > 0) {
@@ -146,11 +150,20 @@ func effectOf(connector, operation string, trigger bool) string {
 	return ""
 }
 
-// catalogueEffects lists the distinct trigger and action effects in
-// catalogue order: the order of the summary line.
-func catalogueEffects() (triggers, actions []string) {
+// catalogueEffects lists the distinct trigger and action effects of the
+// used connectors in catalogue order: the order of the summary line. Only
+// those are looked up: building a connector's spec costs tens of
+// milliseconds, too much for the end of a short run.
+func catalogueEffects(used map[string]bool) (triggers, actions []string) {
 	seen := map[string]bool{}
-	for _, spec := range connectors.Default.List() {
+	for _, name := range connectors.Default.Names() {
+		if !used[name] {
+			continue
+		}
+		spec, ok := connectors.Default.Lookup(name)
+		if !ok {
+			continue
+		}
 		for _, t := range spec.Triggers {
 			if t.Effect != "" && !seen["t"+t.Effect] {
 				seen["t"+t.Effect] = true

@@ -611,3 +611,56 @@ func TestCheckInWithLostAnswerSucceedsOnce(t *testing.T) {
 		t.Fatalf("a second check-in must fail with 4060406: %v", err)
 	}
 }
+
+// TestRefundInDoubtSettles: a refund whose answer was lost is in doubt;
+// its Settle finds it on the order (full refund: the status; partial:
+// the reason on the note) and a refund that did not land is not found.
+func TestRefundInDoubtSettles(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   map[string]any
+	}{
+		{"full refund", map[string]any{}},
+		{"partial refund with a reason", map[string]any{"amount": 1, "reason": "duplicate charge 4711"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drop := &dropAfterWrite{path: "/refund"}
+			e := newEnv(t, 50, func(c *connectors.ConnectionConfig) { c.HTTPClient = &http.Client{Transport: drop} })
+			var paid map[string]any
+			for _, o := range e.must("list_orders", map[string]any{"size": 100})["data"].([]any) {
+				if m := o.(map[string]any); m["status"] == "PAID" && m["amountPaid"].(float64) > 1 {
+					paid = m
+					break
+				}
+			}
+			if paid == nil {
+				t.Fatal("the seed has no paid order")
+			}
+			in := map[string]any{"orderId": paid["orderId"]}
+			for k, v := range tc.in {
+				in[k] = v
+			}
+			settle := e.spec.Action("refund_order").Settle
+			if _, happened, err := settle(context.Background(), e.conn, in); err != nil || happened {
+				t.Fatalf("before the refund: happened=%v err=%v", happened, err)
+			}
+			if _, err := e.run("refund_order", in); !errors.Is(err, connectors.ErrInDoubt) || drop.n != 1 {
+				t.Fatalf("lost answer: err = %v, want in doubt", err)
+			}
+			res, happened, err := settle(context.Background(), e.conn, in)
+			if err != nil || !happened {
+				t.Fatalf("after the refund: happened=%v err=%v", happened, err)
+			}
+			if res.Output.(map[string]any)["refundedAmount"].(float64) <= 0 {
+				t.Fatalf("settled output %v", res.Output)
+			}
+		})
+	}
+	t.Run("partial refund without a reason", func(t *testing.T) {
+		e := newEnv(t, 10, nil)
+		_, _, err := e.spec.Action("refund_order").Settle(context.Background(), e.conn, map[string]any{"orderId": 1, "amount": 1})
+		if err == nil || !strings.Contains(err.Error(), "without a reason") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/apiclient"
@@ -99,6 +100,8 @@ func generatedActions() ([]*connectors.ActionSpec, error) {
 			a.Settle = settleByListing("staff/ticketTypes", "name", "")
 		case "create_webhook":
 			a.Settle = settleByListing("webhooks", "url", "data")
+		case "refund_order":
+			a.Settle = settleRefund
 		}
 	}
 	return actions, nil
@@ -232,6 +235,43 @@ func settleCreateAttendee(ctx context.Context, conn connectors.Conn, in map[stri
 		return nil, false, err
 	}
 	return &connectors.Result{Output: v, Wrote: []connectors.Record{{Subject: AttendeeSubject(a.AttendeeID), State: AttendeeFingerprint(a)}}}, true, nil
+}
+
+// settleRefund decides an in-doubt refund from the order: a full refund
+// (no amount) happened when the order is refunded; a partial one when the
+// order's note carries its reason (the API appends "refund: <reason>").
+// A partial refund without a reason leaves no trace to tell it from an
+// earlier one, so it cannot be settled: give a reason.
+func settleRefund(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+	c, err := connectors.As[*Client](conn)
+	if err != nil {
+		return nil, false, err
+	}
+	evURL, err := c.event(in)
+	if err != nil {
+		return nil, false, err
+	}
+	id, _ := num(in, "orderId")
+	_, partial := in["amount"]
+	reason := strings.TrimSpace(str(in, "reason"))
+	if partial && reason == "" {
+		return nil, false, opErr("refund_order", fmt.Errorf("order %d: a partial refund without a reason cannot be looked up; check the order, then replay the run", id))
+	}
+	var o map[string]any
+	if err := c.getJSON(ctx, eventPath(evURL, "staff/orders/%d", id), nil, &o); err != nil {
+		return nil, false, opErr("refund_order", fmt.Errorf("looking up order %d: %w", id, err))
+	}
+	happened := false
+	if reason != "" {
+		note, _ := o["note"].(string)
+		happened = strings.Contains(note, "refund: "+reason)
+	} else {
+		happened = o["status"] == "REFUNDED"
+	}
+	if !happened {
+		return nil, false, nil
+	}
+	return &connectors.Result{Output: o}, true, nil
 }
 
 // settleByListing finds a created record in a listing by one field.

@@ -15,7 +15,7 @@ import (
 // Otherwise a dropped answer would leave the engine only the choice
 // between a duplicate and a dead letter.
 func TestEveryWriteIsSafeToResendOrSettles(t *testing.T) {
-	kinds := []connectors.IdempotencyKind{connectors.ResendSets, connectors.ResendDeletes, connectors.ResendUpserts, connectors.ResendIssues}
+	kinds := []connectors.IdempotencyKind{connectors.ResendSets, connectors.ResendDeletes, connectors.ResendUpserts, connectors.ResendIssues, connectors.ResendNotifies}
 	writes := 0
 	for _, s := range connectors.Default.List() {
 		for _, a := range s.Actions {

@@ -3,10 +3,12 @@
 // connection, in-doubt detection for writes that must not be re-sent,
 // typed API errors, secret redaction and dry runs.
 //
-// A request is sent once. The client retries nothing but the one request
-// a 401 answered after a fresh OAuth token; a transient failure is the
-// caller's to retry (the engine's step policy is the only retry loop), so
-// that one failing step costs at most its policy's attempts.
+// The client has no retry policy of its own. It sends a request once (and
+// once more after a 401, with a fresh OAuth token); a failure that is safe
+// to re-send is re-sent only when the caller's policy in the context
+// (connectors.WithRetry: the engine's step policy) says so, after the
+// policy's wait. So one failing request costs at most the step's
+// attempts, never attempts × attempts.
 package apiclient
 
 import (
@@ -32,7 +34,7 @@ import (
 // Config configures a Client. Connectors fill in the service's defaults;
 // the recipe's connection supplies the rest.
 type Config struct {
-	Service        string // "accredible", used in errors and logs
+	Service        string // the connector's name, used in errors and logs
 	ConnectionName string // the recipe's name for the connection
 	BaseURL        string
 	Auth           connectors.Auth
@@ -193,7 +195,8 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 }
 
 // Do performs the request with rate limiting and authentication, once
-// (and once more after a 401, with a fresh OAuth token). A non-2xx answer
+// (and once more after a 401, with a fresh OAuth token), re-sent only as
+// the context's connectors.RetryFunc allows. A non-2xx answer
 // is an *connectors.APIError; a 429 or 503, which the service did not
 // apply, is Retryable. A write that is not idempotent and failed after it
 // may have reached the service returns an error matching
@@ -219,7 +222,8 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 	reauthorized := false
-	for {
+	retry := connectors.RetryFrom(ctx)
+	for failed := 1; ; failed++ {
 		if err := c.limiter.wait(ctx, &req); err != nil {
 			return nil, c.wrap(req, err)
 		}
@@ -232,13 +236,23 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			// A token revoked or expired early: one fresh token, one retry.
 			reauthorized = true
 			c.auth.invalidate()
+			failed--
 			continue
 		}
 		if sent && !req.idempotent() && mayHaveApplied(err, api) {
 			// The service may have applied the write: settle, never re-send.
 			return nil, &connectors.InDoubtError{Method: req.Method, Path: c.redact.String(req.Path), Err: c.wrap(req, err)}
 		}
-		return nil, c.wrap(req, err)
+		err = c.wrap(req, err)
+		if retry == nil || !connectors.Retryable(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		// The caller's policy decides (and waits); the runtime only sends
+		// again, so that the request is not started over with the action.
+		c.log.Debug("retrying", "method", req.Method, "path", c.redact.String(req.Path), "failed", failed, "error", c.redact.String(err.Error()))
+		if !retry(ctx, failed, err) {
+			return nil, &connectors.RetriesSpentError{Attempts: failed, Err: err}
+		}
 	}
 }
 

@@ -94,7 +94,8 @@ func webhookAction() *connectors.ActionSpec {
 		},
 		// A receiver sees the same notification twice at worst: that is
 		// better than none, so a failed POST is sent again.
-		Idempotent: true,
+		Idempotent:  true,
+		Idempotency: &connectors.Idempotency{Kind: connectors.ResendNotifies},
 		Run: connectors.Bind(func(ctx context.Context, n *Notifier, in map[string]any) (*connectors.Result, error) {
 			body, err := json.Marshal(in["body"])
 			if err != nil {
@@ -133,7 +134,8 @@ func slackAction() *connectors.ActionSpec {
 			Example: map[string]any{"text": "3 runs of issue-certificate dead-lettered", "recipe": "issue-certificate", "cause": "run_failed", "count": 3, "run_ids": []any{12, 15, 19}},
 			HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: "/services/{token}"},
 		},
-		Idempotent: true,
+		Idempotent:  true,
+		Idempotency: &connectors.Idempotency{Kind: connectors.ResendNotifies},
 		Run: connectors.Bind(func(ctx context.Context, n *Notifier, in map[string]any) (*connectors.Result, error) {
 			body, err := json.Marshal(n.slackMessage(in))
 			if err != nil {
@@ -243,7 +245,8 @@ func emailAction() *connectors.ActionSpec {
 			Input:   json.RawMessage(emailInput), Output: json.RawMessage(sentOutput),
 			Example: map[string]any{"to": []any{"ops@example.org"}, "subject": "memberflow: accredible refuses its credentials", "text": "Renew the API key."},
 		},
-		Idempotent: true,
+		Idempotent:  true,
+		Idempotency: &connectors.Idempotency{Kind: connectors.ResendNotifies},
 		Run: connectors.Bind(func(ctx context.Context, n *Notifier, in map[string]any) (*connectors.Result, error) {
 			return n.email(ctx, in)
 		}),

@@ -96,8 +96,12 @@ func (s *Store) RunActivity(ctx context.Context, since time.Time, bucket time.Du
 		return nil, fmt.Errorf("run activity: bucket must be positive, got %s", bucket)
 	}
 	from := since.UnixNano()
+	first, err := s.firstRunSince(ctx, from)
+	if err != nil {
+		return nil, fmt.Errorf("run activity: %w", err)
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT recipe, status, (created - ?) / ? AS b, count(*)
-		FROM runs WHERE created >= ? GROUP BY recipe, status, b ORDER BY b, recipe, status`, from, int64(bucket), from)
+		FROM runs WHERE id >= ? AND created >= ? GROUP BY recipe, status, b ORDER BY b, recipe, status`, from, int64(bucket), first, from)
 	if err != nil {
 		return nil, fmt.Errorf("run activity: %w", err)
 	}
@@ -123,9 +127,19 @@ func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Laten
 		fmt.Fprintf(&cases, " WHEN finished - started <= %d THEN %d", int64(b), i)
 	}
 	fmt.Fprintf(&cases, " ELSE %d END", len(stats.LatencyBounds))
+	first, err := s.firstRunSince(ctx, since.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("step latency: %w", err)
+	}
+	// A busy period is sampled: the steps of its newest runs.
+	var last int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM runs`).Scan(&last); err != nil {
+		return nil, fmt.Errorf("step latency: %w", err)
+	}
+	first = max(first, last-stats.LatencySample+1)
 	rows, err := s.r.QueryContext(ctx, `SELECT action, `+cases.String()+` AS k, count(*), sum(finished - started), max(finished - started), sum(attempts - 1)
-		FROM steps WHERE started >= ? AND finished IS NOT NULL AND finished >= started AND status != 'skipped'
-		GROUP BY action, k ORDER BY action, k`, since.UnixNano())
+		FROM steps WHERE run >= ? AND started >= ? AND finished IS NOT NULL AND finished >= started AND status != 'skipped'
+		GROUP BY action, k ORDER BY action, k`, first, since.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("step latency: %w", err)
 	}
@@ -161,4 +175,29 @@ func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Laten
 		l.Mean = time.Duration(total / int64(l.Count))
 	}
 	return out, rows.Err()
+}
+
+// firstRunSince finds, by binary search over the run ids, the first run
+// created at or after from: runs are numbered in the order they are
+// created, so the aggregates read only the runs of their period (the
+// runs table has no index on created). After a clock step back, a few
+// runs near the period's start may be left out of it.
+func (s *Store) firstRunSince(ctx context.Context, from int64) (int64, error) {
+	var lo, hi int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM runs`).Scan(&lo, &hi); err != nil {
+		return 0, err
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var created int64
+		if err := s.r.QueryRowContext(ctx, `SELECT created FROM runs WHERE id >= ? ORDER BY id LIMIT 1`, mid).Scan(&created); err != nil {
+			return 0, err
+		}
+		if created >= from {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
 }

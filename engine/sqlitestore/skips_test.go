@@ -32,7 +32,7 @@ func TestPruneKeepsDeadLettersAndDedup(t *testing.T) {
 	for _, c := range []engine.Completion{{RunID: enq[0].RunID, Status: engine.RunSucceeded}, {RunID: enq[1].RunID, Status: engine.RunDead, Error: "boom"}} {
 		steps := []engine.StepRecord{{RunID: c.RunID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Input: json.RawMessage(`{}`)}}
 		c.Finished = time.Now()
-		if err := s.Record(ctx, steps, &c); err != nil {
+		if err := s.Record(ctx, engine.Lease{RunID: c.RunID, Token: 1}, steps, &c); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -145,7 +145,22 @@ ALTER TABLE echoes_by_state RENAME TO echoes;`,
 	metaMigration,
 	// 4: skipped events are counted per page, not stored (see skips.go).
 	skipPagesMigration,
-	// 5: recipe versions and the attempts replays ended (versions.go).
+	// 5: several runners on one store. runners lists the runners that
+	// joined (their proof of life is a lock file beside the store);
+	// poll_leases says which runner polls each recipe's trigger.
+	`CREATE TABLE runners (
+	owner   TEXT PRIMARY KEY,
+	host    TEXT    NOT NULL,
+	pid     INTEGER NOT NULL,
+	started INTEGER NOT NULL,
+	seen    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE poll_leases (
+	recipe      TEXT PRIMARY KEY,
+	owner       TEXT    NOT NULL,
+	lease_until INTEGER NOT NULL
+) WITHOUT ROWID;`,
+	// 6: recipe versions and the attempts replays ended (versions.go).
 	versionsMigration,
 }
 
@@ -176,19 +191,27 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire *sql.Stmt
+	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
 	candidates map[string]*sql.Stmt
 	lastExpiry time.Time // when expired leases were last requeued
+	// live holds the proof-of-life locks of the runners that joined
+	// through this handle, by owner.
+	liveMu sync.Mutex
+	live   map[string]*liveLock
 	// prepared on the readers
 	getCursor, getStates, getSteps *sql.Stmt
 	// setVersion records the recipe version a run ran with (versions.go).
 	setVersion *sql.Stmt
 }
 
-var _ engine.Store = (*Store)(nil)
+var (
+	_ engine.Store        = (*Store)(nil)
+	_ engine.RunnerLister = (*Store)(nil)
+	_ engine.Snapshotter  = (*Store)(nil)
+)
 
 type op struct {
 	fn   func(tx *sql.Tx) error
@@ -365,7 +388,8 @@ func (s *Store) prepare() error {
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
-	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running'`)
+	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running' RETURNING id`)
+	s.fence = p(s.w, `SELECT 1 FROM runs WHERE id = ? AND status = 'running' AND attempts = ?`)
 	s.getCursor = p(s.r, `SELECT cursor FROM cursors WHERE recipe = ?`)
 	s.getStates = p(s.r, `SELECT subject, state FROM subject_states
 		WHERE recipe = ? AND subject IN (SELECT value FROM json_each(?))`)
@@ -382,6 +406,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.done
 		<-s.ckDone
+		// The lock files stay: the next runner to join finds them free
+		// and resumes the runs this handle's runners left.
+		s.unlockAll()
 		// A last full checkpoint leaves a small WAL behind.
 		s.ck.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 		err = errors.Join(s.r.Close(), s.ck.Close(), s.w.Close())
@@ -396,6 +423,11 @@ var errClosed = errors.New("store is closed")
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	o := &op{fn: fn, done: make(chan error, 1)}
 	select {
+	case <-s.quit:
+		return errClosed
+	default:
+	}
+	select {
 	case s.ops <- o:
 	case <-s.quit:
 		return errClosed
@@ -403,8 +435,19 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return ctx.Err()
 	}
 	// Once submitted, wait for the outcome even if ctx ends: the caller must
-	// know whether its write is durable.
-	return classify(<-o.done)
+	// know whether its write is durable. A write that reached the queue
+	// after the committer stopped is never run.
+	select {
+	case err := <-o.done:
+		return classify(err)
+	case <-s.done:
+		select {
+		case err := <-o.done:
+			return classify(err)
+		default:
+			return errClosed
+		}
+	}
 }
 
 func (s *Store) commitLoop() {
@@ -766,6 +809,7 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 				}
 			}
 			r.Data = data
+			r.Token = int64(r.Attempts)
 			out = append(out, r)
 		}
 		return nil
@@ -776,12 +820,35 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 	return out, nil
 }
 
-// RenewLeases implements engine.RunQueue.
-func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Stmt(s.renew).Exec(until.UnixNano(), owner)
+// RenewLeases implements engine.RunQueue. The runner's row in runners
+// is marked seen too.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
+	var held []int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		held = held[:0]
+		rows, err := tx.Stmt(s.renew).Query(until.UnixNano(), owner)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			held = append(held, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`UPDATE runners SET seen = ? WHERE owner = ?`, time.Now().UnixNano(), owner)
 		return err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
+	}
+	return held, nil
 }
 
 // ReleaseOwner implements engine.RunQueue.
@@ -830,8 +897,23 @@ func (s *Store) steps(ctx context.Context, st *sql.Stmt, runID int64) ([]engine.
 }
 
 // Record implements engine.Journal.
-func (s *Store) Record(ctx context.Context, steps []engine.StepRecord, fin *engine.Completion) error {
+func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+			return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+		case err != nil:
+			return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
+		}
+		for _, r := range steps {
+			if r.RunID != lease.RunID {
+				return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			}
+		}
+		if fin != nil && fin.RunID != lease.RunID {
+			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+		}
 		if len(steps) > 0 {
 			up := tx.Stmt(s.upStep)
 			var echo *sql.Stmt
@@ -920,6 +1002,22 @@ func (s *Store) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.RunI
 	if f.Recipe != "" {
 		where = append(where, "r.recipe = ?")
 		args = append(args, f.Recipe)
+	}
+	if f.Subject != "" {
+		where = append(where, "e.subject = ?")
+		args = append(args, f.Subject)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "r.created >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "r.created < ?")
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.Before > 0 {
+		where = append(where, "r.id < ?")
+		args = append(args, f.Before)
 	}
 	switch f.Status {
 	case "":
@@ -1054,9 +1152,9 @@ func (s *Store) ReplayAll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Backup writes a consistent copy of the store to path (VACUUM INTO), for
-// dry runs that must not touch the real store.
-func (s *Store) Backup(ctx context.Context, path string) error {
+// Snapshot implements engine.Snapshotter: a consistent copy of the store
+// at path (VACUUM INTO), for dry runs that must not touch the real store.
+func (s *Store) Snapshot(ctx context.Context, path string) error {
 	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
 		return fmt.Errorf("copying the store to %s: %w", path, err)
 	}

@@ -158,14 +158,14 @@ func TestClaimSerializesOrderingKeysAndHonoursLeases(t *testing.T) {
 		t.Fatalf("second claim = %v, want nothing while 1, 2, 4 run", got)
 	}
 	done := true
-	if err := s.Record(ctx, nil, &engine.Completion{RunID: 1, Status: engine.RunSucceeded, Condition: &done, Finished: now}); err != nil {
+	if err := s.Record(ctx, engine.Lease{RunID: 1, Token: 1}, nil, &engine.Completion{RunID: 1, Status: engine.RunSucceeded, Condition: &done, Finished: now}); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(claim(t, s, "w2", 10, now)); got != "[3]" {
 		t.Fatalf("after run 1 = %s, want [3]", got)
 	}
 	// w1 dies while w2 renews its lease: after w1's lease, w2 takes its runs.
-	if err := s.RenewLeases(ctx, "w2", now.Add(3*time.Minute)); err != nil {
+	if _, err := s.RenewLeases(ctx, "w2", now.Add(3*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := claim(t, s, "w2", 10, now.Add(30*time.Second)); len(got) != 0 {
@@ -202,7 +202,7 @@ func TestJournalEchoesAndReplay(t *testing.T) {
 			Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}},
 		{RunID: 1, Index: 1, StepID: "two", Action: "c.two", Status: engine.StepFailed, Error: "boom", Attempts: 3, Started: now, Finished: now},
 	}
-	if err := s.Record(ctx, steps, &engine.Completion{RunID: 1, Status: engine.RunDead, Error: "step two failed", Finished: now}); err != nil {
+	if err := s.Record(ctx, engine.Lease{RunID: 1, Token: 1}, steps, &engine.Completion{RunID: 1, Status: engine.RunDead, Error: "step two failed", Finished: now}); err != nil {
 		t.Fatal(err)
 	}
 	// Events about member/1: its state as written (an echo), another
@@ -315,7 +315,7 @@ func TestSkippedEventsAreCountedNotQueued(t *testing.T) {
 	ctx := context.Background()
 	s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("w", "writer")}})
 	claim(t, s, "w", 1, time.Now())
-	if err := s.Record(ctx, []engine.StepRecord{{RunID: 1, StepID: "one", Action: "c.one", Status: engine.StepSucceeded,
+	if err := s.Record(ctx, engine.Lease{RunID: 1, Token: 1}, []engine.StepRecord{{RunID: 1, StepID: "one", Action: "c.one", Status: engine.StepSucceeded,
 		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}}}, &engine.Completion{RunID: 1, Status: engine.RunSucceeded}); err != nil {
 		t.Fatal(err)
 	}

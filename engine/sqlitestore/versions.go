@@ -25,7 +25,7 @@ CREATE TABLE recipe_versions (
 	PRIMARY KEY (recipe, hash)
 ) WITHOUT ROWID;
 CREATE TABLE attempts (
-	run      INTEGER NOT NULL REFERENCES runs(id),
+	run      INTEGER NOT NULL,
 	n        INTEGER NOT NULL,
 	version  TEXT,
 	status   TEXT    NOT NULL,

@@ -26,6 +26,7 @@ import (
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/internal/sandbox"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -36,11 +37,29 @@ var recipeYAML []byte
 // RecipeYAML returns the benchmark's recipe.
 func RecipeYAML() []byte { return append([]byte(nil), recipeYAML...) }
 
-// The recipe's writing steps, as the engine's summary names them.
-const (
-	certificateWrite = "accredible.upsert_credential"
-	memberWrite      = "members.update_user"
-)
+// roles are the parts the benchmark's recipe plays, read from it rather
+// than named here: the service its trigger reads the members from, the
+// service its first step issues certificates at, and the two writes as the
+// engine's summary names them (connection.operation).
+type roles struct {
+	memberService, certificateService string
+	certificateWrite, memberWrite     string
+}
+
+func rolesOf(r *recipes.Recipe) (roles, error) {
+	if r.Trigger == nil || len(r.Steps) < 2 {
+		return roles{}, errors.New("bench: the recipe needs a trigger and two steps (issue, write back)")
+	}
+	connector := func(conn string) string {
+		if c, ok := r.Connections[conn]; ok {
+			return c.Connector
+		}
+		return conn
+	}
+	issue, push := r.Steps[0], r.Steps[1]
+	return roles{memberService: connector(r.Trigger.Connection), certificateService: connector(issue.Connection),
+		certificateWrite: issue.Connection + "." + issue.Operation, memberWrite: push.Connection + "." + push.Operation}, nil
+}
 
 // Options configure one benchmark run.
 type Options struct {
@@ -64,6 +83,11 @@ type Options struct {
 	// SandboxCPU, when set, reads the sandbox process's CPU time so far,
 	// so that the result says where the machine's CPU went.
 	SandboxCPU func() (time.Duration, error)
+	// Metrics runs the backfill with the Prometheus metrics of `run
+	// --http` on, gathered every MetricsEvery (default 5 s) as a scraper
+	// would: paired runs with and without measure their overhead.
+	Metrics      bool
+	MetricsEvery time.Duration
 }
 
 // Result is what one benchmark run measured. Durations are in
@@ -119,6 +143,10 @@ type Result struct {
 	// does not change. Two idle cores would run 2 × this per second.
 	MembersPerCPUSecond float64 `json:"members_per_cpu_second,omitempty"`
 	Starved             float64 `json:"starved_share"`
+	// Metrics is true when the Prometheus metrics were on, and Scrapes
+	// how many times they were gathered.
+	Metrics bool `json:"metrics"`
+	Scrapes int  `json:"scrapes,omitempty"`
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
@@ -156,7 +184,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	before, err := FetchStats(ctx, base)
+	parts, err := rolesOf(r)
+	if err != nil {
+		return nil, err
+	}
+	before, err := FetchStats(ctx, base, parts.memberService, parts.certificateService)
 	if err != nil {
 		return nil, err
 	}
@@ -166,13 +198,28 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: opening the store: %w", err)
 	}
 	defer store.Close()
-	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench"})
+	var metrics *ops.Metrics
+	var observer engine.Observer
+	if opts.Metrics {
+		metrics = ops.NewMetrics()
+		observer = metrics
+	}
+	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench", Observer: observer})
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
 	if err := eng.Add(r, conns); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
+	}
+	stopScraping := func() int { return 0 }
+	if metrics != nil {
+		metrics.Attach(eng, store)
+		every := opts.MetricsEvery
+		if every <= 0 {
+			every = 5 * time.Second
+		}
+		stopScraping = scrape(metrics, every, log)
 	}
 
 	log.Info("backfill starting", "sandbox", base, "members", before.Users, "concurrency", opts.Concurrency, "store", storePath)
@@ -186,6 +233,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	stopSampling := sampleBacklog(eng, opts.Concurrency)
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
+	scrapes := stopScraping()
 	backlog, starved := stopSampling()
 	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	if opts.CPUProfile != nil {
@@ -204,14 +252,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: the backfill failed: %w", runErr)
 	}
 
-	after, err := FetchStats(ctx, base)
+	after, err := FetchStats(ctx, base, parts.memberService, parts.certificateService)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
 		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
 		Duplicates: after.CredentialDuplicates, NewDuplicates: after.Duplicates - before.Duplicates,
-		CredentialsCreated: after.Credentials - before.Credentials}
+		CredentialsCreated: after.Credentials - before.Credentials, Metrics: opts.Metrics, Scrapes: scrapes}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
 	}
@@ -221,8 +269,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Suppressed += rs.Suppressed
 		res.Dead += rs.Dead
 		res.Abandoned += rs.Abandoned
-		res.Certificates += rs.Writes[certificateWrite]
-		res.MemberUpdates += rs.Writes[memberWrite]
+		res.Certificates += rs.Writes[parts.certificateWrite]
+		res.MemberUpdates += rs.Writes[parts.memberWrite]
 	}
 	res.Members = res.Eligible + res.Skipped + res.Dead
 	res.RunnerCPU = cpu1 - cpu0
@@ -360,4 +408,29 @@ func (r *Result) Check() error {
 		return fmt.Errorf("bench: inconsistent figures: %w", err)
 	}
 	return nil
+}
+
+// scrape gathers the metrics every interval, as Prometheus would, until
+// stopped; it returns how many scrapes were made.
+func scrape(m *ops.Metrics, every time.Duration, log hclog.Logger) (stop func() int) {
+	done := make(chan struct{})
+	n := make(chan int)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		count := 0
+		for {
+			select {
+			case <-done:
+				n <- count
+				return
+			case <-t.C:
+				if _, err := m.Registry().Gather(); err != nil {
+					log.Warn("gathering the metrics failed", "error", err)
+				}
+				count++
+			}
+		}
+	}()
+	return func() int { close(done); return <-n }
 }

@@ -183,36 +183,16 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 		return nil, fmt.Errorf("bench: generating the members: %w", err)
 	}
 
-	src := strings.Replace(string(pipelineYAML), "batch: 1000", "batch: "+strconv.Itoa(opts.Batch), 1)
-	r, diags := recipes.LoadBytes("bench-pipeline.yaml", []byte(src), recipes.Options{Registry: opts.Registry, Logger: log})
-	if diags.HasErrors() || r == nil {
-		var b strings.Builder
-		diags.WriteText(&b)
-		return nil, fmt.Errorf("bench: the embedded pipeline recipe does not load:\n%s", b.String())
-	}
-	conns := map[string]engine.Connection{}
-	for name, c := range r.Connections {
-		spec, ok := opts.Registry.Lookup(c.Connector)
-		if !ok {
-			return nil, fmt.Errorf("bench: connection %q: unknown connector %q", name, c.Connector)
-		}
-		conns[name] = engine.Connection{Spec: spec, Config: connectors.ConnectionConfig{
-			Name: name, Options: map[string]any{"baseDir": dir}, RateLimit: &connectors.RateLimit{},
-		}}
-	}
 	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("bench: opening the store: %w", err)
 	}
 	defer store.Close()
-	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench"})
+	eng, err := pipelineEngine(opts, dir, store)
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
-	if err := eng.Add(r, conns); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
 
 	if opts.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
@@ -268,6 +248,36 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 		return nil, err
 	}
 	return res, nil
+}
+
+// pipelineEngine is a runner of the file job over dir's members.jsonl.
+func pipelineEngine(opts PipelineOptions, dir string, store engine.Store) (*engine.Engine, error) {
+	src := strings.Replace(string(pipelineYAML), "batch: 1000", "batch: "+strconv.Itoa(opts.Batch), 1)
+	r, diags := recipes.LoadBytes("bench-pipeline.yaml", []byte(src), recipes.Options{Registry: opts.Registry, Logger: opts.Logger})
+	if diags.HasErrors() || r == nil {
+		var b strings.Builder
+		diags.WriteText(&b)
+		return nil, fmt.Errorf("bench: the embedded pipeline recipe does not load:\n%s", b.String())
+	}
+	conns := map[string]engine.Connection{}
+	for name, c := range r.Connections {
+		spec, ok := opts.Registry.Lookup(c.Connector)
+		if !ok {
+			return nil, fmt.Errorf("bench: connection %q: unknown connector %q", name, c.Connector)
+		}
+		conns[name] = engine.Connection{Spec: spec, Config: connectors.ConnectionConfig{
+			Name: name, Options: map[string]any{"baseDir": dir}, RateLimit: &connectors.RateLimit{},
+		}}
+	}
+	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench"})
+	if err != nil {
+		return nil, err
+	}
+	if err := eng.Add(r, conns); err != nil {
+		eng.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return eng, nil
 }
 
 // countCredentials counts the output's lines and the members named twice.

@@ -44,6 +44,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	row("sandbox duplicates", "%d certificates; %d new over all services", r.Duplicates, r.NewDuplicates)
 	row("concurrency", "%d", r.Concurrency)
+	if r.Metrics {
+		row("metrics", "on (Prometheus, %d scrapes)", r.Scrapes)
+	}
 	return tw.Flush()
 }
 

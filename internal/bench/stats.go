@@ -20,8 +20,9 @@ type SandboxStats struct {
 	Duplicates int
 }
 
-// FetchStats reads the sandbox's object and duplicate counts.
-func FetchStats(ctx context.Context, base string) (SandboxStats, error) {
+// FetchStats reads the sandbox's object and duplicate counts: the users of
+// the members service, the credentials of the certificates service.
+func FetchStats(ctx context.Context, base, members, certificates string) (SandboxStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	url := base + "/_sandbox/stats"
@@ -45,13 +46,13 @@ func FetchStats(ctx context.Context, base string) (SandboxStats, error) {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: not the sandbox's stats: %w", url, err)
 	}
-	m, ok := st.Services["memberships"]
+	m, ok := st.Services[members]
 	if !ok {
-		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no memberships service; is this a memberflow sandbox?", url)
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no %s service; is this a memberflow sandbox?", url, members)
 	}
-	a, ok := st.Services["accredible"]
+	a, ok := st.Services[certificates]
 	if !ok {
-		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no accredible service; is this a memberflow sandbox?", url)
+		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no %s service; is this a memberflow sandbox?", url, certificates)
 	}
 	return SandboxStats{Users: m.Objects["users"], Credentials: a.Objects["credentials"], CredentialDuplicates: a.Duplicates["credentials"],
 		Duplicates: st.Totals.Duplicates}, nil

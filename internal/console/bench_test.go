@@ -69,7 +69,7 @@ func fillStore(tb testing.TB, s *sqlitestore.Store, n int) {
 				if status == engine.RunDead {
 					fin.Error = "step attendee: HTTP 406: sold out"
 				}
-				if err := s.Record(ctx, steps, fin); err != nil {
+				if err := s.Record(ctx, c.Lease(), steps, fin); err != nil {
 					errs <- err
 				}
 			}()

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,10 +71,16 @@ type Options struct {
 type Console struct {
 	o             Options
 	activityCache activityCache
-	tmpl          *template.Template
-	csrf          string
-	mux           *http.ServeMux
-	log           hclog.Logger
+	warm          sync.Once
+
+	rowsMu  sync.Mutex
+	rowsFor *Compliance
+	rowsDay string
+	rows    []memberRow
+	tmpl    *template.Template
+	csrf    string
+	mux     *http.ServeMux
+	log     hclog.Logger
 }
 
 // New builds the console.
@@ -145,6 +152,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !c.authorized(w, r) {
 		return
 	}
+	// The first page served starts the default activity aggregates, so
+	// that the activity page rarely waits for them.
+	c.warm.Do(func() {
+		go c.activityOf(context.Background(), "1h")
+	})
 	c.mux.ServeHTTP(w, r)
 }
 
@@ -274,6 +286,7 @@ func (c *Console) funcs() template.FuncMap {
 			}
 			return b.Sub(a).Round(time.Microsecond).String()
 		},
+		"round":  roundDuration,
 		"join":   strings.Join,
 		"redact": func(s string) string { return c.o.Redact(s) },
 		"json":   func(b []byte) string { return c.o.Redact(prettyJSON(b)) },
@@ -347,4 +360,14 @@ func (c *Console) pageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunI
 		}
 	}
 	return out, nil
+}
+
+// roundDuration keeps three significant digits: 55.293µs → 55.3µs.
+func roundDuration(d time.Duration) time.Duration {
+	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
+		if d < 1000*unit {
+			return d.Round(unit)
+		}
+	}
+	return d.Round(time.Second)
 }

@@ -193,7 +193,7 @@ func TestNoSecretOnAnyPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	err = s.Record(ctx, []engine.StepRecord{{RunID: enq[0].RunID, StepID: "x", Action: "members.get_user", Status: engine.StepFailed, Attempts: 1,
+	err = s.Record(ctx, engine.Lease{RunID: enq[0].RunID, Token: 1}, []engine.StepRecord{{RunID: enq[0].RunID, StepID: "x", Action: "members.get_user", Status: engine.StepFailed, Attempts: 1,
 		Input: []byte(`{"auth":"` + secret + `"}`), Error: "HTTP 401 for key " + secret, Started: now, Finished: now}},
 		&engine.Completion{RunID: enq[0].RunID, Status: engine.RunDead, Error: "step x: key " + secret, Finished: now})
 	if err != nil {

@@ -77,7 +77,7 @@ func (c *Console) compliance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Taken = comp.Report.Taken
-	all := rows(comp, c.o.Now().UTC().Format("2006-01-02"))
+	all := c.rowsOf(comp)
 	counts := map[string]int{}
 	groups := map[string]bool{}
 	var filtered []memberRow
@@ -115,6 +115,18 @@ func (c *Console) compliance(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, "compliance", "Compliance", d)
 }
 
+// rowsOf joins a reconciliation's records once (per day: credential
+// validity depends on the date); pages filter the joined rows.
+func (c *Console) rowsOf(comp *Compliance) []memberRow {
+	today := c.o.Now().UTC().Format("2006-01-02")
+	c.rowsMu.Lock()
+	defer c.rowsMu.Unlock()
+	if c.rowsFor != comp || c.rowsDay != today {
+		c.rows, c.rowsFor, c.rowsDay = rows(comp, today), comp, today
+	}
+	return c.rows
+}
+
 func (c *Console) complianceCSV(w http.ResponseWriter, r *http.Request) {
 	if c.o.Compliance == nil {
 		c.fail(w, r, http.StatusNotFound, errors.New("compliance needs the recipes: start the console with recipe paths"))
@@ -129,7 +141,7 @@ func (c *Console) complianceCSV(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	cw.Write([]string{"member_id", "name", "email", "membership_status", "plan", "credential_id", "credential_status", "credential_group", "attendee_id", "attendee_status", "checked_in", "drift"})
-	for _, row := range rows(comp, c.o.Now().UTC().Format("2006-01-02")) {
+	for _, row := range c.rowsOf(comp) {
 		if !f.keep(row) {
 			continue
 		}
@@ -207,9 +219,7 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request) {
 	now := c.o.Now()
 	since := now.Add(-ranges[rg]).Truncate(width)
 	d := activityData{Range: rg, Ranges: []string{"1h", "24h", "7d"}, From: since, To: now, Bucket: width}
-	runBuckets, lat, err := c.activityCache.get(r.Context(), rg, func(ctx context.Context) ([]stats.RunBucket, []stats.Latency, error) {
-		return c.readActivity(ctx, since, width)
-	}, c.o.Refresh)
+	runBuckets, lat, err := c.activityOf(r.Context(), rg)
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, err)
 		return
@@ -456,6 +466,14 @@ func prettyJSON(b []byte) string {
 		return string(b)
 	}
 	return out.String()
+}
+
+// activityOf returns a range's aggregates from the cache.
+func (c *Console) activityOf(ctx context.Context, rg string) ([]stats.RunBucket, []stats.Latency, error) {
+	return c.activityCache.get(ctx, rg, func(ctx context.Context) ([]stats.RunBucket, []stats.Latency, error) {
+		width := ranges[rg] / buckets
+		return c.readActivity(ctx, c.o.Now().Add(-ranges[rg]).Truncate(width), width)
+	}, c.o.Refresh)
 }
 
 // activityCache keeps each range's aggregates for one refresh period:

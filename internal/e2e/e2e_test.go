@@ -67,7 +67,7 @@ func newEngine(t *testing.T, sb *sandbox.Server, outDir string) *engine.Engine {
 
 // newEngineAt is newEngine with the services' base URLs given by urlFor
 // (the capture test puts a recorder in front of the sandbox).
-func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string) *engine.Engine {
+func newEngineAt(t *testing.T, services []string, urlFor func(service string) string, outDir string, tweak ...func(*engine.Options)) *engine.Engine {
 	t.Helper()
 	// The member-facing examples; examples/operations watch the runner
 	// itself (alerts) and are proved by their own recipe tests.
@@ -88,8 +88,11 @@ func newEngineAt(t *testing.T, services []string, urlFor func(service string) st
 	}
 	t.Cleanup(func() { store.Close() })
 	logger := hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: hclog.Warn, Output: testWriter{t}})
-	eng, err := engine.New(engine.Options{Store: store, Logger: logger, Concurrency: concurrency, Owner: "e2e",
-		HighWater: 1 << 20})
+	opts := engine.Options{Store: store, Logger: logger, Concurrency: concurrency, Owner: "e2e", HighWater: 1 << 20}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	eng, err := engine.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package ops
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,12 +35,36 @@ type Metrics struct {
 	pauses, pauseSeconds, alerts *prometheus.CounterVec
 
 	runDuration, stepDuration, httpDuration, pollDuration, storeWrite *prometheus.HistogramVec
+
+	// The hot paths' children, looked up once per label set: a map read
+	// under a read lock costs less than hashing the label values again.
+	mu    sync.RWMutex
+	steps map[stepKey]*stepChildren
+	reqs  map[reqKey]*reqChildren
+	store map[string]prometheus.Observer
+}
+
+type stepKey struct{ recipe, step, action string }
+
+// stepChildren are one step's series, by outcome.
+type stepChildren struct {
+	succeeded, retry, failed, inDoubt, retries prometheus.Counter
+	duration                                   prometheus.Observer
+}
+
+type reqKey struct{ connector, operation string }
+
+// reqChildren are one operation's series, by status class.
+type reqChildren struct {
+	byClass  [len(codeClasses)]prometheus.Counter
+	limited  prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewMetrics registers every metric in a registry of its own (with the Go
 // runtime's and the process's collectors).
 func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), steps: map[stepKey]*stepChildren{}, reqs: map[reqKey]*reqChildren{}, store: map[string]prometheus.Observer{}}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
 		m.reg.MustRegister(c)
@@ -103,11 +128,37 @@ func (m *Metrics) RunFinished(recipe, outcome string, took time.Duration) {
 }
 
 func (m *Metrics) StepAttempt(recipe, step, action, outcome string, took time.Duration) {
-	m.stepAttempts.WithLabelValues(recipe, step, action, outcome).Inc()
-	if outcome == "retry" {
-		m.stepRetries.WithLabelValues(recipe, step, action).Inc()
+	k := stepKey{recipe, step, action}
+	m.mu.RLock()
+	c := m.steps[k]
+	m.mu.RUnlock()
+	if c == nil {
+		c = &stepChildren{
+			succeeded: m.stepAttempts.WithLabelValues(recipe, step, action, "succeeded"),
+			retry:     m.stepAttempts.WithLabelValues(recipe, step, action, "retry"),
+			failed:    m.stepAttempts.WithLabelValues(recipe, step, action, "failed"),
+			inDoubt:   m.stepAttempts.WithLabelValues(recipe, step, action, "in_doubt"),
+			retries:   m.stepRetries.WithLabelValues(recipe, step, action),
+			duration:  m.stepDuration.WithLabelValues(recipe, step, action),
+		}
+		m.mu.Lock()
+		m.steps[k] = c
+		m.mu.Unlock()
 	}
-	m.stepDuration.WithLabelValues(recipe, step, action).Observe(took.Seconds())
+	switch outcome {
+	case "succeeded":
+		c.succeeded.Inc()
+	case "retry":
+		c.retry.Inc()
+		c.retries.Inc()
+	case "failed":
+		c.failed.Inc()
+	case "in_doubt":
+		c.inDoubt.Inc()
+	default:
+		m.stepAttempts.WithLabelValues(recipe, step, action, outcome).Inc()
+	}
+	c.duration.Observe(took.Seconds())
 }
 
 func (m *Metrics) PollFinished(recipe string, ok bool, took time.Duration) {
@@ -126,19 +177,32 @@ func (m *Metrics) WebhookDelivery(recipe, outcome string) {
 // codeClasses are the status classes, indexed by status/100.
 var codeClasses = [...]string{"error", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-func codeClass(status int) string {
+func classIndex(status int) int {
 	if c := status / 100; status > 0 && c < len(codeClasses) {
-		return codeClasses[c]
+		return c
 	}
-	return "error"
+	return 0
 }
 
 func (m *Metrics) HTTPRequest(connector, operation string, status int, took time.Duration) {
-	m.httpRequests.WithLabelValues(connector, operation, codeClass(status)).Inc()
-	if status == 429 {
-		m.http429.WithLabelValues(connector).Inc()
+	k := reqKey{connector, operation}
+	m.mu.RLock()
+	c := m.reqs[k]
+	m.mu.RUnlock()
+	if c == nil {
+		c = &reqChildren{limited: m.http429.WithLabelValues(connector), duration: m.httpDuration.WithLabelValues(connector, operation)}
+		for i, class := range codeClasses {
+			c.byClass[i] = m.httpRequests.WithLabelValues(connector, operation, class)
+		}
+		m.mu.Lock()
+		m.reqs[k] = c
+		m.mu.Unlock()
 	}
-	m.httpDuration.WithLabelValues(connector, operation).Observe(took.Seconds())
+	c.byClass[classIndex(status)].Inc()
+	if status == 429 {
+		c.limited.Inc()
+	}
+	c.duration.Observe(took.Seconds())
 }
 
 func (m *Metrics) RateLimitPause(connector string, waited time.Duration) {
@@ -147,7 +211,16 @@ func (m *Metrics) RateLimitPause(connector string, waited time.Duration) {
 }
 
 func (m *Metrics) StoreWrite(op string, took time.Duration) {
-	m.storeWrite.WithLabelValues(op).Observe(took.Seconds())
+	m.mu.RLock()
+	o := m.store[op]
+	m.mu.RUnlock()
+	if o == nil {
+		o = m.storeWrite.WithLabelValues(op)
+		m.mu.Lock()
+		m.store[op] = o
+		m.mu.Unlock()
+	}
+	o.Observe(took.Seconds())
 }
 
 func (m *Metrics) AlertFed(recipe, cause string, duplicate bool) {

@@ -67,11 +67,10 @@ type Reconciler struct {
 	rules   []*boundRule
 }
 
+// opened is one connection per connector, the first a recipe names.
 type opened struct {
 	spec *connectors.Spec
 	conn connectors.Conn
-	// params are trigger parameters the recipes use with this connector
-	// (the Accredible group), by trigger name.
 	name string // the recipe's connection name, for messages
 }
 
@@ -141,7 +140,7 @@ func (r *Reconciler) Read(ctx context.Context) (*Snapshot, error) {
 		recs, calls, err := r.readAll(ctx, o, rd.trigger, rd.params)
 		s.Calls += calls
 		if err != nil {
-			return nil, fmt.Errorf("reconcile: reading %s.%s: %w", rd.connector, rd.trigger, err)
+			return nil, fmt.Errorf("reconcile: reading %s.%s through connection %q: %w", rd.connector, rd.trigger, o.name, err)
 		}
 		*rd.into = recs
 		r.log.Debug("read", "connector", rd.connector, "trigger", rd.trigger, "records", len(recs), "polls", calls)

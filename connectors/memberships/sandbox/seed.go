@@ -47,8 +47,8 @@ func appendDigits(b []byte, n, width int) []byte {
 
 // Seed replaces all state with cfg.Members deterministic members: about
 // 40% eligible, 35% active, 15% lapsed and 10% pending, on three plans,
-// with enrolment and eligibility dates, certificates for half of the
-// eligible, and a payment for about half of the members. The webhook key
+// with enrolment and eligibility dates, no certificate (memberflow issues
+// them), and a payment for about half of the members. The webhook key
 // is derived from cfg.Seed too. Seeding sends no webhooks.
 func (s *Server) Seed(cfg sandboxkit.Seed) {
 	if cfg.Now.IsZero() {
@@ -69,7 +69,6 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	st.paymentByID = make(map[id20]int32, n/2+1)
 	st.paymentByRe = make(map[string]int32, n/2+1)
 	now := cfg.Now.UTC()
-	today := dayNumber(now)
 	rng := s.rng
 	var last int64
 	emailBuf := make([]byte, 0, 64)
@@ -125,13 +124,12 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 		default:
 			u.registration = 3
 		}
+		// No member starts with a certificate: an id made up here could be
+		// one the Accredible sandbox gives a new credential, and a
+		// write-back would then be skipped as already done. The draws stay,
+		// so that the rest of the seed is what it was.
 		if (u.status == statusEligible && rng.IntN(2) == 0) || (u.status == statusLapsed && rng.IntN(3) == 0) {
-			u.certificateID = strconv.Itoa(10000000 + i)
-			u.issuance = min(today, u.eligibility+int32(rng.IntN(30)))
-			u.certSt = 1 // issued
-			if u.status == statusLapsed {
-				u.certSt = 2 // expired
-			}
+			_ = rng.IntN(30)
 		}
 		idx := st.addUser(u)
 		last = max(last, u.dateUpdated)

@@ -48,6 +48,10 @@ type Latency struct {
 	Attempts int // attempts beyond the first, summed
 }
 
+// LatencySample bounds the runs whose steps StepLatency reads: enough
+// for the quantiles, and the query's cost stays bounded.
+const LatencySample = 20000
+
 // LatencyBounds are the upper bounds of Latency.Buckets.
 var LatencyBounds = []time.Duration{time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 100 * time.Millisecond,
 	500 * time.Millisecond, 2 * time.Second, 10 * time.Second}
@@ -78,7 +82,8 @@ type Activity interface {
 	// bucket (bucket starts aligned to since).
 	RunActivity(ctx context.Context, since time.Time, bucket time.Duration) ([]RunBucket, error)
 	// StepLatency summarises the durations of steps started since, per
-	// action.
+	// action; in a busy period, of the steps of its newest LatencySample
+	// runs.
 	StepLatency(ctx context.Context, since time.Time) ([]Latency, error)
 }
 

@@ -1,0 +1,863 @@
+// Package pgstore is the engine.Store that several runners share: one
+// PostgreSQL database (github.com/jackc/pgx/v5). Runs are claimed with
+// FOR UPDATE SKIP LOCKED, so claimers never wait for one another; new
+// work wakes the other runners through LISTEN/NOTIFY; migrations are
+// versioned and applied at start under an advisory lock; a runner's proof
+// of life is a session advisory lock, which the database drops when the
+// runner's connection ends.
+//
+// Times are stored as Unix nanoseconds (BIGINT), as in the SQLite store,
+// so that `memberflow store copy` moves state between them unchanged.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/memberflow/memberflow/engine"
+)
+
+// migrations are applied in order; the schema's version is their count.
+// Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: the schema of SQLite's migrations 1 to 3 at once.
+	`
+CREATE TABLE events (
+	id          BIGSERIAL PRIMARY KEY,
+	recipe      TEXT   NOT NULL,
+	event_id    TEXT   NOT NULL,
+	subject     TEXT   NOT NULL,
+	fingerprint TEXT   NOT NULL,
+	connector   TEXT   NOT NULL,
+	event_time  BIGINT,
+	received    BIGINT NOT NULL,
+	data        BYTEA  NOT NULL,
+	UNIQUE (recipe, event_id)
+);
+CREATE TABLE runs (
+	id          BIGSERIAL PRIMARY KEY,
+	event       BIGINT  NOT NULL REFERENCES events(id),
+	recipe      TEXT    NOT NULL,
+	okey        TEXT    NOT NULL,
+	status      TEXT    NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	owner       TEXT,
+	lease_until BIGINT,
+	error       TEXT,
+	condition   BOOLEAN,
+	cond_values BYTEA,
+	created     BIGINT  NOT NULL,
+	started     BIGINT,
+	finished    BIGINT,
+	chain       TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX runs_queued     ON runs(id)       WHERE status = 'queued';
+CREATE INDEX runs_active_key ON runs(okey, id) WHERE status IN ('queued', 'running');
+CREATE INDEX runs_owner      ON runs(owner)    WHERE status = 'running';
+CREATE INDEX runs_dead       ON runs(id)       WHERE status = 'dead';
+CREATE INDEX runs_by_recipe  ON runs(recipe, id);
+CREATE INDEX runs_by_event   ON runs(event);
+CREATE INDEX events_subject  ON events(subject);
+CREATE TABLE steps (
+	run      BIGINT  NOT NULL,
+	idx      INTEGER NOT NULL,
+	step_id  TEXT    NOT NULL,
+	action   TEXT    NOT NULL,
+	status   TEXT    NOT NULL,
+	input    BYTEA,
+	output   BYTEA,
+	error    TEXT,
+	attempts INTEGER NOT NULL,
+	started  BIGINT,
+	finished BIGINT,
+	PRIMARY KEY (run, idx)
+);
+CREATE TABLE cursors (
+	recipe  TEXT PRIMARY KEY,
+	cursor  TEXT   NOT NULL,
+	updated BIGINT NOT NULL
+);
+CREATE TABLE subject_states (
+	recipe  TEXT NOT NULL,
+	subject TEXT NOT NULL,
+	state   TEXT NOT NULL,
+	PRIMARY KEY (recipe, subject)
+);
+CREATE TABLE echoes (
+	connector   TEXT   NOT NULL,
+	subject     TEXT   NOT NULL,
+	fingerprint TEXT   NOT NULL,
+	run         BIGINT,
+	written     BIGINT NOT NULL,
+	PRIMARY KEY (connector, subject, fingerprint)
+);
+CREATE TABLE runners (
+	owner   TEXT PRIMARY KEY,
+	host    TEXT    NOT NULL,
+	pid     INTEGER NOT NULL,
+	started BIGINT  NOT NULL,
+	seen    BIGINT  NOT NULL
+);
+CREATE TABLE poll_leases (
+	recipe      TEXT PRIMARY KEY,
+	owner       TEXT   NOT NULL,
+	lease_until BIGINT NOT NULL
+);`,
+}
+
+// Options tune the store.
+type Options struct {
+	Logger hclog.Logger
+	// Schema holds the store's tables; default "memberflow". Tests use
+	// one schema each.
+	Schema string
+	// MaxConns sizes the connection pool; default 4 + 2 × Concurrency
+	// of the engine (set by the caller), at least 8.
+	MaxConns int
+}
+
+// Store is the PostgreSQL engine.Store.
+type Store struct {
+	pool    *pgxpool.Pool
+	schema  string
+	channel string
+	log     hclog.Logger
+
+	wake     chan struct{}
+	stopWait context.CancelFunc
+	waitDone chan struct{}
+
+	mu         sync.Mutex
+	lastExpiry time.Time
+	live       map[string]*pgxpool.Conn // proof of life, by owner
+	closeOnce  sync.Once
+}
+
+var (
+	_ engine.Store        = (*Store)(nil)
+	_ engine.RunnerLister = (*Store)(nil)
+	_ engine.Waker        = (*Store)(nil)
+)
+
+// Open connects to the database at dsn (postgres://…), creates the schema
+// when needed and migrates it under an advisory lock, so that runners
+// starting together migrate once.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Schema == "" {
+		opts.Schema = "memberflow"
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 8
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))
+	}
+	cfg.MaxConns = int32(opts.MaxConns)
+	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))
+	}
+	s := &Store{pool: pool, schema: opts.Schema, channel: fmt.Sprintf("memberflow_%x", uint64(lockKey("channel", opts.Schema))), log: opts.Logger.Named("store"),
+		wake: make(chan struct{}, 1), live: map[string]*pgxpool.Conn{}, waitDone: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres store (schema %s): %w", opts.Schema, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.stopWait = cancel
+	go s.listen(wctx)
+	return s, nil
+}
+
+// redactDSNError keeps a password out of an error about the DSN.
+func redactDSNError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "://"); i >= 0 {
+		if j := strings.Index(msg[i:], "@"); j > 0 {
+			msg = msg[:i+3] + "…" + msg[i+j:]
+		}
+	}
+	return msg
+}
+
+func lockKey(parts ...string) int64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return int64(h.Sum64())
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", s.schema)); err != nil {
+		return fmt.Errorf("taking the migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+		return fmt.Errorf("creating the schema: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("creating schema_version: %w", err)
+	}
+	var v int
+	err = tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this memberflow knows (%d): upgrade memberflow", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, i+1); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		s.log.Debug("migrated", "version", i+1)
+	}
+	return tx.Commit(ctx)
+}
+
+// listen holds a connection that LISTENs for new work and signals Wakeups.
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.waitDone)
+	for ctx.Err() == nil {
+		err := func() error {
+			c, err := s.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				// LISTEN is per session: close it rather than hand a
+				// listening connection back to the pool.
+				c.Conn().Close(context.Background())
+				c.Release()
+			}()
+			if _, err := c.Exec(ctx, `LISTEN `+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+				return err
+			}
+			for {
+				if _, err := c.Conn().WaitForNotification(ctx); err != nil {
+					return err
+				}
+				select {
+				case s.wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("listening for new work failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Wakeups implements engine.Waker: a signal after another runner (or
+// this one) queued work.
+func (s *Store) Wakeups() <-chan struct{} { return s.wake }
+
+func (s *Store) notify(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
+	return err
+}
+
+// Close ends the proof of life of the runners that joined here (their runs
+// are then resumed by the next runner to join) and closes the pool.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.stopWait()
+		<-s.waitDone
+		s.mu.Lock()
+		for o, c := range s.live {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+			cancel()
+			c.Conn().Close(context.Background())
+			c.Release()
+			delete(s.live, o)
+		}
+		s.mu.Unlock()
+		s.pool.Close()
+	})
+	return nil
+}
+
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *n).UTC()
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// inTx runs fn in a transaction and commits it.
+func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// Cursor implements engine.TriggerStore.
+func (s *Store) Cursor(ctx context.Context, recipe string) (string, error) {
+	var c string
+	err := s.pool.QueryRow(ctx, `SELECT cursor FROM cursors WHERE recipe = $1`, recipe).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the cursor of recipe %q: %w", recipe, err)
+	}
+	return c, nil
+}
+
+// PriorStates implements engine.TriggerStore.
+func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []string) (map[string]string, error) {
+	out := make(map[string]string, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT subject, state FROM subject_states WHERE recipe = $1 AND subject = ANY($2)`, recipe, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("reading subject states of recipe %q: %w", recipe, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sub, st string
+		if err := rows.Scan(&sub, &st); err != nil {
+			return nil, err
+		}
+		out[sub] = st
+	}
+	return out, rows.Err()
+}
+
+// echoFor is true when (connector, subject, fingerprint) was written by
+// recipe or by a run whose chain holds recipe.
+const echoFor = `EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+	WHERE x.connector = $1 AND x.subject = $2 AND x.fingerprint = $3
+	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
+
+// Advance implements engine.TriggerStore.
+func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	out := make([]engine.Enqueued, len(adv.Events))
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		now := time.Now().UnixNano()
+		if adv.Cursor != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO cursors (recipe, cursor, updated) VALUES ($1, $2, $3)
+				ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`, recipe, *adv.Cursor, now); err != nil {
+				return fmt.Errorf("saving the cursor: %w", err)
+			}
+		}
+		if len(adv.States) > 0 {
+			subs, states := make([]string, len(adv.States)), make([]string, len(adv.States))
+			for i, st := range adv.States {
+				subs[i], states[i] = st.Subject, st.State
+			}
+			// The last state of a subject wins, as in a loop of upserts.
+			if _, err := tx.Exec(ctx, `INSERT INTO subject_states (recipe, subject, state)
+				SELECT DISTINCT ON (sub) $1, sub, st FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(sub, st, n) ORDER BY sub, n DESC
+				ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, recipe, subs, states); err != nil {
+				return fmt.Errorf("saving subject states: %w", err)
+			}
+		}
+		queued := false
+		for i, ev := range adv.Events {
+			out[i] = engine.Enqueued{EventID: ev.ID}
+			var eid int64
+			err := tx.QueryRow(ctx, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id`,
+				recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)).Scan(&eid)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue // seen before
+			}
+			if err != nil {
+				return fmt.Errorf("saving event %q: %w", ev.ID, err)
+			}
+			key := ev.OrderingKey
+			if key == "" {
+				key = "event:" + ev.ID
+			}
+			echo := false
+			if ev.Fingerprint != "" {
+				if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
+					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+				}
+			}
+			if ev.Skipped || echo {
+				status := engine.RunSkipped
+				var cond, values any = false, nullBytes(ev.Values)
+				if echo {
+					status, cond, values = engine.RunSuppressed, nil, nil
+				}
+				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`, eid, recipe, key, status, cond, values, now).Scan(&out[i].RunID)
+				out[i].Status = status
+			} else {
+				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, created) VALUES ($1, $2, $3, 'queued', $4) RETURNING id`,
+					eid, recipe, key, now).Scan(&out[i].RunID)
+				out[i].Status = engine.RunQueued
+				queued = true
+			}
+			if err != nil {
+				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+			}
+		}
+		if queued {
+			return s.notify(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
+	}
+	return out, nil
+}
+
+// Claim implements engine.RunQueue. Expired leases are put back in the
+// queue first (at most once a second per store handle); then the
+// claimable runs are locked with SKIP LOCKED, so that concurrent claimers
+// take different runs without waiting. A run blocked by an earlier run of
+// its key stays blocked while that run is queued or running, committed or
+// not: claimers never break the order of a key.
+func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
+	if len(req.Recipes) == 0 || req.Limit <= 0 {
+		return nil, nil
+	}
+	var out []*engine.ClaimedRun
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out = out[:0]
+		now := req.Now.UnixNano()
+		s.mu.Lock()
+		expire := req.Now.Sub(s.lastExpiry) >= time.Second || req.Now.Before(s.lastExpiry)
+		if expire {
+			s.lastExpiry = req.Now
+		}
+		s.mu.Unlock()
+		if expire {
+			if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+				WHERE id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 FOR UPDATE SKIP LOCKED)`, now); err != nil {
+				return fmt.Errorf("requeueing runs with an expired lease: %w", err)
+			}
+		}
+		rows, err := tx.Query(ctx, `WITH c AS (
+				SELECT r.id FROM runs r
+				WHERE r.status = 'queued' AND r.recipe = ANY($1)
+				  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+				ORDER BY r.id LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			UPDATE runs r SET status = 'running', owner = $3, lease_until = $4, attempts = r.attempts + 1, started = coalesce(r.started, $5)
+			FROM c WHERE r.id = c.id AND r.status = 'queued'
+			RETURNING r.id`, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+				e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+					WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+					AND (w.id IS NULL OR w.recipe = r.recipe OR position(',' || r.recipe || ',' IN ',' || w.chain || ',') > 0)),
+				coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+					FROM echoes x JOIN runs w ON w.id = x.run
+					WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+					ORDER BY x.written DESC LIMIT 1), r.chain)
+			FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ANY($1) ORDER BY r.id`, ids)
+		if err != nil {
+			return err
+		}
+		type chained struct {
+			id    int64
+			chain string
+		}
+		var chains []chained
+		for rows.Next() {
+			r := &engine.ClaimedRun{}
+			var chain string
+			var data []byte
+			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
+				rows.Close()
+				return fmt.Errorf("loading claimed runs: %w", err)
+			}
+			r.Data, r.Token = data, int64(r.Attempts)
+			if chain != "" {
+				chains = append(chains, chained{r.ID, chain})
+			}
+			out = append(out, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, c := range chains {
+			// The run follows from memberflow's own write: its writes carry
+			// the chain on.
+			if _, err := tx.Exec(ctx, `UPDATE runs SET chain = $1 WHERE id = $2 AND chain != $1`, c.chain, c.id); err != nil {
+				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
+	return out, nil
+}
+
+// RenewLeases implements engine.RunQueue.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
+	var held []int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE runs SET lease_until = $1 WHERE owner = $2 AND status = 'running' RETURNING id`, until.UnixNano(), owner)
+		if err != nil {
+			return err
+		}
+		if held, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE runners SET seen = $1 WHERE owner = $2`, time.Now().UnixNano(), owner)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
+	}
+	return held, nil
+}
+
+// ReleaseOwner implements engine.RunQueue.
+func (s *Store) ReleaseOwner(ctx context.Context, owner string) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL WHERE owner = $1 AND status = 'running'`, owner)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n > 0 {
+			return s.notify(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("releasing the runs of %q: %w", owner, err)
+	}
+	return int(n), nil
+}
+
+// Steps implements engine.Journal.
+func (s *Store) Steps(ctx context.Context, runID int64) ([]engine.StepRecord, error) {
+	return steps(ctx, s.pool, runID)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func steps(ctx context.Context, q querier, runID int64) ([]engine.StepRecord, error) {
+	rows, err := q.Query(ctx, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
+		FROM steps WHERE run = $1 ORDER BY idx`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the journal of run %d: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []engine.StepRecord
+	for rows.Next() {
+		r := engine.StepRecord{RunID: runID}
+		var in, outp []byte
+		var errText *string
+		var started, finished *int64
+		if err := rows.Scan(&r.Index, &r.StepID, &r.Action, &r.Status, &in, &outp, &errText, &r.Attempts, &started, &finished); err != nil {
+			return nil, err
+		}
+		r.Input, r.Output = in, outp
+		if errText != nil {
+			r.Error = *errText
+		}
+		r.Started, r.Finished = fromNanos(started), fromNanos(finished)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Record implements engine.Journal. The run's row is locked first, so a
+// take-over and this write are ordered: either the write lands before the
+// take-over, or it is refused.
+func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) error {
+	for _, r := range recs {
+		if r.RunID != lease.RunID {
+			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+		}
+	}
+	if fin != nil && fin.RunID != lease.RunID {
+		return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 FOR UPDATE`, lease.RunID, lease.Token).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+		}
+		if err != nil {
+			return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
+		}
+		for _, r := range recs {
+			if _, err := tx.Exec(ctx, `INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+				ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
+					error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`,
+				r.RunID, r.Index, r.StepID, r.Action, r.Status, nullBytes(r.Input), nullBytes(r.Output), nullString(r.Error), r.Attempts,
+				nanos(r.Started), nanos(r.Finished)); err != nil {
+				return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
+			}
+			for _, w := range r.Wrote {
+				written := r.Finished
+				if written.IsZero() {
+					written = time.Now()
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES ($1, $2, $3, $4, $5)
+					ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`,
+					w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()); err != nil {
+					return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
+				}
+			}
+		}
+		if fin == nil {
+			return nil
+		}
+		var finished any = nanos(fin.Finished)
+		if fin.Status == engine.RunQueued {
+			finished = nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, error = $2, condition = $3, cond_values = $4, finished = $5,
+			owner = NULL, lease_until = NULL WHERE id = $6`, fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values), finished, fin.RunID); err != nil {
+			return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
+		}
+		if fin.Status == engine.RunQueued {
+			return s.notify(ctx, tx)
+		}
+		return nil
+	})
+}
+
+// Backlog implements engine.RunQueue.
+func (s *Store) Backlog(ctx context.Context, recipes []string) (int, error) {
+	if len(recipes) == 0 {
+		return 0, nil
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM runs WHERE status IN ('queued', 'running') AND recipe = ANY($1)`, recipes).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting the backlog: %w", err)
+	}
+	return n, nil
+}
+
+// LeadPoll implements engine.TriggerStore.
+func (s *Store) LeadPoll(ctx context.Context, recipe, owner string, until time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO poll_leases (recipe, owner, lease_until) VALUES ($1, $2, $3)
+		ON CONFLICT (recipe) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+		WHERE poll_leases.owner = excluded.owner OR poll_leases.lease_until < $4`, recipe, owner, until.UnixNano(), time.Now().UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("leading the poller of recipe %q: %w", recipe, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Join implements engine.RunQueue. The proof of life is a session
+// advisory lock held on a connection of its own.
+func (s *Store) Join(ctx context.Context, r engine.RunnerInfo) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.live[r.Owner]; !ok {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+		}
+		var got bool
+		if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey("runner", s.schema, r.Owner)).Scan(&got); err != nil {
+			c.Release()
+			return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+		}
+		if !got {
+			c.Release()
+			return 0, fmt.Errorf("joining as %q: a live runner already uses this owner name: give each runner its own --owner (or none: the default is unique)", r.Owner)
+		}
+		s.live[r.Owner] = c
+	}
+	now := time.Now()
+	if r.Started.IsZero() {
+		r.Started = now
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO runners (owner, host, pid, started, seen) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, started = excluded.started, seen = excluded.seen`,
+		r.Owner, r.Host, r.PID, r.Started.UnixNano(), now.UnixNano()); err != nil {
+		return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT owner FROM runners WHERE owner != $1
+		UNION SELECT DISTINCT owner FROM runs WHERE status = 'running' AND owner != $1
+		UNION SELECT owner FROM poll_leases WHERE owner != $1`, r.Owner)
+	if err != nil {
+		return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+	}
+	probe, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("joining as %q: %w", r.Owner, err)
+	}
+	defer probe.Release()
+	released := 0
+	for _, o := range others {
+		if _, mine := s.live[o]; mine {
+			continue
+		}
+		key := lockKey("runner", s.schema, o)
+		var free bool
+		if err := probe.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&free); err != nil {
+			return released, fmt.Errorf("joining as %q: %w", r.Owner, err)
+		}
+		if !free {
+			continue
+		}
+		n, err := s.releaseDead(ctx, o)
+		probe.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key)
+		if err != nil {
+			return released, fmt.Errorf("joining as %q: %w", r.Owner, err)
+		}
+		if n > 0 {
+			s.log.Info("resuming the runs of a runner that died", "owner", o, "runs", n)
+		}
+		released += n
+	}
+	return released, nil
+}
+
+func (s *Store) releaseDead(ctx context.Context, owner string) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL WHERE owner = $1 AND status = 'running'`, owner)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `DELETE FROM poll_leases WHERE owner = $1`, owner); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM runners WHERE owner = $1`, owner); err != nil {
+			return err
+		}
+		if n > 0 {
+			return s.notify(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("releasing the runs of %q, which died: %w", owner, err)
+	}
+	return int(n), nil
+}
+
+// Leave implements engine.RunQueue.
+func (s *Store) Leave(ctx context.Context, owner string) error {
+	s.mu.Lock()
+	c := s.live[owner]
+	delete(s.live, owner)
+	s.mu.Unlock()
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM poll_leases WHERE owner = $1`, owner); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM runners WHERE owner = $1`, owner)
+		return err
+	})
+	if c != nil {
+		// Unlocked before the session ends: the server ends a closed
+		// session a moment after the client.
+		c.Exec(ctx, `SELECT pg_advisory_unlock($1)`, lockKey("runner", s.schema, owner))
+		c.Conn().Close(context.Background())
+		c.Release()
+	}
+	if err != nil {
+		return fmt.Errorf("leaving as %q: %w", owner, err)
+	}
+	return nil
+}
+
+// Runners implements engine.RunnerLister.
+func (s *Store) Runners(ctx context.Context) ([]engine.RunnerInfo, error) {
+	rows, err := s.pool.Query(ctx, `SELECT w.owner, w.host, w.pid, w.started, w.seen,
+			(SELECT count(*) FROM runs r WHERE r.owner = w.owner AND r.status = 'running'),
+			coalesce((SELECT string_agg(recipe, ',' ORDER BY recipe) FROM poll_leases p WHERE p.owner = w.owner AND p.lease_until >= $1), '')
+		FROM runners w ORDER BY w.started, w.owner`, time.Now().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("listing runners: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.RunnerInfo
+	for rows.Next() {
+		var ri engine.RunnerInfo
+		var started, seen int64
+		var polling string
+		if err := rows.Scan(&ri.Owner, &ri.Host, &ri.PID, &started, &seen, &ri.Runs, &polling); err != nil {
+			return nil, fmt.Errorf("listing runners: %w", err)
+		}
+		ri.Started, ri.Seen = time.Unix(0, started).UTC(), time.Unix(0, seen).UTC()
+		if polling != "" {
+			ri.Polling = strings.Split(polling, ",")
+		}
+		out = append(out, ri)
+	}
+	return out, rows.Err()
+}
