@@ -123,7 +123,7 @@ var rules = []*rule{
 	{
 		id: "payment-missing-in-memberships", title: "a paid Accelevents order of a member is missing from, or doubled in, the member's Memberships payments",
 		fixTrigger: "accelevents.order_paid", fixAction: "memberships.upsert_payment", fixable: true,
-		derived: "which orders: the recipe's when and its upsert_payment step's when; the reference: the upsert_payment step's with (amounts not compared: the order's paid amount includes payments mirrored from Memberships)",
+		derived: "which orders: the recipe's when and its upsert_payment step's when (the order's payments recorded from Memberships taken as none); the reference: the upsert_payment step's with (amounts not compared)",
 		check:   checkPaymentsToMemberships,
 	},
 }
@@ -279,6 +279,23 @@ func (c *checkCtx) step(action string) *recipes.Step {
 		}
 	}
 	return nil
+}
+
+// readSteps gives the outputs of the read steps before action, by the
+// step ids the recipe uses, from what the snapshot holds: outputs maps a
+// read action (connector.operation) to its output for this record.
+func (c *checkCtx) readSteps(action string, outputs map[string]any) map[string]any {
+	steps := map[string]any{}
+	for _, st := range c.r.Steps {
+		op := connectorOf(c.r, st.Connection) + "." + st.Operation
+		if op == action {
+			break
+		}
+		if out, ok := outputs[op]; ok {
+			steps[st.ID] = out
+		}
+	}
+	return steps
 }
 
 // stepWhen evaluates a step's condition with the given steps' outputs.
@@ -514,7 +531,7 @@ func (c *checkCtx) toAccelevents(p map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	steps := map[string]any{"member": m}
+	steps := c.readSteps("accelevents.record_payment", map[string]any{"memberships.get_user": m})
 	if !c.stepWhen("accelevents.upsert_attendee", p, steps) {
 		return nil
 	}
@@ -522,7 +539,10 @@ func (c *checkCtx) toAccelevents(p map[string]any) map[string]any {
 	if atts := c.ix.attendeesByExt[str(m, "id")]; len(atts) > 0 {
 		att = atts[0]
 	}
-	steps["attendee"] = map[string]any{"attendee": att}
+	// The attendee the upsert step would answer with.
+	if st := c.step("accelevents.upsert_attendee"); st != nil {
+		steps[st.ID] = map[string]any{"attendee": att}
+	}
 	return c.stepWith("accelevents.record_payment", p, steps)
 }
 
@@ -571,8 +591,11 @@ func checkPaymentsToMemberships(c *checkCtx) []Finding {
 			continue
 		}
 		m := c.ix.membersByEmail[strings.ToLower(str(o, "purchaser", "email"))]
-		found := map[string]any{"found": m != nil, "user": m}
-		steps := map[string]any{"member": found}
+		steps := c.readSteps("memberships.upsert_payment", map[string]any{
+			"memberships.find_user_by_email":  map[string]any{"found": m != nil, "user": m},
+			"accelevents.get_order":           o,
+			"accelevents.list_order_payments": map[string]any{"data": []any{}},
+		})
 		if !c.stepWhen("memberships.upsert_payment", o, steps) {
 			continue
 		}
