@@ -592,9 +592,10 @@ func checkPaymentsToMemberships(c *checkCtx) []Finding {
 		}
 		m := c.ix.membersByEmail[strings.ToLower(str(o, "purchaser", "email"))]
 		steps := c.readSteps("memberships.upsert_payment", map[string]any{
-			"memberships.find_user_by_email":  map[string]any{"found": m != nil, "user": m},
-			"accelevents.get_order":           o,
-			"accelevents.list_order_payments": map[string]any{"data": []any{}},
+			"memberships.find_user_by_email":      map[string]any{"found": m != nil, "user": m},
+			"accelevents.get_order":               o,
+			"accelevents.list_order_payments":     map[string]any{"data": []any{}},
+			"accelevents.get_order_with_payments": map[string]any{"order": o, "payments": map[string]any{"data": []any{}}},
 		})
 		if !c.stepWhen("memberships.upsert_payment", o, steps) {
 			continue
