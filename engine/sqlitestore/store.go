@@ -160,6 +160,8 @@ CREATE TABLE poll_leases (
 	owner       TEXT    NOT NULL,
 	lease_until INTEGER NOT NULL
 ) WITHOUT ROWID;`,
+	// 6: runs found by subject (console.go).
+	subjectIndexMigration,
 }
 
 // Options tune the store.

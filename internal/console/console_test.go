@@ -21,7 +21,7 @@ import (
 // depend on the store (eachStore runs a test on every kind).
 func smallStore(t *testing.T) engine.Store {
 	t.Helper()
-	s := testStores[0].open(t)
+	s, _ := testStores[0].open(t)
 	fillStore(t, s, 120)
 	return s
 }
