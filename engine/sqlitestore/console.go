@@ -50,6 +50,28 @@ func (s *Store) RunRecipes(ctx context.Context) ([]string, error) {
 
 // PageRuns lists a page of runs, newest first, keyset-paged by ID.
 func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInfo, error) {
+	sqlText, args, err := pageRunsQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return nil, fmt.Errorf("paging runs: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.RunInfo
+	for rows.Next() {
+		ri, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("paging runs: %w", err)
+		}
+		out = append(out, *ri)
+	}
+	return out, rows.Err()
+}
+
+// pageRunsQuery is PageRuns's SQL.
+func pageRunsQuery(q stats.RunQuery) (string, []any, error) {
 	var where []string
 	var args []any
 	if q.Recipe != "" {
@@ -61,7 +83,7 @@ func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInf
 	case engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunSkipped, engine.RunSuppressed, engine.RunDead:
 		where = append(where, "r.status = '"+q.Status+"'") // a literal: the partial indexes apply
 	default:
-		return nil, fmt.Errorf("paging runs: unknown status %q", q.Status)
+		return "", nil, fmt.Errorf("paging runs: unknown status %q", q.Status)
 	}
 	if q.Subject != "" {
 		where = append(where, "e.subject = ?")
@@ -87,21 +109,7 @@ func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInf
 		sqlText += " WHERE " + strings.Join(where, " AND ")
 	}
 	sqlText += " ORDER BY r.id DESC LIMIT ?"
-	args = append(args, q.Limit)
-	rows, err := s.r.QueryContext(ctx, sqlText, args...)
-	if err != nil {
-		return nil, fmt.Errorf("paging runs: %w", err)
-	}
-	defer rows.Close()
-	var out []engine.RunInfo
-	for rows.Next() {
-		ri, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("paging runs: %w", err)
-		}
-		out = append(out, *ri)
-	}
-	return out, rows.Err()
+	return sqlText, append(args, q.Limit), nil
 }
 
 // RunActivity counts runs per recipe, status and time bucket.
