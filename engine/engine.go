@@ -113,6 +113,7 @@ type Engine struct {
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
 	obs      Observer
+	observed bool // an Observer was given: HTTP requests are named for it
 	watch    *watch
 
 	mu      sync.Mutex
@@ -123,7 +124,7 @@ type Engine struct {
 	// inflight cancels the runs this runner works on, by run ID, when
 	// their lease is lost.
 	inflightMu sync.Mutex
-	inflight   map[int64]context.CancelCauseFunc
+	inflight   map[int64]inflightRun
 }
 
 // UniqueOwner is a runner name no other process has: host, process ID
@@ -199,7 +200,8 @@ func New(opts Options) (*Engine, error) {
 			vault = newTokenVault(opts.Meta, opts.StoreKey, opts.Owner)
 		}
 	}
-	if opts.Observer == nil {
+	observed := opts.Observer != nil
+	if !observed {
 		opts.Observer = nopObserver{}
 	}
 	if opts.AlertEvery <= 0 {
@@ -220,8 +222,9 @@ func New(opts Options) (*Engine, error) {
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
-		inflight: map[int64]context.CancelCauseFunc{},
+		inflight: map[int64]inflightRun{},
 	}
+	e.observed = observed
 	e.watch = newWatch(e)
 	return e, nil
 }

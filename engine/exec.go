@@ -44,18 +44,21 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 				return
 			case <-t.C:
 			}
+			// Runs claimed from now on are not in the answer: only those
+			// claimed before are judged by it.
+			asked := time.Now()
 			held, err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease))
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
 				// Unrenewed for most of a lease: another runner may take
 				// the runs any moment, so stop acting on them now.
 				if e.now().Sub(lastOK) >= e.opts.Lease-e.opts.Lease/3 {
-					e.dropRuns(nil, errLeaseExpired)
+					e.dropRuns(nil, asked, errLeaseExpired)
 				}
 				continue
 			}
 			lastOK = e.now()
-			e.dropRuns(held, ErrLeaseLost)
+			e.dropRuns(held, asked, ErrLeaseLost)
 		}
 	}()
 	defer func() { close(renewStop); <-renewDone }()
@@ -70,7 +73,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 		for _, cr := range runs {
 			cr.ctx, cr.cancel = context.WithCancelCause(runCtx)
 			e.inflightMu.Lock()
-			e.inflight[cr.ID] = cr.cancel
+			e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
 			e.inflightMu.Unlock()
 		}
 		ready = append(ready, runs...)
@@ -171,20 +174,27 @@ loop:
 // leases for most of a lease period.
 var errLeaseExpired = errors.New("the leases could not be renewed: another runner may take the runs")
 
-// dropRuns cancels every run in flight whose ID is not in held (all of
-// them when held is nil): its lease was taken, so this runner must not
-// act on it any more.
-func (e *Engine) dropRuns(held []int64, cause error) {
+// inflightRun is a run this runner works on.
+type inflightRun struct {
+	cancel  context.CancelCauseFunc
+	claimed time.Time // when its claim had committed
+}
+
+// dropRuns cancels every run in flight claimed before asked whose ID is
+// not in held (all of them when held is nil): its lease was taken, so
+// this runner must not act on it any more. A run claimed after the
+// renewal was asked for is not in its answer and is kept.
+func (e *Engine) dropRuns(held []int64, asked time.Time, cause error) {
 	keep := make(map[int64]bool, len(held))
 	for _, id := range held {
 		keep[id] = true
 	}
 	e.inflightMu.Lock()
 	defer e.inflightMu.Unlock()
-	for id, cancel := range e.inflight {
-		if !keep[id] {
+	for id, r := range e.inflight {
+		if !keep[id] && r.claimed.Before(asked) {
 			e.log.Warn("lost the lease of a run; stopping work on it", "run", id, "cause", cause)
-			cancel(cause)
+			r.cancel(cause)
 			delete(e.inflight, id)
 		}
 	}
@@ -363,6 +373,8 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
 		return "", fmt.Errorf("%w: %w", errAbandoned, err)
 	}
+	// Ended: no longer this runner's, so no renewal should judge it.
+	e.forget(rs.cr)
 	if status == RunDead {
 		var step, action string
 		for _, p := range rs.pending {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 func init() {
@@ -25,13 +24,13 @@ them from the failed step (steps that succeeded are not run again). An
 in-doubt write that failed to settle is settled again; one whose action
 has no look-up is sent again: check the service first.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
-			store := fs.String("store", "memberflow.db", "durable store `path`")
+			store := fs.String("store", "memberflow.db", storeFlagHelp)
 			recipe := fs.String("recipe", "", "only dead letters of this recipe")
 			format := fs.String("format", "text", "output format: text or json")
 			all := fs.Bool("all", false, "with replay: replay every dead letter")
 			limit := fs.Int("limit", 100, "at most this many dead letters")
 			return func(ctx context.Context, args []string, io stdio) int {
-				return inspect(ctx, "dlq", *store, *format, io, func(s *sqlitestore.Store) error {
+				return inspect(ctx, "dlq", *store, *format, io, func(s engine.Store) error {
 					switch {
 					case len(args) == 1 && args[0] == "list":
 						runs, err := s.ListRuns(ctx, engine.RunFilter{Recipe: *recipe, Status: engine.RunDead, Limit: *limit})

@@ -89,9 +89,8 @@ func TestSigtermDuringOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process and waits for the sandbox's rate limits")
 	}
-	// A rate limit keeps the run going long enough to be stopped in the
-	// middle.
-	srv, err := sandbox.New(sandbox.Options{Members: 120, Seed: 3, RateLimit: &sandboxkit.Limit{Requests: 60, Per: time.Second}})
+	// Latency keeps the run going long enough to be stopped in the middle.
+	srv, err := sandbox.New(sandbox.Options{Members: 120, Seed: 3, RateLimit: &sandboxkit.Limit{}, Faults: sandboxkit.Faults{Latency: 15 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
