@@ -162,6 +162,8 @@ CREATE TABLE poll_leases (
 ) WITHOUT ROWID;`,
 	// 6: recipe versions and the attempts replays ended (versions.go).
 	versionsMigration,
+	// 7: runs found by subject (console.go).
+	subjectIndexMigration,
 }
 
 // Options tune the store.
