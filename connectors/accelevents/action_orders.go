@@ -70,8 +70,9 @@ func orderActions() []*connectors.ActionSpec {
 				Example: map[string]any{"orderId": 122111, "amount": 199, "method": "transfer", "externalRef": "pay_000042"},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: ev + "/staff/orders/{orderId}/payments"},
 			},
-			Run:    connectors.Bind(recordPayment),
-			Settle: settleRecordPayment,
+			Run:              connectors.Bind(recordPayment),
+			Settle:           settleRecordPayment,
+			ReportsUnchanged: true,
 		},
 		{
 			Operation: connectors.Operation{

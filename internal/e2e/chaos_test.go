@@ -70,7 +70,7 @@ func TestChaos(t *testing.T) {
 	longest := time.Duration(max(3000, n*20)) * time.Millisecond
 	killed, started := 0, 0
 	for killed < kills {
-		procs := []*runner{chaos.start(ctx, rng.IntN(2) == 0)}
+		procs := []*chaosRunner{chaos.start(ctx, rng.IntN(2) == 0)}
 		if rng.IntN(3) == 0 {
 			// Sometimes a second runner on the same store.
 			procs = append(procs, chaos.start(ctx, rng.IntN(2) == 0))
@@ -209,8 +209,8 @@ func (s *chaosStore) command(ctx context.Context, once bool, extra ...string) *e
 	return cmd
 }
 
-// runner is a runner process; done is closed once it has ended, with err.
-type runner struct {
+// chaosRunner is a runner process; done is closed once it has ended, with err.
+type chaosRunner struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -218,10 +218,10 @@ type runner struct {
 }
 
 // start starts a runner whose output goes to a log file.
-func (s *chaosStore) start(ctx context.Context, once bool) *runner {
+func (s *chaosStore) start(ctx context.Context, once bool) *chaosRunner {
 	s.t.Helper()
 	s.started++
-	r := &runner{cmd: s.command(ctx, once), log: filepath.Join(s.dir, fmt.Sprintf("runner-%02d.log", s.started)), done: make(chan struct{})}
+	r := &chaosRunner{cmd: s.command(ctx, once), log: filepath.Join(s.dir, fmt.Sprintf("runner-%02d.log", s.started)), done: make(chan struct{})}
 	f, err := os.Create(r.log)
 	if err != nil {
 		s.t.Fatal(err)
@@ -238,7 +238,7 @@ func (s *chaosStore) start(ctx context.Context, once bool) *runner {
 	return r
 }
 
-func (r *runner) tail() string {
+func (r *chaosRunner) tail() string {
 	b, _ := os.ReadFile(r.log)
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]

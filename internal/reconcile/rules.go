@@ -86,7 +86,7 @@ var rules = []*rule{
 	},
 	{
 		id: "certificate-mismatch", title: "the member's certificateId, certificateStatus or issuanceDate disagrees with Accredible",
-		fixTrigger: "accredible.credential_updated", fixAction: "memberships.update_user", fixable: true,
+		fixTrigger: "accredible.credential_changed", fixAction: "memberships.update_user", fixable: true,
 		derived: "the expected member fields: the with of the recipe's update_user step, evaluated on the credential",
 		check:   checkCertificateFields,
 	},
