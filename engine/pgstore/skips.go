@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,125 +10,8 @@ import (
 	"github.com/memberflow/memberflow/engine"
 )
 
-// skipPagesMigration: an event the recipe's condition rejects is counted
-// in one row per Advance, with a bounded sample of what the condition
-// read, instead of an events row and a runs row each (as in SQLite's
-// migration 4).
-const skipPagesMigration = `
-CREATE TABLE skip_pages (
-	id      BIGSERIAL PRIMARY KEY,
-	recipe  TEXT    NOT NULL,
-	count   INTEGER NOT NULL,
-	sample  BYTEA,
-	created BIGINT  NOT NULL
-);
-CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`
-
-// skipPage gathers the skipped events of one Advance.
-type skipPage struct {
-	count  int
-	sample []engine.SkippedEvent
-	// some says, per connector, whether memberflow ever wrote to its
-	// records: when it never did, no event can be an echo.
-	some map[string]bool
-}
-
-// mayEcho is whether any event of connector can be an echo: one query per
-// connector and page instead of one per event.
-func (p *skipPage) mayEcho(ctx context.Context, tx pgx.Tx, connector string) (bool, error) {
-	if some, ok := p.some[connector]; ok {
-		return some, nil
-	}
-	var some bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM echoes WHERE connector = $1)`, connector).Scan(&some); err != nil {
-		return false, fmt.Errorf("looking up echoes of connector %q: %w", connector, err)
-	}
-	if p.some == nil {
-		p.some = map[string]bool{}
-	}
-	p.some[connector] = some
-	return some, nil
-}
-
-// add counts a skipped event, unless it is the echo of a write memberflow
-// made: an echo is recorded as a suppressed run, as when its condition
-// holds, so add then encodes its data and returns done false.
-func (p *skipPage) add(ctx context.Context, tx pgx.Tx, recipe string, ev *engine.NewEvent) (done bool, err error) {
-	some, err := p.mayEcho(ctx, tx, ev.Connector)
-	if err != nil {
-		return false, err
-	}
-	if ev.Fingerprint != "" && some {
-		var echo bool
-		if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
-			return false, fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
-		}
-		if echo {
-			if ev.Data == nil && ev.Encode != nil {
-				if ev.Data, err = ev.Encode(); err != nil {
-					return false, fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
-				}
-			}
-			return false, nil
-		}
-	}
-	p.count++
-	if len(ev.Values) > 0 && len(p.sample) < engine.SkipSample {
-		p.sample = append(p.sample, engine.SkippedEvent{EventID: ev.ID, Subject: ev.Subject, Values: ev.Values})
-	}
-	return true, nil
-}
-
-// save writes the page's row, in the Advance's transaction.
-func (p *skipPage) save(ctx context.Context, tx pgx.Tx, recipe string, now int64) error {
-	if p.count == 0 {
-		return nil
-	}
-	var sample []byte
-	if len(p.sample) > 0 {
-		var err error
-		if sample, err = json.Marshal(p.sample); err != nil {
-			return fmt.Errorf("encoding the sample of skipped events: %w", err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`,
-		recipe, p.count, sample, now); err != nil {
-		return fmt.Errorf("counting %d skipped event(s): %w", p.count, err)
-	}
-	return nil
-}
-
-var _ engine.SkipLister = (*Store)(nil)
-
-// ListSkips implements engine.SkipLister.
-func (s *Store) ListSkips(ctx context.Context, f engine.RunFilter) ([]engine.SkipPage, error) {
-	if f.Limit <= 0 {
-		f.Limit = 100
-	}
-	rows, err := s.pool.Query(ctx, `SELECT id, recipe, count, sample, created FROM skip_pages
-		WHERE ($1 = '' OR recipe = $1) ORDER BY id DESC LIMIT $2`, f.Recipe, f.Limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing skipped events: %w", err)
-	}
-	defer rows.Close()
-	var out []engine.SkipPage
-	for rows.Next() {
-		var p engine.SkipPage
-		var sample []byte
-		var created int64
-		if err := rows.Scan(&p.ID, &p.Recipe, &p.Count, &sample, &created); err != nil {
-			return nil, fmt.Errorf("listing skipped events: %w", err)
-		}
-		p.Created = fromNanos(&created)
-		if len(sample) > 0 {
-			if err := json.Unmarshal(sample, &p.Sample); err != nil {
-				return nil, fmt.Errorf("listing skipped events: page %d: %w", p.ID, err)
-			}
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
-}
+// Skipped events are counted in skip_pages (migration 2, Advance and
+// ListSkips); Prune deletes what is older than the operator's horizon.
 
 var _ engine.Pruner = (*Store)(nil)
 

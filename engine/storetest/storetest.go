@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"BacklogCountsQueuedAndRunning", testBacklog},
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
 		{"StateCopiesIntoAnotherStore", testStateCopy},
+		{"MetaValuesAreCompareAndSwap", testMeta},
+		{"QueueStatsCountTheQueue", testQueueStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,45 +209,53 @@ func testDedupe(t *testing.T, open func(t *testing.T) engine.Store) {
 // encode it): only Encode, which the store calls for an echo.
 func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
-	lister, ok := s.(engine.SkipLister)
-	if !ok {
-		t.Fatalf("%T does not list skip pages (engine.SkipLister)", s)
+	// A writer's run remembers member/1 in state f1.
+	advance(t, s, "r", ev("w", "writer"))
+	w := claim(t, s, "w", 1, time.Now())[0]
+	finish(t, s, w, engine.RunSucceeded, engine.StepRecord{RunID: w.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Attempts: 1,
+		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}})
+	skip := func(id, fp string) engine.NewEvent {
+		return engine.NewEvent{ID: id, Subject: "member/1", Fingerprint: fp, Connector: "fake", OrderingKey: "member/1",
+			Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`),
+			Encode: func() (json.RawMessage, error) { return json.RawMessage(`{"id":"` + id + `"}`), nil }}
 	}
-	skip := func(id string, values string) engine.NewEvent {
-		e := ev(id, "k1")
-		e.Data, e.Skipped = nil, true
-		if values != "" {
-			e.Values = json.RawMessage(values)
+	// A skipped event is counted, not stored; a skipped echo is recorded
+	// as suppressed like any echo, with the data Encode gives.
+	enq := advance(t, s, "r", skip("echo", "f1"), skip("other", "f2"), ev("queued", "member/1"))
+	for i, want := range []string{engine.RunSuppressed, engine.RunSkipped, engine.RunQueued} {
+		if enq[i].Status != want || (enq[i].RunID == 0) != (want == engine.RunSkipped) {
+			t.Errorf("event %s: %+v, want %s (a run only when not skipped)", enq[i].EventID, enq[i], want)
 		}
-		e.Encode = func() (json.RawMessage, error) { return json.RawMessage(`{"id":"` + id + `"}`), nil }
-		return e
 	}
-	evs := []engine.NewEvent{skip("skip", `{"trigger.status":"lapsed"}`), ev("run", "k1")}
-	for i := 0; i < engine.SkipSample+2; i++ {
-		evs = append(evs, skip(fmt.Sprint("more", i), `{"trigger.status":"pending"}`))
+	if d := run(t, s, enq[0].RunID); d.Status != engine.RunSuppressed || string(d.Event) != `{"id":"echo"}` {
+		t.Errorf("the suppressed echo: %s with event %s", d.Status, d.Event)
 	}
-	enq := advance(t, s, "r", evs...)
-	if enq[0].Status != engine.RunSkipped || enq[0].RunID != 0 || enq[1].Status != engine.RunQueued || enq[1].RunID == 0 {
-		t.Fatalf("enqueued = %+v", enq)
+	if runs, _ := s.ListRuns(ctx, engine.RunFilter{}); len(runs) != 3 {
+		t.Errorf("%d runs, want the writer, the echo and the queued one", len(runs))
 	}
-	pages, err := lister.ListSkips(ctx, engine.RunFilter{Recipe: "r"})
-	if err != nil {
-		t.Fatal(err)
+	if sl, ok := s.(engine.SkipLister); ok {
+		pages, err := sl.ListSkips(ctx, engine.RunFilter{Recipe: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pages) != 1 || pages[0].Count != 1 || len(pages[0].Sample) != 1 || pages[0].Sample[0].EventID != "other" ||
+			string(pages[0].Sample[0].Values) != `{"trigger.status":"lapsed"}` || pages[0].Created.IsZero() {
+			t.Errorf("skip pages: %+v", pages)
+		}
+		// The sample is bounded.
+		var many []engine.NewEvent
+		for i := 0; i < engine.SkipSample+4; i++ {
+			many = append(many, skip(fmt.Sprint("s", i), fmt.Sprint("g", i)))
+		}
+		advance(t, s, "r", many...)
+		pages, _ = sl.ListSkips(ctx, engine.RunFilter{Recipe: "r", Limit: 1})
+		if len(pages) != 1 || pages[0].Count != len(many) || len(pages[0].Sample) != engine.SkipSample {
+			t.Errorf("the newest page: %+v, want %d counted and %d sampled", pages, len(many), engine.SkipSample)
+		}
 	}
-	if len(pages) != 1 || pages[0].Count != engine.SkipSample+3 || len(pages[0].Sample) != engine.SkipSample ||
-		pages[0].Sample[0].EventID != "skip" || string(pages[0].Sample[0].Values) != `{"trigger.status":"lapsed"}` || pages[0].Created.IsZero() {
-		t.Fatalf("skip pages = %+v", pages)
-	}
-	if other, _ := lister.ListSkips(ctx, engine.RunFilter{Recipe: "other"}); len(other) != 0 {
-		t.Errorf("another recipe's skip pages = %+v", other)
-	}
-	runs, err := s.ListRuns(ctx, engine.RunFilter{})
-	if err != nil || len(runs) != 1 || runs[0].EventID != "run" {
-		t.Errorf("runs = %+v, %v: want only the queued one", runs, err)
-	}
-	// Never claimed, and it does not hold its key back.
-	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[run]" {
-		t.Errorf("claimed %s, want [run]", got)
+	// Only the queued one is claimable; the others do not hold its key.
+	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[queued]" {
+		t.Errorf("claimed %s, want [queued]", got)
 	}
 }
 
@@ -803,6 +813,12 @@ func testBacklog(t *testing.T, open func(t *testing.T) engine.Store) {
 			t.Errorf("Backlog(%v) = %d, %v; want %d", c.recipes, n, err, c.want)
 		}
 	}
+	if qs, ok := s.(engine.QueueStatser); ok {
+		st, err := qs.QueueStats(ctx)
+		if err != nil || st.Queued != 2 || st.Running != 1 || st.Dead != 0 || st.OldestQueued.IsZero() {
+			t.Errorf("QueueStats = %+v, %v; want 2 queued (the oldest dated), 1 running", st, err)
+		}
+	}
 }
 
 // testConcurrentClaimers: N claimers, each with its own handle (as
@@ -928,4 +944,47 @@ func testStateCopy(t *testing.T, open func(t *testing.T) engine.Store) {
 			t.Errorf("importing twice: %v", err)
 		}
 	})
+}
+
+// testMeta: engine.MetaStore, when the store has it: versions, CAS,
+// deletion keeps the version, prefix listing, and a second handle (another
+// runner) agrees.
+func testMeta(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	m, ok := s.(engine.MetaStore)
+	if !ok {
+		t.Skip("the store keeps no meta values (engine.MetaStore is optional)")
+	}
+	other := open(t).(engine.MetaStore)
+	if v, ver, err := m.GetMeta(ctx, "token/a"); err != nil || v != nil || ver != 0 {
+		t.Fatalf("unwritten: %q %d %v", v, ver, err)
+	}
+	if ok, err := m.SwapMeta(ctx, "token/a", 0, []byte("one")); err != nil || !ok {
+		t.Fatalf("first write: %v %v", ok, err)
+	}
+	if ok, _ := other.SwapMeta(ctx, "token/a", 0, []byte("racer")); ok {
+		t.Error("a second first write won")
+	}
+	if ok, _ := other.SwapMeta(ctx, "token/a", 1, []byte("two")); !ok {
+		t.Error("a write at the current version lost")
+	}
+	if ok, _ := m.SwapMeta(ctx, "token/a", 1, []byte("stale")); ok {
+		t.Error("a write at a stale version won")
+	}
+	if v, ver, _ := m.GetMeta(ctx, "token/a"); string(v) != "two" || ver != 2 {
+		t.Errorf("value %q version %d, want two at 2", v, ver)
+	}
+	m.SwapMeta(ctx, "token/b%_", 0, []byte("x"))
+	m.SwapMeta(ctx, "tokens", 0, []byte("y"))
+	m.SwapMeta(ctx, "identity/c", 0, []byte("z"))
+	if ok, _ := m.SwapMeta(ctx, "token/a", 2, nil); !ok {
+		t.Error("delete lost")
+	}
+	if v, ver, _ := m.GetMeta(ctx, "token/a"); v != nil || ver != 3 {
+		t.Errorf("deleted: %q at %d, want nil at 3", v, ver)
+	}
+	list, err := other.ListMeta(ctx, "token/")
+	if err != nil || len(list) != 1 || list[0].Key != "token/b%_" || string(list[0].Value) != "x" {
+		t.Errorf("ListMeta(token/) = %+v, %v; want only token/b%%_", list, err)
+	}
 }
