@@ -34,7 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	}{
 		{"AdvanceStoresCursorStatesAndEventsTogether", testAdvance},
 		{"RepeatedEventsAreDropped", testDedupe},
-		{"SkippedEventsAreRecordedNotQueued", testSkipped},
+		{"SkippedEventsAreCountedNotStored", testSkipped},
+		{"PruneKeepsDeadLettersAndDedup", testPrune},
 		{"ClaimsFollowArrivalOrderOneRunPerKey", testOrdering},
 		{"LeasesHoldUntilTheyEndThenAnotherTakesOver", testTakeOver},
 		{"FencingRefusesTheOldHolder", testFencing},
@@ -202,6 +203,10 @@ func testDedupe(t *testing.T, open func(t *testing.T) engine.Store) {
 	}
 }
 
+// testSkipped: an event the condition rejects makes no run and no event
+// row; the page's skips are counted in one SkipPage with a sample of what
+// the condition read. Such an event carries no Data (the engine does not
+// encode it): only Encode, which the store calls for an echo.
 func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	// A writer's run remembers member/1 in state f1.
@@ -251,6 +256,53 @@ func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	// Only the queued one is claimable; the others do not hold its key.
 	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[queued]" {
 		t.Errorf("claimed %s, want [queued]", got)
+	}
+}
+
+// testPrune: a prune removes finished runs, their journals and their
+// events' data, and old skip pages; dead letters and queued runs stay, and
+// a pruned event seen again is still a duplicate.
+func testPrune(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	pruner, ok := s.(engine.Pruner)
+	if !ok {
+		t.Fatalf("%T has no retention (engine.Pruner)", s)
+	}
+	sk := ev("skip", "d")
+	sk.Data, sk.Skipped = nil, true
+	advance(t, s, "r", ev("ok", "a"), ev("dead", "b"), ev("waiting", "c"), sk)
+	cr := claim(t, s, "w", 2, time.Now())
+	if len(cr) != 2 {
+		t.Fatalf("claimed %s", eventIDs(cr))
+	}
+	step := func(c *engine.ClaimedRun) engine.StepRecord {
+		return engine.StepRecord{RunID: c.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Input: json.RawMessage(`{}`)}
+	}
+	finish(t, s, cr[0], engine.RunSucceeded, step(cr[0]))
+	finish(t, s, cr[1], engine.RunDead, step(cr[1]))
+	if res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(-time.Hour)}); err != nil || res.Runs+res.Steps+res.Events+res.SkipPages != 0 {
+		t.Fatalf("a prune of nothing old: %+v %v", res, err)
+	}
+	res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(time.Second), Vacuum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Runs != 1 || res.Steps != 1 || res.Events != 1 || res.SkipPages != 1 {
+		t.Fatalf("pruned %+v, want the succeeded run, its step and event data, and the skip page", res)
+	}
+	runs, _ := s.ListRuns(ctx, engine.RunFilter{})
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.EventID)
+	}
+	if fmt.Sprint(ids) != "[waiting dead]" {
+		t.Fatalf("runs left: %v, want the queued one and the dead letter", ids)
+	}
+	if d := run(t, s, cr[1].ID); len(d.Steps) != 1 || len(d.Event) == 0 {
+		t.Fatalf("the dead letter lost its audit: %+v", d)
+	}
+	if again := advance(t, s, "r", ev("ok", "a")); again[0].RunID != 0 || again[0].Status != "" {
+		t.Fatalf("a pruned event seen again: %+v, want a duplicate", again)
 	}
 }
 
