@@ -81,9 +81,19 @@ func alertRecipe(t testing.TB, name, cause string, with map[string]any) *recipes
 	}
 }
 
+// alertEngine feeds alerts every 5 ms while Run runs; one-shot passes
+// (RunOnce) are fed at their end only, with every: 0, so that what a
+// pass dead-letters is one alert whatever the machine's speed.
 func alertEngine(t testing.TB, store engine.Store, svc *fakeService, sink *alertSink, clk *clock, rs ...*recipes.Recipe) *engine.Engine {
+	return alertEngineEvery(t, 5*time.Millisecond, store, svc, sink, clk, rs...)
+}
+
+func alertEngineEvery(t testing.TB, every time.Duration, store engine.Store, svc *fakeService, sink *alertSink, clk *clock, rs ...*recipes.Recipe) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(engine.Options{Store: store, Concurrency: 4, Owner: "alerts", Now: clk.Now, AlertEvery: 5 * time.Millisecond,
+	if every == 0 {
+		every = time.Hour
+	}
+	e, err := engine.New(engine.Options{Store: store, Concurrency: 4, Owner: "alerts", Now: clk.Now, AlertEvery: every,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 		Retry:  recipes.RetryPolicy{Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}})
 	if err != nil {
@@ -125,7 +135,7 @@ func TestRunFailedAlertsOncePerWindow(t *testing.T) {
 			alertRecipe(t, "page", engine.CauseRunFailed, map[string]any{"window": "15m"}),
 			alertRecipe(t, "all-clear", engine.CauseRecovered, map[string]any{})}
 	}
-	e := alertEngine(t, store, svc, sink, clk, recipesUnderTest()...)
+	e := alertEngineEvery(t, 0, store, svc, sink, clk, recipesUnderTest()...)
 
 	sum := runOnce(t, e)
 	if d := recipeSummary(t, sum, "issue").Dead; d != 6 {
@@ -163,7 +173,7 @@ func TestRunFailedAlertsOncePerWindow(t *testing.T) {
 	// A restarted runner, new failures, same window: the stored event id
 	// makes it a duplicate.
 	e.Close()
-	e = alertEngine(t, store, svc, sink, clk, recipesUnderTest()...)
+	e = alertEngineEvery(t, 0, store, svc, sink, clk, recipesUnderTest()...)
 	clk.Set(at("10:20"))
 	addMembers(svc, 10, 11)
 	if d := recipeSummary(t, runOnce(t, e), "issue").Dead; d != 2 {
@@ -204,7 +214,7 @@ func TestStepRetryingAlertsAfterAttempts(t *testing.T) {
 			clk := &clock{t: at("09:00")}
 			store := openStore(t, tempDB(t))
 			defer store.Close()
-			e := alertEngine(t, store, svc, sink, clk, issueRecipe(t),
+			e := alertEngineEvery(t, 0, store, svc, sink, clk, issueRecipe(t),
 				alertRecipe(t, "slow", engine.CauseStepRetrying, map[string]any{"attempts": tc.attempts}))
 			runOnce(t, e)
 			runOnce(t, e)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/internal/ops"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -19,34 +20,51 @@ import (
 // outcome in one transaction), against the in-process fake service.
 //
 //	go test -run '^$' -bench Backfill -benchtime 20000x ./engine/
+//
+// The metrics=on variants keep the Prometheus metrics of `run --http`
+// (internal/ops): their cost is the difference.
 func BenchmarkBackfill(b *testing.B) {
 	for _, conc := range []int{8, 32} {
-		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			svc := newFakeService(b.N, oneActive)
-			store := openStore(b, tempDB(b))
-			defer store.Close()
-			r := issueRecipe(b)
-			r.Trigger.With = mustTemplate(b, map[string]any{"page_size": 500})
-			e := newEngine(b, store, svc, []*recipes.Recipe{r}, concurrency(conc))
-			b.ResetTimer()
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			sum, err := e.RunOnce(ctx)
-			if err != nil {
-				b.Fatal(err)
+		for _, metrics := range []bool{false, true} {
+			name := fmt.Sprintf("concurrency=%d", conc)
+			if metrics {
+				name += "/metrics=on"
 			}
-			elapsed := time.Since(start)
-			b.StopTimer()
-			if s := recipeSummary(b, sum, "issue"); s.Succeeded != int64(b.N) {
-				b.Fatalf("summary %+v, want %d succeeded", s, b.N)
-			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
-			b.ReportMetric(float64(sum.P50.Microseconds()), "p50-µs")
-			b.ReportMetric(float64(sum.P99.Microseconds()), "p99-µs")
-			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
-		})
+			b.Run(name, func(b *testing.B) { backfill(b, conc, metrics) })
+		}
 	}
+}
+
+func backfill(b *testing.B, conc int, metrics bool) {
+	svc := newFakeService(b.N, oneActive)
+	store := openStore(b, tempDB(b))
+	defer store.Close()
+	r := issueRecipe(b)
+	r.Trigger.With = mustTemplate(b, map[string]any{"page_size": 500})
+	// A loaded recipe has a version, which each run records.
+	r.Hash, r.Source = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", []byte("version: 1")
+	opts := []engineOpt{concurrency(conc)}
+	if metrics {
+		opts = append(opts, func(o *engine.Options) { o.Observer = ops.NewMetrics() })
+	}
+	e := newEngine(b, store, svc, []*recipes.Recipe{r}, opts...)
+	b.ResetTimer()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sum, err := e.RunOnce(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if s := recipeSummary(b, sum, "issue"); s.Succeeded != int64(b.N) {
+		b.Fatalf("summary %+v, want %d succeeded", s, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
+	b.ReportMetric(float64(sum.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(sum.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
 }
 
 // BenchmarkMappingAndCondition measures the per-event cost of the

@@ -233,7 +233,13 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 		return // claims are filtered by recipe: cannot happen
 	}
 	began := time.Now()
-	status, err := e.runSteps(ctx, rt, cr, st)
+	var status string
+	var err error
+	if vrt, verr := e.runtimeFor(ctx, rt, cr); verr != nil {
+		status, err = e.finish(ctx, &runState{rt: rt, cr: cr}, RunDead, verr, nil, nil)
+	} else {
+		status, err = e.runSteps(ctx, vrt, cr, st)
+	}
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
 		if lost(ctx, err) {
@@ -363,6 +369,9 @@ func decodeOutput(raw json.RawMessage, st *stepRT, steps map[string]any) error {
 // transaction.
 func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr error, cond *bool, values []byte) (string, error) {
 	fin := &Completion{RunID: rs.cr.ID, Status: status, Condition: cond, Values: values, Finished: e.now()}
+	if rs.rt != nil {
+		fin.Version = rs.rt.version
+	}
 	if runErr != nil {
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
@@ -472,7 +481,13 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		}
 		rec.Output = e.redactJSON(out)
 		if !st.action.ReadOnly {
-			rs.stats.writes[st.name].Add(1)
+			// A call that found the service already as asked changed
+			// nothing: counted apart, so a summary says what changed.
+			if st.action.ReportsUnchanged && (res == nil || len(res.Wrote) == 0) {
+				rs.stats.unchanged[st.name].Add(1)
+			} else {
+				rs.stats.writes[st.name].Add(1)
+			}
 		}
 		return rec, out, nil
 	}

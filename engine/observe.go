@@ -86,9 +86,16 @@ type instrumentedTransport struct {
 	base      http.RoundTripper
 	connector string
 	oc        *openConn
-	routes    []opRoute
+	routes    map[routeShape][]opRoute
 	basePath  string
 	e         *Engine
+}
+
+// routeShape indexes routes by what a request shows at once: its method
+// and its number of path segments.
+type routeShape struct {
+	method   string
+	segments int
 }
 
 // opRoute is an operation's request: a method and an OpenAPI path
@@ -98,13 +105,15 @@ type opRoute struct {
 	segments     []string
 }
 
-func routesOf(spec *connectors.Spec) []opRoute {
-	var out []opRoute
+func routesOf(spec *connectors.Spec) map[routeShape][]opRoute {
+	out := map[routeShape][]opRoute{}
 	add := func(op *connectors.Operation) {
 		if op.HTTP == nil || op.HTTP.Path == "" {
 			return
 		}
-		out = append(out, opRoute{method: op.HTTP.Method, name: op.Name, segments: strings.Split(strings.Trim(op.HTTP.Path, "/"), "/")})
+		r := opRoute{method: op.HTTP.Method, name: op.Name, segments: strings.Split(strings.Trim(op.HTTP.Path, "/"), "/")}
+		k := routeShape{r.method, len(r.segments)}
+		out[k] = append(out[k], r)
 	}
 	for _, a := range spec.Actions {
 		add(&a.Operation)
@@ -124,22 +133,26 @@ func (t *instrumentedTransport) operation(r *http.Request) string {
 		return "oauth_token"
 	}
 	segs := strings.Split(strings.Trim(p, "/"), "/")
-	for _, rt := range t.routes {
-		if rt.method != r.Method || len(rt.segments) != len(segs) {
-			continue
-		}
-		ok := true
+	// The route with the fewest parameters wins: /credentials/search
+	// before /credentials/{id}.
+	best, bestParams := "other", len(segs)+1
+	for _, rt := range t.routes[routeShape{r.Method, len(segs)}] {
+		params := 0
 		for i, s := range rt.segments {
-			if s != segs[i] && !(strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}")) {
-				ok = false
+			if s == segs[i] {
+				continue
+			}
+			if !(strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}")) {
+				params = len(segs) + 1
 				break
 			}
+			params++
 		}
-		if ok {
-			return rt.name
+		if params < bestParams {
+			best, bestParams = rt.name, params
 		}
 	}
-	return "other"
+	return best
 }
 
 func (t *instrumentedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -150,7 +163,10 @@ func (t *instrumentedTransport) RoundTrip(r *http.Request) (*http.Response, erro
 	if err == nil {
 		status = res.StatusCode
 	}
-	t.e.obs.HTTPRequest(t.connector, t.operation(r), status, took)
+	if t.e.observed {
+		// Naming the operation is for metrics only.
+		t.e.obs.HTTPRequest(t.connector, t.operation(r), status, took)
+	}
 	t.e.watch.httpAnswer(t.oc, status)
 	return res, err
 }

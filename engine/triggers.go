@@ -220,14 +220,6 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 
 // pollLoop polls a recipe's trigger: again at once while there is more,
 // then every interval. With once, it returns when the trigger is caught up.
-// onceRetries is how many times a one-shot run polls again after a
-// transient failure (the service's client has already retried each call).
-const onceRetries = 3
-
-// oncePollBackoff is the wait before the first of those polls; it grows
-// linearly. A variable so that tests need not wait.
-var oncePollBackoff = time.Second
-
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
 	var ledUntil time.Time
@@ -279,14 +271,15 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 		}
 		if err != nil {
 			if once {
-				// A poll is a read: a transient failure is worth a few more
-				// tries before a one-shot run gives up on the trigger.
-				if failures >= onceRetries || !connectors.Retryable(err) {
+				// A poll is a read, retried by the steps' policy (the
+				// service's client retries nothing): a one-shot run gives up
+				// on the trigger only when a step would give up.
+				failures++
+				if failures >= e.opts.Retry.Attempts || !connectors.Retryable(err) {
 					return err
 				}
-				failures++
 				e.log.Warn("poll failed; retrying", "recipe", rt.r.Name, "attempt", failures, "error", e.redact.String(err.Error()))
-				if e.sleep(ctx, time.Duration(failures)*oncePollBackoff) != nil {
+				if e.sleep(ctx, policyDelay(e.opts.Retry, failures, err)) != nil {
 					return nil
 				}
 				continue

@@ -37,10 +37,15 @@ on --http, schedules fire; each event becomes one run whose steps are
 journaled, so that a run stopped at any point resumes without repeating a
 write. See docs/runner.md.
 
---once polls every trigger until it is caught up and runs every queued run,
-in passes until a pass finds nothing new (what one recipe writes can start
-another), then prints a summary and a line to read at a glance, and exits:
-0 when no run was dead-lettered, 1 otherwise.
+--once polls every trigger until it is caught up (hybrid webhook triggers
+too), fires the schedules that are due, and runs every queued run, in
+passes until a pass finds nothing new (what one recipe writes can start
+another), then prints a summary (writes that changed something, no-op
+upserts apart) and a line to read at a glance, and exits: 0 when no run
+was dead-lettered, 1 otherwise.
+
+Every secret the recipes need is checked first: all missing ones are
+listed at once, before anything is created.
 Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
 events and lets runs in flight finish.
 
@@ -259,7 +264,8 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			return exitUsage
 		}
 	}
-	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
+		LoadVersion: loadVersion(o.connections, log)})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -273,6 +279,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 	for i, r := range rs {
+		r.Revision = gitRevision(r.File)
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
@@ -339,6 +346,19 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// loadVersion compiles an earlier version of a recipe, kept in the store,
+// for a replayed run: the same loader options as the loaded version (a
+// connections file given with --connections replaces its own).
+func loadVersion(connections []string, log hclog.Logger) func(*recipes.Recipe, []byte) (*recipes.Recipe, error) {
+	return func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error) {
+		r, diags := recipes.LoadBytes(current.File, source, recipes.Options{Registry: connectors.Default, Connections: connections, Logger: log.Named("recipes")})
+		if diags.HasErrors() || r == nil {
+			return nil, fmt.Errorf("%s", strings.TrimSpace(diags.Error()))
+		}
+		return r, nil
+	}
 }
 
 // storeForRun opens the store to use. A dry run works on a scratch

@@ -80,6 +80,9 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 						if err != nil {
 							return err
 						}
+						if err := withVersion(ctx, s, d); err != nil {
+							return err
+						}
 						return writeRun(io.out, *format, d)
 					}
 					return usageError{errors.New(`want "list", "show ID" or "skipped" (memberflow runs --help)`)}
@@ -212,6 +215,9 @@ func writeRun(w io.Writer, format string, d *engine.RunDetail) error {
 		fmt.Fprintf(w, "finished  %s (%s)\n", d.Finished.Format(time.RFC3339Nano), d.Finished.Sub(d.Created).Round(time.Microsecond))
 	}
 	fmt.Fprintf(w, "attempts  %d\n", d.Attempts)
+	if v := d.Version; v != nil {
+		fmt.Fprintf(w, "version   %.12s%s\n", v.Hash, versionWhere(v))
+	}
 	if d.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", d.Error)
 	}
@@ -235,7 +241,59 @@ func writeRun(w io.Writer, format string, d *engine.RunDetail) error {
 			fmt.Fprintf(w, "  error    %s\n", s.Error)
 		}
 	}
+	writePastAttempts(w, d)
 	return nil
+}
+
+func writePastAttempts(w io.Writer, d *engine.RunDetail) {
+	for _, a := range d.PastAttempts {
+		fmt.Fprintf(w, "attempt %d: %s, version %.12s, %s\n", a.N, a.Status, dash(a.Version), a.Finished.Format(time.RFC3339Nano))
+		if a.Error != "" {
+			fmt.Fprintf(w, "  error    %s\n", a.Error)
+		}
+		for _, s := range a.Steps {
+			fmt.Fprintf(w, "  step %d %q (%s): %s\n", s.Index+1, s.StepID, s.Action, s.Status)
+		}
+	}
+}
+
+// versionWhere says where a recipe version came from: the file and its git
+// revision, when known.
+func versionWhere(v *engine.RecipeVersion) string {
+	var parts []string
+	if v.File != "" {
+		parts = append(parts, v.File)
+	}
+	if v.Revision != "" {
+		parts = append(parts, "git "+v.Revision)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// withVersion adds what a Versions store knows of a run: the recipe
+// version it last ran with and its earlier attempts.
+func withVersion(ctx context.Context, store engine.Store, d *engine.RunDetail) error {
+	s, ok := store.(engine.Versions)
+	if !ok {
+		return nil
+	}
+	hash, err := s.RunVersion(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	if hash != "" {
+		if d.Version, err = s.LoadVersion(ctx, d.Recipe, hash); errors.Is(err, engine.ErrNoVersion) {
+			d.Version, err = &engine.RecipeVersion{Recipe: d.Recipe, Hash: hash}, nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	d.PastAttempts, err = s.Attempts(ctx, d.ID)
+	return err
 }
 
 func compactJSON(raw json.RawMessage) string {

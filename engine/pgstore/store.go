@@ -547,10 +547,10 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
-// Claim implements engine.RunQueue. The recipe test is an expression
-// ((recipe || '')) so that the planner walks the queued runs in ID order
-// and stops at the limit, rather than AND-ing a bitmap of every run of the
-// recipes (which grew with the history: O(runs) per claim).
+// Claim implements engine.RunQueue. The recipe is tested through an
+// expression (the recipe joined to an empty string), so that the planner
+// walks the queued runs in ID order and stops at the limit, rather than
+// AND-ing a bitmap of every run of the recipes (O(runs) per claim).
 // Expired leases are put back in the
 // queue first (at most once a second per store handle); then the
 // claimable runs are locked with SKIP LOCKED, so that concurrent claimers

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/internal/console/stats"
 )
 
 // Run runs the whole suite, each rule a subtest.
@@ -35,7 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	}{
 		{"AdvanceStoresCursorStatesAndEventsTogether", testAdvance},
 		{"RepeatedEventsAreDropped", testDedupe},
-		{"SkippedEventsAreRecordedNotQueued", testSkipped},
+		{"SkippedEventsAreCountedNotStored", testSkipped},
+		{"PruneKeepsDeadLettersAndDedup", testPrune},
 		{"ClaimsFollowArrivalOrderOneRunPerKey", testOrdering},
 		{"LeasesHoldUntilTheyEndThenAnotherTakesOver", testTakeOver},
 		{"FencingRefusesTheOldHolder", testFencing},
@@ -51,7 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
 		{"StateCopiesIntoAnotherStore", testStateCopy},
 		{"MetaValuesAreCompareAndSwap", testMeta},
-		{"ConsoleQueries", testConsoleQueries},
+		{"QueueStatsCountTheQueue", testQueueStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,6 +203,10 @@ func testDedupe(t *testing.T, open func(t *testing.T) engine.Store) {
 	}
 }
 
+// testSkipped: an event the condition rejects makes no run and no event
+// row; the page's skips are counted in one SkipPage with a sample of what
+// the condition read. Such an event carries no Data (the engine does not
+// encode it): only Encode, which the store calls for an echo.
 func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	// A writer's run remembers member/1 in state f1.
@@ -252,6 +256,53 @@ func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	// Only the queued one is claimable; the others do not hold its key.
 	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[queued]" {
 		t.Errorf("claimed %s, want [queued]", got)
+	}
+}
+
+// testPrune: a prune removes finished runs, their journals and their
+// events' data, and old skip pages; dead letters and queued runs stay, and
+// a pruned event seen again is still a duplicate.
+func testPrune(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	pruner, ok := s.(engine.Pruner)
+	if !ok {
+		t.Fatalf("%T has no retention (engine.Pruner)", s)
+	}
+	sk := ev("skip", "d")
+	sk.Data, sk.Skipped = nil, true
+	advance(t, s, "r", ev("ok", "a"), ev("dead", "b"), ev("waiting", "c"), sk)
+	cr := claim(t, s, "w", 2, time.Now())
+	if len(cr) != 2 {
+		t.Fatalf("claimed %s", eventIDs(cr))
+	}
+	step := func(c *engine.ClaimedRun) engine.StepRecord {
+		return engine.StepRecord{RunID: c.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Input: json.RawMessage(`{}`)}
+	}
+	finish(t, s, cr[0], engine.RunSucceeded, step(cr[0]))
+	finish(t, s, cr[1], engine.RunDead, step(cr[1]))
+	if res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(-time.Hour)}); err != nil || res.Runs+res.Steps+res.Events+res.SkipPages != 0 {
+		t.Fatalf("a prune of nothing old: %+v %v", res, err)
+	}
+	res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(time.Second), Vacuum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Runs != 1 || res.Steps != 1 || res.Events != 1 || res.SkipPages != 1 {
+		t.Fatalf("pruned %+v, want the succeeded run, its step and event data, and the skip page", res)
+	}
+	runs, _ := s.ListRuns(ctx, engine.RunFilter{})
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.EventID)
+	}
+	if fmt.Sprint(ids) != "[waiting dead]" {
+		t.Fatalf("runs left: %v, want the queued one and the dead letter", ids)
+	}
+	if d := run(t, s, cr[1].ID); len(d.Steps) != 1 || len(d.Event) == 0 {
+		t.Fatalf("the dead letter lost its audit: %+v", d)
+	}
+	if again := advance(t, s, "r", ev("ok", "a")); again[0].RunID != 0 || again[0].Status != "" {
+		t.Fatalf("a pruned event seen again: %+v, want a duplicate", again)
 	}
 }
 
@@ -935,123 +986,5 @@ func testMeta(t *testing.T, open func(t *testing.T) engine.Store) {
 	list, err := other.ListMeta(ctx, "token/")
 	if err != nil || len(list) != 1 || list[0].Key != "token/b%_" || string(list[0].Value) != "x" {
 		t.Errorf("ListMeta(token/) = %+v, %v; want only token/b%%_", list, err)
-	}
-}
-
-// consoleStore is the console's optional read queries (internal/console/stats).
-type consoleStore interface {
-	stats.RunPager
-	stats.Activity
-	stats.RecipeLister
-}
-
-// testConsoleQueries: the console's read queries, when the store has them,
-// against what was written: 30 runs of three recipes, every fifth dead,
-// two steps each.
-func testConsoleQueries(t *testing.T, open func(t *testing.T) engine.Store) {
-	s := open(t)
-	cs, ok := s.(consoleStore)
-	if !ok {
-		t.Skip("the store has no console queries (optional)")
-	}
-	before := time.Now().Add(-time.Second)
-	recipes := []string{"c-recipe", "a-recipe", "b-recipe"}
-	for i := 0; i < 30; i++ {
-		r := recipes[i%3]
-		if _, err := s.Advance(ctx, r, engine.Advance{Events: []engine.NewEvent{{ID: fmt.Sprint(i), Subject: fmt.Sprintf("user/%d", i%4), Connector: "x", Data: json.RawMessage(`{}`)}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	claimed, err := s.Claim(ctx, engine.ClaimRequest{Owner: "t", Recipes: recipes, Limit: 100, Now: time.Now(), Lease: time.Minute})
-	if err != nil || len(claimed) != 30 {
-		t.Fatalf("claimed %d: %v", len(claimed), err)
-	}
-	for _, c := range claimed {
-		t0 := time.Now()
-		status := engine.RunSucceeded
-		if c.ID%5 == 0 {
-			status = engine.RunDead
-		}
-		steps := []engine.StepRecord{
-			{RunID: c.ID, Index: 0, StepID: "a", Action: "x.fast", Status: engine.StepSucceeded, Attempts: 1, Started: t0, Finished: t0.Add(500 * time.Microsecond)},
-			{RunID: c.ID, Index: 1, StepID: "b", Action: "x.slow", Status: engine.StepSucceeded, Attempts: 2, Started: t0, Finished: t0.Add(300 * time.Millisecond)},
-		}
-		if err := s.Record(ctx, c.Lease(), steps, &engine.Completion{RunID: c.ID, Status: status, Finished: t0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	names, err := cs.RunRecipes(ctx)
-	if err != nil || !slices.Equal(names, []string{"a-recipe", "b-recipe", "c-recipe"}) {
-		t.Errorf("RunRecipes: %v %v", names, err)
-	}
-
-	buckets, err := cs.RunActivity(ctx, before, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for _, b := range buckets {
-		counts[b.Status] += b.Count
-		if b.Start != before.UTC() {
-			t.Errorf("bucket starts at %s, want %s", b.Start, before.UTC())
-		}
-	}
-	if counts[engine.RunSucceeded] != 24 || counts[engine.RunDead] != 6 {
-		t.Errorf("RunActivity counts %v", counts)
-	}
-	if later, _ := cs.RunActivity(ctx, time.Now().Add(time.Hour), time.Minute); len(later) != 0 {
-		t.Errorf("runs counted in the future: %v", later)
-	}
-
-	lat, err := cs.StepLatency(ctx, before)
-	if err != nil || len(lat) != 2 {
-		t.Fatalf("StepLatency: %+v %v", lat, err)
-	}
-	fast, slow := lat[0], lat[1]
-	if fast.Action != "x.fast" || fast.Count != 30 || fast.Quantile(0.5) != 500*time.Microsecond || fast.Attempts != 0 {
-		t.Errorf("fast: %+v p50 %s", fast, fast.Quantile(0.5))
-	}
-	if slow.Count != 30 || slow.Quantile(0.95) != 300*time.Millisecond || slow.Attempts != 30 || slow.Mean != 300*time.Millisecond {
-		t.Errorf("slow: %+v p95 %s", slow, slow.Quantile(0.95))
-	}
-
-	// Keyset paging visits every run once, newest first.
-	var seen []int64
-	var before2 int64
-	for {
-		page, err := cs.PageRuns(ctx, stats.RunQuery{Before: before2, Limit: 7})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range page {
-			seen = append(seen, r.ID)
-		}
-		if len(page) < 7 {
-			break
-		}
-		before2 = page[len(page)-1].ID
-	}
-	if len(seen) != 30 || !slices.IsSortedFunc(seen, func(a, b int64) int { return int(b - a) }) {
-		t.Errorf("paging saw %v", seen)
-	}
-	// Dead runs are every fifth; their subjects user/(i%4) with i = id-1.
-	dead, err := cs.PageRuns(ctx, stats.RunQuery{Status: engine.RunDead, Subject: "user/1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dead) != 2 {
-		t.Errorf("dead runs of user/1: %d, want 2", len(dead))
-	}
-	for _, r := range dead {
-		if r.Status != engine.RunDead || r.Subject != "user/1" {
-			t.Errorf("filtered page has %+v", r)
-		}
-	}
-	if byRecipe, _ := cs.PageRuns(ctx, stats.RunQuery{Recipe: "b-recipe", Limit: 100}); len(byRecipe) != 10 {
-		t.Errorf("runs of b-recipe: %d, want 10", len(byRecipe))
-	}
-	if _, err := cs.PageRuns(ctx, stats.RunQuery{Status: "nope"}); err == nil {
-		t.Error("an unknown status is accepted")
 	}
 }
