@@ -137,8 +137,10 @@ type Options struct {
 	// Schema holds the store's tables; default "memberflow". Tests use
 	// one schema each.
 	Schema string
-	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 + 2 ×
-	// --concurrency).
+	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 +
+	// --concurrency: a connection per worker's journal write, and a few
+	// for the poller, the claims and renewals). The store holds one more
+	// for LISTEN and one per runner that joined (its proof of life).
 	MaxConns int
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
