@@ -23,8 +23,8 @@ func TestExamplesValidate(t *testing.T) {
 		if len(diags) > 0 {
 			t.Errorf("connections %v: diagnostics:\n%v", conns, diags)
 		}
-		if len(rs) != 12 {
-			t.Errorf("connections %v: %d recipes loaded, want 12", conns, len(rs))
+		if len(rs) != 13 {
+			t.Errorf("connections %v: %d recipes loaded, want 13", conns, len(rs))
 		}
 	}
 }
