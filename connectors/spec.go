@@ -116,6 +116,11 @@ type ActionSpec struct {
 	Idempotency *Idempotency
 	// Run performs the action with a validated input.
 	Run func(ctx context.Context, conn Conn, input map[string]any) (*Result, error)
+	// ReportsUnchanged: Run lists every record it changed in Result.Wrote
+	// and leaves Wrote empty when the service already was as asked (an
+	// upsert that found nothing to change), so the run summary counts such
+	// a call as unchanged rather than as a change.
+	ReportsUnchanged bool
 	// Settle decides an in-doubt write: it looks the effect up (for example
 	// find_credential for create_credential) and reports whether it
 	// happened, with the output the write would have returned. Actions that

@@ -41,6 +41,8 @@ func backfill(b *testing.B, conc int, metrics bool) {
 	defer store.Close()
 	r := issueRecipe(b)
 	r.Trigger.With = mustTemplate(b, map[string]any{"page_size": 500})
+	// A loaded recipe has a version, which each run records.
+	r.Hash, r.Source = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", []byte("version: 1")
 	opts := []engineOpt{concurrency(conc)}
 	if metrics {
 		opts = append(opts, func(o *engine.Options) { o.Observer = ops.NewMetrics() })

@@ -30,6 +30,10 @@ type recipeRT struct {
 	alert alertParams
 	// condPaths are the env paths the recipe's when reads, for the audit.
 	condPaths [][]string
+	// version is the recipe's hash; conns its connections, to compile an
+	// earlier version of it (versions.go).
+	version string
+	conns   map[string]Connection
 }
 
 // polls reports whether the recipe's trigger is polled: a polling trigger,

@@ -100,23 +100,28 @@ func TestAnotherRecipeSeesTheWrite(t *testing.T) {
 }
 
 // A one-shot run polls again after a transient failure instead of giving
-// up on the trigger; a lasting failure still ends the run with an error.
+// up on the trigger, as often as a step would retry (the policy's
+// attempts: 3 here, 8 by default; it was 4 whatever the policy, and the
+// chaos test saw four faulted answers in a row end a run --once);
+// a lasting failure still ends the run with an error.
 func TestRunOnceRetriesATransientPollFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
+		attempts int
 		failures int
 		wantErr  bool
 	}{
-		{"two failures then answers", 2, false},
-		{"failing throughout", 10, true},
+		{"two failures then answers", 3, 2, false},
+		{"failing as long as the policy allows", 3, 3, true},
+		{"seven failures then answers, 8 attempts", 8, 7, false},
+		{"failing throughout", 8, 10, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := newFakeService(4, everyOther)
 			svc.pollFailures = tc.failures
 			store := openStore(t, tempDB(t))
 			defer store.Close()
-			defer engine.SetOncePollBackoffForTest(time.Millisecond)()
-			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Retry.Attempts = tc.attempts })
 			sum, err := e.RunOnce(context.Background())
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("RunOnce error = %v, want error: %v", err, tc.wantErr)

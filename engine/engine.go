@@ -77,6 +77,12 @@ type Options struct {
 	// AlertEvery is how often due alerts are fed to alert recipes (the
 	// memberflow connector's triggers); default one second.
 	AlertEvery time.Duration
+	// LoadVersion compiles an earlier version of a loaded recipe from its
+	// source (the store keeps each version that ran, when it implements
+	// Versions), so that a replayed run runs the version that failed.
+	// Nil: such a run is dead-lettered, saying to replay it with the
+	// loaded version (--latest).
+	LoadVersion func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error)
 }
 
 // Connection is a recipe connection ready to open.
@@ -96,6 +102,8 @@ type Engine struct {
 	log     hclog.Logger
 	now     func() time.Time
 	recipes map[string]*recipeRT
+	// vcache holds earlier recipe versions compiled for replayed runs.
+	vcache  versionCache
 	order   []string // recipe names in Add order
 	conns   map[string]*openConn
 	secrets []string
@@ -124,7 +132,7 @@ type Engine struct {
 	// inflight cancels the runs this runner works on, by run ID, when
 	// their lease is lost.
 	inflightMu sync.Mutex
-	inflight   map[int64]context.CancelCauseFunc
+	inflight   map[int64]inflightRun
 }
 
 // UniqueOwner is a runner name no other process has: host, process ID
@@ -222,7 +230,7 @@ func New(opts Options) (*Engine, error) {
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
-		inflight: map[int64]context.CancelCauseFunc{},
+		inflight: map[int64]inflightRun{},
 	}
 	e.observed = observed
 	e.watch = newWatch(e)
@@ -239,6 +247,13 @@ func (e *Engine) Add(r *recipes.Recipe, conns map[string]Connection) error {
 	if e.started {
 		return fmt.Errorf("recipe %q: the engine is already running", r.Name)
 	}
+	if r.ID != "" && r.ID != r.Name {
+		// The store knows the recipe by its id: a renamed recipe keeps
+		// its cursors, memory and runs. The engine then names it by id.
+		cp := *r
+		cp.Name = r.ID
+		r = &cp
+	}
 	if _, dup := e.recipes[r.Name]; dup {
 		return fmt.Errorf("recipe %q (%s): a recipe with this name is already loaded", r.Name, r.File)
 	}
@@ -253,12 +268,16 @@ func (e *Engine) Add(r *recipes.Recipe, conns map[string]Connection) error {
 			}
 		}
 	}
+	if err := e.saveVersion(rt, conns); err != nil {
+		return fmt.Errorf("recipe %q (%s): %w", r.Name, r.File, err)
+	}
 	e.recipes[r.Name] = rt
 	e.order = append(e.order, r.Name)
-	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}}
+	e.stats[r.Name] = &recipeStats{writes: map[string]*atomic.Int64{}, unchanged: map[string]*atomic.Int64{}}
 	for _, st := range rt.steps {
 		if !st.action.ReadOnly {
 			e.stats[r.Name].writes[st.name] = &atomic.Int64{}
+			e.stats[r.Name].unchanged[st.name] = &atomic.Int64{}
 		}
 	}
 	e.redact = apiclient.NewRedactor(e.secrets...)

@@ -44,18 +44,21 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 				return
 			case <-t.C:
 			}
+			// Runs claimed from now on are not in the answer: only those
+			// claimed before are judged by it.
+			asked := time.Now()
 			held, err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease))
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
 				// Unrenewed for most of a lease: another runner may take
 				// the runs any moment, so stop acting on them now.
 				if e.now().Sub(lastOK) >= e.opts.Lease-e.opts.Lease/3 {
-					e.dropRuns(nil, errLeaseExpired)
+					e.dropRuns(nil, asked, errLeaseExpired)
 				}
 				continue
 			}
 			lastOK = e.now()
-			e.dropRuns(held, ErrLeaseLost)
+			e.dropRuns(held, asked, ErrLeaseLost)
 		}
 	}()
 	defer func() { close(renewStop); <-renewDone }()
@@ -70,7 +73,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 		for _, cr := range runs {
 			cr.ctx, cr.cancel = context.WithCancelCause(runCtx)
 			e.inflightMu.Lock()
-			e.inflight[cr.ID] = cr.cancel
+			e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
 			e.inflightMu.Unlock()
 		}
 		ready = append(ready, runs...)
@@ -171,20 +174,27 @@ loop:
 // leases for most of a lease period.
 var errLeaseExpired = errors.New("the leases could not be renewed: another runner may take the runs")
 
-// dropRuns cancels every run in flight whose ID is not in held (all of
-// them when held is nil): its lease was taken, so this runner must not
-// act on it any more.
-func (e *Engine) dropRuns(held []int64, cause error) {
+// inflightRun is a run this runner works on.
+type inflightRun struct {
+	cancel  context.CancelCauseFunc
+	claimed time.Time // when its claim had committed
+}
+
+// dropRuns cancels every run in flight claimed before asked whose ID is
+// not in held (all of them when held is nil): its lease was taken, so
+// this runner must not act on it any more. A run claimed after the
+// renewal was asked for is not in its answer and is kept.
+func (e *Engine) dropRuns(held []int64, asked time.Time, cause error) {
 	keep := make(map[int64]bool, len(held))
 	for _, id := range held {
 		keep[id] = true
 	}
 	e.inflightMu.Lock()
 	defer e.inflightMu.Unlock()
-	for id, cancel := range e.inflight {
-		if !keep[id] {
+	for id, r := range e.inflight {
+		if !keep[id] && r.claimed.Before(asked) {
 			e.log.Warn("lost the lease of a run; stopping work on it", "run", id, "cause", cause)
-			cancel(cause)
+			r.cancel(cause)
 			delete(e.inflight, id)
 		}
 	}
@@ -223,7 +233,13 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 		return // claims are filtered by recipe: cannot happen
 	}
 	began := time.Now()
-	status, err := e.runSteps(ctx, rt, cr, st)
+	var status string
+	var err error
+	if vrt, verr := e.runtimeFor(ctx, rt, cr); verr != nil {
+		status, err = e.finish(ctx, &runState{rt: rt, cr: cr}, RunDead, verr, nil, nil)
+	} else {
+		status, err = e.runSteps(ctx, vrt, cr, st)
+	}
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
 		if lost(ctx, err) {
@@ -353,6 +369,9 @@ func decodeOutput(raw json.RawMessage, st *stepRT, steps map[string]any) error {
 // transaction.
 func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr error, cond *bool, values []byte) (string, error) {
 	fin := &Completion{RunID: rs.cr.ID, Status: status, Condition: cond, Values: values, Finished: e.now()}
+	if rs.rt != nil {
+		fin.Version = rs.rt.version
+	}
 	if runErr != nil {
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
@@ -363,6 +382,8 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
 		return "", fmt.Errorf("%w: %w", errAbandoned, err)
 	}
+	// Ended: no longer this runner's, so no renewal should judge it.
+	e.forget(rs.cr)
 	if status == RunDead {
 		var step, action string
 		for _, p := range rs.pending {
@@ -463,7 +484,13 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		}
 		rec.Output = e.redactJSON(out)
 		if !st.action.ReadOnly {
-			rs.stats.writes[st.name].Add(1)
+			// A call that found the service already as asked changed
+			// nothing: counted apart, so a summary says what changed.
+			if st.action.ReportsUnchanged && (res == nil || len(res.Wrote) == 0) {
+				rs.stats.unchanged[st.name].Add(1)
+			} else {
+				rs.stats.writes[st.name].Add(1)
+			}
 		}
 		return rec, out, nil
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/pgstore"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -70,13 +71,39 @@ func connections(svc *fakeService) map[string]engine.Connection {
 	}
 }
 
-func openStore(t testing.TB, path string) *sqlitestore.Store {
+func openStore(t testing.TB, path string) engine.Store {
 	t.Helper()
 	s, err := sqlitestore.Open(path, sqlitestore.Options{})
 	if err != nil {
 		t.Fatalf("opening the store: %v", err)
 	}
 	return s
+}
+
+// storeKinds opens the stores engine tests run on: each function returns
+// a new handle on one store of its kind, per test (a second handle is
+// another runner).
+func storeKinds(t *testing.T) map[string]func(t *testing.T) engine.Store {
+	path := tempDB(t)
+	var dsn, schema string
+	return map[string]func(t *testing.T) engine.Store{
+		"sqlite": func(t *testing.T) engine.Store {
+			s := openStore(t, path)
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"postgres": func(t *testing.T) engine.Store {
+			if schema == "" {
+				dsn, schema = pgstore.TestSchema(t)
+			}
+			s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Schema: schema})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
 }
 
 func tempDB(t testing.TB) string { return filepath.Join(t.TempDir(), "memberflow.db") }

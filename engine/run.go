@@ -151,7 +151,10 @@ func (e *Engine) Run(ctx context.Context) error {
 type recipeStats struct {
 	events, duplicates, polls, total                atomic.Int64
 	succeeded, skipped, suppressed, dead, abandoned atomic.Int64
-	writes                                          map[string]*atomic.Int64 // by connection.operation
+	// writes counts the successful calls of each writing action
+	// (connection.operation) that changed something; unchanged those
+	// that found the service already as asked.
+	writes, unchanged map[string]*atomic.Int64
 }
 
 func (s *recipeStats) count(status string) {
@@ -192,8 +195,12 @@ type RecipeSummary struct {
 	// and resume from their journal.
 	Abandoned int64 `json:"abandoned,omitempty"`
 	// Writes counts the successful calls of each writing action
-	// (connection.operation); in a dry run, the planned ones.
+	// (connection.operation) that changed something; in a dry run, the
+	// planned ones.
 	Writes map[string]int64 `json:"writes"`
+	// Unchanged counts the calls of actions that report no-ops
+	// (ActionSpec.ReportsUnchanged) which found nothing to change.
+	Unchanged map[string]int64 `json:"unchanged"`
 }
 
 // Done is the number of runs with an outcome.
@@ -206,9 +213,14 @@ func (e *Engine) Summary() *Summary {
 		st := e.stats[name]
 		rs := RecipeSummary{Recipe: name, Events: st.events.Load(), Duplicates: st.duplicates.Load(), Total: st.total.Load(),
 			Succeeded: st.succeeded.Load(), Skipped: st.skipped.Load(), Suppressed: st.suppressed.Load(),
-			Dead: st.dead.Load(), Abandoned: st.abandoned.Load(), Writes: map[string]int64{}}
+			Dead: st.dead.Load(), Abandoned: st.abandoned.Load(), Writes: map[string]int64{}, Unchanged: map[string]int64{}}
 		for k, v := range st.writes {
 			rs.Writes[k] = v.Load()
+		}
+		for k, v := range st.unchanged {
+			if n := v.Load(); n > 0 {
+				rs.Unchanged[k] = n
+			}
 		}
 		s.Recipes = append(s.Recipes, rs)
 	}
@@ -236,7 +248,11 @@ func (s *Summary) WriteText(w io.Writer) error {
 		sort.Strings(keys)
 		var writes []string
 		for _, k := range keys {
-			writes = append(writes, fmt.Sprintf("%s=%d", k, r.Writes[k]))
+			w := fmt.Sprintf("%s=%d", k, r.Writes[k])
+			if n := r.Unchanged[k]; n > 0 {
+				w += fmt.Sprintf(" (+%d unchanged)", n)
+			}
+			writes = append(writes, w)
 		}
 		ws := strings.Join(writes, " ")
 		if ws == "" {

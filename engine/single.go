@@ -37,8 +37,9 @@ func (e *Engine) Drain(ctx context.Context) (*Summary, error) {
 	return e.Summary(), err
 }
 
-// Poll polls every polling trigger until it is caught up and queues what
-// it finds, running nothing; Drain then runs it. Unlike RunOnce, where
+// Poll polls every polling (or hybrid) trigger until it is caught up,
+// fires the schedules that are due, and queues what it finds, running
+// nothing; Drain then runs it. Unlike RunOnce, where
 // triggers poll while runs already write, every trigger sees the services
 // as they were before this pass wrote anything: a record one recipe
 // writes early in a pass is not first seen by another recipe's trigger in
@@ -77,14 +78,19 @@ func (e *Engine) Poll(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]
-		// A webhook trigger with a fallback poll polls too, as in RunOnce.
-		if !rt.polls() {
+		var feed func() error
+		switch {
+		case rt.polls(): // polling and hybrid triggers
+			feed = func() error { return e.pollLoop(pctx, rt, true) }
+		case rt.mode == "schedule":
+			feed = func() error { return e.fireIfDue(pctx, rt) }
+		default:
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := e.pollLoop(pctx, rt, true); err != nil {
+			if err := feed(); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

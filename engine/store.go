@@ -335,6 +335,9 @@ type Completion struct {
 	Condition *bool
 	Values    json.RawMessage
 	Finished  time.Time
+	// Version is the hash of the recipe version that ran (a Versions
+	// store records it).
+	Version string
 }
 
 // Inspector serves `memberflow runs` and `memberflow dlq`: what
@@ -390,4 +393,51 @@ type RunDetail struct {
 	Condition *bool           `json:"condition,omitempty"`
 	Values    json.RawMessage `json:"condition_values,omitempty"`
 	Steps     []StepRecord    `json:"steps"`
+	// Version is the recipe version the run last ran with, and
+	// PastAttempts the attempts replays ended (a Versions store).
+	Version      *RecipeVersion `json:"version,omitempty"`
+	PastAttempts []Attempt      `json:"past_attempts,omitempty"`
+}
+
+// Versions is an optional Store ability, found by type assertion: it keeps
+// the recipe versions that ran and every attempt of a run, so that a
+// replay runs the version that failed and the audit keeps each attempt.
+// A store without it runs every run with the loaded recipe.
+type Versions interface {
+	// SaveVersion remembers a recipe version; saving it again is a no-op.
+	SaveVersion(ctx context.Context, v RecipeVersion) error
+	// LoadVersion returns a remembered version (ErrNoVersion if unknown).
+	LoadVersion(ctx context.Context, recipe, hash string) (*RecipeVersion, error)
+	// RunVersion is the hash of the version a run last ran with; "" before
+	// its first outcome, and after Unpin.
+	RunVersion(ctx context.Context, run int64) (string, error)
+	// Unpin makes a run's next attempt run the loaded version (replay
+	// --latest).
+	Unpin(ctx context.Context, run int64) error
+	// Attempts lists a run's earlier attempts (those a replay ended),
+	// oldest first.
+	Attempts(ctx context.Context, run int64) ([]Attempt, error)
+}
+
+// ErrNoVersion is returned for a recipe version the store does not hold.
+var ErrNoVersion = errors.New("no such recipe version")
+
+// RecipeVersion is one version of a recipe file.
+type RecipeVersion struct {
+	Recipe   string    `json:"recipe"` // the recipe's id
+	Hash     string    `json:"hash"`   // SHA-256 of the file, hex
+	Revision string    `json:"revision,omitempty"`
+	File     string    `json:"file,omitempty"`
+	Source   []byte    `json:"-"`
+	Seen     time.Time `json:"seen"`
+}
+
+// Attempt is a finished attempt of a run that was replayed afterwards.
+type Attempt struct {
+	N        int          `json:"attempt"`
+	Version  string       `json:"version,omitempty"`
+	Status   string       `json:"status"`
+	Error    string       `json:"error,omitempty"`
+	Finished time.Time    `json:"finished"`
+	Steps    []StepRecord `json:"steps"`
 }

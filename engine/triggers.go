@@ -220,23 +220,27 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 
 // pollLoop polls a recipe's trigger: again at once while there is more,
 // then every interval. With once, it returns when the trigger is caught up.
-// onceRetries is how many times a one-shot run polls again after a
-// transient failure (the service's client has already retried each call).
-const onceRetries = 3
-
-// oncePollBackoff is the wait before the first of those polls; it grows
-// linearly. A variable so that tests need not wait.
-var oncePollBackoff = time.Second
-
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
 	var ledUntil time.Time
+	if once {
+		// A one-shot runner gives the trigger up when it is caught up, so
+		// that another one-shot runner waiting for it polls (cheaply) and
+		// ends caught up too.
+		defer func() {
+			if !ledUntil.IsZero() {
+				e.store.LeadPoll(context.WithoutCancel(ctx), rt.r.Name, e.opts.Owner, e.now().Add(-time.Millisecond))
+			}
+		}()
+	}
 	for {
-		// A runner that runs until stopped polls only while it leads the
-		// recipe's poller: one poller per trigger among the runners of a
-		// store. A one-shot run polls regardless (events are deduplicated
-		// by ID) so that it always ends caught up.
-		if !once && e.now().After(ledUntil.Add(-2*e.opts.Lease/3)) {
+		// A runner polls only while it leads the recipe's poller: one
+		// poller per trigger among the runners of a store; the others run
+		// what it finds. A runner that runs until stopped tries again
+		// every third of a lease (it takes over within a lease when the
+		// leader dies); a one-shot runner waits for the lead, running runs
+		// meanwhile, and then polls until caught up.
+		if e.now().After(ledUntil.Add(-2 * e.opts.Lease / 3)) {
 			until := e.now().Add(e.opts.Lease)
 			lead, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, until)
 			if ctx.Err() != nil {
@@ -247,7 +251,11 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
 				}
 				ledUntil = time.Time{}
-				if e.sleep(ctx, min(rt.interval, e.opts.Lease/3)) != nil {
+				wait := min(rt.interval, e.opts.Lease/3)
+				if once {
+					wait = min(wait, 100*time.Millisecond)
+				}
+				if e.sleep(ctx, wait) != nil {
 					return nil
 				}
 				continue
@@ -263,14 +271,15 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 		}
 		if err != nil {
 			if once {
-				// A poll is a read: a transient failure is worth a few more
-				// tries before a one-shot run gives up on the trigger.
-				if failures >= onceRetries || !connectors.Retryable(err) {
+				// A poll is a read, retried by the steps' policy (the
+				// service's client retries nothing): a one-shot run gives up
+				// on the trigger only when a step would give up.
+				failures++
+				if failures >= e.opts.Retry.Attempts || !connectors.Retryable(err) {
 					return err
 				}
-				failures++
 				e.log.Warn("poll failed; retrying", "recipe", rt.r.Name, "attempt", failures, "error", e.redact.String(err.Error()))
-				if e.sleep(ctx, time.Duration(failures)*oncePollBackoff) != nil {
+				if e.sleep(ctx, policyDelay(e.opts.Retry, failures, err)) != nil {
 					return nil
 				}
 				continue

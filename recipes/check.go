@@ -1,6 +1,8 @@
 package recipes
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -43,6 +45,13 @@ func (l *loader) compileRecipe(s *source, root *yaml.Node) *loadedRecipe {
 		r.Version = v
 	}
 	r.Name, _ = top["name"].(string)
+	r.ID, _ = top["id"].(string)
+	if r.ID == "" {
+		r.ID = r.Name
+	}
+	// The version a run records: the file as written.
+	sum := sha256.Sum256(s.data)
+	r.Hash, r.Source = hex.EncodeToString(sum[:]), s.data
 	r.Description, _ = top["description"].(string)
 	r.Vars, _ = top["vars"].(map[string]any)
 	varsType := valueType(r.Vars, 0)

@@ -41,13 +41,20 @@ type Env = map[string]any
 // CompileExpr compiles an expression for evaluation. Type-checking against
 // the operations' schemas happens in validation, before this.
 func CompileExpr(src string, pos Pos) (*Expr, error) {
+	exprMu.Lock()
+	defer exprMu.Unlock()
 	return new(runtimeCompiler).compile(src, pos)
 }
+
+// exprMu serialises checking and compiling expressions: expr writes
+// lazily computed method sets into the function types of the shared base
+// configurations. Evaluation needs no lock.
+var exprMu sync.Mutex
 
 // runtimeCompiler compiles expressions for evaluation against map
 // environments (runtime data is map[string]any, whatever the schemas
 // say). It keeps one configuration for all the expressions of a load; it
-// is not safe for concurrent use.
+// is not safe for concurrent use, and its callers hold exprMu.
 // Programs are immutable, so that the same source, frequent across the
 // recipes of a folder, is compiled once.
 type runtimeCompiler struct {

@@ -135,6 +135,11 @@ func (sc *scope) rootNames() []string {
 // scalar n's value. Problems are reported at their exact position; the
 // result is nil when there were any.
 func (s *source) compileAt(n *yaml.Node, src string, off int, sc *scope, asBool bool) *Expr {
+	// expr's checker and compiler fill caches inside the shared base
+	// configurations' function types as they go: two loads at once (a
+	// runner and its console, two runners in one test binary) would race.
+	exprMu.Lock()
+	defer exprMu.Unlock()
 	tree, err := checker.ParseCheck(src, sc.config(asBool))
 	if err != nil {
 		at, msg := explainExprError(src, err, sc, asBool)

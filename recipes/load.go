@@ -301,9 +301,20 @@ func (l *loader) sharedFile(path string) (*connFile, error) {
 func (l *loader) crossCheck() map[*Recipe]bool {
 	clash := map[*Recipe]bool{}
 	names := map[string]*loadedRecipe{}
+	ids := map[string]*loadedRecipe{}
 	hooks := map[string]*loadedRecipe{}
 	for _, lr := range l.loaded {
 		r := lr.r
+		// One id, one recipe's state: two recipes sharing one would read
+		// and move each other's cursors.
+		if r.ID != "" {
+			if first, dup := ids[r.ID]; dup && first.r.Name != r.Name {
+				lr.src.errorf(lr.nameNode, "recipe id %q is also used by %s", r.ID, first.r.File)
+				clash[r] = true
+			} else if !dup {
+				ids[r.ID] = lr
+			}
+		}
 		if r.Name != "" {
 			if first, dup := names[r.Name]; dup {
 				lr.src.errorf(lr.nameNode, "recipe name %q is also used by %s", r.Name, first.r.File)

@@ -25,9 +25,21 @@ type Pos struct {
 
 // Recipe is a loaded, validated, compiled recipe.
 type Recipe struct {
-	File        string
-	Version     int
-	Name        string
+	File    string
+	Version int
+	Name    string
+	// ID keys the recipe's state in the store (cursors, per-subject
+	// memory, runs): `id:` in the file, else the name, so that a recipe
+	// renamed with its old name as id keeps its cursors.
+	ID string
+	// Hash is the SHA-256 (hex) of the recipe file as loaded, and Source
+	// that file: the version each run records, so that a replay can run
+	// the version that failed.
+	Hash   string
+	Source []byte
+	// Revision is the git revision of the file, when the caller knows it
+	// (memberflow run asks git); "" otherwise.
+	Revision    string
 	Description string
 	// Connections by the recipe's name for them, including those from a
 	// shared connections file.

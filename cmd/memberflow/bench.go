@@ -17,7 +17,7 @@ func init() {
 	register(&command{
 		name:    "bench",
 		summary: "measure the runner end to end: a backfill against the sandbox, or a file job",
-		usage:   "[--members N] [--concurrency N] [--store PATH] [--seed S] [--sandbox-url URL] [--metrics] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
+		usage:   "[--members N] [--concurrency N] [--store PATH | --store postgres://… --runners N] [--seed S] [--sandbox-url URL] [--metrics] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
 each eligible member is issued one certificate (an upsert, never a duplicate)
@@ -29,6 +29,13 @@ counted) and the sandbox's duplicate certificates, which must be 0.
 
 --metrics keeps the Prometheus metrics that run --http serves, gathered
 every 5 seconds; compare paired runs with and without it for their cost.
+
+--store postgres://… --runners N runs the backfill on SQLite with one
+runner, then on Postgres (a scratch schema, dropped after) with 1 to N
+runners sharing the database, the sandbox reset before each, and prints a
+table: members/s and members per CPU second (the runners' CPU plus that
+of the database sessions serving them, when the server runs on this
+machine).
 
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).
@@ -48,7 +55,8 @@ errors.`,
 			o := benchOptions{}
 			fs.IntVar(&o.members, "members", 100000, "members seeded in the sandbox")
 			fs.IntVar(&o.concurrency, "concurrency", 32, "runs executed at once")
-			fs.StringVar(&o.store, "store", "", "durable store `path` (a fresh file; default a temporary one, removed after)")
+			fs.StringVar(&o.store, "store", "", "durable store `path` (a fresh file; default a temporary one, removed after), or a postgres:// URL (with --runners)")
+			fs.IntVar(&o.runners, "runners", 0, "with a postgres:// --store: backfill on SQLite with one runner, then on Postgres with 1 to `N` runners, and print the table")
 			fs.Int64Var(&o.seed, "seed", 1, "seed of the sandbox data")
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "use the sandbox running at `URL` instead of starting one")
 			fs.StringVar(&o.format, "format", "text", "output format: text or json")
@@ -71,7 +79,7 @@ errors.`,
 }
 
 type benchOptions struct {
-	members, concurrency                                        int
+	members, concurrency, runners                               int
 	seed                                                        int64
 	metrics                                                     bool
 	store, sandboxURL, format, cpuProfile, memProfile, logLevel string
@@ -130,6 +138,16 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		cpu = sb.CPU
 	}
 
+	if spec, err := parseStore(o.store, nil); o.store != "" && err == nil && spec.postgres {
+		if o.runners < 1 {
+			o.runners = 3
+		}
+		return runRunnerTable(ctx, o, spec, base, io, log)
+	}
+	if o.runners > 0 {
+		fmt.Fprintln(io.err, "memberflow bench: --runners needs --store postgres://…")
+		return exitUsage
+	}
 	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu, Metrics: o.metrics}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)

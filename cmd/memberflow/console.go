@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 
 	"github.com/memberflow/memberflow/connectors/apiclient"
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/internal/console"
 	"github.com/memberflow/memberflow/internal/reconcile"
 	"github.com/memberflow/memberflow/recipes"
@@ -47,7 +45,7 @@ redacted); no secret is ever shown.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := consoleOptions{}
 			fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen `address` (host:port)")
-			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
+			fs.StringVar(&o.store, "store", "memberflow.db", storeFlagHelp)
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "read the sandbox running at `URL` for the compliance page")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
 			var conns stringList
@@ -139,11 +137,16 @@ func runConsole(ctx context.Context, o consoleOptions, io stdio) int {
 		fmt.Fprintf(io.err, "memberflow console: %v\n", err)
 		return exitUsage
 	}
-	if _, err := os.Stat(o.store); err != nil {
-		fmt.Fprintf(io.err, "memberflow console: no store at %s (memberflow run creates it; --store names another)\n", o.store)
+	spec, err := parseStore(o.store, nil)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow console: %v\n", err)
 		return exitUsage
 	}
-	store, err := sqlitestore.Open(o.store, sqlitestore.Options{Logger: log})
+	if !spec.exists() {
+		fmt.Fprintf(io.err, "memberflow console: no store at %s (memberflow run creates it; --store names another)\n", spec.shown)
+		return exitUsage
+	}
+	store, err := spec.open(ctx, 1, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow console: %v\n", err)
 		return exitFail

@@ -78,7 +78,9 @@ func TestHybridTriggerProcessesEveryChangeOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	target := newSandboxAt(context.Background(), base, hclog.NewNullLogger())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	target := newSandboxAt(ctx, base, log)
 	conns, err := resolveConnections(r, recipes.SecretMap{}, target, false, nil, log)
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +88,6 @@ func TestHybridTriggerProcessesEveryChangeOnce(t *testing.T) {
 	if err := eng.Add(r, conns); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 
 	// The first one-shot pass backfills what exists (the reconciling poll).
 	if _, err := eng.RunOnce(ctx); err != nil {

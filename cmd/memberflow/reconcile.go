@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/internal/reconcile"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -41,7 +39,7 @@ Exit status: 0 no drift, 1 drift found (or the systems could not be read),
 2 usage errors and recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := reconcileOptions{}
-			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite) the fixes are enqueued in")
+			fs.StringVar(&o.store, "store", "memberflow.db", "the store the fixes are enqueued in: a SQLite file `path`, a postgres://… URL, or secret.NAME")
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "read the sandbox running at `URL` instead of the connections' services")
 			fs.StringVar(&o.format, "format", "text", "output format: text or json")
 			fs.BoolVar(&o.fix, "fix", false, "enqueue the runs that fix the drift")
@@ -104,11 +102,16 @@ func runReconcile(ctx context.Context, o reconcileOptions, io stdio) int {
 	if o.fix && len(rep.Findings) > 0 {
 		var store engine.TriggerStore
 		if !o.dryRun {
-			if _, err := os.Stat(o.store); err != nil {
-				fmt.Fprintf(io.err, "memberflow reconcile: no store at %s: the fixes go in the store the runner uses (--store)\n", o.store)
+			spec, err := parseStore(o.store, nil)
+			if err != nil {
+				fmt.Fprintf(io.err, "memberflow reconcile: %v\n", err)
 				return exitUsage
 			}
-			s, err := sqlitestore.Open(o.store, sqlitestore.Options{Logger: log})
+			if !spec.exists() {
+				fmt.Fprintf(io.err, "memberflow reconcile: no store at %s: the fixes go in the store the runner uses (--store)\n", spec.shown)
+				return exitUsage
+			}
+			s, err := spec.open(ctx, 1, log)
 			if err != nil {
 				fmt.Fprintf(io.err, "memberflow reconcile: %v\n", err)
 				return exitFail

@@ -37,10 +37,15 @@ on --http, schedules fire; each event becomes one run whose steps are
 journaled, so that a run stopped at any point resumes without repeating a
 write. See docs/runner.md.
 
---once polls every trigger until it is caught up and runs every queued run,
-in passes until a pass finds nothing new (what one recipe writes can start
-another), then prints a summary and a line to read at a glance, and exits:
-0 when no run was dead-lettered, 1 otherwise.
+--once polls every trigger until it is caught up (hybrid webhook triggers
+too), fires the schedules that are due, and runs every queued run, in
+passes until a pass finds nothing new (what one recipe writes can start
+another), then prints a summary (writes that changed something, no-op
+upserts apart) and a line to read at a glance, and exits: 0 when no run
+was dead-lettered, 1 otherwise.
+
+Every secret the recipes need is checked first: all missing ones are
+listed at once, before anything is created.
 Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
 events and lets runs in flight finish.
 
@@ -75,7 +80,7 @@ dead-lettered (--once) or the runner failed, 2 for usage errors and
 recipes that do not load.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			o := runOptions{}
-			fs.StringVar(&o.store, "store", "memberflow.db", "durable store `path` (SQLite)")
+			fs.StringVar(&o.store, "store", "memberflow.db", storeFlagHelp)
 			fs.BoolVar(&o.once, "once", false, "poll until caught up, drain the queue, print a summary and exit")
 			fs.BoolVar(&o.sandbox, "sandbox", false, "start the in-process sandbox and point every connection at it")
 			fs.StringVar(&o.sandboxURL, "sandbox-url", "", "point every connection at the sandbox running at `URL`")
@@ -212,31 +217,28 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 	planned.redact = apiclient.NewRedactor(secretValues...)
 
-	storePath, cleanup, err := storeForRun(ctx, o)
+	spec, err := parseStore(o.store, secrets)
 	if err != nil {
-		reportStoreError(io, "run", o.store, err)
+		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		return exitUsage
+	}
+	store, cleanup, err := storeForRun(ctx, o, spec, log)
+	if err != nil {
+		reportStoreError(io, "run", spec.shown, err)
 		return exitFail
 	}
 	defer cleanup()
-	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: log})
-	if err != nil {
-		reportStoreError(io, "run", o.store, err)
-		return exitFail
-	}
-	defer store.Close()
 	var meta engine.MetaStore // the store's own, except in a dry run
-	if o.dryRun {
+	if o.dryRun && spec.exists() {
 		// The service rotates a refresh token even in a dry run: the new
 		// one goes to the real store, not to the copy thrown away.
-		if _, err := os.Stat(o.store); err == nil {
-			real, err := sqlitestore.Open(o.store, sqlitestore.Options{Logger: log})
-			if err != nil {
-				reportStoreError(io, "run", o.store, err)
-				return exitFail
-			}
-			defer real.Close()
-			meta = real
+		real, err := spec.open(ctx, 1, log)
+		if err != nil {
+			reportStoreError(io, "run", spec.shown, err)
+			return exitFail
 		}
+		defer real.Close()
+		meta, _ = real.(engine.MetaStore)
 	}
 
 	// Metrics are kept when something can read them: the --http listener.
@@ -250,14 +252,20 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		// One token chain for the engine and the console's reconciler.
 		tokenMeta := meta
 		if tokenMeta == nil {
-			tokenMeta = store
+			m, ok := store.(engine.MetaStore)
+			if !ok {
+				fmt.Fprintf(io.err, "memberflow run: the store %s cannot keep OAuth tokens\n", spec.shown)
+				return exitUsage
+			}
+			tokenMeta = m
 		}
 		if err := attachTokens(resolved, tokenMeta, storeKey, "run"); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 			return exitUsage
 		}
 	}
-	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer})
+	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
+		LoadVersion: loadVersion(o.connections, log)})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail
@@ -271,6 +279,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 	for i, r := range rs {
+		r.Revision = gitRevision(r.File)
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage
@@ -278,7 +287,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 
 	if err := eng.CheckIdentities(ctx); err != nil {
-		reportStoreError(io, "run", o.store, err)
+		reportStoreError(io, "run", spec.shown, err)
 		return exitFail
 	}
 
@@ -312,59 +321,103 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			// claimed and not finished; make sure none is left held.
 			n, rerr := eng.Release(context.WithoutCancel(ctx))
 			if rerr != nil {
-				reportStoreError(io, "run", o.store, rerr)
+				reportStoreError(io, "run", spec.shown, rerr)
 				return exitFail
 			}
 			fmt.Fprintf(io.err, "memberflow run: stopped by a signal; unfinished runs are back in the queue (%d released now) and resume on the next start\n", n)
 			return exitOK
 		}
 		if err != nil {
-			reportStoreError(io, "run", o.store, err)
+			reportStoreError(io, "run", spec.shown, err)
 			return exitFail
 		}
 		if n := sum.Dead(); n > 0 {
-			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, o.store)
+			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, spec.shown)
 			return exitFail
 		}
 		return exitOK
 	}
-	log.Info("running; stop with Ctrl-C", "recipes", len(rs), "store", o.store, "concurrency", o.concurrency)
+	log.Info("running; stop with Ctrl-C", "recipes", len(rs), "store", spec.shown, "concurrency", o.concurrency, "owner", eng.Owner())
 	err = eng.Run(ctx)
 	stopProgress()
 	eng.Summary().WriteText(io.err)
 	if err != nil {
-		reportStoreError(io, "run", o.store, err)
+		reportStoreError(io, "run", spec.shown, err)
 		return exitFail
 	}
 	return exitOK
 }
 
-// storeForRun returns the store to use. A dry run works on a copy, so
-// that its cursors and journal never reach the real store.
-func storeForRun(ctx context.Context, o runOptions) (string, func(), error) {
+// loadVersion compiles an earlier version of a recipe, kept in the store,
+// for a replayed run: the same loader options as the loaded version (a
+// connections file given with --connections replaces its own).
+func loadVersion(connections []string, log hclog.Logger) func(*recipes.Recipe, []byte) (*recipes.Recipe, error) {
+	return func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error) {
+		r, diags := recipes.LoadBytes(current.File, source, recipes.Options{Registry: connectors.Default, Connections: connections, Logger: log.Named("recipes")})
+		if diags.HasErrors() || r == nil {
+			return nil, fmt.Errorf("%s", strings.TrimSpace(diags.Error()))
+		}
+		return r, nil
+	}
+}
+
+// storeForRun opens the store to use. A dry run works on a scratch
+// SQLite copy, so that its cursors and journal never reach the real
+// store: a SQLite store is snapshotted, a Postgres one's trigger state is
+// copied.
+func storeForRun(ctx context.Context, o runOptions, spec storeSpec, log hclog.Logger) (engine.Store, func(), error) {
 	if !o.dryRun {
-		return o.store, func() {}, nil
+		s, err := spec.open(ctx, o.concurrency, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
 	}
 	dir, err := os.MkdirTemp("", "memberflow-dry-run-")
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
+	removeDir := func() { os.RemoveAll(dir) }
 	copyPath := filepath.Join(dir, "memberflow.db")
-	if _, err := os.Stat(o.store); err == nil {
-		real, err := sqlitestore.Open(o.store, sqlitestore.Options{})
+	if spec.exists() {
+		real, err := spec.open(ctx, 1, log)
 		if err != nil {
-			cleanup()
-			return "", nil, err
+			removeDir()
+			return nil, nil, err
 		}
-		err = real.Snapshot(ctx, copyPath)
+		err = snapshot(ctx, real, copyPath)
 		real.Close()
 		if err != nil {
-			cleanup()
-			return "", nil, err
+			removeDir()
+			return nil, nil, fmt.Errorf("copying the store for the dry run: %w", err)
 		}
 	}
-	return copyPath, cleanup, nil
+	s, err := sqlitestore.Open(copyPath, sqlitestore.Options{Logger: log})
+	if err != nil {
+		removeDir()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); removeDir() }, nil
+}
+
+func snapshot(ctx context.Context, real engine.Store, path string) error {
+	if sn, ok := real.(engine.Snapshotter); ok {
+		return sn.Snapshot(ctx, path)
+	}
+	src, ok := real.(engine.StateCopier)
+	if !ok {
+		return errors.New("the store can neither snapshot nor copy its state")
+	}
+	st, err := src.ExportState(ctx)
+	if err != nil {
+		return err
+	}
+	dst, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	return dst.ImportState(ctx, st)
 }
 
 // sandboxTarget rewrites connections to a sandbox: the URL of a

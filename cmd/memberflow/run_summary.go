@@ -47,11 +47,14 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	byName := map[string]*recipes.Recipe{}
 	for _, r := range rs {
 		byName[r.Name] = r
+		if r.ID != "" {
+			byName[r.ID] = r // the engine names a renamed recipe by its id
+		}
 	}
 	seen := map[string]int64{}
 	counts := map[string]int64{}
 	used := map[string]bool{} // connectors of the recipes that ran
-	var skipped, suppressed, dead int64
+	var skipped, dead int64
 	for _, s := range sum.Recipes {
 		r := byName[s.Recipe]
 		if r == nil {
@@ -61,7 +64,6 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 			used[c.Connector] = true
 		}
 		skipped += s.Skipped
-		suppressed += s.Suppressed
 		dead += s.Dead
 		if t := r.Trigger; t != nil {
 			// A subject is seen by every recipe that watches it: the
@@ -121,7 +123,12 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, e))
 		}
 	}
-	parts = append(parts, fmt.Sprintf("%d skipped by conditions", skipped), fmt.Sprintf("%d echoes suppressed", suppressed), fmt.Sprintf("%d failed", dead))
+	// Only figures that identical inputs make identical: what changed
+	// (Writes counts changes, not calls), what conditions skipped, what
+	// failed. How many upserts found their record already as asked, and
+	// how many events were echoes, depend on which of two recipes touching
+	// one record ran first: the table above has them.
+	parts = append(parts, fmt.Sprintf("%d skipped by conditions", skipped), fmt.Sprintf("%d failed", dead))
 	fmt.Fprintln(w, strings.Join(parts, " · "))
 }
 

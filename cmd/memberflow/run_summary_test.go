@@ -51,13 +51,13 @@ func TestWriteGlance(t *testing.T) {
 	}
 	sum := &engine.Summary{Recipes: []engine.RecipeSummary{
 		{Recipe: "issue", Events: 100, Total: 7, Succeeded: 40, Skipped: 60, Suppressed: 20,
-			Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}},
+			Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}, Unchanged: map[string]int64{"acc.upsert_credential": 12}},
 		{Recipe: "qr", Events: 9, Succeeded: 8, Dead: 1, Writes: map[string]int64{"out.append": 8}},
 		{Recipe: "log", Events: 3, Succeeded: 3, Writes: map[string]int64{"out.append": 3}},
 	}}
 	var b bytes.Buffer
 	writeGlance(&b, sum, rs)
-	want := "100 members seen · 8 QR codes made · 40 certificates issued · 40 members updated · 60 skipped by conditions · 20 echoes suppressed · 1 failed\n"
+	want := "100 members seen · 8 QR codes made · 40 certificates issued · 40 members updated · 60 skipped by conditions · 1 failed\n"
 	if b.String() != want {
 		t.Fatalf("glance =\n%s\nwant\n%s", b.String(), want)
 	}

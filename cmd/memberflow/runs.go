@@ -7,21 +7,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 func init() {
 	register(&command{
 		name:    "runs",
 		summary: "list runs and show a run's audit: event, condition, steps",
-		usage:   "list [--recipe R] [--status S] [--limit N] [--format text|json] | show ID [--format text|json] | skipped [--recipe R] [--limit N] [--format text|json]",
+		usage:   "list [--store PATH|URL] [--recipe R] [--status S] [--subject S] [--since T] [--until T] [--before ID] [--limit N] [--format text|json] | show ID [--format text|json] | skipped [--recipe R] [--limit N] [--format text|json]",
 		help: `"runs list" lists runs, newest first. "runs show ID" prints a run's audit:
 its trigger event, the outcome of the recipe's condition with the values it
 read, and each step's request, result, error, attempts and timings.
@@ -33,25 +32,41 @@ condition read.
 
 Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
-			store := fs.String("store", "memberflow.db", "durable store `path`")
+			store := fs.String("store", "memberflow.db", storeFlagHelp)
 			recipe := fs.String("recipe", "", "only runs of this recipe")
+			subject := fs.String("subject", "", "only runs about this subject (e.g. a member id)")
+			since := fs.String("since", "", "only runs created at or after this `time` (RFC 3339, or a duration ago such as 2h)")
+			until := fs.String("until", "", "only runs created before this `time` (RFC 3339, or a duration ago)")
+			before := fs.Int64("before", 0, "only runs with a lower `ID` (the next page: the last ID shown)")
 			status := fs.String("status", "", "only runs with this status")
 			limit := fs.Int("limit", 100, "at most this many runs")
 			format := fs.String("format", "text", "output format: text or json")
 			return func(ctx context.Context, args []string, io stdio) int {
-				return inspect(ctx, "runs", *store, *format, io, func(s *sqlitestore.Store) error {
+				return inspect(ctx, "runs", *store, *format, io, func(s engine.Store) error {
 					switch {
 					case len(args) == 1 && args[0] == "list":
 						if *status != "" && !validStatus(*status) {
 							return usageError{fmt.Errorf("--status %q: want one of %s", *status, strings.Join(runStatuses, ", "))}
 						}
-						runs, err := s.ListRuns(ctx, engine.RunFilter{Recipe: *recipe, Status: *status, Limit: *limit})
+						f := engine.RunFilter{Recipe: *recipe, Status: *status, Subject: *subject, Before: *before, Limit: *limit}
+						var err error
+						if f.Since, err = parseWhen("--since", *since); err != nil {
+							return err
+						}
+						if f.Until, err = parseWhen("--until", *until); err != nil {
+							return err
+						}
+						runs, err := s.ListRuns(ctx, f)
 						if err != nil {
 							return err
 						}
 						return writeRuns(io.out, *format, runs)
 					case len(args) == 1 && args[0] == "skipped":
-						pages, err := s.ListSkips(ctx, engine.RunFilter{Recipe: *recipe, Limit: *limit})
+						sl, ok := s.(engine.SkipLister)
+						if !ok {
+							return errors.New("this store keeps no skip pages")
+						}
+						pages, err := sl.ListSkips(ctx, engine.RunFilter{Recipe: *recipe, Limit: *limit})
 						if err != nil {
 							return err
 						}
@@ -63,6 +78,9 @@ Statuses: queued, running, succeeded, skipped, suppressed, dead.`,
 						}
 						d, err := s.GetRun(ctx, id)
 						if err != nil {
+							return err
+						}
+						if err := withVersion(ctx, s, d); err != nil {
 							return err
 						}
 						return writeRun(io.out, *format, d)
@@ -96,18 +114,39 @@ func runID(s string) (int64, error) {
 	return id, nil
 }
 
-// inspect opens an existing store for the runs and dlq commands and runs
-// fn on it.
-func inspect(ctx context.Context, cmd, path, format string, io stdio, fn func(*sqlitestore.Store) error) int {
+// parseWhen reads a --since or --until value: an RFC 3339 time, or a
+// duration meaning that long ago.
+func parseWhen(flag, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, usageError{fmt.Errorf("%s %q: want an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (90m)", flag, v)}
+}
+
+// inspect opens an existing store (a SQLite file or Postgres) for the
+// runs, dlq, runners and store commands and runs fn on it.
+func inspect(ctx context.Context, cmd, store, format string, io stdio, fn func(engine.Store) error) int {
 	if format != "text" && format != "json" {
 		fmt.Fprintf(io.err, "memberflow %s: --format must be text or json, got %q\n", cmd, format)
 		return exitUsage
 	}
-	if _, err := os.Stat(path); err != nil {
+	spec, err := parseStore(store, nil)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return exitUsage
+	}
+	path := spec.shown
+	if !spec.exists() {
 		fmt.Fprintf(io.err, "memberflow %s: no store at %s (memberflow run creates it; --store names another)\n", cmd, path)
 		return exitUsage
 	}
-	s, err := sqlitestore.Open(path, sqlitestore.Options{})
+	s, err := spec.open(ctx, 1, hclog.NewNullLogger())
 	if err != nil {
 		reportStoreError(io, cmd, path, err)
 		return exitFail
@@ -176,6 +215,9 @@ func writeRun(w io.Writer, format string, d *engine.RunDetail) error {
 		fmt.Fprintf(w, "finished  %s (%s)\n", d.Finished.Format(time.RFC3339Nano), d.Finished.Sub(d.Created).Round(time.Microsecond))
 	}
 	fmt.Fprintf(w, "attempts  %d\n", d.Attempts)
+	if v := d.Version; v != nil {
+		fmt.Fprintf(w, "version   %.12s%s\n", v.Hash, versionWhere(v))
+	}
 	if d.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", d.Error)
 	}
@@ -199,7 +241,59 @@ func writeRun(w io.Writer, format string, d *engine.RunDetail) error {
 			fmt.Fprintf(w, "  error    %s\n", s.Error)
 		}
 	}
+	writePastAttempts(w, d)
 	return nil
+}
+
+func writePastAttempts(w io.Writer, d *engine.RunDetail) {
+	for _, a := range d.PastAttempts {
+		fmt.Fprintf(w, "attempt %d: %s, version %.12s, %s\n", a.N, a.Status, dash(a.Version), a.Finished.Format(time.RFC3339Nano))
+		if a.Error != "" {
+			fmt.Fprintf(w, "  error    %s\n", a.Error)
+		}
+		for _, s := range a.Steps {
+			fmt.Fprintf(w, "  step %d %q (%s): %s\n", s.Index+1, s.StepID, s.Action, s.Status)
+		}
+	}
+}
+
+// versionWhere says where a recipe version came from: the file and its git
+// revision, when known.
+func versionWhere(v *engine.RecipeVersion) string {
+	var parts []string
+	if v.File != "" {
+		parts = append(parts, v.File)
+	}
+	if v.Revision != "" {
+		parts = append(parts, "git "+v.Revision)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// withVersion adds what a Versions store knows of a run: the recipe
+// version it last ran with and its earlier attempts.
+func withVersion(ctx context.Context, store engine.Store, d *engine.RunDetail) error {
+	s, ok := store.(engine.Versions)
+	if !ok {
+		return nil
+	}
+	hash, err := s.RunVersion(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	if hash != "" {
+		if d.Version, err = s.LoadVersion(ctx, d.Recipe, hash); errors.Is(err, engine.ErrNoVersion) {
+			d.Version, err = &engine.RecipeVersion{Recipe: d.Recipe, Hash: hash}, nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	d.PastAttempts, err = s.Attempts(ctx, d.ID)
+	return err
 }
 
 func compactJSON(raw json.RawMessage) string {

@@ -18,8 +18,8 @@ import (
 func init() {
 	register(&command{
 		name:    "store",
-		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs",
-		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json]",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; copy to another store",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | copy --from STORE --to STORE",
 		help: `A store records, on first use, the account each connection reaches (its
 base URL and the account id the service reports). A later run whose
 connections reach another account stops: the store's cursors, per-subject
@@ -40,17 +40,33 @@ journals and their events' data, and the counts of skipped events. Dead
 letters stay until replayed. The events' IDs stay too, so an event seen
 again is still a duplicate: pruning never makes a record run twice.
 --vacuum then rewrites the file to give the space back (run it while no
-runner writes).`,
+runner writes).
+"store copy --from STORE --to STORE" moves what the triggers remember (each
+recipe's cursor, each subject's last state), the record states memberflow
+wrote (echo suppression) and the recorded accounts and saved tokens from
+one store to another: from the SQLite file of one machine to the Postgres
+database several runners share (docs/deploy.md). Runs, journals and dead
+letters stay behind: they are history. Stop the source's runners first.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
-			store := fs.String("store", "memberflow.db", "durable store `path`")
+			store := fs.String("store", "memberflow.db", storeFlagHelp)
 			format := fs.String("format", "text", "output format of show and prune: text or json")
+			from := fs.String("from", "", "copy: the source store (SQLite `path`, postgres:// URL or secret.NAME)")
+			to := fs.String("to", "", "copy: the destination store (SQLite `path`, postgres:// URL or secret.NAME)")
+			secretsFile := fs.String("secrets", "", "secrets `file` for secret.NAME (KEY=value lines); the environment wins")
 			olderThan := fs.String("older-than", "", "prune: what finished more than this `age` ago: 30d, 12h, 90m")
 			vacuum := fs.Bool("vacuum", false, "prune: rewrite the file afterwards to give the space back")
 			return func(ctx context.Context, args []string, io stdio) int {
-				return inspect(ctx, "store", *store, *format, io, func(s *sqlitestore.Store) error {
+				if len(args) == 1 && args[0] == "copy" {
+					return runStoreCopy(ctx, *from, *to, *secretsFile, io)
+				}
+				return inspect(ctx, "store", *store, *format, io, func(s engine.Store) error {
+					meta, ok := s.(engine.MetaStore)
+					if !ok && len(args) > 0 && args[0] != "prune" {
+						return errors.New("this store keeps no accounts or tokens")
+					}
 					switch {
 					case len(args) == 1 && args[0] == "show":
-						ids, err := engine.Identities(ctx, s)
+						ids, err := engine.Identities(ctx, meta)
 						if err != nil {
 							return err
 						}
@@ -71,7 +87,7 @@ runner writes).`,
 						}
 						return tw.Flush()
 					case len(args) >= 1 && args[0] == "rebind":
-						forgot, err := engine.Rebind(ctx, s, args[1:]...)
+						forgot, err := engine.Rebind(ctx, meta, args[1:]...)
 						for _, id := range forgot {
 							fmt.Fprintf(io.out, "forgot connection %q: %s\n", id.Connection, id)
 						}
@@ -85,16 +101,20 @@ runner writes).`,
 						fmt.Fprintln(io.out, "the next memberflow run records the accounts its connections reach")
 						return nil
 					case len(args) == 1 && args[0] == "prune":
-						return prune(ctx, s, *olderThan, *vacuum, *format, io)
+						p, ok := s.(engine.Pruner)
+						if !ok {
+							return errors.New("this store does not prune")
+						}
+						return prune(ctx, p, *olderThan, *vacuum, *format, io)
 					case len(args) == 1 && args[0] == "forget-tokens":
-						n, err := engine.ForgetTokens(ctx, s)
+						n, err := engine.ForgetTokens(ctx, meta)
 						if err != nil {
 							return err
 						}
 						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
 						return nil
 					}
-					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens" or "prune" (memberflow store --help)`)}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune" or "copy" (memberflow store --help)`)}
 				})
 			}
 		},

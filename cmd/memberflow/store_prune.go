@@ -10,11 +10,10 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 // prune is `memberflow store prune`.
-func prune(ctx context.Context, s *sqlitestore.Store, olderThan string, vacuum bool, format string, io stdio) error {
+func prune(ctx context.Context, s engine.Pruner, olderThan string, vacuum bool, format string, io stdio) error {
 	age, err := parseAge(olderThan)
 	if err != nil {
 		return usageError{fmt.Errorf("--older-than: %w", err)}

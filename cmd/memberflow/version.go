@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 )
 
 func init() {
@@ -63,4 +66,31 @@ func versionLine(bi *debug.BuildInfo, ok bool) string {
 		out += ", " + when
 	}
 	return out + ", " + bi.GoVersion + ")"
+}
+
+// gitRevision is the commit that last changed the file, with "+dirty"
+// when the work tree's copy differs from it; "" outside a git work tree
+// (or without git). A run records it beside the recipe's hash.
+func gitRevision(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	dir, file := filepath.Split(abs)
+	git := func(args ...string) (string, bool) {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err == nil
+	}
+	rev, ok := git("log", "-1", "--format=%H", "--", file)
+	if !ok || rev == "" {
+		return ""
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if status, ok := git("status", "--porcelain", "--", file); ok && status != "" {
+		rev += "+dirty"
+	}
+	return rev
 }

@@ -84,8 +84,9 @@ func attendeeActions() []*connectors.ActionSpec {
 				}, "action", "attendee")),
 				Example: map[string]any{"externalId": "member-42", "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace", "ticketTypeId": 145680},
 			},
-			Run:    connectors.Bind(upsertAttendee),
-			Settle: settleUpsertAttendee,
+			Run:              connectors.Bind(upsertAttendee),
+			Settle:           settleUpsertAttendee,
+			ReportsUnchanged: true,
 		},
 	}
 }

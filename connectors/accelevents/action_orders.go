@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -69,8 +70,29 @@ func orderActions() []*connectors.ActionSpec {
 				Example: map[string]any{"orderId": 122111, "amount": 199, "method": "transfer", "externalRef": "pay_000042"},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: ev + "/staff/orders/{orderId}/payments"},
 			},
-			Run:    connectors.Bind(recordPayment),
-			Settle: settleRecordPayment,
+			Run:              connectors.Bind(recordPayment),
+			Settle:           settleRecordPayment,
+			ReportsUnchanged: true,
+		},
+		{
+			Operation: connectors.Operation{
+				Name:    "get_order_with_payments",
+				Summary: "Get an order and the payments recorded on it, as one consistent read.",
+				Description: "Reads the order's payments, the order, then the payments again, until both lists agree: " +
+					"the order's amountPaid then includes exactly the listed payments, even while another run records one. " +
+					"Two separate steps (list_order_payments, get_order) can see a payment in one and not the other.",
+				Input: input(props{
+					"eventUrl": eventURLProp,
+					"orderId":  prop("integer", "Order id.", "minimum", 1),
+				}, "orderId"),
+				Output: output(object("The order and its payments.", props{
+					"order":    orderSchema(),
+					"payments": docResponse("GET", ev+"/staff/orders/{orderId}/payments"),
+				}, "order", "payments")),
+				Example: map[string]any{"orderId": 122111},
+			},
+			ReadOnly: true, Idempotent: true,
+			Run: connectors.Bind(getOrderWithPayments),
 		},
 		{
 			Operation: connectors.Operation{
@@ -428,4 +450,51 @@ func settleRecordPayment(ctx context.Context, conn connectors.Conn, in map[strin
 
 func equalFold(a, b string) bool {
 	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+}
+
+// orderReads bounds getOrderWithPayments: each try fails only if a payment
+// was recorded on the order between its reads.
+const orderReads = 5
+
+func getOrderWithPayments(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
+	fail := func(err error) (*connectors.Result, error) { return nil, opErr("get_order_with_payments", err) }
+	evURL, err := c.event(in)
+	if err != nil {
+		return fail(err)
+	}
+	orderID, _ := num(in, "orderId")
+	listPath := eventPath(evURL, "staff/orders/%d/payments", orderID)
+	var before map[string]any
+	if err := c.getJSON(ctx, listPath, nil, &before); err != nil {
+		return fail(err)
+	}
+	for range orderReads {
+		var order, after map[string]any
+		if err := c.getJSON(ctx, eventPath(evURL, "staff/orders/%d", orderID), nil, &order); err != nil {
+			return fail(err)
+		}
+		if err := c.getJSON(ctx, listPath, nil, &after); err != nil {
+			return fail(err)
+		}
+		// Payments are only ever added: the same ids before and after
+		// the order's read mean that none was added meanwhile.
+		if samePayments(before, after) {
+			return &connectors.Result{Output: map[string]any{"order": order, "payments": after}}, nil
+		}
+		before = after
+	}
+	return fail(fmt.Errorf("payments were recorded on order %d during each of %d reads", orderID, orderReads))
+}
+
+func samePayments(a, b map[string]any) bool {
+	ids := func(m map[string]any) []string {
+		list, _ := m["data"].([]any)
+		out := make([]string, 0, len(list))
+		for _, v := range list {
+			p, _ := v.(map[string]any)
+			out = append(out, fmt.Sprint(p["paymentId"]))
+		}
+		return out
+	}
+	return slices.Equal(ids(a), ids(b))
 }

@@ -67,6 +67,7 @@ func triggers() []*connectors.TriggerSpec {
 			Webhook:         webhookSpec(TopicCheckedIn, &checkInScan, attendeeOf, keepTicketType),
 			DefaultInterval: 30 * time.Second,
 		},
+		ticketAvailabilityTrigger(),
 	}
 }
 

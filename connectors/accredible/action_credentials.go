@@ -198,8 +198,9 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Example: map[string]any{"recipient": exampleRecipient, "group_id": 100001, "reference": "M-1042/annual-2026", "issued_on": "2026-01-15", "expired_on": "2027-01-15"},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: "/v1/credentials"},
 			},
-			Run:    connectors.Bind(runUpsert),
-			Settle: settleUpsert,
+			Run:              connectors.Bind(runUpsert),
+			Settle:           settleUpsert,
+			ReportsUnchanged: true,
 		},
 		{
 			Operation: connectors.Operation{
@@ -350,7 +351,11 @@ func runUpsert(ctx context.Context, c *Client, in map[string]any) (*connectors.R
 	}
 	changed := changedFields(*existing, in)
 	if len(changed) == 0 {
-		return writeResult(*existing, map[string]any{"action": "unchanged"}), nil
+		// Nothing was written: an empty Wrote tells the summary (and echo
+		// suppression) that this call changed nothing.
+		res := writeResult(*existing, map[string]any{"action": "unchanged"})
+		res.Wrote = nil
+		return res, nil
 	}
 	cred, err := c.update(ctx, existing.ID, changed)
 	if err != nil {

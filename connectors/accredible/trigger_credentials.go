@@ -26,6 +26,7 @@ import (
 const (
 	triggerCreated = "credential_created"
 	triggerUpdated = "credential_updated"
+	triggerChanged = "credential_changed"
 	pollInterval   = time.Minute
 	stampLayout    = "2006-01-02T15:04:05.000Z"
 	dayLayout      = "2006-01-02"
@@ -84,6 +85,19 @@ func triggers() []*connectors.TriggerSpec {
 				Example: example,
 			},
 			Poll:            pollFor(triggerUpdated),
+			DefaultInterval: pollInterval,
+		},
+		{
+			Operation: connectors.Operation{
+				Name:    triggerChanged,
+				Summary: "A credential was issued or changed: credential_created and credential_updated in one trigger.",
+				Description: "For flows that must see every credential, new or changed, whoever issued it (memberflow or " +
+					"the Accredible dashboard). Polls `POST /v2/credentials/search` on `updated_at`; event IDs are those of the two triggers.",
+				Input:   params,
+				Output:  json.RawMessage(credentialSchema),
+				Example: example,
+			},
+			Poll:            pollFor(triggerChanged),
 			DefaultInterval: pollInterval,
 		},
 	}
@@ -160,16 +174,14 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 		subject, fp := Subject(cr.ID), Fingerprint(cr)
 		before, known := prior[subject]
 		created, updated := parseStamp(cr.CreatedAt), parseStamp(cr.UpdatedAt)
+		isCreated := !known && (since.IsZero() || !created.Before(since))
+		isUpdated := (known && before != fp) || (!known && updated.After(created))
 		switch {
 		case cur.Baseline:
-		case kind == triggerCreated:
-			if !known && (since.IsZero() || !created.Before(since)) {
-				res.Events = append(res.Events, connectors.Event{ID: subject + "/created", Subject: subject, Fingerprint: fp, Time: created, Data: cr.Output()})
-			}
-		case kind == triggerUpdated:
-			if (known && before != fp) || (!known && updated.After(created)) {
-				res.Events = append(res.Events, connectors.Event{ID: subject + "/updated/" + cr.UpdatedAt, Subject: subject, Fingerprint: fp, Time: updated, Data: cr.Output()})
-			}
+		case isCreated && (kind == triggerCreated || kind == triggerChanged):
+			res.Events = append(res.Events, connectors.Event{ID: subject + "/created", Subject: subject, Fingerprint: fp, Time: created, Data: cr.Output()})
+		case isUpdated && (kind == triggerUpdated || kind == triggerChanged):
+			res.Events = append(res.Events, connectors.Event{ID: subject + "/updated/" + cr.UpdatedAt, Subject: subject, Fingerprint: fp, Time: updated, Data: cr.Output()})
 		}
 		res.States = append(res.States, connectors.Record{Subject: subject, State: fp})
 		if parseStamp(cr.UpdatedAt).After(parseStamp(next.Newest)) {

@@ -226,6 +226,41 @@ func TestCredentialCreatedStartNowEmpty(t *testing.T) {
 	}
 }
 
+// TestCredentialChanged: one trigger sees credentials issued (by anyone)
+// and credentials changed, with the IDs the two single triggers give.
+func TestCredentialChanged(t *testing.T) {
+	e := setup(t)
+	e.mutate(t, "issue_credential", 4, nil)
+	first := e.poll(t, triggerChanged, nil, connectors.StartNow, "")
+	if len(first.Events) != 0 {
+		t.Fatalf("start now emitted %d events", len(first.Events))
+	}
+	e.clk.add(time.Minute)
+	issued := e.mutate(t, "issue_credential", 2, nil)
+	e.clk.add(time.Minute)
+	updated := e.mutate(t, "update_credential", 2, nil)
+	events, _ := e.drain(t, triggerChanged, nil, first.Cursor)
+	want := map[string]bool{}
+	for _, s := range wantSubjects(issued) {
+		want[s+"/created"] = true
+	}
+	got := eventIDs(events)
+	for id := range want {
+		if !got[id] {
+			t.Errorf("no creation event %s in %v", id, got)
+		}
+	}
+	updates := 0
+	for id := range got {
+		if !want[id] {
+			updates++
+		}
+	}
+	if len(events) != len(issued)+len(updated) || updates != len(updated) {
+		t.Errorf("events %v: want %d creations and %d updates", got, len(issued), len(updated))
+	}
+}
+
 // TestPollWindowKeepsADayOfOverlap: the search filters updated_at by day,
 // so each scan starts the day before the newest change seen: a change
 // made the day before is read again, older credentials are not.

@@ -55,7 +55,7 @@ type Config struct {
 	EndpointLimits []EndpointLimit
 	// RateLimitPeriod is how long a bare 429 (no Retry-After) pauses the
 	// connection: the service's counting period (Accredible: 30 s).
-	// Default: RateLimit.Per, at most a minute.
+	// Default: RateLimit.Per, else a second; at most a minute.
 	RateLimitPeriod time.Duration
 	// RateLimitHeaders makes the client read GoHighLevel's X-RateLimit-*
 	// headers (burst and daily) and pause before the service would
@@ -155,7 +155,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Service, err)
 	}
-	c.limiter = newLimiter(cfg, func() time.Time { return c.now() }, func(ctx context.Context, d time.Duration) error { return c.sleep(ctx, d) })
+	c.limiter = sharedLimiter(cfg, func() time.Time { return c.now() }, func(ctx context.Context, d time.Duration) error { return c.sleep(ctx, d) })
 	return c, nil
 }
 

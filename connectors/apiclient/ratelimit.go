@@ -2,6 +2,8 @@ package apiclient
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,6 +47,10 @@ type limiter struct {
 
 	mu         sync.Mutex
 	pauseUntil time.Time
+	// The burst window as the headers show it: when the current one began
+	// (its remaining count jumped back up) and the last remaining seen.
+	windowStart   time.Time
+	lastRemaining int
 }
 
 type endpointBucket struct {
@@ -52,8 +58,36 @@ type endpointBucket struct {
 	lim          *rate.Limiter
 }
 
+// limiters holds the process's limiters, one per account of a service:
+// recipes that each open a connection to the same account share its
+// limit, so they share its limiter.
+var limiters sync.Map // limiterKey → *limiter
+
+// limiterKey names an account: the service, its base URL, who calls
+// (a digest of the credentials, never the credentials) and the limits.
+func limiterKey(cfg Config) string {
+	h := sha256.New()
+	for _, s := range cfg.Auth.Secrets() {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte(cfg.Auth.ClientID))
+	return fmt.Sprintf("%s|%s|%x|%+v|%+v|%s|%v", cfg.Service, cfg.BaseURL, h.Sum(nil)[:8], cfg.RateLimit, cfg.EndpointLimits, cfg.RateLimitPeriod, cfg.RateLimitHeaders)
+}
+
+// sharedLimiter returns the account's limiter, made on first use.
+func sharedLimiter(cfg Config, now func() time.Time, sleep func(context.Context, time.Duration) error) *limiter {
+	key := limiterKey(cfg)
+	if l, ok := limiters.Load(key); ok {
+		return l.(*limiter)
+	}
+	l, _ := limiters.LoadOrStore(key, newLimiter(cfg, now, sleep))
+	return l.(*limiter)
+}
+
 // bucket returns a token bucket that keeps within l in every window of
-// l.Per: burst + rate × Per = Requests. Nil when unlimited.
+// l.Per: burst + rate × (Per + arrivalJitter) = Requests. Nil when
+// unlimited.
 func bucket(l connectors.RateLimit) *rate.Limiter {
 	if l.Unlimited() {
 		return nil
@@ -65,8 +99,14 @@ func bucket(l connectors.RateLimit) *rate.Limiter {
 	if burst >= l.Requests {
 		burst = max(1, l.Requests/2)
 	}
-	return rate.NewLimiter(rate.Limit(float64(l.Requests-burst)/l.Per.Seconds()), burst)
+	// Requests that leave evenly may arrive bunched (scheduling, the
+	// network): the refill counts the window as arrivalJitter longer.
+	return rate.NewLimiter(rate.Limit(float64(l.Requests-burst)/(l.Per+arrivalJitter).Seconds()), burst)
 }
+
+// arrivalJitter is how much closer together requests may arrive at the
+// service than they left.
+const arrivalJitter = 50 * time.Millisecond
 
 func newLimiter(cfg Config, now func() time.Time, sleep func(context.Context, time.Duration) error) *limiter {
 	l := &limiter{main: bucket(cfg.RateLimit), headers: cfg.RateLimitHeaders, log: cfg.Logger, now: now, sleep: sleep}
@@ -74,9 +114,10 @@ func newLimiter(cfg Config, now func() time.Time, sleep func(context.Context, ti
 	if l.period <= 0 {
 		l.period = cfg.RateLimit.Per
 	}
-	if l.period <= 0 || l.period > time.Minute {
-		l.period = time.Minute
+	if l.period <= 0 {
+		l.period = time.Second // nothing known: a short pause, the step's backoff does the rest
 	}
+	l.period = min(l.period, time.Minute)
 	for _, e := range cfg.EndpointLimits {
 		if b := bucket(e.Limit); b != nil {
 			l.endpoints = append(l.endpoints, endpointBucket{method: e.Method, path: "/" + strings.TrimLeft(e.Path, "/"), lim: b})
@@ -188,10 +229,24 @@ func (l *limiter) headerPause(h http.Header) (time.Duration, string) {
 	if err1 != nil || err2 != nil || intervalMS <= 0 {
 		return 0, ""
 	}
-	if remaining <= 1 {
-		return time.Duration(intervalMS) * time.Millisecond, "rate limit window spent"
+	interval := time.Duration(intervalMS) * time.Millisecond
+	now := l.now()
+	limit, _ := strconv.Atoi(h.Get("X-RateLimit-Max"))
+	if l.windowStart.IsZero() || (remaining > l.lastRemaining && remaining >= limit/2) {
+		// A fresh window (answers arrive out of order, so only a jump back
+		// up to at least half the limit counts).
+		l.windowStart = now
 	}
-	return 0, ""
+	l.lastRemaining = remaining
+	if remaining > 1 {
+		return 0, ""
+	}
+	// Spent: wait for the window to end, as far as the answers tell when
+	// it began; a whole interval when they cannot.
+	if end := l.windowStart.Add(interval); end.After(now) && now.Sub(l.windowStart) < interval {
+		return end.Sub(now), "rate limit window spent"
+	}
+	return interval, "rate limit window spent"
 }
 
 // pauseFor extends the pause to now+d. Call with l.mu held.

@@ -2,6 +2,8 @@ package apiclient
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"errors"
 	"strings"
 	"testing"
@@ -26,7 +28,8 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _ := testClient(t, Config{BaseURL: "http://x", RateLimit: tc.limit})
+			// A base URL of its own: the limiter is shared per account.
+			c, _ := testClient(t, Config{BaseURL: fmt.Sprintf("http://bucket-%d.test", time.Now().UnixNano()), RateLimit: tc.limit})
 			lim := c.Limiter()
 			if lim == nil {
 				t.Fatal("no limiter")
@@ -35,8 +38,9 @@ func TestTokenBucketKeepsUnderItsRate(t *testing.T) {
 			if tc.limit.Burst > 0 && burst != tc.limit.Burst {
 				t.Fatalf("burst %d, want %d", burst, tc.limit.Burst)
 			}
-			// The bucket refills at what the window leaves after a burst.
-			perSecond := float64(tc.limit.Requests-burst) / tc.limit.Per.Seconds()
+			// The bucket refills at what the window leaves after a burst
+			// (less a margin for requests arriving bunched).
+			perSecond := float64(lim.Limit())
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			// Try every millisecond for three periods.
 			span := 3 * tc.limit.Per
@@ -121,5 +125,29 @@ func BenchmarkLimiterWait(b *testing.B) {
 	b.ReportMetric(rate, "req/s")
 	if b.N > 100 && rate > 500*1.02 {
 		b.Fatalf("limiter let %.0f req/s through, configured 500", rate)
+	}
+}
+
+// TestRecipesShareTheAccountsLimiter: two connections to one account
+// (two recipes) share one limiter, so a 429 one of them met holds the
+// other's requests too; another account is not held.
+func TestRecipesShareTheAccountsLimiter(t *testing.T) {
+	srv := newScript(t, step{status: http.StatusTooManyRequests, header: map[string]string{"Retry-After": "5"}})
+	auth := connectors.Auth{Type: connectors.AuthAPIKey, Key: "k1"}
+	// The shared limiter waits with the first client's sleep: rec.
+	a, rec := testClient(t, Config{BaseURL: srv.URL, Auth: auth})
+	b, _ := testClient(t, Config{BaseURL: srv.URL, Auth: auth})
+	other, recOther := testClient(t, Config{BaseURL: srv.URL, Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: "k2"}})
+	if a.limiter != b.limiter || a.limiter == other.limiter {
+		t.Fatal("one account's connections must share one limiter, and only they")
+	}
+	a.Do(context.Background(), Request{Method: "GET", Path: "/a"})
+	b.Do(context.Background(), Request{Method: "GET", Path: "/b"})
+	if len(rec.delays) != 1 || rec.delays[0] < 4*time.Second {
+		t.Fatalf("the second connection waited %v, want the 5 s the first one was told", rec.delays)
+	}
+	other.Do(context.Background(), Request{Method: "GET", Path: "/c"})
+	if len(recOther.delays) != 0 {
+		t.Fatalf("another account waited %v", recOther.delays)
 	}
 }

@@ -58,6 +58,8 @@ func paymentActions(sch *schemas) []*connectors.ActionSpec {
 			Idempotency: &connectors.Idempotency{Kind: connectors.ResendUpserts, Key: []string{"externalRef"}},
 			Run:         connectors.Bind(upsertPaymentAction),
 			Settle:      settleUpsertPayment,
+			// A payment already as asked is not sent again.
+			ReportsUnchanged: true,
 		},
 	}
 }
@@ -109,9 +111,13 @@ func upsertPaymentAction(ctx context.Context, c *Client, in map[string]any) (*co
 		id, _ := pays[0]["id"].(string)
 		body := map[string]any{}
 		for _, k := range []string{"amount", "currency", "status", "source"} {
-			if v, ok := in[k]; ok {
+			if v, ok := in[k]; ok && fmt.Sprint(v) != fmt.Sprint(pays[0][k]) {
 				body[k] = v
 			}
+		}
+		if len(body) == 0 {
+			// Already as asked: nothing is sent, nothing is written.
+			return &connectors.Result{Output: map[string]any{"created": false, "payment": pays[0]}}, nil
 		}
 		var p map[string]any
 		if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPut, Path: "/payments/" + id, Body: body}, &p); err != nil {

@@ -76,9 +76,10 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 				})),
 				Example: map[string]any{"userId": "ve9EPM428h8vShlRW1KT", "membershipStatus": "eligible", "eligibilityDate": "2026-03-14"},
 			},
-			Idempotent:  true,
-			Idempotency: &connectors.Idempotency{Kind: connectors.ResendSets}, // PUT /users/{userId}
-			Run:         connectors.Bind(setMembershipStatusAction),
+			Idempotent:       true,
+			Idempotency:      &connectors.Idempotency{Kind: connectors.ResendSets}, // PUT /users/{userId}
+			Run:              connectors.Bind(setMembershipStatusAction),
+			ReportsUnchanged: true,
 		},
 	}
 }

@@ -48,7 +48,7 @@ const (
 )
 
 // rateLimit is the documented burst: 100 requests per 10 seconds; the
-// client's bucket (5, then 9.5 a second) never puts more in any 10-second
+// client's bucket (5, then about 9.5 a second) never puts more in any 10-second
 // window. The X-RateLimit-* headers (burst and daily) pause it further
 // when other apps share the location's quota.
 var rateLimit = connectors.RateLimit{Requests: 100, Per: 10 * time.Second, Burst: 5}

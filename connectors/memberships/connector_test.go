@@ -232,9 +232,15 @@ func TestUpsertsNeverDuplicate(t *testing.T) {
 	pay := map[string]any{"externalRef": "ae-order-42", "userId": u["id"], "amount": 180.0, "currency": "USD", "status": "pending", "source": "accelevents"}
 	f.must("upsert_payment", pay)
 	pay["status"] = "paid"
-	p := out(f.must("upsert_payment", pay))
-	if p["created"] != false || p["payment"].(map[string]any)["status"] != "paid" {
-		t.Errorf("payment upsert %v", p)
+	changed := f.must("upsert_payment", pay)
+	p := out(changed)
+	if p["created"] != false || p["payment"].(map[string]any)["status"] != "paid" || len(changed.Wrote) != 1 {
+		t.Errorf("payment upsert %v, wrote %v", p, changed.Wrote)
+	}
+	// The same again: nothing to send, nothing written.
+	same := f.must("upsert_payment", pay)
+	if out(same)["created"] != false || len(same.Wrote) != 0 {
+		t.Errorf("an unchanged payment upsert %v reported writes %v", out(same), same.Wrote)
 	}
 	found := out(f.must("find_payment", map[string]any{"externalRef": "ae-order-42"}))
 	if found["count"] != 1 || found["found"] != true {

@@ -12,6 +12,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -112,6 +113,22 @@ CREATE TABLE poll_leases (
 	owner       TEXT   NOT NULL,
 	lease_until BIGINT NOT NULL
 );`,
+	// 2: engine.MetaStore (SQLite's meta) and skip pages (SQLite's
+	// skip_pages): a deleted value keeps its row so that its version
+	// never goes back; a rejected event is counted on its page.
+	`CREATE TABLE meta (
+	key     TEXT PRIMARY KEY,
+	value   BYTEA,
+	version BIGINT NOT NULL
+);
+CREATE TABLE skip_pages (
+	id      BIGSERIAL PRIMARY KEY,
+	recipe  TEXT    NOT NULL,
+	count   INTEGER NOT NULL,
+	sample  BYTEA,
+	created BIGINT  NOT NULL
+);
+CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`,
 }
 
 // Options tune the store.
@@ -120,9 +137,12 @@ type Options struct {
 	// Schema holds the store's tables; default "memberflow". Tests use
 	// one schema each.
 	Schema string
-	// MaxConns sizes the connection pool; default 4 + 2 × Concurrency
-	// of the engine (set by the caller), at least 8.
+	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 + 2 ×
+	// --concurrency).
 	MaxConns int
+	// ApplicationName names the store's sessions in pg_stat_activity;
+	// default "memberflow".
+	ApplicationName string
 }
 
 // Store is the PostgreSQL engine.Store.
@@ -167,6 +187,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	if opts.ApplicationName == "" {
+		opts.ApplicationName = "memberflow"
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))
@@ -385,6 +409,22 @@ const echoFor = `EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 	WHERE x.connector = $1 AND x.subject = $2 AND x.fingerprint = $3
 	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
 
+// enqueueSQL stores one event and its run: suppressed at once when the
+// event echoes a write of the recipe or its chain, else queued. A repeated
+// event ID stores nothing and answers NULLs.
+const enqueueSQL = `WITH echo AS (
+	SELECT $4 != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+		WHERE x.connector = $5 AND x.subject = $3 AND x.fingerprint = $4
+		AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS yes),
+e AS (
+	INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id),
+r AS (
+	INSERT INTO runs (event, recipe, okey, status, created, finished)
+	SELECT e.id, $1, $9, CASE WHEN echo.yes THEN 'suppressed' ELSE 'queued' END, $7, CASE WHEN echo.yes THEN $7::bigint END
+	FROM e, echo RETURNING id, status)
+SELECT (SELECT id FROM r), (SELECT status FROM r)`
+
 // Advance implements engine.TriggerStore.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
@@ -409,45 +449,91 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 		}
 		queued := false
+		skipped, sample := 0, []engine.SkippedEvent(nil)
+		// Phase 1, one round trip: which skipped events echo a write
+		// (those are recorded as suppressed runs, as any echo).
+		echoOfSkip := make([]bool, len(adv.Events))
+		checks := &pgx.Batch{}
+		var checked []int
+		for i, ev := range adv.Events {
+			if ev.Skipped && ev.Fingerprint != "" {
+				checks.Queue(`SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe)
+				checked = append(checked, i)
+			}
+		}
+		if len(checked) > 0 {
+			br := tx.SendBatch(ctx, checks)
+			for _, i := range checked {
+				if err := br.QueryRow().Scan(&echoOfSkip[i]); err != nil {
+					br.Close()
+					return fmt.Errorf("looking up echoes of %q: %w", adv.Events[i].Subject, err)
+				}
+			}
+			if err := br.Close(); err != nil {
+				return err
+			}
+		}
+		// Phase 2, one round trip: each stored event and its run in one
+		// statement.
+		inserts := &pgx.Batch{}
+		var stored []int
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
-			var eid int64
-			err := tx.QueryRow(ctx, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id`,
-				recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)).Scan(&eid)
-			if errors.Is(err, pgx.ErrNoRows) {
-				continue // seen before
+			if ev.Skipped && !echoOfSkip[i] {
+				// Counted on the page, not stored: see engine.NewEvent.
+				skipped++
+				if len(ev.Values) > 0 && len(sample) < engine.SkipSample {
+					sample = append(sample, engine.SkippedEvent{EventID: ev.ID, Subject: ev.Subject, Values: ev.Values})
+				}
+				out[i].Status = engine.RunSkipped
+				continue
 			}
-			if err != nil {
-				return fmt.Errorf("saving event %q: %w", ev.ID, err)
+			data := ev.Data
+			if data == nil && ev.Encode != nil {
+				var err error
+				if data, err = ev.Encode(); err != nil {
+					return fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
+				}
+			}
+			if data == nil {
+				data = []byte{}
 			}
 			key := ev.OrderingKey
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			echo := false
-			if ev.Fingerprint != "" {
-				if err := tx.QueryRow(ctx, `SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&echo); err != nil {
-					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
+			inserts.Queue(enqueueSQL, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(data), key)
+			stored = append(stored, i)
+		}
+		if len(stored) > 0 {
+			br := tx.SendBatch(ctx, inserts)
+			for _, i := range stored {
+				var id *int64
+				var status *string
+				if err := br.QueryRow().Scan(&id, &status); err != nil {
+					br.Close()
+					return fmt.Errorf("enqueueing event %q: %w", adv.Events[i].ID, err)
+				}
+				if id == nil {
+					continue // seen before
+				}
+				out[i].RunID, out[i].Status = *id, *status
+				queued = queued || *status == engine.RunQueued
+			}
+			if err := br.Close(); err != nil {
+				return err
+			}
+		}
+		if skipped > 0 {
+			var raw []byte
+			if len(sample) > 0 {
+				var err error
+				if raw, err = json.Marshal(sample); err != nil {
+					return fmt.Errorf("encoding the sample of skipped events: %w", err)
 				}
 			}
-			if ev.Skipped || echo {
-				status := engine.RunSkipped
-				var cond, values any = false, nullBytes(ev.Values)
-				if echo {
-					status, cond, values = engine.RunSuppressed, nil, nil
-				}
-				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`, eid, recipe, key, status, cond, values, now).Scan(&out[i].RunID)
-				out[i].Status = status
-			} else {
-				err = tx.QueryRow(ctx, `INSERT INTO runs (event, recipe, okey, status, created) VALUES ($1, $2, $3, 'queued', $4) RETURNING id`,
-					eid, recipe, key, now).Scan(&out[i].RunID)
-				out[i].Status = engine.RunQueued
-				queued = true
-			}
-			if err != nil {
-				return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
+			if _, err := tx.Exec(ctx, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now); err != nil {
+				return fmt.Errorf("counting %d skipped event(s): %w", skipped, err)
 			}
 		}
 		if queued {
@@ -630,64 +716,112 @@ func steps(ctx context.Context, q querier, runID int64) ([]engine.StepRecord, er
 	return out, rows.Err()
 }
 
-// Record implements engine.Journal. The run's row is locked first, so a
-// take-over and this write are ordered: either the write lands before the
-// take-over, or it is refused.
+// recordSQL is Record in one statement (one round trip, atomic): the
+// run's row is locked first (f), so that a take-over and this write are
+// ordered; every change is conditioned on the lease (f has a row), and the
+// statement answers whether it did.
+const recordSQL = `WITH f AS (
+	SELECT id FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 FOR UPDATE),
+s AS (
+	INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	SELECT $1, u.idx, u.step_id, u.action, u.status, u.input, u.output, u.error, u.attempts, u.started, u.finished
+	FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::bigint[])
+		AS u(idx, step_id, action, status, input, output, error, attempts, started, finished)
+	WHERE EXISTS (SELECT 1 FROM f)
+	ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
+		error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished),
+x AS (
+	INSERT INTO echoes (connector, subject, fingerprint, run, written)
+	SELECT DISTINCT ON (c, sub, fp) c, sub, fp, $1, w FROM unnest($13::text[], $14::text[], $15::text[], $16::bigint[]) AS u(c, sub, fp, w)
+	WHERE EXISTS (SELECT 1 FROM f)
+	ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written),
+r AS (
+	UPDATE runs SET status = $18, error = $19, condition = $20, cond_values = $21, finished = $22, owner = NULL, lease_until = NULL
+	WHERE id = $1 AND $17 AND EXISTS (SELECT 1 FROM f))
+SELECT count(*) FROM f`
+
+// Record implements engine.Journal.
 func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) error {
-	for _, r := range recs {
+	var conns, subs, fps []string
+	var written []int64
+	last := make(map[int]int, len(recs))
+	for i, r := range recs {
 		if r.RunID != lease.RunID {
 			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
 		}
+		last[r.Index] = i
+		at := r.Finished
+		if at.IsZero() {
+			at = time.Now()
+		}
+		for _, w := range r.Wrote {
+			conns, subs, fps, written = append(conns, w.Connector), append(subs, w.Subject), append(fps, w.Fingerprint), append(written, at.UnixNano())
+		}
 	}
-	if fin != nil && fin.RunID != lease.RunID {
-		return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+	// A later record of an index replaces an earlier one: one row each
+	// (one statement may not upsert a row twice).
+	var idx, attempts []int32
+	var stepIDs, actions, statuses []string
+	var errs []*string
+	var inputs, outputs [][]byte
+	var started, finished []*int64
+	for i, r := range recs {
+		if last[r.Index] != i {
+			continue
+		}
+		idx, attempts = append(idx, int32(r.Index)), append(attempts, int32(r.Attempts))
+		stepIDs, actions, statuses = append(stepIDs, r.StepID), append(actions, r.Action), append(statuses, r.Status)
+		var e *string
+		if r.Error != "" {
+			e = &r.Error
+		}
+		errs = append(errs, e)
+		var in, out []byte
+		if len(r.Input) > 0 {
+			in = r.Input
+		}
+		if len(r.Output) > 0 {
+			out = r.Output
+		}
+		inputs, outputs = append(inputs, in), append(outputs, out)
+		started, finished = append(started, nanosPtr(r.Started)), append(finished, nanosPtr(r.Finished))
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 FOR UPDATE`, lease.RunID, lease.Token).Scan(&one)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	hasFin := fin != nil
+	var status string
+	var finErr, finished2 any
+	var cond *bool
+	var values any
+	if hasFin {
+		if fin.RunID != lease.RunID {
+			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
-		if err != nil {
-			return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
+		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
+		if fin.Status != engine.RunQueued {
+			finished2 = nanos(fin.Finished)
 		}
-		for _, r := range recs {
-			if _, err := tx.Exec(ctx, `INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-				ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
-					error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`,
-				r.RunID, r.Index, r.StepID, r.Action, r.Status, nullBytes(r.Input), nullBytes(r.Output), nullString(r.Error), r.Attempts,
-				nanos(r.Started), nanos(r.Finished)); err != nil {
-				return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
-			}
-			for _, w := range r.Wrote {
-				written := r.Finished
-				if written.IsZero() {
-					written = time.Now()
-				}
-				if _, err := tx.Exec(ctx, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES ($1, $2, $3, $4, $5)
-					ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`,
-					w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()); err != nil {
-					return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
-				}
-			}
-		}
-		if fin == nil {
-			return nil
-		}
-		var finished any = nanos(fin.Finished)
-		if fin.Status == engine.RunQueued {
-			finished = nil
-		}
-		if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, error = $2, condition = $3, cond_values = $4, finished = $5,
-			owner = NULL, lease_until = NULL WHERE id = $6`, fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values), finished, fin.RunID); err != nil {
-			return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
-		}
-		if fin.Status == engine.RunQueued {
-			return s.notify(ctx, tx)
-		}
+	}
+	var held int
+	err := s.pool.QueryRow(ctx, recordSQL, lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
+		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2).Scan(&held)
+	if err != nil {
+		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
+	}
+	if held == 0 {
+		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	}
+	if hasFin && fin.Status == engine.RunQueued {
+		// A run given back is claimable at once: tell the other runners.
+		s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
+	}
+	return nil
+}
+
+func nanosPtr(t time.Time) *int64 {
+	if t.IsZero() {
 		return nil
-	})
+	}
+	n := t.UnixNano()
+	return &n
 }
 
 // Backlog implements engine.RunQueue.

@@ -177,6 +177,10 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 			return fmt.Errorf("clearing event data: %w", err)
 		}
 		out.Events, _ = res.RowsAffected()
+		// The attempts replays ended go with their run (versions.go).
+		if _, err := tx.Exec(`DELETE FROM attempts WHERE run IN (SELECT id FROM temp.prune_runs)`); err != nil {
+			return fmt.Errorf("deleting earlier attempts: %w", err)
+		}
 		res, err = tx.Exec(`DELETE FROM runs WHERE id IN (SELECT id FROM temp.prune_runs)`)
 		if err != nil {
 			return fmt.Errorf("deleting runs: %w", err)

@@ -160,6 +160,10 @@ CREATE TABLE poll_leases (
 	owner       TEXT    NOT NULL,
 	lease_until INTEGER NOT NULL
 ) WITHOUT ROWID;`,
+	// 6: recipe versions and the attempts replays ended (versions.go).
+	versionsMigration,
+	// 7: runs found by subject (console.go).
+	subjectIndexMigration,
 }
 
 // Options tune the store.
@@ -201,6 +205,8 @@ type Store struct {
 	live   map[string]*liveLock
 	// prepared on the readers
 	getCursor, getStates, getSteps *sql.Stmt
+	// setVersion records the recipe version a run ran with (versions.go).
+	setVersion *sql.Stmt
 }
 
 var (
@@ -353,6 +359,7 @@ func (s *Store) prepare() error {
 	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
 	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
@@ -948,6 +955,12 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.S
 			if _, err := tx.Stmt(s.finRun).Exec(status, ferr, cond, vals, finished, fin.RunID); err != nil {
 				return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
 			}
+			if fin.Version != "" && status != engine.RunQueued {
+				// The recipe version that ran (engine.Versions).
+				if _, err := tx.Stmt(s.setVersion).Exec(fin.Version, fin.RunID); err != nil {
+					return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
+				}
+			}
 		}
 		return nil
 	})
@@ -1095,6 +1108,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 // failed (it runs again); an in-doubt step is kept, so that it is settled
 // again rather than re-sent.
 func replay(tx *sql.Tx, id int64) error {
+	// Every attempt stays in the audit (engine.Versions).
+	if err := archiveAttempt(tx, id); err != nil {
+		return fmt.Errorf("keeping the failed attempt: %w", err)
+	}
 	if _, err := tx.Exec(`DELETE FROM steps WHERE run = ?1 AND status = 'failed'
 		AND idx = (SELECT max(idx) FROM steps WHERE run = ?1)`, id); err != nil {
 		return err

@@ -34,7 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	}{
 		{"AdvanceStoresCursorStatesAndEventsTogether", testAdvance},
 		{"RepeatedEventsAreDropped", testDedupe},
-		{"SkippedEventsAreRecordedNotQueued", testSkipped},
+		{"SkippedEventsAreCountedNotStored", testSkipped},
+		{"PruneKeepsDeadLettersAndDedup", testPrune},
 		{"ClaimsFollowArrivalOrderOneRunPerKey", testOrdering},
 		{"LeasesHoldUntilTheyEndThenAnotherTakesOver", testTakeOver},
 		{"FencingRefusesTheOldHolder", testFencing},
@@ -49,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"BacklogCountsQueuedAndRunning", testBacklog},
 		{"ConcurrentClaimersNeverShareARun", testConcurrentClaimers},
 		{"StateCopiesIntoAnotherStore", testStateCopy},
+		{"MetaValuesAreCompareAndSwap", testMeta},
 		{"QueueStatsCountTheQueue", testQueueStats},
 	}
 	for _, tc := range tests {
@@ -201,21 +203,106 @@ func testDedupe(t *testing.T, open func(t *testing.T) engine.Store) {
 	}
 }
 
+// testSkipped: an event the condition rejects makes no run and no event
+// row; the page's skips are counted in one SkipPage with a sample of what
+// the condition read. Such an event carries no Data (the engine does not
+// encode it): only Encode, which the store calls for an echo.
 func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
-	sk := ev("skip", "k1")
-	sk.Skipped, sk.Values = true, json.RawMessage(`{"trigger.status":"lapsed"}`)
-	enq := advance(t, s, "r", sk, ev("run", "k1"))
-	if enq[0].Status != engine.RunSkipped || enq[0].RunID == 0 || enq[1].Status != engine.RunQueued {
-		t.Fatalf("enqueued = %+v", enq)
+	// A writer's run remembers member/1 in state f1.
+	advance(t, s, "r", ev("w", "writer"))
+	w := claim(t, s, "w", 1, time.Now())[0]
+	finish(t, s, w, engine.RunSucceeded, engine.StepRecord{RunID: w.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Attempts: 1,
+		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}})
+	skip := func(id, fp string) engine.NewEvent {
+		return engine.NewEvent{ID: id, Subject: "member/1", Fingerprint: fp, Connector: "fake", OrderingKey: "member/1",
+			Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`),
+			Encode: func() (json.RawMessage, error) { return json.RawMessage(`{"id":"` + id + `"}`), nil }}
 	}
-	d := run(t, s, enq[0].RunID)
-	if d.Status != engine.RunSkipped || d.Condition == nil || *d.Condition || string(d.Values) != `{"trigger.status":"lapsed"}` || d.Finished == nil {
-		t.Errorf("skipped run = %+v (condition %v, values %s)", d.RunInfo, d.Condition, d.Values)
+	// A skipped event is counted, not stored; a skipped echo is recorded
+	// as suppressed like any echo, with the data Encode gives.
+	enq := advance(t, s, "r", skip("echo", "f1"), skip("other", "f2"), ev("queued", "member/1"))
+	for i, want := range []string{engine.RunSuppressed, engine.RunSkipped, engine.RunQueued} {
+		if enq[i].Status != want || (enq[i].RunID == 0) != (want == engine.RunSkipped) {
+			t.Errorf("event %s: %+v, want %s (a run only when not skipped)", enq[i].EventID, enq[i], want)
+		}
 	}
-	// Never claimed, and it does not hold its key back.
-	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[run]" {
-		t.Errorf("claimed %s, want [run]", got)
+	if d := run(t, s, enq[0].RunID); d.Status != engine.RunSuppressed || string(d.Event) != `{"id":"echo"}` {
+		t.Errorf("the suppressed echo: %s with event %s", d.Status, d.Event)
+	}
+	if runs, _ := s.ListRuns(ctx, engine.RunFilter{}); len(runs) != 3 {
+		t.Errorf("%d runs, want the writer, the echo and the queued one", len(runs))
+	}
+	if sl, ok := s.(engine.SkipLister); ok {
+		pages, err := sl.ListSkips(ctx, engine.RunFilter{Recipe: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pages) != 1 || pages[0].Count != 1 || len(pages[0].Sample) != 1 || pages[0].Sample[0].EventID != "other" ||
+			string(pages[0].Sample[0].Values) != `{"trigger.status":"lapsed"}` || pages[0].Created.IsZero() {
+			t.Errorf("skip pages: %+v", pages)
+		}
+		// The sample is bounded.
+		var many []engine.NewEvent
+		for i := 0; i < engine.SkipSample+4; i++ {
+			many = append(many, skip(fmt.Sprint("s", i), fmt.Sprint("g", i)))
+		}
+		advance(t, s, "r", many...)
+		pages, _ = sl.ListSkips(ctx, engine.RunFilter{Recipe: "r", Limit: 1})
+		if len(pages) != 1 || pages[0].Count != len(many) || len(pages[0].Sample) != engine.SkipSample {
+			t.Errorf("the newest page: %+v, want %d counted and %d sampled", pages, len(many), engine.SkipSample)
+		}
+	}
+	// Only the queued one is claimable; the others do not hold its key.
+	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[queued]" {
+		t.Errorf("claimed %s, want [queued]", got)
+	}
+}
+
+// testPrune: a prune removes finished runs, their journals and their
+// events' data, and old skip pages; dead letters and queued runs stay, and
+// a pruned event seen again is still a duplicate.
+func testPrune(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	pruner, ok := s.(engine.Pruner)
+	if !ok {
+		t.Fatalf("%T has no retention (engine.Pruner)", s)
+	}
+	sk := ev("skip", "d")
+	sk.Data, sk.Skipped = nil, true
+	advance(t, s, "r", ev("ok", "a"), ev("dead", "b"), ev("waiting", "c"), sk)
+	cr := claim(t, s, "w", 2, time.Now())
+	if len(cr) != 2 {
+		t.Fatalf("claimed %s", eventIDs(cr))
+	}
+	step := func(c *engine.ClaimedRun) engine.StepRecord {
+		return engine.StepRecord{RunID: c.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Input: json.RawMessage(`{}`)}
+	}
+	finish(t, s, cr[0], engine.RunSucceeded, step(cr[0]))
+	finish(t, s, cr[1], engine.RunDead, step(cr[1]))
+	if res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(-time.Hour)}); err != nil || res.Runs+res.Steps+res.Events+res.SkipPages != 0 {
+		t.Fatalf("a prune of nothing old: %+v %v", res, err)
+	}
+	res, err := pruner.Prune(ctx, engine.Prune{Before: time.Now().Add(time.Second), Vacuum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Runs != 1 || res.Steps != 1 || res.Events != 1 || res.SkipPages != 1 {
+		t.Fatalf("pruned %+v, want the succeeded run, its step and event data, and the skip page", res)
+	}
+	runs, _ := s.ListRuns(ctx, engine.RunFilter{})
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.EventID)
+	}
+	if fmt.Sprint(ids) != "[waiting dead]" {
+		t.Fatalf("runs left: %v, want the queued one and the dead letter", ids)
+	}
+	if d := run(t, s, cr[1].ID); len(d.Steps) != 1 || len(d.Event) == 0 {
+		t.Fatalf("the dead letter lost its audit: %+v", d)
+	}
+	if again := advance(t, s, "r", ev("ok", "a")); again[0].RunID != 0 || again[0].Status != "" {
+		t.Fatalf("a pruned event seen again: %+v, want a duplicate", again)
 	}
 }
 
@@ -726,6 +813,12 @@ func testBacklog(t *testing.T, open func(t *testing.T) engine.Store) {
 			t.Errorf("Backlog(%v) = %d, %v; want %d", c.recipes, n, err, c.want)
 		}
 	}
+	if qs, ok := s.(engine.QueueStatser); ok {
+		st, err := qs.QueueStats(ctx)
+		if err != nil || st.Queued != 2 || st.Running != 1 || st.Dead != 0 || st.OldestQueued.IsZero() {
+			t.Errorf("QueueStats = %+v, %v; want 2 queued (the oldest dated), 1 running", st, err)
+		}
+	}
 }
 
 // testConcurrentClaimers: N claimers, each with its own handle (as
@@ -851,4 +944,47 @@ func testStateCopy(t *testing.T, open func(t *testing.T) engine.Store) {
 			t.Errorf("importing twice: %v", err)
 		}
 	})
+}
+
+// testMeta: engine.MetaStore, when the store has it: versions, CAS,
+// deletion keeps the version, prefix listing, and a second handle (another
+// runner) agrees.
+func testMeta(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	m, ok := s.(engine.MetaStore)
+	if !ok {
+		t.Skip("the store keeps no meta values (engine.MetaStore is optional)")
+	}
+	other := open(t).(engine.MetaStore)
+	if v, ver, err := m.GetMeta(ctx, "token/a"); err != nil || v != nil || ver != 0 {
+		t.Fatalf("unwritten: %q %d %v", v, ver, err)
+	}
+	if ok, err := m.SwapMeta(ctx, "token/a", 0, []byte("one")); err != nil || !ok {
+		t.Fatalf("first write: %v %v", ok, err)
+	}
+	if ok, _ := other.SwapMeta(ctx, "token/a", 0, []byte("racer")); ok {
+		t.Error("a second first write won")
+	}
+	if ok, _ := other.SwapMeta(ctx, "token/a", 1, []byte("two")); !ok {
+		t.Error("a write at the current version lost")
+	}
+	if ok, _ := m.SwapMeta(ctx, "token/a", 1, []byte("stale")); ok {
+		t.Error("a write at a stale version won")
+	}
+	if v, ver, _ := m.GetMeta(ctx, "token/a"); string(v) != "two" || ver != 2 {
+		t.Errorf("value %q version %d, want two at 2", v, ver)
+	}
+	m.SwapMeta(ctx, "token/b%_", 0, []byte("x"))
+	m.SwapMeta(ctx, "tokens", 0, []byte("y"))
+	m.SwapMeta(ctx, "identity/c", 0, []byte("z"))
+	if ok, _ := m.SwapMeta(ctx, "token/a", 2, nil); !ok {
+		t.Error("delete lost")
+	}
+	if v, ver, _ := m.GetMeta(ctx, "token/a"); v != nil || ver != 3 {
+		t.Errorf("deleted: %q at %d, want nil at 3", v, ver)
+	}
+	list, err := other.ListMeta(ctx, "token/")
+	if err != nil || len(list) != 1 || list[0].Key != "token/b%_" || string(list[0].Value) != "x" {
+		t.Errorf("ListMeta(token/) = %+v, %v; want only token/b%%_", list, err)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -88,6 +89,14 @@ type Options struct {
 	// would: paired runs with and without measure their overhead.
 	Metrics      bool
 	MetricsEvery time.Duration
+	// OpenStore opens one handle on the store (nil: the SQLite file of
+	// Store); each runner opens its own, as separate processes would.
+	OpenStore func(ctx context.Context) (engine.Store, error)
+	// StoreName is what the result calls an OpenStore store.
+	StoreName string
+	// Runners is how many runners share the store and the backfill,
+	// each with Concurrency workers; default 1.
+	Runners int
 }
 
 // Result is what one benchmark run measured. Durations are in
@@ -96,6 +105,7 @@ type Result struct {
 	SandboxURL  string `json:"sandbox_url"`
 	Concurrency int    `json:"concurrency"`
 	Store       string `json:"store"`
+	Runners     int    `json:"runners"`
 
 	// SandboxMembers is the number of members the sandbox holds, and
 	// Members the members the runner processed (one run each; echoes of
@@ -193,25 +203,49 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	store, err := sqlitestore.Open(storePath, sqlitestore.Options{Logger: opts.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("bench: opening the store: %w", err)
+	if opts.Runners <= 0 {
+		opts.Runners = 1
 	}
-	defer store.Close()
+	open := opts.OpenStore
+	if open == nil {
+		open = func(context.Context) (engine.Store, error) {
+			return sqlitestore.Open(storePath, sqlitestore.Options{Logger: opts.Logger})
+		}
+	}
 	var metrics *ops.Metrics
 	var observer engine.Observer
 	if opts.Metrics {
 		metrics = ops.NewMetrics()
 		observer = metrics
 	}
-	eng, err := engine.New(engine.Options{Store: store, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: "memberflow-bench", Observer: observer})
-	if err != nil {
-		return nil, err
+	engines := make([]*engine.Engine, opts.Runners)
+	stores := make([]engine.Store, opts.Runners)
+	for i := range engines {
+		st, err := open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bench: opening the store: %w", err)
+		}
+		defer st.Close()
+		stores[i] = st
+		owner := "memberflow-bench"
+		if opts.Runners > 1 {
+			owner = fmt.Sprintf("memberflow-bench-%d", i+1)
+		}
+		var obs engine.Observer
+		if i == 0 {
+			obs = observer // the metrics of one runner
+		}
+		e, err := engine.New(engine.Options{Store: st, Logger: opts.Logger, Concurrency: opts.Concurrency, Owner: owner, Observer: obs})
+		if err != nil {
+			return nil, err
+		}
+		defer e.Close()
+		if err := e.Add(r, conns); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		engines[i] = e
 	}
-	defer eng.Close()
-	if err := eng.Add(r, conns); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
+	eng, store := engines[0], stores[0]
 	stopScraping := func() int { return 0 }
 	if metrics != nil {
 		metrics.Attach(eng, store)
@@ -231,7 +265,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	cpu0, sbCPU0 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	start := time.Now()
 	stopSampling := sampleBacklog(eng, opts.Concurrency)
-	sum, runErr := eng.RunOnce(ctx)
+	sum, runErr := runAll(ctx, engines)
 	elapsed := time.Since(start)
 	scrapes := stopScraping()
 	backlog, starved := stopSampling()
@@ -256,12 +290,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath,
+	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath, Runners: opts.Runners,
 		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
 		Duplicates: after.CredentialDuplicates, NewDuplicates: after.Duplicates - before.Duplicates,
 		CredentialsCreated: after.Credentials - before.Credentials, Metrics: opts.Metrics, Scrapes: scrapes}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
+	}
+	if opts.OpenStore != nil {
+		res.Store = opts.StoreName
 	}
 	for _, rs := range sum.Recipes {
 		res.Eligible += rs.Succeeded
@@ -289,6 +326,61 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		log.Warn("peak RSS not available", "error", err)
 	}
 	return res, nil
+}
+
+// runAll runs a one-shot backfill on every engine at once (the runners
+// share the store: each event runs on one of them) and adds up their
+// summaries. A runner that finds nothing left to claim while another still
+// polls ends early; a last pass of the first runner then catches up.
+func runAll(ctx context.Context, engines []*engine.Engine) (*engine.Summary, error) {
+	sums := make([]*engine.Summary, len(engines))
+	errs := make([]error, len(engines))
+	var wg sync.WaitGroup
+	for i, e := range engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sums[i], errs[i] = e.RunOnce(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(engines) > 1 {
+		if _, err := engines[0].RunOnce(ctx); err != nil {
+			return nil, err
+		}
+		// Summary counts since the engine started: the first engine's now
+		// includes its last pass.
+		sums[0] = engines[0].Summary()
+	}
+	total := &engine.Summary{}
+	byRecipe := map[string]*engine.RecipeSummary{}
+	for _, s := range sums {
+		total.Runs += s.Runs
+		total.P50, total.P99 = max(total.P50, s.P50), max(total.P99, s.P99)
+		for _, r := range s.Recipes {
+			t, ok := byRecipe[r.Recipe]
+			if !ok {
+				t = &engine.RecipeSummary{Recipe: r.Recipe, Writes: map[string]int64{}}
+				byRecipe[r.Recipe] = t
+			}
+			t.Events += r.Events
+			t.Succeeded += r.Succeeded
+			t.Skipped += r.Skipped
+			t.Suppressed += r.Suppressed
+			t.Dead += r.Dead
+			t.Abandoned += r.Abandoned
+			for k, v := range r.Writes {
+				t.Writes[k] += v
+			}
+		}
+	}
+	for _, t := range byRecipe {
+		total.Recipes = append(total.Recipes, *t)
+	}
+	return total, nil
 }
 
 // sampleBacklog samples the engine's backlog every 100 ms until the

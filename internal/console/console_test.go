@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,18 +13,15 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
-	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/internal/console"
 	"github.com/memberflow/memberflow/internal/reconcile"
 )
 
-func smallStore(t *testing.T) *sqlitestore.Store {
+// smallStore is a SQLite store of 120 runs, for the tests that do not
+// depend on the store (eachStore runs a test on every kind).
+func smallStore(t *testing.T) engine.Store {
 	t.Helper()
-	s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, _ := testStores[0].open(t)
 	fillStore(t, s, 120)
 	return s
 }
@@ -116,8 +112,9 @@ func TestBasicAuth(t *testing.T) {
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
-func TestReplayNeedsCSRFAndSameOrigin(t *testing.T) {
-	s := smallStore(t)
+func TestReplayNeedsCSRFAndSameOrigin(t *testing.T) { eachStore(t, testReplayNeedsCSRFAndSameOrigin) }
+
+func testReplayNeedsCSRFAndSameOrigin(t *testing.T, s engine.Store) {
 	srv := server(t, console.Options{Store: s})
 	dead, err := s.ListRuns(context.Background(), engine.RunFilter{Status: engine.RunDead, Limit: 1})
 	if err != nil || len(dead) != 1 {
@@ -181,9 +178,10 @@ func TestReadOnlyRefusesReplays(t *testing.T) {
 // TestNoSecretOnAnyPage plants a secret value in a run's error and
 // journal (as a connector that forgot to redact would) and in the
 // compliance data, and reads every page.
-func TestNoSecretOnAnyPage(t *testing.T) {
+func TestNoSecretOnAnyPage(t *testing.T) { eachStore(t, testNoSecretOnAnyPage) }
+
+func testNoSecretOnAnyPage(t *testing.T, s engine.Store) {
 	const secret = "sk_live_0123456789"
-	s := smallStore(t)
 	ctx := context.Background()
 	enq, err := s.Advance(ctx, "leaky", engine.Advance{Events: []engine.NewEvent{{ID: "leak", Subject: "user/leak", Connector: "memberships", Data: []byte(`{"token":"` + secret + `"}`)}}})
 	if err != nil {
@@ -232,8 +230,10 @@ func TestComplianceCSV(t *testing.T) {
 	}
 }
 
-func TestPagesAnswerWithoutCompliance(t *testing.T) {
-	srv := server(t, console.Options{Store: smallStore(t)})
+func TestPagesAnswerWithoutCompliance(t *testing.T) { eachStore(t, testPagesAnswerWithoutCompliance) }
+
+func testPagesAnswerWithoutCompliance(t *testing.T, s engine.Store) {
+	srv := server(t, console.Options{Store: s})
 	for p, want := range map[string]int{"": http.StatusSeeOther, "compliance": 200, "compliance.csv": 404, "activity": 200,
 		"runs?status=nope": 400, "runs?before=x": 400, "runs/0": 400, "runs/99999": 404, "static/console.css": 200} {
 		if res, body := get(t, noRedirect, srv.URL+"/console/"+p); res.StatusCode != want {

@@ -106,8 +106,8 @@ func TestSync(t *testing.T) {
 		write bool
 		want  string
 	}{
-		{"check finds both", false, "stale " + filepath.Join(dir, "example.md") + ",stale " + orphan + " (no such connector)"},
-		{"write fixes both", true, "wrote " + filepath.Join(dir, "example.md") + ",removed " + orphan},
+		{"check finds both", false, "stale " + filepath.Join(dir, "example.md") + ",stale " + filepath.Join(dir, "schedule.md") + ",stale " + orphan + " (no such connector)"},
+		{"write fixes both", true, "wrote " + filepath.Join(dir, "example.md") + ",wrote " + filepath.Join(dir, "schedule.md") + ",removed " + orphan},
 		{"then nothing is stale", false, ""},
 	}
 	for _, st := range steps {

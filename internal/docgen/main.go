@@ -53,6 +53,11 @@ func Sync(reg *connectors.Registry, dir string, write bool) ([]string, error) {
 		}
 		want[s.Name+".md"] = doc
 	}
+	sched, err := RenderSchedule()
+	if err != nil {
+		return nil, err
+	}
+	want["schedule.md"] = sched
 	if write {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err

@@ -345,3 +345,17 @@ func humanDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// RenderSchedule writes the reference of the built-in schedule trigger
+// from connectors.Schedule, the description the validator types
+// `trigger.*` by and the engine's events follow.
+func RenderSchedule() ([]byte, error) {
+	var b bytes.Buffer
+	s := connectors.Schedule
+	fmt.Fprintf(&b, "%s\n\n# Schedules (built-in trigger)\n\n%s\n\n%s\n", Header, oneLine(s.Summary), oneLine(s.Description))
+	b.WriteString("\n```yaml\ntrigger:\n  schedule: \"0 2 * * *\"     # cron, 5 fields; also @hourly, @daily, @every 10m\n```\n")
+	if err := writeOperation(&b, "schedule", &s.Operation, "Input", "Event data (`trigger.*`)"); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -15,11 +15,22 @@ import (
 
 // api reads the sandbox's state through its HTTP API, as a person checking
 // the services would: the test never looks inside the sandbox's memory.
+// The sandbox is in this process (sb) or another one (base, its URL).
 type api struct {
 	t    testing.TB
 	sb   *sandbox.Server
+	base string
 	http *http.Client
 }
+
+func (a *api) baseURL() string {
+	if a.base != "" {
+		return strings.TrimSuffix(a.base, "/")
+	}
+	return strings.TrimSuffix(a.sb.BaseURL(), "/")
+}
+
+func (a *api) url(service string) string { return a.baseURL() + "/" + service }
 
 func (a *api) do(method, rawURL string, header map[string]string, body, out any) {
 	a.t.Helper()
@@ -61,17 +72,17 @@ func (a *api) do(method, rawURL string, header map[string]string, body, out any)
 }
 
 func (a *api) members(method, path string, body, out any) {
-	a.do(method, a.sb.URL("memberships")+path, map[string]string{
+	a.do(method, a.url("memberships")+path, map[string]string{
 		"Authorization": "Bearer " + sandbox.DemoAuth("memberships").Token, "Version": "2021-07-28"}, body, out)
 }
 
 func (a *api) accredible(method, path string, body, out any) {
-	a.do(method, a.sb.URL("accredible")+path, map[string]string{
+	a.do(method, a.url("accredible")+path, map[string]string{
 		"Authorization": "Token token=" + sandbox.DemoAuth("accredible").Key}, body, out)
 }
 
 func (a *api) accelevents(method, path string, body, out any) {
-	a.do(method, a.sb.URL("accelevents")+"/rest/events/"+eventURL+path, map[string]string{
+	a.do(method, a.url("accelevents")+"/rest/events/"+eventURL+path, map[string]string{
 		"Authorization": sandbox.DemoAuth("accelevents").Key}, body, out)
 }
 
@@ -241,7 +252,7 @@ type stats struct {
 
 func (a *api) stats() stats {
 	var s stats
-	a.do("GET", strings.TrimSuffix(a.sb.BaseURL(), "/")+"/_sandbox/stats", nil, nil, &s)
+	a.do("GET", a.baseURL()+"/_sandbox/stats", nil, nil, &s)
 	return s
 }
 
@@ -249,6 +260,6 @@ func (a *api) mutate(reqs []sandbox.MutateRequest) []sandbox.MutateResult {
 	var out struct {
 		Applied []sandbox.MutateResult `json:"applied"`
 	}
-	a.do("POST", strings.TrimSuffix(a.sb.BaseURL(), "/")+"/_sandbox/mutate", nil, reqs, &out)
+	a.do("POST", a.baseURL()+"/_sandbox/mutate", nil, reqs, &out)
 	return out.Applied
 }

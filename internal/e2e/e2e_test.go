@@ -77,8 +77,8 @@ func newEngineAt(t *testing.T, services []string, urlFor func(service string) st
 	if diags.HasErrors() {
 		t.Fatalf("examples do not load:\n%v", diags)
 	}
-	if len(rs) != 9 {
-		t.Fatalf("loaded %d examples, want 9", len(rs))
+	if len(rs) != 13 {
+		t.Fatalf("loaded %d examples, want 13", len(rs))
 	}
 	secrets := recipes.SecretMap(sandbox.DemoSecrets())
 	secrets["SANDBOX_NOTIFY_SECRET"] = sandbox.NotifySecret

@@ -46,18 +46,25 @@ func TestExamplesUnderFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := runFaulted(t, n, tc.faults)
-			if got.duplicates != 0 {
-				t.Errorf("%d duplicates in the services", got.duplicates)
-			}
-			if !reflect.DeepEqual(got.objects, clean.objects) {
-				t.Errorf("objects per service:\nfaulted %v\nclean   %v", got.objects, clean.objects)
-			}
-			for id, want := range clean.members {
-				if g := got.members[id]; g != want {
-					t.Errorf("member %s: faulted %+v, clean %+v", id, g, want)
-				}
-			}
+			compareOutcomes(t, got, clean)
 		})
+	}
+}
+
+// compareOutcomes fails unless got has no duplicate and the same objects
+// and members as clean.
+func compareOutcomes(t *testing.T, got, clean outcome) {
+	t.Helper()
+	if got.duplicates != 0 {
+		t.Errorf("%d duplicates in the services", got.duplicates)
+	}
+	if !reflect.DeepEqual(got.objects, clean.objects) {
+		t.Errorf("objects per service:\nfaulted %v\nclean   %v", got.objects, clean.objects)
+	}
+	for id, want := range clean.members {
+		if g := got.members[id]; g != want {
+			t.Errorf("member %s: faulted %+v, clean %+v", id, g, want)
+		}
 	}
 }
 
@@ -101,6 +108,15 @@ func runFaulted(t *testing.T, n int, faults sandboxkit.Faults) outcome {
 	})
 	runUntilQuiet(t, eng)
 	checkMoneyMirroredOnce(t, a, seeded)
+	// The seed's own duplicates (a member registered twice) are in both runs.
+	out := readOutcome(a, seededDuplicates(t, n))
+	t.Logf("%d members, faults %+v: %s", n, faults, time.Since(start).Round(time.Millisecond))
+	return out
+}
+
+// readOutcome reads what the runs left in the services through their
+// APIs; seededDups is the number of duplicates the seed itself holds.
+func readOutcome(a *api, seededDups int) outcome {
 	out := outcome{objects: map[string]map[string]int{}, members: map[string]memberOutcome{}}
 	st := a.stats()
 	for svc, s := range st.Services {
@@ -109,8 +125,7 @@ func runFaulted(t *testing.T, n int, faults sandboxkit.Faults) outcome {
 			out.duplicates += d
 		}
 	}
-	// The seed's own duplicates (a member registered twice) are in both runs.
-	out.duplicates -= seededDuplicates(t, n)
+	out.duplicates -= seededDups
 	creds := a.credentialsByMember()
 	atts := map[string]int{}
 	for _, at := range a.attendees() {
@@ -126,7 +141,6 @@ func runFaulted(t *testing.T, n int, faults sandboxkit.Faults) outcome {
 		out.members[id] = memberOutcome{status: m.MembershipStatus, certificateStatus: m.CertificateStatus, registrationStatus: m.RegistrationStatus,
 			hasCertificate: m.CertificateID != "", credentials: len(creds[id]), attendees: atts[id], payments: pays[id]}
 	}
-	t.Logf("%d members, faults %+v: %s", n, faults, time.Since(start).Round(time.Millisecond))
 	return out
 }
 

@@ -86,7 +86,7 @@ var rules = []*rule{
 	},
 	{
 		id: "certificate-mismatch", title: "the member's certificateId, certificateStatus or issuanceDate disagrees with Accredible",
-		fixTrigger: "accredible.credential_updated", fixAction: "memberships.update_user", fixable: true,
+		fixTrigger: "accredible.credential_changed", fixAction: "memberships.update_user", fixable: true,
 		derived: "the expected member fields: the with of the recipe's update_user step, evaluated on the credential",
 		check:   checkCertificateFields,
 	},
@@ -218,13 +218,14 @@ type index struct {
 	membersByID, membersByEmail map[string]map[string]any
 	credsByMember               map[string][]map[string]any
 	attendeesByExt              map[string][]map[string]any
+	attendeesByEmail            map[string][]map[string]any
 	paymentsByRef               map[string][]map[string]any
 }
 
 func newIndex(s *Snapshot) *index {
 	ix := &index{membersByID: map[string]map[string]any{}, membersByEmail: map[string]map[string]any{},
 		credsByMember: map[string][]map[string]any{}, attendeesByExt: map[string][]map[string]any{},
-		paymentsByRef: map[string][]map[string]any{}}
+		attendeesByEmail: map[string][]map[string]any{}, paymentsByRef: map[string][]map[string]any{}}
 	for _, m := range s.Members {
 		ix.membersByID[str(m.Data, "id")] = m.Data
 		if e := strings.ToLower(str(m.Data, "email")); e != "" {
@@ -240,8 +241,14 @@ func newIndex(s *Snapshot) *index {
 		if ext := str(a.Data, "externalId"); ext != "" {
 			ix.attendeesByExt[ext] = append(ix.attendeesByExt[ext], a.Data)
 		}
+		if e := strings.ToLower(str(a.Data, "email")); e != "" {
+			ix.attendeesByEmail[e] = append(ix.attendeesByEmail[e], a.Data)
+		}
 	}
 	// A live ticket is the member's attendee when there is one.
+	for _, atts := range ix.attendeesByEmail {
+		sort.SliceStable(atts, func(i, j int) bool { return str(atts[i], "status") == "BOOKED" && str(atts[j], "status") != "BOOKED" })
+	}
 	for _, atts := range ix.attendeesByExt {
 		sort.SliceStable(atts, func(i, j int) bool { return str(atts[i], "status") == "BOOKED" && str(atts[j], "status") != "BOOKED" })
 	}
@@ -532,10 +539,20 @@ func (c *checkCtx) toAccelevents(p map[string]any) map[string]any {
 		return nil
 	}
 	steps := c.readSteps("accelevents.record_payment", map[string]any{"memberships.get_user": m})
+	// A look-up of the member's registration by email (for a pending
+	// member), when the recipe makes one: the live ticket wins.
+	var byEmail map[string]any
+	if atts := c.ix.attendeesByEmail[strings.ToLower(str(m, "email"))]; len(atts) > 0 {
+		byEmail = atts[0]
+	}
+	if st := c.step("accelevents.find_attendee"); st != nil && c.stepWhen("accelevents.find_attendee", p, steps) {
+		steps[st.ID] = map[string]any{"found": byEmail != nil, "attendee": byEmail}
+	}
 	if !c.stepWhen("accelevents.upsert_attendee", p, steps) {
 		return nil
 	}
-	var att map[string]any
+	// The attendee the upsert finds: by external id, then by email.
+	att := byEmail
 	if atts := c.ix.attendeesByExt[str(m, "id")]; len(atts) > 0 {
 		att = atts[0]
 	}
@@ -592,9 +609,10 @@ func checkPaymentsToMemberships(c *checkCtx) []Finding {
 		}
 		m := c.ix.membersByEmail[strings.ToLower(str(o, "purchaser", "email"))]
 		steps := c.readSteps("memberships.upsert_payment", map[string]any{
-			"memberships.find_user_by_email":  map[string]any{"found": m != nil, "user": m},
-			"accelevents.get_order":           o,
-			"accelevents.list_order_payments": map[string]any{"data": []any{}},
+			"memberships.find_user_by_email":      map[string]any{"found": m != nil, "user": m},
+			"accelevents.get_order":               o,
+			"accelevents.list_order_payments":     map[string]any{"data": []any{}},
+			"accelevents.get_order_with_payments": map[string]any{"order": o, "payments": map[string]any{"data": []any{}}},
 		})
 		if !c.stepWhen("memberships.upsert_payment", o, steps) {
 			continue

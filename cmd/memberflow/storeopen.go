@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/pgstore"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// storeFlagHelp is the --store flag's help, shared by every command.
+const storeFlagHelp = "durable store: a SQLite file `path`, a postgres://… URL, or secret.NAME holding either"
+
+// storeSpec is a parsed --store value.
+type storeSpec struct {
+	postgres bool
+	target   string // the file path, or the DSN
+	shown    string // for messages: the path, or the DSN without its password
+}
+
+// parseStore resolves --store: secret.NAME is looked up in the secrets
+// file or the environment (a DSN with a password belongs there).
+func parseStore(value string, secrets recipes.SecretSource) (storeSpec, error) {
+	if name, ok := strings.CutPrefix(value, "secret."); ok {
+		if secrets == nil {
+			var err error
+			if secrets, err = recipes.NewEnvSecrets(""); err != nil {
+				return storeSpec{}, err
+			}
+		}
+		v, found := secrets.Lookup(name)
+		if !found || v == "" {
+			return storeSpec{}, fmt.Errorf("--store %s: no secret %s in the secrets file or the environment", value, name)
+		}
+		spec, err := parseStore(v, nil)
+		if err == nil {
+			spec.shown = value + " (" + spec.shown + ")"
+		}
+		return spec, err
+	}
+	if strings.HasPrefix(value, "postgres://") || strings.HasPrefix(value, "postgresql://") {
+		u, err := url.Parse(value)
+		if err != nil {
+			return storeSpec{}, errors.New("--store: not a valid postgres:// URL")
+		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+		return storeSpec{postgres: true, target: value, shown: u.Redacted()}, nil
+	}
+	if value == "" {
+		return storeSpec{}, errors.New("--store is empty")
+	}
+	return storeSpec{target: value, shown: value}, nil
+}
+
+// open opens the store; concurrency sizes a Postgres pool.
+func (s storeSpec) open(ctx context.Context, concurrency int, log hclog.Logger) (engine.Store, error) {
+	if s.postgres {
+		st, err := pgstore.Open(ctx, s.target, pgstore.Options{Logger: log, Schema: os.Getenv("MEMBERFLOW_PG_SCHEMA"), MaxConns: 4 + 2*concurrency})
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", s.shown, err)
+		}
+		return st, nil
+	}
+	return sqlitestore.Open(s.target, sqlitestore.Options{Logger: log})
+}
+
+// exists reports whether an inspected store is there (Postgres: always;
+// the connection says otherwise).
+func (s storeSpec) exists() bool {
+	if s.postgres {
+		return true
+	}
+	_, err := os.Stat(s.target)
+	return err == nil
+}
+
+func init() {
+	register(&command{
+		name:    "runners",
+		summary: "the live runners of a store, with their leases and counts",
+		usage:   "[--store PATH|URL] [--format text|json]",
+		help: `Lists the runners that share the store: each one's owner name, host and
+process, when it started and last renewed its leases, the runs it holds
+and the triggers it polls (one runner polls a recipe's trigger at a time).
+A runner that died is listed until the next runner starts.`,
+		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
+			store := fs.String("store", "memberflow.db", storeFlagHelp)
+			format := fs.String("format", "text", "output format: text or json")
+			return func(ctx context.Context, args []string, io stdio) int {
+				if len(args) > 0 {
+					fmt.Fprintln(io.err, "memberflow runners: no arguments expected (memberflow runners --help)")
+					return exitUsage
+				}
+				return inspect(ctx, "runners", *store, *format, io, func(s engine.Store) error {
+					rl, ok := s.(engine.RunnerLister)
+					if !ok {
+						return errors.New("this store does not list runners")
+					}
+					rs, err := rl.Runners(ctx)
+					if err != nil {
+						return err
+					}
+					if *format == "json" {
+						if rs == nil {
+							rs = []engine.RunnerInfo{}
+						}
+						return writeJSON(io.out, rs)
+					}
+					tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "OWNER\tHOST\tPID\tSTARTED\tLAST RENEWAL\tRUNS\tPOLLING")
+					for _, r := range rs {
+						polling := strings.Join(r.Polling, ",")
+						if polling == "" {
+							polling = "-"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%s\n", r.Owner, r.Host, r.PID, r.Started.Format(time.RFC3339),
+							time.Since(r.Seen).Round(time.Second), r.Runs, polling)
+					}
+					return tw.Flush()
+				})
+			}
+		},
+	})
+}
+
+type copied struct{ Cursors, Subjects, Writes, Meta int }
+
+func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSource) (copied, error) {
+	src, err := parseStore(from, secrets)
+	if err != nil {
+		return copied{}, usageError{fmt.Errorf("--from: %w", err)}
+	}
+	dst, err := parseStore(to, secrets)
+	if err != nil {
+		return copied{}, usageError{fmt.Errorf("--to: %w", err)}
+	}
+	if !src.exists() {
+		return copied{}, usageError{fmt.Errorf("--from: no store at %s", src.shown)}
+	}
+	log := hclog.NewNullLogger()
+	a, err := src.open(ctx, 1, log)
+	if err != nil {
+		return copied{}, err
+	}
+	defer a.Close()
+	b, err := dst.open(ctx, 1, log)
+	if err != nil {
+		return copied{}, err
+	}
+	defer b.Close()
+	ac, ok1 := a.(engine.StateCopier)
+	bc, ok2 := b.(engine.StateCopier)
+	if !ok1 || !ok2 {
+		return copied{}, errors.New("one of the stores cannot copy state")
+	}
+	st, err := ac.ExportState(ctx)
+	if err != nil {
+		return copied{}, fmt.Errorf("%s: %w", src.shown, err)
+	}
+	if err := bc.ImportState(ctx, st); err != nil {
+		return copied{}, fmt.Errorf("%s: %w", dst.shown, err)
+	}
+	meta, err := copyMeta(ctx, a, b)
+	if err != nil {
+		return copied{}, fmt.Errorf("copying saved values: %w", err)
+	}
+	return copied{len(st.Cursors), len(st.Subjects), len(st.Writes), meta}, nil
+}
+
+// runStoreCopy is `memberflow store copy`.
+func runStoreCopy(ctx context.Context, from, to, secretsFile string, io stdio) int {
+	if from == "" || to == "" {
+		fmt.Fprintln(io.err, "memberflow store copy: want --from STORE --to STORE (memberflow store --help)")
+		return exitUsage
+	}
+	secrets, err := recipes.NewEnvSecrets(secretsFile)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow store copy: %v\n", err)
+		return exitUsage
+	}
+	n, err := copyStore(ctx, from, to, secrets)
+	if err != nil {
+		fmt.Fprintf(io.err, "memberflow store copy: %v\n", err)
+		var u usageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFail
+	}
+	fmt.Fprintf(io.out, "copied %d cursor(s), %d subject state(s), %d written state(s), %d saved value(s)\n", n.Cursors, n.Subjects, n.Writes, n.Meta)
+	return exitOK
+}
+
+// copyMeta copies every saved value (recorded accounts, sealed tokens)
+// that the destination does not have yet.
+func copyMeta(ctx context.Context, a, b engine.Store) (int, error) {
+	am, ok1 := a.(engine.MetaStore)
+	bm, ok2 := b.(engine.MetaStore)
+	if !ok1 || !ok2 {
+		return 0, nil
+	}
+	entries, err := am.ListMeta(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		cur, version, err := bm.GetMeta(ctx, e.Key)
+		if err != nil {
+			return n, err
+		}
+		if cur != nil {
+			continue // the destination's own value wins
+		}
+		ok, err := bm.SwapMeta(ctx, e.Key, version, e.Value)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const versionedRecipe = `version: 1
+name: NAME
+IDLINE
+connections_file: CONNS
+trigger: { uses: members.user_created, start: beginning }
+when: trigger.email != ""
+steps:
+  - id: member
+    uses: members.get_user
+    with: { userId: "USERID" }
+`
+
+func writeRecipe(t *testing.T, path, name, id, userID string) {
+	t.Helper()
+	conns, err := filepath.Abs(sandboxConnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer("NAME", name, "CONNS", conns, "USERID", userID).Replace(versionedRecipe)
+	idLine := ""
+	if id != "" {
+		idLine = "id: " + id
+	}
+	doc = strings.Replace(doc, "IDLINE", idLine, 1)
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplayRunsTheVersionThatFailed: a run records the recipe version
+// that ran it; a replay runs that version (still failing) unless --latest;
+// every attempt stays in the audit.
+func TestReplayRunsTheVersionThatFailed(t *testing.T) {
+	base := startTestSandbox(t, 3)
+	dir := t.TempDir()
+	recipe, store := filepath.Join(dir, "r.yaml"), filepath.Join(dir, "mf.db")
+	run := func() (int, string) {
+		code, out, errs := cli(t, "run", "--once", "--sandbox-url", base, "--store", store, "--log-level", "off", recipe)
+		return code, out + errs
+	}
+	// Version A asks for a member that does not exist: every run dies.
+	writeRecipe(t, recipe, "lookup", "", "${{ trigger.id }}-missing")
+	if code, out := run(); code != exitFail {
+		t.Fatalf("version A: exit %d, want dead letters\n%s", code, out)
+	}
+	_, out, _ := cli(t, "dlq", "list", "--store", store, "--format", "json")
+	var dead []map[string]any
+	if err := json.Unmarshal([]byte(out), &dead); err != nil || len(dead) == 0 {
+		t.Fatalf("dlq list: %v\n%s", err, out)
+	}
+	id := jsonNumber(dead[0]["id"])
+	show := func() map[string]any {
+		t.Helper()
+		_, out, errs := cli(t, "runs", "show", id, "--store", store, "--format", "json")
+		var d map[string]any
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("runs show: %v\n%s%s", err, out, errs)
+		}
+		return d
+	}
+	versionA := show()["version"].(map[string]any)["hash"].(string)
+	if len(versionA) != 64 {
+		t.Fatalf("run %s records version %q", id, versionA)
+	}
+
+	// Version B fixes the recipe. A plain replay still runs version A.
+	writeRecipe(t, recipe, "lookup", "", "${{ trigger.id }}")
+	if code, out, errs := cli(t, "dlq", "replay", id, "--store", store); code != exitOK {
+		t.Fatalf("replay: exit %d\n%s%s", code, out, errs)
+	}
+	run()
+	d := show()
+	if d["status"] != "dead" || d["version"].(map[string]any)["hash"] != versionA {
+		t.Fatalf("a plain replay ran %v with version %v, want version A dead again", d["status"], d["version"])
+	}
+	if past, _ := d["past_attempts"].([]any); len(past) != 1 {
+		t.Fatalf("past attempts %v, want the first failure kept", d["past_attempts"])
+	}
+	// --latest runs version B, which succeeds; both failures stay.
+	if code, out, errs := cli(t, "dlq", "replay", "--latest", id, "--store", store); code != exitOK {
+		t.Fatalf("replay --latest: exit %d\n%s%s", code, out, errs)
+	}
+	run()
+	d = show()
+	versionB := d["version"].(map[string]any)["hash"]
+	if d["status"] != "succeeded" || versionB == versionA {
+		t.Fatalf("replay --latest: %v with version %v", d["status"], versionB)
+	}
+	past, _ := d["past_attempts"].([]any)
+	if len(past) != 2 || past[0].(map[string]any)["version"] != versionA || past[1].(map[string]any)["version"] != versionA {
+		t.Fatalf("past attempts %v, want two failures of version A", past)
+	}
+	_, text, _ := cli(t, "runs", "show", id, "--store", store)
+	if !strings.Contains(text, "version   "+versionB.(string)[:12]) || !strings.Contains(text, "attempt 2: dead, version "+versionA[:12]) {
+		t.Errorf("runs show does not print the versions:\n%s", text)
+	}
+}
+
+// TestRenamedRecipeKeepsItsCursorsByID: a recipe renamed with its old
+// name as id carries on; renamed without, it starts over.
+func TestRenamedRecipeKeepsItsCursorsByID(t *testing.T) {
+	base := startTestSandbox(t, 4)
+	dir := t.TempDir()
+	recipe, store := filepath.Join(dir, "r.yaml"), filepath.Join(dir, "mf.db")
+	events := func() string {
+		t.Helper()
+		code, out, errs := cli(t, "run", "--once", "--sandbox-url", base, "--store", store, "--log-level", "off", recipe)
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s%s", code, out, errs)
+		}
+		return out
+	}
+	writeRecipe(t, recipe, "members-lookup", "", "${{ trigger.id }}")
+	if out := events(); !strings.Contains(out, "members-lookup  4 ") {
+		t.Fatalf("first run:\n%s", out)
+	}
+	writeRecipe(t, recipe, "member-lookup", "members-lookup", "${{ trigger.id }}")
+	if out := events(); !strings.Contains(out, "members-lookup  0 ") {
+		t.Errorf("renamed with its id: want nothing new\n%s", out)
+	}
+	writeRecipe(t, recipe, "member-lookup", "", "${{ trigger.id }}")
+	if out := events(); !strings.Contains(out, "member-lookup  4 ") {
+		t.Errorf("renamed without an id: want everything again\n%s", out)
+	}
+}
+
+func jsonNumber(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestGitRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	if out, err := exec.Command("git", "log", "-1", "--format=%H", "--", "main.go").Output(); err != nil || len(out) == 0 {
+		t.Skip("not in a git work tree with history")
+	}
+	if rev := gitRevision("main.go"); len(rev) < 12 {
+		t.Errorf("gitRevision(main.go) = %q, want the commit that last changed it", rev)
+	}
+	outside := filepath.Join(t.TempDir(), "r.yaml")
+	os.WriteFile(outside, []byte("x"), 0o644)
+	if rev := gitRevision(outside); rev != "" {
+		t.Errorf("gitRevision outside a work tree = %q, want none", rev)
+	}
+}
