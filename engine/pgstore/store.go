@@ -129,6 +129,8 @@ CREATE TABLE skip_pages (
 	created BIGINT  NOT NULL
 );
 CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`,
+	// 3: recipe versions and the attempts replays ended (versions.go).
+	versionsMigration,
 }
 
 // Options tune the store.
@@ -137,8 +139,10 @@ type Options struct {
 	// Schema holds the store's tables; default "memberflow". Tests use
 	// one schema each.
 	Schema string
-	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 + 2 ×
-	// --concurrency).
+	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 +
+	// --concurrency: a connection per worker's journal write, and a few
+	// for the poller, the claims and renewals). The store holds one more
+	// for LISTEN and one per runner that joined (its proof of life).
 	MaxConns int
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
@@ -547,7 +551,11 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
-// Claim implements engine.RunQueue. Expired leases are put back in the
+// Claim implements engine.RunQueue. The recipe is tested through an
+// expression (the recipe joined to an empty string), so that the planner
+// walks the queued runs in ID order and stops at the limit, rather than
+// AND-ing a bitmap of every run of the recipes (O(runs) per claim).
+// Expired leases are put back in the
 // queue first (at most once a second per store handle); then the
 // claimable runs are locked with SKIP LOCKED, so that concurrent claimers
 // take different runs without waiting. A run blocked by an earlier run of
@@ -573,9 +581,16 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 				return fmt.Errorf("requeueing runs with an expired lease: %w", err)
 			}
 		}
+		// The claimable runs are the first queued ones in ID order: walk
+		// the queued index in that order and stop at the limit. Left to
+		// itself the planner, misled by a young table's statistics, reads
+		// every queued run and sorts them (O(queue) per claim).
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `WITH c AS (
 				SELECT r.id FROM runs r
-				WHERE r.status = 'queued' AND r.recipe = ANY($1)
+				WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
 				  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
 				ORDER BY r.id LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -591,6 +606,9 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		}
 		if len(ids) == 0 {
 			return nil
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'on', true), set_config('enable_sort', 'on', true)`); err != nil {
+			return err
 		}
 		rows, err = tx.Query(ctx, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 				e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
@@ -736,7 +754,8 @@ x AS (
 	WHERE EXISTS (SELECT 1 FROM f)
 	ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written),
 r AS (
-	UPDATE runs SET status = $18, error = $19, condition = $20, cond_values = $21, finished = $22, owner = NULL, lease_until = NULL
+	UPDATE runs SET status = $18, error = $19, condition = $20, cond_values = $21, finished = $22, owner = NULL, lease_until = NULL,
+		version = coalesce($23::text, version)
 	WHERE id = $1 AND $17 AND EXISTS (SELECT 1 FROM f))
 SELECT count(*) FROM f`
 
@@ -790,19 +809,20 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 	var status string
 	var finErr, finished2 any
 	var cond *bool
-	var values any
+	var values, version any
 	if hasFin {
 		if fin.RunID != lease.RunID {
 			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
 		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
 		if fin.Status != engine.RunQueued {
-			finished2 = nanos(fin.Finished)
+			// The recipe version that ran (engine.Versions).
+			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
 	var held int
 	err := s.pool.QueryRow(ctx, recordSQL, lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2).Scan(&held)
+		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version).Scan(&held)
 	if err != nil {
 		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
 	}

@@ -250,8 +250,10 @@ func Open(path string, opts Options) (*Store, error) {
 	// Checkpoints (and their fsync) run in the background, never in a
 	// commit: see checkpointLoop.
 	wq.Add("_pragma", "wal_autocheckpoint(0)")
-	// The writer re-reads the queue's pages all the time: keep them.
-	wq.Add("_pragma", "cache_size(-16384)")
+	// The writer re-reads the queue's pages all the time: keep them. 8 MiB
+	// holds them; 16 MiB cost the file job 15 MB of resident memory for no
+	// CPU saved (issue 14, docs/benchmarks.md).
+	wq.Add("_pragma", "cache_size(-8192)")
 	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
