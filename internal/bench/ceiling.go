@@ -173,6 +173,15 @@ func RunCeiling(ctx context.Context, opts CeilingOptions) (*CeilingResult, error
 	return res, nil
 }
 
+// RunCeilingAfterReset resets the sandbox (the same seed: the members
+// the engine backfilled, fresh again) and runs the minimal client on it.
+func RunCeilingAfterReset(ctx context.Context, opts CeilingOptions) (*CeilingResult, error) {
+	if err := ResetSandbox(ctx, opts.SandboxURL); err != nil {
+		return nil, fmt.Errorf("bench: ceiling: %w", err)
+	}
+	return RunCeiling(ctx, opts)
+}
+
 // poll reads every member page by page, as the trigger does, and hands
 // each member to each.
 func (c *ceilingClient) poll(ctx context.Context, each func(ceilingMember)) error {

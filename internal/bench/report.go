@@ -37,8 +37,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
 	row("requests per member", "%s", requestsText(r.RequestsPerMember, r.Requests, r.Members))
 	if c := r.Ceiling; c != nil {
-		row("ceiling (minimal client)", "%.0f members/s in %s, same sandbox reset, %d workers; CPU %s", c.MembersPerSec, c.Elapsed.Round(time.Millisecond),
-			r.Concurrency, c.CPU.Round(100*time.Millisecond))
+		cpu := "CPU " + c.CPU.Round(100*time.Millisecond).String()
+		if c.SandboxCPU > 0 {
+			cpu += ", sandbox " + c.SandboxCPU.Round(100*time.Millisecond).String()
+		}
+		row("ceiling (minimal client)", "%.0f members/s in %s, same sandbox reset, %d workers; %s", c.MembersPerSec, c.Elapsed.Round(time.Millisecond),
+			r.Concurrency, cpu)
 		row("ceiling requests per member", "%s", requestsText(c.RequestsPerMember, c.Requests, c.Members))
 		row("engine / ceiling", "%.0f%% of the ceiling's members/s (issue 14's target: at least 75%%)", 100*r.CeilingShare)
 	}
