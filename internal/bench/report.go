@@ -45,6 +45,10 @@ func (r *Result) WriteText(w io.Writer) error {
 			r.Concurrency, cpu)
 		row("ceiling requests per member", "%s", requestsText(c.RequestsPerMember, c.Requests, c.Members))
 		row("engine / ceiling", "%.0f%% of the ceiling's members/s (issue 14's target: at least 75%%)", 100*r.CeilingShare)
+		if r.Members > 0 && c.Members > 0 {
+			row("client CPU per member", "engine %s, ceiling %s (this process only; steadier than members/s on a busy machine)",
+				(r.RunnerCPU / time.Duration(r.Members)).Round(time.Microsecond), (c.CPU / time.Duration(c.Members)).Round(time.Microsecond))
+		}
 	}
 	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	row("queue backlog", "%.0f events on average; below %d workers %.0f%% of the time", r.Backlog, r.Concurrency, 100*r.Starved)
