@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +41,9 @@ type alertEvent struct {
 	RunIDs         []int64 `json:"run_ids"`
 	Error          string  `json:"error"`
 	Trigger        string  `json:"trigger"`
+	Connection     string  `json:"connection"`
+	Connector      string  `json:"connector"`
+	Status         int     `json:"status"`
 	Attempts       int     `json:"attempts"`
 	WindowStart    string  `json:"window_start"`
 	Message        string  `json:"message"`
@@ -58,7 +64,7 @@ func opsSpec(sink *alertSink) *connectors.Spec {
 		Name: "ops", Title: "Ops", Auth: []connectors.AuthKind{connectors.AuthNone},
 		Open: func(connectors.ConnectionConfig) (connectors.Conn, error) { return sink, nil },
 		Triggers: []*connectors.TriggerSpec{trig(engine.CauseRunFailed), trig(engine.CauseStepRetrying),
-			trig(engine.CauseTriggerFailing), trig(engine.CauseRecovered)},
+			trig(engine.CauseTriggerFailing), trig(engine.CauseRateLimited), trig(engine.CauseAuthFailing), trig(engine.CauseRecovered)},
 		Actions: []*connectors.ActionSpec{{Operation: op("notify"), Idempotent: true,
 			Run: func(_ context.Context, _ connectors.Conn, in map[string]any) (*connectors.Result, error) {
 				raw, _ := json.Marshal(in["event"])
@@ -288,4 +294,103 @@ func ready(e *engine.Engine) bool {
 		}
 	}
 	return true
+}
+
+// apiSpec is a service reached over HTTP through the connection's client
+// (which the engine instruments): its one action GETs the server.
+func apiSpec() *connectors.Spec {
+	return &connectors.Spec{Name: "api", Auth: []connectors.AuthKind{connectors.AuthNone},
+		Open: func(cfg connectors.ConnectionConfig) (connectors.Conn, error) { return cfg, nil },
+		Actions: []*connectors.ActionSpec{{Operation: op("call"), Idempotent: true,
+			Run: func(ctx context.Context, conn connectors.Conn, _ map[string]any) (*connectors.Result, error) {
+				cfg := conn.(connectors.ConnectionConfig)
+				req, _ := http.NewRequestWithContext(ctx, "GET", cfg.BaseURL+"/thing", nil)
+				res, err := cfg.HTTPClient.Do(req)
+				if err != nil {
+					return nil, err
+				}
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					return nil, &connectors.APIError{Service: "api", Status: res.StatusCode, Retryable: res.StatusCode == 429}
+				}
+				return &connectors.Result{Output: map[string]any{}}, nil
+			}}}}
+}
+
+// TestRateLimitedAndAuthFailingFromTheTransport: the service's 429s,
+// sustained for `for`, make one rate_limited alert and its quiet end a
+// recovered; a 401 makes an auth_failing alert and the connection unready
+// until a request is accepted.
+func TestRateLimitedAndAuthFailingFromTheTransport(t *testing.T) {
+	var status atomic.Int32
+	status.Store(429)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(status.Load())) }))
+	defer srv.Close()
+	svc := newFakeService(1, func(int) bool { return true })
+	sink := &alertSink{}
+	clk := &clock{t: at("12:00")}
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	work := &recipes.Recipe{File: "w.yaml", Version: 1, Name: "work",
+		Trigger: &recipes.Trigger{Connection: "members", Operation: "member_updated", Mode: "poll", Start: connectors.StartBeginning, Interval: time.Hour},
+		Steps: []*recipes.Step{{ID: "call", Connection: "api", Operation: "call", With: mustTemplate(t, map[string]any{}),
+			Retry: &recipes.RetryPolicy{Attempts: 2, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}}}}
+	e, err := engine.New(engine.Options{Store: store, Concurrency: 2, Owner: "alerts", Now: clk.Now, AlertEvery: time.Hour,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	conns := connections(svc)
+	conns["ops"] = engine.Connection{Spec: opsSpec(sink)}
+	conns["api"] = engine.Connection{Spec: apiSpec(), Config: connectors.ConnectionConfig{BaseURL: srv.URL}}
+	for _, r := range []*recipes.Recipe{work,
+		alertRecipe(t, "limited", engine.CauseRateLimited, map[string]any{"for": "1m"}),
+		alertRecipe(t, "refused", engine.CauseAuthFailing, map[string]any{}),
+		alertRecipe(t, "all-clear", engine.CauseRecovered, map[string]any{})} {
+		if err := e.Add(r, conns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOnce(t, e)
+	runOnce(t, e)
+	if n := sink.count(); n != 0 {
+		t.Fatalf("%d alerts after a moment of 429s, want none before `for`", n)
+	}
+	clk.Set(at("12:01").Add(30 * time.Second))
+	addMembers(svc, 2, 2)
+	runOnce(t, e) // 429s again, 90 s after the first
+	runOnce(t, e)
+	if n := sink.count(); n != 1 {
+		t.Fatalf("%d alerts after 90 s of 429s, want 1", n)
+	}
+	if ev := sink.at(0); ev.Cause != "rate_limited" || ev.Connection != "api" || ev.Connector != "api" || ev.Status != 429 || ev.Count < 2 {
+		t.Errorf("alert %+v", ev)
+	}
+	// A minute without a 429: recovered.
+	status.Store(200)
+	clk.Set(at("12:03"))
+	runOnce(t, e)
+	runOnce(t, e)
+	if n := sink.count(); n != 2 || sink.at(1).Cause != "recovered" || sink.at(1).RecoveredCause != "rate_limited" {
+		t.Fatalf("%d alerts, want a recovered second: %+v", n, sink.got)
+	}
+
+	// 401: unready and one auth_failing alert; a 200 makes it ready.
+	status.Store(401)
+	addMembers(svc, 3, 3)
+	runOnce(t, e)
+	if ready(e) {
+		t.Error("ready while the service refuses the connection's credentials")
+	}
+	runOnce(t, e)
+	if n := sink.count(); n != 3 || sink.at(2).Cause != "auth_failing" || sink.at(2).Connection != "api" {
+		t.Fatalf("%d alerts, want auth_failing third: %+v", n, sink.got)
+	}
+	status.Store(200)
+	addMembers(svc, 4, 4)
+	runOnce(t, e)
+	if !ready(e) {
+		t.Errorf("not ready after an accepted request: %+v", e.Checks(context.Background()))
+	}
 }

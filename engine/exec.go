@@ -448,6 +448,9 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 			return false
 		}
 		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
+		// failed requests so far count as the step's attempts for the
+		// step_retrying alert.
+		e.watch.stepRetrying(rt, st, cr.ID, failed, e.redact.String(err.Error()), e.now())
 		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
 	})
 	// attempt reports one call; retrying ones feed the step_retrying alert.

@@ -96,7 +96,7 @@ func storeKinds(t *testing.T) map[string]func(t *testing.T) engine.Store {
 			if schema == "" {
 				dsn, schema = pgstore.TestSchema(t)
 			}
-			s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Schema: schema})
+			s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Schema: schema, MaxConns: 4})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -197,7 +197,12 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 			e.watch.polled(rt, began, err == nil, more, msg)
 		}
 	}()
-	res, err := rt.trigger.Poll(e.withPauseHook(ctx, rt.trigConn.connector), rt.trigConn.conn, connectors.PollRequest{
+	// A poll's requests are retried where they fail, by the steps' policy,
+	// as a step's are: a poll of many pages is not started over.
+	pollCtx := connectors.WithRetry(e.withPauseHook(ctx, rt.trigConn.connector), func(ctx context.Context, failed int, err error) bool {
+		return failed < e.opts.Retry.Attempts && e.sleep(ctx, policyDelay(e.opts.Retry, failed, err)) == nil
+	})
+	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
 	})
 	if err != nil {

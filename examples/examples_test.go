@@ -23,8 +23,8 @@ func TestExamplesValidate(t *testing.T) {
 		if len(diags) > 0 {
 			t.Errorf("connections %v: diagnostics:\n%v", conns, diags)
 		}
-		if len(rs) != 16 {
-			t.Errorf("connections %v: %d recipes loaded, want 16", conns, len(rs))
+		if len(rs) != 17 {
+			t.Errorf("connections %v: %d recipes loaded, want 17", conns, len(rs))
 		}
 	}
 }

@@ -58,7 +58,7 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 			schema := fmt.Sprintf("memberflow_bench_%d_%d", os.Getpid(), c.runners)
 			opts.StoreName = name
 			opts.OpenStore = func(ctx context.Context) (engine.Store, error) {
-				return pgstore.Open(ctx, spec.target, pgstore.Options{Logger: log, Schema: schema, MaxConns: 4 + 2*o.concurrency, ApplicationName: schema})
+				return pgstore.Open(ctx, spec.target, pgstore.Options{Logger: log, Schema: schema, MaxConns: 4 + o.concurrency, ApplicationName: schema})
 			}
 			drop = func() { dropSchema(spec.target, schema) }
 			stopSampling = sampleBackends(spec.target, schema)

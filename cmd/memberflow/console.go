@@ -23,7 +23,7 @@ func init() {
 	register(&command{
 		name:    "console",
 		summary: "the web console: compliance, activity, runs, dead letters (replay)",
-		usage:   "[--addr 127.0.0.1:8080] [--store PATH] [--sandbox-url URL] [--console-token T] [--read-only] [PATH...]",
+		usage:   "[--addr 127.0.0.1:8080] [--store PATH|URL] [--sandbox-url URL] [--console-token T] [--read-only] [PATH...]",
 		help: `Serves the console at http://ADDR/console/ on the store's runs:
 
   Compliance    members × credential × attendance, filters, CSV export, the
@@ -137,7 +137,7 @@ func runConsole(ctx context.Context, o consoleOptions, io stdio) int {
 		fmt.Fprintf(io.err, "memberflow console: %v\n", err)
 		return exitUsage
 	}
-	spec, err := parseStore(o.store, nil)
+	spec, err := parseStore(o.store, secrets)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow console: %v\n", err)
 		return exitUsage

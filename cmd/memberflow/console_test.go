@@ -1,7 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -52,4 +59,52 @@ func TestConsoleUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
 	}
+}
+
+// consolePage serves `memberflow console` with o on a free loopback port
+// and returns the bodies of the pages (paths under /console/), each
+// answered 200; the console is stopped before it returns.
+func consolePage(t *testing.T, o consoleOptions, paths ...string) []string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.addr = ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- runConsole(ctx, o, stdio{in: strings.NewReader(""), out: io.Discard, err: &errb}) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != exitOK {
+			t.Errorf("memberflow console: exit %d", code)
+		}
+	}()
+	var bodies []string
+	for _, p := range paths {
+		var res *http.Response
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			select {
+			case code := <-done:
+				done <- code
+				t.Fatalf("memberflow console exited %d before serving:\n%s", code, errb.String())
+			default:
+			}
+			if res, err = http.Get("http://" + o.addr + "/console/" + p); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d\n%s", p, res.StatusCode, body)
+		}
+		bodies = append(bodies, string(body))
+	}
+	return bodies
 }

@@ -19,7 +19,7 @@ func init() {
 	register(&command{
 		name:    "reconcile",
 		summary: "compare the three systems record by record; report drift, enqueue its fixes",
-		usage:   "[--sandbox-url URL] [--format text|json] [--fix [--dry-run]] [--store PATH] PATH...",
+		usage:   "[--sandbox-url URL] [--format text|json] [--fix [--dry-run]] [--store PATH|URL] PATH...",
 		help: `Reads every member, payment, credential, attendee and paid order through the
 recipes' connections (paged, within each connection's rate limit) and
 checks the integrity rules the loaded recipes imply: an eligible member
@@ -102,7 +102,12 @@ func runReconcile(ctx context.Context, o reconcileOptions, io stdio) int {
 	if o.fix && len(rep.Findings) > 0 {
 		var store engine.TriggerStore
 		if !o.dryRun {
-			spec, err := parseStore(o.store, nil)
+			secrets, err := recipes.NewEnvSecrets(o.secrets)
+			if err != nil {
+				fmt.Fprintf(io.err, "memberflow reconcile: %v\n", err)
+				return exitUsage
+			}
+			spec, err := parseStore(o.store, secrets)
 			if err != nil {
 				fmt.Fprintf(io.err, "memberflow reconcile: %v\n", err)
 				return exitUsage

@@ -11,14 +11,20 @@ import (
 
 // TestReconcileAfterTheDemo: no drift after the demo; drift injected
 // through /_sandbox/mutate is reported (exit 1); --fix --dry-run plans,
-// --fix enqueues, run --once runs the fixes; no drift again.
-func TestReconcileAfterTheDemo(t *testing.T) {
+// --fix enqueues, run --once runs the fixes; no drift again; the console
+// shows the fixes' runs. On a SQLite store and on Postgres.
+func TestReconcileAfterTheDemo(t *testing.T) { eachStoreKind(t, testReconcileAfterTheDemo) }
+
+func testReconcileAfterTheDemo(t *testing.T, st testStore) {
 	base := startTestSandbox(t, 60)
 	examples, _ := filepath.Abs("../../examples")
 	conns, _ := filepath.Abs(sandboxConnFile)
 	t.Chdir(t.TempDir()) // the files connection writes ./out
-	store := filepath.Join(t.TempDir(), "mf.db")
-	common := []string{"--sandbox-url", base, "--store", store, "--connections", conns, "--log-level", "off", examples}
+	store := st.direct
+	common := []string{"--sandbox-url", base, "--store", st.store, "--connections", conns, "--log-level", "off", examples}
+	if st.secrets != "" {
+		common = append([]string{"--secrets", st.secrets}, common...)
+	}
 	run := append([]string{"run", "--once"}, common...)
 	if code, out, errs := cli(t, run...); code != exitOK {
 		t.Fatalf("the demo: exit %d\n%s%s", code, out, errs)
@@ -67,6 +73,13 @@ func TestReconcileAfterTheDemo(t *testing.T) {
 	code, out, errs = cli(t, append([]string{"reconcile"}, common...)...)
 	if code != exitOK {
 		t.Fatalf("after the fixes: exit %d\n%s%s", code, out, errs)
+	}
+
+	// The console reads the same store, named the same way.
+	page := consolePage(t, consoleOptions{store: st.store, secrets: st.secrets, logLevel: "off"},
+		"runs?recipe=issue-certificate-on-eligibility&status=succeeded", "dead")
+	if n := strings.Count(page[0], `href="/console/runs/`); n < 2 {
+		t.Errorf("the console lists %d succeeded runs of issue-certificate-on-eligibility, want the fixes' 2 at least:\n%s", n, page[0])
 	}
 }
 

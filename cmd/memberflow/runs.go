@@ -276,24 +276,7 @@ func versionWhere(v *engine.RecipeVersion) string {
 // withVersion adds what a Versions store knows of a run: the recipe
 // version it last ran with and its earlier attempts.
 func withVersion(ctx context.Context, store engine.Store, d *engine.RunDetail) error {
-	s, ok := store.(engine.Versions)
-	if !ok {
-		return nil
-	}
-	hash, err := s.RunVersion(ctx, d.ID)
-	if err != nil {
-		return err
-	}
-	if hash != "" {
-		if d.Version, err = s.LoadVersion(ctx, d.Recipe, hash); errors.Is(err, engine.ErrNoVersion) {
-			d.Version, err = &engine.RecipeVersion{Recipe: d.Recipe, Hash: hash}, nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-	d.PastAttempts, err = s.Attempts(ctx, d.ID)
-	return err
+	return engine.AddHistory(ctx, store, d)
 }
 
 func compactJSON(raw json.RawMessage) string {

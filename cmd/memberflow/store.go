@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
@@ -201,9 +203,10 @@ func attachTokens(conns []map[string]engine.Connection, meta engine.MetaStore, k
 // readerTokens is attachTokens for the commands that read the services
 // without running recipes (reconcile, console): a connection with a
 // rotating refresh token must use, and save, the runner's newest one.
-// It opens (or makes) the store at path only when such a connection
-// exists, and returns what closes it.
-func readerTokens(cmd, path, secretsFile string, conns map[string]map[string]engine.Connection, io stdio) (func(), int) {
+// It opens (or makes) the store --store names (a SQLite path, a
+// postgres:// URL or secret.NAME) only when such a connection exists, and
+// returns what closes it.
+func readerTokens(cmd, store, secretsFile string, conns map[string]map[string]engine.Connection, io stdio) (func(), int) {
 	var list []map[string]engine.Connection
 	rotating := false
 	for _, m := range conns {
@@ -225,12 +228,23 @@ func readerTokens(cmd, path, secretsFile string, conns map[string]map[string]eng
 		fmt.Fprintf(io.err, "memberflow %s: a connection uses an OAuth refresh token, which the runner keeps in the store: set the secret %s to the store's key (docs/runner.md)\n", cmd, storeKeySecret)
 		return nil, exitUsage
 	}
-	s, err := sqlitestore.Open(path, sqlitestore.Options{})
+	spec, err := parseStore(store, secrets)
 	if err != nil {
-		reportStoreError(io, cmd, path, err)
+		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		return nil, exitUsage
+	}
+	s, err := spec.open(context.Background(), 1, hclog.NewNullLogger())
+	if err != nil {
+		reportStoreError(io, cmd, spec.shown, err)
 		return nil, exitFail
 	}
-	if err := attachTokens(list, s, []byte(key), cmd); err != nil {
+	meta, ok := s.(engine.MetaStore)
+	if !ok {
+		s.Close()
+		fmt.Fprintf(io.err, "memberflow %s: the store %s cannot keep OAuth tokens\n", cmd, spec.shown)
+		return nil, exitUsage
+	}
+	if err := attachTokens(list, meta, []byte(key), cmd); err != nil {
 		s.Close()
 		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
 		return nil, exitUsage

@@ -68,7 +68,7 @@ func parseStore(value string, secrets recipes.SecretSource) (storeSpec, error) {
 // open opens the store; concurrency sizes a Postgres pool.
 func (s storeSpec) open(ctx context.Context, concurrency int, log hclog.Logger) (engine.Store, error) {
 	if s.postgres {
-		st, err := pgstore.Open(ctx, s.target, pgstore.Options{Logger: log, Schema: os.Getenv("MEMBERFLOW_PG_SCHEMA"), MaxConns: 4 + 2*concurrency})
+		st, err := pgstore.Open(ctx, s.target, pgstore.Options{Logger: log, Schema: os.Getenv("MEMBERFLOW_PG_SCHEMA"), MaxConns: 4 + concurrency})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", s.shown, err)
 		}

@@ -2,10 +2,12 @@ package apiclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"errors"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,5 +151,43 @@ func TestRecipesShareTheAccountsLimiter(t *testing.T) {
 	other.Do(context.Background(), Request{Method: "GET", Path: "/c"})
 	if len(recOther.delays) != 0 {
 		t.Fatalf("another account waited %v", recOther.delays)
+	}
+}
+
+// TestAPauseHoldsQueuedRequests: a request already waiting for a token
+// when the connection is told to pause is held until the pause ends too.
+func TestAPauseHoldsQueuedRequests(t *testing.T) {
+	var mu sync.Mutex
+	var arrived []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		first := len(arrived) == 1
+		mu.Unlock()
+		if first {
+			time.Sleep(50 * time.Millisecond) // the second request queues meanwhile
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	// One token now, the next in about 150 ms.
+	c, err := New(Config{Service: "svc", BaseURL: srv.URL, RateLimit: connectors.RateLimit{Requests: 2, Per: 100 * time.Millisecond, Burst: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.Do(context.Background(), Request{Method: "GET", Path: "/a"}) }()
+	time.Sleep(10 * time.Millisecond)
+	go func() { defer wg.Done(); c.Do(context.Background(), Request{Method: "GET", Path: "/b"}) }()
+	wg.Wait()
+	if len(arrived) != 2 {
+		t.Fatalf("%d requests arrived, want 2", len(arrived))
+	}
+	if gap := arrived[1].Sub(arrived[0]); gap < time.Second {
+		t.Fatalf("the queued request arrived %s after the one answered 429 (Retry-After 1 s); the pause did not hold it", gap)
 	}
 }

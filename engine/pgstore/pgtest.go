@@ -35,7 +35,7 @@ func TestSchema(t testing.TB) (dsn, schema string) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("postgres at MEMBERFLOW_TEST_POSTGRES is unreachable and CI is set: %s", redactDSNError(err))
+			t.Fatalf("postgres at MEMBERFLOW_TEST_POSTGRES cannot be reached or refused the connection, and CI is set: %s", redactDSNError(err))
 		}
 		t.Skipf("postgres unreachable (%s): set MEMBERFLOW_TEST_POSTGRES", redactDSNError(err))
 	}

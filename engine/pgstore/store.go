@@ -137,8 +137,10 @@ type Options struct {
 	// Schema holds the store's tables; default "memberflow". Tests use
 	// one schema each.
 	Schema string
-	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 + 2 ×
-	// --concurrency).
+	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 +
+	// --concurrency: a connection per worker's journal write, and a few
+	// for the poller, the claims and renewals). The store holds one more
+	// for LISTEN and one per runner that joined (its proof of life).
 	MaxConns int
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
@@ -547,7 +549,11 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
-// Claim implements engine.RunQueue. Expired leases are put back in the
+// Claim implements engine.RunQueue. The recipe is tested through an
+// expression (the recipe joined to an empty string), so that the planner
+// walks the queued runs in ID order and stops at the limit, rather than
+// AND-ing a bitmap of every run of the recipes (O(runs) per claim).
+// Expired leases are put back in the
 // queue first (at most once a second per store handle); then the
 // claimable runs are locked with SKIP LOCKED, so that concurrent claimers
 // take different runs without waiting. A run blocked by an earlier run of
@@ -573,9 +579,16 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 				return fmt.Errorf("requeueing runs with an expired lease: %w", err)
 			}
 		}
+		// The claimable runs are the first queued ones in ID order: walk
+		// the queued index in that order and stop at the limit. Left to
+		// itself the planner, misled by a young table's statistics, reads
+		// every queued run and sorts them (O(queue) per claim).
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `WITH c AS (
 				SELECT r.id FROM runs r
-				WHERE r.status = 'queued' AND r.recipe = ANY($1)
+				WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
 				  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
 				ORDER BY r.id LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -591,6 +604,9 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		}
 		if len(ids) == 0 {
 			return nil
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'on', true), set_config('enable_sort', 'on', true)`); err != nil {
+			return err
 		}
 		rows, err = tx.Query(ctx, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 				e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run

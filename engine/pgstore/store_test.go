@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 			dbs[t.Name()] = d
 			mu.Unlock()
 		}
-		s, err := pgstore.Open(context.Background(), d.dsn, pgstore.Options{Schema: d.schema})
+		s, err := pgstore.Open(context.Background(), d.dsn, pgstore.Options{Schema: d.schema, MaxConns: 4})
 		if err != nil {
 			t.Fatal(err)
 		}

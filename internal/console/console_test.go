@@ -243,3 +243,57 @@ func testPagesAnswerWithoutCompliance(t *testing.T, s engine.Store) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestRunPagesShowEarlierAttempts: a dead letter replayed and dead again
+// shows, on its dead letter page and its run page, the attempt the replay
+// ended (its error and steps) beside the current one, secrets redacted.
+func TestRunPagesShowEarlierAttempts(t *testing.T) { eachStore(t, testRunPagesShowEarlierAttempts) }
+
+func testRunPagesShowEarlierAttempts(t *testing.T, s engine.Store) {
+	if _, ok := s.(engine.Versions); !ok {
+		t.Skip("this store keeps no earlier attempts (engine.Versions)")
+	}
+	ctx := context.Background()
+	dead, err := s.ListRuns(ctx, engine.RunFilter{Status: engine.RunDead, Limit: 1})
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("no dead run: %v", err)
+	}
+	id := dead[0].ID
+	if err := s.Replay(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.Claim(ctx, engine.ClaimRequest{Owner: "t", Recipes: []string{dead[0].Recipe}, Limit: 1, Now: time.Now(), Lease: time.Minute})
+	if err != nil || len(claimed) != 1 || claimed[0].ID != id {
+		t.Fatalf("claimed %v: %v", claimed, err)
+	}
+	now := time.Now()
+	const secret = "sk_live_again"
+	if err := s.Record(ctx, claimed[0].Lease(), []engine.StepRecord{{RunID: id, Index: 1, StepID: "attendee", Action: "accelevents.upsert_attendee",
+		Status: engine.StepFailed, Attempts: 1, Error: "HTTP 500 for " + secret, Started: now, Finished: now}},
+		&engine.Completion{RunID: id, Status: engine.RunDead, Error: "step attendee: HTTP 500", Finished: now}); err != nil {
+		t.Fatal(err)
+	}
+	srv := server(t, console.Options{Store: s, Redact: func(v string) string { return strings.ReplaceAll(v, secret, "[redacted]") }})
+	for _, p := range []string{"dead/" + itoa(id), "runs/" + itoa(id)} {
+		res, body := get(t, noRedirect, srv.URL+"/console/"+p)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", p, res.StatusCode)
+		}
+		i := strings.Index(body, "Earlier attempts")
+		if i < 0 {
+			t.Fatalf("%s shows no earlier attempt:\n%s", p, body)
+		}
+		earlier, current := body[i:], body[:i]
+		for _, want := range []string{`aria-label="attempt 1"`, "Attempt 1", "dead", "step attendee: HTTP 406: sold out", "accelevents.upsert_attendee · failed"} {
+			if !strings.Contains(earlier, want) {
+				t.Errorf("%s: the earlier attempt lacks %q:\n%s", p, want, earlier)
+			}
+		}
+		if !strings.Contains(current, "step attendee: HTTP 500") || strings.Contains(current, "sold out") {
+			t.Errorf("%s: the current attempt is not the second:\n%s", p, current)
+		}
+		if strings.Contains(body, `aria-label="attempt 2"`) || strings.Contains(body, secret) {
+			t.Errorf("%s: an attempt not ended by a replay, or the secret, is shown", p)
+		}
+	}
+}

@@ -425,6 +425,10 @@ func (c *Console) run(dead bool) http.HandlerFunc {
 			http.Redirect(w, r, fmt.Sprintf("%sruns/%d", c.o.Prefix, id), http.StatusSeeOther)
 			return
 		}
+		if err := engine.AddHistory(r.Context(), c.o.Store, d); err != nil {
+			c.fail(w, r, http.StatusInternalServerError, err)
+			return
+		}
 		c.render(w, r, "run", fmt.Sprintf("Run %d", id), runData{Dead: d.Status == engine.RunDead, Run: d})
 	}
 }

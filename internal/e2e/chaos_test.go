@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,7 +52,9 @@ func TestChaos(t *testing.T) {
 	clean := newChaosStore(t, bin, ex, cleanBase)
 	cleanAPI := &api{t: t, base: cleanBase, http: checkerClient()}
 	cleanSeeded := cleanAPI.stats().Totals.Duplicates
+	cleanStart := time.Now()
 	clean.untilQuiet(ctx)
+	t.Logf("clean run: %s", time.Since(cleanStart).Round(time.Millisecond))
 	want := readOutcome(cleanAPI, cleanSeeded)
 
 	// The chaos run.
@@ -92,9 +95,10 @@ func TestChaos(t *testing.T) {
 			switch {
 			case isKilled(p.err):
 				killed++
+				t.Logf("kill %d: %s after %s", killed, p.mode(), wait)
 			case p.err != nil:
 				// A --once that ended before its kill must have ended well.
-				t.Errorf("%s: %v\n%s", strings.Join(p.cmd.Args[1:3], " "), p.err, p.tail())
+				t.Errorf("%s: %v\n%s", p.mode(), p.err, p.tail())
 			}
 		}
 	}
@@ -236,6 +240,13 @@ func (s *chaosStore) start(ctx context.Context, once bool) *chaosRunner {
 		close(r.done)
 	}()
 	return r
+}
+
+func (r *chaosRunner) mode() string {
+	if slices.Contains(r.cmd.Args, "--once") {
+		return "run --once"
+	}
+	return "run"
 }
 
 func (r *chaosRunner) tail() string {

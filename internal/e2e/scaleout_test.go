@@ -54,7 +54,9 @@ func TestThreeRunnersOnePostgresSurviveKills(t *testing.T) {
 	before := faulty.Stats()
 	env := append(os.Environ(), "MEMBERFLOW_PG_SCHEMA="+schema)
 	start := func(name string) *runner {
-		cmd := exec.CommandContext(ctx, bin, "run", "--sandbox-url", faulty.BaseURL(), "--store", dsn,
+		// Four workers each: three runners stay within a dozen
+		// connections each on a server other tests share.
+		cmd := exec.CommandContext(ctx, bin, "run", "--sandbox-url", faulty.BaseURL(), "--store", dsn, "--concurrency", "4",
 			"--connections", filepath.Join(ex, "connections.sandbox.yaml"), "--log-level", "warn", ex)
 		cmd.Dir, cmd.Env = dir, env
 		r := &runner{cmd: cmd, out: &bytes.Buffer{}}
