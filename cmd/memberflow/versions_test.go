@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/memberflow/memberflow/engine/pgstore"
 )
 
 const versionedRecipe = `version: 1
@@ -40,11 +42,24 @@ func writeRecipe(t *testing.T, path, name, id, userID string) {
 
 // TestReplayRunsTheVersionThatFailed: a run records the recipe version
 // that ran it; a replay runs that version (still failing) unless --latest;
-// every attempt stays in the audit.
+// every attempt stays in the audit. On each store that keeps versions:
+// SQLite, and Postgres as engine/pgstore's tests reach it
+// (MEMBERFLOW_TEST_POSTGRES, a schema of its own; unreachable fails under
+// CI and skips otherwise).
 func TestReplayRunsTheVersionThatFailed(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		testReplayRunsTheVersionThatFailed(t, filepath.Join(t.TempDir(), "mf.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn, schema := pgstore.TestSchema(t)
+		t.Setenv("MEMBERFLOW_PG_SCHEMA", schema) // read by every command's --store
+		testReplayRunsTheVersionThatFailed(t, dsn)
+	})
+}
+
+func testReplayRunsTheVersionThatFailed(t *testing.T, store string) {
 	base := startTestSandbox(t, 3)
-	dir := t.TempDir()
-	recipe, store := filepath.Join(dir, "r.yaml"), filepath.Join(dir, "mf.db")
+	recipe := filepath.Join(t.TempDir(), "r.yaml")
 	run := func() (int, string) {
 		code, out, errs := cli(t, "run", "--once", "--sandbox-url", base, "--store", store, "--log-level", "off", recipe)
 		return code, out + errs
@@ -69,7 +84,7 @@ func TestReplayRunsTheVersionThatFailed(t *testing.T) {
 		}
 		return d
 	}
-	versionA := show()["version"].(map[string]any)["hash"].(string)
+	versionA := versionHash(show())
 	if len(versionA) != 64 {
 		t.Fatalf("run %s records version %q", id, versionA)
 	}
@@ -81,7 +96,7 @@ func TestReplayRunsTheVersionThatFailed(t *testing.T) {
 	}
 	run()
 	d := show()
-	if d["status"] != "dead" || d["version"].(map[string]any)["hash"] != versionA {
+	if d["status"] != "dead" || versionHash(d) != versionA {
 		t.Fatalf("a plain replay ran %v with version %v, want version A dead again", d["status"], d["version"])
 	}
 	if past, _ := d["past_attempts"].([]any); len(past) != 1 {
@@ -93,8 +108,8 @@ func TestReplayRunsTheVersionThatFailed(t *testing.T) {
 	}
 	run()
 	d = show()
-	versionB := d["version"].(map[string]any)["hash"]
-	if d["status"] != "succeeded" || versionB == versionA {
+	versionB := versionHash(d)
+	if d["status"] != "succeeded" || len(versionB) != 64 || versionB == versionA {
 		t.Fatalf("replay --latest: %v with version %v", d["status"], versionB)
 	}
 	past, _ := d["past_attempts"].([]any)
@@ -102,7 +117,7 @@ func TestReplayRunsTheVersionThatFailed(t *testing.T) {
 		t.Fatalf("past attempts %v, want two failures of version A", past)
 	}
 	_, text, _ := cli(t, "runs", "show", id, "--store", store)
-	if !strings.Contains(text, "version   "+versionB.(string)[:12]) || !strings.Contains(text, "attempt 2: dead, version "+versionA[:12]) {
+	if !strings.Contains(text, "version   "+versionB[:12]) || !strings.Contains(text, "attempt 2: dead, version "+versionA[:12]) {
 		t.Errorf("runs show does not print the versions:\n%s", text)
 	}
 }
@@ -133,6 +148,14 @@ func TestRenamedRecipeKeepsItsCursorsByID(t *testing.T) {
 	if out := events(); !strings.Contains(out, "member-lookup  4 ") {
 		t.Errorf("renamed without an id: want everything again\n%s", out)
 	}
+}
+
+// versionHash is the hash of the version `runs show --format json` says
+// the run last ran with; "" when it says none.
+func versionHash(run map[string]any) string {
+	v, _ := run["version"].(map[string]any)
+	h, _ := v["hash"].(string)
+	return h
 }
 
 func jsonNumber(v any) string {

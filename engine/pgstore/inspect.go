@@ -138,6 +138,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 // failed (it runs again); an in-doubt step is kept, so that it is settled
 // again rather than re-sent.
 func replay(ctx context.Context, tx pgx.Tx, id int64) error {
+	// Every attempt stays in the audit (engine.Versions).
+	if err := archiveAttempt(ctx, tx, id); err != nil {
+		return fmt.Errorf("keeping the failed attempt: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `DELETE FROM steps WHERE run = $1 AND status = 'failed'
 		AND idx = (SELECT max(idx) FROM steps WHERE run = $1)`, id); err != nil {
 		return err

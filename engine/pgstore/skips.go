@@ -43,6 +43,10 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 			return fmt.Errorf("clearing event data: %w", err)
 		}
 		out.Events = tag.RowsAffected()
+		// The attempts replays ended go with their run (versions.go).
+		if _, err := tx.Exec(ctx, `DELETE FROM attempts WHERE run IN (SELECT id FROM prune_runs)`); err != nil {
+			return fmt.Errorf("deleting earlier attempts: %w", err)
+		}
 		tag, err = tx.Exec(ctx, `DELETE FROM runs WHERE id IN (SELECT id FROM prune_runs)`)
 		if err != nil {
 			return fmt.Errorf("deleting runs: %w", err)
@@ -59,7 +63,7 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 		return nil, fmt.Errorf("pruning the store: %w", err)
 	}
 	if p.Vacuum {
-		for _, table := range []string{"steps", "events", "runs", "skip_pages"} {
+		for _, table := range []string{"steps", "events", "runs", "attempts", "skip_pages"} {
 			if _, err := s.pool.Exec(ctx, `VACUUM `+table); err != nil {
 				return nil, fmt.Errorf("pruning the store: vacuum %s: %w", table, err)
 			}

@@ -129,6 +129,8 @@ CREATE TABLE skip_pages (
 	created BIGINT  NOT NULL
 );
 CREATE INDEX skip_pages_by_recipe ON skip_pages(recipe, id);`,
+	// 3: recipe versions and the attempts replays ended (versions.go).
+	versionsMigration,
 }
 
 // Options tune the store.
@@ -752,7 +754,8 @@ x AS (
 	WHERE EXISTS (SELECT 1 FROM f)
 	ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written),
 r AS (
-	UPDATE runs SET status = $18, error = $19, condition = $20, cond_values = $21, finished = $22, owner = NULL, lease_until = NULL
+	UPDATE runs SET status = $18, error = $19, condition = $20, cond_values = $21, finished = $22, owner = NULL, lease_until = NULL,
+		version = coalesce($23::text, version)
 	WHERE id = $1 AND $17 AND EXISTS (SELECT 1 FROM f))
 SELECT count(*) FROM f`
 
@@ -806,19 +809,20 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 	var status string
 	var finErr, finished2 any
 	var cond *bool
-	var values any
+	var values, version any
 	if hasFin {
 		if fin.RunID != lease.RunID {
 			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
 		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
 		if fin.Status != engine.RunQueued {
-			finished2 = nanos(fin.Finished)
+			// The recipe version that ran (engine.Versions).
+			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
 	var held int
 	err := s.pool.QueryRow(ctx, recordSQL, lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2).Scan(&held)
+		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version).Scan(&held)
 	if err != nil {
 		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
 	}

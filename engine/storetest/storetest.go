@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"StateCopiesIntoAnotherStore", testStateCopy},
 		{"MetaValuesAreCompareAndSwap", testMeta},
 		{"QueueStatsCountTheQueue", testQueueStats},
+		{"VersionsPinRunsAndKeepEveryAttempt", testVersions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
