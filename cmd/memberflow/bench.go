@@ -17,7 +17,7 @@ func init() {
 	register(&command{
 		name:    "bench",
 		summary: "measure the runner end to end: a backfill against the sandbox, or a file job",
-		usage:   "[--members N] [--concurrency N] [--store PATH | --store postgres://… --runners N] [--seed S] [--sandbox-url URL] [--metrics] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
+		usage:   "[--members N] [--concurrency N] [--store PATH | --store postgres://… --runners N] [--seed S] [--sandbox-url URL] [--metrics] [--ceiling] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]\n       memberflow bench --pipeline [--lines N] [--batch N] [--dir DIR] [--concurrency N] [--store PATH] [--seed S] [--format text|json] [--cpuprofile FILE] [--memprofile FILE]",
 		help: `Starts the sandbox in a separate process (memberflow sandbox, rate limits
 off) with --members members, then backfills them all with a built-in recipe:
 each eligible member is issued one certificate (an upsert, never a duplicate)
@@ -39,6 +39,11 @@ machine).
 
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).
+
+--ceiling then resets the sandbox (the same seed) and runs a minimal client
+on it: the same requests per member as the engine, as many workers, no
+engine, store or expressions. Prints its members/s beside the engine's and
+the ratio; the two must have sent the same requests by route.
 
 --pipeline runs the file job instead, with no service: it generates --lines
 member JSON lines, then reads them (file.records), keeps the eligible
@@ -64,6 +69,7 @@ errors.`,
 			fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken at the end of the backfill to `file`")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "runner log level: trace, debug, info, warn, error, off")
 			fs.BoolVar(&o.metrics, "metrics", false, "keep the Prometheus metrics of run --http, gathered every 5 s (paired runs measure their overhead)")
+			fs.BoolVar(&o.ceiling, "ceiling", false, "after the backfill, reset the sandbox and run the minimal client (same requests, no engine) for the ratio")
 			fs.BoolVar(&o.pipeline, "pipeline", false, "run the file job (member lines to credential lines) instead of the sandbox backfill")
 			fs.IntVar(&o.lines, "lines", 100000, "--pipeline: member lines generated")
 			fs.IntVar(&o.batch, "batch", 1000, "--pipeline: records per poll of the file trigger")
@@ -81,7 +87,7 @@ errors.`,
 type benchOptions struct {
 	members, concurrency, runners                               int
 	seed                                                        int64
-	metrics                                                     bool
+	metrics, ceiling                                            bool
 	store, sandboxURL, format, cpuProfile, memProfile, logLevel string
 
 	pipeline     bool
@@ -93,6 +99,8 @@ func (o benchOptions) check(args []string) error {
 	switch {
 	case len(args) > 0:
 		return fmt.Errorf("unexpected arguments %q: the benchmark's recipe is built in", args)
+	case o.ceiling && (o.pipeline || o.runners > 0):
+		return fmt.Errorf("--ceiling compares the sandbox backfill: not with --pipeline or --runners")
 	case o.pipeline && o.sandboxURL != "":
 		return fmt.Errorf("--pipeline reads a file: --sandbox-url does not apply")
 	case o.pipeline && o.lines < 1:
@@ -172,6 +180,15 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow %v\n", err)
 		return exitFail
+	}
+	if o.ceiling {
+		fmt.Fprintf(io.err, "memberflow bench: resetting the sandbox; the minimal client with %d workers...\n", o.concurrency)
+		c, err := bench.RunCeilingAfterReset(ctx, bench.CeilingOptions{SandboxURL: base, Concurrency: o.concurrency, SandboxCPU: cpu})
+		if err != nil {
+			fmt.Fprintf(io.err, "memberflow %v\n", err)
+			return exitFail
+		}
+		res.AddCeiling(c)
 	}
 	if o.format == "json" {
 		err = res.WriteJSON(io.out)

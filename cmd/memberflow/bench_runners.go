@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -115,21 +114,7 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 }
 
 // resetSandbox seeds the sandbox again with its own options.
-func resetSandbox(ctx context.Context, base string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/_sandbox/reset", nil)
-	if err != nil {
-		return err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("resetting the sandbox: %w", err)
-	}
-	res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		return fmt.Errorf("resetting the sandbox: HTTP %d", res.StatusCode)
-	}
-	return nil
-}
+func resetSandbox(ctx context.Context, base string) error { return bench.ResetSandbox(ctx, base) }
 
 func dropSchema(dsn, schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

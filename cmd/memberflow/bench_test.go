@@ -76,11 +76,12 @@ func TestBenchSmallBackfill(t *testing.T) {
 func TestBenchAgainstARunningSandbox(t *testing.T) {
 	base := startTestSandbox(t, 120)
 	store := filepath.Join(t.TempDir(), "bench.db")
-	code, out, errs := cli(t, "bench", "--sandbox-url", base+"/", "--store", store, "--concurrency", "4")
+	code, out, errs := cli(t, "bench", "--sandbox-url", base+"/", "--store", store, "--concurrency", "4", "--ceiling")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"members processed       120 (sandbox: 120)", "sandbox duplicates      0 certificates; 0 new over all services", "members/s", "peak RSS (runner)", "p50 "} {
+	for _, want := range []string{"members processed            120 (sandbox: 120)", "sandbox duplicates           0 certificates; 0 new over all services", "members/s", "peak RSS (runner)", "p50 ",
+		"requests per member", "ceiling (minimal client)", "% of the ceiling's members/s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -106,6 +107,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"format", []string{"--format", "yaml"}, "--format must be text or json"},
 		{"log level", []string{"--log-level", "loud"}, "--log-level must be"},
 		{"arguments", []string{"recipes/"}, "the benchmark's recipe is built in"},
+		{"ceiling of the file job", []string{"--pipeline", "--ceiling"}, "--ceiling compares the sandbox backfill"},
 		{"unknown flag", []string{"--memebrs", "3"}, "flag provided but not defined"},
 	}
 	for _, c := range cases {

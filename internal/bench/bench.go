@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -157,6 +158,23 @@ type Result struct {
 	// how many times they were gathered.
 	Metrics bool `json:"metrics"`
 	Scrapes int  `json:"scrapes,omitempty"`
+	// Requests counts the requests the sandbox received during the
+	// backfill, by "service METHOD /route", and RequestsPerMember is
+	// their sum over the members.
+	Requests          map[string]int64 `json:"requests"`
+	RequestsPerMember float64          `json:"requests_per_member"`
+	// Ceiling is the minimal client's run on the same sandbox, reset
+	// (bench --ceiling), and CeilingShare the engine's members/s over it.
+	Ceiling      *CeilingResult `json:"ceiling,omitempty"`
+	CeilingShare float64        `json:"ceiling_share,omitempty"`
+}
+
+// AddCeiling sets the minimal client's figures beside the engine's.
+func (r *Result) AddCeiling(c *CeilingResult) {
+	r.Ceiling = c
+	if c != nil && c.MembersPerSec > 0 {
+		r.CeilingShare = r.MembersPerSec / c.MembersPerSec
+	}
 }
 
 // Run backfills every member of the sandbox at opts.SandboxURL with the
@@ -293,7 +311,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{SandboxURL: base, Concurrency: opts.Concurrency, Store: storePath, Runners: opts.Runners,
 		SandboxMembers: after.Users, Runs: sum.Runs, Backlog: backlog, Starved: starved, Elapsed: elapsed, P50: sum.P50, P99: sum.P99,
 		Duplicates: after.CredentialDuplicates, NewDuplicates: after.Duplicates - before.Duplicates,
-		CredentialsCreated: after.Credentials - before.Credentials, Metrics: opts.Metrics, Scrapes: scrapes}
+		CredentialsCreated: after.Credentials - before.Credentials, Metrics: opts.Metrics, Scrapes: scrapes,
+		Requests: after.requestsSince(before)}
 	if opts.Store == "" {
 		res.Store = "" // a temporary file, gone now
 	}
@@ -310,6 +329,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.MemberUpdates += rs.Writes[parts.memberWrite]
 	}
 	res.Members = res.Eligible + res.Skipped + res.Dead
+	res.RequestsPerMember = perMember(res.Requests, res.Members)
 	res.RunnerCPU = cpu1 - cpu0
 	if sbCPU0 >= 0 && sbCPU1 >= 0 {
 		res.SandboxCPU = sbCPU1 - sbCPU0
@@ -495,6 +515,14 @@ func (r *Result) Check() error {
 	}
 	if r.NewDuplicates != 0 {
 		errs = append(errs, fmt.Errorf("the sandbox's duplicates over all services changed by %d", r.NewDuplicates))
+	}
+	if c := r.Ceiling; c != nil {
+		if c.Members != int64(r.SandboxMembers) || c.Eligible != r.Eligible {
+			errs = append(errs, fmt.Errorf("the ceiling saw %d members, %d eligible; the engine %d, %d", c.Members, c.Eligible, r.SandboxMembers, r.Eligible))
+		}
+		if !maps.Equal(c.Requests, r.Requests) {
+			errs = append(errs, fmt.Errorf("the ceiling sent other requests than the engine: %v, the engine %v", c.Requests, r.Requests))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bench: inconsistent figures: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +156,13 @@ func sampleResult() *Result {
 	return &Result{SandboxURL: "http://127.0.0.1:8089", Concurrency: 32, SandboxMembers: 100000, Members: 100000,
 		Eligible: 40042, Skipped: 59958, Suppressed: 40042, Certificates: 40042, MemberUpdates: 40042, CredentialsCreated: 40042,
 		Runs: 80084, Elapsed: 25 * time.Second, MembersPerSec: 4000, RunsPerSec: 3203.36, P50: 2048 * time.Microsecond,
-		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, Backlog: 1500, Starved: 0.05, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second, MembersPerCPUSecond: 2381}
+		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, Backlog: 1500, Starved: 0.05, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second, MembersPerCPUSecond: 2381,
+		Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
+			"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, RequestsPerMember: 1.21126,
+		Ceiling: &CeilingResult{Members: 100000, Eligible: 40042, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
+			Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
+				"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, CPU: 9 * time.Second, SandboxCPU: 5 * time.Second},
+		CeilingShare: 0.8}
 }
 
 func TestWriteTextGolden(t *testing.T) {
@@ -190,7 +197,7 @@ func TestWriteJSONRoundTrips(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &out); err != nil {
 		t.Fatal(err)
 	}
-	if out != *in {
+	if !reflect.DeepEqual(out, *in) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", out, *in)
 	}
 	for _, key := range []string{`"members_per_second"`, `"p99_ns"`, `"peak_rss_bytes"`, `"duplicates"`} {

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -32,6 +35,21 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("elapsed", "%s", r.Elapsed.Round(time.Millisecond))
 	row("members/s", "%.0f", r.MembersPerSec)
 	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
+	row("requests per member", "%s", requestsText(r.RequestsPerMember, r.Requests, r.Members))
+	if c := r.Ceiling; c != nil {
+		cpu := "CPU " + c.CPU.Round(100*time.Millisecond).String()
+		if c.SandboxCPU > 0 {
+			cpu += ", sandbox " + c.SandboxCPU.Round(100*time.Millisecond).String()
+		}
+		row("ceiling (minimal client)", "%.0f members/s in %s, same sandbox reset, %d workers; %s", c.MembersPerSec, c.Elapsed.Round(time.Millisecond),
+			r.Concurrency, cpu)
+		row("ceiling requests per member", "%s", requestsText(c.RequestsPerMember, c.Requests, c.Members))
+		row("engine / ceiling", "%.0f%% of the ceiling's members/s (issue 14's target: at least 75%%)", 100*r.CeilingShare)
+		if r.Members > 0 && c.Members > 0 {
+			row("client CPU per member", "engine %s, ceiling %s (this process only; steadier than members/s on a busy machine)",
+				(r.RunnerCPU / time.Duration(r.Members)).Round(time.Microsecond), (c.CPU / time.Duration(c.Members)).Round(time.Microsecond))
+		}
+	}
 	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	row("queue backlog", "%.0f events on average; below %d workers %.0f%% of the time", r.Backlog, r.Concurrency, 100*r.Starved)
 	row("peak RSS (runner)", "%.1f MB", float64(r.PeakRSS)/(1<<20))
@@ -48,6 +66,22 @@ func (r *Result) WriteText(w io.Writer) error {
 		row("metrics", "on (Prometheus, %d scrapes)", r.Scrapes)
 	}
 	return tw.Flush()
+}
+
+// requestsText is requests per member, in all and per service.
+func requestsText(perMember float64, requests map[string]int64, members int64) string {
+	byService := map[string]int64{}
+	var total int64
+	for k, n := range requests {
+		svc, _, _ := strings.Cut(k, " ")
+		byService[svc] += n
+		total += n
+	}
+	parts := []string{}
+	for _, svc := range slices.Sorted(maps.Keys(byService)) {
+		parts = append(parts, fmt.Sprintf("%s %.3f", svc, float64(byService[svc])/float64(max(members, 1))))
+	}
+	return fmt.Sprintf("%.3f (%s; %d requests)", perMember, strings.Join(parts, ", "), total)
 }
 
 // WriteJSON prints the figures as one JSON object.

@@ -18,6 +18,20 @@ type SandboxStats struct {
 	CredentialDuplicates int
 	// Duplicates adds up every service's duplicates.
 	Duplicates int
+	// Requests counts the requests both services received, by "service
+	// METHOD /route".
+	Requests map[string]int64
+}
+
+// requestsSince is the requests received after before was read.
+func (s SandboxStats) requestsSince(before SandboxStats) map[string]int64 {
+	out := map[string]int64{}
+	for k, n := range s.Requests {
+		if d := n - before.Requests[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
 }
 
 // FetchStats reads the sandbox's object and duplicate counts: the users of
@@ -54,6 +68,12 @@ func FetchStats(ctx context.Context, base, members, certificates string) (Sandbo
 	if !ok {
 		return SandboxStats{}, fmt.Errorf("bench: sandbox stats: GET %s: no %s service; is this a memberflow sandbox?", url, certificates)
 	}
+	requests := map[string]int64{}
+	for _, svc := range []string{members, certificates} {
+		for route, n := range st.Services[svc].Requests {
+			requests[svc+" "+route] += n
+		}
+	}
 	return SandboxStats{Users: m.Objects["users"], Credentials: a.Objects["credentials"], CredentialDuplicates: a.Duplicates["credentials"],
-		Duplicates: st.Totals.Duplicates}, nil
+		Duplicates: st.Totals.Duplicates, Requests: requests}, nil
 }
