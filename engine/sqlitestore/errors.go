@@ -34,6 +34,7 @@ const (
 	sqlitePerm     = 3
 	sqliteReadOnly = 8
 	sqliteIOErr    = 10
+	sqliteBusy     = 5
 	sqliteCorrupt  = 11
 	sqliteFull     = 13
 	sqliteCantOpen = 14
@@ -129,6 +130,14 @@ func checkPlace(path string) error {
 // quickCheck runs PRAGMA quick_check, which reads every page (not the
 // index contents): damage anywhere in the file is found before anything
 // is written.
+// isBusy is SQLITE_BUSY: another connection held a lock SQLite would not
+// wait for (a switch to WAL, or a lock upgrade it refuses to avoid a
+// deadlock), so the busy timeout did not apply.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqliteBusy
+}
+
 func quickCheck(db *sql.DB) error {
 	rows, err := db.QueryContext(context.Background(), `PRAGMA quick_check(10)`)
 	if err != nil {

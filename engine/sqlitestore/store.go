@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"sort"
 	"strings"
@@ -263,13 +264,9 @@ func Open(path string, opts Options) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
 		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
-	if err := quickCheck(w); err != nil {
+	if err := s.checkAndMigrate(opts.BusyTimeout); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	if err := s.migrate(); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store %s: %w", path, classify(err))
 	}
 	ck, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
 	if err != nil {
@@ -305,6 +302,24 @@ func Open(path string, opts Options) (*Store, error) {
 		close(s.ckDone)
 	}
 	return s, nil
+}
+
+// checkAndMigrate checks the file and brings its schema up to date. Runners
+// started together on a new file race to turn on WAL and to migrate; SQLite
+// answers the loser SQLITE_BUSY at once, without its busy timeout, so the
+// loser tries again for as long as that timeout.
+func (s *Store) checkAndMigrate(busyTimeout time.Duration) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := quickCheck(s.w)
+		if err == nil {
+			err = s.migrate()
+		}
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return classify(err)
+		}
+		time.Sleep(time.Duration(10+rand.IntN(40)) * time.Millisecond)
+	}
 }
 
 func (s *Store) migrate() error {
