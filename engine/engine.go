@@ -182,7 +182,7 @@ func New(opts Options) (*Engine, error) {
 		// create that fails ambiguously is settled and sent again, and
 		// each send counts; a service failing three calls in ten should
 		// not dead-letter a run (five left about one create in 400).
-		opts.Retry.Attempts = 8
+		opts.Retry.Attempts = defaultAttempts
 	}
 	if opts.Retry.Backoff <= 0 {
 		opts.Retry.Backoff = 500 * time.Millisecond

@@ -588,6 +588,9 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 	}
 }
 
+// defaultAttempts is the step policy's attempts when nothing sets them.
+const defaultAttempts = 8
+
 // policyDelay is the wait after a request's failed-th failure: the
 // policy's backoff doubled per failure, with jitter, or longer when the
 // service said how long to wait.

@@ -198,9 +198,13 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 		}
 	}()
 	// A poll's requests are retried where they fail, by the steps' policy,
-	// as a step's are: a poll of many pages is not started over.
+	// as a step's are: a poll of many pages is not started over. A poll
+	// loses nothing by waiting, so it tries at least the default attempts
+	// even when the steps' policy gives up sooner.
+	policy := e.opts.Retry
+	policy.Attempts = max(policy.Attempts, defaultAttempts)
 	pollCtx := connectors.WithRetry(e.withPauseHook(ctx, rt.trigConn.connector), func(ctx context.Context, failed int, err error) bool {
-		return failed < e.opts.Retry.Attempts && e.sleep(ctx, policyDelay(e.opts.Retry, failed, err)) == nil
+		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
