@@ -356,6 +356,9 @@ func TestExamplesAgainstTheSandbox(t *testing.T) {
 		t.Errorf("%d new duplicate attendees (seeded data has %d)", d, seeded.Services["accelevents"].Duplicates["attendees"])
 	}
 
+	// The members' tiers were seeded at their plans' prices: nothing to do.
+	checkMemberTiers(t, a, map[string]float64{"Member — Associate": 179, "Member — Professional": 159, "Member — Fellow": 139})
+
 	// Run again: nothing new.
 	if passes := runUntilQuiet(t, eng); passes != 1 {
 		t.Errorf("a second run took %d passes to settle, want 1 (nothing new)", passes)
@@ -399,6 +402,7 @@ func TestExamplesAgainstTheSandbox(t *testing.T) {
 		{Service: "memberships", Kind: "payment", Count: 1}, // from Accelevents: must not go back
 		{Service: "accelevents", Kind: "register", Count: 1, Args: map[string]any{
 			"email": walkIn.Email, "firstName": walkIn.FirstName, "lastName": walkIn.LastName}},
+		{Service: "accelevents", Kind: "reprice", Args: map[string]any{"price": 249}}, // General Admission
 	})
 	ids := func(i int, key string) []string {
 		var out []string
@@ -467,6 +471,9 @@ func TestExamplesAgainstTheSandbox(t *testing.T) {
 	if walkInOrder == 0 {
 		t.Fatalf("the walk-in registration was not aligned to member %s", walkIn.ID)
 	}
+	// General Admission went from 199 to 249: each plan's tier followed at
+	// its discount (10, 20, 30%).
+	checkMemberTiers(t, a, map[string]float64{"Member — Associate": 224, "Member — Professional": 199, "Member — Fellow": 174})
 	if got := a.paymentsByRef(fmt.Sprintf("ae-order-%d", walkInOrder)); len(got) != 1 || got[0].UserID != walkIn.ID {
 		t.Errorf("the walk-in's paid order is in Memberships as %+v, want one payment of %s", got, walkIn.ID)
 	}
@@ -489,4 +496,26 @@ func TestExamplesAgainstTheSandbox(t *testing.T) {
 	t.Logf("the seeded Accelevents data has %d attendees sharing an email; the runs added none",
 		seeded.Services["accelevents"].Duplicates["attendees"])
 	t.Logf("end to end in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// checkMemberTiers reads the event's ticket types and wants each members'
+// tier (by name) at its price.
+func checkMemberTiers(t *testing.T, a *api, want map[string]float64) {
+	t.Helper()
+	var settings struct {
+		TicketTypes []struct {
+			Name  string  `json:"name"`
+			Price float64 `json:"price"`
+		} `json:"ticketTypes"`
+	}
+	a.accelevents("GET", "/staff/ticketing/settings", nil, &settings)
+	got := map[string]float64{}
+	for _, tt := range settings.TicketTypes {
+		if _, ok := want[tt.Name]; ok {
+			got[tt.Name] = tt.Price
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("members' tiers cost %v, want %v", got, want)
+	}
 }

@@ -229,8 +229,8 @@ func TestRegistrationFlowAndWebhooks(t *testing.T) {
 		} `json:"ticketTypes"`
 	}
 	h.api("GET", E+"/staff/ticketing/settings", nil, &settings)
-	if len(settings.TicketTypes) != 3 || settings.TicketTypes[2].RemainingTickets != 1 {
-		t.Fatalf("want 3 ticket types, the workshop with 1 left: %+v", settings)
+	if len(settings.TicketTypes) != 3+len(MemberTiers) || settings.TicketTypes[2].RemainingTickets != 1 {
+		t.Fatalf("want 3 public ticket types and the members' tiers, the workshop with 1 left: %+v", settings)
 	}
 	ga := settings.TicketTypes[0]
 	var fees []map[string]any
@@ -347,6 +347,7 @@ func TestMutateKindsAndStats(t *testing.T) {
 		{sandboxkit.Mutation{Kind: MutateCheckIn, Count: 2}, 2},
 		{sandboxkit.Mutation{Kind: MutatePay, Count: 4}, 4},
 		{sandboxkit.Mutation{Kind: MutateRegister, Count: 2, Args: map[string]any{"email": "dup@example.com"}}, 2},
+		{sandboxkit.Mutation{Kind: MutateReprice, Args: map[string]any{"price": 249.0}}, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.m.Kind, func(t *testing.T) {

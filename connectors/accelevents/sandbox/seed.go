@@ -30,9 +30,25 @@ func lowered(names []string) map[string]string {
 // for the conference.
 const AttendeesPerMember = 5
 
+// MemberTier is a ticket type on sale to the members of one Memberships
+// plan, at a discount off General Admission.
+type MemberTier struct {
+	PlanID, Name string
+	Price        float64
+}
+
+// MemberTiers are the seeded members' tiers, one per plan of the
+// Memberships sandbox, priced at 10, 20 and 30% off General Admission's 199
+// (what examples/accelevents/member-price-tier.yaml keeps them at).
+var MemberTiers = []MemberTier{
+	{PlanID: "plan_associate", Name: "Member — Associate", Price: 179},
+	{PlanID: "plan_professional", Name: "Member — Professional", Price: 159},
+	{PlanID: "plan_fellow", Name: "Member — Fellow", Price: 139},
+}
+
 // Seed replaces all state with one event, DemoEventURL, and its ticket
-// types (General Admission with room, VIP, and a nearly sold out Workshop
-// Pass), orders and attendees: cfg.Members/5 attendees, most paid by card,
+// types (General Admission with room, VIP, a nearly sold out Workshop Pass
+// and the MemberTiers), orders and attendees: cfg.Members/5 attendees, most paid by card,
 // some unpaid or complimentary, a few refunded, and about 1% registered
 // twice under the same email (the duplicates a sync must not add to).
 // Seeded attendees carry externalId "member-<n>", n from 1 to cfg.Members,
@@ -70,6 +86,11 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	ga := addType("General Admission", "Access to all talks and the expo.", 199, int32(cfg.Members)+500) // room for every member to register
 	vip := addType("VIP", "Front rows, speakers' dinner.", 499, int32(n/10)+25)
 	ws := addType("Workshop Pass", "Hands-on workshop day; limited seats.", 99, workshopSeats)
+	// The members' price tiers come last so that the public types keep their
+	// ids; none is sold in the seed (members register on General Admission).
+	for _, t := range MemberTiers {
+		addType(t.Name, "For members on the Memberships plan "+t.PlanID+".", t.Price, int32(max(cfg.Members/10, 20)))
+	}
 	wsLeft := workshopSeats - 1
 	wsEvery := max(n/int(wsLeft), 1)
 
@@ -151,6 +172,10 @@ const (
 	MutateCheckIn = "check_in"
 	// MutatePay: Count unpaid orders are paid, oldest first. Args: orderId.
 	MutatePay = "pay"
+	// MutateReprice: the organiser changes a ticket type's price. Args:
+	// price (required), ticketTypeId (default General Admission). No
+	// webhook: Accelevents has none for ticket types; polling sees it.
+	MutateReprice = "reprice"
 )
 
 // Mutate changes data the way people do; each change sends its webhook.
@@ -226,8 +251,25 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 			ids = append(ids, o.id)
 		}
 		return map[string]any{"kind": m.Kind, "changed": len(ids), "orderIds": ids}, nil
+	case MutateReprice:
+		price, ok := m.Args["price"].(float64)
+		if !ok || price < 0 {
+			return nil, fmt.Errorf("accelevents: mutate reprice: args.price must be a number, 0 or more, got %v", m.Args["price"])
+		}
+		id := e.types[0].id
+		if v, ok := m.Args["ticketTypeId"].(float64); ok {
+			id = int64(v)
+		}
+		i, ok := e.typeIdx[id]
+		if !ok || e.types[i].deleted {
+			return nil, fmt.Errorf("accelevents: mutate reprice: no ticket type %d", id)
+		}
+		t := &e.types[i]
+		from := t.price
+		t.price = price
+		return map[string]any{"kind": m.Kind, "changed": 1, "ticketTypeId": id, "from": from, "to": price}, nil
 	}
-	kinds := []string{MutateRegister, MutateCheckIn, MutatePay}
+	kinds := []string{MutateRegister, MutateCheckIn, MutatePay, MutateReprice}
 	sort.Strings(kinds)
 	return nil, fmt.Errorf("accelevents: unknown mutation kind %q (kinds: %s)", m.Kind, strings.Join(kinds, ", "))
 }

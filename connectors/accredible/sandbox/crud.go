@@ -113,6 +113,34 @@ func (rs resource[T]) update(s *Server) http.HandlerFunc {
 	}
 }
 
+// copyOf serves a copy of the route's item as a new item: change fills
+// the copy from the request and returns the 422 errors that forbid it, or
+// nil.
+func (rs resource[T]) copyOf(s *Server, change func(s *Server, body map[string]any, src, cp *T) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			badJSON(w, err)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, src, ok := rs.lookup(w, r, s)
+		if !ok {
+			return
+		}
+		cp := *src
+		if errs := change(s, body, src, &cp); errs != nil {
+			unprocessable(w, errs)
+			return
+		}
+		id := s.newID()
+		rs.created(&cp, id, s.now().UnixMilli())
+		rs.table(s)[id] = &cp
+		rs.answer(w, s, &cp)
+	}
+}
+
 // delete answers the item as it was before it went.
 func (rs resource[T]) delete(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -254,6 +282,13 @@ func (p credentialPart[T]) delete(s *Server) http.HandlerFunc {
 // writePage answers the page of the table's items that keep accepts, in
 // id order, as `{key: [...], "meta": ...}`. The caller holds s.mu.
 func writePage[T, J any](w http.ResponseWriter, key string, table map[int64]*T, page, size int, keep func(id int64, item *T) bool, render func(*T) J) {
+	out, pm := pageItems(table, page, size, keep, render)
+	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{key: out, "meta": pm})
+}
+
+// pageItems renders the page of the table's items that keep accepts, in
+// id order, for an answer whose meta has a shape of its own.
+func pageItems[T, J any](table map[int64]*T, page, size int, keep func(id int64, item *T) bool, render func(*T) J) ([]J, pageMeta) {
 	var match []*T
 	for _, id := range sortedIDs(table) {
 		if item := table[id]; keep(id, item) {
@@ -265,7 +300,7 @@ func writePage[T, J any](w http.ResponseWriter, key string, table map[int64]*T, 
 	for _, item := range match[from:to] {
 		out = append(out, render(item))
 	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{key: out, "meta": pm})
+	return out, pm
 }
 
 // bodyGetter reads list parameters from a JSON body, as queryGetter does

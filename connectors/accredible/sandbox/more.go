@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,13 +27,13 @@ func (s *Server) moreRoutes() {
 	rt.HandleFunc("GET /v1/issuer/credential_redirect", s.credentialRedirect)
 	rt.HandleFunc("GET /v1/credentials/blockchain_data/{id}", s.blockchainV1)
 	rt.HandleFunc("GET /v2/credentials/{id}/blockchain_data", s.blockchainV2)
-	rt.HandleFunc("POST /v1/issuer/groups/{group_id}/clone", s.cloneGroup)
+	rt.HandleFunc("POST /v1/issuer/groups/{group_id}/clone", groups.copyOf(s, cloneGroup))
 	rt.HandleFunc("GET /v1/skill_categories", s.skillCategories)
 	rt.HandleFunc("POST /v1/collections", collections.create(s))
 	rt.HandleFunc("PUT /v1/collections/{collection_id}", collections.update(s))
 	rt.HandleFunc("DELETE /v1/collections/{collection_id}", collections.delete(s))
 	rt.HandleFunc("POST /v1/collections/search", s.searchCollections)
-	rt.HandleFunc("POST /v1/designs/{design_id}/copy", s.copyDesign)
+	rt.HandleFunc("POST /v1/designs/{design_id}/copy", designs.copyOf(s, copyDesign))
 	rt.HandleFunc("POST /v1/designs/{design_id}/preview", s.previewDesign)
 	rt.HandleFunc("POST /v1/designers/badge/initialize", s.initializeDesigner("badge"))
 	rt.HandleFunc("POST /v1/designers/certificate/initialize", s.initializeDesigner("certificate"))
@@ -238,36 +240,17 @@ func (s *Server) credentialAnalytics(w http.ResponseWriter, r *http.Request) {
 
 // --- groups: clone, skill categories, analytics ---
 
-// cloneGroup copies a group, with the body's fields on top; the copy
-// needs a name of its own.
-func (s *Server) cloneGroup(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, _ := pathID(r, "group_id")
-	src := s.groups[id]
-	if src == nil {
-		groupMissing(w)
-		return
-	}
-	cp := *src
-	cp.metaData, cp.learningOutcomes = src.metaData, append([]string(nil), src.learningOutcomes...)
-	if errs := applyGroup(wrapped(body, "group"), &cp); len(errs) > 0 {
-		unprocessable(w, errs)
-		return
+// cloneGroup puts the body's fields on a group's copy; the copy needs a
+// name of its own.
+func cloneGroup(s *Server, body map[string]any, src, cp *group) any {
+	cp.learningOutcomes = append([]string(nil), src.learningOutcomes...)
+	if errs := applyGroup(wrapped(body, "group"), cp); len(errs) > 0 {
+		return errs
 	}
 	if cp.name == src.name || s.groupByName(cp.name) != nil {
-		unprocessable(w, map[string][]string{"name": {"has already been taken"}})
-		return
+		return map[string][]string{"name": {"has already been taken"}}
 	}
-	now := s.now().UnixMilli()
-	cp.id, cp.createdAt, cp.updatedAt = s.newID(), now, now
-	s.groups[cp.id] = &cp
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"group": s.renderGroup(&cp)})
+	return nil
 }
 
 var skillCategories = []map[string]any{
@@ -325,19 +308,10 @@ func (s *Server) analytics(w http.ResponseWriter, r *http.Request) {
 		}
 		rows[gid] = rw
 	}
-	ids := make([]int64, 0, len(rows))
-	for id := range rows {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	lo, hi, pm := pageOf(len(ids), page, size)
-	out := make([]any, 0, hi-lo)
-	for _, id := range ids[lo:hi] {
-		rw := rows[id]
-		out = append(out, map[string]any{"group_id": id, "group_name": rw.group.name, "department_id": rw.group.departmentID,
-			"credentials_issued": rw.issued, "credentials_published": rw.published, "credentials_with_expiry": rw.exp})
-	}
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"analytics": out, "meta": pm})
+	writePage(w, "analytics", rows, page, size, func(int64, *row) bool { return true }, func(rw *row) map[string]any {
+		return map[string]any{"group_id": rw.group.id, "group_name": rw.group.name, "department_id": rw.group.departmentID,
+			"credentials_issued": rw.issued, "credentials_published": rw.published, "credentials_with_expiry": rw.exp}
+	})
 }
 
 // --- collections ---
@@ -407,6 +381,19 @@ func applyCollection(in map[string]any, c *collection) map[string][]string {
 	return nil
 }
 
+// idSet reads a list of ids, as numbers or strings, skipping what is not
+// one.
+func idSet(v any) map[int64]bool {
+	set := map[int64]bool{}
+	list, _ := v.([]any)
+	for _, x := range list {
+		if id, err := strconv.ParseInt(str(x), 10, 64); err == nil {
+			set[id] = true
+		}
+	}
+	return set
+}
+
 func (s *Server) searchCollections(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(r)
 	if err != nil {
@@ -422,39 +409,14 @@ func (s *Server) searchCollections(w http.ResponseWriter, r *http.Request) {
 	if n, err := strconv.Atoi(str(meta["per_page"])); err == nil && n > 0 {
 		size = min(n, 100)
 	}
-	want := map[int64]bool{}
-	if ids, ok := q["ids"].([]any); ok {
-		for _, v := range ids {
-			if id, err := strconv.ParseInt(str(v), 10, 64); err == nil {
-				want[id] = true
-			}
-		}
-	}
-	excluded := map[int64]bool{}
-	if ids, ok := q["exclusion_list"].([]any); ok {
-		for _, v := range ids {
-			if id, err := strconv.ParseInt(str(v), 10, 64); err == nil {
-				excluded[id] = true
-			}
-		}
-	}
+	want, excluded := idSet(q["ids"]), idSet(q["exclusion_list"])
 	name := strings.ToLower(str(q["name"]))
 	public, hasPublic := q["public"].(bool)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var match []*collection
-	for _, id := range sortedIDs(s.collections) {
-		c := s.collections[id]
-		if (len(want) > 0 && !want[id]) || excluded[id] || (name != "" && !strings.Contains(strings.ToLower(c.name), name)) || (hasPublic && c.public != public) {
-			continue
-		}
-		match = append(match, c)
-	}
-	lo, hi, pm := pageOf(len(match), page, size)
-	out := make([]any, 0, hi-lo)
-	for _, c := range match[lo:hi] {
-		out = append(out, s.renderCollection(c))
-	}
+	out, pm := pageItems(s.collections, page, size, func(id int64, c *collection) bool {
+		return (len(want) == 0 || want[id]) && !excluded[id] && (name == "" || strings.Contains(strings.ToLower(c.name), name)) && (!hasPublic || c.public == public)
+	}, s.renderCollection)
 	// This meta documents its page numbers as numbers, never null: a
 	// missing neighbour is left out.
 	m := map[string]any{"current_page": pm.CurrentPage, "total_pages": pm.TotalPages, "total_count": pm.TotalCount, "page_size": size}
@@ -469,31 +431,17 @@ func (s *Server) searchCollections(w http.ResponseWriter, r *http.Request) {
 
 // --- designs: copy, preview, the embedded designers ---
 
-func (s *Server) copyDesign(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		badJSON(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, _ := pathID(r, "design_id")
-	src := s.designs[id]
-	if src == nil {
-		notFound(w)
-		return
-	}
-	cp := *src
+// copyDesign names a design's copy after it and may move it to another
+// department.
+func copyDesign(s *Server, body map[string]any, src, cp *design) any {
 	if dep, ok := argInt(wrapped(body, "design"), "department_id"); ok {
 		if s.departments[dep] == nil {
-			unprocessable(w, map[string][]string{"department_id": {"does not exist"}})
-			return
+			return map[string][]string{"department_id": {"does not exist"}}
 		}
 		cp.departmentID = dep
 	}
-	cp.id, cp.createdAt, cp.name = s.newID(), s.now().UnixMilli(), src.name+" (copy)"
-	s.designs[cp.id] = &cp
-	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"design": renderDesign(&cp)})
+	cp.name = src.name + " (copy)"
+	return nil
 }
 
 func (s *Server) previewDesign(w http.ResponseWriter, r *http.Request) {
@@ -504,18 +452,12 @@ func (s *Server) previewDesign(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	id, _ := pathID(r, "design_id")
-	if s.designs[id] == nil {
-		notFound(w)
+	id, _, ok := designs.lookup(w, r, s)
+	if !ok {
 		return
 	}
-	keys := make([]string, 0, len(body))
-	for k := range body {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var vals []any
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(body)) {
 		vals = append(vals, k, body[k])
 	}
 	sandboxkit.WriteJSON(w, http.StatusOK, map[string]any{"link": apiHost + "/v1/frontend/design_preview/" + strconv.FormatInt(id, 10) + "?token=" + digest(vals...)[:32]})

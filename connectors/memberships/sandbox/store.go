@@ -38,6 +38,16 @@ var (
 	}{{"plan_associate", 9500}, {"plan_professional", 18000}, {"plan_fellow", 32000}}
 )
 
+// PlanIDs are the ids of the seeded plans, cheapest first (the Accelevents
+// sandbox seeds a members' ticket tier for each).
+func PlanIDs() []string {
+	ids := make([]string, len(plans))
+	for i, p := range plans {
+		ids[i] = p.id
+	}
+	return ids
+}
+
 const (
 	statusPending uint8 = iota
 	statusActive
