@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,24 @@ func TestDemoCommand(t *testing.T) {
 		if !strings.Contains(stdout.String()+stderr.String(), name) {
 			t.Errorf("the summary does not mention %s:\n%s", name, stdout.String())
 		}
+	}
+	// README.md quotes the summary line; the demo is seeded, so it must
+	// print that line exactly (update README when the recipes change).
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := ""
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.Contains(line, " members seen · ") {
+			quoted = strings.TrimSpace(line)
+			break
+		}
+	}
+	if quoted == "" {
+		t.Error("README.md quotes no summary line (\"… members seen · …\")")
+	} else if !strings.Contains(stdout.String(), quoted+"\n") {
+		t.Errorf("README.md quotes the summary line\n  %s\nthe demo printed:\n%s", quoted, stdout.String())
 	}
 	t.Logf("demo output:\n%s", stdout.String())
 }

@@ -18,7 +18,7 @@ func init() {
 		Webhook: func(context.Context, *http.Client, string) (connectors.Webhook, error) {
 			return connectors.Webhook{Secret: DemoWebhookSecret}, nil
 		},
-		Limits: "ours: 50 per second",
+		Limits: "none documented, ours: 50 per second",
 		Hints: func(url string) []string {
 			return []string{
 				fmt.Sprintf("key:    %s (webhook secret %s)", DemoKey, DemoWebhookSecret),

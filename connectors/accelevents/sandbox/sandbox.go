@@ -43,7 +43,7 @@ const (
 )
 
 // DefaultLimit is the sandbox's rate limit: Accelevents documents none, so
-// this is ours, above the connector's default of 10 per second.
+// this is ours, above the connector's default of 25 per second.
 var DefaultLimit = sandboxkit.Limit{Requests: 50, Per: time.Second}
 
 // Webhook topics.
