@@ -102,7 +102,7 @@ func runCommand(c *command, args []string, io stdio) int {
 	fs.SetOutput(io.err)
 	run := c.flags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: memberflow %s %s\n\n%s\n", c.name, c.usage, c.summary)
+		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", strings.TrimSpace("memberflow "+c.name+" "+c.usage), c.summary)
 		if c.help != "" {
 			fmt.Fprintf(fs.Output(), "\n%s\n", strings.TrimSpace(c.help))
 		}
