@@ -126,12 +126,6 @@ func (s *Store) RunActivity(ctx context.Context, since time.Time, bucket time.Du
 
 // StepLatency summarises step durations per action.
 func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Latency, error) {
-	var cases strings.Builder
-	cases.WriteString("CASE")
-	for i, b := range stats.LatencyBounds {
-		fmt.Fprintf(&cases, " WHEN finished - started <= %d THEN %d", int64(b), i)
-	}
-	fmt.Fprintf(&cases, " ELSE %d END", len(stats.LatencyBounds))
 	first, err := s.firstRunSince(ctx, since.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("step latency: %w", err)
@@ -143,7 +137,7 @@ func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Laten
 	}
 	first = max(first, last-stats.LatencySample+1)
 	// sum() of BIGINT is NUMERIC in Postgres: cast back.
-	rows, err := s.pool.Query(ctx, `SELECT action, `+cases.String()+` AS k, count(*), sum(finished - started)::bigint, max(finished - started), sum(attempts - 1)::bigint
+	rows, err := s.pool.Query(ctx, `SELECT action, `+stats.LatencyBucketSQL()+` AS k, count(*), sum(finished - started)::bigint, max(finished - started), sum(attempts - 1)::bigint
 		FROM steps WHERE run >= $1 AND started >= $2 AND finished IS NOT NULL AND finished >= started AND status != 'skipped'
 		GROUP BY action, k ORDER BY action, k`, first, since.UnixNano())
 	if err != nil {

@@ -2,21 +2,16 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/memberflow/memberflow/engine"
 )
 
-var (
-	_ engine.MetaStore  = (*Store)(nil)
-	_ engine.SkipLister = (*Store)(nil)
-)
+var _ engine.MetaStore = (*Store)(nil)
 
 // GetMeta implements engine.MetaStore.
 func (s *Store) GetMeta(ctx context.Context, key string) ([]byte, int64, error) {
@@ -72,43 +67,6 @@ func (s *Store) ListMeta(ctx context.Context, prefix string) ([]engine.MetaEntry
 			break
 		}
 		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
-// ListSkips implements engine.SkipLister.
-func (s *Store) ListSkips(ctx context.Context, f engine.RunFilter) ([]engine.SkipPage, error) {
-	if f.Limit <= 0 {
-		f.Limit = 100
-	}
-	q := `SELECT id, recipe, count, sample, created FROM skip_pages`
-	var args []any
-	if f.Recipe != "" {
-		q += ` WHERE recipe = $1`
-		args = append(args, f.Recipe)
-	}
-	args = append(args, f.Limit)
-	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing skipped events: %w", err)
-	}
-	defer rows.Close()
-	var out []engine.SkipPage
-	for rows.Next() {
-		var p engine.SkipPage
-		var sample []byte
-		var created int64
-		if err := rows.Scan(&p.ID, &p.Recipe, &p.Count, &sample, &created); err != nil {
-			return nil, fmt.Errorf("listing skipped events: %w", err)
-		}
-		p.Created = time.Unix(0, created).UTC()
-		if len(sample) > 0 {
-			if err := json.Unmarshal(sample, &p.Sample); err != nil {
-				return nil, fmt.Errorf("listing skipped events: page %d: %w", p.ID, err)
-			}
-		}
-		out = append(out, p)
 	}
 	return out, rows.Err()
 }

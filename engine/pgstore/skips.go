@@ -2,8 +2,10 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,6 +14,45 @@ import (
 
 // Skipped events are counted in skip_pages (migration 2, Advance and
 // ListSkips); Prune deletes what is older than the operator's horizon.
+
+var _ engine.SkipLister = (*Store)(nil)
+
+// ListSkips implements engine.SkipLister.
+func (s *Store) ListSkips(ctx context.Context, f engine.RunFilter) ([]engine.SkipPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q := `SELECT id, recipe, count, sample, created FROM skip_pages`
+	var args []any
+	if f.Recipe != "" {
+		q += ` WHERE recipe = $1`
+		args = append(args, f.Recipe)
+	}
+	args = append(args, f.Limit)
+	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing skipped events: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.SkipPage
+	for rows.Next() {
+		var p engine.SkipPage
+		var sample []byte
+		var created int64
+		if err := rows.Scan(&p.ID, &p.Recipe, &p.Count, &sample, &created); err != nil {
+			return nil, fmt.Errorf("listing skipped events: %w", err)
+		}
+		p.Created = time.Unix(0, created).UTC()
+		if len(sample) > 0 {
+			if err := json.Unmarshal(sample, &p.Sample); err != nil {
+				return nil, fmt.Errorf("listing skipped events: page %d: %w", p.ID, err)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
 
 var _ engine.Pruner = (*Store)(nil)
 

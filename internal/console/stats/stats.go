@@ -1,12 +1,14 @@
 // Package stats declares the read queries the console asks of a store
 // beyond engine.Inspector. They are optional: a store that implements
 // them answers in one query each; for one that does not, the console
-// falls back on engine.Inspector (slower on large stores). The SQLite
-// store implements them in engine/sqlitestore/console.go.
+// falls back on engine.Inspector (slower on large stores). Both stores
+// implement them (engine/sqlitestore/console.go, engine/pgstore/console.go).
 package stats
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
@@ -55,6 +57,19 @@ const LatencySample = 20000
 // LatencyBounds are the upper bounds of Latency.Buckets.
 var LatencyBounds = []time.Duration{time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 100 * time.Millisecond,
 	500 * time.Millisecond, 2 * time.Second, 10 * time.Second}
+
+// LatencyBucketSQL is the SQL expression (a CASE, the same in SQLite and
+// Postgres) that gives a step's index in LatencyBounds from its finished
+// and started columns, in nanoseconds; len(LatencyBounds) above the last.
+func LatencyBucketSQL() string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	for i, bound := range LatencyBounds {
+		fmt.Fprintf(&b, " WHEN finished - started <= %d THEN %d", int64(bound), i)
+	}
+	fmt.Fprintf(&b, " ELSE %d END", len(LatencyBounds))
+	return b.String()
+}
 
 // Quantile estimates a quantile from the buckets (the bucket's upper
 // bound; the maximum for the last).
