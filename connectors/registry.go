@@ -210,6 +210,9 @@ func Check(s *Spec) error {
 		if a.Run == nil {
 			errs = append(errs, fmt.Errorf("connector %q: action %q: Run is nil", s.Name, a.Name))
 		}
+		if b := a.Batch; b != nil && (b.Run == nil || b.Max < 1) {
+			errs = append(errs, fmt.Errorf("connector %q: action %q: a batch form needs Run and a Max of at least 1", s.Name, a.Name))
+		}
 	}
 	for _, t := range s.Triggers {
 		checkOp("trigger", &t.Operation)

@@ -127,6 +127,43 @@ type ActionSpec struct {
 	// are neither ReadOnly nor Idempotent should have one; without it the
 	// engine refuses to re-send and dead-letters the run.
 	Settle func(ctx context.Context, conn Conn, input map[string]any) (out *Result, happened bool, err error)
+	// Batch, when set, performs many calls of the action at once: one
+	// request (a bulk endpoint, a search over a list of keys) or one write
+	// for up to Batch.Max inputs. The engine gathers into it the calls
+	// that runs of one step make at the same moment; each run keeps its
+	// own journal, retries and settlement (Settle, per item), so a batch
+	// must have the effect of calling Run on each input.
+	Batch *BatchForm
+}
+
+// BatchForm is an action's batch form.
+type BatchForm struct {
+	// Max is the most inputs one call takes: the API's documented limit.
+	Max int
+	// Run performs the action for every input and returns one ItemResult
+	// per input, in order. An error it returns applies to every item, as
+	// Run's error would to one: wrapping ErrInDoubt when the request may
+	// have landed, so that each item is settled.
+	Run func(ctx context.Context, conn Conn, inputs []map[string]any) ([]ItemResult, error)
+}
+
+// ItemResult is one input's outcome in a batch: a Result, or the error
+// Run would have returned for that input alone.
+type ItemResult struct {
+	Result *Result
+	Err    error
+}
+
+// BindBatch adapts a batch function on a concrete connection type, as
+// Bind does for Run.
+func BindBatch[C any](f func(ctx context.Context, conn C, inputs []map[string]any) ([]ItemResult, error)) func(context.Context, Conn, []map[string]any) ([]ItemResult, error) {
+	return func(ctx context.Context, conn Conn, inputs []map[string]any) ([]ItemResult, error) {
+		c, err := As[C](conn)
+		if err != nil {
+			return nil, err
+		}
+		return f(ctx, c, inputs)
+	}
 }
 
 // IdempotencyKind names why a write can be sent twice with the effect of
