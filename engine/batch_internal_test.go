@@ -180,7 +180,7 @@ func TestCancelledWaiterDoesNotCancelOthersInFlight(t *testing.T) {
 	}
 	bb.release <- struct{}{} // x's call ends (cancelled: nobody waits)
 	<-bb.entered             // p, q, r in flight
-	ctxs["p"]() // the call's first run: its context must not be the call's
+	ctxs["p"]()              // the call's first run: its context must not be the call's
 	if r := <-results; r.id != "p" || !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("%s: %v; want p cancelled", r.id, r.err)
 	}
