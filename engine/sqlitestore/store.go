@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -194,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire, fence *sql.Stmt
+	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -208,6 +209,12 @@ type Store struct {
 	getCursor, getStates, getSteps *sql.Stmt
 	// setVersion records the recipe version a run ran with (versions.go).
 	setVersion *sql.Stmt
+	// RecordMany's (journal.go): multi-row writes and the leases of many
+	// runs at once.
+	upSteps, upEchoes, finRuns multiStmt
+	fenceMany                  *sql.Stmt
+	// fault fails a write at a named point (tests only).
+	fault func(point string, run int64) error
 }
 
 var (
@@ -408,16 +415,17 @@ func (s *Store) prepare() error {
 		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`)
 	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
 		owner = NULL, lease_until = NULL WHERE id = ?`)
-	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
-		started = coalesce(started, ?) WHERE id = ?`)
-	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+	s.claimRuns = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
+		started = coalesce(started, ?) WHERE id IN (SELECT value FROM json_each(?))`)
+	s.loadRuns = p(s.w, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
 				AND (w.id IS NULL OR w.recipe = r.recipe OR instr(',' || w.chain || ',', ',' || r.recipe || ',') > 0)),
 			coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
 				FROM echoes x JOIN runs w ON w.id = x.run
-				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain)
-		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`)
+				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
+			r.chain
+		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -428,6 +436,7 @@ func (s *Store) prepare() error {
 		WHERE recipe = ? AND subject IN (SELECT value FROM json_each(?))`)
 	s.getSteps = p(s.r, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
 		FROM steps WHERE run = ? ORDER BY idx`)
+	s.prepareMulti(p)
 	return err
 }
 
@@ -615,6 +624,19 @@ func fromNanos(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n.Int64).UTC()
+}
+
+// idList is ids as a JSON array, for json_each.
+func idList(ids []int64) string {
+	b := make([]byte, 0, 8*len(ids)+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
 }
 
 func jsonList(items []string) string {
@@ -821,29 +843,51 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		claim, load := tx.Stmt(s.claimRun), tx.Stmt(s.loadRun)
+		if len(ids) == 0 {
+			return nil
+		}
+		// The chosen runs are claimed and loaded with a statement each,
+		// whatever their number.
+		list := idList(ids)
 		until := req.Now.Add(req.Lease).UnixNano()
-		for _, id := range ids {
-			if _, err := claim.Exec(req.Owner, until, now, id); err != nil {
-				return fmt.Errorf("claiming run %d: %w", id, err)
-			}
-			r := &engine.ClaimedRun{ID: id}
+		if _, err := tx.Stmt(s.claimRuns).Exec(req.Owner, until, now, list); err != nil {
+			return fmt.Errorf("claiming runs %s: %w", list, err)
+		}
+		rows, err = tx.Stmt(s.loadRuns).Query(list)
+		if err != nil {
+			return fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		type chained struct {
+			id    int64
+			chain string
+		}
+		var chains []chained
+		for rows.Next() {
+			r := &engine.ClaimedRun{}
 			var data []byte
-			var chain string
-			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
-				return fmt.Errorf("loading run %d: %w", id, err)
+			var chain, had string
+			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
+				rows.Close()
+				return fmt.Errorf("loading runs %s: %w", list, err)
 			}
-			if chain != "" {
-				// The run follows from memberflow's own write: its writes
-				// carry the chain on, so the echo never comes back to a
-				// recipe already in it.
-				if _, err := tx.Stmt(s.setChain).Exec(chain, id, chain); err != nil {
-					return fmt.Errorf("recording the cause of run %d: %w", id, err)
-				}
+			if chain != had {
+				chains = append(chains, chained{r.ID, chain})
 			}
 			r.Data = data
 			r.Token = int64(r.Attempts)
 			out = append(out, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		for _, c := range chains {
+			// The run follows from memberflow's own write: its writes
+			// carry the chain on, so the echo never comes back to a
+			// recipe already in it.
+			if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
+				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
+			}
 		}
 		return nil
 	})
@@ -931,71 +975,104 @@ func (s *Store) steps(ctx context.Context, st *sql.Stmt, runID int64) ([]engine.
 
 // Record implements engine.Journal.
 func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var one int
-		switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
-		case errors.Is(err, sql.ErrNoRows):
-			return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
-		case err != nil:
-			return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
-		}
+	return s.write(ctx, func(tx *sql.Tx) error { return s.recordTx(tx, lease, steps, fin) })
+}
+
+// recordTx is one Record in tx: the lease is checked, then the steps,
+// their echoes and the outcome are written.
+func (s *Store) recordTx(tx *sql.Tx, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	if err := checkWrite(lease, steps, fin); err != nil {
+		return err
+	}
+	var one int
+	switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	case err != nil:
+		return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
+	}
+	if len(steps) > 0 {
+		up := tx.Stmt(s.upStep)
+		var echo *sql.Stmt
 		for _, r := range steps {
-			if r.RunID != lease.RunID {
-				return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			if _, err := up.Exec(stepArgs(&r)...); err != nil {
+				return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
 			}
-		}
-		if fin != nil && fin.RunID != lease.RunID {
-			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
-		}
-		if len(steps) > 0 {
-			up := tx.Stmt(s.upStep)
-			var echo *sql.Stmt
-			for _, r := range steps {
-				if _, err := up.Exec(r.RunID, r.Index, r.StepID, r.Action, r.Status, []byte(r.Input), []byte(r.Output),
-					nullString(r.Error), r.Attempts, nanos(r.Started), nanos(r.Finished)); err != nil {
-					return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
+			for _, w := range r.Wrote {
+				if echo == nil {
+					echo = tx.Stmt(s.upEcho)
 				}
-				for _, w := range r.Wrote {
-					if echo == nil {
-						echo = tx.Stmt(s.upEcho)
-					}
-					written := r.Finished
-					if written.IsZero() {
-						written = time.Now()
-					}
-					if _, err := echo.Exec(w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()); err != nil {
-						return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
-					}
+				if _, err := echo.Exec(echoArgs(&r, w)...); err != nil {
+					return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
 				}
 			}
 		}
-		if fin != nil {
-			var cond any
-			if fin.Condition != nil {
-				cond = *fin.Condition
-			}
-			var vals any
-			if len(fin.Values) > 0 {
-				vals = []byte(fin.Values)
-			}
-			status, ferr := fin.Status, nullString(fin.Error)
-			var finished any = nanos(fin.Finished)
-			if status == engine.RunQueued {
-				finished = nil
-			}
-			if _, err := tx.Stmt(s.finRun).Exec(status, ferr, cond, vals, finished, fin.RunID); err != nil {
-				return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
-			}
-			if fin.Version != "" && status != engine.RunQueued {
-				// The recipe version that ran (engine.Versions).
-				if _, err := tx.Stmt(s.setVersion).Exec(fin.Version, fin.RunID); err != nil {
-					return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
-				}
+	}
+	if fin != nil {
+		if err := s.faultAt("fin", fin.RunID); err != nil {
+			return err
+		}
+		args := finArgs(fin)
+		if _, err := tx.Stmt(s.finRun).Exec(args[1], args[2], args[3], args[4], args[5], fin.RunID); err != nil {
+			return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
+		}
+		if args[6] != nil {
+			// The recipe version that ran (engine.Versions).
+			if _, err := tx.Stmt(s.setVersion).Exec(args[6], fin.RunID); err != nil {
+				return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
 			}
 		}
-		return nil
-	})
-	return err
+	}
+	return nil
+}
+
+// checkWrite refuses the records of another run than the lease's.
+func checkWrite(lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	for _, r := range steps {
+		if r.RunID != lease.RunID {
+			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+		}
+	}
+	if fin != nil && fin.RunID != lease.RunID {
+		return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+	}
+	return nil
+}
+
+// stepArgs are a step line's columns, in upStep's order.
+func stepArgs(r *engine.StepRecord) []any {
+	return []any{r.RunID, r.Index, r.StepID, r.Action, r.Status, []byte(r.Input), []byte(r.Output),
+		nullString(r.Error), r.Attempts, nanos(r.Started), nanos(r.Finished)}
+}
+
+// echoArgs are a remembered write's columns, in upEcho's order.
+func echoArgs(r *engine.StepRecord, w engine.Echo) []any {
+	written := r.Finished
+	if written.IsZero() {
+		written = time.Now()
+	}
+	return []any{w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()}
+}
+
+// finArgs are an outcome's columns: the run, its status, error,
+// condition, condition values, finish time and the recipe version (nil
+// unless the run ended with a version).
+func finArgs(fin *engine.Completion) []any {
+	var cond any
+	if fin.Condition != nil {
+		cond = *fin.Condition
+	}
+	var vals any
+	if len(fin.Values) > 0 {
+		vals = []byte(fin.Values)
+	}
+	var finished, version any = nanos(fin.Finished), nil
+	if fin.Status == engine.RunQueued {
+		finished = nil
+	} else if fin.Version != "" {
+		version = fin.Version
+	}
+	return []any{fin.RunID, fin.Status, nullString(fin.Error), cond, vals, finished, version}
 }
 
 func nullString(s string) any {
