@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -551,6 +552,32 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
+// claimSQL claims the first claimable runs and loads them, in one
+// statement: a run that follows from memberflow's own write (its event
+// echoes a write of another recipe) takes the writer's chain, so that its
+// writes carry the chain on and the echo never comes back to a recipe
+// already in it.
+const claimSQL = `WITH c AS (
+	SELECT r.id FROM runs r
+	WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
+	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+	ORDER BY r.id LIMIT $2
+	FOR UPDATE SKIP LOCKED),
+u AS (
+	UPDATE runs r SET status = 'running', owner = $3, lease_until = $4, attempts = r.attempts + 1, started = coalesce(r.started, $5),
+		chain = coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+			FROM events e JOIN echoes x ON x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+			JOIN runs w ON w.id = x.run
+			WHERE e.id = r.event AND e.fingerprint != ''
+			ORDER BY x.written DESC LIMIT 1), r.chain)
+	FROM c WHERE r.id = c.id AND r.status = 'queued'
+	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)
+SELECT u.id, u.recipe, u.okey, u.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+	e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+		WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+		AND (w.id IS NULL OR w.recipe = u.recipe OR position(',' || u.recipe || ',' IN ',' || w.chain || ',') > 0))
+FROM u JOIN events e ON e.id = u.event`
+
 // Claim implements engine.RunQueue. The recipe is tested through an
 // expression (the recipe joined to an empty string), so that the planner
 // walks the queued runs in ID order and stops at the limit, rather than
@@ -584,75 +611,36 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		// The claimable runs are the first queued ones in ID order: walk
 		// the queued index in that order and stop at the limit. Left to
 		// itself the planner, misled by a young table's statistics, reads
-		// every queued run and sorts them (O(queue) per claim).
-		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`); err != nil {
+		// every queued run and sorts them (O(queue) per claim). The
+		// setting and the claim go in one round trip.
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`)
+		b.Queue(claimSQL, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `WITH c AS (
-				SELECT r.id FROM runs r
-				WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
-				  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-				ORDER BY r.id LIMIT $2
-				FOR UPDATE SKIP LOCKED)
-			UPDATE runs r SET status = 'running', owner = $3, lease_until = $4, attempts = r.attempts + 1, started = coalesce(r.started, $5)
-			FROM c WHERE r.id = c.id AND r.status = 'queued'
-			RETURNING r.id`, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'on', true), set_config('enable_sort', 'on', true)`); err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
-				e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-					WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
-					AND (w.id IS NULL OR w.recipe = r.recipe OR position(',' || r.recipe || ',' IN ',' || w.chain || ',') > 0)),
-				coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
-					FROM echoes x JOIN runs w ON w.id = x.run
-					WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
-					ORDER BY x.written DESC LIMIT 1), r.chain)
-			FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ANY($1) ORDER BY r.id`, ids)
-		if err != nil {
-			return err
-		}
-		type chained struct {
-			id    int64
-			chain string
-		}
-		var chains []chained
 		for rows.Next() {
 			r := &engine.ClaimedRun{}
-			var chain string
 			var data []byte
-			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
+			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo); err != nil {
 				rows.Close()
 				return fmt.Errorf("loading claimed runs: %w", err)
 			}
 			r.Data, r.Token = data, int64(r.Attempts)
-			if chain != "" {
-				chains = append(chains, chained{r.ID, chain})
-			}
 			out = append(out, r)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, c := range chains {
-			// The run follows from memberflow's own write: its writes carry
-			// the chain on.
-			if _, err := tx.Exec(ctx, `UPDATE runs SET chain = $1 WHERE id = $2 AND chain != $1`, c.chain, c.id); err != nil {
-				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
-			}
-		}
-		return nil
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return br.Close()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming runs: %w", err)
@@ -761,12 +749,32 @@ SELECT count(*) FROM f`
 
 // Record implements engine.Journal.
 func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) error {
+	args, err := recordArgs(lease, recs, fin)
+	if err != nil {
+		return err
+	}
+	var held int
+	if err := s.pool.QueryRow(ctx, recordSQL, args...).Scan(&held); err != nil {
+		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
+	}
+	if held == 0 {
+		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	}
+	if fin != nil && fin.Status == engine.RunQueued {
+		// A run given back is claimable at once: tell the other runners.
+		s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
+	}
+	return nil
+}
+
+// recordArgs are recordSQL's parameters for one Record.
+func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) ([]any, error) {
 	var conns, subs, fps []string
 	var written []int64
 	last := make(map[int]int, len(recs))
 	for i, r := range recs {
 		if r.RunID != lease.RunID {
-			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			return nil, fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
 		}
 		last[r.Index] = i
 		at := r.Finished
@@ -812,7 +820,7 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 	var values, version any
 	if hasFin {
 		if fin.RunID != lease.RunID {
-			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+			return nil, fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
 		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
 		if fin.Status != engine.RunQueued {
@@ -820,20 +828,8 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
-	var held int
-	err := s.pool.QueryRow(ctx, recordSQL, lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version).Scan(&held)
-	if err != nil {
-		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
-	}
-	if held == 0 {
-		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
-	}
-	if hasFin && fin.Status == engine.RunQueued {
-		// A run given back is claimable at once: tell the other runners.
-		s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
-	}
-	return nil
+	return []any{lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
+		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version}, nil
 }
 
 func nanosPtr(t time.Time) *int64 {
