@@ -39,17 +39,22 @@ const maxJournalBatch = 256
 type journalWriter struct {
 	store BatchJournal
 
+	// depth is how many batches may be written at once.
+	depth int
+
 	mu      sync.Mutex
 	queue   []*journalCall
-	writing bool // a caller is writing a batch
+	writing int // batches being written
 }
 
 // journalCall is one caller's write, waiting in the queue.
 type journalCall struct {
-	w    JournalWrite
-	err  error
-	lead bool          // set instead of err: write the next batch
-	done chan struct{} // one signal: err is set, or lead
+	w   JournalWrite
+	err error
+	// batch is set instead of err when this caller is to write the next
+	// batch (its own write first in it).
+	batch []*journalCall
+	done  chan struct{} // one signal: err is set, or batch
 }
 
 // newJournalWriter returns nil when the store has no BatchJournal.
@@ -58,63 +63,79 @@ func newJournalWriter(s RunnerStore) *journalWriter {
 	if !ok {
 		return nil
 	}
-	return &journalWriter{store: bj}
+	return &journalWriter{store: bj, depth: journalDepth}
 }
+
+// journalDepth is how many batches are written at once: while one
+// commits, the next is already on its way, so that a store which
+// batches writes itself (SQLite's committer) is never left idle waiting
+// for the engine.
+const journalDepth = 2
 
 func (j *journalWriter) record(ctx context.Context, w JournalWrite) error {
 	c := &journalCall{w: w, done: make(chan struct{}, 1)}
 	j.mu.Lock()
 	j.queue = append(j.queue, c)
-	if j.writing {
+	var batch []*journalCall
+	if j.writing < j.depth {
+		// Fewer batches than depth are being written only when nobody
+		// waits: the queue is this write alone.
+		j.writing++
+		batch = j.take()
+		j.mu.Unlock()
+	} else {
 		j.mu.Unlock()
 		<-c.done
-		if !c.lead {
+		if c.batch == nil {
 			return c.err
 		}
-	} else {
-		j.writing = true
-		j.mu.Unlock()
+		batch = c.batch
 	}
-	// This caller writes the next batch: its own write is the first
-	// queued, so it is in it.
+	j.write(ctx, batch, c)
+	// The writes that came meanwhile are the next batch, which the first
+	// of them writes.
 	j.mu.Lock()
+	if len(j.queue) > 0 {
+		next := j.queue[0]
+		next.batch = j.take()
+		next.done <- struct{}{}
+	} else {
+		j.writing--
+	}
+	j.mu.Unlock()
+	return c.err
+}
+
+// take removes the next batch from the queue. j.mu is held.
+func (j *journalWriter) take() []*journalCall {
 	n := min(len(j.queue), maxJournalBatch)
 	batch := make([]*journalCall, n)
 	copy(batch, j.queue)
 	j.queue = append(j.queue[:0], j.queue[n:]...)
-	j.mu.Unlock()
+	return batch
+}
 
-	writes := make([]JournalWrite, n)
+// write writes batch with one RecordMany and tells each caller but self
+// its outcome.
+func (j *journalWriter) write(ctx context.Context, batch []*journalCall, self *journalCall) {
+	writes := make([]JournalWrite, len(batch))
 	for i, b := range batch {
 		writes[i] = b.w
 	}
 	// A caller that gives up must not undo the others' writes: the batch
 	// is written to the end whatever the contexts do.
 	errs := j.store.RecordMany(context.WithoutCancel(ctx), writes)
-	if len(errs) != n {
-		err := fmt.Errorf("the store answered %d results for %d journal writes", len(errs), n)
-		errs = make([]error, n)
+	if len(errs) != len(batch) {
+		err := fmt.Errorf("the store answered %d results for %d journal writes", len(errs), len(batch))
+		errs = make([]error, len(batch))
 		for i := range errs {
 			errs[i] = err
 		}
 	}
 	for i, b := range batch {
-		if b == c {
-			c.err = errs[i]
-			continue
-		}
 		b.err = errs[i]
-		b.done <- struct{}{}
+		if b != self {
+			b.done <- struct{}{}
+		}
 	}
-
-	j.mu.Lock()
-	if len(j.queue) > 0 {
-		next := j.queue[0]
-		next.lead = true
-		next.done <- struct{}{}
-	} else {
-		j.writing = false
-	}
-	j.mu.Unlock()
-	return c.err
 }

@@ -64,24 +64,48 @@ func rowsOf(cols, n int) string {
 // RecordMany implements engine.BatchJournal: the writes' leases are
 // checked with one query, then the steps, echoes and outcomes of every
 // write whose lease holds are written with multi-row statements, all in
-// one transaction of the committer (which may group it with other
-// writes). When a statement fails, the transaction is rolled back and
-// every write is tried again alone, so that only the bad one fails.
+// one transaction of the committer, together with the other journal
+// writes it batches. When a statement fails, the transaction is rolled
+// back and every write is tried again alone, so that only the bad one
+// fails.
 func (s *Store) RecordMany(ctx context.Context, writes []engine.JournalWrite) []error {
-	errs := make([]error, len(writes))
 	if len(writes) == 0 {
-		return errs
+		return nil
 	}
+	return s.journal(ctx, writes)
+}
+
+// journal submits writes to the committer as one op and returns the
+// outcome of each.
+func (s *Store) journal(ctx context.Context, writes []engine.JournalWrite) []error {
+	errs := make([]error, len(writes))
+	o := &op{journal: writes, errs: errs, done: make(chan error, 1)}
 	if len(writes) == 1 {
 		w := &writes[0]
-		errs[0] = s.Record(ctx, w.Lease, w.Steps, w.Fin)
-		return errs
+		o.fn = func(tx *sql.Tx) error {
+			// A refusal (a lost lease, another run's records) writes
+			// nothing and is not a failure: the batch commits.
+			if errs[0] = checkWrite(w.Lease, w.Steps, w.Fin); errs[0] != nil {
+				return nil
+			}
+			err := s.recordTx(tx, w.Lease, w.Steps, w.Fin)
+			if _, lost := err.(*engine.LeaseLostError); lost {
+				errs[0] = err
+				return nil
+			}
+			return err
+		}
+	} else {
+		o.fn = func(tx *sql.Tx) error { return s.recordManyTx(tx, writes, errs) }
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error { return s.recordManyTx(tx, writes, errs) })
-	if err == nil {
+	err := s.submit(ctx, o)
+	switch {
+	case err == nil:
 		return errs
-	}
-	if err == errClosed || ctx.Err() != nil {
+	case len(writes) == 1:
+		errs[0] = err
+		return errs
+	case err == errClosed || ctx.Err() != nil:
 		for i := range errs {
 			errs[i] = err
 		}
@@ -92,8 +116,7 @@ func (s *Store) RecordMany(ctx context.Context, writes []engine.JournalWrite) []
 }
 
 // recordEach writes each write in its own transaction, the writes of one
-// run in order, those of different runs concurrently (the committer
-// still groups them).
+// run in order, those of different runs concurrently.
 func (s *Store) recordEach(ctx context.Context, writes []engine.JournalWrite) []error {
 	errs := make([]error, len(writes))
 	byRun := map[int64][]int{}
@@ -111,12 +134,18 @@ func (s *Store) recordEach(ctx context.Context, writes []engine.JournalWrite) []
 			defer wg.Done()
 			for _, i := range idx {
 				w := &writes[i]
-				errs[i] = s.Record(ctx, w.Lease, w.Steps, w.Fin)
+				errs[i] = s.recordAlone(ctx, w)
 			}
 		}(byRun[run])
 	}
 	wg.Wait()
 	return errs
+}
+
+// recordAlone writes w in a transaction of its own (a failing write of a
+// batch, tried alone).
+func (s *Store) recordAlone(ctx context.Context, w *engine.JournalWrite) error {
+	return s.write(ctx, func(tx *sql.Tx) error { return s.recordTx(tx, w.Lease, w.Steps, w.Fin) })
 }
 
 // recordManyTx writes the writes in tx and sets errs[i] for each write
@@ -153,6 +182,7 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 		return fmt.Errorf("checking the leases of %d runs: %w", len(writes), err)
 	}
 	var steps, echoes, fins [][]any
+	var finOf []int // the writes of fins
 	for i, w := range writes {
 		if errs[i] != nil {
 			continue
@@ -173,6 +203,7 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 			// batch is refused, as it would be after a Record.
 			delete(held, w.Lease.RunID)
 			fins = append(fins, finArgs(w.Fin))
+			finOf = append(finOf, i)
 		}
 	}
 	if err := execRows(tx, &s.upSteps, stepCols, steps); err != nil {
@@ -181,9 +212,11 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 	if err := execRows(tx, &s.upEchoes, echoCols, echoes); err != nil {
 		return fmt.Errorf("remembering the writes of %d runs: %w", len(writes), err)
 	}
-	for _, f := range fins {
-		if err := s.faultAt("fin", f[0].(int64)); err != nil {
-			return err
+	if s.fault != nil {
+		for _, i := range finOf {
+			if err := s.fault("fin", writes[i].Fin); err != nil {
+				return err
+			}
 		}
 	}
 	if err := execRows(tx, &s.finRuns, finCols, fins); err != nil {
@@ -214,9 +247,9 @@ func execRows(tx *sql.Tx, st *multiStmt, cols int, rows [][]any) error {
 // faultAt fails a write at a named point when a test asked for it
 // (export_test.go): the proof that a write failing half-way leaves
 // nothing of itself behind.
-func (s *Store) faultAt(point string, run int64) error {
+func (s *Store) faultAt(point string, fin *engine.Completion) error {
 	if s.fault == nil {
 		return nil
 	}
-	return s.fault(point, run)
+	return s.fault(point, fin)
 }

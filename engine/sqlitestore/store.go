@@ -214,7 +214,7 @@ type Store struct {
 	upSteps, upEchoes, finRuns multiStmt
 	fenceMany                  *sql.Stmt
 	// fault fails a write at a named point (tests only).
-	fault func(point string, run int64) error
+	fault func(point string, fin *engine.Completion) error
 }
 
 var (
@@ -226,6 +226,11 @@ var (
 type op struct {
 	fn   func(tx *sql.Tx) error
 	done chan error
+	// journal is set on a journal write (Record, RecordMany): the
+	// committer merges those of one batch into one recordManyTx, and
+	// errs gets the refusal of each write.
+	journal []engine.JournalWrite
+	errs    []error
 }
 
 // Open opens (creating when needed) the store at path and migrates it.
@@ -463,7 +468,11 @@ var errClosed = errors.New("store is closed")
 // write submits fn to the committer and waits for its commit. fn may run
 // twice (alone, after its batch failed), so it must only assign results.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
+	return s.submit(ctx, &op{fn: fn, done: make(chan error, 1)})
+}
+
+// submit hands o to the committer and waits for its commit.
+func (s *Store) submit(ctx context.Context, o *op) error {
 	select {
 	case <-s.quit:
 		return errClosed
@@ -571,13 +580,50 @@ func (s *Store) commitTx(batch []*op) error {
 	if err != nil {
 		return err
 	}
+	var journal []*op
 	for _, o := range batch {
+		if o.journal != nil {
+			journal = append(journal, o)
+			continue
+		}
 		if err := o.fn(tx); err != nil {
 			tx.Rollback()
 			return err
 		}
 	}
+	if err := s.journalTx(tx, journal); err != nil {
+		tx.Rollback()
+		return err
+	}
 	return tx.Commit()
+}
+
+// journalTx writes the journal writes of a batch's ops together, with
+// multi-row statements (the ops of a batch are concurrent: any order of
+// them is one they could have come in).
+func (s *Store) journalTx(tx *sql.Tx, ops []*op) error {
+	switch len(ops) {
+	case 0:
+		return nil
+	case 1:
+		return ops[0].fn(tx)
+	}
+	n := 0
+	for _, o := range ops {
+		n += len(o.journal)
+	}
+	writes, errs := make([]engine.JournalWrite, 0, n), make([]error, n)
+	for _, o := range ops {
+		writes = append(writes, o.journal...)
+	}
+	if err := s.recordManyTx(tx, writes, errs); err != nil {
+		return err
+	}
+	for _, o := range ops {
+		copy(o.errs, errs)
+		errs = errs[len(o.errs):]
+	}
+	return nil
 }
 
 // checkpointLoop copies the WAL back into the database in the background
@@ -974,8 +1020,11 @@ func (s *Store) steps(ctx context.Context, st *sql.Stmt, runID int64) ([]engine.
 }
 
 // Record implements engine.Journal.
+// The committer writes the Records of concurrent callers together
+// (journalTx).
 func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
-	return s.write(ctx, func(tx *sql.Tx) error { return s.recordTx(tx, lease, steps, fin) })
+	errs := s.journal(ctx, []engine.JournalWrite{{Lease: lease, Steps: steps, Fin: fin}})
+	return errs[0]
 }
 
 // recordTx is one Record in tx: the lease is checked, then the steps,
@@ -1009,7 +1058,7 @@ func (s *Store) recordTx(tx *sql.Tx, lease engine.Lease, steps []engine.StepReco
 		}
 	}
 	if fin != nil {
-		if err := s.faultAt("fin", fin.RunID); err != nil {
+		if err := s.faultAt("fin", fin); err != nil {
 			return err
 		}
 		args := finArgs(fin)
