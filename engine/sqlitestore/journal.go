@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,18 +12,6 @@ import (
 )
 
 var _ engine.BatchJournal = (*Store)(nil)
-
-// maxRows bounds the rows of one multi-row statement. A batch is written
-// in chunks of powers of two rows up to it, so that each chunk size is
-// one statement prepared once (a statement per row count would be
-// prepared again at every batch of a new size).
-const (
-	maxRowsLog = 6
-	maxRows    = 1 << maxRowsLog
-)
-
-// multiStmt is one multi-row statement prepared for 1, 2, 4 … maxRows rows.
-type multiStmt [maxRowsLog + 1]*sql.Stmt
 
 // stepCols, echoCols and finCols are the parameters of one row of
 // upSteps, upEchoes and finRuns.
@@ -53,12 +40,6 @@ func (s *Store) prepareMulti(p func(db *sql.DB, q string) *sql.Stmt) {
 		FROM (VALUES `+rowsOf(finCols, n)+`) AS v WHERE runs.id = v.column1`)
 	}
 	s.fenceMany = p(s.w, `SELECT id, attempts FROM runs WHERE status = 'running' AND id IN (SELECT value FROM json_each(?))`)
-}
-
-// rowsOf is n rows of cols parameters: (?, ?), (?, ?).
-func rowsOf(cols, n int) string {
-	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
-	return strings.Repeat(row+", ", n-1) + row
 }
 
 // RecordMany implements engine.BatchJournal: the writes' leases are
@@ -206,10 +187,10 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 			finOf = append(finOf, i)
 		}
 	}
-	if err := execRows(tx, &s.upSteps, stepCols, steps); err != nil {
+	if err := execRows(tx, &s.upSteps, steps); err != nil {
 		return fmt.Errorf("journaling the steps of %d runs: %w", len(writes), err)
 	}
-	if err := execRows(tx, &s.upEchoes, echoCols, echoes); err != nil {
+	if err := execRows(tx, &s.upEchoes, echoes); err != nil {
 		return fmt.Errorf("remembering the writes of %d runs: %w", len(writes), err)
 	}
 	if s.fault != nil {
@@ -219,27 +200,8 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 			}
 		}
 	}
-	if err := execRows(tx, &s.finRuns, finCols, fins); err != nil {
+	if err := execRows(tx, &s.finRuns, fins); err != nil {
 		return fmt.Errorf("finishing %d runs: %w", len(fins), err)
-	}
-	return nil
-}
-
-// execRows runs st over rows, in chunks of the largest prepared size
-// that fits, in order (a later row of a key replaces an earlier one).
-func execRows(tx *sql.Tx, st *multiStmt, cols int, rows [][]any) error {
-	var args []any
-	for len(rows) > 0 {
-		k := bits.Len(uint(min(len(rows), maxRows))) - 1
-		n := 1 << k
-		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r...)
-		}
-		if _, err := tx.Stmt(st[k]).Exec(args...); err != nil {
-			return err
-		}
-		rows = rows[n:]
 	}
 	return nil
 }

@@ -195,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
+	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -212,7 +212,9 @@ type Store struct {
 	// RecordMany's (journal.go): multi-row writes and the leases of many
 	// runs at once.
 	upSteps, upEchoes, finRuns multiStmt
-	fenceMany                  *sql.Stmt
+	// Advance's: the events and runs of a page.
+	insEvents, insRuns multiStmt
+	fenceMany          *sql.Stmt
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
 }
@@ -399,12 +401,13 @@ func (s *Store) prepare() error {
 		}
 		return st
 	}
-	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
-	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	for k := 0; k <= maxRowsLog; k++ {
+		s.insEvents[k] = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+		VALUES `+rowsOf(8, 1<<k)+` ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id`)
+		s.insRuns[k] = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
+		VALUES `+rowsOf(8, 1<<k)+` RETURNING id, event`)
+	}
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
-	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = ?1 AND x.subject = ?2 AND x.fingerprint = ?3
 		AND (w.id IS NULL OR w.recipe = ?4 OR instr(',' || w.chain || ',', ',' || ?4 || ',') > 0)`)
@@ -740,9 +743,14 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return fmt.Errorf("saving the state of %q: %w", st.Subject, err)
 			}
 		}
-		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		// The page's events, then their runs, are inserted with a
+		// multi-row statement each (runs in arrival order: their IDs are
+		// the claim order).
 		skips := skipPage{echoes: echoesOf{tx: tx}}
-		for i, ev := range adv.Events {
+		var stored []int // the events to store, by index
+		var eventRows [][]any
+		for i := range adv.Events {
+			ev := adv.Events[i]
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped {
 				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
@@ -752,17 +760,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					continue
 				}
 			}
-			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
-			if err != nil {
-				return fmt.Errorf("saving event %q: %w", ev.ID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue // seen before
-			}
-			eid, err := res.LastInsertId()
-			if err != nil {
+			stored = append(stored, i)
+			eventRows = append(eventRows, []any{recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)})
+		}
+		if len(stored) == 0 {
+			return skips.save(tx, recipe, now)
+		}
+		// An event seen before (here or in an earlier Advance) is not
+		// inserted, so not returned.
+		inserted := make(map[string]int64, len(stored))
+		if err := queryRows(tx, &s.insEvents, eventRows, func(r *sql.Rows) error {
+			var id int64
+			var eventID string
+			if err := r.Scan(&id, &eventID); err != nil {
 				return err
 			}
+			inserted[eventID] = id
+			return nil
+		}); err != nil {
+			return fmt.Errorf("saving %d events: %w", len(eventRows), err)
+		}
+		var runRows [][]any
+		var runOf []int // the event of each run, by index
+		for _, i := range stored {
+			ev := &adv.Events[i]
+			eid, ok := inserted[ev.ID]
+			if !ok {
+				continue // seen before
+			}
+			delete(inserted, ev.ID) // a second copy in this page is a duplicate
 			key := ev.OrderingKey
 			if key == "" {
 				key = "event:" + ev.ID
@@ -783,34 +809,36 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
 				}
 			}
-			if ev.Skipped || echo {
-				status := engine.RunSkipped
-				if echo {
-					status = engine.RunSuppressed
-				}
-				var values any
-				if len(ev.Values) > 0 && status == engine.RunSkipped {
+			// A queued run; or a finished one, skipped (condition false,
+			// its values kept) or suppressed.
+			status := engine.RunQueued
+			var cond, values, finished any
+			switch {
+			case echo:
+				status, finished = engine.RunSuppressed, now
+			case ev.Skipped:
+				status, cond, finished = engine.RunSkipped, false, now
+				if len(ev.Values) > 0 {
 					values = []byte(ev.Values)
 				}
-				var cond any
-				if status == engine.RunSkipped {
-					cond = false
-				}
-				res, err = tx.Stmt(s.insDone).Exec(eid, recipe, key, status, cond, values, now, now)
-				if err != nil {
-					return fmt.Errorf("recording event %q: %w", ev.ID, err)
-				}
-				out[i].Status = status
-			} else {
-				res, err = insRun.Exec(eid, recipe, key, now)
-				if err != nil {
-					return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
-				}
-				out[i].Status = engine.RunQueued
 			}
-			if out[i].RunID, err = res.LastInsertId(); err != nil {
+			runRows = append(runRows, []any{eid, recipe, key, status, cond, values, now, finished})
+			runOf = append(runOf, i)
+			out[i].Status = status
+		}
+		runOfEvent := make(map[int64]int64, len(runRows))
+		if err := queryRows(tx, &s.insRuns, runRows, func(r *sql.Rows) error {
+			var id, event int64
+			if err := r.Scan(&id, &event); err != nil {
 				return err
 			}
+			runOfEvent[event] = id
+			return nil
+		}); err != nil {
+			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
+		}
+		for k, i := range runOf {
+			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
 		}
 		return skips.save(tx, recipe, now)
 	})
