@@ -408,27 +408,38 @@ func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []strin
 	return out, rows.Err()
 }
 
-// echoFor is true when (connector, subject, fingerprint) was written by
-// recipe or by a run whose chain holds recipe.
-const echoFor = `EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-	WHERE x.connector = $1 AND x.subject = $2 AND x.fingerprint = $3
+// echoesAmongSQL answers the ordinals (from 1) of the (connector $1,
+// subject $2, fingerprint $3) that echo a write of recipe $4 or of a run
+// whose chain holds it.
+const echoesAmongSQL = `SELECT u.n FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c, sub, fp, n)
+WHERE EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+	WHERE x.connector = u.c AND x.subject = u.sub AND x.fingerprint = u.fp
 	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
 
-// enqueueSQL stores one event and its run: suppressed at once when the
-// event echoes a write of the recipe or its chain, else queued. A repeated
-// event ID stores nothing and answers NULLs.
-const enqueueSQL = `WITH echo AS (
-	SELECT $4 != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-		WHERE x.connector = $5 AND x.subject = $3 AND x.fingerprint = $4
-		AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS yes),
+// enqueueManySQL stores a page's events and their runs, in arrival order
+// (run IDs are the claim order): a run is suppressed at once when its
+// event echoes a write of the recipe or its chain, else queued. An event
+// ID seen before, or earlier in the page, stores nothing and answers no
+// row; the others answer their ordinal (from 1), run and status.
+const enqueueManySQL = `WITH i AS (
+	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
+		WITH ORDINALITY AS u(event_id, subject, fingerprint, connector, event_time, data, okey, n)),
 e AS (
 	INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id),
+	SELECT $1, event_id, subject, fingerprint, connector, event_time, $9, data FROM i ORDER BY n
+	ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id),
+f AS (
+	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n,
+		i.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+			WHERE x.connector = i.connector AND x.subject = i.subject AND x.fingerprint = i.fingerprint
+			AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS echo
+	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n),
 r AS (
 	INSERT INTO runs (event, recipe, okey, status, created, finished)
-	SELECT e.id, $1, $9, CASE WHEN echo.yes THEN 'suppressed' ELSE 'queued' END, $7, CASE WHEN echo.yes THEN $7::bigint END
-	FROM e, echo RETURNING id, status)
-SELECT (SELECT id FROM r), (SELECT status FROM r)`
+	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' ELSE 'queued' END, $9, CASE WHEN f.echo THEN $9::bigint END
+	FROM f ORDER BY f.n
+	RETURNING id, event, status)
+SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
 // Advance implements engine.TriggerStore.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
@@ -455,33 +466,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		queued := false
 		skipped, sample := 0, []engine.SkippedEvent(nil)
-		// Phase 1, one round trip: which skipped events echo a write
+		// Phase 1, one statement: which skipped events echo a write
 		// (those are recorded as suppressed runs, as any echo).
 		echoOfSkip := make([]bool, len(adv.Events))
-		checks := &pgx.Batch{}
 		var checked []int
+		var cConns, cSubs, cFps []string
 		for i, ev := range adv.Events {
 			if ev.Skipped && ev.Fingerprint != "" {
-				checks.Queue(`SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe)
 				checked = append(checked, i)
+				cConns, cSubs, cFps = append(cConns, ev.Connector), append(cSubs, ev.Subject), append(cFps, ev.Fingerprint)
 			}
 		}
 		if len(checked) > 0 {
-			br := tx.SendBatch(ctx, checks)
-			for _, i := range checked {
-				if err := br.QueryRow().Scan(&echoOfSkip[i]); err != nil {
-					br.Close()
-					return fmt.Errorf("looking up echoes of %q: %w", adv.Events[i].Subject, err)
-				}
+			rows, err := tx.Query(ctx, echoesAmongSQL, cConns, cSubs, cFps, recipe)
+			if err != nil {
+				return fmt.Errorf("looking up echoes of %d skipped events: %w", len(checked), err)
 			}
-			if err := br.Close(); err != nil {
-				return err
+			hits, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return fmt.Errorf("looking up echoes of %d skipped events: %w", len(checked), err)
+			}
+			for _, n := range hits {
+				echoOfSkip[checked[n-1]] = true
 			}
 		}
-		// Phase 2, one round trip: each stored event and its run in one
-		// statement.
-		inserts := &pgx.Batch{}
+		// Phase 2, one statement: the stored events and their runs.
 		var stored []int
+		var ids, subjects, fps, conns, keys []string
+		var times []*int64
+		var datas [][]byte
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped && !echoOfSkip[i] {
@@ -507,26 +520,29 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			inserts.Queue(enqueueSQL, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(data), key)
 			stored = append(stored, i)
+			ids, subjects, fps, conns, keys = append(ids, ev.ID), append(subjects, ev.Subject), append(fps, ev.Fingerprint), append(conns, ev.Connector), append(keys, key)
+			times, datas = append(times, nanosPtr(ev.Time)), append(datas, data)
 		}
 		if len(stored) > 0 {
-			br := tx.SendBatch(ctx, inserts)
-			for _, i := range stored {
-				var id *int64
-				var status *string
-				if err := br.QueryRow().Scan(&id, &status); err != nil {
-					br.Close()
-					return fmt.Errorf("enqueueing event %q: %w", adv.Events[i].ID, err)
-				}
-				if id == nil {
-					continue // seen before
-				}
-				out[i].RunID, out[i].Status = *id, *status
-				queued = queued || *status == engine.RunQueued
+			rows, err := tx.Query(ctx, enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
+			if err != nil {
+				return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
 			}
-			if err := br.Close(); err != nil {
-				return err
+			for rows.Next() {
+				var n, id int64
+				var status string
+				if err := rows.Scan(&n, &id, &status); err != nil {
+					rows.Close()
+					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
+				}
+				i := stored[n-1]
+				out[i].RunID, out[i].Status = id, status
+				queued = queued || status == engine.RunQueued
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
 			}
 		}
 		if skipped > 0 {
