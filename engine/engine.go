@@ -136,6 +136,10 @@ type Engine struct {
 	// their lease is lost.
 	inflightMu sync.Mutex
 	inflight   map[int64]inflightRun
+
+	// batchers gather the calls of steps whose action has a batch form,
+	// by batchKey.
+	batchers sync.Map
 }
 
 // UniqueOwner is a runner name no other process has: host, process ID
