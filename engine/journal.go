@@ -57,19 +57,22 @@ type journalCall struct {
 	done  chan struct{} // one signal: err is set, or batch
 }
 
-// newJournalWriter returns nil when the store has no BatchJournal.
+// newJournalWriter returns nil when the store has no BatchJournal, or
+// batches concurrent Records itself (GroupCommitter).
 func newJournalWriter(s RunnerStore) *journalWriter {
 	bj, ok := s.(BatchJournal)
 	if !ok {
+		return nil
+	}
+	if gc, ok := s.(GroupCommitter); ok && gc.GroupsCommits() {
 		return nil
 	}
 	return &journalWriter{store: bj, depth: journalDepth}
 }
 
 // journalDepth is how many batches are written at once: while one
-// commits, the next is already on its way, so that a store which
-// batches writes itself (SQLite's committer) is never left idle waiting
-// for the engine.
+// commits, the next is already on its way, so that the database is never
+// left idle waiting for the engine.
 const journalDepth = 2
 
 func (j *journalWriter) record(ctx context.Context, w JournalWrite) error {

@@ -307,7 +307,7 @@ type Journal interface {
 // one commit (and, on a server, one round trip) for a batch of writes
 // rather than one each. The engine sends its Record calls through it
 // when the store has it, batching the calls that arrive while one batch
-// is being written.
+// is being written (unless the store is a GroupCommitter).
 type BatchJournal interface {
 	// RecordMany does what Record does for each write, in order, and
 	// returns after the commit with one error per write (nil: the write
@@ -317,6 +317,16 @@ type BatchJournal interface {
 	// the same run sees the earlier ones: after a fin, the run's lease is
 	// no longer held.
 	RecordMany(ctx context.Context, writes []JournalWrite) []error
+}
+
+// GroupCommitter is an optional BatchJournal ability: the store already
+// writes the Record calls of concurrent callers together (SQLite's
+// committer merges those of one transaction into one multi-row write, as
+// RecordMany does), so the engine calls Record as each write comes:
+// queueing writes behind a batch in flight would only add a wait, and
+// measured, cost CPU (docs/benchmarks.md).
+type GroupCommitter interface {
+	GroupsCommits() bool
 }
 
 // JournalWrite is one Record call: the leased run's step records and,

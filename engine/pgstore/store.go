@@ -627,10 +627,12 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		// The claimable runs are the first queued ones in ID order: walk
 		// the queued index in that order and stop at the limit. Left to
 		// itself the planner, misled by a young table's statistics, reads
-		// every queued run and sorts them (O(queue) per claim). The
-		// setting and the claim go in one round trip.
+		// every queued run and sorts them (O(queue) per claim). Turning
+		// plans off makes their cost huge, which must not make the server
+		// compile the claim (JIT: seconds per claim). The settings and
+		// the claim go in one round trip.
 		b := &pgx.Batch{}
-		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`)
+		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true), set_config('jit', 'off', true)`)
 		b.Queue(claimSQL, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()

@@ -11,7 +11,15 @@ import (
 	"github.com/memberflow/memberflow/engine"
 )
 
-var _ engine.BatchJournal = (*Store)(nil)
+var (
+	_ engine.BatchJournal   = (*Store)(nil)
+	_ engine.GroupCommitter = (*Store)(nil)
+)
+
+// GroupsCommits implements engine.GroupCommitter: the committer writes
+// the Records of concurrent callers in one transaction, with the
+// multi-row statements of RecordMany (journalTx).
+func (s *Store) GroupsCommits() bool { return true }
 
 // stepCols, echoCols and finCols are the parameters of one row of
 // upSteps, upEchoes and finRuns.
