@@ -61,7 +61,9 @@ func TestRulesBindToDeclaredRoles(t *testing.T) {
 		Name: "badges", Auth: []connectors.AuthKind{connectors.AuthNone}, Open: open,
 		Triggers: []*connectors.TriggerSpec{{Operation: fakeOp("awarded"), Poll: fakePoll("badge/", "badgeId", badges)}},
 		Actions: []*connectors.ActionSpec{{Operation: fakeOp("award"), Idempotent: true,
-			Run: func(context.Context, connectors.Conn, map[string]any) (*connectors.Result, error) { return &connectors.Result{}, nil }}},
+			Run: func(context.Context, connectors.Conn, map[string]any) (*connectors.Result, error) {
+				return &connectors.Result{}, nil
+			}}},
 		Records: []*connectors.RecordSpec{{
 			Kind: connectors.KindCredential, Trigger: "awarded",
 			Fields: map[string]string{connectors.FieldID: "badgeId", connectors.FieldMember: "holder", connectors.FieldExpires: "until"},
