@@ -310,6 +310,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	scrapes := stopScraping()
 	backlog, starved := stopSampling()
 	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
+	// Read before the recording (with Record) is fetched into this
+	// process: the peak is the backfill's.
+	peakRSS, peakErr := PeakRSS()
 	if opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -371,9 +374,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.MembersPerSec = float64(res.Members) / s
 		res.RunsPerSec = float64(res.Runs) / s
 	}
-	res.PeakRSS, err = PeakRSS()
-	if err != nil {
-		log.Warn("peak RSS not available", "error", err)
+	res.PeakRSS = peakRSS
+	if peakErr != nil {
+		log.Warn("peak RSS not available", "error", peakErr)
 	}
 	return res, nil
 }
