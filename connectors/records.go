@@ -74,6 +74,9 @@ type RecordSpec struct {
 	// States maps a state (the State constants) to the values of the
 	// status field that mean it.
 	States map[string][]string
+	// Statuses are every value of the status field, in the order a
+	// person reads them (a lifecycle), for filters and counts.
+	Statuses []string
 }
 
 // Listing is a paged listing action.

@@ -14,7 +14,8 @@ func declareRecords(s *connectors.Spec) {
 				connectors.FieldEligibleFrom: "eligibilityDate", connectors.FieldGivenName: "firstName",
 				connectors.FieldFamilyName: "lastName", connectors.FieldPlan: "planId", connectors.FieldChanged: "dateUpdated",
 			},
-			States: map[string][]string{connectors.StateEligible: {"eligible"}, connectors.StateEnded: {"lapsed", "cancelled"}},
+			States:   map[string][]string{connectors.StateEligible: {"eligible"}, connectors.StateEnded: {"lapsed", "cancelled"}},
+			Statuses: statusNames(),
 		},
 		{
 			Kind: connectors.KindPayment, Trigger: "payment_created",
@@ -50,4 +51,13 @@ func declareRecords(s *connectors.Spec) {
 			panic("memberships: a role names " + name + ", which is no operation of the connector")
 		}
 	}
+}
+
+// statusNames are the membership statuses in lifecycle order.
+func statusNames() []string {
+	out := make([]string, len(membershipStatuses))
+	for i, s := range membershipStatuses {
+		out[i] = s.(string)
+	}
+	return out
 }

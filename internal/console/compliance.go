@@ -187,6 +187,23 @@ func (f complianceFilter) keep(r memberRow) bool {
 	return true
 }
 
+// memberStatuses are the member statuses a filter offers: those the
+// members' connector declares, in its order, then any other seen.
+func memberStatuses(s *reconcile.Snapshot, seen map[string]int) []string {
+	var out []string
+	if rs := s.Kinds[connectors.KindMember]; rs != nil {
+		out = append(out, rs.Statuses...)
+	}
+	var extra []string
+	for st := range seen {
+		if st != "" && !contains(out, st) {
+			extra = append(extra, st)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
