@@ -125,6 +125,7 @@ func Spec() *connectors.Spec {
 	}
 	s.Triggers = triggers()
 	setEffects(s)
+	declareRecords(s)
 	return s
 }
 

@@ -159,7 +159,7 @@ func sampleResult() *Result {
 		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, Backlog: 1500, Starved: 0.05, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second, MembersPerCPUSecond: 2381,
 		Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 			"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, RequestsPerMember: 1.21126,
-		Ceiling: &CeilingResult{Members: 100000, Eligible: 40042, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
+		Ceiling: &CeilingResult{Members: 100000, Replayed: 121126, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
 			Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 				"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, CPU: 9 * time.Second, SandboxCPU: 5 * time.Second},
 		CeilingShare: 0.8}
