@@ -124,6 +124,10 @@ type Engine struct {
 	observed bool // an Observer was given: HTTP requests are named for it
 	watch    *watch
 
+	// otherRequests counts the HTTP requests no recipe sent: the checks
+	// at start, a token fetched outside a call.
+	otherRequests atomic.Int64
+
 	mu      sync.Mutex
 	started bool
 	joined  bool
