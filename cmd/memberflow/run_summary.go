@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -38,6 +39,21 @@ func runOnceUntilQuiet(run func() (*engine.Summary, error)) (*engine.Summary, in
 		seen = events
 	}
 	return sum, maxOncePasses, nil
+}
+
+// writeSummaryJSON prints the --once summary as one JSON object: the
+// engine's counts per recipe (requests and requests per event included),
+// the passes it took and the line writeGlance prints.
+func writeSummaryJSON(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, passes int) error {
+	var line strings.Builder
+	writeGlance(&line, sum, rs)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*engine.Summary
+		Passes int    `json:"passes"`
+		Line   string `json:"line"`
+	}{sum, passes, strings.TrimSuffix(line.String(), "\n")})
 }
 
 // writeGlance prints one line a person can read at a glance: what the
