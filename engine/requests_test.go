@@ -68,7 +68,7 @@ func requestingSpec() *connectors.Spec {
 			return cfg, get(context.Background(), cfg, "/open")
 		},
 		Actions: []*connectors.ActionSpec{{
-			Operation: connectors.Operation{Name: "call", Summary: "n requests", Input: obj, Output: obj},
+			Operation:  connectors.Operation{Name: "call", Summary: "n requests", Input: obj, Output: obj},
 			Idempotent: true,
 			Run: func(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, error) {
 				cfg := conn.(connectors.ConnectionConfig)
