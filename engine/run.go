@@ -68,6 +68,14 @@ func (e *Engine) end() {
 // queued run (earlier ones included), and returns the summary. A schedule
 // that is due fires once (fireIfDue); webhooks are not fed. When ctx ends it stops as Run does.
 func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
+	return e.RunOncePolling(ctx, nil)
+}
+
+// RunOncePolling is RunOnce polling only the recipes poll accepts (nil:
+// all); every queued run is still run. A later pass of `run --once` uses
+// it to poll only the triggers that another recipe's writes may have
+// given news.
+func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bool) (*Summary, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -80,6 +88,8 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 		rt := e.recipes[name]
 		var feed func() error
 		switch {
+		case rt.polls() && poll != nil && !poll(name):
+			continue
 		case rt.polls():
 			feed = func() error { return e.pollLoop(ctx, rt, true) }
 		case rt.mode == "schedule":

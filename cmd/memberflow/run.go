@@ -306,12 +306,12 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	stopProgress := startProgress(eng, io.err)
 	if o.once {
-		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) {
+		sum, passes, err := runOnceUntilQuiet(func(poll func(string) bool) (*engine.Summary, error) {
 			if ctx.Err() != nil {
 				return nil, nil // stopped by a signal: no further pass
 			}
-			return eng.RunOnce(ctx)
-		})
+			return eng.RunOncePolling(ctx, poll)
+		}, rs)
 		stopProgress()
 		if sum != nil {
 			if o.format == "json" {
