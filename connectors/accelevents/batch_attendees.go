@@ -100,9 +100,15 @@ func (x *attendeeIndex) find(externalID, email string, ticketTypeID int64) *Atte
 }
 
 // readAttendees reads an event's whole attendee list when that costs
-// at most budget requests (pages of 500); otherwise it returns nil after
-// one request, and the caller looks each person up instead.
+// at most budget requests (pages of 500), judged by the count the list
+// last gave (a count is a cost estimate only, never a match); otherwise,
+// or when the first page shows the list has grown past the budget, it
+// returns nil and the caller looks each person up instead.
 func (c *Client) readAttendees(ctx context.Context, ev string, budget int) (*attendeeIndex, error) {
+	pages := func(total int) int { return max(1, (total+listPageSize-1)/listPageSize) }
+	if last, ok := c.listTotals.Load(ev); ok && pages(last.(int)) > budget {
+		return nil, nil
+	}
 	x := newAttendeeIndex()
 	for page := 0; ; page++ {
 		var p struct {
@@ -117,7 +123,8 @@ func (c *Client) readAttendees(ctx context.Context, ev string, budget int) (*att
 		if p.Data == nil {
 			p.Data = p.Attendees // the other name the API answers with
 		}
-		if page == 0 && (p.RecordsTotal+listPageSize-1)/listPageSize > budget {
+		c.listTotals.Store(ev, p.RecordsTotal)
+		if page == 0 && pages(p.RecordsTotal) > budget {
 			return nil, nil
 		}
 		for i := range p.Data {
@@ -129,11 +136,26 @@ func (c *Client) readAttendees(ctx context.Context, ev string, budget int) (*att
 	}
 }
 
+// lookupCost is the most requests looking the inputs up one at a time
+// takes: one by external id, one by email when that finds nobody.
+func lookupCost(inputs []map[string]any, items []int) int {
+	n := 0
+	for _, i := range items {
+		if str(inputs[i], "externalId") != "" {
+			n++
+		}
+		if str(inputs[i], "email") != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // upsertAttendees is upsert_attendee's batch form. The look-ups, one or
 // two requests per person one at a time, become one read of the event's
 // attendee list (a page per 500 attendees), matched locally by external
 // id, then email, as the search would; the list is read only when that
-// costs fewer requests than the look-ups would. The writes stay one
+// costs no more requests than the look-ups would. The writes stay one
 // request each, in input order, and an attendee a write creates or
 // changes is found by the inputs after it, as one at a time would.
 func upsertAttendees(ctx context.Context, c *Client, inputs []map[string]any) ([]connectors.ItemResult, error) {
@@ -154,9 +176,9 @@ func upsertAttendees(ctx context.Context, c *Client, inputs []map[string]any) ([
 	}
 	for _, ev := range events {
 		items := byEvent[ev]
-		// Each look-up costs at least one request: the list is worth
-		// reading when its pages are no more than the people.
-		index, err := c.readAttendees(ctx, ev, len(items))
+		// The list is worth reading when its pages are no more than the
+		// look-ups would be.
+		index, err := c.readAttendees(ctx, ev, lookupCost(inputs, items))
 		if err != nil {
 			return nil, opErr("upsert_attendee", err)
 		}

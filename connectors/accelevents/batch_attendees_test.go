@@ -144,27 +144,33 @@ func TestUpsertBatchMatchesEachAsOneAtATime(t *testing.T) {
 	}
 }
 
-// TestUpsertBatchReadsTheListOnlyWithinBudget: the list is not read past
-// its first page when its pages cost more than the look-ups (budget), and
-// a batch of one, whose list fits a page, costs that page and its write.
+// TestUpsertBatchReadsTheListOnlyWithinBudget: a batch of one whose list
+// fits a page costs that page and its write; when the list last counted
+// more pages than the batch's look-ups would cost, the batch looks each
+// person up instead, without reading a page of the list.
 func TestUpsertBatchReadsTheListOnlyWithinBudget(t *testing.T) {
 	e, reqs := countedEnv(t, 60)
-	total := len(allAttendees(t, e))
-	if total == 0 {
-		t.Fatal("no attendees seeded")
-	}
-	x, err := e.conn.(*Client).readAttendees(context.Background(), "annual-conference-2026", 0)
-	if err != nil || x != nil {
-		t.Fatalf("a budget of no pages read the list: %v, %v", x, err)
+	a := e.spec.Action("upsert_attendee")
+	solo := func(n int) []map[string]any {
+		return []map[string]any{{"externalId": fmt.Sprintf("member-solo-%d", n), "email": fmt.Sprintf("solo%d@example.com", n), "firstName": "So", "lastName": "Lo", "ticketTypeId": 145680}}
 	}
 	reqs.n.Store(0)
-	a := e.spec.Action("upsert_attendee")
-	res, err := a.Batch.Run(context.Background(), e.conn, []map[string]any{{"externalId": "member-solo", "email": "solo@example.com", "firstName": "So", "lastName": "Lo", "ticketTypeId": 145680}})
+	res, err := a.Batch.Run(context.Background(), e.conn, solo(1))
 	if err != nil || res[0].Err != nil {
 		t.Fatal(err, res[0].Err)
 	}
-	// One list page (the whole list fits one), one create.
 	if n := reqs.n.Load(); n != 2 {
-		t.Errorf("a batch of one sent %d requests, want 2", n)
+		t.Errorf("a batch of one sent %d requests, want 2 (one list page, one create)", n)
+	}
+	// A list of 5,000 (10 pages) against 2 look-ups: looked up.
+	c := e.conn.(*Client)
+	c.listTotals.Store(c.EventURL(), 5000)
+	reqs.n.Store(0)
+	res, err = a.Batch.Run(context.Background(), e.conn, solo(2))
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if n, out := reqs.n.Load(), res[0].Result.Output.(map[string]any); n != 3 || out["action"] != "created" {
+		t.Errorf("a batch of one against a long list sent %d requests (want 3: two look-ups, one create), %v", n, out["action"])
 	}
 }

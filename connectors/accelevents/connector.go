@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -55,6 +56,10 @@ type Client struct {
 	webhook  connectors.Webhook
 	log      hclog.Logger
 	now      func() time.Time
+	// listTotals is each event's attendee count as the list last said
+	// (eventUrl → int): what reading the list again would cost, for
+	// upsert_attendee's batch form to choose between it and look-ups.
+	listTotals sync.Map
 }
 
 // API returns the HTTP client.
