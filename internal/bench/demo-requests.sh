@@ -7,6 +7,9 @@
 #
 #   go build -o memberflow ./cmd/memberflow
 #   MEMBERFLOW=./memberflow internal/bench/demo-requests.sh [members] [recipe.yaml...]
+#
+# CONCURRENCY=N passes --concurrency N to run (the runs at once, and so
+# the most calls of one step a batch form gathers).
 set -euo pipefail
 MF=${MEMBERFLOW:-memberflow}
 MEMBERS=${1:-100}
@@ -24,7 +27,7 @@ URL=$(cat "$TMP/ready")
 for f in "${RECIPES[@]}"; do
   curl -fsS -X POST "$URL/_sandbox/reset" >/dev/null
   rm -rf "$TMP/store" && mkdir "$TMP/store"
-  summary=$("$MF" run --once --sandbox-url "$URL" --store "$TMP/store/s.db" "$f" 2>"$TMP/err" | tail -n 1) || { echo "$f: run failed: $(tail -n 3 "$TMP/err")"; continue; }
+  summary=$("$MF" run --once ${CONCURRENCY:+--concurrency "$CONCURRENCY"} --sandbox-url "$URL" --store "$TMP/store/s.db" "$f" 2>"$TMP/err" | tail -n 1) || { echo "$f: run failed: $(tail -n 3 "$TMP/err")"; continue; }
   curl -fsS "$URL/_sandbox/stats" | F="$f" S="$summary" python3 -c '
 import json, os, sys
 st = json.load(sys.stdin)
