@@ -127,6 +127,10 @@ type Engine struct {
 	journal *journalWriter
 	watch   *watch
 
+	// otherRequests counts the HTTP requests no recipe sent: the checks
+	// at start, a token fetched outside a call.
+	otherRequests atomic.Int64
+
 	mu      sync.Mutex
 	started bool
 	joined  bool

@@ -122,14 +122,15 @@ func TestStepWhenFalseIsJournaledSkipped(t *testing.T) {
 }
 
 func TestSummaryText(t *testing.T) {
-	s := &engine.Summary{Recipes: []engine.RecipeSummary{{Recipe: "issue", Events: 3, Succeeded: 2, Skipped: 1,
-		Writes: map[string]int64{"certs.create_cert": 2, "members.set_cert": 2}}}}
+	s := &engine.Summary{Requests: 9, OtherRequests: 2, Recipes: []engine.RecipeSummary{{Recipe: "issue", Events: 3, Succeeded: 2, Skipped: 1,
+		Writes: map[string]int64{"certs.create_cert": 2, "members.set_cert": 2}, Requests: 7, RequestsPerEvent: 7.0 / 3}}}
 	var b strings.Builder
 	if err := s.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "RECIPE  EVENTS  SUCCEEDED  SKIPPED  SUPPRESSED  DEAD  WRITES\n" +
-		"issue   3       2          1        0           0     certs.create_cert=2 members.set_cert=2\n"
+	want := "RECIPE  EVENTS  SUCCEEDED  SKIPPED  SUPPRESSED  DEAD  REQUESTS  PER EVENT  WRITES\n" +
+		"issue   3       2          1        0           0     7         2.333      certs.create_cert=2 members.set_cert=2\n" +
+		"9 API request(s): 7 by the recipes, 2 by the checks at start\n"
 	if b.String() != want {
 		t.Errorf("summary text:\n%s\nwant:\n%s", b.String(), want)
 	}

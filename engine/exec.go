@@ -439,7 +439,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		ctx, cancel = context.WithTimeout(ctx, st.retry.Timeout)
 		defer cancel()
 	}
-	callCtx := e.withPauseHook(ctx, st.conn.connector)
+	callCtx := e.callContext(ctx, rt.r.Name, st.conn.connector)
 	// The step's policy also decides each request's retries in the HTTP
 	// runtime: a failed request is sent again where it failed, not with
 	// the whole action, and at most the policy's attempts.

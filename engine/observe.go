@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -163,6 +164,14 @@ func (t *instrumentedTransport) RoundTrip(r *http.Request) (*http.Response, erro
 	if err == nil {
 		status = res.StatusCode
 	}
+	// Every attempt counts against the service's rate limit: it is
+	// charged to the recipe whose poll or run sent it, or to the
+	// engine's own checks (at start, a token refresh outside a call).
+	if n, ok := r.Context().Value(requestCounterKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	} else {
+		t.e.otherRequests.Add(1)
+	}
 	if t.e.observed {
 		// Naming the operation is for metrics only.
 		t.e.obs.HTTPRequest(t.connector, t.operation(r), status, took)
@@ -201,7 +210,21 @@ func (e *Engine) instrument(cfg *connectors.ConnectionConfig, spec *connectors.S
 	cfg.HTTPClient = client
 }
 
-// pauseHook reports the rate-limit waits of the calls made with ctx.
+// requestCounterKey carries, in a call's context, the counter of the
+// recipe its HTTP requests are charged to.
+type requestCounterKey struct{}
+
+// callContext is the context of a recipe's calls to a connection (a
+// poll, a step, a settlement look-up): its HTTP requests are counted to
+// the recipe and its rate-limit waits reported.
+func (e *Engine) callContext(ctx context.Context, recipe, connector string) context.Context {
+	if st := e.stats[recipe]; st != nil {
+		ctx = context.WithValue(ctx, requestCounterKey{}, &st.requests)
+	}
+	return e.withPauseHook(ctx, connector)
+}
+
+// withPauseHook reports the rate-limit waits of the calls made with ctx.
 func (e *Engine) withPauseHook(ctx context.Context, connector string) context.Context {
 	return apiclient.WithWaitHook(ctx, func(waited time.Duration) {
 		e.obs.RateLimitPause(connector, waited)

@@ -68,6 +68,14 @@ func (e *Engine) end() {
 // queued run (earlier ones included), and returns the summary. A schedule
 // that is due fires once (fireIfDue); webhooks are not fed. When ctx ends it stops as Run does.
 func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
+	return e.RunOncePolling(ctx, nil)
+}
+
+// RunOncePolling is RunOnce polling only the recipes poll accepts (nil:
+// all); every queued run is still run. A later pass of `run --once` uses
+// it to poll only the triggers that another recipe's writes may have
+// given news.
+func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bool) (*Summary, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -80,6 +88,8 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 		rt := e.recipes[name]
 		var feed func() error
 		switch {
+		case rt.polls() && poll != nil && !poll(name):
+			continue
 		case rt.polls():
 			feed = func() error { return e.pollLoop(ctx, rt, true) }
 		case rt.mode == "schedule":
@@ -149,7 +159,10 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 type recipeStats struct {
-	events, duplicates, polls, total                atomic.Int64
+	events, duplicates, polls, total atomic.Int64
+	// requests counts the HTTP requests of the recipe's polls and runs
+	// (retries and settlement look-ups included).
+	requests                                        atomic.Int64
 	succeeded, skipped, suppressed, dead, abandoned atomic.Int64
 	// writes counts the successful calls of each writing action
 	// (connection.operation) that changed something; unchanged those
@@ -179,6 +192,11 @@ type Summary struct {
 	Runs int64         `json:"runs"`
 	P50  time.Duration `json:"p50_ns"`
 	P99  time.Duration `json:"p99_ns"`
+	// Requests counts every HTTP request sent to a service: the recipes'
+	// and OtherRequests, those no recipe sent (the connections' checks at
+	// start, a token fetched outside a call).
+	Requests      int64 `json:"requests"`
+	OtherRequests int64 `json:"other_requests"`
 }
 
 // RecipeSummary counts one recipe's events and runs.
@@ -201,6 +219,12 @@ type RecipeSummary struct {
 	// Unchanged counts the calls of actions that report no-ops
 	// (ActionSpec.ReportsUnchanged) which found nothing to change.
 	Unchanged map[string]int64 `json:"unchanged"`
+	// Requests counts the HTTP requests the recipe's polls and runs sent
+	// (retries, settlement look-ups and OAuth token fetches included),
+	// and RequestsPerEvent is Requests over Events: for a recipe whose
+	// trigger sees each member once, the requests per member.
+	Requests         int64   `json:"requests"`
+	RequestsPerEvent float64 `json:"requests_per_event"`
 }
 
 // Done is the number of runs with an outcome.
@@ -208,7 +232,8 @@ func (r RecipeSummary) Done() int64 { return r.Succeeded + r.Skipped + r.Suppres
 
 // Summary returns the counts so far.
 func (e *Engine) Summary() *Summary {
-	s := &Summary{Runs: e.latency.count.Load(), P50: e.latency.quantile(0.5), P99: e.latency.quantile(0.99)}
+	s := &Summary{Runs: e.latency.count.Load(), P50: e.latency.quantile(0.5), P99: e.latency.quantile(0.99), OtherRequests: e.otherRequests.Load()}
+	s.Requests = s.OtherRequests
 	for _, name := range e.recipeNames() {
 		st := e.stats[name]
 		rs := RecipeSummary{Recipe: name, Events: st.events.Load(), Duplicates: st.duplicates.Load(), Total: st.total.Load(),
@@ -217,6 +242,11 @@ func (e *Engine) Summary() *Summary {
 		for k, v := range st.writes {
 			rs.Writes[k] = v.Load()
 		}
+		rs.Requests = st.requests.Load()
+		if rs.Events > 0 {
+			rs.RequestsPerEvent = float64(rs.Requests) / float64(rs.Events)
+		}
+		s.Requests += rs.Requests
 		for k, v := range st.unchanged {
 			if n := v.Load(); n > 0 {
 				rs.Unchanged[k] = n
@@ -239,7 +269,7 @@ func (s *Summary) Dead() int64 {
 // WriteText prints the summary as a table.
 func (s *Summary) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECIPE\tEVENTS\tSUCCEEDED\tSKIPPED\tSUPPRESSED\tDEAD\tWRITES")
+	fmt.Fprintln(tw, "RECIPE\tEVENTS\tSUCCEEDED\tSKIPPED\tSUPPRESSED\tDEAD\tREQUESTS\tPER EVENT\tWRITES")
 	for _, r := range s.Recipes {
 		keys := make([]string, 0, len(r.Writes))
 		for k := range r.Writes {
@@ -258,13 +288,22 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if ws == "" {
 			ws = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Recipe, r.Events, r.Succeeded, r.Skipped, r.Suppressed, r.Dead, ws)
+		perEvent := "-"
+		if r.Events > 0 {
+			perEvent = fmt.Sprintf("%.3f", r.RequestsPerEvent)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Recipe, r.Events, r.Succeeded, r.Skipped, r.Suppressed, r.Dead, r.Requests, perEvent, ws)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if s.Runs > 0 {
-		_, err := fmt.Fprintf(w, "%d run(s), execution time p50 %s, p99 %s\n", s.Runs, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+		if _, err := fmt.Fprintf(w, "%d run(s), execution time p50 %s, p99 %s\n", s.Runs, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond)); err != nil {
+			return err
+		}
+	}
+	if s.Requests > 0 {
+		_, err := fmt.Fprintf(w, "%d API request(s): %d by the recipes, %d by the checks at start\n", s.Requests, s.Requests-s.OtherRequests, s.OtherRequests)
 		return err
 	}
 	return nil

@@ -203,7 +203,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 	// even when the steps' policy gives up sooner.
 	policy := e.opts.Retry
 	policy.Attempts = max(policy.Attempts, defaultAttempts)
-	pollCtx := connectors.WithRetry(e.withPauseHook(ctx, rt.trigConn.connector), func(ctx context.Context, failed int, err error) bool {
+	pollCtx := connectors.WithRetry(e.callContext(ctx, name, rt.trigConn.connector), func(ctx context.Context, failed int, err error) bool {
 		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{

@@ -98,6 +98,7 @@ recipes that do not load.`,
 			fs.StringVar(&o.owner, "owner", "", "this runner's name in the store's leases (default: host, process ID and a random suffix, unique)")
 			fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 			fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+			fs.StringVar(&o.format, "format", "text", "--once summary format: text (a table per recipe, with its API requests and requests per event, then one line) or json")
 			o.console.flags(fs, "console-read-only")
 			return func(ctx context.Context, args []string, io stdio) int {
 				o.connections = conns
@@ -110,7 +111,7 @@ recipes that do not load.`,
 
 type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
-	storeKey                                                     string
+	storeKey, format                                             string
 	once, sandbox, sandboxNoLimits, dryRun                       bool
 	sandboxUndocumented                                          bool
 	sandboxMembers, concurrency                                  int
@@ -129,6 +130,8 @@ func (o runOptions) check() error {
 		return fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.logFormat != "text" && o.logFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, got %q", o.logFormat)
+	case o.format != "text" && o.format != "json":
+		return fmt.Errorf("--format must be text or json, got %q", o.format)
 	case hclog.LevelFromString(o.logLevel) == hclog.NoLevel:
 		return fmt.Errorf("--log-level must be trace, debug, info, warn, error or off, got %q", o.logLevel)
 	case o.sandbox && o.sandboxMembers < 0:
@@ -303,17 +306,21 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 
 	stopProgress := startProgress(eng, io.err)
 	if o.once {
-		sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) {
+		sum, passes, err := runOnceUntilQuiet(func(poll func(string) bool) (*engine.Summary, error) {
 			if ctx.Err() != nil {
 				return nil, nil // stopped by a signal: no further pass
 			}
-			return eng.RunOnce(ctx)
-		})
+			return eng.RunOncePolling(ctx, poll)
+		}, rs)
 		stopProgress()
 		if sum != nil {
-			sum.WriteText(io.out)
-			fmt.Fprintln(io.out)
-			writeGlance(io.out, sum, rs)
+			if o.format == "json" {
+				writeSummaryJSON(io.out, sum, rs, passes)
+			} else {
+				sum.WriteText(io.out)
+				fmt.Fprintln(io.out)
+				writeGlance(io.out, sum, rs)
+			}
 			log.Debug("caught up", "passes", passes)
 		}
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -16,12 +17,19 @@ import (
 // Passes repeat until one finds nothing new.
 const maxOncePasses = 8
 
-// runOnceUntilQuiet runs passes until one sees no new event.
-func runOnceUntilQuiet(run func() (*engine.Summary, error)) (*engine.Summary, int, error) {
+// runOnceUntilQuiet runs passes until one sees no new event, or until
+// no trigger can have news: after the first pass (which polls every
+// trigger), a pass polls only the triggers watching a service that
+// another recipe changed something in during the pass before. A recipe's
+// own writes are echoes to it (echo suppression), so they call for no
+// other pass: a recipe run alone polls once.
+func runOnceUntilQuiet(run func(poll func(recipe string) bool) (*engine.Summary, error), rs []*recipes.Recipe) (*engine.Summary, int, error) {
 	var sum *engine.Summary
 	seen := int64(-1)
+	var poll func(string) bool
+	prevWrites := map[string]map[string]int64{}
 	for pass := 1; pass <= maxOncePasses; pass++ {
-		s, err := run()
+		s, err := run(poll)
 		if s != nil {
 			sum = s
 		}
@@ -36,8 +44,73 @@ func runOnceUntilQuiet(run func() (*engine.Summary, error)) (*engine.Summary, in
 			return sum, pass, nil
 		}
 		seen = events
+		next := pollAfter(s, prevWrites, rs)
+		if len(next) == 0 {
+			return sum, pass, nil
+		}
+		poll = func(recipe string) bool { return next[recipe] }
 	}
 	return sum, maxOncePasses, nil
+}
+
+// pollAfter returns the recipes (by the engine's name) whose trigger
+// watches a connector that another recipe changed something in since
+// prev (each recipe's Writes then, updated to now).
+func pollAfter(s *engine.Summary, prev map[string]map[string]int64, rs []*recipes.Recipe) map[string]bool {
+	byName := map[string]*recipes.Recipe{}
+	for _, r := range rs {
+		byName[r.Name] = r
+		if r.ID != "" {
+			byName[r.ID] = r
+		}
+	}
+	wroteBy := map[string]map[string]bool{} // connector → recipes that changed something in it
+	for _, rsum := range s.Recipes {
+		r := byName[rsum.Recipe]
+		before := prev[rsum.Recipe]
+		now := map[string]int64{}
+		for key, n := range rsum.Writes {
+			now[key] = n
+			if r == nil || n <= before[key] {
+				continue
+			}
+			conn, _, _ := strings.Cut(key, ".")
+			c := connectorOf(r, conn)
+			if wroteBy[c] == nil {
+				wroteBy[c] = map[string]bool{}
+			}
+			wroteBy[c][rsum.Recipe] = true
+		}
+		prev[rsum.Recipe] = now
+	}
+	next := map[string]bool{}
+	for _, rsum := range s.Recipes {
+		r := byName[rsum.Recipe]
+		if r == nil || r.Trigger == nil {
+			continue
+		}
+		for writer := range wroteBy[connectorOf(r, r.Trigger.Connection)] {
+			if writer != rsum.Recipe {
+				next[rsum.Recipe] = true
+			}
+		}
+	}
+	return next
+}
+
+// writeSummaryJSON prints the --once summary as one JSON object: the
+// engine's counts per recipe (requests and requests per event included),
+// the passes it took and the line writeGlance prints.
+func writeSummaryJSON(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, passes int) error {
+	var line strings.Builder
+	writeGlance(&line, sum, rs)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*engine.Summary
+		Passes int    `json:"passes"`
+		Line   string `json:"line"`
+	}{sum, passes, strings.TrimSuffix(line.String(), "\n")})
 }
 
 // writeGlance prints one line a person can read at a glance: what the

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/memberflow/memberflow/engine"
@@ -10,26 +11,57 @@ import (
 )
 
 func TestRunOnceUntilQuiet(t *testing.T) {
+	conns := map[string]*recipes.Connection{
+		"members": {Name: "members", Connector: "memberships"},
+		"acc":     {Name: "acc", Connector: "accredible"},
+	}
+	rs := []*recipes.Recipe{
+		{Name: "r", Connections: conns, Trigger: &recipes.Trigger{Connection: "members", Operation: "user_changed"}},
+		{Name: "w", Connections: conns, Trigger: &recipes.Trigger{Connection: "acc", Operation: "credential_changed"}},
+	}
 	for _, tc := range []struct {
 		name       string
-		events     []int64 // cumulative events after each pass
+		events     []int64 // r's cumulative events after each pass
+		writes     []int64 // w's cumulative changes in members after each pass
 		err        error
 		wantPasses int
+		wantPolled []string // recipes polled in the second pass
 	}{
-		{"quiet at once", []int64{0, 0}, nil, 2},
-		{"a chain of two hops", []int64{10, 14, 15, 15}, nil, 4},
-		{"never quiet stops at the bound", []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, nil, maxOncePasses},
-		{"an error stops", []int64{3}, errors.New("poll failed"), 1},
+		{"quiet at once", []int64{0, 0}, []int64{1, 2}, nil, 2, []string{"r"}},
+		{"a chain of two hops", []int64{10, 14, 15, 15}, []int64{1, 2, 3, 4}, nil, 4, []string{"r"}},
+		{"never quiet stops at the bound", []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, nil, maxOncePasses, []string{"r"}},
+		{"an error stops", []int64{3}, []int64{1}, errors.New("poll failed"), 1, nil},
+		// Nobody else changed what r watches: no second pass.
+		{"no other recipe wrote", []int64{10, 10}, []int64{0, 0}, nil, 1, nil},
+		{"the writes stopped", []int64{10, 12, 13}, []int64{1, 1, 1}, nil, 2, []string{"r"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			sum, passes, err := runOnceUntilQuiet(func() (*engine.Summary, error) {
-				n := tc.events[min(calls, len(tc.events)-1)]
+			var polled []string
+			sum, passes, err := runOnceUntilQuiet(func(poll func(string) bool) (*engine.Summary, error) {
+				if calls == 0 && poll != nil {
+					t.Error("the first pass does not poll every trigger")
+				}
+				if calls == 1 {
+					for _, r := range []string{"r", "w"} {
+						if poll(r) {
+							polled = append(polled, r)
+						}
+					}
+				}
+				i := min(calls, len(tc.events)-1)
 				calls++
-				return &engine.Summary{Recipes: []engine.RecipeSummary{{Recipe: "r", Events: n}}}, tc.err
-			})
+				// r writes in members too: its own writes call for no pass.
+				return &engine.Summary{Recipes: []engine.RecipeSummary{
+					{Recipe: "r", Events: tc.events[i], Writes: map[string]int64{"members.update_user": int64(calls)}},
+					{Recipe: "w", Writes: map[string]int64{"members.update_user": tc.writes[min(i, len(tc.writes)-1)]}},
+				}}, tc.err
+			}, rs)
 			if passes != tc.wantPasses || calls != tc.wantPasses || !errors.Is(err, tc.err) || sum == nil {
 				t.Fatalf("passes=%d calls=%d err=%v; want %d passes, err %v", passes, calls, err, tc.wantPasses, tc.err)
+			}
+			if !slices.Equal(polled, tc.wantPolled) {
+				t.Errorf("the second pass polled %v, want %v", polled, tc.wantPolled)
 			}
 		})
 	}

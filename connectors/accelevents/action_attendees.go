@@ -85,6 +85,7 @@ func attendeeActions() []*connectors.ActionSpec {
 				Example: map[string]any{"externalId": "member-42", "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace", "ticketTypeId": 145680},
 			},
 			Run:              connectors.Bind(upsertAttendee),
+			Batch:            &connectors.BatchForm{Max: upsertBatchMax, Run: connectors.BindBatch(upsertAttendees)},
 			Settle:           settleUpsertAttendee,
 			ReportsUnchanged: true,
 		},
@@ -160,13 +161,21 @@ func upsertAttendee(ctx context.Context, c *Client, in map[string]any) (*connect
 	if err != nil {
 		return nil, opErr("upsert_attendee", err)
 	}
-	ext, email := str(in, "externalId"), str(in, "email")
-	first, last := str(in, "firstName"), str(in, "lastName")
-	typ, _ := num(in, "ticketTypeId")
-	found, _, err := c.findAttendee(ctx, evURL, ext, email, 0)
+	found, _, err := c.findAttendee(ctx, evURL, str(in, "externalId"), str(in, "email"), 0)
 	if err != nil {
 		return nil, opErr("upsert_attendee", err)
 	}
+	res, _, err := applyUpsert(ctx, c, evURL, in, found)
+	return res, err
+}
+
+// applyUpsert creates the attendee (found is nil) or changes the fields
+// of found that differ, and returns the result and the attendee as it
+// now is.
+func applyUpsert(ctx context.Context, c *Client, evURL string, in map[string]any, found *Attendee) (*connectors.Result, *Attendee, error) {
+	ext, email := str(in, "externalId"), str(in, "email")
+	first, last := str(in, "firstName"), str(in, "lastName")
+	typ, _ := num(in, "ticketTypeId")
 	action := "unchanged"
 	var a Attendee
 	switch {
@@ -179,7 +188,7 @@ func upsertAttendee(ctx context.Context, c *Client, in map[string]any) (*connect
 			body["externalId"] = ext
 		}
 		if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: eventPath(evURL, "staff/attendees"), Body: body}, &a); err != nil {
-			return nil, opErr("upsert_attendee", err)
+			return nil, nil, opErr("upsert_attendee", err)
 		}
 		action = "created"
 	default:
@@ -199,20 +208,20 @@ func upsertAttendee(ctx context.Context, c *Client, in map[string]any) (*connect
 		a = *found
 		if len(change) > 0 {
 			if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPut, Path: eventPath(evURL, "staff/attendees/%d", found.AttendeeID), Body: change}, &a); err != nil {
-				return nil, opErr("upsert_attendee", err)
+				return nil, nil, opErr("upsert_attendee", err)
 			}
 			action = "updated"
 		}
 	}
 	v, err := value(&a)
 	if err != nil {
-		return nil, opErr("upsert_attendee", err)
+		return nil, nil, opErr("upsert_attendee", err)
 	}
 	res := &connectors.Result{Output: map[string]any{"action": action, "attendee": v}}
 	if action != "unchanged" {
 		res.Wrote = []connectors.Record{{Subject: AttendeeSubject(a.AttendeeID), State: AttendeeFingerprint(&a)}}
 	}
-	return res, nil
+	return res, &a, nil
 }
 
 // settleUpsertAttendee decides an in-doubt upsert: it happened when the

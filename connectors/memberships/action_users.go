@@ -39,6 +39,7 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 			ReadOnly:   true,
 			Idempotent: true,
 			Run:        connectors.Bind(findUserByEmailAction),
+			Batch:      &connectors.BatchForm{Max: findBatchMax, Run: connectors.BindBatch(findUsersByEmail)},
 		},
 		{
 			Operation: connectors.Operation{

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,16 +456,49 @@ func TestScanCost(t *testing.T) {
 		requests          int
 		interval          time.Duration
 	}{
-		{100, 1, 0, 2, time.Second}, // 0.864 s of the daily budget
-		{10_000, 4, 0, 101, 175 * time.Second},
-		{100_000, 4, 0.5, 1001, 3459 * time.Second},
-		{1_000_000, 4, 0.5, 10001, 34563 * time.Second},
+		{200, 1, 0, 2, time.Second}, // 0.864 s of the daily budget
+		{10_000, 4, 0, 100, 173 * time.Second},
+		{100_000, 4, 0.5, 1000, 3456 * time.Second},
+		{1_000_000, 4, 0.5, 10000, 34560 * time.Second},
 	} {
 		if got := ScanRequests(tc.members); got != tc.requests {
 			t.Errorf("ScanRequests(%d) = %d, want %d", tc.members, got, tc.requests)
 		}
 		if got := ScanInterval(tc.members, tc.triggers, tc.share); got != tc.interval.Round(time.Second) {
 			t.Errorf("ScanInterval(%d, %d, %g) = %s, want %s", tc.members, tc.triggers, tc.share, got, tc.interval.Round(time.Second))
+		}
+	}
+}
+
+// TestScanEndsOnTheCountedPage: a scan stops on the page that reaches
+// the search's count, without asking for an empty page after it, both
+// when the last page is full and when it is short.
+func TestScanEndsOnTheCountedPage(t *testing.T) {
+	for _, members := range []int{200, 230} {
+		var searches atomic.Int64
+		count := func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/users/search" {
+					searches.Add(1)
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+		f := newFixture(t, members, count, nil)
+		total := int(out(f.must("search_users", map[string]any{"companyId": sandbox.DemoCompanyID, "limit": "1"}))["count"].(float64))
+		searches.Store(0)
+		d := f.poller("user_created", connectors.StartBeginning, nil)
+		if evs := d.drain(); len(evs) < members {
+			t.Fatalf("%d members: the scan emitted %d events", members, len(evs))
+		}
+		if got, want := searches.Load(), int64(ScanRequests(total)); got != want {
+			t.Errorf("%d users: the scan sent %d searches, want %d (one per page of 100)", total, got, want)
+		}
+		// The next scan starts again from the first user.
+		searches.Store(0)
+		d.drain()
+		if got, want := searches.Load(), int64(ScanRequests(total)); got != want {
+			t.Errorf("%d users, second scan: %d searches, want %d", total, got, want)
 		}
 	}
 }

@@ -209,6 +209,11 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 		fresh = append(fresh, s)
 	}
 	res := &connectors.PollResult{Total: page.Count, More: len(page.Items) == pageSize}
+	if !incremental && page.Count > 0 && cur.Skip+len(page.Items) >= page.Count {
+		// The search's count is the total: the page that reaches it ends
+		// the scan, without a request for an empty page after it.
+		res.More = false
+	}
 	if len(fresh) > 0 && req.Prior != nil {
 		subjects := make([]string, len(fresh))
 		for i, s := range fresh {
@@ -262,9 +267,9 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 }
 
 // ScanRequests is what one scan of the users costs: one request per page
-// of 100, and one more to see the end when the last page is full.
+// of 100 (the search's count says which page is the last).
 func ScanRequests(members int) int {
-	return members/pageSize + 1
+	return max(1, (members+pageSize-1)/pageSize)
 }
 
 // ScanInterval is the shortest poll interval at which triggers scanning

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -166,6 +167,10 @@ type Result struct {
 	// their sum over the members.
 	Requests          map[string]int64 `json:"requests"`
 	RequestsPerMember float64          `json:"requests_per_member"`
+	// Recipes is each recipe's requests as the engine counted them (its
+	// polls and runs, the checks at start left out), over the events it
+	// saw.
+	Recipes []RecipeRequests `json:"recipes"`
 	// Ceiling is the minimal client's run on the same sandbox, reset
 	// (bench --ceiling), and CeilingShare the engine's members/s over it.
 	Ceiling      *CeilingResult `json:"ceiling,omitempty"`
@@ -178,6 +183,14 @@ type Result struct {
 	// services are the member and certificate services' names, whose
 	// requests Requests counts.
 	services [2]string
+}
+
+// RecipeRequests is one recipe's requests as the engine counted them.
+type RecipeRequests struct {
+	Recipe           string  `json:"recipe"`
+	Events           int64   `json:"events"`
+	Requests         int64   `json:"requests"`
+	RequestsPerEvent float64 `json:"requests_per_event"`
 }
 
 // AddCeiling sets the minimal client's figures beside the engine's.
@@ -353,6 +366,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Store = opts.StoreName
 	}
 	for _, rs := range sum.Recipes {
+		res.Recipes = append(res.Recipes, RecipeRequests{Recipe: rs.Recipe, Events: rs.Events, Requests: rs.Requests, RequestsPerEvent: rs.RequestsPerEvent})
 		res.Eligible += rs.Succeeded
 		res.Skipped += rs.Skipped
 		res.Suppressed += rs.Suppressed
@@ -420,6 +434,7 @@ func runAll(ctx context.Context, engines []*engine.Engine) (*engine.Summary, err
 				byRecipe[r.Recipe] = t
 			}
 			t.Events += r.Events
+			t.Requests += r.Requests
 			t.Succeeded += r.Succeeded
 			t.Skipped += r.Skipped
 			t.Suppressed += r.Suppressed
@@ -431,8 +446,12 @@ func runAll(ctx context.Context, engines []*engine.Engine) (*engine.Summary, err
 		}
 	}
 	for _, t := range byRecipe {
+		if t.Events > 0 {
+			t.RequestsPerEvent = float64(t.Requests) / float64(t.Events)
+		}
 		total.Recipes = append(total.Recipes, *t)
 	}
+	sort.Slice(total.Recipes, func(i, j int) bool { return total.Recipes[i].Recipe < total.Recipes[j].Recipe })
 	return total, nil
 }
 

@@ -66,6 +66,18 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
 		}
 	}
+	// The engine counts the requests the sandbox saw (less the checks at
+	// start, which no recipe sends).
+	var counted, seen int64
+	for _, r := range res.Recipes {
+		counted += r.Requests
+	}
+	for _, n := range res.Requests {
+		seen += n
+	}
+	if len(res.Recipes) != 1 || counted == 0 || counted > seen || counted < seen-4 {
+		t.Errorf("the engine counted %d requests over %v; the sandbox saw %d", counted, res.Recipes, seen)
+	}
 	// About 40% of the seeded members are eligible.
 	if res.Eligible < 50 || res.Eligible > 150 {
 		t.Errorf("eligible = %d of 250, want about 100", res.Eligible)
@@ -159,6 +171,7 @@ func sampleResult() *Result {
 		P99: 32768 * time.Microsecond, PeakRSS: 80 << 20, Backlog: 1500, Starved: 0.05, RunnerCPU: 30 * time.Second, SandboxCPU: 12 * time.Second, MembersPerCPUSecond: 2381,
 		Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 			"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, RequestsPerMember: 1.21126,
+		Recipes: []RecipeRequests{{Recipe: "bench-certificates", Events: 100000, Requests: 121126, RequestsPerEvent: 1.21126}},
 		Ceiling: &CeilingResult{Members: 100000, Replayed: 121126, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
 			Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 				"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, CPU: 9 * time.Second, SandboxCPU: 5 * time.Second},

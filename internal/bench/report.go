@@ -36,6 +36,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("members/s", "%.0f", r.MembersPerSec)
 	row("runs/s", "%.0f (%d runs)", r.RunsPerSec, r.Runs)
 	row("requests per member", "%s", requestsText(r.RequestsPerMember, r.Requests, r.Members))
+	for _, rr := range r.Recipes {
+		row("recipe requests", "%s: %.3f per event (%d requests over %d events, as the engine counted them)", rr.Recipe, rr.RequestsPerEvent, rr.Requests, rr.Events)
+	}
 	if c := r.Ceiling; c != nil {
 		cpu := "CPU " + c.CPU.Round(100*time.Millisecond).String()
 		if c.SandboxCPU > 0 {

@@ -43,7 +43,7 @@ const (
 )
 
 // DefaultLimit is the sandbox's rate limit: Accelevents documents none, so
-// this is ours, above the connector's default of 25 per second.
+// this is ours, above the connector's default of 25 per second (250 per 10 s).
 var DefaultLimit = sandboxkit.Limit{Requests: 50, Per: time.Second}
 
 // Webhook topics.

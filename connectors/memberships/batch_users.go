@@ -1,0 +1,82 @@
+package memberships
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
+)
+
+// findBatchMax is the most emails one filter-by-email request carries:
+// the answer pages by 100 (the search's largest page), so a batch of
+// distinct emails usually fits one page.
+const findBatchMax = 100
+
+// findUsersByEmail is find_user_by_email's batch form: the documented
+// POST /users/search/filter-by-email takes a comma-separated list of
+// emails, so one request (a page of 100 users; more pages only when more
+// users share them) looks up a whole batch. Each answer is matched to its
+// input by email, case-insensitively, in the order the API answers, as a
+// look-up of that email alone would be.
+func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) ([]connectors.ItemResult, error) {
+	const op = "find_user_by_email"
+	out := make([]connectors.ItemResult, len(inputs))
+	company, err := c.need(op, "companyId", c.companyID)
+	if err != nil {
+		return nil, err
+	}
+	key := func(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+	var emails []string
+	asked := map[string]bool{}
+	for i, in := range inputs {
+		email, _ := in["email"].(string)
+		switch k := key(email); {
+		case k == "":
+			out[i].Err = fmt.Errorf("memberships.%s: email is empty", op)
+		case strings.Contains(k, ","):
+			out[i].Err = fmt.Errorf("memberships.%s: email %q holds a comma; the API reads it as a list", op, email)
+		case !asked[k]:
+			asked[k] = true
+			emails = append(emails, k)
+		}
+	}
+	found := map[string][]map[string]any{}
+	for skip := 0; len(emails) > 0; {
+		var page struct {
+			Users []map[string]any `json:"users"`
+			Count int              `json:"count"`
+		}
+		_, err := c.api.JSON(ctx, apiclient.Request{
+			Method: http.MethodPost, Path: "/users/search/filter-by-email", ReadOnly: true,
+			Body: map[string]any{"companyId": company, "emails": strings.Join(emails, ","), "projection": "all", "limit": strconv.Itoa(pageSize), "skip": strconv.Itoa(skip)},
+		}, &page)
+		if err != nil {
+			return nil, fmt.Errorf("memberships.%s: looking up %d emails: %w", op, len(emails), err)
+		}
+		for _, u := range page.Users {
+			email, _ := u["email"].(string)
+			found[key(email)] = append(found[key(email)], u)
+		}
+		skip += len(page.Users)
+		if len(page.Users) < pageSize || skip >= page.Count {
+			break
+		}
+	}
+	for i, in := range inputs {
+		if out[i].Err != nil {
+			continue
+		}
+		email, _ := in["email"].(string)
+		users := found[key(email)]
+		o := map[string]any{"found": len(users) > 0, "count": len(users), "user": nil}
+		if len(users) > 0 {
+			o["user"] = users[0]
+		}
+		out[i].Result = &connectors.Result{Output: o}
+	}
+	return out, nil
+}
