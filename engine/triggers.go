@@ -487,6 +487,7 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 		e.obs.WebhookDelivery(rt.r.Name, webhookOutcome(status))
 		reply(w, status, map[string]string{"error": msg})
 	}
+	deliveries := &deliveryBatcher{e: e, rt: rt}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e.stopping.Load() {
 			refuse(w, http.StatusServiceUnavailable, "memberflow is stopping; deliver again later")
@@ -513,7 +514,7 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 			return
 		}
 		began := e.now()
-		fresh, err := e.enqueue(r.Context(), rt, nil, nil, events)
+		fresh, err := deliveries.persist(r.Context(), events)
 		if err != nil {
 			log.Error("persisting a delivery failed", "error", err)
 			e.watch.polled(rt, began, false, false, e.redact.String(err.Error()))

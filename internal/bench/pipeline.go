@@ -158,6 +158,8 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: the folder for --dir: %w", err)
 	}
 	storePath := opts.Store
 	if storePath == "" {
