@@ -363,8 +363,10 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			return nil, fmt.Errorf("file.records %s: %w", where, err)
 		}
 		n++
-		subject := "line/" + strconv.Itoa(line)
-		if key != "" {
+		var subject string
+		if key == "" {
+			subject = "line/" + strconv.Itoa(line)
+		} else {
 			v, ok := rec[key]
 			name, isString := v.(string)
 			if !isString && ok && v != nil {
