@@ -177,15 +177,10 @@ func upsertAttendees(ctx context.Context, c *Client, inputs []map[string]any) ([
 	for _, ev := range events {
 		items := byEvent[ev]
 		// The list is worth reading when its pages are no more than the
-		// look-ups would be. One person alone is looked up: the look-up
-		// by external id often finds them with one request, which a page
-		// of the list cannot beat.
-		var index *attendeeIndex
-		if len(items) > 1 {
-			var err error
-			if index, err = c.readAttendees(ctx, ev, lookupCost(inputs, items)); err != nil {
-				return nil, opErr("upsert_attendee", err)
-			}
+		// look-ups would be.
+		index, err := c.readAttendees(ctx, ev, lookupCost(inputs, items))
+		if err != nil {
+			return nil, opErr("upsert_attendee", err)
 		}
 		for _, i := range items {
 			in := inputs[i]
