@@ -33,8 +33,16 @@ func (b *blockingBatch) run(ctx context.Context, _ connectors.Conn, inputs []map
 	b.mu.Unlock()
 	b.entered <- struct{}{}
 	<-b.release
+	// The call's context ends asynchronously after its last waiter left:
+	// give it a moment.
+	cancelled := false
+	select {
+	case <-ctx.Done():
+		cancelled = true
+	case <-time.After(200 * time.Millisecond):
+	}
 	b.mu.Lock()
-	b.cancelled = append(b.cancelled, ctx.Err() != nil)
+	b.cancelled = append(b.cancelled, cancelled)
 	b.mu.Unlock()
 	out := make([]connectors.ItemResult, len(inputs))
 	for i, id := range ids {

@@ -41,12 +41,13 @@ type fakeService struct {
 	block           chan struct{}
 
 	// Batch form of create_cert.
-	batches        []int                 // size of each batch call
-	itemPermanent  map[string]bool       // members whose item fails with a 422
-	itemRetryable  map[string]int        // members whose item fails transiently first
-	batchInDoubtAt int                   // this batch call (1-based) creates, then answers in doubt
-	batchHold      func(context.Context) // runs inside the first batch call
-	entered        chan string           // receives the member id when a create starts
+	batches           []int                 // size of each batch call
+	itemPermanent     map[string]bool       // members whose item fails with a 422
+	itemRetryable     map[string]int        // members whose item fails transiently first
+	batchInDoubtMulti bool                  // the first call of several inputs creates, then answers in doubt
+	inDoubtSize       int                   // how many inputs that call carried
+	batchHold         func(context.Context) // runs inside the first batch call
+	entered           chan string           // receives the member id when a create starts
 
 	// per-subject execution log, for ordering tests
 	active  map[string]int
@@ -148,7 +149,7 @@ func (f *fakeService) createBatch(ctx context.Context, inputs []map[string]any) 
 	f.mu.Lock()
 	f.calls["create_batch"]++
 	f.batches = append(f.batches, len(inputs))
-	call, hold := len(f.batches), f.batchHold
+	hold := f.batchHold
 	f.batchHold = nil
 	f.mu.Unlock()
 	if hold != nil {
@@ -174,7 +175,8 @@ func (f *fakeService) createBatch(ctx context.Context, inputs []map[string]any) 
 		f.creates++
 		out[i].Result = &connectors.Result{Output: map[string]any{"id": cid, "member": id}}
 	}
-	if call == f.batchInDoubtAt {
+	if f.batchInDoubtMulti && f.inDoubtSize == 0 && len(inputs) > 1 {
+		f.inDoubtSize = len(inputs)
 		return nil, &connectors.InDoubtError{Method: "POST", Path: "/credentials/bulk", Err: errors.New("timeout awaiting headers")}
 	}
 	return out, nil
