@@ -220,6 +220,7 @@ func Check(s *Spec) error {
 			errs = append(errs, fmt.Errorf("connector %q: trigger %q: neither Poll nor Webhook", s.Name, t.Name))
 		}
 	}
+	errs = append(errs, checkRecords(s)...)
 	return errors.Join(errs...)
 }
 

@@ -59,6 +59,11 @@ type Spec struct {
 	Actions  []*ActionSpec
 	Triggers []*TriggerSpec
 
+	// Records declares the domain records the connector holds (members,
+	// credentials, ...) and how to read them all, for tools that compare
+	// systems without naming a service (see [RecordSpec]). Optional.
+	Records []*RecordSpec
+
 	// Open makes the connection value handed to every operation of this
 	// connector. It must not do network I/O: connecting is lazy, so that
 	// validation and dry runs never touch a service.
@@ -93,6 +98,10 @@ type Operation struct {
 	// writes of the steps after it (a QR code rendered, then appended to a
 	// file, is a QR code made). Empty: not counted.
 	Effect string
+	// Role says what the operation does with a domain record
+	// ("credential.issue"), for tools that compare systems; nil: none
+	// they use.
+	Role *Role
 }
 
 // HTTPBinding is the API request an operation maps to.

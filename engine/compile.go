@@ -196,7 +196,7 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 }
 
 // exprPaths lists the member chains an expression reads from its
-// environment (trigger.membershipStatus, vars.plan), outermost only.
+// environment (trigger.user.status, vars.plan), outermost only.
 func exprPaths(src string) ([][]string, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {

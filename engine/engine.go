@@ -122,7 +122,10 @@ type Engine struct {
 	latency  histogram   // execution time of runs with an outcome
 	obs      Observer
 	observed bool // an Observer was given: HTTP requests are named for it
-	watch    *watch
+	// journal batches the journal writes of concurrent runs; nil when the
+	// store writes one at a time (journal.go).
+	journal *journalWriter
+	watch   *watch
 
 	// otherRequests counts the HTTP requests no recipe sent: the checks
 	// at start, a token fetched outside a call.
@@ -137,6 +140,10 @@ type Engine struct {
 	// their lease is lost.
 	inflightMu sync.Mutex
 	inflight   map[int64]inflightRun
+
+	// batchers gather the calls of steps whose action has a batch form,
+	// by batchKey.
+	batchers sync.Map
 }
 
 // UniqueOwner is a runner name no other process has: host, process ID
@@ -238,6 +245,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.observed = observed
 	e.watch = newWatch(e)
+	e.journal = newJournalWriter(opts.Store)
 	return e, nil
 }
 

@@ -550,7 +550,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		}
 		rec.Attempts++
 		t0 := time.Now()
-		res, err := st.action.Run(callCtx, st.conn.conn, input)
+		res, err := e.call(callCtx, rt, st, input)
 		took := time.Since(t0)
 		if err == nil {
 			attempt("succeeded", took, nil)

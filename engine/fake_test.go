@@ -39,7 +39,14 @@ type fakeService struct {
 	settleFail      bool // Settle fails permanently
 	pollFailures    int  // polls that fail with a retryable 503 first
 	block           chan struct{}
-	entered         chan string // receives the member id when a create starts
+
+	// Batch form of create_cert.
+	batches        []int                 // size of each batch call
+	itemPermanent  map[string]bool       // members whose item fails with a 422
+	itemRetryable  map[string]int        // members whose item fails transiently first
+	batchInDoubtAt int                   // this batch call (1-based) creates, then answers in doubt
+	batchHold      func(context.Context) // runs inside the first batch call
+	entered        chan string           // receives the member id when a create starts
 
 	// per-subject execution log, for ordering tests
 	active  map[string]int
@@ -56,7 +63,7 @@ type member struct {
 
 func newFakeService(n int, eligible func(i int) bool) *fakeService {
 	f := &fakeService{members: map[string]*member{}, creds: map[string]string{}, calls: map[string]int{},
-		active: map[string]int{}, log: map[string][]int{}}
+		active: map[string]int{}, log: map[string][]int{}, itemPermanent: map[string]bool{}, itemRetryable: map[string]int{}}
 	for i := 1; i <= n; i++ {
 		st := "lapsed"
 		if eligible(i) {
@@ -133,6 +140,50 @@ func (f *fakeService) create(ctx context.Context, input map[string]any) (*connec
 		return nil, &connectors.InDoubtError{Method: "POST", Path: "/credentials", Err: errors.New("timeout awaiting headers")}
 	}
 	return &connectors.Result{Output: map[string]any{"id": cid, "member": id}}, nil
+}
+
+// createBatch is create_cert's batch form: one call, one result per
+// input, with per-item and per-call faults.
+func (f *fakeService) createBatch(ctx context.Context, inputs []map[string]any) ([]connectors.ItemResult, error) {
+	f.mu.Lock()
+	f.calls["create_batch"]++
+	f.batches = append(f.batches, len(inputs))
+	call, hold := len(f.batches), f.batchHold
+	f.batchHold = nil
+	f.mu.Unlock()
+	if hold != nil {
+		hold(ctx)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]connectors.ItemResult, len(inputs))
+	for i, in := range inputs {
+		id, _ := in["member"].(string)
+		switch {
+		case f.itemPermanent[id]:
+			out[i].Err = &connectors.APIError{Service: "fake", Status: 422, Code: "credential_invalid", Message: fmt.Sprintf("recipient %s is invalid", id)}
+			continue
+		case f.itemRetryable[id] > 0:
+			f.itemRetryable[id]--
+			out[i].Err = errTransient
+			continue
+		}
+		f.nextID++
+		cid := fmt.Sprintf("c%d", f.nextID)
+		f.creds[cid] = id
+		f.creates++
+		out[i].Result = &connectors.Result{Output: map[string]any{"id": cid, "member": id}}
+	}
+	if call == f.batchInDoubtAt {
+		return nil, &connectors.InDoubtError{Method: "POST", Path: "/credentials/bulk", Err: errors.New("timeout awaiting headers")}
+	}
+	return out, nil
+}
+
+func (f *fakeService) batchSizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.batches...)
 }
 
 func (f *fakeService) settle(_ context.Context, input map[string]any) (*connectors.Result, bool, error) {
@@ -319,6 +370,13 @@ func fakeSpec(svc *fakeService) *connectors.Spec {
 					return svc.settle(ctx, in)
 				}},
 			{Operation: op("create_cert_nosettle"), Run: bind(svc.create)},
+			{Operation: op("create_cert_batch"), Run: bind(svc.create),
+				Settle: func(ctx context.Context, _ connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+					return svc.settle(ctx, in)
+				},
+				Batch: &connectors.BatchForm{Max: 30, Run: func(ctx context.Context, _ connectors.Conn, in []map[string]any) ([]connectors.ItemResult, error) {
+					return svc.createBatch(ctx, in)
+				}}},
 			{Operation: op("set_cert"), Idempotent: true, Run: bind(svc.setCert)},
 			{Operation: op("record"), Idempotent: true, Run: bind(svc.record)},
 		},

@@ -207,6 +207,8 @@ type crashStore struct {
 	after  bool
 	dead   bool
 	points []string // what each write was, for failure messages
+	// onCrash, when set, runs as the store dies.
+	onCrash func()
 }
 
 func (c *crashStore) write(what string, fn func() error) error {
@@ -221,6 +223,9 @@ func (c *crashStore) write(what string, fn func() error) error {
 	if crash && !c.after {
 		c.dead = true
 		c.mu.Unlock()
+		if c.onCrash != nil {
+			c.onCrash()
+		}
 		return errCrashed
 	}
 	c.mu.Unlock()
@@ -229,6 +234,9 @@ func (c *crashStore) write(what string, fn func() error) error {
 		c.mu.Lock()
 		c.dead = true
 		c.mu.Unlock()
+		if c.onCrash != nil {
+			c.onCrash()
+		}
 		return errCrashed
 	}
 	return err

@@ -239,10 +239,3 @@ func (e *Engine) advance(ctx context.Context, recipe string, adv Advance) ([]Enq
 	e.obs.StoreWrite("advance", time.Since(start))
 	return enq, err
 }
-
-func (e *Engine) record(ctx context.Context, lease Lease, steps []StepRecord, fin *Completion) error {
-	start := time.Now()
-	err := e.store.Record(ctx, lease, steps, fin)
-	e.obs.StoreWrite("record", time.Since(start))
-	return err
-}

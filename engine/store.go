@@ -34,7 +34,8 @@ const (
 // a store is written against the suite, not against another store's SQL.
 //
 // Optional abilities are found by type assertion, database/sql style:
-// Snapshotter (a copy for dry runs), RunnerLister (live runners).
+// Snapshotter (a copy for dry runs), RunnerLister (live runners),
+// BatchJournal (journal writes of many runs in one transaction).
 type Store interface {
 	RunnerStore
 	Inspector
@@ -299,6 +300,41 @@ type Journal interface {
 	// (the recipes whose writes led to the writer), and every state ever
 	// written is kept.
 	Record(ctx context.Context, lease Lease, steps []StepRecord, fin *Completion) error
+}
+
+// BatchJournal is an optional RunnerStore ability: the journal writes of
+// many runs in one call and one transaction, so that a busy runner pays
+// one commit (and, on a server, one round trip) for a batch of writes
+// rather than one each. The engine sends its Record calls through it
+// when the store has it, batching the calls that arrive while one batch
+// is being written (unless the store is a GroupCommitter).
+type BatchJournal interface {
+	// RecordMany does what Record does for each write, in order, and
+	// returns after the commit with one error per write (nil: the write
+	// is durable). Each write is all or nothing and stands alone: one
+	// refused, for a lost lease (a *LeaseLostError) or any other reason,
+	// writes nothing and the others are still written. A later write of
+	// the same run sees the earlier ones: after a fin, the run's lease is
+	// no longer held.
+	RecordMany(ctx context.Context, writes []JournalWrite) []error
+}
+
+// GroupCommitter is an optional BatchJournal ability: the store already
+// writes the Record calls of concurrent callers together (SQLite's
+// committer merges those of one transaction into one multi-row write, as
+// RecordMany does), so the engine calls Record as each write comes:
+// queueing writes behind a batch in flight would only add a wait, and
+// measured, cost CPU (docs/benchmarks.md).
+type GroupCommitter interface {
+	GroupsCommits() bool
+}
+
+// JournalWrite is one Record call: the leased run's step records and,
+// when Fin is non-nil, its outcome.
+type JournalWrite struct {
+	Lease Lease
+	Steps []StepRecord
+	Fin   *Completion
 }
 
 // Lease returns the claim's fencing lease.

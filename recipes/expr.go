@@ -449,3 +449,23 @@ func sortedKeys(m map[string]any) []string {
 	}
 	return keys
 }
+
+// EvalKey renders one key of a template whose root is a mapping: ok is
+// false when the template is no mapping or has no such key. The other
+// keys are not evaluated, so env needs only what that key reads.
+func (t *Template) EvalKey(key string, env Env) (v any, ok bool, err error) {
+	if t == nil {
+		return nil, false, nil
+	}
+	m, isMap := t.root.(tmap)
+	if !isMap {
+		return nil, false, nil
+	}
+	for i, k := range m.keys {
+		if k == key {
+			v, err := m.vals[i].eval(env)
+			return v, true, err
+		}
+	}
+	return nil, false, nil
+}

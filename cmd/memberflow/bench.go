@@ -40,14 +40,15 @@ machine).
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).
 
---ceiling then resets the sandbox (the same seed) and runs a minimal client
-on it: the same requests per member as the engine, as many workers, no
-engine, store or expressions. Prints its members/s beside the engine's and
-the ratio; the two must have sent the same requests by route.
+--ceiling has the sandbox record the engine's requests, then resets it
+(the same seed) and replays them with a minimal HTTP client: exactly the
+same requests, as many at once as the engine's workers, no engine, store or
+expressions. Prints its members/s beside the engine's and the ratio; the
+two must have sent the same requests by route.
 
 --pipeline runs the file job instead, with no service: it generates --lines
 member JSON lines, then reads them (file.records), keeps the eligible
-members with a score of at least 70, maps each to an Accredible credential
+members with a score of at least 70, maps each to a certificate service's credential
 and appends it as a JSON line (file.append), through the durable store.
 Prints events/s, CPU time per event, peak RSS and the store's size. See
 docs/benchmarks.md, which also shows Redpanda Connect's equivalent.
@@ -69,7 +70,7 @@ errors.`,
 			fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken at the end of the backfill to `file`")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "runner log level: trace, debug, info, warn, error, off")
 			fs.BoolVar(&o.metrics, "metrics", false, "keep the Prometheus metrics of run --http, gathered every 5 s (paired runs measure their overhead)")
-			fs.BoolVar(&o.ceiling, "ceiling", false, "after the backfill, reset the sandbox and run the minimal client (same requests, no engine) for the ratio")
+			fs.BoolVar(&o.ceiling, "ceiling", false, "record the backfill's requests, reset the sandbox and replay them with a minimal client (no engine) for the ratio")
 			fs.BoolVar(&o.pipeline, "pipeline", false, "run the file job (member lines to credential lines) instead of the sandbox backfill")
 			fs.IntVar(&o.lines, "lines", 100000, "--pipeline: member lines generated")
 			fs.IntVar(&o.batch, "batch", 1000, "--pipeline: records per poll of the file trigger")
@@ -156,7 +157,7 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		fmt.Fprintln(io.err, "memberflow bench: --runners needs --store postgres://…")
 		return exitUsage
 	}
-	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu, Metrics: o.metrics}
+	opts := bench.Options{SandboxURL: base, Concurrency: o.concurrency, Store: o.store, Logger: log, SandboxCPU: cpu, Metrics: o.metrics, Record: o.ceiling}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -182,8 +183,8 @@ func runBench(ctx context.Context, o benchOptions, args []string, io stdio) int 
 		return exitFail
 	}
 	if o.ceiling {
-		fmt.Fprintf(io.err, "memberflow bench: resetting the sandbox; the minimal client with %d workers...\n", o.concurrency)
-		c, err := bench.RunCeilingAfterReset(ctx, bench.CeilingOptions{SandboxURL: base, Concurrency: o.concurrency, SandboxCPU: cpu})
+		fmt.Fprintf(io.err, "memberflow bench: resetting the sandbox; the minimal client replays the engine's %d requests, %d at once...\n", len(res.Recorded), o.concurrency)
+		c, err := bench.RunCeiling(ctx, bench.CeilingOptions{SandboxURL: base, Concurrency: o.concurrency, SandboxCPU: cpu, Backfill: res})
 		if err != nil {
 			fmt.Fprintf(io.err, "memberflow %v\n", err)
 			return exitFail

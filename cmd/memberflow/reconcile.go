@@ -18,18 +18,19 @@ import (
 func init() {
 	register(&command{
 		name:    "reconcile",
-		summary: "compare the three systems record by record; report drift, enqueue its fixes",
+		summary: "compare the connected systems record by record; report drift, enqueue its fixes",
 		usage:   "[--sandbox-url URL] [--format text|json] [--fix [--dry-run]] [--store PATH|URL] PATH...",
 		help: `Reads every member, payment, credential, attendee and paid order through the
 recipes' connections (paged, within each connection's rate limit) and
 checks the integrity rules the loaded recipes imply: an eligible member
 without a valid credential, a lapsed member's credential not expired, a
-member's certificate fields disagreeing with Accredible, a member without
+member's certificate fields disagreeing with the credential, a member without
 an attendee, an attendee whose email or name differs, duplicate attendees,
 registrations of no member, payments missing or different in the other
 system. Each drift is reported with its rule, its records and the recipe
 whose run would fix it. docs/reconcile.md lists the rules and what each
-takes from the recipes.
+takes from the recipes; the connectors declare which of their records and
+operations the rules bind to (docs/architecture.md).
 
 --fix enqueues, in the store, the run each fixing recipe would make for
 the drifting record (its own trigger event); the next "memberflow run"

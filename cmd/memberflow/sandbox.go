@@ -36,11 +36,13 @@ second) or "N/DURATION" ("100/10s"). Without it each service keeps its own
 (` + sandboxLimits() + `).
 
 Inspect and drive it with GET /_sandbox/stats, POST /_sandbox/reset,
-POST /_sandbox/mutate and POST /_sandbox/webhooks. Alerts (notify.slack,
+POST /_sandbox/mutate and POST /_sandbox/webhooks; POST /_sandbox/recording
+keeps every API request until DELETE /_sandbox/recording answers them (the
+ceiling of memberflow bench replays them). Alerts (notify.slack,
 notify.webhook) land in its sink, GET /_sandbox/notifications, emails at
 its SMTP server (GET /_sandbox/smtp says where); POST /_sandbox/credentials
-{"service":"accredible","revoked":true} refuses a service's demo
-credentials until revoked is false again (docs/operations.md).`,
+{"service":"NAME","revoked":true} refuses a service's demo credentials
+until revoked is false again (docs/operations.md).`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			addr := fs.String("addr", "127.0.0.1:8089", "address to listen on (port 0 picks a free one)")
 			members := fs.Int("members", 1000, "number of seeded members")

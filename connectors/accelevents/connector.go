@@ -106,6 +106,7 @@ func Spec() *connectors.Spec {
 	s.Actions = append(s.Actions, hand...)
 	s.Triggers = triggers()
 	setEffects(s)
+	declareRecords(s)
 	return s
 }
 

@@ -201,6 +201,7 @@ func handWrittenActions() []*connectors.ActionSpec {
 			Run:              connectors.Bind(runUpsert),
 			Settle:           settleUpsert,
 			ReportsUnchanged: true,
+			Batch:            &connectors.BatchForm{Max: bulkChunk, Run: connectors.BindBatch(upsertBatch)},
 		},
 		{
 			Operation: connectors.Operation{
@@ -341,19 +342,25 @@ func runUpsert(ctx context.Context, c *Client, in map[string]any) (*connectors.R
 		}
 		return writeResult(cred, map[string]any{"action": "created"}), nil
 	}
+	return c.upsertExisting(ctx, in, *existing)
+}
+
+// upsertExisting is upsert once the credential is found: it reads it in
+// full and sends only the fields that differ.
+func (c *Client) upsertExisting(ctx context.Context, in map[string]any, existing Credential) (*connectors.Result, error) {
 	full, found, err := c.get(ctx, existing.ID)
 	if err != nil {
 		return nil, fmt.Errorf("reading credential %s: %w", existing.ID, err)
 	}
 	if found {
 		full.CreatedAt, full.UpdatedAt, full.LicenseID = existing.CreatedAt, existing.UpdatedAt, existing.LicenseID
-		existing = &full
+		existing = full
 	}
-	changed := changedFields(*existing, in)
+	changed := changedFields(existing, in)
 	if len(changed) == 0 {
 		// Nothing was written: an empty Wrote tells the summary (and echo
 		// suppression) that this call changed nothing.
-		res := writeResult(*existing, map[string]any{"action": "unchanged"})
+		res := writeResult(existing, map[string]any{"action": "unchanged"})
 		res.Wrote = nil
 		return res, nil
 	}

@@ -62,6 +62,8 @@ type Client struct {
 	api *apiclient.Client
 	log hclog.Logger
 	now func() time.Time
+	// dryRun: writes are planned, not sent.
+	dryRun bool
 }
 
 // API returns the underlying HTTP client, for generated actions.
@@ -123,6 +125,7 @@ func Spec() *connectors.Spec {
 	}
 	s.Triggers = triggers()
 	setEffects(s)
+	declareRecords(s)
 	return s
 }
 
@@ -190,7 +193,7 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accredible connection %q: %w", cfg.Name, err)
 	}
-	return &Client{api: api, log: log, now: time.Now}, nil
+	return &Client{api: api, log: log, now: time.Now, dryRun: cfg.DryRun != nil}, nil
 }
 
 // ParseError reads Accredible's error bodies: the shared shapes (plain

@@ -46,7 +46,7 @@ type Config struct {
 	// Tokens keeps OAuth tokens across processes and restarts; nil keeps
 	// them in memory.
 	Tokens connectors.TokenStore
-	// Header is sent with every request (GoHighLevel's `Version`).
+	// Header is sent with every request (an API version header).
 	Header http.Header
 	// RateLimit is the service's documented limit: never more than
 	// Requests in any window of Per. Zero is unlimited.
@@ -54,10 +54,10 @@ type Config struct {
 	// EndpointLimits are stricter limits on some paths.
 	EndpointLimits []EndpointLimit
 	// RateLimitPeriod is how long a bare 429 (no Retry-After) pauses the
-	// connection: the service's counting period (Accredible: 30 s).
+	// connection: the service's counting period (for example 30 s).
 	// Default: RateLimit.Per, else a second; at most a minute.
 	RateLimitPeriod time.Duration
-	// RateLimitHeaders makes the client read GoHighLevel's X-RateLimit-*
+	// RateLimitHeaders makes the client read the X-RateLimit-*
 	// headers (burst and daily) and pause before the service would
 	// answer 429.
 	RateLimitHeaders bool

@@ -12,15 +12,15 @@ import (
 	"github.com/memberflow/memberflow/connectors"
 )
 
-// ParseError builds an *APIError from any of the error bodies the three
-// services are documented to send:
+// ParseError builds an *APIError from the error body shapes REST APIs
+// commonly send (each connector's tests hold it to its own service's):
 //
-//	{"statusCode":401,"message":"Invalid token...","error":"Unauthorized"}   Memberships
-//	{"statusCode":422,"message":["email must be an email"]}                   Memberships
-//	{"errors":"Doesn't exist"} / {"error":"Not found"}                        Accredible
-//	{"success":false,"data":"..."} / {"errors":{"field":["can't be blank"]}}  Accredible
-//	{"code":400,"message":"...","status":"invalid_search_query"}              Accredible v2
-//	{"errorCode":"4060406","errorMessage":"..."} / {"code":..,"message":..}   Accelevents
+//	{"statusCode":401,"message":"Invalid token...","error":"Unauthorized"}   status and message
+//	{"statusCode":422,"message":["email must be an email"]}                   a list of messages
+//	{"errors":"Doesn't exist"} / {"error":"Not found"}                        a bare error
+//	{"success":false,"data":"..."} / {"errors":{"field":["can't be blank"]}}  errors by field
+//	{"code":400,"message":"...","status":"invalid_search_query"}              a code and a status word
+//	{"errorCode":"4060406","errorMessage":"..."} / {"code":..,"message":..}   an error code
 //	HTTP Token: Access denied.                                                 plain text
 func ParseError(service string, status int, header http.Header, body []byte) *connectors.APIError {
 	e := &connectors.APIError{

@@ -16,8 +16,8 @@ import (
 	"github.com/memberflow/memberflow/connectors"
 )
 
-// EndpointLimit is a stricter limit on some requests of a service
-// (Accredible's deprecated v1 search: 100 per 60 s), kept on top of the
+// EndpointLimit is a stricter limit on some requests of a service (a
+// deprecated search endpoint limited to 100 per 60 s), kept on top of the
 // connection's own.
 type EndpointLimit struct {
 	Method string // "" matches any
@@ -31,8 +31,8 @@ type EndpointLimit struct {
 //
 //   - token buckets sized so that no window of the documented length, at
 //     any alignment, holds more than the documented number of requests;
-//   - the service's rate-limit headers (GoHighLevel's burst and daily
-//     X-RateLimit-*), for a quota shared with other clients: a window
+//   - the service's rate-limit headers (burst and daily X-RateLimit-*),
+//     for a quota shared with other clients: a window
 //     nearly spent pauses the connection for the window;
 //   - a 429 pauses the connection for Retry-After, else the service's
 //     counting period, so that the next try falls in a fresh one.
@@ -203,7 +203,7 @@ func (l *limiter) done(h http.Header, status int, retryAfter time.Duration) time
 	if status == http.StatusTooManyRequests {
 		d := retryAfter
 		if d <= 0 {
-			// No hint (Accredible's bare 429): wait out the counting period.
+			// No hint (a bare 429): wait out the counting period.
 			d = l.period
 		}
 		l.pauseFor(now, d, "429 Too Many Requests")
@@ -212,7 +212,7 @@ func (l *limiter) done(h http.Header, status int, retryAfter time.Duration) time
 	return 0
 }
 
-// headerPause reads GoHighLevel's headers: the burst window
+// headerPause reads the X-RateLimit-* headers: the burst window
 // (X-RateLimit-Remaining of X-RateLimit-Max per
 // X-RateLimit-Interval-Milliseconds) and the daily one
 // (X-RateLimit-Daily-Remaining of X-RateLimit-Limit-Daily). A window

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/memberflow/memberflow/connectors"
 )
@@ -43,8 +44,13 @@ func appendAction() *connectors.ActionSpec {
 		},
 		Run:    connectors.Bind(appendRecord),
 		Settle: settleAppend,
+		Batch:  &connectors.BatchForm{Max: appendBatchMax, Run: connectors.BindBatch(appendBatch)},
 	}
 }
+
+// appendBatchMax bounds the records of one batch write: enough to make a
+// write serve many runs, few enough to keep the buffer small.
+const appendBatchMax = 256
 
 // writer is the one writer of a path: its open file and line count.
 type writer struct {
@@ -72,47 +78,120 @@ func line(record any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-func appendRecord(_ context.Context, f *Files, in map[string]any) (*connectors.Result, error) {
-	path, err := f.resolve(str(in, "path"))
+// prepare resolves an input's path and encodes its record as one line.
+func (f *Files) prepare(in map[string]any) (path string, data []byte, err error) {
+	path, err = f.resolve(str(in, "path"))
 	if err != nil {
-		return nil, fmt.Errorf("file.append: %w", err)
+		return "", nil, fmt.Errorf("file.append: %w", err)
 	}
 	record, ok := in["record"].(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("file.append %s: record must be an object", path)
+		return "", nil, fmt.Errorf("file.append %s: record must be an object", path)
 	}
-	data, err := line(record)
+	data, err = line(record)
 	if err != nil {
-		return nil, fmt.Errorf("file.append %s: encoding the record: %w", path, err)
+		return "", nil, fmt.Errorf("file.append %s: encoding the record: %w", path, err)
+	}
+	return path, data, nil
+}
+
+func appendRecord(_ context.Context, f *Files, in map[string]any) (*connectors.Result, error) {
+	path, data, err := f.prepare(in)
+	if err != nil {
+		return nil, err
 	}
 	if f.dryRun != nil {
-		f.dryRun(connectors.PlannedWrite{Connection: f.name, Method: "APPEND", Path: path, Body: record})
+		f.dryRun(connectors.PlannedWrite{Connection: f.name, Method: "APPEND", Path: path, Body: in["record"]})
 		return &connectors.Result{Output: map[string]any{"path": path, "line": 0, "bytes": len(data)}}, nil
 	}
-	w := f.writer(path)
+	first, err := f.writer(path).write(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return &connectors.Result{Output: map[string]any{"path": path, "line": first, "bytes": len(data)}}, nil
+}
+
+// appendBatch is append's batch form: the lines of all inputs for one
+// path go out in one write, each with its own line number. A dry run
+// plans each write as Run does.
+func appendBatch(ctx context.Context, f *Files, inputs []map[string]any) ([]connectors.ItemResult, error) {
+	out := make([]connectors.ItemResult, len(inputs))
+	if f.dryRun != nil {
+		for i, in := range inputs {
+			out[i].Result, out[i].Err = appendRecord(ctx, f, in)
+		}
+		return out, nil
+	}
+	type batch struct {
+		idx   []int
+		sizes []int
+		buf   []byte
+	}
+	var paths []string
+	byPath := map[string]*batch{}
+	for i, in := range inputs {
+		path, data, err := f.prepare(in)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		b := byPath[path]
+		if b == nil {
+			b = &batch{}
+			byPath[path] = b
+			paths = append(paths, path)
+		}
+		b.idx, b.sizes, b.buf = append(b.idx, i), append(b.sizes, len(data)), append(b.buf, data...)
+	}
+	for _, path := range paths {
+		b := byPath[path]
+		first, err := f.writer(path).write(path, b.buf)
+		for j, i := range b.idx {
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			out[i].Result = &connectors.Result{Output: map[string]any{"path": path, "line": first + j, "bytes": b.sizes[j]}}
+		}
+	}
+	return out, nil
+}
+
+// write appends whole lines in one Write on the O_APPEND file (opening it
+// the first time) and returns the line number of the first. With
+// O_APPEND and this writer's lock the lines land whole and in order.
+func (w *writer) write(path string, data []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.file == nil {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("file.append: %w", err)
+			return 0, fmt.Errorf("file.append: %w", err)
 		}
 		file, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("file.append: %w", err)
+			return 0, fmt.Errorf("file.append: %w", err)
 		}
 		n, err := countLines(file)
 		if err != nil {
 			file.Close()
-			return nil, fmt.Errorf("file.append %s: counting lines: %w", path, err)
+			return 0, fmt.Errorf("file.append %s: counting lines: %w", path, err)
 		}
 		w.file, w.lines = file, n
 	}
-	// One Write per record: with O_APPEND the line lands whole.
-	if _, err := w.file.Write(data); err != nil {
-		return nil, fmt.Errorf("file.append %s: %w", path, err)
+	n, err := w.file.Write(data)
+	if err != nil {
+		if n > 0 {
+			// Part of it landed: which lines is for Settle to find. The
+			// count is unknown now: the next write reopens and counts.
+			w.file.Close()
+			w.file = nil
+			return 0, &connectors.InDoubtError{Method: "APPEND", Path: path, Err: err}
+		}
+		return 0, fmt.Errorf("file.append %s: %w", path, err)
 	}
-	w.lines++
-	return &connectors.Result{Output: map[string]any{"path": path, "line": w.lines, "bytes": len(data)}}, nil
+	first := w.lines + 1
+	w.lines += bytes.Count(data, []byte{'\n'})
+	return first, nil
 }
 
 // countLines counts the newline-terminated lines of a file; a last line
@@ -140,8 +219,11 @@ func countLines(file *os.File) (int, error) {
 	return n, nil
 }
 
-// settleAppend: the append happened when the file holds the record's line.
-func settleAppend(_ context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
+// settleAppend: the append happened when the file holds the record's
+// line. The look-ups of one path that wait at the same moment (the
+// in-doubt items of a batch, resumed together after a crash) share one
+// scan of the file.
+func settleAppend(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
 	f, err := connectors.As[*Files](conn)
 	if err != nil {
 		return nil, false, err
@@ -154,30 +236,105 @@ func settleAppend(_ context.Context, conn connectors.Conn, in map[string]any) (*
 	if err != nil {
 		return nil, false, err
 	}
+	found, err := f.finder(path).find(ctx, path, want[:len(want)-1])
+	if err != nil || found == 0 {
+		return nil, false, err
+	}
+	return &connectors.Result{Output: map[string]any{"path": path, "line": found, "bytes": len(want)}}, true, nil
+}
+
+// finder gathers the look-ups of one path into shared scans.
+type finder struct {
+	mu    sync.Mutex
+	queue []*lookFor
+	busy  bool
+	scans atomic.Int64 // for tests
+}
+
+// lookFor is one look-up: the line (without its newline) and, once the
+// scan is done, the number of its last occurrence (0: absent).
+type lookFor struct {
+	line  []byte
+	found int
+	err   error
+	done  chan struct{}
+}
+
+func (f *Files) finder(path string) *finder {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd, ok := f.finders[path]
+	if !ok {
+		fd = &finder{}
+		f.finders[path] = fd
+	}
+	return fd
+}
+
+// find waits for a scan that looks for line: the next one to start.
+func (fd *finder) find(ctx context.Context, path string, line []byte) (int, error) {
+	l := &lookFor{line: line, done: make(chan struct{})}
+	fd.mu.Lock()
+	fd.queue = append(fd.queue, l)
+	start := !fd.busy
+	fd.busy = true
+	fd.mu.Unlock()
+	if start {
+		go fd.scanLoop(path)
+	}
+	select {
+	case <-l.done:
+		return l.found, l.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// scanLoop scans the file for every queued look-up at once, until none
+// is left.
+func (fd *finder) scanLoop(path string) {
+	for {
+		fd.mu.Lock()
+		batch := fd.queue
+		fd.queue = nil
+		if len(batch) == 0 {
+			fd.busy = false
+			fd.mu.Unlock()
+			return
+		}
+		fd.mu.Unlock()
+		fd.scans.Add(1)
+		err := scanFor(path, batch)
+		for _, l := range batch {
+			l.err = err
+			close(l.done)
+		}
+	}
+}
+
+func scanFor(path string, batch []*lookFor) error {
+	want := make(map[string][]*lookFor, len(batch))
+	for _, l := range batch {
+		want[string(l.line)] = append(want[string(l.line)], l)
+	}
 	file, err := os.Open(path)
 	if os.IsNotExist(err) {
-		return nil, false, nil
+		return nil
 	}
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	defer file.Close()
 	sc := bufio.NewScanner(file)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	found, n := 0, 0
+	n := 0
 	for sc.Scan() {
 		n++
-		if bytes.Equal(sc.Bytes(), want[:len(want)-1]) {
-			found = n
+		for _, l := range want[string(sc.Bytes())] {
+			l.found = n
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, false, err
-	}
-	if found == 0 {
-		return nil, false, nil
-	}
-	return &connectors.Result{Output: map[string]any{"path": path, "line": found, "bytes": len(want)}}, true, nil
+	return sc.Err()
 }
 
 func str(in map[string]any, k string) string {

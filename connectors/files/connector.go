@@ -39,6 +39,7 @@ type Files struct {
 
 	mu      sync.Mutex
 	writers map[string]*writer
+	finders map[string]*finder
 
 	// Stdin is read once, as a stream: the trigger keeps its position.
 	Stdin   io.Reader
@@ -65,7 +66,7 @@ func init() { connectors.MustRegister(Spec()) }
 
 // Open makes a connection. It does no I/O.
 func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
-	f := &Files{name: cfg.Name, log: cfg.Logger, dryRun: cfg.DryRun, writers: map[string]*writer{}, Stdin: os.Stdin}
+	f := &Files{name: cfg.Name, log: cfg.Logger, dryRun: cfg.DryRun, writers: map[string]*writer{}, finders: map[string]*finder{}, Stdin: os.Stdin}
 	if f.log == nil {
 		f.log = hclog.NewNullLogger()
 	}

@@ -153,6 +153,7 @@ func Spec() *connectors.Spec {
 	decorateGenerated(s)
 	s.Triggers = append(userTriggers(sch), paymentTriggers(sch)...)
 	setEffects(s)
+	declareRecords(s)
 	return s
 }
 

@@ -243,7 +243,7 @@ func emailAction() *connectors.ActionSpec {
 			Name:    "email",
 			Summary: "Send a plain-text email through the connection's SMTP server, with STARTTLS.",
 			Input:   json.RawMessage(emailInput), Output: json.RawMessage(sentOutput),
-			Example: map[string]any{"to": []any{"ops@example.org"}, "subject": "memberflow: accredible refuses its credentials", "text": "Renew the API key."},
+			Example: map[string]any{"to": []any{"ops@example.org"}, "subject": "memberflow: the certificate service refuses its credentials", "text": "Renew the API key."},
 		},
 		Idempotent:  true,
 		Idempotency: &connectors.Idempotency{Kind: connectors.ResendNotifies},

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -407,27 +408,38 @@ func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []strin
 	return out, rows.Err()
 }
 
-// echoFor is true when (connector, subject, fingerprint) was written by
-// recipe or by a run whose chain holds recipe.
-const echoFor = `EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-	WHERE x.connector = $1 AND x.subject = $2 AND x.fingerprint = $3
+// echoesAmongSQL answers the ordinals (from 1) of the (connector $1,
+// subject $2, fingerprint $3) that echo a write of recipe $4 or of a run
+// whose chain holds it.
+const echoesAmongSQL = `SELECT u.n FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c, sub, fp, n)
+WHERE EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+	WHERE x.connector = u.c AND x.subject = u.sub AND x.fingerprint = u.fp
 	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
 
-// enqueueSQL stores one event and its run: suppressed at once when the
-// event echoes a write of the recipe or its chain, else queued. A repeated
-// event ID stores nothing and answers NULLs.
-const enqueueSQL = `WITH echo AS (
-	SELECT $4 != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-		WHERE x.connector = $5 AND x.subject = $3 AND x.fingerprint = $4
-		AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS yes),
+// enqueueManySQL stores a page's events and their runs, in arrival order
+// (run IDs are the claim order): a run is suppressed at once when its
+// event echoes a write of the recipe or its chain, else queued. An event
+// ID seen before, or earlier in the page, stores nothing and answers no
+// row; the others answer their ordinal (from 1), run and status.
+const enqueueManySQL = `WITH i AS (
+	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
+		WITH ORDINALITY AS u(event_id, subject, fingerprint, connector, event_time, data, okey, n)),
 e AS (
 	INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id),
+	SELECT $1, event_id, subject, fingerprint, connector, event_time, $9, data FROM i ORDER BY n
+	ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id),
+f AS (
+	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n,
+		i.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+			WHERE x.connector = i.connector AND x.subject = i.subject AND x.fingerprint = i.fingerprint
+			AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS echo
+	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n),
 r AS (
 	INSERT INTO runs (event, recipe, okey, status, created, finished)
-	SELECT e.id, $1, $9, CASE WHEN echo.yes THEN 'suppressed' ELSE 'queued' END, $7, CASE WHEN echo.yes THEN $7::bigint END
-	FROM e, echo RETURNING id, status)
-SELECT (SELECT id FROM r), (SELECT status FROM r)`
+	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' ELSE 'queued' END, $9, CASE WHEN f.echo THEN $9::bigint END
+	FROM f ORDER BY f.n
+	RETURNING id, event, status)
+SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
 // Advance implements engine.TriggerStore.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
@@ -454,33 +466,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		queued := false
 		skipped, sample := 0, []engine.SkippedEvent(nil)
-		// Phase 1, one round trip: which skipped events echo a write
+		// Phase 1, one statement: which skipped events echo a write
 		// (those are recorded as suppressed runs, as any echo).
 		echoOfSkip := make([]bool, len(adv.Events))
-		checks := &pgx.Batch{}
 		var checked []int
+		var cConns, cSubs, cFps []string
 		for i, ev := range adv.Events {
 			if ev.Skipped && ev.Fingerprint != "" {
-				checks.Queue(`SELECT `+echoFor, ev.Connector, ev.Subject, ev.Fingerprint, recipe)
 				checked = append(checked, i)
+				cConns, cSubs, cFps = append(cConns, ev.Connector), append(cSubs, ev.Subject), append(cFps, ev.Fingerprint)
 			}
 		}
 		if len(checked) > 0 {
-			br := tx.SendBatch(ctx, checks)
-			for _, i := range checked {
-				if err := br.QueryRow().Scan(&echoOfSkip[i]); err != nil {
-					br.Close()
-					return fmt.Errorf("looking up echoes of %q: %w", adv.Events[i].Subject, err)
-				}
+			rows, err := tx.Query(ctx, echoesAmongSQL, cConns, cSubs, cFps, recipe)
+			if err != nil {
+				return fmt.Errorf("looking up echoes of %d skipped events: %w", len(checked), err)
 			}
-			if err := br.Close(); err != nil {
-				return err
+			hits, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return fmt.Errorf("looking up echoes of %d skipped events: %w", len(checked), err)
+			}
+			for _, n := range hits {
+				echoOfSkip[checked[n-1]] = true
 			}
 		}
-		// Phase 2, one round trip: each stored event and its run in one
-		// statement.
-		inserts := &pgx.Batch{}
+		// Phase 2, one statement: the stored events and their runs.
 		var stored []int
+		var ids, subjects, fps, conns, keys []string
+		var times []*int64
+		var datas [][]byte
 		for i, ev := range adv.Events {
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped && !echoOfSkip[i] {
@@ -506,26 +520,29 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if key == "" {
 				key = "event:" + ev.ID
 			}
-			inserts.Queue(enqueueSQL, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(data), key)
 			stored = append(stored, i)
+			ids, subjects, fps, conns, keys = append(ids, ev.ID), append(subjects, ev.Subject), append(fps, ev.Fingerprint), append(conns, ev.Connector), append(keys, key)
+			times, datas = append(times, nanosPtr(ev.Time)), append(datas, data)
 		}
 		if len(stored) > 0 {
-			br := tx.SendBatch(ctx, inserts)
-			for _, i := range stored {
-				var id *int64
-				var status *string
-				if err := br.QueryRow().Scan(&id, &status); err != nil {
-					br.Close()
-					return fmt.Errorf("enqueueing event %q: %w", adv.Events[i].ID, err)
-				}
-				if id == nil {
-					continue // seen before
-				}
-				out[i].RunID, out[i].Status = *id, *status
-				queued = queued || *status == engine.RunQueued
+			rows, err := tx.Query(ctx, enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
+			if err != nil {
+				return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
 			}
-			if err := br.Close(); err != nil {
-				return err
+			for rows.Next() {
+				var n, id int64
+				var status string
+				if err := rows.Scan(&n, &id, &status); err != nil {
+					rows.Close()
+					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
+				}
+				i := stored[n-1]
+				out[i].RunID, out[i].Status = id, status
+				queued = queued || status == engine.RunQueued
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
 			}
 		}
 		if skipped > 0 {
@@ -550,6 +567,32 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	}
 	return out, nil
 }
+
+// claimSQL claims the first claimable runs and loads them, in one
+// statement: a run that follows from memberflow's own write (its event
+// echoes a write of another recipe) takes the writer's chain, so that its
+// writes carry the chain on and the echo never comes back to a recipe
+// already in it.
+const claimSQL = `WITH c AS (
+	SELECT r.id FROM runs r
+	WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
+	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+	ORDER BY r.id LIMIT $2
+	FOR UPDATE SKIP LOCKED),
+u AS (
+	UPDATE runs r SET status = 'running', owner = $3, lease_until = $4, attempts = r.attempts + 1, started = coalesce(r.started, $5),
+		chain = coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+			FROM events e JOIN echoes x ON x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+			JOIN runs w ON w.id = x.run
+			WHERE e.id = r.event AND e.fingerprint != ''
+			ORDER BY x.written DESC LIMIT 1), r.chain)
+	FROM c WHERE r.id = c.id AND r.status = 'queued'
+	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)
+SELECT u.id, u.recipe, u.okey, u.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+	e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
+		WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
+		AND (w.id IS NULL OR w.recipe = u.recipe OR position(',' || u.recipe || ',' IN ',' || w.chain || ',') > 0))
+FROM u JOIN events e ON e.id = u.event`
 
 // Claim implements engine.RunQueue. The recipe is tested through an
 // expression (the recipe joined to an empty string), so that the planner
@@ -584,75 +627,38 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		// The claimable runs are the first queued ones in ID order: walk
 		// the queued index in that order and stop at the limit. Left to
 		// itself the planner, misled by a young table's statistics, reads
-		// every queued run and sorts them (O(queue) per claim).
-		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`); err != nil {
+		// every queued run and sorts them (O(queue) per claim). Turning
+		// plans off makes their cost huge, which must not make the server
+		// compile the claim (JIT: seconds per claim). The settings and
+		// the claim go in one round trip.
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true), set_config('jit', 'off', true)`)
+		b.Queue(claimSQL, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `WITH c AS (
-				SELECT r.id FROM runs r
-				WHERE r.status = 'queued' AND (r.recipe || '') = ANY($1)
-				  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-				ORDER BY r.id LIMIT $2
-				FOR UPDATE SKIP LOCKED)
-			UPDATE runs r SET status = 'running', owner = $3, lease_until = $4, attempts = r.attempts + 1, started = coalesce(r.started, $5)
-			FROM c WHERE r.id = c.id AND r.status = 'queued'
-			RETURNING r.id`, req.Recipes, req.Limit, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'on', true), set_config('enable_sort', 'on', true)`); err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
-				e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-					WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
-					AND (w.id IS NULL OR w.recipe = r.recipe OR position(',' || r.recipe || ',' IN ',' || w.chain || ',') > 0)),
-				coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
-					FROM echoes x JOIN runs w ON w.id = x.run
-					WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
-					ORDER BY x.written DESC LIMIT 1), r.chain)
-			FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ANY($1) ORDER BY r.id`, ids)
-		if err != nil {
-			return err
-		}
-		type chained struct {
-			id    int64
-			chain string
-		}
-		var chains []chained
 		for rows.Next() {
 			r := &engine.ClaimedRun{}
-			var chain string
 			var data []byte
-			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
+			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo); err != nil {
 				rows.Close()
 				return fmt.Errorf("loading claimed runs: %w", err)
 			}
 			r.Data, r.Token = data, int64(r.Attempts)
-			if chain != "" {
-				chains = append(chains, chained{r.ID, chain})
-			}
 			out = append(out, r)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, c := range chains {
-			// The run follows from memberflow's own write: its writes carry
-			// the chain on.
-			if _, err := tx.Exec(ctx, `UPDATE runs SET chain = $1 WHERE id = $2 AND chain != $1`, c.chain, c.id); err != nil {
-				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
-			}
-		}
-		return nil
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return br.Close()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming runs: %w", err)
@@ -761,12 +767,32 @@ SELECT count(*) FROM f`
 
 // Record implements engine.Journal.
 func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) error {
+	args, err := recordArgs(lease, recs, fin)
+	if err != nil {
+		return err
+	}
+	var held int
+	if err := s.pool.QueryRow(ctx, recordSQL, args...).Scan(&held); err != nil {
+		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
+	}
+	if held == 0 {
+		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	}
+	if fin != nil && fin.Status == engine.RunQueued {
+		// A run given back is claimable at once: tell the other runners.
+		s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
+	}
+	return nil
+}
+
+// recordArgs are recordSQL's parameters for one Record.
+func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) ([]any, error) {
 	var conns, subs, fps []string
 	var written []int64
 	last := make(map[int]int, len(recs))
 	for i, r := range recs {
 		if r.RunID != lease.RunID {
-			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			return nil, fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
 		}
 		last[r.Index] = i
 		at := r.Finished
@@ -812,7 +838,7 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 	var values, version any
 	if hasFin {
 		if fin.RunID != lease.RunID {
-			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+			return nil, fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
 		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
 		if fin.Status != engine.RunQueued {
@@ -820,20 +846,8 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
-	var held int
-	err := s.pool.QueryRow(ctx, recordSQL, lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version).Scan(&held)
-	if err != nil {
-		return fmt.Errorf("journaling run %d: %w", lease.RunID, err)
-	}
-	if held == 0 {
-		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
-	}
-	if hasFin && fin.Status == engine.RunQueued {
-		// A run given back is claimable at once: tell the other runners.
-		s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel)
-	}
-	return nil
+	return []any{lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
+		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version}, nil
 }
 
 func nanosPtr(t time.Time) *int64 {

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -194,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	insEvent, insRun, insDone, echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRun, loadRun, renew, expire, fence *sql.Stmt
+	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -208,6 +209,14 @@ type Store struct {
 	getCursor, getStates, getSteps *sql.Stmt
 	// setVersion records the recipe version a run ran with (versions.go).
 	setVersion *sql.Stmt
+	// RecordMany's (journal.go): multi-row writes and the leases of many
+	// runs at once.
+	upSteps, upEchoes, finRuns multiStmt
+	// Advance's: the events and runs of a page.
+	insEvents, insRuns multiStmt
+	fenceMany          *sql.Stmt
+	// fault fails a write at a named point (tests only).
+	fault func(point string, fin *engine.Completion) error
 }
 
 var (
@@ -219,6 +228,11 @@ var (
 type op struct {
 	fn   func(tx *sql.Tx) error
 	done chan error
+	// journal is set on a journal write (Record, RecordMany): the
+	// committer merges those of one batch into one recordManyTx, and
+	// errs gets the refusal of each write.
+	journal []engine.JournalWrite
+	errs    []error
 }
 
 // Open opens (creating when needed) the store at path and migrates it.
@@ -387,12 +401,13 @@ func (s *Store) prepare() error {
 		}
 		return st
 	}
-	s.insEvent = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recipe, event_id) DO NOTHING`)
-	s.insRun = p(s.w, `INSERT INTO runs (event, recipe, okey, status, created) VALUES (?, ?, ?, 'queued', ?)`)
+	for k := 0; k <= maxRowsLog; k++ {
+		s.insEvents[k] = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+		VALUES `+rowsOf(8, 1<<k)+` ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id`)
+		s.insRuns[k] = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
+		VALUES `+rowsOf(8, 1<<k)+` RETURNING id, event`)
+	}
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
-	s.insDone = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = ?1 AND x.subject = ?2 AND x.fingerprint = ?3
 		AND (w.id IS NULL OR w.recipe = ?4 OR instr(',' || w.chain || ',', ',' || ?4 || ',') > 0)`)
@@ -408,16 +423,17 @@ func (s *Store) prepare() error {
 		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`)
 	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
 		owner = NULL, lease_until = NULL WHERE id = ?`)
-	s.claimRun = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
-		started = coalesce(started, ?) WHERE id = ?`)
-	s.loadRun = p(s.w, `SELECT r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
+	s.claimRuns = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
+		started = coalesce(started, ?) WHERE id IN (SELECT value FROM json_each(?))`)
+	s.loadRuns = p(s.w, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
 				AND (w.id IS NULL OR w.recipe = r.recipe OR instr(',' || w.chain || ',', ',' || r.recipe || ',') > 0)),
 			coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
 				FROM echoes x JOIN runs w ON w.id = x.run
-				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain)
-		FROM runs r JOIN events e ON e.id = r.event WHERE r.id = ?`)
+				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
+			r.chain
+		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -428,6 +444,7 @@ func (s *Store) prepare() error {
 		WHERE recipe = ? AND subject IN (SELECT value FROM json_each(?))`)
 	s.getSteps = p(s.r, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
 		FROM steps WHERE run = ? ORDER BY idx`)
+	s.prepareMulti(p)
 	return err
 }
 
@@ -454,7 +471,11 @@ var errClosed = errors.New("store is closed")
 // write submits fn to the committer and waits for its commit. fn may run
 // twice (alone, after its batch failed), so it must only assign results.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
+	return s.submit(ctx, &op{fn: fn, done: make(chan error, 1)})
+}
+
+// submit hands o to the committer and waits for its commit.
+func (s *Store) submit(ctx context.Context, o *op) error {
 	select {
 	case <-s.quit:
 		return errClosed
@@ -562,13 +583,50 @@ func (s *Store) commitTx(batch []*op) error {
 	if err != nil {
 		return err
 	}
+	var journal []*op
 	for _, o := range batch {
+		if o.journal != nil {
+			journal = append(journal, o)
+			continue
+		}
 		if err := o.fn(tx); err != nil {
 			tx.Rollback()
 			return err
 		}
 	}
+	if err := s.journalTx(tx, journal); err != nil {
+		tx.Rollback()
+		return err
+	}
 	return tx.Commit()
+}
+
+// journalTx writes the journal writes of a batch's ops together, with
+// multi-row statements (the ops of a batch are concurrent: any order of
+// them is one they could have come in).
+func (s *Store) journalTx(tx *sql.Tx, ops []*op) error {
+	switch len(ops) {
+	case 0:
+		return nil
+	case 1:
+		return ops[0].fn(tx)
+	}
+	n := 0
+	for _, o := range ops {
+		n += len(o.journal)
+	}
+	writes, errs := make([]engine.JournalWrite, 0, n), make([]error, n)
+	for _, o := range ops {
+		writes = append(writes, o.journal...)
+	}
+	if err := s.recordManyTx(tx, writes, errs); err != nil {
+		return err
+	}
+	for _, o := range ops {
+		copy(o.errs, errs)
+		errs = errs[len(o.errs):]
+	}
+	return nil
 }
 
 // checkpointLoop copies the WAL back into the database in the background
@@ -615,6 +673,19 @@ func fromNanos(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n.Int64).UTC()
+}
+
+// idList is ids as a JSON array, for json_each.
+func idList(ids []int64) string {
+	b := make([]byte, 0, 8*len(ids)+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
 }
 
 func jsonList(items []string) string {
@@ -672,9 +743,14 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return fmt.Errorf("saving the state of %q: %w", st.Subject, err)
 			}
 		}
-		insEvent, insRun := tx.Stmt(s.insEvent), tx.Stmt(s.insRun)
+		// The page's events, then their runs, are inserted with a
+		// multi-row statement each (runs in arrival order: their IDs are
+		// the claim order).
 		skips := skipPage{echoes: echoesOf{tx: tx}}
-		for i, ev := range adv.Events {
+		var stored []int // the events to store, by index
+		var eventRows [][]any
+		for i := range adv.Events {
+			ev := adv.Events[i]
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped {
 				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
@@ -684,17 +760,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					continue
 				}
 			}
-			res, err := insEvent.Exec(recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data))
-			if err != nil {
-				return fmt.Errorf("saving event %q: %w", ev.ID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue // seen before
-			}
-			eid, err := res.LastInsertId()
-			if err != nil {
+			stored = append(stored, i)
+			eventRows = append(eventRows, []any{recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)})
+		}
+		if len(stored) == 0 {
+			return skips.save(tx, recipe, now)
+		}
+		// An event seen before (here or in an earlier Advance) is not
+		// inserted, so not returned.
+		inserted := make(map[string]int64, len(stored))
+		if err := queryRows(tx, &s.insEvents, eventRows, func(r *sql.Rows) error {
+			var id int64
+			var eventID string
+			if err := r.Scan(&id, &eventID); err != nil {
 				return err
 			}
+			inserted[eventID] = id
+			return nil
+		}); err != nil {
+			return fmt.Errorf("saving %d events: %w", len(eventRows), err)
+		}
+		var runRows [][]any
+		var runOf []int // the event of each run, by index
+		for _, i := range stored {
+			ev := &adv.Events[i]
+			eid, ok := inserted[ev.ID]
+			if !ok {
+				continue // seen before
+			}
+			delete(inserted, ev.ID) // a second copy in this page is a duplicate
 			key := ev.OrderingKey
 			if key == "" {
 				key = "event:" + ev.ID
@@ -715,34 +809,36 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
 				}
 			}
-			if ev.Skipped || echo {
-				status := engine.RunSkipped
-				if echo {
-					status = engine.RunSuppressed
-				}
-				var values any
-				if len(ev.Values) > 0 && status == engine.RunSkipped {
+			// A queued run; or a finished one, skipped (condition false,
+			// its values kept) or suppressed.
+			status := engine.RunQueued
+			var cond, values, finished any
+			switch {
+			case echo:
+				status, finished = engine.RunSuppressed, now
+			case ev.Skipped:
+				status, cond, finished = engine.RunSkipped, false, now
+				if len(ev.Values) > 0 {
 					values = []byte(ev.Values)
 				}
-				var cond any
-				if status == engine.RunSkipped {
-					cond = false
-				}
-				res, err = tx.Stmt(s.insDone).Exec(eid, recipe, key, status, cond, values, now, now)
-				if err != nil {
-					return fmt.Errorf("recording event %q: %w", ev.ID, err)
-				}
-				out[i].Status = status
-			} else {
-				res, err = insRun.Exec(eid, recipe, key, now)
-				if err != nil {
-					return fmt.Errorf("enqueueing event %q: %w", ev.ID, err)
-				}
-				out[i].Status = engine.RunQueued
 			}
-			if out[i].RunID, err = res.LastInsertId(); err != nil {
+			runRows = append(runRows, []any{eid, recipe, key, status, cond, values, now, finished})
+			runOf = append(runOf, i)
+			out[i].Status = status
+		}
+		runOfEvent := make(map[int64]int64, len(runRows))
+		if err := queryRows(tx, &s.insRuns, runRows, func(r *sql.Rows) error {
+			var id, event int64
+			if err := r.Scan(&id, &event); err != nil {
 				return err
 			}
+			runOfEvent[event] = id
+			return nil
+		}); err != nil {
+			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
+		}
+		for k, i := range runOf {
+			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
 		}
 		return skips.save(tx, recipe, now)
 	})
@@ -821,29 +917,51 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		claim, load := tx.Stmt(s.claimRun), tx.Stmt(s.loadRun)
+		if len(ids) == 0 {
+			return nil
+		}
+		// The chosen runs are claimed and loaded with a statement each,
+		// whatever their number.
+		list := idList(ids)
 		until := req.Now.Add(req.Lease).UnixNano()
-		for _, id := range ids {
-			if _, err := claim.Exec(req.Owner, until, now, id); err != nil {
-				return fmt.Errorf("claiming run %d: %w", id, err)
-			}
-			r := &engine.ClaimedRun{ID: id}
+		if _, err := tx.Stmt(s.claimRuns).Exec(req.Owner, until, now, list); err != nil {
+			return fmt.Errorf("claiming runs %s: %w", list, err)
+		}
+		rows, err = tx.Stmt(s.loadRuns).Query(list)
+		if err != nil {
+			return fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		type chained struct {
+			id    int64
+			chain string
+		}
+		var chains []chained
+		for rows.Next() {
+			r := &engine.ClaimedRun{}
 			var data []byte
-			var chain string
-			if err := load.QueryRow(id).Scan(&r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain); err != nil {
-				return fmt.Errorf("loading run %d: %w", id, err)
+			var chain, had string
+			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
+				rows.Close()
+				return fmt.Errorf("loading runs %s: %w", list, err)
 			}
-			if chain != "" {
-				// The run follows from memberflow's own write: its writes
-				// carry the chain on, so the echo never comes back to a
-				// recipe already in it.
-				if _, err := tx.Stmt(s.setChain).Exec(chain, id, chain); err != nil {
-					return fmt.Errorf("recording the cause of run %d: %w", id, err)
-				}
+			if chain != had {
+				chains = append(chains, chained{r.ID, chain})
 			}
 			r.Data = data
 			r.Token = int64(r.Attempts)
 			out = append(out, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		for _, c := range chains {
+			// The run follows from memberflow's own write: its writes
+			// carry the chain on, so the echo never comes back to a
+			// recipe already in it.
+			if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
+				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
+			}
 		}
 		return nil
 	})
@@ -930,72 +1048,108 @@ func (s *Store) steps(ctx context.Context, st *sql.Stmt, runID int64) ([]engine.
 }
 
 // Record implements engine.Journal.
+// The committer writes the Records of concurrent callers together
+// (journalTx).
 func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var one int
-		switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
-		case errors.Is(err, sql.ErrNoRows):
-			return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
-		case err != nil:
-			return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
-		}
+	errs := s.journal(ctx, []engine.JournalWrite{{Lease: lease, Steps: steps, Fin: fin}})
+	return errs[0]
+}
+
+// recordTx is one Record in tx: the lease is checked, then the steps,
+// their echoes and the outcome are written.
+func (s *Store) recordTx(tx *sql.Tx, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	if err := checkWrite(lease, steps, fin); err != nil {
+		return err
+	}
+	var one int
+	switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return &engine.LeaseLostError{RunID: lease.RunID, Token: lease.Token}
+	case err != nil:
+		return fmt.Errorf("checking the lease of run %d: %w", lease.RunID, err)
+	}
+	if len(steps) > 0 {
+		up := tx.Stmt(s.upStep)
+		var echo *sql.Stmt
 		for _, r := range steps {
-			if r.RunID != lease.RunID {
-				return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			if _, err := up.Exec(stepArgs(&r)...); err != nil {
+				return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
 			}
-		}
-		if fin != nil && fin.RunID != lease.RunID {
-			return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
-		}
-		if len(steps) > 0 {
-			up := tx.Stmt(s.upStep)
-			var echo *sql.Stmt
-			for _, r := range steps {
-				if _, err := up.Exec(r.RunID, r.Index, r.StepID, r.Action, r.Status, []byte(r.Input), []byte(r.Output),
-					nullString(r.Error), r.Attempts, nanos(r.Started), nanos(r.Finished)); err != nil {
-					return fmt.Errorf("journaling step %q of run %d: %w", r.StepID, r.RunID, err)
+			for _, w := range r.Wrote {
+				if echo == nil {
+					echo = tx.Stmt(s.upEcho)
 				}
-				for _, w := range r.Wrote {
-					if echo == nil {
-						echo = tx.Stmt(s.upEcho)
-					}
-					written := r.Finished
-					if written.IsZero() {
-						written = time.Now()
-					}
-					if _, err := echo.Exec(w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()); err != nil {
-						return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
-					}
+				if _, err := echo.Exec(echoArgs(&r, w)...); err != nil {
+					return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
 				}
 			}
 		}
-		if fin != nil {
-			var cond any
-			if fin.Condition != nil {
-				cond = *fin.Condition
-			}
-			var vals any
-			if len(fin.Values) > 0 {
-				vals = []byte(fin.Values)
-			}
-			status, ferr := fin.Status, nullString(fin.Error)
-			var finished any = nanos(fin.Finished)
-			if status == engine.RunQueued {
-				finished = nil
-			}
-			if _, err := tx.Stmt(s.finRun).Exec(status, ferr, cond, vals, finished, fin.RunID); err != nil {
-				return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
-			}
-			if fin.Version != "" && status != engine.RunQueued {
-				// The recipe version that ran (engine.Versions).
-				if _, err := tx.Stmt(s.setVersion).Exec(fin.Version, fin.RunID); err != nil {
-					return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
-				}
+	}
+	if fin != nil {
+		if err := s.faultAt("fin", fin); err != nil {
+			return err
+		}
+		args := finArgs(fin)
+		if _, err := tx.Stmt(s.finRun).Exec(args[1], args[2], args[3], args[4], args[5], fin.RunID); err != nil {
+			return fmt.Errorf("finishing run %d: %w", fin.RunID, err)
+		}
+		if args[6] != nil {
+			// The recipe version that ran (engine.Versions).
+			if _, err := tx.Stmt(s.setVersion).Exec(args[6], fin.RunID); err != nil {
+				return fmt.Errorf("finishing run %d: recording its version: %w", fin.RunID, err)
 			}
 		}
-		return nil
-	})
-	return err
+	}
+	return nil
+}
+
+// checkWrite refuses the records of another run than the lease's.
+func checkWrite(lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	for _, r := range steps {
+		if r.RunID != lease.RunID {
+			return fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+		}
+	}
+	if fin != nil && fin.RunID != lease.RunID {
+		return fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+	}
+	return nil
+}
+
+// stepArgs are a step line's columns, in upStep's order.
+func stepArgs(r *engine.StepRecord) []any {
+	return []any{r.RunID, r.Index, r.StepID, r.Action, r.Status, []byte(r.Input), []byte(r.Output),
+		nullString(r.Error), r.Attempts, nanos(r.Started), nanos(r.Finished)}
+}
+
+// echoArgs are a remembered write's columns, in upEcho's order.
+func echoArgs(r *engine.StepRecord, w engine.Echo) []any {
+	written := r.Finished
+	if written.IsZero() {
+		written = time.Now()
+	}
+	return []any{w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()}
+}
+
+// finArgs are an outcome's columns: the run, its status, error,
+// condition, condition values, finish time and the recipe version (nil
+// unless the run ended with a version).
+func finArgs(fin *engine.Completion) []any {
+	var cond any
+	if fin.Condition != nil {
+		cond = *fin.Condition
+	}
+	var vals any
+	if len(fin.Values) > 0 {
+		vals = []byte(fin.Values)
+	}
+	var finished, version any = nanos(fin.Finished), nil
+	if fin.Status == engine.RunQueued {
+		finished = nil
+	} else if fin.Version != "" {
+		version = fin.Version
+	}
+	return []any{fin.RunID, fin.Status, nullString(fin.Error), cond, vals, finished, version}
 }
 
 func nullString(s string) any {

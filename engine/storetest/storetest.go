@@ -53,6 +53,8 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"MetaValuesAreCompareAndSwap", testMeta},
 		{"QueueStatsCountTheQueue", testQueueStats},
 		{"VersionsPinRunsAndKeepEveryAttempt", testVersions},
+		{"RecordManyWritesEachItemAllOrNothing", testRecordMany},
+		{"RecordManyFromConcurrentWriters", testRecordManyConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -172,7 +172,7 @@ func sampleResult() *Result {
 		Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 			"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, RequestsPerMember: 1.21126,
 		Recipes: []RecipeRequests{{Recipe: "bench-certificates", Events: 100000, Requests: 121126, RequestsPerEvent: 1.21126}},
-		Ceiling: &CeilingResult{Members: 100000, Eligible: 40042, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
+		Ceiling: &CeilingResult{Members: 100000, Replayed: 121126, Elapsed: 20 * time.Second, MembersPerSec: 5000, RequestsPerMember: 1.21126,
 			Requests: map[string]int64{"memberships GET /users/search": 1000, "memberships PUT /users/{userId}": 40042,
 				"accredible POST /v2/credentials/search": 40042, "accredible POST /v1/credentials": 40042}, CPU: 9 * time.Second, SandboxCPU: 5 * time.Second},
 		CeilingShare: 0.8}

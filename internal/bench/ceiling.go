@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,46 +19,43 @@ import (
 )
 
 // The ceiling (memberflow bench --ceiling) is the fastest the benchmark's
-// recipe could go against the same sandbox: a hand-written client that
-// sends the requests the engine sends for it, in the same order per
-// member, with as many workers, and nothing else: no engine, no store, no
-// expressions, no schemas. The engine's members/s over the ceiling's is
-// what the runner costs. TestCeilingSendsWhatTheEngineSends compares the
-// two request by request, so this file cannot drift from the connectors.
+// backfill could go against the same sandbox: a minimal net/http client
+// that sends exactly the requests the engine sent, as the sandbox
+// recorded them (method, target with its query, headers, body), to the
+// sandbox reset to the same seed, with as many workers as the engine's,
+// and nothing else: no engine, no store, no expressions, no schemas, no
+// knowledge of any API. The engine's members/s over the ceiling's is what
+// the runner costs. Since it replays the recording, it cannot drift from
+// what the connectors send; TestCeilingReplaysWhatWasRecorded records the
+// replay too and compares the two.
 //
-// What it hard-codes, from recipe.yaml and the connectors:
-//   - the trigger (members.user_changed from the beginning): pages of
-//     GET /users/search sorted by dateAdded, 100 a page, by skip, until a
-//     short page (connectors/memberships/poll.go);
-//   - the condition: membershipStatus "eligible" and an email;
-//   - accredible.upsert_credential on a fresh sandbox: a search by the
-//     reference, then a create (connectors/accredible/action_credentials.go);
-//   - members.update_user: a PUT of the certificate's id and date.
-const (
-	ceilingPageSize = 100
-	ceilingGroupID  = 100001 // recipe.yaml vars.groupId
-	ceilingAPIVer   = "2021-07-28"
-)
+// The workers take the recorded requests in the order they arrived, each
+// the next one free: the engine's concurrency with the engine's order.
 
 // CeilingOptions configure one run of the minimal client.
 type CeilingOptions struct {
-	// SandboxURL is the base URL of a freshly seeded sandbox: the client
-	// refuses a member who already holds the certificate.
+	// SandboxURL is the base URL of the sandbox the backfill ran on; the
+	// client resets it (the same seed) before replaying.
 	SandboxURL string
-	// Concurrency is the number of members handled at once; default 32,
-	// as the engine's workers.
+	// Concurrency is the number of requests in flight at once; default
+	// 32, as the engine's workers.
 	Concurrency int
 	// SandboxCPU, when set, reads the sandbox process's CPU time so far.
 	SandboxCPU func() (time.Duration, error)
 	// Client sends the requests; nil is a client with the connectors'
 	// connection pool (apiclient's transport settings).
 	Client *http.Client
+	// Backfill is the engine's run, made with Options.Record: its
+	// recorded requests are replayed, and its members give members/s.
+	Backfill *Result
 }
 
 // CeilingResult is what the minimal client measured.
 type CeilingResult struct {
+	// Members are the backfill's: the members the replayed requests
+	// handled.
 	Members       int64         `json:"members"`
-	Eligible      int64         `json:"eligible"`
+	Replayed      int64         `json:"replayed"`
 	Elapsed       time.Duration `json:"elapsed_ns"`
 	MembersPerSec float64       `json:"members_per_second"`
 	// Requests counts the requests the sandbox received during the run,
@@ -68,45 +64,36 @@ type CeilingResult struct {
 	RequestsPerMember float64          `json:"requests_per_member"`
 	CPU               time.Duration    `json:"cpu_ns"`
 	SandboxCPU        time.Duration    `json:"sandbox_cpu_ns,omitempty"`
+	// Lost counts the backfill's requests the recording did not keep (a
+	// bound on its size): the replay is short by that many.
+	Lost int `json:"lost,omitempty"`
 }
 
-// ceilingMember is what the recipe reads of a member.
-type ceilingMember struct {
-	ID               string `json:"id"`
-	Email            string `json:"email"`
-	FullName         string `json:"fullName"`
-	MembershipStatus string `json:"membershipStatus"`
-	EligibilityDate  string `json:"eligibilityDate"`
-	EnrollmentDate   string `json:"enrollmentDate"`
-	PlanID           string `json:"planId"`
-}
-
-// ceilingClient sends the recipe's requests.
-type ceilingClient struct {
-	hc                  *http.Client
-	members, accredible string // service base URLs
-	token, key, company string
-}
-
-// RunCeiling runs the benchmark's backfill with the minimal client.
+// RunCeiling resets the sandbox and replays the backfill's recorded
+// requests on it.
 func RunCeiling(ctx context.Context, opts CeilingOptions) (*CeilingResult, error) {
-	if opts.SandboxURL == "" {
+	bf := opts.Backfill
+	switch {
+	case opts.SandboxURL == "":
 		return nil, errors.New("bench: ceiling: no sandbox URL")
+	case bf == nil || len(bf.Recorded) == 0:
+		return nil, errors.New("bench: ceiling: no recorded requests to replay: run the backfill with Options.Record")
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 32
 	}
 	base := strings.TrimRight(opts.SandboxURL, "/")
-	c := &ceilingClient{hc: opts.Client, members: base + "/memberships", accredible: base + "/accredible",
-		token: sandbox.DemoAuth("memberships").Token, key: sandbox.DemoAuth("accredible").Key}
-	c.company, _ = sandbox.DemoOptions("memberships")["companyId"].(string)
-	if c.hc == nil {
+	hc := opts.Client
+	if hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 64 // as apiclient's
-		c.hc = &http.Client{Transport: t, Timeout: 30 * time.Second}
+		hc = &http.Client{Transport: t, Timeout: 30 * time.Second}
 		defer t.CloseIdleConnections()
 	}
-	before, err := FetchStats(ctx, base, "memberships", "accredible")
+	if err := ResetSandbox(ctx, base); err != nil {
+		return nil, fmt.Errorf("bench: ceiling: %w", err)
+	}
+	before, err := FetchStats(ctx, base, bf.services[0], bf.services[1])
 	if err != nil {
 		return nil, err
 	}
@@ -116,13 +103,13 @@ func RunCeiling(ctx context.Context, opts CeilingOptions) (*CeilingResult, error
 	var (
 		errOnce  sync.Once
 		firstErr error
-		members  atomic.Int64
-		eligible atomic.Int64
+		next     atomic.Int64
+		sent     atomic.Int64
 	)
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
-	work := make(chan ceilingMember, 64*opts.Concurrency) // the engine's high-water mark
+	reqs := bf.Recorded
 	cpu0, sbCPU0 := processCPU(), sandboxCPU(opts.SandboxCPU, hclog.NewNullLogger())
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -130,38 +117,33 @@ func RunCeiling(ctx context.Context, opts CeilingOptions) (*CeilingResult, error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range work {
-				if ctx.Err() != nil {
-					continue // drain
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(reqs)) {
+					return
 				}
-				if err := c.certify(ctx, m); err != nil {
-					fail(fmt.Errorf("member %s: %w", m.ID, err))
+				if err := replay(ctx, hc, base, reqs[i]); err != nil {
+					fail(fmt.Errorf("request %d of %d: %w", i+1, len(reqs), err))
+					return
 				}
+				sent.Add(1)
 			}
 		}()
 	}
-	pollErr := c.poll(ctx, func(m ceilingMember) {
-		members.Add(1)
-		if m.MembershipStatus == "eligible" && m.Email != "" {
-			eligible.Add(1)
-			work <- m
-		}
-	})
-	close(work)
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu1, sbCPU1 := processCPU(), sandboxCPU(opts.SandboxCPU, hclog.NewNullLogger())
-	if pollErr != nil {
-		fail(pollErr)
-	}
 	if firstErr != nil {
 		return nil, fmt.Errorf("bench: ceiling: %w", firstErr)
 	}
-	after, err := FetchStats(context.WithoutCancel(ctx), base, "memberships", "accredible")
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: ceiling: interrupted: %w", err)
+	}
+	after, err := FetchStats(context.WithoutCancel(ctx), base, bf.services[0], bf.services[1])
 	if err != nil {
 		return nil, err
 	}
-	res := &CeilingResult{Members: members.Load(), Eligible: eligible.Load(), Elapsed: elapsed,
+	res := &CeilingResult{Members: bf.Members, Replayed: sent.Load(), Elapsed: elapsed, Lost: bf.RecordLost,
 		Requests: after.requestsSince(before), CPU: cpu1 - cpu0}
 	if sbCPU0 >= 0 && sbCPU1 >= 0 {
 		res.SandboxCPU = sbCPU1 - sbCPU0
@@ -173,122 +155,66 @@ func RunCeiling(ctx context.Context, opts CeilingOptions) (*CeilingResult, error
 	return res, nil
 }
 
-// RunCeilingAfterReset resets the sandbox (the same seed: the members
-// the engine backfilled, fresh again) and runs the minimal client on it.
-func RunCeilingAfterReset(ctx context.Context, opts CeilingOptions) (*CeilingResult, error) {
-	if err := ResetSandbox(ctx, opts.SandboxURL); err != nil {
-		return nil, fmt.Errorf("bench: ceiling: %w", err)
+// replay sends one recorded request as it was sent and reads the answer
+// to its end. An answer other than 2xx fails the ceiling: the engine's
+// were all successes on the same data.
+func replay(ctx context.Context, hc *http.Client, base string, rec sandbox.Recorded) error {
+	var body io.Reader
+	if len(rec.Body) > 0 {
+		body = bytes.NewReader(rec.Body)
 	}
-	return RunCeiling(ctx, opts)
-}
-
-// poll reads every member page by page, as the trigger does, and hands
-// each member to each.
-func (c *ceilingClient) poll(ctx context.Context, each func(ceilingMember)) error {
-	for skip := 0; ; skip += ceilingPageSize {
-		q := url.Values{"companyId": {c.company}, "limit": {fmt.Sprint(ceilingPageSize)},
-			"sort": {"dateAdded"}, "sortDirection": {"asc"}}
-		if skip > 0 {
-			q.Set("skip", fmt.Sprint(skip))
-		}
-		var page struct {
-			Users []ceilingMember `json:"users"`
-		}
-		if err := c.do(ctx, http.MethodGet, c.members+"/users/search?"+q.Encode(), nil, &page); err != nil {
-			return fmt.Errorf("polling members: %w", err)
-		}
-		for _, m := range page.Users {
-			each(m)
-		}
-		if len(page.Users) < ceilingPageSize {
-			return nil
-		}
-	}
-}
-
-// certify issues the member's certificate and writes it back.
-func (c *ceilingClient) certify(ctx context.Context, m ceilingMember) error {
-	ref := "member-" + m.ID
-	search := map[string]any{
-		"query": map[string]any{"group.id": fmt.Sprint(ceilingGroupID), "license_id": ref},
-		"sort":  map[string]string{"id": "asc"},
-		"page":  map[string]any{"from": 0, "size": 100},
-	}
-	var found struct {
-		Credentials []json.RawMessage `json:"credentials"`
-	}
-	if err := c.do(ctx, http.MethodPost, c.accredible+"/v2/credentials/search", search, &found); err != nil {
-		return fmt.Errorf("searching the certificate: %w", err)
-	}
-	if len(found.Credentials) > 0 {
-		return fmt.Errorf("already holds certificate %s: the ceiling needs a freshly seeded sandbox", ref)
-	}
-	create := map[string]any{"credential": map[string]any{
-		"approve":           true,
-		"custom_attributes": map[string]any{"enrollment_date": m.EnrollmentDate, "plan": m.PlanID},
-		"group_id":          ceilingGroupID,
-		"id":                ref,
-		"issued_on":         m.EligibilityDate,
-		"meta_data":         map[string]any{"memberflow_ref": ref},
-		"recipient":         map[string]any{"email": strings.ToLower(m.Email), "id": m.ID, "name": m.FullName},
-	}}
-	var created struct {
-		Credential struct {
-			ID       json.Number `json:"id"`
-			IssuedOn string      `json:"issued_on"`
-		} `json:"credential"`
-	}
-	if err := c.do(ctx, http.MethodPost, c.accredible+"/v1/credentials", create, &created); err != nil {
-		return fmt.Errorf("issuing the certificate: %w", err)
-	}
-	push := map[string]any{"certificateId": created.Credential.ID.String(), "certificateStatus": "issued",
-		"issuanceDate": created.Credential.IssuedOn}
-	if err := c.do(ctx, http.MethodPut, c.members+"/users/"+url.PathEscape(m.ID), push, nil); err != nil {
-		return fmt.Errorf("writing the certificate back: %w", err)
-	}
-	return nil
-}
-
-// do sends one request with the service's credentials and decodes the
-// answer into out (nil: read and dropped).
-func (c *ceilingClient) do(ctx context.Context, method, target string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	req, err := http.NewRequestWithContext(ctx, rec.Method, base+rec.Target, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if strings.HasPrefix(target, c.accredible) {
-		req.Header.Set("Authorization", "Token token="+c.key)
-	} else {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		req.Header.Set("Version", ceilingAPIVer)
-	}
-	res, err := c.hc.Do(req)
+	req.Header = rec.Header.Clone()
+	res, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 512))
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, req.URL.Path, res.StatusCode, b)
+		return fmt.Errorf("%s %s: HTTP %d: %s", rec.Method, req.URL.Path, res.StatusCode, b)
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	return err
+}
+
+// startRecording asks the sandbox to keep every API request.
+func startRecording(ctx context.Context, base string) error {
+	return sandboxCall(ctx, http.MethodPost, base+"/_sandbox/recording", nil)
+}
+
+// stopRecording stops the sandbox's recording and returns it.
+func stopRecording(ctx context.Context, base string) (*sandbox.RecordingAnswer, error) {
+	var out sandbox.RecordingAnswer
+	if err := sandboxCall(ctx, http.MethodDelete, base+"/_sandbox/recording", &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func sandboxCall(ctx context.Context, method, target string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	if err != nil {
+		return fmt.Errorf("bench: %s %s: %w", method, target, err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("bench: %s %s: %w", method, target, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		return fmt.Errorf("bench: %s %s: HTTP %d: %s (is this a memberflow sandbox of this version?)", method, target, res.StatusCode, b)
 	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, res.Body)
 		return err
 	}
 	if err := json.NewDecoder(res.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
+		return fmt.Errorf("bench: %s %s: %w", method, target, err)
 	}
 	return nil
 }

@@ -44,8 +44,8 @@ func (r *Result) WriteText(w io.Writer) error {
 		if c.SandboxCPU > 0 {
 			cpu += ", sandbox " + c.SandboxCPU.Round(100*time.Millisecond).String()
 		}
-		row("ceiling (minimal client)", "%.0f members/s in %s, same sandbox reset, %d workers; %s", c.MembersPerSec, c.Elapsed.Round(time.Millisecond),
-			r.Concurrency, cpu)
+		row("ceiling (minimal client)", "%.0f members/s in %s: the engine's %d requests replayed on the sandbox reset, %d at once; %s", c.MembersPerSec, c.Elapsed.Round(time.Millisecond),
+			c.Replayed, r.Concurrency, cpu)
 		row("ceiling requests per member", "%s", requestsText(c.RequestsPerMember, c.Requests, c.Members))
 		row("engine / ceiling", "%.0f%% of the ceiling's members/s (issue 14's target: at least 75%%)", 100*r.CeilingShare)
 		if r.Members > 0 && c.Members > 0 {

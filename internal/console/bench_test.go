@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/memberflow/memberflow/connectors"
+	_ "github.com/memberflow/memberflow/connectors/all"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/internal/console"
 	"github.com/memberflow/memberflow/internal/console/stats"
@@ -92,7 +94,9 @@ func (s staticCompliance) Compliance(context.Context, bool) (*console.Compliance
 }
 
 func syntheticCompliance(m int) *console.Compliance {
-	snap := &reconcile.Snapshot{Taken: time.Now()}
+	// The records are the example connectors' own, read through their
+	// declarations as a reconciliation reads them.
+	snap := &reconcile.Snapshot{Taken: time.Now(), Kinds: reconcile.Declared(connectors.Default.List()...)}
 	rep := &reconcile.Report{Taken: snap.Taken}
 	for i := 0; i < m; i++ {
 		id := fmt.Sprintf("m%06d", i)

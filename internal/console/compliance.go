@@ -3,11 +3,11 @@ package console
 import (
 	"context"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/internal/reconcile"
 )
 
@@ -90,7 +90,7 @@ type memberRow struct {
 	Credential, CredentialStatus  string // id, "valid" / "expired" / ""
 	Group                         string
 	Attendee, AttendeeStatus      string
-	CheckedIn                     bool
+	AttendeeLive, CheckedIn       bool // a booked ticket; checked in
 	Rules                         []string
 }
 
@@ -99,20 +99,24 @@ type complianceFilter struct {
 }
 
 // rows joins members, credentials and attendees, with the rules each
-// member breaks.
+// member breaks. Fields are read through the declarations of the
+// connectors that hold each kind of record (Snapshot.Field).
 func rows(c *Compliance, today string) []memberRow {
 	s := c.Snapshot
+	const (
+		member, credential, attendee = connectors.KindMember, connectors.KindCredential, connectors.KindAttendee
+	)
 	creds := map[string]map[string]any{}
 	for _, cr := range s.Credentials {
-		rid := str(cr.Data, "recipient", "id")
-		if prev, ok := creds[rid]; !ok || str(cr.Data, "updated_at") > str(prev, "updated_at") {
+		rid := s.Field(credential, cr.Data, connectors.FieldMember)
+		if prev, ok := creds[rid]; !ok || s.Field(credential, cr.Data, connectors.FieldChanged) > s.Field(credential, prev, connectors.FieldChanged) {
 			creds[rid] = cr.Data
 		}
 	}
 	atts := map[string]map[string]any{}
 	for _, a := range s.Attendees {
-		ext := str(a.Data, "externalId")
-		if prev, ok := atts[ext]; !ok || (str(prev, "status") != "BOOKED" && str(a.Data, "status") == "BOOKED") {
+		ext := s.Field(attendee, a.Data, connectors.FieldMember)
+		if prev, ok := atts[ext]; !ok || (!s.In(attendee, prev, connectors.StateLive) && s.In(attendee, a.Data, connectors.StateLive)) {
 			atts[ext] = a.Data
 		}
 	}
@@ -125,19 +129,20 @@ func rows(c *Compliance, today string) []memberRow {
 	out := make([]memberRow, 0, len(s.Members))
 	for _, m := range s.Members {
 		d := m.Data
-		id := str(d, "id")
-		r := memberRow{ID: id, Name: strings.TrimSpace(str(d, "firstName") + " " + str(d, "lastName")), Email: str(d, "email"),
-			Status: str(d, "membershipStatus"), Plan: str(d, "planId"), Rules: rules[id]}
+		id := s.Field(member, d, connectors.FieldID)
+		r := memberRow{ID: id, Name: strings.TrimSpace(s.Field(member, d, connectors.FieldGivenName) + " " + s.Field(member, d, connectors.FieldFamilyName)),
+			Email: s.Field(member, d, connectors.FieldEmail), Status: s.Field(member, d, connectors.FieldStatus), Plan: s.Field(member, d, connectors.FieldPlan), Rules: rules[id]}
 		if cr := creds[id]; cr != nil {
-			r.Credential, r.Group = str(cr, "id"), str(cr, "group_id")
+			r.Credential, r.Group = s.Field(credential, cr, connectors.FieldID), s.Field(credential, cr, connectors.FieldGroup)
 			r.CredentialStatus = "valid"
-			if exp := str(cr, "expired_on"); exp != "" && exp[:min(10, len(exp))] <= today {
+			if exp := s.Field(credential, cr, connectors.FieldExpires); exp != "" && exp[:min(10, len(exp))] <= today {
 				r.CredentialStatus = "expired"
 			}
 		}
 		if a := atts[id]; a != nil {
-			r.Attendee, r.AttendeeStatus = str(a, "attendeeId"), str(a, "status")
-			r.CheckedIn, _ = a["checkedIn"].(bool)
+			r.Attendee, r.AttendeeStatus = s.Field(attendee, a, connectors.FieldID), s.Field(attendee, a, connectors.FieldStatus)
+			r.AttendeeLive = s.In(attendee, a, connectors.StateLive)
+			r.CheckedIn = s.Field(attendee, a, connectors.FieldCheckedIn) == "true"
 		}
 		out = append(out, r)
 	}
@@ -164,7 +169,7 @@ func (f complianceFilter) keep(r memberRow) bool {
 	switch f.Event {
 	case "":
 	case "registered":
-		if r.AttendeeStatus != "BOOKED" {
+		if !r.AttendeeLive {
 			return false
 		}
 	case "checked-in":
@@ -172,7 +177,7 @@ func (f complianceFilter) keep(r memberRow) bool {
 			return false
 		}
 	case "none":
-		if r.Attendee != "" && r.AttendeeStatus == "BOOKED" {
+		if r.Attendee != "" && r.AttendeeLive {
 			return false
 		}
 	}
@@ -182,6 +187,23 @@ func (f complianceFilter) keep(r memberRow) bool {
 	return true
 }
 
+// memberStatuses are the member statuses a filter offers: those the
+// members' connector declares, in its order, then any other seen.
+func memberStatuses(s *reconcile.Snapshot, seen map[string]int) []string {
+	var out []string
+	if rs := s.Kinds[connectors.KindMember]; rs != nil {
+		out = append(out, rs.Statuses...)
+	}
+	var extra []string
+	for st := range seen {
+		if st != "" && !contains(out, st) {
+			extra = append(extra, st)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -189,24 +211,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func str(m map[string]any, path ...string) string {
-	var v any = m
-	for _, p := range path {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return ""
-		}
-		v = mm[p]
-	}
-	switch v := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return ""
 }

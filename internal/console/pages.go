@@ -64,8 +64,7 @@ func filterOf(r *http.Request) complianceFilter {
 }
 
 func (c *Console) compliance(w http.ResponseWriter, r *http.Request) {
-	d := complianceData{Filter: filterOf(r), Enabled: c.o.Compliance != nil, Statuses: []string{"pending", "active", "eligible", "lapsed", "cancelled"},
-		Events: []string{"registered", "checked-in", "none"}}
+	d := complianceData{Filter: filterOf(r), Enabled: c.o.Compliance != nil, Events: []string{"registered", "checked-in", "none"}}
 	if !d.Enabled {
 		c.render(w, r, "compliance", "Compliance", d)
 		return
@@ -90,6 +89,7 @@ func (c *Console) compliance(w http.ResponseWriter, r *http.Request) {
 			filtered = append(filtered, row)
 		}
 	}
+	d.Statuses = memberStatuses(comp.Snapshot, counts)
 	for _, s := range d.Statuses {
 		d.Counts = append(d.Counts, statusCount{s, counts[s]})
 	}

@@ -102,6 +102,9 @@ func Render(s *connectors.Spec) ([]byte, error) {
 			default:
 				b.WriteString("- Not idempotent, and no look-up: an ambiguous failure goes to the dead letters.\n")
 			}
+			if a.Batch != nil {
+				fmt.Fprintf(&b, "- Batch form: the calls of up to %d runs of a step that wait at the same moment go out as one call, each run with its own result (see docs/runner.md, Batches).\n", a.Batch.Max)
+			}
 			if err := writeOperation(&b, s.Name, &a.Operation, "Input", "Output"); err != nil {
 				return nil, err
 			}

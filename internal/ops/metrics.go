@@ -33,6 +33,8 @@ type Metrics struct {
 	polls, webhooks              *prometheus.CounterVec
 	httpRequests, http429        *prometheus.CounterVec
 	pauses, pauseSeconds, alerts *prometheus.CounterVec
+	batchCalls                   *prometheus.CounterVec
+	batchSize                    *prometheus.HistogramVec
 
 	runDuration, stepDuration, httpDuration, pollDuration, storeWrite *prometheus.HistogramVec
 
@@ -88,6 +90,10 @@ func NewMetrics() *Metrics {
 	m.pauses = counter("rate_limit_pauses_total", "Requests that waited for the connection's token bucket or a pause the service asked for.", "connector")
 	m.pauseSeconds = counter("rate_limit_pause_seconds_total", "Time requests spent waiting for rate limits.", "connector")
 	m.alerts = counter("alerts_total", "Engine events fed to alert recipes, by cause and outcome: fed, or duplicate (the window had alerted).", "recipe", "cause", "outcome")
+	m.batchCalls = counter("batch_calls_total", "Calls of an action's batch form (many runs' calls of one step sent at once), by recipe, step and action.", "recipe", "step", "action")
+	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_size", Help: "Runs' calls per call of an action's batch form.",
+		Buckets: []float64{1, 2, 4, 8, 16, 30, 64, 128, 256}}, []string{"recipe", "step", "action"})
+	m.reg.MustRegister(m.batchSize)
 	m.runDuration = histogram("run_duration_seconds", "Execution time of runs that reached an outcome (claim to outcome, store writes included).", "recipe")
 	m.stepDuration = histogram("step_duration_seconds", "Duration of each call of a step's action.", "recipe", "step", "action")
 	m.httpDuration = histogram("http_request_duration_seconds", "Duration of HTTP requests to services.", "connector", "operation")
@@ -160,6 +166,15 @@ func (m *Metrics) StepAttempt(recipe, step, action, outcome string, took time.Du
 	}
 	c.duration.Observe(took.Seconds())
 }
+
+// BatchCall counts one call of an action's batch form and its size
+// (engine.BatchObserver).
+func (m *Metrics) BatchCall(recipe, step, action string, size int, _ time.Duration) {
+	m.batchCalls.WithLabelValues(recipe, step, action).Inc()
+	m.batchSize.WithLabelValues(recipe, step, action).Observe(float64(size))
+}
+
+var _ engine.BatchObserver = (*Metrics)(nil)
 
 func (m *Metrics) PollFinished(recipe string, ok bool, took time.Duration) {
 	outcome := "ok"

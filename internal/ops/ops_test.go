@@ -68,6 +68,8 @@ func TestObserverCounts(t *testing.T) {
 	m.RateLimitPause("accredible", 250*time.Millisecond)
 	m.WebhookDelivery("r", "unauthorized")
 	m.AlertFed("alert", "run_failed", true)
+	m.BatchCall("r", "s", "c.op", 7, time.Millisecond)
+	m.BatchCall("r", "s", "c.op", 30, time.Millisecond)
 	for _, tc := range []struct {
 		got  float64
 		want float64
@@ -87,10 +89,14 @@ func TestObserverCounts(t *testing.T) {
 		{testutil.ToFloat64(m.pauseSeconds.WithLabelValues("accredible")), 0.25, "pause seconds"},
 		{testutil.ToFloat64(m.webhooks.WithLabelValues("r", "unauthorized")), 1, "webhooks"},
 		{testutil.ToFloat64(m.alerts.WithLabelValues("alert", "run_failed", "duplicate")), 1, "alerts"},
+		{testutil.ToFloat64(m.batchCalls.WithLabelValues("r", "s", "c.op")), 2, "batch calls"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.what, tc.got, tc.want)
 		}
+	}
+	if n, err := testutil.GatherAndCount(m.reg, "memberflow_batch_size"); err != nil || n != 1 {
+		t.Errorf("batch_size series: %d %v", n, err)
 	}
 }
 

@@ -212,7 +212,7 @@ func TestEachDriftIsReportedAndFixed(t *testing.T) {
 	payer := goodStanding[0]
 	pay := call(t, d, "memberships", "create_payment", map[string]any{"userId": payer, "amount": 42.5, "currency": "USD", "status": "paid", "source": "manual"})
 	payID := fmt.Sprint(asMap(t, pay)["id"])
-	expect("payment-missing-in-accelevents payment/"+payID, true)
+	expect("payment-missing-on-order payment/"+payID, true)
 	// Mutations that are no drift by the recipes: a payment that came
 	// from Accelevents (not sent back), a new pending member.
 	mutate(t, d, "memberships", "payment", 1, nil)
@@ -226,7 +226,7 @@ func TestEachDriftIsReportedAndFixed(t *testing.T) {
 	// Memberships yet.
 	for _, a := range during.Attendees {
 		if a.Subject == "attendee/"+ids(dupAtt["attendeeIds"])[0] {
-			expect(fmt.Sprintf("payment-missing-in-memberships order/%v", a.Data["orderId"]), true)
+			expect(fmt.Sprintf("order-missing-in-payments order/%v", a.Data["orderId"]), true)
 		}
 	}
 	sort.Strings(want)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -55,18 +56,19 @@ type RuleInfo struct {
 }
 
 // rule is one integrity rule. A rule with a fixer signature is checked
-// only when a loaded recipe has that trigger and calls that action: the
-// recipe is what says the two systems should agree.
+// only when a loaded recipe has a trigger of that role and a step of
+// that role: the recipe is what says the two systems should agree.
 type rule struct {
 	id, title string
-	// fixTrigger and fixAction are connector.operation names.
+	// fixTrigger and fixAction are roles ("<kind>.<verb>"): what the
+	// operations do, as the connectors declare it.
 	fixTrigger, fixAction string
 	// fixable is false for rules whose matching recipe reads but cannot
 	// repair (registration-without-member): they name no recipe.
 	fixable bool
 	derived string
 	check   func(c *checkCtx) []Finding
-	// refs lists the Accelevents payment references the rule needs.
+	// refs lists the references of the order payments the rule needs.
 	refs func(c *checkCtx) []string
 }
 
@@ -74,57 +76,57 @@ type rule struct {
 var rules = []*rule{
 	{
 		id: "eligible-without-credential", title: "an eligible member has no valid credential",
-		fixTrigger: "memberships.membership_status_changed", fixAction: "accredible.upsert_credential", fixable: true,
+		fixTrigger: "member.status_changed", fixAction: "credential.issue", fixable: true,
 		derived: "which members: the recipe's when on the member's status event; eligibility date reached and an email (the issuing step's when)",
 		check:   checkEligible,
 	},
 	{
 		id: "lapsed-credential-not-expired", title: "a lapsed or cancelled member's credential is not expired",
-		fixTrigger: "memberships.membership_status_changed", fixAction: "accredible.expire_credential", fixable: true,
+		fixTrigger: "member.status_changed", fixAction: "credential.expire", fixable: true,
 		derived: "the fixing recipe and whether it runs (its when on the member's status event)",
 		check:   checkLapsed,
 	},
 	{
-		id: "certificate-mismatch", title: "the member's certificateId, certificateStatus or issuanceDate disagrees with Accredible",
-		fixTrigger: "accredible.credential_changed", fixAction: "memberships.update_user", fixable: true,
-		derived: "the expected member fields: the with of the recipe's update_user step, evaluated on the credential",
+		id: "certificate-mismatch", title: "the certificate fields the recipe writes on the member disagree with the member's credential",
+		fixTrigger: "credential.changed", fixAction: "member.update", fixable: true,
+		derived: "the expected member fields: the with of the recipe's member update step, evaluated on the credential",
 		check:   checkCertificateFields,
 	},
 	{
 		id: "member-without-attendee", title: "a member the sync recipe covers has no attendee",
-		fixTrigger: "memberships.user_changed", fixAction: "accelevents.upsert_attendee", fixable: true,
-		derived: "which members: the recipe's when; the attendee's key: externalId from the upsert_attendee step's with",
+		fixTrigger: "member.changed", fixAction: "attendee.upsert", fixable: true,
+		derived: "which members: the recipe's when; the attendee's key: the member id in the attendee upsert step's with",
 		check:   checkAttendees(false),
 	},
 	{
 		id: "attendee-differs", title: "an attendee's email or name differs from the member's",
-		fixTrigger: "memberships.user_changed", fixAction: "accelevents.upsert_attendee", fixable: true,
-		derived: "the expected email, firstName and lastName: the upsert_attendee step's with, evaluated on the member",
+		fixTrigger: "member.changed", fixAction: "attendee.upsert", fixable: true,
+		derived: "the expected email and names: the attendee upsert step's with, evaluated on the member",
 		check:   checkAttendees(true),
 	},
 	{
 		id: "duplicate-attendees", title: "one member has more than one booked attendee",
-		fixTrigger: "memberships.user_changed", fixAction: "accelevents.upsert_attendee",
-		derived: "checked when a recipe syncs members to attendees; the key is externalId from its with; no recipe removes a duplicate",
+		fixTrigger: "member.changed", fixAction: "attendee.upsert",
+		derived: "checked when a recipe syncs members to attendees; the key is the member id of its with; no recipe removes a duplicate",
 		check:   checkDuplicateAttendees,
 	},
 	{
 		id: "registration-without-member", title: "a registration's email or member id matches no member",
-		fixTrigger: "accelevents.registration_created", fixAction: "memberships.find_user_by_email",
+		fixTrigger: "attendee.created", fixAction: "member.find",
 		derived: "which registrations: the recipe's when; no recipe creates members from registrations",
 		check:   checkRegistrations,
 	},
 	{
-		id: "payment-missing-in-accelevents", title: "a Memberships payment is missing on, or differs from, the member's Accelevents order",
-		fixTrigger: "memberships.payment_created", fixAction: "accelevents.record_payment", fixable: true,
-		derived: "which payments: the recipe's when and its upsert_attendee step's when; the reference and amount: the record_payment step's with",
-		check:   checkPaymentsToAccelevents, refs: paymentRefsToAccelevents,
+		id: "payment-missing-on-order", title: "a member's payment is missing on, or differs from, the member's event order",
+		fixTrigger: "payment.created", fixAction: "order_payment.record", fixable: true,
+		derived: "which payments: the recipe's when and its attendee upsert step's when; the reference and amount: the payment record step's with",
+		check:   checkPaymentsToOrders, refs: paymentRefsToOrders,
 	},
 	{
-		id: "payment-missing-in-memberships", title: "a paid Accelevents order of a member is missing from, or doubled in, the member's Memberships payments",
-		fixTrigger: "accelevents.order_paid", fixAction: "memberships.upsert_payment", fixable: true,
-		derived: "which orders: the recipe's when and its upsert_payment step's when (the order's payments recorded from Memberships taken as none); the reference: the upsert_payment step's with (amounts not compared)",
-		check:   checkPaymentsToMemberships,
+		id: "order-missing-in-payments", title: "a member's paid event order is missing from, or doubled in, the member's payments",
+		fixTrigger: "order.paid", fixAction: "payment.upsert", fixable: true,
+		derived: "which orders: the recipe's when and its payment upsert step's when (the order's payments recorded from elsewhere taken as none); the reference: the payment upsert step's with (amounts not compared)",
+		check:   checkOrdersToPayments,
 	},
 }
 
@@ -140,22 +142,30 @@ func RuleIDs() []string {
 type boundRule struct {
 	rule  *rule
 	fixer *recipes.Recipe
-	today string
-	now   time.Time
+	specs map[string]*connectors.Spec
+}
+
+// roleOf is the role of a recipe's operation on a connection.
+func roleOf(specs map[string]*connectors.Spec, rc *recipes.Recipe, connection, op string) *connectors.Role {
+	sp := specs[connectorOf(rc, connection)]
+	if sp == nil {
+		return nil
+	}
+	return sp.Role(op)
 }
 
 // bindRules finds each rule's recipe: the first, by name, whose trigger
-// and one of whose steps match the rule's signature.
-func bindRules(sorted []*recipes.Recipe) []*boundRule {
+// and one of whose steps have the rule's roles.
+func (r *Reconciler) bindRules(sorted []*recipes.Recipe) []*boundRule {
 	var out []*boundRule
 	for _, ru := range rules {
-		br := &boundRule{rule: ru}
+		br := &boundRule{rule: ru, specs: r.specs}
 		for _, rc := range sorted {
-			if rc.Trigger == nil || connectorOf(rc, rc.Trigger.Connection)+"."+rc.Trigger.Operation != ru.fixTrigger {
+			if rc.Trigger == nil || roleOf(r.specs, rc, rc.Trigger.Connection, rc.Trigger.Operation).Name() != ru.fixTrigger {
 				continue
 			}
 			for _, st := range rc.Steps {
-				if connectorOf(rc, st.Connection)+"."+st.Operation == ru.fixAction {
+				if roleOf(r.specs, rc, st.Connection, st.Operation).Name() == ru.fixAction {
 					br.fixer = rc
 					break
 				}
@@ -210,50 +220,69 @@ func (br *boundRule) ctx(s *Snapshot, ix *index) *checkCtx {
 	if now.IsZero() {
 		now = time.Now().UTC()
 	}
-	return &checkCtx{s: s, r: br.fixer, today: now.Format("2006-01-02"), ix: ix}
+	return &checkCtx{s: s, r: br.fixer, specs: br.specs, today: now.Format("2006-01-02"), ix: ix}
 }
+
+// Short names for the kinds the rules read.
+const (
+	member, payment, credential = connectors.KindMember, connectors.KindPayment, connectors.KindCredential
+	attendee, order, orderPay   = connectors.KindAttendee, connectors.KindOrder, connectors.KindOrderPayment
+)
 
 // index looks records up across the snapshot.
 type index struct {
 	membersByID, membersByEmail map[string]map[string]any
 	credsByMember               map[string][]map[string]any
-	attendeesByExt              map[string][]map[string]any
+	attendeesByMember           map[string][]map[string]any
 	attendeesByEmail            map[string][]map[string]any
 	paymentsByRef               map[string][]map[string]any
+	// subjects names records by kind and id, as their reads did.
+	subjects map[[2]string]string
 }
 
 func newIndex(s *Snapshot) *index {
 	ix := &index{membersByID: map[string]map[string]any{}, membersByEmail: map[string]map[string]any{},
-		credsByMember: map[string][]map[string]any{}, attendeesByExt: map[string][]map[string]any{},
-		attendeesByEmail: map[string][]map[string]any{}, paymentsByRef: map[string][]map[string]any{}}
+		credsByMember: map[string][]map[string]any{}, attendeesByMember: map[string][]map[string]any{},
+		attendeesByEmail: map[string][]map[string]any{}, paymentsByRef: map[string][]map[string]any{}, subjects: map[[2]string]string{}}
+	f := s.Field
+	for _, kind := range readOrder {
+		for _, rec := range *s.records(kind) {
+			ix.subjects[[2]string{kind, f(kind, rec.Data, connectors.FieldID)}] = rec.Subject
+		}
+	}
 	for _, m := range s.Members {
-		ix.membersByID[str(m.Data, "id")] = m.Data
-		if e := strings.ToLower(str(m.Data, "email")); e != "" {
+		ix.membersByID[f(member, m.Data, connectors.FieldID)] = m.Data
+		if e := strings.ToLower(f(member, m.Data, connectors.FieldEmail)); e != "" {
 			ix.membersByEmail[e] = m.Data
 		}
 	}
 	for _, c := range s.Credentials {
-		if id := str(c.Data, "recipient", "id"); id != "" {
+		if id := f(credential, c.Data, connectors.FieldMember); id != "" {
 			ix.credsByMember[id] = append(ix.credsByMember[id], c.Data)
 		}
 	}
 	for _, a := range s.Attendees {
-		if ext := str(a.Data, "externalId"); ext != "" {
-			ix.attendeesByExt[ext] = append(ix.attendeesByExt[ext], a.Data)
+		if ext := f(attendee, a.Data, connectors.FieldMember); ext != "" {
+			ix.attendeesByMember[ext] = append(ix.attendeesByMember[ext], a.Data)
 		}
-		if e := strings.ToLower(str(a.Data, "email")); e != "" {
+		if e := strings.ToLower(f(attendee, a.Data, connectors.FieldEmail)); e != "" {
 			ix.attendeesByEmail[e] = append(ix.attendeesByEmail[e], a.Data)
 		}
 	}
 	// A live ticket is the member's attendee when there is one.
-	for _, atts := range ix.attendeesByEmail {
-		sort.SliceStable(atts, func(i, j int) bool { return str(atts[i], "status") == "BOOKED" && str(atts[j], "status") != "BOOKED" })
+	live := func(atts []map[string]any) func(i, j int) bool {
+		return func(i, j int) bool {
+			return s.In(attendee, atts[i], connectors.StateLive) && !s.In(attendee, atts[j], connectors.StateLive)
+		}
 	}
-	for _, atts := range ix.attendeesByExt {
-		sort.SliceStable(atts, func(i, j int) bool { return str(atts[i], "status") == "BOOKED" && str(atts[j], "status") != "BOOKED" })
+	for _, atts := range ix.attendeesByEmail {
+		sort.SliceStable(atts, live(atts))
+	}
+	for _, atts := range ix.attendeesByMember {
+		sort.SliceStable(atts, live(atts))
 	}
 	for _, p := range s.Payments {
-		if ref := str(p.Data, "externalRef"); ref != "" {
+		if ref := f(payment, p.Data, connectors.FieldRef); ref != "" {
 			ix.paymentsByRef[ref] = append(ix.paymentsByRef[ref], p.Data)
 		}
 	}
@@ -261,12 +290,35 @@ func newIndex(s *Snapshot) *index {
 }
 
 // checkCtx is what a rule's check reads: the snapshot, the recipe that
-// fixes its drift, and today's date.
+// fixes its drift, the connectors' roles and today's date.
 type checkCtx struct {
 	s     *Snapshot
 	r     *recipes.Recipe
+	specs map[string]*connectors.Spec
 	ix    *index
 	today string
+}
+
+// f reads a domain field of a record of a kind.
+func (c *checkCtx) f(kind string, rec map[string]any, field string) string {
+	return c.s.Field(kind, rec, field)
+}
+
+// subject names a record as its read did.
+func (c *checkCtx) subject(kind string, rec map[string]any) string {
+	id := c.f(kind, rec, connectors.FieldID)
+	if s, ok := c.ix.subjects[[2]string{kind, id}]; ok {
+		return s
+	}
+	return kind + "/" + id
+}
+
+// event is the data the recipe's trigger would report about a record.
+func (c *checkCtx) event(rec map[string]any) map[string]any {
+	if ro := roleOf(c.specs, c.r, c.r.Trigger.Connection, c.r.Trigger.Operation); ro != nil && ro.Event != nil {
+		return ro.Event(rec)
+	}
+	return rec
 }
 
 // when evaluates the recipe's condition on an event it would receive.
@@ -278,36 +330,66 @@ func (c *checkCtx) when(data map[string]any) bool {
 	return err == nil && ok
 }
 
-// step returns the recipe's first step calling action (connector.op).
-func (c *checkCtx) step(action string) *recipes.Step {
+// role is the role of a step's operation.
+func (c *checkCtx) role(st *recipes.Step) *connectors.Role {
+	return roleOf(c.specs, c.r, st.Connection, st.Operation)
+}
+
+// step returns the recipe's first step with a role ("attendee.upsert").
+func (c *checkCtx) step(role string) *recipes.Step {
 	for _, st := range c.r.Steps {
-		if connectorOf(c.r, st.Connection)+"."+st.Operation == action {
+		if c.role(st).Name() == role {
 			return st
 		}
 	}
 	return nil
 }
 
-// readSteps gives the outputs of the read steps before action, by the
-// step ids the recipe uses, from what the snapshot holds: outputs maps a
-// read action (connector.operation) to its output for this record.
-func (c *checkCtx) readSteps(action string, outputs map[string]any) map[string]any {
+// input is the value a step's with gives a domain field, by the input
+// its role says carries it.
+func (c *checkCtx) input(role string, with map[string]any, field string) any {
+	st := c.step(role)
+	if st == nil {
+		return nil
+	}
+	if ro := c.role(st); ro != nil && ro.Inputs[field] != "" {
+		return with[ro.Inputs[field]]
+	}
+	return nil
+}
+
+// answer is what a step would answer about a record, by its role.
+func (c *checkCtx) answer(st *recipes.Step, rec map[string]any) any {
+	if ro := c.role(st); ro != nil && ro.Answer != nil {
+		return ro.Answer(rec)
+	}
+	return rec
+}
+
+// readSteps gives the outputs of the steps before the one of role
+// target that can be answered from the snapshot: a step whose role
+// answers about a kind in recs (a nil record: none was found) gets that
+// answer, by the step id the recipe uses.
+func (c *checkCtx) readSteps(target string, recs map[string]map[string]any) map[string]any {
 	steps := map[string]any{}
 	for _, st := range c.r.Steps {
-		op := connectorOf(c.r, st.Connection) + "." + st.Operation
-		if op == action {
+		ro := c.role(st)
+		if ro.Name() == target {
 			break
 		}
-		if out, ok := outputs[op]; ok {
-			steps[st.ID] = out
+		if ro == nil || ro.Answer == nil {
+			continue
+		}
+		if rec, ok := recs[ro.Kind]; ok {
+			steps[st.ID] = ro.Answer(rec)
 		}
 	}
 	return steps
 }
 
 // stepWhen evaluates a step's condition with the given steps' outputs.
-func (c *checkCtx) stepWhen(action string, trigger map[string]any, steps map[string]any) bool {
-	st := c.step(action)
+func (c *checkCtx) stepWhen(role string, trigger map[string]any, steps map[string]any) bool {
+	st := c.step(role)
 	if st == nil || st.When == nil {
 		return st != nil
 	}
@@ -316,8 +398,8 @@ func (c *checkCtx) stepWhen(action string, trigger map[string]any, steps map[str
 }
 
 // stepWith evaluates a step's with: what the recipe would send.
-func (c *checkCtx) stepWith(action string, trigger map[string]any, steps map[string]any) map[string]any {
-	st := c.step(action)
+func (c *checkCtx) stepWith(role string, trigger map[string]any, steps map[string]any) map[string]any {
+	st := c.step(role)
 	if st == nil || st.With == nil {
 		return nil
 	}
@@ -338,34 +420,53 @@ func (c *checkCtx) fix(subject string, data map[string]any) *FixRun {
 
 // live reports whether a credential is unexpired today.
 func (c *checkCtx) live(cred map[string]any) bool {
-	exp := day(str(cred, "expired_on"))
+	exp := day(c.f(credential, cred, connectors.FieldExpires))
 	return exp == "" || exp > c.today
 }
 
-func statusEventData(m map[string]any) map[string]any {
-	return map[string]any{"userId": str(m, "id"), "from": nil, "to": str(m, "membershipStatus"), "user": m}
+// kr is a record and its kind, for since.
+type kr struct {
+	kind string
+	rec  map[string]any
+}
+
+// since is the latest change time among records.
+func (c *checkCtx) since(recs ...kr) *time.Time {
+	var latest time.Time
+	for _, r := range recs {
+		if t, err := time.Parse(time.RFC3339Nano, c.f(r.kind, r.rec, connectors.FieldChanged)); err == nil && t.After(latest) {
+			latest = t
+		}
+	}
+	if latest.IsZero() {
+		return nil
+	}
+	latest = latest.UTC()
+	return &latest
 }
 
 func checkEligible(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Members {
 		m := rec.Data
-		if str(m, "membershipStatus") != "eligible" {
+		if !c.s.In(member, m, connectors.StateEligible) {
 			continue
 		}
-		ev := statusEventData(m)
-		if !c.when(ev) || str(m, "email") == "" || day(str(m, "eligibilityDate")) == "" || day(str(m, "eligibilityDate")) > c.today {
+		ev := c.event(m)
+		from := day(c.f(member, m, connectors.FieldEligibleFrom))
+		if !c.when(ev) || c.f(member, m, connectors.FieldEmail) == "" || from == "" || from > c.today {
 			continue
 		}
+		id := c.f(member, m, connectors.FieldID)
 		hasLive := false
-		for _, cr := range c.ix.credsByMember[str(m, "id")] {
+		for _, cr := range c.ix.credsByMember[id] {
 			hasLive = hasLive || c.live(cr)
 		}
 		if hasLive {
 			continue
 		}
-		out = append(out, Finding{Summary: fmt.Sprintf("member %s (%s) is eligible since %s and has no valid credential", str(m, "id"), str(m, "email"), day(str(m, "eligibilityDate"))),
-			Records: []string{rec.Subject}, Member: str(m, "id"), Since: since(m), Fix: c.fix(rec.Subject, ev)})
+		out = append(out, Finding{Summary: fmt.Sprintf("member %s (%s) is eligible since %s and has no valid credential", id, c.f(member, m, connectors.FieldEmail), from),
+			Records: []string{rec.Subject}, Member: id, Since: c.since(kr{member, m}), Fix: c.fix(rec.Subject, ev)})
 	}
 	return out
 }
@@ -374,16 +475,16 @@ func checkLapsed(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Members {
 		m := rec.Data
-		st := str(m, "membershipStatus")
-		if st != "lapsed" && st != "cancelled" {
+		if !c.s.In(member, m, connectors.StateEnded) {
 			continue
 		}
-		for _, cr := range c.ix.credsByMember[str(m, "id")] {
+		id := c.f(member, m, connectors.FieldID)
+		for _, cr := range c.ix.credsByMember[id] {
 			if !c.live(cr) {
 				continue
 			}
-			out = append(out, Finding{Summary: fmt.Sprintf("member %s is %s but credential %s is valid (expires %s)", str(m, "id"), st, str(cr, "id"), orNever(day(str(cr, "expired_on")))),
-				Records: []string{rec.Subject, "credential/" + str(cr, "id")}, Member: str(m, "id"), Since: since(m, cr), Fix: c.fix(rec.Subject, statusEventData(m))})
+			out = append(out, Finding{Summary: fmt.Sprintf("member %s is %s but credential %s is valid (expires %s)", id, c.f(member, m, connectors.FieldStatus), c.f(credential, cr, connectors.FieldID), orNever(day(c.f(credential, cr, connectors.FieldExpires)))),
+				Records: []string{rec.Subject, c.subject(credential, cr)}, Member: id, Since: c.since(kr{member, m}, kr{credential, cr}), Fix: c.fix(rec.Subject, c.event(m))})
 		}
 	}
 	return out
@@ -391,23 +492,33 @@ func checkLapsed(c *checkCtx) []Finding {
 
 func checkCertificateFields(c *checkCtx) []Finding {
 	var out []Finding
+	st := c.step("member.update")
+	if st == nil {
+		return nil
+	}
+	idInput := ""
+	if ro := c.role(st); ro != nil {
+		idInput = ro.Inputs[connectors.FieldID]
+	}
 	for _, rec := range c.s.Members {
 		m := rec.Data
-		creds := c.ix.credsByMember[str(m, "id")]
+		id := c.f(member, m, connectors.FieldID)
+		creds := c.ix.credsByMember[id]
 		if len(creds) == 0 {
 			continue
 		}
 		// The credential a member should carry is the latest changed.
 		cr := creds[0]
 		for _, x := range creds[1:] {
-			if str(x, "updated_at") > str(cr, "updated_at") {
+			if c.f(credential, x, connectors.FieldChanged) > c.f(credential, cr, connectors.FieldChanged) {
 				cr = x
 			}
 		}
-		if !c.when(cr) {
+		ev := c.event(cr)
+		if !c.when(ev) {
 			continue
 		}
-		want := c.stepWith("memberships.update_user", cr, map[string]any{"member": m})
+		want := c.stepWith("member.update", ev, c.readSteps("member.update", map[string]map[string]any{member: m}))
 		if want == nil {
 			continue
 		}
@@ -417,42 +528,53 @@ func checkCertificateFields(c *checkCtx) []Finding {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		// The update's inputs are the member's fields of the same name.
 		for _, k := range keys {
-			if k == "userId" {
+			if k == idInput {
 				continue
 			}
 			if got, exp := scalar(m[k]), scalar(want[k]); day(got) != day(exp) {
-				diffs = append(diffs, fmt.Sprintf("%s is %q, Accredible says %q", k, got, exp))
+				diffs = append(diffs, fmt.Sprintf("%s is %q, the credential says %q", k, got, exp))
 			}
 		}
 		if len(diffs) == 0 {
 			continue
 		}
-		subj := "credential/" + str(cr, "id")
-		out = append(out, Finding{Summary: fmt.Sprintf("member %s: %s", str(m, "id"), strings.Join(diffs, "; ")),
-			Records: []string{rec.Subject, subj}, Member: str(m, "id"), Since: since(m, cr), Fix: c.fix(subj, cr)})
+		subj := c.subject(credential, cr)
+		out = append(out, Finding{Summary: fmt.Sprintf("member %s: %s", id, strings.Join(diffs, "; ")),
+			Records: []string{rec.Subject, subj}, Member: id, Since: c.since(kr{member, m}, kr{credential, cr}), Fix: c.fix(subj, ev)})
 	}
 	return out
 }
 
+// attendeeFields are the fields an attendee keeps from its member.
+var attendeeFields = []string{connectors.FieldEmail, connectors.FieldGivenName, connectors.FieldFamilyName}
+
 func checkAttendees(differs bool) func(c *checkCtx) []Finding {
 	return func(c *checkCtx) []Finding {
 		var out []Finding
+		st := c.step("attendee.upsert")
+		if st == nil {
+			return nil
+		}
+		ro := c.role(st)
 		for _, rec := range c.s.Members {
 			m := rec.Data
-			if !c.when(m) {
+			ev := c.event(m)
+			if !c.when(ev) {
 				continue
 			}
-			want := c.stepWith("accelevents.upsert_attendee", m, nil)
-			ext := scalar(want["externalId"])
+			id := c.f(member, m, connectors.FieldID)
+			want := c.stepWith("attendee.upsert", ev, nil)
+			ext := scalar(c.input("attendee.upsert", want, connectors.FieldMember))
 			if ext == "" {
 				continue
 			}
-			atts := c.ix.attendeesByExt[ext]
+			atts := c.ix.attendeesByMember[ext]
 			if len(atts) == 0 {
 				if !differs {
-					out = append(out, Finding{Summary: fmt.Sprintf("member %s (%s, %s) has no attendee", str(m, "id"), str(m, "membershipStatus"), str(m, "email")),
-						Records: []string{rec.Subject}, Member: str(m, "id"), Since: since(m), Fix: c.fix(rec.Subject, m)})
+					out = append(out, Finding{Summary: fmt.Sprintf("member %s (%s, %s) has no attendee", id, c.f(member, m, connectors.FieldStatus), c.f(member, m, connectors.FieldEmail)),
+						Records: []string{rec.Subject}, Member: id, Since: c.since(kr{member, m}), Fix: c.fix(rec.Subject, ev)})
 				}
 				continue
 			}
@@ -461,18 +583,19 @@ func checkAttendees(differs bool) func(c *checkCtx) []Finding {
 			}
 			a := atts[0]
 			var diffs []string
-			for _, k := range []string{"email", "firstName", "lastName"} {
+			for _, field := range attendeeFields {
+				k := ro.Inputs[field]
 				exp, ok := want[k]
-				if !ok {
+				if k == "" || !ok {
 					continue
 				}
-				if got := scalar(a[k]); !strings.EqualFold(got, scalar(exp)) {
+				if got := c.f(attendee, a, field); !strings.EqualFold(got, scalar(exp)) {
 					diffs = append(diffs, fmt.Sprintf("%s is %q, the member's %q", k, got, scalar(exp)))
 				}
 			}
 			if len(diffs) > 0 {
-				out = append(out, Finding{Summary: fmt.Sprintf("attendee %s of member %s: %s", scalar(a["attendeeId"]), str(m, "id"), strings.Join(diffs, "; ")),
-					Records: []string{rec.Subject, "attendee/" + scalar(a["attendeeId"])}, Member: str(m, "id"), Since: since(m, a), Fix: c.fix(rec.Subject, m)})
+				out = append(out, Finding{Summary: fmt.Sprintf("attendee %s of member %s: %s", c.f(attendee, a, connectors.FieldID), id, strings.Join(diffs, "; ")),
+					Records: []string{rec.Subject, c.subject(attendee, a)}, Member: id, Since: c.since(kr{member, m}, kr{attendee, a}), Fix: c.fix(rec.Subject, ev)})
 			}
 		}
 		return out
@@ -483,9 +606,9 @@ func checkDuplicateAttendees(c *checkCtx) []Finding {
 	var out []Finding
 	booked := map[string][]map[string]any{}
 	var exts []string
-	for ext, atts := range c.ix.attendeesByExt {
+	for ext, atts := range c.ix.attendeesByMember {
 		for _, a := range atts {
-			if str(a, "status") == "BOOKED" {
+			if c.s.In(attendee, a, connectors.StateLive) {
 				booked[ext] = append(booked[ext], a)
 			}
 		}
@@ -496,15 +619,19 @@ func checkDuplicateAttendees(c *checkCtx) []Finding {
 	sort.Strings(exts)
 	for _, ext := range exts {
 		atts := booked[ext]
-		sort.Slice(atts, func(i, j int) bool { return scalar(atts[i]["attendeeId"]) < scalar(atts[j]["attendeeId"]) })
+		sort.Slice(atts, func(i, j int) bool {
+			return c.f(attendee, atts[i], connectors.FieldID) < c.f(attendee, atts[j], connectors.FieldID)
+		})
 		recs := []string{}
 		ids := []string{}
+		var all []kr
 		for _, a := range atts {
-			recs = append(recs, "attendee/"+scalar(a["attendeeId"]))
-			ids = append(ids, scalar(a["attendeeId"]))
+			recs = append(recs, c.subject(attendee, a))
+			ids = append(ids, c.f(attendee, a, connectors.FieldID))
+			all = append(all, kr{attendee, a})
 		}
 		out = append(out, Finding{Summary: fmt.Sprintf("member %s has %d booked attendees: %s", ext, len(atts), strings.Join(ids, ", ")),
-			Records: recs, Member: ext, Since: since(atts...)})
+			Records: recs, Member: ext, Since: c.since(all...)})
 	}
 	return out
 }
@@ -513,112 +640,116 @@ func checkRegistrations(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Attendees {
 		a := rec.Data
-		if !c.when(a) {
+		if !c.when(c.event(a)) {
 			continue
 		}
-		if _, ok := c.ix.membersByEmail[strings.ToLower(str(a, "email"))]; ok {
+		if _, ok := c.ix.membersByEmail[strings.ToLower(c.f(attendee, a, connectors.FieldEmail))]; ok {
 			continue
 		}
-		if _, ok := c.ix.membersByID[str(a, "externalId")]; ok && str(a, "externalId") != "" {
-			continue
+		if ext := c.f(attendee, a, connectors.FieldMember); ext != "" {
+			if _, ok := c.ix.membersByID[ext]; ok {
+				continue
+			}
 		}
-		out = append(out, Finding{Summary: fmt.Sprintf("attendee %s (%s) is no member", scalar(a["attendeeId"]), str(a, "email")),
-			Records: []string{rec.Subject}, Since: since(a)})
+		out = append(out, Finding{Summary: fmt.Sprintf("attendee %s (%s) is no member", c.f(attendee, a, connectors.FieldID), c.f(attendee, a, connectors.FieldEmail)),
+			Records: []string{rec.Subject}, Since: c.since(kr{attendee, a})})
 	}
 	return out
 }
 
-// toAccelevents is what the Memberships-to-Accelevents recipe would do
-// with one payment: nil when it would not record it.
-func (c *checkCtx) toAccelevents(p map[string]any) map[string]any {
-	if !c.when(p) {
+// toOrder is what the recipe mirroring members' payments onto their
+// event orders would record for one payment: nil when it would not.
+func (c *checkCtx) toOrder(p map[string]any) map[string]any {
+	ev := c.event(p)
+	if !c.when(ev) {
 		return nil
 	}
-	m := c.ix.membersByID[str(p, "userId")]
+	m := c.ix.membersByID[c.f(payment, p, connectors.FieldMember)]
 	if m == nil {
 		return nil
 	}
-	steps := c.readSteps("accelevents.record_payment", map[string]any{"memberships.get_user": m})
+	steps := c.readSteps("order_payment.record", map[string]map[string]any{member: m})
 	// A look-up of the member's registration by email (for a pending
 	// member), when the recipe makes one: the live ticket wins.
 	var byEmail map[string]any
-	if atts := c.ix.attendeesByEmail[strings.ToLower(str(m, "email"))]; len(atts) > 0 {
+	if atts := c.ix.attendeesByEmail[strings.ToLower(c.f(member, m, connectors.FieldEmail))]; len(atts) > 0 {
 		byEmail = atts[0]
 	}
-	if st := c.step("accelevents.find_attendee"); st != nil && c.stepWhen("accelevents.find_attendee", p, steps) {
-		steps[st.ID] = map[string]any{"found": byEmail != nil, "attendee": byEmail}
+	if st := c.step("attendee.find"); st != nil && c.stepWhen("attendee.find", ev, steps) {
+		steps[st.ID] = c.answer(st, byEmail)
 	}
-	if !c.stepWhen("accelevents.upsert_attendee", p, steps) {
+	if !c.stepWhen("attendee.upsert", ev, steps) {
 		return nil
 	}
-	// The attendee the upsert finds: by external id, then by email.
+	// The attendee the upsert finds: by member id, then by email.
 	att := byEmail
-	if atts := c.ix.attendeesByExt[str(m, "id")]; len(atts) > 0 {
+	if atts := c.ix.attendeesByMember[c.f(member, m, connectors.FieldID)]; len(atts) > 0 {
 		att = atts[0]
 	}
 	// The attendee the upsert step would answer with.
-	if st := c.step("accelevents.upsert_attendee"); st != nil {
-		steps[st.ID] = map[string]any{"attendee": att}
+	if st := c.step("attendee.upsert"); st != nil {
+		steps[st.ID] = c.answer(st, att)
 	}
-	return c.stepWith("accelevents.record_payment", p, steps)
+	return c.stepWith("order_payment.record", ev, steps)
 }
 
-func paymentRefsToAccelevents(c *checkCtx) []string {
+func paymentRefsToOrders(c *checkCtx) []string {
 	var refs []string
 	for _, rec := range c.s.Payments {
-		if want := c.toAccelevents(rec.Data); want != nil && scalar(want["externalRef"]) != "" {
-			refs = append(refs, scalar(want["externalRef"]))
+		if want := c.toOrder(rec.Data); want != nil {
+			if ref := scalar(c.input("order_payment.record", want, connectors.FieldRef)); ref != "" {
+				refs = append(refs, ref)
+			}
 		}
 	}
 	return refs
 }
 
-func checkPaymentsToAccelevents(c *checkCtx) []Finding {
+func checkPaymentsToOrders(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Payments {
 		p := rec.Data
-		want := c.toAccelevents(p)
+		want := c.toOrder(p)
 		if want == nil {
 			continue
 		}
-		ref := scalar(want["externalRef"])
+		ref := scalar(c.input("order_payment.record", want, connectors.FieldRef))
+		amount := c.input("order_payment.record", want, connectors.FieldAmount)
 		got := c.s.ExtraPayments[ref]
 		var problem string
 		switch {
 		case len(got) == 0:
-			problem = "is not recorded at Accelevents"
+			problem = "is not recorded on the order"
 		case len(got) > 1:
-			problem = fmt.Sprintf("is recorded %d times at Accelevents", len(got))
-		case !sameAmount(got[0]["amount"], want["amount"]):
-			problem = fmt.Sprintf("is recorded at Accelevents as %s, not %s", scalar(got[0]["amount"]), scalar(want["amount"]))
+			problem = fmt.Sprintf("is recorded %d times on the order", len(got))
+		case !sameAmount(c.s.Kinds[orderPay].Value(got[0], connectors.FieldAmount), amount):
+			problem = fmt.Sprintf("is recorded on the order as %s, not %s", c.f(orderPay, got[0], connectors.FieldAmount), scalar(amount))
 		default:
 			continue
 		}
-		out = append(out, Finding{Summary: fmt.Sprintf("payment %s of member %s (%s %s, ref %s) %s", str(p, "id"), str(p, "userId"), scalar(p["amount"]), str(p, "currency"), ref, problem),
-			Records: []string{rec.Subject}, Member: str(p, "userId"), Since: since(p), Fix: c.fix(rec.Subject, p)})
+		mid := c.f(payment, p, connectors.FieldMember)
+		out = append(out, Finding{Summary: fmt.Sprintf("payment %s of member %s (%s %s, ref %s) %s", c.f(payment, p, connectors.FieldID), mid,
+			c.f(payment, p, connectors.FieldAmount), c.f(payment, p, connectors.FieldCurrency), ref, problem),
+			Records: []string{rec.Subject}, Member: mid, Since: c.since(kr{payment, p}), Fix: c.fix(rec.Subject, c.event(p))})
 	}
 	return out
 }
 
-func checkPaymentsToMemberships(c *checkCtx) []Finding {
+func checkOrdersToPayments(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Orders {
 		o := rec.Data
-		if !c.when(o) {
+		ev := c.event(o)
+		if !c.when(ev) {
 			continue
 		}
-		m := c.ix.membersByEmail[strings.ToLower(str(o, "purchaser", "email"))]
-		steps := c.readSteps("memberships.upsert_payment", map[string]any{
-			"memberships.find_user_by_email":      map[string]any{"found": m != nil, "user": m},
-			"accelevents.get_order":               o,
-			"accelevents.list_order_payments":     map[string]any{"data": []any{}},
-			"accelevents.get_order_with_payments": map[string]any{"order": o, "payments": map[string]any{"data": []any{}}},
-		})
-		if !c.stepWhen("memberships.upsert_payment", o, steps) {
+		m := c.ix.membersByEmail[strings.ToLower(c.f(order, o, connectors.FieldEmail))]
+		steps := c.readSteps("payment.upsert", map[string]map[string]any{member: m, order: o})
+		if !c.stepWhen("payment.upsert", ev, steps) {
 			continue
 		}
-		want := c.stepWith("memberships.upsert_payment", o, steps)
-		ref := scalar(want["externalRef"])
+		want := c.stepWith("payment.upsert", ev, steps)
+		ref := scalar(c.input("payment.upsert", want, connectors.FieldRef))
 		if ref == "" {
 			continue
 		}
@@ -626,16 +757,16 @@ func checkPaymentsToMemberships(c *checkCtx) []Finding {
 		var problem string
 		switch {
 		case len(got) == 0:
-			problem = "has no Memberships payment"
+			problem = "has no member payment"
 		case len(got) > 1:
-			problem = fmt.Sprintf("has %d Memberships payments", len(got))
+			problem = fmt.Sprintf("has %d member payments", len(got))
 		default:
 			// Amounts are not compared: the order's paid amount grows by
-			// the payments mirrored to it from Memberships.
+			// the payments mirrored to it from the members' payments.
 			continue
 		}
-		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) %s", scalar(o["orderId"]), str(o, "purchaser", "email"), ref, problem),
-			Records: []string{rec.Subject}, Member: str(m, "id"), Since: since(o), Fix: c.fix(rec.Subject, o)})
+		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) %s", c.f(order, o, connectors.FieldID), c.f(order, o, connectors.FieldEmail), ref, problem),
+			Records: []string{rec.Subject}, Member: c.f(member, m, connectors.FieldID), Since: c.since(kr{order, o}), Fix: c.fix(rec.Subject, ev)})
 	}
 	return out
 }
@@ -697,24 +828,4 @@ func orNever(s string) string {
 		return "never"
 	}
 	return s
-}
-
-// since is the latest change time among records.
-func since(recs ...map[string]any) *time.Time {
-	var latest time.Time
-	for _, r := range recs {
-		for _, k := range []string{"dateUpdated", "updated_at", "updatedAt", "paidAt", "createdAt", "created_at"} {
-			if t, err := time.Parse(time.RFC3339Nano, str(r, k)); err == nil {
-				if t.After(latest) {
-					latest = t
-				}
-				break
-			}
-		}
-	}
-	if latest.IsZero() {
-		return nil
-	}
-	latest = latest.UTC()
-	return &latest
 }

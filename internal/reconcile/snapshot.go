@@ -1,8 +1,15 @@
-// Package reconcile compares the three systems (Memberships, Accredible,
-// Accelevents) record by record and reports every drift with the rule it
-// breaks, the records involved and the recipe that would fix it.
+// Package reconcile compares the systems the recipes connect, record by
+// record, and reports every drift with the rule it breaks, the records
+// involved and the recipe that would fix it.
 //
-// The systems are read through the connectors' own polling triggers,
+// The rules speak of domain records (members, payments, credentials,
+// attendees, orders) and of what an operation does with them
+// ("credential.issue"), never of a service: each connector declares, in
+// its own package, the records it holds ([connectors.Spec.Records]) and
+// its operations' roles ([connectors.Operation.Role]), and the rules bind
+// to whatever connected connectors declare them.
+//
+// The records are read through the connectors' own polling triggers,
 // started at the beginning with no remembered state: each trigger then
 // emits every record it covers, page by page, through the connection's
 // HTTP client (its token bucket, retries and redaction). A page that fails
@@ -17,7 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,19 +39,71 @@ type Record struct {
 	Data    map[string]any `json:"data"`
 }
 
-// Snapshot is what the three systems held when they were read.
+// Snapshot is what the systems held when they were read. Records are as
+// their connectors report them; Kinds says how to read their fields.
 type Snapshot struct {
 	Taken       time.Time `json:"taken"`
-	Members     []Record  `json:"members"`     // memberships users (user_changed)
-	Payments    []Record  `json:"payments"`    // memberships payments (payment_created)
-	Credentials []Record  `json:"credentials"` // accredible credentials of the group (credential_created)
-	Attendees   []Record  `json:"attendees"`   // accelevents attendees, any ticket status (list_attendees)
-	Orders      []Record  `json:"orders"`      // paid accelevents orders (order_paid)
+	Members     []Record  `json:"members"`     // every member
+	Payments    []Record  `json:"payments"`    // members' payments
+	Credentials []Record  `json:"credentials"` // the credentials of the recipes' group
+	Attendees   []Record  `json:"attendees"`   // attendees, any ticket status
+	Orders      []Record  `json:"orders"`      // paid orders
 	// Calls counts the polls made, one API request or more each.
 	Calls int `json:"calls"`
-	// ExtraPayments are the Accelevents payments found by reference,
-	// keyed by external reference.
+	// ExtraPayments are the payments recorded on orders, found by
+	// reference (those a rule checks), keyed by reference.
 	ExtraPayments map[string][]map[string]any `json:"-"`
+	// Kinds are the declarations of the record kinds read, by kind: how
+	// to read a domain field of a record (see [Snapshot.Field]).
+	Kinds map[string]*connectors.RecordSpec `json:"-"`
+}
+
+// Field reads a domain field (a connectors.Field constant) of a record
+// of the given kind, through its connector's declaration.
+func (s *Snapshot) Field(kind string, rec map[string]any, field string) string {
+	return s.Kinds[kind].Field(rec, field)
+}
+
+// In reports whether a record's status means the state (a
+// connectors.State constant).
+func (s *Snapshot) In(kind string, rec map[string]any, state string) bool {
+	return s.Kinds[kind].In(rec, state)
+}
+
+// records is where the snapshot keeps a kind's records.
+func (s *Snapshot) records(kind string) *[]Record {
+	switch kind {
+	case connectors.KindMember:
+		return &s.Members
+	case connectors.KindPayment:
+		return &s.Payments
+	case connectors.KindCredential:
+		return &s.Credentials
+	case connectors.KindAttendee:
+		return &s.Attendees
+	case connectors.KindOrder:
+		return &s.Orders
+	}
+	return nil
+}
+
+// readOrder is the order kinds are read in.
+var readOrder = []string{connectors.KindMember, connectors.KindPayment, connectors.KindCredential, connectors.KindOrder, connectors.KindAttendee}
+
+// Declared collects the record declarations of connectors, by kind; the
+// first connector, by name, that declares a kind holds it.
+func Declared(specs ...*connectors.Spec) map[string]*connectors.RecordSpec {
+	sorted := append([]*connectors.Spec(nil), specs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	out := map[string]*connectors.RecordSpec{}
+	for _, sp := range sorted {
+		for _, rs := range sp.Records {
+			if _, taken := out[rs.Kind]; !taken {
+				out[rs.Kind] = rs
+			}
+		}
+	}
+	return out
 }
 
 // Options configures a Reconciler.
@@ -61,7 +119,9 @@ type Options struct {
 // Reconciler reads the systems the recipes connect and checks the rules.
 type Reconciler struct {
 	recipes []*recipes.Recipe
-	conns   map[string]opened // by connector name
+	specs   map[string]*connectors.Spec // by connector name
+	conns   map[string]opened           // by connector name
+	sources map[string]source           // by record kind
 	log     hclog.Logger
 	now     func() time.Time
 	rules   []*boundRule
@@ -74,6 +134,12 @@ type opened struct {
 	name string // the recipe's connection name, for messages
 }
 
+// source is where a record kind is read: the connector that declares it.
+type source struct {
+	opened
+	rs *connectors.RecordSpec
+}
+
 // New binds the rules to the recipes and opens one connection per
 // connector (no network I/O: connectors connect lazily).
 func New(o Options) (*Reconciler, error) {
@@ -83,7 +149,8 @@ func New(o Options) (*Reconciler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &Reconciler{recipes: o.Recipes, conns: map[string]opened{}, log: o.Logger.Named("reconcile"), now: o.Now}
+	r := &Reconciler{recipes: o.Recipes, specs: map[string]*connectors.Spec{}, conns: map[string]opened{}, sources: map[string]source{},
+		log: o.Logger.Named("reconcile"), now: o.Now}
 	sorted := append([]*recipes.Recipe(nil), o.Recipes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, rc := range sorted {
@@ -94,6 +161,7 @@ func New(o Options) (*Reconciler, error) {
 		sort.Strings(names)
 		for _, n := range names {
 			c := o.Connections[rc.Name][n]
+			r.specs[c.Spec.Name] = c.Spec
 			if _, done := r.conns[c.Spec.Name]; done || c.Spec.Open == nil {
 				continue
 			}
@@ -104,7 +172,18 @@ func New(o Options) (*Reconciler, error) {
 			r.conns[c.Spec.Name] = opened{spec: c.Spec, conn: conn, name: n}
 		}
 	}
-	r.rules = bindRules(sorted)
+	specs := make([]*connectors.Spec, 0, len(r.conns))
+	for _, o := range r.conns {
+		specs = append(specs, o.spec)
+	}
+	for kind, rs := range Declared(specs...) {
+		for _, o := range r.conns {
+			if o.spec.RecordSpec(kind) == rs {
+				r.sources[kind] = source{opened: o, rs: rs}
+			}
+		}
+	}
+	r.rules = r.bindRules(sorted)
 	return r, nil
 }
 
@@ -118,35 +197,38 @@ func (r *Reconciler) Close() error {
 	return nil
 }
 
-// Read takes a snapshot of every system a recipe connects.
+// Read takes a snapshot of every record kind a connected connector
+// declares.
 func (r *Reconciler) Read(ctx context.Context) (*Snapshot, error) {
-	s := &Snapshot{Taken: r.now().UTC(), ExtraPayments: map[string][]map[string]any{}}
-	group := r.credentialGroup()
-	reads := []struct {
-		connector, trigger string
-		params             map[string]any
-		into               *[]Record
-	}{
-		{"memberships", "user_changed", nil, &s.Members},
-		{"memberships", "payment_created", nil, &s.Payments},
-		{"accredible", "credential_created", group, &s.Credentials},
-		{"accelevents", "order_paid", nil, &s.Orders},
+	s := &Snapshot{Taken: r.now().UTC(), ExtraPayments: map[string][]map[string]any{}, Kinds: map[string]*connectors.RecordSpec{}}
+	for kind, src := range r.sources {
+		s.Kinds[kind] = src.rs
 	}
-	for _, rd := range reads {
-		o, ok := r.conns[rd.connector]
+	for _, kind := range readOrder {
+		src, ok := r.sources[kind]
 		if !ok {
-			continue // no recipe connects this system: nothing to compare
+			continue // no recipe connects a system holding these: nothing to compare
 		}
-		recs, calls, err := r.readAll(ctx, o, rd.trigger, rd.params)
+		var recs []Record
+		var calls int
+		var err error
+		var via string
+		switch {
+		case src.rs.Trigger != "":
+			via = src.rs.Trigger
+			recs, calls, err = r.readAll(ctx, src.opened, src.rs.Trigger, r.scope(src))
+		case src.rs.Listing != nil:
+			via = src.rs.Listing.Action
+			recs, calls, err = r.readListing(ctx, src)
+		default:
+			continue // read by look-up, for what a rule needs
+		}
 		s.Calls += calls
 		if err != nil {
-			return nil, fmt.Errorf("reconcile: reading %s.%s through connection %q: %w", rd.connector, rd.trigger, o.name, err)
+			return nil, fmt.Errorf("reconcile: reading the %ss (%s.%s) through connection %q: %w", kind, src.spec.Name, via, src.name, err)
 		}
-		*rd.into = recs
-		r.log.Debug("read", "connector", rd.connector, "trigger", rd.trigger, "records", len(recs), "polls", calls)
-	}
-	if err := r.readAttendees(ctx, s); err != nil {
-		return nil, err
+		*s.records(kind) = recs
+		r.log.Debug("read", "kind", kind, "connector", src.spec.Name, "via", via, "records", len(recs), "polls", calls)
 	}
 	if err := r.readPaymentRefs(ctx, s); err != nil {
 		return nil, err
@@ -196,84 +278,80 @@ func (r *Reconciler) readAll(ctx context.Context, o opened, trigger string, para
 	}
 }
 
-// readAttendees lists the event's attendees page by page, every ticket
-// status included: no trigger reports refunded or cancelled tickets, and
-// such a ticket still names the person (upsert_attendee updates it rather
-// than register the person again).
-func (r *Reconciler) readAttendees(ctx context.Context, s *Snapshot) error {
-	o, ok := r.conns["accelevents"]
-	if !ok {
-		return nil
-	}
-	a := o.spec.Action("list_attendees")
+// readListing lists a kind's records page by page with its connector's
+// listing action.
+func (r *Reconciler) readListing(ctx context.Context, src source) ([]Record, int, error) {
+	l := src.rs.Listing
+	a := src.spec.Action(l.Action)
 	if a == nil {
-		return fmt.Errorf("reconcile: connector accelevents has no list_attendees action")
+		return nil, 0, fmt.Errorf("connector %s has no action %q", src.spec.Name, l.Action)
 	}
-	const size = 200
+	var out []Record
+	calls := 0
 	for page := 0; ; page++ {
 		var res *connectors.Result
 		var err error
 		for attempt := 0; attempt < 3; attempt++ {
-			s.Calls++
-			if res, err = a.Run(ctx, o.conn, map[string]any{"page": page, "size": size}); err == nil || ctx.Err() != nil {
+			calls++
+			if res, err = a.Run(ctx, src.conn, map[string]any{l.Page: page, l.Size: l.PageSize}); err == nil || ctx.Err() != nil {
 				break
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("reconcile: accelevents.list_attendees page %d: %w", page, err)
+			return nil, calls, fmt.Errorf("page %d: %w", page, err)
 		}
-		out, _ := asMap(res.Output)
-		list, _ := out["data"].([]any)
+		out0, _ := asMap(res.Output)
+		list, _ := out0[l.Items].([]any)
 		for _, it := range list {
-			at, ok := it.(map[string]any)
+			rec, ok := it.(map[string]any)
 			if !ok {
 				continue
 			}
-			s.Attendees = append(s.Attendees, Record{Subject: "attendee/" + scalar(at["attendeeId"]), Data: at})
+			out = append(out, Record{Subject: l.Subject + src.rs.Field(rec, connectors.FieldID), Data: rec})
 		}
-		if len(list) < size {
-			return nil
+		if len(list) < l.PageSize {
+			return out, calls, nil
 		}
 	}
 }
 
-// credentialGroup is the Accredible group the recipes work with: the
-// `with` of a recipe's credential trigger, or the group_id of a step that
-// issues credentials, evaluated with the recipe's vars.
-func (r *Reconciler) credentialGroup() map[string]any {
+// scope is the value of a kind's Scope input (the credential group) the
+// recipes work with: the `with` of a recipe's trigger of the declaring
+// connector, or of one of its steps, evaluated with the recipe's vars.
+func (r *Reconciler) scope(src source) map[string]any {
+	key := src.rs.Scope
+	if key == "" {
+		return nil
+	}
 	for _, rc := range r.recipes {
-		if connectorOf(rc, rc.Trigger.Connection) == "accredible" && rc.Trigger.With != nil {
-			if m, err := rc.Trigger.With.EvalMap(recipes.Env{"vars": rc.Vars}); err == nil && m["group_id"] != nil {
-				return map[string]any{"group_id": m["group_id"]}
+		if rc.Trigger != nil && connectorOf(rc, rc.Trigger.Connection) == src.spec.Name {
+			if v, ok, err := rc.Trigger.With.EvalKey(key, recipes.Env{"vars": rc.Vars}); err == nil && ok && v != nil {
+				return map[string]any{key: v}
 			}
 		}
 	}
 	for _, rc := range r.recipes {
 		for _, st := range rc.Steps {
-			if connectorOf(rc, st.Connection) != "accredible" || st.With == nil {
+			if connectorOf(rc, st.Connection) != src.spec.Name {
 				continue
 			}
-			for _, e := range st.With.Expressions() {
-				if strings.Contains(e.Source, "vars.groupId") {
-					if v, err := e.Eval(recipes.Env{"vars": rc.Vars}); err == nil {
-						return map[string]any{"group_id": v}
-					}
-				}
+			if v, ok, err := st.With.EvalKey(key, recipes.Env{"vars": rc.Vars}); err == nil && ok && v != nil {
+				return map[string]any{key: v}
 			}
 		}
 	}
 	return nil
 }
 
-// readPaymentRefs looks up, in Accelevents, the payments that the
-// Memberships-to-Accelevents recipe records, by their reference. Only
-// the payments a rule checks are looked up, one request each.
+// readPaymentRefs looks up the payments recorded on orders that the
+// rules check, by their reference, one request each.
 func (r *Reconciler) readPaymentRefs(ctx context.Context, s *Snapshot) error {
-	o, ok := r.conns["accelevents"]
-	if !ok {
+	src, ok := r.sources[connectors.KindOrderPayment]
+	if !ok || src.rs.Lookup == nil {
 		return nil
 	}
-	a := o.spec.Action("search_payments")
+	lk := src.rs.Lookup
+	a := src.spec.Action(lk.Action)
 	if a == nil {
 		return nil
 	}
@@ -286,14 +364,14 @@ func (r *Reconciler) readPaymentRefs(ctx context.Context, s *Snapshot) error {
 			if _, done := s.ExtraPayments[ref]; done {
 				continue
 			}
-			res, err := a.Run(ctx, o.conn, map[string]any{"externalRef": ref})
+			res, err := a.Run(ctx, src.conn, map[string]any{lk.Input: ref})
 			s.Calls++
 			if err != nil {
-				return fmt.Errorf("reconcile: accelevents.search_payments %q: %w", ref, err)
+				return fmt.Errorf("reconcile: %s.%s %q: %w", src.spec.Name, lk.Action, ref, err)
 			}
 			var found []map[string]any
 			if m, ok := asMap(res.Output); ok {
-				if list, ok := m["data"].([]any); ok {
+				if list, ok := m[lk.Items].([]any); ok {
 					for _, it := range list {
 						if p, ok := it.(map[string]any); ok {
 							found = append(found, p)

@@ -258,7 +258,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"services": services,
 		"endpoints": []string{
-			"GET /_sandbox/stats", "POST /_sandbox/reset", "POST /_sandbox/mutate", "POST /_sandbox/webhooks",
+			"GET /_sandbox/stats", "POST /_sandbox/reset", "POST /_sandbox/mutate", "POST /_sandbox/webhooks", "POST /_sandbox/recording", "DELETE /_sandbox/recording",
 		},
 	})
 }

@@ -9,6 +9,8 @@
 //	POST /_sandbox/webhooks  {"service":"<name>","url":"http://..."} registers a delivery URL
 //	POST /_sandbox/credentials  {"service":"<name>","revoked":true} refuses the demo credentials (false restores)
 //	POST /_sandbox/notifications/...  the alert sink (notify.webhook, notify.slack); GET lists, DELETE empties
+//	POST /_sandbox/recording  keep every API request from now on (method, target, headers, body)
+//	DELETE /_sandbox/recording  stop, and answer the requests kept, in arrival order
 //
 // Lifecycle: New seeds every service (no network), Start listens (or mount
 // Handler in an httptest server), Close shuts the listener down and stops
@@ -77,6 +79,7 @@ type Server struct {
 	// service's state.
 	resetMu sync.RWMutex
 	sink    sink
+	rec     recording
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -174,8 +177,10 @@ func New(opts Options) (*Server, error) {
 	s.admin.HandleFunc("POST /_sandbox/notifications", s.handleNotification)
 	s.admin.HandleFunc("GET /_sandbox/notifications", s.handleListNotifications)
 	s.admin.HandleFunc("DELETE /_sandbox/notifications", s.handleClearNotifications)
+	s.admin.HandleFunc("POST /_sandbox/recording", s.handleStartRecording)
+	s.admin.HandleFunc("DELETE /_sandbox/recording", s.handleStopRecording)
 	s.admin.HandleFunc("/_sandbox/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no sandbox endpoint %s %s; there are GET /_sandbox/stats, POST /_sandbox/reset, POST /_sandbox/mutate, POST /_sandbox/webhooks, POST /_sandbox/credentials and /_sandbox/notifications", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no sandbox endpoint %s %s; there are GET /_sandbox/stats, POST /_sandbox/reset, POST /_sandbox/mutate, POST /_sandbox/webhooks, POST /_sandbox/credentials, /_sandbox/notifications and /_sandbox/recording", r.Method, r.URL.Path))
 	})
 	return s, nil
 }
@@ -323,6 +328,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no service at %q; the sandbox serves %s", "/"+name, strings.Join(s.prefixes(), ", ")))
 		return
+	}
+	if s.rec.on.Load() {
+		s.rec.record(r)
 	}
 	// A shallow copy with the prefix stripped, as http.StripPrefix does,
 	// without its extra allocations.

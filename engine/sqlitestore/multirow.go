@@ -1,0 +1,74 @@
+package sqlitestore
+
+import (
+	"database/sql"
+	"math/bits"
+	"strings"
+)
+
+// maxRows bounds the rows of one multi-row statement. A batch is written
+// in chunks of powers of two rows up to it, so that each chunk size is
+// one statement prepared once (a statement per row count would be
+// prepared again at every batch of a new size).
+const (
+	maxRowsLog = 6
+	maxRows    = 1 << maxRowsLog
+)
+
+// multiStmt is one multi-row statement prepared for 1, 2, 4 … maxRows rows.
+type multiStmt [maxRowsLog + 1]*sql.Stmt
+
+// rowsOf is n rows of cols parameters: (?, ?), (?, ?).
+func rowsOf(cols, n int) string {
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return strings.Repeat(row+", ", n-1) + row
+}
+
+// execRows runs st over rows, in chunks of the largest prepared size
+// that fits, in order (a later row of a key replaces an earlier one).
+func execRows(tx *sql.Tx, st *multiStmt, rows [][]any) error {
+	var args []any
+	for len(rows) > 0 {
+		k := bits.Len(uint(min(len(rows), maxRows))) - 1
+		n := 1 << k
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r...)
+		}
+		if _, err := tx.Stmt(st[k]).Exec(args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// queryRows is execRows for a statement with RETURNING: scan reads each
+// row it returns.
+func queryRows(tx *sql.Tx, st *multiStmt, rows [][]any, scan func(*sql.Rows) error) error {
+	var args []any
+	for len(rows) > 0 {
+		k := bits.Len(uint(min(len(rows), maxRows))) - 1
+		n := 1 << k
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r...)
+		}
+		res, err := tx.Stmt(st[k]).Query(args...)
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			if err := scan(res); err != nil {
+				res.Close()
+				return err
+			}
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
