@@ -643,15 +643,3 @@ func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-// redactJSON encodes v with every known secret replaced.
-func (e *Engine) redactJSON(v any) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(fmt.Sprintf("unencodable %T: %v", v, err))
-	}
-	return json.RawMessage(e.redact.String(string(b)))
-}

@@ -172,14 +172,38 @@ func (e *Engine) waitForRoom(ctx context.Context) error {
 	return nil
 }
 
-// pollOnce fetches one page and enqueues it.
-func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err error) {
+// pageInFlight is a polled page whose enqueue (the store's commit of its
+// events with its cursor) runs while the next page is read.
+type pageInFlight struct {
+	done   chan error
+	cursor string // the cursor after the page
+}
+
+// wait returns the page's enqueue error, once; nil without a page.
+func (p *pageInFlight) wait() error {
+	if p == nil || p.done == nil {
+		return nil
+	}
+	err := <-p.done
+	p.done = nil
+	return err
+}
+
+// pollOnce fetches one page and enqueues it. With a page in flight (the
+// previous one, still committing), it reads on from that page's cursor
+// and commits this page only once that one is committed: pages commit in
+// order, each with its own cursor, so a crash leaves the store at a
+// page's end. A page that says there is more is committed while the next
+// one is read; the last one is committed before pollOnce returns.
+func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight) (more bool, err error) {
 	if err := e.waitForRoom(ctx); err != nil {
-		return false, err
+		return false, errors.Join(err, inflight.wait())
 	}
 	name := rt.r.Name
-	cursor, err := e.store.Cursor(ctx, name)
-	if err != nil {
+	var cursor string
+	if inflight.done != nil {
+		cursor = inflight.cursor
+	} else if cursor, err = e.store.Cursor(ctx, name); err != nil {
 		return false, err
 	}
 	start := rt.r.Trigger.Start
@@ -209,21 +233,35 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
 	})
+	// The page before must be committed before this one is.
+	if perr := inflight.wait(); perr != nil {
+		return false, fmt.Errorf("recipe %q: %w", name, perr)
+	}
 	if err != nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: %w", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation, err)
 	}
 	if res == nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: no result and no error", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation)
 	}
-	next := res.Cursor
-	if _, err := e.enqueue(ctx, rt, &next, res.States, res.Events); err != nil {
-		return false, fmt.Errorf("recipe %q: %w", name, err)
-	}
 	st := e.stats[name]
 	if res.Total > 0 {
 		st.total.Store(int64(res.Total))
 	}
 	st.polls.Add(1)
+	next := res.Cursor
+	// A page that writes subject states is committed before the next poll
+	// reads them (its Prior look-ups); so is the last page.
+	if res.More && len(res.States) == 0 {
+		inflight.done, inflight.cursor = make(chan error, 1), next
+		go func(done chan<- error) {
+			_, err := e.enqueue(ctx, rt, &next, res.States, res.Events)
+			done <- err
+		}(inflight.done)
+		return true, nil
+	}
+	if _, err := e.enqueue(ctx, rt, &next, res.States, res.Events); err != nil {
+		return false, fmt.Errorf("recipe %q: %w", name, err)
+	}
 	return res.More, nil
 }
 
@@ -232,6 +270,9 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT) (more bool, err err
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	failures := 0
 	var ledUntil time.Time
+	// The page committing while the next is read; the loop ends with none.
+	inflight := &pageInFlight{}
+	defer inflight.wait()
 	if once {
 		// A one-shot runner gives the trigger up when it is caught up, so
 		// that another one-shot runner waiting for it polls (cheaply) and
@@ -250,6 +291,14 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 		// leader dies); a one-shot runner waits for the lead, running runs
 		// meanwhile, and then polls until caught up.
 		if e.now().After(ledUntil.Add(-2 * e.opts.Lease / 3)) {
+			// The lead is renewed with this runner's pages committed: a
+			// runner that loses it leaves nothing in flight.
+			if err := inflight.wait(); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				e.log.Warn("committing a polled page failed; polling it again", "recipe", rt.r.Name, "error", e.redact.String(err.Error()))
+			}
 			until := e.now().Add(e.opts.Lease)
 			lead, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, until)
 			if ctx.Err() != nil {
@@ -274,7 +323,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			}
 			ledUntil = until
 		}
-		more, err := e.pollOnce(ctx, rt)
+		more, err := e.pollOnce(ctx, rt, inflight)
 		if ctx.Err() != nil {
 			return nil
 		}

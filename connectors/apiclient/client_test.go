@@ -377,16 +377,22 @@ func TestRedactor(t *testing.T) {
 		{"several, every occurrence", []string{"abcd1234", "zzzz9999"}, "abcd1234/zzzz9999/abcd1234", "[REDACTED]/[REDACTED]/[REDACTED]"},
 		{"short secrets ignored", []string{"ab"}, "about", "about"},
 		{"no secrets", nil, "plain", "plain"},
+		{"secrets, none present", []string{"abcd1234"}, "abcd123 abc", "abcd123 abc"},
+		{"the second secret only", []string{"abcd1234", "zzzz9999"}, `{"k":"zzzz9999"}`, `{"k":"[REDACTED]"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := NewRedactor(tc.secrets...).String(tc.in); got != tc.want {
-				t.Fatalf("got %q, want %q", got, tc.want)
+			r := NewRedactor(tc.secrets...)
+			if got := r.String(tc.in); got != tc.want {
+				t.Fatalf("String: got %q, want %q", got, tc.want)
+			}
+			if got := r.Bytes([]byte(tc.in)); string(got) != tc.want {
+				t.Fatalf("Bytes: got %q, want %q", got, tc.want)
 			}
 		})
 	}
 	var nilRedactor *Redactor
-	if nilRedactor.String("x") != "x" {
+	if nilRedactor.String("x") != "x" || string(nilRedactor.Bytes([]byte("x"))) != "x" {
 		t.Fatal("nil redactor changed its input")
 	}
 }

@@ -1,6 +1,7 @@
 package apiclient
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 )
@@ -8,7 +9,10 @@ import (
 // Redactor replaces known secret values with a placeholder. Every string
 // that leaves the client (errors, log fields, recorded requests) passes
 // through it.
-type Redactor struct{ r *strings.Replacer }
+type Redactor struct {
+	r       *strings.Replacer
+	secrets [][]byte
+}
 
 // Redacted is what a secret becomes.
 const Redacted = "[REDACTED]"
@@ -17,15 +21,31 @@ const Redacted = "[REDACTED]"
 // characters are ignored, as replacing them would mangle ordinary text.
 func NewRedactor(secrets ...string) *Redactor {
 	var pairs []string
+	var kept [][]byte
 	for _, s := range secrets {
 		if len(s) >= 4 {
 			pairs = append(pairs, s, Redacted)
+			kept = append(kept, []byte(s))
 		}
 	}
 	if len(pairs) == 0 {
 		return &Redactor{}
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	return &Redactor{r: strings.NewReplacer(pairs...), secrets: kept}
+}
+
+// Bytes redacts b: b itself when it holds no secret (the common case,
+// checked without copying it), else a redacted copy.
+func (r *Redactor) Bytes(b []byte) []byte {
+	if r == nil || r.r == nil {
+		return b
+	}
+	for _, s := range r.secrets {
+		if bytes.Contains(b, s) {
+			return []byte(r.r.Replace(string(b)))
+		}
+	}
+	return b
 }
 
 // String redacts s.

@@ -49,6 +49,7 @@ func TestRecordsReadsFormats(t *testing.T) {
 	write(t, dir, "members.csv", "\ufeffid,name,email\na,\"Lovelace, Ada\",ada@example.com\nb,Grace,grace@example.com\n")
 	write(t, dir, "noext", "id,name\nx,y\n")
 	write(t, dir, "noext2", "  {\"id\":\"x\"}\n")
+	write(t, dir, "numbers.jsonl", "{\"id\":7}\n{\"id\":true}\n{\"id\":1.5}\n")
 	cases := []struct {
 		name     string
 		params   map[string]any
@@ -57,6 +58,7 @@ func TestRecordsReadsFormats(t *testing.T) {
 	}{
 		{"jsonl by extension", map[string]any{"path": "members.jsonl"}, "[line/1 line/3 line/4]", map[string]any{"id": "a", "n": float64(1)}},
 		{"jsonl keyed", map[string]any{"path": "members.jsonl", "key": "id"}, "[record/a record/b record/c]", nil},
+		{"jsonl keyed by other values", map[string]any{"path": "numbers.jsonl", "key": "id"}, "[record/7 record/true record/1.5]", nil},
 		{"csv by extension", map[string]any{"path": "members.csv", "key": "email"}, "[record/ada@example.com record/grace@example.com]", map[string]any{"id": "a", "name": "Lovelace, Ada", "email": "ada@example.com"}},
 		{"csv sniffed", map[string]any{"path": "noext"}, "[line/2]", map[string]any{"id": "x", "name": "y"}},
 		{"jsonl sniffed", map[string]any{"path": "noext2"}, "[line/1]", map[string]any{"id": "x"}},
@@ -88,6 +90,8 @@ func TestRecordsErrorsSayWhere(t *testing.T) {
 	write(t, dir, "ragged.csv", "a,b\n1,2\n3\n")
 	write(t, dir, "dup.csv", "a,a\n1,2\n")
 	write(t, dir, "nokey.jsonl", "{\"id\":1}\n{\"other\":2}\n")
+	write(t, dir, "emptykey.jsonl", "{\"id\":\"a\"}\n{\"id\":\"\"}\n")
+	write(t, dir, "nullkey.jsonl", "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":null}\n")
 	cases := []struct {
 		name   string
 		params map[string]any
@@ -97,6 +101,8 @@ func TestRecordsErrorsSayWhere(t *testing.T) {
 		{"ragged csv", map[string]any{"path": "ragged.csv"}, "ragged.csv: line 3"},
 		{"duplicate header", map[string]any{"path": "dup.csv"}, "header names must be non-empty and unique"},
 		{"missing key", map[string]any{"path": "nokey.jsonl", "key": "id"}, `line 2: record has no field "id"`},
+		{"empty key", map[string]any{"path": "emptykey.jsonl", "key": "id"}, `line 2: record has no field "id"`},
+		{"null key", map[string]any{"path": "nullkey.jsonl", "key": "id"}, `line 3: record has no field "id"`},
 		{"missing file", map[string]any{"path": "nope.jsonl"}, "no such file"},
 	}
 	for _, tc := range cases {

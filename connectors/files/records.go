@@ -67,6 +67,7 @@ type jsonlReader struct {
 	offset int64
 	lines  int
 	long   []byte // a line longer than r's buffer, assembled
+	dec    lineDecoder
 }
 
 // readLine returns the next line, newline included; it is valid until the
@@ -100,8 +101,8 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		if len(text) == 0 {
 			continue
 		}
-		var rec map[string]any
-		if err := json.Unmarshal(text, &rec); err != nil || rec == nil {
+		rec, err := j.dec.decodeObject(text)
+		if err != nil || rec == nil {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
@@ -362,13 +363,19 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			return nil, fmt.Errorf("file.records %s: %w", where, err)
 		}
 		n++
-		subject := "line/" + strconv.Itoa(line)
-		if key != "" {
+		var subject string
+		if key == "" {
+			subject = "line/" + strconv.Itoa(line)
+		} else {
 			v, ok := rec[key]
-			if !ok || v == nil || fmt.Sprint(v) == "" {
+			name, isString := v.(string)
+			if !isString && ok && v != nil {
+				name = fmt.Sprint(v)
+			}
+			if name == "" {
 				return nil, fmt.Errorf("file.records %s: line %d: record has no field %q (the key)", where, line, key)
 			}
-			subject = "record/" + fmt.Sprint(v)
+			subject = "record/" + name
 		}
 		fp := fingerprint(rec, raw)
 		res.Events = append(res.Events, connectors.Event{

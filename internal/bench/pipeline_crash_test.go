@@ -26,13 +26,22 @@ type crashingStore struct {
 	mu          sync.Mutex
 	writes, at  int
 	after, dead bool
+	// pages counts only the page commits (Advance) towards at; other
+	// writes still fail once it has died.
+	pages bool
 }
 
-func (c *crashingStore) write(fn func() error) error {
+func (c *crashingStore) write(fn func() error) error { return c.writeOf(false, fn) }
+
+func (c *crashingStore) writeOf(page bool, fn func() error) error {
 	c.mu.Lock()
 	if c.dead {
 		c.mu.Unlock()
 		return errCrashed
+	}
+	if c.pages && !page {
+		c.mu.Unlock()
+		return fn()
 	}
 	c.writes++
 	crash := c.writes == c.at
@@ -62,7 +71,7 @@ func (c *crashingStore) alive() error {
 }
 
 func (c *crashingStore) Advance(ctx context.Context, recipe string, adv engine.Advance) (out []engine.Enqueued, err error) {
-	err = c.write(func() error { out, err = c.Store.Advance(ctx, recipe, adv); return err })
+	err = c.writeOf(true, func() error { out, err = c.Store.Advance(ctx, recipe, adv); return err })
 	return out, err
 }
 
@@ -154,6 +163,69 @@ func TestPipelineCrashResumesWithNothingLostOrTwice(t *testing.T) {
 				resumed := open(t, path)
 				defer resumed.Close()
 				if err := run(t, dir, resumed); err != nil {
+					t.Fatalf("resuming: %v", err)
+				}
+				written, dups, err := countCredentials(filepath.Join(dir, "credentials.jsonl"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if written != expected || dups != 0 {
+					t.Fatalf("%d credentials written (%d twice), want %d once each", written, dups, expected)
+				}
+			})
+		}
+	}
+}
+
+// TestPipelineCrashAtEachPageCommit kills the runner at each page's
+// commit, before it applies and after it applies but before the runner
+// hears back. The poller reads a page while the page before commits: a
+// crash there loses the page read ahead, and the resumed runner reads it
+// again from the last committed cursor, writing every kept member once.
+func TestPipelineCrashAtEachPageCommit(t *testing.T) {
+	const lines, batch = 300, 40
+	opts := PipelineOptions{Lines: lines, Batch: batch, Concurrency: 4, Logger: hclog.NewNullLogger(), Registry: connectors.Default}
+	pages := (lines + batch - 1) / batch
+	for _, after := range []bool{false, true} {
+		for k := 1; k <= pages; k++ {
+			t.Run(fmt.Sprintf("crash %s page commit %d of %d", map[bool]string{false: "before", true: "after"}[after], k, pages), func(t *testing.T) {
+				dir := t.TempDir()
+				f, err := os.Create(filepath.Join(dir, "members.jsonl"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				expected, err := GenerateMembers(f, lines, 5)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(dir, "s.db")
+				run := func(store engine.Store) error {
+					eng, err := pipelineEngine(opts, dir, store)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer eng.Close()
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					_, err = eng.RunOnce(ctx)
+					return err
+				}
+				s, err := sqlitestore.Open(path, sqlitestore.Options{CheckpointEvery: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cs := &crashingStore{Store: s, at: k, after: after, pages: true}
+				if err := run(cs); err == nil {
+					t.Fatalf("the run went through a crash at page commit %d", k)
+				}
+				s.Close()
+				resumed, err := sqlitestore.Open(path, sqlitestore.Options{CheckpointEvery: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resumed.Close()
+				if err := run(resumed); err != nil {
 					t.Fatalf("resuming: %v", err)
 				}
 				written, dups, err := countCredentials(filepath.Join(dir, "credentials.jsonl"))

@@ -1,0 +1,387 @@
+package files
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// lineDecoder decodes one JSON Lines record into the values
+// encoding/json gives an `any` (map[string]any, []any, string, float64,
+// bool, nil) in one pass, without json.Unmarshal's separate validity
+// scan. Anything it does not take on the fast path (a malformed line, a
+// number out of range, invalid UTF-8 in a string) goes to json.Unmarshal,
+// so results and errors are encoding/json's
+// (TestLineDecoderAgreesWithEncodingJSON, FuzzLineDecoder).
+//
+// The values' strings share one copy of the line, and object keys seen
+// before are shared across lines: a record costs a few allocations
+// instead of one per field.
+type lineDecoder struct {
+	s    string // the line being decoded
+	i    int
+	keys map[string]string // keys already seen, reused
+	buf  []byte            // scratch for strings with escapes
+}
+
+// maxKeys bounds the keys a decoder remembers: records of one file share
+// their keys, so a handful are enough.
+const maxKeys = 256
+
+// maxDepth is encoding/json's nesting limit: deeper goes to it, which refuses.
+const maxDepth = 10000
+
+// decodeObject decodes line as one JSON object; rec is nil for `null`.
+func (d *lineDecoder) decodeObject(line []byte) (map[string]any, error) {
+	if len(line) > 0 && line[0] == '{' {
+		d.s, d.i = string(line), 0
+		v, ok := d.value(0)
+		d.skipSpace()
+		if ok && d.i == len(d.s) {
+			d.s = ""
+			return v.(map[string]any), nil
+		}
+		d.s = ""
+	}
+	var rec map[string]any
+	err := json.Unmarshal(line, &rec)
+	return rec, err
+}
+
+func (d *lineDecoder) skipSpace() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// value decodes the value at d.i; false when the fast path gives up.
+func (d *lineDecoder) value(depth int) (any, bool) {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return nil, false
+	}
+	switch c := d.s[d.i]; c {
+	case '{':
+		return d.object(depth + 1)
+	case '[':
+		return d.array(depth + 1)
+	case '"':
+		s, ok := d.str()
+		return s, ok
+	case 't':
+		return true, d.literal("true")
+	case 'f':
+		return false, d.literal("false")
+	case 'n':
+		return nil, d.literal("null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return d.number()
+		}
+		return nil, false
+	}
+}
+
+func (d *lineDecoder) literal(word string) bool {
+	if len(d.s)-d.i >= len(word) && d.s[d.i:d.i+len(word)] == word {
+		d.i += len(word)
+		return true
+	}
+	return false
+}
+
+func (d *lineDecoder) object(depth int) (any, bool) {
+	if depth > maxDepth {
+		return nil, false
+	}
+	d.i++ // {
+	m := make(map[string]any, 8)
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return m, true
+	}
+	for {
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return nil, false
+		}
+		k, ok := d.key()
+		if !ok {
+			return nil, false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return nil, false
+		}
+		d.i++
+		v, ok := d.value(depth)
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (d *lineDecoder) array(depth int) (any, bool) {
+	if depth > maxDepth {
+		return nil, false
+	}
+	d.i++ // [
+	a := make([]any, 0)
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
+		return a, true
+	}
+	for {
+		v, ok := d.value(depth)
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// key decodes an object key, shared with earlier lines' equal keys.
+func (d *lineDecoder) key() (string, bool) {
+	k, ok := d.str()
+	if !ok {
+		return "", false
+	}
+	if d.keys == nil {
+		d.keys = make(map[string]string)
+	}
+	if seen, ok := d.keys[k]; ok {
+		return seen, true
+	}
+	if len(d.keys) < maxKeys {
+		// Its own copy: k may share the whole line's memory.
+		k = strings.Clone(k)
+		d.keys[k] = k
+	}
+	return k, true
+}
+
+// str decodes the string at d.i (its opening quote).
+func (d *lineDecoder) str() (string, bool) {
+	d.i++
+	start := d.i
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			s := d.s[start:d.i]
+			d.i++
+			return s, true
+		case c == '\\':
+			return d.escaped(start)
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", false // invalid UTF-8: encoding/json's replacement
+			}
+			d.i += size
+		default:
+			d.i++
+		}
+	}
+	return "", false
+}
+
+// escaped decodes a string with escapes, from start (after its quote);
+// d.i is at its first backslash.
+func (d *lineDecoder) escaped(start int) (string, bool) {
+	b := append(d.buf[:0], d.s[start:d.i]...)
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			d.buf = b
+			return string(b), true
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", false
+			}
+			b = append(b, d.s[d.i:d.i+size]...)
+			d.i += size
+		case c != '\\':
+			b = append(b, c)
+			d.i++
+		default:
+			if d.i+1 >= len(d.s) {
+				return "", false
+			}
+			e := d.s[d.i+1]
+			d.i += 2
+			switch e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r := d.hex4(d.i)
+				if r < 0 {
+					return "", false
+				}
+				d.i += 4
+				if utf16.IsSurrogate(r) {
+					// A pair when the next escape completes it, as
+					// encoding/json reads it; else the replacement rune.
+					r2 := rune(-1)
+					if d.i+1 < len(d.s) && d.s[d.i] == '\\' && d.s[d.i+1] == 'u' {
+						r2 = d.hex4(d.i + 2)
+					}
+					if dec := utf16.DecodeRune(r, r2); dec != unicode.ReplacementChar {
+						d.i += 6
+						r = dec
+					} else {
+						r = unicode.ReplacementChar
+					}
+				}
+				b = utf8.AppendRune(b, r)
+			default:
+				return "", false
+			}
+		}
+	}
+	return "", false
+}
+
+// hex4 reads four hex digits at i; -1 when they are not.
+func (d *lineDecoder) hex4(i int) rune {
+	if i+4 > len(d.s) {
+		return -1
+	}
+	var r rune
+	for _, c := range []byte(d.s[i : i+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// number decodes a JSON number (its grammar checked here) as float64.
+func (d *lineDecoder) number() (any, bool) {
+	start := d.i
+	if d.s[d.i] == '-' {
+		d.i++
+	}
+	digits := func() int {
+		n := 0
+		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.i < len(d.s) && d.s[d.i] == '0' {
+		d.i++
+	} else if digits() == 0 {
+		return nil, false
+	}
+	integer := true
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		d.i++
+		integer = false
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		d.i++
+		integer = false
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	text := d.s[start:d.i]
+	if integer && len(text) <= 15 {
+		// Exact in a float64: no need for ParseFloat.
+		n := 0
+		neg := text[0] == '-'
+		for _, c := range []byte(text[b2i(neg):]) {
+			n = n*10 + int(c-'0')
+		}
+		if neg {
+			if n == 0 {
+				return math.Copysign(0, -1), true // as ParseFloat reads "-0"
+			}
+			n = -n
+		}
+		return float64(n), true
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return nil, false
+	}
+	return f, true
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
