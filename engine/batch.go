@@ -168,7 +168,16 @@ func (b *batcher) send(items []*batchItem) {
 		inputs[i] = it.input
 	}
 	t0 := time.Now()
-	results, err := st.action.Batch.Run(ctx, st.conn.conn, inputs)
+	var results []connectors.ItemResult
+	var err error
+	if len(items) == 1 {
+		// A lone call is the action's single form: the service's plain
+		// request, as a run without batching sends it.
+		res, rerr := st.action.Run(ctx, st.conn.conn, inputs[0])
+		results = []connectors.ItemResult{{Result: res, Err: rerr}}
+	} else {
+		results, err = st.action.Batch.Run(ctx, st.conn.conn, inputs)
+	}
 	took := time.Since(t0)
 	for _, stop := range stops {
 		stop()

@@ -43,12 +43,21 @@ func (b *blockingBatch) run(ctx context.Context, _ connectors.Conn, inputs []map
 	return out, nil
 }
 
+// runOne is the single form: a lone call goes through Run.
+func (b *blockingBatch) runOne(ctx context.Context, c connectors.Conn, input map[string]any) (*connectors.Result, error) {
+	out, err := b.run(ctx, c, []map[string]any{input})
+	if err != nil {
+		return nil, err
+	}
+	return out[0].Result, out[0].Err
+}
+
 func testBatcher(t *testing.T, bb *blockingBatch, max int) *batcher {
 	t.Helper()
 	e := &Engine{obs: nopObserver{}, log: hclog.NewNullLogger()}
 	rt := &recipeRT{r: &recipes.Recipe{Name: "r"}}
 	st := &stepRT{s: &recipes.Step{ID: "s"}, name: "c.a", conn: &openConn{},
-		action: &connectors.ActionSpec{Batch: &connectors.BatchForm{Max: max, Run: bb.run}},
+		action: &connectors.ActionSpec{Run: bb.runOne, Batch: &connectors.BatchForm{Max: max, Run: bb.run}},
 		retry:  recipes.RetryPolicy{Attempts: 1, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}}
 	return e.batcherOf(rt, st)
 }
