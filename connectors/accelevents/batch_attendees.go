@@ -176,11 +176,15 @@ func upsertAttendees(ctx context.Context, c *Client, inputs []map[string]any) ([
 	}
 	for _, ev := range events {
 		items := byEvent[ev]
-		// The list is worth reading when its pages are no more than the
-		// look-ups would be.
-		index, err := c.readAttendees(ctx, ev, lookupCost(inputs, items))
-		if err != nil {
-			return nil, opErr("upsert_attendee", err)
+		var index *attendeeIndex
+		// A batch of one is the call itself: the same requests as Run.
+		// Otherwise the list is worth reading when its pages are no more
+		// than the look-ups would be.
+		if len(items) > 1 {
+			var err error
+			if index, err = c.readAttendees(ctx, ev, lookupCost(inputs, items)); err != nil {
+				return nil, opErr("upsert_attendee", err)
+			}
 		}
 		for _, i := range items {
 			in := inputs[i]

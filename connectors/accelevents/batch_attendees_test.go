@@ -144,33 +144,47 @@ func TestUpsertBatchMatchesEachAsOneAtATime(t *testing.T) {
 	}
 }
 
-// TestUpsertBatchReadsTheListOnlyWithinBudget: a batch of one whose list
-// fits a page costs that page and its write; when the list last counted
-// more pages than the batch's look-ups would cost, the batch looks each
-// person up instead, without reading a page of the list.
+// TestUpsertBatchReadsTheListOnlyWithinBudget: a batch of one sends what
+// Run sends (its look-ups and its write); a batch of two whose list fits a
+// page costs that page and its writes; when the list last counted more
+// pages than the batch's look-ups would cost, the batch looks each person
+// up instead, without reading a page of the list.
 func TestUpsertBatchReadsTheListOnlyWithinBudget(t *testing.T) {
 	e, reqs := countedEnv(t, 60)
 	a := e.spec.Action("upsert_attendee")
-	solo := func(n int) []map[string]any {
-		return []map[string]any{{"externalId": fmt.Sprintf("member-solo-%d", n), "email": fmt.Sprintf("solo%d@example.com", n), "firstName": "So", "lastName": "Lo", "ticketTypeId": 145680}}
+	people := func(from, n int) []map[string]any {
+		var in []map[string]any
+		for i := from; i < from+n; i++ {
+			in = append(in, map[string]any{"externalId": fmt.Sprintf("member-solo-%d", i), "email": fmt.Sprintf("solo%d@example.com", i), "firstName": "So", "lastName": "Lo", "ticketTypeId": 145680})
+		}
+		return in
 	}
-	reqs.n.Store(0)
-	res, err := a.Batch.Run(context.Background(), e.conn, solo(1))
-	if err != nil || res[0].Err != nil {
-		t.Fatal(err, res[0].Err)
-	}
-	if n := reqs.n.Load(); n != 2 {
-		t.Errorf("a batch of one sent %d requests, want 2 (one list page, one create)", n)
-	}
-	// A list of 5,000 (10 pages) against 2 look-ups: looked up.
-	c := e.conn.(*Client)
-	c.listTotals.Store(c.EventURL(), 5000)
-	reqs.n.Store(0)
-	res, err = a.Batch.Run(context.Background(), e.conn, solo(2))
-	if err != nil || res[0].Err != nil {
-		t.Fatal(err, res[0].Err)
-	}
-	if n, out := reqs.n.Load(), res[0].Result.Output.(map[string]any); n != 3 || out["action"] != "created" {
-		t.Errorf("a batch of one against a long list sent %d requests (want 3: two look-ups, one create), %v", n, out["action"])
+	for _, tc := range []struct {
+		name      string
+		from, n   int
+		listTotal int // the list's count as last seen; 0: none seen
+		want      int64
+	}{
+		{"a batch of one: two look-ups and a create, as Run", 1, 1, 0, 3},
+		{"two: one page of the list and two creates", 2, 2, 0, 3},
+		{"two against a list of 5,000 (10 pages): four look-ups and two creates", 4, 2, 5000, 6},
+	} {
+		c := e.conn.(*Client)
+		if tc.listTotal > 0 {
+			c.listTotals.Store(c.EventURL(), tc.listTotal)
+		}
+		reqs.n.Store(0)
+		res, err := a.Batch.Run(context.Background(), e.conn, people(tc.from, tc.n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil || r.Result.Output.(map[string]any)["action"] != "created" {
+				t.Fatalf("%s: %+v", tc.name, r)
+			}
+		}
+		if n := reqs.n.Load(); n != tc.want {
+			t.Errorf("%s: %d requests, want %d", tc.name, n, tc.want)
+		}
 	}
 }

@@ -25,6 +25,11 @@ const findBatchMax = 100
 func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) ([]connectors.ItemResult, error) {
 	const op = "find_user_by_email"
 	out := make([]connectors.ItemResult, len(inputs))
+	if len(inputs) == 1 {
+		// A batch of one is the call itself: the same request as Run.
+		out[0].Result, out[0].Err = findUserByEmailAction(ctx, c, inputs[0])
+		return out, nil
+	}
 	company, err := c.need(op, "companyId", c.companyID)
 	if err != nil {
 		return nil, err

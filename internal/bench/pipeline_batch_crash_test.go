@@ -89,8 +89,15 @@ func (c *batchCrashStore) Claim(ctx context.Context, req engine.ClaimRequest) ([
 func slowFirstAppend(landed *atomic.Int32) *connectors.Registry {
 	spec := files.Spec()
 	a := spec.Action("append")
-	run := a.Batch.Run
+	run, runOne := a.Batch.Run, a.Run
 	var first atomic.Bool
+	// The first call, which goes alone (by Run), holds the others back.
+	a.Run = func(ctx context.Context, conn connectors.Conn, input map[string]any) (*connectors.Result, error) {
+		if !first.Swap(true) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return runOne(ctx, conn, input)
+	}
 	a.Batch = &connectors.BatchForm{Max: a.Batch.Max, Run: func(ctx context.Context, conn connectors.Conn, inputs []map[string]any) ([]connectors.ItemResult, error) {
 		if !first.Swap(true) {
 			time.Sleep(100 * time.Millisecond)
