@@ -154,13 +154,16 @@ func TestBatchInDoubtSettlesEachItem(t *testing.T) {
 // batch call landed and before its items' outcomes are journaled. The
 // fresh runner settles every item: each eligible member ends with exactly
 // one certificate.
+//
+// Eight workers for six eligible members: however many runs the first
+// call takes, three more can queue behind it.
 func TestCrashInsideABatch(t *testing.T) {
 	const members, eligible = 12, 6
 	probe := &crashStore{Store: openStore(t, tempDB(t))}
 	psvc := newFakeService(members, everyOther)
 	var pe *engine.Engine
 	holdUntilQueued(psvc, &pe, 3)
-	pe = newEngine(t, probe, psvc, []*recipes.Recipe{batchRecipe(t)}, concurrency(4))
+	pe = newEngine(t, probe, psvc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
 	runOnce(t, pe)
 	probe.Store.Close()
 	if slices.Max(psvc.batchSizes()) < 3 {
@@ -184,7 +187,7 @@ func TestCrashInsideABatch(t *testing.T) {
 				cs := &crashStore{Store: openStore(t, path), at: k, after: after}
 				var e *engine.Engine
 				holdUntilQueued(svc, &e, 3)
-				e = newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(4))
+				e = newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(8))
 				cs.onCrash = func() { svc.mu.Lock(); svc.batchHold = nil; svc.mu.Unlock() }
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				e.RunOnce(ctx)
