@@ -189,6 +189,21 @@ func (s *Spec) Role(op string) *Role {
 	return nil
 }
 
+// SetRoles gives each named operation (action or trigger) its role. A
+// name that is no operation of the connector is a programming error of
+// the connector's own declaration: it panics, at registration time.
+func (s *Spec) SetRoles(roles map[string]*Role) {
+	for name, r := range roles {
+		if a := s.Action(name); a != nil {
+			a.Role = r
+		} else if t := s.Trigger(name); t != nil {
+			t.Role = r
+		} else {
+			panic(fmt.Sprintf("%s: a role names %s, which is no operation of the connector", s.Name, name))
+		}
+	}
+}
+
 func lookupPath(rec map[string]any, path string) any {
 	var v any = rec
 	for _, p := range strings.Split(path, ".") {

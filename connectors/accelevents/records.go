@@ -52,13 +52,5 @@ func declareRecords(s *connectors.Spec) {
 			return map[string]any{"order": o, "payments": none()}
 		}},
 	}
-	for name, r := range roles {
-		if a := s.Action(name); a != nil {
-			a.Role = r
-		} else if t := s.Trigger(name); t != nil {
-			t.Role = r
-		} else {
-			panic("accelevents: a role names " + name + ", which is no operation of the connector")
-		}
-	}
+	s.SetRoles(roles)
 }

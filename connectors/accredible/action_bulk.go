@@ -151,17 +151,7 @@ func runBulk(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 
 // bulkCreate sends one chunk and records each item's result.
 func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk []int, results []bulkResult) ([]connectors.Record, error) {
-	body := make([]any, len(chunk))
-	for j, i := range chunk {
-		body[j] = withoutNulls(wireFields(items[i]))
-	}
-	var out struct {
-		Results []struct {
-			Credential map[string]any `json:"credential"`
-			Error      *bulkError     `json:"error"`
-		} `json:"results"`
-	}
-	_, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/v2/credentials/bulk_create", Body: map[string]any{"credentials": body}}, &out)
+	out, err := c.postBulk(ctx, items, chunk)
 	var api *connectors.APIError
 	if errors.As(err, &api) && api.Status == http.StatusUnprocessableEntity {
 		// 422: every item of the chunk failed; the message lists why.
@@ -203,6 +193,26 @@ func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk [
 		}
 	}
 	return wrote, nil
+}
+
+// bulkAnswer is POST /v2/credentials/bulk_create's answer: one result
+// per credential sent, in order.
+type bulkAnswer struct {
+	Results []struct {
+		Credential map[string]any `json:"credential"`
+		Error      *bulkError     `json:"error"`
+	} `json:"results"`
+}
+
+// postBulk sends the inputs idx (30 at most) as one bulk create.
+func (c *Client) postBulk(ctx context.Context, inputs []map[string]any, idx []int) (*bulkAnswer, error) {
+	body := make([]any, len(idx))
+	for j, i := range idx {
+		body[j] = withoutNulls(wireFields(inputs[i]))
+	}
+	var answer bulkAnswer
+	_, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/v2/credentials/bulk_create", Body: map[string]any{"credentials": body}}, &answer)
+	return &answer, err
 }
 
 func bulkOutput(results []bulkResult) map[string]any {

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
-	"github.com/memberflow/memberflow/connectors/apiclient"
 )
 
 // upsertBatch is upsert_credential's batch form: one v2 search looks up
@@ -157,17 +156,7 @@ func (c *Client) findExistingMany(ctx context.Context, inputs []map[string]any, 
 // sets each one's result: the credential created, or the error Run's
 // create would have returned for it alone.
 func (c *Client) createMany(ctx context.Context, inputs []map[string]any, idx []int, out []connectors.ItemResult) {
-	body := make([]any, len(idx))
-	for j, i := range idx {
-		body[j] = withoutNulls(wireFields(inputs[i]))
-	}
-	var answer struct {
-		Results []struct {
-			Credential map[string]any `json:"credential"`
-			Error      *bulkError     `json:"error"`
-		} `json:"results"`
-	}
-	_, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/v2/credentials/bulk_create", Body: map[string]any{"credentials": body}}, &answer)
+	answer, err := c.postBulk(ctx, inputs, idx)
 	var api *connectors.APIError
 	if errors.As(err, &api) && api.Status == http.StatusUnprocessableEntity {
 		// None was created: each item fails with its own reason.

@@ -19,13 +19,5 @@ func declareRecords(s *connectors.Spec) {
 		"upsert_credential":  {Kind: connectors.KindCredential, Verb: "issue"},
 		"expire_credential":  {Kind: connectors.KindCredential, Verb: "expire"},
 	}
-	for name, r := range roles {
-		if a := s.Action(name); a != nil {
-			a.Role = r
-		} else if t := s.Trigger(name); t != nil {
-			t.Role = r
-		} else {
-			panic("accredible: a role names " + name + ", which is no operation of the connector")
-		}
-	}
+	s.SetRoles(roles)
 }

@@ -42,15 +42,7 @@ func declareRecords(s *connectors.Spec) {
 		"update_user":    {Kind: connectors.KindMember, Verb: "update", Inputs: map[string]string{connectors.FieldID: "userId"}},
 		"upsert_payment": {Kind: connectors.KindPayment, Verb: "upsert", Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount"}},
 	}
-	for name, r := range roles {
-		if a := s.Action(name); a != nil {
-			a.Role = r
-		} else if t := s.Trigger(name); t != nil {
-			t.Role = r
-		} else {
-			panic("memberships: a role names " + name + ", which is no operation of the connector")
-		}
-	}
+	s.SetRoles(roles)
 }
 
 // statusNames are the membership statuses in lifecycle order.
