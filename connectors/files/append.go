@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 func appendAction() *connectors.ActionSpec {
@@ -71,7 +72,9 @@ func (f *Files) writer(path string) *writer {
 }
 
 func line(record any) ([]byte, error) {
-	b, err := json.Marshal(record)
+	// As json.Marshal encodes it (settleAppend compares lines byte for
+	// byte), without reflection for the values a mapping produces.
+	b, err := jsonenc.Marshal(record)
 	if err != nil {
 		return nil, err
 	}
