@@ -51,13 +51,15 @@ func runsByMember(t *testing.T, s engine.Store, recipe string) map[string]engine
 	return out
 }
 
+// The batch tests run more workers than runs: however many runs the
+// first (held) call takes, the rest can queue behind it.
 func TestBatchCallsMapResultsToTheirRuns(t *testing.T) {
 	store := openStore(t, tempDB(t))
 	defer store.Close()
 	svc := newFakeService(20, everyOther) // 10 eligible
 	var e *engine.Engine
 	holdUntilQueued(svc, &e, 5)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
+	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
 	sum := runOnce(t, e)
 	sizes := svc.batchSizes()
 	total := 0
@@ -87,7 +89,7 @@ func TestBatchItemErrorStaysWithItsRun(t *testing.T) {
 	svc.itemRetryable["m005"] = 2
 	var e *engine.Engine
 	holdUntilQueued(svc, &e, 5)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
+	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
 	runOnce(t, e)
 	runs := runsByMember(t, store, "issue-batch")
 	for id, r := range runs {
@@ -133,7 +135,7 @@ func TestBatchInDoubtSettlesEachItem(t *testing.T) {
 	svc.batchInDoubtMulti = true
 	var e *engine.Engine
 	holdUntilQueued(svc, &e, 4)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
+	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
 	runOnce(t, e)
 	if svc.inDoubtSize < 2 {
 		t.Fatalf("batch sizes %v: no call of several inputs", svc.batchSizes())
