@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,69 +17,22 @@ import (
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
-// batchCrashStore dies at the first journal write that records an append
-// as done after a batch of several appends landed: the batch's lines are
-// in the file, their outcomes are not (or, after, only this one's).
-type batchCrashStore struct {
-	engine.Store
-	after  bool
-	landed *atomic.Int32 // appends in the largest batch written so far
-	mu     sync.Mutex
-	dead   bool
-	hit    bool
-}
-
-func (c *batchCrashStore) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
-	c.mu.Lock()
-	if c.dead {
-		c.mu.Unlock()
-		return errCrashed
-	}
-	crash := false
-	if c.landed.Load() >= 2 {
+// appendsDone accepts a journal write that records an append as done
+// once a batch of several appends has landed: crashing there leaves the
+// batch's lines in the file and their outcomes unrecorded (or, after,
+// only this one's).
+func appendsDone(landed *atomic.Int32) func([]engine.StepRecord) bool {
+	return func(steps []engine.StepRecord) bool {
+		if landed.Load() < 2 {
+			return false
+		}
 		for _, s := range steps {
 			if s.Status == engine.StepSucceeded && s.Action == "files.append" {
-				crash = true
+				return true
 			}
 		}
+		return false
 	}
-	if crash && !c.after {
-		c.dead, c.hit = true, true
-		c.mu.Unlock()
-		return errCrashed
-	}
-	c.mu.Unlock()
-	err := c.Store.Record(ctx, lease, steps, fin)
-	if crash {
-		c.mu.Lock()
-		c.dead, c.hit = true, true
-		c.mu.Unlock()
-		return errCrashed
-	}
-	return err
-}
-
-func (c *batchCrashStore) alive() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dead {
-		return errCrashed
-	}
-	return nil
-}
-
-func (c *batchCrashStore) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
-	if err := c.alive(); err != nil {
-		return nil, err
-	}
-	return c.Store.Advance(ctx, recipe, adv)
-}
-
-func (c *batchCrashStore) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
-	if err := c.alive(); err != nil {
-		return nil, err
-	}
-	return c.Store.Claim(ctx, req)
 }
 
 // slowFirstAppend is the file connector whose first batch write waits a
@@ -152,10 +104,10 @@ func TestPipelineCrashInsideABatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cs := &batchCrashStore{Store: s, after: after, landed: &landed}
+			cs := &crashingStore{Store: s, after: after, crashOn: appendsDone(&landed)}
 			run(cs) // fails: the store died
 			s.Close()
-			if !cs.hit {
+			if !cs.dead {
 				t.Fatalf("no batch of several appends before the end (largest %d)", landed.Load())
 			}
 			before, _, err := countCredentials(filepath.Join(dir, "credentials.jsonl"))

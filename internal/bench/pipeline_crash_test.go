@@ -29,22 +29,30 @@ type crashingStore struct {
 	// pages counts only the page commits (Advance) towards at; other
 	// writes still fail once it has died.
 	pages bool
+	// crashOn, when set, picks the crash point instead of at: the first
+	// journal write whose steps it accepts.
+	crashOn func(steps []engine.StepRecord) bool
 }
 
-func (c *crashingStore) write(fn func() error) error { return c.writeOf(false, fn) }
+func (c *crashingStore) write(fn func() error) error { return c.writeOf(false, nil, fn) }
 
-func (c *crashingStore) writeOf(page bool, fn func() error) error {
+func (c *crashingStore) writeOf(page bool, steps []engine.StepRecord, fn func() error) error {
 	c.mu.Lock()
 	if c.dead {
 		c.mu.Unlock()
 		return errCrashed
 	}
-	if c.pages && !page {
+	var crash bool
+	switch {
+	case c.crashOn != nil:
+		crash = len(steps) > 0 && c.crashOn(steps)
+	case c.pages && !page:
 		c.mu.Unlock()
 		return fn()
+	default:
+		c.writes++
+		crash = c.writes == c.at
 	}
-	c.writes++
-	crash := c.writes == c.at
 	if crash && !c.after {
 		c.dead = true
 		c.mu.Unlock()
@@ -71,7 +79,7 @@ func (c *crashingStore) alive() error {
 }
 
 func (c *crashingStore) Advance(ctx context.Context, recipe string, adv engine.Advance) (out []engine.Enqueued, err error) {
-	err = c.writeOf(true, func() error { out, err = c.Store.Advance(ctx, recipe, adv); return err })
+	err = c.writeOf(true, nil, func() error { out, err = c.Store.Advance(ctx, recipe, adv); return err })
 	return out, err
 }
 
@@ -81,7 +89,7 @@ func (c *crashingStore) Claim(ctx context.Context, req engine.ClaimRequest) (out
 }
 
 func (c *crashingStore) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
-	return c.write(func() error { return c.Store.Record(ctx, lease, steps, fin) })
+	return c.writeOf(false, steps, func() error { return c.Store.Record(ctx, lease, steps, fin) })
 }
 
 func (c *crashingStore) Cursor(ctx context.Context, recipe string) (string, error) {
