@@ -108,6 +108,16 @@ type Advance struct {
 	Cursor *string
 	States []SubjectState
 	Events []NewEvent
+	// Claim, when set, asks the store to claim for Claim.Owner, in the
+	// same transaction, each new queued run that is claimable (no earlier
+	// run of its ordering key is queued or running, this page's included):
+	// the runner that polled a page runs it without a claim of its own
+	// (claims fused into the advance). Such a run's Enqueued has Status
+	// running and Run set, as Claim would return it (Attempts 1, Echo and
+	// chain as at a claim, Data the event's). Claim.Recipes and
+	// Claim.Limit are not read. A store that does not claim at advance
+	// leaves Run nil; the runs are then claimed from the queue as usual.
+	Claim *ClaimRequest
 }
 
 // SubjectState is the remembered state of one trigger subject.
@@ -139,11 +149,14 @@ type NewEvent struct {
 }
 
 // Enqueued reports what became of one NewEvent: RunID is 0 for a
-// duplicate; Status is the new run's (queued, skipped or suppressed).
+// duplicate; Status is the new run's (queued, skipped or suppressed; or
+// running, claimed with the page).
 type Enqueued struct {
 	EventID string
 	RunID   int64
 	Status  string
+	// Run is the run claimed with the page (Advance.Claim), else nil.
+	Run *ClaimedRun
 }
 
 // RunQueue hands queued runs to workers.
