@@ -117,9 +117,9 @@ type Engine struct {
 	pending atomic.Int64 // runs enqueued here and not finished here
 	// slots holds one token per run or call in flight, Concurrency in all:
 	// the workers' runs and the calls of page runs (pages.go).
-	slots   chan struct{}
-	wakeCh  chan struct{}
-	room    chan struct{} // signalled when pending drops
+	slots  chan struct{}
+	wakeCh chan struct{}
+	room   chan struct{} // signalled when pending drops
 
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
