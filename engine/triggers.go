@@ -38,18 +38,8 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 // enqueuePage enqueues a polled page, claiming its new runs for this
 // runner in the same transaction, and starts them as a page (pages.go).
 func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, cursor *string, states []connectors.Record, events []connectors.Event) error {
-	_, enq, err := e.enqueueFull(ctx, rt, cursor, states, events, pages.claim())
-	if err != nil {
-		return err
-	}
-	var claimed []*ClaimedRun
-	for _, q := range enq {
-		if q.Run != nil {
-			claimed = append(claimed, q.Run)
-		}
-	}
-	pages.start(claimed)
-	return nil
+	_, _, err := e.enqueueFull(ctx, rt, cursor, states, events, pages)
+	return err
 }
 
 // enqueueDetailed enqueues events without a cursor and says what became
@@ -59,8 +49,15 @@ func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []con
 	return enq, err
 }
 
-func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, claim *ClaimRequest) (fresh int, enq []Enqueued, err error) {
-	adv := Advance{Cursor: cursor, Claim: claim}
+func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, pages *pageSet) (fresh int, enq []Enqueued, err error) {
+	adv := Advance{Cursor: cursor}
+	// A polled page's runs are claimed with it, their first write's
+	// intent journaled with the claim (pages.go), by event.
+	var firsts []*firstStep
+	if pages != nil {
+		adv.Claim = pages.claim()
+		firsts = make([]*firstStep, len(events))
+	}
 	for _, s := range states {
 		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
 	}
@@ -114,8 +111,14 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		if err != nil {
 			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
-		adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
-			OrderingKey: key, Time: ev.Time, Data: data})
+		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
+			OrderingKey: key, Time: ev.Time, Data: data}
+		if firsts != nil {
+			if firsts[i] = e.firstIntent(rt, ev.Data); firsts[i] != nil {
+				ne.Intent = &firsts[i].rec
+			}
+		}
+		adv.Events = append(adv.Events, ne)
 		k := cacheKey(rt.r.Name, ev.ID)
 		keys = append(keys, k)
 		e.cache.put(k, ev.Data)
@@ -151,6 +154,19 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	e.pending.Add(int64(queued))
 	if queued > 0 {
 		e.wake()
+	}
+	if pages != nil {
+		var claimed []pageClaim
+		for i, q := range enq {
+			if q.Run != nil {
+				c := pageClaim{cr: q.Run}
+				if q.Journaled {
+					c.first = firsts[i]
+				}
+				claimed = append(claimed, c)
+			}
+		}
+		pages.start(claimed)
 	}
 	return fresh, enq, nil
 }
