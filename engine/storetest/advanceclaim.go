@@ -253,70 +253,78 @@ func testAdvanceClaimChains(t *testing.T, open func(t *testing.T) engine.Store) 
 // testConcurrentAdvanceClaims: runners advance pages of different recipes
 // at once, each with its own handle and a claim, all pages holding a run
 // of one key: only its earliest run is claimed, and the others follow it,
-// one at a time, in arrival order.
+// one at a time, in arrival order. A few rounds, each started together
+// on connected handles, so that the advances overlap.
 func testConcurrentAdvanceClaims(t *testing.T, open func(t *testing.T) engine.Store) {
-	const runners = 6
+	const runners, rounds = 6, 8
 	now := time.Now()
 	handles := make([]engine.Store, runners)
-	for i := range handles {
-		handles[i] = open(t)
-	}
-	type result struct {
-		shared engine.Enqueued
-		err    error
-	}
-	results := make([]result, runners)
-	var wg sync.WaitGroup
-	for i := range handles {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			evs := []engine.NewEvent{ev(fmt.Sprint("own-", i), fmt.Sprint("own-", i)), ev(fmt.Sprint("shared-", i), "shared")}
-			enq, err := handles[i].Advance(ctx, fmt.Sprint("r", i), engine.Advance{Events: evs,
-				Claim: &engine.ClaimRequest{Owner: fmt.Sprint("w", i), Now: now, Lease: time.Minute}})
-			if err == nil && (len(enq) != 2 || enq[0].Run == nil) {
-				err = fmt.Errorf("enqueued %+v, want the run of its own key claimed", enq)
-			}
-			if err == nil {
-				results[i].shared = enq[1]
-			}
-			results[i].err = err
-		}(i)
-	}
-	wg.Wait()
-	var errs []error
-	var first *engine.ClaimedRun
-	var order []int64
 	recipes := make([]string, runners)
-	for i, r := range results {
-		errs = append(errs, r.err)
-		recipes[i] = fmt.Sprint("r", i)
-		order = append(order, r.shared.RunID)
-		if r.shared.Run != nil {
-			if first != nil {
-				t.Errorf("runs %d and %d of key shared were both claimed with their pages", first.ID, r.shared.Run.ID)
-			}
-			first = r.shared.Run
+	for i := range handles {
+		handles[i], recipes[i] = open(t), fmt.Sprint("r", i)
+		if _, err := handles[i].Cursor(ctx, recipes[i]); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(order)
-	if first == nil || first.ID != order[0] {
-		t.Fatalf("of the runs %v of key shared, %+v was claimed with its page; want the earliest, %d", order, first, order[0])
-	}
-	s := handles[0]
-	cur := first
-	for _, want := range order[1:] {
-		if got := claim(t, s, "w", 10, now, recipes...); len(got) != 0 {
-			t.Fatalf("claim while run %d of key shared runs = %s, want nothing", cur.ID, eventIDs(got))
+	for round := range rounds {
+		key := fmt.Sprint("shared-", round)
+		shared := make([]engine.Enqueued, runners)
+		errs := make([]error, runners)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range handles {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				own := fmt.Sprint("own-", round, "-", i)
+				evs := []engine.NewEvent{ev(own, own), ev(fmt.Sprint(key, "-", i), key)}
+				<-start
+				enq, err := handles[i].Advance(ctx, recipes[i], engine.Advance{Events: evs,
+					Claim: &engine.ClaimRequest{Owner: fmt.Sprint("w", i), Now: now, Lease: time.Minute}})
+				switch {
+				case err != nil:
+					errs[i] = err
+				case len(enq) != 2 || enq[0].Run == nil:
+					errs[i] = fmt.Errorf("enqueued %+v, want the run of its own key claimed", enq)
+				default:
+					shared[i] = enq[1]
+					errs[i] = handles[i].Record(ctx, enq[0].Run.Lease(), nil, &engine.Completion{RunID: enq[0].RunID, Status: engine.RunSucceeded, Finished: now})
+				}
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		var first *engine.ClaimedRun
+		var order []int64
+		for _, q := range shared {
+			order = append(order, q.RunID)
+			if q.Run == nil {
+				continue
+			}
+			if first != nil {
+				t.Fatalf("round %d: runs %d and %d of key %s were both claimed with their pages", round, first.ID, q.Run.ID, key)
+			}
+			first = q.Run
+		}
+		slices.Sort(order)
+		if first == nil || first.ID != order[0] {
+			t.Fatalf("round %d: of the runs %v of key %s, %+v was claimed with its page; want the earliest, %d", round, order, key, first, order[0])
+		}
+		s, cur := handles[0], first
+		for _, want := range order[1:] {
+			if got := claim(t, s, "w", 10, now, recipes...); len(got) != 0 {
+				t.Fatalf("round %d: claim while run %d of key %s runs = %s, want nothing", round, cur.ID, key, eventIDs(got))
+			}
+			finish(t, s, cur, engine.RunSucceeded)
+			next := claim(t, s, "w", 10, now, recipes...)
+			if len(next) != 1 || next[0].ID != want {
+				t.Fatalf("round %d: claim after run %d of key %s = %s, want run %d", round, cur.ID, key, eventIDs(next), want)
+			}
+			cur = next[0]
 		}
 		finish(t, s, cur, engine.RunSucceeded)
-		next := claim(t, s, "w", 10, now, recipes...)
-		if len(next) != 1 || next[0].ID != want {
-			t.Fatalf("claim after run %d of key shared = %+v, want run %d", cur.ID, next, want)
-		}
-		cur = next[0]
 	}
 }
