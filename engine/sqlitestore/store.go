@@ -195,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
+	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, claimable, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -434,6 +434,10 @@ func (s *Store) prepare() error {
 				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
+	s.claimable = p(s.w, `SELECT r.id FROM runs r WHERE r.id IN (SELECT value FROM json_each(?))
+		AND NOT EXISTS (SELECT 1 FROM runs p
+		                WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+		ORDER BY r.id`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -837,8 +841,22 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}); err != nil {
 			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
 		}
+		var queued []int64
+		byRun := make(map[int64]int, len(runOf))
 		for k, i := range runOf {
 			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
+			if out[i].Status == engine.RunQueued {
+				queued = append(queued, out[i].RunID)
+				byRun[out[i].RunID] = i
+			}
+		}
+		if adv.Claim != nil && len(queued) > 0 {
+			if err := s.claimPage(tx, adv.Claim, queued, func(r *engine.ClaimedRun) {
+				i := byRun[r.ID]
+				out[i].Status, out[i].Run = engine.RunRunning, r
+			}); err != nil {
+				return err
+			}
 		}
 		return skips.save(tx, recipe, now)
 	})
@@ -846,6 +864,41 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
 	}
 	return out, nil
+}
+
+// claimPage claims, for Advance.Claim, the page's new queued runs that
+// are claimable: those with no earlier run of their ordering key queued
+// or running (an earlier run of the page included).
+func (s *Store) claimPage(tx *sql.Tx, req *engine.ClaimRequest, queued []int64, claimed func(*engine.ClaimedRun)) error {
+	rows, err := tx.Stmt(s.claimable).Query(idList(queued))
+	if err != nil {
+		return fmt.Errorf("claiming the page's runs: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("claiming the page's runs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("claiming the page's runs: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	now := req.Now.UnixNano()
+	runs, err := s.claimTx(tx, ids, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+	if err != nil {
+		return fmt.Errorf("claiming the page's runs: %w", err)
+	}
+	for _, r := range runs {
+		claimed(r)
+	}
+	return nil
 }
 
 // candidateStmt returns the prepared query of claimable runs of recipes.
@@ -920,53 +973,59 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if len(ids) == 0 {
 			return nil
 		}
-		// The chosen runs are claimed and loaded with a statement each,
-		// whatever their number.
-		list := idList(ids)
-		until := req.Now.Add(req.Lease).UnixNano()
-		if _, err := tx.Stmt(s.claimRuns).Exec(req.Owner, until, now, list); err != nil {
-			return fmt.Errorf("claiming runs %s: %w", list, err)
-		}
-		rows, err = tx.Stmt(s.loadRuns).Query(list)
-		if err != nil {
-			return fmt.Errorf("loading runs %s: %w", list, err)
-		}
-		type chained struct {
-			id    int64
-			chain string
-		}
-		var chains []chained
-		for rows.Next() {
-			r := &engine.ClaimedRun{}
-			var data []byte
-			var chain, had string
-			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
-				rows.Close()
-				return fmt.Errorf("loading runs %s: %w", list, err)
-			}
-			if chain != had {
-				chains = append(chains, chained{r.ID, chain})
-			}
-			r.Data = data
-			r.Token = int64(r.Attempts)
-			out = append(out, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("loading runs %s: %w", list, err)
-		}
-		for _, c := range chains {
-			// The run follows from memberflow's own write: its writes
-			// carry the chain on, so the echo never comes back to a
-			// recipe already in it.
-			if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
-				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
-			}
-		}
-		return nil
+		out, err = s.claimTx(tx, ids, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
+	return out, nil
+}
+
+// claimTx claims the runs ids for owner until the given time (nanoseconds)
+// and loads them, with a statement each whatever their number: the
+// claim of Claim, and of Advance.Claim for a page's new runs.
+func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64) ([]*engine.ClaimedRun, error) {
+	list := idList(ids)
+	if _, err := tx.Stmt(s.claimRuns).Exec(owner, until, now, list); err != nil {
+		return nil, fmt.Errorf("claiming runs %s: %w", list, err)
+	}
+	rows, err := tx.Stmt(s.loadRuns).Query(list)
+	if err != nil {
+		return nil, fmt.Errorf("loading runs %s: %w", list, err)
+	}
+	type chained struct {
+		id    int64
+		chain string
+	}
+	var chains []chained
+	var out []*engine.ClaimedRun
+	for rows.Next() {
+		r := &engine.ClaimedRun{}
+		var data []byte
+		var chain, had string
+		if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		if chain != had {
+			chains = append(chains, chained{r.ID, chain})
+		}
+		r.Data = data
+		r.Token = int64(r.Attempts)
+		out = append(out, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading runs %s: %w", list, err)
+	}
+	for _, c := range chains {
+		// The run follows from memberflow's own write: its writes
+		// carry the chain on, so the echo never comes back to a
+		// recipe already in it.
+		if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
+			return nil, fmt.Errorf("recording the cause of run %d: %w", c.id, err)
+		}
 	}
 	return out, nil
 }
