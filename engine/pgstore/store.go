@@ -441,7 +441,10 @@ r AS (
 	RETURNING id, event, status)
 SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
-// Advance implements engine.TriggerStore.
+// Advance implements engine.TriggerStore. The page's ordering keys are
+// locked (lockKeysSQL) with the statement that queues its runs, in one
+// round trip; with Advance.Claim, the claimable new runs are claimed by a
+// second (claimNewSQL, Claim's own end).
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
