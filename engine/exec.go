@@ -27,7 +27,8 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
 	n := e.opts.Concurrency
-	sem := make(chan struct{}, n)
+	// The slots are shared with the calls of page runs (pages.go).
+	sem := e.slots
 	var wg sync.WaitGroup
 	names := e.recipeNames()
 
