@@ -328,3 +328,55 @@ func testConcurrentAdvanceClaims(t *testing.T, open func(t *testing.T) engine.St
 		finish(t, s, cur, engine.RunSucceeded)
 	}
 }
+
+// testAdvanceClaimIntent: an event's Intent is journaled for its run when
+// the run is claimed with the page, and Journaled says so; a store that
+// does not journal it must not say it did (the engine then journals it
+// before the write). A run left queued gets no journal line, and neither
+// does a skipped event.
+func testAdvanceClaimIntent(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	started := now.Add(-time.Second)
+	intent := func() *engine.StepRecord {
+		return &engine.StepRecord{Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
+			Input: json.RawMessage(`{"member":"a"}`), Started: started}
+	}
+	e1, e2, e3 := ev("1", "a"), ev("2", "a"), ev("3", "b")
+	e1.Intent, e2.Intent = intent(), intent()
+	e3.Skipped, e3.Data, e3.Intent = true, nil, intent()
+	enq := advanceClaim(t, s, "r", "w1", now, e1, e2, e3)
+	claimedWith(t, "r", enq[0], e1)
+	leftQueued(t, enq[1], "run 1 of its key, in this page, comes first")
+	steps := func(id int64) []engine.StepRecord {
+		t.Helper()
+		got, err := s.Steps(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := steps(enq[0].RunID); enq[0].Journaled {
+		if len(got) != 1 || got[0].RunID != enq[0].RunID || got[0].StepID != "issue" || got[0].Status != engine.StepStarted ||
+			string(got[0].Input) != `{"member":"a"}` || !got[0].Started.Equal(started) {
+			t.Errorf("run %d: Journaled, but the journal is %+v; want the intent, under the run's ID", enq[0].RunID, got)
+		}
+	} else if len(got) != 0 {
+		t.Errorf("run %d: not Journaled, but the journal is %+v", enq[0].RunID, got)
+	}
+	if enq[1].Journaled || len(steps(enq[1].RunID)) != 0 {
+		t.Errorf("run %d, left queued: Journaled %v, journal %+v; want none", enq[1].RunID, enq[1].Journaled, steps(enq[1].RunID))
+	}
+	if enq[2].Journaled || enq[2].RunID != 0 {
+		t.Errorf("a skipped event: %+v; want no run and nothing journaled", enq[2])
+	}
+	// The claim's lease records on over the intent.
+	done := engine.StepRecord{RunID: enq[0].RunID, Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepSucceeded,
+		Attempts: 1, Started: started, Finished: now}
+	if err := s.Record(ctx, enq[0].Run.Lease(), []engine.StepRecord{done}, &engine.Completion{RunID: enq[0].RunID, Status: engine.RunSucceeded, Finished: now}); err != nil {
+		t.Fatal(err)
+	}
+	if got := steps(enq[0].RunID); len(got) != 1 || got[0].Status != engine.StepSucceeded {
+		t.Errorf("after the outcome, the journal is %+v; want the one step, succeeded", got)
+	}
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"AdvanceClaimNeverClaimsSkippedSuppressedOrDuplicate", testAdvanceClaimSkipsNonRuns},
 		{"AdvanceClaimSetsEchoAndChainAsClaimDoes", testAdvanceClaimChains},
 		{"ConcurrentAdvanceClaimsKeepOneRunPerKey", testConcurrentAdvanceClaims},
+		{"AdvanceClaimJournalsTheIntentOnlyWhenItSaysSo", testAdvanceClaimIntent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
