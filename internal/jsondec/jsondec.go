@@ -1,4 +1,16 @@
-package files
+// Package jsondec decodes JSON into the values encoding/json gives an
+// `any` (map[string]any, []any, string, float64, bool, nil) in one pass,
+// without json.Unmarshal's separate validity scan and reflection.
+// Anything it does not take on the fast path (malformed JSON, a number
+// out of range, invalid UTF-8 in a string) goes to json.Unmarshal, so
+// results and errors are encoding/json's
+// (TestDecoderAgreesWithEncodingJSON, FuzzDecoder).
+//
+// The values' strings share one copy of the input, and object keys seen
+// before are shared across inputs: a record costs a few allocations
+// instead of one per field. A value kept keeps that copy alive: decode
+// what is used together (a line, an API answer).
+package jsondec
 
 import (
 	"encoding/json"
@@ -10,49 +22,58 @@ import (
 	"unicode/utf8"
 )
 
-// lineDecoder decodes one JSON Lines record into the values
-// encoding/json gives an `any` (map[string]any, []any, string, float64,
-// bool, nil) in one pass, without json.Unmarshal's separate validity
-// scan. Anything it does not take on the fast path (a malformed line, a
-// number out of range, invalid UTF-8 in a string) goes to json.Unmarshal,
-// so results and errors are encoding/json's
-// (TestLineDecoderAgreesWithEncodingJSON, FuzzLineDecoder).
-//
-// The values' strings share one copy of the line, and object keys seen
-// before are shared across lines: a record costs a few allocations
-// instead of one per field.
-type lineDecoder struct {
-	s    string // the line being decoded
+// Decoder holds the keys it has seen, to share them between inputs. It
+// is not safe for concurrent use; the zero value is ready.
+type Decoder struct {
+	s    string // the input being decoded
 	i    int
 	keys map[string]string // keys already seen, reused
 	buf  []byte            // scratch for strings with escapes
 }
 
-// maxKeys bounds the keys a decoder remembers: records of one file share
-// their keys, so a handful are enough.
+// maxKeys bounds the keys a decoder remembers: records of one kind share
+// their keys, so a few hundred are enough.
 const maxKeys = 256
 
 // maxDepth is encoding/json's nesting limit: deeper goes to it, which refuses.
 const maxDepth = 10000
 
-// decodeObject decodes line as one JSON object; rec is nil for `null`.
-func (d *lineDecoder) decodeObject(line []byte) (map[string]any, error) {
-	if len(line) > 0 && line[0] == '{' {
-		d.s, d.i = string(line), 0
-		v, ok := d.value(0)
-		d.skipSpace()
-		if ok && d.i == len(d.s) {
-			d.s = ""
+// Object decodes data as one JSON object, as json.Unmarshal into a nil
+// map[string]any does: nil for `null`, an error for anything else that
+// is not an object.
+func (d *Decoder) Object(data []byte) (map[string]any, error) {
+	if len(data) > 0 && data[0] == '{' {
+		if v, ok := d.whole(data); ok {
 			return v.(map[string]any), nil
 		}
-		d.s = ""
 	}
 	var rec map[string]any
-	err := json.Unmarshal(line, &rec)
+	err := json.Unmarshal(data, &rec)
 	return rec, err
 }
 
-func (d *lineDecoder) skipSpace() {
+// Value decodes data as one JSON value, as json.Unmarshal into a nil
+// `any` does.
+func (d *Decoder) Value(data []byte) (any, error) {
+	if v, ok := d.whole(data); ok {
+		return v, nil
+	}
+	var v any
+	err := json.Unmarshal(data, &v)
+	return v, err
+}
+
+// whole decodes data on the fast path; false when it gives up.
+func (d *Decoder) whole(data []byte) (any, bool) {
+	d.s, d.i = string(data), 0
+	v, ok := d.value(0)
+	d.skipSpace()
+	ok = ok && d.i == len(d.s)
+	d.s = ""
+	return v, ok
+}
+
+func (d *Decoder) skipSpace() {
 	for d.i < len(d.s) {
 		switch d.s[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -64,7 +85,7 @@ func (d *lineDecoder) skipSpace() {
 }
 
 // value decodes the value at d.i; false when the fast path gives up.
-func (d *lineDecoder) value(depth int) (any, bool) {
+func (d *Decoder) value(depth int) (any, bool) {
 	d.skipSpace()
 	if d.i >= len(d.s) {
 		return nil, false
@@ -91,7 +112,7 @@ func (d *lineDecoder) value(depth int) (any, bool) {
 	}
 }
 
-func (d *lineDecoder) literal(word string) bool {
+func (d *Decoder) literal(word string) bool {
 	if len(d.s)-d.i >= len(word) && d.s[d.i:d.i+len(word)] == word {
 		d.i += len(word)
 		return true
@@ -99,7 +120,7 @@ func (d *lineDecoder) literal(word string) bool {
 	return false
 }
 
-func (d *lineDecoder) object(depth int) (any, bool) {
+func (d *Decoder) object(depth int) (any, bool) {
 	if depth > maxDepth {
 		return nil, false
 	}
@@ -145,7 +166,7 @@ func (d *lineDecoder) object(depth int) (any, bool) {
 	}
 }
 
-func (d *lineDecoder) array(depth int) (any, bool) {
+func (d *Decoder) array(depth int) (any, bool) {
 	if depth > maxDepth {
 		return nil, false
 	}
@@ -178,8 +199,8 @@ func (d *lineDecoder) array(depth int) (any, bool) {
 	}
 }
 
-// key decodes an object key, shared with earlier lines' equal keys.
-func (d *lineDecoder) key() (string, bool) {
+// key decodes an object key, shared with earlier inputs' equal keys.
+func (d *Decoder) key() (string, bool) {
 	k, ok := d.str()
 	if !ok {
 		return "", false
@@ -191,7 +212,7 @@ func (d *lineDecoder) key() (string, bool) {
 		return seen, true
 	}
 	if len(d.keys) < maxKeys {
-		// Its own copy: k may share the whole line's memory.
+		// Its own copy: k may share the whole input's memory.
 		k = strings.Clone(k)
 		d.keys[k] = k
 	}
@@ -199,7 +220,7 @@ func (d *lineDecoder) key() (string, bool) {
 }
 
 // str decodes the string at d.i (its opening quote).
-func (d *lineDecoder) str() (string, bool) {
+func (d *Decoder) str() (string, bool) {
 	d.i++
 	start := d.i
 	for d.i < len(d.s) {
@@ -228,7 +249,7 @@ func (d *lineDecoder) str() (string, bool) {
 
 // escaped decodes a string with escapes, from start (after its quote);
 // d.i is at its first backslash.
-func (d *lineDecoder) escaped(start int) (string, bool) {
+func (d *Decoder) escaped(start int) (string, bool) {
 	b := append(d.buf[:0], d.s[start:d.i]...)
 	for d.i < len(d.s) {
 		c := d.s[d.i]
@@ -298,7 +319,7 @@ func (d *lineDecoder) escaped(start int) (string, bool) {
 }
 
 // hex4 reads four hex digits at i; -1 when they are not.
-func (d *lineDecoder) hex4(i int) rune {
+func (d *Decoder) hex4(i int) rune {
 	if i+4 > len(d.s) {
 		return -1
 	}
@@ -320,7 +341,7 @@ func (d *lineDecoder) hex4(i int) rune {
 }
 
 // number decodes a JSON number (its grammar checked here) as float64.
-func (d *lineDecoder) number() (any, bool) {
+func (d *Decoder) number() (any, bool) {
 	start := d.i
 	if d.s[d.i] == '-' {
 		d.i++

@@ -1,4 +1,4 @@
-package files
+package jsondec
 
 import (
 	"encoding/json"
@@ -8,23 +8,58 @@ import (
 	"testing"
 )
 
-// agree checks that the line decoder gives what json.Unmarshal gives:
-// the same value or the same error.
-func agree(t *testing.T, d *lineDecoder, line string) {
+// agree checks that Object and Value give what json.Unmarshal gives
+// into a nil map[string]any and a nil any: the same value or the same
+// error.
+func agree(t *testing.T, d *Decoder, line string) {
 	t.Helper()
 	var want map[string]any
 	wantErr := json.Unmarshal([]byte(line), &want)
-	got, err := d.decodeObject([]byte(line))
+	got, err := d.Object([]byte(line))
+	same(t, "Object", line, got, want, err, wantErr)
+	var wantAny any
+	wantErr = json.Unmarshal([]byte(line), &wantAny)
+	gotAny, err := d.Value([]byte(line))
+	same(t, "Value", line, gotAny, wantAny, err, wantErr)
+}
+
+func same[T any](t *testing.T, how, line string, got, want T, err, wantErr error) {
+	t.Helper()
 	if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
-		t.Fatalf("%q: error %v, encoding/json %v", line, err, wantErr)
+		t.Fatalf("%s %q: error %v, encoding/json %v", how, line, err, wantErr)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q: decoded %#v, encoding/json %#v", line, got, want)
+		t.Fatalf("%s %q: decoded %#v, encoding/json %#v", how, line, got, want)
 	}
 	// -0 and 0 are DeepEqual; the sign must agree too.
-	if f, ok := want["n"].(float64); ok && math.Signbit(f) != math.Signbit(got["n"].(float64)) {
-		t.Fatalf("%q: sign of %v differs from encoding/json's %v", line, got["n"], f)
+	if !sameSigns(got, want) {
+		t.Fatalf("%s %q: the sign of a zero differs from encoding/json's", how, line)
 	}
+}
+
+// sameSigns reports whether every float64 in a and b (DeepEqual values)
+// has the same sign bit.
+func sameSigns(a, b any) bool {
+	switch x := a.(type) {
+	case float64:
+		y, ok := b.(float64)
+		return ok && math.Signbit(x) == math.Signbit(y)
+	case map[string]any:
+		y, _ := b.(map[string]any)
+		for k, v := range x {
+			if !sameSigns(v, y[k]) {
+				return false
+			}
+		}
+	case []any:
+		y, _ := b.([]any)
+		for i, v := range x {
+			if i >= len(y) || !sameSigns(v, y[i]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 var decoderCases = []string{
@@ -43,12 +78,14 @@ var decoderCases = []string{
 	`{"a":1,}`, `{"a" 1}`, `{"a":1`, `{"a":[1,]}`, `{"a":tru}`, `{"a":nul}`, `{a:1}`,
 	`{"a":1} x`, `{"a":1}{"b":2}`, `null`, `[]`, `"s"`, `1`, ``, `{"s":"unterminated`,
 	`{ "sp" : [ 1 , 2 ] , "t" : true }`,
+	` [1, "two", {"three": [3.5, -0]}] `, `"top"`, `-0`, `0.25`, `true`, `false`, `[`, `]`, `"`, ` `, "\t\n{}\r\n",
+	`{"users":[{"id":"u1","n":1},{"id":"u2","tags":[],"x":null}],"count":2}`,
 	`{"` + strings.Repeat(`a`, 300) + `":1}`,
 	`{"d":` + strings.Repeat(`[`, 10001) + strings.Repeat(`]`, 10001) + `}`,
 }
 
-func TestLineDecoderAgreesWithEncodingJSON(t *testing.T) {
-	d := &lineDecoder{}
+func TestDecoderAgreesWithEncodingJSON(t *testing.T) {
+	d := &Decoder{}
 	for _, line := range decoderCases {
 		agree(t, d, line)
 	}
@@ -57,8 +94,8 @@ func TestLineDecoderAgreesWithEncodingJSON(t *testing.T) {
 	agree(t, d, `{"id":"m2","email":"b@example.org"}`)
 }
 
-func TestLineDecoderRemembersBoundedKeys(t *testing.T) {
-	d := &lineDecoder{}
+func TestDecoderRemembersBoundedKeys(t *testing.T) {
+	d := &Decoder{}
 	for i := 0; i < 2*maxKeys; i++ {
 		agree(t, d, `{"k`+strings.Repeat("x", i)+`":1}`)
 	}
@@ -67,11 +104,11 @@ func TestLineDecoderRemembersBoundedKeys(t *testing.T) {
 	}
 }
 
-func FuzzLineDecoder(f *testing.F) {
+func FuzzDecoder(f *testing.F) {
 	for _, line := range decoderCases {
 		f.Add(line)
 	}
-	d := &lineDecoder{}
+	d := &Decoder{}
 	f.Fuzz(func(t *testing.T, line string) {
 		agree(t, d, line)
 	})
@@ -88,11 +125,11 @@ func BenchmarkDecodeLine(b *testing.B) {
 			}
 		}
 	})
-	b.Run("lineDecoder", func(b *testing.B) {
+	b.Run("jsondec", func(b *testing.B) {
 		b.ReportAllocs()
-		d := &lineDecoder{}
+		d := &Decoder{}
 		for b.Loop() {
-			if _, err := d.decodeObject(line); err != nil {
+			if _, err := d.Object(line); err != nil {
 				b.Fatal(err)
 			}
 		}
