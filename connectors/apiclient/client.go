@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +30,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 // Config configures a Client. Connectors fill in the service's defaults;
@@ -187,11 +190,41 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 		return resp, err
 	}
 	if out != nil && len(bytes.TrimSpace(resp.Body)) > 0 {
-		if err := json.Unmarshal(resp.Body, out); err != nil {
+		if err := decode(resp.Body, out); err != nil {
 			return resp, fmt.Errorf("%s %s %s: decoding the answer: %w", c.cfg.Service, req.Method, req.Path, err)
 		}
 	}
 	return resp, nil
+}
+
+// decoders share object keys between answers (most answers of a
+// connection repeat them).
+var decoders = sync.Pool{New: func() any { return new(jsondec.Decoder) }}
+
+// decode is json.Unmarshal(body, out), in one pass without reflection
+// when out is a nil map[string]any or a nil any (the values are
+// encoding/json's: internal/jsondec).
+func decode(body []byte, out any) error {
+	var err error
+	switch p := out.(type) {
+	case *any:
+		if *p != nil {
+			break // Unmarshal decodes into what it holds
+		}
+		d := decoders.Get().(*jsondec.Decoder)
+		*p, err = d.Value(body)
+		decoders.Put(d)
+		return err
+	case *map[string]any:
+		if *p != nil {
+			break // Unmarshal adds to it
+		}
+		d := decoders.Get().(*jsondec.Decoder)
+		*p, err = d.Object(body)
+		decoders.Put(d)
+		return err
+	}
+	return json.Unmarshal(body, out)
 }
 
 // Do performs the request with rate limiting and authentication, once
@@ -212,7 +245,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	case req.RawBody != nil:
 		body = req.RawBody
 	case req.Body != nil:
-		b, err := json.Marshal(req.Body)
+		b, err := jsonenc.Marshal(req.Body)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s %s: encoding the body: %w", c.cfg.Service, req.Method, req.Path, err)
 		}

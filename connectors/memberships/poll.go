@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -137,6 +138,61 @@ func poller(src source, pick decide) func(context.Context, connectors.Conn, conn
 	}
 }
 
+// page is one answer of a search: its records and the total count.
+type page struct {
+	Items []map[string]any
+	Count int
+}
+
+// readPage takes the records (a list of objects or nulls; null is no
+// list) and the count from a decoded answer. A count that is not a
+// whole number is 0.
+func readPage(answer map[string]any, items string) (page, error) {
+	var p page
+	list, ok := answer[items].([]any)
+	if !ok {
+		if v, found := answer[items]; !found || v != nil {
+			return p, fmt.Errorf("want a list, got %s", jsonKind(v, found))
+		}
+	}
+	if list != nil {
+		p.Items = make([]map[string]any, len(list))
+	}
+	for i, v := range list {
+		rec, ok := v.(map[string]any)
+		if !ok && v != nil {
+			return page{}, fmt.Errorf("record %d: want an object, got %s", i, jsonKind(v, true))
+		}
+		p.Items[i] = rec
+	}
+	if n, ok := answer["count"].(float64); ok && n == math.Trunc(n) && math.Abs(n) <= 1<<53 {
+		p.Count = int(n)
+	}
+	return p, nil
+}
+
+// jsonKind names the JSON type of a decoded value, for errors.
+func jsonKind(v any, found bool) string {
+	switch v.(type) {
+	case nil:
+		if !found {
+			return "nothing"
+		}
+		return "null"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
 // poll fetches the next page of changes and lets decide pick the events.
 func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest, src source, pick decide) (*connectors.PollResult, error) {
 	c, err := connectors.As[*Client](conn)
@@ -166,18 +222,14 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	if cur.Skip > 0 {
 		q.Set("skip", fmt.Sprint(cur.Skip))
 	}
-	var page struct {
-		Items []map[string]any
-		Count int `json:"count"`
-	}
-	var rawPage map[string]json.RawMessage
-	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: src.path, Query: q}, &rawPage); err != nil {
+	var answer map[string]any
+	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: src.path, Query: q}, &answer); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(rawPage[src.items], &page.Items); err != nil {
+	page, err := readPage(answer, src.items)
+	if err != nil {
 		return nil, fmt.Errorf("memberships: GET %s: %q is not a list of records: %w", src.path, src.items, err)
 	}
-	_ = json.Unmarshal(rawPage["count"], &page.Count)
 
 	var fresh []*seen
 	for _, rec := range page.Items {

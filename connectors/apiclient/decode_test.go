@@ -1,0 +1,46 @@
+package apiclient
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// TestDecodeIsUnmarshal checks that decode leaves out as json.Unmarshal
+// would, for the targets it takes a fast path for and the ones it leaves
+// to encoding/json: nil or filled, maps, interfaces, structs.
+func TestDecodeIsUnmarshal(t *testing.T) {
+	type page struct {
+		Users []map[string]any `json:"users"`
+		Count int              `json:"count"`
+	}
+	bodies := []string{
+		`{"users":[{"id":"u1","n":1.5}],"count":1}`,
+		`{"a":"x"}`, `[1,2]`, `"s"`, `null`, `{"a":`, `{"s":"bad \xff"}`, ` {"b":true} `,
+	}
+	targets := map[string]func() any{
+		"nil any":           func() any { return new(any) },
+		"any holding a map": func() any { var v any = map[string]any{"kept": 1.0}; return &v },
+		"any holding a pointer": func() any {
+			m := map[string]any{"kept": 1.0}
+			var v any = &m
+			return &v
+		},
+		"nil map":    func() any { return new(map[string]any) },
+		"filled map": func() any { m := map[string]any{"kept": 1.0}; return &m },
+		"struct":     func() any { return new(page) },
+	}
+	for name, target := range targets {
+		for _, body := range bodies {
+			want, got := target(), target()
+			wantErr := json.Unmarshal([]byte(body), want)
+			err := decode([]byte(body), got)
+			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+				t.Errorf("%s, %q: error %v, json.Unmarshal %v", name, body, err, wantErr)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, %q: decoded %#v, json.Unmarshal %#v", name, body, got, want)
+			}
+		}
+	}
+}
