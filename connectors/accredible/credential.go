@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 // Credential is a credential in the one shape every hand-written
@@ -118,7 +120,7 @@ func Fingerprint(c Credential) string {
 		c.IssuedOn, deref(c.ExpiredOn), c.Approve, c.Private, deref(c.Grade),
 		nonNil(c.CustomAttributes), nonNil(c.MetaData),
 	}
-	b, _ := json.Marshal(state) // map keys are sorted: the encoding is canonical
+	b, _ := jsonenc.Marshal(state) // json.Marshal's bytes; map keys are sorted: the encoding is canonical
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:12])
 }
@@ -129,8 +131,8 @@ func Subject(id string) string { return "credential/" + id }
 // Output is the credential as an action output or event data.
 func (c Credential) Output() map[string]any {
 	b, _ := json.Marshal(c)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
+	var d jsondec.Decoder
+	m, _ := d.Object(b) // json.Unmarshal's values, in one pass
 	return m
 }
 

@@ -341,7 +341,7 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 		return nil, &transportError{err: err}, !notSent(err)
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	data, err := readBody(res)
 	if err != nil {
 		return nil, &transportError{err: err}, true
 	}
@@ -362,6 +362,34 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	}
 	c.limiter.done(res.Header, res.StatusCode, 0)
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: data}, nil, true
+}
+
+// maxBody is the most of an answer read.
+const maxBody = 64 << 20
+
+// readBody reads an answer's body, at most maxBody bytes, into one
+// buffer of the announced length when there is one (io.ReadAll would
+// grow it from 512 bytes, copying a page of records a dozen times).
+func readBody(res *http.Response) ([]byte, error) {
+	r := io.LimitReader(res.Body, maxBody)
+	n := res.ContentLength
+	if n <= 0 || n > maxBody {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, 0, n+1) // +1: room to see the end without growing
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // more than announced: grow
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // transportError is a failure below HTTP: connection refused, reset,

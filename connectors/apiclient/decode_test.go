@@ -2,8 +2,13 @@ package apiclient
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"reflect"
+	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestDecodeIsUnmarshal checks that decode leaves out as json.Unmarshal
@@ -42,5 +47,24 @@ func TestDecodeIsUnmarshal(t *testing.T) {
 				t.Errorf("%s, %q: decoded %#v, json.Unmarshal %#v", name, body, got, want)
 			}
 		}
+	}
+}
+
+// TestReadBody reads answers of every length around the buffer's, with
+// and without a Content-Length, and one cut short.
+func TestReadBody(t *testing.T) {
+	for _, n := range []int{0, 1, 511, 512, 513, 4096, 100_000} {
+		body := strings.Repeat("x", n)
+		for _, announced := range []int64{int64(n), int64(n / 2), -1} { // n/2: more than announced
+			res := &http.Response{Body: io.NopCloser(strings.NewReader(body)), ContentLength: announced}
+			got, err := readBody(res)
+			if err != nil || string(got) != body {
+				t.Errorf("%d bytes, Content-Length %d: read %d bytes, %v", n, announced, len(got), err)
+			}
+		}
+	}
+	res := &http.Response{Body: io.NopCloser(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(io.ErrUnexpectedEOF))), ContentLength: 10}
+	if got, err := readBody(res); !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != "abc" {
+		t.Errorf("cut short: read %q, %v; want abc and the error", got, err)
 	}
 }
