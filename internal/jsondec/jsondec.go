@@ -29,7 +29,15 @@ type Decoder struct {
 	i    int
 	keys map[string]string // keys already seen, reused
 	buf  []byte            // scratch for strings with escapes
+	// sizes is the size of the last object decoded at each shallow
+	// depth: the records of a list are alike, so a map is made the size
+	// of the one before it instead of growing to it.
+	sizes [8]int
 }
+
+// maxHint bounds a map's size hint, so that one large object does not
+// make the maps after it large.
+const maxHint = 64
 
 // maxKeys bounds the keys a decoder remembers: records of one kind share
 // their keys, so a few hundred are enough.
@@ -125,7 +133,11 @@ func (d *Decoder) object(depth int) (any, bool) {
 		return nil, false
 	}
 	d.i++ // {
-	m := make(map[string]any, 8)
+	hint := 8
+	if depth < len(d.sizes) {
+		hint = max(hint, d.sizes[depth])
+	}
+	m := make(map[string]any, hint)
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
@@ -159,6 +171,9 @@ func (d *Decoder) object(depth int) (any, bool) {
 			d.i++
 		case '}':
 			d.i++
+			if depth < len(d.sizes) {
+				d.sizes[depth] = min(len(m), maxHint)
+			}
 			return m, true
 		default:
 			return nil, false

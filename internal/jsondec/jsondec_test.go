@@ -2,6 +2,7 @@ package jsondec
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -130,6 +131,48 @@ func BenchmarkDecodeLine(b *testing.B) {
 		d := &Decoder{}
 		for b.Loop() {
 			if _, err := d.Object(line); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// searchPage is an answer like the Memberships search's: 100 users of
+// 19 fields each, one nested.
+func searchPage() []byte {
+	var b strings.Builder
+	b.WriteString(`{"count":20000,"users":[`)
+	for i := range 100 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"FmmLf7GMvhaM2xhXv%03d","name":"Kwame Chen","firstName":"Kwame","lastName":"Chen","email":"kwame.chen%d@example.org",`+
+			`"phone":"+1 555-129-4524","extension":"","roles":{"type":"account","role":"user","locationIds":["mfSandboxLocation001"]},"deleted":false,`+
+			`"locationId":"mfSandboxLocation001","fullName":"Kwame Chen","membershipStatus":"eligible","enrollmentDate":"2025-03-20",`+
+			`"eligibilityDate":"2026-03-20","planId":"plan_professional","registrationStatus":"attended","certificateStatus":"none",`+
+			`"dateAdded":"2025-03-20T07:23:50.730231884Z","dateUpdated":"2025-11-10T20:17:26.300260712Z"}`, i, i)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+func BenchmarkDecodePage(b *testing.B) {
+	page := searchPage()
+	b.SetBytes(int64(len(page)))
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v map[string]any
+			if err := json.Unmarshal(page, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("jsondec", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &Decoder{}
+		for b.Loop() {
+			if _, err := d.Object(page); err != nil {
 				b.Fatal(err)
 			}
 		}
