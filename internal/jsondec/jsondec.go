@@ -33,6 +33,7 @@ type Decoder struct {
 	// depth: the records of a list are alike, so a map is made the size
 	// of the one before it instead of growing to it.
 	sizes [8]int
+	dup   bool // an object of the input repeats a key
 }
 
 // maxHint bounds a map's size hint, so that one large object does not
@@ -71,9 +72,19 @@ func (d *Decoder) Value(data []byte) (any, error) {
 	return v, err
 }
 
+// Unique decodes data as Value does and reports whether it took the
+// fast path and found no object repeating a key: then the value says all
+// the input did, for a caller that reads it as json.Unmarshal would read
+// the input into a struct. Otherwise (false) such a caller decodes the
+// input with json.Unmarshal.
+func (d *Decoder) Unique(data []byte) (any, bool) {
+	v, ok := d.whole(data)
+	return v, ok && !d.dup
+}
+
 // whole decodes data on the fast path; false when it gives up.
 func (d *Decoder) whole(data []byte) (any, bool) {
-	d.s, d.i = string(data), 0
+	d.s, d.i, d.dup = string(data), 0, false
 	v, ok := d.value(0)
 	d.skipSpace()
 	ok = ok && d.i == len(d.s)
@@ -143,7 +154,7 @@ func (d *Decoder) object(depth int) (any, bool) {
 		d.i++
 		return m, true
 	}
-	for {
+	for n := 1; ; n++ {
 		d.skipSpace()
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return nil, false
@@ -174,6 +185,7 @@ func (d *Decoder) object(depth int) (any, bool) {
 			if depth < len(d.sizes) {
 				d.sizes[depth] = min(len(m), maxHint)
 			}
+			d.dup = d.dup || len(m) < n
 			return m, true
 		default:
 			return nil, false

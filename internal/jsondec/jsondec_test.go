@@ -178,3 +178,30 @@ func BenchmarkDecodePage(b *testing.B) {
 		}
 	})
 }
+
+func TestUniqueSeesRepeatedKeys(t *testing.T) {
+	cases := []struct {
+		in     string
+		unique bool
+	}{
+		{`{"a":1,"b":2}`, true},
+		{`[{"a":1},{"a":2}]`, true},
+		{`{"a":{"a":1}}`, true},
+		{`"s"`, true},
+		{`{"a":1,"a":2}`, false},
+		{`{"x":[{"b":1,"c":2,"b":3}]}`, false},
+		{`{"a":1,`, false},
+		{"{\"s\":\"\xff\"}", false}, // encoding/json's to decode
+	}
+	d := &Decoder{}
+	for _, tc := range cases {
+		v, ok := d.Unique([]byte(tc.in))
+		if ok != tc.unique {
+			t.Errorf("%s: unique %v, want %v", tc.in, ok, tc.unique)
+		}
+		var want any
+		if ok && (json.Unmarshal([]byte(tc.in), &want) != nil || !reflect.DeepEqual(v, want)) {
+			t.Errorf("%s: decoded %#v, encoding/json %#v", tc.in, v, want)
+		}
+	}
+}
