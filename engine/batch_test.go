@@ -23,11 +23,15 @@ func batchRecipe(t testing.TB) *recipes.Recipe {
 	return r
 }
 
-// holdUntilQueued makes the first batch call wait until n more calls
-// queue behind it (or a few seconds pass), so that the next call is a
-// batch of several.
+// holdUntilQueued makes the first batch call, unless it carries more
+// than n inputs already (a page's runs go in one call), wait until n more
+// calls queue behind it (or a few seconds pass), so that the next call is
+// a batch of several.
 func holdUntilQueued(svc *fakeService, e **engine.Engine, n int) {
-	svc.batchHold = func(ctx context.Context) {
+	svc.batchHold = func(ctx context.Context, size int) {
+		if size > n {
+			return
+		}
 		deadline := time.Now().Add(2 * time.Second)
 		for (*e).QueuedBatchCalls() < n && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
@@ -54,68 +58,80 @@ func runsByMember(t *testing.T, s engine.Store, recipe string) map[string]engine
 // The batch tests run more workers than runs: however many runs the
 // first (held) call takes, the rest can queue behind it.
 func TestBatchCallsMapResultsToTheirRuns(t *testing.T) {
-	store := openStore(t, tempDB(t))
-	defer store.Close()
-	svc := newFakeService(20, everyOther) // 10 eligible
-	var e *engine.Engine
-	holdUntilQueued(svc, &e, 5)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
-	sum := runOnce(t, e)
-	sizes := svc.batchSizes()
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	if total != 10 || slices.Max(sizes) < 5 {
-		t.Errorf("batch sizes %v: want 10 calls in all, one batch of 5 or more", sizes)
-	}
-	if svc.count("create_cert") != 0 {
-		t.Errorf("%d calls went to Run, want all through the batch form", svc.count("create_cert"))
-	}
-	// Each member carries the certificate made for its own input: a
-	// result handed to the wrong run would link another member's.
-	assertExactlyOnce(t, svc)
-	assertAllDone(t, store)
-	if rs := recipeSummary(t, sum, "issue-batch"); rs.Succeeded != 10 {
-		t.Errorf("summary %+v, want 10 succeeded", rs)
+	for _, mode := range runModes {
+		t.Run(mode.name, func(t *testing.T) {
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			svc := newFakeService(20, everyOther) // 10 eligible
+			var e *engine.Engine
+			holdUntilQueued(svc, &e, 5)
+			e = newEngine(t, mode.wrap(store), svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
+			sum := runOnce(t, e)
+			sizes := svc.batchSizes()
+			total := 0
+			for _, n := range sizes {
+				total += n
+			}
+			if total != 10 || slices.Max(sizes) < 5 {
+				t.Errorf("batch sizes %v: want 10 calls in all, one batch of 5 or more", sizes)
+			}
+			if mode.name == "pages" && !slices.Equal(sizes, []int{10}) {
+				// The page's 10 runs are at the step together.
+				t.Errorf("batch sizes %v: want one call for the page's 10 runs", sizes)
+			}
+			if svc.count("create_cert") != 0 {
+				t.Errorf("%d calls went to Run, want all through the batch form", svc.count("create_cert"))
+			}
+			// Each member carries the certificate made for its own input: a
+			// result handed to the wrong run would link another member's.
+			assertExactlyOnce(t, svc)
+			assertAllDone(t, store)
+			if rs := recipeSummary(t, sum, "issue-batch"); rs.Succeeded != 10 {
+				t.Errorf("summary %+v, want 10 succeeded", rs)
+			}
+		})
 	}
 }
 
 func TestBatchItemErrorStaysWithItsRun(t *testing.T) {
-	store := openStore(t, tempDB(t))
-	defer store.Close()
-	svc := newFakeService(20, everyOther)
-	svc.itemPermanent["m003"] = true
-	svc.itemRetryable["m005"] = 2
-	var e *engine.Engine
-	holdUntilQueued(svc, &e, 5)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
-	runOnce(t, e)
-	runs := runsByMember(t, store, "issue-batch")
-	for id, r := range runs {
-		m := svc.members[id]
-		switch {
-		case id == "m003":
-			if r.Status != engine.RunDead || !strings.Contains(r.Error, "recipient m003 is invalid") {
-				t.Errorf("m003's run is %s (%q), want dead with its own item's error", r.Status, r.Error)
+	for _, mode := range runModes {
+		t.Run(mode.name, func(t *testing.T) {
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			svc := newFakeService(20, everyOther)
+			svc.itemPermanent["m003"] = true
+			svc.itemRetryable["m005"] = 2
+			var e *engine.Engine
+			holdUntilQueued(svc, &e, 5)
+			e = newEngine(t, mode.wrap(store), svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
+			runOnce(t, e)
+			runs := runsByMember(t, store, "issue-batch")
+			for id, r := range runs {
+				m := svc.members[id]
+				switch {
+				case id == "m003":
+					if r.Status != engine.RunDead || !strings.Contains(r.Error, "recipient m003 is invalid") {
+						t.Errorf("m003's run is %s (%q), want dead with its own item's error", r.Status, r.Error)
+					}
+				case m.Status == "active" && r.Status != engine.RunSucceeded:
+					t.Errorf("%s's run is %s: %s", id, r.Status, r.Error)
+				}
 			}
-		case m.Status == "active" && r.Status != engine.RunSucceeded:
-			t.Errorf("%s's run is %s: %s", id, r.Status, r.Error)
-		}
-	}
-	if c := svc.certsFor("m003"); len(c) != 0 {
-		t.Errorf("m003 got %v", c)
-	}
-	for _, id := range []string{"m001", "m005", "m019"} {
-		if c := svc.certsFor(id); len(c) != 1 || svc.members[id].Cert != c[0] {
-			t.Errorf("%s: certificates %v, carries %q", id, c, svc.members[id].Cert)
-		}
-	}
-	if svc.creates != 9 {
-		t.Errorf("%d created, want 9", svc.creates)
-	}
-	if dead := recipeDead(t, store); dead != 1 {
-		t.Errorf("%d dead letters, want 1 (m003)", dead)
+			if c := svc.certsFor("m003"); len(c) != 0 {
+				t.Errorf("m003 got %v", c)
+			}
+			for _, id := range []string{"m001", "m005", "m019"} {
+				if c := svc.certsFor(id); len(c) != 1 || svc.members[id].Cert != c[0] {
+					t.Errorf("%s: certificates %v, carries %q", id, c, svc.members[id].Cert)
+				}
+			}
+			if svc.creates != 9 {
+				t.Errorf("%d created, want 9", svc.creates)
+			}
+			if dead := recipeDead(t, store); dead != 1 {
+				t.Errorf("%d dead letters, want 1 (m003)", dead)
+			}
+		})
 	}
 }
 
@@ -129,26 +145,30 @@ func recipeDead(t *testing.T, s engine.Store) int {
 }
 
 func TestBatchInDoubtSettlesEachItem(t *testing.T) {
-	store := openStore(t, tempDB(t))
-	defer store.Close()
-	svc := newFakeService(20, everyOther)
-	svc.batchInDoubtMulti = true
-	var e *engine.Engine
-	holdUntilQueued(svc, &e, 4)
-	e = newEngine(t, store, svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
-	runOnce(t, e)
-	if svc.inDoubtSize < 2 {
-		t.Fatalf("batch sizes %v: no call of several inputs", svc.batchSizes())
+	for _, mode := range runModes {
+		t.Run(mode.name, func(t *testing.T) {
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			svc := newFakeService(20, everyOther)
+			svc.batchInDoubtMulti = true
+			var e *engine.Engine
+			holdUntilQueued(svc, &e, 4)
+			e = newEngine(t, mode.wrap(store), svc, []*recipes.Recipe{batchRecipe(t)}, concurrency(16))
+			runOnce(t, e)
+			if svc.inDoubtSize < 2 {
+				t.Fatalf("batch sizes %v: no call of several inputs", svc.batchSizes())
+			}
+			// Every item of the in-doubt call was looked up once, none re-sent.
+			if got := svc.count("settle"); got != svc.inDoubtSize {
+				t.Errorf("%d settle look-ups, want %d (one per item of the in-doubt call)", got, svc.inDoubtSize)
+			}
+			if svc.creates != 10 {
+				t.Errorf("%d created, want 10", svc.creates)
+			}
+			assertExactlyOnce(t, svc)
+			assertAllDone(t, store)
+		})
 	}
-	// Every item of the in-doubt call was looked up once, none re-sent.
-	if got := svc.count("settle"); got != svc.inDoubtSize {
-		t.Errorf("%d settle look-ups, want %d (one per item of the in-doubt call)", got, svc.inDoubtSize)
-	}
-	if svc.creates != 10 {
-		t.Errorf("%d created, want 10", svc.creates)
-	}
-	assertExactlyOnce(t, svc)
-	assertAllDone(t, store)
 }
 
 // TestCrashInsideABatch kills the runner at every durable write of a
@@ -161,57 +181,64 @@ func TestBatchInDoubtSettlesEachItem(t *testing.T) {
 // call takes, three more can queue behind it.
 func TestCrashInsideABatch(t *testing.T) {
 	const members, eligible = 12, 6
-	probe := &crashStore{Store: openStore(t, tempDB(t))}
-	psvc := newFakeService(members, everyOther)
-	var pe *engine.Engine
-	holdUntilQueued(psvc, &pe, 3)
-	pe = newEngine(t, probe, psvc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
-	runOnce(t, pe)
-	probe.Store.Close()
-	if slices.Max(psvc.batchSizes()) < 3 {
-		t.Fatalf("no batch of 3 in a clean pass: %v", psvc.batchSizes())
+	// The crash points: the writes of a clean pass, in the mode that
+	// makes more of them.
+	n := 0
+	for _, queue := range []bool{false, true} {
+		probe := &crashStore{Store: openStore(t, tempDB(t)), queue: queue}
+		psvc := newFakeService(members, everyOther)
+		var pe *engine.Engine
+		holdUntilQueued(psvc, &pe, 3)
+		pe = newEngine(t, probe, psvc, []*recipes.Recipe{batchRecipe(t)}, concurrency(8))
+		runOnce(t, pe)
+		probe.Store.Close()
+		if slices.Max(psvc.batchSizes()) < 3 {
+			t.Fatalf("no batch of 3 in a clean pass (queue %v): %v", queue, psvc.batchSizes())
+		}
+		n = max(n, probe.writes)
 	}
-	n := probe.writes
 	var inBatch atomic.Int32
 	t.Cleanup(func() {
 		if inBatch.Load() == 0 {
 			t.Error("no crash fell between a batch call and its outcomes")
 		}
 	})
-	for _, after := range []bool{false, true} {
-		for k := 1; k <= n+2; k++ {
-			name := fmt.Sprintf("crash %s write %d", map[bool]string{false: "before", true: "after"}[after], k)
-			crashed, resumed := batchRecipe(t), batchRecipe(t)
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				path := tempDB(t)
-				svc := newFakeService(members, everyOther)
-				cs := &crashStore{Store: openStore(t, path), at: k, after: after}
-				var e *engine.Engine
-				holdUntilQueued(svc, &e, 3)
-				e = newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(8))
-				cs.onCrash = func() { svc.mu.Lock(); svc.batchHold = nil; svc.mu.Unlock() }
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				e.RunOnce(ctx)
-				cancel()
-				e.Close()
-				cs.Store.Close()
-				svc.mu.Lock()
-				svc.batchHold = nil
-				if cs.dead && svc.creates > 0 && strings.Contains(cs.points[len(cs.points)-1], "issue:succeeded") {
-					inBatch.Add(1) // the batch landed; its outcomes were not all journaled
-				}
-				svc.mu.Unlock()
+	for _, queue := range []bool{false, true} {
+		for _, after := range []bool{false, true} {
+			for k := 1; k <= n+2; k++ {
+				name := fmt.Sprintf("%s crash %s write %d", map[bool]string{false: "pages", true: "queue"}[queue], map[bool]string{false: "before", true: "after"}[after], k)
+				crashed, resumed := batchRecipe(t), batchRecipe(t)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					path := tempDB(t)
+					svc := newFakeService(members, everyOther)
+					cs := &crashStore{Store: openStore(t, path), at: k, after: after, queue: queue}
+					var e *engine.Engine
+					holdUntilQueued(svc, &e, 3)
+					e = newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(8))
+					cs.onCrash = func() { svc.mu.Lock(); svc.batchHold = nil; svc.mu.Unlock() }
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					e.RunOnce(ctx)
+					cancel()
+					e.Close()
+					cs.Store.Close()
+					svc.mu.Lock()
+					svc.batchHold = nil
+					if cs.dead && svc.creates > 0 && strings.Contains(cs.points[len(cs.points)-1], "issue:succeeded") {
+						inBatch.Add(1) // the batch landed; its outcomes were not all journaled
+					}
+					svc.mu.Unlock()
 
-				store := openStore(t, path)
-				defer store.Close()
-				runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{resumed}, concurrency(4)))
-				assertExactlyOnce(t, svc)
-				assertAllDone(t, store)
-				if svc.creates != eligible {
-					t.Errorf("%d certificates created, want %d (crashed at %q)", svc.creates, eligible, cs.points[len(cs.points)-1])
-				}
-			})
+					store := openStore(t, path)
+					defer store.Close()
+					runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{resumed}, concurrency(4)))
+					assertExactlyOnce(t, svc)
+					assertAllDone(t, store)
+					if svc.creates != eligible {
+						t.Errorf("%d certificates created, want %d (crashed at %q)", svc.creates, eligible, cs.points[len(cs.points)-1])
+					}
+				})
+			}
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (b *deliveryBatcher) persistBatch(ctx context.Context, batch []*delivery, n
 	for _, d := range batch {
 		events = append(events, d.events...)
 	}
-	_, enq, err := b.e.enqueueFull(ctx, b.rt, nil, nil, events)
+	_, enq, err := b.e.enqueueFull(ctx, b.rt, nil, nil, events, nil)
 	at := 0
 	for _, d := range batch {
 		if err != nil {

@@ -115,8 +115,11 @@ type Engine struct {
 
 	cache   eventCache
 	pending atomic.Int64 // runs enqueued here and not finished here
-	wakeCh  chan struct{}
-	room    chan struct{} // signalled when pending drops
+	// slots holds one token per run or call in flight, Concurrency in all:
+	// the workers' runs and the calls of page runs (pages.go).
+	slots  chan struct{}
+	wakeCh chan struct{}
+	room   chan struct{} // signalled when pending drops
 
 	stopping atomic.Bool // webhooks refuse deliveries
 	latency  histogram   // execution time of runs with an outcome
@@ -238,6 +241,7 @@ func New(opts Options) (*Engine, error) {
 		redact:   apiclient.NewRedactor(),
 		cache:    eventCache{m: map[string]map[string]any{}, max: 4 * opts.HighWater},
 		wakeCh:   make(chan struct{}, 1),
+		slots:    make(chan struct{}, opts.Concurrency),
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,

@@ -27,7 +27,8 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
 	n := e.opts.Concurrency
-	sem := make(chan struct{}, n)
+	// The slots are shared with the calls of page runs (pages.go).
+	sem := e.slots
 	var wg sync.WaitGroup
 	names := e.recipeNames()
 
@@ -240,6 +241,13 @@ func (e *Engine) execute(ctx context.Context, cr *ClaimedRun) {
 	} else {
 		status, err = e.runSteps(ctx, vrt, cr, st)
 	}
+	e.concluded(ctx, cr, status, err, began)
+}
+
+// concluded counts a run's outcome (its journal and outcome written), or
+// leaves an abandoned run to resume from its journal.
+func (e *Engine) concluded(ctx context.Context, cr *ClaimedRun, status string, err error, began time.Time) {
+	st := e.stats[cr.Recipe]
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
 		if lost(ctx, err) {
@@ -296,7 +304,15 @@ func (e *Engine) runSteps(ctx context.Context, rt *recipeRT, cr *ClaimedRun, sta
 			return e.finish(ctx, rs, RunSkipped, nil, cond, values)
 		}
 	}
-	for _, st := range rt.steps {
+	return e.stepsFrom(ctx, rs, 0, journal, cond, values)
+}
+
+// stepsFrom runs rs's steps from index from on and finishes the run.
+// journal holds the journal's line of each step, by index: a step with a
+// line is resumed from it (skipped when done, settled when in doubt).
+func (e *Engine) stepsFrom(ctx context.Context, rs *runState, from int, journal []StepRecord, cond *bool, values []byte) (string, error) {
+	rt, cr := rs.rt, rs.cr
+	for _, st := range rt.steps[from:] {
 		var prior *StepRecord
 		if st.index < len(journal) {
 			prior = &journal[st.index]
@@ -368,6 +384,20 @@ func decodeOutput(raw json.RawMessage, st *stepRT, steps map[string]any) error {
 // finish writes the pending journal lines and the run's outcome in one
 // transaction.
 func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr error, cond *bool, values []byte) (string, error) {
+	fin := e.completion(rs, status, runErr, cond, values)
+	if ctx.Err() != nil && lost(ctx, nil) {
+		return "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
+	}
+	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
+		return "", fmt.Errorf("%w: %w", errAbandoned, err)
+	}
+	e.ended(rs, fin)
+	return status, nil
+}
+
+// completion is the outcome of a run ending with status; a dead run's
+// error is logged, redacted.
+func (e *Engine) completion(rs *runState, status string, runErr error, cond *bool, values []byte) *Completion {
 	fin := &Completion{RunID: rs.cr.ID, Status: status, Condition: cond, Values: values, Finished: e.now()}
 	if rs.rt != nil {
 		fin.Version = rs.rt.version
@@ -376,15 +406,15 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 		fin.Error = e.redact.String(runErr.Error())
 		e.log.Error("run dead-lettered", "run", rs.cr.ID, "recipe", rs.cr.Recipe, "event", rs.cr.EventID, "error", fin.Error)
 	}
-	if ctx.Err() != nil && lost(ctx, nil) {
-		return "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(ctx))
-	}
-	if err := e.record(context.WithoutCancel(ctx), rs.cr.Lease(), rs.pending, fin); err != nil {
-		return "", fmt.Errorf("%w: %w", errAbandoned, err)
-	}
-	// Ended: no longer this runner's, so no renewal should judge it.
+	return fin
+}
+
+// ended follows a run's outcome once it is durable: the run is no longer
+// this runner's (no renewal judges it), and a dead letter feeds the
+// alerts.
+func (e *Engine) ended(rs *runState, fin *Completion) {
 	e.forget(rs.cr)
-	if status == RunDead {
+	if fin.Status == RunDead {
 		var step, action string
 		for _, p := range rs.pending {
 			if p.Status == StepFailed || p.Status == StepInDoubt {
@@ -394,7 +424,6 @@ func (e *Engine) finish(ctx context.Context, rs *runState, status string, runErr
 		e.watch.runDead(e.recipes[rs.cr.Recipe], rs.cr.ID, step, action, fin.Error, fin.Finished)
 	}
 	rs.pending = rs.pending[:0]
-	return status, nil
 }
 
 // flush makes the pending journal lines durable before an action call.
@@ -439,20 +468,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		ctx, cancel = context.WithTimeout(ctx, st.retry.Timeout)
 		defer cancel()
 	}
-	callCtx := e.callContext(ctx, rt.r.Name, st.conn.connector)
-	// The step's policy also decides each request's retries in the HTTP
-	// runtime: a failed request is sent again where it failed, not with
-	// the whole action, and at most the policy's attempts.
-	callCtx = connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
-		if failed >= st.retry.Attempts {
-			return false
-		}
-		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
-		// failed requests so far count as the step's attempts for the
-		// step_retrying alert.
-		e.watch.stepRetrying(rt, st, cr.ID, failed, e.redact.String(err.Error()), e.now())
-		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
-	})
+	callCtx := e.stepCallContext(ctx, rs, st)
 	// attempt reports one call; retrying ones feed the step_retrying alert.
 	attempt := func(outcome string, took time.Duration, err error) {
 		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, outcome, took)
@@ -465,34 +481,10 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 			// Stopping, not failing: leave the journal as it is.
 			return rec, nil, fmt.Errorf("%w: %v", errAbandoned, err)
 		}
-		rec.Status, rec.Finished = StepFailed, e.now()
-		rec.Error = e.redact.String(err.Error())
-		var api *connectors.APIError
-		if errors.As(err, &api) {
-			rec.Output = e.redactJSON(map[string]any{"status": api.Status, "code": api.Code, "message": api.Message})
-		}
-		return rec, nil, fmt.Errorf("%s: %w", where, err)
+		return rec, nil, e.stepFailed(rs, st, &rec, err)
 	}
 	succeed := func(res *connectors.Result) (StepRecord, any, error) {
-		rec.Status, rec.Finished, rec.Error = StepSucceeded, e.now(), ""
-		var out any
-		if res != nil {
-			out = res.Output
-			for _, w := range res.Wrote {
-				rec.Wrote = append(rec.Wrote, Echo{Connector: st.conn.connector, Subject: w.Subject, Fingerprint: w.State})
-			}
-		}
-		rec.Output = e.redactJSON(out)
-		if !st.action.ReadOnly {
-			// A call that found the service already as asked changed
-			// nothing: counted apart, so a summary says what changed.
-			if st.action.ReportsUnchanged && (res == nil || len(res.Wrote) == 0) {
-				rs.stats.unchanged[st.name].Add(1)
-			} else {
-				rs.stats.writes[st.name].Add(1)
-			}
-		}
-		return rec, out, nil
+		return rec, e.stepSucceeded(rs, st, &rec, res), nil
 	}
 
 	settle := prior != nil && (prior.Status == StepStarted || prior.Status == StepInDoubt)
@@ -586,6 +578,62 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		// look-up, a write and a read-back): look before sending again.
 		settle = st.intent && st.action.Settle != nil
 	}
+}
+
+// stepCallContext is the context of a step's calls for one run: its
+// requests are counted for the recipe, and the step's policy decides
+// each request's retries in the HTTP runtime (a failed request is sent
+// again where it failed, not with the whole action, and at most the
+// policy's attempts); retries feed the step_retrying alert.
+func (e *Engine) stepCallContext(ctx context.Context, rs *runState, st *stepRT) context.Context {
+	rt, cr := rs.rt, rs.cr
+	callCtx := e.callContext(ctx, rt.r.Name, st.conn.connector)
+	return connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
+		if failed >= st.retry.Attempts {
+			return false
+		}
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", 0)
+		// failed requests so far count as the step's attempts for the
+		// step_retrying alert.
+		e.watch.stepRetrying(rt, st, cr.ID, failed, e.redact.String(err.Error()), e.now())
+		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
+	})
+}
+
+// stepSucceeded completes rec with a successful call's result, counts the
+// write, and returns the step's output.
+func (e *Engine) stepSucceeded(rs *runState, st *stepRT, rec *StepRecord, res *connectors.Result) any {
+	rec.Status, rec.Finished, rec.Error = StepSucceeded, e.now(), ""
+	var out any
+	if res != nil {
+		out = res.Output
+		for _, w := range res.Wrote {
+			rec.Wrote = append(rec.Wrote, Echo{Connector: st.conn.connector, Subject: w.Subject, Fingerprint: w.State})
+		}
+	}
+	rec.Output = e.redactJSON(out)
+	if !st.action.ReadOnly {
+		// A call that found the service already as asked changed
+		// nothing: counted apart, so a summary says what changed.
+		if st.action.ReportsUnchanged && (res == nil || len(res.Wrote) == 0) {
+			rs.stats.unchanged[st.name].Add(1)
+		} else {
+			rs.stats.writes[st.name].Add(1)
+		}
+	}
+	return out
+}
+
+// stepFailed completes rec with the error of a step that gives up and
+// returns the step's error.
+func (e *Engine) stepFailed(rs *runState, st *stepRT, rec *StepRecord, err error) error {
+	rec.Status, rec.Finished = StepFailed, e.now()
+	rec.Error = e.redact.String(err.Error())
+	var api *connectors.APIError
+	if errors.As(err, &api) {
+		rec.Output = e.redactJSON(map[string]any{"status": api.Status, "code": api.Code, "message": api.Message})
+	}
+	return fmt.Errorf("recipe %q: step %q (%s): %w", rs.rt.r.Name, st.s.ID, st.name, err)
 }
 
 // defaultAttempts is the step policy's attempts when nothing sets them.

@@ -41,13 +41,13 @@ type fakeService struct {
 	block           chan struct{}
 
 	// Batch form of create_cert.
-	batches           []int                 // size of each batch call
-	itemPermanent     map[string]bool       // members whose item fails with a 422
-	itemRetryable     map[string]int        // members whose item fails transiently first
-	batchInDoubtMulti bool                  // the first call of several inputs creates, then answers in doubt
-	inDoubtSize       int                   // how many inputs that call carried
-	batchHold         func(context.Context) // runs inside the first batch call
-	entered           chan string           // receives the member id when a create starts
+	batches           []int                               // size of each batch call
+	itemPermanent     map[string]bool                     // members whose item fails with a 422
+	itemRetryable     map[string]int                      // members whose item fails transiently first
+	batchInDoubtMulti bool                                // the first call of several inputs creates, then answers in doubt
+	inDoubtSize       int                                 // how many inputs that call carried
+	batchHold         func(ctx context.Context, size int) // runs inside the first batch call
+	entered           chan string                         // receives the member id when a create starts
 
 	// per-subject execution log, for ordering tests
 	active  map[string]int
@@ -153,7 +153,7 @@ func (f *fakeService) createBatch(ctx context.Context, inputs []map[string]any) 
 	f.batchHold = nil
 	f.mu.Unlock()
 	if hold != nil {
-		hold(ctx)
+		hold(ctx, len(inputs))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -209,6 +209,28 @@ type crashStore struct {
 	points []string // what each write was, for failure messages
 	// onCrash, when set, runs as the store dies.
 	onCrash func()
+	// queue hides Advance.Claim (see queueStore).
+	queue bool
+}
+
+// queueStore hides Advance.Claim: every run goes through the queue and
+// the run path (claims, workers, batchers), as with a store that does not
+// claim at advance.
+type queueStore struct{ engine.Store }
+
+func (q queueStore) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	adv.Claim = nil
+	return q.Store.Advance(ctx, recipe, adv)
+}
+
+// runModes are the two ways a polled page's runs execute: claimed with
+// the page and run across it (pages.go), or one by one from the queue.
+var runModes = []struct {
+	name string
+	wrap func(engine.Store) engine.Store
+}{
+	{"pages", func(s engine.Store) engine.Store { return s }},
+	{"queue", func(s engine.Store) engine.Store { return queueStore{s} }},
 }
 
 func (c *crashStore) write(what string, fn func() error) error {
@@ -252,6 +274,9 @@ func (c *crashStore) read() error {
 }
 
 func (c *crashStore) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	if c.queue {
+		adv.Claim = nil
+	}
 	var out []engine.Enqueued
 	err := c.write("advance", func() (err error) { out, err = c.Store.Advance(ctx, recipe, adv); return })
 	return out, err

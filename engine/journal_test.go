@@ -51,8 +51,15 @@ func TestCrashAndResumeAtEveryJournalBatch(t *testing.T) {
 	const eligible = 8
 	const workers = 4
 	hold := 3 * time.Millisecond
+	// Pages of 4 members: the 2 eligible runs of a page are claimed with
+	// it and write their intents and outcomes as one batch each.
+	recipe := func() *recipes.Recipe {
+		r := issueRecipe(t)
+		r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 4})
+		return r
+	}
 	probe := batchCrashStore{crashStore: &crashStore{Store: openStore(t, tempDB(t))}, hold: hold}
-	runOnce(t, newEngine(t, probe, newFakeService(members, everyOther), []*recipes.Recipe{issueRecipe(t)}, concurrency(workers)))
+	runOnce(t, newEngine(t, probe, newFakeService(members, everyOther), []*recipes.Recipe{recipe()}, concurrency(workers)))
 	probe.Store.Close()
 	n := probe.writes
 	if n < 10 {
@@ -67,7 +74,7 @@ func TestCrashAndResumeAtEveryJournalBatch(t *testing.T) {
 			for k := 1; k <= n; k++ {
 				name := fmt.Sprintf("crash %s write %d", map[bool]string{false: "before", true: "after"}[after], k)
 				t.Run(name, func(t *testing.T) {
-					crashed, resumed := issueRecipe(t), issueRecipe(t)
+					crashed, resumed := recipe(), recipe()
 					t.Parallel()
 					path := tempDB(t)
 					svc := newFakeService(members, everyOther)

@@ -31,19 +31,36 @@ func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID 
 // enqueue persists events (with the cursor and states of the poll that
 // found them, in one transaction) and queues a run for each new one.
 func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, err error) {
-	fresh, _, err = e.enqueueFull(ctx, rt, cursor, states, events)
+	fresh, _, err = e.enqueueFull(ctx, rt, cursor, states, events, nil)
 	return fresh, err
+}
+
+// enqueuePage enqueues a polled page, claiming its new runs for this
+// runner in the same transaction, and starts them as a page (pages.go).
+func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, cursor *string, states []connectors.Record, events []connectors.Event) error {
+	_, enq, err := e.enqueueFull(ctx, rt, cursor, states, events, pages.claim())
+	if err != nil {
+		return err
+	}
+	var claimed []*ClaimedRun
+	for _, q := range enq {
+		if q.Run != nil {
+			claimed = append(claimed, q.Run)
+		}
+	}
+	pages.start(claimed)
+	return nil
 }
 
 // enqueueDetailed enqueues events without a cursor and says what became
 // of each (the alert feed needs to know a duplicate).
 func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []connectors.Event) ([]Enqueued, error) {
-	_, enq, err := e.enqueueFull(ctx, rt, nil, nil, events)
+	_, enq, err := e.enqueueFull(ctx, rt, nil, nil, events, nil)
 	return enq, err
 }
 
-func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event) (fresh int, enq []Enqueued, err error) {
-	adv := Advance{Cursor: cursor}
+func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, claim *ClaimRequest) (fresh int, enq []Enqueued, err error) {
+	adv := Advance{Cursor: cursor, Claim: claim}
 	for _, s := range states {
 		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
 	}
@@ -120,6 +137,8 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 			continue
 		case q.Status == RunQueued:
 			queued++
+		case q.Run != nil: // claimed with the page: run by the poller's runner
+			e.pending.Add(1)
 		default: // skipped (counted, with no run) or suppressed
 			e.cache.drop(keys[i])
 			st.count(q.Status)
@@ -195,7 +214,7 @@ func (p *pageInFlight) wait() error {
 // order, each with its own cursor, so a crash leaves the store at a
 // page's end. A page that says there is more is committed while the next
 // one is read; the last one is committed before pollOnce returns.
-func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight) (more bool, err error) {
+func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight, pages *pageSet) (more bool, err error) {
 	if err := e.waitForRoom(ctx); err != nil {
 		return false, errors.Join(err, inflight.wait())
 	}
@@ -254,12 +273,11 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	if res.More && len(res.States) == 0 {
 		inflight.done, inflight.cursor = make(chan error, 1), next
 		go func(done chan<- error) {
-			_, err := e.enqueue(ctx, rt, &next, res.States, res.Events)
-			done <- err
+			done <- e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events)
 		}(inflight.done)
 		return true, nil
 	}
-	if _, err := e.enqueue(ctx, rt, &next, res.States, res.Events); err != nil {
+	if err := e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events); err != nil {
 		return false, fmt.Errorf("recipe %q: %w", name, err)
 	}
 	return res.More, nil
@@ -272,6 +290,10 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 	var ledUntil time.Time
 	// The page committing while the next is read; the loop ends with none.
 	inflight := &pageInFlight{}
+	// The runs of the pages it claimed, which it runs: the loop ends
+	// when they have ended (or, on a stop, after the grace period).
+	pages := e.newPageSet(ctx, rt)
+	defer pages.wait(ctx)
 	defer inflight.wait()
 	if once {
 		// A one-shot runner gives the trigger up when it is caught up, so
@@ -323,7 +345,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			}
 			ledUntil = until
 		}
-		more, err := e.pollOnce(ctx, rt, inflight)
+		more, err := e.pollOnce(ctx, rt, inflight, pages)
 		if ctx.Err() != nil {
 			return nil
 		}

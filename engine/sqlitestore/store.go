@@ -195,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, renew, expire, fence *sql.Stmt
+	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, chainOfStmt, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -404,8 +404,9 @@ func (s *Store) prepare() error {
 	for k := 0; k <= maxRowsLog; k++ {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES `+rowsOf(8, 1<<k)+` ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id`)
-		s.insRuns[k] = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished)
-		VALUES `+rowsOf(8, 1<<k)+` RETURNING id, event`)
+		s.insRuns[k] = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished,
+			owner, lease_until, attempts, started, chain)
+		VALUES `+rowsOf(runCols, 1<<k)+` RETURNING id, event`)
 	}
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
@@ -434,6 +435,11 @@ func (s *Store) prepare() error {
 				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
+	s.activeKeys = p(s.w, `SELECT DISTINCT okey FROM runs INDEXED BY runs_active_key
+		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
+	s.chainOfStmt = p(s.w, `SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+		FROM echoes x JOIN runs w ON w.id = x.run
+		WHERE x.connector = ? AND x.subject = ? AND x.fingerprint = ?`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -782,6 +788,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		var runRows [][]any
 		var runOf []int // the event of each run, by index
+		// Advance.Claim: the keys of the page that have a run queued or
+		// running already, and the runs claimed, by event index.
+		var keys pageKeys
+		var claimed map[int]*claimedRow
+		if adv.Claim != nil {
+			var err error
+			if keys, err = s.pageKeys(tx, adv.Events, stored); err != nil {
+				return err
+			}
+			claimed = map[int]*claimedRow{}
+		}
 		for _, i := range stored {
 			ev := &adv.Events[i]
 			eid, ok := inserted[ev.ID]
@@ -822,9 +839,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					values = []byte(ev.Values)
 				}
 			}
-			runRows = append(runRows, []any{eid, recipe, key, status, cond, values, now, finished})
+			runRows = append(runRows, []any{eid, recipe, key, status, cond, values, now, finished, nil, nil, 0, nil, ""})
 			runOf = append(runOf, i)
 			out[i].Status = status
+			if status == engine.RunQueued && adv.Claim != nil {
+				// Claimable: the first of its key in the page, with no run
+				// of the key queued or running before the page.
+				if !keys.seen[key] {
+					keys.seen[key] = true
+					if !keys.active[key] {
+						chain, err := s.chainOf(tx, &skips.echoes, ev)
+						if err != nil {
+							return err
+						}
+						claimed[i] = &claimedRow{chain: chain}
+					}
+				}
+			}
+		}
+		if len(claimed) > 0 {
+			// Runs claimed with the page are inserted running, leased to
+			// the claimer, in the same statement as the page's other runs:
+			// their IDs keep the arrival order that claims go by.
+			until := adv.Claim.Now.Add(adv.Claim.Lease).UnixNano()
+			for k, i := range runOf {
+				if c := claimed[i]; c != nil {
+					runRows[k][3] = engine.RunRunning
+					runRows[k][8], runRows[k][9], runRows[k][10], runRows[k][11], runRows[k][12] = adv.Claim.Owner, until, 1, now, c.chain
+				}
+			}
 		}
 		runOfEvent := make(map[int64]int64, len(runRows))
 		if err := queryRows(tx, &s.insRuns, runRows, func(r *sql.Rows) error {
@@ -839,6 +882,15 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		for k, i := range runOf {
 			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
+			if claimed[i] != nil {
+				ev := &adv.Events[i]
+				out[i].Status = engine.RunRunning
+				// As Claim would load it: an echo was suppressed above, so
+				// a claimed run is never one.
+				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
+					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][2].(string),
+					Attempts: 1, Token: 1, Data: ev.Data}
+			}
 		}
 		return skips.save(tx, recipe, now)
 	})
@@ -846,6 +898,66 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
 	}
 	return out, nil
+}
+
+// runCols are the parameters of one row of insRuns.
+const runCols = 13
+
+// pageKeys are the ordering keys of a page, for Advance.Claim.
+type pageKeys struct {
+	active map[string]bool // a run of the key is queued or running
+	seen   map[string]bool // a run of the key is in the page already
+}
+
+// pageKeys looks up which ordering keys of the page's stored events have
+// a run queued or running.
+func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pageKeys, error) {
+	k := pageKeys{active: map[string]bool{}, seen: map[string]bool{}}
+	list := make([]string, 0, len(stored))
+	for _, i := range stored {
+		key := events[i].OrderingKey
+		if key == "" {
+			continue // its own key: "event:" and its ID
+		}
+		list = append(list, key)
+	}
+	if len(list) == 0 {
+		return k, nil
+	}
+	rows, err := tx.Stmt(s.activeKeys).Query(jsonList(list))
+	if err != nil {
+		return k, fmt.Errorf("looking up the runs of the page's keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return k, fmt.Errorf("looking up the runs of the page's keys: %w", err)
+		}
+		k.active[key] = true
+	}
+	return k, rows.Err()
+}
+
+// claimedRow is a run claimed with its page: the chain it inherits.
+type claimedRow struct{ chain string }
+
+// chainOf is the chain a new run inherits, as Claim computes it: when its
+// event is the state another recipe's run wrote, that writer's chain and
+// recipe.
+func (s *Store) chainOf(tx *sql.Tx, echoes *echoesOf, ev *engine.NewEvent) (string, error) {
+	if ev.Fingerprint == "" {
+		return "", nil
+	}
+	if some, err := echoes.any(ev.Connector); err != nil || !some {
+		return "", err
+	}
+	var chain string
+	err := tx.Stmt(s.chainOfStmt).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint).Scan(&chain)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("looking up the writer of %q: %w", ev.Subject, err)
+	}
+	return chain, nil
 }
 
 // candidateStmt returns the prepared query of claimable runs of recipes.
@@ -920,53 +1032,59 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if len(ids) == 0 {
 			return nil
 		}
-		// The chosen runs are claimed and loaded with a statement each,
-		// whatever their number.
-		list := idList(ids)
-		until := req.Now.Add(req.Lease).UnixNano()
-		if _, err := tx.Stmt(s.claimRuns).Exec(req.Owner, until, now, list); err != nil {
-			return fmt.Errorf("claiming runs %s: %w", list, err)
-		}
-		rows, err = tx.Stmt(s.loadRuns).Query(list)
-		if err != nil {
-			return fmt.Errorf("loading runs %s: %w", list, err)
-		}
-		type chained struct {
-			id    int64
-			chain string
-		}
-		var chains []chained
-		for rows.Next() {
-			r := &engine.ClaimedRun{}
-			var data []byte
-			var chain, had string
-			if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
-				rows.Close()
-				return fmt.Errorf("loading runs %s: %w", list, err)
-			}
-			if chain != had {
-				chains = append(chains, chained{r.ID, chain})
-			}
-			r.Data = data
-			r.Token = int64(r.Attempts)
-			out = append(out, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("loading runs %s: %w", list, err)
-		}
-		for _, c := range chains {
-			// The run follows from memberflow's own write: its writes
-			// carry the chain on, so the echo never comes back to a
-			// recipe already in it.
-			if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
-				return fmt.Errorf("recording the cause of run %d: %w", c.id, err)
-			}
-		}
-		return nil
+		out, err = s.claimTx(tx, ids, req.Owner, req.Now.Add(req.Lease).UnixNano(), now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
+	return out, nil
+}
+
+// claimTx claims the runs ids for owner until the given time (nanoseconds)
+// and loads them, with a statement each whatever their number: the
+// claim of Claim, and of Advance.Claim for a page's new runs.
+func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64) ([]*engine.ClaimedRun, error) {
+	list := idList(ids)
+	if _, err := tx.Stmt(s.claimRuns).Exec(owner, until, now, list); err != nil {
+		return nil, fmt.Errorf("claiming runs %s: %w", list, err)
+	}
+	rows, err := tx.Stmt(s.loadRuns).Query(list)
+	if err != nil {
+		return nil, fmt.Errorf("loading runs %s: %w", list, err)
+	}
+	type chained struct {
+		id    int64
+		chain string
+	}
+	var chains []chained
+	var out []*engine.ClaimedRun
+	for rows.Next() {
+		r := &engine.ClaimedRun{}
+		var data []byte
+		var chain, had string
+		if err := rows.Scan(&r.ID, &r.Recipe, &r.OrderingKey, &r.Attempts, &r.EventID, &r.Subject, &r.Fingerprint, &r.Connector, &data, &r.Echo, &chain, &had); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading runs %s: %w", list, err)
+		}
+		if chain != had {
+			chains = append(chains, chained{r.ID, chain})
+		}
+		r.Data = data
+		r.Token = int64(r.Attempts)
+		out = append(out, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading runs %s: %w", list, err)
+	}
+	for _, c := range chains {
+		// The run follows from memberflow's own write: its writes
+		// carry the chain on, so the echo never comes back to a
+		// recipe already in it.
+		if _, err := tx.Stmt(s.setChain).Exec(c.chain, c.id, c.chain); err != nil {
+			return nil, fmt.Errorf("recording the cause of run %d: %w", c.id, err)
+		}
 	}
 	return out, nil
 }

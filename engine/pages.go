@@ -1,0 +1,415 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/recipes"
+)
+
+// Page runs. The runner that polls a page claims the page's new runs in
+// the advance's transaction (Advance.Claim) and runs them itself, step by
+// step across the page rather than run by run: a step's calls for the
+// whole page go out together (an action's batch form takes up to its Max
+// inputs per call, so batches are as full as the page allows; other
+// actions are called side by side), and the page's journal writes share
+// one store call per step that needs an intent and one for the outcomes.
+// No claim, no worker hand-off and no wait in a batcher per run.
+//
+// Each run keeps the run path's guarantees: an intent is durable before
+// its write is sent, an outcome is written with the run's lease. A run
+// whose call does not simply succeed (in doubt, or failed in a way a
+// retry may mend) goes on alone by the run path (exec.go) from that step,
+// exactly as a resumed run would: its intent is durable, so a write in
+// doubt is settled, never sent twice.
+
+// maxPagesInFlight bounds the pages of one trigger running at once: the
+// next page is read, committed and started while the one before waits on
+// its calls, and memory stays bounded by HighWater.
+const maxPagesInFlight = 4
+
+// pageSet runs the pages one poller claimed, and waits for them.
+type pageSet struct {
+	e   *Engine
+	rt  *recipeRT
+	ctx context.Context // the runs' parent: ends when the grace after a stop is over
+	end context.CancelFunc
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
+func (e *Engine) newPageSet(ctx context.Context, rt *recipeRT) *pageSet {
+	pctx, end := context.WithCancel(context.WithoutCancel(ctx))
+	return &pageSet{e: e, rt: rt, ctx: pctx, end: end, sem: make(chan struct{}, maxPagesInFlight)}
+}
+
+// claim is the Advance.Claim of a page polled by this runner.
+func (ps *pageSet) claim() *ClaimRequest {
+	e := ps.e
+	return &ClaimRequest{Owner: e.opts.Owner, Now: e.now(), Lease: e.opts.Lease}
+}
+
+// start runs the claimed runs of a page, once fewer than
+// maxPagesInFlight pages run (the poller waits meanwhile).
+func (ps *pageSet) start(runs []*ClaimedRun) {
+	if len(runs) == 0 {
+		return
+	}
+	e := ps.e
+	for _, cr := range runs {
+		cr.ctx, cr.cancel = context.WithCancelCause(ps.ctx)
+		e.inflightMu.Lock()
+		e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
+		e.inflightMu.Unlock()
+	}
+	ps.sem <- struct{}{}
+	ps.wg.Add(1)
+	go func() {
+		defer func() { <-ps.sem; ps.wg.Done() }()
+		e.runPage(ps, runs)
+	}()
+}
+
+// wait returns once every page run has an outcome or was abandoned. When
+// ctx has ended (a stop), runs get the grace period, then are cancelled:
+// they resume from their journal.
+func (ps *pageSet) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { ps.wg.Wait(); close(done) }()
+	if ctx.Err() == nil {
+		<-done
+		ps.end()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(ps.e.opts.Grace):
+		ps.e.log.Warn("grace period over: cancelling page runs in flight; they resume from their journal", "recipe", ps.rt.r.Name)
+		ps.end()
+		<-done
+	}
+	ps.end()
+}
+
+// pageRun is one run of a page.
+type pageRun struct {
+	rs     *runState
+	began  time.Time
+	cond   *bool
+	values []byte
+	// the current step's input and journal line
+	input map[string]any
+	rec   StepRecord
+}
+
+// pageEnd is a run of the page that has its outcome, to be written.
+type pageEnd struct {
+	pr     *pageRun
+	status string
+	err    error
+}
+
+// runPage runs the page's runs to their outcomes.
+func (e *Engine) runPage(ps *pageSet, runs []*ClaimedRun) {
+	rt := ps.rt
+	stats := e.stats[rt.r.Name]
+	var live []*pageRun
+	var ends []pageEnd
+	for _, cr := range runs {
+		pr := &pageRun{rs: &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}, began: time.Now()}
+		data, ok := e.cache.take(cacheKey(rt.r.Name, cr.EventID))
+		if !ok {
+			if err := json.Unmarshal(cr.Data, &data); err != nil {
+				ends = append(ends, pageEnd{pr, RunDead, fmt.Errorf("recipe %q: event %q: decoding its data: %w", rt.r.Name, cr.EventID, err)})
+				continue
+			}
+		}
+		pr.rs.env = recipes.Env{"trigger": data, "steps": pr.rs.steps, "vars": rt.r.Vars}
+		if cr.Echo {
+			ends = append(ends, pageEnd{pr: pr, status: RunSuppressed})
+			continue
+		}
+		if w := rt.r.When; w != nil {
+			// Decided at enqueue already; evaluated again for the values
+			// the audit keeps, as the run path does.
+			ok, err := w.EvalBool(pr.rs.env)
+			pr.values = conditionValues(rt.condPaths, pr.rs.env)
+			if err != nil {
+				ends = append(ends, pageEnd{pr, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err)})
+				continue
+			}
+			pr.cond = &ok
+			if !ok {
+				ends = append(ends, pageEnd{pr: pr, status: RunSkipped})
+				continue
+			}
+		}
+		live = append(live, pr)
+	}
+	for _, st := range rt.steps {
+		if len(live) == 0 {
+			break
+		}
+		live = e.pageStep(ps, st, live, &ends)
+	}
+	for _, pr := range live {
+		ends = append(ends, pageEnd{pr: pr, status: RunSucceeded})
+	}
+	e.endPage(ends)
+}
+
+// pageStep runs one step for the page's live runs and returns those that
+// go on to the next step. A run that ends is added to ends; one that
+// leaves the page goes on by the run path.
+func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]pageEnd) []*pageRun {
+	rt := ps.rt
+	next := live[:0:0]
+	var callers []*pageRun
+	for _, pr := range live {
+		rs, cr := pr.rs, pr.rs.cr
+		if cr.ctx.Err() != nil {
+			e.concluded(cr.ctx, cr, "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(cr.ctx)), pr.began)
+			continue
+		}
+		if st.s.When != nil {
+			ok, err := st.s.When.EvalBool(rs.env)
+			if err != nil {
+				*ends = append(*ends, pageEnd{pr, RunDead, fmt.Errorf("recipe %q: step %q (%s): when: %w", rt.r.Name, st.s.ID, st.name, err)})
+				continue
+			}
+			if !ok {
+				now := e.now()
+				rs.pending = append(rs.pending, StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Status: StepSkipped, Started: now, Finished: now})
+				rs.steps[st.s.ID] = nil
+				next = append(next, pr)
+				continue
+			}
+		}
+		pr.rec = StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Started: e.now()}
+		input, err := st.s.With.EvalMap(rs.env)
+		if err != nil {
+			pr.rec.Status, pr.rec.Error, pr.rec.Finished = StepFailed, e.redact.String(err.Error()), e.now()
+			rs.pending = append(rs.pending, pr.rec)
+			err = fmt.Errorf("recipe %q: step %q (%s): with: %w", rt.r.Name, st.s.ID, st.name, err)
+			if st.s.OnError == "continue" {
+				e.log.Warn("step failed; continuing", "run", cr.ID, "error", err)
+				rs.steps[st.s.ID] = nil
+				next = append(next, pr)
+				continue
+			}
+			*ends = append(*ends, pageEnd{pr, RunDead, err})
+			continue
+		}
+		if input == nil {
+			input = map[string]any{}
+		}
+		pr.input = input
+		pr.rec.Input = e.redactJSON(input)
+		callers = append(callers, pr)
+	}
+	if st.intent && len(callers) > 0 {
+		// The results of earlier steps and this write's intent, durable
+		// before the write is sent: one store call for the page.
+		writes := make([]JournalWrite, len(callers))
+		for i, pr := range callers {
+			intent := pr.rec
+			intent.Status = StepStarted
+			writes[i] = JournalWrite{Lease: pr.rs.cr.Lease(), Steps: append(pr.rs.pending, intent)}
+		}
+		errs := e.recordMany(ps.ctx, writes)
+		sent := callers[:0]
+		for i, pr := range callers {
+			if errs[i] != nil {
+				e.concluded(pr.rs.cr.ctx, pr.rs.cr, "", fmt.Errorf("%w: %w", errAbandoned, errs[i]), pr.began)
+				continue
+			}
+			pr.rs.pending = pr.rs.pending[:0]
+			sent = append(sent, pr)
+		}
+		callers = sent
+	}
+	results := e.callPage(ps, st, callers)
+	for i, pr := range callers {
+		rs, cr, res := pr.rs, pr.rs.cr, results[i]
+		pr.rec.Attempts = 1
+		if res.err == nil {
+			e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "succeeded", res.took)
+			rs.steps[st.s.ID] = e.stepSucceeded(rs, st, &pr.rec, res.res)
+			rs.pending = append(rs.pending, pr.rec)
+			next = append(next, pr)
+			continue
+		}
+		if cr.ctx.Err() != nil {
+			e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "failed", res.took)
+			e.concluded(cr.ctx, cr, "", fmt.Errorf("%w: %w", errAbandoned, res.err), pr.began)
+			continue
+		}
+		if !errors.Is(res.err, connectors.ErrInDoubt) && !connectors.Retryable(res.err) {
+			// Failed for good, as the run path would decide at once.
+			e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "failed", res.took)
+			err := e.stepFailed(rs, st, &pr.rec, res.err)
+			rs.pending = append(rs.pending, pr.rec)
+			if st.s.OnError == "continue" {
+				e.log.Warn("step failed; continuing", "run", cr.ID, "error", err)
+				rs.steps[st.s.ID] = nil
+				next = append(next, pr)
+				continue
+			}
+			*ends = append(*ends, pageEnd{pr, RunDead, err})
+			continue
+		}
+		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", res.took)
+		e.leavePage(ps, pr, st)
+	}
+	return next
+}
+
+// leavePage hands a run whose call may be mended to the run path, from
+// the step that failed: with its intent durable, the write is settled
+// before anything is sent again.
+func (e *Engine) leavePage(ps *pageSet, pr *pageRun, st *stepRT) {
+	var journal []StepRecord
+	if st.intent {
+		journal = make([]StepRecord, st.index+1)
+		journal[st.index] = pr.rec
+		journal[st.index].Status = StepStarted
+	}
+	ps.wg.Add(1)
+	go func() {
+		defer ps.wg.Done()
+		cr := pr.rs.cr
+		// A run of the run path holds a worker's slot.
+		select {
+		case e.slots <- struct{}{}:
+		case <-cr.ctx.Done():
+			e.concluded(cr.ctx, cr, "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(cr.ctx)), pr.began)
+			return
+		}
+		defer func() { <-e.slots }()
+		status, err := e.stepsFrom(cr.ctx, pr.rs, st.index, journal, pr.cond, pr.values)
+		e.concluded(cr.ctx, cr, status, err, pr.began)
+	}()
+}
+
+// pageCall is one run's call of a page step.
+type pageCall struct {
+	res  *connectors.Result
+	err  error
+	took time.Duration
+}
+
+// callPage calls the step's action for each caller: by its batch form,
+// up to Max inputs a call, when it has one and more than one run calls;
+// else one call each. Calls go out side by side, each holding one of the
+// engine's Concurrency slots.
+func (e *Engine) callPage(ps *pageSet, st *stepRT, callers []*pageRun) []pageCall {
+	out := make([]pageCall, len(callers))
+	if len(callers) == 0 {
+		return out
+	}
+	var wg sync.WaitGroup
+	run := func(fn func()) {
+		e.slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-e.slots; wg.Done() }()
+			fn()
+		}()
+	}
+	timeout := func(pr *pageRun) (context.Context, context.CancelFunc) {
+		ctx := pr.rs.cr.ctx
+		if st.retry.Timeout > 0 {
+			return context.WithTimeout(ctx, st.retry.Timeout)
+		}
+		return context.WithCancel(ctx)
+	}
+	if b := st.action.Batch; b != nil && len(callers) > 1 {
+		bt := e.batcherOf(ps.rt, st)
+		for lo := 0; lo < len(callers); lo += bt.max {
+			hi := min(lo+bt.max, len(callers))
+			run(func() {
+				items := make([]*batchItem, hi-lo)
+				cancels := make([]context.CancelFunc, hi-lo)
+				for i, pr := range callers[lo:hi] {
+					ctx, cancel := timeout(pr)
+					cancels[i] = cancel
+					items[i] = &batchItem{ctx: e.stepCallContext(ctx, pr.rs, st), input: pr.input, done: make(chan struct{}), state: itemSent}
+				}
+				t0 := time.Now()
+				bt.send(items)
+				took := time.Since(t0)
+				for i, it := range items {
+					out[lo+i] = pageCall{res: it.res, err: it.err, took: took}
+					cancels[i]()
+				}
+			})
+		}
+	} else {
+		for i, pr := range callers {
+			run(func() {
+				ctx, cancel := timeout(pr)
+				defer cancel()
+				t0 := time.Now()
+				res, err := st.action.Run(e.stepCallContext(ctx, pr.rs, st), st.conn.conn, pr.input)
+				out[i] = pageCall{res: res, err: err, took: time.Since(t0)}
+			})
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// endPage writes the outcomes of the page's runs that ended, with their
+// pending journal lines, in one store call, and counts them.
+func (e *Engine) endPage(ends []pageEnd) {
+	if len(ends) == 0 {
+		return
+	}
+	writes := make([]JournalWrite, len(ends))
+	fins := make([]*Completion, len(ends))
+	for i, end := range ends {
+		rs := end.pr.rs
+		fins[i] = e.completion(rs, end.status, end.err, end.pr.cond, end.pr.values)
+		writes[i] = JournalWrite{Lease: rs.cr.Lease(), Steps: rs.pending, Fin: fins[i]}
+	}
+	errs := e.recordMany(context.Background(), writes)
+	for i, end := range ends {
+		cr := end.pr.rs.cr
+		if errs[i] != nil {
+			e.concluded(cr.ctx, cr, "", fmt.Errorf("%w: %w", errAbandoned, errs[i]), end.pr.began)
+			continue
+		}
+		e.ended(end.pr.rs, fins[i])
+		e.concluded(cr.ctx, cr, end.status, nil, end.pr.began)
+	}
+}
+
+// recordMany writes the journal writes of many runs: in one store call
+// when the store is a BatchJournal, else one Record each. It returns one
+// error per write.
+func (e *Engine) recordMany(ctx context.Context, writes []JournalWrite) []error {
+	start := time.Now()
+	defer func() { e.obs.StoreWrite("record", time.Since(start)) }()
+	if bj, ok := e.store.(BatchJournal); ok {
+		errs := bj.RecordMany(context.WithoutCancel(ctx), writes)
+		if len(errs) == len(writes) {
+			return errs
+		}
+		err := fmt.Errorf("the store answered %d results for %d journal writes", len(errs), len(writes))
+		errs = make([]error, len(writes))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	errs := make([]error, len(writes))
+	for i, w := range writes {
+		errs[i] = e.store.Record(context.WithoutCancel(ctx), w.Lease, w.Steps, w.Fin)
+	}
+	return errs
+}
