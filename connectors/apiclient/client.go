@@ -367,14 +367,28 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 // maxBody is the most of an answer read.
 const maxBody = 64 << 20
 
+// bodyBuffers hold answers of unannounced length while they are read.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest read buffer kept for the next answer.
+const maxPooledBuffer = 1 << 20
+
 // readBody reads an answer's body, at most maxBody bytes, into one
-// buffer of the announced length when there is one (io.ReadAll would
-// grow it from 512 bytes, copying a page of records a dozen times).
+// buffer of the announced length when there is one, else into a pooled
+// buffer then copied out at its length: io.ReadAll would grow a buffer
+// from 512 bytes, copying a page of records a dozen times.
 func readBody(res *http.Response) ([]byte, error) {
 	r := io.LimitReader(res.Body, maxBody)
 	n := res.ContentLength
 	if n <= 0 || n > maxBody {
-		return io.ReadAll(r)
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err := buf.ReadFrom(r)
+		data := append([]byte{}, buf.Bytes()...)
+		if buf.Cap() <= maxPooledBuffer {
+			bodyBuffers.Put(buf)
+		}
+		return data, err
 	}
 	buf := make([]byte, 0, n+1) // +1: room to see the end without growing
 	for {

@@ -63,8 +63,28 @@ func TestReadBody(t *testing.T) {
 			}
 		}
 	}
-	res := &http.Response{Body: io.NopCloser(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(io.ErrUnexpectedEOF))), ContentLength: 10}
-	if got, err := readBody(res); !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != "abc" {
-		t.Errorf("cut short: read %q, %v; want abc and the error", got, err)
+	for _, announced := range []int64{10, -1} {
+		res := &http.Response{Body: io.NopCloser(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(io.ErrUnexpectedEOF))), ContentLength: announced}
+		if got, err := readBody(res); !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != "abc" {
+			t.Errorf("cut short, Content-Length %d: read %q, %v; want abc and the error", announced, got, err)
+		}
 	}
+}
+
+// BenchmarkReadBody reads a 58 kB answer (a Memberships search page)
+// sent without a Content-Length, as the sandbox sends its pages.
+func BenchmarkReadBody(b *testing.B) {
+	body := strings.Repeat("x", 58_000)
+	b.Run("io.ReadAll", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = io.ReadAll(io.LimitReader(strings.NewReader(body), maxBody))
+		}
+	})
+	b.Run("readBody", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = readBody(&http.Response{Body: io.NopCloser(strings.NewReader(body)), ContentLength: -1})
+		}
+	})
 }
