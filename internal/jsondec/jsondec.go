@@ -34,6 +34,11 @@ type Decoder struct {
 	// of the one before it instead of growing to it.
 	sizes [8]int
 	dup   bool // an object of the input repeats a key
+	// listKey names the top-level list whose elements' spans are kept
+	// (ObjectAndList); record marks that list while it is decoded.
+	listKey string
+	record  bool
+	spans   [][2]int
 }
 
 // maxHint bounds a map's size hint, so that one large object does not
@@ -70,6 +75,34 @@ func (d *Decoder) Value(data []byte) (any, error) {
 	var v any
 	err := json.Unmarshal(data, &v)
 	return v, err
+}
+
+// ObjectAndList decodes data as Object does and returns the text of
+// each element of the list under key in it (a record of a page as the
+// API sent it), slices of data. The texts are nil when there is no such
+// list or the decoding left the fast path.
+func (d *Decoder) ObjectAndList(data []byte, key string) (map[string]any, [][]byte, error) {
+	if len(data) == 0 || data[0] != '{' {
+		m, err := d.Object(data)
+		return m, nil, err
+	}
+	d.listKey, d.spans = key, d.spans[:0]
+	v, ok := d.whole(data)
+	d.listKey, d.record = "", false
+	if !ok {
+		m, err := d.Object(data) // encoding/json's value or error; no texts
+		return m, nil, err
+	}
+	m := v.(map[string]any)
+	list, _ := m[key].([]any)
+	if len(list) == 0 || len(list) != len(d.spans) {
+		return m, nil, nil
+	}
+	texts := make([][]byte, len(d.spans))
+	for i, sp := range d.spans {
+		texts[i] = data[sp[0]:sp[1]:sp[1]]
+	}
+	return m, texts, nil
 }
 
 // Unique decodes data as Value does and reports whether it took the
@@ -168,6 +201,7 @@ func (d *Decoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 		d.i++
+		d.record = depth == 1 && d.listKey != "" && k == d.listKey
 		v, ok := d.value(depth)
 		if !ok {
 			return nil, false
@@ -198,6 +232,11 @@ func (d *Decoder) array(depth int) (any, bool) {
 		return nil, false
 	}
 	d.i++ // [
+	record := d.record && depth == 2
+	if record {
+		d.spans = d.spans[:0] // a repeated key: the last list is the one kept
+	}
+	d.record = false
 	a := make([]any, 0)
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
@@ -205,9 +244,14 @@ func (d *Decoder) array(depth int) (any, bool) {
 		return a, true
 	}
 	for {
+		d.skipSpace()
+		start := d.i
 		v, ok := d.value(depth)
 		if !ok {
 			return nil, false
+		}
+		if record {
+			d.spans = append(d.spans, [2]int{start, d.i})
 		}
 		a = append(a, v)
 		d.skipSpace()

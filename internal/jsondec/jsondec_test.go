@@ -205,3 +205,66 @@ func TestUniqueSeesRepeatedKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectAndList: each text is its element as sent, decoding to the
+// element decoded; none when the list is not there or the input is not
+// decoded on the fast path.
+func TestObjectAndList(t *testing.T) {
+	cases := []struct {
+		in    string
+		texts []string
+	}{
+		{`{"count":2,"users":[ {"id":"a"} , {"id":"b","n":[1,{"x":[2]}]}],"meta":[3]}`, []string{`{"id":"a"}`, `{"id":"b","n":[1,{"x":[2]}]}`}},
+		{`{"users":[1,"s",null,[]]}`, []string{`1`, `"s"`, `null`, `[]`}},
+		{`{"users":[{"id":"a"}],"users":[{"id":"b"},{"id":"c"}]}`, []string{`{"id":"b"}`, `{"id":"c"}`}},
+		{`{"users":[{"id":"a"}],"x":"` + "\xff" + `","users":[{"id":"b"}]}`, nil}, // encoding/json's to decode
+		{`{"other":[1],"users":"x"}`, nil},
+		{`{"nested":{"users":[1]}}`, nil},
+		{`{"users":[]}`, nil},
+		{`[{"users":[1]}]`, nil},
+		{`{"users":[1,}`, nil},
+		{`null`, nil},
+	}
+	d := &Decoder{}
+	for _, tc := range cases {
+		m, texts, err := d.ObjectAndList([]byte(tc.in), "users")
+		want, wantErr := d.Object([]byte(tc.in))
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(m, want) {
+			t.Errorf("%s: decoded %#v, %v; Object %#v, %v", tc.in, m, err, want, wantErr)
+		}
+		if len(texts) != len(tc.texts) {
+			t.Errorf("%s: %d texts %q, want %q", tc.in, len(texts), texts, tc.texts)
+			continue
+		}
+		for i, text := range texts {
+			if string(text) != tc.texts[i] {
+				t.Errorf("%s: text %d %q, want %q", tc.in, i, text, tc.texts[i])
+			}
+		}
+	}
+}
+
+// FuzzObjectAndList: whatever the input, each text decodes to its
+// element, and the object is Object's.
+func FuzzObjectAndList(f *testing.F) {
+	f.Add(`{"count":2,"users":[{"id":"a"},{"id":"b"}]}`)
+	f.Add(`{"users":[1],"users":[2,3]}`)
+	d := &Decoder{}
+	f.Fuzz(func(t *testing.T, in string) {
+		m, texts, err := d.ObjectAndList([]byte(in), "users")
+		want, wantErr := (&Decoder{}).Object([]byte(in))
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(m, want) {
+			t.Fatalf("%q: decoded %#v, %v; Object %#v, %v", in, m, err, want, wantErr)
+		}
+		if texts == nil {
+			return
+		}
+		list := m["users"].([]any)
+		for i, text := range texts {
+			var v any
+			if err := json.Unmarshal(text, &v); err != nil || !reflect.DeepEqual(v, list[i]) {
+				t.Fatalf("%q: text %d %q decodes to %#v (%v), the element is %#v", in, i, text, v, err, list[i])
+			}
+		}
+	})
+}
