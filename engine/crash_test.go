@@ -30,54 +30,59 @@ func TestCrashAndResumeAtEveryWrite(t *testing.T) {
 	}
 	const members = 5 // m001, m003, m005 are eligible
 	eligible := 3
-	for _, fault := range faults {
-		// A clean pass counts the write points.
-		probe := &crashStore{Store: openStore(t, tempDB(t))}
-		psvc := newFakeService(members, everyOther)
-		fault.apply(psvc)
-		runOnce(t, newEngine(t, probe, psvc, []*recipes.Recipe{issueRecipe(t)}, concurrency(1)))
-		probe.Store.Close()
-		n := probe.writes
-		if n < 10 {
-			t.Fatalf("%s: only %d writes in a clean pass: %v", fault.name, n, probe.points)
-		}
-		for _, after := range []bool{false, true} {
-			for k := 1; k <= n; k++ {
-				name := fmt.Sprintf("%s/crash %s write %d of %d", fault.name, map[bool]string{false: "before", true: "after"}[after], k, n)
-				t.Run(name, func(t *testing.T) {
-					// Compiled before the subtests go parallel: compiling
-					// expressions concurrently races inside recipes (shared
-					// expr configuration); running them does not.
-					crashed, resumed := issueRecipe(t), issueRecipe(t)
-					t.Parallel()
-					path := tempDB(t)
-					svc := newFakeService(members, everyOther)
-					fault.apply(svc)
-					cs := &crashStore{Store: openStore(t, path), at: k, after: after}
-					e := newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(1))
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					e.RunOnce(ctx) // fails: the store died
-					cancel()
-					e.Close()
-					if !cs.dead {
-						// How many claims find nothing varies with timing;
-						// the other writes must all have happened.
-						if nonClaims(cs.points) != nonClaims(probe.points) {
-							t.Fatalf("the store did not crash at write %d (%d writes: %v)", k, cs.writes, cs.points)
+	for _, mode := range []string{"pages", "queue"} {
+		queue := mode == "queue"
+		for _, fault := range faults {
+			// A clean pass counts the write points.
+			probe := &crashStore{Store: openStore(t, tempDB(t)), queue: queue}
+			psvc := newFakeService(members, everyOther)
+			fault.apply(psvc)
+			runOnce(t, newEngine(t, probe, psvc, []*recipes.Recipe{issueRecipe(t)}, concurrency(1)))
+			probe.Store.Close()
+			n := probe.writes
+			// From the queue: claims, then per run an intent and an outcome;
+			// with the page: the claim and the intent are one write.
+			if least := map[string]int{"pages": 8, "queue": 10}[mode]; n < least {
+				t.Fatalf("%s %s: only %d writes in a clean pass: %v", mode, fault.name, n, probe.points)
+			}
+			for _, after := range []bool{false, true} {
+				for k := 1; k <= n; k++ {
+					name := fmt.Sprintf("%s/%s/crash %s write %d of %d", mode, fault.name, map[bool]string{false: "before", true: "after"}[after], k, n)
+					t.Run(name, func(t *testing.T) {
+						// Compiled before the subtests go parallel: compiling
+						// expressions concurrently races inside recipes (shared
+						// expr configuration); running them does not.
+						crashed, resumed := issueRecipe(t), issueRecipe(t)
+						t.Parallel()
+						path := tempDB(t)
+						svc := newFakeService(members, everyOther)
+						fault.apply(svc)
+						cs := &crashStore{Store: openStore(t, path), at: k, after: after, queue: queue}
+						e := newEngine(t, cs, svc, []*recipes.Recipe{crashed}, concurrency(1))
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						e.RunOnce(ctx) // fails: the store died
+						cancel()
+						e.Close()
+						if !cs.dead {
+							// How many claims find nothing varies with timing;
+							// the other writes must all have happened.
+							if nonClaims(cs.points) != nonClaims(probe.points) {
+								t.Fatalf("the store did not crash at write %d (%d writes: %v)", k, cs.writes, cs.points)
+							}
+							t.Logf("the pass made %d writes; nothing to crash at %d", cs.writes, k)
 						}
-						t.Logf("the pass made %d writes; nothing to crash at %d", cs.writes, k)
-					}
-					cs.Store.Close()
+						cs.Store.Close()
 
-					store := openStore(t, path)
-					defer store.Close()
-					runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{resumed}, concurrency(1)))
-					assertExactlyOnce(t, svc)
-					assertAllDone(t, store)
-					if svc.creates != eligible {
-						t.Errorf("%d certificates created, want %d (crashed at %q)", svc.creates, eligible, cs.points[min(k, len(cs.points))-1])
-					}
-				})
+						store := openStore(t, path)
+						defer store.Close()
+						runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{resumed}, concurrency(1)))
+						assertExactlyOnce(t, svc)
+						assertAllDone(t, store)
+						if svc.creates != eligible {
+							t.Errorf("%d certificates created, want %d (crashed at %q)", svc.creates, eligible, cs.points[min(k, len(cs.points))-1])
+						}
+					})
+				}
 			}
 		}
 	}

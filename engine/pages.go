@@ -48,6 +48,48 @@ func (e *Engine) newPageSet(ctx context.Context, rt *recipeRT) *pageSet {
 	return &pageSet{e: e, rt: rt, ctx: pctx, end: end, sem: make(chan struct{}, maxPagesInFlight)}
 }
 
+// pageClaim is a run claimed with its page, and its first write when its
+// intent was journaled with the claim.
+type pageClaim struct {
+	cr    *ClaimedRun
+	first *firstStep
+}
+
+// firstStep is the first step of a run, evaluated at enqueue when it is a
+// write with an intent: its input, and the intent's journal line.
+type firstStep struct {
+	input map[string]any
+	rec   StepRecord
+}
+
+// firstIntent evaluates the recipe's first step for an event, when that
+// step is a write whose intent is journaled before the call: its intent
+// can then be journaled with the run's claim, in the page's transaction.
+// Nil when the step is not such a write, its when is false or an
+// expression fails: the page run decides then, as the run path does.
+func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
+	if len(rt.steps) == 0 || !rt.steps[0].intent {
+		return nil
+	}
+	st := rt.steps[0]
+	// The first step reads only the event and vars.
+	env := recipes.Env{"trigger": data, "steps": map[string]any{}, "vars": rt.r.Vars}
+	if st.s.When != nil {
+		if ok, err := st.s.When.EvalBool(env); err != nil || !ok {
+			return nil
+		}
+	}
+	input, err := st.s.With.EvalMap(env)
+	if err != nil {
+		return nil
+	}
+	if input == nil {
+		input = map[string]any{}
+	}
+	return &firstStep{input: input, rec: StepRecord{Index: st.index, StepID: st.s.ID, Action: st.name,
+		Status: StepStarted, Input: e.redactJSON(input), Started: e.now()}}
+}
+
 // claim is the Advance.Claim of a page polled by this runner.
 func (ps *pageSet) claim() *ClaimRequest {
 	e := ps.e
@@ -56,12 +98,13 @@ func (ps *pageSet) claim() *ClaimRequest {
 
 // start runs the claimed runs of a page, once fewer than
 // maxPagesInFlight pages run (the poller waits meanwhile).
-func (ps *pageSet) start(runs []*ClaimedRun) {
+func (ps *pageSet) start(runs []pageClaim) {
 	if len(runs) == 0 {
 		return
 	}
 	e := ps.e
-	for _, cr := range runs {
+	for _, c := range runs {
+		cr := c.cr
 		cr.ctx, cr.cancel = context.WithCancelCause(ps.ctx)
 		e.inflightMu.Lock()
 		e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
@@ -102,9 +145,14 @@ type pageRun struct {
 	began  time.Time
 	cond   *bool
 	values []byte
-	// the current step's input and journal line
-	input map[string]any
-	rec   StepRecord
+	// first is the first step's input and intent, journaled with the
+	// claim; nil once used, or when it was not.
+	first *firstStep
+	// the current step's input and journal line, and whether its intent
+	// is durable already
+	input     map[string]any
+	rec       StepRecord
+	journaled bool
 }
 
 // pageEnd is a run of the page that has its outcome, to be written.
@@ -115,13 +163,14 @@ type pageEnd struct {
 }
 
 // runPage runs the page's runs to their outcomes.
-func (e *Engine) runPage(ps *pageSet, runs []*ClaimedRun) {
+func (e *Engine) runPage(ps *pageSet, runs []pageClaim) {
 	rt := ps.rt
 	stats := e.stats[rt.r.Name]
 	var live []*pageRun
 	var ends []pageEnd
-	for _, cr := range runs {
-		pr := &pageRun{rs: &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}, began: time.Now()}
+	for _, c := range runs {
+		cr := c.cr
+		pr := &pageRun{rs: &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}, began: time.Now(), first: c.first}
 		data, ok := e.cache.take(cacheKey(rt.r.Name, cr.EventID))
 		if !ok {
 			if err := json.Unmarshal(cr.Data, &data); err != nil {
@@ -176,6 +225,16 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 			e.concluded(cr.ctx, cr, "", fmt.Errorf("%w: %w", errAbandoned, context.Cause(cr.ctx)), pr.began)
 			continue
 		}
+		if f := pr.first; f != nil && f.rec.Index == st.index {
+			// Evaluated at enqueue, its intent journaled with the claim.
+			pr.first = nil
+			pr.input, pr.rec = f.input, f.rec
+			pr.rec.RunID = cr.ID
+			pr.journaled = true
+			callers = append(callers, pr)
+			continue
+		}
+		pr.journaled = false
 		if st.s.When != nil {
 			ok, err := st.s.When.EvalBool(rs.env)
 			if err != nil {
@@ -215,23 +274,38 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 	if st.intent && len(callers) > 0 {
 		// The results of earlier steps and this write's intent, durable
 		// before the write is sent: one store call for the page.
-		writes := make([]JournalWrite, len(callers))
-		for i, pr := range callers {
-			intent := pr.rec
-			intent.Status = StepStarted
-			writes[i] = JournalWrite{Lease: pr.rs.cr.Lease(), Steps: append(pr.rs.pending, intent)}
-		}
-		errs := e.recordMany(ps.ctx, writes)
-		sent := callers[:0]
-		for i, pr := range callers {
-			if errs[i] != nil {
-				e.concluded(pr.rs.cr.ctx, pr.rs.cr, "", fmt.Errorf("%w: %w", errAbandoned, errs[i]), pr.began)
+		var writes []JournalWrite
+		var writers []*pageRun
+		for _, pr := range callers {
+			if pr.journaled {
 				continue
 			}
-			pr.rs.pending = pr.rs.pending[:0]
-			sent = append(sent, pr)
+			intent := pr.rec
+			intent.Status = StepStarted
+			writes = append(writes, JournalWrite{Lease: pr.rs.cr.Lease(), Steps: append(pr.rs.pending, intent)})
+			writers = append(writers, pr)
 		}
-		callers = sent
+		if len(writes) > 0 {
+			errs := e.recordMany(ps.ctx, writes)
+			failed := map[*pageRun]bool{}
+			for i, pr := range writers {
+				if errs[i] != nil {
+					failed[pr] = true
+					e.concluded(pr.rs.cr.ctx, pr.rs.cr, "", fmt.Errorf("%w: %w", errAbandoned, errs[i]), pr.began)
+					continue
+				}
+				pr.rs.pending = pr.rs.pending[:0]
+			}
+			if len(failed) > 0 {
+				sent := callers[:0]
+				for _, pr := range callers {
+					if !failed[pr] {
+						sent = append(sent, pr)
+					}
+				}
+				callers = sent
+			}
+		}
 	}
 	results := e.callPage(ps, st, callers)
 	for i, pr := range callers {

@@ -146,6 +146,13 @@ type NewEvent struct {
 	// encoded up front: the store calls it for a skipped event that is an
 	// echo, which it records as a suppressed run like any echo.
 	Encode func() (json.RawMessage, error)
+	// Intent, when set, is the journal line of the run's first step, a
+	// write about to be sent (StepStarted): a store that claims the run
+	// with the page (Advance.Claim) journals it for the run (RunID set to
+	// the run's) in the same transaction and says so in Enqueued.Journaled,
+	// so that the claim and the intent cost one commit. Otherwise it is
+	// ignored, and the engine journals the intent itself.
+	Intent *StepRecord
 }
 
 // Enqueued reports what became of one NewEvent: RunID is 0 for a
@@ -157,6 +164,8 @@ type Enqueued struct {
 	Status  string
 	// Run is the run claimed with the page (Advance.Claim), else nil.
 	Run *ClaimedRun
+	// Journaled reports that the event's Intent was journaled for Run.
+	Journaled bool
 }
 
 // RunQueue hands queued runs to workers.

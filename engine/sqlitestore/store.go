@@ -880,6 +880,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}); err != nil {
 			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
 		}
+		var intents [][]any
 		for k, i := range runOf {
 			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
 			if claimed[i] != nil {
@@ -890,7 +891,16 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
 					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][2].(string),
 					Attempts: 1, Token: 1, Data: ev.Data}
+				if ev.Intent != nil {
+					line := *ev.Intent
+					line.RunID = out[i].RunID
+					intents = append(intents, stepArgs(&line))
+					out[i].Journaled = true
+				}
 			}
+		}
+		if err := execRows(tx, &s.upSteps, intents); err != nil {
+			return fmt.Errorf("journaling the intents of %d runs: %w", len(intents), err)
 		}
 		return skips.save(tx, recipe, now)
 	})

@@ -55,6 +55,12 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"VersionsPinRunsAndKeepEveryAttempt", testVersions},
 		{"RecordManyWritesEachItemAllOrNothing", testRecordMany},
 		{"RecordManyFromConcurrentWriters", testRecordManyConcurrent},
+		{"AdvanceClaimHoldsThePagesClaimableRuns", testAdvanceClaim},
+		{"AdvanceClaimLeavesRunsOfHeldKeysQueued", testAdvanceClaimKeys},
+		{"AdvanceClaimNeverClaimsSkippedSuppressedOrDuplicate", testAdvanceClaimSkipsNonRuns},
+		{"AdvanceClaimSetsEchoAndChainAsClaimDoes", testAdvanceClaimChains},
+		{"ConcurrentAdvanceClaimsKeepOneRunPerKey", testConcurrentAdvanceClaims},
+		{"AdvanceClaimJournalsTheIntentOnlyWhenItSaysSo", testAdvanceClaimIntent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

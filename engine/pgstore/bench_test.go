@@ -1,0 +1,53 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/pgstore"
+)
+
+// BenchmarkAdvancePage advances pages of 100 new events, each of its own
+// key, as a poller does: queued only (advance), then claimed from the
+// queue by a Claim of 100 (advance+claim), or claimed with the page
+// (Advance.Claim). The claimed runs stay running.
+func BenchmarkAdvancePage(b *testing.B) {
+	for _, mode := range []string{"advance", "advance+claim", "advance.claim"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			dsn, schema := pgstore.TestSchema(b)
+			s, err := pgstore.Open(ctx, dsn, pgstore.Options{Schema: schema})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const page = 100
+			b.ResetTimer()
+			for n := range b.N {
+				evs := make([]engine.NewEvent, page)
+				for i := range evs {
+					id := fmt.Sprint(n, "-", i)
+					evs[i] = engine.NewEvent{ID: id, Subject: "member/" + id, OrderingKey: "member/" + id, Connector: "c", Time: time.Now(),
+						Data: json.RawMessage(`{"id":"` + id + `"}`)}
+				}
+				adv := engine.Advance{Events: evs}
+				if mode == "advance.claim" {
+					adv.Claim = &engine.ClaimRequest{Owner: "w", Now: time.Now(), Lease: time.Minute}
+				}
+				if _, err := s.Advance(ctx, "r", adv); err != nil {
+					b.Fatal(err)
+				}
+				if mode == "advance+claim" {
+					runs, err := s.Claim(ctx, engine.ClaimRequest{Owner: "w", Recipes: []string{"r"}, Limit: page, Now: time.Now(), Lease: time.Minute})
+					if err != nil || len(runs) != page {
+						b.Fatalf("claimed %d runs, %v; want %d", len(runs), err, page)
+					}
+				}
+			}
+		})
+	}
+}
