@@ -33,13 +33,27 @@ type skipPage struct {
 	echoes echoesOf
 }
 
-// echoesOf says whether memberflow ever wrote to a connector's records,
-// once per connector and Advance: when it never did (a file read, a
-// service only read from), no event of the page can be an echo and the
-// look-up per event is saved.
+// echoesOf answers, for the events of one Advance, whether each is the
+// echo of a write memberflow made (for the recipe: its own write, or one
+// of a recipe in the writer's chain, or an imported one) and else the
+// chain its run inherits from the writer: one query per connector and
+// page, over the page's subjects, and none for a connector memberflow
+// never wrote to (a file read, a service only read from).
 type echoesOf struct {
-	tx   *sql.Tx
-	some map[string]bool
+	tx     *sql.Tx
+	st     *sql.Stmt // pageEchoes
+	recipe string
+	events []engine.NewEvent
+	some   map[string]bool
+	// written are the remembered writes of the page's subjects, by
+	// connector, then subject and fingerprint.
+	written map[string]map[[2]string]writtenBy
+}
+
+// writtenBy is what a remembered write says of an event in its state.
+type writtenBy struct {
+	echo  bool   // an echo for the recipe
+	chain string // else the chain its run inherits
 }
 
 func (e *echoesOf) any(connector string) (bool, error) {
@@ -58,27 +72,72 @@ func (e *echoesOf) any(connector string) (bool, error) {
 	return err == nil, nil
 }
 
+// of says what memberflow's writes make of ev: found is false when it
+// never wrote ev's record in ev's state.
+func (e *echoesOf) of(ev *engine.NewEvent) (w writtenBy, found bool, err error) {
+	if ev.Fingerprint == "" {
+		return w, false, nil
+	}
+	if some, err := e.any(ev.Connector); err != nil || !some {
+		return w, false, err
+	}
+	byState, ok := e.written[ev.Connector]
+	if !ok {
+		if byState, err = e.load(ev.Connector); err != nil {
+			return w, false, err
+		}
+	}
+	w, found = byState[[2]string{ev.Subject, ev.Fingerprint}]
+	return w, found, nil
+}
+
+// load reads the remembered writes of the page's subjects of connector.
+func (e *echoesOf) load(connector string) (map[[2]string]writtenBy, error) {
+	var subjects []string
+	for i := range e.events {
+		if ev := &e.events[i]; ev.Connector == connector && ev.Fingerprint != "" {
+			subjects = append(subjects, ev.Subject)
+		}
+	}
+	rows, err := e.tx.Stmt(e.st).Query(e.recipe, connector, jsonList(subjects))
+	if err != nil {
+		return nil, fmt.Errorf("looking up echoes of the page's %d subjects: %w", len(subjects), err)
+	}
+	defer rows.Close()
+	byState := map[[2]string]writtenBy{}
+	for rows.Next() {
+		var subject, fp string
+		var w writtenBy
+		if err := rows.Scan(&subject, &fp, &w.echo, &w.chain); err != nil {
+			return nil, fmt.Errorf("looking up echoes of the page's subjects: %w", err)
+		}
+		byState[[2]string{subject, fp}] = w
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("looking up echoes of the page's subjects: %w", err)
+	}
+	if e.written == nil {
+		e.written = map[string]map[[2]string]writtenBy{}
+	}
+	e.written[connector] = byState
+	return byState, nil
+}
+
 // add counts a skipped event, unless it is the echo of a write memberflow
 // made: an echo is recorded as a suppressed run, as when its condition
 // holds, so add then encodes its data and returns done false.
-func (p *skipPage) add(echoOf *sql.Stmt, recipe string, ev *engine.NewEvent) (done bool, err error) {
-	some, err := p.echoes.any(ev.Connector)
+func (p *skipPage) add(ev *engine.NewEvent) (done bool, err error) {
+	w, found, err := p.echoes.of(ev)
 	if err != nil {
 		return false, err
 	}
-	if ev.Fingerprint != "" && some {
-		var one int
-		switch err := p.echoes.tx.Stmt(echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one); {
-		case err == nil:
-			if ev.Data == nil && ev.Encode != nil {
-				if ev.Data, err = ev.Encode(); err != nil {
-					return false, fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
-				}
+	if found && w.echo {
+		if ev.Data == nil && ev.Encode != nil {
+			if ev.Data, err = ev.Encode(); err != nil {
+				return false, fmt.Errorf("event %q: encoding its data: %w", ev.ID, err)
 			}
-			return false, nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return false, fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
 		}
+		return false, nil
 	}
 	p.count++
 	if len(ev.Values) > 0 && len(p.sample) < engine.SkipSample {

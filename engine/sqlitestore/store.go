@@ -195,7 +195,7 @@ type Store struct {
 	max    int
 
 	// prepared on the writer
-	echoOf, setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, chainOfStmt, renew, expire, fence *sql.Stmt
+	setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -414,9 +414,6 @@ func (s *Store) prepare() error {
 		VALUES `+rowsOf(runCols, 1<<k)+` RETURNING id, event`)
 	}
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
-	s.echoOf = p(s.w, `SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-		WHERE x.connector = ?1 AND x.subject = ?2 AND x.fingerprint = ?3
-		AND (w.id IS NULL OR w.recipe = ?4 OR instr(',' || w.chain || ',', ',' || ?4 || ',') > 0)`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
 	s.upState = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES (?, ?, ?)
@@ -442,9 +439,15 @@ func (s *Store) prepare() error {
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
 	s.activeKeys = p(s.w, `SELECT DISTINCT okey FROM runs INDEXED BY runs_active_key
 		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
-	s.chainOfStmt = p(s.w, `SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
-		FROM echoes x JOIN runs w ON w.id = x.run
-		WHERE x.connector = ? AND x.subject = ? AND x.fingerprint = ?`)
+	// The remembered writes of a page's subjects (echoesOf): whether each
+	// is an echo for the recipe (its writer's recipe, or one in the writer's
+	// chain, or none: an imported write) and else the chain of the
+	// writer (as loadRuns computes it).
+	s.pageEchoes = p(s.w, `SELECT x.subject, x.fingerprint,
+			w.id IS NULL OR w.recipe = ?1 OR instr(',' || w.chain || ',', ',' || ?1 || ',') > 0,
+			coalesce(CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END, '')
+		FROM echoes x LEFT JOIN runs w ON w.id = x.run
+		WHERE x.connector = ?2 AND x.subject IN (SELECT value FROM json_each(?3))`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -757,14 +760,14 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		// The page's events, then their runs, are inserted with a
 		// multi-row statement each (runs in arrival order: their IDs are
 		// the claim order).
-		skips := skipPage{echoes: echoesOf{tx: tx}}
+		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, recipe: recipe, events: adv.Events}}
 		var stored []int // the events to store, by index
 		var eventRows [][]any
 		for i := range adv.Events {
 			ev := adv.Events[i]
 			out[i] = engine.Enqueued{EventID: ev.ID}
 			if ev.Skipped {
-				if done, err := skips.add(s.echoOf, recipe, &ev); err != nil {
+				if done, err := skips.add(&ev); err != nil {
 					return err
 				} else if done {
 					out[i].Status = engine.RunSkipped
@@ -818,19 +821,11 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			// An echo already known is recorded as suppressed now, costing
 			// no claim: echoes are never forgotten, so the claim-time check
 			// (for writes recorded after this) could only agree.
-			echo := false
-			if some, err := skips.echoes.any(ev.Connector); err != nil {
+			w, written, err := skips.echoes.of(ev)
+			if err != nil {
 				return err
-			} else if ev.Fingerprint != "" && some {
-				var one int
-				err := tx.Stmt(s.echoOf).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint, recipe).Scan(&one)
-				switch {
-				case err == nil:
-					echo = true
-				case !errors.Is(err, sql.ErrNoRows):
-					return fmt.Errorf("looking up echoes of %q: %w", ev.Subject, err)
-				}
 			}
+			echo := written && w.echo
 			// A queued run; or a finished one, skipped (condition false,
 			// its values kept) or suppressed.
 			status := engine.RunQueued
@@ -853,11 +848,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				if !keys.seen[key] {
 					keys.seen[key] = true
 					if !keys.active[key] {
-						chain, err := s.chainOf(tx, &skips.echoes, ev)
-						if err != nil {
-							return err
-						}
-						claimed[i] = &claimedRow{chain: chain}
+						// A state another recipe's run wrote: the run
+						// inherits the writer's chain, as at a claim.
+						claimed[i] = &claimedRow{chain: w.chain}
 					}
 				}
 			}
@@ -956,24 +949,6 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 
 // claimedRow is a run claimed with its page: the chain it inherits.
 type claimedRow struct{ chain string }
-
-// chainOf is the chain a new run inherits, as Claim computes it: when its
-// event is the state another recipe's run wrote, that writer's chain and
-// recipe.
-func (s *Store) chainOf(tx *sql.Tx, echoes *echoesOf, ev *engine.NewEvent) (string, error) {
-	if ev.Fingerprint == "" {
-		return "", nil
-	}
-	if some, err := echoes.any(ev.Connector); err != nil || !some {
-		return "", err
-	}
-	var chain string
-	err := tx.Stmt(s.chainOfStmt).QueryRow(ev.Connector, ev.Subject, ev.Fingerprint).Scan(&chain)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("looking up the writer of %q: %w", ev.Subject, err)
-	}
-	return chain, nil
-}
 
 // candidateStmt returns the prepared query of claimable runs of recipes.
 func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
