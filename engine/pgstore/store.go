@@ -572,9 +572,19 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		queued := len(fresh) > 0
 		if c := adv.Claim; c != nil && len(fresh) > 0 {
+			// The intents of the runs, journaled for those claimed.
+			var intentRuns []int64
+			var intents stepCols
+			for _, id := range fresh {
+				if in := adv.Events[at[id]].Intent; in != nil {
+					intentRuns = append(intentRuns, id)
+					intents.add(in)
+				}
+			}
+			args := append([]any{c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), fresh, intentRuns}, intents.args()...)
 			b := &pgx.Batch{}
 			b.Queue(claimPlanSQL)
-			b.Queue(claimNewSQL, c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), fresh)
+			b.Queue(claimNewSQL, args...)
 			claimed, err := func() ([]*engine.ClaimedRun, error) {
 				br := tx.SendBatch(ctx, b)
 				defer br.Close()
@@ -597,6 +607,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			for _, r := range claimed {
 				i := at[r.ID]
 				out[i].Status, out[i].Run = engine.RunRunning, r
+				out[i].Journaled = adv.Events[i].Intent != nil
 			}
 			// Nothing left for the other runners: no wake-up.
 			queued = len(claimed) < len(fresh)
@@ -641,7 +652,10 @@ u AS (
 			WHERE e.id = r.event AND e.fingerprint != ''
 			ORDER BY x.written DESC LIMIT 1), r.chain)
 	FROM c WHERE r.id = c.id AND r.status = 'queued'
-	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)
+	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)`
+
+// claimedLoadSQL loads the runs claimedSQL claimed (u).
+const claimedLoadSQL = `
 SELECT u.id, u.recipe, u.okey, u.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 	e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
@@ -655,16 +669,26 @@ const claimSQL = `WITH c AS (
 	WHERE r.status = 'queued' AND (r.recipe || '') = ANY($4)
 	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
 	ORDER BY r.id LIMIT $5
-	FOR UPDATE SKIP LOCKED)` + claimedSQL
+	FOR UPDATE SKIP LOCKED)` + claimedSQL + claimedLoadSQL
 
 // claimNewSQL claims, of the runs $4 an advance just queued, those that
 // are claimable, and loads them: an earlier run of the key, of this page
-// or not, keeps a run queued.
+// or not, keeps a run queued. A claimed run's intent, among the lines
+// $6… of the runs $5 (their first steps' started lines), is journaled in
+// the same statement (j), as Record would: the claim and the intent cost
+// the advance no round trip of their own.
 const claimNewSQL = `WITH c AS (
 	SELECT r.id FROM runs r
 	WHERE r.id = ANY($4::bigint[]) AND r.status = 'queued'
 	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-	FOR UPDATE)` + claimedSQL
+	FOR UPDATE)` + claimedSQL + `,
+j AS (
+	INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	SELECT t.run, t.idx, t.step_id, t.action, t.status, t.input, t.output, t.error, t.attempts, t.started, t.finished
+	FROM unnest($5::bigint[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::text[], $13::int[], $14::bigint[], $15::bigint[])
+		AS t(run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	JOIN u ON u.id = t.run
+	` + stepUpsertSQL + `)` + claimedLoadSQL
 
 // lockKeysSQL takes the transaction's advisory locks on the ordering keys
 // $1 (hashed), in one order, so that two advances with a key in common
@@ -833,6 +857,11 @@ func steps(ctx context.Context, q querier, runID int64) ([]engine.StepRecord, er
 	return out, rows.Err()
 }
 
+// stepUpsertSQL ends an insert of journal lines: a later line of a step
+// replaces the earlier.
+const stepUpsertSQL = `ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
+		error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`
+
 // recordSQL is Record in one statement (one round trip, atomic): the
 // run's row is locked first (f), so that a take-over and this write are
 // ordered; every change is conditioned on the lease (f has a row), and the
@@ -845,8 +874,7 @@ s AS (
 	FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::bigint[])
 		AS u(idx, step_id, action, status, input, output, error, attempts, started, finished)
 	WHERE EXISTS (SELECT 1 FROM f)
-	ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
-		error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished),
+	` + stepUpsertSQL + `),
 x AS (
 	INSERT INTO echoes (connector, subject, fingerprint, run, written)
 	SELECT DISTINCT ON (c, sub, fp) c, sub, fp, $1, w FROM unnest($13::text[], $14::text[], $15::text[], $16::bigint[]) AS u(c, sub, fp, w)
@@ -898,31 +926,11 @@ func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Comple
 	}
 	// A later record of an index replaces an earlier one: one row each
 	// (one statement may not upsert a row twice).
-	var idx, attempts []int32
-	var stepIDs, actions, statuses []string
-	var errs []*string
-	var inputs, outputs [][]byte
-	var started, finished []*int64
-	for i, r := range recs {
-		if last[r.Index] != i {
-			continue
+	var cols stepCols
+	for i := range recs {
+		if last[recs[i].Index] == i {
+			cols.add(&recs[i])
 		}
-		idx, attempts = append(idx, int32(r.Index)), append(attempts, int32(r.Attempts))
-		stepIDs, actions, statuses = append(stepIDs, r.StepID), append(actions, r.Action), append(statuses, r.Status)
-		var e *string
-		if r.Error != "" {
-			e = &r.Error
-		}
-		errs = append(errs, e)
-		var in, out []byte
-		if len(r.Input) > 0 {
-			in = r.Input
-		}
-		if len(r.Output) > 0 {
-			out = r.Output
-		}
-		inputs, outputs = append(inputs, in), append(outputs, out)
-		started, finished = append(started, nanosPtr(r.Started)), append(finished, nanosPtr(r.Finished))
 	}
 	hasFin := fin != nil
 	var status string
@@ -939,8 +947,43 @@ func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Comple
 			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
-	return []any{lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version}, nil
+	args := append([]any{lease.RunID, lease.Token}, cols.args()...)
+	return append(args, conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version), nil
+}
+
+// stepCols are journal lines as the columns of the steps table, one array
+// each, as unnest reads them: (idx, step_id, action, status, input,
+// output, error, attempts, started, finished).
+type stepCols struct {
+	idx, attempts              []int32
+	stepIDs, actions, statuses []string
+	errs                       []*string
+	inputs, outputs            [][]byte
+	started, finished          []*int64
+}
+
+func (c *stepCols) add(r *engine.StepRecord) {
+	c.idx, c.attempts = append(c.idx, int32(r.Index)), append(c.attempts, int32(r.Attempts))
+	c.stepIDs, c.actions, c.statuses = append(c.stepIDs, r.StepID), append(c.actions, r.Action), append(c.statuses, r.Status)
+	var e *string
+	if r.Error != "" {
+		e = &r.Error
+	}
+	c.errs = append(c.errs, e)
+	var in, out []byte
+	if len(r.Input) > 0 {
+		in = r.Input
+	}
+	if len(r.Output) > 0 {
+		out = r.Output
+	}
+	c.inputs, c.outputs = append(c.inputs, in), append(c.outputs, out)
+	c.started, c.finished = append(c.started, nanosPtr(r.Started)), append(c.finished, nanosPtr(r.Finished))
+}
+
+// args are the ten arrays, in the columns' order.
+func (c *stepCols) args() []any {
+	return []any{c.idx, c.stepIDs, c.actions, c.statuses, c.inputs, c.outputs, c.errs, c.attempts, c.started, c.finished}
 }
 
 func nanosPtr(t time.Time) *int64 {
