@@ -418,9 +418,17 @@ WHERE EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 
 // enqueueManySQL stores a page's events and their runs, in arrival order
 // (run IDs are the claim order): a run is suppressed at once when its
-// event echoes a write of the recipe or its chain, else queued. An event
-// ID seen before, or earlier in the page, stores nothing and answers no
-// row; the others answer their ordinal (from 1), run and status.
+// event echoes a write of the recipe or its chain; else, with a claim
+// (owner $10 not null), it is inserted running, leased to $10 until $11
+// (started $12) when it is claimable (c), as Claim would leave it; else
+// queued. Claimable: the first run of its key in the page (k), with no
+// run of the key queued or running before it; the key locks taken
+// before this statement (lockKeysSQL) make that check see every earlier
+// run of the key. A claimed run takes its cause's chain, as at a claim
+// (claimedSQL), and its intent, among the lines $14… of the page's
+// ordinals $13, is journaled (j) as Record would. An event ID seen
+// before, or earlier in the page, stores nothing and answers no row; the
+// others answer their ordinal (from 1), run and status.
 const enqueueManySQL = `WITH i AS (
 	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
 		WITH ORDINALITY AS u(event_id, subject, fingerprint, connector, event_time, data, okey, n)),
@@ -429,22 +437,41 @@ e AS (
 	SELECT $1, event_id, subject, fingerprint, connector, event_time, $9, data FROM i ORDER BY n
 	ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id),
 f AS (
-	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n,
+	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n, i.connector, i.subject, i.fingerprint,
 		i.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 			WHERE x.connector = i.connector AND x.subject = i.subject AND x.fingerprint = i.fingerprint
 			AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS echo
 	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n),
+k AS (
+	SELECT DISTINCT ON (f.okey) f.n, f.okey, f.connector, f.subject, f.fingerprint FROM f
+	WHERE $10::text IS NOT NULL AND NOT f.echo ORDER BY f.okey, f.n),
+c AS (
+	SELECT k.n, coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+		FROM echoes x JOIN runs w ON w.id = x.run
+		WHERE x.connector = k.connector AND x.subject = k.subject AND x.fingerprint = k.fingerprint AND k.fingerprint != ''
+		ORDER BY x.written DESC LIMIT 1), '') AS chain
+	FROM k WHERE NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = k.okey AND p.status IN ('queued', 'running'))),
 r AS (
-	INSERT INTO runs (event, recipe, okey, status, created, finished)
-	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' ELSE 'queued' END, $9, CASE WHEN f.echo THEN $9::bigint END
-	FROM f ORDER BY f.n
-	RETURNING id, event, status)
+	INSERT INTO runs (event, recipe, okey, status, attempts, owner, lease_until, created, started, finished, chain)
+	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' WHEN c.n IS NOT NULL THEN 'running' ELSE 'queued' END,
+		CASE WHEN c.n IS NOT NULL THEN 1 ELSE 0 END, CASE WHEN c.n IS NOT NULL THEN $10::text END, CASE WHEN c.n IS NOT NULL THEN $11::bigint END,
+		$9, CASE WHEN c.n IS NOT NULL THEN $12::bigint END, CASE WHEN f.echo THEN $9::bigint END, coalesce(c.chain, '')
+	FROM f LEFT JOIN c ON c.n = f.n ORDER BY f.n
+	RETURNING id, event, status),
+j AS (
+	INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	SELECT r.id, t.idx, t.step_id, t.action, t.status, t.input, t.output, t.error, t.attempts, t.started, t.finished
+	FROM unnest($13::bigint[], $14::int[], $15::text[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::int[], $22::bigint[], $23::bigint[])
+		AS t(n, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	JOIN f ON f.n = t.n JOIN r ON r.event = f.id
+	WHERE r.status = 'running'
+	` + stepUpsertSQL + `)
 SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
 // Advance implements engine.TriggerStore. The page's ordering keys are
-// locked (lockKeysSQL) with the statement that queues its runs, in one
-// round trip; with Advance.Claim, the claimable new runs are claimed by a
-// second (claimNewSQL, Claim's own end).
+// locked (lockKeysSQL) with the statement that stores its runs, in one
+// round trip; with Advance.Claim, that statement also inserts the
+// claimable runs running and journals their intents.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -526,20 +553,43 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			ids, subjects, fps, conns, keys = append(ids, ev.ID), append(subjects, ev.Subject), append(fps, ev.Fingerprint), append(conns, ev.Connector), append(keys, key)
 			times, datas = append(times, nanosPtr(ev.Time)), append(datas, data)
 		}
-		var fresh []int64 // the queued runs, in ID order
-		at := map[int64]int{}
+		queued := false
 		if len(stored) > 0 {
+			// A claim's lease, and the intents of the events that may be
+			// claimed, by their ordinals among the stored.
+			var owner *string
+			var until, started int64
+			var intentAt []int64
+			var intents stepCols
+			if c := adv.Claim; c != nil {
+				owner, until, started = &c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano()
+				for n, i := range stored {
+					if in := adv.Events[i].Intent; in != nil {
+						intentAt = append(intentAt, int64(n+1))
+						intents.add(in)
+					}
+				}
+			}
 			// The keys' locks and the runs go in one round trip.
 			locks := make([]int64, len(keys))
 			for i, k := range keys {
 				locks[i] = lockKey("okey", s.schema, k)
 			}
 			b := &pgx.Batch{}
+			if owner != nil {
+				b.Queue(claimPlanSQL)
+			}
 			b.Queue(lockKeysSQL, locks)
-			b.Queue(enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
+			args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, owner, until, started, intentAt}, intents.args()...)
+			b.Queue(enqueueManySQL, args...)
 			br := tx.SendBatch(ctx, b)
 			err := func() error {
 				defer br.Close()
+				if owner != nil {
+					if _, err := br.Exec(); err != nil {
+						return fmt.Errorf("planning the claim of %d events: %w", len(stored), err)
+					}
+				}
 				if _, err := br.Exec(); err != nil {
 					return fmt.Errorf("locking the ordering keys of %d events: %w", len(stored), err)
 				}
@@ -556,9 +606,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					}
 					i := stored[n-1]
 					out[i].RunID, out[i].Status = id, status
-					if status == engine.RunQueued {
-						fresh = append(fresh, id)
-						at[id] = i
+					switch status {
+					case engine.RunQueued:
+						queued = true
+					case engine.RunRunning:
+						// As Claim would load it: an echo was suppressed, so
+						// a claimed run is never one.
+						ev := &adv.Events[i]
+						out[i].Run = &engine.ClaimedRun{ID: id, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
+							Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: keys[n-1],
+							Attempts: 1, Token: 1, Data: datas[n-1]}
+						out[i].Journaled = ev.Intent != nil
 					}
 				}
 				if err := rows.Err(); err != nil {
@@ -569,48 +627,6 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			if err != nil {
 				return err
 			}
-		}
-		queued := len(fresh) > 0
-		if c := adv.Claim; c != nil && len(fresh) > 0 {
-			// The intents of the runs, journaled for those claimed.
-			var intentRuns []int64
-			var intents stepCols
-			for _, id := range fresh {
-				if in := adv.Events[at[id]].Intent; in != nil {
-					intentRuns = append(intentRuns, id)
-					intents.add(in)
-				}
-			}
-			args := append([]any{c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), fresh, intentRuns}, intents.args()...)
-			b := &pgx.Batch{}
-			b.Queue(claimPlanSQL)
-			b.Queue(claimNewSQL, args...)
-			claimed, err := func() ([]*engine.ClaimedRun, error) {
-				br := tx.SendBatch(ctx, b)
-				defer br.Close()
-				if _, err := br.Exec(); err != nil {
-					return nil, err
-				}
-				rows, err := br.Query()
-				if err != nil {
-					return nil, err
-				}
-				claimed, err := scanClaimed(rows)
-				if err != nil {
-					return nil, err
-				}
-				return claimed, br.Close()
-			}()
-			if err != nil {
-				return fmt.Errorf("claiming %d new runs: %w", len(fresh), err)
-			}
-			for _, r := range claimed {
-				i := at[r.ID]
-				out[i].Status, out[i].Run = engine.RunRunning, r
-				out[i].Journaled = adv.Events[i].Intent != nil
-			}
-			// Nothing left for the other runners: no wake-up.
-			queued = len(claimed) < len(fresh)
 		}
 		if skipped > 0 {
 			var raw []byte
@@ -640,9 +656,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 // $3 unless they ran before) and loads them. A run that follows from
 // memberflow's own write (its event echoes a write of another recipe)
 // takes the writer's chain, so that its writes carry the chain on and the
-// echo never comes back to a recipe already in it. Claim and Advance (its
-// Claim) share it, so that a run claimed with its page is the run Claim
-// would have returned.
+// echo never comes back to a recipe already in it. Advance (its Claim)
+// does the same as it inserts a run claimed with its page
+// (enqueueManySQL), so that the run is the one Claim would have returned.
 const claimedSQL = `,
 u AS (
 	UPDATE runs r SET status = 'running', owner = $1, lease_until = $2, attempts = r.attempts + 1, started = coalesce(r.started, $3),
@@ -652,10 +668,7 @@ u AS (
 			WHERE e.id = r.event AND e.fingerprint != ''
 			ORDER BY x.written DESC LIMIT 1), r.chain)
 	FROM c WHERE r.id = c.id AND r.status = 'queued'
-	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)`
-
-// claimedLoadSQL loads the runs claimedSQL claimed (u).
-const claimedLoadSQL = `
+	RETURNING r.id, r.recipe, r.okey, r.attempts, r.event)
 SELECT u.id, u.recipe, u.okey, u.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
 	e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
@@ -669,26 +682,7 @@ const claimSQL = `WITH c AS (
 	WHERE r.status = 'queued' AND (r.recipe || '') = ANY($4)
 	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
 	ORDER BY r.id LIMIT $5
-	FOR UPDATE SKIP LOCKED)` + claimedSQL + claimedLoadSQL
-
-// claimNewSQL claims, of the runs $4 an advance just queued, those that
-// are claimable, and loads them: an earlier run of the key, of this page
-// or not, keeps a run queued. A claimed run's intent, among the lines
-// $6… of the runs $5 (their first steps' started lines), is journaled in
-// the same statement (j), as Record would: the claim and the intent cost
-// the advance no round trip of their own.
-const claimNewSQL = `WITH c AS (
-	SELECT r.id FROM runs r
-	WHERE r.id = ANY($4::bigint[]) AND r.status = 'queued'
-	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-	FOR UPDATE)` + claimedSQL + `,
-j AS (
-	INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
-	SELECT t.run, t.idx, t.step_id, t.action, t.status, t.input, t.output, t.error, t.attempts, t.started, t.finished
-	FROM unnest($5::bigint[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::text[], $13::int[], $14::bigint[], $15::bigint[])
-		AS t(run, idx, step_id, action, status, input, output, error, attempts, started, finished)
-	JOIN u ON u.id = t.run
-	` + stepUpsertSQL + `)` + claimedLoadSQL
+	FOR UPDATE SKIP LOCKED)` + claimedSQL
 
 // lockKeysSQL takes the transaction's advisory locks on the ordering keys
 // $1 (hashed), in one order, so that two advances with a key in common
