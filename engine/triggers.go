@@ -20,10 +20,22 @@ const MaxWebhookBody = 1 << 20
 type priorState struct {
 	store TriggerStore
 	name  string
+	// committing are the states of the page still being committed (nil:
+	// none), newer than the store's.
+	committing map[string]string
 }
 
 func (p priorState) Lookup(ctx context.Context, subjects []string) (map[string]string, error) {
-	return p.store.PriorStates(ctx, p.name, subjects)
+	states, err := p.store.PriorStates(ctx, p.name, subjects)
+	if err != nil || len(p.committing) == 0 {
+		return states, err
+	}
+	for _, s := range subjects {
+		if st, ok := p.committing[s]; ok {
+			states[s] = st
+		}
+	}
+	return states, nil
 }
 
 func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID }
@@ -212,6 +224,9 @@ func (e *Engine) waitForRoom(ctx context.Context) error {
 type pageInFlight struct {
 	done   chan error
 	cursor string // the cursor after the page
+	// states are the subject states the page writes: the next page's
+	// look-ups see them before they are committed.
+	states map[string]string
 }
 
 // wait returns the page's enqueue error, once; nil without a page.
@@ -220,7 +235,7 @@ func (p *pageInFlight) wait() error {
 		return nil
 	}
 	err := <-p.done
-	p.done = nil
+	p.done, p.states = nil, nil
 	return err
 }
 
@@ -266,7 +281,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{e.store, name}, Now: began,
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began,
 	})
 	// The page before must be committed before this one is.
 	if perr := inflight.wait(); perr != nil {
@@ -284,10 +299,17 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	}
 	st.polls.Add(1)
 	next := res.Cursor
-	// A page that writes subject states is committed before the next poll
-	// reads them (its Prior look-ups); so is the last page.
-	if res.More && len(res.States) == 0 {
+	// The next page is read while this one commits; its look-ups of
+	// subject states see this page's (committing). The last page is
+	// committed before pollOnce returns.
+	if res.More {
 		inflight.done, inflight.cursor = make(chan error, 1), next
+		if len(res.States) > 0 {
+			inflight.states = make(map[string]string, len(res.States))
+			for _, st := range res.States {
+				inflight.states[st.Subject] = st.State
+			}
+		}
 		go func(done chan<- error) {
 			done <- e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events)
 		}(inflight.done)
@@ -546,7 +568,7 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 			refuse(w, http.StatusUnauthorized, e.redact.String(err.Error()))
 			return
 		}
-		events, err := hook.Parse(r.Context(), rt.trigConn.conn, body, connectors.WebhookRequest{Params: rt.params, Prior: priorState{e.store, rt.r.Name}})
+		events, err := hook.Parse(r.Context(), rt.trigConn.conn, body, connectors.WebhookRequest{Params: rt.params, Prior: priorState{store: e.store, name: rt.r.Name}})
 		if err != nil {
 			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
 			return

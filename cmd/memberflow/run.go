@@ -89,7 +89,7 @@ recipes that do not load.`,
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
 			fs.BoolVar(&o.sandboxUndocumented, "sandbox-allow-undocumented", false, "let the --sandbox services accept request parameters the real APIs do not document (connections with incrementalSearch)")
 			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
-			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once")
+			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once (for the runs of a polled page: calls sent at once)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
 			fs.StringVar(&o.storeKey, "store-key", "MEMBERFLOW_STORE_KEY", "the secret (by `name`, from the environment or --secrets) that OAuth tokens are encrypted with in the store")
