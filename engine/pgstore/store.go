@@ -416,20 +416,12 @@ WHERE EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 	WHERE x.connector = u.c AND x.subject = u.sub AND x.fingerprint = u.fp
 	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
 
-// enqueueManySQL stores a page's events and their runs, in arrival order
-// (run IDs are the claim order): a run is suppressed at once when its
-// event echoes a write of the recipe or its chain; else, with a claim
-// (owner $10 not null), it is inserted running, leased to $10 until $11
-// (started $12) when it is claimable (c), as Claim would leave it; else
-// queued. Claimable: the first run of its key in the page (k), with no
-// run of the key queued or running before it; the key locks taken
-// before this statement (lockKeysSQL) make that check see every earlier
-// run of the key. A claimed run takes its cause's chain, as at a claim
-// (claimedSQL), and its intent, among the lines $14… of the page's
-// ordinals $13, is journaled (j) as Record would. An event ID seen
-// before, or earlier in the page, stores nothing and answers no row; the
-// others answer their ordinal (from 1), run and status.
-const enqueueManySQL = `WITH i AS (
+// enqueuePageSQL stores a page's events (e) and answers the new ones
+// (f), in arrival order, each with whether it echoes a write of the
+// recipe or its chain. An event ID seen before, or earlier in the page,
+// stores nothing and is not in f. enqueueManySQL and enqueueClaimSQL go
+// on from it.
+const enqueuePageSQL = `WITH i AS (
 	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
 		WITH ORDINALITY AS u(event_id, subject, fingerprint, connector, event_time, data, okey, n)),
 e AS (
@@ -441,10 +433,33 @@ f AS (
 		i.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 			WHERE x.connector = i.connector AND x.subject = i.subject AND x.fingerprint = i.fingerprint
 			AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS echo
-	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n),
+	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n)`
+
+// enqueueManySQL stores a page's events and their runs, in arrival order
+// (run IDs are the claim order): a run is suppressed at once when its
+// event echoes a write of the recipe or its chain, else queued. Each new
+// event answers its ordinal (from 1), run and status.
+const enqueueManySQL = enqueuePageSQL + `,
+r AS (
+	INSERT INTO runs (event, recipe, okey, status, created, finished)
+	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' ELSE 'queued' END, $9, CASE WHEN f.echo THEN $9::bigint END
+	FROM f ORDER BY f.n
+	RETURNING id, event, status)
+SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
+
+// enqueueClaimSQL is enqueueManySQL with Advance.Claim: a run that is
+// claimable (c) is inserted running, leased to $10 until $11 (started
+// $12), as Claim would leave it. Claimable: the first run of its key in
+// the page (k), with no run of the key queued or running before it; the
+// key locks taken before this statement (lockKeysSQL) make that check see
+// every earlier run of the key. A claimed run takes its cause's chain, as
+// at a claim (claimedSQL), and its intent, among the lines $14… of the
+// page's ordinals $13, is journaled (j) as Record would: the page, its
+// claims and its intents cost one statement.
+const enqueueClaimSQL = enqueuePageSQL + `,
 k AS (
 	SELECT DISTINCT ON (f.okey) f.n, f.okey, f.connector, f.subject, f.fingerprint FROM f
-	WHERE $10::text IS NOT NULL AND NOT f.echo ORDER BY f.okey, f.n),
+	WHERE NOT f.echo ORDER BY f.okey, f.n),
 c AS (
 	SELECT k.n, coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
 		FROM echoes x JOIN runs w ON w.id = x.run
@@ -580,8 +595,12 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				b.Queue(claimPlanSQL)
 			}
 			b.Queue(lockKeysSQL, locks)
-			args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, owner, until, started, intentAt}, intents.args()...)
-			b.Queue(enqueueManySQL, args...)
+			if owner != nil {
+				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, *owner, until, started, intentAt}, intents.args()...)
+				b.Queue(enqueueClaimSQL, args...)
+			} else {
+				b.Queue(enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
+			}
 			br := tx.SendBatch(ctx, b)
 			err := func() error {
 				defer br.Close()
@@ -658,7 +677,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 // takes the writer's chain, so that its writes carry the chain on and the
 // echo never comes back to a recipe already in it. Advance (its Claim)
 // does the same as it inserts a run claimed with its page
-// (enqueueManySQL), so that the run is the one Claim would have returned.
+// (enqueueClaimSQL), so that the run is the one Claim would have returned.
 const claimedSQL = `,
 u AS (
 	UPDATE runs r SET status = 'running', owner = $1, lease_until = $2, attempts = r.attempts + 1, started = coalesce(r.started, $3),
