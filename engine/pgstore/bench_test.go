@@ -17,10 +17,11 @@ import (
 // queue by a Claim of 100 (advance+claim), or claimed with the page
 // (Advance.Claim); and claimed with the page with each run's first step an
 // intent (advance.claim+intents), which the engine journals itself, in one
-// RecordMany, for the runs the store says it did not. The claimed runs
-// stay running.
+// RecordMany, for the runs the store says it did not; and as a poller's
+// page (poll): that, with the cursor and each subject's state. The claimed
+// runs stay running.
 func BenchmarkAdvancePage(b *testing.B) {
-	for _, mode := range []string{"advance", "advance+claim", "advance.claim", "advance.claim+intents"} {
+	for _, mode := range []string{"advance", "advance+claim", "advance.claim", "advance.claim+intents", "poll"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()
 			dsn, schema := pgstore.TestSchema(b)
@@ -37,14 +38,21 @@ func BenchmarkAdvancePage(b *testing.B) {
 					id := fmt.Sprint(n, "-", i)
 					evs[i] = engine.NewEvent{ID: id, Subject: "member/" + id, OrderingKey: "member/" + id, Connector: "c", Time: time.Now(),
 						Data: json.RawMessage(`{"id":"` + id + `"}`)}
-					if mode == "advance.claim+intents" {
+					if mode == "advance.claim+intents" || mode == "poll" {
 						evs[i].Intent = &engine.StepRecord{StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
 							Input: json.RawMessage(`{"member":"` + id + `"}`), Started: time.Now()}
 					}
 				}
 				adv := engine.Advance{Events: evs}
-				if mode == "advance.claim" || mode == "advance.claim+intents" {
+				if mode == "advance.claim" || mode == "advance.claim+intents" || mode == "poll" {
 					adv.Claim = &engine.ClaimRequest{Owner: "w", Now: time.Now(), Lease: time.Minute}
+				}
+				if mode == "poll" {
+					cursor := fmt.Sprint(n)
+					adv.Cursor = &cursor
+					for _, e := range evs {
+						adv.States = append(adv.States, engine.SubjectState{Subject: e.Subject, State: "s-" + e.ID})
+					}
 				}
 				enq, err := s.Advance(ctx, "r", adv)
 				if err != nil {

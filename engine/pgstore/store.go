@@ -483,32 +483,18 @@ j AS (
 	` + stepUpsertSQL + `)
 SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
-// Advance implements engine.TriggerStore. The page's ordering keys are
-// locked (lockKeysSQL) with the statement that stores its runs, in one
-// round trip; with Advance.Claim, that statement also inserts the
-// claimable runs running and journals their intents.
+// Advance implements engine.TriggerStore. Its writes go in one batch, one
+// round trip: the cursor, the subject states, the page's runs (with the
+// locks of their ordering keys, taken first: lockKeysSQL) and its count of
+// skipped events. With Advance.Claim, the statement that stores the runs
+// also inserts the claimable ones running and journals their intents
+// (enqueueClaimSQL). Only a page with skipped events that may be echoes
+// reads first (echoesAmongSQL), and only a page that leaves runs queued
+// notifies after.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		now := time.Now().UnixNano()
-		if adv.Cursor != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO cursors (recipe, cursor, updated) VALUES ($1, $2, $3)
-				ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`, recipe, *adv.Cursor, now); err != nil {
-				return fmt.Errorf("saving the cursor: %w", err)
-			}
-		}
-		if len(adv.States) > 0 {
-			subs, states := make([]string, len(adv.States)), make([]string, len(adv.States))
-			for i, st := range adv.States {
-				subs[i], states[i] = st.Subject, st.State
-			}
-			// The last state of a subject wins, as in a loop of upserts.
-			if _, err := tx.Exec(ctx, `INSERT INTO subject_states (recipe, subject, state)
-				SELECT DISTINCT ON (sub) $1, sub, st FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(sub, st, n) ORDER BY sub, n DESC
-				ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, recipe, subs, states); err != nil {
-				return fmt.Errorf("saving subject states: %w", err)
-			}
-		}
 		skipped, sample := 0, []engine.SkippedEvent(nil)
 		// Phase 1, one statement: which skipped events echo a write
 		// (those are recorded as suppressed runs, as any echo).
@@ -534,7 +520,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				echoOfSkip[checked[n-1]] = true
 			}
 		}
-		// Phase 2, one statement: the stored events and their runs.
+		// Phase 2, one batch.
 		var stored []int
 		var ids, subjects, fps, conns, keys []string
 		var times []*int64
@@ -568,60 +554,87 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			ids, subjects, fps, conns, keys = append(ids, ev.ID), append(subjects, ev.Subject), append(fps, ev.Fingerprint), append(conns, ev.Connector), append(keys, key)
 			times, datas = append(times, nanosPtr(ev.Time)), append(datas, data)
 		}
-		queued := false
+		b := &pgx.Batch{}
+		var whats []string // what each statement of b does, for its error
+		queue := func(what, sql string, args ...any) {
+			b.Queue(sql, args...)
+			whats = append(whats, what)
+		}
+		if adv.Cursor != nil {
+			queue("saving the cursor", `INSERT INTO cursors (recipe, cursor, updated) VALUES ($1, $2, $3)
+				ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`, recipe, *adv.Cursor, now)
+		}
+		if len(adv.States) > 0 {
+			subs, states := make([]string, len(adv.States)), make([]string, len(adv.States))
+			for i, st := range adv.States {
+				subs[i], states[i] = st.Subject, st.State
+			}
+			// The last state of a subject wins, as in a loop of upserts.
+			queue("saving subject states", `INSERT INTO subject_states (recipe, subject, state)
+				SELECT DISTINCT ON (sub) $1, sub, st FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(sub, st, n) ORDER BY sub, n DESC
+				ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, recipe, subs, states)
+		}
+		enqueued := -1 // the statement that answers the runs, in whats
 		if len(stored) > 0 {
-			// A claim's lease, and the intents of the events that may be
-			// claimed, by their ordinals among the stored.
-			var owner *string
-			var until, started int64
-			var intentAt []int64
-			var intents stepCols
+			locks := make([]int64, len(keys))
+			for i, k := range keys {
+				locks[i] = lockKey("okey", s.schema, k)
+			}
 			if c := adv.Claim; c != nil {
-				owner, until, started = &c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano()
+				// The intents of the events that may be claimed, by their
+				// ordinals among the stored.
+				var intentAt []int64
+				var intents stepCols
 				for n, i := range stored {
 					if in := adv.Events[i].Intent; in != nil {
 						intentAt = append(intentAt, int64(n+1))
 						intents.add(in)
 					}
 				}
-			}
-			// The keys' locks and the runs go in one round trip.
-			locks := make([]int64, len(keys))
-			for i, k := range keys {
-				locks[i] = lockKey("okey", s.schema, k)
-			}
-			b := &pgx.Batch{}
-			if owner != nil {
-				b.Queue(claimPlanSQL)
-			}
-			b.Queue(lockKeysSQL, locks)
-			if owner != nil {
-				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, *owner, until, started, intentAt}, intents.args()...)
-				b.Queue(enqueueClaimSQL, args...)
+				queue(fmt.Sprintf("planning the claim of %d events", len(stored)), claimPlanSQL)
+				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
+				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), intentAt}, intents.args()...)
+				queue(fmt.Sprintf("enqueueing and claiming %d events", len(stored)), enqueueClaimSQL, args...)
 			} else {
-				b.Queue(enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
+				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
+				queue(fmt.Sprintf("enqueueing %d events", len(stored)), enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
 			}
-			br := tx.SendBatch(ctx, b)
-			err := func() error {
-				defer br.Close()
-				if owner != nil {
-					if _, err := br.Exec(); err != nil {
-						return fmt.Errorf("planning the claim of %d events: %w", len(stored), err)
-					}
+			enqueued = len(whats) - 1
+		}
+		if skipped > 0 {
+			var raw []byte
+			if len(sample) > 0 {
+				var err error
+				if raw, err = json.Marshal(sample); err != nil {
+					return fmt.Errorf("encoding the sample of skipped events: %w", err)
 				}
-				if _, err := br.Exec(); err != nil {
-					return fmt.Errorf("locking the ordering keys of %d events: %w", len(stored), err)
+			}
+			queue(fmt.Sprintf("counting %d skipped event(s)", skipped), `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now)
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		queued := false
+		br := tx.SendBatch(ctx, b)
+		err := func() error {
+			defer br.Close()
+			for k, what := range whats {
+				if k != enqueued {
+					if _, err := br.Exec(); err != nil {
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					continue
 				}
 				rows, err := br.Query()
 				if err != nil {
-					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
+					return fmt.Errorf("%s: %w", what, err)
 				}
-				defer rows.Close()
 				for rows.Next() {
 					var n, id int64
 					var status string
 					if err := rows.Scan(&n, &id, &status); err != nil {
-						return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
+						rows.Close()
+						return fmt.Errorf("%s: %w", what, err)
 					}
 					i := stored[n-1]
 					out[i].RunID, out[i].Status = id, status
@@ -639,27 +652,16 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					}
 				}
 				if err := rows.Err(); err != nil {
-					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
-				}
-				return br.Close()
-			}()
-			if err != nil {
-				return err
-			}
-		}
-		if skipped > 0 {
-			var raw []byte
-			if len(sample) > 0 {
-				var err error
-				if raw, err = json.Marshal(sample); err != nil {
-					return fmt.Errorf("encoding the sample of skipped events: %w", err)
+					return fmt.Errorf("%s: %w", what, err)
 				}
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now); err != nil {
-				return fmt.Errorf("counting %d skipped event(s): %w", skipped, err)
-			}
+			return br.Close()
+		}()
+		if err != nil {
+			return err
 		}
 		if queued {
+			// Runs for the other runners: wake them.
 			return s.notify(ctx, tx)
 		}
 		return nil
