@@ -242,3 +242,24 @@ func TestCrashInsideABatch(t *testing.T) {
 		}
 	}
 }
+
+// TestPageCallsKeepToConcurrency: a page's runs call an action without a
+// batch form side by side, never more at once than --concurrency (the
+// workers' slots), and all of them end.
+func TestPageCallsKeepToConcurrency(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(40, everyOther) // 20 eligible, one page
+	svc.createDelay = 5 * time.Millisecond
+	r := issueRecipe(t)
+	r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 40})
+	sum := runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{r}, concurrency(3)))
+	if svc.mostAtOnce > 3 || svc.mostAtOnce < 2 {
+		t.Errorf("%d creates at once, want 2 or 3 (side by side, at most --concurrency)", svc.mostAtOnce)
+	}
+	if rs := recipeSummary(t, sum, "issue"); rs.Succeeded != 20 {
+		t.Errorf("summary %+v, want 20 succeeded", rs)
+	}
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, store)
+}

@@ -250,6 +250,8 @@ func (e *Engine) concluded(ctx context.Context, cr *ClaimedRun, status string, e
 	st := e.stats[cr.Recipe]
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
+		// No longer worked on here: no renewal judges it.
+		e.forget(cr)
 		if lost(ctx, err) {
 			// Another runner has it (or will): nothing more to write.
 			e.log.Warn("run taken over by another runner; stopped", "run", cr.ID, "recipe", cr.Recipe)

@@ -41,13 +41,15 @@ type fakeService struct {
 	block           chan struct{}
 
 	// Batch form of create_cert.
-	batches           []int                               // size of each batch call
-	itemPermanent     map[string]bool                     // members whose item fails with a 422
-	itemRetryable     map[string]int                      // members whose item fails transiently first
-	batchInDoubtMulti bool                                // the first call of several inputs creates, then answers in doubt
-	inDoubtSize       int                                 // how many inputs that call carried
-	batchHold         func(ctx context.Context, size int) // runs inside the first batch call
-	entered           chan string                         // receives the member id when a create starts
+	batches              []int                               // size of each batch call
+	itemPermanent        map[string]bool                     // members whose item fails with a 422
+	itemRetryable        map[string]int                      // members whose item fails transiently first
+	batchInDoubtMulti    bool                                // the first call of several inputs creates, then answers in doubt
+	inDoubtSize          int                                 // how many inputs that call carried
+	batchHold            func(ctx context.Context, size int) // runs inside the first batch call
+	entered              chan string                         // receives the member id when a create starts
+	createDelay          time.Duration                       // how long a create takes
+	creating, mostAtOnce int                                 // creates in flight, and their most at once
 
 	// per-subject execution log, for ordering tests
 	active  map[string]int
@@ -108,8 +110,14 @@ func (f *fakeService) create(ctx context.Context, input map[string]any) (*connec
 	id, _ := input["member"].(string)
 	f.mu.Lock()
 	f.calls["create_cert"]++
-	entered, block := f.entered, f.block
+	entered, block, delay := f.entered, f.block, f.createDelay
+	f.creating++
+	f.mostAtOnce = max(f.mostAtOnce, f.creating)
 	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.creating--; f.mu.Unlock() }()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
 	if entered != nil {
 		entered <- id
 	}

@@ -218,6 +218,18 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim) {
 func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]pageEnd) []*pageRun {
 	rt := ps.rt
 	next := live[:0:0]
+	// failed ends a run whose step failed for good (its line in pr.rec),
+	// unless the step says to continue.
+	failed := func(pr *pageRun, err error) {
+		pr.rs.pending = append(pr.rs.pending, pr.rec)
+		if st.s.OnError == "continue" {
+			e.log.Warn("step failed; continuing", "run", pr.rs.cr.ID, "error", err)
+			pr.rs.steps[st.s.ID] = nil
+			next = append(next, pr)
+			return
+		}
+		*ends = append(*ends, pageEnd{pr, RunDead, err})
+	}
 	var callers []*pageRun
 	for _, pr := range live {
 		rs, cr := pr.rs, pr.rs.cr
@@ -253,15 +265,7 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 		input, err := st.s.With.EvalMap(rs.env)
 		if err != nil {
 			pr.rec.Status, pr.rec.Error, pr.rec.Finished = StepFailed, e.redact.String(err.Error()), e.now()
-			rs.pending = append(rs.pending, pr.rec)
-			err = fmt.Errorf("recipe %q: step %q (%s): with: %w", rt.r.Name, st.s.ID, st.name, err)
-			if st.s.OnError == "continue" {
-				e.log.Warn("step failed; continuing", "run", cr.ID, "error", err)
-				rs.steps[st.s.ID] = nil
-				next = append(next, pr)
-				continue
-			}
-			*ends = append(*ends, pageEnd{pr, RunDead, err})
+			failed(pr, fmt.Errorf("recipe %q: step %q (%s): with: %w", rt.r.Name, st.s.ID, st.name, err))
 			continue
 		}
 		if input == nil {
@@ -326,15 +330,7 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 		if !errors.Is(res.err, connectors.ErrInDoubt) && !connectors.Retryable(res.err) {
 			// Failed for good, as the run path would decide at once.
 			e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "failed", res.took)
-			err := e.stepFailed(rs, st, &pr.rec, res.err)
-			rs.pending = append(rs.pending, pr.rec)
-			if st.s.OnError == "continue" {
-				e.log.Warn("step failed; continuing", "run", cr.ID, "error", err)
-				rs.steps[st.s.ID] = nil
-				next = append(next, pr)
-				continue
-			}
-			*ends = append(*ends, pageEnd{pr, RunDead, err})
+			failed(pr, e.stepFailed(rs, st, &pr.rec, res.err))
 			continue
 		}
 		e.obs.StepAttempt(rt.r.Name, st.s.ID, st.name, "retry", res.took)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -189,7 +190,7 @@ func eventData(ev connectors.Event) (json.RawMessage, error) {
 	if len(ev.Raw) > 0 {
 		return ev.Raw, nil
 	}
-	return json.Marshal(ev.Data)
+	return jsonenc.Marshal(ev.Data)
 }
 
 // waitForRoom holds a trigger while too many of its runs wait. Other

@@ -1,6 +1,7 @@
 package accredible
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/apiclient"
+	"github.com/memberflow/memberflow/internal/jsondec"
 )
 
 // bulkChunk is the v2 bulk create's documented maximum per request.
@@ -198,10 +200,12 @@ func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk [
 // bulkAnswer is POST /v2/credentials/bulk_create's answer: one result
 // per credential sent, in order.
 type bulkAnswer struct {
-	Results []struct {
-		Credential map[string]any `json:"credential"`
-		Error      *bulkError     `json:"error"`
-	} `json:"results"`
+	Results []bulkItem `json:"results"`
+}
+
+type bulkItem struct {
+	Credential map[string]any `json:"credential"`
+	Error      *bulkError     `json:"error"`
 }
 
 // postBulk sends the inputs idx (30 at most) as one bulk create.
@@ -211,8 +215,134 @@ func (c *Client) postBulk(ctx context.Context, inputs []map[string]any, idx []in
 		body[j] = withoutNulls(wireFields(inputs[i]))
 	}
 	var answer bulkAnswer
-	_, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: "/v2/credentials/bulk_create", Body: map[string]any{"credentials": body}}, &answer)
-	return &answer, err
+	const path = "/v2/credentials/bulk_create"
+	resp, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPost, Path: path, Body: map[string]any{"credentials": body}}, nil)
+	if err != nil || len(bytes.TrimSpace(resp.Body)) == 0 {
+		return &answer, err
+	}
+	if err := answer.decode(resp.Body); err != nil {
+		return &answer, fmt.Errorf("%s %s %s: decoding the answer: %w", c.api.Service(), http.MethodPost, path, err)
+	}
+	return &answer, nil
+}
+
+// decode is json.Unmarshal(body, a): without reflection when the answer
+// is shaped as documented (a list of results of a credential object and
+// an error), else by encoding/json (TestBulkAnswerDecodesAsUnmarshal,
+// FuzzBulkAnswer).
+func (a *bulkAnswer) decode(body []byte) error {
+	var d jsondec.Decoder
+	if v, ok := d.Unique(body); ok && a.read(v) {
+		return nil
+	}
+	*a = bulkAnswer{}
+	return json.Unmarshal(body, a)
+}
+
+// read fills a from a decoded answer as json.Unmarshal would; false for
+// anything it does not take (a value of another type, a key naming a
+// field in other letter case), a then partly filled.
+func (a *bulkAnswer) read(v any) bool {
+	if v == nil {
+		return true
+	}
+	top, ok := v.(map[string]any)
+	if !ok || !exactKeys(top, "results") {
+		return false
+	}
+	if top["results"] == nil {
+		return true
+	}
+	list, ok := top["results"].([]any)
+	if !ok {
+		return false
+	}
+	a.Results = make([]bulkItem, len(list))
+	for i, item := range list {
+		if item == nil {
+			continue
+		}
+		m, ok := item.(map[string]any)
+		if !ok || !exactKeys(m, "credential", "error") {
+			return false
+		}
+		switch c := m["credential"].(type) {
+		case nil:
+		case map[string]any:
+			a.Results[i].Credential = c
+		default:
+			return false
+		}
+		if e := m["error"]; e != nil {
+			if a.Results[i].Error, ok = readBulkError(e); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func readBulkError(v any) (*bulkError, bool) {
+	m, ok := v.(map[string]any)
+	if !ok || !exactKeys(m, "code", "message", "details") {
+		return nil, false
+	}
+	e := &bulkError{}
+	if e.Code, ok = optionalString(m["code"]); !ok {
+		return nil, false
+	}
+	if e.Message, ok = optionalString(m["message"]); !ok {
+		return nil, false
+	}
+	if m["details"] == nil {
+		return e, true
+	}
+	list, ok := m["details"].([]any)
+	if !ok {
+		return nil, false
+	}
+	e.Details = make([]bulkErrorDetail, len(list))
+	for i, item := range list {
+		if item == nil {
+			continue
+		}
+		d, ok := item.(map[string]any)
+		if !ok || !exactKeys(d, "property", "reason", "message") {
+			return nil, false
+		}
+		for _, f := range []struct {
+			key string
+			to  *string
+		}{{"property", &e.Details[i].Property}, {"reason", &e.Details[i].Reason}, {"message", &e.Details[i].Message}} {
+			if *f.to, ok = optionalString(d[f.key]); !ok {
+				return nil, false
+			}
+		}
+	}
+	return e, true
+}
+
+// optionalString is a string field as json.Unmarshal fills it: null
+// leaves it empty.
+func optionalString(v any) (string, bool) {
+	if v == nil {
+		return "", true
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+// exactKeys reports whether no key of m names one of fields in other
+// letter case (json.Unmarshal matches struct fields ignoring case).
+func exactKeys(m map[string]any, fields ...string) bool {
+	for k := range m {
+		for _, f := range fields {
+			if k != f && strings.EqualFold(k, f) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func bulkOutput(results []bulkResult) map[string]any {

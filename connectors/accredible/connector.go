@@ -227,13 +227,15 @@ func ParseError(status int, header http.Header, body []byte) *connectors.APIErro
 
 // bulkError is one item's error in a bulk answer.
 type bulkError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Details []struct {
-		Property string `json:"property"`
-		Reason   string `json:"reason"`
-		Message  string `json:"message"`
-	} `json:"details"`
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Details []bulkErrorDetail `json:"details"`
+}
+
+type bulkErrorDetail struct {
+	Property string `json:"property"`
+	Reason   string `json:"reason"`
+	Message  string `json:"message"`
 }
 
 func (b *bulkError) String() string {

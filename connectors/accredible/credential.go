@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 // Credential is a credential in the one shape every hand-written
@@ -118,7 +121,7 @@ func Fingerprint(c Credential) string {
 		c.IssuedOn, deref(c.ExpiredOn), c.Approve, c.Private, deref(c.Grade),
 		nonNil(c.CustomAttributes), nonNil(c.MetaData),
 	}
-	b, _ := json.Marshal(state) // map keys are sorted: the encoding is canonical
+	b, _ := jsonenc.Marshal(state) // json.Marshal's bytes; map keys are sorted: the encoding is canonical
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:12])
 }
@@ -127,11 +130,90 @@ func Fingerprint(c Credential) string {
 func Subject(id string) string { return "credential/" + id }
 
 // Output is the credential as an action output or event data.
+// It is the credential encoded as JSON and decoded again (what
+// outputOfJSON does), built without reflection (TestOutputIsJSON,
+// FuzzOutput).
 func (c Credential) Output() map[string]any {
+	var d jsondec.Decoder
+	attrs, ok1 := throughJSON(&d, c.CustomAttributes)
+	meta, ok2 := throughJSON(&d, c.MetaData)
+	if !ok1 || !ok2 {
+		return outputOfJSON(c)
+	}
+	recipient := map[string]any{"name": jsonString(c.Recipient.Name), "email": jsonString(c.Recipient.Email)}
+	if c.Recipient.ID != "" {
+		recipient["id"] = jsonString(c.Recipient.ID)
+	}
+	if c.Recipient.PhoneNumber != "" {
+		recipient["phone_number"] = jsonString(c.Recipient.PhoneNumber)
+	}
+	if len(c.Recipient.MetaData) > 0 {
+		m, ok := throughJSON(&d, c.Recipient.MetaData)
+		if !ok {
+			return outputOfJSON(c)
+		}
+		recipient["meta_data"] = m
+	}
+	out := map[string]any{
+		"id": jsonString(c.ID), "name": jsonString(c.Name), "group_id": float64(c.GroupID), "group_name": jsonString(c.GroupName),
+		"recipient": recipient, "issued_on": jsonString(c.IssuedOn), "expired_on": optionalJSONString(c.ExpiredOn),
+		"approve": c.Approve, "complete": c.Complete, "private": c.Private, "grade": optionalJSONString(c.Grade),
+		"url": jsonString(c.URL), "encoded_id": jsonString(c.EncodedID), "custom_attributes": attrs, "meta_data": meta,
+	}
+	for k, v := range map[string]string{"description": c.Description, "license_id": c.LicenseID, "created_at": c.CreatedAt, "updated_at": c.UpdatedAt} {
+		if v != "" { // omitempty
+			out[k] = jsonString(v)
+		}
+	}
+	return out
+}
+
+// outputOfJSON is the credential encoded as JSON and decoded again.
+func outputOfJSON(c Credential) map[string]any {
 	b, _ := json.Marshal(c)
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	return m
+}
+
+// throughJSON is m encoded and decoded again (nil stays nil: null);
+// false when m cannot be encoded.
+func throughJSON(d *jsondec.Decoder, m map[string]any) (any, bool) {
+	if m == nil {
+		return nil, true
+	}
+	b, err := jsonenc.Marshal(m)
+	if err != nil {
+		return nil, false
+	}
+	v, err := d.Value(b)
+	return v, err == nil
+}
+
+// jsonString is s as it comes back from JSON: encoding/json writes each
+// byte that is not valid UTF-8 as U+FFFD.
+func jsonString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func optionalJSONString(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return jsonString(*s)
 }
 
 func (c Credential) record() connectors.Record {

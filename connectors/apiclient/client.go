@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +30,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 // Config configures a Client. Connectors fill in the service's defaults;
@@ -187,11 +190,41 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) (*Response, err
 		return resp, err
 	}
 	if out != nil && len(bytes.TrimSpace(resp.Body)) > 0 {
-		if err := json.Unmarshal(resp.Body, out); err != nil {
+		if err := decode(resp.Body, out); err != nil {
 			return resp, fmt.Errorf("%s %s %s: decoding the answer: %w", c.cfg.Service, req.Method, req.Path, err)
 		}
 	}
 	return resp, nil
+}
+
+// decoders share object keys between answers (most answers of a
+// connection repeat them).
+var decoders = sync.Pool{New: func() any { return new(jsondec.Decoder) }}
+
+// decode is json.Unmarshal(body, out), in one pass without reflection
+// when out is a nil map[string]any or a nil any (the values are
+// encoding/json's: internal/jsondec).
+func decode(body []byte, out any) error {
+	var err error
+	switch p := out.(type) {
+	case *any:
+		if *p != nil {
+			break // Unmarshal decodes into what it holds
+		}
+		d := decoders.Get().(*jsondec.Decoder)
+		*p, err = d.Value(body)
+		decoders.Put(d)
+		return err
+	case *map[string]any:
+		if *p != nil {
+			break // Unmarshal adds to it
+		}
+		d := decoders.Get().(*jsondec.Decoder)
+		*p, err = d.Object(body)
+		decoders.Put(d)
+		return err
+	}
+	return json.Unmarshal(body, out)
 }
 
 // Do performs the request with rate limiting and authentication, once
@@ -212,7 +245,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	case req.RawBody != nil:
 		body = req.RawBody
 	case req.Body != nil:
-		b, err := json.Marshal(req.Body)
+		b, err := jsonenc.Marshal(req.Body)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s %s: encoding the body: %w", c.cfg.Service, req.Method, req.Path, err)
 		}
@@ -308,7 +341,7 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 		return nil, &transportError{err: err}, !notSent(err)
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	data, err := readBody(res)
 	if err != nil {
 		return nil, &transportError{err: err}, true
 	}
@@ -329,6 +362,48 @@ func (c *Client) once(ctx context.Context, req Request, body []byte, contentType
 	}
 	c.limiter.done(res.Header, res.StatusCode, 0)
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: data}, nil, true
+}
+
+// maxBody is the most of an answer read.
+const maxBody = 64 << 20
+
+// bodyBuffers hold answers of unannounced length while they are read.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest read buffer kept for the next answer.
+const maxPooledBuffer = 1 << 20
+
+// readBody reads an answer's body, at most maxBody bytes, into one
+// buffer of the announced length when there is one, else into a pooled
+// buffer then copied out at its length: io.ReadAll would grow a buffer
+// from 512 bytes, copying a page of records a dozen times.
+func readBody(res *http.Response) ([]byte, error) {
+	r := io.LimitReader(res.Body, maxBody)
+	n := res.ContentLength
+	if n <= 0 || n > maxBody {
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err := buf.ReadFrom(r)
+		data := append([]byte{}, buf.Bytes()...)
+		if buf.Cap() <= maxPooledBuffer {
+			bodyBuffers.Put(buf)
+		}
+		return data, err
+	}
+	buf := make([]byte, 0, n+1) // +1: room to see the end without growing
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // more than announced: grow
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // transportError is a failure below HTTP: connection refused, reset,

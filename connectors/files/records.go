@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
 )
 
 func recordsTrigger() *connectors.TriggerSpec {
@@ -67,7 +68,7 @@ type jsonlReader struct {
 	offset int64
 	lines  int
 	long   []byte // a line longer than r's buffer, assembled
-	dec    lineDecoder
+	dec    jsondec.Decoder
 }
 
 // readLine returns the next line, newline included; it is valid until the
@@ -101,7 +102,7 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		if len(text) == 0 {
 			continue
 		}
-		rec, err := j.dec.decodeObject(text)
+		rec, err := j.dec.Object(text)
 		if err != nil || rec == nil {
 			if err == nil {
 				err = errors.New("want a JSON object")

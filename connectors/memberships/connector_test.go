@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -568,6 +569,12 @@ func TestUserCreatedFromTheBeginning(t *testing.T) {
 	ids := map[string]bool{}
 	for _, ev := range evs {
 		ids[ev.ID] = true
+		// The record as the API sent it is the event's stored data: it
+		// must say what Data says.
+		var stored map[string]any
+		if err := json.Unmarshal(ev.Raw, &stored); err != nil || !reflect.DeepEqual(stored, ev.Data) {
+			t.Fatalf("event %s: Raw %s (%v) is not its Data %v", ev.ID, ev.Raw, err, ev.Data)
+		}
 	}
 	if len(ids) != 230 {
 		t.Errorf("%d distinct event ids", len(ids))
@@ -576,6 +583,9 @@ func TestUserCreatedFromTheBeginning(t *testing.T) {
 	for _, ev := range st.drain() {
 		if ev.Data["from"] != nil || ev.Data["to"] != "eligible" {
 			t.Errorf("backfill status event %v", ev.Data)
+		}
+		if ev.Raw != nil {
+			t.Errorf("status event %s carries the record's text as its data: %s", ev.ID, ev.Raw)
 		}
 	}
 	if evs := d.drain(); len(evs) != 0 {

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 )
 
@@ -28,16 +30,37 @@ func PaymentFingerprint(p map[string]any) string {
 }
 
 func fingerprint(rec map[string]any, statusField string, fields []string) string {
-	h := sha256.New()
+	var buf [512]byte
+	b := buf[:0]
 	for _, f := range fields {
-		v := rec[f]
-		if v == nil {
-			v = ""
-		}
-		fmt.Fprintf(h, "%s=%v\x1f", f, v)
+		b = append(b, f...)
+		b = append(b, '=')
+		b = appendField(b, rec[f])
+		b = append(b, '\x1f')
 	}
+	sum := sha256.Sum256(b)
 	status, _ := rec[statusField].(string)
-	return status + "." + hex.EncodeToString(h.Sum(nil)[:8])
+	return status + "." + hex.EncodeToString(sum[:8])
+}
+
+// appendField appends v as fmt's %v writes it, a missing or null field
+// as "": the bytes fingerprints have always hashed. The types a JSON
+// answer decodes to are written here; others go to fmt
+// (TestAppendFieldIsPrintf, FuzzAppendField).
+func appendField(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return b
+	case string:
+		return append(b, x...)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case float64:
+		if !math.IsInf(x, 0) && !math.IsNaN(x) {
+			return strconv.AppendFloat(b, x, 'g', -1, 64)
+		}
+	}
+	return fmt.Appendf(b, "%v", v)
 }
 
 // statusOf returns the status a fingerprint was taken in.

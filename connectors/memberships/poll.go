@@ -1,16 +1,20 @@
 package memberships
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/connectors/apiclient"
+	"github.com/memberflow/memberflow/internal/jsondec"
 )
 
 // pageSize is the most the search answers per page.
@@ -117,6 +121,7 @@ var paymentsSource = source{
 // seen is one record as a poll found it.
 type seen struct {
 	rec             map[string]any
+	raw             json.RawMessage // rec as the API sent it, if kept
 	id, subject, fp string
 	added, changed  int64
 	prior           string
@@ -135,6 +140,68 @@ func poller(src source, pick decide) func(context.Context, connectors.Conn, conn
 	return func(ctx context.Context, conn connectors.Conn, req connectors.PollRequest) (*connectors.PollResult, error) {
 		return poll(ctx, conn, req, src, pick)
 	}
+}
+
+// page is one answer of a search: its records and the total count.
+type page struct {
+	Items []map[string]any
+	// Texts are the records as the API sent them (the events' Raw), when
+	// the decoder kept them.
+	Texts [][]byte
+	Count int
+}
+
+// decoders decode pages; a decoder shares keys between the pages it
+// decodes.
+var decoders = sync.Pool{New: func() any { return new(jsondec.Decoder) }}
+
+// readPage takes the records (a list of objects or nulls; null is no
+// list) and the count from a decoded answer. A count that is not a
+// whole number is 0.
+func readPage(answer map[string]any, items string) (page, error) {
+	var p page
+	list, ok := answer[items].([]any)
+	if !ok {
+		if v, found := answer[items]; !found || v != nil {
+			return p, fmt.Errorf("want a list, got %s", jsonKind(v, found))
+		}
+	}
+	if list != nil {
+		p.Items = make([]map[string]any, len(list))
+	}
+	for i, v := range list {
+		rec, ok := v.(map[string]any)
+		if !ok && v != nil {
+			return page{}, fmt.Errorf("record %d: want an object, got %s", i, jsonKind(v, true))
+		}
+		p.Items[i] = rec
+	}
+	if n, ok := answer["count"].(float64); ok && n == math.Trunc(n) && math.Abs(n) <= 1<<53 {
+		p.Count = int(n)
+	}
+	return p, nil
+}
+
+// jsonKind names the JSON type of a decoded value, for errors.
+func jsonKind(v any, found bool) string {
+	switch v.(type) {
+	case nil:
+		if !found {
+			return "nothing"
+		}
+		return "null"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // poll fetches the next page of changes and lets decide pick the events.
@@ -166,21 +233,30 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	if cur.Skip > 0 {
 		q.Set("skip", fmt.Sprint(cur.Skip))
 	}
-	var page struct {
-		Items []map[string]any
-		Count int `json:"count"`
-	}
-	var rawPage map[string]json.RawMessage
-	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: src.path, Query: q}, &rawPage); err != nil {
+	resp, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: src.path, Query: q}, nil)
+	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(rawPage[src.items], &page.Items); err != nil {
+	var answer map[string]any
+	var texts [][]byte
+	if len(bytes.TrimSpace(resp.Body)) > 0 {
+		d := decoders.Get().(*jsondec.Decoder)
+		answer, texts, err = d.ObjectAndList(resp.Body, src.items)
+		decoders.Put(d)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s %s: decoding the answer: %w", c.api.Service(), http.MethodGet, src.path, err)
+		}
+	}
+	page, err := readPage(answer, src.items)
+	if err != nil {
 		return nil, fmt.Errorf("memberships: GET %s: %q is not a list of records: %w", src.path, src.items, err)
 	}
-	_ = json.Unmarshal(rawPage["count"], &page.Count)
+	if len(texts) == len(page.Items) {
+		page.Texts = texts
+	}
 
 	var fresh []*seen
-	for _, rec := range page.Items {
+	for i, rec := range page.Items {
 		id, _ := rec["id"].(string)
 		changedAt, _ := rec[src.changed].(string)
 		if id == "" || (incremental && changedAt == "") {
@@ -190,6 +266,9 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 			continue // seen by the previous poll
 		}
 		s := &seen{rec: rec, id: id, subject: src.subject(id), fp: src.fingerprint(rec), start: cur.Start}
+		if page.Texts != nil {
+			s.raw = page.Texts[i]
+		}
 		if a, _ := rec[src.addedField].(string); a != "" {
 			s.added = parseTime(a)
 		}

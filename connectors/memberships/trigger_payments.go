@@ -44,7 +44,7 @@ func decidePaymentCreated(s *seen, params map[string]any) *connectors.Event {
 	if status, _ := s.rec["status"].(string); !matches(params["status"], status) {
 		return nil
 	}
-	return &connectors.Event{ID: s.subject + "/created", Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.added), Data: s.rec}
+	return &connectors.Event{ID: s.subject + "/created", Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.added), Data: s.rec, Raw: s.raw}
 }
 
 func decidePaymentUpdated(s *seen, params map[string]any) *connectors.Event {
@@ -60,5 +60,5 @@ func decidePaymentUpdated(s *seen, params map[string]any) *connectors.Event {
 	if status, _ := s.rec["status"].(string); !matches(params["status"], status) {
 		return nil
 	}
-	return &connectors.Event{ID: changeID(s), Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.changed), Data: s.rec}
+	return &connectors.Event{ID: changeID(s), Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.changed), Data: s.rec, Raw: s.raw}
 }

@@ -97,7 +97,7 @@ func decideUserCreated(s *seen, params map[string]any) *connectors.Event {
 	if !matches(params["membershipStatus"], status) {
 		return nil
 	}
-	return &connectors.Event{ID: s.subject + "/created", Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.added), Data: s.rec}
+	return &connectors.Event{ID: s.subject + "/created", Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.added), Data: s.rec, Raw: s.raw}
 }
 
 func decideUserUpdated(s *seen, params map[string]any) *connectors.Event {
@@ -114,7 +114,7 @@ func decideUserUpdated(s *seen, params map[string]any) *connectors.Event {
 	if !matches(params["membershipStatus"], status) {
 		return nil
 	}
-	return &connectors.Event{ID: changeID(s), Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.changed), Data: s.rec}
+	return &connectors.Event{ID: changeID(s), Subject: s.subject, Fingerprint: s.fp, Time: timeOf(s.changed), Data: s.rec, Raw: s.raw}
 }
 
 func decideUserChanged(s *seen, params map[string]any) *connectors.Event {

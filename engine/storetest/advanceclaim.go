@@ -166,11 +166,6 @@ func testAdvanceClaimKeys(t *testing.T, open func(t *testing.T) engine.Store) {
 func testAdvanceClaimSkipsNonRuns(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	now := time.Now()
-	echoOf := func(id, fp string) engine.NewEvent {
-		e := ev(id, "k-"+id)
-		e.Subject, e.Fingerprint, e.Connector = "member/1", fp, "members"
-		return e
-	}
 	// Recipe A wrote member/1 in state f1 (an earlier queued run of the
 	// event "old" stays queued: its key is held).
 	advance(t, s, "A", ev("writer", "w"), ev("old", "w"))
@@ -216,11 +211,6 @@ func testAdvanceClaimSkipsNonRuns(t *testing.T, open func(t *testing.T) engine.S
 func testAdvanceClaimChains(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	now := time.Now()
-	echoOf := func(id, fp string) engine.NewEvent {
-		e := ev(id, "k-"+id)
-		e.Subject, e.Fingerprint, e.Connector = "member/1", fp, "members"
-		return e
-	}
 	wrote := func(r *engine.ClaimedRun, fp string) {
 		t.Helper()
 		finish(t, s, r, engine.RunSucceeded, engine.StepRecord{RunID: r.ID, StepID: "w", Action: "m.update", Status: engine.StepSucceeded, Attempts: 1,

@@ -77,6 +77,14 @@ func ev(id, key string) engine.NewEvent {
 		Data: json.RawMessage(`{"id":"` + id + `"}`)}
 }
 
+// echoOf is an event of member/1 (connector members) in state fp, with
+// its own ordering key.
+func echoOf(id, fp string) engine.NewEvent {
+	e := ev(id, "k-"+id)
+	e.Subject, e.Fingerprint, e.Connector = "member/1", fp, "members"
+	return e
+}
+
 func advance(t *testing.T, s engine.Store, recipe string, evs ...engine.NewEvent) []engine.Enqueued {
 	t.Helper()
 	enq, err := s.Advance(ctx, recipe, engine.Advance{Events: evs})
@@ -531,11 +539,6 @@ func testJournal(t *testing.T, open func(t *testing.T) engine.Store) {
 func testEchoChains(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	now := time.Now()
-	echoOf := func(id, fp string) engine.NewEvent {
-		e := ev(id, "k-"+id)
-		e.Subject, e.Fingerprint, e.Connector = "member/1", fp, "members"
-		return e
-	}
 	// Recipe A's run writes member/1 in state f1.
 	advance(t, s, "A", ev("a1", "ka"))
 	a := claim(t, s, "w", 1, now, "A")[0]

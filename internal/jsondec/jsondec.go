@@ -1,4 +1,16 @@
-package files
+// Package jsondec decodes JSON into the values encoding/json gives an
+// `any` (map[string]any, []any, string, float64, bool, nil) in one pass,
+// without json.Unmarshal's separate validity scan and reflection.
+// Anything it does not take on the fast path (malformed JSON, a number
+// out of range, invalid UTF-8 in a string) goes to json.Unmarshal, so
+// results and errors are encoding/json's
+// (TestDecoderAgreesWithEncodingJSON, FuzzDecoder).
+//
+// The values' strings share one copy of the input, and object keys seen
+// before are shared across inputs: a record costs a few allocations
+// instead of one per field. A value kept keeps that copy alive: decode
+// what is used together (a line, an API answer).
+package jsondec
 
 import (
 	"encoding/json"
@@ -10,49 +22,110 @@ import (
 	"unicode/utf8"
 )
 
-// lineDecoder decodes one JSON Lines record into the values
-// encoding/json gives an `any` (map[string]any, []any, string, float64,
-// bool, nil) in one pass, without json.Unmarshal's separate validity
-// scan. Anything it does not take on the fast path (a malformed line, a
-// number out of range, invalid UTF-8 in a string) goes to json.Unmarshal,
-// so results and errors are encoding/json's
-// (TestLineDecoderAgreesWithEncodingJSON, FuzzLineDecoder).
-//
-// The values' strings share one copy of the line, and object keys seen
-// before are shared across lines: a record costs a few allocations
-// instead of one per field.
-type lineDecoder struct {
-	s    string // the line being decoded
+// Decoder holds the keys it has seen, to share them between inputs. It
+// is not safe for concurrent use; the zero value is ready.
+type Decoder struct {
+	s    string // the input being decoded
 	i    int
 	keys map[string]string // keys already seen, reused
 	buf  []byte            // scratch for strings with escapes
+	// sizes is the size of the last object decoded at each shallow
+	// depth: the records of a list are alike, so a map is made the size
+	// of the one before it instead of growing to it.
+	sizes [8]int
+	dup   bool // an object of the input repeats a key
+	// listKey names the top-level list whose elements' spans are kept
+	// (ObjectAndList); record marks that list while it is decoded.
+	listKey string
+	record  bool
+	spans   [][2]int
 }
 
-// maxKeys bounds the keys a decoder remembers: records of one file share
-// their keys, so a handful are enough.
+// maxHint bounds a map's size hint, so that one large object does not
+// make the maps after it large.
+const maxHint = 64
+
+// maxKeys bounds the keys a decoder remembers: records of one kind share
+// their keys, so a few hundred are enough.
 const maxKeys = 256
 
 // maxDepth is encoding/json's nesting limit: deeper goes to it, which refuses.
 const maxDepth = 10000
 
-// decodeObject decodes line as one JSON object; rec is nil for `null`.
-func (d *lineDecoder) decodeObject(line []byte) (map[string]any, error) {
-	if len(line) > 0 && line[0] == '{' {
-		d.s, d.i = string(line), 0
-		v, ok := d.value(0)
-		d.skipSpace()
-		if ok && d.i == len(d.s) {
-			d.s = ""
+// Object decodes data as one JSON object, as json.Unmarshal into a nil
+// map[string]any does: nil for `null`, an error for anything else that
+// is not an object.
+func (d *Decoder) Object(data []byte) (map[string]any, error) {
+	if len(data) > 0 && data[0] == '{' {
+		if v, ok := d.whole(data); ok {
 			return v.(map[string]any), nil
 		}
-		d.s = ""
 	}
 	var rec map[string]any
-	err := json.Unmarshal(line, &rec)
+	err := json.Unmarshal(data, &rec)
 	return rec, err
 }
 
-func (d *lineDecoder) skipSpace() {
+// Value decodes data as one JSON value, as json.Unmarshal into a nil
+// `any` does.
+func (d *Decoder) Value(data []byte) (any, error) {
+	if v, ok := d.whole(data); ok {
+		return v, nil
+	}
+	var v any
+	err := json.Unmarshal(data, &v)
+	return v, err
+}
+
+// ObjectAndList decodes data as Object does and returns the text of
+// each element of the list under key in it (a record of a page as the
+// API sent it), slices of data. The texts are nil when there is no such
+// list or the decoding left the fast path.
+func (d *Decoder) ObjectAndList(data []byte, key string) (map[string]any, [][]byte, error) {
+	if len(data) == 0 || data[0] != '{' {
+		m, err := d.Object(data)
+		return m, nil, err
+	}
+	d.listKey, d.spans = key, d.spans[:0]
+	v, ok := d.whole(data)
+	d.listKey, d.record = "", false
+	if !ok {
+		m, err := d.Object(data) // encoding/json's value or error; no texts
+		return m, nil, err
+	}
+	m := v.(map[string]any)
+	list, _ := m[key].([]any)
+	if len(list) == 0 || len(list) != len(d.spans) {
+		return m, nil, nil
+	}
+	texts := make([][]byte, len(d.spans))
+	for i, sp := range d.spans {
+		texts[i] = data[sp[0]:sp[1]:sp[1]]
+	}
+	return m, texts, nil
+}
+
+// Unique decodes data as Value does and reports whether it took the
+// fast path and found no object repeating a key: then the value says all
+// the input did, for a caller that reads it as json.Unmarshal would read
+// the input into a struct. Otherwise (false) such a caller decodes the
+// input with json.Unmarshal.
+func (d *Decoder) Unique(data []byte) (any, bool) {
+	v, ok := d.whole(data)
+	return v, ok && !d.dup
+}
+
+// whole decodes data on the fast path; false when it gives up.
+func (d *Decoder) whole(data []byte) (any, bool) {
+	d.s, d.i, d.dup = string(data), 0, false
+	v, ok := d.value(0)
+	d.skipSpace()
+	ok = ok && d.i == len(d.s)
+	d.s = ""
+	return v, ok
+}
+
+func (d *Decoder) skipSpace() {
 	for d.i < len(d.s) {
 		switch d.s[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -64,7 +137,7 @@ func (d *lineDecoder) skipSpace() {
 }
 
 // value decodes the value at d.i; false when the fast path gives up.
-func (d *lineDecoder) value(depth int) (any, bool) {
+func (d *Decoder) value(depth int) (any, bool) {
 	d.skipSpace()
 	if d.i >= len(d.s) {
 		return nil, false
@@ -91,7 +164,7 @@ func (d *lineDecoder) value(depth int) (any, bool) {
 	}
 }
 
-func (d *lineDecoder) literal(word string) bool {
+func (d *Decoder) literal(word string) bool {
 	if len(d.s)-d.i >= len(word) && d.s[d.i:d.i+len(word)] == word {
 		d.i += len(word)
 		return true
@@ -99,18 +172,22 @@ func (d *lineDecoder) literal(word string) bool {
 	return false
 }
 
-func (d *lineDecoder) object(depth int) (any, bool) {
+func (d *Decoder) object(depth int) (any, bool) {
 	if depth > maxDepth {
 		return nil, false
 	}
 	d.i++ // {
-	m := make(map[string]any, 8)
+	hint := 8
+	if depth < len(d.sizes) {
+		hint = max(hint, d.sizes[depth])
+	}
+	m := make(map[string]any, hint)
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
 		return m, true
 	}
-	for {
+	for n := 1; ; n++ {
 		d.skipSpace()
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return nil, false
@@ -124,6 +201,7 @@ func (d *lineDecoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 		d.i++
+		d.record = depth == 1 && d.listKey != "" && k == d.listKey
 		v, ok := d.value(depth)
 		if !ok {
 			return nil, false
@@ -138,6 +216,10 @@ func (d *lineDecoder) object(depth int) (any, bool) {
 			d.i++
 		case '}':
 			d.i++
+			if depth < len(d.sizes) {
+				d.sizes[depth] = min(len(m), maxHint)
+			}
+			d.dup = d.dup || len(m) < n
 			return m, true
 		default:
 			return nil, false
@@ -145,11 +227,16 @@ func (d *lineDecoder) object(depth int) (any, bool) {
 	}
 }
 
-func (d *lineDecoder) array(depth int) (any, bool) {
+func (d *Decoder) array(depth int) (any, bool) {
 	if depth > maxDepth {
 		return nil, false
 	}
 	d.i++ // [
+	record := d.record && depth == 2
+	if record {
+		d.spans = d.spans[:0] // a repeated key: the last list is the one kept
+	}
+	d.record = false
 	a := make([]any, 0)
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
@@ -157,9 +244,14 @@ func (d *lineDecoder) array(depth int) (any, bool) {
 		return a, true
 	}
 	for {
+		d.skipSpace()
+		start := d.i
 		v, ok := d.value(depth)
 		if !ok {
 			return nil, false
+		}
+		if record {
+			d.spans = append(d.spans, [2]int{start, d.i})
 		}
 		a = append(a, v)
 		d.skipSpace()
@@ -178,8 +270,8 @@ func (d *lineDecoder) array(depth int) (any, bool) {
 	}
 }
 
-// key decodes an object key, shared with earlier lines' equal keys.
-func (d *lineDecoder) key() (string, bool) {
+// key decodes an object key, shared with earlier inputs' equal keys.
+func (d *Decoder) key() (string, bool) {
 	k, ok := d.str()
 	if !ok {
 		return "", false
@@ -191,7 +283,7 @@ func (d *lineDecoder) key() (string, bool) {
 		return seen, true
 	}
 	if len(d.keys) < maxKeys {
-		// Its own copy: k may share the whole line's memory.
+		// Its own copy: k may share the whole input's memory.
 		k = strings.Clone(k)
 		d.keys[k] = k
 	}
@@ -199,7 +291,7 @@ func (d *lineDecoder) key() (string, bool) {
 }
 
 // str decodes the string at d.i (its opening quote).
-func (d *lineDecoder) str() (string, bool) {
+func (d *Decoder) str() (string, bool) {
 	d.i++
 	start := d.i
 	for d.i < len(d.s) {
@@ -228,7 +320,7 @@ func (d *lineDecoder) str() (string, bool) {
 
 // escaped decodes a string with escapes, from start (after its quote);
 // d.i is at its first backslash.
-func (d *lineDecoder) escaped(start int) (string, bool) {
+func (d *Decoder) escaped(start int) (string, bool) {
 	b := append(d.buf[:0], d.s[start:d.i]...)
 	for d.i < len(d.s) {
 		c := d.s[d.i]
@@ -298,7 +390,7 @@ func (d *lineDecoder) escaped(start int) (string, bool) {
 }
 
 // hex4 reads four hex digits at i; -1 when they are not.
-func (d *lineDecoder) hex4(i int) rune {
+func (d *Decoder) hex4(i int) rune {
 	if i+4 > len(d.s) {
 		return -1
 	}
@@ -320,7 +412,7 @@ func (d *lineDecoder) hex4(i int) rune {
 }
 
 // number decodes a JSON number (its grammar checked here) as float64.
-func (d *lineDecoder) number() (any, bool) {
+func (d *Decoder) number() (any, bool) {
 	start := d.i
 	if d.s[d.i] == '-' {
 		d.i++
