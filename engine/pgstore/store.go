@@ -416,12 +416,12 @@ WHERE EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 	WHERE x.connector = u.c AND x.subject = u.sub AND x.fingerprint = u.fp
 	AND (w.id IS NULL OR w.recipe = $4 OR position(',' || $4 || ',' IN ',' || w.chain || ',') > 0))`
 
-// enqueueManySQL stores a page's events and their runs, in arrival order
-// (run IDs are the claim order): a run is suppressed at once when its
-// event echoes a write of the recipe or its chain, else queued. An event
-// ID seen before, or earlier in the page, stores nothing and answers no
-// row; the others answer their ordinal (from 1), run and status.
-const enqueueManySQL = `WITH i AS (
+// enqueuePageSQL stores a page's events (e) and answers the new ones
+// (f), in arrival order, each with whether it echoes a write of the
+// recipe or its chain. An event ID seen before, or earlier in the page,
+// stores nothing and is not in f. enqueueManySQL and enqueueClaimSQL go
+// on from it.
+const enqueuePageSQL = `WITH i AS (
 	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
 		WITH ORDINALITY AS u(event_id, subject, fingerprint, connector, event_time, data, okey, n)),
 e AS (
@@ -429,11 +429,17 @@ e AS (
 	SELECT $1, event_id, subject, fingerprint, connector, event_time, $9, data FROM i ORDER BY n
 	ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id),
 f AS (
-	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n,
+	SELECT DISTINCT ON (i.event_id) e.id, i.okey, i.n, i.connector, i.subject, i.fingerprint,
 		i.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
 			WHERE x.connector = i.connector AND x.subject = i.subject AND x.fingerprint = i.fingerprint
 			AND (w.id IS NULL OR w.recipe = $1 OR position(',' || $1 || ',' IN ',' || w.chain || ',') > 0)) AS echo
-	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n),
+	FROM e JOIN i ON i.event_id = e.event_id ORDER BY i.event_id, i.n)`
+
+// enqueueManySQL stores a page's events and their runs, in arrival order
+// (run IDs are the claim order): a run is suppressed at once when its
+// event echoes a write of the recipe or its chain, else queued. Each new
+// event answers its ordinal (from 1), run and status.
+const enqueueManySQL = enqueuePageSQL + `,
 r AS (
 	INSERT INTO runs (event, recipe, okey, status, created, finished)
 	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' ELSE 'queued' END, $9, CASE WHEN f.echo THEN $9::bigint END
@@ -441,32 +447,54 @@ r AS (
 	RETURNING id, event, status)
 SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 
-// Advance implements engine.TriggerStore. The page's ordering keys are
-// locked (lockKeysSQL) with the statement that queues its runs, in one
-// round trip; with Advance.Claim, the claimable new runs are claimed by a
-// second (claimNewSQL, Claim's own end).
+// enqueueClaimSQL is enqueueManySQL with Advance.Claim: a run that is
+// claimable (c) is inserted running, leased to $10 until $11 (started
+// $12), as Claim would leave it. Claimable: the first run of its key in
+// the page (k), with no run of the key queued or running before it; the
+// key locks taken before this statement (lockKeysSQL) make that check see
+// every earlier run of the key. A claimed run takes its cause's chain, as
+// at a claim (claimedSQL), and its intent, among the lines $14… of the
+// page's ordinals $13, is journaled (j) as Record would: the page, its
+// claims and its intents cost one statement.
+const enqueueClaimSQL = enqueuePageSQL + `,
+k AS (
+	SELECT DISTINCT ON (f.okey) f.n, f.okey, f.connector, f.subject, f.fingerprint FROM f
+	WHERE NOT f.echo ORDER BY f.okey, f.n),
+c AS (
+	SELECT k.n, coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
+		FROM echoes x JOIN runs w ON w.id = x.run
+		WHERE x.connector = k.connector AND x.subject = k.subject AND x.fingerprint = k.fingerprint AND k.fingerprint != ''
+		ORDER BY x.written DESC LIMIT 1), '') AS chain
+	FROM k WHERE NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = k.okey AND p.status IN ('queued', 'running'))),
+r AS (
+	INSERT INTO runs (event, recipe, okey, status, attempts, owner, lease_until, created, started, finished, chain)
+	SELECT f.id, $1, f.okey, CASE WHEN f.echo THEN 'suppressed' WHEN c.n IS NOT NULL THEN 'running' ELSE 'queued' END,
+		CASE WHEN c.n IS NOT NULL THEN 1 ELSE 0 END, CASE WHEN c.n IS NOT NULL THEN $10::text END, CASE WHEN c.n IS NOT NULL THEN $11::bigint END,
+		$9, CASE WHEN c.n IS NOT NULL THEN $12::bigint END, CASE WHEN f.echo THEN $9::bigint END, coalesce(c.chain, '')
+	FROM f LEFT JOIN c ON c.n = f.n ORDER BY f.n
+	RETURNING id, event, status),
+j AS (
+	INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	SELECT r.id, t.idx, t.step_id, t.action, t.status, t.input, t.output, t.error, t.attempts, t.started, t.finished
+	FROM unnest($13::bigint[], $14::int[], $15::text[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::int[], $22::bigint[], $23::bigint[])
+		AS t(n, idx, step_id, action, status, input, output, error, attempts, started, finished)
+	JOIN f ON f.n = t.n JOIN r ON r.event = f.id
+	WHERE r.status = 'running'
+	` + stepUpsertSQL + `)
+SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
+
+// Advance implements engine.TriggerStore. Its writes go in one batch, one
+// round trip: the cursor, the subject states, the page's runs (with the
+// locks of their ordering keys, taken first: lockKeysSQL) and its count of
+// skipped events. With Advance.Claim, the statement that stores the runs
+// also inserts the claimable ones running and journals their intents
+// (enqueueClaimSQL). Only a page with skipped events that may be echoes
+// reads first (echoesAmongSQL), and only a page that leaves runs queued
+// notifies after.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		now := time.Now().UnixNano()
-		if adv.Cursor != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO cursors (recipe, cursor, updated) VALUES ($1, $2, $3)
-				ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`, recipe, *adv.Cursor, now); err != nil {
-				return fmt.Errorf("saving the cursor: %w", err)
-			}
-		}
-		if len(adv.States) > 0 {
-			subs, states := make([]string, len(adv.States)), make([]string, len(adv.States))
-			for i, st := range adv.States {
-				subs[i], states[i] = st.Subject, st.State
-			}
-			// The last state of a subject wins, as in a loop of upserts.
-			if _, err := tx.Exec(ctx, `INSERT INTO subject_states (recipe, subject, state)
-				SELECT DISTINCT ON (sub) $1, sub, st FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(sub, st, n) ORDER BY sub, n DESC
-				ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, recipe, subs, states); err != nil {
-				return fmt.Errorf("saving subject states: %w", err)
-			}
-		}
 		skipped, sample := 0, []engine.SkippedEvent(nil)
 		// Phase 1, one statement: which skipped events echo a write
 		// (those are recorded as suppressed runs, as any echo).
@@ -492,7 +520,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				echoOfSkip[checked[n-1]] = true
 			}
 		}
-		// Phase 2, one statement: the stored events and their runs.
+		// Phase 2, one batch.
 		var stored []int
 		var ids, subjects, fps, conns, keys []string
 		var times []*int64
@@ -526,80 +554,52 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			ids, subjects, fps, conns, keys = append(ids, ev.ID), append(subjects, ev.Subject), append(fps, ev.Fingerprint), append(conns, ev.Connector), append(keys, key)
 			times, datas = append(times, nanosPtr(ev.Time)), append(datas, data)
 		}
-		var fresh []int64 // the queued runs, in ID order
-		at := map[int64]int{}
+		b := &pgx.Batch{}
+		var whats []string // what each statement of b does, for its error
+		queue := func(what, sql string, args ...any) {
+			b.Queue(sql, args...)
+			whats = append(whats, what)
+		}
+		if adv.Cursor != nil {
+			queue("saving the cursor", `INSERT INTO cursors (recipe, cursor, updated) VALUES ($1, $2, $3)
+				ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`, recipe, *adv.Cursor, now)
+		}
+		if len(adv.States) > 0 {
+			subs, states := make([]string, len(adv.States)), make([]string, len(adv.States))
+			for i, st := range adv.States {
+				subs[i], states[i] = st.Subject, st.State
+			}
+			// The last state of a subject wins, as in a loop of upserts.
+			queue("saving subject states", `INSERT INTO subject_states (recipe, subject, state)
+				SELECT DISTINCT ON (sub) $1, sub, st FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(sub, st, n) ORDER BY sub, n DESC
+				ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, recipe, subs, states)
+		}
+		enqueued := -1 // the statement that answers the runs, in whats
 		if len(stored) > 0 {
-			// The keys' locks and the runs go in one round trip.
 			locks := make([]int64, len(keys))
 			for i, k := range keys {
 				locks[i] = lockKey("okey", s.schema, k)
 			}
-			b := &pgx.Batch{}
-			b.Queue(lockKeysSQL, locks)
-			b.Queue(enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
-			br := tx.SendBatch(ctx, b)
-			err := func() error {
-				defer br.Close()
-				if _, err := br.Exec(); err != nil {
-					return fmt.Errorf("locking the ordering keys of %d events: %w", len(stored), err)
-				}
-				rows, err := br.Query()
-				if err != nil {
-					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var n, id int64
-					var status string
-					if err := rows.Scan(&n, &id, &status); err != nil {
-						return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
-					}
-					i := stored[n-1]
-					out[i].RunID, out[i].Status = id, status
-					if status == engine.RunQueued {
-						fresh = append(fresh, id)
-						at[id] = i
+			if c := adv.Claim; c != nil {
+				// The intents of the events that may be claimed, by their
+				// ordinals among the stored.
+				var intentAt []int64
+				var intents stepCols
+				for n, i := range stored {
+					if in := adv.Events[i].Intent; in != nil {
+						intentAt = append(intentAt, int64(n+1))
+						intents.add(in)
 					}
 				}
-				if err := rows.Err(); err != nil {
-					return fmt.Errorf("enqueueing %d events: %w", len(stored), err)
-				}
-				return br.Close()
-			}()
-			if err != nil {
-				return err
+				queue(fmt.Sprintf("planning the claim of %d events", len(stored)), claimPlanSQL)
+				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
+				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), intentAt}, intents.args()...)
+				queue(fmt.Sprintf("enqueueing and claiming %d events", len(stored)), enqueueClaimSQL, args...)
+			} else {
+				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
+				queue(fmt.Sprintf("enqueueing %d events", len(stored)), enqueueManySQL, recipe, ids, subjects, fps, conns, times, datas, keys, now)
 			}
-		}
-		queued := len(fresh) > 0
-		if c := adv.Claim; c != nil && len(fresh) > 0 {
-			b := &pgx.Batch{}
-			b.Queue(claimPlanSQL)
-			b.Queue(claimNewSQL, c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), fresh)
-			claimed, err := func() ([]*engine.ClaimedRun, error) {
-				br := tx.SendBatch(ctx, b)
-				defer br.Close()
-				if _, err := br.Exec(); err != nil {
-					return nil, err
-				}
-				rows, err := br.Query()
-				if err != nil {
-					return nil, err
-				}
-				claimed, err := scanClaimed(rows)
-				if err != nil {
-					return nil, err
-				}
-				return claimed, br.Close()
-			}()
-			if err != nil {
-				return fmt.Errorf("claiming %d new runs: %w", len(fresh), err)
-			}
-			for _, r := range claimed {
-				i := at[r.ID]
-				out[i].Status, out[i].Run = engine.RunRunning, r
-			}
-			// Nothing left for the other runners: no wake-up.
-			queued = len(claimed) < len(fresh)
+			enqueued = len(whats) - 1
 		}
 		if skipped > 0 {
 			var raw []byte
@@ -609,11 +609,59 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					return fmt.Errorf("encoding the sample of skipped events: %w", err)
 				}
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now); err != nil {
-				return fmt.Errorf("counting %d skipped event(s): %w", skipped, err)
+			queue(fmt.Sprintf("counting %d skipped event(s)", skipped), `INSERT INTO skip_pages (recipe, count, sample, created) VALUES ($1, $2, $3, $4)`, recipe, skipped, raw, now)
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		queued := false
+		br := tx.SendBatch(ctx, b)
+		err := func() error {
+			defer br.Close()
+			for k, what := range whats {
+				if k != enqueued {
+					if _, err := br.Exec(); err != nil {
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					continue
+				}
+				rows, err := br.Query()
+				if err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				for rows.Next() {
+					var n, id int64
+					var status string
+					if err := rows.Scan(&n, &id, &status); err != nil {
+						rows.Close()
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					i := stored[n-1]
+					out[i].RunID, out[i].Status = id, status
+					switch status {
+					case engine.RunQueued:
+						queued = true
+					case engine.RunRunning:
+						// As Claim would load it: an echo was suppressed, so
+						// a claimed run is never one.
+						ev := &adv.Events[i]
+						out[i].Run = &engine.ClaimedRun{ID: id, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
+							Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: keys[n-1],
+							Attempts: 1, Token: 1, Data: datas[n-1]}
+						out[i].Journaled = ev.Intent != nil
+					}
+				}
+				if err := rows.Err(); err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
 			}
+			return br.Close()
+		}()
+		if err != nil {
+			return err
 		}
 		if queued {
+			// Runs for the other runners: wake them.
 			return s.notify(ctx, tx)
 		}
 		return nil
@@ -629,9 +677,9 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 // $3 unless they ran before) and loads them. A run that follows from
 // memberflow's own write (its event echoes a write of another recipe)
 // takes the writer's chain, so that its writes carry the chain on and the
-// echo never comes back to a recipe already in it. Claim and Advance (its
-// Claim) share it, so that a run claimed with its page is the run Claim
-// would have returned.
+// echo never comes back to a recipe already in it. Advance (its Claim)
+// does the same as it inserts a run claimed with its page
+// (enqueueClaimSQL), so that the run is the one Claim would have returned.
 const claimedSQL = `,
 u AS (
 	UPDATE runs r SET status = 'running', owner = $1, lease_until = $2, attempts = r.attempts + 1, started = coalesce(r.started, $3),
@@ -656,15 +704,6 @@ const claimSQL = `WITH c AS (
 	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
 	ORDER BY r.id LIMIT $5
 	FOR UPDATE SKIP LOCKED)` + claimedSQL
-
-// claimNewSQL claims, of the runs $4 an advance just queued, those that
-// are claimable, and loads them: an earlier run of the key, of this page
-// or not, keeps a run queued.
-const claimNewSQL = `WITH c AS (
-	SELECT r.id FROM runs r
-	WHERE r.id = ANY($4::bigint[]) AND r.status = 'queued'
-	  AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
-	FOR UPDATE)` + claimedSQL
 
 // lockKeysSQL takes the transaction's advisory locks on the ordering keys
 // $1 (hashed), in one order, so that two advances with a key in common
@@ -833,6 +872,11 @@ func steps(ctx context.Context, q querier, runID int64) ([]engine.StepRecord, er
 	return out, rows.Err()
 }
 
+// stepUpsertSQL ends an insert of journal lines: a later line of a step
+// replaces the earlier.
+const stepUpsertSQL = `ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
+		error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`
+
 // recordSQL is Record in one statement (one round trip, atomic): the
 // run's row is locked first (f), so that a take-over and this write are
 // ordered; every change is conditioned on the lease (f has a row), and the
@@ -845,8 +889,7 @@ s AS (
 	FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::bigint[])
 		AS u(idx, step_id, action, status, input, output, error, attempts, started, finished)
 	WHERE EXISTS (SELECT 1 FROM f)
-	ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
-		error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished),
+	` + stepUpsertSQL + `),
 x AS (
 	INSERT INTO echoes (connector, subject, fingerprint, run, written)
 	SELECT DISTINCT ON (c, sub, fp) c, sub, fp, $1, w FROM unnest($13::text[], $14::text[], $15::text[], $16::bigint[]) AS u(c, sub, fp, w)
@@ -898,31 +941,11 @@ func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Comple
 	}
 	// A later record of an index replaces an earlier one: one row each
 	// (one statement may not upsert a row twice).
-	var idx, attempts []int32
-	var stepIDs, actions, statuses []string
-	var errs []*string
-	var inputs, outputs [][]byte
-	var started, finished []*int64
-	for i, r := range recs {
-		if last[r.Index] != i {
-			continue
+	var cols stepCols
+	for i := range recs {
+		if last[recs[i].Index] == i {
+			cols.add(&recs[i])
 		}
-		idx, attempts = append(idx, int32(r.Index)), append(attempts, int32(r.Attempts))
-		stepIDs, actions, statuses = append(stepIDs, r.StepID), append(actions, r.Action), append(statuses, r.Status)
-		var e *string
-		if r.Error != "" {
-			e = &r.Error
-		}
-		errs = append(errs, e)
-		var in, out []byte
-		if len(r.Input) > 0 {
-			in = r.Input
-		}
-		if len(r.Output) > 0 {
-			out = r.Output
-		}
-		inputs, outputs = append(inputs, in), append(outputs, out)
-		started, finished = append(started, nanosPtr(r.Started)), append(finished, nanosPtr(r.Finished))
 	}
 	hasFin := fin != nil
 	var status string
@@ -939,8 +962,43 @@ func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Comple
 			finished2, version = nanos(fin.Finished), nullString(fin.Version)
 		}
 	}
-	return []any{lease.RunID, lease.Token, idx, stepIDs, actions, statuses, inputs, outputs, errs, attempts, started, finished,
-		conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version}, nil
+	args := append([]any{lease.RunID, lease.Token}, cols.args()...)
+	return append(args, conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version), nil
+}
+
+// stepCols are journal lines as the columns of the steps table, one array
+// each, as unnest reads them: (idx, step_id, action, status, input,
+// output, error, attempts, started, finished).
+type stepCols struct {
+	idx, attempts              []int32
+	stepIDs, actions, statuses []string
+	errs                       []*string
+	inputs, outputs            [][]byte
+	started, finished          []*int64
+}
+
+func (c *stepCols) add(r *engine.StepRecord) {
+	c.idx, c.attempts = append(c.idx, int32(r.Index)), append(c.attempts, int32(r.Attempts))
+	c.stepIDs, c.actions, c.statuses = append(c.stepIDs, r.StepID), append(c.actions, r.Action), append(c.statuses, r.Status)
+	var e *string
+	if r.Error != "" {
+		e = &r.Error
+	}
+	c.errs = append(c.errs, e)
+	var in, out []byte
+	if len(r.Input) > 0 {
+		in = r.Input
+	}
+	if len(r.Output) > 0 {
+		out = r.Output
+	}
+	c.inputs, c.outputs = append(c.inputs, in), append(c.outputs, out)
+	c.started, c.finished = append(c.started, nanosPtr(r.Started)), append(c.finished, nanosPtr(r.Finished))
+}
+
+// args are the ten arrays, in the columns' order.
+func (c *stepCols) args() []any {
+	return []any{c.idx, c.stepIDs, c.actions, c.statuses, c.inputs, c.outputs, c.errs, c.attempts, c.started, c.finished}
 }
 
 func nanosPtr(t time.Time) *int64 {
