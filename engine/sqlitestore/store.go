@@ -265,10 +265,11 @@ func Open(path string, opts Options) (*Store, error) {
 	// Checkpoints (and their fsync) run in the background, never in a
 	// commit: see checkpointLoop.
 	wq.Add("_pragma", "wal_autocheckpoint(0)")
-	// The writer re-reads the queue's pages all the time: keep them. 8 MiB
-	// holds them; 16 MiB cost the file job 15 MB of resident memory for no
-	// CPU saved (issue 14, docs/benchmarks.md).
-	wq.Add("_pragma", "cache_size(-8192)")
+	// The writer re-reads the queue's pages all the time: keep them. 4 MiB
+	// holds them since page runs (no claim query over the queue): 8 MiB
+	// cost the file job 8 MB of resident memory at 1,000,000 lines for no
+	// CPU saved, 16 MiB 15 MB more (issue 14, docs/benchmarks.md).
+	wq.Add("_pragma", "cache_size(-4096)")
 	// A multi-row insert or upsert keeps a statement journal, to undo
 	// itself alone if it fails half-way; it need not survive anything,
 	// and kept in a temporary file it cost a write system call per page
