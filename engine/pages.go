@@ -445,6 +445,10 @@ func (e *Engine) endPage(ends []pageEnd) {
 	fins := make([]*Completion, len(ends))
 	for i, end := range ends {
 		rs := end.pr.rs
+		// Nothing is left to stop: a lease renewal must not judge a run
+		// whose outcome the store may have committed (it would report it
+		// lost); a lease truly lost meanwhile refuses the write.
+		e.forget(rs.cr)
 		fins[i] = e.completion(rs, end.status, end.err, end.pr.cond, end.pr.values)
 		writes[i] = JournalWrite{Lease: rs.cr.Lease(), Steps: rs.pending, Fin: fins[i]}
 	}
