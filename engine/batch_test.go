@@ -3,11 +3,15 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
@@ -262,4 +266,61 @@ func TestPageCallsKeepToConcurrency(t *testing.T) {
 	}
 	assertExactlyOnce(t, svc)
 	assertAllDone(t, store)
+}
+
+// slowOutcomeStore keeps each batch of outcomes a while after it has
+// committed them, before their writers learn it.
+type slowOutcomeStore struct {
+	engine.Store
+	after time.Duration
+}
+
+func (s slowOutcomeStore) RecordMany(ctx context.Context, writes []engine.JournalWrite) []error {
+	errs := s.Store.(engine.BatchJournal).RecordMany(ctx, writes)
+	for _, w := range writes {
+		if w.Fin != nil {
+			time.Sleep(s.after)
+			break
+		}
+	}
+	return errs
+}
+
+// TestPageOutcomesAreNotJudgedLost: a lease renewal that comes while a
+// page's outcomes are being written does not report its runs as lost (it
+// did: the store no longer held them as running, and the renewal knew
+// them as in flight).
+func TestPageOutcomesAreNotJudgedLost(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	var logs strings.Builder
+	svc := newFakeService(40, everyOther)
+	r := issueRecipe(t)
+	r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 20})
+	// Renewals every 20 ms; each page's outcomes take 60 ms to be told.
+	e := newEngine(t, slowOutcomeStore{store, 60 * time.Millisecond}, svc, []*recipes.Recipe{r}, func(o *engine.Options) {
+		o.Lease = 60 * time.Millisecond
+		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &lockedWriter{w: &logs}})
+	})
+	sum := runOnce(t, e)
+	if rs := recipeSummary(t, sum, "issue"); rs.Succeeded != 20 || rs.Abandoned != 0 {
+		t.Errorf("summary %+v, want 20 succeeded, none abandoned", rs)
+	}
+	if strings.Contains(logs.String(), "lost the lease") {
+		t.Errorf("runs whose outcome was written were reported lost:\n%s", logs.String())
+	}
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, store)
+}
+
+// lockedWriter serialises the writes of concurrent loggers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
