@@ -185,9 +185,8 @@ func TestBatchInDoubtSettlesEachItem(t *testing.T) {
 // call takes, three more can queue behind it.
 func TestCrashInsideABatch(t *testing.T) {
 	const members, eligible = 12, 6
-	// The crash points: the writes of a clean pass, in the mode that
-	// makes more of them.
-	n := 0
+	// The crash points: the writes of a clean pass, in each mode.
+	writes := map[bool]int{}
 	for _, queue := range []bool{false, true} {
 		probe := &crashStore{Store: openStore(t, tempDB(t)), queue: queue}
 		psvc := newFakeService(members, everyOther)
@@ -199,7 +198,7 @@ func TestCrashInsideABatch(t *testing.T) {
 		if slices.Max(psvc.batchSizes()) < 3 {
 			t.Fatalf("no batch of 3 in a clean pass (queue %v): %v", queue, psvc.batchSizes())
 		}
-		n = max(n, probe.writes)
+		writes[queue] = probe.writes
 	}
 	var inBatch atomic.Int32
 	t.Cleanup(func() {
@@ -209,7 +208,7 @@ func TestCrashInsideABatch(t *testing.T) {
 	})
 	for _, queue := range []bool{false, true} {
 		for _, after := range []bool{false, true} {
-			for k := 1; k <= n+2; k++ {
+			for k := 1; k <= writes[queue]+2; k++ {
 				name := fmt.Sprintf("%s crash %s write %d", map[bool]string{false: "pages", true: "queue"}[queue], map[bool]string{false: "before", true: "after"}[after], k)
 				crashed, resumed := batchRecipe(t), batchRecipe(t)
 				t.Run(name, func(t *testing.T) {
