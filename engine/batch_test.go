@@ -323,3 +323,25 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestPageBatchesCarryAcrossPages: a page cuts its batch calls at Max and
+// leaves the remainder to go with the next page's, so that a backfill
+// makes the fewest calls the batch form allows (the paper's count), not a
+// short call per page; the last page takes all that is left.
+func TestPageBatchesCarryAcrossPages(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(140, everyOther) // 7 pages of 20 members, 10 eligible each
+	r := batchRecipe(t)
+	r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 20})
+	sum := runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{r}, concurrency(4)))
+	// 70 at 30 a call: 30, 30, 10 — where a call per page sent 7 of 10.
+	if sizes := svc.batchSizes(); !slices.Equal(sizes, []int{30, 30, 10}) {
+		t.Errorf("batch sizes %v, want [30 30 10]", sizes)
+	}
+	if rs := recipeSummary(t, sum, "issue-batch"); rs.Succeeded != 70 {
+		t.Errorf("summary %+v, want 70 succeeded", rs)
+	}
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, store)
+}

@@ -42,6 +42,48 @@ type pageSet struct {
 	end context.CancelFunc
 	sem chan struct{}
 	wg  sync.WaitGroup
+
+	// carry holds, by step index, the runs a page left at a batch step
+	// for the next page's call: a page cuts its batches at Max, and the
+	// remainder goes with the next page's calls rather than as a call of
+	// its own, so that a backfill sends as few batch calls as the paper
+	// counts. The last page of a poll carries nothing, and takes all.
+	carryMu sync.Mutex
+	carry   map[int][]*pageRun
+}
+
+// carryOver leaves runs at step index for the next page.
+func (ps *pageSet) carryOver(index int, runs []*pageRun) {
+	ps.carryMu.Lock()
+	defer ps.carryMu.Unlock()
+	if ps.carry == nil {
+		ps.carry = map[int][]*pageRun{}
+	}
+	ps.carry[index] = append(ps.carry[index], runs...)
+}
+
+// takeCarried returns the runs an earlier page left at step index.
+func (ps *pageSet) takeCarried(index int) []*pageRun {
+	ps.carryMu.Lock()
+	defer ps.carryMu.Unlock()
+	runs := ps.carry[index]
+	delete(ps.carry, index)
+	return runs
+}
+
+// flush runs the runs left for a next page now, as a last page: the
+// poller is not about to read one (it failed, or lost the lead).
+func (ps *pageSet) flush() {
+	if ps.carrying() {
+		ps.start(nil, true)
+	}
+}
+
+// carrying reports whether runs wait for a next page.
+func (ps *pageSet) carrying() bool {
+	ps.carryMu.Lock()
+	defer ps.carryMu.Unlock()
+	return len(ps.carry) > 0
 }
 
 func (e *Engine) newPageSet(ctx context.Context, rt *recipeRT) *pageSet {
@@ -99,8 +141,8 @@ func (ps *pageSet) claim() *ClaimRequest {
 
 // start runs the claimed runs of a page, once fewer than
 // maxPagesInFlight pages run (the poller waits meanwhile).
-func (ps *pageSet) start(runs []pageClaim) {
-	if len(runs) == 0 {
+func (ps *pageSet) start(runs []pageClaim, last bool) {
+	if len(runs) == 0 && !(last && ps.carrying()) {
 		return
 	}
 	e := ps.e
@@ -115,7 +157,7 @@ func (ps *pageSet) start(runs []pageClaim) {
 	ps.wg.Add(1)
 	go func() {
 		defer func() { <-ps.sem; ps.wg.Done() }()
-		e.runPage(ps, runs)
+		e.runPage(ps, runs, last)
 	}()
 }
 
@@ -124,7 +166,14 @@ func (ps *pageSet) start(runs []pageClaim) {
 // they resume from their journal.
 func (ps *pageSet) wait(ctx context.Context) {
 	done := make(chan struct{})
-	go func() { ps.wg.Wait(); close(done) }()
+	go func() {
+		// Runs left for a next page that never came (the poll stopped
+		// or failed) are run as a last page.
+		for ps.wg.Wait(); ps.carrying(); ps.wg.Wait() {
+			ps.flush()
+		}
+		close(done)
+	}()
 	if ctx.Err() == nil {
 		<-done
 		ps.end()
@@ -164,7 +213,7 @@ type pageEnd struct {
 }
 
 // runPage runs the page's runs to their outcomes.
-func (e *Engine) runPage(ps *pageSet, runs []pageClaim) {
+func (e *Engine) runPage(ps *pageSet, runs []pageClaim, last bool) {
 	rt := ps.rt
 	stats := e.stats[rt.r.Name]
 	var live []*pageRun
@@ -202,10 +251,7 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim) {
 		live = append(live, pr)
 	}
 	for _, st := range rt.steps {
-		if len(live) == 0 {
-			break
-		}
-		live = e.pageStep(ps, st, live, &ends)
+		live = e.pageStep(ps, st, live, &ends, last)
 	}
 	for _, pr := range live {
 		ends = append(ends, pageEnd{pr: pr, status: RunSucceeded})
@@ -216,7 +262,7 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim) {
 // pageStep runs one step for the page's live runs and returns those that
 // go on to the next step. A run that ends is added to ends; one that
 // leaves the page goes on by the run path.
-func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]pageEnd) []*pageRun {
+func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]pageEnd, last bool) []*pageRun {
 	rt := ps.rt
 	next := live[:0:0]
 	// failed ends a run whose step failed for good (its line in pr.rec),
@@ -310,6 +356,15 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 				}
 				callers = sent
 			}
+		}
+	}
+	if b := st.action.Batch; b != nil {
+		// The runs an earlier page left here go with this page's calls;
+		// a remainder short of a full call waits for the next page.
+		callers = append(ps.takeCarried(st.index), callers...)
+		if n := len(callers) % max(1, b.Max); !last && n > 0 {
+			ps.carryOver(st.index, callers[len(callers)-n:])
+			callers = callers[:len(callers)-n]
 		}
 	}
 	results := e.callPage(ps, st, callers)

@@ -50,9 +50,16 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 
 // enqueuePage enqueues a polled page, claiming its new runs for this
 // runner in the same transaction, and starts them as a page (pages.go).
-func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, cursor *string, states []connectors.Record, events []connectors.Event) error {
-	_, _, err := e.enqueueFull(ctx, rt, cursor, states, events, pages)
+func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, cursor *string, states []connectors.Record, events []connectors.Event, last bool) error {
+	_, _, err := e.enqueueFull(ctx, rt, cursor, states, events, &pageOf{pages, last})
 	return err
+}
+
+// pageOf is a polled page's place: the page set that runs its runs, and
+// whether it is the poll's last page.
+type pageOf struct {
+	set  *pageSet
+	last bool
 }
 
 // enqueueDetailed enqueues events without a cursor and says what became
@@ -62,13 +69,13 @@ func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []con
 	return enq, err
 }
 
-func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, pages *pageSet) (fresh int, enq []Enqueued, err error) {
+func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, page *pageOf) (fresh int, enq []Enqueued, err error) {
 	adv := Advance{Cursor: cursor}
 	// A polled page's runs are claimed with it, their first write's
 	// intent journaled with the claim (pages.go), by event.
 	var firsts []*firstStep
-	if pages != nil {
-		adv.Claim = pages.claim()
+	if page != nil {
+		adv.Claim = page.set.claim()
 		firsts = make([]*firstStep, len(events))
 	}
 	for _, s := range states {
@@ -168,7 +175,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	if queued > 0 {
 		e.wake()
 	}
-	if pages != nil {
+	if page != nil {
 		var claimed []pageClaim
 		for i, q := range enq {
 			if q.Run != nil {
@@ -179,7 +186,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 				claimed = append(claimed, c)
 			}
 		}
-		pages.start(claimed)
+		page.set.start(claimed, page.last)
 	}
 	return fresh, enq, nil
 }
@@ -312,11 +319,11 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 			}
 		}
 		go func(done chan<- error) {
-			done <- e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events)
+			done <- e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events, false)
 		}(inflight.done)
 		return true, nil
 	}
-	if err := e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events); err != nil {
+	if err := e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events, !res.More); err != nil {
 		return false, fmt.Errorf("recipe %q: %w", name, err)
 	}
 	return res.More, nil
@@ -369,6 +376,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 				if err != nil {
 					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
 				}
+				pages.flush()
 				ledUntil = time.Time{}
 				wait := min(rt.interval, e.opts.Lease/3)
 				if once {
@@ -389,6 +397,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			return nil
 		}
 		if err != nil {
+			pages.flush()
 			if once {
 				// A poll is a read, retried by the steps' policy (the
 				// service's client retries nothing): a one-shot run gives up
