@@ -345,3 +345,46 @@ func TestPageBatchesCarryAcrossPages(t *testing.T) {
 	assertExactlyOnce(t, svc)
 	assertAllDone(t, store)
 }
+
+// TestRunLeavesNoRunWaitingForAPageThatIsNotComing: in a runner that runs
+// until stopped, a page whose runs reach a batch step after the poll's
+// last page has gone by (here: the last page makes no run, and the first
+// page's runs are slowed by a step before) does not leave them waiting for
+// the next poll, an interval away: the poller drains its pages before it
+// waits.
+func TestRunLeavesNoRunWaitingForAPageThatIsNotComing(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(20, func(i int) bool { return i <= 10 && i%2 == 1 }) // 5 eligible, all on the first page
+	svc.createDelay = 20 * time.Millisecond
+	r := issueRecipe(t)
+	r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 10})
+	r.Trigger.Interval = time.Hour
+	// The slow create first, then a step with a batch form (Max 30: the
+	// first page's 5 runs are short of a call, so they are carried).
+	r.Steps = []*recipes.Step{r.Steps[0], {ID: "again", Connection: "certs", Operation: "create_cert_batch",
+		With: mustTemplate(t, map[string]any{"member": "${{ trigger.id }}", "course": "again"})}}
+	e := newEngine(t, store, svc, []*recipes.Recipe{r}, concurrency(2))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runs, err := store.ListRuns(context.Background(), engine.RunFilter{Status: engine.RunSucceeded, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d of 5 runs succeeded after 5 s: the rest wait for a page that is not coming", len(runs))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

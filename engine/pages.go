@@ -71,11 +71,20 @@ func (ps *pageSet) takeCarried(index int) []*pageRun {
 	return runs
 }
 
-// flush runs the runs left for a next page now, as a last page: the
-// poller is not about to read one (it failed, or lost the lead).
+// flush runs the runs left for a next page now, as a last page.
 func (ps *pageSet) flush() {
 	if ps.carrying() {
 		ps.start(nil, true)
+	}
+}
+
+// drain returns once every page has ended and no run waits for a next
+// page: the poller calls it before it waits (a poll caught up, failed, or
+// the lead lost), since a page still running may leave runs for a page
+// that is not coming.
+func (ps *pageSet) drain() {
+	for ps.wg.Wait(); ps.carrying(); ps.wg.Wait() {
+		ps.flush()
 	}
 }
 
@@ -167,11 +176,7 @@ func (ps *pageSet) start(runs []pageClaim, last bool) {
 func (ps *pageSet) wait(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
-		// Runs left for a next page that never came (the poll stopped
-		// or failed) are run as a last page.
-		for ps.wg.Wait(); ps.carrying(); ps.wg.Wait() {
-			ps.flush()
-		}
+		ps.drain()
 		close(done)
 	}()
 	if ctx.Err() == nil {
