@@ -41,7 +41,12 @@ type pageSet struct {
 	ctx context.Context // the runs' parent: ends when the grace after a stop is over
 	end context.CancelFunc
 	sem chan struct{}
-	wg  sync.WaitGroup
+
+	// running counts the page goroutines (pages, and runs that left a
+	// page); ended is closed, and replaced, each time one ends.
+	mu      sync.Mutex
+	running int
+	ended   chan struct{}
 
 	// carry holds, by step index, the runs a page left at a batch step
 	// for the next page's call: a page cuts its batches at Max, and the
@@ -79,11 +84,17 @@ func (ps *pageSet) flush() {
 }
 
 // drain returns once every page has ended and no run waits for a next
-// page: the poller calls it before it waits (a poll caught up, failed, or
-// the lead lost), since a page still running may leave runs for a page
-// that is not coming.
-func (ps *pageSet) drain() {
-	for ps.wg.Wait(); ps.carrying(); ps.wg.Wait() {
+// page (true), or when ctx ends (false): the poller calls it before it
+// waits (a poll caught up, failed, or the lead lost), since a page still
+// running may leave runs for a page that is not coming.
+func (ps *pageSet) drain(ctx context.Context) bool {
+	for {
+		if !ps.idle(ctx) {
+			return false
+		}
+		if !ps.carrying() {
+			return true
+		}
 		ps.flush()
 	}
 }
@@ -97,7 +108,40 @@ func (ps *pageSet) carrying() bool {
 
 func (e *Engine) newPageSet(ctx context.Context, rt *recipeRT) *pageSet {
 	pctx, end := context.WithCancel(context.WithoutCancel(ctx))
-	return &pageSet{e: e, rt: rt, ctx: pctx, end: end, sem: make(chan struct{}, maxPagesInFlight)}
+	return &pageSet{e: e, rt: rt, ctx: pctx, end: end, sem: make(chan struct{}, maxPagesInFlight), ended: make(chan struct{})}
+}
+
+// begin and done bracket a page goroutine.
+func (ps *pageSet) begin() {
+	ps.mu.Lock()
+	ps.running++
+	ps.mu.Unlock()
+}
+
+func (ps *pageSet) done() {
+	ps.mu.Lock()
+	ps.running--
+	close(ps.ended)
+	ps.ended = make(chan struct{})
+	ps.mu.Unlock()
+}
+
+// idle waits until no page goroutine runs; false when ctx ends first.
+func (ps *pageSet) idle(ctx context.Context) bool {
+	for {
+		ps.mu.Lock()
+		if ps.running == 0 {
+			ps.mu.Unlock()
+			return true
+		}
+		ended := ps.ended
+		ps.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // pageClaim is a run claimed with its page, and its first write when its
@@ -163,9 +207,9 @@ func (ps *pageSet) start(runs []pageClaim, last bool) {
 		e.inflightMu.Unlock()
 	}
 	ps.sem <- struct{}{}
-	ps.wg.Add(1)
+	ps.begin()
 	go func() {
-		defer func() { <-ps.sem; ps.wg.Done() }()
+		defer func() { <-ps.sem; ps.done() }()
 		e.runPage(ps, runs, last)
 	}()
 }
@@ -174,24 +218,18 @@ func (ps *pageSet) start(runs []pageClaim, last bool) {
 // ctx has ended (a stop), runs get the grace period, then are cancelled:
 // they resume from their journal.
 func (ps *pageSet) wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		ps.drain()
-		close(done)
-	}()
+	defer ps.end()
 	if ctx.Err() == nil {
-		<-done
-		ps.end()
+		ps.drain(context.Background())
 		return
 	}
-	select {
-	case <-done:
-	case <-time.After(ps.e.opts.Grace):
+	grace, cancel := context.WithTimeout(context.Background(), ps.e.opts.Grace)
+	defer cancel()
+	if !ps.drain(grace) {
 		ps.e.log.Warn("grace period over: cancelling page runs in flight; they resume from their journal", "recipe", ps.rt.r.Name)
 		ps.end()
-		<-done
+		ps.drain(context.Background())
 	}
-	ps.end()
 }
 
 // pageRun is one run of a page.
@@ -410,9 +448,9 @@ func (e *Engine) leavePage(ps *pageSet, pr *pageRun, st *stepRT) {
 		journal[st.index] = pr.rec
 		journal[st.index].Status = StepStarted
 	}
-	ps.wg.Add(1)
+	ps.begin()
 	go func() {
-		defer ps.wg.Done()
+		defer ps.done()
 		cr := pr.rs.cr
 		// A run of the run path holds a worker's slot.
 		select {

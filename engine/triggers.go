@@ -376,7 +376,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 				if err != nil {
 					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
 				}
-				pages.drain()
+				pages.drain(ctx)
 				ledUntil = time.Time{}
 				wait := min(rt.interval, e.opts.Lease/3)
 				if once {
@@ -397,7 +397,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			return nil
 		}
 		if err != nil {
-			pages.drain()
+			pages.drain(ctx)
 			if once {
 				// A poll is a read, retried by the steps' policy (the
 				// service's client retries nothing): a one-shot run gives up
@@ -428,7 +428,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			return nil
 		}
 		// Caught up: the pages end, and nothing waits for the next poll.
-		pages.drain()
+		pages.drain(ctx)
 		if e.sleep(ctx, rt.interval) != nil {
 			return nil
 		}
