@@ -1033,8 +1033,8 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 }
 
 // claimTx claims the runs ids for owner until the given time (nanoseconds)
-// and loads them, with a statement each whatever their number: the
-// claim of Claim, and of Advance.Claim for a page's new runs.
+// and loads them, with a statement each whatever their number. (A page's
+// runs claimed at advance are inserted running instead: Advance.)
 func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64) ([]*engine.ClaimedRun, error) {
 	list := idList(ids)
 	if _, err := tx.Stmt(s.claimRuns).Exec(owner, until, now, list); err != nil {
