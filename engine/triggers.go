@@ -48,10 +48,11 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 	return fresh, err
 }
 
-// enqueuePage enqueues a polled page, claiming its new runs for this
-// runner in the same transaction, and starts them as a page (pages.go).
-func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, cursor *string, states []connectors.Record, events []connectors.Event, last bool) error {
-	_, _, err := e.enqueueFull(ctx, rt, cursor, states, events, &pageOf{pages, last})
+// enqueuePage enqueues a polled page that preparePage evaluated,
+// claiming its new runs for this runner in the same transaction, and
+// starts them as a page (pages.go).
+func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, p *preparedPage, last bool) error {
+	_, _, err := e.commitPrepared(ctx, rt, p, &pageOf{pages, last})
 	return err
 }
 
@@ -70,13 +71,41 @@ func (e *Engine) enqueueDetailed(ctx context.Context, rt *recipeRT, events []con
 }
 
 func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, page *pageOf) (fresh int, enq []Enqueued, err error) {
-	adv := Advance{Cursor: cursor}
-	// A polled page's runs are claimed with it, their first write's
-	// intent journaled with the claim (pages.go), by event.
-	var firsts []*firstStep
-	if page != nil {
-		adv.Claim = page.set.claim()
-		firsts = make([]*firstStep, len(events))
+	p, err := e.prepareEvents(rt, cursor, states, events, page != nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return e.commitPrepared(ctx, rt, p, page)
+}
+
+// preparedPage is a page of events evaluated for its Advance: the
+// conditions decided, the events encoded and, for a polled page, the
+// intents of the runs' first writes built. Evaluating needs nothing of
+// the store, so a poller evaluates a page while the page before commits.
+type preparedPage struct {
+	adv    Advance
+	firsts []*firstStep // by event, for a page run here
+	keys   []string     // the cache keys of the events, by event
+}
+
+// drop forgets what p put in the event cache, for a page not committed.
+func (e *Engine) dropPrepared(p *preparedPage) {
+	if p == nil {
+		return
+	}
+	for _, k := range p.keys {
+		e.cache.drop(k)
+	}
+}
+
+// prepareEvents evaluates a page for its Advance; paged says its runs
+// are claimed with it, their first write's intent journaled with the
+// claim (pages.go).
+func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, paged bool) (*preparedPage, error) {
+	p := &preparedPage{adv: Advance{Cursor: cursor}}
+	adv := &p.adv
+	if paged {
+		p.firsts = make([]*firstStep, len(events))
 	}
 	for _, s := range states {
 		adv.States = append(adv.States, SubjectState{Subject: s.Subject, State: s.State})
@@ -85,7 +114,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	if rt.trigConn != nil {
 		connector = rt.trigConn.connector
 	}
-	keys := make([]string, 0, len(events))
+	p.keys = make([]string, 0, len(events))
 	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
@@ -93,7 +122,8 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	for i := range events {
 		ev := &events[i]
 		if ev.ID == "" {
-			return 0, nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
+			e.dropPrepared(p)
+			return nil, fmt.Errorf("recipe %q: the trigger produced an event without an ID (subject %q)", rt.r.Name, ev.Subject)
 		}
 		// The key is shared by all recipes: runs about one subject never
 		// overlap, even of two recipes, so that the run that wrote a record
@@ -103,7 +133,8 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 			env["trigger"] = ev.Data
 			v, err := ob.Eval(env)
 			if err != nil {
-				return 0, nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
+				e.dropPrepared(p)
+				return nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
 			}
 			key = fmt.Sprint(v)
 		}
@@ -123,31 +154,40 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
 					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
 					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
-				keys = append(keys, "")
+				p.keys = append(p.keys, "")
 				continue
 			}
 		}
 		data, err := eventData(*ev)
 		if err != nil {
-			return 0, nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
+			e.dropPrepared(p)
+			return nil, fmt.Errorf("recipe %q: event %q: encoding its data: %w", rt.r.Name, ev.ID, err)
 		}
 		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
 			OrderingKey: key, Time: ev.Time, Data: data}
-		if firsts != nil {
-			if firsts[i] = e.firstIntent(rt, ev.Data); firsts[i] != nil {
-				ne.Intent = &firsts[i].rec
+		if paged {
+			if p.firsts[i] = e.firstIntent(rt, ev.Data); p.firsts[i] != nil {
+				ne.Intent = &p.firsts[i].rec
 			}
 		}
 		adv.Events = append(adv.Events, ne)
 		k := cacheKey(rt.r.Name, ev.ID)
-		keys = append(keys, k)
+		p.keys = append(p.keys, k)
 		e.cache.put(k, ev.Data)
+	}
+	return p, nil
+}
+
+// commitPrepared advances the recipe's trigger by a prepared page and
+// queues, or with page claims and starts, the runs of its new events.
+func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPage, page *pageOf) (fresh int, enq []Enqueued, err error) {
+	adv := p.adv
+	if page != nil {
+		adv.Claim = page.set.claim()
 	}
 	enq, err = e.advance(ctx, rt.r.Name, adv)
 	if err != nil {
-		for _, k := range keys {
-			e.cache.drop(k)
-		}
+		e.dropPrepared(p)
 		return 0, nil, err
 	}
 	st := e.stats[rt.r.Name]
@@ -155,7 +195,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 	for i, q := range enq {
 		switch {
 		case q.RunID == 0 && q.Status == "":
-			e.cache.drop(keys[i])
+			e.cache.drop(p.keys[i])
 			st.duplicates.Add(1)
 			continue
 		case q.Status == RunQueued:
@@ -163,7 +203,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 		case q.Run != nil: // claimed with the page: run by the poller's runner
 			e.pending.Add(1)
 		default: // skipped (counted, with no run) or suppressed
-			e.cache.drop(keys[i])
+			e.cache.drop(p.keys[i])
 			st.count(q.Status)
 			e.obs.RunFinished(rt.r.Name, q.Status, 0)
 		}
@@ -181,7 +221,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 			if q.Run != nil {
 				c := pageClaim{cr: q.Run}
 				if q.Journaled {
-					c.first = firsts[i]
+					c.first = p.firsts[i]
 				}
 				claimed = append(claimed, c)
 			}
@@ -291,9 +331,18 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began,
 	})
-	// The page before must be committed before this one is.
-	if perr := inflight.wait(); perr != nil {
-		return false, fmt.Errorf("recipe %q: %w", name, perr)
+	// The page is evaluated while the page before commits (the store's
+	// single writer is then never idle for it); it is committed after it.
+	var next string
+	var prep *preparedPage
+	var perr error
+	if err == nil && res != nil {
+		next = res.Cursor
+		prep, perr = e.prepareEvents(rt, &next, res.States, res.Events, true)
+	}
+	if werr := inflight.wait(); werr != nil {
+		e.dropPrepared(prep)
+		return false, fmt.Errorf("recipe %q: %w", name, werr)
 	}
 	if err != nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: %w", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation, err)
@@ -301,12 +350,14 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	if res == nil {
 		return false, fmt.Errorf("recipe %q: polling %s.%s: no result and no error", name, rt.r.Trigger.Connection, rt.r.Trigger.Operation)
 	}
+	if perr != nil {
+		return false, perr
+	}
 	st := e.stats[name]
 	if res.Total > 0 {
 		st.total.Store(int64(res.Total))
 	}
 	st.polls.Add(1)
-	next := res.Cursor
 	// The next page is read while this one commits; its look-ups of
 	// subject states see this page's (committing). The last page is
 	// committed before pollOnce returns.
@@ -319,11 +370,11 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 			}
 		}
 		go func(done chan<- error) {
-			done <- e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events, false)
+			done <- e.enqueuePage(ctx, rt, pages, prep, false)
 		}(inflight.done)
 		return true, nil
 	}
-	if err := e.enqueuePage(ctx, rt, pages, &next, res.States, res.Events, !res.More); err != nil {
+	if err := e.enqueuePage(ctx, rt, pages, prep, !res.More); err != nil {
 		return false, fmt.Errorf("recipe %q: %w", name, err)
 	}
 	return res.More, nil
