@@ -212,9 +212,11 @@ type Store struct {
 	// RecordMany's (journal.go): multi-row writes and the leases of many
 	// runs at once.
 	upSteps, upEchoes, finRuns multiStmt
-	// Advance's: the events and runs of a page.
-	insEvents, insRuns multiStmt
-	fenceMany          *sql.Stmt
+	// Advance's: the events and runs of a page, the event IDs seen
+	// before, and the last IDs given.
+	insEvents, insRuns  multiStmt
+	seenEvents, lastIDs *sql.Stmt
+	fenceMany           *sql.Stmt
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
 }
@@ -408,12 +410,16 @@ func (s *Store) prepare() error {
 		return st
 	}
 	for k := 0; k <= maxRowsLog; k++ {
-		s.insEvents[k] = p(s.w, `INSERT INTO events (recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-		VALUES `+rowsOf(8, 1<<k)+` ON CONFLICT (recipe, event_id) DO NOTHING RETURNING id, event_id`)
-		s.insRuns[k] = p(s.w, `INSERT INTO runs (event, recipe, okey, status, condition, cond_values, created, finished,
+		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
+		VALUES `+rowsOf(eventCols, 1<<k))
+		s.insRuns[k] = p(s.w, `INSERT INTO runs (id, event, recipe, okey, status, condition, cond_values, created, finished,
 			owner, lease_until, attempts, started, chain)
-		VALUES `+rowsOf(runCols, 1<<k)+` RETURNING id, event`)
+		VALUES `+rowsOf(runCols, 1<<k))
 	}
+	s.seenEvents = p(s.w, `SELECT event_id FROM events WHERE recipe = ? AND event_id IN (SELECT value FROM json_each(?))`)
+	// The IDs SQLite would give next (the largest plus one, as for a
+	// rowid without AUTOINCREMENT).
+	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events), (SELECT coalesce(max(id), 0) FROM runs)`)
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
@@ -762,8 +768,8 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		// multi-row statement each (runs in arrival order: their IDs are
 		// the claim order).
 		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, recipe: recipe, events: adv.Events}}
-		var stored []int // the events to store, by index
-		var eventRows [][]any
+		var stored []int                 // the events to store, by index
+		var storedData []json.RawMessage // their data (a skipped echo's encoded here)
 		for i := range adv.Events {
 			ev := adv.Events[i]
 			out[i] = engine.Enqueued{EventID: ev.ID}
@@ -776,23 +782,37 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				}
 			}
 			stored = append(stored, i)
-			eventRows = append(eventRows, []any{recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(ev.Data)})
+			storedData = append(storedData, ev.Data)
 		}
 		if len(stored) == 0 {
 			return skips.save(tx, recipe, now)
 		}
 		// An event seen before (here or in an earlier Advance) is not
-		// inserted, so not returned.
-		inserted := make(map[string]int64, len(stored))
-		if err := queryRows(tx, &s.insEvents, eventRows, func(r *sql.Rows) error {
-			var id int64
-			var eventID string
-			if err := r.Scan(&id, &eventID); err != nil {
-				return err
+		// stored again. The transaction holds the database's write lock
+		// (even against other processes), so the page's events and runs
+		// get their IDs here, in arrival order (run IDs are the claim
+		// order), and are inserted without reading anything back.
+		seen, err := s.seenIn(tx, recipe, adv.Events, stored)
+		if err != nil {
+			return err
+		}
+		var lastEvent, lastRun int64
+		if err := tx.Stmt(s.lastIDs).QueryRow().Scan(&lastEvent, &lastRun); err != nil {
+			return fmt.Errorf("reading the last IDs: %w", err)
+		}
+		eventOf := make(map[int]int64, len(stored)) // event ID by event index
+		eventRows := make([][]any, 0, len(stored))
+		for k, i := range stored {
+			ev := &adv.Events[i]
+			if seen[ev.ID] {
+				continue // seen before, or earlier in the page
 			}
-			inserted[eventID] = id
-			return nil
-		}); err != nil {
+			seen[ev.ID] = true
+			lastEvent++
+			eventOf[i] = lastEvent
+			eventRows = append(eventRows, []any{lastEvent, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(storedData[k])})
+		}
+		if err := execRows(tx, &s.insEvents, eventRows); err != nil {
 			return fmt.Errorf("saving %d events: %w", len(eventRows), err)
 		}
 		var runRows [][]any
@@ -810,11 +830,10 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		}
 		for _, i := range stored {
 			ev := &adv.Events[i]
-			eid, ok := inserted[ev.ID]
+			eid, ok := eventOf[i]
 			if !ok {
 				continue // seen before
 			}
-			delete(inserted, ev.ID) // a second copy in this page is a duplicate
 			key := ev.OrderingKey
 			if key == "" {
 				key = "event:" + ev.ID
@@ -840,7 +859,8 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					values = []byte(ev.Values)
 				}
 			}
-			runRows = append(runRows, []any{eid, recipe, key, status, cond, values, now, finished, nil, nil, 0, nil, ""})
+			lastRun++
+			runRows = append(runRows, []any{lastRun, eid, recipe, key, status, cond, values, now, finished, nil, nil, 0, nil, ""})
 			runOf = append(runOf, i)
 			out[i].Status = status
 			if status == engine.RunQueued && adv.Claim != nil {
@@ -863,32 +883,24 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			until := adv.Claim.Now.Add(adv.Claim.Lease).UnixNano()
 			for k, i := range runOf {
 				if c := claimed[i]; c != nil {
-					runRows[k][3] = engine.RunRunning
-					runRows[k][8], runRows[k][9], runRows[k][10], runRows[k][11], runRows[k][12] = adv.Claim.Owner, until, 1, now, c.chain
+					runRows[k][4] = engine.RunRunning
+					runRows[k][9], runRows[k][10], runRows[k][11], runRows[k][12], runRows[k][13] = adv.Claim.Owner, until, 1, now, c.chain
 				}
 			}
 		}
-		runOfEvent := make(map[int64]int64, len(runRows))
-		if err := queryRows(tx, &s.insRuns, runRows, func(r *sql.Rows) error {
-			var id, event int64
-			if err := r.Scan(&id, &event); err != nil {
-				return err
-			}
-			runOfEvent[event] = id
-			return nil
-		}); err != nil {
+		if err := execRows(tx, &s.insRuns, runRows); err != nil {
 			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
 		}
 		var intents [][]any
 		for k, i := range runOf {
-			out[i].RunID = runOfEvent[runRows[k][0].(int64)]
+			out[i].RunID = runRows[k][0].(int64)
 			if claimed[i] != nil {
 				ev := &adv.Events[i]
 				out[i].Status = engine.RunRunning
 				// As Claim would load it: an echo was suppressed above, so
 				// a claimed run is never one.
 				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
-					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][2].(string),
+					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][3].(string),
 					Attempts: 1, Token: 1, Data: ev.Data}
 				if ev.Intent != nil {
 					line := *ev.Intent
@@ -909,8 +921,35 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	return out, nil
 }
 
-// runCols are the parameters of one row of insRuns.
-const runCols = 13
+// eventCols and runCols are the parameters of one row of insEvents and
+// insRuns.
+const (
+	eventCols = 9
+	runCols   = 14
+)
+
+// seenIn returns which event IDs of the page's stored events the recipe
+// has stored already.
+func (s *Store) seenIn(tx *sql.Tx, recipe string, events []engine.NewEvent, stored []int) (map[string]bool, error) {
+	ids := make([]string, len(stored))
+	for k, i := range stored {
+		ids[k] = events[i].ID
+	}
+	seen := make(map[string]bool, len(stored))
+	rows, err := tx.Stmt(s.seenEvents).Query(recipe, jsonList(ids))
+	if err != nil {
+		return nil, fmt.Errorf("looking up the page's events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("looking up the page's events: %w", err)
+		}
+		seen[id] = true
+	}
+	return seen, rows.Err()
+}
 
 // pageKeys are the ordering keys of a page, for Advance.Claim.
 type pageKeys struct {
