@@ -214,9 +214,9 @@ type Store struct {
 	upSteps, upEchoes, finRuns multiStmt
 	// Advance's: the events and runs of a page, the event IDs seen
 	// before, and the last IDs given.
-	insEvents, insRuns  multiStmt
-	seenEvents, lastIDs *sql.Stmt
-	fenceMany           *sql.Stmt
+	insEvents, insRuns, upStates multiStmt
+	seenEvents, lastIDs          *sql.Stmt
+	fenceMany                    *sql.Stmt
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
 }
@@ -412,6 +412,8 @@ func (s *Store) prepare() error {
 	for k := 0; k <= maxRowsLog; k++ {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES `+rowsOf(eventCols, 1<<k))
+		s.upStates[k] = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES `+rowsOf(3, 1<<k)+`
+		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
 		s.insRuns[k] = p(s.w, `INSERT INTO runs (id, event, recipe, okey, status, condition, cond_values, created, finished,
 			owner, lease_until, attempts, started, chain)
 		VALUES `+rowsOf(runCols, 1<<k))
@@ -758,11 +760,13 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return fmt.Errorf("saving the cursor: %w", err)
 			}
 		}
-		upState := tx.Stmt(s.upState)
-		for _, st := range adv.States {
-			if _, err := upState.Exec(recipe, st.Subject, st.State); err != nil {
-				return fmt.Errorf("saving the state of %q: %w", st.Subject, err)
-			}
+		// In order: a later state of a subject replaces an earlier one.
+		states := make([][]any, len(adv.States))
+		for i, st := range adv.States {
+			states[i] = []any{recipe, st.Subject, st.State}
+		}
+		if err := execRows(tx, &s.upStates, states); err != nil {
+			return fmt.Errorf("saving the states of %d subjects: %w", len(states), err)
 		}
 		// The page's events, then their runs, are inserted with a
 		// multi-row statement each (runs in arrival order: their IDs are

@@ -177,6 +177,22 @@ func testAdvance(t *testing.T, open func(t *testing.T) engine.Store) {
 	if st, _ := other.PriorStates(ctx, "r", []string{"a"}); st["a"] != "lapsed" {
 		t.Errorf("state of a = %q, want lapsed", st["a"])
 	}
+	// A page of many states, one subject twice: all are kept, the later
+	// of the two.
+	var many []engine.SubjectState
+	var subjects []string
+	for i := range 150 {
+		sub := fmt.Sprintf("s%03d", i)
+		many = append(many, engine.SubjectState{Subject: sub, State: "active"})
+		subjects = append(subjects, sub)
+	}
+	many = append(many, engine.SubjectState{Subject: "s007", State: "lapsed"})
+	if _, err := s.Advance(ctx, "r", engine.Advance{States: many}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := other.PriorStates(ctx, "r", subjects); err != nil || len(st) != 150 || st["s007"] != "lapsed" || st["s149"] != "active" {
+		t.Errorf("after a page of 151 states: %d states, s007 %q, s149 %q, %v; want 150, lapsed, active", len(st), st["s007"], st["s149"], err)
+	}
 	runs := claim(t, other, "w", 10, time.Now())
 	if got := eventIDs(runs); got != "[1 2 3]" {
 		t.Fatalf("claimed %s, want [1 2 3]", got)
