@@ -763,6 +763,10 @@ func scanClaimed(rows pgx.Rows) ([]*engine.ClaimedRun, error) {
 	return out, nil
 }
 
+// expireSQL puts back in the queue the runs whose lease ended before $1.
+const expireSQL = `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+	WHERE id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 FOR UPDATE SKIP LOCKED)`
+
 // Claim implements engine.RunQueue. The recipe is tested through an
 // expression (the recipe joined to an empty string), so that the planner
 // walks the queued runs in ID order and stops at the limit, rather than
@@ -797,8 +801,7 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		b := &pgx.Batch{}
 		b.Queue(claimPlanSQL)
 		if expire {
-			b.Queue(`UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
-				WHERE id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 FOR UPDATE SKIP LOCKED)`, now)
+			b.Queue(expireSQL, now)
 		}
 		b.Queue(claimSQL, req.Owner, req.Now.Add(req.Lease).UnixNano(), now, req.Recipes, req.Limit)
 		br := tx.SendBatch(ctx, b)
@@ -826,11 +829,14 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 	return out, nil
 }
 
+// renewSQL extends to $1 the leases of the runs owner $2 runs.
+const renewSQL = `UPDATE runs SET lease_until = $1 WHERE owner = $2 AND status = 'running' RETURNING id`
+
 // RenewLeases implements engine.RunQueue.
 func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
 	var held []int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE runs SET lease_until = $1 WHERE owner = $2 AND status = 'running' RETURNING id`, until.UnixNano(), owner)
+		rows, err := tx.Query(ctx, renewSQL, until.UnixNano(), owner)
 		if err != nil {
 			return err
 		}
