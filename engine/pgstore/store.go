@@ -475,7 +475,10 @@ SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 // $12), as Claim would leave it. Claimable: the first run of its key in
 // the page (k), with no run of the key queued or running before it; the
 // key locks taken before this statement (lockKeysSQL) make that check see
-// every earlier run of the key. A claimed run takes its cause's chain, as
+// every earlier run of the key. That check is a scalar subquery, one
+// lookup of runs_active_key per key: as NOT EXISTS, the planner made it a
+// merge anti join over every entry of the index on a young table. A
+// claimed run takes its cause's chain, as
 // at a claim (claimedSQL), and its intent, among the lines $14… of the
 // page's ordinals $13, is journaled (j) as Record would: the page, its
 // claims and its intents cost one statement.
