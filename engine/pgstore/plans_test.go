@@ -38,9 +38,10 @@ func TestHotStatementsReadAPageNotTheTable(t *testing.T) {
 	}
 	defer conn.Release()
 
-	// A run left running (the last page's) and the rows around it, for the
-	// statements' arguments.
+	// The runs left running (the last page's) and the rows around them,
+	// for the statements' arguments.
 	var running engine.Lease
+	var lastPage []engine.Lease
 	stmts := []struct {
 		name  string
 		sql   string
@@ -67,6 +68,18 @@ func TestHotStatementsReadAPageNotTheTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			return args
+		}},
+		{"recordMany", recordManySQL, false, func() []any {
+			var b batchCols
+			for _, l := range lastPage {
+				err := b.add(&engine.JournalWrite{Lease: l, Steps: []engine.StepRecord{{RunID: l.RunID, Index: 1, StepID: "issue", Action: "certs.create",
+					Status: engine.StepSucceeded, Wrote: []engine.Echo{{Connector: "c", Subject: fmt.Sprint("member/x", l.RunID), Fingerprint: "f"}}}},
+					Fin: &engine.Completion{RunID: l.RunID, Status: engine.RunSucceeded, Finished: time.Now()}})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			return b.args(s.channel)
 		}},
 		{"renew", renewSQL, false, func() []any { return []any{time.Now().UnixNano(), "w"} }},
 	}
@@ -109,6 +122,7 @@ func TestHotStatementsReadAPageNotTheTable(t *testing.T) {
 			}
 			if n == pages-1 {
 				running = q.Run.Lease()
+				lastPage = append(lastPage, running)
 				continue
 			}
 			writes = append(writes, engine.JournalWrite{Lease: q.Run.Lease(), Steps: []engine.StepRecord{{RunID: q.RunID, Index: 1, StepID: "issue",

@@ -341,13 +341,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func nanos(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixNano()
-}
-
 func fromNanos(n *int64) time.Time {
 	if n == nil {
 		return time.Time{}
@@ -360,13 +353,6 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
-}
-
-func nullBytes(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
 }
 
 // inTx runs fn in a transaction and commits it.
@@ -965,47 +951,85 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, recs []engine.St
 
 // recordArgs are recordSQL's parameters for one Record.
 func recordArgs(lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion) ([]any, error) {
-	var conns, subs, fps []string
-	var written []int64
+	var steps stepCols
+	var echoes echoCols
+	f, err := addRecord(lease, recs, fin, &steps, &echoes)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]any{lease.RunID, lease.Token}, steps.args()...)
+	return append(args, echoes.conns, echoes.subs, echoes.fps, echoes.written,
+		fin != nil, f.status, f.err, f.cond, f.values, f.finished, f.version), nil
+}
+
+// finRow is a Record's outcome as the columns of its run (zero without
+// one).
+type finRow struct {
+	status   string
+	err      *string
+	cond     *bool
+	values   []byte
+	finished *int64
+	version  *string
+}
+
+// addRecord appends the journal lines of one Record to steps (a later
+// line of an index replacing an earlier one: one statement may not upsert
+// a row twice) and its writes to echoes, and answers its outcome's
+// columns. A Record naming another run than its lease's appends nothing.
+func addRecord(lease engine.Lease, recs []engine.StepRecord, fin *engine.Completion, steps *stepCols, echoes *echoCols) (finRow, error) {
 	last := make(map[int]int, len(recs))
 	for i, r := range recs {
 		if r.RunID != lease.RunID {
-			return nil, fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
+			return finRow{}, fmt.Errorf("journaling step %q of run %d under the lease of run %d", r.StepID, r.RunID, lease.RunID)
 		}
 		last[r.Index] = i
-		at := r.Finished
-		if at.IsZero() {
-			at = time.Now()
-		}
-		for _, w := range r.Wrote {
-			conns, subs, fps, written = append(conns, w.Connector), append(subs, w.Subject), append(fps, w.Fingerprint), append(written, at.UnixNano())
-		}
 	}
-	// A later record of an index replaces an earlier one: one row each
-	// (one statement may not upsert a row twice).
-	var cols stepCols
-	for i := range recs {
-		if last[recs[i].Index] == i {
-			cols.add(&recs[i])
-		}
-	}
-	hasFin := fin != nil
-	var status string
-	var finErr, finished2 any
-	var cond *bool
-	var values, version any
-	if hasFin {
+	var f finRow
+	if fin != nil {
 		if fin.RunID != lease.RunID {
-			return nil, fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
+			return finRow{}, fmt.Errorf("finishing run %d under the lease of run %d", fin.RunID, lease.RunID)
 		}
-		status, finErr, cond, values = fin.Status, nullString(fin.Error), fin.Condition, nullBytes(fin.Values)
+		f.status, f.cond = fin.Status, fin.Condition
+		if fin.Error != "" {
+			f.err = &fin.Error
+		}
+		if len(fin.Values) > 0 {
+			f.values = fin.Values
+		}
 		if fin.Status != engine.RunQueued {
 			// The recipe version that ran (engine.Versions).
-			finished2, version = nanos(fin.Finished), nullString(fin.Version)
+			f.finished = nanosPtr(fin.Finished)
+			if fin.Version != "" {
+				f.version = &fin.Version
+			}
 		}
 	}
-	args := append([]any{lease.RunID, lease.Token}, cols.args()...)
-	return append(args, conns, subs, fps, written, hasFin, status, finErr, cond, values, finished2, version), nil
+	for i := range recs {
+		r := &recs[i]
+		echoes.add(r)
+		if last[r.Index] == i {
+			steps.add(r)
+		}
+	}
+	return f, nil
+}
+
+// echoCols are the writes steps made as the columns of the echoes table:
+// (connector, subject, fingerprint, written).
+type echoCols struct {
+	conns, subs, fps []string
+	written          []int64
+}
+
+func (c *echoCols) add(r *engine.StepRecord) {
+	at := r.Finished
+	if at.IsZero() {
+		at = time.Now()
+	}
+	for _, w := range r.Wrote {
+		c.conns, c.subs, c.fps, c.written = append(c.conns, w.Connector), append(c.subs, w.Subject), append(c.fps, w.Fingerprint), append(c.written, at.UnixNano())
+	}
 }
 
 // stepCols are journal lines as the columns of the steps table, one array

@@ -143,6 +143,95 @@ func testRecordMany(t *testing.T, open func(t *testing.T) engine.Store) {
 	}
 }
 
+// testRecordManyOneRunTwice: writes of one run in a batch go in the
+// order given, each judged by its own lease as it comes: a write under a
+// lease taken over is refused wherever it stands, even beside writes
+// under the run's current lease, and a write after the run's outcome or
+// give-back earlier in the batch is refused as it would be after a
+// Record, and keeps nothing of itself (its step line, its echo).
+func testRecordManyOneRunTwice(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	bj := batchJournal(t, s)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	runs := claimEach(t, s, now, "x", "y", "z")
+	x, y, z := runs[0], runs[1], runs[2]
+	// Run x's first lease is taken over.
+	stale := x.Lease()
+	if err := s.Record(ctx, stale, nil, &engine.Completion{RunID: x.ID, Status: engine.RunQueued}); err != nil {
+		t.Fatal(err)
+	}
+	again := claim(t, s, "w2", 1, now)
+	if len(again) != 1 || again[0].ID != x.ID {
+		t.Fatalf("claimed %s again, want run %d", eventIDs(again), x.ID)
+	}
+	current := again[0].Lease()
+	line := func(run int64, idx int, id string) engine.StepRecord {
+		return engine.StepRecord{RunID: run, Index: idx, StepID: id, Action: "c.get", Status: engine.StepSucceeded, Output: json.RawMessage(`"` + id + `"`), Attempts: 1}
+	}
+	late := engine.Echo{Connector: "fake", Subject: "member/late", Fingerprint: "late"}
+	lateLine := line(y.ID, 0, "late")
+	lateLine.Wrote = []engine.Echo{late}
+	dead := func(run int64) *engine.Completion {
+		return &engine.Completion{RunID: run, Status: engine.RunDead, Error: "stale", Finished: now}
+	}
+	writes := []engine.JournalWrite{
+		// 0: the lease taken over, before the current one's writes.
+		{Lease: stale, Steps: []engine.StepRecord{line(x.ID, 0, "stale")}, Fin: dead(x.ID)},
+		// 1: run y ends.
+		{Lease: y.Lease(), Steps: []engine.StepRecord{line(y.ID, 0, "result")}, Fin: &engine.Completion{RunID: y.ID, Status: engine.RunSucceeded, Finished: now}},
+		// 2: run x under its current lease.
+		{Lease: current, Steps: []engine.StepRecord{line(x.ID, 0, "fresh")}},
+		// 3: run z is given back.
+		{Lease: z.Lease(), Fin: &engine.Completion{RunID: z.ID, Status: engine.RunQueued}},
+		// 4: after its outcome: would replace y's line and leave an echo.
+		{Lease: y.Lease(), Steps: []engine.StepRecord{lateLine}},
+		// 5: after its give-back.
+		{Lease: z.Lease(), Steps: []engine.StepRecord{line(z.ID, 0, "after")}},
+		// 6: the lease taken over, after the current one's writes.
+		{Lease: stale, Fin: dead(x.ID)},
+		// 7: run x goes on.
+		{Lease: current, Steps: []engine.StepRecord{line(x.ID, 1, "second")}},
+	}
+	errs := bj.RecordMany(ctx, writes)
+	if len(errs) != len(writes) {
+		t.Fatalf("RecordMany answered %d errors for %d writes", len(errs), len(writes))
+	}
+	for i, lost := range []bool{true, false, false, false, true, true, true, false} {
+		switch {
+		case lost && !isLeaseLost(errs[i], writes[i].Lease.RunID):
+			t.Errorf("write %d: %v, want a *LeaseLostError for run %d", i, errs[i], writes[i].Lease.RunID)
+		case !lost && errs[i] != nil:
+			t.Errorf("write %d: %v, want it written", i, errs[i])
+		}
+	}
+	outputs := func(steps []engine.StepRecord) []string {
+		var out []string
+		for _, st := range steps {
+			out = append(out, string(st.Output))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		run     int64
+		status  string
+		outputs string
+	}{
+		{x.ID, engine.RunRunning, `["fresh" "second"]`},
+		{y.ID, engine.RunSucceeded, `["result"]`},
+		{z.ID, engine.RunQueued, `[]`},
+	} {
+		d := run(t, s, c.run)
+		if got := fmt.Sprint(outputs(d.Steps)); d.Status != c.status || got != c.outputs {
+			t.Errorf("run %d: %s with step outputs %s; want %s with %s", c.run, d.Status, got, c.status, c.outputs)
+		}
+	}
+	echo := ev("echo-late", "k-echo-late")
+	echo.Subject, echo.Fingerprint, echo.Connector = late.Subject, late.Fingerprint, late.Connector
+	if enq := advance(t, s, "r", echo); enq[0].Status != engine.RunQueued {
+		t.Errorf("an event of the refused write's subject: %s, want queued (the refused write left an echo)", enq[0].Status)
+	}
+}
+
 // testRecordManyConcurrent: batches from several goroutines, every write
 // its own run's, each commit exactly what it was given.
 func testRecordManyConcurrent(t *testing.T, open func(t *testing.T) engine.Store) {

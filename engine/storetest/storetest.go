@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"VersionsPinRunsAndKeepEveryAttempt", testVersions},
 		{"RecordManyWritesEachItemAllOrNothing", testRecordMany},
 		{"RecordManyFromConcurrentWriters", testRecordManyConcurrent},
+		{"RecordManyJudgesEachWriteOfARunInOrder", testRecordManyOneRunTwice},
 		{"AdvanceClaimHoldsThePagesClaimableRuns", testAdvanceClaim},
 		{"AdvanceClaimLeavesRunsOfHeldKeysQueued", testAdvanceClaimKeys},
 		{"AdvanceClaimNeverClaimsSkippedSuppressedOrDuplicate", testAdvanceClaimSkipsNonRuns},
