@@ -183,7 +183,10 @@ func (c *Client) poll(ctx context.Context, kind string, req connectors.PollReque
 		case isUpdated && (kind == triggerUpdated || kind == triggerChanged):
 			res.Events = append(res.Events, connectors.Event{ID: subject + "/updated/" + cr.UpdatedAt, Subject: subject, Fingerprint: fp, Time: updated, Data: cr.Output()})
 		}
-		res.States = append(res.States, connectors.Record{Subject: subject, State: fp})
+		if !known || before != fp {
+			// Only a state that changed is remembered again.
+			res.States = append(res.States, connectors.Record{Subject: subject, State: fp})
+		}
 		if parseStamp(cr.UpdatedAt).After(parseStamp(next.Newest)) {
 			next.Newest = cr.UpdatedAt
 		}

@@ -294,3 +294,36 @@ func TestPollWindowKeepsADayOfOverlap(t *testing.T) {
 		t.Errorf("the next scan reads %d credentials (%d events), want the 2 changed in the window, no event", res.Total, len(res.Events))
 	}
 }
+
+// TestPollWritesOnlyChangedStates: a poll remembers the state of each
+// credential it has not seen, or that changed; polling unchanged
+// credentials again writes no state.
+func TestPollWritesOnlyChangedStates(t *testing.T) {
+	e := setup(t)
+	e.mutate(t, "issue_credential", 5, nil)
+	states := func(cursor string) (int, string) {
+		n := 0
+		for range 100 {
+			res := e.poll(t, triggerChanged, nil, connectors.StartNow, cursor)
+			n += len(res.States)
+			cursor = res.Cursor
+			if !res.More {
+				return n, cursor
+			}
+		}
+		t.Fatal("poll never settled")
+		return 0, ""
+	}
+	if n, _ := states(""); n != 5 {
+		t.Fatalf("the first poll wrote %d states for 5 credentials", n)
+	}
+	// From the start again: the same five, unchanged.
+	if n, _ := states(""); n != 0 {
+		t.Errorf("polling 5 unchanged credentials again wrote %d states, want 0", n)
+	}
+	e.clk.add(time.Minute)
+	e.mutate(t, "update_credential", 2, nil)
+	if n, _ := states(""); n != 2 {
+		t.Errorf("after 2 credentials changed, the poll wrote %d states, want 2", n)
+	}
+}

@@ -394,6 +394,7 @@ type pollDriver struct {
 	cursor string
 	prior  *memPrior
 	now    time.Time
+	states int // the states the polls wrote
 }
 
 func (f *fixture) poller(name string, start connectors.Start, params map[string]any) *pollDriver {
@@ -416,6 +417,7 @@ func (d *pollDriver) drain() []connectors.Event {
 			d.prior.m[s.Subject] = s.State
 		}
 		d.prior.mu.Unlock()
+		d.states += len(res.States)
 		if !res.More {
 			return evs
 		}
@@ -501,6 +503,33 @@ func TestScanEndsOnTheCountedPage(t *testing.T) {
 		if got, want := searches.Load(), int64(ScanRequests(total)); got != want {
 			t.Errorf("%d users, second scan: %d searches, want %d", total, got, want)
 		}
+	}
+}
+
+// TestScanWritesOnlyChangedStates: the first scan remembers every user's
+// state; a scan of unchanged users writes none; after a change, only the
+// changed users' states are written again.
+func TestScanWritesOnlyChangedStates(t *testing.T) {
+	f := newFixture(t, 230, nil, nil)
+	d := f.poller("user_changed", connectors.StartNow, nil)
+	d.drain()
+	total := d.states
+	if total < 230 {
+		t.Fatalf("the first scan wrote %d states for 230 users", total)
+	}
+	d.states = 0
+	d.drain()
+	if d.states != 0 {
+		t.Errorf("a scan of unchanged users wrote %d states, want 0", d.states)
+	}
+	changed, err := f.sb.Mutate(sandboxkit.Mutation{Kind: "become_eligible", Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.states = 0
+	d.drain()
+	if d.states != 2 {
+		t.Errorf("after 2 users changed (%v), the scan wrote %d states", changed["ids"], d.states)
 	}
 }
 

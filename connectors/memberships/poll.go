@@ -310,7 +310,11 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 		if ev := pick(s, req.Params); ev != nil && !s.baseline {
 			res.Events = append(res.Events, *ev)
 		}
-		res.States = append(res.States, connectors.Record{Subject: s.subject, State: s.fp})
+		// Only a state that changed is remembered again: a scan of
+		// unchanged users writes nothing.
+		if !s.hasPrior || s.prior != s.fp {
+			res.States = append(res.States, connectors.Record{Subject: s.subject, State: s.fp})
+		}
 	}
 	if !incremental {
 		// Advance the scan; a short page ends it, and the next poll
