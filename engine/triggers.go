@@ -48,7 +48,7 @@ func (e *Engine) enqueue(ctx context.Context, rt *recipeRT, cursor *string, stat
 	return fresh, err
 }
 
-// enqueuePage enqueues a polled page that preparePage evaluated,
+// enqueuePage enqueues a polled page that prepareEvents evaluated,
 // claiming its new runs for this runner in the same transaction, and
 // starts them as a page (pages.go).
 func (e *Engine) enqueuePage(ctx context.Context, rt *recipeRT, pages *pageSet, p *preparedPage, last bool) error {
@@ -88,7 +88,8 @@ type preparedPage struct {
 	keys   []string     // the cache keys of the events, by event
 }
 
-// drop forgets what p put in the event cache, for a page not committed.
+// dropPrepared forgets what p put in the event cache, for a page not
+// committed.
 func (e *Engine) dropPrepared(p *preparedPage) {
 	if p == nil {
 		return
