@@ -42,33 +42,3 @@ func execRows(tx *sql.Tx, st *multiStmt, rows [][]any) error {
 	}
 	return nil
 }
-
-// queryRows is execRows for a statement with RETURNING: scan reads each
-// row it returns.
-func queryRows(tx *sql.Tx, st *multiStmt, rows [][]any, scan func(*sql.Rows) error) error {
-	var args []any
-	for len(rows) > 0 {
-		k := bits.Len(uint(min(len(rows), maxRows))) - 1
-		n := 1 << k
-		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r...)
-		}
-		res, err := tx.Stmt(st[k]).Query(args...)
-		if err != nil {
-			return err
-		}
-		for res.Next() {
-			if err := scan(res); err != nil {
-				res.Close()
-				return err
-			}
-		}
-		res.Close()
-		if err := res.Err(); err != nil {
-			return err
-		}
-		rows = rows[n:]
-	}
-	return nil
-}
