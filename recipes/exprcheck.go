@@ -386,31 +386,6 @@ func jsonKind(t reflect.Type) string {
 	return ""
 }
 
-// fits reports whether a value of JSON kind may go where the schema's
-// type keyword (a name or a list) allows. An integer fits a number, and a
-// number an integer (a whole float is one, and runtime numbers are floats).
-func fits(kind string, schemaType any) bool {
-	var allowed []string
-	switch t := schemaType.(type) {
-	case string:
-		allowed = []string{t}
-	case []any:
-		for _, x := range t {
-			if s, ok := x.(string); ok {
-				allowed = append(allowed, s)
-			}
-		}
-	default:
-		return true
-	}
-	for _, a := range allowed {
-		if a == kind || (a == "number" && kind == "integer") || (a == "integer" && kind == "number") {
-			return true
-		}
-	}
-	return false
-}
-
 func runeToByte(s string, r int) int {
 	if r <= 0 {
 		return 0

@@ -229,9 +229,4 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &api) && api.Code == code
 }
 
-func notFound(err error) bool {
-	var api *connectors.APIError
-	return errors.As(err, &api) && api.Status == http.StatusNotFound
-}
-
 func opErr(op string, err error) error { return fmt.Errorf("accelevents.%s: %w", op, err) }

@@ -771,19 +771,6 @@ func checkOrdersToPayments(c *checkCtx) []Finding {
 	return out
 }
 
-// str reads a nested string field ("" when absent).
-func str(m map[string]any, path ...string) string {
-	var v any = m
-	for _, p := range path {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return ""
-		}
-		v = mm[p]
-	}
-	return scalar(v)
-}
-
 // scalar renders a value as text: ids arrive as numbers or strings.
 func scalar(v any) string {
 	switch v := v.(type) {

@@ -133,13 +133,6 @@ func (e *event) order(id int64) *order {
 	return nil
 }
 
-func (e *event) attendee(id int64) *attendee {
-	if i, ok := e.attIdx[id]; ok {
-		return &e.atts[i]
-	}
-	return nil
-}
-
 func (e *event) typeName(id int64) string {
 	if i, ok := e.typeIdx[id]; ok {
 		return e.types[i].name

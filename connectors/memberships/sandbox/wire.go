@@ -116,8 +116,6 @@ func readBody(w http.ResponseWriter, r *http.Request) (*body, bool) {
 	return &body{m: m}, true
 }
 
-func (b *body) has(k string) bool { _, ok := b.m[k]; return ok }
-
 func (b *body) required(keys ...string) {
 	for _, k := range keys {
 		if v, ok := b.m[k]; !ok || v == nil || v == "" {
