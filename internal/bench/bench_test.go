@@ -7,6 +7,8 @@ import (
 	"flag"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -99,11 +101,26 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 	}
 }
 
+// TestRunInterrupted: a backfill stopped half-way gives no figures. It is
+// stopped at its first search for members (through a proxy in front of
+// the sandbox), so that no speed of the machine lets it finish first.
 func TestRunInterrupted(t *testing.T) {
 	base := startSandbox(t, 3000)
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(300*time.Millisecond, cancel)
-	_, err := Run(ctx, Options{SandboxURL: base, Concurrency: 4})
+	defer cancel()
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/users/search") {
+			cancel()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	_, err = Run(ctx, Options{SandboxURL: srv.URL, Concurrency: 4})
 	if err == nil || !strings.Contains(err.Error(), "interrupted after") {
 		t.Fatalf("error %v, want an interruption", err)
 	}
