@@ -2,8 +2,12 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
@@ -133,5 +137,56 @@ func TestSummaryText(t *testing.T) {
 		"9 API request(s): 7 by the recipes, 2 by the checks at start\n"
 	if b.String() != want {
 		t.Errorf("summary text:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// failingAdvance fails the advance numbered at (from 1) once, applying
+// nothing, as a store that refused a transaction.
+type failingAdvance struct {
+	engine.Store
+	mu    sync.Mutex
+	n, at int
+}
+
+func (f *failingAdvance) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	f.mu.Lock()
+	f.n++
+	fail := f.n == f.at
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("the store refused the transaction")
+	}
+	return f.Store.Advance(ctx, recipe, adv)
+}
+
+// TestAFailedPageCommitLosesNothing: a page whose commit fails while the
+// next page is read (and evaluated) ahead: the page read ahead is dropped,
+// not committed after it, and the next run polls again from the last
+// committed cursor. Every eligible member gets exactly one certificate,
+// whichever page failed.
+func TestAFailedPageCommitLosesNothing(t *testing.T) {
+	for _, at := range []int{1, 2, 3, 5} {
+		t.Run(fmt.Sprintf("advance %d fails", at), func(t *testing.T) {
+			path := tempDB(t)
+			svc := newFakeService(12, everyOther) // 6 eligible, 6 pages of 2
+			store := &failingAdvance{Store: openStore(t, path), at: at}
+			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
+				t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
+			}
+			e.Close()
+			store.Store.Close()
+
+			again := openStore(t, path)
+			defer again.Close()
+			runOnce(t, newEngine(t, again, svc, []*recipes.Recipe{issueRecipe(t)}))
+			assertExactlyOnce(t, svc)
+			assertAllDone(t, again)
+			if svc.creates != 6 {
+				t.Errorf("%d certificates for 6 eligible members", svc.creates)
+			}
+		})
 	}
 }
