@@ -71,31 +71,53 @@ func (f *Files) writer(path string) *writer {
 	return w
 }
 
-func line(record any) ([]byte, error) {
-	// As json.Marshal encodes it (settleAppend compares lines byte for
-	// byte), without reflection for the values a mapping produces.
-	b, err := jsonenc.Marshal(record)
-	if err != nil {
-		return nil, err
+func line(record any) ([]byte, error) { return appendLine(nil, record) }
+
+// appendLine appends record to b as one line, as json.Marshal encodes it
+// (settleAppend compares lines byte for byte), without reflection for
+// the values a mapping produces.
+func appendLine(b []byte, record any) ([]byte, error) {
+	start := len(b)
+	if out, ok := jsonenc.Append(b, record); ok {
+		return append(out, '\n'), nil
 	}
-	return append(b, '\n'), nil
+	enc, err := json.Marshal(record)
+	if err != nil {
+		return b[:start], err
+	}
+	return append(append(b[:start], enc...), '\n'), nil
 }
 
 // prepare resolves an input's path and encodes its record as one line.
 func (f *Files) prepare(in map[string]any) (path string, data []byte, err error) {
-	path, err = f.resolve(str(in, "path"))
+	path, record, err := f.target(in, nil)
 	if err != nil {
-		return "", nil, fmt.Errorf("file.append: %w", err)
+		return "", nil, err
+	}
+	if data, err = appendLine(nil, record); err != nil {
+		return "", nil, fmt.Errorf("file.append %s: encoding the record: %w", path, err)
+	}
+	return path, data, nil
+}
+
+// target resolves an input's path (through resolved, the paths of a
+// batch resolved so far, when not nil) and returns its record.
+func (f *Files) target(in map[string]any, resolved map[string]string) (path string, record map[string]any, err error) {
+	raw := str(in, "path")
+	path, known := resolved[raw]
+	if !known {
+		if path, err = f.resolve(raw); err != nil {
+			return "", nil, fmt.Errorf("file.append: %w", err)
+		}
+		if resolved != nil {
+			resolved[raw] = path
+		}
 	}
 	record, ok := in["record"].(map[string]any)
 	if !ok {
 		return "", nil, fmt.Errorf("file.append %s: record must be an object", path)
 	}
-	data, err = line(record)
-	if err != nil {
-		return "", nil, fmt.Errorf("file.append %s: encoding the record: %w", path, err)
-	}
-	return path, data, nil
+	return path, record, nil
 }
 
 func appendRecord(_ context.Context, f *Files, in map[string]any) (*connectors.Result, error) {
@@ -132,19 +154,26 @@ func appendBatch(ctx context.Context, f *Files, inputs []map[string]any) ([]conn
 	}
 	var paths []string
 	byPath := map[string]*batch{}
+	resolved := map[string]string{} // each path of the batch resolved once
 	for i, in := range inputs {
-		path, data, err := f.prepare(in)
+		path, record, err := f.target(in, resolved)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
 		b := byPath[path]
 		if b == nil {
-			b = &batch{}
+			b = &batch{buf: make([]byte, 0, 256*(len(inputs)-i))}
 			byPath[path] = b
 			paths = append(paths, path)
 		}
-		b.idx, b.sizes, b.buf = append(b.idx, i), append(b.sizes, len(data)), append(b.buf, data...)
+		// Encoded straight into the write's buffer.
+		start := len(b.buf)
+		if b.buf, err = appendLine(b.buf, record); err != nil {
+			out[i].Err = fmt.Errorf("file.append %s: encoding the record: %w", path, err)
+			continue
+		}
+		b.idx, b.sizes = append(b.idx, i), append(b.sizes, len(b.buf)-start)
 	}
 	for _, path := range paths {
 		b := byPath[path]

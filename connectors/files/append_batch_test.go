@@ -3,6 +3,7 @@ package files
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,6 +27,8 @@ func TestAppendBatchWritesOnceWithLineNumbersPerItem(t *testing.T) {
 		{"path": "a.jsonl", "record": "not an object"},
 		{"path": "a.jsonl", "record": map[string]any{"n": 3}},
 		{"path": "", "record": map[string]any{"n": 4}},
+		// Half-encoded before it fails: nothing of it reaches the file.
+		{"path": "a.jsonl", "record": map[string]any{"a": "x", "z": math.NaN()}},
 	}
 	res, err := a.Batch.Run(context.Background(), f, inputs)
 	if err != nil {
@@ -34,7 +37,7 @@ func TestAppendBatchWritesOnceWithLineNumbersPerItem(t *testing.T) {
 	if len(res) != len(inputs) {
 		t.Fatalf("%d results for %d inputs", len(res), len(inputs))
 	}
-	wantLine := []any{3, 1, nil, 4, nil}
+	wantLine := []any{3, 1, nil, 4, nil, nil}
 	for i, r := range res {
 		switch {
 		case wantLine[i] == nil && r.Err == nil:
@@ -45,6 +48,9 @@ func TestAppendBatchWritesOnceWithLineNumbersPerItem(t *testing.T) {
 	}
 	if res[2].Err == nil || !strings.Contains(res[2].Err.Error(), "record must be an object") {
 		t.Errorf("item 2's error: %v", res[2].Err)
+	}
+	if res[5].Err == nil || !strings.Contains(res[5].Err.Error(), "encoding the record") {
+		t.Errorf("item 5's error: %v", res[5].Err)
 	}
 	got, _ := os.ReadFile(filepath.Join(dir, "a.jsonl"))
 	if string(got) != "{\"old\":1}\n{\"old\":2}\n{\"n\":1}\n{\"n\":3}\n" {
