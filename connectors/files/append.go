@@ -77,15 +77,11 @@ func line(record any) ([]byte, error) { return appendLine(nil, record) }
 // (settleAppend compares lines byte for byte), without reflection for
 // the values a mapping produces.
 func appendLine(b []byte, record any) ([]byte, error) {
-	start := len(b)
-	if out, ok := jsonenc.Append(b, record); ok {
-		return append(out, '\n'), nil
-	}
-	enc, err := json.Marshal(record)
+	b, err := jsonenc.AppendMarshal(b, record)
 	if err != nil {
-		return b[:start], err
+		return b, err
 	}
-	return append(append(b[:start], enc...), '\n'), nil
+	return append(b, '\n'), nil
 }
 
 // prepare resolves an input's path and encodes its record as one line.

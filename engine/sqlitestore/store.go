@@ -939,20 +939,29 @@ func (s *Store) seenIn(tx *sql.Tx, recipe string, events []engine.NewEvent, stor
 	for k, i := range stored {
 		ids[k] = events[i].ID
 	}
-	seen := make(map[string]bool, len(stored))
-	rows, err := tx.Stmt(s.seenEvents).Query(recipe, jsonList(ids))
+	return textSet(tx.Stmt(s.seenEvents), "looking up the page's events", recipe, jsonList(ids))
+}
+
+// textSet runs st, a query of one text column, and returns its values as
+// a set; what names the query in its errors.
+func textSet(st *sql.Stmt, what string, args ...any) (map[string]bool, error) {
+	rows, err := st.Query(args...)
 	if err != nil {
-		return nil, fmt.Errorf("looking up the page's events: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
+	set := map[string]bool{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("looking up the page's events: %w", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		seen[id] = true
+		set[v] = true
 	}
-	return seen, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return set, nil
 }
 
 // pageKeys are the ordering keys of a page, for Advance.Claim.
@@ -976,19 +985,12 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if len(list) == 0 {
 		return k, nil
 	}
-	rows, err := tx.Stmt(s.activeKeys).Query(jsonList(list))
+	active, err := textSet(tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list))
 	if err != nil {
-		return k, fmt.Errorf("looking up the runs of the page's keys: %w", err)
+		return k, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var key string
-		if err := rows.Scan(&key); err != nil {
-			return k, fmt.Errorf("looking up the runs of the page's keys: %w", err)
-		}
-		k.active[key] = true
-	}
-	return k, rows.Err()
+	k.active = active
+	return k, nil
 }
 
 // claimedRow is a run claimed with its page: the chain it inherits.

@@ -19,11 +19,21 @@ import (
 func Append(b []byte, v any) ([]byte, bool) { return appendValue(b, v, 0) }
 
 // Marshal is json.Marshal, faster for the values Append takes.
-func Marshal(v any) ([]byte, error) {
-	if b, ok := Append(make([]byte, 0, 256), v); ok {
-		return b, nil
+func Marshal(v any) ([]byte, error) { return AppendMarshal(make([]byte, 0, 256), v) }
+
+// AppendMarshal appends v to b as json.Marshal encodes it, through
+// encoding/json for the values Append leaves to it. On an error b comes
+// back as it was.
+func AppendMarshal(b []byte, v any) ([]byte, error) {
+	start := len(b)
+	if out, ok := Append(b, v); ok {
+		return out, nil
 	}
-	return json.Marshal(v)
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return b[:start], err
+	}
+	return append(b[:start], enc...), nil
 }
 
 // maxEncodeDepth bounds appendJSON's recursion; deeper values go to
