@@ -28,6 +28,9 @@ var (
 // RunRecipes lists the recipes with runs: one index seek per recipe
 // (runs_by_recipe), not a scan of the runs.
 func (s *Store) RunRecipes(ctx context.Context) ([]string, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.r.QueryContext(ctx, `WITH RECURSIVE r(name) AS (
 		SELECT min(recipe) FROM runs
 		UNION ALL
@@ -50,6 +53,9 @@ func (s *Store) RunRecipes(ctx context.Context) ([]string, error) {
 
 // PageRuns lists a page of runs, newest first, keyset-paged by ID.
 func (s *Store) PageRuns(ctx context.Context, q stats.RunQuery) ([]engine.RunInfo, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	sqlText, args, err := pageRunsQuery(q)
 	if err != nil {
 		return nil, err
@@ -114,6 +120,9 @@ func pageRunsQuery(q stats.RunQuery) (string, []any, error) {
 
 // RunActivity counts runs per recipe, status and time bucket.
 func (s *Store) RunActivity(ctx context.Context, since time.Time, bucket time.Duration) ([]stats.RunBucket, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	if bucket <= 0 {
 		return nil, fmt.Errorf("run activity: bucket must be positive, got %s", bucket)
 	}
@@ -143,6 +152,9 @@ func (s *Store) RunActivity(ctx context.Context, since time.Time, bucket time.Du
 
 // StepLatency summarises step durations per action.
 func (s *Store) StepLatency(ctx context.Context, since time.Time) ([]stats.Latency, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	first, err := s.firstRunSince(ctx, since.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("step latency: %w", err)

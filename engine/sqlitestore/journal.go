@@ -141,11 +141,19 @@ func (s *Store) recordAlone(ctx context.Context, w *engine.JournalWrite) error {
 // refused. It runs again from the start when the committer retries it,
 // so it only assigns errs.
 func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []error) error {
+	for i, w := range writes {
+		errs[i] = checkWrite(w.Lease, w.Steps, w.Fin)
+	}
+	// The runs page claims hold are written out first; a write that
+	// brings such a run's outcome writes it whole, and is done.
+	done, err := s.takePaged(tx, writes, errs)
+	if err != nil {
+		return err
+	}
 	var ids strings.Builder
 	ids.WriteByte('[')
 	for i, w := range writes {
-		errs[i] = checkWrite(w.Lease, w.Steps, w.Fin)
-		if errs[i] == nil {
+		if errs[i] == nil && !done[i] {
 			if ids.Len() > 1 {
 				ids.WriteByte(',')
 			}
@@ -173,7 +181,7 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 	var steps, echoes, fins [][]any
 	var finOf []int // the writes of fins
 	for i, w := range writes {
-		if errs[i] != nil {
+		if errs[i] != nil || done[i] {
 			continue
 		}
 		if token, ok := held[w.Lease.RunID]; !ok || token != w.Lease.Token {

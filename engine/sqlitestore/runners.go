@@ -62,6 +62,7 @@ func (s *Store) Join(ctx context.Context, r engine.RunnerInfo) (int, error) {
 		others = others[:0]
 		rows, err := tx.Query(`SELECT owner FROM runners WHERE owner != ?1
 			UNION SELECT DISTINCT owner FROM runs WHERE status = 'running' AND owner != ?1
+			UNION SELECT owner FROM page_claims WHERE owner != ?1
 			UNION SELECT owner FROM poll_leases WHERE owner != ?1`, r.Owner)
 		if err != nil {
 			return err
@@ -115,6 +116,9 @@ func (s *Store) Join(ctx context.Context, r engine.RunnerInfo) (int, error) {
 func (s *Store) releaseDead(ctx context.Context, owner string) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.writeOutClaims(tx, `p.owner = ?`, owner); err != nil {
+			return err
+		}
 		res, err := tx.Exec(`UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 			WHERE owner = ? AND status = 'running'`, owner)
 		if err != nil {
@@ -194,8 +198,9 @@ func (s *Store) Backlog(ctx context.Context, recipes []string) (int, error) {
 		return 0, nil
 	}
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM runs INDEXED BY runs_active_key
-		WHERE status IN ('queued', 'running') AND recipe IN (SELECT value FROM json_each(?))`, jsonList(recipes)).Scan(&n)
+	err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM runs INDEXED BY runs_active_key
+			WHERE status IN ('queued', 'running') AND recipe IN (SELECT value FROM json_each(?1)))
+		+ (SELECT count(*) FROM page_runs WHERE recipe IN (SELECT value FROM json_each(?1)))`, jsonList(recipes)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("counting the backlog: %w", err)
 	}
@@ -207,7 +212,8 @@ func (s *Store) Backlog(ctx context.Context, recipes []string) (int, error) {
 // A runner that died is listed until another joins.
 func (s *Store) Runners(ctx context.Context) ([]engine.RunnerInfo, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT w.owner, w.host, w.pid, w.started, w.seen,
-			(SELECT count(*) FROM runs r WHERE r.owner = w.owner AND r.status = 'running'),
+			(SELECT count(*) FROM runs r WHERE r.owner = w.owner AND r.status = 'running')
+			+ (SELECT count(*) FROM page_runs p WHERE p.owner = w.owner),
 			coalesce((SELECT group_concat(recipe, ',') FROM poll_leases p WHERE p.owner = w.owner AND p.lease_until >= ?), '')
 		FROM runners w ORDER BY w.started, w.owner`, time.Now().UnixNano())
 	if err != nil {

@@ -212,6 +212,10 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 	before := p.Before.UnixNano()
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		*out = engine.Pruned{BytesBefore: out.BytesBefore}
+		// Runs claimed with pages are rows before their events are judged.
+		if err := s.writeOutClaims(tx, `1`); err != nil {
+			return err
+		}
 		// Finished runs that are not dead letters; their events' data is
 		// cleared, their IDs kept (dedup), unless another run still needs it.
 		if _, err := tx.Exec(`CREATE TEMP TABLE IF NOT EXISTS prune_runs (id INTEGER PRIMARY KEY, event INTEGER NOT NULL)`); err != nil {

@@ -11,14 +11,15 @@ import (
 
 // QueueStats counts queued, running and dead runs and finds the oldest
 // queued one, for metrics. Queued and dead runs are counted through their
-// partial indexes; running ones through the owner index.
+// partial indexes; running ones through the owner index, with the runs
+// page claims hold.
 func (s *Store) QueueStats(ctx context.Context) (engine.QueueStats, error) {
 	var st engine.QueueStats
 	var oldest sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM runs WHERE status = 'queued'),
 		(SELECT created FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1),
-		(SELECT count(*) FROM runs WHERE status = 'running'),
+		(SELECT count(*) FROM runs WHERE status = 'running') + (SELECT count(*) FROM page_runs),
 		(SELECT count(*) FROM runs WHERE status = 'dead')`).Scan(&st.Queued, &oldest, &st.Running, &st.Dead)
 	if err != nil {
 		return st, fmt.Errorf("sqlitestore: queue stats: %w", err)

@@ -166,6 +166,9 @@ CREATE TABLE poll_leases (
 	versionsMigration,
 	// 7: runs found by subject (console.go).
 	subjectIndexMigration,
+	// 8: the runs claimed with a page are held by one row until each is
+	// recorded (pageclaims.go).
+	pageClaimsMigration,
 }
 
 // Options tune the store.
@@ -217,6 +220,14 @@ type Store struct {
 	insEvents, insRuns, upStates multiStmt
 	seenEvents, lastIDs          *sql.Stmt
 	fenceMany                    *sql.Stmt
+	// Page claims' (pageclaims.go): the runs claimed with pages, and
+	// those inserted finished.
+	insFinal                                                                                    multiStmt
+	insClaim, insClaimRuns, takeClaim, dropClaim, renewClaims, ownerPaged, notRuns, claimLeases *sql.Stmt
+	// paged remembers the runs this handle's advances claimed, by ID,
+	// until each is written out.
+	pagedMu sync.Mutex
+	paged   map[int64]*pagedRun
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
 }
@@ -421,7 +432,8 @@ func (s *Store) prepare() error {
 	s.seenEvents = p(s.w, `SELECT event_id FROM events WHERE recipe = ? AND event_id IN (SELECT value FROM json_each(?))`)
 	// The IDs SQLite would give next (the largest plus one, as for a
 	// rowid without AUTOINCREMENT).
-	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events), (SELECT coalesce(max(id), 0) FROM runs)`)
+	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events),
+		max((SELECT coalesce(max(id), 0) FROM runs), (SELECT coalesce(max(last_run), 0) FROM page_claims))`)
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
@@ -446,8 +458,9 @@ func (s *Store) prepare() error {
 				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
-	s.activeKeys = p(s.w, `SELECT DISTINCT okey FROM runs INDEXED BY runs_active_key
-		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
+	s.activeKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
+		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?1))
+		UNION SELECT okey FROM page_runs WHERE okey IN (SELECT value FROM json_each(?1))`)
 	// The remembered writes of a page's subjects (echoesOf): whether each
 	// is an echo for the recipe (its writer's recipe, or one in the writer's
 	// chain, or none: an imported write) and else the chain of the
@@ -468,6 +481,7 @@ func (s *Store) prepare() error {
 	s.getSteps = p(s.r, `SELECT idx, step_id, action, status, input, output, error, attempts, started, finished
 		FROM steps WHERE run = ? ORDER BY idx`)
 	s.prepareMulti(p)
+	s.prepareClaims(p)
 	return err
 }
 
@@ -753,6 +767,35 @@ func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []strin
 // Advance implements engine.TriggerStore.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
+	// What a page claim holds of each event, encoded before the writer
+	// has it: the run's ordering key, as JSON, and its first intent.
+	var quotedKeys, intents [][]byte
+	if adv.Claim != nil {
+		quotedKeys, intents = make([][]byte, len(adv.Events)), make([][]byte, len(adv.Events))
+		for i := range adv.Events {
+			ev := &adv.Events[i]
+			if ev.Skipped {
+				continue // never claimed
+			}
+			key := ev.OrderingKey
+			if key == "" {
+				key = "event:" + ev.ID
+			}
+			q, err := json.Marshal(key)
+			if err != nil {
+				return nil, fmt.Errorf("advancing the trigger of recipe %q: the ordering key of event %q: %w", recipe, ev.ID, err)
+			}
+			quotedKeys[i] = q
+			if ev.Intent != nil {
+				if intents[i], err = encodeIntent(ev.Intent); err != nil {
+					return nil, fmt.Errorf("advancing the trigger of recipe %q: the intent of event %q: %w", recipe, ev.ID, err)
+				}
+			}
+		}
+	}
+	// The page claim, kept in memory once committed (a retried
+	// transaction builds it again).
+	var claim claimPage
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixNano()
 		if adv.Cursor != nil {
@@ -880,22 +923,29 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				}
 			}
 		}
+		// Runs claimed with the page go into one page claim, leased to the
+		// claimer (pageclaims.go); the page's other runs are inserted.
+		// IDs were given in arrival order, the order claims go by.
+		claim = claimPage{}
+		queued := runRows
 		if len(claimed) > 0 {
-			// Runs claimed with the page are inserted running, leased to
-			// the claimer, in the same statement as the page's other runs:
-			// their IDs keep the arrival order that claims go by.
-			until := adv.Claim.Now.Add(adv.Claim.Lease).UnixNano()
+			queued = make([][]any, 0, len(runRows)-len(claimed))
 			for k, i := range runOf {
 				if c := claimed[i]; c != nil {
-					runRows[k][4] = engine.RunRunning
-					runRows[k][9], runRows[k][10], runRows[k][11], runRows[k][12], runRows[k][13] = adv.Claim.Owner, until, 1, now, c.chain
+					claim.add(runRows[k][0].(int64), runRows[k][1].(int64), runRows[k][3].(string), quotedKeys[i], c.chain, now, adv.Events[i].Intent, intents[i])
+					continue
 				}
+				queued = append(queued, runRows[k])
 			}
 		}
-		if err := execRows(tx, &s.insRuns, runRows); err != nil {
-			return fmt.Errorf("enqueueing %d events: %w", len(runRows), err)
+		if err := execRows(tx, &s.insRuns, queued); err != nil {
+			return fmt.Errorf("enqueueing %d events: %w", len(queued), err)
 		}
-		var intents [][]any
+		if adv.Claim != nil {
+			if err := s.saveClaim(tx, &claim, recipe, adv.Claim.Owner, adv.Claim.Now.Add(adv.Claim.Lease).UnixNano()); err != nil {
+				return err
+			}
+		}
 		for k, i := range runOf {
 			out[i].RunID = runRows[k][0].(int64)
 			if claimed[i] != nil {
@@ -906,22 +956,16 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
 					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][3].(string),
 					Attempts: 1, Token: 1, Data: ev.Data}
-				if ev.Intent != nil {
-					line := *ev.Intent
-					line.RunID = out[i].RunID
-					intents = append(intents, stepArgs(&line))
-					out[i].Journaled = true
-				}
+				// The claim holds the intent.
+				out[i].Journaled = ev.Intent != nil
 			}
-		}
-		if err := execRows(tx, &s.upSteps, intents); err != nil {
-			return fmt.Errorf("journaling the intents of %d runs: %w", len(intents), err)
 		}
 		return skips.save(tx, recipe, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
 	}
+	s.remember(&claim)
 	return out, nil
 }
 
@@ -1014,6 +1058,7 @@ func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
 		WHERE r.status = 'queued' AND r.recipe IN (` + strings.Join(quoted, ", ") + `)
 		  AND NOT EXISTS (SELECT 1 FROM runs p
 		                  WHERE p.okey = r.okey AND p.id < r.id AND p.status IN ('queued', 'running'))
+		  AND r.okey NOT IN (SELECT okey FROM page_runs)
 		ORDER BY r.id`)
 	if err != nil {
 		return nil, err
@@ -1041,6 +1086,10 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		out = out[:0]
 		now := req.Now.UnixNano()
 		if req.Now.Sub(s.lastExpiry) >= time.Second || req.Now.Before(s.lastExpiry) {
+			// Runs of page claims whose lease ended become rows first.
+			if err := s.writeOutClaims(tx, `p.lease_until < ?`, now); err != nil {
+				return err
+			}
 			if _, err := tx.Stmt(s.expire).Exec(now); err != nil {
 				return fmt.Errorf("requeueing runs with an expired lease: %w", err)
 			}
@@ -1131,20 +1180,15 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 	var held []int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		held = held[:0]
-		rows, err := tx.Stmt(s.renew).Query(until.UnixNano(), owner)
-		if err != nil {
+		var err error
+		if held, err = appendIDs(held, tx.Stmt(s.renew), until.UnixNano(), owner); err != nil {
 			return err
 		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			held = append(held, id)
+		// The runs of its page claims, which hold their lease.
+		if _, err := tx.Stmt(s.renewClaims).Exec(until.UnixNano(), owner); err != nil {
+			return err
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if held, err = appendIDs(held, tx.Stmt(s.ownerPaged), owner); err != nil {
 			return err
 		}
 		_, err = tx.Exec(`UPDATE runners SET seen = ? WHERE owner = ?`, time.Now().UnixNano(), owner)
@@ -1156,10 +1200,30 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 	return held, nil
 }
 
+// appendIDs appends the IDs that st, a query of one column, returns.
+func appendIDs(ids []int64, st *sql.Stmt, args ...any) ([]int64, error) {
+	rows, err := st.Query(args...)
+	if err != nil {
+		return ids, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return ids, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // ReleaseOwner implements engine.RunQueue.
 func (s *Store) ReleaseOwner(ctx context.Context, owner string) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.writeOutClaims(tx, `p.owner = ?`, owner); err != nil {
+			return err
+		}
 		res, err := tx.Exec(`UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 			WHERE owner = ? AND status = 'running'`, owner)
 		if err != nil {
@@ -1176,6 +1240,9 @@ func (s *Store) ReleaseOwner(ctx context.Context, owner string) (int, error) {
 
 // Steps implements engine.Journal.
 func (s *Store) Steps(ctx context.Context, runID int64) ([]engine.StepRecord, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	return s.steps(ctx, s.getSteps, runID)
 }
 
@@ -1214,6 +1281,18 @@ func (s *Store) Record(ctx context.Context, lease engine.Lease, steps []engine.S
 func (s *Store) recordTx(tx *sql.Tx, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
 	if err := checkWrite(lease, steps, fin); err != nil {
 		return err
+	}
+	// A run a page claim holds is written out first (or, with its
+	// outcome, written whole).
+	errs := []error{nil}
+	done, err := s.takePaged(tx, []engine.JournalWrite{{Lease: lease, Steps: steps, Fin: fin}}, errs)
+	switch {
+	case err != nil:
+		return err
+	case errs[0] != nil:
+		return errs[0]
+	case done[0]:
+		return nil
 	}
 	var one int
 	switch err := tx.Stmt(s.fence).QueryRow(lease.RunID, lease.Token).Scan(&one); {
@@ -1338,6 +1417,9 @@ func scanRun(sc interface{ Scan(...any) error }, extra ...any) (*engine.RunInfo,
 
 // ListRuns implements engine.Inspector, newest first.
 func (s *Store) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.RunInfo, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	var where []string
 	var args []any
 	if f.Recipe != "" {
@@ -1395,6 +1477,9 @@ func (s *Store) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.RunI
 
 // GetRun implements engine.Inspector.
 func (s *Store) GetRun(ctx context.Context, id int64) (*engine.RunDetail, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return nil, err
+	}
 	var event, values []byte
 	var cond sql.NullBool
 	ri, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runColumns+`, e.data, r.condition, r.cond_values

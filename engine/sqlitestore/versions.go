@@ -73,6 +73,9 @@ func (s *Store) LoadVersion(ctx context.Context, recipe, hash string) (*engine.R
 
 // RunVersion implements engine.Versions.
 func (s *Store) RunVersion(ctx context.Context, run int64) (string, error) {
+	if err := s.writeOutPages(ctx); err != nil {
+		return "", err
+	}
 	var v sql.NullString
 	err := s.r.QueryRowContext(ctx, `SELECT version FROM runs WHERE id = ?`, run).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -370,3 +370,105 @@ func testAdvanceClaimIntent(t *testing.T, open func(t *testing.T) engine.Store) 
 		t.Errorf("after the outcome, the journal is %+v; want the one step, succeeded", got)
 	}
 }
+
+// testAdvanceClaimHeldUnread: the runs claimed with a page are held as
+// any running run even when nothing reads them in between (a store may
+// keep them apart until they are recorded): their keys stay held against
+// later pages and the queue, the backlog and the lease renewal count
+// them, the first write of a run records it whole (finished, or running
+// with its intent and the write's steps), and a release or a lease that
+// ended hands them to the queue with their intents journaled.
+func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Store) {
+	s, other := open(t), open(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	started := now.Add(-time.Second)
+	intent := func() *engine.StepRecord {
+		return &engine.StepRecord{Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
+			Input: json.RawMessage(`{"member":"a"}`), Started: started}
+	}
+	e1, e2, e5 := ev("1", "a"), ev("2", "b"), ev("5", "e")
+	e1.Intent, e5.Intent = intent(), intent()
+	enq := advanceClaim(t, s, "r", "w1", now, e1, e2, e5)
+	r1, r2, r5 := claimedWith(t, "r", enq[0], e1), claimedWith(t, "r", enq[1], e2), claimedWith(t, "r", enq[2], e5)
+
+	// Another runner's page leaves the run of a held key queued, and the
+	// queue hands it out only once that key is free.
+	e3 := ev("3", "a")
+	leftQueued(t, advanceClaim(t, other, "r", "w2", now, e3)[0], "run 1 holds key a, claimed with the page before")
+	if got := claim(t, other, "w2", 10, now); len(got) != 0 {
+		t.Fatalf("claim while the page's runs are held = %s, want nothing", eventIDs(got))
+	}
+	if n, err := other.Backlog(ctx, []string{"r"}); err != nil || n != 4 {
+		t.Errorf("Backlog = %d, %v; want 4 (three runs held, one queued)", n, err)
+	}
+	held, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute))
+	slices.Sort(held)
+	if want := []int64{r1.ID, r2.ID, r5.ID}; err != nil || !slices.Equal(held, want) {
+		t.Errorf("w1 renews %v, %v; want the runs claimed with the page %v", held, err, want)
+	}
+
+	// Run 1's first write is its outcome: the run is recorded whole, the
+	// outcome's step line over its intent.
+	done := engine.StepRecord{RunID: r1.ID, Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepSucceeded,
+		Attempts: 1, Input: json.RawMessage(`{"member":"a"}`), Started: started, Finished: now}
+	finish(t, s, r1, engine.RunSucceeded, done)
+	if err := s.Record(ctx, r1.Lease(), nil, &engine.Completion{RunID: r1.ID, Status: engine.RunSucceeded, Finished: now}); !isLeaseLost(err, r1.ID) {
+		t.Errorf("a second outcome of run 1: %v, want a *LeaseLostError", err)
+	}
+	third := claim(t, other, "w2", 10, now)
+	if eventIDs(third) != "[3]" {
+		t.Fatalf("claim after run 1 ended = %s, want [3] (key a is free)", eventIDs(third))
+	}
+
+	// Run 5's first write is a step, not its outcome: the run is running,
+	// with its intent and the step; its outcome comes later.
+	next := engine.StepRecord{RunID: r5.ID, Index: 1, StepID: "notify", Action: "mail.send", Status: engine.StepStarted, Started: now}
+	if err := s.Record(ctx, r5.Lease(), []engine.StepRecord{next}, nil); err != nil {
+		t.Fatalf("a step of run 5 under its page's lease: %v", err)
+	}
+	if d := run(t, other, r5.ID); d.Status != engine.RunRunning || d.Attempts != 1 || len(d.Steps) != 2 ||
+		d.Steps[0].Status != engine.StepStarted || d.Steps[1].StepID != "notify" {
+		t.Errorf("run 5 after a step: %s, %d attempts, steps %+v; want running, 1 attempt, its intent and the step", d.Status, d.Attempts, d.Steps)
+	}
+	finish(t, s, r5, engine.RunSucceeded)
+
+	d := run(t, other, r1.ID)
+	if d.Status != engine.RunSucceeded || d.Attempts != 1 || len(d.Steps) != 1 || d.Steps[0].Status != engine.StepSucceeded ||
+		string(d.Steps[0].Input) != `{"member":"a"}` || !d.Steps[0].Started.Equal(started) || d.EventID != "1" {
+		t.Errorf("run 1 after its outcome: %+v; want succeeded after 1 attempt, its one step succeeded", d)
+	}
+
+	// Released with its owner, run 2 goes to the queue; its lease is
+	// refused from then on.
+	if n, err := s.ReleaseOwner(ctx, "w1"); err != nil || n != 1 {
+		t.Fatalf("ReleaseOwner(w1) = %d, %v; want run 2 released", n, err)
+	}
+	if err := s.Record(ctx, r2.Lease(), nil, &engine.Completion{RunID: r2.ID, Status: engine.RunSucceeded, Finished: now}); !isLeaseLost(err, r2.ID) {
+		t.Errorf("outcome of run 2 after its release: %v, want a *LeaseLostError", err)
+	}
+	again := claim(t, other, "w2", 10, now)
+	if eventIDs(again) != "[2]" || again[0].Attempts != 2 {
+		t.Fatalf("claim after the release = %s, want run 2, second attempt", eventIDs(again))
+	}
+	finish(t, other, third[0], engine.RunSucceeded)
+	finish(t, other, again[0], engine.RunSucceeded)
+
+	// Taken over when the lease ends, a run resumes from its intent.
+	e4 := ev("4", "d")
+	e4.Intent = intent()
+	r4 := claimedWith(t, "r", advanceClaim(t, s, "r", "w1", now, e4)[0], e4)
+	took := claim(t, other, "w3", 10, now.Add(2*time.Minute))
+	if len(took) != 1 || took[0].ID != r4.ID || took[0].Attempts != 2 {
+		t.Fatalf("claim after the lease of run 4 = %s, want it taken over (attempt 2)", eventIDs(took))
+	}
+	steps, err := other.Steps(ctx, r4.ID)
+	if err != nil || len(steps) != 1 || steps[0].Status != engine.StepStarted || string(steps[0].Input) != `{"member":"a"}` {
+		t.Errorf("the journal of run 4 taken over: %+v, %v; want its intent, to settle", steps, err)
+	}
+	if err := s.Record(ctx, r4.Lease(), nil, &engine.Completion{RunID: r4.ID, Status: engine.RunSucceeded, Finished: now}); !isLeaseLost(err, r4.ID) {
+		t.Errorf("outcome of run 4 under the lease taken over: %v, want a *LeaseLostError", err)
+	}
+	if n, err := other.Backlog(ctx, []string{"r"}); err != nil || n != 1 {
+		t.Errorf("Backlog at the end = %d, %v; want 1 (run 4, taken over)", n, err)
+	}
+}

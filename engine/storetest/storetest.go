@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"AdvanceClaimSetsEchoAndChainAsClaimDoes", testAdvanceClaimChains},
 		{"ConcurrentAdvanceClaimsKeepOneRunPerKey", testConcurrentAdvanceClaims},
 		{"AdvanceClaimJournalsTheIntentOnlyWhenItSaysSo", testAdvanceClaimIntent},
+		{"AdvanceClaimHoldsRunsNobodyRead", testAdvanceClaimHeldUnread},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

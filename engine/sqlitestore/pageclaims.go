@@ -1,0 +1,568 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/memberflow/memberflow/engine"
+)
+
+// Page claims. The runs a poller claims with its page (Advance.Claim)
+// are not written to runs at the advance: one page claim holds them all
+// (IDs, events, ordering keys, chains and first intents), and a run
+// becomes a row of runs only when its runner records it, usually at its
+// outcome, already finished. A page run that succeeds then costs one
+// insert into runs and one per step, instead of an insert (the table and
+// four indexes), its intent's row, and an update that ends it (the table
+// and two indexes): 13 B-tree writes a kept record become 7.
+//
+// A claimed run is running for everyone else:
+//   - claims and an advance's key check read the keys of page_runs (the
+//     view below) beside runs_active_key, so a key stays held;
+//   - lease renewals, the backlog, queue stats and the runner list count
+//     them;
+//   - a claim that takes over ended leases, a release of an owner's runs,
+//     prune and every operator's read (memberflow runs, the console) first
+//     write the claimed runs out as running rows of runs (writeOutClaims),
+//     so that the rest of the store only ever deals in rows. A table read
+//     with the sqlite3 shell (the audit view) does not show a run claimed
+//     a moment ago until then.
+//
+// A claim is two rows: its lease and the count of its runs not yet
+// written out (pending), updated as they are and as the lease is renewed,
+// and what it holds, written once and deleted once with the claim (a row
+// is rewritten whole, its overflow pages included). The claim is deleted
+// when pending reaches 0.
+const pageClaimsMigration = `CREATE TABLE page_claims (
+	id          INTEGER PRIMARY KEY,
+	recipe      TEXT    NOT NULL,
+	owner       TEXT    NOT NULL,
+	lease_until INTEGER NOT NULL,
+	first_run   INTEGER NOT NULL,
+	last_run    INTEGER NOT NULL,
+	pending     INTEGER NOT NULL
+);
+CREATE INDEX page_claims_owner ON page_claims(owner);
+CREATE TABLE page_claim_runs (
+	claim INTEGER PRIMARY KEY REFERENCES page_claims(id) ON DELETE CASCADE,
+	keys  TEXT NOT NULL, -- {"ordering key": run ID}
+	runs  TEXT NOT NULL  -- [{"id", "event", "okey", "chain", "created", "intent"}]
+);
+-- The runs held by page claims that are not rows of runs yet.
+CREATE VIEW page_runs AS
+	SELECT p.id AS claim, p.recipe, p.owner, p.lease_until, j.key AS okey, j.value AS run
+	FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id, json_each(c.keys) j
+	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value);`
+
+// pagedToken is the fencing token of a run held by a page claim: its
+// first claim. A run claimed again was written out first.
+const pagedToken = 1
+
+// pagedRun is one run of a page claim, as writeOut and the journal read
+// it back.
+type pagedRun struct {
+	claim         int64
+	recipe, owner string
+	leaseUntil    int64
+	id, event     int64
+	okey, chain   string
+	created       int64
+	intent        []byte // a pagedIntent, or nil
+	intentIdx     int    // its step index; -1 without one
+}
+
+// pagedIntent is a claimed run's first intent, in its claim.
+type pagedIntent struct {
+	Index    int             `json:"idx"`
+	StepID   string          `json:"step"`
+	Action   string          `json:"action"`
+	Status   string          `json:"status"`
+	Input    json.RawMessage `json:"input,omitempty"`
+	Output   json.RawMessage `json:"output,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Attempts int             `json:"attempts"`
+	Started  int64           `json:"started,omitempty"`
+	Finished int64           `json:"finished,omitempty"`
+}
+
+// encodeIntent is the JSON of an event's first intent in a page claim,
+// made before the advance reaches the writer.
+func encodeIntent(r *engine.StepRecord) ([]byte, error) {
+	pi := pagedIntent{Index: r.Index, StepID: r.StepID, Action: r.Action, Status: r.Status, Input: r.Input, Output: r.Output,
+		Error: r.Error, Attempts: r.Attempts}
+	if !r.Started.IsZero() {
+		pi.Started = r.Started.UnixNano()
+	}
+	if !r.Finished.IsZero() {
+		pi.Finished = r.Finished.UnixNano()
+	}
+	return json.Marshal(pi)
+}
+
+// intentArgs are the columns of a paged run's intent in upSteps' order,
+// or nil when it has none.
+func (pr *pagedRun) intentArgs() ([]any, error) {
+	if len(pr.intent) == 0 {
+		return nil, nil
+	}
+	var pi pagedIntent
+	if err := json.Unmarshal(pr.intent, &pi); err != nil {
+		return nil, fmt.Errorf("reading the intent of run %d in its page claim: %w", pr.id, err)
+	}
+	var started, finished any
+	if pi.Started != 0 {
+		started = pi.Started
+	}
+	if pi.Finished != 0 {
+		finished = pi.Finished
+	}
+	return []any{pr.id, pi.Index, pi.StepID, pi.Action, pi.Status, []byte(pi.Input), []byte(pi.Output),
+		nullString(pi.Error), pi.Attempts, started, finished}, nil
+}
+
+// runningRow is the run as a running row of runs (insRuns' columns),
+// leased as its claim is.
+func (pr *pagedRun) runningRow() []any {
+	return []any{pr.id, pr.event, pr.recipe, pr.okey, engine.RunRunning, nil, nil, pr.created, nil,
+		pr.owner, pr.leaseUntil, pagedToken, pr.created, pr.chain}
+}
+
+// finalRow is the run as fin leaves it (insFinal's columns): ended, or
+// given back to the queue.
+func (pr *pagedRun) finalRow(fin *engine.Completion) []any {
+	f := finArgs(fin) // run, status, error, condition, values, finished, version
+	return []any{pr.id, pr.event, pr.recipe, pr.okey, f[1], f[2], f[3], f[4], pr.created, f[5],
+		nil, nil, pagedToken, pr.created, pr.chain, f[6]}
+}
+
+// finalCols are the parameters of one row of insFinal.
+const finalCols = 16
+
+// prepareClaims prepares the page claims' statements on the writer.
+func (s *Store) prepareClaims(p func(db *sql.DB, q string) *sql.Stmt) {
+	for k := 0; k <= maxRowsLog; k++ {
+		s.insFinal[k] = p(s.w, `INSERT INTO runs (id, event, recipe, okey, status, error, condition, cond_values, created, finished,
+			owner, lease_until, attempts, started, chain, version)
+		VALUES `+rowsOf(finalCols, 1<<k))
+	}
+	s.insClaim = p(s.w, `INSERT INTO page_claims (recipe, owner, lease_until, first_run, last_run, pending) VALUES (?, ?, ?, ?, ?, ?)`)
+	s.insClaimRuns = p(s.w, `INSERT INTO page_claim_runs (claim, keys, runs) VALUES (?, ?, ?)`)
+	s.takeClaim = p(s.w, `UPDATE page_claims SET pending = pending - ? WHERE id = ? RETURNING pending`)
+	s.dropClaim = p(s.w, `DELETE FROM page_claims WHERE id = ?`)
+	s.renewClaims = p(s.w, `UPDATE page_claims SET lease_until = ? WHERE owner = ?`)
+	s.ownerPaged = p(s.w, `SELECT run FROM page_runs WHERE owner = ?`)
+	s.notRuns = p(s.w, `SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM runs)`)
+	s.claimLeases = p(s.w, `SELECT id, lease_until FROM page_claims WHERE id IN (SELECT value FROM json_each(?))`)
+}
+
+// claimPage is the page claim of an advance being built: the runs it
+// holds, as JSON, and as the handle remembers them (takePaged).
+type claimPage struct {
+	keys, runs  []byte
+	first, last int64
+	n           int
+	held        []*pagedRun
+}
+
+// add appends a run; quotedKey is its ordering key as a JSON string and
+// intent its first intent's JSON (or nil).
+func (c *claimPage) add(id, event int64, okey string, quotedKey []byte, chain string, created int64, intent *engine.StepRecord, intentJSON []byte) {
+	if c.n == 0 {
+		c.keys, c.runs, c.first = append(c.keys[:0], '{'), append(c.runs[:0], '['), id
+	} else {
+		c.keys, c.runs = append(c.keys, ','), append(c.runs, ',')
+	}
+	c.n++
+	c.last = id
+	pr := &pagedRun{id: id, event: event, okey: okey, chain: chain, created: created, intent: intentJSON, intentIdx: -1}
+	if intent != nil {
+		pr.intentIdx = intent.Index
+	}
+	c.held = append(c.held, pr)
+	c.keys = append(c.keys, quotedKey...)
+	c.keys = append(c.keys, ':')
+	c.keys = strconv.AppendInt(c.keys, id, 10)
+	c.runs = append(c.runs, `{"id":`...)
+	c.runs = strconv.AppendInt(c.runs, id, 10)
+	c.runs = append(c.runs, `,"event":`...)
+	c.runs = strconv.AppendInt(c.runs, event, 10)
+	c.runs = append(c.runs, `,"okey":`...)
+	c.runs = append(c.runs, quotedKey...)
+	if chain != "" {
+		q, _ := json.Marshal(chain)
+		c.runs = append(c.runs, `,"chain":`...)
+		c.runs = append(c.runs, q...)
+	}
+	c.runs = append(c.runs, `,"created":`...)
+	c.runs = strconv.AppendInt(c.runs, created, 10)
+	if intent != nil {
+		c.runs = append(c.runs, `,"intent":`...)
+		c.runs = append(c.runs, intentJSON...)
+	}
+	c.runs = append(c.runs, '}')
+}
+
+// save inserts the claim, when it holds runs.
+func (s *Store) saveClaim(tx *sql.Tx, c *claimPage, recipe, owner string, until int64) error {
+	if c.n == 0 {
+		return nil
+	}
+	c.keys, c.runs = append(c.keys, '}'), append(c.runs, ']')
+	res, err := tx.Stmt(s.insClaim).Exec(recipe, owner, until, c.first, c.last, c.n)
+	if err != nil {
+		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
+	}
+	if _, err := tx.Stmt(s.insClaimRuns).Exec(id, string(c.keys), string(c.runs)); err != nil {
+		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
+	}
+	for _, pr := range c.held {
+		pr.claim, pr.recipe, pr.owner, pr.leaseUntil = id, recipe, owner, until
+	}
+	return nil
+}
+
+// remember keeps the runs of a committed claim for takePaged.
+func (s *Store) remember(c *claimPage) {
+	if c.n == 0 {
+		return
+	}
+	s.pagedMu.Lock()
+	defer s.pagedMu.Unlock()
+	if s.paged == nil {
+		s.paged = map[int64]*pagedRun{}
+	}
+	for _, pr := range c.held {
+		s.paged[pr.id] = pr
+	}
+}
+
+// forget drops runs from what the handle remembers of its claims.
+func (s *Store) forget(ids []int64) {
+	s.pagedMu.Lock()
+	defer s.pagedMu.Unlock()
+	for _, id := range ids {
+		delete(s.paged, id)
+	}
+}
+
+// pagedSelect reads the runs of page claims p that are not rows of runs
+// yet; the caller adds the condition on p and j.
+const pagedSelect = `SELECT p.id, p.recipe, p.owner, p.lease_until,
+		j.value->>'id', j.value->>'event', j.value->>'okey', coalesce(j.value->>'chain', ''), j.value->>'created',
+		coalesce(j.value->'intent', ''), coalesce(j.value->'intent'->>'idx', -1)
+	FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id, json_each(c.runs) j
+	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value->>'id') AND `
+
+// queryPaged returns the paged runs that match cond (on p, the claim, and
+// j, the run), by run ID.
+func queryPaged(tx *sql.Tx, cond string, args ...any) (map[int64]*pagedRun, error) {
+	rows, err := tx.Query(pagedSelect+cond, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the runs claimed with pages: %w", err)
+	}
+	defer rows.Close()
+	var out map[int64]*pagedRun
+	for rows.Next() {
+		pr := &pagedRun{}
+		var intent string
+		if err := rows.Scan(&pr.claim, &pr.recipe, &pr.owner, &pr.leaseUntil, &pr.id, &pr.event, &pr.okey, &pr.chain, &pr.created, &intent, &pr.intentIdx); err != nil {
+			return nil, fmt.Errorf("reading the runs claimed with pages: %w", err)
+		}
+		if intent != "" {
+			pr.intent = []byte(intent)
+		}
+		if out == nil {
+			out = map[int64]*pagedRun{}
+		}
+		out[pr.id] = pr
+	}
+	return out, rows.Err()
+}
+
+// takePaged writes out the runs of writes that page claims still hold:
+// the first write of such a run inserts it, finished when the write has
+// its outcome (the write is then done), else running, for the journal
+// to record the write over it as over any run. A write under another
+// token than the claim's is refused. It sets errs[i] for a refusal and
+// reports the writes it did whole.
+func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error) (map[int]bool, error) {
+	var ids []int64
+	for i, w := range writes {
+		if errs[i] == nil {
+			ids = append(ids, w.Lease.RunID)
+		}
+	}
+	paged, err := s.pagedAmong(tx, ids)
+	if err != nil || len(paged) == 0 {
+		return nil, err
+	}
+	done := map[int]bool{}
+	taken := map[int64]int64{} // runs written out, by claim
+	var running, finals, steps, echoes [][]any
+	for i := range writes {
+		w := &writes[i]
+		pr := paged[w.Lease.RunID]
+		if errs[i] != nil || pr == nil {
+			continue
+		}
+		if w.Lease.Token != pagedToken {
+			errs[i] = &engine.LeaseLostError{RunID: w.Lease.RunID, Token: w.Lease.Token}
+			continue
+		}
+		delete(paged, pr.id)
+		taken[pr.claim]++
+		if w.Fin == nil {
+			running = append(running, pr.runningRow())
+			if in, err := pr.intentArgs(); err != nil {
+				return nil, err
+			} else if in != nil {
+				steps = append(steps, in)
+			}
+			continue // the journal records the write over the row
+		}
+		if err := s.faultAt("fin", w.Fin); err != nil {
+			return nil, err
+		}
+		finals = append(finals, pr.finalRow(w.Fin))
+		if pr.intentIdx >= 0 && !slicesContainsIndex(w.Steps, pr.intentIdx) {
+			in, err := pr.intentArgs()
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, in)
+		}
+		for j := range w.Steps {
+			r := &w.Steps[j]
+			steps = append(steps, stepArgs(r))
+			for _, e := range r.Wrote {
+				echoes = append(echoes, echoArgs(r, e))
+			}
+		}
+		done[i] = true
+	}
+	if err := execRows(tx, &s.insRuns, running); err != nil {
+		return nil, fmt.Errorf("writing out %d runs claimed with a page: %w", len(running), err)
+	}
+	if err := execRows(tx, &s.insFinal, finals); err != nil {
+		return nil, fmt.Errorf("finishing %d runs claimed with a page: %w", len(finals), err)
+	}
+	if err := execRows(tx, &s.upSteps, steps); err != nil {
+		return nil, fmt.Errorf("journaling the steps of %d runs claimed with a page: %w", len(running)+len(finals), err)
+	}
+	if err := execRows(tx, &s.upEchoes, echoes); err != nil {
+		return nil, fmt.Errorf("remembering the writes of %d runs claimed with a page: %w", len(finals), err)
+	}
+	for claim, n := range taken {
+		if err := s.shrinkClaim(tx, claim, n); err != nil {
+			return nil, err
+		}
+	}
+	// The runs written out, and any this handle remembered that were
+	// rows already, are forgotten, even if the transaction rolls back:
+	// pagedAmong then finds them in their claims.
+	var gone []int64
+	for i, w := range writes {
+		if done[i] || (errs[i] == nil && paged[w.Lease.RunID] == nil) {
+			gone = append(gone, w.Lease.RunID)
+		}
+	}
+	s.forget(gone)
+	return done, nil
+}
+
+// pagedAmong returns the runs among ids (run IDs) that page claims hold,
+// by ID: those this handle claimed from memory, any other from the
+// claims themselves (their JSON is read only then).
+func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	// A run that is a row of runs is not held by a claim.
+	absent, err := int64Set(tx.Stmt(s.notRuns), "looking up runs claimed with pages", jsonInts(ids))
+	if err != nil || len(absent) == 0 {
+		return nil, err
+	}
+	out := map[int64]*pagedRun{}
+	var unknown, claims []int64
+	s.pagedMu.Lock()
+	for id := range absent {
+		if pr := s.paged[id]; pr != nil {
+			cp := *pr
+			out[id] = &cp
+			claims = append(claims, pr.claim)
+		} else {
+			unknown = append(unknown, id)
+		}
+	}
+	s.pagedMu.Unlock()
+	if len(claims) > 0 {
+		// The claims' leases now (renewals move them); a claim that is
+		// gone holds nothing.
+		rows, err := tx.Stmt(s.claimLeases).Query(jsonInts(claims))
+		if err != nil {
+			return nil, fmt.Errorf("reading the leases of page claims: %w", err)
+		}
+		lease := map[int64]int64{}
+		for rows.Next() {
+			var id, until int64
+			if err := rows.Scan(&id, &until); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("reading the leases of page claims: %w", err)
+			}
+			lease[id] = until
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("reading the leases of page claims: %w", err)
+		}
+		for id, pr := range out {
+			until, ok := lease[pr.claim]
+			if !ok {
+				delete(out, id)
+				continue
+			}
+			pr.leaseUntil = until
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		more, err := queryPaged(tx, `p.first_run <= ? AND p.last_run >= ? AND (j.value->>'id') IN (SELECT value FROM json_each(?))`,
+			unknown[len(unknown)-1], unknown[0], jsonInts(unknown))
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, more)
+	}
+	return out, nil
+}
+
+// jsonInts is ids as a JSON array.
+func jsonInts(ids []int64) string {
+	b := make([]byte, 0, 8*len(ids)+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
+// int64Set runs st, a query of one integer column, and returns its
+// values as a set; what names the query in its errors.
+func int64Set(st *sql.Stmt, what string, args ...any) (map[int64]bool, error) {
+	rows, err := st.Query(args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	set := map[int64]bool{}
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		set[v] = true
+	}
+	return set, rows.Err()
+}
+
+// slicesContainsIndex reports whether steps has a line of step index idx.
+func slicesContainsIndex(steps []engine.StepRecord, idx int) bool {
+	for i := range steps {
+		if steps[i].Index == idx {
+			return true
+		}
+	}
+	return false
+}
+
+// shrinkClaim counts n runs of claim written out, and deletes the claim
+// once none is left.
+func (s *Store) shrinkClaim(tx *sql.Tx, claim, n int64) error {
+	var left int64
+	if err := tx.Stmt(s.takeClaim).QueryRow(n, claim).Scan(&left); err != nil {
+		return fmt.Errorf("counting the runs left in page claim %d: %w", claim, err)
+	}
+	if left <= 0 {
+		if _, err := tx.Stmt(s.dropClaim).Exec(claim); err != nil {
+			return fmt.Errorf("deleting page claim %d: %w", claim, err)
+		}
+	}
+	return nil
+}
+
+// writeOutClaims writes the runs of the page claims that match cond (on
+// p) out as running rows of runs, with their intents, and deletes the
+// claims.
+func (s *Store) writeOutClaims(tx *sql.Tx, cond string, args ...any) error {
+	paged, err := queryPaged(tx, cond, args...)
+	if err != nil {
+		return err
+	}
+	var running, steps [][]any
+	var gone []int64
+	for _, pr := range paged {
+		gone = append(gone, pr.id)
+		running = append(running, pr.runningRow())
+		in, err := pr.intentArgs()
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			steps = append(steps, in)
+		}
+	}
+	// In ID order, as the advance would have inserted them.
+	sortRows(running)
+	if err := execRows(tx, &s.insRuns, running); err != nil {
+		return fmt.Errorf("writing out %d runs claimed with pages: %w", len(running), err)
+	}
+	if err := execRows(tx, &s.upSteps, steps); err != nil {
+		return fmt.Errorf("writing out the intents of %d runs claimed with pages: %w", len(running), err)
+	}
+	if _, err := tx.Exec(`DELETE FROM page_claims AS p WHERE `+cond, args...); err != nil {
+		return fmt.Errorf("deleting page claims written out: %w", err)
+	}
+	s.forget(gone)
+	return nil
+}
+
+// sortRows orders rows by their first column, an ID.
+func sortRows(rows [][]any) {
+	slices.SortFunc(rows, func(a, b []any) int {
+		x, y := a[0].(int64), b[0].(int64)
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	})
+}
+
+// writeOutPages writes every page claim out before an operator's read,
+// so that what it reads is rows: a run claimed with a page a moment ago
+// is listed as running, its intent journaled. Without page claims it
+// costs one read.
+func (s *Store) writeOutPages(ctx context.Context) error {
+	var any bool
+	if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM page_claims)`).Scan(&any); err != nil {
+		return fmt.Errorf("looking for page claims: %w", err)
+	}
+	if !any {
+		return nil
+	}
+	return s.write(ctx, func(tx *sql.Tx) error { return s.writeOutClaims(tx, `1`) })
+}
