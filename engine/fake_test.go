@@ -39,6 +39,8 @@ type fakeService struct {
 	settleFail      bool // Settle fails permanently
 	pollFailures    int  // polls that fail with a retryable 503 first
 	block           chan struct{}
+	// pollHold, when set, runs at the start of each poll with its cursor.
+	pollHold func(cursor string)
 
 	// Batch form of create_cert.
 	batches              []int                               // size of each batch call
@@ -272,6 +274,12 @@ func (f *fakeService) poll(ctx context.Context, req connectors.PollRequest) (*co
 		size = 2
 	}
 	off, _ := strconv.Atoi(req.Cursor)
+	f.mu.Lock()
+	hold := f.pollHold
+	f.mu.Unlock()
+	if hold != nil {
+		hold(req.Cursor)
+	}
 	f.mu.Lock()
 	f.calls["poll"]++
 	if f.pollFailures > 0 {

@@ -75,7 +75,12 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 // all); every queued run is still run. A later pass of `run --once` uses
 // it to poll only the triggers that another recipe's writes may have
 // given news.
+//
+// A trigger that another runner of the store polled while this one waited
+// for it, in a pass that began after RunOncePolling was called and ended
+// caught up, is not polled again: that pass enqueued what was there.
 func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bool) (*Summary, error) {
+	since := e.now()
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -91,7 +96,7 @@ func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bo
 		case rt.polls() && poll != nil && !poll(name):
 			continue
 		case rt.polls():
-			feed = func() error { return e.pollLoop(ctx, rt, true) }
+			feed = func() error { return e.pollLoop(ctx, rt, true, since) }
 		case rt.mode == "schedule":
 			feed = func() error { return e.fireIfDue(ctx, rt) }
 		default:
@@ -133,7 +138,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		switch {
 		case rt.polls():
 			wg.Add(1)
-			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false) }()
+			go func() { defer wg.Done(); e.pollLoop(ctx, rt, false, time.Time{}) }()
 		case rt.mode == "schedule":
 			wg.Add(1)
 			go func() {

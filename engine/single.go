@@ -49,6 +49,7 @@ func (e *Engine) Drain(ctx context.Context) (*Summary, error) {
 // Nothing drains while Poll runs, so it fails rather than waits when the
 // queue reaches Options.HighWater: size HighWater for one pass.
 func (e *Engine) Poll(ctx context.Context) error {
+	since := e.now()
 	if err := e.begin(ctx); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (e *Engine) Poll(ctx context.Context) error {
 		var feed func() error
 		switch {
 		case rt.polls(): // polling and hybrid triggers
-			feed = func() error { return e.pollLoop(pctx, rt, true) }
+			feed = func() error { return e.pollLoop(pctx, rt, true, since) }
 		case rt.mode == "schedule":
 			feed = func() error { return e.fireIfDue(pctx, rt) }
 		default:

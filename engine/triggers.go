@@ -288,13 +288,20 @@ func (p *pageInFlight) wait() error {
 	return err
 }
 
+// polled is what a poll tells its loop besides whether there is more.
+type polled struct {
+	began  time.Time // when the poll began, before its request
+	cursor string    // the cursor after its page
+}
+
 // pollOnce fetches one page and enqueues it. With a page in flight (the
 // previous one, still committing), it reads on from that page's cursor
 // and commits this page only once that one is committed: pages commit in
 // order, each with its own cursor, so a crash leaves the store at a
 // page's end. A page that says there is more is committed while the next
-// one is read; the last one is committed before pollOnce returns.
-func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight, pages *pageSet) (more bool, err error) {
+// one is read; the last one is committed before pollOnce returns. It
+// tells at when it began and the cursor after its page.
+func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight, pages *pageSet, at *polled) (more bool, err error) {
 	if err := e.waitForRoom(ctx); err != nil {
 		return false, errors.Join(err, inflight.wait())
 	}
@@ -310,6 +317,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		start = connectors.StartNow
 	}
 	began, clock := e.now(), time.Now()
+	at.began = began
 	defer func() {
 		e.obs.PollFinished(name, err == nil, time.Since(clock))
 		if ctx.Err() == nil {
@@ -339,6 +347,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	var perr error
 	if err == nil && res != nil {
 		next = res.Cursor
+		at.cursor = next
 		prep, perr = e.prepareEvents(rt, &next, res.States, res.Events, true)
 	}
 	if werr := inflight.wait(); werr != nil {
@@ -382,8 +391,11 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 }
 
 // pollLoop polls a recipe's trigger: again at once while there is more,
-// then every interval. With once, it returns when the trigger is caught up.
-func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
+// then every interval. With once, it returns when the trigger is caught
+// up; since is then when the one-shot run began (RunOnce), and a pass of
+// another runner that began after it and ended caught up makes it return
+// without polling (caughtup.go).
+func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since time.Time) error {
 	failures := 0
 	var ledUntil time.Time
 	// The page committing while the next is read; the loop ends with none.
@@ -403,13 +415,21 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			}
 		}()
 	}
+	// The passes are shared through the store's MetaStore (nil: none).
+	// passStart is when the pass under way began, zero when this runner
+	// did not poll it from its start; atStart says the next poll starts
+	// a pass; polledAny that this loop has polled.
+	marks := e.caughtUps()
+	var passStart time.Time
+	atStart, polledAny := false, false
 	for {
 		// A runner polls only while it leads the recipe's poller: one
 		// poller per trigger among the runners of a store; the others run
 		// what it finds. A runner that runs until stopped tries again
 		// every third of a lease (it takes over within a lease when the
 		// leader dies); a one-shot runner waits for the lead, running runs
-		// meanwhile, and then polls until caught up.
+		// meanwhile, and then polls until caught up, unless another
+		// runner's pass begun after it has ended caught up meanwhile.
 		if e.now().After(ledUntil.Add(-2 * e.opts.Lease / 3)) {
 			// The lead is renewed with this runner's pages committed: a
 			// runner that loses it leaves nothing in flight.
@@ -424,12 +444,34 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			taken := lead && err == nil && ledUntil.IsZero()
+			if lead && err == nil {
+				ledUntil = until
+			}
+			// Read after the election: a leader records its pass before it
+			// gives the lead up, so a runner that takes the lead over from
+			// a one-shot leader sees that leader's pass.
+			var mark *caughtUp
+			if marks != nil && (taken || (once && !polledAny && !lead)) {
+				var rerr error
+				if mark, _, rerr = readCaughtUp(ctx, marks, rt.r.Name); rerr != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					e.log.Warn("reading the trigger's last caught-up poll failed", "recipe", rt.r.Name, "error", rerr)
+				}
+				if once && !polledAny && mark.covers(since, e.now()) {
+					e.log.Debug("caught up: another runner polled the trigger after this run began", "recipe", rt.r.Name,
+						"poller", mark.Owner, "its poll began", mark.Started)
+					return nil
+				}
+			}
 			if err != nil || !lead {
 				if err != nil {
 					e.log.Warn("electing the poller failed; retrying", "recipe", rt.r.Name, "error", err)
 				}
 				pages.drain(ctx)
-				ledUntil = time.Time{}
+				ledUntil, passStart, atStart = time.Time{}, time.Time{}, false
 				wait := min(rt.interval, e.opts.Lease/3)
 				if once {
 					wait = min(wait, 100*time.Millisecond)
@@ -439,16 +481,24 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 				}
 				continue
 			}
-			if ledUntil.IsZero() {
+			if taken {
 				e.log.Debug("polling: this runner leads the trigger", "recipe", rt.r.Name)
+				// Whether its first poll starts a pass: the empty cursor, or
+				// the one the last pass that ended caught up left.
+				if marks != nil {
+					cursor, err := e.store.Cursor(ctx, rt.r.Name)
+					atStart = err == nil && (cursor == "" || (mark != nil && cursor == mark.Cursor))
+				}
 			}
-			ledUntil = until
 		}
-		more, err := e.pollOnce(ctx, rt, inflight, pages)
+		var at polled
+		more, err := e.pollOnce(ctx, rt, inflight, pages, &at)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
+			// A poll that fails commits nothing of its page: a pass that
+			// was to start with it starts with the next.
 			pages.drain(ctx)
 			if once {
 				// A poll is a read, retried by the steps' policy (the
@@ -473,9 +523,21 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool) error {
 			continue
 		}
 		failures = 0
+		polledAny = true
+		if atStart {
+			passStart, atStart = at.began, false
+		}
 		if more {
 			continue
 		}
+		// Caught up: the pass is recorded (before a one-shot runner gives
+		// the lead up), and the next poll starts a pass.
+		if marks != nil {
+			if err := markCaughtUp(ctx, marks, rt.r.Name, e.opts.Owner, passStart, at.cursor); err != nil && ctx.Err() == nil {
+				e.log.Warn("recording the caught-up poll failed", "recipe", rt.r.Name, "error", err)
+			}
+		}
+		passStart, atStart = time.Time{}, true
 		if once {
 			return nil
 		}

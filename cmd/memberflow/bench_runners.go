@@ -29,7 +29,17 @@ type runnerRow struct {
 	PerCPU     float64 `json:"members_per_cpu_second"`
 	Duplicates int     `json:"duplicates"`
 	Dead       int64   `json:"dead"`
+	// Requests is what the sandbox received, in all and per member, and
+	// ScanPages the pages of the members' scan (the trigger's requests):
+	// one scan is one page per 100 members, whatever the runners.
+	Requests          int64   `json:"requests"`
+	RequestsPerMember float64 `json:"requests_per_member"`
+	ScanPages         int64   `json:"scan_pages"`
 }
+
+// scanRoute is the sandbox's name for the bench recipe's trigger
+// requests: the pages of the members' scan.
+const scanRoute = "memberships GET /users/search"
 
 // runRunnerTable is `bench --store postgres://… --runners N`: the backfill
 // on SQLite with one runner, then on Postgres with 1 to N runners sharing
@@ -77,7 +87,11 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 			return exitFail
 		}
 		row := runnerRow{Store: name, Runners: c.runners, Members: res.Members, Elapsed: res.Elapsed, PerSec: res.MembersPerSec,
-			Runner: res.RunnerCPU, Duplicates: res.Duplicates + res.NewDuplicates, Dead: res.Dead}
+			Runner: res.RunnerCPU, Duplicates: res.Duplicates + res.NewDuplicates, Dead: res.Dead,
+			RequestsPerMember: res.RequestsPerMember, ScanPages: res.Requests[scanRoute]}
+		for _, n := range res.Requests {
+			row.Requests += n
+		}
 		cpu := res.RunnerCPU
 		if c.pg {
 			row.Database = db
@@ -99,16 +113,17 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "STORE\tRUNNERS\tMEMBERS\tELAPSED\tMEMBERS/S\tRUNNER CPU\tDATABASE CPU\tMEMBERS/CPU-S\tDUPLICATES\tDEAD\t")
+	fmt.Fprintln(tw, "STORE\tRUNNERS\tMEMBERS\tELAPSED\tMEMBERS/S\tRUNNER CPU\tDATABASE CPU\tMEMBERS/CPU-S\tREQUESTS\tREQ/MEMBER\tSCAN PAGES\tDUPLICATES\tDEAD\t")
 	for _, r := range rows {
 		db := "-"
 		if r.Store == "postgres" {
 			db = r.Database.Round(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%.0f\t%d\t%d\t\n", r.Store, r.Runners, r.Members, r.Elapsed.Round(100*time.Millisecond),
-			r.PerSec, r.Runner.Round(100*time.Millisecond), db, r.PerCPU, r.Duplicates, r.Dead)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%.0f\t%d\t%.3f\t%d\t%d\t%d\t\n", r.Store, r.Runners, r.Members, r.Elapsed.Round(100*time.Millisecond),
+			r.PerSec, r.Runner.Round(100*time.Millisecond), db, r.PerCPU, r.Requests, r.RequestsPerMember, r.ScanPages, r.Duplicates, r.Dead)
 	}
 	tw.Flush()
+	fmt.Fprintln(io.out, "REQUESTS are what the sandbox received (all runners); SCAN PAGES those of the members' scan, the trigger's polls.")
 	fmt.Fprintln(io.out, "MEMBERS/CPU-S counts the runners' CPU and, for Postgres, that of the database sessions serving them (SQLite works inside the runner).")
 	return exitOK
 }
