@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
 // Page claims. The runs a poller claims with its page (Advance.Claim)
@@ -90,18 +91,56 @@ type pagedIntent struct {
 	Finished int64           `json:"finished,omitempty"`
 }
 
-// encodeIntent is the JSON of an event's first intent in a page claim,
-// made before the advance reaches the writer.
+// encodeIntent is the JSON of an event's first intent in a page claim
+// (a pagedIntent), made before the advance reaches the writer. The
+// engine's input and output are JSON already: they are checked, not
+// encoded again.
 func encodeIntent(r *engine.StepRecord) ([]byte, error) {
-	pi := pagedIntent{Index: r.Index, StepID: r.StepID, Action: r.Action, Status: r.Status, Input: r.Input, Output: r.Output,
-		Error: r.Error, Attempts: r.Attempts}
+	for _, raw := range []json.RawMessage{r.Input, r.Output} {
+		if len(raw) > 0 && !json.Valid(raw) {
+			return nil, fmt.Errorf("step %q: its input or output is not JSON", r.StepID)
+		}
+	}
+	b := make([]byte, 0, 96+len(r.StepID)+len(r.Action)+len(r.Input)+len(r.Output)+len(r.Error))
+	b = appendIntField(append(b, '{'), "idx", int64(r.Index))
+	b = appendStringField(b, "step", r.StepID)
+	b = appendStringField(b, "action", r.Action)
+	b = appendStringField(b, "status", r.Status)
+	if r.Error != "" {
+		b = appendStringField(b, "error", r.Error)
+	}
+	if len(r.Input) > 0 {
+		b = append(append(b, `,"input":`...), r.Input...)
+	}
+	if len(r.Output) > 0 {
+		b = append(append(b, `,"output":`...), r.Output...)
+	}
+	b = appendIntField(b, "attempts", int64(r.Attempts))
 	if !r.Started.IsZero() {
-		pi.Started = r.Started.UnixNano()
+		b = appendIntField(b, "started", r.Started.UnixNano())
 	}
 	if !r.Finished.IsZero() {
-		pi.Finished = r.Finished.UnixNano()
+		b = appendIntField(b, "finished", r.Finished.UnixNano())
 	}
-	return json.Marshal(pi)
+	return append(b, '}'), nil
+}
+
+// appendIntField and appendStringField append one field of an object
+// being written, with its comma unless it is the first.
+func appendIntField(b []byte, name string, v int64) []byte {
+	return strconv.AppendInt(appendName(b, name), v, 10)
+}
+
+func appendStringField(b []byte, name, v string) []byte {
+	b, _ = jsonenc.Append(appendName(b, name), v)
+	return b
+}
+
+func appendName(b []byte, name string) []byte {
+	if b[len(b)-1] != '{' {
+		b = append(b, ',')
+	}
+	return append(append(append(b, '"'), name...), `":`...)
 }
 
 // intentArgs are the columns of a paged run's intent in upSteps' order,
