@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/internal/jsonenc"
@@ -202,19 +203,26 @@ func (s *Store) prepareClaims(p func(db *sql.DB, q string) *sql.Stmt) {
 // claimPage is the page claim of an advance being built: the runs it
 // holds, as JSON, and as the handle remembers them (takePaged).
 type claimPage struct {
-	keys, runs  []byte
+	keys, runs  strings.Builder
 	first, last int64
 	n           int
 	held        []*pagedRun
 }
 
-// add appends a run; quotedKey is its ordering key as a JSON string and
-// intent its first intent's JSON (or nil).
+// grow makes room for n runs whose keys and intents take size bytes of
+// JSON: a page's claim is written without growing its buffers again.
+func (c *claimPage) grow(n, size int) {
+	c.keys.Grow(size/4 + 24*n)
+	c.runs.Grow(size + 96*n)
+	c.held = slices.Grow(c.held, n)
+}
+
+// add appends a run; quotedKey is its ordering key as a JSON string,
+// intent its first intent and intentJSON that intent encoded (or nil).
 func (c *claimPage) add(id, event int64, okey string, quotedKey []byte, chain string, created int64, intent *engine.StepRecord, intentJSON []byte) {
+	sep := byte(',')
 	if c.n == 0 {
-		c.keys, c.runs, c.first = append(c.keys[:0], '{'), append(c.runs[:0], '['), id
-	} else {
-		c.keys, c.runs = append(c.keys, ','), append(c.runs, ',')
+		sep, c.first = '{', id
 	}
 	c.n++
 	c.last = id
@@ -223,35 +231,44 @@ func (c *claimPage) add(id, event int64, okey string, quotedKey []byte, chain st
 		pr.intentIdx = intent.Index
 	}
 	c.held = append(c.held, pr)
-	c.keys = append(c.keys, quotedKey...)
-	c.keys = append(c.keys, ':')
-	c.keys = strconv.AppendInt(c.keys, id, 10)
-	c.runs = append(c.runs, `{"id":`...)
-	c.runs = strconv.AppendInt(c.runs, id, 10)
-	c.runs = append(c.runs, `,"event":`...)
-	c.runs = strconv.AppendInt(c.runs, event, 10)
-	c.runs = append(c.runs, `,"okey":`...)
-	c.runs = append(c.runs, quotedKey...)
+
+	var num [20]byte
+	c.keys.WriteByte(sep)
+	c.keys.Write(quotedKey)
+	c.keys.WriteByte(':')
+	c.keys.Write(strconv.AppendInt(num[:0], id, 10))
+
+	if sep == '{' {
+		sep = '['
+	}
+	c.runs.WriteByte(sep)
+	c.runs.WriteString(`{"id":`)
+	c.runs.Write(strconv.AppendInt(num[:0], id, 10))
+	c.runs.WriteString(`,"event":`)
+	c.runs.Write(strconv.AppendInt(num[:0], event, 10))
+	c.runs.WriteString(`,"okey":`)
+	c.runs.Write(quotedKey)
 	if chain != "" {
-		q, _ := json.Marshal(chain)
-		c.runs = append(c.runs, `,"chain":`...)
-		c.runs = append(c.runs, q...)
+		q, _ := jsonenc.Append(nil, chain)
+		c.runs.WriteString(`,"chain":`)
+		c.runs.Write(q)
 	}
-	c.runs = append(c.runs, `,"created":`...)
-	c.runs = strconv.AppendInt(c.runs, created, 10)
-	if intent != nil {
-		c.runs = append(c.runs, `,"intent":`...)
-		c.runs = append(c.runs, intentJSON...)
+	c.runs.WriteString(`,"created":`)
+	c.runs.Write(strconv.AppendInt(num[:0], created, 10))
+	if intentJSON != nil {
+		c.runs.WriteString(`,"intent":`)
+		c.runs.Write(intentJSON)
 	}
-	c.runs = append(c.runs, '}')
+	c.runs.WriteByte('}')
 }
 
-// save inserts the claim, when it holds runs.
+// saveClaim inserts the claim, when it holds runs.
 func (s *Store) saveClaim(tx *sql.Tx, c *claimPage, recipe, owner string, until int64) error {
 	if c.n == 0 {
 		return nil
 	}
-	c.keys, c.runs = append(c.keys, '}'), append(c.runs, ']')
+	c.keys.WriteByte('}')
+	c.runs.WriteByte(']')
 	res, err := tx.Stmt(s.insClaim).Exec(recipe, owner, until, c.first, c.last, c.n)
 	if err != nil {
 		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
@@ -260,7 +277,7 @@ func (s *Store) saveClaim(tx *sql.Tx, c *claimPage, recipe, owner string, until 
 	if err != nil {
 		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
 	}
-	if _, err := tx.Stmt(s.insClaimRuns).Exec(id, string(c.keys), string(c.runs)); err != nil {
+	if _, err := tx.Stmt(s.insClaimRuns).Exec(id, c.keys.String(), c.runs.String()); err != nil {
 		return fmt.Errorf("claiming %d runs with the page: %w", c.n, err)
 	}
 	for _, pr := range c.held {

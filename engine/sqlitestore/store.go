@@ -278,11 +278,11 @@ func Open(path string, opts Options) (*Store, error) {
 	// Checkpoints (and their fsync) run in the background, never in a
 	// commit: see checkpointLoop.
 	wq.Add("_pragma", "wal_autocheckpoint(0)")
-	// The writer re-reads the queue's pages all the time: keep them. 4 MiB
-	// holds them since page runs (no claim query over the queue): 8 MiB
-	// cost the file job 8 MB of resident memory at 1,000,000 lines for no
-	// CPU saved, 16 MiB 15 MB more (issue 14, docs/benchmarks.md).
-	wq.Add("_pragma", "cache_size(-4096)")
+	// The writer re-reads the queue's pages all the time: keep them. 2 MiB
+	// holds them since page claims (a page's runs are no rows of the queue
+	// until recorded): 4 MiB cost the file job 4.5 MB of resident memory
+	// for no CPU saved, 8 MiB 8 MB more (issue 14, docs/benchmarks.md).
+	wq.Add("_pragma", "cache_size(-2048)")
 	// A multi-row insert or upsert keeps a statement journal, to undo
 	// itself alone if it fails half-way; it need not survive anything,
 	// and kept in a temporary file it cost a write system call per page
@@ -929,6 +929,11 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		claim = claimPage{}
 		queued := runRows
 		if len(claimed) > 0 {
+			size := 0
+			for i := range claimed {
+				size += 2*len(quotedKeys[i]) + len(intents[i])
+			}
+			claim.grow(len(claimed), size)
 			queued = make([][]any, 0, len(runRows)-len(claimed))
 			for k, i := range runOf {
 				if c := claimed[i]; c != nil {
