@@ -81,6 +81,22 @@ type QueueStatser interface {
 	QueueStats(ctx context.Context) (QueueStats, error)
 }
 
+// WriterStats counts the work of a store's one writer since it opened.
+type WriterStats struct {
+	// Busy is the time spent in transactions, commits included.
+	Busy time.Duration
+	// Commits counts the transactions; Writes the callers' writes
+	// (advances, journal writes, claims) they carried together.
+	Commits, Writes int64
+}
+
+// WriterStatser is implemented by stores that write through one writer
+// (SQLite's committer): a writer busy nearly all the time is the store's
+// ceiling, where more workers or recipes only wait longer.
+type WriterStatser interface {
+	WriterStats() WriterStats
+}
+
 // instrumentedTransport reports every HTTP attempt of one connection to
 // the observer and to the engine's watch (401s, 429s, successes).
 type instrumentedTransport struct {

@@ -339,6 +339,12 @@ func TestFaultDemoAlertsOnceAndMetricsMatchTheSummary(t *testing.T) {
 	if got := value(fams, "memberflow_queue_depth", nil); got != 0 {
 		t.Errorf("memberflow_queue_depth = %v after the demo drained", got)
 	}
+	// The SQLite store's one writer: busy for some of the demo, and
+	// several writes to a commit at times, never fewer than one.
+	commits, writes := value(fams, "memberflow_store_commits_total", nil), value(fams, "memberflow_store_writes_total", nil)
+	if busy := value(fams, "memberflow_store_writer_busy_seconds_total", nil); busy <= 0 || commits == 0 || writes < commits {
+		t.Errorf("store writer: busy %vs, %v commits of %v writes; want some time, a write or more a commit", busy, commits, writes)
+	}
 	if value(fams, "memberflow_http_requests_total", map[string]string{"code": "5xx"}) == 0 || value(fams, "memberflow_step_retries_total", nil) == 0 {
 		t.Error("no 5xx and no retry counted against a sandbox failing 30% of requests")
 	}

@@ -30,4 +30,13 @@ func (s *Store) QueueStats(ctx context.Context) (engine.QueueStats, error) {
 	return st, nil
 }
 
-var _ engine.QueueStatser = (*Store)(nil)
+// WriterStats implements engine.WriterStatser: the committer's time in
+// transactions, and the writes it committed together.
+func (s *Store) WriterStats() engine.WriterStats {
+	return engine.WriterStats{Busy: time.Duration(s.busy.Load()), Commits: s.commits.Load(), Writes: s.writes.Load()}
+}
+
+var (
+	_ engine.QueueStatser  = (*Store)(nil)
+	_ engine.WriterStatser = (*Store)(nil)
+)

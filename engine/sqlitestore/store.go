@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -228,6 +229,8 @@ type Store struct {
 	// until each is written out.
 	pagedMu sync.Mutex
 	paged   map[int64]*pagedRun
+	// busy, commits and writes count the committer's work (WriterStats).
+	busy, commits, writes atomic.Int64
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
 }
@@ -616,6 +619,12 @@ func (s *Store) commit(batch []*op) {
 }
 
 func (s *Store) commitTx(batch []*op) error {
+	began := time.Now()
+	defer func() {
+		s.busy.Add(int64(time.Since(began)))
+		s.commits.Add(1)
+		s.writes.Add(int64(len(batch)))
+	}()
 	tx, err := s.w.Begin()
 	if err != nil {
 		return err

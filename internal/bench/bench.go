@@ -143,6 +143,8 @@ type Result struct {
 	P99           time.Duration `json:"p99_ns"`
 	// PeakRSS is the runner process's peak resident memory (VmHWM), bytes.
 	PeakRSS int64 `json:"peak_rss_bytes"`
+	// Writer is the store's one writer's work (SQLite), nil otherwise.
+	Writer *WriterFigures `json:"writer,omitempty"`
 	// RunnerCPU and SandboxCPU are the CPU time (user and system) each
 	// process used during the backfill; SandboxCPU is 0 when unknown (a
 	// sandbox not started by the benchmark).
@@ -315,6 +317,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("bench: starting the CPU profile: %w", err)
 		}
 	}
+	ws, _ := stores[0].(engine.WriterStatser)
+	var w0 engine.WriterStats
+	if ws != nil && opts.Runners == 1 {
+		w0 = ws.WriterStats()
+	}
 	cpu0, sbCPU0 := processCPU(), sandboxCPU(opts.SandboxCPU, log)
 	start := time.Now()
 	stopSampling := sampleBacklog(eng, opts.Concurrency)
@@ -378,6 +385,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.Members = res.Eligible + res.Skipped + res.Dead
 	res.RequestsPerMember = perMember(res.Requests, res.Members)
 	res.RunnerCPU = cpu1 - cpu0
+	if ws != nil && opts.Runners == 1 {
+		f := writerFigures(w0, ws.WriterStats(), res.Elapsed)
+		res.Writer = &f
+	}
 	if sbCPU0 >= 0 && sbCPU1 >= 0 {
 		res.SandboxCPU = sbCPU1 - sbCPU0
 	}

@@ -124,6 +124,8 @@ type PipelineResult struct {
 	PeakRSS     int64         `json:"peak_rss_bytes"`
 	// StoreBytes is the store's size after the job (database and WAL).
 	StoreBytes int64 `json:"store_bytes"`
+	// Writer is the store's one writer's work during the job.
+	Writer WriterFigures `json:"writer"`
 	// Duplicates are output lines naming a member twice; must be 0.
 	Duplicates int `json:"duplicates"`
 }
@@ -201,11 +203,11 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 			return nil, fmt.Errorf("bench: starting the CPU profile: %w", err)
 		}
 	}
-	cpu0 := processCPU()
+	cpu0, w0 := processCPU(), store.WriterStats()
 	start := time.Now()
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
-	cpu1 := processCPU()
+	cpu1, w1 := processCPU(), store.WriterStats()
 	if opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -225,7 +227,7 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 		return nil, fmt.Errorf("bench: closing the engine: %w", err)
 	}
 	res := &PipelineResult{Lines: opts.Lines, Expected: expected, Batch: opts.Batch, Concurrency: opts.Concurrency,
-		Elapsed: elapsed, CPU: cpu1 - cpu0}
+		Elapsed: elapsed, CPU: cpu1 - cpu0, Writer: writerFigures(w0, w1, elapsed)}
 	for _, rs := range sum.Recipes {
 		res.Kept += rs.Succeeded
 		res.Skipped += rs.Skipped
@@ -353,6 +355,7 @@ func (r *PipelineResult) WriteText(w io.Writer) error {
 	tw.row("CPU time", "%s (%s per event)", r.CPU.Round(10*time.Millisecond), r.CPUPerEvent)
 	tw.row("peak RSS", "%.1f MB", float64(r.PeakRSS)/(1<<20))
 	tw.row("store size", "%.1f MB (%.0f bytes per line)", float64(r.StoreBytes)/(1<<20), float64(r.StoreBytes)/float64(max(r.Lines, 1)))
+	tw.row("store writer", "%s", r.Writer)
 	tw.row("batch, concurrency", "%d, %d", r.Batch, r.Concurrency)
 	return tw.Flush()
 }
@@ -362,4 +365,27 @@ func (r *PipelineResult) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// WriterFigures is what the store's one writer did during a job.
+type WriterFigures struct {
+	Busy    time.Duration `json:"busy_ns"`
+	Commits int64         `json:"commits"`
+	Writes  int64         `json:"writes"`
+	// Share is Busy over the job's elapsed time: near 1, the writer is
+	// what the job waits for.
+	Share float64 `json:"busy_share"`
+}
+
+func writerFigures(before, after engine.WriterStats, elapsed time.Duration) WriterFigures {
+	f := WriterFigures{Busy: after.Busy - before.Busy, Commits: after.Commits - before.Commits, Writes: after.Writes - before.Writes}
+	if elapsed > 0 {
+		f.Share = f.Busy.Seconds() / elapsed.Seconds()
+	}
+	return f
+}
+
+func (f WriterFigures) String() string {
+	return fmt.Sprintf("busy %s (%.0f%% of elapsed), %d commits of %.1f writes", f.Busy.Round(10*time.Millisecond), 100*f.Share,
+		f.Commits, float64(f.Writes)/float64(max(f.Commits, 1)))
 }

@@ -41,8 +41,13 @@ func TestPipelineWritesEveryKeptMemberOnce(t *testing.T) {
 	if res.Written == 0 || res.Skipped == 0 || res.EventsPerSec <= 0 || res.CPU <= 0 || res.StoreBytes <= 0 {
 		t.Fatalf("figures: %+v", res)
 	}
+	// Three pages and their outcomes: a few commits, each of a write or
+	// more, in part of the elapsed time.
+	if w := res.Writer; w.Commits < 3 || w.Writes < w.Commits || w.Busy <= 0 || w.Share <= 0 || w.Share > 1 {
+		t.Fatalf("store writer: %+v", w)
+	}
 	var out strings.Builder
-	if err := res.WriteText(&out); err != nil || !strings.Contains(out.String(), "events/s") {
+	if err := res.WriteText(&out); err != nil || !strings.Contains(out.String(), "events/s") || !strings.Contains(out.String(), "store writer") {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	// A bad figure is caught.

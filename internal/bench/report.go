@@ -56,6 +56,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("run latency", "p50 %s, p99 %s", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	row("queue backlog", "%.0f events on average; below %d workers %.0f%% of the time", r.Backlog, r.Concurrency, 100*r.Starved)
 	row("peak RSS (runner)", "%.1f MB", float64(r.PeakRSS)/(1<<20))
+	if r.Writer != nil {
+		row("store writer", "%s", r.Writer)
+	}
 	if r.SandboxCPU > 0 {
 		row("CPU time", "runner %s, sandbox %s (%.0f%% of %d cores)", r.RunnerCPU.Round(100*time.Millisecond), r.SandboxCPU.Round(100*time.Millisecond),
 			100*(r.RunnerCPU+r.SandboxCPU).Seconds()/(r.Elapsed.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())

@@ -111,7 +111,8 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // queued run, dead letters), when the store can count them.
 func (m *Metrics) Attach(eng *engine.Engine, store engine.Store) {
 	qs, _ := store.(engine.QueueStatser)
-	m.reg.MustRegister(&stateCollector{eng: eng, queue: qs})
+	ws, _ := store.(engine.WriterStatser)
+	m.reg.MustRegister(&stateCollector{eng: eng, queue: qs, writer: ws})
 }
 
 func (m *Metrics) EventsSeen(recipe string, fresh, duplicates int) {
@@ -251,8 +252,9 @@ var _ engine.Observer = (*Metrics)(nil)
 // stateCollector reads gauges at scrape time: nothing is kept up to date
 // on the hot path for them.
 type stateCollector struct {
-	eng   *engine.Engine
-	queue engine.QueueStatser
+	eng    *engine.Engine
+	queue  engine.QueueStatser
+	writer engine.WriterStatser
 }
 
 var (
@@ -265,10 +267,13 @@ var (
 	descSuccess = prometheus.NewDesc(namespace+"_trigger_last_success_timestamp_seconds", "When the last successful poll (or stored webhook delivery) began, Unix time.", []string{"recipe", "mode"}, nil)
 	descFailing = prometheus.NewDesc(namespace+"_trigger_failing", "1 while a trigger's polls (or deliveries) fail.", []string{"recipe"}, nil)
 	descAuth    = prometheus.NewDesc(namespace+"_connection_auth_failing", "1 while a service refuses a connection's credentials (HTTP 401).", []string{"connection", "connector"}, nil)
+	descBusy    = prometheus.NewDesc(namespace+"_store_writer_busy_seconds_total", "Time the store's one writer spent in transactions (SQLite): a rate near 1 is the store's ceiling.", nil, nil)
+	descCommits = prometheus.NewDesc(namespace+"_store_commits_total", "Transactions the store's one writer committed (SQLite).", nil, nil)
+	descWrites  = prometheus.NewDesc(namespace+"_store_writes_total", "Writes (advances, journal writes, claims) the store's one writer committed, several to a transaction (SQLite).", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueued, descRunning, descOldest, descDead, descStoreUp, descLag, descSuccess, descFailing, descAuth} {
+	for _, d := range []*prometheus.Desc{descQueued, descRunning, descOldest, descDead, descStoreUp, descLag, descSuccess, descFailing, descAuth, descBusy, descCommits, descWrites} {
 		ch <- d
 	}
 }
@@ -292,6 +297,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 		}
 		ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, up)
+	}
+	if c.writer != nil {
+		ws := c.writer.WriterStats()
+		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, ws.Busy.Seconds())
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(ws.Commits))
+		ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(ws.Writes))
 	}
 	status := c.eng.Status()
 	for _, t := range status.Triggers {
