@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/memberflow/memberflow/engine"
@@ -150,19 +148,14 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 	if err != nil {
 		return err
 	}
-	var ids strings.Builder
-	ids.WriteByte('[')
+	ids := make([]int64, 0, len(writes))
 	for i, w := range writes {
 		if errs[i] == nil && !done[i] {
-			if ids.Len() > 1 {
-				ids.WriteByte(',')
-			}
-			ids.WriteString(strconv.FormatInt(w.Lease.RunID, 10))
+			ids = append(ids, w.Lease.RunID)
 		}
 	}
-	ids.WriteByte(']')
 	held := make(map[int64]int64, len(writes)) // run → the token that holds it
-	rows, err := tx.Stmt(s.fenceMany).Query(ids.String())
+	rows, err := tx.Stmt(s.fenceMany).Query(idList(ids))
 	if err != nil {
 		return fmt.Errorf("checking the leases of %d runs: %w", len(writes), err)
 	}

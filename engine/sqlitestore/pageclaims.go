@@ -443,7 +443,7 @@ func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error)
 		return nil, nil
 	}
 	// A run that is a row of runs is not held by a claim.
-	absent, err := int64Set(tx.Stmt(s.notRuns), "looking up runs claimed with pages", jsonInts(ids))
+	absent, err := columnSet[int64](tx.Stmt(s.notRuns), "looking up runs claimed with pages", idList(ids))
 	if err != nil || len(absent) == 0 {
 		return nil, err
 	}
@@ -463,7 +463,7 @@ func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error)
 	if len(claims) > 0 {
 		// The claims' leases now (renewals move them); a claim that is
 		// gone holds nothing.
-		rows, err := tx.Stmt(s.claimLeases).Query(jsonInts(claims))
+		rows, err := tx.Stmt(s.claimLeases).Query(idList(claims))
 		if err != nil {
 			return nil, fmt.Errorf("reading the leases of page claims: %w", err)
 		}
@@ -492,45 +492,13 @@ func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error)
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
 		more, err := queryPaged(tx, `p.first_run <= ? AND p.last_run >= ? AND (j.value->>'id') IN (SELECT value FROM json_each(?))`,
-			unknown[len(unknown)-1], unknown[0], jsonInts(unknown))
+			unknown[len(unknown)-1], unknown[0], idList(unknown))
 		if err != nil {
 			return nil, err
 		}
 		maps.Copy(out, more)
 	}
 	return out, nil
-}
-
-// jsonInts is ids as a JSON array.
-func jsonInts(ids []int64) string {
-	b := make([]byte, 0, 8*len(ids)+2)
-	b = append(b, '[')
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, id, 10)
-	}
-	return string(append(b, ']'))
-}
-
-// int64Set runs st, a query of one integer column, and returns its
-// values as a set; what names the query in its errors.
-func int64Set(st *sql.Stmt, what string, args ...any) (map[int64]bool, error) {
-	rows, err := st.Query(args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	set := map[int64]bool{}
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		set[v] = true
-	}
-	return set, rows.Err()
 }
 
 // slicesContainsIndex reports whether steps has a line of step index idx.

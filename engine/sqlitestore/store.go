@@ -997,20 +997,20 @@ func (s *Store) seenIn(tx *sql.Tx, recipe string, events []engine.NewEvent, stor
 	for k, i := range stored {
 		ids[k] = events[i].ID
 	}
-	return textSet(tx.Stmt(s.seenEvents), "looking up the page's events", recipe, jsonList(ids))
+	return columnSet[string](tx.Stmt(s.seenEvents), "looking up the page's events", recipe, jsonList(ids))
 }
 
-// textSet runs st, a query of one text column, and returns its values as
-// a set; what names the query in its errors.
-func textSet(st *sql.Stmt, what string, args ...any) (map[string]bool, error) {
+// columnSet runs st, a query of one column, and returns its values as a
+// set; what names the query in its errors.
+func columnSet[T comparable](st *sql.Stmt, what string, args ...any) (map[T]bool, error) {
 	rows, err := st.Query(args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
-	set := map[string]bool{}
+	set := map[T]bool{}
 	for rows.Next() {
-		var v string
+		var v T
 		if err := rows.Scan(&v); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -1043,7 +1043,7 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if len(list) == 0 {
 		return k, nil
 	}
-	active, err := textSet(tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list))
+	active, err := columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list))
 	if err != nil {
 		return k, err
 	}
