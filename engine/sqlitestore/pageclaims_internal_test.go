@@ -1,7 +1,9 @@
 package sqlitestore
 
 import (
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -40,5 +42,66 @@ func TestIntentInAClaimReadsBackAsItsJournalLine(t *testing.T) {
 	}
 	if _, err := encodeIntent(&engine.StepRecord{StepID: "s", Input: json.RawMessage(`{"a":`)}); err == nil {
 		t.Error("an input that is not JSON was kept in the claim")
+	}
+}
+
+// TestAPageRunIsOneRowWrittenOnce: a run claimed with its page is no row
+// of runs until its outcome, which inserts it finished (no update), and
+// the claim is gone, both its rows, once every run of it is recorded.
+func TestAPageRunIsOneRowWrittenOnce(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	count := func(table string) (n int) {
+		t.Helper()
+		if err := s.r.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	now := time.Now()
+	var evs []engine.NewEvent
+	for _, id := range []string{"a", "b", "c"} {
+		evs = append(evs, engine.NewEvent{ID: id, Subject: "s/" + id, Connector: "c", Data: json.RawMessage(`{}`),
+			Intent: &engine.StepRecord{Index: 0, StepID: "w", Action: "c.write", Status: engine.StepStarted, Input: json.RawMessage(`{"id":"` + id + `"}`), Started: now}})
+	}
+	enq, err := s.Advance(ctx, "r", engine.Advance{Events: evs, Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs, claims, held := count("runs"), count("page_claims"), count("page_claim_runs"); runs != 0 || claims != 1 || held != 1 {
+		t.Fatalf("after the advance: %d runs, %d claims, %d claims' runs; want the three runs in one claim, no row of runs", runs, claims, held)
+	}
+	var writes []engine.JournalWrite
+	for _, q := range enq[:2] {
+		writes = append(writes, engine.JournalWrite{Lease: q.Run.Lease(),
+			Steps: []engine.StepRecord{{RunID: q.RunID, Index: 0, StepID: "w", Action: "c.write", Status: engine.StepSucceeded, Attempts: 1, Started: now, Finished: now}},
+			Fin:   &engine.Completion{RunID: q.RunID, Status: engine.RunSucceeded, Finished: now}})
+	}
+	for i, err := range s.RecordMany(ctx, writes) {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	var finished int
+	if err := s.r.QueryRow(`SELECT count(*) FROM runs WHERE status = 'succeeded' AND attempts = 1 AND owner IS NULL`).Scan(&finished); err != nil {
+		t.Fatal(err)
+	}
+	if finished != 2 || count("steps") != 2 || count("page_claims") != 1 {
+		t.Fatalf("after two outcomes: %d runs succeeded, %d step rows, %d claims; want 2, 2 (no intent row left) and the claim holding the third",
+			finished, count("steps"), count("page_claims"))
+	}
+	last := enq[2]
+	if err := s.Record(ctx, last.Run.Lease(), nil, &engine.Completion{RunID: last.RunID, Status: engine.RunSucceeded, Finished: now}); err != nil {
+		t.Fatal(err)
+	}
+	if claims, held, steps := count("page_claims"), count("page_claim_runs"), count("steps"); claims != 0 || held != 0 || steps != 3 {
+		t.Fatalf("after the last outcome: %d claims, %d claims' runs, %d steps; want none, none, and the third run's intent kept", claims, held, steps)
+	}
+	if len(s.paged) != 0 {
+		t.Errorf("the handle still remembers %d claimed runs", len(s.paged))
 	}
 }
