@@ -69,6 +69,26 @@ type jsonlReader struct {
 	lines  int
 	long   []byte // a line longer than r's buffer, assembled
 	dec    jsondec.Decoder
+	// copies holds the copies of the lines next returned: one allocation
+	// for many lines, each line a slice of it that stays valid once the
+	// next copies go to a new one.
+	copies []byte
+}
+
+// lineCopies is the size of the blocks copies come in.
+const lineCopies = 64 << 10
+
+// keep returns a copy of text that stays valid.
+func (j *jsonlReader) keep(text []byte) []byte {
+	if len(text) > lineCopies/4 {
+		return bytes.Clone(text)
+	}
+	if cap(j.copies)-len(j.copies) < len(text) {
+		j.copies = make([]byte, 0, lineCopies)
+	}
+	start := len(j.copies)
+	j.copies = append(j.copies, text...)
+	return j.copies[start:len(j.copies):len(j.copies)]
 }
 
 // readLine returns the next line, newline included; it is valid until the
@@ -109,7 +129,7 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 			}
 			return nil, line, nil, fmt.Errorf("line %d: not a JSON object: %w", line, err)
 		}
-		return rec, line, bytes.Clone(text), nil
+		return rec, line, j.keep(text), nil
 	}
 }
 

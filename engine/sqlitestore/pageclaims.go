@@ -102,7 +102,8 @@ func encodeIntent(r *engine.StepRecord) ([]byte, error) {
 			return nil, fmt.Errorf("step %q: its input or output is not JSON", r.StepID)
 		}
 	}
-	b := make([]byte, 0, 96+len(r.StepID)+len(r.Action)+len(r.Input)+len(r.Output)+len(r.Error))
+	// The fixed part ({"idx":…,"step":…} and three numbers) is under 160.
+	b := make([]byte, 0, 160+len(r.StepID)+len(r.Action)+len(r.Status)+len(r.Input)+len(r.Output)+len(r.Error))
 	b = appendIntField(append(b, '{'), "idx", int64(r.Index))
 	b = appendStringField(b, "step", r.StepID)
 	b = appendStringField(b, "action", r.Action)
