@@ -37,10 +37,6 @@ type runnerRow struct {
 	ScanPages         int64   `json:"scan_pages"`
 }
 
-// scanRoute is the sandbox's name for the bench recipe's trigger
-// requests: the pages of the members' scan.
-const scanRoute = "memberships GET /users/search"
-
 // runRunnerTable is `bench --store postgres://… --runners N`: the backfill
 // on SQLite with one runner, then on Postgres with 1 to N runners sharing
 // the database, each on the sandbox reset to the same seed.
@@ -88,7 +84,7 @@ func runRunnerTable(ctx context.Context, o benchOptions, spec storeSpec, base st
 		}
 		row := runnerRow{Store: name, Runners: c.runners, Members: res.Members, Elapsed: res.Elapsed, PerSec: res.MembersPerSec,
 			Runner: res.RunnerCPU, Duplicates: res.Duplicates + res.NewDuplicates, Dead: res.Dead,
-			RequestsPerMember: res.RequestsPerMember, ScanPages: res.Requests[scanRoute]}
+			RequestsPerMember: res.RequestsPerMember, ScanPages: res.ScanPages}
 		for _, n := range res.Requests {
 			row.Requests += n
 		}

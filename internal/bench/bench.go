@@ -145,6 +145,11 @@ type Result struct {
 	PeakRSS int64 `json:"peak_rss_bytes"`
 	// Writer is the store's one writer's work (SQLite), nil otherwise.
 	Writer *WriterFigures `json:"writer,omitempty"`
+	// ScanPages counts the trigger's requests: the reads (GET) of the
+	// service the members are read from. The recipe's writes there are
+	// not reads, so one scan is one page per 100 members, whatever the
+	// runners.
+	ScanPages int64 `json:"scan_pages"`
 	// RunnerCPU and SandboxCPU are the CPU time (user and system) each
 	// process used during the backfill; SandboxCPU is 0 when unknown (a
 	// sandbox not started by the benchmark).
@@ -384,6 +389,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res.Members = res.Eligible + res.Skipped + res.Dead
 	res.RequestsPerMember = perMember(res.Requests, res.Members)
+	for route, n := range res.Requests {
+		if strings.HasPrefix(route, parts.memberService+" GET ") {
+			res.ScanPages += n
+		}
+	}
 	res.RunnerCPU = cpu1 - cpu0
 	if ws != nil && opts.Runners == 1 {
 		f := writerFigures(w0, ws.WriterStats(), res.Elapsed)

@@ -62,6 +62,7 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 		{"duplicates", int64(res.Duplicates), 0},
 		{"new duplicates, all services", int64(res.NewDuplicates), 0},
 		{"dead", res.Dead, 0},
+		{"scan pages, 100 members a page", res.ScanPages, 3},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -86,6 +87,9 @@ func TestRunIssuesOneCertificatePerEligibleMember(t *testing.T) {
 	}
 	if res.Elapsed <= 0 || res.MembersPerSec <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.PeakRSS <= 0 || res.RunnerCPU <= 0 {
 		t.Errorf("measures missing: %+v", res)
+	}
+	if w := res.Writer; w == nil || w.Commits == 0 || w.Writes < w.Commits || w.Share <= 0 || w.Share > 1 {
+		t.Errorf("store writer: %+v", w)
 	}
 	if res.Store != store {
 		t.Errorf("store = %q, want %q", res.Store, store)
