@@ -806,6 +806,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 	// transaction builds it again).
 	var claim claimPage
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		claim = claimPage{}
 		now := time.Now().UnixNano()
 		if adv.Cursor != nil {
 			if _, err := tx.Stmt(s.upCursor).Exec(recipe, *adv.Cursor, now); err != nil {
@@ -935,7 +936,6 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		// Runs claimed with the page go into one page claim, leased to the
 		// claimer (pageclaims.go); the page's other runs are inserted.
 		// IDs were given in arrival order, the order claims go by.
-		claim = claimPage{}
 		queued := runRows
 		if len(claimed) > 0 {
 			size := 0
