@@ -407,6 +407,13 @@ func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Sto
 		t.Errorf("w1 renews %v, %v; want the runs claimed with the page %v", held, err, want)
 	}
 
+	// A lease holds through any handle on the store: run 2's first write
+	// comes through another one.
+	step2 := engine.StepRecord{RunID: r2.ID, Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted, Started: now}
+	if err := other.Record(ctx, r2.Lease(), []engine.StepRecord{step2}, nil); err != nil {
+		t.Fatalf("a step of run 2 through another handle: %v", err)
+	}
+
 	// Run 1's first write is its outcome: the run is recorded whole, the
 	// outcome's step line over its intent.
 	done := engine.StepRecord{RunID: r1.ID, Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepSucceeded,
@@ -436,6 +443,10 @@ func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Sto
 	if d.Status != engine.RunSucceeded || d.Attempts != 1 || len(d.Steps) != 1 || d.Steps[0].Status != engine.StepSucceeded ||
 		string(d.Steps[0].Input) != `{"member":"a"}` || !d.Steps[0].Started.Equal(started) || d.EventID != "1" {
 		t.Errorf("run 1 after its outcome: %+v; want succeeded after 1 attempt, its one step succeeded", d)
+	}
+
+	if d := run(t, s, r2.ID); d.Status != engine.RunRunning || len(d.Steps) != 1 || d.Steps[0].Status != engine.StepStarted {
+		t.Errorf("run 2 after a step through another handle: %s, steps %+v; want running with the step", d.Status, d.Steps)
 	}
 
 	// Released with its owner, run 2 goes to the queue; its lease is
