@@ -155,6 +155,12 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
 					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
 					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
+				if len(ev.Raw) > 0 {
+					// Its JSON is all an echo needs: the decoded record goes
+					// now rather than with the page, most of which is
+					// skipped events.
+					ev.Data = nil
+				}
 				p.keys = append(p.keys, "")
 				continue
 			}
