@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsonenc"
 	"github.com/memberflow/memberflow/recipes"
 )
 
@@ -300,7 +300,7 @@ func conditionValues(paths [][]string, env recipes.Env) []byte {
 		}
 		vals[key] = cur
 	}
-	b, err := json.Marshal(vals)
+	b, err := jsonenc.Marshal(vals)
 	if err != nil {
 		return nil
 	}
