@@ -25,7 +25,8 @@ and the certificate is written back onto the member (the recipe is
 internal/bench/recipe.yaml),
 through the durable SQLite store. Prints members/s, runs/s, the runs' p50 and
 p99 execution time, the runner's peak resident memory (the sandbox's is not
-counted) and the sandbox's duplicate certificates, which must be 0.
+counted), how busy the store's one writer was, and the sandbox's duplicate
+certificates, which must be 0.
 
 --metrics keeps the Prometheus metrics that run --http serves, gathered
 every 5 seconds; compare paired runs with and without it for their cost.
@@ -35,7 +36,8 @@ runner, then on Postgres (a scratch schema, dropped after) with 1 to N
 runners sharing the database, the sandbox reset before each, and prints a
 table: members/s and members per CPU second (the runners' CPU plus that
 of the database sessions serving them, when the server runs on this
-machine).
+machine), and the requests the sandbox received, per member and the
+scan's pages.
 
 --sandbox-url uses a sandbox already running instead (--members is then
 the sandbox's own).
@@ -50,7 +52,8 @@ two must have sent the same requests by route.
 member JSON lines, then reads them (file.records), keeps the eligible
 members with a score of at least 70, maps each to a certificate service's credential
 and appends it as a JSON line (file.append), through the durable store.
-Prints events/s, CPU time per event, peak RSS and the store's size. See
+Prints events/s, CPU time per event, peak RSS, the store's size and how
+busy its one writer was. See
 docs/benchmarks.md, which also shows Redpanda Connect's equivalent.
 
 Exit status: 0 when the figures are consistent (a certificate and an update
