@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/memberflow/memberflow/engine"
 )
@@ -104,4 +105,57 @@ func TestAPageRunIsOneRowWrittenOnce(t *testing.T) {
 	if len(s.paged) != 0 {
 		t.Errorf("the handle still remembers %d claimed runs", len(s.paged))
 	}
+}
+
+// FuzzIntentInAClaim: whatever a step's names, error and input hold, the
+// intent kept in a claim reads back as the journal line, or the advance
+// refuses it (an input or output that is not JSON), and the claim's JSON
+// stays JSON.
+func FuzzIntentInAClaim(f *testing.F) {
+	f.Add("issue", "certs.create", "", `{"member":"a"}`, `[1]`, 0, int64(1764118800123456789))
+	f.Add(`q"\`, "a.b", "line\nbreak \u2028", `"s"`, ``, 7, int64(0))
+	f.Fuzz(func(t *testing.T, step, action, errText, input, output string, index int, started int64) {
+		if !utf8.ValidString(step) || !utf8.ValidString(action) || !utf8.ValidString(errText) {
+			t.Skip("names and errors are text")
+		}
+		r := engine.StepRecord{Index: index, StepID: step, Action: action, Status: engine.StepStarted, Error: errText, Attempts: 1}
+		if input != "" {
+			r.Input = json.RawMessage(input)
+		}
+		if output != "" {
+			r.Output = json.RawMessage(output)
+		}
+		if started > 0 {
+			r.Started = time.Unix(0, started)
+		}
+		enc, err := encodeIntent(&r)
+		if err != nil {
+			if (input == "" || json.Valid([]byte(input))) && (output == "" || json.Valid([]byte(output))) {
+				t.Fatalf("refused an intent whose input and output are JSON: %v", err)
+			}
+			return
+		}
+		if !json.Valid(enc) {
+			t.Fatalf("the claim would hold %q, not JSON", enc)
+		}
+		r.RunID = 9
+		got, err := (&pagedRun{id: 9, intent: enc}).intentArgs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := stepArgs(&r)
+		// What reads back is the JSON as encoding/json keeps a raw value.
+		for i, raw := range []json.RawMessage{r.Input, r.Output} {
+			if len(raw) > 0 {
+				var back json.RawMessage
+				if err := json.Unmarshal(raw, &back); err != nil {
+					t.Fatal(err)
+				}
+				want[5+i] = []byte(back)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("intent %s reads back as\n%#v\nwant\n%#v", enc, got, want)
+		}
+	})
 }
