@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,21 +27,7 @@ func testTwoRunners(t *testing.T, open func(t *testing.T) engine.Store) {
 		engines = append(engines, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)},
 			func(o *engine.Options) { o.Owner = owner; o.Concurrency = 3 }))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	sums := make([]*engine.Summary, len(engines))
-	for i, e := range engines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var err error
-			if sums[i], err = e.RunOnce(ctx); err != nil {
-				t.Errorf("runner %d: %v", i, err)
-			}
-		}()
-	}
-	wg.Wait()
+	sums := startOnce(t, engines...)()
 	// A run queued by one runner while the other was draining is finished
 	// by a last pass.
 	store := open(t)
