@@ -45,6 +45,13 @@ func claimedWith(t *testing.T, recipe string, q engine.Enqueued, e engine.NewEve
 	return r
 }
 
+// issueIntent is the journal line of a first write about to be sent, as
+// a page's event carries it (NewEvent.Intent).
+func issueIntent(started time.Time) *engine.StepRecord {
+	return &engine.StepRecord{Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
+		Input: json.RawMessage(`{"member":"a"}`), Started: started}
+}
+
 // leftQueued checks that q is a new run the page did not claim.
 func leftQueued(t *testing.T, q engine.Enqueued, why string) {
 	t.Helper()
@@ -328,10 +335,7 @@ func testAdvanceClaimIntent(t *testing.T, open func(t *testing.T) engine.Store) 
 	s := open(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	started := now.Add(-time.Second)
-	intent := func() *engine.StepRecord {
-		return &engine.StepRecord{Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
-			Input: json.RawMessage(`{"member":"a"}`), Started: started}
-	}
+	intent := func() *engine.StepRecord { return issueIntent(started) }
 	e1, e2, e3 := ev("1", "a"), ev("2", "a"), ev("3", "b")
 	e1.Intent, e2.Intent = intent(), intent()
 	e3.Skipped, e3.Data, e3.Intent = true, nil, intent()
@@ -382,10 +386,7 @@ func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Sto
 	s, other := open(t), open(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	started := now.Add(-time.Second)
-	intent := func() *engine.StepRecord {
-		return &engine.StepRecord{Index: 0, StepID: "issue", Action: "certs.create", Status: engine.StepStarted,
-			Input: json.RawMessage(`{"member":"a"}`), Started: started}
-	}
+	intent := func() *engine.StepRecord { return issueIntent(started) }
 	e1, e2, e5 := ev("1", "a"), ev("2", "b"), ev("5", "e")
 	e1.Intent, e5.Intent = intent(), intent()
 	enq := advanceClaim(t, s, "r", "w1", now, e1, e2, e5)
