@@ -311,6 +311,28 @@ func (s *Store) forget(ids []int64) {
 	}
 }
 
+// forgetNotHeld drops what the handle remembers of owner's runs claimed
+// before a renewal that began at began and no longer held then: another
+// handle wrote their claim out and took them, and nothing records them
+// here any more. The runs claimed since are kept: the renewal could not
+// see them.
+func (s *Store) forgetNotHeld(owner string, held []int64, began int64) {
+	s.pagedMu.Lock()
+	defer s.pagedMu.Unlock()
+	if len(s.paged) == 0 {
+		return
+	}
+	holds := make(map[int64]bool, len(held))
+	for _, id := range held {
+		holds[id] = true
+	}
+	for id, pr := range s.paged {
+		if pr.owner == owner && pr.created < began && !holds[id] {
+			delete(s.paged, id)
+		}
+	}
+}
+
 // pagedSelect reads the runs of page claims p that are not rows of runs
 // yet; the caller adds the condition on p and j.
 const pagedSelect = `SELECT p.id, p.recipe, p.owner, p.lease_until,

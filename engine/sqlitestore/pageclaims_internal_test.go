@@ -159,3 +159,43 @@ func FuzzIntentInAClaim(f *testing.F) {
 		}
 	})
 }
+
+// TestARunTakenElsewhereIsForgotten: a claimed run that another handle
+// released is forgotten at this handle's next renewal; a run it still
+// holds is remembered.
+func TestARunTakenElsewhereIsForgotten(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	now := time.Now()
+	claimOne := func(id string) int64 {
+		t.Helper()
+		enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{{ID: id, Subject: "s/" + id, Connector: "c", Data: json.RawMessage(`{}`)}},
+			Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}})
+		if err != nil || enq[0].Run == nil {
+			t.Fatalf("advance of %s: %+v, %v", id, enq, err)
+		}
+		return enq[0].RunID
+	}
+	released := claimOne("a")
+	if n, err := other.ReleaseOwner(ctx, "w1"); err != nil || n != 1 {
+		t.Fatalf("ReleaseOwner through another handle: %d, %v", n, err)
+	}
+	kept := claimOne("b")
+	if _, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if s.paged[released] != nil || s.paged[kept] == nil {
+		t.Errorf("after the renewal the handle remembers run %d: %v, run %d: %v; want only the one it holds (%d)",
+			released, s.paged[released] != nil, kept, s.paged[kept] != nil, kept)
+	}
+}

@@ -1192,8 +1192,9 @@ func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64)
 // is marked seen too.
 func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
 	var held []int64
+	var began int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		held = held[:0]
+		held, began = held[:0], time.Now().UnixNano()
 		var err error
 		if held, err = appendIDs(held, tx.Stmt(s.renew), until.UnixNano(), owner); err != nil {
 			return err
@@ -1211,6 +1212,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
 	}
+	s.forgetNotHeld(owner, held, began)
 	return held, nil
 }
 
