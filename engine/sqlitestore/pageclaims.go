@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -412,7 +413,7 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 			return nil, err
 		}
 		finals = append(finals, pr.finalRow(w.Fin))
-		if pr.intentIdx >= 0 && !slicesContainsIndex(w.Steps, pr.intentIdx) {
+		if pr.intentIdx >= 0 && !slices.ContainsFunc(w.Steps, func(r engine.StepRecord) bool { return r.Index == pr.intentIdx }) {
 			in, err := pr.intentArgs()
 			if err != nil {
 				return nil, err
@@ -524,16 +525,6 @@ func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error)
 	return out, nil
 }
 
-// slicesContainsIndex reports whether steps has a line of step index idx.
-func slicesContainsIndex(steps []engine.StepRecord, idx int) bool {
-	for i := range steps {
-		if steps[i].Index == idx {
-			return true
-		}
-	}
-	return false
-}
-
 // shrinkClaim counts n runs of claim written out, and deletes the claim
 // once none is left.
 func (s *Store) shrinkClaim(tx *sql.Tx, claim, n int64) error {
@@ -571,7 +562,7 @@ func (s *Store) writeOutClaims(tx *sql.Tx, cond string, args ...any) error {
 		}
 	}
 	// In ID order, as the advance would have inserted them.
-	sortRows(running)
+	slices.SortFunc(running, func(a, b []any) int { return cmp.Compare(a[0].(int64), b[0].(int64)) })
 	if err := execRows(tx, &s.insRuns, running); err != nil {
 		return fmt.Errorf("writing out %d runs claimed with pages: %w", len(running), err)
 	}
@@ -583,20 +574,6 @@ func (s *Store) writeOutClaims(tx *sql.Tx, cond string, args ...any) error {
 	}
 	s.forget(gone)
 	return nil
-}
-
-// sortRows orders rows by their first column, an ID.
-func sortRows(rows [][]any) {
-	slices.SortFunc(rows, func(a, b []any) int {
-		x, y := a[0].(int64), b[0].(int64)
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
-	})
 }
 
 // writeOutPages writes every page claim out before an operator's read,
