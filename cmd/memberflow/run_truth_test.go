@@ -55,7 +55,7 @@ func TestDemoSummaryIsIdenticalOnFreshStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first string
+	var first, firstOut string
 	for i := 0; i < 5; i++ {
 		// The files connection writes under ./out: each run in its own folder.
 		dir := t.TempDir()
@@ -67,11 +67,11 @@ func TestDemoSummaryIsIdenticalOnFreshStores(t *testing.T) {
 		}
 		g := glance(t, out)
 		if i == 0 {
-			first = g
+			first, firstOut = g, out
 			continue
 		}
 		if g != first {
-			t.Fatalf("run %d's summary differs:\n  %s\nfirst run's:\n  %s", i+1, g, first)
+			t.Fatalf("run %d's summary differs:\n  %s\nfirst run's:\n  %s\nits table:\n%s\nthe first run's:\n%s", i+1, g, first, out, firstOut)
 		}
 	}
 }
