@@ -94,9 +94,9 @@ type Operation struct {
 	HTTP *HTTPBinding
 	// Effect says what one run means to a person reading a summary, as a
 	// plural phrase ("certificates issued"): an action's writes, a
-	// trigger's events. A read-only action's Effect labels the unlabelled
-	// writes of the steps after it (a QR code rendered, then appended to a
-	// file, is a QR code made). Empty: not counted.
+	// trigger's events. A read-only action's Effect labels the write of
+	// the next writing step, over that step's own (a QR code rendered,
+	// then appended to a file, is a QR code made). Empty: not counted.
 	Effect string
 	// Role says what the operation does with a domain record
 	// ("credential.issue"), for tools that compare systems; nil: none

@@ -143,7 +143,9 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 				seen[e] = max(seen[e], s.Events)
 			}
 		}
-		// The label a read-only step gives the unlabelled writes after it.
+		// The label a read-only step gives the write after it: what it
+		// made is what that write stores (a QR code appended to a file is
+		// a QR code made, not a record written).
 		carried := ""
 		labelOf := map[string]string{}
 		for _, st := range r.Steps {
@@ -157,8 +159,8 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 					continue
 				}
 			}
-			if e == "" {
-				e = carried
+			if carried != "" {
+				e, carried = carried, ""
 			}
 			if e != "" {
 				labelOf[key] = e
@@ -187,11 +189,11 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 		}
 	}
 	if first != "" {
-		parts = append(parts, fmt.Sprintf("%d %s", seen[first], first))
+		parts = append(parts, counted(seen[first], first))
 	}
 	for _, e := range actionLabels {
 		if n := counts[e]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, e))
+			parts = append(parts, counted(n, e))
 		}
 	}
 	// Only figures that identical inputs make identical: what changed
@@ -203,6 +205,20 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	// The table above has them.
 	parts = append(parts, fmt.Sprintf("%d failed", dead))
 	fmt.Fprintln(w, strings.Join(parts, " · "))
+}
+
+// counted puts a count before an Effect, a plural phrase that ends with
+// its noun and a participle ("QR codes made"): one of them is "1 QR code
+// made".
+func counted(n int64, effect string) string {
+	if words := strings.Fields(effect); n == 1 && len(words) >= 2 {
+		noun := &words[len(words)-2]
+		if s, ok := strings.CutSuffix(*noun, "s"); ok && s != "" {
+			*noun = s
+			effect = strings.Join(words, " ")
+		}
+	}
+	return fmt.Sprintf("%d %s", n, effect)
 }
 
 // effectOf is an operation's Effect, "" when it has none.

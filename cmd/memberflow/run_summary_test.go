@@ -67,6 +67,11 @@ func TestRunOnceUntilQuiet(t *testing.T) {
 	}
 }
 
+// TestWriteGlance: the line counts what the triggers saw and what the
+// writes changed, each under its operation's Effect; a read-only step's
+// Effect names the write after it (the QR code appended is a QR code
+// made, the payment logged after it a record written); one of a kind is
+// singular.
 func TestWriteGlance(t *testing.T) {
 	conns := map[string]*recipes.Connection{
 		"members": {Name: "members", Connector: "memberships"},
@@ -77,20 +82,37 @@ func TestWriteGlance(t *testing.T) {
 	rs := []*recipes.Recipe{
 		{Name: "issue", Connections: conns, Trigger: &recipes.Trigger{Connection: "members", Operation: "user_created"}},
 		{Name: "qr", Connections: conns, Trigger: &recipes.Trigger{Connection: "ae", Operation: "registration_created"},
-			Steps: []*recipes.Step{{Connection: "ae", Operation: "attendee_qr_code"}, {Connection: "out", Operation: "append"}}},
+			Steps: []*recipes.Step{{Connection: "ae", Operation: "attendee_qr_code"}, {Connection: "out", Operation: "append"},
+				{Connection: "members", Operation: "update_user"}}},
 		{Name: "log", Connections: conns, Trigger: &recipes.Trigger{Connection: "members", Operation: "payment_created"},
 			Steps: []*recipes.Step{{Connection: "out", Operation: "append"}}},
+		{Name: "file", Connections: conns, Trigger: &recipes.Trigger{Connection: "out", Operation: "records"},
+			Steps: []*recipes.Step{{Connection: "out", Operation: "append"}}},
 	}
-	sum := &engine.Summary{Recipes: []engine.RecipeSummary{
-		{Recipe: "issue", Events: 100, Total: 7, Succeeded: 40, Skipped: 60, Suppressed: 20,
-			Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}, Unchanged: map[string]int64{"acc.upsert_credential": 12}},
-		{Recipe: "qr", Events: 9, Succeeded: 8, Dead: 1, Writes: map[string]int64{"out.append": 8}},
-		{Recipe: "log", Events: 3, Succeeded: 3, Writes: map[string]int64{"out.append": 3}},
-	}}
-	var b bytes.Buffer
-	writeGlance(&b, sum, rs)
-	want := "100 members seen · 8 QR codes made · 40 certificates issued · 40 members updated · 1 failed\n"
-	if b.String() != want {
-		t.Fatalf("glance =\n%s\nwant\n%s", b.String(), want)
+	for _, tc := range []struct {
+		name string
+		sum  []engine.RecipeSummary
+		want string
+	}{
+		{"the demo's kinds", []engine.RecipeSummary{
+			{Recipe: "issue", Events: 100, Total: 7, Succeeded: 40, Skipped: 60, Suppressed: 20,
+				Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}, Unchanged: map[string]int64{"acc.upsert_credential": 12}},
+			{Recipe: "qr", Events: 9, Succeeded: 8, Dead: 1, Writes: map[string]int64{"out.append": 8, "members.update_user": 2}},
+			{Recipe: "log", Events: 3, Succeeded: 3, Writes: map[string]int64{"out.append": 3}},
+		}, "100 members seen · 8 QR codes made · 40 certificates issued · 3 records written · 42 members updated · 1 failed\n"},
+		{"a file job, one of each", []engine.RecipeSummary{
+			{Recipe: "file", Events: 1, Succeeded: 1, Writes: map[string]int64{"out.append": 1}},
+			{Recipe: "issue", Events: 0},
+			{Recipe: "qr", Events: 1, Succeeded: 1, Writes: map[string]int64{"out.append": 1, "members.update_user": 1}},
+		}, "1 record read · 1 QR code made · 1 record written · 1 member updated · 0 failed\n"},
+		{"nothing", nil, "0 failed\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			writeGlance(&b, &engine.Summary{Recipes: tc.sum}, rs)
+			if b.String() != tc.want {
+				t.Fatalf("glance =\n%swant\n%s", b.String(), tc.want)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ func appendAction() *connectors.ActionSpec {
 			Name:        "append",
 			Summary:     "Append a record as one JSON line to a file, creating it (and its directory).",
 			Description: "Concurrent steps appending to one path are serialised by a single writer per path, so lines never interleave.",
+			Effect:      "records written",
 			Input: json.RawMessage(`{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "type": "object",

@@ -25,6 +25,7 @@ func recordsTrigger() *connectors.TriggerSpec {
 	return &connectors.TriggerSpec{
 		Operation: connectors.Operation{
 			Name:    "records",
+			Effect:  "records read",
 			Summary: "Read a JSON Lines or CSV file (or stdin) as one event per record, resuming where the last run stopped.",
 			Description: "The cursor is the byte offset after the last record consumed, so a poll seeks to it instead of re-reading the file: a re-run continues after the last record it read, and records appended later are read next. " +
 				"A file replaced, truncated or rewritten under the cursor is read again from its start; records at the same place with the same content keep their event IDs, so they do not run twice. " +
