@@ -107,9 +107,57 @@ func TestRecordsErrorsSayWhere(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := poll(t, open(t, dir), tc.params, "")
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
+			// The records before the bad one come as a page of their own;
+			// the poll after it fails, again and again.
+			f := open(t, dir)
+			res, err := poll(t, f, tc.params, "")
+			if err == nil {
+				if !res.More || len(res.Events) == 0 {
+					t.Fatalf("a page before the bad record that says no more: %+v", res)
+				}
+				cursor := res.Cursor
+				for range 2 {
+					if res, err = poll(t, f, tc.params, cursor); err == nil {
+						t.Fatalf("the poll at the bad record succeeded: %+v", res)
+					}
+				}
+			}
+			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRecordsBeforeABadOneRunAndNothingAfter: a record that cannot be read
+// stops the trigger at it. The records before it are a page; nothing after
+// it is read. Stdin, which cannot be read again, keeps failing on it
+// rather than go on past it (it once lost the page and the record).
+func TestRecordsBeforeABadOneRunAndNothingAfter(t *testing.T) {
+	const input = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\": broken\n{\"id\":\"c\"}\n"
+	dir := t.TempDir()
+	write(t, dir, "m.jsonl", input)
+	for _, path := range []string{"m.jsonl", "-"} {
+		t.Run(path, func(t *testing.T) {
+			f := open(t, dir)
+			f.Stdin = strings.NewReader(input)
+			params := map[string]any{"path": path, "key": "id", "batch": float64(10)}
+			res, err := poll(t, f, params, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ev := range res.Events {
+				got = append(got, ev.Subject)
+			}
+			if fmt.Sprint(got) != "[record/a record/b]" || !res.More {
+				t.Fatalf("first page %v (more %v), want the two records before the bad one and more", got, res.More)
+			}
+			for range 3 {
+				res, err := poll(t, f, params, res.Cursor)
+				if err == nil || !strings.Contains(err.Error(), "line 3: not a JSON object") {
+					t.Fatalf("the poll after the page: %+v, %v; want line 3's error", res, err)
+				}
 			}
 		})
 	}

@@ -29,7 +29,8 @@ func recordsTrigger() *connectors.TriggerSpec {
 			Summary: "Read a JSON Lines or CSV file (or stdin) as one event per record, resuming where the last run stopped.",
 			Description: "The cursor is the byte offset after the last record consumed, so a poll seeks to it instead of re-reading the file: a re-run continues after the last record it read, and records appended later are read next. " +
 				"A file replaced, truncated or rewritten under the cursor is read again from its start; records at the same place with the same content keep their event IDs, so they do not run twice. " +
-				"A file is a batch input: it is always read from its first record, whatever `start` says.",
+				"A file is a batch input: it is always read from its first record, whatever `start` says. " +
+				"A record that cannot be read stops the trigger at it: the records before it run, and every later poll fails on it, naming its line, until it is fixed.",
 			Input: json.RawMessage(`{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "type": "object",
@@ -219,6 +220,9 @@ func (c *csvReader) pos() (int64, int) {
 type streamReader struct {
 	rd       recordReader
 	consumed int
+	// bad is the error of the record that failed: stdin cannot read it
+	// again, so every later poll fails with it rather than go on past it.
+	bad error
 }
 
 // format decides the file's format; head returns its first bytes.
@@ -332,6 +336,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			f.stdin = &streamReader{rd: r}
 		}
 		stream = f.stdin
+		if stream.bad != nil {
+			return nil, fmt.Errorf("file.records stdin: %w", stream.bad)
+		}
 		if cur.Records < stream.consumed {
 			return nil, fmt.Errorf("file.records stdin: cursor %d is behind the %d records already read, and stdin cannot rewind", cur.Records, stream.consumed)
 		}
@@ -376,29 +383,45 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		n++
 	}
 	res := &connectors.PollResult{Events: make([]connectors.Event, 0, min(batch, 1024))}
+	// A record that cannot be read ends the page before it: the records
+	// before it are the page, and the next poll fails on it (a file is
+	// read again from it; stdin keeps the error). Nothing before it waits
+	// for a fix, and nothing after it runs first.
+	var bad error
 	for len(res.Events) < batch {
+		beforeOffset, beforeLine := rd.pos()
 		rec, line, raw, err := rd.next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			return nil, fmt.Errorf("file.records %s: %w", where, err)
-		}
-		n++
 		var subject string
-		if key == "" {
+		switch {
+		case err != nil:
+			bad = err
+		case key == "":
 			subject = "line/" + strconv.Itoa(line)
-		} else {
+		default:
 			v, ok := rec[key]
 			name, isString := v.(string)
 			if !isString && ok && v != nil {
 				name = fmt.Sprint(v)
 			}
 			if name == "" {
-				return nil, fmt.Errorf("file.records %s: line %d: record has no field %q (the key)", where, line, key)
+				bad = fmt.Errorf("line %d: record has no field %q (the key)", line, key)
 			}
 			subject = "record/" + name
 		}
+		if bad != nil {
+			if stream != nil {
+				stream.bad = bad
+			}
+			if len(res.Events) == 0 {
+				return nil, fmt.Errorf("file.records %s: %w", where, bad)
+			}
+			cur.Offset, cur.Line = beforeOffset, beforeLine
+			break
+		}
+		n++
 		fp := fingerprint(rec, raw)
 		res.Events = append(res.Events, connectors.Event{
 			ID:          where + "#" + strconv.Itoa(n) + ":" + fp,
@@ -409,7 +432,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		})
 	}
 	cur.Records = n
-	cur.Offset, cur.Line = rd.pos()
+	if bad == nil {
+		cur.Offset, cur.Line = rd.pos()
+	}
 	if stream != nil {
 		stream.consumed = n
 		res.Cursor = strconv.Itoa(n)
@@ -419,7 +444,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		}
 		res.Cursor = cur.String()
 	}
-	res.More = len(res.Events) == batch
+	res.More = len(res.Events) == batch || bad != nil
 	return res, nil
 }
 
