@@ -104,6 +104,7 @@ func TestRecordsErrorsSayWhere(t *testing.T) {
 		{"empty key", map[string]any{"path": "emptykey.jsonl", "key": "id"}, `line 2: record has no field "id"`},
 		{"null key", map[string]any{"path": "nullkey.jsonl", "key": "id"}, `line 3: record has no field "id"`},
 		{"missing file", map[string]any{"path": "nope.jsonl"}, "no such file"},
+		{"a directory", map[string]any{"path": "."}, "is a directory; path names the file to read"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

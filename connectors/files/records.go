@@ -358,6 +358,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		if err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		}
+		if fi.IsDir() {
+			return nil, fmt.Errorf("file.records %s: is a directory; path names the file to read", abs)
+		}
 		if cur.legacy {
 			skip, cur = cur.Records, cursor{}
 		} else if why, err := cur.changed(file, fi); err != nil {
