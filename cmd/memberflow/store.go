@@ -48,7 +48,9 @@ recipe's cursor, each subject's last state), the record states memberflow
 wrote (echo suppression) and the recorded accounts and saved tokens from
 one store to another: from the SQLite file of one machine to the Postgres
 database several runners share (docs/deploy.md). Runs, journals and dead
-letters stay behind: they are history. Stop the source's runners first.`,
+letters stay behind: they are history. Stop the source's runners first; a
+run they left unfinished must finish there (run --once on the source): the
+copy refuses until it has, since its event is behind the copied cursor.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			store := fs.String("store", "memberflow.db", storeFlagHelp)
 			format := fs.String("format", "text", "output format of show and prune: text or json")

@@ -136,7 +136,13 @@ A runner that died is listed until the next runner starts.`,
 	})
 }
 
-type copied struct{ Cursors, Subjects, Writes, Meta int }
+type copied struct {
+	Cursors, Subjects, Writes, Meta int
+	// Dead counts the source's dead letters, which stay behind in
+	// Source (as messages show it: no password).
+	Dead   int64
+	Source string
+}
 
 func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSource) (copied, error) {
 	src, err := parseStore(from, secrets)
@@ -156,6 +162,22 @@ func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSourc
 		return copied{}, err
 	}
 	defer a.Close()
+	// A run not finished is an event behind the cursor this copy moves:
+	// the destination would never run it. The source must finish it
+	// first. (Checked before the destination is opened, and so created.)
+	var dead int64
+	if qs, ok := a.(engine.QueueStatser); ok {
+		q, err := qs.QueueStats(ctx)
+		if err != nil {
+			return copied{}, fmt.Errorf("%s: %w", src.shown, err)
+		}
+		if n := q.Queued + q.Running; n > 0 {
+			return copied{}, fmt.Errorf("%s has %d run(s) not finished (%d queued, %d running): their events are behind the cursors this would copy, so %s would never run them; nothing was copied. "+
+				"Finish them in the source first (memberflow run --once --store %s RECIPES runs every queued run, and resumes a stopped runner's), then copy again",
+				src.shown, n, q.Queued, q.Running, dst.shown, src.shown)
+		}
+		dead = q.Dead
+	}
 	b, err := dst.open(ctx, 1, log)
 	if err != nil {
 		return copied{}, err
@@ -177,7 +199,7 @@ func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSourc
 	if err != nil {
 		return copied{}, fmt.Errorf("copying saved values: %w", err)
 	}
-	return copied{len(st.Cursors), len(st.Subjects), len(st.Writes), meta}, nil
+	return copied{len(st.Cursors), len(st.Subjects), len(st.Writes), meta, dead, src.shown}, nil
 }
 
 // runStoreCopy is `memberflow store copy`.
@@ -201,6 +223,9 @@ func runStoreCopy(ctx context.Context, from, to, secretsFile string, io stdio) i
 		return exitFail
 	}
 	fmt.Fprintf(io.out, "copied %d cursor(s), %d subject state(s), %d written state(s), %d saved value(s)\n", n.Cursors, n.Subjects, n.Writes, n.Meta)
+	if n.Dead > 0 {
+		fmt.Fprintf(io.out, "%d dead letter(s) stay in %s, with the runs' history: replay them there (memberflow dlq replay) to run them\n", n.Dead, n.Source)
+	}
 	return exitOK
 }
 
