@@ -315,11 +315,11 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		stopProgress()
 		if sum != nil {
 			if o.format == "json" {
-				writeSummaryJSON(io.out, sum, rs, passes)
+				writeSummaryJSON(io.out, sum, rs, passes, o.dryRun)
 			} else {
 				sum.WriteText(io.out)
 				fmt.Fprintln(io.out)
-				writeGlance(io.out, sum, rs)
+				writeGlance(io.out, sum, rs, o.dryRun)
 			}
 			log.Debug("caught up", "passes", passes)
 		}

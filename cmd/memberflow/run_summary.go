@@ -101,9 +101,9 @@ func pollAfter(s *engine.Summary, prev map[string]map[string]int64, rs []*recipe
 // writeSummaryJSON prints the --once summary as one JSON object: the
 // engine's counts per recipe (requests and requests per event included),
 // the passes it took and the line writeGlance prints.
-func writeSummaryJSON(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, passes int) error {
+func writeSummaryJSON(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, passes int, dryRun bool) error {
 	var line strings.Builder
-	writeGlance(&line, sum, rs)
+	writeGlance(&line, sum, rs, dryRun)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(struct {
@@ -114,8 +114,9 @@ func writeSummaryJSON(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, pa
 }
 
 // writeGlance prints one line a person can read at a glance: what the
-// triggers saw, what was done (each operation's Effect) and what failed.
-func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
+// triggers saw, what was done (each operation's Effect) and what failed;
+// in a dry run, what would have been done, and it says so first.
+func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe, dryRun bool) {
 	byName := map[string]*recipes.Recipe{}
 	for _, r := range rs {
 		byName[r.Name] = r
@@ -204,6 +205,9 @@ func writeGlance(w io.Writer, sum *engine.Summary, rs []*recipes.Recipe) {
 	// upserts that found their record already as asked depend on timing.
 	// The table above has them.
 	parts = append(parts, fmt.Sprintf("%d failed", dead))
+	if dryRun {
+		fmt.Fprint(w, "dry run (writes planned, not made): ")
+	}
 	fmt.Fprintln(w, strings.Join(parts, " · "))
 }
 

@@ -90,26 +90,30 @@ func TestWriteGlance(t *testing.T) {
 			Steps: []*recipes.Step{{Connection: "out", Operation: "append"}}},
 	}
 	for _, tc := range []struct {
-		name string
-		sum  []engine.RecipeSummary
-		want string
+		name   string
+		sum    []engine.RecipeSummary
+		dryRun bool
+		want   string
 	}{
 		{"the demo's kinds", []engine.RecipeSummary{
 			{Recipe: "issue", Events: 100, Total: 7, Succeeded: 40, Skipped: 60, Suppressed: 20,
 				Writes: map[string]int64{"acc.upsert_credential": 40, "members.update_user": 40}, Unchanged: map[string]int64{"acc.upsert_credential": 12}},
 			{Recipe: "qr", Events: 9, Succeeded: 8, Dead: 1, Writes: map[string]int64{"out.append": 8, "members.update_user": 2}},
 			{Recipe: "log", Events: 3, Succeeded: 3, Writes: map[string]int64{"out.append": 3}},
-		}, "100 members seen · 8 QR codes made · 40 certificates issued · 3 records written · 42 members updated · 1 failed\n"},
+		}, false, "100 members seen · 8 QR codes made · 40 certificates issued · 3 records written · 42 members updated · 1 failed\n"},
 		{"a file job, one of each", []engine.RecipeSummary{
 			{Recipe: "file", Events: 1, Succeeded: 1, Writes: map[string]int64{"out.append": 1}},
 			{Recipe: "issue", Events: 0},
 			{Recipe: "qr", Events: 1, Succeeded: 1, Writes: map[string]int64{"out.append": 1, "members.update_user": 1}},
-		}, "1 record read · 1 QR code made · 1 record written · 1 member updated · 0 failed\n"},
-		{"nothing", nil, "0 failed\n"},
+		}, false, "1 record read · 1 QR code made · 1 record written · 1 member updated · 0 failed\n"},
+		{"a dry run", []engine.RecipeSummary{
+			{Recipe: "file", Events: 2, Succeeded: 2, Writes: map[string]int64{"out.append": 2}},
+		}, true, "dry run (writes planned, not made): 2 records read · 2 records written · 0 failed\n"},
+		{"nothing", nil, false, "0 failed\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
-			writeGlance(&b, &engine.Summary{Recipes: tc.sum}, rs)
+			writeGlance(&b, &engine.Summary{Recipes: tc.sum}, rs, tc.dryRun)
 			if b.String() != tc.want {
 				t.Fatalf("glance =\n%swant\n%s", b.String(), tc.want)
 			}
