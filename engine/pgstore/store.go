@@ -143,7 +143,9 @@ type Options struct {
 	// MaxConns sizes the connection pool; default 8 (the CLI sets 4 +
 	// --concurrency: a connection per worker's journal write, and a few
 	// for the poller, the claims and renewals). The store holds one more
-	// for LISTEN and one per runner that joined (its proof of life).
+	// for LISTEN and one per runner that joined (its proof of life), out
+	// of the pool: fewer than 4 is raised to 4, below which a runner's
+	// Join waits forever for a connection to look for dead runners with.
 	MaxConns int
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
@@ -186,6 +188,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 8
 	}
+	opts.MaxConns = max(opts.MaxConns, 4)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))

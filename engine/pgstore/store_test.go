@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,35 @@ func TestAdvanceClaimJournalsIntents(t *testing.T) {
 			steps[0].Status != engine.StepStarted || string(steps[0].Input) != string(in.Input) || !steps[0].Started.Equal(now) {
 			t.Errorf("event %s: journal %+v, want its intent %+v under run %d", q.EventID, steps, in, q.RunID)
 		}
+	}
+}
+
+// TestASmallPoolStillJoins: the store keeps connections of its own out of
+// the pool (LISTEN, each joined runner's proof of life) and Join needs one
+// more to look for dead runners; a pool asked for fewer than that is
+// raised, instead of Join waiting forever (it did with 2: LISTEN and the
+// proof of life held both, and Join waited for a third to probe the
+// runner of the pass before, which had died).
+func TestASmallPoolStillJoins(t *testing.T) {
+	dsn, schema := pgstore.TestSchema(t)
+	for _, n := range []int{1, 2, 3} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s, err := pgstore.Open(ctx, dsn, pgstore.Options{Schema: schema, MaxConns: n})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		// Each pass's runner is gone when the next joins.
+		if _, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{{ID: "e", Subject: "s", Connector: "c", Data: json.RawMessage(`{}`)}}}); err != nil {
+			t.Fatalf("MaxConns %d: %v", n, err)
+		}
+		if _, err := s.Join(ctx, engine.RunnerInfo{Owner: fmt.Sprint("runner-", n), Host: "h", PID: 1}); err != nil {
+			t.Fatalf("MaxConns %d: joining: %v", n, err)
+		}
+		if _, err := s.Claim(ctx, engine.ClaimRequest{Owner: fmt.Sprint("runner-", n), Recipes: []string{"r"}, Limit: 1, Now: time.Now(), Lease: time.Minute}); err != nil {
+			t.Fatalf("MaxConns %d: claiming: %v", n, err)
+		}
+		s.Close()
+		cancel()
 	}
 }
