@@ -2,8 +2,15 @@ package connectors
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrSavedTokenUnreadable is what a [TokenStore]'s error matches (errors.Is)
+// when no retry can read the saved token, such as a store key other than
+// the one it was sealed with. Requests then fail at once instead of
+// retrying; any other store error is taken as temporary.
+var ErrSavedTokenUnreadable = errors.New("the saved OAuth token cannot be read")
 
 // OAuthToken is a connection's OAuth 2.0 token set: the access token and
 // the refresh token that comes with it (services that rotate refresh

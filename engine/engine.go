@@ -21,6 +21,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -110,8 +111,9 @@ type Engine struct {
 	redact  *apiclient.Redactor
 	meta    MetaStore   // nil: the store keeps no tokens or identities
 	vault   *tokenVault // nil without a store key
-	// vaultUsed is set when a connection keeps its tokens in the vault.
-	vaultUsed atomic.Bool
+	// vaultsUsed holds the vaults the connections keep their tokens in:
+	// the engine's own, or one the caller attached (TokenStores).
+	vaultsUsed []*tokenVault
 
 	cache   eventCache
 	pending atomic.Int64 // runs enqueued here and not finished here
@@ -317,10 +319,12 @@ func (e *Engine) open(name string, c Connection) (*openConn, error) {
 		switch {
 		case e.vault != nil:
 			cfg.Tokens = e.vault.tokens(cfg.BaseURL, cfg.Auth)
-			e.vaultUsed.Store(true)
 		case e.meta != nil && cfg.Auth.RefreshToken != "":
 			return nil, fmt.Errorf("connection %q (%s): its OAuth refresh token is rotated by the service at each refresh, and the newest must be kept in the store, encrypted: give the runner a store key (MEMBERFLOW_STORE_KEY, see docs/runner.md)", name, c.Spec.Name)
 		}
+	}
+	if ct, ok := cfg.Tokens.(*connTokens); ok && !slices.Contains(e.vaultsUsed, ct.v) {
+		e.vaultsUsed = append(e.vaultsUsed, ct.v)
 	}
 	oc := &openConn{name: name, connector: c.Spec.Name, baseURL: first(cfg.BaseURL, c.Spec.BaseURL), place: c.Place}
 	e.instrument(&cfg, c.Spec, oc)

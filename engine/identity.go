@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -71,8 +72,11 @@ func (e *Engine) CheckIdentities(ctx context.Context) error {
 	if e.meta == nil {
 		return nil
 	}
-	if e.vault != nil && e.vaultUsed.Load() {
-		if err := e.vault.open(ctx); err != nil {
+	e.mu.Lock()
+	vaults := slices.Clone(e.vaultsUsed)
+	e.mu.Unlock()
+	for _, v := range vaults {
+		if err := v.open(ctx); err != nil {
 			return fmt.Errorf("opening the OAuth tokens saved in the store: %w", err)
 		}
 	}

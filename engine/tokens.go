@@ -39,8 +39,16 @@ const (
 )
 
 // ErrStoreKey is returned when the store key does not open the tokens
-// the store holds.
-var ErrStoreKey = errors.New("the store key does not open the OAuth tokens saved in this store: it is not the key they were saved with")
+// the store holds. It matches connectors.ErrSavedTokenUnreadable: no
+// retry opens them.
+var ErrStoreKey error = storeKeyError{}
+
+type storeKeyError struct{}
+
+func (storeKeyError) Error() string {
+	return "the store key does not open the OAuth tokens saved in this store: it is not the key they were saved with"
+}
+func (storeKeyError) Is(target error) bool { return target == connectors.ErrSavedTokenUnreadable }
 
 // tokenVault seals and opens the tokens of one store.
 type tokenVault struct {

@@ -247,6 +247,11 @@ func TestRestartedRunnerUsesTheRotatedRefreshToken(t *testing.T) {
 		if code != exitFail || !strings.Contains(stderr, "store key does not open") || !strings.Contains(stderr, "forget-tokens") {
 			t.Fatalf("exit %d, want %d with what to do:\n%s", code, exitFail, stderr)
 		}
+		// The key is checked when the store opens, not found out by a
+		// request that retries (a retried one kept the runner ~50 s).
+		if !strings.Contains(stderr, "opening the OAuth tokens saved in the store") || strings.Contains(stderr, "asking the service") {
+			t.Fatalf("the key was not checked before the first request:\n%s", stderr)
+		}
 		if len(sb.tokens()) != before {
 			t.Fatal("a runner with a wrong key called the token endpoint")
 		}

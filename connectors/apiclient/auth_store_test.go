@@ -2,6 +2,8 @@ package apiclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -124,5 +126,50 @@ func TestOAuth2RefusedRefreshTokenSaysWhatToDo(t *testing.T) {
 	}
 	if len(*seen) != 0 || tokens.calls != 1 {
 		t.Fatalf("API saw %d requests and the token endpoint %d; want none and one", len(*seen), tokens.calls)
+	}
+}
+
+// failingTokens is a connectors.TokenStore whose reads fail with err.
+type failingTokens struct {
+	err   error
+	loads int
+}
+
+func (f *failingTokens) Load(context.Context) (*connectors.OAuthToken, int64, error) {
+	f.loads++
+	return nil, 0, f.err
+}
+
+func (f *failingTokens) Replace(context.Context, int64, func(context.Context, *connectors.OAuthToken) (*connectors.OAuthToken, error)) (*connectors.OAuthToken, int64, error) {
+	return nil, 0, f.err
+}
+
+// A saved token no retry can read (a wrong store key) fails the request
+// as final; any other store failure may pass, so it is retried.
+func TestTokenStoreFailuresSayWhetherToRetry(t *testing.T) {
+	tokens := newTokenServer(t)
+	api, seen := apiServer(t, nil)
+	for _, tc := range []struct {
+		name      string
+		err       error
+		retryable bool
+	}{
+		{"unreadable", fmt.Errorf("opening the saved token: %w", connectors.ErrSavedTokenUnreadable), false},
+		{"store busy", errors.New("database is locked"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &failingTokens{err: tc.err}
+			c := storeClient(t, api.URL, tokens.URL, connectors.Auth{ClientID: "app", ClientSecret: "cs-secret-1", RefreshToken: "rt-configured"}, &fakeClock{t: time.Now()}, store)
+			_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/users/"})
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want it to keep the store's %v", err, tc.err)
+			}
+			if got := connectors.Retryable(err); got != tc.retryable {
+				t.Fatalf("Retryable(%v) = %v, want %v", err, got, tc.retryable)
+			}
+			if len(*seen) != 0 || tokens.calls != 0 {
+				t.Fatalf("API saw %d requests and the token endpoint %d; want none", len(*seen), tokens.calls)
+			}
+		})
 	}
 }

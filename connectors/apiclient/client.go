@@ -427,6 +427,9 @@ func (e *tokenError) Unwrap() error   { return e.err }
 func (e *tokenError) Temporary() bool { return e.temporary }
 
 func tokenFailure(err error) error {
+	if errors.Is(err, connectors.ErrSavedTokenUnreadable) {
+		return &tokenError{err: err}
+	}
 	var refused *oauth2.RetrieveError
 	if errors.As(err, &refused) && refused.Response != nil {
 		s := refused.Response.StatusCode
