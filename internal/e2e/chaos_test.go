@@ -35,6 +35,7 @@ import (
 // the moments (the test logs the one it used).
 func TestChaos(t *testing.T) {
 	bin := memberflowBinary(t)
+	t.Parallel() // waits on the APIs' rate limits, not the CPU
 	n := envInt(t, "MEMBERFLOW_CHAOS_MEMBERS", 150)
 	kills := envInt(t, "MEMBERFLOW_CHAOS_KILLS", 12)
 	seed := int64(envInt(t, "MEMBERFLOW_CHAOS_SEED", int(time.Now().UnixNano()%1e9)))

@@ -14,14 +14,8 @@ import (
 // TestDemoCommand runs the README's demo, `memberflow run --sandbox --once
 // examples/`, as a user would: a built binary in a subprocess.
 func TestDemoCommand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "memberflow")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/memberflow")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := memberflowBinary(t)
+	t.Parallel() // waits on the APIs' rate limits, not the CPU
 	// The sandbox keeps the real APIs' rate limits (Memberships: 100
 	// requests per 10 s), so the demo takes its time.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

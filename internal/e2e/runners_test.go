@@ -50,6 +50,7 @@ func memberflowBinary(t *testing.T) string {
 // happens twice. MEMBERFLOW_COLLIDE_ROUNDS repeats it (default 2).
 func TestTwoDefaultRunnersNeverCollide(t *testing.T) {
 	bin := memberflowBinary(t)
+	t.Parallel() // waits on the APIs' rate limits, not the CPU
 	rounds := 2
 	if v, err := strconv.Atoi(os.Getenv("MEMBERFLOW_COLLIDE_ROUNDS")); err == nil && v > 0 {
 		rounds = v

@@ -33,6 +33,7 @@ type runner struct {
 // dead letter.
 func TestThreeRunnersOnePostgresSurviveKills(t *testing.T) {
 	bin := memberflowBinary(t)
+	t.Parallel() // waits on the APIs' rate limits, not the CPU
 	dsn, schema := pgstore.TestSchema(t)
 	ex, err := filepath.Abs(examples)
 	if err != nil {
