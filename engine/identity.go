@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/memberflow/memberflow/connectors"
 )
@@ -91,23 +93,33 @@ func (e *Engine) CheckIdentities(ctx context.Context) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var errs []error
+	var asked []*openConn
 	for _, name := range names {
 		for _, oc := range byName[name] {
-			if _, ok := oc.conn.(connectors.Identifier); !ok {
-				// Connections that cannot say which account they reach
-				// (files, notifications, the engine's own events) hold no
-				// synced data to tell apart.
-				continue
+			// Connections that cannot say which account they reach (files,
+			// notifications, the engine's own events) hold no synced data
+			// to tell apart.
+			if _, ok := oc.conn.(connectors.Identifier); ok {
+				asked = append(asked, oc)
 			}
-			cur, err := e.identify(ctx, oc)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("connection %q (%s): asking the service which account it reaches: %w", name, oc.connector, err))
-				continue
+		}
+	}
+	// All at once: a service that is down is retried for up to the retry
+	// policy's backoffs, and several down must not add theirs up.
+	ids := make([]ConnectionIdentity, len(asked))
+	errs := make([]error, len(asked))
+	var wg sync.WaitGroup
+	for i, oc := range asked {
+		wg.Go(func() {
+			if ids[i], errs[i] = e.identify(ctx, oc); errs[i] != nil {
+				errs[i] = fmt.Errorf("connection %q (%s): asking the service which account it reaches: %w", oc.name, oc.connector, errs[i])
 			}
-			if err := e.recordIdentity(ctx, cur); err != nil {
-				errs = append(errs, err)
-			}
+		})
+	}
+	wg.Wait()
+	for i := range asked {
+		if errs[i] == nil {
+			errs[i] = e.recordIdentity(ctx, ids[i])
 		}
 	}
 	return errors.Join(errs...)
@@ -126,7 +138,12 @@ func (e *Engine) identify(ctx context.Context, oc *openConn) (ConnectionIdentity
 			if !connectors.Retryable(err) || attempt >= e.opts.Retry.Attempts {
 				return id, err
 			}
-			if err := e.sleep(ctx, jitter(&backoff, e.opts.Retry.MaxBackoff)); err != nil {
+			// Said at each attempt: until the last one fails, nothing
+			// else tells the operator why the runner has not started.
+			wait := jitter(&backoff, e.opts.Retry.MaxBackoff)
+			e.log.Warn("asking the service which account it reaches failed; retrying", "connection", oc.name,
+				"attempt", attempt, "of", e.opts.Retry.Attempts, "in", wait.Round(time.Millisecond), "error", e.redact.String(err.Error()))
+			if err := e.sleep(ctx, wait); err != nil {
 				return id, err
 			}
 		}
