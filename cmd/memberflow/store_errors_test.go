@@ -173,3 +173,40 @@ func countRuns(t *testing.T, store, status string) int {
 	}
 	return len(runs)
 }
+
+// A store setting's password shows nowhere: not in the user part, not in
+// the query, not from a secret; settings that are not a store are
+// refused, never made into a file name.
+func TestStoreSettingsKeepTheirPasswords(t *testing.T) {
+	const pw = "sk-SECRET-STORE-PW"
+	t.Setenv("MF_TEST_DSN_QUERY", "postgres://127.0.0.1:1/x?password="+pw+"&connect_timeout=1")
+	t.Setenv("MF_TEST_DSN_KEYWORDS", "host=127.0.0.1 port=1 dbname=x password="+pw)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		store, want string
+	}{
+		{"secret.MF_TEST_DSN_QUERY", "xxxxx"},
+		{"postgres://127.0.0.1:1/x?password=" + pw + "&connect_timeout=1", "xxxxx"},
+		{"postgres://me:" + pw + "@127.0.0.1:1/x?connect_timeout=1", "xxxxx"},
+		{"secret.MF_TEST_DSN_KEYWORDS", "key=value connection string"},
+		{"host=127.0.0.1 password=" + pw, "key=value connection string"},
+		{"mysql://me:" + pw + "@127.0.0.1/x", "mysql:// is not a store"},
+	} {
+		t.Run(tc.store[:12], func(t *testing.T) {
+			code, out, errs := cli(t, "runs", "list", "--store", tc.store)
+			if code == exitOK {
+				t.Fatalf("exit 0 for an unreachable or refused store:\n%s%s", out, errs)
+			}
+			if strings.Contains(out+errs, pw) {
+				t.Fatalf("the password is shown:\n%s%s", out, errs)
+			}
+			if !strings.Contains(errs, tc.want) {
+				t.Fatalf("want %q in:\n%s", tc.want, errs)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused setting made files: %v", entries)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,8 +31,20 @@ type storeSpec struct {
 }
 
 // parseStore resolves --store: secret.NAME is looked up in the secrets
-// file or the environment (a DSN with a password belongs there).
+// file or the environment (a DSN with a password belongs there). Its
+// errors never quote a secret's value.
 func parseStore(value string, secrets recipes.SecretSource) (storeSpec, error) {
+	spec, err := parseStoreValue(value, secrets)
+	if err != nil {
+		if strings.HasPrefix(value, "secret.") || !strings.ContainsAny(value, ":=") {
+			return storeSpec{}, fmt.Errorf("--store %s: %w", value, err)
+		}
+		return storeSpec{}, fmt.Errorf("--store: %w", err) // a URL or a connection string may hold a password
+	}
+	return spec, nil
+}
+
+func parseStoreValue(value string, secrets recipes.SecretSource) (storeSpec, error) {
 	if name, ok := strings.CutPrefix(value, "secret."); ok {
 		if secrets == nil {
 			var err error
@@ -41,28 +54,51 @@ func parseStore(value string, secrets recipes.SecretSource) (storeSpec, error) {
 		}
 		v, found := secrets.Lookup(name)
 		if !found || v == "" {
-			return storeSpec{}, fmt.Errorf("--store %s: no secret %s in the secrets file or the environment", value, name)
+			return storeSpec{}, fmt.Errorf("no secret %s in the secrets file or the environment", name)
 		}
-		spec, err := parseStore(v, nil)
-		if err == nil {
-			spec.shown = value + " (" + spec.shown + ")"
+		spec, err := parseStoreValue(v, nil)
+		if err != nil {
+			return storeSpec{}, fmt.Errorf("the secret's value: %w", err)
 		}
-		return spec, err
+		spec.shown = value + " (" + spec.shown + ")"
+		return spec, nil
 	}
 	if strings.HasPrefix(value, "postgres://") || strings.HasPrefix(value, "postgresql://") {
 		u, err := url.Parse(value)
 		if err != nil {
-			return storeSpec{}, errors.New("--store: not a valid postgres:// URL")
+			return storeSpec{}, errors.New("not a valid postgres:// URL")
 		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-		return storeSpec{postgres: true, target: value, shown: u.Redacted()}, nil
+		return storeSpec{postgres: true, target: value, shown: redactDSN(u)}, nil
 	}
 	if value == "" {
-		return storeSpec{}, errors.New("--store is empty")
+		return storeSpec{}, errors.New("empty: give a SQLite file path or a postgres:// URL")
+	}
+	if scheme, _, ok := strings.Cut(value, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
+		return storeSpec{}, fmt.Errorf("%s:// is not a store memberflow opens: give a SQLite file path or a postgres:// URL", scheme)
+	}
+	if libpqKeywords.MatchString(value) {
+		return storeSpec{}, errors.New("a key=value connection string is not read (it would become a file name): give the database as a postgres:// URL")
 	}
 	return storeSpec{target: value, shown: value}, nil
+}
+
+// libpqKeywords matches a libpq key=value connection string.
+var libpqKeywords = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|sslmode|passfile)\s*=`)
+
+// redactDSN is the URL for messages: its password, in the user part or
+// in the query, replaced by xxxxx (as url.URL.Redacted does).
+func redactDSN(u *url.URL) string {
+	c := *u
+	q := c.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 {
+		c.RawQuery = q.Encode()
+	}
+	return c.Redacted()
 }
 
 // open opens the store; concurrency sizes a Postgres pool.
