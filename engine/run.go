@@ -118,8 +118,16 @@ func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bo
 	err := e.dispatch(ctx, ctx.Done(), true, func() bool { return feeding.Load() > 0 })
 	wg.Wait()
 	stopAlerts()
-	// What this pass dead-lettered is fed now; the next pass runs it.
-	e.watch.flush(ctx)
+	// What this pass dead-lettered (or left retrying) is fed now, and its
+	// alerts run before the pass ends: a one-shot runner started by cron
+	// must not hold them until its next start. Alert recipes are never
+	// sources of alerts, so one round suffices; three bound it anyway.
+	for round := 0; round < 3 && err == nil && ctx.Err() == nil; round++ {
+		if e.watch.flush(ctx) == 0 {
+			break
+		}
+		err = e.dispatch(ctx, ctx.Done(), true, func() bool { return false })
+	}
 	return e.Summary(), errors.Join(pollErr, err)
 }
 

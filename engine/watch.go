@@ -387,9 +387,11 @@ type pendingAlert struct {
 
 // flush feeds due alerts to the alert recipes; it is called every second
 // while the engine runs, and once more when a one-shot pass ends.
-func (w *watch) flush(ctx context.Context) {
+// flush feeds the alerts that are due and returns how many runs it
+// queued.
+func (w *watch) flush(ctx context.Context) (queued int) {
 	if !w.listening() {
-		return
+		return 0
 	}
 	now := w.e.now()
 	w.mu.Lock()
@@ -478,9 +480,13 @@ func (w *watch) flush(ctx context.Context) {
 			}
 			dup := i < len(enq) && enq[i].RunID == 0 && enq[i].Status == "" // a skipped event has no run either
 			w.e.obs.AlertFed(rt.r.Name, p.inc.cause, dup)
+			if i < len(enq) && enq[i].RunID != 0 {
+				queued++
+			}
 		}
 		w.mu.Unlock()
 	}
+	return queued
 }
 
 // alertEvent builds the event data the memberflow connector's triggers
