@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,3 +320,63 @@ func asMap(t *testing.T, v any) map[string]any {
 }
 
 var _ = connectors.StartBeginning
+
+// failEvery answers every nth request 500 without sending it on, and a
+// request the service refuses for good (401) passes through unchanged.
+type failEvery struct {
+	n      int
+	mu     sync.Mutex
+	count  int
+	failed int
+}
+
+func (f *failEvery) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	f.count++
+	fail := f.count%f.n == 0
+	if fail {
+		f.failed++
+	}
+	f.mu.Unlock()
+	if fail {
+		return &http.Response{StatusCode: 500, Status: "500 Internal Server Error", Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(`{"message":"Internal server error"}`)), Request: req}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// A service that fails now and then does not fail the report: every page
+// and every look-up is asked again, and the result is the same as on a
+// quiet service (issue: one failed payment look-up failed reconcile and
+// the console's compliance page outright).
+func TestReadsSurviveOccasionalFailures(t *testing.T) {
+	d := startDemo(t)
+	quiet, _, err := reconciler(t, d).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &failEvery{n: 3}
+	conns := map[string]map[string]engine.Connection{}
+	for recipe, cs := range d.Connections {
+		conns[recipe] = map[string]engine.Connection{}
+		for name, c := range cs {
+			c.Config.HTTPClient = &http.Client{Transport: flaky}
+			conns[recipe][name] = c
+		}
+	}
+	r, err := reconcile.New(reconcile.Options{Recipes: d.Recipes, Connections: conns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, s, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatalf("a third of the requests failing once failed the reconcile: %v", err)
+	}
+	if flaky.failed == 0 || s.Calls <= flaky.failed {
+		t.Fatalf("%d failures injected in %d calls: the test tested nothing", flaky.failed, s.Calls)
+	}
+	if got, want := drift(rep), drift(quiet); !slices.Equal(got, want) || !reflect.DeepEqual(rep.Counts, quiet.Counts) {
+		t.Fatalf("with failures: %v %v\nquiet: %v %v", got, rep.Counts, want, quiet.Counts)
+	}
+}

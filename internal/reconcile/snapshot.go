@@ -22,6 +22,7 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -125,6 +126,36 @@ type Reconciler struct {
 	log     hclog.Logger
 	now     func() time.Time
 	rules   []*boundRule
+	// backoff is the wait before a read's second attempt, doubled at
+	// each further one.
+	backoff time.Duration
+}
+
+// readAttempts bounds how often one read (a page, a look-up) is asked.
+const readAttempts = 4
+
+// read calls one read until it answers, the service refuses it for good
+// (a 4xx other than 429: asking again will not change its mind), or
+// readAttempts are spent; it adds each attempt to *calls. A reconcile
+// reads hundreds of pages and look-ups: one 500 or dropped connection
+// must not fail the whole report.
+func (r *Reconciler) read(ctx context.Context, what string, calls *int, fn func() error) error {
+	wait := r.backoff
+	for attempt := 1; ; attempt++ {
+		*calls++
+		err := fn()
+		var refused *connectors.APIError
+		if err == nil || ctx.Err() != nil || attempt == readAttempts || errors.As(err, &refused) && !refused.Retryable {
+			return err
+		}
+		r.log.Warn("a read failed; asking again", "read", what, "attempt", attempt, "of", readAttempts, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // opened is one connection per connector, the first a recipe names.
@@ -150,7 +181,7 @@ func New(o Options) (*Reconciler, error) {
 		o.Now = time.Now
 	}
 	r := &Reconciler{recipes: o.Recipes, specs: map[string]*connectors.Spec{}, conns: map[string]opened{}, sources: map[string]source{},
-		log: o.Logger.Named("reconcile"), now: o.Now}
+		log: o.Logger.Named("reconcile"), now: o.Now, backoff: 250 * time.Millisecond}
 	sorted := append([]*recipes.Recipe(nil), o.Recipes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, rc := range sorted {
@@ -250,15 +281,10 @@ func (r *Reconciler) readAll(ctx context.Context, o opened, trigger string, para
 	cursor, calls := "", 0
 	for {
 		var res *connectors.PollResult
-		var err error
-		for attempt := 0; attempt < 3; attempt++ {
-			calls++
+		err := r.read(ctx, o.spec.Name+"."+trigger+" (a page, from the same cursor)", &calls, func() (err error) {
 			res, err = t.Poll(ctx, o.conn, connectors.PollRequest{Params: params, Cursor: cursor, Start: connectors.StartBeginning, Now: r.now()})
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			r.log.Warn("a page failed; asking again from the same cursor", "trigger", o.spec.Name+"."+trigger, "error", err)
-		}
+			return err
+		})
 		if err != nil {
 			return nil, calls, err
 		}
@@ -290,13 +316,10 @@ func (r *Reconciler) readListing(ctx context.Context, src source) ([]Record, int
 	calls := 0
 	for page := 0; ; page++ {
 		var res *connectors.Result
-		var err error
-		for attempt := 0; attempt < 3; attempt++ {
-			calls++
-			if res, err = a.Run(ctx, src.conn, map[string]any{l.Page: page, l.Size: l.PageSize}); err == nil || ctx.Err() != nil {
-				break
-			}
-		}
+		err := r.read(ctx, fmt.Sprintf("%s.%s page %d", src.spec.Name, l.Action, page), &calls, func() (err error) {
+			res, err = a.Run(ctx, src.conn, map[string]any{l.Page: page, l.Size: l.PageSize})
+			return err
+		})
 		if err != nil {
 			return nil, calls, fmt.Errorf("page %d: %w", page, err)
 		}
@@ -364,8 +387,11 @@ func (r *Reconciler) readPaymentRefs(ctx context.Context, s *Snapshot) error {
 			if _, done := s.ExtraPayments[ref]; done {
 				continue
 			}
-			res, err := a.Run(ctx, src.conn, map[string]any{lk.Input: ref})
-			s.Calls++
+			var res *connectors.Result
+			err := r.read(ctx, fmt.Sprintf("%s.%s %q", src.spec.Name, lk.Action, ref), &s.Calls, func() (err error) {
+				res, err = a.Run(ctx, src.conn, map[string]any{lk.Input: ref})
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("reconcile: %s.%s %q: %w", src.spec.Name, lk.Action, ref, err)
 			}
