@@ -86,11 +86,20 @@ func (l *loader) connections(s *source, root *yaml.Node, r *Recipe) {
 	if len(l.opts.Connections) > 0 {
 		if !l.overlaid {
 			l.overlaid = true
+			defined := map[string]string{} // connection name → the file that defines it
 			for _, p := range l.opts.Connections {
 				cf, err := l.sharedFile(p)
 				if err != nil {
 					l.ioError(p, err)
 					continue
+				}
+				// Which file wins must never be a question: a connection
+				// in two of them may point the recipes at another service.
+				for name, key := range cf.keys {
+					if first, dup := defined[name]; dup && cf.src != nil {
+						cf.src.errorf(key, "connection %q is also defined in %s (an earlier --connections file); define each connection in one file", name, first)
+					}
+					defined[name] = cf.path
 				}
 				l.overlay = append(l.overlay, cf)
 			}

@@ -110,6 +110,7 @@ type loadedRecipe struct {
 // connFile is a shared connections file.
 type connFile struct {
 	path  string
+	src   *source // for diagnostics at its keys; nil when it did not parse
 	conns map[string]*Connection
 	keys  map[string]*yaml.Node
 	ok    bool // read and parsed; its problems are reported on its own
@@ -246,7 +247,7 @@ func (l *loader) loadConnFile(s *source, root *yaml.Node) *connFile {
 	if cf, ok := l.shared[key]; ok {
 		return cf
 	}
-	cf := &connFile{path: s.name, conns: map[string]*Connection{}, keys: map[string]*yaml.Node{}, ok: true}
+	cf := &connFile{path: s.name, src: s, conns: map[string]*Connection{}, keys: map[string]*yaml.Node{}, ok: true}
 	l.shared[key] = cf
 	budget := maxValues
 	value, err := toValue(root, &budget)

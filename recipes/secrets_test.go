@@ -122,3 +122,20 @@ steps: [ { uses: members.get_user, with: { userId: a } } ]
 		t.Fatalf("got\n%v\nwant\n%s", diags, want)
 	}
 }
+
+// Two --connections files that both define a connection are an error at
+// the second definition: which one wins must never be a question.
+func TestAConnectionInTwoConnectionsFilesIsAnError(t *testing.T) {
+	_, diags := Load(Options{Registry: testRegistry(), Connections: []string{"testdata/shared/connections.yaml", "testdata/shared/connections.sandbox.yaml"}},
+		"testdata/shared/recipes/welcome.yaml")
+	found := false
+	for _, d := range diags {
+		if d.Severity == Error && d.Subject != nil && strings.HasSuffix(d.Subject.File, "connections.sandbox.yaml") && d.Subject.Start.Line > 0 &&
+			strings.Contains(d.Summary, `is also defined in testdata/shared/connections.yaml`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no error at the second definition:\n%v", diags)
+	}
+}
