@@ -101,4 +101,30 @@ func TestStoreCopy(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "1 dead letter(s) stay in "+src) {
 		t.Fatalf("copy with a dead letter: exit %d\n%s%s", code, out, errs)
 	}
+
+	// A store of its own is never overwritten: not the source itself, not
+	// one with dead letters, not one that records another account. A
+	// copy into a destination an earlier copy filled goes through again.
+	if code, out, errs := cli(t, "store", "copy", "--from", src, "--to", "./src.db"); code != exitUsage || !strings.Contains(errs, "the same store") {
+		t.Fatalf("copy onto itself: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, "store", "copy", "--from", dst, "--to", src); code != exitFail || !strings.Contains(errs, "1 dead letter(s) of its own; nothing was copied") {
+		t.Fatalf("copy onto a store with a dead letter: exit %d\n%s%s", code, out, errs)
+	}
+	other := filepath.Join(dir, "other.db")
+	os3, err := sqlitestore.Open(other, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := json.Marshal(engine.ConnectionIdentity{Connection: "members", Connector: "memberships"})
+	if _, err := os3.SwapMeta(context.Background(), "identity/members", 0, id); err != nil {
+		t.Fatal(err)
+	}
+	os3.Close()
+	if code, out, errs := cli(t, "store", "copy", "--from", dst, "--to", other); code != exitFail || !strings.Contains(errs, `already records accounts the source does not: "members"`) {
+		t.Fatalf("copy onto a store of another account: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, "store", "copy", "--from", src, "--to", filepath.Join(dir, "dst2.db")); code != exitOK {
+		t.Fatalf("the same copy again: exit %d\n%s%s", code, out, errs)
+	}
 }

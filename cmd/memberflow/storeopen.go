@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -113,6 +114,24 @@ func (s storeSpec) open(ctx context.Context, concurrency int, log hclog.Logger) 
 	return sqlitestore.Open(s.target, sqlitestore.Options{Logger: log})
 }
 
+// same reports whether two settings name one store.
+func (s storeSpec) same(o storeSpec) bool {
+	if s.postgres || o.postgres {
+		return s.postgres == o.postgres && s.target == o.target
+	}
+	a, err1 := filepath.Abs(s.target)
+	b, err2 := filepath.Abs(o.target)
+	if err1 != nil || err2 != nil {
+		return s.target == o.target
+	}
+	if a == b {
+		return true
+	}
+	ia, err1 := os.Stat(a)
+	ib, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
+}
+
 // exists reports whether an inspected store is there (Postgres: always;
 // the connection says otherwise).
 func (s storeSpec) exists() bool {
@@ -192,6 +211,9 @@ func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSourc
 	if !src.exists() {
 		return copied{}, usageError{fmt.Errorf("--from: no store at %s", src.shown)}
 	}
+	if src.same(dst) {
+		return copied{}, usageError{fmt.Errorf("--from and --to are the same store (%s)", src.shown)}
+	}
 	log := hclog.NewNullLogger()
 	a, err := src.open(ctx, 1, log)
 	if err != nil {
@@ -219,6 +241,9 @@ func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSourc
 		return copied{}, err
 	}
 	defer b.Close()
+	if err := copyTargetFree(ctx, a, b, dst.shown); err != nil {
+		return copied{}, err
+	}
 	ac, ok1 := a.(engine.StateCopier)
 	bc, ok2 := b.(engine.StateCopier)
 	if !ok1 || !ok2 {
@@ -236,6 +261,52 @@ func copyStore(ctx context.Context, from, to string, secrets recipes.SecretSourc
 		return copied{}, fmt.Errorf("copying saved values: %w", err)
 	}
 	return copied{len(st.Cursors), len(st.Subjects), len(st.Writes), meta, dead, src.shown}, nil
+}
+
+// copyTargetFree refuses a destination that holds a life of its own: runs
+// not finished or dead letters, or an account recorded for a connection
+// other than the source's. Its cursors and states would be overwritten
+// with the source's while it kept its own accounts and runs, a store
+// claiming one account and remembering another's data. A destination an
+// earlier copy of the same source filled passes, so a copy can be run
+// again.
+func copyTargetFree(ctx context.Context, a, b engine.Store, shown string) error {
+	if qs, ok := b.(engine.QueueStatser); ok {
+		q, err := qs.QueueStats(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", shown, err)
+		}
+		if n := q.Queued + q.Running + q.Dead; n > 0 {
+			return fmt.Errorf("%s is not empty: it holds %d run(s) not finished and %d dead letter(s) of its own; nothing was copied. Copy into a new store", shown, q.Queued+q.Running, q.Dead)
+		}
+	}
+	am, ok1 := a.(engine.MetaStore)
+	bm, ok2 := b.(engine.MetaStore)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	theirs, err := engine.Identities(ctx, bm)
+	if err != nil {
+		return fmt.Errorf("%s: %w", shown, err)
+	}
+	ours, err := engine.Identities(ctx, am)
+	if err != nil {
+		return err
+	}
+	byConn := map[string]engine.ConnectionIdentity{}
+	for _, id := range ours {
+		byConn[id.Connection] = id
+	}
+	var differ []string
+	for _, id := range theirs {
+		if src, ok := byConn[id.Connection]; !ok || src.String() != id.String() {
+			differ = append(differ, fmt.Sprintf("%q (%s)", id.Connection, id.String()))
+		}
+	}
+	if len(differ) > 0 {
+		return fmt.Errorf("%s already records accounts the source does not: %s; nothing was copied. Copy into a new store", shown, strings.Join(differ, ", "))
+	}
+	return nil
 }
 
 // runStoreCopy is `memberflow store copy`.
