@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -191,6 +192,9 @@ func loadForReading(ctx context.Context, cmd string, o runOptions, log hclog.Log
 	target, _, err := startSandbox(ctx, runOptions{sandboxURL: o.sandboxURL}, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow %s: %v\n", cmd, err)
+		if errors.As(err, new(usageError)) {
+			return nil, nil, exitUsage
+		}
 		return nil, nil, exitFail
 	}
 	secrets, err := recipes.NewEnvSecrets(o.secrets)

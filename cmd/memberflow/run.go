@@ -184,6 +184,9 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	target, closeSandbox, err := startSandbox(ctx, o, log)
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
+		if errors.As(err, new(usageError)) {
+			return exitUsage
+		}
 		return exitFail
 	}
 	defer closeSandbox()

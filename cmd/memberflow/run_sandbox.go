@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -86,6 +87,9 @@ func startSandbox(ctx context.Context, o runOptions, log hclog.Logger) (sandboxT
 		t.smtpURL = srv.SMTPURL()
 		return t, func() { srv.Close() }, nil
 	case o.sandboxURL != "":
+		if u, err := url.Parse(o.sandboxURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, nil, usageError{fmt.Errorf("--sandbox-url %q: want the sandbox's http:// address, as memberflow sandbox prints it (e.g. http://127.0.0.1:8089)", o.sandboxURL)}
+		}
 		base := strings.TrimRight(o.sandboxURL, "/")
 		t := newSandboxAt(ctx, base, log)
 		t.smtpURL = fetchSMTPURL(ctx, base)

@@ -167,6 +167,10 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{"no recipe", []string{"run"}, "name at least one recipe"},
 		{"two sandboxes", []string{"run", "--sandbox", "--sandbox-url", "http://x", certRecipe}, "exclude each other"},
+		// Settings no retry mends fail at once, not after the start-up
+		// check's ~45 s of retries.
+		{"sandbox url scheme", []string{"run", "--once", "--sandbox-url", "ftp://x/", "--log-level", "off", certRecipe}, `--sandbox-url "ftp://x/": want the sandbox's http:// address`},
+		{"sandbox url relative", []string{"run", "--once", "--sandbox-url", "notaurl", "--log-level", "off", certRecipe}, `--sandbox-url "notaurl"`},
 		{"no workers", []string{"run", "--concurrency", "0", certRecipe}, "--concurrency must be at least 1"},
 		{"log format", []string{"run", "--log-format", "xml", certRecipe}, "--log-format must be text or json"},
 		{"log level", []string{"run", "--log-level", "loud", certRecipe}, "--log-level must be"},

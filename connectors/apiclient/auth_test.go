@@ -73,6 +73,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{"no base url", Config{Service: "svc"}, "svc: base URL is empty"},
 		{"relative base url", Config{Service: "svc", BaseURL: "/v1"}, `svc: base URL "/v1" is not an absolute URL`},
+		{"not http", Config{Service: "svc", BaseURL: "ftp://x/v1"}, `svc: base URL "ftp://x/v1": want http:// or https://`},
 		{"empty key", Config{Service: "svc", BaseURL: "http://x", Auth: connectors.Auth{Type: connectors.AuthAPIKey}}, "svc: api_key auth: key is empty"},
 		{"empty token", Config{Service: "svc", BaseURL: "http://x", Auth: connectors.Auth{Type: connectors.AuthBearer}}, "bearer auth: token is empty"},
 		{"oauth without token url", Config{Service: "svc", BaseURL: "http://x", Auth: connectors.Auth{Type: connectors.AuthOAuth2, ClientID: "a", ClientSecret: "b"}}, "oauth2 auth: no token URL"},

@@ -135,6 +135,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || base.Scheme == "" || base.Host == "" {
 		return nil, fmt.Errorf("%s: base URL %q is not an absolute URL", cfg.Service, cfg.BaseURL)
 	}
+	if base.Scheme != "http" && base.Scheme != "https" {
+		return nil, fmt.Errorf("%s: base URL %q: want http:// or https://", cfg.Service, cfg.BaseURL)
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
