@@ -293,6 +293,12 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 	}
 
 	if err := eng.CheckIdentities(ctx); err != nil {
+		if ctx.Err() != nil {
+			// SIGINT or SIGTERM while asking the services (a service
+			// down keeps this retrying): a stop, not a failure.
+			fmt.Fprintln(io.err, "memberflow run: stopped before the runner started (while asking the services which accounts they reach); nothing ran")
+			return exitOK
+		}
 		reportStoreError(io, "run", spec.shown, err)
 		return exitFail
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,4 +210,50 @@ func TestStoreSettingsKeepTheirPasswords(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a refused setting made files: %v", entries)
 	}
+}
+
+// SIGINT while the start-up check retries a service that is down is a
+// stop, not a failure: status 0, and says that nothing ran.
+func TestSigintWhileAskingADownService(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "m.db")
+	cmd := exec.Command(os.Args[0], "run", "--once", "--sandbox-url", "http://127.0.0.1:1", "--store", store, "--connections", sandboxConnFile, "--log-level", "warn", certRecipe)
+	cmd.Env = append(os.Environ(), runAsCLIEnv+"=1")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The first retry's warning says the check is under way.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "retrying") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no retry in 20 s:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil || !strings.Contains(stderr.String(), "stopped before the runner started") {
+		t.Fatalf("after SIGINT: %v, want status 0 saying it stopped\n%s", err, stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
