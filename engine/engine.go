@@ -124,9 +124,12 @@ type Engine struct {
 	room   chan struct{} // signalled when pending drops
 
 	stopping atomic.Bool // webhooks refuse deliveries
-	latency  histogram   // execution time of runs with an outcome
-	obs      Observer
-	observed bool // an Observer was given: HTTP requests are named for it
+	// waitsEnded is set when dispatch stops: runs waiting to retry are
+	// abandoned rather than waited for (retryWait).
+	waitsEnded atomic.Bool
+	latency    histogram // execution time of runs with an outcome
+	obs        Observer
+	observed   bool // an Observer was given: HTTP requests are named for it
 	// journal batches the journal writes of concurrent runs; nil when the
 	// store writes one at a time (journal.go).
 	journal *journalWriter

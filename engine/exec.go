@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -19,6 +20,11 @@ import (
 // Either way it is then resumed from its journal.
 var errAbandoned = errors.New("run abandoned")
 
+// errStopped abandons a run that was only waiting to retry a step when
+// the runner stopped: nothing of it is in flight, so it need not hold
+// the stop for the grace period.
+var errStopped = errors.New("the runner stopped while the run waited to retry; it resumes from its journal")
+
 // dispatch claims runs and executes them until stop is closed, or, when
 // drain is set, until nothing is claimable, nothing is in flight and
 // feeding reports that the triggers are done. In-flight runs get the grace
@@ -26,6 +32,7 @@ var errAbandoned = errors.New("run abandoned")
 func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool, feeding func() bool) error {
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
+	e.waitsEnded.Store(false)
 	n := e.opts.Concurrency
 	// The slots are shared with the calls of page runs (pages.go).
 	sem := e.slots
@@ -73,8 +80,9 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
 		for _, cr := range runs {
 			cr.ctx, cr.cancel = context.WithCancelCause(runCtx)
+			cr.waiting = new(atomic.Bool)
 			e.inflightMu.Lock()
-			e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
+			e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now(), waiting: cr.waiting}
 			e.inflightMu.Unlock()
 		}
 		ready = append(ready, runs...)
@@ -105,10 +113,12 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	if w, ok := e.store.(Waker); ok {
 		storeWake, idleWait = w.Wakeups(), time.Second
 	}
+	stopped := false
 loop:
 	for {
 		select {
 		case <-stop:
+			stopped = true
 			break loop
 		default:
 		}
@@ -144,6 +154,7 @@ loop:
 		idle.Reset(idleWait)
 		select {
 		case <-stop:
+			stopped = true
 			break loop
 		case <-e.wakeCh:
 		case <-storeWake:
@@ -158,6 +169,12 @@ loop:
 			}
 		}
 		e.forget(cr)
+	}
+	if stopped {
+		if waiting, busy := e.endRetryWaits(); busy > 0 {
+			e.log.Info("stopping: runs in flight get the grace period to finish; the rest resume from their journal at the next start",
+				"in_flight", busy, "grace", e.opts.Grace, "waiting_to_retry_given_back", waiting)
+		}
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -178,7 +195,37 @@ var errLeaseExpired = errors.New("the leases could not be renewed: another runne
 // inflightRun is a run this runner works on.
 type inflightRun struct {
 	cancel  context.CancelCauseFunc
-	claimed time.Time // when its claim had committed
+	claimed time.Time    // when its claim had committed
+	waiting *atomic.Bool // the run's ClaimedRun.waiting
+}
+
+// endRetryWaits, at a stop, abandons the runs in flight that only wait
+// to retry (and, through waitsEnded, those that begin to), and counts
+// them and all the runs in flight.
+func (e *Engine) endRetryWaits() (waiting, busy int) {
+	e.waitsEnded.Store(true)
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	for _, r := range e.inflight {
+		if r.waiting != nil && r.waiting.Load() {
+			r.cancel(errStopped)
+			waiting++
+		}
+	}
+	return waiting, len(e.inflight)
+}
+
+// retryWait waits d before retrying a step of cr. A runner that stops
+// ends the wait at once and abandons the run: nothing of it is in flight.
+func (e *Engine) retryWait(ctx context.Context, cr *ClaimedRun, d time.Duration) error {
+	if cr.waiting != nil {
+		cr.waiting.Store(true)
+		defer cr.waiting.Store(false)
+		if e.waitsEnded.Load() {
+			cr.cancel(errStopped)
+		}
+	}
+	return e.sleep(ctx, d)
 }
 
 // dropRuns cancels every run in flight claimed before asked whose ID is
@@ -520,7 +567,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 				if connectors.Retryable(err) && rec.Attempts < st.retry.Attempts {
 					attempt("retry", took, err)
 					rec.Attempts++
-					if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
+					if werr := e.retryWait(ctx, cr, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
 						return fail(err)
 					}
 					continue
@@ -572,7 +619,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 		}
 		attempt("retry", took, err)
 		e.log.Debug("step failed; retrying", "run", cr.ID, "step", st.s.ID, "attempt", rec.Attempts, "error", e.redact.String(err.Error()))
-		if werr := e.sleep(ctx, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
+		if werr := e.retryWait(ctx, cr, retryDelay(err, &backoff, st.retry.MaxBackoff)); werr != nil {
 			return fail(err)
 		}
 		// A write that must not be sent twice may have landed before a
@@ -598,7 +645,7 @@ func (e *Engine) stepCallContext(ctx context.Context, rs *runState, st *stepRT) 
 		// failed requests so far count as the step's attempts for the
 		// step_retrying alert.
 		e.watch.stepRetrying(rt, st, cr.ID, failed, e.redact.String(err.Error()), e.now())
-		return e.sleep(ctx, policyDelay(st.retry, failed, err)) == nil
+		return e.retryWait(ctx, cr, policyDelay(st.retry, failed, err)) == nil
 	})
 }
 

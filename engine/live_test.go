@@ -330,3 +330,73 @@ func TestAddRejectsBadRecipes(t *testing.T) {
 		}
 	})
 }
+
+// A run that only waits to retry a step (here an hour's backoff) does not
+// hold a stop for the grace period (here an hour too): it is given back
+// at once and resumes from its journal, with nothing sent twice. Page
+// runs and runs from the queue alike.
+func TestStopDoesNotWaitForRunsWaitingToRetry(t *testing.T) {
+	hour := &recipes.RetryPolicy{Attempts: 4, Backoff: time.Hour, MaxBackoff: time.Hour}
+	tests := []struct {
+		name   string
+		recipe func() *recipes.Recipe
+	}{
+		{"page run", func() *recipes.Recipe {
+			r := issueRecipe(t)
+			r.Steps[0].Retry = hour
+			return r
+		}},
+		{"queued run", func() *recipes.Recipe {
+			return &recipes.Recipe{File: "tick.yaml", Name: "tick", Trigger: &recipes.Trigger{Schedule: "@every 1s"},
+				Steps: []*recipes.Step{{ID: "issue", Connection: "certs", Operation: "create_cert", Retry: hour,
+					With: mustTemplate(t, map[string]any{"member": "m001", "course": "go-101"})}}}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tempDB(t)
+			store := openStore(t, path)
+			svc := newFakeService(1, oneActive)
+			svc.createRetryable = 1000
+			e := newEngine(t, store, svc, []*recipes.Recipe{tc.recipe()}, func(o *engine.Options) { o.Grace = time.Hour })
+			stop := running(t, e)
+			waitFor(t, "a failed create", func() bool { return svc.count("create_cert") >= 1 })
+			time.Sleep(20 * time.Millisecond) // into the wait
+			if err := stop(); err != nil {    // fails the test after 15 s
+				t.Fatal(err)
+			}
+			var abandoned int64
+			for _, s := range e.Summary().Recipes {
+				abandoned += s.Abandoned
+			}
+			if abandoned != 1 {
+				t.Fatalf("summary %+v, want the waiting run abandoned", e.Summary().Recipes)
+			}
+			e.Close()
+			store.Close()
+
+			store = openStore(t, path)
+			defer store.Close()
+			svc.mu.Lock()
+			svc.createRetryable = 0
+			svc.mu.Unlock()
+			runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{tc.recipe()}))
+			// Every run ended, each with one certificate (a schedule may
+			// have fired again meanwhile).
+			assertAllDone(t, store)
+			runs, err := store.ListRuns(context.Background(), engine.RunFilter{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			succeeded := 0
+			for _, r := range runs {
+				if r.Status == engine.RunSucceeded {
+					succeeded++
+				}
+			}
+			if succeeded == 0 || svc.creates != succeeded {
+				t.Fatalf("%d certificates for %d runs succeeded, want one each", svc.creates, succeeded)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -202,8 +203,9 @@ func (ps *pageSet) start(runs []pageClaim, last bool) {
 	for _, c := range runs {
 		cr := c.cr
 		cr.ctx, cr.cancel = context.WithCancelCause(ps.ctx)
+		cr.waiting = new(atomic.Bool)
 		e.inflightMu.Lock()
-		e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now()}
+		e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now(), waiting: cr.waiting}
 		e.inflightMu.Unlock()
 	}
 	ps.sem <- struct{}{}
@@ -223,6 +225,7 @@ func (ps *pageSet) wait(ctx context.Context) {
 		ps.drain(context.Background())
 		return
 	}
+	ps.e.endRetryWaits() // runs only waiting to retry need no grace
 	grace, cancel := context.WithTimeout(context.Background(), ps.e.opts.Grace)
 	defer cancel()
 	if !ps.drain(grace) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -302,6 +303,9 @@ type ClaimedRun struct {
 	// is lost.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// waiting is set while the run only waits to retry a step (nil for
+	// runs the engine did not claim through dispatch).
+	waiting *atomic.Bool
 }
 
 // Journal records what a run did, step by step.

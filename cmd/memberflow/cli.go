@@ -128,6 +128,10 @@ func runCommand(c *command, args []string, io stdio) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal asks for a graceful stop; once it is under way,
+	// signals get their default effect again, so a second Ctrl-C ends the
+	// process at once (runs in flight then resume from their journal).
+	go func() { <-ctx.Done(); stop() }()
 	return run(ctx, fs.Args(), io)
 }
 
