@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,12 +120,53 @@ func (a *oauthAuth) renew(ctx context.Context) error {
 	return nil
 }
 
+// advisedError says what a refusal means and what to do; it keeps the
+// refusal (an *oauth2.RetrieveError) for errors.As.
+type advisedError struct {
+	err error
+	msg string
+}
+
+func (e *advisedError) Error() string { return e.msg }
+func (e *advisedError) Unwrap() error { return e.err }
+
+// refusalText is what a token endpoint said when it refused: the OAuth
+// error and its description (RFC 6749), or the message of a service
+// that answers in its own shape ({"message": …}).
+func refusalText(r *oauth2.RetrieveError) string {
+	parts := []string{}
+	if r.ErrorCode != "" {
+		parts = append(parts, r.ErrorCode)
+	}
+	if r.ErrorDescription != "" {
+		parts = append(parts, r.ErrorDescription)
+	}
+	var body struct {
+		Message any `json:"message"`
+	}
+	if json.Unmarshal(r.Body, &body) == nil && body.Message != nil {
+		parts = append(parts, fmt.Sprint(body.Message))
+	}
+	if len(parts) == 0 {
+		return http.StatusText(r.Response.StatusCode)
+	}
+	return strings.Join(parts, ": ")
+}
+
 // get fetches a token from the service, dated by the client's clock.
 func (a *oauthAuth) get(ctx context.Context, refresh string) (*oauth2.Token, error) {
 	t, err := a.fetch(ctx, refresh)
 	var refused *oauth2.RetrieveError
-	if refresh != "" && errors.As(err, &refused) && refused.Response != nil && refused.Response.StatusCode < 500 && refused.Response.StatusCode != http.StatusTooManyRequests {
-		return nil, fmt.Errorf("the service refused the refresh token (%w): it was used already or revoked; authorise the OAuth app again and set the new refresh token in the connection's secret", err)
+	if errors.As(err, &refused) && refused.Response != nil && refused.Response.StatusCode < 500 && refused.Response.StatusCode != http.StatusTooManyRequests {
+		said := refusalText(refused)
+		switch {
+		case strings.Contains(strings.ToLower(said), "invalid_client") || strings.Contains(strings.ToLower(said), "invalid client"):
+			// The app's credentials, not the token: re-authorising would
+			// only spend a refresh token.
+			return nil, &advisedError{err: err, msg: fmt.Sprintf("the service refused the OAuth app's credentials (HTTP %d: %s): check the connection's client_id and client_secret", refused.Response.StatusCode, said)}
+		case refresh != "":
+			return nil, &advisedError{err: err, msg: fmt.Sprintf("the service refused the refresh token (HTTP %d: %s): it was used already or revoked; authorise the OAuth app again and set the new refresh token in the connection's secret", refused.Response.StatusCode, said)}
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -114,18 +114,34 @@ func TestOAuth2WithATokenStore(t *testing.T) {
 	})
 }
 
-// A refused refresh token says what the operator does.
+// A refused refresh token says what the operator does; refused client
+// credentials say to fix those, not to re-authorise (which would spend a
+// refresh token for nothing).
 func TestOAuth2RefusedRefreshTokenSaysWhatToDo(t *testing.T) {
-	tokens := newTokenServer(t)
-	tokens.reject = true
-	api, seen := apiServer(t, nil)
-	c := oauthClient(t, api.URL, tokens.URL, connectors.Auth{ClientID: "app", ClientSecret: "cs-secret-1", RefreshToken: "rt-rotated-away"}, &fakeClock{t: time.Now()})
-	_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/users/"})
-	if err == nil || !strings.Contains(err.Error(), "authorise the OAuth app again") || strings.Contains(err.Error(), "rt-rotated-away") {
-		t.Fatalf("err = %v", err)
-	}
-	if len(*seen) != 0 || tokens.calls != 1 {
-		t.Fatalf("API saw %d requests and the token endpoint %d; want none and one", len(*seen), tokens.calls)
+	for _, tc := range []struct {
+		name      string
+		refuse    func(*tokenServer)
+		want, not string
+	}{
+		{"spent refresh token", func(ts *tokenServer) { ts.badGrant = true }, "authorise the OAuth app again", "client_secret"},
+		{"wrong client secret", func(ts *tokenServer) { ts.reject = true }, "check the connection's client_id and client_secret", "authorise the OAuth app again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tokens := newTokenServer(t)
+			tc.refuse(tokens)
+			api, seen := apiServer(t, nil)
+			c := oauthClient(t, api.URL, tokens.URL, connectors.Auth{ClientID: "app", ClientSecret: "cs-secret-1", RefreshToken: "rt-rotated-away"}, &fakeClock{t: time.Now()})
+			_, err := c.Do(context.Background(), Request{Method: "GET", Path: "/users/"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.not) || strings.Contains(err.Error(), "rt-rotated-away") {
+				t.Fatalf("err = %v", err)
+			}
+			if connectors.Retryable(err) {
+				t.Fatalf("a refusal is retryable: %v", err)
+			}
+			if len(*seen) != 0 || tokens.calls != 1 {
+				t.Fatalf("API saw %d requests and the token endpoint %d; want none and one", len(*seen), tokens.calls)
+			}
+		})
 	}
 }
 

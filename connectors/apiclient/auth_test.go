@@ -99,6 +99,7 @@ type tokenServer struct {
 	expiresIn int
 	issued    int
 	reject    bool // answer invalid_client
+	badGrant  bool // answer invalid_grant: the refresh token is spent
 	calls     int
 }
 
@@ -116,6 +117,11 @@ func newTokenServer(t *testing.T) *tokenServer {
 		if ts.reject || r.PostForm.Get("client_secret") != "cs-secret-1" {
 			w.WriteHeader(http.StatusUnauthorized)
 			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": "bad client " + r.PostForm.Get("client_secret")})
+			return
+		}
+		if ts.badGrant {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "refresh token already used"})
 			return
 		}
 		grant := r.PostForm.Get("grant_type")
