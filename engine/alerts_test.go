@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -393,5 +394,37 @@ func TestRateLimitedAndAuthFailingFromTheTransport(t *testing.T) {
 	runOnce(t, e)
 	if !ready(e) {
 		t.Errorf("not ready after an accepted request: %+v", e.Checks(context.Background()))
+	}
+}
+
+// A webhook trigger with a fallback poll counts for readiness: when its
+// poll keeps failing (and no delivery arrives) the runner is not ready.
+func TestHybridTriggerCountsForReadiness(t *testing.T) {
+	svc := newFakeService(2, func(int) bool { return true })
+	svc.pollFailures = 1 << 30
+	clk := &clock{t: at("08:00")}
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	r := issueRecipe(t)
+	r.Trigger.Mode, r.Trigger.FallbackPoll = "webhook", 20*time.Millisecond
+	e := alertEngine(t, store, svc, &alertSink{}, clk, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "the fallback poll to fail", func() bool {
+		st := e.Status()
+		return len(st.Triggers) == 1 && st.Triggers[0].Failures > 0
+	})
+	clk.Add(time.Minute) // far more than 3 intervals of 20 ms
+	var check *engine.Check
+	for _, c := range e.Checks(context.Background()) {
+		if c.Name == "trigger:issue" {
+			check = &c
+		}
+	}
+	if check == nil || check.OK || !strings.Contains(check.Error, "no successful poll or delivery") {
+		t.Fatalf("the hybrid trigger's check: %+v", check)
 	}
 }

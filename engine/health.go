@@ -88,7 +88,11 @@ func (e *Engine) Checks(ctx context.Context) []Check {
 	st := e.Status()
 	now := e.now()
 	for _, t := range st.Triggers {
-		if t.Mode != "poll" {
+		// A webhook trigger with a fallback poll (its interval) counts
+		// too: if its deliveries stop and its poll fails, nothing else
+		// would say so. A delivery stored is a success like a poll.
+		hybrid := t.Mode == "webhook" && t.Interval > 0
+		if t.Mode != "poll" && !hybrid {
 			continue
 		}
 		c := Check{Name: "trigger:" + t.Recipe, OK: true}
@@ -98,7 +102,11 @@ func (e *Engine) Checks(ctx context.Context) []Check {
 		}
 		if limit := ReadyIntervals * max(t.Interval, time.Second); !since.IsZero() && now.Sub(since) > limit {
 			c.OK = false
-			c.Error = fmt.Sprintf("no successful poll for %s (more than %d intervals of %s)", now.Sub(since).Round(time.Second), ReadyIntervals, t.Interval)
+			what := "poll"
+			if hybrid {
+				what = "poll or delivery"
+			}
+			c.Error = fmt.Sprintf("no successful %s for %s (more than %d intervals of %s)", what, now.Sub(since).Round(time.Second), ReadyIntervals, t.Interval)
 			if t.LastError != "" {
 				c.Error += ": " + t.LastError
 			}
