@@ -1,6 +1,7 @@
 package recipes
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -128,6 +129,10 @@ func newLoader(opts Options) *loader {
 	return l
 }
 
+// ErrNoRecipes is the Err of the diagnostic for a folder that holds no
+// recipe file.
+var ErrNoRecipes = errors.New("no recipe file in the folder")
+
 func (l *loader) ioError(path string, err error) {
 	l.diags = append(l.diags, &Diagnostic{
 		Severity: Error,
@@ -186,6 +191,12 @@ func (l *loader) expand(paths []string) []string {
 		})
 		if err != nil {
 			l.ioError(p, err)
+		} else if len(found) == 0 {
+			// A folder named on purpose and holding nothing is most likely
+			// a wrong path: "0 recipes valid" would pass a CI check that
+			// checks nothing.
+			l.diags = append(l.diags, &Diagnostic{Severity: Error, Summary: fmt.Sprintf("no recipe file (*.yaml, *.yml) in the folder %s", p),
+				Subject: &Range{File: p, Start: Pos{File: p, Line: 1, Column: 1}, End: Pos{File: p, Line: 1, Column: 1}}, Err: ErrNoRecipes})
 		}
 		sort.Strings(found)
 		for _, f := range found {

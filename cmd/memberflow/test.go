@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -57,6 +58,11 @@ difference; the command then exits 1. See docs/testing.md for the format.`,
 					opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "memberflow", Level: level, Output: io.err})
 				}
 				rep := recipetest.Run(ctx, opts, args...)
+				if passed, failed, broken := rep.Counts(); passed+failed+broken == 0 {
+					// Nothing tested is most likely a wrong path, not a pass.
+					fmt.Fprintf(io.err, "memberflow test: no test file (*.test.yaml, *.test.yml) in %s\n", strings.Join(args, " "))
+					return exitUsage
+				}
 				var err error
 				if *format == "json" {
 					err = rep.WriteJSON(io.out)

@@ -166,3 +166,21 @@ func TestValidateExamples(t *testing.T) {
 		})
 	}
 }
+
+// A folder with nothing to check is a usage error, not a pass: a wrong
+// path in a CI step must not check nothing and succeed.
+func TestAnEmptyFolderIsNotAPass(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"validate", empty}, "no recipe file (*.yaml, *.yml) in the folder " + empty},
+		{[]string{"test", empty}, "no test file (*.test.yaml, *.test.yml) in " + empty},
+	} {
+		code, out, errs := cli(t, tc.args...)
+		if code != exitUsage || !strings.Contains(out+errs, tc.want) {
+			t.Errorf("%v: exit %d, want %d saying %q:\n%s%s", tc.args, code, exitUsage, tc.want, out, errs)
+		}
+	}
+}
