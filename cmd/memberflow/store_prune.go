@@ -30,7 +30,11 @@ func prune(ctx context.Context, s engine.Pruner, olderThan string, vacuum bool, 
 	fmt.Fprintf(tw, "journal steps removed\t%d\n", res.Steps)
 	fmt.Fprintf(tw, "events cleared (IDs kept)\t%d\n", res.Events)
 	fmt.Fprintf(tw, "skip pages removed\t%d\n", res.SkipPages)
-	fmt.Fprintf(tw, "store size\t%s → %s\n", megabytes(res.BytesBefore), megabytes(res.BytesAfter))
+	note := ""
+	if !vacuum && res.Runs+res.Steps+res.Events+res.SkipPages > 0 {
+		note = " (the store reuses the space freed; --vacuum gives it back to the disk)"
+	}
+	fmt.Fprintf(tw, "store size\t%s → %s%s\n", megabytes(res.BytesBefore), megabytes(res.BytesAfter), note)
 	return tw.Flush()
 }
 

@@ -260,13 +260,16 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 	if err != nil {
 		return nil, fmt.Errorf("pruning the store: %w", err)
 	}
+	// The deletions went to the write-ahead log: folded into the database
+	// and the log truncated, the size measured is what the store takes
+	// (without this it grew by the log's size).
+	if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	if _, err := s.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil && p.Vacuum {
+		return nil, fmt.Errorf("pruning the store: checkpoint: %w", err)
+	}
 	if p.Vacuum {
-		if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
-			return nil, err
-		}
-		if _, err := s.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-			return nil, fmt.Errorf("pruning the store: checkpoint: %w", err)
-		}
 		if _, err := s.ck.ExecContext(ctx, `VACUUM`); err != nil {
 			return nil, fmt.Errorf("pruning the store: vacuum: %w", err)
 		}
