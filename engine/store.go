@@ -217,6 +217,10 @@ type RunnerInfo struct {
 	// polls.
 	Runs    int      `json:"runs"`
 	Polling []string `json:"polling,omitempty"`
+	// Gone is set when the store can tell the runner's process has ended
+	// (SQLite: its proof-of-life lock is free) though its row remains
+	// until the next runner starts and takes over what it held.
+	Gone bool `json:"gone,omitempty"`
 }
 
 // RunnerLister is an optional Store ability: the live runners, for

@@ -181,8 +181,14 @@ A runner that died is listed until the next runner starts.`,
 						if polling == "" {
 							polling = "-"
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%s\n", r.Owner, r.Host, r.PID, r.Started.Format(time.RFC3339),
-							time.Since(r.Seen).Round(time.Second), r.Runs, polling)
+						renewal := fmt.Sprintf("%s ago", time.Since(r.Seen).Round(time.Second))
+						if r.Gone {
+							// Its row stays until the next runner starts and
+							// takes over what it held.
+							renewal += " (gone: the process ended)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.Owner, r.Host, r.PID, r.Started.Format(time.RFC3339),
+							renewal, r.Runs, polling)
 					}
 					return tw.Flush()
 				})

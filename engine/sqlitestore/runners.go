@@ -234,5 +234,34 @@ func (s *Store) Runners(ctx context.Context) ([]engine.RunnerInfo, error) {
 		}
 		out = append(out, ri)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Gone = s.gone(out[i].Owner)
+	}
+	return out, nil
+}
+
+// gone reports whether owner's proof-of-life lock is free: its process
+// ended. The probe holds the lock for an instant only.
+func (s *Store) gone(owner string) bool {
+	if !proofOfLife {
+		return false
+	}
+	s.liveMu.Lock()
+	_, ours := s.live[owner]
+	s.liveMu.Unlock()
+	if ours {
+		return false
+	}
+	if _, err := os.Stat(s.lockPath(owner)); err != nil {
+		return false // no lock file: nothing to tell by
+	}
+	l, free, err := tryLock(s.lockPath(owner))
+	if err != nil || !free {
+		return false
+	}
+	l.unlock()
+	return true
 }
