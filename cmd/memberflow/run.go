@@ -347,6 +347,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			reportStoreError(io, "run", spec.shown, err)
 			return exitFail
 		}
+		warnQueuedElsewhere(ctx, store, rs, spec.shown, io)
 		if n := sum.Dead(); n > 0 {
 			fmt.Fprintf(io.err, "memberflow run: %d run(s) dead-lettered: memberflow dlq list --store %s\n", n, spec.shown)
 			return exitFail
@@ -362,6 +363,45 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// warnQueuedElsewhere says when the store holds queued runs of recipes
+// this run did not load (a dead letter replayed for a recipe run from
+// another folder, say): no pass runs them, and nothing else would tell.
+func warnQueuedElsewhere(ctx context.Context, store engine.Store, rs []*recipes.Recipe, shown string, io stdio) {
+	loaded := map[string]bool{}
+	for _, r := range rs {
+		loaded[r.Name] = true
+		if r.ID != "" {
+			loaded[r.ID] = true
+		}
+	}
+	queued, err := store.ListRuns(ctx, engine.RunFilter{Status: string(engine.RunQueued), Limit: 10000})
+	if err != nil {
+		return // the summary above stands; this is a courtesy
+	}
+	counts := map[string]int{}
+	for _, q := range queued {
+		if !loaded[q.Recipe] {
+			counts[q.Recipe]++
+		}
+	}
+	if len(counts) == 0 {
+		return
+	}
+	names := make([]string, 0, len(counts))
+	for n := range counts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	total := 0
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s (%d)", n, counts[n])
+		total += counts[n]
+	}
+	fmt.Fprintf(io.err, "memberflow run: %d queued run(s) in %s belong to recipes this run did not load: %s; they run when a runner of this store loads them\n",
+		total, shown, strings.Join(parts, ", "))
 }
 
 // loadVersion compiles an earlier version of a recipe, kept in the store,

@@ -128,3 +128,31 @@ func TestStoreCopy(t *testing.T) {
 		t.Fatalf("the same copy again: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// Queued runs of a recipe this run did not load are named: no pass runs
+// them (a dead letter replayed for a recipe run from another folder).
+func TestRunOnceNamesRunsQueuedForRecipesNotLoaded(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("copyjob.yaml", []byte(copyRecipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("members.jsonl", []byte("{\"id\":\"a\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "m.db")
+	store, err := sqlitestore.Open(path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Advance(context.Background(), "elsewhere", engine.Advance{
+		Events: []engine.NewEvent{{ID: "e1", Subject: "record/e1", Connector: "file", Data: json.RawMessage(`{"id":"e1"}`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	code, out, errs := cli(t, "run", "--once", "--store", path, "--log-level", "off", "copyjob.yaml")
+	if code != exitOK || !strings.Contains(errs, "1 queued run(s) in "+path+" belong to recipes this run did not load: elsewhere (1)") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+}
