@@ -2,7 +2,9 @@ package recipes
 
 import (
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +73,7 @@ var runtimeBase = sync.OnceValue(func() *conf.Config {
 	expr.AllowUndefinedVariables()(c)
 	expr.Function(getFunc, fastGet)(c)
 	expr.Function(formatFunc, fastFormat)(c)
+	expr.Function(stringFunc, func(params ...any) (any, error) { return plainString(params[0]), nil })(c)
 	expr.Patch(memberPatcher{})(c)
 	c.Check()
 	return c
@@ -87,6 +90,11 @@ const getFunc = "__mf_get"
 type memberPatcher struct{}
 
 func (memberPatcher) Visit(node *ast.Node) {
+	// string(x) without exponents for whole numbers (plainString).
+	if b, ok := (*node).(*ast.BuiltinNode); ok && b.Name == "string" && len(b.Arguments) == 1 {
+		ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: stringFunc}, Arguments: b.Arguments})
+		return
+	}
 	if c, ok := (*node).(*ast.CallNode); ok {
 		// x.Format(layout), common in recipes (issued_on dates), without
 		// a reflective method call.
@@ -123,6 +131,29 @@ func fastGet(params ...any) (any, error) {
 		return m[params[1].(string)], nil
 	}
 	return runtime.Fetch(params[0], params[1]), nil
+}
+
+// stringFunc is what string(x) is compiled to.
+const stringFunc = "__mf_string"
+
+// plainString is a value as text, as expr's string() and fmt print it,
+// except that a whole number is written out in digits: JSON numbers are
+// decoded as float64, and %v writes 12345678 as "1.2345678e+07", which
+// made an order reference "order-1.2345678e+07".
+func plainString(v any) string {
+	switch n := v.(type) {
+	case string:
+		return n
+	case float64:
+		if n == math.Trunc(n) && math.Abs(n) < 1e21 {
+			return strconv.FormatFloat(n, 'f', -1, 64)
+		}
+	case float32:
+		if f := float64(n); f == math.Trunc(f) && math.Abs(f) < 1e21 {
+			return strconv.FormatFloat(f, 'f', -1, 32)
+		}
+	}
+	return fmt.Sprint(v)
 }
 
 // formatFunc is what x.Format(layout) is compiled to.
@@ -244,7 +275,7 @@ func (n tconcat) eval(env Env) (any, error) {
 		case string:
 			b.WriteString(v)
 		default:
-			fmt.Fprint(&b, v)
+			b.WriteString(plainString(v))
 		}
 	}
 	return b.String(), nil

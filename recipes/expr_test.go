@@ -91,3 +91,34 @@ func TestEvalIsConcurrencySafe(t *testing.T) {
 		}
 	}
 }
+
+// Whole numbers decoded from JSON (float64) are written in digits by
+// string() and by interpolation, never in exponent form: an order
+// reference "order-${{ trigger.id }}" must not become
+// "order-1.2345678e+07".
+func TestWholeNumbersAreWrittenInDigits(t *testing.T) {
+	env := Env{"trigger": map[string]any{"id": float64(12345678), "amount": float64(1e6), "rate": 0.25, "tiny": 1e-7, "n": 7}}
+	for _, tc := range []struct {
+		tmpl any
+		want any
+	}{
+		{"order-${{ trigger.id }}", "order-12345678"},
+		{"${{ string(trigger.amount) }}", "1000000"},
+		{"${{ string(trigger.rate) }}", "0.25"},
+		{"x${{ trigger.tiny }}", "x1e-07"},
+		{"${{ string(trigger.n) }}", "7"},
+		{"${{ trigger.id }}", float64(12345678)}, // a whole value keeps its type
+	} {
+		tp, err := CompileTemplate(tc.tmpl, Pos{File: "t.yaml", Line: 1, Column: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tp.Eval(env)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.tmpl, err)
+		}
+		if got != tc.want {
+			t.Errorf("%v = %#v, want %#v", tc.tmpl, got, tc.want)
+		}
+	}
+}

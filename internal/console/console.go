@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -164,7 +165,28 @@ const tokenCookie = "memberflow_console"
 
 // authorized applies the token and basic auth; it answers itself when
 // access is refused (or when a ?token= is traded for a cookie).
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: localhost or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (c *Console) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if c.o.BasicUser == "" && c.o.Token == "" && !loopbackHost(r.Host) {
+		// Without credentials the console trusts being reached on a
+		// loopback address; a page a browser loaded from another name that
+		// resolves there (DNS rebinding) must not read it or post to it.
+		http.Error(w, "memberflow console: without a token it answers only requests addressed to localhost, 127.0.0.1 or [::1]; to reach it by another name, give it a token (docs/console.md)", http.StatusMisdirectedRequest)
+		return false
+	}
 	if c.o.BasicUser != "" {
 		u, p, ok := r.BasicAuth()
 		if !ok || !equal(u, c.o.BasicUser) || !equal(p, c.o.BasicPassword) {

@@ -297,3 +297,45 @@ func testRunPagesShowEarlierAttempts(t *testing.T, s engine.Store) {
 		}
 	}
 }
+
+// Without credentials the console answers only requests addressed to a
+// loopback name: a page from another name rebound to 127.0.0.1 (DNS
+// rebinding) can neither read it (its CSRF token included) nor post.
+func TestWithoutATokenOnlyLoopbackNamesAreAnswered(t *testing.T) {
+	srv := server(t, console.Options{Store: smallStore(t)})
+	port := strings.TrimPrefix(srv.URL, "http://127.0.0.1")
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1" + port, http.StatusOK},
+		{"localhost" + port, http.StatusOK},
+		{"[::1]" + port, http.StatusOK},
+		{"rebind.attacker.example" + port, http.StatusMisdirectedRequest},
+		{"10.0.0.5" + port, http.StatusMisdirectedRequest},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/console/runs", nil)
+		req.Host = tc.host
+		res, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("Host %s: HTTP %d, want %d", tc.host, res.StatusCode, tc.want)
+		}
+		if tc.want != http.StatusOK && csrfField.Match(body) {
+			t.Errorf("Host %s: the page (with its CSRF token) was served", tc.host)
+		}
+	}
+	// A token lifts the restriction: the console may then sit behind a
+	// proxy under any name.
+	tokened := server(t, console.Options{Store: smallStore(t), Token: "tok-123"})
+	req, _ := http.NewRequest(http.MethodGet, tokened.URL+"/console/runs", nil)
+	req.Host = "console.example.org"
+	req.Header.Set("Authorization", "Bearer tok-123")
+	if res, err := noRedirect.Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("with a token under another name: %v %v", res.StatusCode, err)
+	}
+}

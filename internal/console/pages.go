@@ -145,8 +145,14 @@ func (c *Console) complianceCSV(w http.ResponseWriter, r *http.Request) {
 		if !f.keep(row) {
 			continue
 		}
-		cw.Write([]string{row.ID, csvSafe(row.Name), csvSafe(row.Email), row.Status, row.Plan, row.Credential, row.CredentialStatus, row.Group,
-			row.Attendee, row.AttendeeStatus, strconv.FormatBool(row.CheckedIn), strings.Join(row.Rules, " ")})
+		// Every cell taken from a service's data is a cell a spreadsheet
+		// could read as a formula.
+		cells := []string{row.ID, row.Name, row.Email, row.Status, row.Plan, row.Credential, row.CredentialStatus, row.Group,
+			row.Attendee, row.AttendeeStatus, strconv.FormatBool(row.CheckedIn), strings.Join(row.Rules, " ")}
+		for i := range cells {
+			cells[i] = csvSafe(cells[i])
+		}
+		cw.Write(cells)
 	}
 	cw.Flush()
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
