@@ -190,3 +190,19 @@ func TestAFailedPageCommitLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// An order_by that fails on an event (here a field the records lack)
+// orders it by its subject: it does not stop the trigger for every
+// event, as it did (0 events, every poll failing the same way).
+func TestAnOrderByErrorOrdersByTheSubject(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(6, everyOther)
+	r := issueRecipe(t)
+	r.Trigger.OrderBy = mustExpr(t, `lower(trigger.nickname)`)
+	sum := runOnce(t, newEngine(t, store, svc, []*recipes.Recipe{r}))
+	if s := recipeSummary(t, sum, "issue"); s.Succeeded != 3 {
+		t.Fatalf("summary %+v, want the 3 eligible members issued", s)
+	}
+	assertExactlyOnce(t, svc)
+}

@@ -130,15 +130,6 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 		// overlap, even of two recipes, so that the run that wrote a record
 		// has stored its echo before the echo's run is claimed.
 		key := ev.Subject
-		if ob := rt.r.Trigger.OrderBy; ob != nil {
-			env["trigger"] = ev.Data
-			v, err := ob.Eval(env)
-			if err != nil {
-				e.dropPrepared(p)
-				return nil, fmt.Errorf("recipe %q: event %q: order_by: %w", rt.r.Name, ev.ID, err)
-			}
-			key = fmt.Sprint(v)
-		}
 		// The condition reads only the event and vars: decided here, an
 		// event it rejects is only counted (the first SkipSample of a page keep the
 		// values the condition read, for the audit), costing no event row,
@@ -163,6 +154,21 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 				}
 				p.keys = append(p.keys, "")
 				continue
+			}
+		}
+		// order_by only for the events that run. One it fails on, or that
+		// it gives no key, is ordered by its subject (the default) and
+		// said so: an error must not stop the trigger for every event.
+		if ob := rt.r.Trigger.OrderBy; ob != nil {
+			env["trigger"] = ev.Data
+			v, err := ob.Eval(env)
+			switch {
+			case err != nil:
+				e.log.Warn("order_by failed on an event; it is ordered by its subject", "recipe", rt.r.Name, "event", ev.ID, "subject", ev.Subject, "error", e.redact.String(err.Error()))
+			case v == nil || v == "":
+				e.log.Warn("order_by gave no key for an event; it is ordered by its subject", "recipe", rt.r.Name, "event", ev.ID, "subject", ev.Subject)
+			default:
+				key = recipes.PlainString(v)
 			}
 		}
 		data, err := eventData(*ev)

@@ -73,7 +73,7 @@ var runtimeBase = sync.OnceValue(func() *conf.Config {
 	expr.AllowUndefinedVariables()(c)
 	expr.Function(getFunc, fastGet)(c)
 	expr.Function(formatFunc, fastFormat)(c)
-	expr.Function(stringFunc, func(params ...any) (any, error) { return plainString(params[0]), nil })(c)
+	expr.Function(stringFunc, func(params ...any) (any, error) { return PlainString(params[0]), nil })(c)
 	expr.Patch(memberPatcher{})(c)
 	c.Check()
 	return c
@@ -90,7 +90,7 @@ const getFunc = "__mf_get"
 type memberPatcher struct{}
 
 func (memberPatcher) Visit(node *ast.Node) {
-	// string(x) without exponents for whole numbers (plainString).
+	// string(x) without exponents for whole numbers (PlainString).
 	if b, ok := (*node).(*ast.BuiltinNode); ok && b.Name == "string" && len(b.Arguments) == 1 {
 		ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: stringFunc}, Arguments: b.Arguments})
 		return
@@ -136,11 +136,11 @@ func fastGet(params ...any) (any, error) {
 // stringFunc is what string(x) is compiled to.
 const stringFunc = "__mf_string"
 
-// plainString is a value as text, as expr's string() and fmt print it,
+// PlainString is a value as text, as expr's string() and fmt print it,
 // except that a whole number is written out in digits: JSON numbers are
 // decoded as float64, and %v writes 12345678 as "1.2345678e+07", which
 // made an order reference "order-1.2345678e+07".
-func plainString(v any) string {
+func PlainString(v any) string {
 	switch n := v.(type) {
 	case string:
 		return n
@@ -275,7 +275,7 @@ func (n tconcat) eval(env Env) (any, error) {
 		case string:
 			b.WriteString(v)
 		default:
-			b.WriteString(plainString(v))
+			b.WriteString(PlainString(v))
 		}
 	}
 	return b.String(), nil
