@@ -317,7 +317,7 @@ func (p *parser) stringMap(n *yaml.Node, what string) map[string]string {
 // keys), as a decoded request body has them.
 func (p *parser) jsonValue(n *yaml.Node, what string) (any, bool) {
 	var v any
-	if err := n.Decode(&v); err != nil {
+	if err := decodePlain(n, &v); err != nil {
 		p.errorf(n, "%s: %v", what, err)
 		return nil, false
 	}
@@ -329,6 +329,27 @@ func (p *parser) jsonValue(n *yaml.Node, what string) (any, bool) {
 	var out any
 	json.Unmarshal(b, &out)
 	return out, true
+}
+
+// decodePlain decodes n as the recipe loader reads YAML: a date written
+// unquoted (2026-03-16) stays the text it is, as it does in a recipe and
+// in any API's JSON; yaml.v3 alone makes it a time, which then compared
+// equal to "2026-03-16T00:00:00Z" and unequal to "2026-03-16".
+func decodePlain(n *yaml.Node, v any) error {
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!timestamp" {
+			n.Tag = "!!str"
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return n.Decode(v)
 }
 
 // normalizeYAML turns the map[any]any yaml may produce into JSON-able maps.

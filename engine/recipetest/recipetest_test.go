@@ -115,3 +115,50 @@ func checkGolden(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
+
+// An unquoted date in a test file is the text it is, as in a recipe and
+// in an API's JSON, not a time: an event's date reaches the request as
+// written, and an expectation of 2026-03-16 does not match a body that
+// says 2026-03-16T00:00:00Z.
+func TestUnquotedDatesInTestsAreText(t *testing.T) {
+	dir := t.TempDir()
+	recipe := func(certID string) string {
+		return `version: 1
+name: dated
+connections:
+  club: { connector: club, auth: { type: bearer, token: "${{ secret.CLUB_TOKEN }}" } }
+trigger:
+  uses: club.member_changed
+steps:
+  - uses: club.link_cert
+    with: { id: m1, certId: "` + certID + `" }
+tests:
+  - name: the date as sent
+    event: { member: { id: m1, status: active, email: 2026-03-16 } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+    expect:
+      requests:
+        - { method: PUT, path: /members/m1, body: { certId: 2026-03-16 } }
+`
+	}
+	for _, tc := range []struct {
+		certID string
+		passed bool
+	}{
+		{"${{ trigger.member.email }}", true}, // the event's date, as written
+		{"2026-03-16T00:00:00Z", false},       // another text than expected
+	} {
+		path := filepath.Join(dir, "dated.yaml")
+		if err := os.WriteFile(path, []byte(recipe(tc.certID)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+		passed, failed, broken := rep.Counts()
+		if broken != 0 || (passed == 1) != tc.passed || passed+failed != 1 {
+			var buf bytes.Buffer
+			rep.WriteText(&buf, true)
+			t.Errorf("certId %s: passed %d failed %d broken %d, want passed=%v\n%s", tc.certID, passed, failed, broken, tc.passed, buf.String())
+		}
+	}
+}

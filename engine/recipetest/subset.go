@@ -92,7 +92,7 @@ func subset(file string, want *yaml.Node, got any, present bool, path string, di
 			return
 		}
 		var w any
-		if err := want.Decode(&w); err != nil {
+		if err := decodePlain(want, &w); err != nil {
 			add("a valid value", err.Error())
 			return
 		}
