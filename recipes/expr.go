@@ -1,6 +1,7 @@
 package recipes
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -74,6 +75,7 @@ var runtimeBase = sync.OnceValue(func() *conf.Config {
 	expr.Function(getFunc, fastGet)(c)
 	expr.Function(formatFunc, fastFormat)(c)
 	expr.Function(stringFunc, func(params ...any) (any, error) { return PlainString(params[0]), nil })(c)
+	expr.Function(modFunc, wholeMod)(c)
 	expr.Patch(memberPatcher{})(c)
 	c.Check()
 	return c
@@ -90,6 +92,11 @@ const getFunc = "__mf_get"
 type memberPatcher struct{}
 
 func (memberPatcher) Visit(node *ast.Node) {
+	// a % b on whole numbers however they were decoded (wholeMod).
+	if b, ok := (*node).(*ast.BinaryNode); ok && b.Operator == "%" {
+		ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: modFunc}, Arguments: []ast.Node{b.Left, b.Right}})
+		return
+	}
 	// string(x) without exponents for whole numbers (PlainString).
 	if b, ok := (*node).(*ast.BuiltinNode); ok && b.Name == "string" && len(b.Arguments) == 1 {
 		ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: stringFunc}, Arguments: b.Arguments})
@@ -131,6 +138,61 @@ func fastGet(params ...any) (any, error) {
 		return m[params[1].(string)], nil
 	}
 	return runtime.Fetch(params[0], params[1]), nil
+}
+
+// modFunc is what a % b is compiled to.
+const modFunc = "__mf_mod"
+
+// wholeMod is a % b for whole numbers of any Go type. The typed check
+// admits % on integer fields, but a field the connector gave as an int
+// on a run's first attempt is a float64 once decoded from the store (a
+// replay, a restart, another runner, recipe tests): expr's % refused it
+// there, so the same event passed once and failed on replay.
+func wholeMod(params ...any) (any, error) {
+	a, okA := wholeInt(params[0])
+	b, okB := wholeInt(params[1])
+	if !okA || !okB {
+		return nil, fmt.Errorf("invalid operation: %T %% %T (%% takes whole numbers)", params[0], params[1])
+	}
+	if b == 0 {
+		return nil, errors.New("integer divide by zero")
+	}
+	return a % b, nil
+}
+
+// wholeInt is v as an int when it is a whole number.
+func wholeInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int8:
+		return int(n), true
+	case int16:
+		return int(n), true
+	case int32:
+		return int(n), true
+	case int64:
+		return int(n), true
+	case uint:
+		return int(n), true
+	case uint8:
+		return int(n), true
+	case uint16:
+		return int(n), true
+	case uint32:
+		return int(n), true
+	case uint64:
+		return int(n), true
+	case float64:
+		if n == math.Trunc(n) && math.Abs(n) <= 1<<53 {
+			return int(n), true
+		}
+	case float32:
+		if f := float64(n); f == math.Trunc(f) && math.Abs(f) <= 1<<24 {
+			return int(f), true
+		}
+	}
+	return 0, false
 }
 
 // stringFunc is what string(x) is compiled to.

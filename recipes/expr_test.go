@@ -122,3 +122,36 @@ func TestWholeNumbersAreWrittenInDigits(t *testing.T) {
 		}
 	}
 }
+
+// % takes whole numbers however they were decoded: an int on a run's
+// first attempt, a float64 once read back from the store.
+func TestModuloTakesWholeNumbersOfAnyType(t *testing.T) {
+	for _, tc := range []struct {
+		n    any
+		want any
+	}{
+		{7, 1}, {int64(7), 1}, {float64(7), 1}, {float64(12250000), 0},
+	} {
+		e := mustCompileExpr(t, "trigger.n % 2")
+		got, err := e.Eval(Env{"trigger": map[string]any{"n": tc.n}})
+		if err != nil || got != tc.want {
+			t.Errorf("%T %v %% 2 = %v, %v; want %v", tc.n, tc.n, got, err, tc.want)
+		}
+	}
+	e := mustCompileExpr(t, "trigger.n % 2")
+	if _, err := e.Eval(Env{"trigger": map[string]any{"n": 2.5}}); err == nil {
+		t.Error("2.5 % 2 did not fail")
+	}
+	if _, err := mustCompileExpr(t, "trigger.n % 0").Eval(Env{"trigger": map[string]any{"n": 3}}); err == nil {
+		t.Error("3 % 0 did not fail")
+	}
+}
+
+func mustCompileExpr(t *testing.T, src string) *Expr {
+	t.Helper()
+	e, err := CompileExpr(src, Pos{File: "t.yaml", Line: 1, Column: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
