@@ -15,6 +15,7 @@ package console
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -269,7 +270,7 @@ type page struct {
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
-	p := page{Title: title, Nav: name, Prefix: c.o.Prefix, CSRF: c.csrf, ReadOnly: c.o.ReadOnly, Data: data, Flash: r.URL.Query().Get("flash")}
+	p := page{Title: title, Nav: name, Prefix: c.o.Prefix, CSRF: c.csrf, ReadOnly: c.o.ReadOnly, Data: data, Flash: flashMessage(r.URL.Query())}
 	if name == "activity" {
 		p.Refresh = int(c.o.Refresh / time.Second)
 	}
@@ -319,6 +320,23 @@ func (c *Console) funcs() template.FuncMap {
 
 // query builds a query string from key, value pairs, leaving out empty
 // values.
+// flashMessage is the note an action's redirect asks for by name. The
+// text is the console's own: a link that put its words in the address
+// would have them shown as the console's (a phishing aid).
+func flashMessage(q url.Values) string {
+	switch q.Get("flash") {
+	case "reconciled":
+		return "reconciled just now"
+	case "replayed":
+		return "queued again: the runner runs it from the failed step"
+	case "replayed-all":
+		if n, err := strconv.Atoi(cmp.Or(q.Get("n"), "0")); err == nil && n >= 0 {
+			return fmt.Sprintf("%d run(s) queued again", n)
+		}
+	}
+	return ""
+}
+
 func query(kv ...any) template.URL {
 	q := url.Values{}
 	for i := 0; i+1 < len(kv); i += 2 {

@@ -219,13 +219,14 @@ func testNoSecretOnAnyPage(t *testing.T, s engine.Store) {
 func TestComplianceCSV(t *testing.T) {
 	comp := syntheticCompliance(3)
 	comp.Snapshot.Members[0].Data["firstName"] = "=HYPERLINK(\"http://evil\")"
+	comp.Snapshot.Members[0].Data["planId"] = "@SUM(1+1)" // any cell from a service, not the name and email only
 	srv := server(t, console.Options{Store: smallStore(t), Compliance: staticCompliance{comp}})
 	res, body := get(t, noRedirect, srv.URL+"/console/compliance.csv?status=active")
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/csv") {
 		t.Fatalf("HTTP %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	lines := strings.Split(strings.TrimSpace(body), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[1], `'=HYPERLINK`) {
+	if len(lines) != 2 || !strings.Contains(lines[1], `'=HYPERLINK`) || !strings.Contains(lines[1], `'@SUM(1+1)`) {
 		t.Fatalf("csv:\n%s", body)
 	}
 }
@@ -337,5 +338,19 @@ func TestWithoutATokenOnlyLoopbackNamesAreAnswered(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer tok-123")
 	if res, err := noRedirect.Do(req); err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("with a token under another name: %v %v", res.StatusCode, err)
+	}
+}
+
+// The note shown after an action is the console's own text, named in the
+// redirect: words put in the address are never shown as the console's.
+func TestFlashIsTheConsolesOwnText(t *testing.T) {
+	srv := server(t, console.Options{Store: smallStore(t)})
+	_, body := get(t, noRedirect, srv.URL+"/console/runs?flash="+url.QueryEscape("Security notice: re-enter your token at https://evil.example/"))
+	if strings.Contains(body, "evil.example") || strings.Contains(body, "Security notice") {
+		t.Fatal("a flash from the address was shown")
+	}
+	_, body = get(t, noRedirect, srv.URL+"/console/dead?flash=replayed-all&n=3")
+	if !strings.Contains(body, "3 run(s) queued again") {
+		t.Fatalf("the console's own note is missing:\n%s", body)
 	}
 }

@@ -179,7 +179,7 @@ func (c *Console) refreshCompliance(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
-	http.Redirect(w, r, c.o.Prefix+"compliance"+string(query("flash", "reconciled just now")), http.StatusSeeOther)
+	http.Redirect(w, r, c.o.Prefix+"compliance"+string(query("flash", "reconciled")), http.StatusSeeOther)
 }
 
 // --- activity
@@ -454,7 +454,7 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("dead letter replayed from the console", "run", id)
-	http.Redirect(w, r, fmt.Sprintf("%sruns/%d%s", c.o.Prefix, id, query("flash", "queued again: the runner runs it from the failed step")), http.StatusSeeOther)
+	http.Redirect(w, r, fmt.Sprintf("%sruns/%d%s", c.o.Prefix, id, query("flash", "replayed")), http.StatusSeeOther)
 }
 
 func (c *Console) replayAll(w http.ResponseWriter, r *http.Request) {
@@ -464,7 +464,7 @@ func (c *Console) replayAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("every dead letter replayed from the console", "runs", n)
-	http.Redirect(w, r, c.o.Prefix+"dead"+string(query("flash", fmt.Sprintf("%d run(s) queued again", n))), http.StatusSeeOther)
+	http.Redirect(w, r, c.o.Prefix+"dead"+string(query("flash", "replayed-all", "n", n)), http.StatusSeeOther)
 }
 
 func prettyJSON(b []byte) string {
