@@ -59,8 +59,13 @@ difference; the command then exits 1. See docs/testing.md for the format.`,
 				}
 				rep := recipetest.Run(ctx, opts, args...)
 				if passed, failed, broken := rep.Counts(); passed+failed+broken == 0 {
-					// Nothing tested is most likely a wrong path, not a pass.
-					fmt.Fprintf(io.err, "memberflow test: no test file (*.test.yaml, *.test.yml) in %s\n", strings.Join(args, " "))
+					// Nothing tested is most likely a wrong path or
+					// pattern, not a pass.
+					if *run != "" && len(rep.Suites) > 0 {
+						fmt.Fprintf(io.err, "memberflow test: no test case matches --run %q in %s\n", *run, strings.Join(args, " "))
+					} else {
+						fmt.Fprintf(io.err, "memberflow test: no test file (*.test.yaml, *.test.yml) in %s\n", strings.Join(args, " "))
+					}
 					return exitUsage
 				}
 				var err error

@@ -177,6 +177,7 @@ func TestAnEmptyFolderIsNotAPass(t *testing.T) {
 	}{
 		{[]string{"validate", empty}, "no recipe file (*.yaml, *.yml) in the folder " + empty},
 		{[]string{"test", empty}, "no test file (*.test.yaml, *.test.yml) in " + empty},
+		{[]string{"test", "--run", "no-such-case", "../../examples/accredible"}, `no test case matches --run "no-such-case"`},
 	} {
 		code, out, errs := cli(t, tc.args...)
 		if code != exitUsage || !strings.Contains(out+errs, tc.want) {
