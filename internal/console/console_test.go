@@ -354,3 +354,17 @@ func TestFlashIsTheConsolesOwnText(t *testing.T) {
 		t.Fatalf("the console's own note is missing:\n%s", body)
 	}
 }
+
+// Query values that do not parse are a clean 400, as on the runs pages,
+// not a silent fallback.
+func TestBadQueryValuesAreRefused(t *testing.T) {
+	srv := server(t, console.Options{Store: smallStore(t), Compliance: staticCompliance{syntheticCompliance(3)}})
+	for p, want := range map[string]int{
+		"compliance?page=abc": 400, "compliance?page=-5": 400, "compliance?page=99999999999999999999999": 400,
+		"compliance?page=7": 200, "activity?range=%3Cx%3E": 400, "activity?range=24h": 200, "activity": 200,
+	} {
+		if res, body := get(t, noRedirect, srv.URL+"/console/"+p); res.StatusCode != want {
+			t.Errorf("%s: HTTP %d, want %d: %.200s", p, res.StatusCode, want, body)
+		}
+	}
+}

@@ -108,8 +108,15 @@ func (c *Console) compliance(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Total = len(filtered)
 	d.Pages = max(1, (len(filtered)+pageSize-1)/pageSize)
-	d.Page, _ = strconv.Atoi(r.URL.Query().Get("page"))
-	d.Page = max(1, min(d.Page, d.Pages))
+	d.Page = 1
+	if p := r.URL.Query().Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			c.fail(w, r, http.StatusBadRequest, fmt.Errorf("page %q is not a page number", p))
+			return
+		}
+		d.Page = min(n, d.Pages) // past the end: the last page
+	}
 	lo := (d.Page - 1) * pageSize
 	d.Rows = filtered[lo:min(lo+pageSize, len(filtered))]
 	c.render(w, r, "compliance", "Compliance", d)
@@ -218,8 +225,12 @@ const buckets = 60
 
 func (c *Console) activity(w http.ResponseWriter, r *http.Request) {
 	rg := r.URL.Query().Get("range")
-	if _, ok := ranges[rg]; !ok {
+	if rg == "" {
 		rg = "1h"
+	}
+	if _, ok := ranges[rg]; !ok {
+		c.fail(w, r, http.StatusBadRequest, fmt.Errorf("range %q: want 1h, 24h or 7d", rg))
+		return
 	}
 	width := ranges[rg] / buckets
 	now := c.o.Now()
