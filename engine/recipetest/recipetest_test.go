@@ -162,3 +162,48 @@ tests:
 		}
 	}
 }
+
+// A test's event is held to the trigger's output: a field it never gives
+// (a typo) or a value of another type fails the case, which would
+// otherwise pass on an event production never sends.
+func TestEventsAreHeldToTheTriggersOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "typo.yaml")
+	recipe := `version: 1
+name: typo
+connections:
+  club: { connector: club, auth: { type: bearer, token: "${{ secret.CLUB_TOKEN }}" } }
+trigger:
+  uses: club.member_changed
+when: trigger.member.email != ""
+steps:
+  - uses: club.link_cert
+    with: { id: m1, certId: c1 }
+tests:
+  - name: a typo
+    event: { member: { id: m1, emal: a@b.c } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+  - name: a number for a string
+    event: { member: { id: 5, email: a@b.c } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+  - name: as the trigger gives it
+    event: { member: { id: m1, email: a@b.c } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+`
+	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+	var buf bytes.Buffer
+	rep.WriteText(&buf, true)
+	out := buf.String()
+	passed, failed, _ := rep.Counts()
+	if passed != 1 || failed != 2 ||
+		!strings.Contains(out, `event.member.emal: the trigger gives no such field`) || !strings.Contains(out, `did you mean "email"?`) ||
+		!strings.Contains(out, "event.member.id is a number, but the trigger gives string") {
+		t.Fatalf("passed %d failed %d:\n%s", passed, failed, out)
+	}
+}

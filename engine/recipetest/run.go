@@ -102,6 +102,15 @@ func runCase(ctx context.Context, opts Options, log hclog.Logger, r *recipes.Rec
 		}
 		conns[name] = engine.Connection{Spec: spec, Config: cfg}
 	}
+	if tr := r.Trigger; tr != nil && tr.Connection != "" {
+		if conn, ok := conns[tr.Connection]; ok {
+			if ts := conn.Spec.Trigger(tr.Operation); ts != nil {
+				for _, msg := range eventProblems(ts.Operation.Output, c.Event) {
+					fail(c.Pos, "%s (%s.%s)", msg, tr.Connection, tr.Operation)
+				}
+			}
+		}
+	}
 	for _, cr := range c.Responses {
 		if _, ok := conns[cr.Connection]; !ok {
 			fail(cr.Pos, "response for connection %q: the recipe has no such connection (it has %s)", cr.Connection, strings.Join(sortedKeys(conns), ", "))
