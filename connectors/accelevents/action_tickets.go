@@ -12,6 +12,7 @@ import (
 	"rsc.io/qr"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/connectors/apiclient"
 )
 
 func ticketActions() []*connectors.ActionSpec {
@@ -123,7 +124,9 @@ func checkIn(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 		return nil, opErr("check_in", fmt.Errorf("barcode %q: %w", barcode, err))
 	}
 	var out map[string]any
-	err = c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s/checkin/%t", escape(barcode), !undo), nil, &out)
+	// A GET that checks the ticket in (or out): a write, planned and not
+	// sent in a dry run.
+	_, err = c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: eventPath(evURL, "staff/checkin/barcode/%s/checkin/%t", escape(barcode), !undo), Changes: true}, &out)
 	if err != nil && !(isCode(err, "4060406") && !undo && !before.CheckedIn) {
 		return nil, opErr("check_in", fmt.Errorf("barcode %q: %w", barcode, err))
 	}
@@ -131,7 +134,7 @@ func checkIn(ctx context.Context, c *Client, in map[string]any) (*connectors.Res
 	if err := c.getJSON(ctx, eventPath(evURL, "staff/checkin/barcode/%s", escape(barcode)), nil, &after); err != nil {
 		return nil, opErr("check_in", fmt.Errorf("barcode %q: reading the ticket back: %w", barcode, err))
 	}
-	if out == nil {
+	if len(out) == 0 { // our own 4060406 above, or a dry run's planned answer
 		out = checkInOutput(&after, "Checked in successfully.")
 	}
 	// The attendee changed: its new state, for echo suppression.

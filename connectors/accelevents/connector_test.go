@@ -720,3 +720,35 @@ func TestGetOrderWithPaymentsIsOneRead(t *testing.T) {
 		t.Errorf("the order says %v paid, its %d listed payments %v: not one read", order["amountPaid"], len(payments), listed)
 	}
 }
+
+// A dry run plans a check-in (a GET that changes the ticket) and leaves
+// the ticket as it was: it used to check real attendees in.
+func TestDryRunChecksNoOneIn(t *testing.T) {
+	var planned []connectors.PlannedWrite
+	e := newEnv(t, 50, func(cfg *connectors.ConnectionConfig) {
+		cfg.DryRun = func(w connectors.PlannedWrite) { planned = append(planned, w) }
+	})
+	a := e.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
+	barcode := a["barcode"].(string)
+	e.must("check_in", map[string]any{"barcode": barcode})
+	if len(planned) != 1 || planned[0].Method != "GET" || !strings.Contains(planned[0].Path, "/checkin/true") {
+		t.Fatalf("planned %+v, want the check-in GET", planned)
+	}
+	real := newEnvOn(t, e) // the same sandbox, without the dry run
+	after := real.must("list_attendees", map[string]any{"size": 1})["data"].([]any)[0].(map[string]any)
+	if after["barcode"] != barcode || after["checkedIn"] == true {
+		t.Fatalf("the dry run checked %v in: %v", barcode, after)
+	}
+}
+
+// newEnvOn opens another connection, without tweaks, on e's sandbox.
+func newEnvOn(t *testing.T, e *env) *env {
+	t.Helper()
+	cfg := connectors.ConnectionConfig{Name: "events", BaseURL: e.url, Auth: connectors.Auth{Type: connectors.AuthAPIKey, Key: sandbox.DemoKey},
+		RateLimit: &connectors.RateLimit{}, Options: map[string]any{"eventUrl": sandbox.DemoEventURL}}
+	conn, err := e.spec.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, spec: e.spec, srv: e.srv, url: e.url, conn: conn}
+}

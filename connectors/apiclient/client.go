@@ -91,9 +91,15 @@ type Request struct {
 	// Anonymous sends the request without the connection's credentials
 	// and default headers: an OAuth token endpoint documents neither.
 	Anonymous bool
+	// Changes marks a GET that changes the service (Accelevents' check-in
+	// is GET …/checkin/true): a dry run plans it instead of sending it.
+	Changes bool
 }
 
 func (r *Request) safe() bool {
+	if r.Changes {
+		return false
+	}
 	return r.ReadOnly || r.Method == http.MethodGet || r.Method == http.MethodHead
 }
 

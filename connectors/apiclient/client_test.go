@@ -305,6 +305,7 @@ func TestDryRun(t *testing.T) {
 		{Method: "POST", Path: "/v1/credentials", Body: map[string]any{"credential": map[string]any{"group_id": 7}}},
 		{Method: "PUT", Path: "/v1/credentials/1", Body: map[string]any{"credential": map[string]any{"name": "n"}}},
 		{Method: "DELETE", Path: "/v1/credentials/1"},
+		{Method: "GET", Path: "/checkin/true", Changes: true}, // a GET that writes
 	}
 	for _, r := range reqs {
 		res, err := c.Do(context.Background(), r)
@@ -319,7 +320,7 @@ func TestDryRun(t *testing.T) {
 	for _, p := range planned {
 		got = append(got, p.Connection+" "+p.Method+" "+p.Path)
 	}
-	want := "certs POST /v1/credentials,certs PUT /v1/credentials/1,certs DELETE /v1/credentials/1"
+	want := "certs POST /v1/credentials,certs PUT /v1/credentials/1,certs DELETE /v1/credentials/1,certs GET /checkin/true"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("planned %v, want %s", got, want)
 	}
