@@ -91,7 +91,7 @@ type Request struct {
 	// Anonymous sends the request without the connection's credentials
 	// and default headers: an OAuth token endpoint documents neither.
 	Anonymous bool
-	// Changes marks a GET that changes the service (Accelevents' check-in
+	// Changes marks a GET that changes the service (a check-in some API
 	// is GET …/checkin/true): a dry run plans it instead of sending it.
 	Changes bool
 }
