@@ -99,10 +99,20 @@ func webhookFor(parse func(ctx context.Context, d delivery, req connectors.Webho
 	return &connectors.WebhookSpec{
 		Key:    "public_key",
 		Verify: verify,
-		Parse: func(ctx context.Context, _ connectors.Conn, body []byte, req connectors.WebhookRequest) ([]connectors.Event, error) {
+		Parse: func(ctx context.Context, conn connectors.Conn, body []byte, req connectors.WebhookRequest) ([]connectors.Event, error) {
 			d, err := decodeDelivery(body)
 			if err != nil {
 				return nil, err
+			}
+			// The service signs every delivery with one published key, so
+			// a good signature says who sent it, not for whom: anyone with
+			// a location of their own can have it send signed deliveries
+			// here. Only the connection's location is taken, as its polls
+			// read only that location.
+			if c, err := connectors.As[*Client](conn); err == nil && c.locationID != "" {
+				if loc, _ := d.rec["locationId"].(string); loc != c.locationID {
+					return nil, nil
+				}
 			}
 			return parse(ctx, d, req)
 		},

@@ -117,6 +117,21 @@ func TestWebhookParse(t *testing.T) {
 	if got := parse("user_updated", nil, create.body); len(got) != 0 {
 		t.Errorf("user_updated took a UserCreate: %v", got)
 	}
+	// A delivery for another location (signed alike: the service has one
+	// key for all) or naming none is not this connection's.
+	for _, loc := range []any{"someOtherLocation", nil} {
+		var m map[string]any
+		json.Unmarshal(create.body, &m)
+		if loc == nil {
+			delete(m, "locationId")
+		} else {
+			m["locationId"] = loc
+		}
+		foreign, _ := json.Marshal(m)
+		if got := parse("user_created", nil, foreign); len(got) != 0 {
+			t.Errorf("a delivery for location %v was taken: %v", loc, got)
+		}
+	}
 
 	set := f.must("set_membership_status", map[string]any{"userId": id, "membershipStatus": "eligible"})
 	update := next(t, ch)
