@@ -63,6 +63,23 @@ type page[T any] struct {
 	Data            []T `json:"data"`
 	RecordsTotal    int `json:"recordsTotal"`
 	RecordsFiltered int `json:"recordsFiltered"`
+	// Attendees is the other name attendee lists answer with
+	// ({data|attendees: [...]}, API-NOTES); UnmarshalJSON moves it to Data.
+	Attendees []T `json:"attendees"`
+}
+
+// UnmarshalJSON reads a page under either name of its list.
+func (p *page[T]) UnmarshalJSON(b []byte) error {
+	type plain page[T]
+	var v plain
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.Data == nil {
+		v.Data, v.Attendees = v.Attendees, nil
+	}
+	*p = page[T](v)
+	return nil
 }
 
 // TicketType is a ticket type with its availability.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -751,4 +752,16 @@ func newEnvOn(t *testing.T, e *env) *env {
 		t.Fatal(err)
 	}
 	return &env{t: t, spec: e.spec, srv: e.srv, url: e.url, conn: conn}
+}
+
+// An attendee list answers under data or attendees (API-NOTES:
+// {data|attendees:[...]}); the triggers read both, as the batch look-up
+// did: under attendees they used to read nothing, with no error.
+func TestPagesReadEitherListName(t *testing.T) {
+	for _, body := range []string{`{"data":[{"attendeeId":1}],"recordsTotal":1}`, `{"attendees":[{"attendeeId":1}],"recordsTotal":1}`} {
+		var p page[map[string]any]
+		if err := json.Unmarshal([]byte(body), &p); err != nil || len(p.Data) != 1 || p.RecordsTotal != 1 {
+			t.Errorf("%s: %+v %v", body, p, err)
+		}
+	}
 }
