@@ -135,6 +135,15 @@ func (l *loader) connections(s *source, root *yaml.Node, r *Recipe) {
 	}
 }
 
+// reservedHTTPPath reports whether run --http serves path itself.
+func reservedHTTPPath(path string) bool {
+	switch path {
+	case "/metrics", "/healthz", "/readyz", "/console":
+		return true
+	}
+	return strings.HasPrefix(path, "/console/")
+}
+
 var secretFields = map[string]bool{"key": true, "token": true, "client_secret": true, "refresh_token": true}
 
 var authRequired = map[connectors.AuthKind][][]string{
@@ -463,6 +472,9 @@ func (l *loader) compileTrigger(s *source, root *yaml.Node, r *Recipe, varsType 
 		t.WebhookPath = p.Value
 		if t.Mode == "poll" {
 			s.errorf(getKey(n, "path"), "trigger: path applies to webhooks, and this trigger polls (set mode: webhook)")
+		}
+		if reservedHTTPPath(p.Value) {
+			s.errorf(p, "trigger: path %q is memberflow run --http's own (/metrics, /healthz, /readyz, /console/): its deliveries would never reach the trigger; choose another, such as /hooks/%s", p.Value, r.Name)
 		}
 	} else if t.Mode == "webhook" {
 		t.WebhookPath = "/hooks/" + r.Name

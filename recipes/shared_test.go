@@ -97,3 +97,19 @@ steps: [ { uses: members.get_user, with: { userId: "${{ trigger.user.id }}" } } 
 		t.Errorf("recipes: %v", rs)
 	}
 }
+
+// A webhook path that run --http serves itself is an error: deliveries to
+// it would never reach the trigger (a /console/ path got 404s).
+func TestWebhookPathsRunServesAreRefused(t *testing.T) {
+	for _, path := range []string{"/console/x", "/console", "/metrics", "/healthz", "/readyz"} {
+		_, diags := LoadBytes("r.yaml", []byte(`version: 1
+name: r
+connections: { members: { connector: crm, auth: { type: bearer, token: "${{ secret.T }}" }, options: { locationId: loc-1 } } }
+trigger: { uses: members.user_created, path: `+path+` }
+steps: [ { uses: members.get_user, with: { userId: "${{ trigger.user.id }}" } } ]
+`), Options{Registry: testRegistry()})
+		if len(diags) != 1 || !strings.Contains(diags[0].Summary, "is memberflow run --http's own") || diags[0].Subject.Start.Line != 4 {
+			t.Errorf("%s: diagnostics %v", path, diags)
+		}
+	}
+}
