@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/recipes"
@@ -399,4 +402,43 @@ func TestStopDoesNotWaitForRunsWaitingToRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A flood of refused deliveries is counted, not logged line by line:
+// anyone who can reach the endpoint could otherwise fill the log.
+func TestRefusedDeliveriesDoNotFloodTheLog(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	var logs lockedBuffer
+	e := newEngine(t, store, newFakeService(0, oneActive), []*recipes.Recipe{recordRecipe(t)}, func(o *engine.Options) {
+		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: &logs})
+	})
+	srv := httptest.NewServer(e.WebhookHandler())
+	defer srv.Close()
+	for i := range 200 {
+		if code, _ := deliver(t, srv.URL+"/hooks/members", fmt.Sprintf("d%d", i), map[string]any{"id": "m1", "seq": i}, "00ff"); code != 401 {
+			t.Fatalf("delivery %d: %d, want 401", i, code)
+		}
+	}
+	if n := strings.Count(logs.String(), "delivery refused"); n < 1 || n > 2 {
+		t.Fatalf("%d log lines for 200 refusals, want 1 (or 2 across a boundary):\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a logger may write from any goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -680,8 +681,18 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(v)
 	}
+	// Refusals are counted by the metrics; the log says one in
+	// refusalLogEvery, with how many it left out, so that anyone able to
+	// reach the endpoint cannot flood the log.
+	var lastLogged, unlogged atomic.Int64
 	refuse := func(w http.ResponseWriter, status int, msg string) {
-		log.Warn("delivery refused", "status", status, "reason", msg)
+		now := time.Now().UnixNano()
+		if last := lastLogged.Load(); now-last >= int64(refusalLogEvery) && lastLogged.CompareAndSwap(last, now) {
+			log.Warn("delivery refused", "status", status, "reason", msg, "refused_unlogged_before", unlogged.Swap(0))
+		} else {
+			unlogged.Add(1)
+			log.Debug("delivery refused", "status", status, "reason", msg)
+		}
 		e.obs.WebhookDelivery(rt.r.Name, webhookOutcome(status))
 		reply(w, status, map[string]string{"error": msg})
 	}
@@ -698,7 +709,10 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 				refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", MaxWebhookBody))
 				return
 			}
-			refuse(w, http.StatusBadRequest, "reading the body: "+err.Error())
+			// The cause (a timeout, a cut connection) names our sockets:
+			// logged at debug, not told the sender.
+			log.Debug("reading a delivery's body failed", "error", err)
+			refuse(w, http.StatusBadRequest, "the body could not be read (cut short or too slow)")
 			return
 		}
 		hook := rt.trigger.Webhook
@@ -729,6 +743,10 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 		reply(w, http.StatusOK, map[string]int{"accepted": fresh, "duplicates": len(events) - fresh})
 	})
 }
+
+// refusalLogEvery is the least time between two logged refusals of one
+// webhook trigger.
+const refusalLogEvery = 10 * time.Second
 
 // webhookOutcome names a refused delivery for metrics.
 func webhookOutcome(status int) string {
