@@ -94,6 +94,14 @@ func (b *deliveryBatcher) persistBatch(ctx context.Context, batch []*delivery, n
 		events = append(events, d.events...)
 	}
 	_, enq, err := b.e.enqueueFull(ctx, b.rt, nil, nil, events, nil)
+	if s, ok := b.e.store.(Syncer); ok && err == nil {
+		// A 200 tells the sender never to deliver again: what it
+		// acknowledges must survive a power loss too, not only a crash of
+		// the process (a poll would read it again; a delivery, never).
+		if serr := s.Sync(ctx); serr != nil {
+			err = fmt.Errorf("making the delivery durable: %w", serr)
+		}
+	}
 	at := 0
 	for _, d := range batch {
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -441,4 +442,52 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// syncCounting is a store whose Sync is counted, and fails when told.
+type syncCounting struct {
+	engine.Store
+	mu    sync.Mutex
+	syncs int
+	fail  bool
+}
+
+func (s *syncCounting) Sync(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncs++
+	if s.fail {
+		return errors.New("disk gone")
+	}
+	return nil
+}
+
+// A delivery is acknowledged only once the store says it survives a power
+// loss (Sync); a store that cannot say so gets the delivery sent again.
+func TestADeliveryIsDurableBeforeItsAnswer(t *testing.T) {
+	base := openStore(t, tempDB(t))
+	defer base.Close()
+	store := &syncCounting{Store: base}
+	e := newEngine(t, store, newFakeService(0, oneActive), []*recipes.Recipe{recordRecipe(t)})
+	srv := httptest.NewServer(e.WebhookHandler())
+	defer srv.Close()
+	url := srv.URL + "/hooks/members"
+	if code, out := deliver(t, url, "d1", map[string]any{"id": "m1", "seq": 1}, ""); code != 200 || store.syncs != 1 {
+		t.Fatalf("delivery: %d %v after %d syncs, want 200 after 1", code, out, store.syncs)
+	}
+	store.mu.Lock()
+	store.fail = true
+	store.mu.Unlock()
+	if code, _ := deliver(t, url, "d2", map[string]any{"id": "m2", "seq": 1}, ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("a delivery the store could not make durable: %d, want 503 (deliver again)", code)
+	}
+}
+
+// The SQLite store's Sync flushes its log, whether or not one is there.
+func TestSQLiteSync(t *testing.T) {
+	s := openStore(t, tempDB(t))
+	defer s.Close()
+	if err := s.(engine.Syncer).Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

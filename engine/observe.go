@@ -90,6 +90,14 @@ type WriterStats struct {
 	Commits, Writes int64
 }
 
+// Syncer is implemented by stores whose commits are not each flushed to
+// disk (SQLite with synchronous=NORMAL): Sync makes every commit so far
+// survive a power loss. The engine calls it before acknowledging a
+// webhook delivery.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // WriterStatser is implemented by stores that write through one writer
 // (SQLite's committer): a writer busy nearly all the time is the store's
 // ceiling, where more workers or recipes only wait longer.
