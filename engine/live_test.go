@@ -410,9 +410,10 @@ func TestStopDoesNotWaitForRunsWaitingToRetry(t *testing.T) {
 func TestRefusedDeliveriesDoNotFloodTheLog(t *testing.T) {
 	store := openStore(t, tempDB(t))
 	defer store.Close()
-	var logs lockedBuffer
+	var buf bytes.Buffer
+	logs := &lockedWriter{w: &buf}
 	e := newEngine(t, store, newFakeService(0, oneActive), []*recipes.Recipe{recordRecipe(t)}, func(o *engine.Options) {
-		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: &logs})
+		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: logs})
 	})
 	srv := httptest.NewServer(e.WebhookHandler())
 	defer srv.Close()
@@ -421,27 +422,12 @@ func TestRefusedDeliveriesDoNotFloodTheLog(t *testing.T) {
 			t.Fatalf("delivery %d: %d, want 401", i, code)
 		}
 	}
-	if n := strings.Count(logs.String(), "delivery refused"); n < 1 || n > 2 {
-		t.Fatalf("%d log lines for 200 refusals, want 1 (or 2 across a boundary):\n%s", n, logs.String())
+	logs.mu.Lock()
+	out := buf.String()
+	logs.mu.Unlock()
+	if n := strings.Count(out, "delivery refused"); n < 1 || n > 2 {
+		t.Fatalf("%d log lines for 200 refusals, want 1 (or 2 across a boundary):\n%s", n, out)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a logger may write from any goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // syncCounting is a store whose Sync is counted, and fails when told.
