@@ -325,6 +325,9 @@ type PollRequest struct {
 	Prior PriorState
 	// Now is the engine's clock, for triggers that compare times.
 	Now time.Time
+	// Recipe names the recipe polling: a source whose polls share one
+	// budget (a daily quota) tells its pollers apart by it.
+	Recipe string
 }
 
 // PriorState is the durable per-subject memory of a polling trigger.
@@ -346,6 +349,11 @@ type PollResult struct {
 	// Total is the number of records the source reports, when known, for
 	// progress lines during a backfill; 0 when unknown.
 	Total int
+	// MinInterval, on the page that ends a pass, is the least time the
+	// source asks before the next pass: a full scan's cost against a
+	// documented quota. The engine waits the longer of it and the
+	// trigger's interval; 0 asks nothing.
+	MinInterval time.Duration
 }
 
 // Bind adapts a typed action function to the untyped [ActionSpec.Run].

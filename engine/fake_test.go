@@ -38,7 +38,9 @@ type fakeService struct {
 	createPermanent bool // fail with a 422
 	settleFail      bool // Settle fails permanently
 	pollFailures    int  // polls that fail with a retryable 503 first
-	block           chan struct{}
+	// passPace is the PollResult.MinInterval of the page that ends a pass.
+	passPace time.Duration
+	block    chan struct{}
 	// pollHold, when set, runs at the start of each poll with its cursor.
 	pollHold func(cursor string)
 
@@ -327,6 +329,9 @@ func (f *fakeService) poll(ctx context.Context, req connectors.PollRequest) (*co
 		res.Cursor, res.More = strconv.Itoa(end), true
 	} else {
 		res.Cursor = "0"
+		f.mu.Lock()
+		res.MinInterval = f.passPace
+		f.mu.Unlock()
 	}
 	return res, nil
 }

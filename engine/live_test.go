@@ -477,3 +477,30 @@ func TestSQLiteSync(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// After a pass the poller waits the longer of the trigger's interval and
+// the pace the source asks (PollResult.MinInterval): a source whose
+// scans spend a daily quota slows its polls down.
+func TestPollsKeepToThePaceTheSourceAsks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pace time.Duration
+		many bool
+	}{
+		{"no pace: every 20 ms", 0, true},
+		{"an hour's pace", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := openStore(t, tempDB(t))
+			defer store.Close()
+			svc := newFakeService(2, everyOther) // one page: each poll is a pass
+			svc.passPace = tc.pace
+			stop := running(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}))
+			time.Sleep(400 * time.Millisecond)
+			stop()
+			if n := svc.count("poll"); (n > 3) != tc.many {
+				t.Fatalf("%d polls in 400 ms at a 20 ms interval, want many: %v", n, tc.many)
+			}
+		})
+	}
+}

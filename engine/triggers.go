@@ -303,8 +303,9 @@ func (p *pageInFlight) wait() error {
 
 // polled is what a poll tells its loop besides whether there is more.
 type polled struct {
-	began  time.Time // when the poll began, before its request
-	cursor string    // the cursor after its page
+	began       time.Time     // when the poll began, before its request
+	cursor      string        // the cursor after its page
+	minInterval time.Duration // what the source asked to wait (PollResult.MinInterval)
 }
 
 // pollOnce fetches one page and enqueues it. With a page in flight (the
@@ -351,8 +352,11 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began,
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
 	})
+	if res != nil {
+		at.minInterval = res.MinInterval
+	}
 	// The page is evaluated while the page before commits (the store's
 	// single writer is then never idle for it); it is committed after it.
 	var next string
@@ -410,6 +414,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 // without polling (caughtup.go).
 func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since time.Time) error {
 	failures := 0
+	var lastStretch time.Duration // the source's last MinInterval above the interval, for the log
 	var ledUntil time.Time
 	// The page committing while the next is read; the loop ends with none.
 	inflight := &pageInFlight{}
@@ -556,7 +561,16 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 		}
 		// Caught up: the pages end, and nothing waits for the next poll.
 		pages.drain(ctx)
-		if e.sleep(ctx, rt.interval) != nil {
+		wait := rt.interval
+		if at.minInterval > wait {
+			// The source's quota allows no more: said when it changes.
+			if at.minInterval != lastStretch {
+				e.log.Info("polling less often than the trigger's interval, to stay within the service's documented limits", "recipe", rt.r.Name, "interval", rt.interval, "every", at.minInterval)
+			}
+			wait = at.minInterval
+		}
+		lastStretch = at.minInterval
+		if e.sleep(ctx, wait) != nil {
 			return nil
 		}
 	}

@@ -70,6 +70,11 @@ type Client struct {
 	keyOnce sync.Once
 	key     *rsa.PublicKey
 	keyErr  error
+
+	// scanners holds, per recipe, when its user scan last ended: the
+	// scans of one location share its daily budget (scanPace).
+	scanMu   sync.Mutex
+	scanners map[string]time.Time
 }
 
 // API returns the underlying HTTP client, for generated actions.

@@ -732,3 +732,32 @@ func TestDryRunSendsNoWrite(t *testing.T) {
 		t.Errorf("a dry run created a user")
 	}
 }
+
+// A scan that ends asks for the pace the documented daily budget allows,
+// shared by every recipe scanning the location.
+func TestScansKeepToTheDailyBudget(t *testing.T) {
+	f := newFixture(t, 250, nil, nil)
+	scan := func(recipe string) time.Duration {
+		t.Helper()
+		cursor := ""
+		for {
+			res, err := f.spec.Trigger("user_created").Poll(context.Background(), f.conn, connectors.PollRequest{Cursor: cursor, Start: connectors.StartBeginning, Now: time.Now(), Recipe: recipe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.More {
+				return res.MinInterval
+			}
+			if res.MinInterval != 0 {
+				t.Fatalf("a page in the middle of a scan asks %s", res.MinInterval)
+			}
+			cursor = res.Cursor
+		}
+	}
+	if got, want := scan("a"), ScanInterval(250, 1, 0.5); got != want || got <= 0 {
+		t.Fatalf("one recipe: %s, want %s", got, want)
+	}
+	if got, want := scan("b"), ScanInterval(250, 2, 0.5); got != want || got <= ScanInterval(250, 1, 0.5) {
+		t.Fatalf("two recipes: %s, want %s", got, want)
+	}
+}

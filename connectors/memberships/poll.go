@@ -323,6 +323,7 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 		next.Skip = cur.Skip + len(page.Items)
 		if !res.More {
 			next.Skip, next.Scans = 0, cur.Scans+1
+			res.MinInterval = c.scanPace(req.Recipe, max(page.Count, cur.Skip+len(page.Items)), req.Now)
 		}
 		res.Cursor = next.encode()
 		return res, nil
@@ -347,6 +348,31 @@ func poll(ctx context.Context, conn connectors.Conn, req connectors.PollRequest,
 	}
 	res.Cursor = next.encode()
 	return res, nil
+}
+
+// scanShare is the part of the location's daily budget the scans may
+// spend; the rest is the writes' and other connections'.
+const scanShare = 0.5
+
+// scanPace is the least time between two scans of recipe's trigger, for
+// members users: the scans of the connection's recipes seen in the last
+// day share scanShare of the daily budget (ScanInterval). Polled every
+// minute by default, six recipes scanning 2,300 members would spend the
+// whole 200,000 requests a day, and the service then pauses the
+// location's writes too.
+func (c *Client) scanPace(recipe string, members int, now time.Time) time.Duration {
+	c.scanMu.Lock()
+	defer c.scanMu.Unlock()
+	if c.scanners == nil {
+		c.scanners = map[string]time.Time{}
+	}
+	c.scanners[recipe] = now
+	for r, at := range c.scanners {
+		if now.Sub(at) > 25*time.Hour {
+			delete(c.scanners, r)
+		}
+	}
+	return ScanInterval(members, len(c.scanners), 1-scanShare)
 }
 
 // ScanRequests is what one scan of the users costs: one request per page
