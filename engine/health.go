@@ -12,6 +12,9 @@ type TriggerStatus struct {
 	Recipe   string        `json:"recipe"`
 	Mode     string        `json:"mode"` // poll or webhook
 	Interval time.Duration `json:"interval_ns,omitempty"`
+	// Pace is the longer wait the source asked between passes (a quota),
+	// when it asked one; readiness counts intervals of it.
+	Pace time.Duration `json:"pace_ns,omitempty"`
 	// LastSuccess is when the last successful poll (or stored delivery)
 	// began; zero before the first.
 	LastSuccess time.Time `json:"last_success,omitempty"`
@@ -43,7 +46,7 @@ func (e *Engine) Status() Status {
 	w.mu.Lock()
 	st := Status{Started: w.started}
 	for name, th := range w.triggers {
-		st.Triggers = append(st.Triggers, TriggerStatus{Recipe: name, Mode: th.mode, Interval: th.interval,
+		st.Triggers = append(st.Triggers, TriggerStatus{Recipe: name, Mode: th.mode, Interval: th.interval, Pace: th.pace,
 			LastSuccess: th.lastSuccess, CaughtUp: th.caughtUp, FailingSince: th.failingSince, Failures: th.failures, LastError: th.lastErr})
 	}
 	w.mu.Unlock()
@@ -100,13 +103,13 @@ func (e *Engine) Checks(ctx context.Context) []Check {
 		if since.IsZero() {
 			since = st.Started
 		}
-		if limit := ReadyIntervals * max(t.Interval, time.Second); !since.IsZero() && now.Sub(since) > limit {
+		if limit := ReadyIntervals * max(t.Interval, t.Pace, time.Second); !since.IsZero() && now.Sub(since) > limit {
 			c.OK = false
 			what := "poll"
 			if hybrid {
 				what = "poll or delivery"
 			}
-			c.Error = fmt.Sprintf("no successful %s for %s (more than %d intervals of %s)", what, now.Sub(since).Round(time.Second), ReadyIntervals, t.Interval)
+			c.Error = fmt.Sprintf("no successful %s for %s (more than %d intervals of %s)", what, now.Sub(since).Round(time.Second), ReadyIntervals, max(t.Interval, t.Pace))
 			if t.LastError != "" {
 				c.Error += ": " + t.LastError
 			}

@@ -495,8 +495,14 @@ func TestPollsKeepToThePaceTheSourceAsks(t *testing.T) {
 			defer store.Close()
 			svc := newFakeService(2, everyOther) // one page: each poll is a pass
 			svc.passPace = tc.pace
-			stop := running(t, newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}))
+			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+			stop := running(t, e)
 			time.Sleep(400 * time.Millisecond)
+			// Readiness counts intervals of the pace, not of the interval:
+			// a slowed poll is not a stuck one.
+			if st := e.Status(); len(st.Triggers) != 1 || st.Triggers[0].Pace != tc.pace {
+				t.Errorf("status %+v, want the pace %s", st.Triggers, tc.pace)
+			}
 			stop()
 			if n := svc.count("poll"); (n > 3) != tc.many {
 				t.Fatalf("%d polls in 400 ms at a 20 ms interval, want many: %v", n, tc.many)

@@ -570,6 +570,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 			wait = at.minInterval
 		}
 		lastStretch = at.minInterval
+		e.watch.paced(rt, at.minInterval)
 		if e.sleep(ctx, wait) != nil {
 			return nil
 		}

@@ -140,6 +140,7 @@ type watch struct {
 type triggerHealth struct {
 	mode         string
 	interval     time.Duration
+	pace         time.Duration // the source's asked wait when longer than interval
 	lastPoll     time.Time
 	lastSuccess  time.Time
 	caughtUp     time.Time // start of the last poll that left nothing behind
@@ -235,6 +236,16 @@ func (w *watch) stepRetrying(rt *recipeRT, st *stepRT, runID int64, attempts int
 	inc.recipe, inc.step, inc.action, inc.err = rt.r.Name, st.s.ID, st.name, errMsg
 	inc.attempts = max(inc.attempts, attempts)
 	inc.add(runID, now)
+}
+
+// paced records the wait the source asked after a pass (0: the
+// interval), so that readiness does not take a slowed poll for a stuck one.
+func (w *watch) paced(rt *recipeRT, wait time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if th := w.triggers[rt.r.Name]; th != nil {
+		th.pace = wait
+	}
 }
 
 // polled records one poll (or one webhook delivery's persistence).
