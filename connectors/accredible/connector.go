@@ -174,21 +174,24 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	}
 	log = log.Named("accredible")
 	api, err := apiclient.New(apiclient.Config{
-		Service:         "accredible",
-		ConnectionName:  cfg.Name,
-		BaseURL:         base,
-		Auth:            auth,
-		APIKeyHeader:    "Authorization",
-		APIKeyScheme:    "Token token=%s",
-		RateLimit:       rl,
-		EndpointLimits:  endpointLimits,
-		RateLimitPeriod: countingPeriod,
-		Timeout:         cfg.Timeout,
-		ParseError:      ParseError,
-		HTTPClient:      cfg.HTTPClient,
-		Logger:          log,
-		DryRun:          cfg.DryRun,
-		Tokens:          cfg.Tokens,
+		Service:        "accredible",
+		ConnectionName: cfg.Name,
+		BaseURL:        base,
+		Auth:           auth,
+		APIKeyHeader:   "Authorization",
+		APIKeyScheme:   "Token token=%s",
+		RateLimit:      rl,
+		EndpointLimits: endpointLimits,
+		// "up to 2000 requests every 5 minutes from a single IP address"
+		// (and the v1 search's 100 a minute, per IP): keys share them.
+		LimitsPerAddress: true,
+		RateLimitPeriod:  countingPeriod,
+		Timeout:          cfg.Timeout,
+		ParseError:       ParseError,
+		HTTPClient:       cfg.HTTPClient,
+		Logger:           log,
+		DryRun:           cfg.DryRun,
+		Tokens:           cfg.Tokens,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accredible connection %q: %w", cfg.Name, err)

@@ -56,6 +56,10 @@ type Config struct {
 	RateLimit connectors.RateLimit
 	// EndpointLimits are stricter limits on some paths.
 	EndpointLimits []EndpointLimit
+	// LimitsPerAddress says the service counts its limits per caller IP
+	// address, not per account: every connection of the process to the
+	// base URL, whatever its credentials, shares one limiter.
+	LimitsPerAddress bool
 	// RateLimitPeriod is how long a bare 429 (no Retry-After) pauses the
 	// connection: the service's counting period (for example 30 s).
 	// Default: RateLimit.Per, else a second; at most a minute.

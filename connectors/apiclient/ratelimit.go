@@ -65,13 +65,17 @@ var limiters sync.Map // limiterKey → *limiter
 
 // limiterKey names an account: the service, its base URL, who calls
 // (a digest of the credentials, never the credentials) and the limits.
+// A service that counts per caller address is one account for the
+// process (Config.LimitsPerAddress).
 func limiterKey(cfg Config) string {
 	h := sha256.New()
-	for _, s := range cfg.Auth.Secrets() {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+	if !cfg.LimitsPerAddress {
+		for _, s := range cfg.Auth.Secrets() {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(cfg.Auth.ClientID))
 	}
-	h.Write([]byte(cfg.Auth.ClientID))
 	return fmt.Sprintf("%s|%s|%x|%+v|%+v|%s|%v", cfg.Service, cfg.BaseURL, h.Sum(nil)[:8], cfg.RateLimit, cfg.EndpointLimits, cfg.RateLimitPeriod, cfg.RateLimitHeaders)
 }
 

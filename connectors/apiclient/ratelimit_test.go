@@ -152,6 +152,15 @@ func TestRecipesShareTheAccountsLimiter(t *testing.T) {
 	if len(recOther.delays) != 0 {
 		t.Fatalf("another account waited %v", recOther.delays)
 	}
+
+	// A service that counts per caller address: other keys, one limiter.
+	perAddr := Config{BaseURL: srv.URL, Auth: auth, LimitsPerAddress: true}
+	x, _ := testClient(t, perAddr)
+	perAddr.Auth = connectors.Auth{Type: connectors.AuthAPIKey, Key: "k2"}
+	y, _ := testClient(t, perAddr)
+	if x.limiter != y.limiter || x.limiter == a.limiter {
+		t.Fatal("connections with other keys to a service that limits per address must share one limiter of their own")
+	}
 }
 
 // TestAPauseHoldsQueuedRequests: a request already waiting for a token
