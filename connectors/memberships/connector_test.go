@@ -761,3 +761,29 @@ func TestScansKeepToTheDailyBudget(t *testing.T) {
 		t.Fatalf("two recipes: %s, want %s", got, want)
 	}
 }
+
+// The user triggers read the connection's location only: the search's
+// locationId filter is sent (with an agency token, the search would read
+// every sub-account of the company).
+func TestUserScansAskForTheConnectionsLocation(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	f := newFixture(t, 5, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/users/search") {
+				mu.Lock()
+				seen = append(seen, r.URL.Query().Get("locationId"))
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		})
+	}, nil)
+	if _, err := f.spec.Trigger("user_created").Poll(context.Background(), f.conn, connectors.PollRequest{Start: connectors.StartBeginning, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != sandbox.DemoLocationID {
+		t.Fatalf("searches asked for locations %q, want %q", seen, sandbox.DemoLocationID)
+	}
+}

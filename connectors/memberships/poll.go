@@ -104,7 +104,15 @@ var usersSource = source{
 		if err != nil {
 			return nil, err
 		}
-		return url.Values{"companyId": {company}}, nil
+		q := url.Values{"companyId": {company}}
+		if c.locationID != "" {
+			// The search's own filter (documented, optional): with an
+			// agency token it would otherwise read every sub-account of
+			// the company, and fire recipes for people outside the
+			// connection's location.
+			q.Set("locationId", c.locationID)
+		}
+		return q, nil
 	},
 	incremental: func(c *Client) bool { return c.incrementalSearch },
 	addedSort:   "dateAdded",
