@@ -20,6 +20,10 @@ var cannotSettle = map[string]string{
 	// GET /v1/team_members/{id}: an in-doubt create cannot be looked up,
 	// and the engine dead-letters it rather than risk a second invitation.
 	"accredible.create_team_member": "no documented look-up",
+	// A token grant cannot be looked up, and its authorization code or
+	// rotated refresh token is spent by the first request: re-sent after
+	// a lost answer it is refused and the issued token lost.
+	"memberships.get_access_token": "a grant spends what it presents",
 }
 
 func TestEveryWriteIsSafeToResendOrSettles(t *testing.T) {

@@ -224,13 +224,13 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 	// anonymous: /oauth/token documents no security and no Version
 	// header, so it is sent neither the connection's token nor its
 	// default headers; /oauth/locationToken takes the agency token.
-	mk := func(name, path string, anonymous bool, desc string, example map[string]any) *connectors.ActionSpec {
+	mk := func(name, path string, anonymous, reusable bool, desc string, example map[string]any) *connectors.ActionSpec {
 		op, _, ok := doc.Find(http.MethodPost, path)
 		if !ok {
 			panic("memberships: openapi.json has no POST " + path)
 		}
 		in := op.InputSchema()
-		return &connectors.ActionSpec{
+		a := &connectors.ActionSpec{
 			Operation: connectors.Operation{
 				Name:        name,
 				Summary:     op.Summary + " (form-encoded POST " + path + ").",
@@ -239,11 +239,6 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 				Output:      raw(op.Response),
 				Example:     example,
 			},
-			// A token request stores no record: a second one issues another
-			// token (after a rotated refresh token, it is refused), never a
-			// duplicate.
-			Idempotent:  true,
-			Idempotency: &connectors.Idempotency{Kind: connectors.ResendIssues},
 			Run: connectors.Bind(func(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
 				form := url.Values{}
 				for k, v := range in {
@@ -261,12 +256,22 @@ func oauthActions(doc *openapi.Document) []*connectors.ActionSpec {
 				return &connectors.Result{Output: out}, nil
 			}),
 		}
+		if reusable {
+			// A second request issues another token, never a duplicate.
+			a.Idempotent, a.Idempotency = true, &connectors.Idempotency{Kind: connectors.ResendIssues}
+		}
+		// Else the grant spends what it presents (an authorization code,
+		// a refresh token the service rotates): re-sent after a lost
+		// answer it is refused, and the token the first one issued is
+		// lost. The engine dead-letters such a run in doubt instead, for
+		// the operator to authorise again.
+		return a
 	}
 	return []*connectors.ActionSpec{
-		mk("get_access_token", "/oauth/token", true,
+		mk("get_access_token", "/oauth/token", true, false,
 			"Exchanges client credentials, a refresh token or an authorization code for an access token. Connections with oauth2 auth do this themselves; the action is for recipes that hand tokens on. Each refresh invalidates the refresh token used.",
 			map[string]any{"client_id": "memberflow-sandbox-client", "client_secret": "memberflow-sandbox-demo-secret", "grant_type": "client_credentials", "user_type": "Location"}),
-		mk("get_location_access_token", "/oauth/locationToken", false,
+		mk("get_location_access_token", "/oauth/locationToken", false, true,
 			"Exchanges a company (agency) token for a token of one of its locations.",
 			map[string]any{"companyId": "mfSandboxCompany0001", "locationId": "mfSandboxLocation001"}),
 	}

@@ -30,6 +30,11 @@ func TestSpecRegisters(t *testing.T) {
 	if got := len(s.Actions) + len(s.Triggers); got != len(want)+len(triggers) {
 		t.Errorf("%d operations, want %d: %v", got, len(want)+len(triggers), s.OperationNames())
 	}
+	// A grant spends its code or rotated refresh token: never re-sent. A
+	// location token is issued again as often as asked.
+	if s.Action("get_access_token").Idempotent || !s.Action("get_location_access_token").Idempotent {
+		t.Error("get_access_token must not be re-sent after a lost answer; get_location_access_token may")
+	}
 	for _, a := range s.Actions {
 		if !a.ReadOnly && !a.Idempotent && a.Settle == nil {
 			switch a.Name {
