@@ -47,7 +47,9 @@ was dead-lettered, 1 otherwise.
 Every secret the recipes need is checked first: all missing ones are
 listed at once, before anything is created.
 Without --once, memberflow runs until SIGINT or SIGTERM, then stops taking
-events and lets runs in flight finish.
+events and gives runs in flight 30 s to finish (a run only waiting to retry
+is given back at once; the rest resume from their journal at the next
+start). A second SIGINT or SIGTERM ends the process at once.
 
 --dry-run reads but does not write: each planned write is printed to stdout
 as a JSON line {connection, method, path, body}; the store is not changed

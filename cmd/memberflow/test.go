@@ -25,7 +25,8 @@ the case's canned responses: no network, no sandbox, a temporary store. The
 case then checks the run's outcome and the requests it sent.
 
 A failure names the file:line of the expectation not met and shows the
-difference; the command then exits 1. See docs/testing.md for the format.`,
+difference; the command then exits 1. No test file found, or no case
+matching --run, exits 2. See docs/testing.md for the format.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			format := fs.String("format", "text", "output format: text or json")
 			run := fs.String("run", "", "run only the cases whose name matches this regular expression")

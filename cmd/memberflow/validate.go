@@ -22,7 +22,8 @@ and column: "path:line:col: error|warning: message", then the source line
 and a caret. --format json prints [{file, line, column, severity, message}].
 
 Exit status: 0 when valid (warnings allowed), 1 when any error, 2 for usage
-or I/O errors.`,
+or I/O errors (a folder holding no recipe file is one: a wrong path must not
+pass).`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			format := fs.String("format", "text", "output format: text or json")
 			var conns stringList
