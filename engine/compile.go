@@ -50,6 +50,8 @@ type stepRT struct {
 	// intent: the action is a write that must not be sent twice, so its
 	// intent is journaled before the call.
 	intent bool
+	// absent: the input keys a nil leaves out (nulls.go).
+	absent *absentKeys
 }
 
 func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recipeRT, error) {
@@ -160,7 +162,7 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 			return nil, fmt.Errorf("%s: connector %q has no action %q", where, spec.Name, s.Operation)
 		}
 		st := &stepRT{s: s, index: i, name: s.Connection + "." + s.Operation, action: a, conn: oc,
-			retry: e.opts.Retry, intent: !a.ReadOnly && !a.Idempotent}
+			retry: e.opts.Retry, intent: !a.ReadOnly && !a.Idempotent, absent: absentKeysOf(a.Input)}
 		if p := s.Retry; p != nil {
 			if p.Attempts > 0 {
 				st.retry.Attempts = p.Attempts

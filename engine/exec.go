@@ -499,13 +499,10 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 	rt, cr := rs.rt, rs.cr
 	where := fmt.Sprintf("recipe %q: step %q (%s)", rt.r.Name, st.s.ID, st.name)
 	rec := StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Started: e.now()}
-	input, err := st.s.With.EvalMap(rs.env)
+	input, err := st.stepInput(rs.env)
 	if err != nil {
 		rec.Status, rec.Error, rec.Finished = StepFailed, e.redact.String(err.Error()), e.now()
 		return rec, nil, fmt.Errorf("%s: with: %w", where, err)
-	}
-	if input == nil {
-		input = map[string]any{}
 	}
 	rec.Input = e.redactJSON(input)
 	if prior != nil {

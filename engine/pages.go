@@ -176,12 +176,9 @@ func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
 			return nil
 		}
 	}
-	input, err := st.s.With.EvalMap(env)
+	input, err := st.stepInput(env)
 	if err != nil {
 		return nil
-	}
-	if input == nil {
-		input = map[string]any{}
 	}
 	return &firstStep{input: input, rec: StepRecord{Index: st.index, StepID: st.s.ID, Action: st.name,
 		Status: StepStarted, Input: e.redactJSON(input), Started: e.now()}}
@@ -355,14 +352,11 @@ func (e *Engine) pageStep(ps *pageSet, st *stepRT, live []*pageRun, ends *[]page
 			}
 		}
 		pr.rec = StepRecord{RunID: cr.ID, Index: st.index, StepID: st.s.ID, Action: st.name, Started: e.now()}
-		input, err := st.s.With.EvalMap(rs.env)
+		input, err := st.stepInput(rs.env)
 		if err != nil {
 			pr.rec.Status, pr.rec.Error, pr.rec.Finished = StepFailed, e.redact.String(err.Error()), e.now()
 			failed(pr, fmt.Errorf("recipe %q: step %q (%s): with: %w", rt.r.Name, st.s.ID, st.name, err))
 			continue
-		}
-		if input == nil {
-			input = map[string]any{}
 		}
 		pr.input = input
 		pr.rec.Input = e.redactJSON(input)

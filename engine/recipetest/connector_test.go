@@ -81,7 +81,13 @@ func clubSpec() *connectors.Spec {
 					Output: json.RawMessage(memberSchema), HTTP: &connectors.HTTPBinding{Method: "PUT", Path: "/members/{id}"}},
 				Idempotent: true,
 				Run: connectors.Bind(func(ctx context.Context, c *apiclient.Client, in map[string]any) (*connectors.Result, error) {
-					out, err := call("PUT", "/members/"+url.PathEscape(in["id"].(string)), map[string]any{"certId": in["certId"]}, false)(ctx, c)
+					// The body carries the input's keys, as a generated
+					// action's does: a key left out is not sent.
+					body := map[string]any{}
+					if v, ok := in["certId"]; ok {
+						body["certId"] = v
+					}
+					out, err := call("PUT", "/members/"+url.PathEscape(in["id"].(string)), body, false)(ctx, c)
 					return &connectors.Result{Output: out}, err
 				}),
 			},

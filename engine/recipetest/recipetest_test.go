@@ -207,3 +207,39 @@ tests:
 		t.Fatalf("passed %d failed %d:\n%s", passed, failed, out)
 	}
 }
+
+// A field the event lacks is left out of the call, not sent as null (which
+// would clear the member's certificate id); recipe tests see the call the
+// service would.
+func TestAnAbsentFieldIsNotSentAsNull(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "absent.yaml")
+	recipe := `version: 1
+name: absent
+connections:
+  club: { connector: club, auth: { type: bearer, token: "${{ secret.CLUB_TOKEN }}" } }
+trigger:
+  uses: club.member_changed
+steps:
+  - uses: club.link_cert
+    with: { id: m1, certId: "${{ trigger.member.certId }}" }
+tests:
+  - name: no certificate on the member
+    event: { member: { id: m1, email: a@b.c } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+`
+	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+	if len(rep.Suites) != 1 || len(rep.Suites[0].Cases) != 1 || len(rep.Suites[0].Cases[0].Requests) != 1 {
+		var buf bytes.Buffer
+		rep.WriteText(&buf, true)
+		t.Fatalf("want one case with one request:\n%s", buf.String())
+	}
+	body, _ := rep.Suites[0].Cases[0].Requests[0].Body.(map[string]any)
+	if _, sent := body["certId"]; sent {
+		t.Fatalf("certId was sent: %v", body)
+	}
+}
