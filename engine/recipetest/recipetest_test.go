@@ -121,7 +121,6 @@ func checkGolden(t *testing.T, path string, got []byte) {
 // written, and an expectation of 2026-03-16 does not match a body that
 // says 2026-03-16T00:00:00Z.
 func TestUnquotedDatesInTestsAreText(t *testing.T) {
-	dir := t.TempDir()
 	recipe := func(certID string) string {
 		return `version: 1
 name: dated
@@ -149,11 +148,7 @@ tests:
 		{"${{ trigger.member.email }}", true}, // the event's date, as written
 		{"2026-03-16T00:00:00Z", false},       // another text than expected
 	} {
-		path := filepath.Join(dir, "dated.yaml")
-		if err := os.WriteFile(path, []byte(recipe(tc.certID)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+		rep := runRecipe(t, recipe(tc.certID))
 		passed, failed, broken := rep.Counts()
 		if broken != 0 || (passed == 1) != tc.passed || passed+failed != 1 {
 			var buf bytes.Buffer
@@ -167,8 +162,6 @@ tests:
 // (a typo) or a value of another type fails the case, which would
 // otherwise pass on an event production never sends.
 func TestEventsAreHeldToTheTriggersOutput(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "typo.yaml")
 	recipe := `version: 1
 name: typo
 connections:
@@ -193,10 +186,7 @@ tests:
     responses:
       - { connection: club, method: PUT, path: /members/m1, body: {} }
 `
-	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+	rep := runRecipe(t, recipe)
 	var buf bytes.Buffer
 	rep.WriteText(&buf, true)
 	out := buf.String()
@@ -212,8 +202,6 @@ tests:
 // would clear the member's certificate id); recipe tests see the call the
 // service would.
 func TestAnAbsentFieldIsNotSentAsNull(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "absent.yaml")
 	recipe := `version: 1
 name: absent
 connections:
@@ -229,10 +217,7 @@ tests:
     responses:
       - { connection: club, method: PUT, path: /members/m1, body: {} }
 `
-	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rep := Run(context.Background(), Options{Registry: testRegistry()}, path)
+	rep := runRecipe(t, recipe)
 	if len(rep.Suites) != 1 || len(rep.Suites[0].Cases) != 1 || len(rep.Suites[0].Cases[0].Requests) != 1 {
 		var buf bytes.Buffer
 		rep.WriteText(&buf, true)
@@ -242,4 +227,14 @@ tests:
 	if _, sent := body["certId"]; sent {
 		t.Fatalf("certId was sent: %v", body)
 	}
+}
+
+// runRecipe runs the tests of one recipe file written from text.
+func runRecipe(t *testing.T, recipe string) *Report {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "recipe.yaml")
+	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Run(context.Background(), Options{Registry: testRegistry()}, path)
 }
