@@ -122,6 +122,11 @@ type PipelineResult struct {
 	// CPUPerEvent is CPU time over lines read.
 	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
 	PeakRSS     int64         `json:"peak_rss_bytes"`
+	// AllocPerEvent is the Go heap allocated during the job over lines
+	// read, and GCCycles the collections it caused: unlike CPU seconds,
+	// both read the same on a busy machine, so they compare builds.
+	AllocPerEvent int64  `json:"alloc_per_event_bytes"`
+	GCCycles      uint32 `json:"gc_cycles"`
 	// StoreBytes is the store's size after the job (database and WAL).
 	StoreBytes int64 `json:"store_bytes"`
 	// Writer is the store's one writer's work during the job.
@@ -203,11 +208,14 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 			return nil, fmt.Errorf("bench: starting the CPU profile: %w", err)
 		}
 	}
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
 	cpu0, w0 := processCPU(), store.WriterStats()
 	start := time.Now()
 	sum, runErr := eng.RunOnce(ctx)
 	elapsed := time.Since(start)
 	cpu1, w1 := processCPU(), store.WriterStats()
+	runtime.ReadMemStats(&mem1)
 	if opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -227,7 +235,8 @@ func RunPipeline(ctx context.Context, opts PipelineOptions) (*PipelineResult, er
 		return nil, fmt.Errorf("bench: closing the engine: %w", err)
 	}
 	res := &PipelineResult{Lines: opts.Lines, Expected: expected, Batch: opts.Batch, Concurrency: opts.Concurrency,
-		Elapsed: elapsed, CPU: cpu1 - cpu0, Writer: writerFigures(w0, w1, elapsed)}
+		Elapsed: elapsed, CPU: cpu1 - cpu0, Writer: writerFigures(w0, w1, elapsed),
+		AllocPerEvent: int64(mem1.TotalAlloc-mem0.TotalAlloc) / int64(opts.Lines), GCCycles: mem1.NumGC - mem0.NumGC}
 	for _, rs := range sum.Recipes {
 		res.Kept += rs.Succeeded
 		res.Skipped += rs.Skipped
@@ -354,6 +363,7 @@ func (r *PipelineResult) WriteText(w io.Writer) error {
 	tw.row("events/s", "%.0f", r.EventsPerSec)
 	tw.row("CPU time", "%s (%s per event)", r.CPU.Round(10*time.Millisecond), r.CPUPerEvent)
 	tw.row("peak RSS", "%.1f MB", float64(r.PeakRSS)/(1<<20))
+	tw.row("Go heap allocated", "%d bytes per event, %d collections", r.AllocPerEvent, r.GCCycles)
 	tw.row("store size", "%.1f MB (%.0f bytes per line)", float64(r.StoreBytes)/(1<<20), float64(r.StoreBytes)/float64(max(r.Lines, 1)))
 	tw.row("store writer", "%s", r.Writer)
 	tw.row("batch, concurrency", "%d, %d", r.Batch, r.Concurrency)
