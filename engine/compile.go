@@ -52,6 +52,9 @@ type stepRT struct {
 	intent bool
 	// absent: the input keys a nil leaves out (nulls.go).
 	absent *absentKeys
+	// check: the computed input against the action's input schema; nil
+	// when `with` computes nothing.
+	check *recipes.InputCheck
 }
 
 func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recipeRT, error) {
@@ -162,7 +165,11 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 			return nil, fmt.Errorf("%s: connector %q has no action %q", where, spec.Name, s.Operation)
 		}
 		st := &stepRT{s: s, index: i, name: s.Connection + "." + s.Operation, action: a, conn: oc,
-			retry: e.opts.Retry, intent: !a.ReadOnly && !a.Idempotent, absent: absentKeysOf(a.Input)}
+			retry: e.opts.Retry, intent: !a.ReadOnly && !a.Idempotent, absent: absentKeysOf(a.Input),
+		}
+		if !e.opts.PlannedWrites {
+			st.check = recipes.NewInputCheck(spec.Name+"/"+a.Name+"/input", s.With, a.Input)
+		}
 		if p := s.Retry; p != nil {
 			if p.Attempts > 0 {
 				st.retry.Attempts = p.Attempts

@@ -84,6 +84,10 @@ type Options struct {
 	// Nil: such a run is dead-lettered, saying to replay it with the
 	// loaded version (--latest).
 	LoadVersion func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error)
+	// PlannedWrites says that writes are planned, not made (a dry run):
+	// their answers are placeholders, so a later step's input computed
+	// from one is not held to the action's input schema.
+	PlannedWrites bool
 }
 
 // Connection is a recipe connection ready to open.

@@ -93,15 +93,19 @@ func (a *absentKeys) apply(in map[string]any) {
 }
 
 // stepInput evaluates a step's `with` for a call: the input, with the
-// keys that hold nothing and take no null left out.
+// keys that hold nothing and take no null left out, checked against the
+// action's input schema.
 func (st *stepRT) stepInput(env recipes.Env) (map[string]any, error) {
 	input, err := st.s.With.EvalMap(env)
 	if err != nil {
 		return nil, err
 	}
 	if input == nil {
-		return map[string]any{}, nil
+		input = map[string]any{}
 	}
 	st.absent.apply(input)
+	if err := st.check.Check(input); err != nil {
+		return nil, err
+	}
 	return input, nil
 }

@@ -521,8 +521,8 @@ func (s *source) checkWith(w *yaml.Node, input json.RawMessage, name, where stri
 		if kind := s.kinds[n]; kw == "type" && kind != "" {
 			s.errorf(n, "%s: the value is %s, but the input expects %s", humanPath(where, ve.InstanceLocation), article(kind), typeList(schemaAt(doc, ve.AbsoluteKeywordLocation)))
 		}
-		// Other checks (enum, pattern, bounds) would need the run-time
-		// value; memberflow leaves them to the service (docs/recipes.md).
+		// Other checks (enum, pattern, bounds) need the run-time
+		// value: the engine makes them before the call (InputCheck).
 		return true
 	}
 	s.checkSchema(w, value, sch, doc, where, skip)

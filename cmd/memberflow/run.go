@@ -53,7 +53,9 @@ start). A second SIGINT or SIGTERM ends the process at once.
 
 --dry-run reads but does not write: each planned write is printed to stdout
 as a JSON line {connection, method, path, body}; the store is not changed
-(a copy is used).
+(a copy is used). A planned write's answer is a placeholder, so inputs are
+not held to their action's schema in a dry run (a real run checks them
+before each call).
 
 --http ADDR serves the webhook triggers, Prometheus metrics at /metrics,
 /healthz (the process lives) and /readyz (the store answers, every trigger
@@ -273,7 +275,7 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 		}
 	}
 	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
-		LoadVersion: loadVersion(o.connections, log)})
+		LoadVersion: loadVersion(o.connections, log), PlannedWrites: o.dryRun})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail

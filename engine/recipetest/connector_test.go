@@ -77,7 +77,7 @@ func clubSpec() *connectors.Spec {
 			},
 			{
 				Operation: connectors.Operation{Name: "link_cert", Summary: "write the certificate id on the member",
-					Input:  json.RawMessage(`{"type":"object","required":["id","certId"],"properties":{"id":{"type":"string"},"certId":{"type":"string"}}}`),
+					Input:  json.RawMessage(`{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"certId":{"type":"string","maxLength":24}}}`),
 					Output: json.RawMessage(memberSchema), HTTP: &connectors.HTTPBinding{Method: "PUT", Path: "/members/{id}"}},
 				Idempotent: true,
 				Run: connectors.Bind(func(ctx context.Context, c *apiclient.Client, in map[string]any) (*connectors.Result, error) {

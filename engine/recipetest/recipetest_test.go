@@ -238,3 +238,35 @@ func runRecipe(t *testing.T, recipe string) *Report {
 	}
 	return Run(context.Background(), Options{Registry: testRegistry()}, path)
 }
+
+// A value an expression computes is held to the action's input schema
+// before the call: the case sees the run dead-lettered with the key, the
+// rule and the expression's place, and no request sent.
+func TestAComputedValueIsHeldToTheInputSchema(t *testing.T) {
+	recipe := `version: 1
+name: bounded
+connections:
+  club: { connector: club, auth: { type: bearer, token: "${{ secret.CLUB_TOKEN }}" } }
+trigger:
+  uses: club.member_changed
+steps:
+  - uses: club.link_cert
+    with: { id: m1, certId: "${{ trigger.member.email }}" }
+tests:
+  - name: too long for the service
+    event: { member: { id: m1, email: a-very-long-address@example.org } }
+    expect:
+      outcome: dead
+      error: "recipe.yaml:9:34): length must be <= 24, but got 31"
+  - name: within bounds
+    event: { member: { id: m1, email: a@b.c } }
+    responses:
+      - { connection: club, method: PUT, path: /members/m1, body: {} }
+`
+	rep := runRecipe(t, recipe)
+	var buf bytes.Buffer
+	rep.WriteText(&buf, true)
+	if passed, failed, broken := rep.Counts(); passed != 2 || failed+broken != 0 || len(rep.Suites[0].Cases[0].Requests) != 0 {
+		t.Fatalf("passed %d, failed %d, broken %d:\n%s", passed, failed, broken, buf.String())
+	}
+}
