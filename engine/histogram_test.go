@@ -38,3 +38,20 @@ func TestHistogramQuantiles(t *testing.T) {
 		t.Errorf("bucketOf(100h) = %d, want the last bucket", got)
 	}
 }
+
+// The summary's quantiles are known to about 19 %: printed with two
+// significant digits, not the bucket bound's seven.
+func TestTwoDigits(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{2097152 * time.Microsecond, 2100 * time.Millisecond},
+		{9975792 * time.Microsecond, 10 * time.Second},
+		{4096 * time.Microsecond, 4100 * time.Microsecond},
+		{1414 * time.Nanosecond, 1400 * time.Nanosecond},
+		{42 * time.Nanosecond, 42 * time.Nanosecond},
+		{0, 0},
+	} {
+		if got := twoDigits(tc.in); got != tc.want {
+			t.Errorf("twoDigits(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -311,7 +311,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 		return err
 	}
 	if s.Runs > 0 {
-		if _, err := fmt.Fprintf(w, "%d run(s), execution time p50 %s, p99 %s\n", s.Runs, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond)); err != nil {
+		if _, err := fmt.Fprintf(w, "%d run(s), execution time p50 %s, p99 %s\n", s.Runs, twoDigits(s.P50), twoDigits(s.P99)); err != nil {
 			return err
 		}
 	}
@@ -366,4 +366,14 @@ func (e *Engine) feedAlerts(ctx context.Context) (stop func()) {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// twoDigits rounds d to two significant digits: the histogram knows a
+// run's time to about 19 %, and 2.097152s would claim more.
+func twoDigits(d time.Duration) time.Duration {
+	unit := time.Duration(1)
+	for d/unit >= 100 {
+		unit *= 10
+	}
+	return d.Round(unit)
 }
