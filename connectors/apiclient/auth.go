@@ -55,13 +55,27 @@ type oauthAuth struct {
 	early      time.Duration
 	now        func() time.Time
 	httpClient *http.Client
+	// check is Config.CheckToken; refused is its verdict on the last
+	// token, returned by every authorize once set.
+	check   func(field func(string) any) error
+	refused error
 }
+
+// tokenCheckError is a token the connection's CheckToken refused: a
+// configuration error, never retried.
+type tokenCheckError struct{ err error }
+
+func (e *tokenCheckError) Error() string { return e.err.Error() }
+func (e *tokenCheckError) Unwrap() error { return e.err }
 
 func (a *oauthAuth) authorize(ctx context.Context, r *http.Request) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.httpClient != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, a.httpClient)
+	}
+	if a.refused != nil {
+		return a.refused
 	}
 	if a.store != nil && !a.loaded {
 		saved, v, err := a.store.Load(ctx)
@@ -95,8 +109,9 @@ func (a *oauthAuth) renew(ctx context.Context) error {
 			a.refresh = t.RefreshToken
 		}
 		a.tok, a.stale = t, false
-		return nil
+		return a.vet(t)
 	}
+	var fresh *oauth2.Token // nil when another process got the token
 	saved, v, err := a.store.Replace(ctx, a.version, func(ctx context.Context, saved *connectors.OAuthToken) (*connectors.OAuthToken, error) {
 		refresh := a.refresh
 		if refresh != "" && saved != nil && saved.RefreshToken != "" {
@@ -106,6 +121,7 @@ func (a *oauthAuth) renew(ctx context.Context) error {
 		if err != nil {
 			return nil, err
 		}
+		fresh = t
 		if refresh == "" {
 			t.RefreshToken = "" // client credentials: nothing to keep
 		} else if t.RefreshToken == "" {
@@ -117,6 +133,23 @@ func (a *oauthAuth) renew(ctx context.Context) error {
 		return err
 	}
 	a.tok, a.version, a.stale = fromSaved(saved), v, false
+	if fresh != nil {
+		return a.vet(fresh)
+	}
+	return nil
+}
+
+// vet runs the connection's check on a token just issued; a refusal
+// sticks. It runs after the token is kept, never inside the store's
+// Replace, so that a rotated refresh token is saved whatever the verdict.
+func (a *oauthAuth) vet(t *oauth2.Token) error {
+	if a.check == nil {
+		return nil
+	}
+	if err := a.check(t.Extra); err != nil {
+		a.refused = &tokenCheckError{err: err}
+		return a.refused
+	}
 	return nil
 }
 
@@ -241,10 +274,10 @@ func newAuthorizer(cfg Config, now func() time.Time) (authorizer, error) {
 		if au.ClientID == "" || au.ClientSecret == "" {
 			return nil, fmt.Errorf("oauth2 auth: client_id and client_secret are required")
 		}
-		a := &oauthAuth{early: time.Minute, now: now, httpClient: cfg.HTTPClient, store: cfg.Tokens, refresh: au.RefreshToken}
+		a := &oauthAuth{early: time.Minute, now: now, httpClient: cfg.HTTPClient, store: cfg.Tokens, refresh: au.RefreshToken, check: cfg.CheckToken}
 		endpoint := oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
 		conf := &oauth2.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, Endpoint: endpoint, Scopes: au.Scopes}
-		credentials := &clientcredentials.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, TokenURL: tokenURL, Scopes: au.Scopes, AuthStyle: oauth2.AuthStyleInParams}
+		credentials := &clientcredentials.Config{ClientID: au.ClientID, ClientSecret: au.ClientSecret, TokenURL: tokenURL, Scopes: au.Scopes, AuthStyle: oauth2.AuthStyleInParams, EndpointParams: cfg.TokenParams}
 		a.fetch = func(ctx context.Context, refresh string) (*oauth2.Token, error) {
 			if refresh == "" {
 				return credentials.Token(ctx)

@@ -189,3 +189,36 @@ func TestTokenStoreFailuresSayWhetherToRetry(t *testing.T) {
 		})
 	}
 }
+
+// A token CheckToken refuses stops the connection: the request fails with
+// the check's words, is not retryable, no other token is fetched, and the
+// refresh token the refusal's grant rotated is saved all the same (the
+// one presented is spent).
+func TestCheckTokenRefusalKeepsTheRotatedRefreshToken(t *testing.T) {
+	tokens := newTokenServer(t)
+	api, _ := apiServer(t, nil)
+	store := &memTokens{}
+	c, err := New(Config{Service: "memberships", BaseURL: api.URL, Tokens: store,
+		Auth: connectors.Auth{Type: connectors.AuthOAuth2, TokenURL: tokens.URL, ClientID: "app", ClientSecret: "cs-secret-1", RefreshToken: "rt-configured"},
+		CheckToken: func(field func(string) any) error {
+			return fmt.Errorf("token of scope %v refused", field("scope"))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		_, err := c.JSON(context.Background(), Request{Method: "GET", Path: "/users/"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "token of scope users.readonly users.write refused") {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if connectors.Retryable(err) {
+			t.Errorf("call %d: a refused token is retryable: %v", i, err)
+		}
+	}
+	if got := strings.Join(tokens.seen(), ","); got != "refresh_token:rt-configured" {
+		t.Errorf("grants %s, want the one", got)
+	}
+	if store.tok == nil || store.tok.RefreshToken != "rt-1" {
+		t.Errorf("saved %+v, want the rotated refresh token rt-1", store.tok)
+	}
+}

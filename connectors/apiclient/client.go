@@ -46,6 +46,18 @@ type Config struct {
 	APIKeyHeader, APIKeyScheme string
 	// TokenURL is the service's OAuth token endpoint.
 	TokenURL string
+	// TokenParams are sent with a client-credentials token request
+	// besides the standard ones (a service's own, such as the level of
+	// token wanted). The refresh grant of golang.org/x/oauth2 sends none:
+	// CheckToken covers it.
+	TokenParams url.Values
+	// CheckToken vets each token the service issues by the fields of its
+	// answer (field("userType")). An error says the token contradicts the
+	// connection's configuration: every request then fails with it, is
+	// not retried, and no other token is fetched (each would spend a
+	// refresh token to the same end). The token is kept (and saved), so
+	// that a rotated refresh token is not lost.
+	CheckToken func(field func(name string) any) error
 	// Tokens keeps OAuth tokens across processes and restarts; nil keeps
 	// them in memory.
 	Tokens connectors.TokenStore
@@ -440,7 +452,8 @@ func (e *tokenError) Unwrap() error   { return e.err }
 func (e *tokenError) Temporary() bool { return e.temporary }
 
 func tokenFailure(err error) error {
-	if errors.Is(err, connectors.ErrSavedTokenUnreadable) {
+	var vetoed *tokenCheckError
+	if errors.Is(err, connectors.ErrSavedTokenUnreadable) || errors.As(err, &vetoed) {
 		return &tokenError{err: err}
 	}
 	var refused *oauth2.RetrieveError

@@ -25,7 +25,7 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 			Operation: connectors.Operation{
 				Name:        "find_user_by_email",
 				Summary:     "Find a member by email address.",
-				Description: "Looks the email up with POST /users/search/filter-by-email (projection all) in the connection's companyId. When several users share the email, the oldest is returned and `count` says how many there are.",
+				Description: "Looks the email up in the connection's company: with a location token (option access: location, the default) by GET /users/search with the email as the query in the connection's location, keeping the users whose email is the one asked (ignoring case), one request per email; with an agency token (access: agency) by POST /users/search/filter-by-email (projection all), which takes up to 100 emails a request in a batch. When several users share the email, the oldest is returned and `count` says how many there are.",
 				Input: raw(object([]string{"email"}, map[string]any{
 					"email": map[string]any{"type": "string", "format": "email", "description": "The email address to look up."},
 				})),
@@ -85,28 +85,6 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 	}
 }
 
-// usersByEmail returns the users with an email, oldest first.
-func (c *Client) usersByEmail(ctx context.Context, op, companyID, email string) ([]map[string]any, error) {
-	company, err := c.need(op, "companyId", companyID)
-	if err != nil {
-		return nil, err
-	}
-	if strings.Contains(email, ",") {
-		return nil, fmt.Errorf("memberships.%s: email %q holds a comma; the API reads it as a list", op, email)
-	}
-	var out struct {
-		Users []map[string]any `json:"users"`
-	}
-	_, err = c.api.JSON(ctx, apiclient.Request{
-		Method: http.MethodPost, Path: "/users/search/filter-by-email", ReadOnly: true,
-		Body: map[string]any{"companyId": company, "emails": email, "projection": "all", "limit": "100"},
-	}, &out)
-	if err != nil {
-		return nil, fmt.Errorf("memberships.%s: looking up %q: %w", op, email, err)
-	}
-	return out.Users, nil
-}
-
 func findUserByEmailAction(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
 	email, _ := in["email"].(string)
 	users, err := c.usersByEmail(ctx, "find_user_by_email", c.companyID, email)
@@ -122,7 +100,7 @@ func findUserByEmailAction(ctx context.Context, c *Client, in map[string]any) (*
 
 func (c *Client) putUser(ctx context.Context, op, id string, body map[string]any) (map[string]any, error) {
 	var user map[string]any
-	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPut, Path: "/users/" + id, Body: body}, &user); err != nil {
+	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodPut, Path: "/users/" + id, Body: c.withCompany(body)}, &user); err != nil {
 		return nil, fmt.Errorf("memberships.%s: updating user %s: %w", op, id, err)
 	}
 	return user, nil
@@ -241,6 +219,16 @@ func decorateGenerated(s *connectors.Spec) {
 	}
 	wrap("create_user", wroteUser)
 	wrap("update_user", wroteUser)
+	// An agency token's update needs companyId (UpdateUserDto); the
+	// recipe should not have to know the token's level to write a user.
+	update := s.Action("update_user")
+	run := update.Run
+	update.Run = func(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, error) {
+		if c, err := connectors.As[*Client](conn); err == nil {
+			in = c.withCompany(in)
+		}
+		return run(ctx, conn, in)
+	}
 	wrap("create_payment", wrotePayment)
 	wrap("update_payment", wrotePayment)
 	s.Action("create_user").Settle = settleCreateUser

@@ -16,12 +16,16 @@ import (
 // distinct emails usually fits one page.
 const findBatchMax = 100
 
-// findUsersByEmail is find_user_by_email's batch form: the documented
-// POST /users/search/filter-by-email takes a comma-separated list of
-// emails, so one request (a page of 100 users; more pages only when more
-// users share them) looks up a whole batch. Each answer is matched to its
-// input by email, case-insensitively, in the order the API answers, as a
-// look-up of that email alone would be.
+// findUsersByEmail is find_user_by_email's batch form. Each answer is
+// matched to its input by email, case-insensitively, as a look-up of that
+// email alone would be, and an email asked twice is looked up once.
+//
+// With agency access the documented POST /users/search/filter-by-email
+// takes a comma-separated list of emails, so one request (a page of 100
+// users; more pages only when more users share them) looks up a whole
+// batch. With location access that route is closed (Agency-Access only):
+// each distinct email is one GET /users/search, and an email whose
+// look-up fails fails its own inputs only.
 func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) ([]connectors.ItemResult, error) {
 	const op = "find_user_by_email"
 	out := make([]connectors.ItemResult, len(inputs))
@@ -29,10 +33,6 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 		// A batch of one is the call itself: the same request as Run.
 		out[0].Result, out[0].Err = findUserByEmailAction(ctx, c, inputs[0])
 		return out, nil
-	}
-	company, err := c.need(op, "companyId", c.companyID)
-	if err != nil {
-		return nil, err
 	}
 	key := func(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 	var emails []string
@@ -42,12 +42,56 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 		switch k := key(email); {
 		case k == "":
 			out[i].Err = fmt.Errorf("memberships.%s: email is empty", op)
-		case strings.Contains(k, ","):
+		case c.access == AccessAgency && strings.Contains(k, ","):
 			out[i].Err = fmt.Errorf("memberships.%s: email %q holds a comma; the API reads it as a list", op, email)
 		case !asked[k]:
 			asked[k] = true
 			emails = append(emails, k)
 		}
+	}
+	found := map[string][]map[string]any{}
+	failed := map[string]error{}
+	if c.access == AccessAgency {
+		var err error
+		if found, err = c.filterByEmails(ctx, op, emails); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, e := range emails {
+			users, err := c.searchByEmail(ctx, op, c.companyID, e)
+			if err != nil {
+				failed[e] = err
+				continue
+			}
+			found[e] = users
+		}
+	}
+	for i, in := range inputs {
+		if out[i].Err != nil {
+			continue
+		}
+		email, _ := in["email"].(string)
+		if err := failed[key(email)]; err != nil {
+			out[i].Err = err
+			continue
+		}
+		users := found[key(email)]
+		o := map[string]any{"found": len(users) > 0, "count": len(users), "user": nil}
+		if len(users) > 0 {
+			o["user"] = users[0]
+		}
+		out[i].Result = &connectors.Result{Output: o}
+	}
+	return out, nil
+}
+
+// filterByEmails looks emails (lower case) up with one filter-by-email
+// request, paged while more users match, and groups the users by email
+// in the order the API answers.
+func (c *Client) filterByEmails(ctx context.Context, op string, emails []string) (map[string][]map[string]any, error) {
+	company, err := c.need(op, "companyId", c.companyID)
+	if err != nil {
+		return nil, err
 	}
 	found := map[string][]map[string]any{}
 	for skip := 0; len(emails) > 0; {
@@ -60,28 +104,17 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 			Body: map[string]any{"companyId": company, "emails": strings.Join(emails, ","), "projection": "all", "limit": strconv.Itoa(pageSize), "skip": strconv.Itoa(skip)},
 		}, &page)
 		if err != nil {
-			return nil, fmt.Errorf("memberships.%s: looking up %d emails: %w", op, len(emails), err)
+			return nil, fmt.Errorf("memberships.%s: looking up %d emails: %w", op, len(emails), c.agencyRefusal(err))
 		}
 		for _, u := range page.Users {
 			email, _ := u["email"].(string)
-			found[key(email)] = append(found[key(email)], u)
+			k := strings.ToLower(strings.TrimSpace(email))
+			found[k] = append(found[k], u)
 		}
 		skip += len(page.Users)
 		if len(page.Users) < pageSize || skip >= page.Count {
 			break
 		}
 	}
-	for i, in := range inputs {
-		if out[i].Err != nil {
-			continue
-		}
-		email, _ := in["email"].(string)
-		users := found[key(email)]
-		o := map[string]any{"found": len(users) > 0, "count": len(users), "user": nil}
-		if len(users) > 0 {
-			o["user"] = users[0]
-		}
-		out[i].Result = &connectors.Result{Output: o}
-	}
-	return out, nil
+	return found, nil
 }

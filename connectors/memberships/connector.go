@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +63,9 @@ type Client struct {
 	log        hclog.Logger
 	locationID string
 	companyID  string
-	webhook    connectors.Webhook
+	// access is the token's level: which routes it may call (access.go).
+	access  Access
+	webhook connectors.Webhook
 	// incrementalSearch: the API accepts updatedAfter and order on
 	// /users/search, which GoHighLevel does not document.
 	incrementalSearch bool
@@ -83,6 +86,9 @@ func (c *Client) API() *apiclient.Client { return c.api }
 // LocationID and CompanyID are the connection's options.
 func (c *Client) LocationID() string { return c.locationID }
 func (c *Client) CompanyID() string  { return c.companyID }
+
+// Access is the connection's token level (option access).
+func (c *Client) Access() Access { return c.access }
 
 // Document returns the parsed embedded OpenAPI document.
 func Document() (*openapi.Document, error) { return openapi.Load(openAPIDoc) }
@@ -120,7 +126,10 @@ func Spec() *connectors.Spec {
 		Description: "The Memberships API: GoHighLevel's Users API v2 (`Authorization: Bearer`, `Version: 2021-07-28`) " +
 			"with memberflow's membership fields and payments. Authenticate with a private integration token " +
 			"(`bearer`) or OAuth 2.0 (`oauth2`: client credentials or a refresh token; each refresh issues a new " +
-			"refresh token). There is no idempotency key: `upsert_user` and `upsert_payment` look up before " +
+			"refresh token). The option `access` is the token's level: `location` (the default) looks users up " +
+			"by email with `GET /users/search`, one request per email; `agency` with " +
+			"`POST /users/search/filter-by-email` (agency tokens only), up to 100 emails a request. " +
+			"There is no idempotency key: `upsert_user` and `upsert_payment` look up before " +
 			"writing. User triggers take RSA-signed webhooks, or poll the documented search page by page " +
 			"(`skip`/`limit`), comparing each user's fingerprint with the one remembered; the connection " +
 			"option `incrementalSearch` polls by last change instead, where the API accepts it.",
@@ -131,9 +140,12 @@ func Spec() *connectors.Spec {
   "type": "object",
   "properties": {
     "locationId": {"type": "string", "description": "The location (sub-account) the members belong to; new users are added to it."},
-    "companyId": {"type": "string", "description": "The company (agency) id; user search and email look-ups need it."},
+    "companyId": {"type": "string", "description": "The company (agency) id; user search and email look-ups need it, and so does access: agency."},
+    "access": {"type": "string", "enum": ["location", "agency"], "default": "location", "description": "The level of the token: location (a location's private integration token, or an OAuth token of user type Location) or agency (an agency's, user type Company). It decides the routes: with location access users are looked up by email with GET /users/search, one request per email (POST /users/search/filter-by-email takes agency tokens only); with agency access by filter-by-email, up to 100 emails a request, and user updates send companyId. An OAuth token whose userType says the other level is an error."},
     "incrementalSearch": {"type": "boolean", "default": false, "description": "The API accepts updatedAfter and order on GET /users/search (GoHighLevel does not document them): user triggers then poll only what changed since the last poll instead of reading every user each poll."}
   },
+  "if": {"properties": {"access": {"const": "agency"}}, "required": ["access"]},
+  "then": {"required": ["companyId"]},
   "additionalProperties": false
 }`),
 		OpenAPI: OpenAPI(),
@@ -257,6 +269,14 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	access, explicit, err := accessOption(cfg.Name, cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	if access == AccessAgency && company == "" {
+		// Every user route an agency token calls names the company.
+		return nil, fmt.Errorf("memberships: connection %q: option companyId is required with access: agency", cfg.Name)
+	}
 	incremental := false
 	if v, ok := cfg.Options["incrementalSearch"]; ok && v != nil {
 		b, isBool := v.(bool)
@@ -283,11 +303,15 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 		Logger:           log,
 		DryRun:           cfg.DryRun,
 		Tokens:           cfg.Tokens,
+		// GoHighLevel's token request names the level it wants
+		// (user_type); its answer's userType is checked all the same.
+		TokenParams: url.Values{"user_type": {access.userType()}},
+		CheckToken:  tokenCheck(cfg.Name, access, explicit),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memberships: connection %q: %w", cfg.Name, err)
 	}
-	return &Client{api: api, log: log, locationID: loc, companyID: company, webhook: cfg.Webhook,
+	return &Client{api: api, log: log, locationID: loc, companyID: company, access: access, webhook: cfg.Webhook,
 		incrementalSearch: incremental}, nil
 }
 

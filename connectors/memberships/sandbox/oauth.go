@@ -67,8 +67,11 @@ func (s *Server) authorize(r *http.Request) (grant, bool) {
 		return grant{}, false
 	}
 	tok := h[len(bearer):]
-	if tok == DemoKey {
+	switch tok {
+	case DemoKey:
 		return grant{userType: "Location"}, true
+	case DemoAgencyKey:
+		return grant{userType: "Company"}, true
 	}
 	s.oauth.mu.RLock()
 	g, ok := s.oauth.access[tok]
@@ -178,11 +181,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// agencyOnly answers GoHighLevel's 401 to a location token on a route
+// the document secures with Agency-Access (or Agency-Access-Only) alone,
+// and reports whether it did.
+func agencyOnly(w http.ResponseWriter, r *http.Request) bool {
+	if tokenOf(r.Context()).userType == "Company" {
+		return false
+	}
+	writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "This route is only available to Agency access tokens", Error: "Unauthorized"})
+	return true
+}
+
 // locationToken is POST /oauth/locationToken: a company (agency) token
 // buys a token for one of its locations.
 func (s *Server) locationToken(w http.ResponseWriter, r *http.Request) {
-	if tokenOf(r.Context()).userType != "Company" {
-		writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "This route is only available to Agency access tokens", Error: "Unauthorized"})
+	if agencyOnly(w, r) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
@@ -221,8 +234,7 @@ func (s *Server) locationToken(w http.ResponseWriter, r *http.Request) {
 
 // installedLocations is GET /oauth/installedLocations: the one location.
 func (s *Server) installedLocations(w http.ResponseWriter, r *http.Request) {
-	if tokenOf(r.Context()).userType != "Company" {
-		writeJSON(w, http.StatusUnauthorized, errorBody{StatusCode: 401, Message: "This route is only available to Agency access tokens", Error: "Unauthorized"})
+	if agencyOnly(w, r) {
 		return
 	}
 	q := r.URL.Query()

@@ -15,7 +15,8 @@ func init() {
 	sandboxkit.Register(sandboxkit.Registration{
 		Name: "memberships",
 		New:  func(o sandboxkit.Options) sandboxkit.Service { return New(o) },
-		// A private integration token; the OAuth demo app
+		// A location's private integration token (location access, the
+		// connector's default); the OAuth demo app
 		// (DemoClientID/DemoClientSecret) works as well.
 		Auth:    connectors.Auth{Type: connectors.AuthBearer, Token: DemoKey},
 		Options: map[string]any{"companyId": DemoCompanyID, "locationId": DemoLocationID},
@@ -23,7 +24,7 @@ func init() {
 		Limits:  "100 per 10 s and 200,000 a day",
 		Hints: func(url string) []string {
 			return []string{
-				fmt.Sprintf("token:  %s (private integration token; OAuth app %s / %s at %s/oauth/token)", DemoKey, DemoClientID, DemoClientSecret, url),
+				fmt.Sprintf("token:  %s (a location's private integration token; the agency's, for access: agency: %s; OAuth app %s / %s at %s/oauth/token)", DemoKey, DemoAgencyKey, DemoClientID, DemoClientSecret, url),
 				fmt.Sprintf("curl -H 'Authorization: Bearer %s' -H 'Version: %s' '%s/users/search?companyId=%s&limit=5'", DemoKey, APIVersion, url, DemoCompanyID),
 			}
 		},

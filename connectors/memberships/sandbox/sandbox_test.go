@@ -269,12 +269,13 @@ func TestUsersCreateUpdateFilterDelete(t *testing.T) {
 			t.Errorf("query %s found %v", q, found["count"])
 		}
 	}
-	f := e.call("POST", "/users/search/filter-by-email", map[string]any{"companyId": DemoCompanyID, "emails": "ADA@example.org"}, nil).json(t)
+	agency := map[string]string{"Authorization": "Bearer " + DemoAgencyKey}
+	f := e.call("POST", "/users/search/filter-by-email", map[string]any{"companyId": DemoCompanyID, "emails": "ADA@example.org"}, agency).json(t)
 	got := f["users"].([]any)
 	if len(got) != 1 || len(got[0].(map[string]any)) != 2 {
 		t.Errorf("filter-by-email without projection should answer id and email only: %v", f)
 	}
-	f = e.call("POST", "/users/search/filter-by-email", map[string]any{"companyId": DemoCompanyID, "emails": "ada@example.org", "projection": "all"}, nil).json(t)
+	f = e.call("POST", "/users/search/filter-by-email", map[string]any{"companyId": DemoCompanyID, "emails": "ada@example.org", "projection": "all"}, agency).json(t)
 	if f["users"].([]any)[0].(map[string]any)["membershipStatus"] != "eligible" {
 		t.Errorf("projection all: %v", f)
 	}
@@ -610,3 +611,97 @@ func TestScanPagesMatchAFullWalk(t *testing.T) {
 }
 
 func head(l []int32) []int32 { return l[:min(len(l), 3)] }
+
+// TestTokenLevels: the routes keep GoHighLevel's security. filter-by-email
+// is Agency-Access only: a location token (the demo key, or an OAuth
+// token of user type Location) gets the service's 401, an agency token
+// the answer. GET /users/search takes either. PUT /users/{id} with an
+// agency token needs companyId (UpdateUserDto: "Required for Agency Level
+// access"); with a location token it does not.
+func TestTokenLevels(t *testing.T) {
+	e := newEnv(t, 3, sandboxkit.Options{})
+	oauth := func(userType string) string {
+		v := url.Values{"client_id": {DemoClientID}, "client_secret": {DemoClientSecret}, "grant_type": {"client_credentials"}, "user_type": {userType}}
+		return form(e, "/oauth/token", v, "").json(t)["access_token"].(string)
+	}
+	locationKeys := map[string]string{"location private integration token": DemoKey, "location OAuth token": oauth("Location")}
+	agencyKeys := map[string]string{"agency private integration token": DemoAgencyKey, "agency OAuth token": oauth("Company")}
+	user := e.firstUser()
+	id, email := user["id"].(string), user["email"].(string)
+	filter := map[string]any{"companyId": DemoCompanyID, "emails": strings.ToUpper(email), "projection": "all"}
+	const refusal = `{"statusCode":401,"message":"This route is only available to Agency access tokens","error":"Unauthorized"}`
+	type call struct {
+		name, method, path string
+		body               any
+		status             int
+		want               string // a fragment of the answer
+	}
+	calls := func(agency bool) []call {
+		filterStatus, filterWant := http.StatusUnauthorized, refusal
+		putStatus, putWant := http.StatusOK, `"id":"`+id+`"`
+		if agency {
+			filterStatus, filterWant = http.StatusOK, `"count":1`
+			putStatus, putWant = http.StatusUnprocessableEntity, `{"statusCode":422,"message":["companyId should not be empty"],"error":"Unprocessable Entity"}`
+		}
+		return []call{
+			{"filter-by-email", "POST", "/users/search/filter-by-email", filter, filterStatus, filterWant},
+			{"search by email", "GET", "/users/search?companyId=" + DemoCompanyID + "&locationId=" + DemoLocationID + "&query=" + url.QueryEscape(email), nil, http.StatusOK, `"email":"` + email + `"`},
+			{"update without companyId", "PUT", "/users/" + id, map[string]any{"planId": "plan_basic"}, putStatus, putWant},
+			{"update with companyId", "PUT", "/users/" + id, map[string]any{"planId": "plan_basic", "companyId": DemoCompanyID}, http.StatusOK, `"planId":"plan_basic"`},
+			{"update with another companyId", "PUT", "/users/" + id, map[string]any{"planId": "plan_basic", "companyId": "someOtherCompany0001"}, http.StatusBadRequest, "The token does not have access to this company."},
+		}
+	}
+	for level, keys := range map[string]map[string]string{"location": locationKeys, "agency": agencyKeys} {
+		for keyName, key := range keys {
+			for _, c := range calls(level == "agency") {
+				t.Run(keyName+"/"+c.name, func(t *testing.T) {
+					a := e.call(c.method, c.path, c.body, map[string]string{"Authorization": "Bearer " + key})
+					if a.status != c.status || !strings.Contains(string(a.body), c.want) {
+						t.Errorf("%s %s: %d %s\nwant %d with %s", c.method, c.path, a.status, a.body, c.status, c.want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestSearchQueryMatchesNameEmailOrPhone: GET /users/search's query "is
+// matched based on the user full name, email or phone" (the document),
+// case-insensitively and by part, so that a client looking a member up
+// by email must compare the emails itself.
+func TestSearchQueryMatchesNameEmailOrPhone(t *testing.T) {
+	e := newEnv(t, 0, sandboxkit.Options{})
+	mk := func(first, last, email, phone string) {
+		a := e.call("POST", "/users/", map[string]any{"companyId": DemoCompanyID, "firstName": first, "lastName": last, "email": email, "phone": phone,
+			"password": "x", "type": "account", "role": "user", "locationIds": []string{DemoLocationID}}, nil)
+		if a.status != http.StatusCreated {
+			t.Fatalf("create: %d %s", a.status, a.body)
+		}
+	}
+	mk("Ada", "Lovelace", "ada@example.org", "+1 555-000-1111")
+	mk("ada@example.org", "Impostor", "someone@example.org", "+1 555-000-2222") // a name holding the email's text
+	mk("Adam", "Smith", "adam@example.org", "+1 555-000-3333")
+	for _, c := range []struct {
+		query string
+		want  []string // emails, in the order added
+	}{
+		{"ada@example.org", []string{"ada@example.org", "someone@example.org"}},
+		{"ADA@EXAMPLE.ORG", []string{"ada@example.org", "someone@example.org"}},
+		{"ada lovelace", []string{"ada@example.org"}},
+		{"lovelace", []string{"ada@example.org"}},
+		{"555-000-3333", []string{"adam@example.org"}},
+		{"ada", []string{"ada@example.org", "someone@example.org", "adam@example.org"}},
+		{"nobody", nil},
+	} {
+		t.Run(c.query, func(t *testing.T) {
+			got := e.call("GET", "/users/search?companyId="+DemoCompanyID+"&sort=dateAdded&sortDirection=asc&query="+url.QueryEscape(c.query), nil, nil).json(t)
+			var emails []string
+			for _, u := range got["users"].([]any) {
+				emails = append(emails, u.(map[string]any)["email"].(string))
+			}
+			if fmt.Sprint(emails) != fmt.Sprint(c.want) || got["count"] != float64(len(c.want)) {
+				t.Errorf("query %q found %v (count %v), want %v", c.query, emails, got["count"], c.want)
+			}
+		})
+	}
+}

@@ -4,8 +4,10 @@
 //
 // It behaves like the real service where the documents say how: the
 // `Version: 2021-07-28` header is required, `Authorization: Bearer` takes a
-// private integration token ([DemoKey]) or an access token from
-// POST /oauth/token, error bodies are GoHighLevel's
+// private integration token ([DemoKey] for the location, [DemoAgencyKey] for
+// the agency) or an access token from POST /oauth/token; a route the
+// document secures with Agency-Access only refuses a location token with
+// 401, as GoHighLevel does, error bodies are GoHighLevel's
 // (`{"statusCode":..,"message":..}`, 422 with a message list), creates
 // answer 201, search pages with skip/limit, and every answer carries the
 // X-RateLimit-* headers of a 100-per-10-seconds burst window and a
@@ -34,8 +36,14 @@ import (
 // Public demo credentials the sandbox accepts. They are not secrets: they
 // are printed in the README so that anyone can call the sandbox with curl.
 const (
-	// DemoKey is a private integration token of the demo location.
+	// DemoKey is a private integration token of the demo location: a
+	// location-level (Sub-Account) token, what the connector's README
+	// documents and the examples use.
 	DemoKey = "pit-memberflow-sandbox-demo"
+	// DemoAgencyKey is a private integration token of the demo company:
+	// agency-level, for the routes GoHighLevel documents as Agency-Access
+	// only (POST /users/search/filter-by-email).
+	DemoAgencyKey = "pit-memberflow-sandbox-agency-demo"
 	// DemoClientID and DemoClientSecret are the demo OAuth app.
 	DemoClientID     = "memberflow-sandbox-client"
 	DemoClientSecret = "memberflow-sandbox-demo-secret"

@@ -271,8 +271,13 @@ func (st *store) walkUsers(f *userFilter, byUpdate, desc bool, skip, limit int) 
 }
 
 // filterByEmail is POST /users/search/filter-by-email. Without
-// projection=all it answers only id and email, as GoHighLevel does.
+// projection=all it answers only id and email, as GoHighLevel does. The
+// document secures it with Agency-Access alone: a location token (the
+// README's private integration token) is refused before the body is read.
 func (s *Server) filterByEmail(w http.ResponseWriter, r *http.Request) {
+	if agencyOnly(w, r) {
+		return
+	}
 	b, ok := readBody(w, r)
 	if !ok {
 		return
@@ -431,10 +436,22 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 	phone, hasPhone := b.str("phone")
 	typ, hasType := b.str("type")
 	role, hasRole := b.str("role")
+	company, _ := b.str("companyId")
 	_, _ = b.str("password")
 	_, _ = b.strings("locationIds")
+	// UpdateUserDto: companyId is "Required for Agency Level access". The
+	// service validates its DTOs with class-validator, whose answer to a
+	// missing field is the 422 "<field> should not be empty" (as for
+	// createUser's required fields); the route documents 422 with
+	// UnprocessableDTO, so that is the answer to an agency token without it.
+	if company == "" && tokenOf(r.Context()).userType == "Company" {
+		b.invalid = append(b.invalid, "companyId should not be empty")
+	}
 	if len(b.invalid) > 0 {
 		writeInvalid(w, b.invalid)
+		return
+	}
+	if !checkScope(w, "companyId", company, DemoCompanyID) {
 		return
 	}
 	idx, found := s.lockUser(w, r)
