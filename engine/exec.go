@@ -55,7 +55,13 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			// Runs claimed from now on are not in the answer: only those
 			// claimed before are judged by it.
 			asked := time.Now()
-			held, err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			// Bounded: a store that stops answering (a partition: the
+			// socket stays open, nothing comes back) must not hold the
+			// renewals, which are what stops this runner acting on runs
+			// another runner may take once their lease ends.
+			rctx, cancel := context.WithTimeout(runCtx, e.opts.Lease/3)
+			held, err := e.store.RenewLeases(rctx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			cancel()
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
 				// Unrenewed for most of a lease: another runner may take

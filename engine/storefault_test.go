@@ -220,3 +220,45 @@ func TestARunAbandonedWhenTheStoreFailedIsResumed(t *testing.T) {
 	}
 	assertExactlyOnce(t, svc)
 }
+
+// TestARunnerCutOffFromItsStoreStopsActingWithinALease: the network to
+// Postgres stops answering (a partition: nothing is refused, every packet
+// is lost) while a run's write is in flight. Another runner may take the
+// run once its lease ends, so this runner must stop acting on it within
+// the lease, whatever the store's connections do: a renewal that hangs
+// must not keep it working (it did, for as long as the socket stayed
+// open: minutes). Once the network is back, the run is resumed and
+// settled: one certificate.
+func TestARunnerCutOffFromItsStoreStopsActingWithinALease(t *testing.T) {
+	store, net := faultyPGStore(t)
+	svc := newFakeService(1, oneActive)
+	svc.block = make(chan struct{}) // the create hangs until cancelled
+	svc.entered = make(chan string, 1)
+	const lease = 1500 * time.Millisecond
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease = lease })
+	stop := running(t, e)
+	<-svc.entered
+
+	net.hang()
+	began := time.Now()
+	// Dropped at two thirds of a lease without a renewal; allow a loaded
+	// machine several leases more.
+	if !waitUntil(6*lease, func() bool { return e.Summary().Recipes[0].Abandoned > 0 }) {
+		t.Fatalf("the runner still acts on its run %s after the store stopped answering (its lease is %s)", time.Since(began).Round(time.Millisecond), lease)
+	}
+	net.heal()
+	svc.mu.Lock()
+	svc.block, svc.entered = nil, nil // the resumed run's create goes through
+	svc.mu.Unlock()
+	runs, err := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "issue"})
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v, %v", runs, err)
+	}
+	if !waitUntil(20*time.Second, func() bool { return runStatus(t, store, runs[0].ID) == engine.RunSucceeded }) {
+		t.Fatalf("the run is %s after the network came back", runStatus(t, store, runs[0].ID))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertExactlyOnce(t, svc)
+}
