@@ -152,6 +152,11 @@ type Engine struct {
 	// their lease is lost.
 	inflightMu sync.Mutex
 	inflight   map[int64]inflightRun
+	// giveBacks are the runs abandoned while their lease may still be
+	// this runner's (the store failed, or the leases could not be
+	// renewed), by run ID: given back to the queue as soon as the store
+	// answers again (giveBack). Under inflightMu.
+	giveBacks map[int64]Lease
 
 	// batchers gather the calls of steps whose action has a batch form,
 	// by batchKey.
@@ -254,7 +259,7 @@ func New(opts Options) (*Engine, error) {
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
-		inflight: map[int64]inflightRun{},
+		inflight: map[int64]inflightRun{}, giveBacks: map[int64]Lease{},
 	}
 	e.observed = observed
 	e.watch = newWatch(e)

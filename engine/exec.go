@@ -55,7 +55,13 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			// Runs claimed from now on are not in the answer: only those
 			// claimed before are judged by it.
 			asked := time.Now()
-			held, err := e.store.RenewLeases(runCtx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			// Bounded: a store that stops answering (a partition: the
+			// socket stays open, nothing comes back) must not hold the
+			// renewals, which are what stops this runner acting on runs
+			// another runner may take once their lease ends.
+			rctx, cancel := context.WithTimeout(runCtx, e.opts.Lease/3)
+			held, err := e.store.RenewLeases(rctx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			cancel()
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
 				// Unrenewed for most of a lease: another runner may take
@@ -67,6 +73,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			}
 			lastOK = e.now()
 			e.dropRuns(held, asked, ErrLeaseLost)
+			e.giveBack(runCtx)
 		}
 	}()
 	defer func() { close(renewStop); <-renewDone }()
@@ -248,15 +255,61 @@ func (e *Engine) dropRuns(held []int64, asked time.Time, cause error) {
 	}
 }
 
+// giveBack puts back in the queue the runs abandoned while the store
+// failed (giveBacks); one the store still cannot take is tried again
+// after the next renewal.
+func (e *Engine) giveBack(ctx context.Context) {
+	e.inflightMu.Lock()
+	leases := make([]Lease, 0, len(e.giveBacks))
+	for _, l := range e.giveBacks {
+		leases = append(leases, l)
+	}
+	e.inflightMu.Unlock()
+	for _, l := range leases {
+		if ctx.Err() != nil {
+			return
+		}
+		if e.giveBackOne(ctx, l) {
+			e.inflightMu.Lock()
+			delete(e.giveBacks, l.RunID)
+			e.inflightMu.Unlock()
+		}
+	}
+}
+
+// giveBackOne puts one run back in the queue under its lease, and
+// reports whether that is settled: given back, or refused because the
+// lease is no longer held (another runner took the run, or it ended).
+// The try is bounded, so that a store that hangs does not hold the
+// caller.
+func (e *Engine) giveBackOne(ctx context.Context, l Lease) bool {
+	tctx, cancel := context.WithTimeout(ctx, e.opts.Lease/3)
+	defer cancel()
+	err := e.store.Record(tctx, l, nil, &Completion{RunID: l.RunID, Status: RunQueued})
+	switch {
+	case err == nil:
+		e.log.Info("gave a run abandoned while the store failed back to the queue", "run", l.RunID)
+		return true
+	case errors.Is(err, ErrLeaseLost):
+		return true
+	}
+	return false
+}
+
 // forget ends the tracking of a run this runner no longer works on.
 func (e *Engine) forget(cr *ClaimedRun) {
 	e.inflightMu.Lock()
 	delete(e.inflight, cr.ID)
 	e.inflightMu.Unlock()
 	if cr.cancel != nil {
-		cr.cancel(nil)
+		cr.cancel(errRunEnded)
 	}
 }
+
+// errRunEnded ends the context of a run this runner no longer works on
+// (forget): its outcome is written, or being written, or it was
+// abandoned.
+var errRunEnded = errors.New("the run ended here")
 
 // lost reports whether the run's lease was taken from this runner.
 func lost(ctx context.Context, err error) bool {
@@ -297,19 +350,34 @@ func (e *Engine) concluded(ctx context.Context, cr *ClaimedRun, status string, e
 	st := e.stats[cr.Recipe]
 	if errors.Is(err, errAbandoned) {
 		st.abandoned.Add(1)
+		// Judged before forget, which ends the run's context.
+		cause := context.Cause(ctx)
+		stopping := ctx.Err() != nil && !errors.Is(cause, errLeaseExpired) && !errors.Is(cause, errRunEnded)
 		// No longer worked on here: no renewal judges it.
 		e.forget(cr)
-		if lost(ctx, err) {
-			// Another runner has it (or will): nothing more to write.
+		switch {
+		case errors.Is(err, ErrLeaseLost) || errors.Is(cause, ErrLeaseLost):
+			// Another runner has it: nothing more to write.
 			e.log.Warn("run taken over by another runner; stopped", "run", cr.ID, "recipe", cr.Recipe)
-			return
-		}
-		e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
-		if ctx.Err() != nil {
+		case stopping:
 			// Stopping: give the run back now rather than at the end of its
 			// lease, so that another runner can take it. If the store is
 			// gone too, the lease does it.
+			e.log.Debug("run abandoned; it resumes from its journal", "run", cr.ID, "recipe", cr.Recipe, "error", err)
 			e.store.Record(context.WithoutCancel(ctx), cr.Lease(), nil, &Completion{RunID: cr.ID, Status: RunQueued})
+		default:
+			// The store failed (a journal write, or the renewals for most
+			// of a lease), so the run may still be leased to this runner,
+			// whose renewals would keep it so while it lives: nobody would
+			// ever resume it. It goes back to the queue as soon as the
+			// store answers (unless another runner took it meanwhile).
+			e.log.Warn("run abandoned because the store failed; it goes back to the queue once the store answers, and resumes from its journal",
+				"run", cr.ID, "recipe", cr.Recipe, "error", e.redact.String(err.Error()))
+			if !e.giveBackOne(context.WithoutCancel(ctx), cr.Lease()) {
+				e.inflightMu.Lock()
+				e.giveBacks[cr.ID] = cr.Lease()
+				e.inflightMu.Unlock()
+			}
 		}
 		return
 	}

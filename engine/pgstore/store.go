@@ -150,6 +150,10 @@ type Options struct {
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
 	ApplicationName string
+	// Now is the runner's clock (the one its engine reads); default
+	// time.Now. Leases are kept on the database's clock (clock.go); tests
+	// set Now to play a runner whose clock is off.
+	Now func() time.Time
 }
 
 // Store is the PostgreSQL engine.Store.
@@ -167,6 +171,11 @@ type Store struct {
 	lastExpiry time.Time
 	live       map[string]*pgxpool.Conn // proof of life, by owner
 	closeOnce  sync.Once
+
+	now     func() time.Time // the runner's clock
+	clockMu sync.Mutex
+	skew    int64     // the database's clock minus the runner's, ns
+	skewAt  time.Time // when skew was measured; zero: never
 }
 
 var (
@@ -203,7 +212,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %s", redactDSNError(err))
 	}
-	s := &Store{pool: pool, schema: opts.Schema, channel: fmt.Sprintf("memberflow_%x", uint64(lockKey("channel", opts.Schema))), log: opts.Logger.Named("store"),
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{pool: pool, schema: opts.Schema, now: opts.Now, channel: fmt.Sprintf("memberflow_%x", uint64(lockKey("channel", opts.Schema))), log: opts.Logger.Named("store"),
 		wake: make(chan struct{}, 1), live: map[string]*pgxpool.Conn{}, waitDone: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
@@ -508,6 +520,15 @@ SELECT f.n, r.id, r.status FROM r JOIN f ON f.id = r.event`
 // notifies after.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
+	// A claim's lease is on the database's clock (clock.go), read before
+	// the transaction takes a connection.
+	var claimAt []int64
+	if c := adv.Claim; c != nil {
+		var err error
+		if claimAt, err = s.dbTimes(ctx, c.Now.Add(c.Lease), c.Now); err != nil {
+			return nil, fmt.Errorf("advancing the trigger of recipe %q: %w", recipe, err)
+		}
+	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		now := time.Now().UnixNano()
 		skipped, sample := 0, []engine.SkippedEvent(nil)
@@ -608,7 +629,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				}
 				queue(fmt.Sprintf("planning the claim of %d events", len(stored)), claimPlanSQL)
 				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
-				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, c.Owner, c.Now.Add(c.Lease).UnixNano(), c.Now.UnixNano(), intentAt}, intents.args()...)
+				args := append([]any{recipe, ids, subjects, fps, conns, times, datas, keys, now, c.Owner, claimAt[0], claimAt[1], intentAt}, intents.args()...)
 				queue(fmt.Sprintf("enqueueing and claiming %d events", len(stored)), enqueueClaimSQL, args...)
 			} else {
 				queue(fmt.Sprintf("locking the ordering keys of %d events", len(stored)), lockKeysSQL, locks)
@@ -774,9 +795,15 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		return nil, nil
 	}
 	var out []*engine.ClaimedRun
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	// On the database's clock (clock.go), read before the transaction
+	// takes a connection.
+	at, err := s.dbTimes(ctx, req.Now, req.Now.Add(req.Lease))
+	if err != nil {
+		return nil, fmt.Errorf("claiming runs: %w", err)
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		out = out[:0]
-		now := req.Now.UnixNano()
+		now := at[0]
 		s.mu.Lock()
 		expire := req.Now.Sub(s.lastExpiry) >= time.Second || req.Now.Before(s.lastExpiry)
 		if expire {
@@ -795,7 +822,7 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 		if expire {
 			b.Queue(expireSQL, now)
 		}
-		b.Queue(claimSQL, req.Owner, req.Now.Add(req.Lease).UnixNano(), now, req.Recipes, req.Limit)
+		b.Queue(claimSQL, req.Owner, at[1], now, req.Recipes, req.Limit)
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
@@ -827,8 +854,12 @@ const renewSQL = `UPDATE runs SET lease_until = $1 WHERE owner = $2 AND status =
 // RenewLeases implements engine.RunQueue.
 func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
 	var held []int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, renewSQL, until.UnixNano(), owner)
+	at, err := s.dbTimes(ctx, until)
+	if err != nil {
+		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, renewSQL, at[0], owner)
 		if err != nil {
 			return err
 		}
@@ -1096,9 +1127,13 @@ func (s *Store) Backlog(ctx context.Context, recipes []string) (int, error) {
 
 // LeadPoll implements engine.TriggerStore.
 func (s *Store) LeadPoll(ctx context.Context, recipe, owner string, until time.Time) (bool, error) {
+	at, err := s.dbTimes(ctx, until, s.now())
+	if err != nil {
+		return false, fmt.Errorf("leading the poller of recipe %q: %w", recipe, err)
+	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO poll_leases (recipe, owner, lease_until) VALUES ($1, $2, $3)
 		ON CONFLICT (recipe) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
-		WHERE poll_leases.owner = excluded.owner OR poll_leases.lease_until < $4`, recipe, owner, until.UnixNano(), time.Now().UnixNano())
+		WHERE poll_leases.owner = excluded.owner OR poll_leases.lease_until < $4`, recipe, owner, at[0], at[1])
 	if err != nil {
 		return false, fmt.Errorf("leading the poller of recipe %q: %w", recipe, err)
 	}
@@ -1229,10 +1264,14 @@ func (s *Store) Leave(ctx context.Context, owner string) error {
 
 // Runners implements engine.RunnerLister.
 func (s *Store) Runners(ctx context.Context) ([]engine.RunnerInfo, error) {
+	at, err := s.dbTimes(ctx, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("listing runners: %w", err)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT w.owner, w.host, w.pid, w.started, w.seen,
 			(SELECT count(*) FROM runs r WHERE r.owner = w.owner AND r.status = 'running'),
 			coalesce((SELECT string_agg(recipe, ',' ORDER BY recipe) FROM poll_leases p WHERE p.owner = w.owner AND p.lease_until >= $1), '')
-		FROM runners w ORDER BY w.started, w.owner`, time.Now().UnixNano())
+		FROM runners w ORDER BY w.started, w.owner`, at[0])
 	if err != nil {
 		return nil, fmt.Errorf("listing runners: %w", err)
 	}
