@@ -44,6 +44,30 @@ func RetryFrom(ctx context.Context) RetryFunc {
 	return f
 }
 
+// SendCheck says whether a write may still be sent for the caller: the
+// engine's answers nil while this runner's leases are known to be held,
+// and an error once they may have ended (the process was frozen, or its
+// store unreachable, for most of a lease), when another runner may have
+// taken the run over and be sending the same write. The services take no
+// fencing token, so the check is made as late as can be: the HTTP runtime
+// makes it before each attempt of a write.
+type SendCheck func() error
+
+type sendCheckKey struct{}
+
+// WithSendCheck returns a context carrying a send check.
+func WithSendCheck(ctx context.Context, f SendCheck) context.Context {
+	return context.WithValue(ctx, sendCheckKey{}, f)
+}
+
+// CheckSend runs the context's send check; nil when it has none.
+func CheckSend(ctx context.Context) error {
+	if f, _ := ctx.Value(sendCheckKey{}).(SendCheck); f != nil {
+		return f()
+	}
+	return nil
+}
+
 // RetriesSpentError wraps a transient failure that was retried as often as
 // the policy allows.
 type RetriesSpentError struct {

@@ -67,9 +67,25 @@ const (
 // when the action has a batch form, else by Run.
 func (e *Engine) call(ctx context.Context, rt *recipeRT, st *stepRT, input map[string]any) (*connectors.Result, error) {
 	if st.action.Batch == nil {
+		if err := e.sendCheck(ctx, st); err != nil {
+			return nil, err
+		}
 		return st.action.Run(ctx, st.conn.conn, input)
 	}
 	return e.batcherOf(rt, st).submit(ctx, input)
+}
+
+// sendCheck checks, before a write's action is called, that it may still
+// be sent (connectors.SendCheck): actions that do not go through the HTTP
+// runtime (a file, an email) are held to it too.
+func (e *Engine) sendCheck(ctx context.Context, st *stepRT) error {
+	if st.action.ReadOnly {
+		return nil
+	}
+	if err := connectors.CheckSend(ctx); err != nil {
+		return fmt.Errorf("%s: %w", st.name, err)
+	}
+	return nil
 }
 
 func (e *Engine) batcherOf(rt *recipeRT, st *stepRT) *batcher {
@@ -169,13 +185,15 @@ func (b *batcher) send(items []*batchItem) {
 	}
 	t0 := time.Now()
 	var results []connectors.ItemResult
-	var err error
-	if len(items) == 1 {
+	err := e.sendCheck(ctx, st)
+	switch {
+	case err != nil:
+	case len(items) == 1:
 		// A lone call is the action's single form: the service's plain
 		// request, as a run without batching sends it.
 		res, rerr := st.action.Run(ctx, st.conn.conn, inputs[0])
 		results = []connectors.ItemResult{{Result: res, Err: rerr}}
-	} else {
+	default:
 		results, err = st.action.Batch.Run(ctx, st.conn.conn, inputs)
 	}
 	took := time.Since(t0)

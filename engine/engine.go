@@ -157,6 +157,12 @@ type Engine struct {
 	// renewed), by run ID: given back to the queue as soon as the store
 	// answers again (giveBack). Under inflightMu.
 	giveBacks map[int64]Lease
+	// leaseOK is when this runner's leases were last known held (its
+	// dispatch began, or a renewal answered), in e.now() Unix
+	// nanoseconds; 0 while no dispatch runs (leasesHeld).
+	leaseOK atomic.Int64
+	// renewNow asks the renewals for one at once (leasesHeld).
+	renewNow chan struct{}
 
 	// batchers gather the calls of steps whose action has a batch form,
 	// by batchKey.
@@ -259,7 +265,7 @@ func New(opts Options) (*Engine, error) {
 		room:     make(chan struct{}, 1),
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
-		inflight: map[int64]inflightRun{}, giveBacks: map[int64]Lease{},
+		inflight: map[int64]inflightRun{}, giveBacks: map[int64]Lease{}, renewNow: make(chan struct{}, 1),
 	}
 	e.observed = observed
 	e.watch = newWatch(e)

@@ -41,16 +41,18 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 
 	renewStop := make(chan struct{})
 	renewDone := make(chan struct{})
+	lastOK := e.now()
+	e.leaseOK.Store(lastOK.UnixNano())
 	go func() {
 		defer close(renewDone)
 		t := time.NewTicker(e.opts.Lease / 3)
 		defer t.Stop()
-		lastOK := e.now()
 		for {
 			select {
 			case <-renewStop:
 				return
 			case <-t.C:
+			case <-e.renewNow:
 			}
 			// Runs claimed from now on are not in the answer: only those
 			// claimed before are judged by it.
@@ -72,6 +74,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 				continue
 			}
 			lastOK = e.now()
+			e.leaseOK.Store(lastOK.UnixNano())
 			e.dropRuns(held, asked, ErrLeaseLost)
 			e.giveBack(runCtx)
 		}
@@ -253,6 +256,30 @@ func (e *Engine) dropRuns(held []int64, asked time.Time, cause error) {
 			delete(e.inflight, id)
 		}
 	}
+}
+
+// leasesHeld is the send check (connectors.SendCheck) of this runner's
+// writes. The renewals drop runs whose lease was lost, but only when they
+// run: a process frozen (SIGSTOP, a paused VM) past its leases wakes with
+// every goroutine at once, and a call about to go out would be sent before
+// the renewal learns that another runner took the run over. So a write is
+// not sent once the leases have not been renewed for most of a lease:
+// every run in flight is dropped, as the renewal would drop it, and
+// resumes from its journal wherever it is claimed next.
+func (e *Engine) leasesHeld() error {
+	at := e.leaseOK.Load()
+	if at == 0 {
+		return nil // no dispatch: nothing is leased by renewals
+	}
+	if age := e.now().Sub(time.Unix(0, at)); age >= e.opts.Lease-e.opts.Lease/3 {
+		e.dropRuns(nil, time.Now(), errLeaseExpired)
+		select {
+		case e.renewNow <- struct{}{}: // learn at once which runs are still held
+		default:
+		}
+		return fmt.Errorf("not sent: this runner's leases were last renewed %s ago: %w", age.Round(time.Millisecond), errLeaseExpired)
+	}
+	return nil
 }
 
 // giveBack puts back in the queue the runs abandoned while the store
@@ -701,7 +728,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 // policy's attempts); retries feed the step_retrying alert.
 func (e *Engine) stepCallContext(ctx context.Context, rs *runState, st *stepRT) context.Context {
 	rt, cr := rs.rt, rs.cr
-	callCtx := e.callContext(ctx, rt.r.Name, st.conn.connector)
+	callCtx := connectors.WithSendCheck(e.callContext(ctx, rt.r.Name, st.conn.connector), e.leasesHeld)
 	return connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
 		if failed >= st.retry.Attempts {
 			return false

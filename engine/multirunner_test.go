@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,5 +98,68 @@ func TestARunnerThatLostItsLeaseStopsActing(t *testing.T) {
 	stale := engine.Lease{RunID: taken[0].ID, Token: taken[0].Token - 1}
 	if err := store.Record(context.Background(), stale, nil, &engine.Completion{RunID: taken[0].ID, Status: engine.RunDead}); !errors.Is(err, engine.ErrLeaseLost) {
 		t.Errorf("the old lease: %v, want ErrLeaseLost", err)
+	}
+}
+
+// freezeStore calls freeze once, right after the first write that
+// journals a step's intent: the moment a runner is about to send that
+// write.
+type freezeStore struct {
+	engine.Store
+	once   sync.Once
+	freeze func()
+}
+
+func (f *freezeStore) Record(ctx context.Context, l engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	err := f.Store.Record(ctx, l, steps, fin)
+	for _, s := range steps {
+		if err == nil && s.Status == engine.StepStarted {
+			f.once.Do(f.freeze)
+		}
+	}
+	return err
+}
+
+// A runner frozen past its leases (SIGSTOP, a paused VM) between a write's
+// intent and the write wakes with every goroutine at once: the call about
+// to go out must not be sent before the renewal learns that another runner
+// took the run over, which would send the same write (the services take
+// no fencing token).
+func TestARunnerFrozenPastItsLeasesDoesNotSendTheWrite(t *testing.T) {
+	path := tempDB(t)
+	store := openStore(t, path)
+	defer store.Close()
+	thief := openStore(t, path)
+	defer thief.Close()
+	var frozen atomic.Int64 // how long the runner's process was frozen
+	clock := func() time.Time { return time.Now().Add(time.Duration(frozen.Load())) }
+	taken := make(chan []*engine.ClaimedRun, 1)
+	fs := &freezeStore{Store: queueStore{store}, freeze: func() {
+		frozen.Store(int64(50 * time.Minute)) // of a lease of an hour
+		runs, err := thief.Claim(context.Background(), engine.ClaimRequest{Owner: "thief", Recipes: []string{"issue"}, Limit: 1,
+			Now: clock().Add(time.Hour), Lease: time.Hour})
+		if err != nil {
+			t.Errorf("take-over: %v", err)
+		}
+		taken <- runs
+	}}
+	svc := newFakeService(1, oneActive)
+	e := newEngine(t, fs, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease = time.Hour; o.Now = clock })
+	stop := running(t, e)
+	if runs := <-taken; len(runs) != 1 {
+		t.Fatalf("the thief took %d runs, want the frozen runner's one", len(runs))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Summary().Recipes[0].Abandoned == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the frozen runner did not drop the run another runner took")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := svc.count("create_cert"); n != 0 {
+		t.Errorf("the frozen runner sent %d create(s) for a run another runner holds", n)
 	}
 }

@@ -521,7 +521,12 @@ func (e *Engine) callPage(ps *pageSet, st *stepRT, callers []*pageRun) []pageCal
 				ctx, cancel := timeout(pr)
 				defer cancel()
 				t0 := time.Now()
-				res, err := st.action.Run(e.stepCallContext(ctx, pr.rs, st), st.conn.conn, pr.input)
+				callCtx := e.stepCallContext(ctx, pr.rs, st)
+				if err := e.sendCheck(callCtx, st); err != nil {
+					out[i] = pageCall{err: err}
+					return
+				}
+				res, err := st.action.Run(callCtx, st.conn.conn, pr.input)
 				out[i] = pageCall{res: res, err: err, took: time.Since(t0)}
 			})
 		}

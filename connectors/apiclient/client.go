@@ -285,6 +285,13 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		if err := c.limiter.wait(ctx, &req); err != nil {
 			return nil, c.wrap(req, err)
 		}
+		if !req.safe() {
+			// As late as can be: the run may have been taken over while
+			// this process waited, or was frozen (connectors.SendCheck).
+			if err := connectors.CheckSend(ctx); err != nil {
+				return nil, c.wrap(req, err)
+			}
+		}
 		resp, err, sent := c.once(ctx, req, body, contentType)
 		if err == nil {
 			return resp, nil

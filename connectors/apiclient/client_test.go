@@ -428,3 +428,44 @@ func TestErrorsKeepTheirCause(t *testing.T) {
 		t.Fatalf("err = %v, want it to match context.Canceled", err)
 	}
 }
+
+// A write is not sent once the caller's send check refuses it (the
+// engine's leases may have ended): nothing reaches the service, the error
+// is the check's and not in doubt. Reads are not held to it, and a retry
+// is checked again before it goes out.
+func TestSendCheckHoldsWrites(t *testing.T) {
+	errExpired := errors.New("leases not renewed")
+	var refuse atomic.Bool
+	check := connectors.WithSendCheck(context.Background(), func() error {
+		if refuse.Load() {
+			return errExpired
+		}
+		return nil
+	})
+	srv := newScript(t)
+	c, _ := testClient(t, Config{BaseURL: srv.URL})
+
+	refuse.Store(true)
+	_, err := c.Do(check, Request{Method: "POST", Path: "/v1/credentials", Body: map[string]any{"x": 1}})
+	if !errors.Is(err, errExpired) || errors.Is(err, connectors.ErrInDoubt) || srv.hits.Load() != 0 {
+		t.Fatalf("refused write: err %v, %d request(s) sent; want the check's error, none sent", err, srv.hits.Load())
+	}
+	if _, err := c.Do(check, Request{Method: "GET", Path: "/v1/credentials/1"}); err != nil || srv.hits.Load() != 1 {
+		t.Fatalf("a read under a refusing check: %v, %d request(s); want it sent", err, srv.hits.Load())
+	}
+
+	// The first attempt goes out and is answered 503; the check refuses
+	// the retry.
+	refuse.Store(false)
+	retried := connectors.WithRetry(check, func(ctx context.Context, failed int, err error) bool {
+		refuse.Store(true)
+		return true
+	})
+	srv.mu.Lock()
+	srv.steps = []step{{status: 503, body: `{"message":"busy"}`}, {status: 200, body: `{"ok":true}`}}
+	srv.mu.Unlock()
+	_, err = c.Do(retried, Request{Method: "PUT", Path: "/v1/credentials/1", Body: map[string]any{"x": 2}})
+	if !errors.Is(err, errExpired) || srv.hits.Load() != 2 {
+		t.Fatalf("retry under a refusing check: err %v, %d request(s) in all; want the check's error and no resend", err, srv.hits.Load())
+	}
+}
