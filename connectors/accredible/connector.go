@@ -202,24 +202,23 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 // ParseError reads Accredible's error bodies: the shared shapes (plain
 // text 401, {"errors":...}, {"error":...}, {"success":false,"data":...},
 // the v2 search's {"code","message","status"}) and the bulk answers'
-// {"results":[{"error":{"code","message","details"}}]}.
+// {"results":[{"errors":{"code","message","details"}}]} (the bulk create's
+// own schema and examples; the document's overview writes "error": both
+// are read).
 func ParseError(status int, header http.Header, body []byte) *connectors.APIError {
 	e := apiclient.ParseError("accredible", status, header, body)
-	var bulk struct {
-		Results []struct {
-			Error *bulkError `json:"error"`
-		} `json:"results"`
-	}
+	var bulk bulkAnswer
 	if json.Unmarshal(body, &bulk) == nil && len(bulk.Results) > 0 {
 		var msgs []string
 		for i, r := range bulk.Results {
-			if r.Error == nil {
+			be := r.err()
+			if be == nil {
 				continue
 			}
 			if e.Code == "" {
-				e.Code = r.Error.Code
+				e.Code = be.Code
 			}
-			msgs = append(msgs, fmt.Sprintf("item %d: %s", i, r.Error.String()))
+			msgs = append(msgs, fmt.Sprintf("item %d: %s", i, be.String()))
 		}
 		if len(msgs) > 0 {
 			e.Message = strings.Join(msgs, "; ")

@@ -141,7 +141,7 @@ func TestUpsertBatchHasRunsEffectInTwoRequests(t *testing.T) {
 			t.Errorf("item %d: %v %v, want %s", i, got[i].Result, got[i].Err, wantAction)
 		}
 	}
-	if got[6].Err == nil || !strings.Contains(got[6].Err.Error(), "group_id invalid") {
+	if got[6].Err == nil || !strings.Contains(got[6].Err.Error(), "group_id is invalid") {
 		t.Errorf("item 6 (unknown group): %v", got[6].Err)
 	}
 	// Each credential exists once: the repeated reference found the first.

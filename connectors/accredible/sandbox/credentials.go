@@ -69,29 +69,29 @@ type invalidCredential struct {
 func (s *Server) applyCredential(in map[string]any, c *credential, create bool) *invalidCredential {
 	fieldErrs := map[string][]string{}
 	var details []map[string]any
-	blank := func(field, property string) {
+	blank := func(field string) {
 		fieldErrs[field] = append(fieldErrs[field], "can't be blank")
-		details = append(details, map[string]any{"property": property, "reason": "blank"})
+		details = append(details, map[string]any{"property": field, "message": "can't be blank"})
 	}
 	rec, hasRec := in["recipient"].(map[string]any)
 	if create && !hasRec {
 		return &invalidCredential{v1: "Can not create credential without recipient data",
-			details: []map[string]any{{"property": "recipient", "reason": "blank"}}}
+			details: []map[string]any{{"property": "recipient", "message": "can't be blank"}}}
 	}
 	if hasRec {
 		if v, ok := rec["name"]; ok || create {
 			c.recipientName = str(v)
 			if strings.TrimSpace(c.recipientName) == "" {
-				blank("recipient.name", "recipient_name")
+				blank("recipient.name")
 			}
 		}
 		if v, ok := rec["email"]; ok || create {
 			c.recipientEmail = strings.TrimSpace(str(v))
 			if c.recipientEmail == "" {
-				blank("recipient.email", "recipient_email")
+				blank("recipient.email")
 			} else if !strings.Contains(c.recipientEmail, "@") {
 				fieldErrs["recipient.email"] = append(fieldErrs["recipient.email"], "is invalid")
-				details = append(details, map[string]any{"property": "recipient_email", "reason": "invalid"})
+				details = append(details, map[string]any{"property": "recipient.email", "message": "is invalid"})
 			}
 		}
 		if v, ok := rec["phone_number"]; ok {
@@ -111,18 +111,18 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		if g := s.groups[id]; err == nil && g != nil {
 			c.groupID = id
 		} else {
-			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_id", "reason": "invalid"}}}
+			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_id", "message": "is invalid"}}}
 		}
 	} else if name, ok := in["group_name"].(string); ok && name != "" {
 		groupGiven = true
 		g := s.groupByName(name)
 		if g == nil {
-			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_name", "reason": "invalid"}}}
+			return &invalidCredential{v1: "Invalid Group", details: []map[string]any{{"property": "group_name", "message": "is invalid"}}}
 		}
 		c.groupID = g.id
 	}
 	if create && !groupGiven {
-		blank("group_id", "group_id")
+		blank("group_id")
 	}
 	g := s.groups[c.groupID]
 	if v, ok := in["name"]; ok {
@@ -151,7 +151,7 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		sv := str(v)
 		if _, err := time.Parse("2006-01-02", sv); err != nil {
 			fieldErrs[d.key] = append(fieldErrs[d.key], "is not a valid date")
-			details = append(details, map[string]any{"property": d.key, "reason": "invalid"})
+			details = append(details, map[string]any{"property": d.key, "message": "is not a valid date"})
 			continue
 		}
 		*d.dst = sv
@@ -379,7 +379,9 @@ func (s *Server) bulkItems(w http.ResponseWriter, r *http.Request, max int) ([]m
 
 // bulkCreateV2 creates up to 30 credentials with per-item results: 200
 // when all were created and published, 207 when mixed, 422 when none was
-// created.
+// created. An item's error is under "errors" with details
+// {property, message}, as the endpoint's 207 and 422 schemas and examples
+// show (the document's overview writes "error" and {property, reason}).
 func (s *Server) bulkCreateV2(w http.ResponseWriter, r *http.Request) {
 	items, ok := s.bulkItems(w, r, 30)
 	if !ok {
@@ -397,14 +399,14 @@ func (s *Server) bulkCreateV2(w http.ResponseWriter, r *http.Request) {
 		}
 		c, bad := s.newCredential(it, now)
 		if bad != nil {
-			results = append(results, map[string]any{"error": map[string]any{
+			results = append(results, map[string]any{"errors": map[string]any{
 				"code": "credential_invalid", "message": "The credential is not valid", "details": bad.details}})
 			continue
 		}
 		created++
 		res := map[string]any{"credential": s.render(c, true)}
 		if wantPublished && !c.approve {
-			res["error"] = map[string]any{"code": "insufficient_credits", "message": "The credential was created but not published"}
+			res["errors"] = map[string]any{"code": "insufficient_credits", "message": "The credential was created but not published."}
 		} else {
 			clean++
 		}
