@@ -108,3 +108,52 @@ func TestUpsertSendsOnlyDocumentedUpdateFields(t *testing.T) {
 		t.Errorf("%d PUTs, want 1 (the expiry)", len(puts.sent))
 	}
 }
+
+// TestSearchV2InputAsDocumented: the generated search_credentials input
+// takes the query's field names as the document writes them ("group.id",
+// with a number as in its examples), and a sort keyed by a documented
+// field with asc or desc; and run against the sandbox, it finds by them.
+func TestSearchV2InputAsDocumented(t *testing.T) {
+	a := testSpec.Action("search_credentials")
+	s, err := connectors.CompileSchema(a.Name, a.Input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	_ = json.Unmarshal(a.Input, &schema)
+	query := schema["properties"].(map[string]any)["query"].(map[string]any)["properties"].(map[string]any)
+	if query["group.id"] == nil || query["group"] != nil {
+		t.Errorf("query properties: want the literal group.id, not group{id}: %v", query)
+	}
+	cases := []struct {
+		name  string
+		in    string
+		valid bool
+	}{
+		{"group.id as a string", `{"query":{"group.id":"100001"}}`, true},
+		{"group.id as a number", `{"query":{"group.id":100001}}`, true},
+		{"sort by issued_on desc", `{"query":{},"sort":{"issued_on":"desc"}}`, true},
+		{"sort by group.name", `{"query":{},"sort":{"group.name":"asc"}}`, true},
+		{"sort order increasing", `{"query":{},"sort":{"issued_on":"increasing"}}`, false},
+		{"sort by updated_at", `{"query":{},"sort":{"updated_at":"desc"}}`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var v any
+			_ = json.Unmarshal([]byte(tc.in), &v)
+			if err := s.Validate(v); (err == nil) != tc.valid {
+				t.Errorf("valid = %v, want %v (%v)", err == nil, tc.valid, err)
+			}
+		})
+	}
+
+	e := setup(t)
+	e.run(t, "create_credential", map[string]any{"recipient": member(1), "group_id": 100001})
+	e.run(t, "create_credential", map[string]any{"recipient": member(2), "group_id": 100002})
+	e.run(t, "create_credential", map[string]any{"recipient": member(3), "group_id": 100002})
+	res := e.run(t, "search_credentials", map[string]any{"query": map[string]any{"group.id": 100002}, "sort": map[string]any{"recipient_name": "desc"}})
+	creds := out(res)["credentials"].([]any)
+	if len(creds) != 2 || creds[0].(map[string]any)["recipient_name"] != "Member 3" {
+		t.Errorf("search by group.id 100002, recipient_name desc: %v", creds)
+	}
+}
