@@ -148,8 +148,8 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 			*d.dst = ""
 			continue
 		}
-		sv := str(v)
-		if _, err := time.Parse("2006-01-02", sv); err != nil {
+		sv, ok := documentedDate(str(v))
+		if !ok {
 			fieldErrs[d.key] = append(fieldErrs[d.key], "is not a valid date")
 			details = append(details, map[string]any{"property": d.key, "message": "is not a valid date"})
 			continue
@@ -205,6 +205,19 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		return &invalidCredential{v1: fieldErrs, details: details}
 	}
 	return nil
+}
+
+// documentedDate reads a date of the v1 bodies and filters: "Format:
+// YYYY-MM-DD (DD/MM/YYYY also works but is deprecated)". It returns it as
+// YYYY-MM-DD, the form the answers show.
+func documentedDate(s string) (string, bool) {
+	if _, err := time.Parse("2006-01-02", s); err == nil {
+		return s, true
+	}
+	if t, err := time.Parse("02/01/2006", s); err == nil {
+		return t.Format("2006-01-02"), true
+	}
+	return "", false
 }
 
 func str(v any) string {
@@ -531,6 +544,15 @@ func v1Filters(get func(string) (any, bool)) ([]predicate, error) {
 	}
 	for _, p := range pairs {
 		if v, ok := get(p.v1); ok && v != nil && v != "" {
+			if strings.Contains(p.v2, "[") {
+				// The v1 date filters take YYYY-MM-DD or the deprecated
+				// DD/MM/YYYY.
+				d, ok := documentedDate(scalarString(v))
+				if !ok {
+					return nil, badQuery("%s must be a date, YYYY-MM-DD or DD/MM/YYYY", p.v1)
+				}
+				v = d
+			}
 			q[p.v2] = v
 		}
 	}
