@@ -276,6 +276,7 @@ func TestParseError(t *testing.T) {
 		{"field errors", 422, `{"errors":{"course_name":["can't be blank"],"course_description":["can't be blank"]}}`, "", "course_description can't be blank; course_name can't be blank", false},
 		{"search query", 400, `{"code":400,"message":"Sort order increasing is not supported","status":"invalid_search_query","errors":{}}`, "invalid_search_query", "Sort order increasing is not supported", false},
 		{"bulk all failed", 422, `{"results":[{"error":{"code":"credential_invalid","message":"The credential is not valid","details":[{"property":"recipient_name","reason":"blank"}]}}]}`, "credential_invalid", "item 0: credential_invalid: The credential is not valid (recipient_name blank)", false},
+		{"bulk all failed, as the endpoint documents", 422, `{"results":[{"errors":{"code":"credential_invalid","message":"The credential is not valid","details":[{"property":"recipient.email","message":"has already been taken."}]}}]}`, "credential_invalid", "item 0: credential_invalid: The credential is not valid (recipient.email has already been taken.)", false},
 		{"bare 429", 429, "", "", "too many requests", true},
 		{"server error", 500, `{"errors":"Internal server error"}`, "", "Internal server error", true},
 	}

@@ -178,18 +178,19 @@ func (c *Client) bulkCreate(ctx context.Context, items []map[string]any, chunk [
 	var wrote []connectors.Record
 	for j, i := range chunk {
 		r := out.Results[j]
+		itemErr := r.err()
 		switch {
 		case r.Credential != nil:
 			cred := fromV1(r.Credential)
 			results[i].Credential = cred.Output()
 			results[i].Status = itemCreated
-			if r.Error != nil {
+			if itemErr != nil {
 				results[i].Status = itemUnpublished
-				results[i].Error = &itemError{Code: r.Error.Code, Message: r.Error.Message}
+				results[i].Error = &itemError{Code: itemErr.Code, Message: itemErr.Message}
 			}
 			wrote = append(wrote, cred.record())
-		case r.Error != nil:
-			results[i].Status, results[i].Error = itemFailed, &itemError{Code: r.Error.Code, Message: r.Error.String()}
+		case itemErr != nil:
+			results[i].Status, results[i].Error = itemFailed, &itemError{Code: itemErr.Code, Message: itemErr.String()}
 		default:
 			results[i].Status, results[i].Error = itemFailed, &itemError{Code: "unknown", Message: "the answer has neither a credential nor an error"}
 		}
@@ -203,9 +204,22 @@ type bulkAnswer struct {
 	Results []bulkItem `json:"results"`
 }
 
+// bulkItem is one result. The document names its error two ways: the
+// bulk create's own 207 and 422 schemas and examples say "errors" (with
+// details {property, message}), the overview's "Bulk Operations Error
+// Handling" says "error" (with details {property, reason}). Both are read.
 type bulkItem struct {
 	Credential map[string]any `json:"credential"`
 	Error      *bulkError     `json:"error"`
+	Errors     *bulkError     `json:"errors"`
+}
+
+// err is the item's error, under either documented key.
+func (b bulkItem) err() *bulkError {
+	if b.Error != nil {
+		return b.Error
+	}
+	return b.Errors
 }
 
 // postBulk sends the inputs idx (30 at most) as one bulk create.
@@ -263,7 +277,7 @@ func (a *bulkAnswer) read(v any) bool {
 			continue
 		}
 		m, ok := item.(map[string]any)
-		if !ok || !exactKeys(m, "credential", "error") {
+		if !ok || !exactKeys(m, "credential", "error", "errors") {
 			return false
 		}
 		switch c := m["credential"].(type) {
@@ -275,6 +289,11 @@ func (a *bulkAnswer) read(v any) bool {
 		}
 		if e := m["error"]; e != nil {
 			if a.Results[i].Error, ok = readBulkError(e); !ok {
+				return false
+			}
+		}
+		if e := m["errors"]; e != nil {
+			if a.Results[i].Errors, ok = readBulkError(e); !ok {
 				return false
 			}
 		}

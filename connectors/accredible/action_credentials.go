@@ -62,15 +62,19 @@ func credentialFields(requiredRecipient bool) map[string]any {
 		"expired_on":        dateProp("Expiry date, YYYY-MM-DD, or null for none.", true),
 		"complete":          prop("boolean", "Whether the achievement is complete."),
 		"approve":           prop("boolean", "Publish the credential (default true). With too few credits it is created unpublished."),
-		"private":           prop("boolean", "Make the credential private."),
-		"grade":             prop("string", "The grade to show."),
+		"private":           prop("boolean", "Make the credential private. Set when the credential is created: Accredible's update (PUT /v1/credentials/{id}) does not take it, so update and upsert leave an existing credential's privacy as it is."),
 		"custom_attributes": prop("object", "Values merged into the design and the emails."),
 		"meta_data":         prop("object", "Your own key/values about the credential."),
-		"evidence_items": map[string]any{"type": "array", "description": "Evidence to attach (description, category, url).", "items": map[string]any{
-			"type": "object", "description": "One evidence item.", "properties": map[string]any{
-				"description": prop("string", "What the evidence is."),
-				"category":    map[string]any{"type": "string", "enum": []any{"file", "url", "video", "grade", "transcript"}, "description": "The kind of evidence."},
-				"url":         prop("string", "Where the evidence is."),
+		"evidence_items": map[string]any{"type": "array", "description": "Evidence to attach, with the fields of Accredible's evidence items. A grade is an item of category grade with string_object, say \"83\".", "items": map[string]any{
+			"type": "object", "description": "One evidence item.", "required": []any{"description", "category"}, "properties": map[string]any{
+				"description":    prop("string", "Title text of the evidence item, shown on the credential."),
+				"category":       map[string]any{"type": "string", "enum": []any{"file", "url", "video", "grade", "transcript"}, "description": "The kind of evidence: file, url, video, grade or transcript."},
+				"url":            prop("string", "For category url or video: the evidence's URL."),
+				"file":           prop("string", "For category file: the file's URL."),
+				"string_object":  prop("string", "For category grade or transcript: the value (for a grade, say \"83\")."),
+				"preview":        prop("string", "URL of an image to show instead of the screenshot Accredible takes of a url item."),
+				"position":       prop("number", "Position on the credential; 0 is shown first."),
+				"custom_insight": prop("string", "Text shown below the item; generated when left out."),
 			}}},
 	}
 }
@@ -116,6 +120,8 @@ func handWrittenActions() []*connectors.ActionSpec {
 	createInput := credentialFields(true)
 	updateInput := credentialFields(false)
 	delete(updateInput, "reference")
+	// The document's PUT /v1/credentials/{id} body does not take private.
+	delete(updateInput, "private")
 	updateInput["id"] = map[string]any{"type": "string", "minLength": 1, "description": "Accredible's id of the credential."}
 	return []*connectors.ActionSpec{
 		{
@@ -152,7 +158,7 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Summary: "Change some fields of a credential (a partial update).",
 				Input:   objectSchema("The credential and the fields to change; fields left out keep their value.", []string{"id"}, updateInput),
 				Output:  credentialOutput(nil),
-				Example: map[string]any{"id": "10000005", "grade": "A", "expired_on": "2027-01-15"},
+				Example: map[string]any{"id": "10000005", "expired_on": "2027-01-15", "custom_attributes": map[string]any{"cpd_hours": "12"}},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPut, Path: "/v1/credentials/{id}"},
 			},
 			Idempotent:  true,
@@ -356,7 +362,7 @@ func (c *Client) upsertExisting(ctx context.Context, in map[string]any, existing
 		full.CreatedAt, full.UpdatedAt, full.LicenseID = existing.CreatedAt, existing.UpdatedAt, existing.LicenseID
 		existing = full
 	}
-	changed := changedFields(existing, in)
+	changed := updateFields(existing, in)
 	if len(changed) == 0 {
 		// Nothing was written: an empty Wrote tells the summary (and echo
 		// suppression) that this call changed nothing.
@@ -405,7 +411,7 @@ func settleUpsert(ctx context.Context, conn connectors.Conn, in map[string]any) 
 	if found {
 		existing = &full
 	}
-	if len(changedFields(*existing, in)) > 0 {
+	if len(updateFields(*existing, in)) > 0 {
 		return nil, false, nil
 	}
 	return writeResult(*existing, map[string]any{"action": "settled"}), true, nil
@@ -439,6 +445,15 @@ func diff(c Credential, in map[string]any) []string {
 	return out
 }
 
+// updateFields is the partial update (PUT) that makes c match the input
+// as far as the document's update can: the changed fields but private,
+// which the PUT body does not take.
+func updateFields(c Credential, in map[string]any) map[string]any {
+	out := changedFields(c, in)
+	delete(out, "private")
+	return out
+}
+
 // changedFields is the partial update that makes c match the input: only
 // the fields the input sets and c shows differently. meta_data and
 // custom_attributes are merged into what the credential has.
@@ -453,7 +468,6 @@ func changedFields(c Credential, in map[string]any) map[string]any {
 	str("name", c.Name)
 	str("description", c.Description)
 	str("issued_on", c.IssuedOn)
-	str("grade", deref(c.Grade))
 	if v, ok := want["expired_on"]; ok && text(v) != deref(c.ExpiredOn) {
 		out["expired_on"] = v
 	}

@@ -192,14 +192,14 @@ func (c *Client) createMany(ctx context.Context, inputs []map[string]any, idx []
 	}
 	for j, i := range idx {
 		r := answer.Results[j]
-		switch {
+		switch itemErr := r.err(); {
 		case r.Credential != nil:
 			// Created; an error beside it (too few credits) left it
 			// unpublished, as a single create would.
 			out[i].Result = writeResult(fromV1(r.Credential), map[string]any{"action": "created"})
-		case r.Error != nil:
+		case itemErr != nil:
 			out[i].Err = fmt.Errorf("issuing to %s: %w", where(inputs[i]), &connectors.APIError{Service: "accredible",
-				Status: http.StatusUnprocessableEntity, Code: r.Error.Code, Message: r.Error.String()})
+				Status: http.StatusUnprocessableEntity, Code: itemErr.Code, Message: itemErr.String()})
 		default:
 			out[i].Err = &connectors.InDoubtError{Method: http.MethodPost, Path: "/v2/credentials/bulk_create",
 				Err: fmt.Errorf("the answer for %s has neither a credential nor an error", where(inputs[i]))}

@@ -14,6 +14,9 @@ var bulkAnswers = []string{
 	`{"results":[{"credential":{"id":1},"credential":{"name":"merged"}}]}`, `{"results":[{"credential":{"id":1}}],"results":[{"error":null}]}`,
 	`{"results":{}}`, `{"results":[1]}`, `{"results":[{"credential":"x"}]}`, `{"results":[{"error":{"code":7}}]}`,
 	`{"results":[{"error":{"details":[{"reason":false}]}}]}`, `{"results":[{"error":{"details":{}}}]}`, `{"results":[{"error":"x"}]}`,
+	`{"results":[{"credential":{"id":1234,"approve":false},"errors":{"code":"insufficient_credits","message":"The credential was created but not published."}}]}`,
+	`{"results":[{"errors":{"code":"credential_invalid","message":"The credential is not valid","details":[{"property":"recipient.email","message":"has already been taken."}]}}]}`,
+	`{"results":[{"error":{"code":"a"},"errors":{"code":"b"}}]}`, `{"results":[{"Errors":{"code":"x"}}]}`, `{"results":[{"errors":"x"}]}`,
 	`[]`, `"s"`, `{"results":[`, "{\"results\":[{\"credential\":{\"n\":\"\xff\"}}]}",
 }
 

@@ -202,24 +202,23 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 // ParseError reads Accredible's error bodies: the shared shapes (plain
 // text 401, {"errors":...}, {"error":...}, {"success":false,"data":...},
 // the v2 search's {"code","message","status"}) and the bulk answers'
-// {"results":[{"error":{"code","message","details"}}]}.
+// {"results":[{"errors":{"code","message","details"}}]} (the bulk create's
+// own schema and examples; the document's overview writes "error": both
+// are read).
 func ParseError(status int, header http.Header, body []byte) *connectors.APIError {
 	e := apiclient.ParseError("accredible", status, header, body)
-	var bulk struct {
-		Results []struct {
-			Error *bulkError `json:"error"`
-		} `json:"results"`
-	}
+	var bulk bulkAnswer
 	if json.Unmarshal(body, &bulk) == nil && len(bulk.Results) > 0 {
 		var msgs []string
 		for i, r := range bulk.Results {
-			if r.Error == nil {
+			be := r.err()
+			if be == nil {
 				continue
 			}
 			if e.Code == "" {
-				e.Code = r.Error.Code
+				e.Code = be.Code
 			}
-			msgs = append(msgs, fmt.Sprintf("item %d: %s", i, r.Error.String()))
+			msgs = append(msgs, fmt.Sprintf("item %d: %s", i, be.String()))
 		}
 		if len(msgs) > 0 {
 			e.Message = strings.Join(msgs, "; ")
@@ -361,6 +360,54 @@ func generatedActions() ([]*connectors.ActionSpec, error) {
 		if settle, ok := generatedSettles[a.Name]; ok {
 			a.Settle = settle
 		}
+		if a.Name == "search_credentials" {
+			if a.Input, err = searchV2Input(a.Input); err != nil {
+				return nil, fmt.Errorf("search_credentials: %w", err)
+			}
+		}
 	}
 	return actions, nil
+}
+
+// v2SortKeys and v2SortOrders are what the v2 search's sort documents:
+// "Supported keys - id, recipient_name, group.name, issued_on and
+// expired_on. Supported values - asc, desc".
+var (
+	v2SortKeys   = []any{"id", "recipient_name", "group.name", "issued_on", "expired_on"}
+	v2SortOrders = []any{"asc", "desc"}
+)
+
+// searchV2Input repairs two spots of the generated v2 search input where
+// the document's schema is not machine-exact:
+//   - sort: the schema names its one property with its own description
+//     ("String key/value pair for sorting based on a field and order.");
+//     the examples send {"issued_on": "desc"}. The sort is an object
+//     keyed by one of the documented keys, valued asc or desc.
+//   - query."group.id": typed string, while the operation's table and
+//     examples send numbers ({"group.id": 1}, {"group.id[in]": [1, 2]}):
+//     both are taken.
+func searchV2Input(raw json.RawMessage) (json.RawMessage, error) {
+	var s map[string]any
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	props, _ := s["properties"].(map[string]any)
+	if props == nil {
+		return nil, fmt.Errorf("the input has no properties")
+	}
+	props["sort"] = map[string]any{
+		"type": "object",
+		"description": "String key/value pair for sorting based on a field and order: the key one of id, recipient_name, " +
+			"group.name, issued_on, expired_on; the value asc or desc. Example: {\"issued_on\": \"desc\"}.",
+		"propertyNames":        map[string]any{"enum": v2SortKeys},
+		"additionalProperties": map[string]any{"type": "string", "enum": v2SortOrders},
+	}
+	query, _ := props["query"].(map[string]any)
+	qprops, _ := query["properties"].(map[string]any)
+	group, _ := qprops["group.id"].(map[string]any)
+	if group == nil {
+		return nil, fmt.Errorf("query has no group.id")
+	}
+	group["type"] = []any{"string", "integer"}
+	return json.Marshal(s)
 }

@@ -60,7 +60,7 @@ func upsertInputs() []map[string]any {
 	}
 	list := []map[string]any{in(1, "M1/2026"), in(2, "M2/2026"), in(3, "M3/2026"), in(4, "M4/2026")}
 	updated := in(5, "M5/2026")
-	updated["grade"] = "A"
+	updated["custom_attributes"] = map[string]any{"cpd_hours": "12"}
 	unchanged := in(6, "M6/2026")
 	badGroup := in(7, "M7/2026")
 	badGroup["group_id"] = float64(999999)
@@ -141,7 +141,7 @@ func TestUpsertBatchHasRunsEffectInTwoRequests(t *testing.T) {
 			t.Errorf("item %d: %v %v, want %s", i, got[i].Result, got[i].Err, wantAction)
 		}
 	}
-	if got[6].Err == nil || !strings.Contains(got[6].Err.Error(), "group_id invalid") {
+	if got[6].Err == nil || !strings.Contains(got[6].Err.Error(), "group_id is invalid") {
 		t.Errorf("item 6 (unknown group): %v", got[6].Err)
 	}
 	// Each credential exists once: the repeated reference found the first.

@@ -172,10 +172,15 @@ func parseOp(nz *normalizer, method, path string, o map[string]any, shared []any
 		if media != nil {
 			example, _ := media["example"].(map[string]any)
 			rawSchema, _ := media["schema"].(map[string]any)
-			literalDots := false
-			for k := range example {
-				if strings.Contains(k, ".") {
-					literalDots = true
+			// Dotted names are literal when an example writes them so, at
+			// any depth ({"query":{"group.id[in]":[1,2]}}) and in named
+			// examples too.
+			literalDots := dottedKey(example)
+			if named, ok := media["examples"].(map[string]any); ok {
+				for _, k := range sortedKeys(named) {
+					if ex, ok := named[k].(map[string]any); ok && dottedKey(ex["value"]) {
+						literalDots = true
+					}
 				}
 			}
 			body := nz.schema(rawSchema, !literalDots)
@@ -465,4 +470,23 @@ func (op *Op) ExampleResponse() any {
 		return map[string]any{}
 	}
 	return v
+}
+
+// dottedKey reports whether v has an object key with a dot, at any depth.
+func dottedKey(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if strings.Contains(k, ".") || dottedKey(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if dottedKey(e) {
+				return true
+			}
+		}
+	}
+	return false
 }

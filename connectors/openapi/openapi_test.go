@@ -181,3 +181,32 @@ func TestGeneratedRunSendsDocumentedRequest(t *testing.T) {
 		t.Error("a missing path parameter must be an error")
 	}
 }
+
+// TestDottedNamesLiteralInNamedExamples: a body whose named examples
+// write dotted names literally, below the top level ({"query":
+// {"group.id[in]": [1, 2]}}), keeps them literal: the field is "group.id",
+// not an object "group" with an "id".
+func TestDottedNamesLiteralInNamedExamples(t *testing.T) {
+	doc := `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
+	  "/v2/search":{"post":{"requestBody":{"content":{"application/json":{
+	    "schema":{"type":"object","properties":{"query":{"type":"object","properties":{"group.id":{"type":"string"}}}}},
+	    "examples":{"one":{"value":{"query":{"group.id[in]":[1,2]}}}}}}},
+	    "responses":{"200":{"description":"OK"}}}},
+	  "/v1/nested":{"post":{"requestBody":{"content":{"application/json":{
+	    "schema":{"type":"object","properties":{"owner.email":{"type":"string"}}},
+	    "examples":{"one":{"value":{"owner":{"email":"x@example.org"}}}}}}},
+	    "responses":{"200":{"description":"OK"}}}}}}`
+	d, err := Load([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _, _ := d.Find("POST", "/v2/search")
+	query := op.Body["properties"].(map[string]any)["query"].(map[string]any)["properties"].(map[string]any)
+	if query["group.id"] == nil || query["group"] != nil {
+		t.Errorf("query properties %v: want the literal group.id", query)
+	}
+	op, _, _ = d.Find("POST", "/v1/nested")
+	if props := op.Body["properties"].(map[string]any); props["owner"] == nil || props["owner.email"] != nil {
+		t.Errorf("properties %v: want owner.email nested, as the example writes it", props)
+	}
+}

@@ -365,8 +365,22 @@ func TestBulkCreateV2(t *testing.T) {
 			for i, r := range res {
 				m := r.(map[string]any)
 				code := ""
-				if e, ok := m["error"].(map[string]any); ok {
+				// The endpoint's 207 and 422 schemas and examples put an
+				// item's error under "errors", details as {property, message}.
+				if _, ok := m["error"]; ok {
+					t.Errorf("item %d: error under \"error\", the endpoint documents \"errors\": %v", i, m)
+				}
+				if e, ok := m["errors"].(map[string]any); ok {
 					code = e["code"].(string)
+					if d, ok := e["details"].([]any); ok {
+						for _, it := range d {
+							if dm := it.(map[string]any); dm["property"] == nil || dm["message"] == nil {
+								t.Errorf("item %d: detail %v, want {property, message}", i, dm)
+							}
+						}
+					} else if code == "credential_invalid" {
+						t.Errorf("item %d: credential_invalid without details: %v", i, e)
+					}
 				}
 				if code != tc.codes[i] {
 					t.Errorf("item %d: code %q, want %q (%v)", i, code, tc.codes[i], m)

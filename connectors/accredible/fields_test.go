@@ -1,0 +1,159 @@
+package accredible
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/memberflow/memberflow/connectors"
+)
+
+// TestInputSchemasFollowTheDocument: the hand-written inputs offer only
+// the fields the document's bodies define. grade is in no create or
+// update body (answers only); private is in the create body, not the
+// update's; an evidence item requires description and category and has
+// file, string_object, preview, position and custom_insight.
+func TestInputSchemasFollowTheDocument(t *testing.T) {
+	recipient := map[string]any{"name": "A", "email": "a@example.org"}
+	cases := []struct {
+		name   string
+		action string
+		in     map[string]any
+		valid  bool
+	}{
+		{"create takes private", "create_credential", map[string]any{"recipient": recipient, "group_id": 1, "private": true}, true},
+		{"create refuses grade", "create_credential", map[string]any{"recipient": recipient, "group_id": 1, "grade": "A"}, false},
+		{"upsert refuses grade", "upsert_credential", map[string]any{"recipient": recipient, "group_id": 1, "grade": "A"}, false},
+		{"bulk item refuses grade", "bulk_create_credentials", map[string]any{"credentials": []any{map[string]any{"recipient": recipient, "group_id": 1, "grade": "A"}}}, false},
+		{"update refuses grade", "update_credential", map[string]any{"id": "1", "grade": "A"}, false},
+		{"update refuses private", "update_credential", map[string]any{"id": "1", "private": true}, false},
+		{"update takes approve", "update_credential", map[string]any{"id": "1", "approve": true}, true},
+		{"evidence grade item", "create_credential", map[string]any{"recipient": recipient, "group_id": 1,
+			"evidence_items": []any{map[string]any{"description": "Final grade", "category": "grade", "string_object": "83", "position": 0}}}, true},
+		{"evidence file item", "create_credential", map[string]any{"recipient": recipient, "group_id": 1,
+			"evidence_items": []any{map[string]any{"description": "Essay", "category": "file", "file": "https://example.org/essay.pdf"}}}, true},
+		{"evidence without category", "create_credential", map[string]any{"recipient": recipient, "group_id": 1,
+			"evidence_items": []any{map[string]any{"description": "Essay", "url": "https://example.org"}}}, false},
+		{"evidence without description", "create_credential", map[string]any{"recipient": recipient, "group_id": 1,
+			"evidence_items": []any{map[string]any{"category": "url", "url": "https://example.org"}}}, false},
+		{"evidence string_object is a string", "create_credential", map[string]any{"recipient": recipient, "group_id": 1,
+			"evidence_items": []any{map[string]any{"description": "Final grade", "category": "grade", "string_object": 83}}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := connectors.CompileSchema(tc.action, testSpec.Action(tc.action).Input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(tc.in)
+			var doc any
+			_ = json.Unmarshal(b, &doc)
+			if err := s.Validate(doc); (err == nil) != tc.valid {
+				t.Errorf("valid = %v, want %v (%v)", err == nil, tc.valid, err)
+			}
+		})
+	}
+}
+
+// putBodies records the credential bodies of PUT /v1/credentials/{id}.
+type putBodies struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	sent []map[string]any
+}
+
+func (p *putBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/credentials/") && r.GetBody != nil {
+		rc, _ := r.GetBody()
+		var body map[string]any
+		_ = json.NewDecoder(rc).Decode(&body)
+		rc.Close()
+		p.mu.Lock()
+		p.sent = append(p.sent, body)
+		p.mu.Unlock()
+	}
+	return p.base.RoundTrip(r)
+}
+
+// TestUpsertSendsOnlyDocumentedUpdateFields: upsert of an existing
+// credential updates with PUT, whose documented body has no private: a
+// differing private is not sent (the credential keeps its privacy), the
+// documented fields are.
+func TestUpsertSendsOnlyDocumentedUpdateFields(t *testing.T) {
+	e := setup(t)
+	puts := &putBodies{base: e.lose.base}
+	e.lose.base = puts
+	base := map[string]any{"recipient": member(1), "group_id": 100001, "reference": "M1/2026"}
+	e.run(t, "create_credential", base)
+
+	private := map[string]any{"recipient": member(1), "group_id": 100001, "reference": "M1/2026", "private": true}
+	if o := out(e.run(t, "upsert_credential", private)); o["action"] != "unchanged" || o["private"] != false {
+		t.Errorf("upsert with private on an existing credential: action %v private %v, want unchanged false", o["action"], o["private"])
+	}
+	withExpiry := map[string]any{"recipient": member(1), "group_id": 100001, "reference": "M1/2026", "private": true, "expired_on": "2027-03-01"}
+	if o := out(e.run(t, "upsert_credential", withExpiry)); o["action"] != "updated" || o["expired_on"] != "2027-03-01" {
+		t.Errorf("upsert with a new expiry: %v", o)
+	}
+	for _, b := range puts.sent {
+		cred, _ := b["credential"].(map[string]any)
+		for k := range cred {
+			if k == "private" || k == "grade" {
+				t.Errorf("PUT sent %q, which the document's update body does not define: %v", k, b)
+			}
+		}
+	}
+	if len(puts.sent) != 1 {
+		t.Errorf("%d PUTs, want 1 (the expiry)", len(puts.sent))
+	}
+}
+
+// TestSearchV2InputAsDocumented: the generated search_credentials input
+// takes the query's field names as the document writes them ("group.id",
+// with a number as in its examples), and a sort keyed by a documented
+// field with asc or desc; and run against the sandbox, it finds by them.
+func TestSearchV2InputAsDocumented(t *testing.T) {
+	a := testSpec.Action("search_credentials")
+	s, err := connectors.CompileSchema(a.Name, a.Input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	_ = json.Unmarshal(a.Input, &schema)
+	query := schema["properties"].(map[string]any)["query"].(map[string]any)["properties"].(map[string]any)
+	if query["group.id"] == nil || query["group"] != nil {
+		t.Errorf("query properties: want the literal group.id, not group{id}: %v", query)
+	}
+	cases := []struct {
+		name  string
+		in    string
+		valid bool
+	}{
+		{"group.id as a string", `{"query":{"group.id":"100001"}}`, true},
+		{"group.id as a number", `{"query":{"group.id":100001}}`, true},
+		{"sort by issued_on desc", `{"query":{},"sort":{"issued_on":"desc"}}`, true},
+		{"sort by group.name", `{"query":{},"sort":{"group.name":"asc"}}`, true},
+		{"sort order increasing", `{"query":{},"sort":{"issued_on":"increasing"}}`, false},
+		{"sort by updated_at", `{"query":{},"sort":{"updated_at":"desc"}}`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var v any
+			_ = json.Unmarshal([]byte(tc.in), &v)
+			if err := s.Validate(v); (err == nil) != tc.valid {
+				t.Errorf("valid = %v, want %v (%v)", err == nil, tc.valid, err)
+			}
+		})
+	}
+
+	e := setup(t)
+	e.run(t, "create_credential", map[string]any{"recipient": member(1), "group_id": 100001})
+	e.run(t, "create_credential", map[string]any{"recipient": member(2), "group_id": 100002})
+	e.run(t, "create_credential", map[string]any{"recipient": member(3), "group_id": 100002})
+	res := e.run(t, "search_credentials", map[string]any{"query": map[string]any{"group.id": 100002}, "sort": map[string]any{"recipient_name": "desc"}})
+	creds := out(res)["credentials"].([]any)
+	if len(creds) != 2 || creds[0].(map[string]any)["recipient_name"] != "Member 3" {
+		t.Errorf("search by group.id 100002, recipient_name desc: %v", creds)
+	}
+}
