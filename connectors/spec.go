@@ -115,6 +115,10 @@ type ActionSpec struct {
 	Operation
 	// ReadOnly actions change nothing; a dry run executes them.
 	ReadOnly bool
+	// SignsWithWebhook: the action signs what it sends with the
+	// connection's webhook settings (notify.webhook), so a recipe with a
+	// step of it needs them resolved, as a webhook trigger does.
+	SignsWithWebhook bool
 	// Idempotent actions may be re-sent after an ambiguous failure (a GET,
 	// a PUT of full state, a DELETE). Others must be settled first. A
 	// write that sets it says why in Idempotency.

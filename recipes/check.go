@@ -618,6 +618,7 @@ func (l *loader) compileSteps(s *source, root *yaml.Node, r *Recipe, trig, varsT
 					s.unknownOperation(uses, fmt.Sprintf("step %q", st.ID), "action", op, spec, actionNames(spec), other)
 				} else {
 					out = schemaType(action.Output)
+					st.SignsWithWebhook = action.SignsWithWebhook
 				}
 			}
 		}

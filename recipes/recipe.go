@@ -107,7 +107,10 @@ type Step struct {
 	Retry      *RetryPolicy
 	// OnError is "fail" (default: the run is dead-lettered) or "continue".
 	OnError string
-	Pos     Pos
+	// SignsWithWebhook: the step's action signs what it sends with its
+	// connection's webhook settings (connectors.ActionSpec).
+	SignsWithWebhook bool
+	Pos              Pos
 }
 
 // RetryPolicy governs retries of a step's retryable failures.

@@ -222,15 +222,24 @@ func (r *Recipe) UsedConnections() []string {
 	return names
 }
 
-// NeedsWebhook reports whether the named connection receives the recipe's
-// webhook deliveries, and so needs its webhook settings.
+// NeedsWebhook reports whether the recipe needs the named connection's
+// webhook settings: its trigger takes webhook deliveries from the
+// connection, or one of its steps signs what it sends with them.
 func (r *Recipe) NeedsWebhook(connection string) bool {
-	return r.Trigger != nil && r.Trigger.Connection == connection && r.Trigger.Mode == "webhook"
+	if r.Trigger != nil && r.Trigger.Connection == connection && r.Trigger.Mode == "webhook" {
+		return true
+	}
+	for _, s := range r.Steps {
+		if s.Connection == connection && s.SignsWithWebhook {
+			return true
+		}
+	}
+	return false
 }
 
 // SecretNames lists the secrets the recipe needs to run, sorted: the auth
-// of each connection it uses, and the webhook settings of its trigger's
-// connection when webhooks feed it.
+// of each connection it uses, and the webhook settings of a connection
+// that NeedsWebhook.
 func (r *Recipe) SecretNames() []string {
 	seen := map[string]bool{}
 	for _, name := range r.UsedConnections() {

@@ -51,7 +51,7 @@ until revoked is false again (docs/operations.md).`,
 			dropRate := fs.Float64("drop-rate", 0, "share of API requests whose connection is dropped, 0 to 1")
 			latency := fs.Duration("latency", 0, "delay added to every API answer (e.g. 50ms)")
 			rateLimit := fs.String("rate-limit", "", `rate limit of every service: "off", "N" per second or "N/DURATION"; empty keeps the documented limits`)
-			logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+			logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error, off")
 			allowUndocumented := fs.Bool("allow-undocumented", false, "accept request parameters the real APIs do not document (incremental searches)")
 			readyFile := fs.String("ready-file", "", "once listening, write the base URL to this `file` (for scripts and memberflow bench)")
 			return func(ctx context.Context, args []string, io stdio) int {
@@ -66,7 +66,7 @@ until revoked is false again (docs/operations.md).`,
 				}
 				level := hclog.LevelFromString(*logLevel)
 				if level == hclog.NoLevel {
-					fmt.Fprintf(io.err, "memberflow sandbox: --log-level: unknown level %q; use trace, debug, info, warn or error\n", *logLevel)
+					fmt.Fprintf(io.err, "memberflow sandbox: --log-level: unknown level %q; use trace, debug, info, warn, error or off\n", *logLevel)
 					return exitUsage
 				}
 				opts := sandbox.Options{

@@ -18,7 +18,7 @@ func userTriggers(sch *schemas) []*connectors.TriggerSpec {
 			Operation: connectors.Operation{
 				Name:        "user_created",
 				Summary:     "A member was added.",
-				Description: "Polls the user search by last change, or takes UserCreate webhooks. Event data is the user.",
+				Description: "Scans the user search page by page (by last change with the option incrementalSearch), or takes UserCreate webhooks. Event data is the user.",
 				Input:       userParams,
 				Output:      userOut,
 				Example:     map[string]any{},
@@ -31,7 +31,7 @@ func userTriggers(sch *schemas) []*connectors.TriggerSpec {
 			Operation: connectors.Operation{
 				Name:        "user_updated",
 				Summary:     "A member's details or membership changed.",
-				Description: "Polls the user search by last change and compares each user's fingerprint with the one remembered, or takes UserUpdate webhooks. Event data is the user.",
+				Description: "Scans the user search page by page (by last change with the option incrementalSearch) and compares each user's fingerprint with the one remembered, or takes UserUpdate webhooks. Event data is the user.",
 				Input:       userParams,
 				Output:      userOut,
 				Example:     map[string]any{"membershipStatus": []any{"active", "eligible"}},

@@ -92,6 +92,7 @@ func webhookAction() *connectors.ActionSpec {
 			Example: map[string]any{"body": map[string]any{"cause": "trigger_failing", "recipe": "sync-members-to-attendees"}},
 			HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: "/"},
 		},
+		SignsWithWebhook: true,
 		// A receiver sees the same notification twice at worst: that is
 		// better than none, so a failed POST is sent again.
 		Idempotent:  true,

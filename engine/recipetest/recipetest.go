@@ -72,6 +72,8 @@ type SuiteResult struct {
 	// not parse.
 	Problems []Failure    `json:"problems,omitempty"`
 	Cases    []CaseResult `json:"cases"`
+	// Filtered counts the cases Options.Filter left out.
+	Filtered int `json:"filtered,omitempty"`
 }
 
 // Report is every suite's result.
@@ -103,11 +105,12 @@ func (r *Report) OK() bool {
 	return failed == 0 && broken == 0
 }
 
-// Untested lists the recipes without a test case.
+// Untested lists the recipes without a test case (cases a filter left
+// out count as tests).
 func (r *Report) Untested() []string {
 	var out []string
 	for _, s := range r.Suites {
-		if len(s.Problems) == 0 && len(s.Cases) == 0 {
+		if len(s.Problems) == 0 && len(s.Cases) == 0 && s.Filtered == 0 {
 			out = append(out, s.Recipe)
 		}
 	}
@@ -284,6 +287,7 @@ func runSuite(ctx context.Context, opts Options, log hclog.Logger, s *suite) Sui
 	}
 	for _, c := range cases {
 		if opts.Filter != nil && !opts.Filter.MatchString(c.Name) {
+			res.Filtered++
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, opts.Timeout)

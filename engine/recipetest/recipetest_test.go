@@ -270,3 +270,15 @@ tests:
 		t.Fatalf("passed %d, failed %d, broken %d:\n%s", passed, failed, broken, buf.String())
 	}
 }
+
+// A recipe whose cases --run leaves out has tests: it is not reported
+// as untested ("NOTE x has no tests" under memberflow test --run).
+func TestFilteredOutCasesAreNotUntested(t *testing.T) {
+	rep := Run(context.Background(), Options{Registry: testRegistry(), Filter: regexp.MustCompile("^no case has this name$")}, "testdata/pass/certify.yaml")
+	if len(rep.Suites) != 1 || len(rep.Suites[0].Cases) != 0 {
+		t.Fatalf("want one suite with no case run, got %+v", rep.Suites)
+	}
+	if u := rep.Untested(); len(u) != 0 {
+		t.Errorf("Untested() = %v; the recipe has tests, only filtered out", u)
+	}
+}
