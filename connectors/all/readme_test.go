@@ -17,11 +17,7 @@ var operationCount = regexp.MustCompile(`(\d+) actions?, (\d+) triggers?`)
 // readmeOwedTriggers are triggers a README does not name yet, each
 // "connector/trigger"; an entry whose README names the trigger fails the
 // test, so the list only shrinks.
-var readmeOwedTriggers = map[string]bool{
-	// connectors/accredible is being edited on another branch; its README
-	// is to name credential_changed there.
-	"accredible/credential_changed": true,
-}
+var readmeOwedTriggers = map[string]bool{}
 
 // TestREADMEsKeepUpWithTheSpecs holds each connector's hand-written
 // README to its spec: every trigger is named (in backticks), and a count
