@@ -397,12 +397,12 @@ func (s *Store) migrate() error {
 		return fmt.Errorf("schema version %d is newer than this memberflow knows (%d): upgrade memberflow", v, len(migrations))
 	}
 	if v > 0 && v < len(migrations) {
-		live, err := s.liveRunners(ctx, conn, v)
+		live, byLeases, err := s.liveRunners(ctx, conn, v)
 		if err != nil {
 			return fmt.Errorf("migrating from version %d: %w", v, err)
 		}
 		if len(live) > 0 {
-			return runnersInTheWay(v, len(migrations), live)
+			return runnersInTheWay(v, len(migrations), live, byLeases)
 		}
 	}
 	for i := v; i < len(migrations); i++ {

@@ -31,8 +31,9 @@ var ErrRunnersLive = errors.New("runners still use the store")
 const maxNamed = 3
 
 // liveRunners lists the owners of runners that may still be using a store
-// of schema version v, read in the migration's transaction on conn.
-func (s *Store) liveRunners(ctx context.Context, conn *sql.Conn, v int) ([]string, error) {
+// of schema version v, read in the migration's transaction on conn;
+// byLeases says some were told alive by their leases alone.
+func (s *Store) liveRunners(ctx context.Context, conn *sql.Conn, v int) (live []string, byLeases bool, err error) {
 	now := time.Now().UnixNano()
 	var leased string
 	var owners string
@@ -52,36 +53,37 @@ func (s *Store) liveRunners(ctx context.Context, conn *sql.Conn, v int) ([]strin
 	}
 	withLease, err := ownerSet(ctx, conn, leased, now)
 	if err != nil {
-		return nil, fmt.Errorf("looking for runners holding leases: %w", err)
+		return nil, false, fmt.Errorf("looking for runners holding leases: %w", err)
 	}
 	if owners == "" || !proofOfLife {
-		return sortedKeys(withLease), nil
+		return sortedKeys(withLease), len(withLease) > 0, nil
 	}
 	all, err := ownerSet(ctx, conn, owners)
 	if err != nil {
-		return nil, fmt.Errorf("looking for the store's runners: %w", err)
+		return nil, false, fmt.Errorf("looking for the store's runners: %w", err)
 	}
-	live := map[string]bool{}
+	alive := map[string]bool{}
 	for o := range all {
 		path := s.lockPath(o)
 		if _, err := os.Stat(path); err != nil {
 			// No lock file to tell by: its leases do.
 			if withLease[o] {
-				live[o] = true
+				alive[o] = true
+				byLeases = true
 			}
 			continue
 		}
 		l, free, err := tryLock(path)
 		if err != nil {
-			return nil, fmt.Errorf("probing the proof of life of runner %q (%s): %w", o, path, err)
+			return nil, false, fmt.Errorf("probing the proof of life of runner %q (%s): %w", o, path, err)
 		}
 		if !free {
-			live[o] = true
+			alive[o] = true
 			continue
 		}
 		l.unlock()
 	}
-	return sortedKeys(live), nil
+	return sortedKeys(alive), byLeases, nil
 }
 
 func ownerSet(ctx context.Context, conn *sql.Conn, q string, args ...any) (map[string]bool, error) {
@@ -106,7 +108,9 @@ func sortedKeys(set map[string]bool) []string {
 }
 
 // runnersInTheWay is the refusal to migrate a store that runners use.
-func runnersInTheWay(from, to int, owners []string) error {
+// byLeases says the runners were told by their leases: one that died is
+// told from a live one only when its leases end.
+func runnersInTheWay(from, to int, owners []string, byLeases bool) error {
 	named := owners
 	more := ""
 	if len(named) > maxNamed {
@@ -116,6 +120,13 @@ func runnersInTheWay(from, to int, owners []string) error {
 	return fmt.Errorf("%w: the schema is at version %d and this memberflow would migrate it to %d, "+
 		"but %d runner(s) still use the store (%s%s); a runner of the older memberflow would lose or repeat runs "+
 		"on the migrated schema: stop every runner of this store, then start this memberflow, which migrates it, "+
-		"then the other runners with this version (docs/deploy.md, \"Upgrading\")",
-		ErrRunnersLive, from, to, len(owners), strings.Join(named, ", "), more)
+		"then the other runners with this version (docs/deploy.md, \"Upgrading\")%s",
+		ErrRunnersLive, from, to, len(owners), strings.Join(named, ", "), more, leaseNote(byLeases))
+}
+
+func leaseNote(byLeases bool) string {
+	if !byLeases {
+		return ""
+	}
+	return "; they hold unexpired leases on runs, and a runner that died frees the store when its leases end (a minute by default)"
 }

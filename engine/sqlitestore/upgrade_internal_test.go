@@ -80,6 +80,9 @@ func TestMigrationWaitsUntilTheOlderRunnersStop(t *testing.T) {
 			t.Errorf("the refusal %q does not say %q", err, want)
 		}
 	}
+	if strings.Contains(err.Error(), "leases end") {
+		t.Errorf("the refusal %q speaks of leases, but the runner's lock proves it alive", err)
+	}
 	if v := schemaVersion(t, path); v != 7 {
 		t.Fatalf("refused, the store is at version %d, want 7 untouched", v)
 	}
@@ -116,6 +119,9 @@ func TestMigrationTellsLiveRunnersByTheirLeasesWithoutALock(t *testing.T) {
 			_, err := Open(path, Options{})
 			if !errors.Is(err, ErrRunnersLive) || !strings.Contains(err.Error(), "old-runner") {
 				t.Fatalf("Open with a run under an unexpired lease = %v, want ErrRunnersLive naming old-runner", err)
+			}
+			if !strings.Contains(err.Error(), "when its leases end") {
+				t.Errorf("the refusal %q does not say that a runner that died frees the store when its leases end", err)
 			}
 
 			db, err := sql.Open("sqlite", path)
