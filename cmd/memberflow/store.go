@@ -20,8 +20,8 @@ import (
 func init() {
 	register(&command{
 		name:    "store",
-		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; copy to another store",
-		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | copy --from STORE --to STORE",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; back up; copy to another store",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | backup --to FILE | copy --from STORE --to STORE",
 		help: `A store records, on first use, the account each connection reaches (its
 base URL and the account id the service reports). A later run whose
 connections reach another account stops: the store's cursors, per-subject
@@ -43,6 +43,11 @@ letters stay until replayed. The events' IDs stay too, so an event seen
 again is still a duplicate: pruning never makes a record run twice.
 --vacuum then rewrites the file to give the space back (run it while no
 runner writes).
+"store backup --to FILE" writes a consistent copy of a SQLite store to
+FILE (a new file), while runners run: every commit up to the copy's start,
+those still in the store's write-ahead log included. A file copied with cp
+while a runner writes misses those, and may be torn (docs/deploy.md,
+"Backups"). A Postgres store is backed up with the database's own tools.
 "store copy --from STORE --to STORE" moves what the triggers remember (each
 recipe's cursor, each subject's last state), the record states memberflow
 wrote (echo suppression) and the recorded accounts and saved tokens from
@@ -55,7 +60,7 @@ copy refuses until it has, since its event is behind the copied cursor.`,
 			store := fs.String("store", "memberflow.db", storeFlagHelp)
 			format := fs.String("format", "text", "output format of show and prune: text or json")
 			from := fs.String("from", "", "copy: the source store (SQLite `path`, postgres:// URL or secret.NAME)")
-			to := fs.String("to", "", "copy: the destination store (SQLite `path`, postgres:// URL or secret.NAME)")
+			to := fs.String("to", "", "copy: the destination store (SQLite `path`, postgres:// URL or secret.NAME); backup: the new file")
 			secretsFile := fs.String("secrets", "", "secrets `file` for secret.NAME (KEY=value lines); the environment wins")
 			olderThan := fs.String("older-than", "", "prune: what finished more than this `age` ago: 30d, 12h, 90m")
 			vacuum := fs.Bool("vacuum", false, "prune: rewrite the file afterwards to give the space back")
@@ -64,6 +69,9 @@ copy refuses until it has, since its event is behind the copied cursor.`,
 					return runStoreCopy(ctx, *from, *to, *secretsFile, io)
 				}
 				return inspect(ctx, "store", *store, *format, io, func(s engine.Store) error {
+					if len(args) == 1 && args[0] == "backup" {
+						return backup(ctx, s, *to, io)
+					}
 					meta, ok := s.(engine.MetaStore)
 					if !ok && len(args) > 0 && args[0] != "prune" {
 						return errors.New("this store keeps no accounts or tokens")
@@ -118,7 +126,7 @@ copy refuses until it has, since its event is behind the copied cursor.`,
 						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
 						return nil
 					}
-					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune" or "copy" (memberflow store --help)`)}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune", "backup" or "copy" (memberflow store --help)`)}
 				})
 			}
 		},
@@ -138,7 +146,7 @@ func storeAdvice(path string, err error) string {
 	case errors.Is(err, sqlitestore.ErrDiskFull):
 		return "free space on the disk that holds the store (or move it and point --store at it), then run again: what was committed is kept, and runs in flight resume from their journal"
 	case errors.Is(err, sqlitestore.ErrCorrupt):
-		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy, or recover what is readable (sqlite3 %s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
+		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy (delete %[1]s-wal and %[1]s-shm first: a log left beside the store would be applied to the copy and damage it too), or recover what is readable (sqlite3 %[1]s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
 	case errors.Is(err, engine.ErrStoreKey):
 		return "give the key the tokens were saved with (the MEMBERFLOW_STORE_KEY secret, or the one --store-key names); if it is lost, run memberflow store forget-tokens, authorise the OAuth app again and set the new refresh token in the connection's secret"
 	case len(changed) > 0:

@@ -46,7 +46,7 @@ func TestStorageErrorsSayWhatToDo(t *testing.T) {
 		{"damaged store, run", []string{"run", "--once", "--sandbox", "--sandbox-members", "1", "--connections", sandboxConnFile}, damaged,
 			[]string{"the store is damaged", "nothing was written to it", ".recover"}},
 		{"damaged store, runs list", []string{"runs", "list"}, damaged,
-			[]string{"the store is damaged", "restore your last copy"}},
+			[]string{"the store is damaged", "restore your last copy", "-wal and ", "-shm first"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string(nil), tc.args...), "--store", tc.store)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -59,3 +60,28 @@ func parseAge(s string) (time.Duration, error) {
 }
 
 func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
+
+// backup is `memberflow store backup`: a consistent copy of a SQLite
+// store (VACUUM INTO reads one snapshot, the write-ahead log included),
+// taken while runners write.
+func backup(ctx context.Context, s engine.Store, to string, io stdio) error {
+	if to == "" {
+		return usageError{errors.New("backup: --to FILE names the copy (a new file)")}
+	}
+	snap, ok := s.(engine.Snapshotter)
+	if !ok {
+		return errors.New("backup: this store is not a file: back up a Postgres store with the database's own tools (pg_dump, replicas)")
+	}
+	if _, err := os.Stat(to); err == nil {
+		return fmt.Errorf("backup: %s exists: give --to a new file", to)
+	}
+	if err := snap.Snapshot(ctx, to); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	st, err := os.Stat(to)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(io.out, "backed up to %s (%s): to restore it, stop every runner of the store, delete the store's -wal and -shm files, and put the copy in its place\n", to, megabytes(st.Size()))
+	return nil
+}

@@ -396,6 +396,15 @@ func (s *Store) migrate() error {
 	if v > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this memberflow knows (%d): upgrade memberflow", v, len(migrations))
 	}
+	if v > 0 && v < len(migrations) {
+		live, byLeases, err := s.liveRunners(ctx, conn, v)
+		if err != nil {
+			return fmt.Errorf("migrating from version %d: %w", v, err)
+		}
+		if len(live) > 0 {
+			return runnersInTheWay(v, len(migrations), live, byLeases)
+		}
+	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := conn.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
