@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/memberflow/memberflow/engine/pgstore"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 func TestHelpIsPrintedOnce(t *testing.T) {
@@ -31,6 +35,12 @@ func TestVersion(t *testing.T) {
 		}
 		if !strings.HasPrefix(out.String(), "memberflow ") || !strings.Contains(out.String(), "(rev ") {
 			t.Errorf("%v: %q, want the module version and the revision", args, out.String())
+		}
+		// The schemas, which tell whether an upgrade needs every runner
+		// stopped (docs/deploy.md).
+		want := fmt.Sprintf("store schema: SQLite version %d, Postgres version %d\n", sqlitestore.SchemaVersion(), pgstore.SchemaVersion())
+		if !strings.HasSuffix(out.String(), want) || sqlitestore.SchemaVersion() < 8 || pgstore.SchemaVersion() < 3 {
+			t.Errorf("%v: %q, want it to end with %q", args, out.String(), want)
 		}
 	}
 }

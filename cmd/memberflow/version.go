@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+
+	"github.com/memberflow/memberflow/engine/pgstore"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 func init() {
@@ -17,7 +20,10 @@ func init() {
 		usage:   "",
 		help: `Prints the module version (a tag, or "(devel)" for a build from a work tree)
 and the VCS revision the binary was built from, with "+dirty" when the work
-tree had uncommitted changes. "memberflow --version" prints the same.`,
+tree had uncommitted changes, then the store schema versions it writes. Two
+memberflows with the same schema versions can run beside each other on one
+store; a newer schema needs every runner stopped for the upgrade
+(docs/deploy.md, "Upgrading"). "memberflow --version" prints the same.`,
 		flags: func(fs *flag.FlagSet) func(ctx context.Context, args []string, io stdio) int {
 			return func(_ context.Context, args []string, io stdio) int {
 				if len(args) > 0 {
@@ -25,6 +31,7 @@ tree had uncommitted changes. "memberflow --version" prints the same.`,
 					return exitUsage
 				}
 				fmt.Fprintln(io.out, versionLine(debug.ReadBuildInfo()))
+				fmt.Fprintln(io.out, schemaLine())
 				return exitOK
 			}
 		},
@@ -66,6 +73,11 @@ func versionLine(bi *debug.BuildInfo, ok bool) string {
 		out += ", " + when
 	}
 	return out + ", " + bi.GoVersion + ")"
+}
+
+// schemaLine names the store schemas this memberflow writes.
+func schemaLine() string {
+	return fmt.Sprintf("store schema: SQLite version %d, Postgres version %d", sqlitestore.SchemaVersion(), pgstore.SchemaVersion())
 }
 
 // gitRevision is the commit that last changed the file, with "+dirty"

@@ -30,6 +30,11 @@ import (
 
 // migrations are applied in order; the schema's version is their count.
 // Never edit a released migration: append a new one.
+// SchemaVersion is the version of the store schema this memberflow
+// writes: a store at an older one is migrated when opened (with no runner
+// using it), one at a newer one is refused.
+func SchemaVersion() int { return len(migrations) }
+
 var migrations = []string{
 	// 1: the schema of SQLite's migrations 1 to 3 at once.
 	`
