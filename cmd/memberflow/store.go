@@ -20,8 +20,8 @@ import (
 func init() {
 	register(&command{
 		name:    "store",
-		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; back up; copy to another store",
-		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | backup --to FILE | copy --from STORE --to STORE",
+		summary: "the store's recorded accounts: show, rebind; forget-tokens; prune finished runs; back up; check; copy to another store",
+		usage:   "show [--format text|json] | rebind [CONNECTION...] | forget-tokens | prune --older-than AGE [--vacuum] [--format text|json] | backup --to FILE | check | copy --from STORE --to STORE",
 		help: `A store records, on first use, the account each connection reaches (its
 base URL and the account id the service reports). A later run whose
 connections reach another account stops: the store's cursors, per-subject
@@ -48,6 +48,11 @@ FILE (a new file), while runners run: every commit up to the copy's start,
 those still in the store's write-ahead log included. A file copied with cp
 while a runner writes misses those, and may be torn (docs/deploy.md,
 "Backups"). A Postgres store is backed up with the database's own tools.
+"store check" reads the whole SQLite file and checks every table against
+its indexes (SQLite's integrity_check): run it after restoring a copy. Each
+open runs a quicker check of the pages only, which a copy torn by cp can
+pass. Exit status 1 when the store is damaged: restore another copy. A
+Postgres store is checked with the database's own tools (pg_amcheck).
 "store copy --from STORE --to STORE" moves what the triggers remember (each
 recipe's cursor, each subject's last state), the record states memberflow
 wrote (echo suppression) and the recorded accounts and saved tokens from
@@ -71,6 +76,9 @@ copy refuses until it has, since its event is behind the copied cursor.`,
 				return inspect(ctx, "store", *store, *format, io, func(s engine.Store) error {
 					if len(args) == 1 && args[0] == "backup" {
 						return backup(ctx, s, *to, io)
+					}
+					if len(args) == 1 && args[0] == "check" {
+						return checkStore(ctx, s, io)
 					}
 					meta, ok := s.(engine.MetaStore)
 					if !ok && len(args) > 0 && args[0] != "prune" {
@@ -126,7 +134,7 @@ copy refuses until it has, since its event is behind the copied cursor.`,
 						fmt.Fprintf(io.out, "%d saved value(s) deleted; OAuth connections start from their configured refresh token\n", n)
 						return nil
 					}
-					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune", "backup" or "copy" (memberflow store --help)`)}
+					return usageError{errors.New(`want "show", "rebind [CONNECTION...]", "forget-tokens", "prune", "backup", "check" or "copy" (memberflow store --help)`)}
 				})
 			}
 		},

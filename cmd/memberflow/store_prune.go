@@ -85,3 +85,28 @@ func backup(ctx context.Context, s engine.Store, to string, io stdio) error {
 	fmt.Fprintf(io.out, "backed up to %s (%s): to restore it, stop every runner of the store, delete the store's -wal and -shm files, and put the copy in its place\n", to, megabytes(st.Size()))
 	return nil
 }
+
+// integrityChecker is a store that can check itself whole (SQLite).
+type integrityChecker interface {
+	IntegrityCheck(ctx context.Context, limit int) ([]string, error)
+}
+
+// checkStore is `memberflow store check`.
+func checkStore(ctx context.Context, s engine.Store, io stdio) error {
+	c, ok := s.(integrityChecker)
+	if !ok {
+		return errors.New("check: this store is not a file: check a Postgres database with its own tools (pg_amcheck)")
+	}
+	problems, err := c.IntegrityCheck(ctx, 20)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(io.out, "ok: every table and index checked")
+		return nil
+	}
+	for _, p := range problems {
+		fmt.Fprintln(io.out, p)
+	}
+	return fmt.Errorf("check: the store is damaged (%d problem(s) above, at most 20 shown): stop its runners, delete its -wal and -shm files and restore a good copy (docs/deploy.md, \"Backups\")", len(problems))
+}
