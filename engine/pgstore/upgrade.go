@@ -2,11 +2,11 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/memberflow/memberflow/engine"
 )
 
 // Upgrades. A migration changes what every runner of the store must know:
@@ -17,13 +17,10 @@ import (
 // no runner is using it: a runner lives while its session holds its
 // proof-of-life advisory lock, in every version.
 
-// ErrRunnersLive: the schema is older than this memberflow's, and runners
-// (of the older memberflow, presumably) still use it, so it is not
-// migrated under them.
-var ErrRunnersLive = errors.New("runners still use the store")
+// ErrRunnersLive is engine.ErrRunnersLive: the schema is not migrated
+// under runners that use it.
+var ErrRunnersLive = engine.ErrRunnersLive
 
-// maxNamed bounds the owners an error names.
-const maxNamed = 3
 
 // liveRunners lists the owners of the runners whose proof of life is
 // held, read in the migration's transaction.
@@ -58,15 +55,5 @@ func (s *Store) liveRunners(ctx context.Context, tx pgx.Tx) ([]string, error) {
 
 // runnersInTheWay is the refusal to migrate a schema that runners use.
 func runnersInTheWay(from, to int, owners []string) error {
-	named := owners
-	more := ""
-	if len(named) > maxNamed {
-		more = fmt.Sprintf(" and %d more", len(named)-maxNamed)
-		named = named[:maxNamed]
-	}
-	return fmt.Errorf("%w: the schema is at version %d and this memberflow would migrate it to %d, "+
-		"but %d runner(s) still use the store (%s%s); a runner of the older memberflow would lose or repeat runs "+
-		"on the migrated schema: stop every runner of this store, then start this memberflow, which migrates it, "+
-		"then the other runners with this version (docs/deploy.md, \"Upgrading\")",
-		ErrRunnersLive, from, to, len(owners), strings.Join(named, ", "), more)
+	return engine.RunnersInTheWay(from, to, owners, "")
 }

@@ -3,19 +3,18 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/memberflow/memberflow/engine"
 )
 
-// ErrRunnersLive: the store's schema is older than this memberflow's, and
-// runners (of the older memberflow, presumably) still use it, so it is not
-// migrated under them.
-var ErrRunnersLive = errors.New("runners still use the store")
+// ErrRunnersLive is engine.ErrRunnersLive: the store is not migrated
+// under runners that use it.
+var ErrRunnersLive = engine.ErrRunnersLive
 
 // Upgrades. A migration changes what every runner of the store must know:
 // a runner of an older memberflow that keeps running on a migrated store
@@ -27,8 +26,6 @@ var ErrRunnersLive = errors.New("runners still use the store")
 // without file locks), a runner holding an unexpired lease on a run or a
 // trigger counts as alive.
 
-// maxNamed bounds the owners an error names.
-const maxNamed = 3
 
 // liveRunners lists the owners of runners that may still be using a store
 // of schema version v, read in the migration's transaction on conn;
@@ -111,22 +108,12 @@ func sortedKeys(set map[string]bool) []string {
 // byLeases says the runners were told by their leases: one that died is
 // told from a live one only when its leases end.
 func runnersInTheWay(from, to int, owners []string, byLeases bool) error {
-	named := owners
-	more := ""
-	if len(named) > maxNamed {
-		more = fmt.Sprintf(" and %d more", len(named)-maxNamed)
-		named = named[:maxNamed]
-	}
-	return fmt.Errorf("%w: the schema is at version %d and this memberflow would migrate it to %d, "+
-		"but %d runner(s) still use the store (%s%s); a runner of the older memberflow would lose or repeat runs "+
-		"on the migrated schema: stop every runner of this store, then start this memberflow, which migrates it, "+
-		"then the other runners with this version (docs/deploy.md, \"Upgrading\")%s",
-		ErrRunnersLive, from, to, len(owners), strings.Join(named, ", "), more, leaseNote(byLeases))
+	return engine.RunnersInTheWay(from, to, owners, leaseNote(byLeases))
 }
 
 func leaseNote(byLeases bool) string {
 	if !byLeases {
 		return ""
 	}
-	return "; they hold unexpired leases on runs, and a runner that died frees the store when its leases end (a minute by default)"
+	return "they hold unexpired leases on runs, and a runner that died frees the store when its leases end (a minute by default)"
 }
