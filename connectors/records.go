@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -114,6 +115,13 @@ type Role struct {
 	// Inputs maps domain field names to the action's inputs that carry
 	// them (the member's id, the reference, the email).
 	Inputs map[string]string
+	// Fetch marks a read-only action whose answer about a record holds
+	// more than the record as a snapshot has it (an order with the
+	// payments recorded on it): a check that needs that answer runs the
+	// action, one call per record, with the record's id in the input
+	// Inputs[FieldID], and answers the recipe's step with its output
+	// (Answer is not used for it).
+	Fetch bool
 }
 
 // Name is the role as rules name it: "<kind>.<verb>".
@@ -277,11 +285,35 @@ func checkRecords(s *Spec) []error {
 	}
 	for _, a := range s.Actions {
 		role(a.Name, a.Role)
+		if a.Role == nil || !a.Role.Fetch {
+			continue
+		}
+		if !a.ReadOnly {
+			errs = append(errs, where("action %q: role %q fetches, so the action must be read-only", a.Name, a.Role.Name()))
+		}
+		if in := a.Role.Inputs[FieldID]; in == "" || !hasInput(a.Input, in) {
+			errs = append(errs, where("action %q: role %q fetches by the record's id, but the input %q its Inputs give %q is no input of the action", a.Name, a.Role.Name(), in, FieldID))
+		}
 	}
 	for _, t := range s.Triggers {
 		role(t.Name, t.Role)
+		if t.Role != nil && t.Role.Fetch {
+			errs = append(errs, where("trigger %q: role %q fetches, which only an action can", t.Name, t.Role.Name()))
+		}
 	}
 	return errs
+}
+
+// hasInput reports whether an input JSON Schema has a property.
+func hasInput(schema json.RawMessage, name string) bool {
+	var s struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if name == "" || json.Unmarshal(schema, &s) != nil {
+		return false
+	}
+	_, ok := s.Properties[name]
+	return ok
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -37,6 +37,35 @@ func TestRecordDeclarationsAreChecked(t *testing.T) {
 	}
 }
 
+// TestFetchRolesAreChecked: a role that has checks run its action for a
+// record's answer must be a read-only action's, with an id input the
+// action has.
+func TestFetchRolesAreChecked(t *testing.T) {
+	byID := map[string]string{FieldID: "orderId"}
+	cases := []struct {
+		name     string
+		readOnly bool
+		role     *Role
+		want     string // "" when accepted
+	}{
+		{"sound", true, &Role{Kind: KindOrder, Verb: "get", Fetch: true, Inputs: byID}, ""},
+		{"writes", false, &Role{Kind: KindOrder, Verb: "get", Fetch: true, Inputs: byID}, `action "get": role "order.get" fetches, so the action must be read-only`},
+		{"no id input", true, &Role{Kind: KindOrder, Verb: "get", Fetch: true}, `the input "" its Inputs give "id" is no input of the action`},
+		{"an input the action lacks", true, &Role{Kind: KindOrder, Verb: "get", Fetch: true, Inputs: map[string]string{FieldID: "id"}}, `the input "id" its Inputs give "id" is no input`},
+		{"no fetch, no id input needed", false, &Role{Kind: KindOrder, Verb: "get"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := specWith(json.RawMessage(`{"type":"object","properties":{"orderId":{"type":"integer"}}}`))
+			s.Actions[0].ReadOnly, s.Actions[0].Role = tc.readOnly, tc.role
+			got := errString(NewRegistry().Register(s))
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Fatalf("Register: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestFieldReadsDeclaredPaths(t *testing.T) {
 	rs := &RecordSpec{Fields: map[string]string{FieldMember: "recipient.id", FieldChanged: "updated|created", FieldAmount: "amount"},
 		States: map[string][]string{StateLive: {"BOOKED"}}}

@@ -32,9 +32,9 @@ func declareRecords(s *connectors.Spec) {
 		},
 	}
 	itself := func(rec map[string]any) any { return rec }
-	// The payments of an order recorded from elsewhere are not read: a
-	// check answers them as none.
-	none := func() map[string]any { return map[string]any{"data": []any{}} }
+	// The payments recorded on an order are not in a snapshot's order
+	// record: a check that needs them runs the action for that order.
+	byOrderID := map[string]string{connectors.FieldID: "orderId"}
 	roles := map[string]*connectors.Role{
 		"registration_created": {Kind: connectors.KindAttendee, Verb: "created"},
 		"order_paid":           {Kind: connectors.KindOrder, Verb: "paid"},
@@ -46,11 +46,9 @@ func declareRecords(s *connectors.Spec) {
 				connectors.FieldGivenName: "firstName", connectors.FieldFamilyName: "lastName"}},
 		"record_payment": {Kind: connectors.KindOrderPayment, Verb: "record",
 			Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount"}},
-		"get_order":           {Kind: connectors.KindOrder, Verb: "get", Answer: itself},
-		"list_order_payments": {Kind: connectors.KindOrder, Verb: "list_payments", Answer: func(map[string]any) any { return none() }},
-		"get_order_with_payments": {Kind: connectors.KindOrder, Verb: "get", Answer: func(o map[string]any) any {
-			return map[string]any{"order": o, "payments": none()}
-		}},
+		"get_order":               {Kind: connectors.KindOrder, Verb: "get", Answer: itself},
+		"list_order_payments":     {Kind: connectors.KindOrder, Verb: "list_payments", Fetch: true, Inputs: byOrderID},
+		"get_order_with_payments": {Kind: connectors.KindOrder, Verb: "get", Fetch: true, Inputs: byOrderID},
 	}
 	s.SetRoles(roles)
 }

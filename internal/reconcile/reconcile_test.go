@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"reflect"
 	"slices"
@@ -321,20 +322,29 @@ func asMap(t *testing.T, v any) map[string]any {
 
 var _ = connectors.StartBeginning
 
-// failEvery answers every nth request 500 without sending it on, and a
-// request the service refuses for good (401) passes through unchanged.
+// failEvery answers every nth request 500 without sending it on, but
+// never the same request (method and URL) twice: asked again, it passes.
+// (A read of several requests, such as an order with its payments, would
+// otherwise meet a failure on every attempt.) A request the service
+// refuses for good (401) passes through unchanged.
 type failEvery struct {
 	n      int
 	mu     sync.Mutex
 	count  int
 	failed int
+	once   map[string]bool // the requests failed
 }
 
 func (f *failEvery) RoundTrip(req *http.Request) (*http.Response, error) {
+	key := req.Method + " " + req.URL.String()
 	f.mu.Lock()
 	f.count++
-	fail := f.count%f.n == 0
+	fail := f.count%f.n == 0 && !f.once[key]
 	if fail {
+		if f.once == nil {
+			f.once = map[string]bool{}
+		}
+		f.once[key] = true
 		f.failed++
 	}
 	f.mu.Unlock()
@@ -379,4 +389,109 @@ func TestReadsSurviveOccasionalFailures(t *testing.T) {
 	if got, want := drift(rep), drift(quiet); !slices.Equal(got, want) || !reflect.DeepEqual(rep.Counts, quiet.Counts) {
 		t.Fatalf("with failures: %v %v\nquiet: %v %v", got, rep.Counts, want, quiet.Counts)
 	}
+}
+
+// An order paid only by a payment memberflow mirrored onto it from the
+// Memberships API (reference mship-…, by payments-to-accelevents) is no
+// drift: payments-to-memberships takes those payments out of the order's
+// amountPaid and posts nothing. The rule answers the recipe's order read
+// step with the order and its payments as Accelevents gives them, so the
+// recipe's own condition decides. Orders paid, wholly or in part, by
+// payments recorded from elsewhere are still missing in Memberships.
+// (Issue: on `sandbox --members 1000` seed 1, after `run --once`, one
+// order-missing-in-payments that was none: the rule took the order's
+// payments recorded from elsewhere as none.)
+func TestOrderPaidByAMirroredPaymentIsNoDrift(t *testing.T) {
+	d := startDemo(t)
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		// The payments recorded on the order: mirrored from a Memberships
+		// payment (mship-<its id>), or from elsewhere, as parts of its total.
+		mirrored, elsewhere float64
+		drift               bool
+	}{
+		{name: "only a mirrored payment", mirrored: 1, drift: false},
+		{name: "only a payment from the box office", elsewhere: 1, drift: true},
+		{name: "mirrored in part, the rest at the box office", mirrored: 0.5, elsewhere: 0.5, drift: true},
+	}
+	var want []string
+	for i, tc := range cases {
+		// A new (pending) member registers at the event site and pays
+		// later: the order waits unpaid.
+		id := ids(mutate(t, d, "memberships", "new_member", 1, nil)["ids"])[0]
+		u := asMap(t, call(t, d, "memberships", "get_user", map[string]any{"userId": id}))
+		email := strings.ToLower(fmt.Sprint(u["email"]))
+		reg := asMap(t, call(t, d, "accelevents", "create_order", map[string]any{"ticketTypeId": 145680, "paymentType": "UNPAID",
+			"holders": []any{map[string]any{"firstName": u["firstName"], "lastName": u["lastName"], "email": email}}}))
+		o := reg["order"].(map[string]any)
+		orderID, total := o["orderId"], o["total"].(float64)
+		if total <= 0 {
+			t.Fatalf("%s: order %v costs %v", tc.name, orderID, total)
+		}
+		mirrored := math.Round(total*tc.mirrored*100) / 100
+		if mirrored > 0 {
+			// The member pays in Memberships; payments-to-accelevents
+			// records it on the member's registration, as mship-<id>.
+			pay := asMap(t, call(t, d, "memberships", "create_payment", map[string]any{"userId": id, "amount": mirrored, "currency": "USD", "status": "paid", "source": "manual"}))
+			call(t, d, "accelevents", "record_payment", map[string]any{"orderId": orderID, "amount": mirrored, "externalRef": fmt.Sprintf("mship-%v", pay["id"]), "method": "manual"})
+		}
+		if rest := math.Round((total-mirrored)*100) / 100; tc.elsewhere > 0 {
+			call(t, d, "accelevents", "record_payment", map[string]any{"orderId": orderID, "amount": rest, "externalRef": fmt.Sprintf("box-office-%d", i), "method": "cash"})
+		}
+		got := asMap(t, call(t, d, "accelevents", "get_order", map[string]any{"orderId": orderID}))
+		if got["status"] != "PAID" || got["amountPaid"] != total {
+			t.Fatalf("%s: order %v is %v with %v paid of %v: the case is not built", tc.name, orderID, got["status"], got["amountPaid"], total)
+		}
+		t.Logf("%s: order %v, %v paid, %v mirrored", tc.name, orderID, total, mirrored)
+		if tc.drift {
+			want = append(want, fmt.Sprintf("order-missing-in-payments order/%v", orderID))
+		}
+	}
+
+	reads := aeRequests(t, d)
+	rep, s, err := reconciler(t, d).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(want)
+	if got := drift(rep); !slices.Equal(got, want) {
+		t.Fatalf("drift:\n  got  %s\n  want %s", strings.Join(got, "\n       "), strings.Join(want, "\n       "))
+	}
+	// The cost: one read of an order with its payments (the order, and its
+	// payments before and after) per order the recipe's condition keeps,
+	// none for the others (the complimentary ones memberflow registers).
+	kept := 0
+	for _, o := range s.Orders {
+		if p, _ := o.Data["purchaser"].(map[string]any); o.Data["paymentType"] != "COMPLIMENTARY" && o.Data["total"].(float64) > 0 && p != nil && p["email"] != "" {
+			kept++
+		}
+	}
+	after := aeRequests(t, d)
+	t.Logf("%d of %d orders kept by the recipe's condition, read with their payments", kept, len(s.Orders))
+	const order, payments = "GET /rest/events/{eventUrl}/staff/orders/{orderId}", "GET /rest/events/{eventUrl}/staff/orders/{orderId}/payments"
+	if kept < len(cases) || kept == len(s.Orders) || after[order]-reads[order] != kept || after[payments]-reads[payments] != 2*kept {
+		t.Errorf("%d orders of %d kept by the recipe's condition: read with %d order and %d payment list requests, want %d and %d",
+			kept, len(s.Orders), after[order]-reads[order], after[payments]-reads[payments], kept, 2*kept)
+	}
+}
+
+// aeRequests counts the requests the Accelevents sandbox has answered, by
+// route.
+func aeRequests(t *testing.T, d *demo.Demo) map[string]int {
+	t.Helper()
+	res, err := http.Get(d.URL + "/_sandbox/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st struct {
+		Services map[string]struct {
+			Requests map[string]int `json:"requests"`
+		} `json:"services"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatalf("sandbox stats: %v", err)
+	}
+	return st.Services["accelevents"].Requests
 }

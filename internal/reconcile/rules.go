@@ -70,6 +70,10 @@ type rule struct {
 	check   func(c *checkCtx) []Finding
 	// refs lists the references of the order payments the rule needs.
 	refs func(c *checkCtx) []string
+	// fetch lists the records the rule checks whose answers to the
+	// recipe's fetching read steps (connectors.Role.Fetch) it needs: the
+	// snapshot reads them, one call per record and step.
+	fetch func(c *checkCtx) []kr
 }
 
 // Rules are the integrity rules in report order.
@@ -125,8 +129,8 @@ var rules = []*rule{
 	{
 		id: "order-missing-in-payments", title: "a member's paid event order is missing from, or doubled in, the member's payments",
 		fixTrigger: "order.paid", fixAction: "payment.upsert", fixable: true,
-		derived: "which orders: the recipe's when and its payment upsert step's when (the order's payments recorded from elsewhere taken as none); the reference: the payment upsert step's with (amounts not compared)",
-		check:   checkOrdersToPayments,
+		derived: "which orders: the recipe's when and its payment upsert step's when (the order read step answered by the service: the order and the payments recorded on it, read for each order the recipe's when keeps); the reference: the payment upsert step's with (amounts not compared)",
+		check:   checkOrdersToPayments, fetch: ordersToPayments,
 	},
 }
 
@@ -367,9 +371,10 @@ func (c *checkCtx) answer(st *recipes.Step, rec map[string]any) any {
 }
 
 // readSteps gives the outputs of the steps before the one of role
-// target that can be answered from the snapshot: a step whose role
-// answers about a kind in recs (a nil record: none was found) gets that
-// answer, by the step id the recipe uses.
+// target that can be answered: a step whose role answers about a kind in
+// recs (a nil record: none was found) gets that answer, by the step id
+// the recipe uses; a step whose role fetches gets the answer the
+// snapshot read for that record (none when it read none).
 func (c *checkCtx) readSteps(target string, recs map[string]map[string]any) map[string]any {
 	steps := map[string]any{}
 	for _, st := range c.r.Steps {
@@ -377,14 +382,40 @@ func (c *checkCtx) readSteps(target string, recs map[string]map[string]any) map[
 		if ro.Name() == target {
 			break
 		}
-		if ro == nil || ro.Answer == nil {
+		if ro == nil {
 			continue
 		}
-		if rec, ok := recs[ro.Kind]; ok {
+		rec, ok := recs[ro.Kind]
+		switch {
+		case !ok:
+		case ro.Fetch:
+			// Only what the service answered: the snapshot's record is
+			// not the whole answer.
+			key := connectorOf(c.r, st.Connection) + "." + st.Operation
+			if ans, ok := c.s.Fetched[key][c.f(ro.Kind, rec, connectors.FieldID)]; ok && rec != nil {
+				steps[st.ID] = ans
+			}
+		case ro.Answer != nil:
 			steps[st.ID] = ro.Answer(rec)
 		}
 	}
 	return steps
+}
+
+// fetching lists the recipe's steps before the one of role target whose
+// role fetches its answer (connectors.Role.Fetch).
+func (c *checkCtx) fetching(target string) []*recipes.Step {
+	var out []*recipes.Step
+	for _, st := range c.r.Steps {
+		ro := c.role(st)
+		if ro.Name() == target {
+			break
+		}
+		if ro != nil && ro.Fetch {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // stepWhen evaluates a step's condition with the given steps' outputs.
@@ -735,6 +766,19 @@ func checkPaymentsToOrders(c *checkCtx) []Finding {
 	return out
 }
 
+// ordersToPayments lists the orders checkOrdersToPayments checks: those
+// the recipe's when keeps, whose read steps it answers with the order
+// and the payments recorded on it as the service gives them.
+func ordersToPayments(c *checkCtx) []kr {
+	var out []kr
+	for _, rec := range c.s.Orders {
+		if c.when(c.event(rec.Data)) {
+			out = append(out, kr{order, rec.Data})
+		}
+	}
+	return out
+}
+
 func checkOrdersToPayments(c *checkCtx) []Finding {
 	var out []Finding
 	for _, rec := range c.s.Orders {
@@ -761,8 +805,8 @@ func checkOrdersToPayments(c *checkCtx) []Finding {
 		case len(got) > 1:
 			problem = fmt.Sprintf("has %d member payments", len(got))
 		default:
-			// Amounts are not compared: the order's paid amount grows by
-			// the payments mirrored to it from the members' payments.
+			// Amounts are not compared: the rule finds payments missing
+			// or doubled.
 			continue
 		}
 		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) %s", c.f(order, o, connectors.FieldID), c.f(order, o, connectors.FieldEmail), ref, problem),

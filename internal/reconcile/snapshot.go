@@ -14,6 +14,11 @@
 // emits every record it covers, page by page, through the connection's
 // HTTP client (its token bucket, retries and redaction). A page that fails
 // is asked again from the same cursor, so a read resumes where it stopped.
+// What a rule needs beyond those records is read one record at a time:
+// order payments by reference with the declared look-up action, and the
+// answer of a recipe's read step whose role fetches (an order with the
+// payments recorded on it) by the record's id, for the records the rule
+// checks only.
 //
 // Lifecycle: New (no I/O) → Read (the snapshot) → Check (the findings,
 // no I/O) → Fix (enqueue the fixing recipes' runs in an engine.Store).
@@ -54,6 +59,11 @@ type Snapshot struct {
 	// ExtraPayments are the payments recorded on orders, found by
 	// reference (those a rule checks), keyed by reference.
 	ExtraPayments map[string][]map[string]any `json:"-"`
+	// Fetched are the answers of the read actions run for the records a
+	// rule checks, whose answer the snapshot's records cannot give (an
+	// order with the payments recorded on it: connectors.Role.Fetch), by
+	// "connector.action" and then by the record's id.
+	Fetched map[string]map[string]any `json:"-"`
 	// Kinds are the declarations of the record kinds read, by kind: how
 	// to read a domain field of a record (see [Snapshot.Field]).
 	Kinds map[string]*connectors.RecordSpec `json:"-"`
@@ -231,7 +241,8 @@ func (r *Reconciler) Close() error {
 // Read takes a snapshot of every record kind a connected connector
 // declares.
 func (r *Reconciler) Read(ctx context.Context) (*Snapshot, error) {
-	s := &Snapshot{Taken: r.now().UTC(), ExtraPayments: map[string][]map[string]any{}, Kinds: map[string]*connectors.RecordSpec{}}
+	s := &Snapshot{Taken: r.now().UTC(), ExtraPayments: map[string][]map[string]any{}, Fetched: map[string]map[string]any{},
+		Kinds: map[string]*connectors.RecordSpec{}}
 	for kind, src := range r.sources {
 		s.Kinds[kind] = src.rs
 	}
@@ -260,6 +271,9 @@ func (r *Reconciler) Read(ctx context.Context) (*Snapshot, error) {
 		}
 		*s.records(kind) = recs
 		r.log.Debug("read", "kind", kind, "connector", src.spec.Name, "via", via, "records", len(recs), "polls", calls)
+	}
+	if err := r.readFetched(ctx, s); err != nil {
+		return nil, err
 	}
 	if err := r.readPaymentRefs(ctx, s); err != nil {
 		return nil, err
@@ -360,6 +374,64 @@ func (r *Reconciler) scope(src source) map[string]any {
 			}
 			if v, ok, err := st.With.EvalKey(key, recipes.Env{"vars": rc.Vars}); err == nil && ok && v != nil {
 				return map[string]any{key: v}
+			}
+		}
+	}
+	return nil
+}
+
+// readFetched runs, for each record a rule's fetch lists, each read step
+// of the rule's recipe before the rule's action step whose role fetches
+// (connectors.Role.Fetch) — the step the record's kind answers — with
+// the record's id, one call per record and action: the check then
+// answers that step with what the service says, as a run would see it.
+func (r *Reconciler) readFetched(ctx context.Context, s *Snapshot) error {
+	ix := newIndex(s)
+	for _, br := range r.rules {
+		if br.rule.fetch == nil || br.fixer == nil {
+			continue
+		}
+		c := br.ctx(s, ix)
+		steps := c.fetching(br.rule.fixAction)
+		if len(steps) == 0 {
+			continue
+		}
+		for _, rec := range br.rule.fetch(c) {
+			for _, st := range steps {
+				ro := c.role(st)
+				if ro.Kind != rec.kind {
+					continue
+				}
+				name := connectorOf(br.fixer, st.Connection)
+				o, ok := r.conns[name]
+				if !ok {
+					continue
+				}
+				a := o.spec.Action(st.Operation)
+				if a == nil {
+					continue
+				}
+				key, id := name+"."+st.Operation, s.Field(rec.kind, rec.rec, connectors.FieldID)
+				if _, done := s.Fetched[key][id]; done || id == "" {
+					continue
+				}
+				in := map[string]any{ro.Inputs[connectors.FieldID]: s.Kinds[rec.kind].Value(rec.rec, connectors.FieldID)}
+				var res *connectors.Result
+				err := r.read(ctx, fmt.Sprintf("%s for %s %s", key, rec.kind, id), &s.Calls, func() (err error) {
+					res, err = a.Run(ctx, o.conn, in)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("reconcile: rule %s: step %q (%s) for %s %s through connection %q: %w", br.rule.id, st.ID, key, rec.kind, id, o.name, err)
+				}
+				out, ok := asMap(res.Output)
+				if !ok {
+					return fmt.Errorf("reconcile: rule %s: step %q (%s) for %s %s: the answer is no object", br.rule.id, st.ID, key, rec.kind, id)
+				}
+				if s.Fetched[key] == nil {
+					s.Fetched[key] = map[string]any{}
+				}
+				s.Fetched[key][id] = out
 			}
 		}
 	}
