@@ -413,11 +413,19 @@ func (c *Client) findMany(ctx context.Context, items []map[string]any, idx []int
 	found := map[int]Credential{}
 	for _, k := range order {
 		list := batches[k]
-		for start := 0; start < len(list); start += bulkChunk {
-			part := list[start:min(start+bulkChunk, len(list))]
-			vals := make([]any, len(part))
-			for j, i := range part {
-				vals[j] = value(k.field, i)
+		chunk := bulkChunk
+		if k.field == "recipient_email" {
+			chunk /= 2 // two forms of each email (emailForms): 30 values a search
+		}
+		for start := 0; start < len(list); start += chunk {
+			part := list[start:min(start+chunk, len(list))]
+			vals := make([]any, 0, len(part))
+			for _, i := range part {
+				if k.field == "recipient_email" {
+					vals = append(vals, emailForms(lookupOf(items[i]).Email)...)
+				} else {
+					vals = append(vals, value(k.field, i))
+				}
 			}
 			q := map[string]any{k.field + "[in]": vals}
 			if k.group != 0 {

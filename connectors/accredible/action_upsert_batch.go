@@ -109,11 +109,19 @@ func (c *Client) findExistingMany(ctx context.Context, inputs []map[string]any, 
 	found := map[int]Credential{}
 	for _, t := range order {
 		list := byTerm[t]
-		for start := 0; start < len(list); start += bulkChunk {
-			part := list[start:min(start+bulkChunk, len(list))]
-			vals := make([]any, len(part))
-			for j, i := range part {
-				vals[j] = keys[i].value
+		chunk := bulkChunk
+		if t.field == "recipient_email" {
+			chunk /= 2 // two forms of each email: 30 values a search
+		}
+		for start := 0; start < len(list); start += chunk {
+			part := list[start:min(start+chunk, len(list))]
+			vals := make([]any, 0, len(part))
+			for _, i := range part {
+				if t.field == "recipient_email" {
+					vals = append(vals, emailForms(lookupOf(inputs[i]).Email)...)
+				} else {
+					vals = append(vals, keys[i].value)
+				}
 			}
 			q := map[string]any{t.field + "[in]": vals}
 			if t.group != 0 {

@@ -91,7 +91,11 @@ func (l lookup) query() map[string]any {
 	case l.RecipientID != "":
 		q["recipient_id"] = l.RecipientID
 	case l.Email != "":
-		q["recipient_email"] = l.Email
+		if forms := emailForms(l.Email); len(forms) > 1 {
+			q["recipient_email[in]"] = forms
+		} else {
+			q["recipient_email"] = l.Email
+		}
 	}
 	if len(l.MetaData) > 0 {
 		q["meta_data"] = l.MetaData
@@ -100,6 +104,20 @@ func (l lookup) query() map[string]any {
 		q["group.id"] = strconv.FormatInt(l.GroupID, 10)
 	}
 	return q
+}
+
+// emailForms are the values an email is looked up by: as given and in
+// lower case. The document calls a search an "exact match" and says
+// nothing of the case of emails; memberflow's recipes lower-case the
+// emails they issue to, a credential issued elsewhere may not, and the
+// batch forms used to look up the lower case only: both forms find
+// either, and the answers are matched without case.
+func emailForms(email string) []any {
+	lower := strings.ToLower(email)
+	if lower == email {
+		return []any{email}
+	}
+	return []any{email, lower}
 }
 
 // find returns the credentials the look-up matches, oldest first.

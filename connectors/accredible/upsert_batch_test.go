@@ -256,3 +256,41 @@ func TestUpsertBatchDryRunPlansAsRun(t *testing.T) {
 }
 
 func credCount(e *env) int { return e.sb.Stats().Objects["credentials"] }
+
+// A credential issued elsewhere to an email in mixed case is found by an
+// upsert of that email, alone and in a batch. The document calls a search
+// an "exact match" (the sandbox matches so) and says nothing of the case
+// of emails; the batch form looked up the lower case only and issued the
+// member a second credential.
+func TestUpsertFindsAnEmailInTheCaseItWasIssuedIn(t *testing.T) {
+	const mixed = "Ada.Lovelace@Example.org"
+	in := func(email string) map[string]any {
+		return decoded(map[string]any{"recipient": map[string]any{"name": "Ada Lovelace", "email": email}, "group_id": 100001, "issued_on": "2026-02-01"})
+	}
+	a := testSpec.Action("upsert_credential")
+	for _, how := range []string{"alone", "batch"} {
+		t.Run(how, func(t *testing.T) {
+			e := setup(t)
+			e.run(t, "create_credential", in(mixed))
+			before := credCount(e)
+			var res *connectors.Result
+			var err error
+			if how == "alone" {
+				res, err = a.Run(context.Background(), e.c, in(mixed))
+			} else {
+				var got []connectors.ItemResult
+				got, err = a.Batch.Run(context.Background(), e.c, []map[string]any{in(mixed), in("grace.hopper@example.org")})
+				if err == nil {
+					res, err = got[0].Result, got[0].Err
+				}
+				before++ // Grace is new
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if action := out(res)["action"]; action == "created" || credCount(e) != before {
+				t.Errorf("the upsert %s: %v, credentials %d → %d; want the existing one found", how, action, before, credCount(e))
+			}
+		})
+	}
+}

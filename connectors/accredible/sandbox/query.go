@@ -238,11 +238,7 @@ func (p *predicate) matches(c *credential, groupName func(int64) string) bool {
 	have := p.stringField(c)
 	for _, v := range p.vals {
 		want := scalarString(v)
-		if p.field == "recipient_email" {
-			if strings.EqualFold(have, want) {
-				return true
-			}
-		} else if have == want {
+		if have == want {
 			return true
 		}
 	}

@@ -259,7 +259,8 @@ func TestSearchV2(t *testing.T) {
 		sort  map[string]any
 		want  []string // recipient emails in order
 	}{
-		{"by email, any case", map[string]any{"recipient_email": "M003@example.org"}, nil, []string{"m003@example.org"}},
+		{"by email", map[string]any{"recipient_email": "m003@example.org"}, nil, []string{"m003@example.org"}},
+		{"by email, another case: an exact match", map[string]any{"recipient_email": "M003@example.org"}, nil, nil},
 		{"by email in", map[string]any{"recipient_email[in]": []any{"m001@example.org", "m004@example.org"}}, nil, []string{"m001@example.org", "m004@example.org"}},
 		{"by group and recipient id", map[string]any{"group.id": "100002", "recipient_id": "1005"}, nil, []string{"m005@example.org"}},
 		{"group as number", map[string]any{"group.id[in]": []any{100002}}, nil, []string{"m001@example.org", "m003@example.org", "m005@example.org"}},
