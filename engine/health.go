@@ -76,7 +76,8 @@ type Check struct {
 // successful poll before the runner is not ready.
 const ReadyIntervals = 3
 
-// Checks evaluates readiness: the store answers, every polling trigger
+// Checks evaluates readiness: the store answers and its last commit did
+// not fail for the storage (WriteHealth), every polling trigger
 // succeeded within ReadyIntervals intervals (counted from the start
 // before its first success), and no connection's credentials are refused.
 func (e *Engine) Checks(ctx context.Context) []Check {
@@ -85,6 +86,10 @@ func (e *Engine) Checks(ctx context.Context) []Check {
 	defer cancel()
 	if _, err := e.store.Cursor(ctx, "memberflow/readyz"); err != nil {
 		out = append(out, Check{Name: "store", Error: e.redact.String(err.Error())})
+	} else if wh, ok := e.store.(WriteHealth); ok && wh.WriteError() != nil {
+		// The store reads but cannot write: nothing is enqueued, claimed
+		// or journaled, and deliveries are answered 503.
+		out = append(out, Check{Name: "store", Error: e.redact.String("writes fail: " + wh.WriteError().Error())})
 	} else {
 		out = append(out, Check{Name: "store", OK: true})
 	}

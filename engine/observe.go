@@ -98,6 +98,14 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// WriteHealth is implemented by stores whose reads may answer while
+// their writes fail (SQLite: a full disk, a file made read-only or
+// locked by another process): WriteError is the storage failure of the
+// last commit, nil once one succeeds. Readiness fails while it is set.
+type WriteHealth interface {
+	WriteError() error
+}
+
 // WriterStatser is implemented by stores that write through one writer
 // (SQLite's committer): a writer busy nearly all the time is the store's
 // ceiling, where more workers or recipes only wait longer.

@@ -155,6 +155,10 @@ func storeAdvice(path string, err error) string {
 		return "free space on the disk that holds the store (or move it and point --store at it), then run again: what was committed is kept, and runs in flight resume from their journal"
 	case errors.Is(err, sqlitestore.ErrCorrupt):
 		return fmt.Sprintf("nothing was written to it. Stop every runner of this store and keep the file; then restore your last copy (delete %[1]s-wal and %[1]s-shm first: a log left beside the store would be applied to the copy and damage it too), or recover what is readable (sqlite3 %[1]s .recover | sqlite3 recovered.db) and run with --store recovered.db", path)
+	case errors.Is(err, sqlitestore.ErrLocked):
+		return fmt.Sprintf("another process kept a write transaction open on %[1]s for longer than the busy timeout (10 s): a sqlite3 shell left in BEGIN, a copy or backup tool, a stuck process. Find it (fuser %[1]s %[1]s-wal), end its transaction or the process, then run again; nothing was written by this command. Take copies with memberflow store backup, which never holds the lock for long", path)
+	case errors.Is(err, sqlitestore.ErrLogDeleted):
+		return fmt.Sprintf("%[1]s-wal was deleted (or replaced) while the store was open: every commit was copied into %[1]s and writes stopped. Restart the runner (and every other process of the store); never delete a store's -wal or -shm file while a process has it open", path)
 	case errors.Is(err, engine.ErrStoreKey):
 		return "give the key the tokens were saved with (the MEMBERFLOW_STORE_KEY secret, or the one --store-key names); if it is lost, run memberflow store forget-tokens, authorise the OAuth app again and set the new refresh token in the connection's secret"
 	case len(changed) > 0:

@@ -75,6 +75,8 @@ func TestStorageErrorsSayWhatToDo(t *testing.T) {
 	}{
 		{sqlitestore.ErrDiskFull, "free space on the disk"},
 		{sqlitestore.ErrReadOnly, "writable"},
+		{sqlitestore.ErrLocked, "fuser /data/m.db"},
+		{sqlitestore.ErrLogDeleted, "Restart the runner"},
 		{engine.ErrStoreKey, "forget-tokens"},
 	} {
 		if got := storeAdvice("/data/m.db", tc.err); !strings.Contains(got, tc.want) {

@@ -27,6 +27,16 @@ var (
 	ErrDiskFull = errors.New("the disk holding the store is full")
 	// ErrCorrupt: the file is damaged or is not a memberflow store.
 	ErrCorrupt = errors.New("the store is damaged")
+	// ErrLocked: another process held a write transaction on the file
+	// for longer than the busy timeout (a sqlite3 shell left in BEGIN, a
+	// copy tool, a stuck process).
+	ErrLocked = errors.New("another process holds the store's write lock")
+	// ErrLogDeleted: the store's write-ahead log (its -wal file) was
+	// deleted or replaced while this process had it open. Commits would
+	// go on into a file no other process sees and a crash would lose
+	// them: the store copies what was committed into the database file
+	// and refuses every write until it is opened again.
+	ErrLogDeleted = errors.New("the store's write-ahead log was deleted while in use")
 )
 
 // SQLite's primary result codes (https://sqlite.org/rescode.html).
@@ -51,6 +61,8 @@ func kindOf(code int) error {
 		return ErrCorrupt
 	case sqliteFull:
 		return ErrDiskFull
+	case sqliteBusy:
+		return ErrLocked
 	}
 	return nil
 }
@@ -71,7 +83,7 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, k := range []error{ErrNoDirectory, ErrReadOnly, ErrDiskFull, ErrCorrupt} {
+	for _, k := range []error{ErrNoDirectory, ErrReadOnly, ErrDiskFull, ErrCorrupt, ErrLocked, ErrLogDeleted} {
 		if errors.Is(err, k) {
 			return err
 		}
@@ -125,6 +137,22 @@ func checkPlace(path string) error {
 		return classify(fmt.Errorf("opening %s for writing: %w", path, err))
 	}
 	return nil
+}
+
+// failing reports whether err is a failure of the storage itself (the
+// file, its disk, its lock), as opposed to a write refused for what it
+// holds: the failures that make every write fail until someone acts.
+func failing(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, k := range []error{ErrReadOnly, ErrDiskFull, ErrCorrupt, ErrLocked, ErrLogDeleted} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqliteIOErr || se.Code()&0xff == sqliteCantOpen)
 }
 
 // isBusy is SQLITE_BUSY: another connection held a lock SQLite would not

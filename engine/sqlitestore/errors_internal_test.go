@@ -21,7 +21,7 @@ func TestKindOfCodes(t *testing.T) {
 		{11, ErrCorrupt},        // SQLITE_CORRUPT
 		{11 | 1<<8, ErrCorrupt}, // SQLITE_CORRUPT_VTAB
 		{26, ErrCorrupt},        // SQLITE_NOTADB
-		{5, nil},                // SQLITE_BUSY: waited for, not the operator's
+		{5, ErrLocked},          // SQLITE_BUSY: the busy timeout ran out
 		{19, nil},               // SQLITE_CONSTRAINT: a bug, not storage
 		{10 | 3<<8, nil},        // SQLITE_IOERR_WRITE without ENOSPC
 		{14, nil},               // SQLITE_CANTOPEN: told apart before opening

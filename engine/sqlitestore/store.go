@@ -240,6 +240,28 @@ type Store struct {
 	busy, commits, writes atomic.Int64
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
+
+	// wal is the write-ahead log this process opened (nil when there was
+	// none to see at open): while the store is open SQLite never deletes
+	// or replaces it, so another file at its path means someone did
+	// (checkLog).
+	wal os.FileInfo
+	// commitMu is held by each commit: checkLog takes it to know that no
+	// commit is under way once broken is set.
+	commitMu sync.Mutex
+	// broken, once set, refuses every write (ErrLogDeleted).
+	broken atomic.Pointer[storageError]
+	// failure is the storage failure of the last commit, nil after a
+	// commit that succeeded (WriteError).
+	failMu  sync.Mutex
+	failure *writeFailure
+}
+
+// writeFailure is a run of commits that failed for the storage.
+type writeFailure struct {
+	err    error
+	since  time.Time
+	failed int
 }
 
 var (
@@ -338,6 +360,9 @@ func Open(path string, opts Options) (*Store, error) {
 		ck.Close()
 		return nil, fmt.Errorf("store %s: preparing statements: %w", path, err)
 	}
+	if st, err := os.Stat(path + "-wal"); err == nil {
+		s.wal = st
+	}
 	go s.commitLoop()
 	if opts.CheckpointEvery > 0 {
 		go s.checkpointLoop(opts.CheckpointEvery)
@@ -377,7 +402,7 @@ func (s *Store) migrate() error {
 	// the second would apply a migration the first had already applied.
 	// All pending migrations and the new version commit together.
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("migrating: taking the write lock: %w", err)
+		return fmt.Errorf("taking the write lock to check the schema version: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -619,6 +644,7 @@ func (s *Store) fill(batch *[]*op, want int) {
 
 func (s *Store) commit(batch []*op) {
 	err := s.commitTx(batch)
+	s.noteCommit(err)
 	if err == nil {
 		for _, o := range batch {
 			o.done <- nil
@@ -630,11 +656,109 @@ func (s *Store) commit(batch []*op) {
 		return
 	}
 	for _, o := range batch {
-		o.done <- s.commitTx([]*op{o})
+		err := s.commitTx([]*op{o})
+		s.noteCommit(err)
+		o.done <- err
 	}
 }
 
+// noteCommit keeps the storage failure of a commit for WriteError, and
+// logs when commits start failing for the storage and when they succeed
+// again (once each, not at every write).
+func (s *Store) noteCommit(err error) {
+	if err != nil && !failing(classify(err)) {
+		return // refused for what it held: the storage is fine
+	}
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	switch {
+	case err == nil && s.failure != nil:
+		s.log.Info("writes to the store succeed again", "store", s.path,
+			"failing_for", time.Since(s.failure.since).Round(time.Millisecond), "failed_commits", s.failure.failed)
+		s.failure = nil
+	case err != nil && s.failure == nil:
+		s.failure = &writeFailure{err: classify(err), since: time.Now(), failed: 1}
+		s.log.Error("writes to the store fail; each is retried or refused, what was committed is kept", "store", s.path, "error", classify(err))
+	case err != nil:
+		s.failure.err = classify(err)
+		s.failure.failed++
+	}
+}
+
+// WriteError implements engine.WriteHealth: the storage failure of the
+// last commit (the disk full, the file read-only or locked by another
+// process, its log deleted), with the store's path and since when
+// commits fail; nil when the last commit succeeded. A store whose
+// reads answer may still be unable to write: readiness asks this too.
+func (s *Store) WriteError() error {
+	if b := s.broken.Load(); b != nil {
+		return fmt.Errorf("store %s: %w", s.path, b)
+	}
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failure == nil {
+		return nil
+	}
+	return fmt.Errorf("store %s: %d commit(s) failed since %s: %w", s.path, s.failure.failed,
+		s.failure.since.UTC().Format(time.RFC3339), s.failure.err)
+}
+
+var _ engine.WriteHealth = (*Store)(nil)
+
+// checkLog finds the store's write-ahead log deleted or replaced under
+// this process (rm of the -wal file, a copy restored over it). SQLite
+// does not: it goes on appending commits to the file it opened, which no
+// other process sees any more (they make a new, empty one and fail with
+// I/O errors) and which a crash of this process loses. On finding it,
+// checkLog refuses every later write (ErrLogDeleted), waits for the
+// commit under way, and copies every committed transaction from the log
+// it still holds into the database file (a checkpoint), where it is safe:
+// reopening the store (restarting the runner) starts a new log.
+func (s *Store) checkLog() error {
+	if b := s.broken.Load(); b != nil {
+		return b
+	}
+	if s.wal == nil {
+		return nil
+	}
+	st, err := os.Stat(s.path + "-wal")
+	switch {
+	case err == nil && os.SameFile(st, s.wal):
+		return nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil // cannot tell (permissions): the writes will say
+	}
+	what := "deleted"
+	if err == nil {
+		what = "replaced by another file"
+	}
+	b := &storageError{kind: ErrLogDeleted, err: fmt.Errorf("%s-wal was %s while this process had it open", s.path, what)}
+	if !s.broken.CompareAndSwap(nil, b) {
+		return s.broken.Load()
+	}
+	// The commit under way, if any, ends first. The writer copies: its
+	// connection has had the old log open since the store was opened
+	// (the checkpointer's may have opened the new, empty file).
+	s.commitMu.Lock()
+	var busy, logFrames, done int
+	err = s.w.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done)
+	s.commitMu.Unlock()
+	if err != nil || busy != 0 {
+		s.log.Error("the store's write-ahead log was deleted while in use, and copying it into the database failed: commits since the last checkpoint are lost when this process ends; keep it running, stop the other processes of the store and restore the log",
+			"store", s.path, "error", err, "busy", busy)
+	} else {
+		s.log.Error("the store's write-ahead log was deleted while in use: every commit was copied into the database file and writes are refused; restart the runner (it opens a new log); never delete a store's -wal or -shm file while it is open",
+			"store", s.path)
+	}
+	return b
+}
+
 func (s *Store) commitTx(batch []*op) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if b := s.broken.Load(); b != nil {
+		return b
+	}
 	began := time.Now()
 	defer func() {
 		s.busy.Add(int64(time.Since(began)))
@@ -705,6 +829,9 @@ func (s *Store) checkpointLoop(every time.Duration) {
 		case <-s.quit:
 			return
 		case <-t.C:
+		}
+		if s.checkLog() != nil {
+			return // refusing writes: nothing more to copy
 		}
 		var busy, logFrames, done int
 		if err := s.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err != nil {
@@ -1625,10 +1752,18 @@ var _ engine.Syncer = (*Store)(nil)
 // holds every commit not yet checkpointed, to disk. Commits are not each
 // flushed (synchronous=NORMAL); a process crash keeps them anyway, a
 // power loss only after this.
+//
+// The log it flushes must be the one this process writes: a -wal file
+// deleted or replaced under it (checkLog) fails Sync with ErrLogDeleted,
+// so that a webhook delivery is not acknowledged on the strength of a
+// file no one will read again.
 func (s *Store) Sync(ctx context.Context) error {
+	if err := s.checkLog(); err != nil {
+		return fmt.Errorf("store %s: flushing its log: %w", s.path, err)
+	}
 	f, err := os.OpenFile(s.path+"-wal", os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // checkpointed and gone: in the database, flushed
+	if errors.Is(err, fs.ErrNotExist) && s.wal == nil {
+		return nil // no log: every commit is in the database file
 	}
 	if err != nil {
 		return fmt.Errorf("store %s: flushing its log: %w", s.path, err)
