@@ -157,11 +157,7 @@ type Engine struct {
 	// renewed), by run ID: given back to the queue as soon as the store
 	// answers again (giveBack). Under inflightMu.
 	giveBacks map[int64]Lease
-	// leaseOK is when this runner's leases were last known held (its
-	// dispatch began, or a renewal answered), in e.now() Unix
-	// nanoseconds; 0 while no dispatch runs (leasesHeld).
-	leaseOK atomic.Int64
-	// renewNow asks the renewals for one at once (leasesHeld).
+	// renewNow asks the renewals for one at once (leaseHeld).
 	renewNow chan struct{}
 
 	// batchers gather the calls of steps whose action has a batch form,

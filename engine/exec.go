@@ -41,8 +41,6 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 
 	renewStop := make(chan struct{})
 	renewDone := make(chan struct{})
-	lastOK := e.now()
-	e.leaseOK.Store(lastOK.UnixNano())
 	go func() {
 		defer close(renewDone)
 		t := time.NewTicker(e.opts.Lease / 3)
@@ -54,28 +52,33 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			case <-t.C:
 			case <-e.renewNow:
 			}
-			// Runs claimed from now on are not in the answer: only those
-			// claimed before are judged by it.
-			asked := time.Now()
+			// Only the runs this runner works on are renewed: a run the
+			// store says it holds and it does not know (a claim committed
+			// whose answer was lost) keeps its lease, which ends, and is
+			// claimed again, by this runner or another. Renewed, a run is
+			// leased until asked plus a lease.
+			asked := e.now()
+			named := e.tracked()
+			ids := make([]int64, 0, len(named))
+			for id := range named {
+				ids = append(ids, id)
+			}
 			// Bounded: a store that stops answering (a partition: the
 			// socket stays open, nothing comes back) must not hold the
 			// renewals, which are what stops this runner acting on runs
 			// another runner may take once their lease ends.
 			rctx, cancel := context.WithTimeout(runCtx, e.opts.Lease/3)
-			held, err := e.store.RenewLeases(rctx, e.opts.Owner, e.now().Add(e.opts.Lease))
+			held, err := e.store.RenewLeases(rctx, e.opts.Owner, asked.Add(e.opts.Lease), ids)
 			cancel()
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
-				// Unrenewed for most of a lease: another runner may take
-				// the runs any moment, so stop acting on them now.
-				if e.now().Sub(lastOK) >= e.opts.Lease-e.opts.Lease/3 {
-					e.dropRuns(nil, asked, errLeaseExpired)
-				}
+				// A run unrenewed for most of a lease may be taken by
+				// another runner any moment: stop acting on it now.
+				e.dropStale()
 				continue
 			}
-			lastOK = e.now()
-			e.leaseOK.Store(lastOK.UnixNano())
-			e.dropRuns(held, asked, ErrLeaseLost)
+			e.renewed(named, held, asked)
+			e.dropStale()
 			e.giveBack(runCtx)
 		}
 	}()
@@ -87,14 +90,12 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	var ready []*ClaimedRun
 	var claimErr error
 	claim := func(limit int) (int, error) {
-		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: e.now(), Lease: e.opts.Lease})
+		asked := e.now()
+		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: asked, Lease: e.opts.Lease})
 		for _, cr := range runs {
-			cr.ctx, cr.cancel = context.WithCancelCause(runCtx)
-			cr.waiting = new(atomic.Bool)
-			e.inflightMu.Lock()
-			e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now(), waiting: cr.waiting}
-			e.inflightMu.Unlock()
+			e.track(runCtx, cr, asked)
 		}
+		e.claimedLate(asked)
 		ready = append(ready, runs...)
 		return len(runs), err
 	}
@@ -205,8 +206,86 @@ var errLeaseExpired = errors.New("the leases could not be renewed: another runne
 // inflightRun is a run this runner works on.
 type inflightRun struct {
 	cancel  context.CancelCauseFunc
-	claimed time.Time    // when its claim had committed
 	waiting *atomic.Bool // the run's ClaimedRun.waiting
+	leased  *atomic.Int64
+}
+
+// track makes cr a run this runner works on: its context (under
+// parent) is cancelled when its lease is lost, and the renewals name
+// it. asked is the claim's ClaimRequest.Now: the store leased the run
+// until asked plus a lease, so its lease counts from then, however late
+// the claim's answer came.
+func (e *Engine) track(parent context.Context, cr *ClaimedRun, asked time.Time) {
+	cr.ctx, cr.cancel = context.WithCancelCause(parent)
+	cr.waiting = new(atomic.Bool)
+	cr.leased = new(atomic.Int64)
+	cr.leased.Store(asked.UnixNano())
+	e.inflightMu.Lock()
+	e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, waiting: cr.waiting, leased: cr.leased}
+	e.inflightMu.Unlock()
+}
+
+// claimedLate drops the runs of a claim asked for at asked whose answer
+// came after most of their lease: nothing renewed them meanwhile (the
+// renewals name only the runs the engine knows), and another runner may
+// take them any moment. They are given back (concluded).
+func (e *Engine) claimedLate(asked time.Time) {
+	if e.now().Sub(asked) >= e.opts.Lease-e.opts.Lease/3 {
+		e.dropStale()
+	}
+}
+
+// tracked returns the runs this runner works on, by ID, each with its
+// lease (the identity of its claim here: a run given back and claimed
+// again is tracked anew).
+func (e *Engine) tracked() map[int64]*atomic.Int64 {
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	out := make(map[int64]*atomic.Int64, len(e.inflight))
+	for id, r := range e.inflight {
+		out[id] = r.leased
+	}
+	return out
+}
+
+// renewed follows a renewal asked at asked that named the runs named:
+// those the store holds are leased from asked on; the others were taken
+// from this runner, which stops working on them (unless it claimed one
+// again meanwhile: that claim is judged by the next renewal).
+func (e *Engine) renewed(named map[int64]*atomic.Int64, held []int64, asked time.Time) {
+	for _, id := range held {
+		if l := named[id]; l != nil {
+			if l.Load() < asked.UnixNano() {
+				l.Store(asked.UnixNano())
+			}
+			delete(named, id)
+		}
+	}
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	for id, l := range named {
+		if r, ok := e.inflight[id]; ok && r.leased == l {
+			e.log.Warn("lost the lease of a run; stopping work on it", "run", id, "cause", ErrLeaseLost)
+			r.cancel(ErrLeaseLost)
+			delete(e.inflight, id)
+		}
+	}
+}
+
+// dropStale cancels every run in flight whose lease was last set (by its
+// claim or a renewal) two thirds of a lease ago or more: another runner
+// may take it before the next renewal could say so.
+func (e *Engine) dropStale() {
+	before := e.now().Add(-(e.opts.Lease - e.opts.Lease/3)).UnixNano()
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	for id, r := range e.inflight {
+		if r.leased.Load() <= before {
+			e.log.Warn("a run's lease was not renewed for most of a lease; stopping work on it", "run", id, "cause", errLeaseExpired)
+			r.cancel(errLeaseExpired)
+			delete(e.inflight, id)
+		}
+	}
 }
 
 // endRetryWaits, at a stop, abandons the runs in flight that only wait
@@ -238,46 +317,26 @@ func (e *Engine) retryWait(ctx context.Context, cr *ClaimedRun, d time.Duration)
 	return e.sleep(ctx, d)
 }
 
-// dropRuns cancels every run in flight claimed before asked whose ID is
-// not in held (all of them when held is nil): its lease was taken, so
-// this runner must not act on it any more. A run claimed after the
-// renewal was asked for is not in its answer and is kept.
-func (e *Engine) dropRuns(held []int64, asked time.Time, cause error) {
-	keep := make(map[int64]bool, len(held))
-	for _, id := range held {
-		keep[id] = true
+// leaseHeld is the send check (connectors.SendCheck) of cr's writes.
+// The renewals drop runs whose lease was lost or not renewed, but only
+// when they run: a process frozen (SIGSTOP, a paused VM) past its leases
+// wakes with every goroutine at once, and a call about to go out would
+// be sent before the renewal learns that another runner took the run
+// over. So a write is not sent once its run's lease has not been renewed
+// for most of a lease: every run in that state is dropped, as the
+// renewal would drop it, and resumes from its journal wherever it is
+// claimed next.
+func (e *Engine) leaseHeld(cr *ClaimedRun) error {
+	if cr.leased == nil {
+		return nil // not claimed by dispatch or a page: nothing renews it
 	}
-	e.inflightMu.Lock()
-	defer e.inflightMu.Unlock()
-	for id, r := range e.inflight {
-		if !keep[id] && r.claimed.Before(asked) {
-			e.log.Warn("lost the lease of a run; stopping work on it", "run", id, "cause", cause)
-			r.cancel(cause)
-			delete(e.inflight, id)
-		}
-	}
-}
-
-// leasesHeld is the send check (connectors.SendCheck) of this runner's
-// writes. The renewals drop runs whose lease was lost, but only when they
-// run: a process frozen (SIGSTOP, a paused VM) past its leases wakes with
-// every goroutine at once, and a call about to go out would be sent before
-// the renewal learns that another runner took the run over. So a write is
-// not sent once the leases have not been renewed for most of a lease:
-// every run in flight is dropped, as the renewal would drop it, and
-// resumes from its journal wherever it is claimed next.
-func (e *Engine) leasesHeld() error {
-	at := e.leaseOK.Load()
-	if at == 0 {
-		return nil // no dispatch: nothing is leased by renewals
-	}
-	if age := e.now().Sub(time.Unix(0, at)); age >= e.opts.Lease-e.opts.Lease/3 {
-		e.dropRuns(nil, time.Now(), errLeaseExpired)
+	if age := e.now().Sub(time.Unix(0, cr.leased.Load())); age >= e.opts.Lease-e.opts.Lease/3 {
+		e.dropStale()
 		select {
 		case e.renewNow <- struct{}{}: // learn at once which runs are still held
 		default:
 		}
-		return fmt.Errorf("not sent: this runner's leases were last renewed %s ago: %w", age.Round(time.Millisecond), errLeaseExpired)
+		return fmt.Errorf("not sent: the lease of run %d was last renewed %s ago: %w", cr.ID, age.Round(time.Millisecond), errLeaseExpired)
 	}
 	return nil
 }
@@ -394,10 +453,10 @@ func (e *Engine) concluded(ctx context.Context, cr *ClaimedRun, status string, e
 			e.store.Record(context.WithoutCancel(ctx), cr.Lease(), nil, &Completion{RunID: cr.ID, Status: RunQueued})
 		default:
 			// The store failed (a journal write, or the renewals for most
-			// of a lease), so the run may still be leased to this runner,
-			// whose renewals would keep it so while it lives: nobody would
-			// ever resume it. It goes back to the queue as soon as the
-			// store answers (unless another runner took it meanwhile).
+			// of a lease), so the run may still be leased to this runner.
+			// The renewals no longer name it, so its lease ends; but it
+			// goes back to the queue as soon as the store answers (unless
+			// another runner took it meanwhile), not a lease later.
 			e.log.Warn("run abandoned because the store failed; it goes back to the queue once the store answers, and resumes from its journal",
 				"run", cr.ID, "recipe", cr.Recipe, "error", e.redact.String(err.Error()))
 			if !e.giveBackOne(context.WithoutCancel(ctx), cr.Lease()) {
@@ -728,7 +787,7 @@ func (e *Engine) step(ctx context.Context, rs *runState, st *stepRT, prior *Step
 // policy's attempts); retries feed the step_retrying alert.
 func (e *Engine) stepCallContext(ctx context.Context, rs *runState, st *stepRT) context.Context {
 	rt, cr := rs.rt, rs.cr
-	callCtx := connectors.WithSendCheck(e.callContext(ctx, rt.r.Name, st.conn.connector), e.leasesHeld)
+	callCtx := connectors.WithSendCheck(e.callContext(ctx, rt.r.Name, st.conn.connector), func() error { return e.leaseHeld(cr) })
 	return connectors.WithRetry(callCtx, func(ctx context.Context, failed int, err error) bool {
 		if failed >= st.retry.Attempts {
 			return false

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -150,6 +149,8 @@ func (ps *pageSet) idle(ctx context.Context) bool {
 type pageClaim struct {
 	cr    *ClaimedRun
 	first *firstStep
+	// asked is the claim's Now: the run is leased from then.
+	asked time.Time
 }
 
 // firstStep is the first step of a run, evaluated at enqueue when it is a
@@ -198,12 +199,10 @@ func (ps *pageSet) start(runs []pageClaim, last bool) {
 	}
 	e := ps.e
 	for _, c := range runs {
-		cr := c.cr
-		cr.ctx, cr.cancel = context.WithCancelCause(ps.ctx)
-		cr.waiting = new(atomic.Bool)
-		e.inflightMu.Lock()
-		e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, claimed: time.Now(), waiting: cr.waiting}
-		e.inflightMu.Unlock()
+		e.track(ps.ctx, c.cr, c.asked)
+	}
+	if len(runs) > 0 {
+		e.claimedLate(runs[0].asked)
 	}
 	ps.sem <- struct{}{}
 	ps.begin()

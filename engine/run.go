@@ -24,8 +24,6 @@ func (e *Engine) begin(ctx context.Context) error {
 	}
 	e.started = true
 	e.mu.Unlock()
-	// Leases taken from now on are renewed by dispatch (leasesHeld).
-	e.leaseOK.Store(e.now().UnixNano())
 	if len(e.recipes) == 0 {
 		return errors.New("engine: no recipes")
 	}
@@ -61,7 +59,6 @@ func (e *Engine) begin(ctx context.Context) error {
 }
 
 func (e *Engine) end() {
-	e.leaseOK.Store(0)
 	e.mu.Lock()
 	e.started = false
 	e.mu.Unlock()

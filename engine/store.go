@@ -182,10 +182,17 @@ type RunQueue interface {
 	// Journal.Record) is returned with Echo set, and inherits the
 	// writer's chain.
 	Claim(ctx context.Context, req ClaimRequest) ([]*ClaimedRun, error)
-	// RenewLeases extends the lease of every run owner holds and returns
-	// their IDs: a run the runner works on that is not among them was
-	// taken from it, and the runner stops acting on it.
-	RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error)
+	// RenewLeases extends until the given time the lease of each run of
+	// runs that owner holds (running, owned by owner), and returns the IDs
+	// of those: a run the runner works on that is not among them was taken
+	// from it, and the runner stops acting on it. Only the named runs are
+	// renewed: a run owner holds that it does not name (one whose claim
+	// committed but whose answer was lost, one it gave up without being
+	// able to say so) keeps its lease, which ends, and is then claimable
+	// again by any runner, owner included, under a new fencing token. A
+	// store that holds runs together under one lease (SQLite's page
+	// claims) must not let a named run keep an unnamed one alive.
+	RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error)
 	// ReleaseOwner puts every run owner holds back in the queue (their
 	// leases are then refused). A runner started again under an
 	// operator's fixed name calls it: its previous, dead self's runs are
@@ -310,6 +317,10 @@ type ClaimedRun struct {
 	// waiting is set while the run only waits to retry a step (nil for
 	// runs the engine did not claim through dispatch).
 	waiting *atomic.Bool
+	// leased is when, on the engine's clock (Unix nanoseconds), the
+	// run's lease was last set: by its claim, then by each renewal that
+	// held it (nil for runs the engine did not claim through dispatch).
+	leased *atomic.Int64
 }
 
 // Journal records what a run did, step by step.

@@ -233,7 +233,7 @@ func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPa
 		var claimed []pageClaim
 		for i, q := range enq {
 			if q.Run != nil {
-				c := pageClaim{cr: q.Run}
+				c := pageClaim{cr: q.Run, asked: adv.Claim.Now}
 				if q.Journaled {
 					c.first = p.firsts[i]
 				}

@@ -52,18 +52,23 @@ func TestLeasesAreOnTheDatabasesClock(t *testing.T) {
 	if _, err := stores["true"].Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("1")}}); err != nil {
 		t.Fatal(err)
 	}
+	held := map[string][]int64{}
 	if got := claim("true"); len(got) != 1 {
 		t.Fatalf("the true runner claimed %d runs, want 1", len(got))
+	} else {
+		held["true"] = []int64{got[0].ID}
 	}
 	if _, err := stores["true"].Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("2")}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := claim("behind"); len(got) != 1 {
 		t.Fatalf("the runner behind claimed %d runs, want 1", len(got))
+	} else {
+		held["behind"] = []int64{got[0].ID}
 	}
 	// Each renews, with its own clock.
 	for _, name := range []string{"true", "behind"} {
-		if held, err := stores[name].RenewLeases(ctx, name, now(name).Add(time.Minute)); err != nil || len(held) != 1 {
+		if held, err := stores[name].RenewLeases(ctx, name, now(name).Add(time.Minute), held[name]); err != nil || len(held) != 1 {
 			t.Fatalf("renewal by %s: %v, %v", name, held, err)
 		}
 	}

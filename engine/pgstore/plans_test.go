@@ -81,7 +81,14 @@ func TestHotStatementsReadAPageNotTheTable(t *testing.T) {
 			}
 			return b.args(s.channel)
 		}},
-		{"renew", renewSQL, false, func() []any { return []any{time.Now().UnixNano(), "w"} }},
+		{"renew", renewSQL, false, func() []any {
+			// A runner names the runs it works on: the last page's.
+			ids := make([]int64, len(lastPage))
+			for i, l := range lastPage {
+				ids[i] = l.RunID
+			}
+			return []any{time.Now().UnixNano(), "w", ids}
+		}},
 	}
 
 	// Generic plans made while the tables are empty, kept by the server

@@ -862,18 +862,21 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 	return out, nil
 }
 
-// renewSQL extends to $1 the leases of the runs owner $2 runs.
-const renewSQL = `UPDATE runs SET lease_until = $1 WHERE owner = $2 AND status = 'running' RETURNING id`
+// renewSQL extends to $1 the leases of the runs $3 that owner $2 runs.
+// The runs are found by primary key: the runner names them.
+const renewSQL = `UPDATE runs SET lease_until = $1 WHERE id = ANY($3) AND owner = $2 AND status = 'running' RETURNING id`
 
-// RenewLeases implements engine.RunQueue.
-func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
+// RenewLeases implements engine.RunQueue. A run owner holds and does not
+// name keeps its lease, which ends: Claim's expiry then puts it back in
+// the queue.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
 	var held []int64
 	at, err := s.dbTimes(ctx, until)
 	if err != nil {
 		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
 	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, renewSQL, at[0], owner)
+		rows, err := tx.Query(ctx, renewSQL, at[0], owner, runs)
 		if err != nil {
 			return err
 		}

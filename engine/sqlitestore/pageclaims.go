@@ -196,8 +196,8 @@ func (s *Store) prepareClaims(p func(db *sql.DB, q string) *sql.Stmt) {
 	s.insClaimRuns = p(s.w, `INSERT INTO page_claim_runs (claim, keys, runs) VALUES (?, ?, ?)`)
 	s.takeClaim = p(s.w, `UPDATE page_claims SET pending = pending - ? WHERE id = ? RETURNING pending`)
 	s.dropClaim = p(s.w, `DELETE FROM page_claims WHERE id = ?`)
-	s.renewClaims = p(s.w, `UPDATE page_claims SET lease_until = ? WHERE owner = ?`)
-	s.ownerPaged = p(s.w, `SELECT run FROM page_runs WHERE owner = ?`)
+	s.renewClaims = p(s.w, `UPDATE page_claims SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`)
+	s.ownerPaged = p(s.w, `SELECT claim, run FROM page_runs WHERE owner = ?`)
 	s.notRuns = p(s.w, `SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM runs)`)
 	s.claimLeases = p(s.w, `SELECT id, lease_until FROM page_claims WHERE id IN (SELECT value FROM json_each(?))`)
 }
@@ -332,6 +332,105 @@ func (s *Store) forgetNotHeld(owner string, held []int64, began int64) {
 			delete(s.paged, id)
 		}
 	}
+}
+
+// renewPaged renews, until the given time (nanoseconds), the page claims
+// of owner that hold a run of runs (those owner names), and returns held
+// with the named runs they hold appended. A claim holds its runs under
+// one lease: before it is renewed, its runs owner does not name are
+// written out as running rows under the lease the claim had (writeOut),
+// so that a named run never keeps an unnamed one alive. A claim none of
+// whose runs is named is left as it is: its lease ends, and a claim
+// writes it out then (Claim).
+func (s *Store) renewPaged(tx *sql.Tx, owner string, until int64, runs []int64, held []int64) ([]int64, error) {
+	rows, err := tx.Stmt(s.ownerPaged).Query(owner)
+	if err != nil {
+		return held, fmt.Errorf("reading the runs claimed with pages: %w", err)
+	}
+	type claimRuns struct{ named, unnamed []int64 }
+	claims := map[int64]*claimRuns{}
+	names := make(map[int64]bool, len(runs))
+	for _, id := range runs {
+		names[id] = true
+	}
+	for rows.Next() {
+		var claim, run int64
+		if err := rows.Scan(&claim, &run); err != nil {
+			rows.Close()
+			return held, fmt.Errorf("reading the runs claimed with pages: %w", err)
+		}
+		c := claims[claim]
+		if c == nil {
+			c = &claimRuns{}
+			claims[claim] = c
+		}
+		if names[run] {
+			c.named = append(c.named, run)
+		} else {
+			c.unnamed = append(c.unnamed, run)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return held, fmt.Errorf("reading the runs claimed with pages: %w", err)
+	}
+	var renew []int64
+	for claim, c := range claims {
+		if len(c.named) == 0 {
+			continue
+		}
+		if len(c.unnamed) > 0 {
+			if err := s.writeOut(tx, claim, c.unnamed); err != nil {
+				return held, err
+			}
+		}
+		renew = append(renew, claim)
+		held = append(held, c.named...)
+	}
+	if len(renew) > 0 {
+		if _, err := tx.Stmt(s.renewClaims).Exec(until, idList(renew)); err != nil {
+			return held, fmt.Errorf("renewing %d page claims: %w", len(renew), err)
+		}
+	}
+	return held, nil
+}
+
+// writeOut writes the runs ids of page claim claim out as running rows
+// of runs, leased as the claim is now, with their intents, and counts
+// them out of the claim.
+func (s *Store) writeOut(tx *sql.Tx, claim int64, ids []int64) error {
+	paged, err := queryPaged(tx, `p.id = ? AND (j.value->>'id') IN (SELECT value FROM json_each(?))`, claim, idList(ids))
+	if err != nil {
+		return err
+	}
+	var running, steps [][]any
+	var gone []int64
+	for _, pr := range paged {
+		gone = append(gone, pr.id)
+		running = append(running, pr.runningRow())
+		in, err := pr.intentArgs()
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			steps = append(steps, in)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	slices.SortFunc(running, func(a, b []any) int { return cmp.Compare(a[0].(int64), b[0].(int64)) })
+	if err := execRows(tx, &s.insRuns, running); err != nil {
+		return fmt.Errorf("writing out %d runs of page claim %d: %w", len(running), claim, err)
+	}
+	if err := execRows(tx, &s.upSteps, steps); err != nil {
+		return fmt.Errorf("writing out the intents of %d runs of page claim %d: %w", len(running), claim, err)
+	}
+	if err := s.shrinkClaim(tx, claim, int64(len(running))); err != nil {
+		return err
+	}
+	s.forget(gone)
+	return nil
 }
 
 // pagedSelect reads the runs of page claims p that are not rows of runs

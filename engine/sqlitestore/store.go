@@ -517,7 +517,7 @@ func (s *Store) prepare() error {
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
-	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running' RETURNING id`)
+	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND owner = ? AND status = 'running' RETURNING id`)
 	s.fence = p(s.w, `SELECT 1 FROM runs WHERE id = ? AND status = 'running' AND attempts = ?`)
 	s.getCursor = p(s.r, `SELECT cursor FROM cursors WHERE recipe = ?`)
 	s.getStates = p(s.r, `SELECT subject, state FROM subject_states
@@ -1332,21 +1332,21 @@ func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64)
 }
 
 // RenewLeases implements engine.RunQueue. The runner's row in runners
-// is marked seen too.
-func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]int64, error) {
+// is marked seen too. A page claim is renewed when owner names one of
+// its runs; its runs owner does not name are written out first, as
+// running rows under the claim's lease as it was, so that their lease
+// ends (renewPaged).
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
 	var held []int64
 	var began int64
+	list := idList(runs)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		held, began = held[:0], time.Now().UnixNano()
 		var err error
-		if held, err = appendIDs(held, tx.Stmt(s.renew), until.UnixNano(), owner); err != nil {
+		if held, err = appendIDs(held, tx.Stmt(s.renew), until.UnixNano(), list, owner); err != nil {
 			return err
 		}
-		// The runs of its page claims, which hold their lease.
-		if _, err := tx.Stmt(s.renewClaims).Exec(until.UnixNano(), owner); err != nil {
-			return err
-		}
-		if held, err = appendIDs(held, tx.Stmt(s.ownerPaged), owner); err != nil {
+		if held, err = s.renewPaged(tx, owner, until.UnixNano(), runs, held); err != nil {
 			return err
 		}
 		_, err = tx.Exec(`UPDATE runners SET seen = ? WHERE owner = ?`, time.Now().UnixNano(), owner)

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"FencingRefusesTheOldHolder", testFencing},
 		{"GiveBackMakesARunClaimableAtOnce", testGiveBack},
 		{"RenewalsReportTheRunsStillHeld", testRenew},
+		{"RenewalsRenewOnlyTheNamedRuns", testRenewNamed},
 		{"JournalKeepsOneLinePerStepAndIntents", testJournal},
 		{"EchoChainsSuppressOnlyTheWritersChain", testEchoChains},
 		{"DeadLettersAndReplay", testDeadLetters},
@@ -489,8 +490,8 @@ func testRenew(t *testing.T, open func(t *testing.T) engine.Store) {
 	advance(t, s, "r", ev("1", "a"), ev("2", "b"), ev("3", "c"))
 	now := time.Now()
 	mine := claim(t, s, "w1", 2, now)
-	claim(t, s, "w2", 1, now)
-	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute))
+	theirs := claim(t, s, "w2", 1, now)
+	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), runIDs(mine))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,9 +507,79 @@ func testRenew(t *testing.T, open func(t *testing.T) engine.Store) {
 		t.Errorf("claim after w2's lease = %s, want [3] (w1 renewed)", eventIDs(got))
 	}
 	// w1 lost nothing; w2 lost its run.
-	if held, _ := s.RenewLeases(ctx, "w2", now.Add(10*time.Minute)); len(held) != 0 {
+	if held, _ := s.RenewLeases(ctx, "w2", now.Add(10*time.Minute), runIDs(theirs)); len(held) != 0 {
 		t.Errorf("w2 holds %v after its run was taken over", held)
 	}
+}
+
+// runIDs are the runs' IDs.
+func runIDs(runs []*engine.ClaimedRun) []int64 {
+	ids := make([]int64, len(runs))
+	for i, r := range runs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// testRenewNamed: a renewal extends the leases of the runs the runner
+// names, and only those: a run it holds and does not name (claimed from
+// the queue or with a page, alone in its page claim or beside a named
+// run) keeps its lease, which ends; another runner then takes it, and
+// the old holder's lease is refused. A named run another owner holds is
+// not renewed either. This is what frees the runs of a claim whose
+// answer was lost: the runner, not knowing them, does not name them.
+func testRenewNamed(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	now := time.Now()
+	advance(t, s, "r", ev("1", "a"), ev("2", "b"), ev("3", "c"))
+	queued := claim(t, s, "w1", 3, now)
+	if eventIDs(queued) != "[1 2 3]" {
+		t.Fatalf("w1 claimed %s, want [1 2 3]", eventIDs(queued))
+	}
+	e4, e5, e6 := ev("4", "d"), ev("5", "e"), ev("6", "f")
+	e5.Intent = issueIntent(now)
+	enq := advanceClaim(t, s, "r", "w1", now, e4, e5, e6)
+	p4, p5, p6 := claimedWith(t, "r", enq[0], e4), claimedWith(t, "r", enq[1], e5), claimedWith(t, "r", enq[2], e6)
+	advance(t, s, "r", ev("7", "g"))
+	theirs := claim(t, s, "w2", 1, now)
+	if eventIDs(theirs) != "[7]" {
+		t.Fatalf("w2 claimed %s, want [7]", eventIDs(theirs))
+	}
+	e8 := ev("8", "h")
+	p8 := claimedWith(t, "r", advanceClaim(t, s, "r", "w1", now, e8)[0], e8)
+
+	// w1 names one run from the queue, one of its first page, and w2's.
+	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), []int64{queued[0].ID, p4.ID, theirs[0].ID})
+	slices.Sort(held)
+	if want := []int64{queued[0].ID, p4.ID}; err != nil || !slices.Equal(held, want) {
+		t.Fatalf("w1 renews %v, %v; want only the named runs it holds %v", held, err, want)
+	}
+	if held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), nil); err != nil || len(held) != 0 {
+		t.Errorf("a renewal naming nothing: %v, %v; want nothing held, no error", held, err)
+	}
+
+	// After the first leases ended, before the renewed ones end, another
+	// runner takes every run that was not renewed, and only those.
+	got := claim(t, open(t), "w3", 10, now.Add(5*time.Minute))
+	if eventIDs(got) != "[2 3 5 6 7 8]" {
+		t.Fatalf("claim after the unrenewed leases ended = %s, want [2 3 5 6 7 8]: the unnamed runs, and w2's", eventIDs(got))
+	}
+	for _, old := range []*engine.ClaimedRun{queued[1], p5, p6, p8} {
+		err := s.Record(ctx, old.Lease(), nil, &engine.Completion{RunID: old.ID, Status: engine.RunSucceeded, Finished: now})
+		if !errors.Is(err, engine.ErrLeaseLost) {
+			t.Errorf("w1's old lease of run %d (event %s), not renewed and taken over: %v, want ErrLeaseLost", old.ID, old.EventID, err)
+		}
+	}
+	for _, r := range got {
+		if r.EventID == "5" {
+			if d := run(t, s, r.ID); len(d.Steps) != 1 || d.Steps[0].Status != engine.StepStarted {
+				t.Errorf("run 5, taken over, has steps %+v; want its intent, journaled with its page", d.Steps)
+			}
+		}
+	}
+	// w1 still holds what it named.
+	finish(t, s, queued[0], engine.RunSucceeded)
+	finish(t, s, p4, engine.RunSucceeded)
 }
 
 func testJournal(t *testing.T, open func(t *testing.T) engine.Store) {
