@@ -142,6 +142,10 @@ loop:
 				if drain {
 					break loop
 				}
+			} else {
+				// A claim that failed and then worked again (the store
+				// came back) is no error of the run as a whole.
+				claimErr = nil
 			}
 			if got > 0 {
 				continue

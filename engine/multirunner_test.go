@@ -163,3 +163,42 @@ func TestARunnerFrozenPastItsLeasesDoesNotSendTheWrite(t *testing.T) {
 		t.Errorf("the frozen runner sent %d create(s) for a run another runner holds", n)
 	}
 }
+
+// failFirstClaim fails the first claim, as a store that drops its
+// connections for a moment does.
+type failFirstClaim struct {
+	engine.Store
+	failed atomic.Bool
+}
+
+func (f *failFirstClaim) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return nil, errors.New("claiming runs: unexpected EOF")
+	}
+	return f.Store.Claim(ctx, req)
+}
+
+// A claim that failed once, hours before a stop, is not the stop's
+// error: `memberflow run` exited 1 at SIGTERM after any blip of its
+// store, however long it had worked since.
+func TestAClaimThatFailedAndRecoveredIsNoErrorAtStop(t *testing.T) {
+	store := openStore(t, tempDB(t))
+	defer store.Close()
+	svc := newFakeService(1, oneActive)
+	fs := &failFirstClaim{Store: queueStore{store}}
+	e := newEngine(t, fs, svc, []*recipes.Recipe{issueRecipe(t)})
+	stop := running(t, e)
+	deadline := time.Now().Add(10 * time.Second)
+	for svc.count("set_cert") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not finish after the claim failed once")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !fs.failed.Load() {
+		t.Fatal("no claim failed: the test proves nothing")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v at a stop, long after the store answered again", err)
+	}
+}
