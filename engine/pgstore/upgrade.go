@@ -21,7 +21,6 @@ import (
 // under runners that use it.
 var ErrRunnersLive = engine.ErrRunnersLive
 
-
 // liveRunners lists the owners of the runners whose proof of life is
 // held, read in the migration's transaction.
 func (s *Store) liveRunners(ctx context.Context, tx pgx.Tx) ([]string, error) {

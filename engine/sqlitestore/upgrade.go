@@ -26,7 +26,6 @@ var ErrRunnersLive = engine.ErrRunnersLive
 // without file locks), a runner holding an unexpired lease on a run or a
 // trigger counts as alive.
 
-
 // liveRunners lists the owners of runners that may still be using a store
 // of schema version v, read in the migration's transaction on conn;
 // byLeases says some were told alive by their leases alone.
