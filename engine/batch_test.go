@@ -296,9 +296,12 @@ func TestPageOutcomesAreNotJudgedLost(t *testing.T) {
 	svc := newFakeService(40, everyOther)
 	r := issueRecipe(t)
 	r.Trigger.With = mustTemplate(t, map[string]any{"page_size": 20})
-	// Renewals every 20 ms; each page's outcomes take 60 ms to be told.
-	e := newEngine(t, slowOutcomeStore{store, 60 * time.Millisecond}, svc, []*recipes.Recipe{r}, func(o *engine.Options) {
-		o.Lease = 60 * time.Millisecond
+	// Renewals every 100 ms; each page's outcomes take 250 ms to be told,
+	// so renewals come while they are. (A lease is counted from when its
+	// renewal was asked: with a shorter one, a renewal slowed by the race
+	// detector on a busy machine ends most of a lease by itself.)
+	e := newEngine(t, slowOutcomeStore{store, 250 * time.Millisecond}, svc, []*recipes.Recipe{r}, func(o *engine.Options) {
+		o.Lease = 300 * time.Millisecond
 		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &lockedWriter{w: &logs}})
 	})
 	sum := runOnce(t, e)
