@@ -403,34 +403,45 @@ func (s *Store) writeOut(tx *sql.Tx, claim int64, ids []int64) error {
 	if err != nil {
 		return err
 	}
+	if len(paged) == 0 {
+		return nil
+	}
+	gone, err := s.insertPaged(tx, paged, fmt.Sprintf("of page claim %d", claim))
+	if err != nil {
+		return err
+	}
+	if err := s.shrinkClaim(tx, claim, int64(len(gone))); err != nil {
+		return err
+	}
+	s.forget(gone)
+	return nil
+}
+
+// insertPaged inserts runs held by page claims as running rows of runs,
+// in ID order (as the advance would have inserted them), with their
+// intents; it returns their IDs. whose names them in errors.
+func (s *Store) insertPaged(tx *sql.Tx, paged map[int64]*pagedRun, whose string) ([]int64, error) {
 	var running, steps [][]any
-	var gone []int64
+	gone := make([]int64, 0, len(paged))
 	for _, pr := range paged {
 		gone = append(gone, pr.id)
 		running = append(running, pr.runningRow())
 		in, err := pr.intentArgs()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if in != nil {
 			steps = append(steps, in)
 		}
 	}
-	if len(running) == 0 {
-		return nil
-	}
 	slices.SortFunc(running, func(a, b []any) int { return cmp.Compare(a[0].(int64), b[0].(int64)) })
 	if err := execRows(tx, &s.insRuns, running); err != nil {
-		return fmt.Errorf("writing out %d runs of page claim %d: %w", len(running), claim, err)
+		return nil, fmt.Errorf("writing out %d runs %s: %w", len(running), whose, err)
 	}
 	if err := execRows(tx, &s.upSteps, steps); err != nil {
-		return fmt.Errorf("writing out the intents of %d runs of page claim %d: %w", len(running), claim, err)
+		return nil, fmt.Errorf("writing out the intents of %d runs %s: %w", len(running), whose, err)
 	}
-	if err := s.shrinkClaim(tx, claim, int64(len(running))); err != nil {
-		return err
-	}
-	s.forget(gone)
-	return nil
+	return gone, nil
 }
 
 // pagedSelect reads the runs of page claims p that are not rows of runs
@@ -647,26 +658,9 @@ func (s *Store) writeOutClaims(tx *sql.Tx, cond string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	var running, steps [][]any
-	var gone []int64
-	for _, pr := range paged {
-		gone = append(gone, pr.id)
-		running = append(running, pr.runningRow())
-		in, err := pr.intentArgs()
-		if err != nil {
-			return err
-		}
-		if in != nil {
-			steps = append(steps, in)
-		}
-	}
-	// In ID order, as the advance would have inserted them.
-	slices.SortFunc(running, func(a, b []any) int { return cmp.Compare(a[0].(int64), b[0].(int64)) })
-	if err := execRows(tx, &s.insRuns, running); err != nil {
-		return fmt.Errorf("writing out %d runs claimed with pages: %w", len(running), err)
-	}
-	if err := execRows(tx, &s.upSteps, steps); err != nil {
-		return fmt.Errorf("writing out the intents of %d runs claimed with pages: %w", len(running), err)
+	gone, err := s.insertPaged(tx, paged, "claimed with pages")
+	if err != nil {
+		return err
 	}
 	if _, err := tx.Exec(`DELETE FROM page_claims AS p WHERE `+cond, args...); err != nil {
 		return fmt.Errorf("deleting page claims written out: %w", err)
