@@ -159,6 +159,8 @@ type Engine struct {
 	giveBacks map[int64]Lease
 	// renewNow asks the renewals for one at once (leaseHeld).
 	renewNow chan struct{}
+	// balance spreads the triggers' poll leads over the live runners.
+	balance *pollBalance
 
 	// batchers gather the calls of steps whose action has a batch form,
 	// by batchKey.
@@ -265,6 +267,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.observed = observed
 	e.watch = newWatch(e)
+	e.balance = newPollBalance(e)
 	e.journal = newJournalWriter(opts.Store)
 	return e, nil
 }

@@ -440,6 +440,9 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 	marks := e.caughtUps()
 	var passStart time.Time
 	atStart, polledAny := false, false
+	// handedOver is set while a lead this runner handed over (balance.go)
+	// is waiting for another runner to take it.
+	handedOver := false
 	for {
 		// A runner polls only while it leads the recipe's poller: one
 		// poller per trigger among the runners of a store; the others run
@@ -457,6 +460,22 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 				}
 				e.log.Warn("committing a polled page failed; polling it again", "recipe", rt.r.Name, "error", e.redact.String(err.Error()))
 			}
+			if !once && !ledUntil.IsZero() && e.balance.handOver(ctx, rt.r.Name) {
+				// This runner polls more triggers than another live one:
+				// it lets this one go, with its pages ended, and leaves it
+				// a lease to be taken.
+				pages.drain(ctx)
+				if _, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, e.now().Add(-time.Millisecond)); err == nil {
+					e.log.Info("handing the trigger's polling over to a runner that polls fewer triggers", "recipe", rt.r.Name)
+					ledUntil, passStart, atStart, handedOver = time.Time{}, time.Time{}, false, true
+					if e.sleep(ctx, e.opts.Lease) != nil {
+						return nil
+					}
+					continue
+				} else if ctx.Err() != nil {
+					return nil
+				}
+			}
 			until := e.now().Add(e.opts.Lease)
 			lead, err := e.store.LeadPoll(ctx, rt.r.Name, e.opts.Owner, until)
 			if ctx.Err() != nil {
@@ -465,6 +484,15 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 			taken := lead && err == nil && ledUntil.IsZero()
 			if lead && err == nil {
 				ledUntil = until
+			}
+			if taken && handedOver {
+				// Nobody took it in a lease: the other runners do not poll
+				// this trigger, so this one keeps it.
+				e.log.Info("no other runner took the trigger's polling; polling it again", "recipe", rt.r.Name)
+				e.balance.keep(rt.r.Name)
+			}
+			if err == nil {
+				handedOver = false
 			}
 			// Read after the election: a leader records its pass before it
 			// gives the lead up, so a runner that takes the lead over from
