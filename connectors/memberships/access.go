@@ -91,39 +91,86 @@ func (c *Client) agencyRefusal(err error) error {
 	return err
 }
 
-// usersByEmail returns the users with an email, oldest first, by the
-// route the connection's level may call.
-func (c *Client) usersByEmail(ctx context.Context, op, companyID, email string) ([]map[string]any, error) {
+// usersByEmail returns the users of a location with an email, oldest
+// first, by the route the connection's level may call.
+func (c *Client) usersByEmail(ctx context.Context, op, companyID, locationID, email string) ([]map[string]any, error) {
 	if strings.TrimSpace(email) == "" {
 		// The search would read an empty query as "every user".
 		return nil, fmt.Errorf("memberships.%s: email is empty", op)
 	}
 	if c.access == AccessAgency {
-		return c.filterByEmail(ctx, op, companyID, email)
+		return c.filterByEmail(ctx, op, companyID, locationID, email)
 	}
-	return c.searchByEmail(ctx, op, companyID, email)
+	return c.searchByEmail(ctx, op, companyID, locationID, email)
 }
 
-// filterByEmail is the agency look-up: POST /users/search/filter-by-email.
-func (c *Client) filterByEmail(ctx context.Context, op, companyID, email string) ([]map[string]any, error) {
-	company, err := c.need(op, "companyId", companyID)
-	if err != nil {
-		return nil, err
-	}
+// filterByEmail is the agency look-up: POST /users/search/filter-by-email,
+// kept to the location (filterByEmails).
+func (c *Client) filterByEmail(ctx context.Context, op, companyID, locationID, email string) ([]map[string]any, error) {
 	if strings.Contains(email, ",") {
 		return nil, fmt.Errorf("memberships.%s: email %q holds a comma; the API reads it as a list", op, email)
 	}
-	var out struct {
-		Users []map[string]any `json:"users"`
-	}
-	_, err = c.api.JSON(ctx, apiclient.Request{
-		Method: http.MethodPost, Path: "/users/search/filter-by-email", ReadOnly: true,
-		Body: map[string]any{"companyId": company, "emails": email, "projection": "all", "limit": "100"},
-	}, &out)
+	found, err := c.filterByEmails(ctx, op, companyID, locationID, []string{strings.TrimSpace(email)})
 	if err != nil {
-		return nil, fmt.Errorf("memberships.%s: looking up %q: %w", op, email, c.agencyRefusal(err))
+		return nil, err
 	}
-	return out.Users, nil
+	return found[emailKey(email)], nil
+}
+
+// emailKey is how answers are matched to the emails asked.
+func emailKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// inLocation reports whether a user belongs to a location: its
+// roles.locationIds (RoleSchema, the one location field the document
+// gives a user) holds it. A user whose answer carries no
+// roles.locationIds cannot be placed, and is an error rather than a user
+// left out: upsert_user would then create a duplicate.
+func inLocation(op string, u map[string]any, location string) (bool, error) {
+	roles, _ := u["roles"].(map[string]any)
+	raw, has := roles["locationIds"]
+	if !has {
+		id, _ := u["id"].(string)
+		return false, fmt.Errorf("memberships.%s: the service answered user %q without roles.locationIds, so its location is unknown", op, id)
+	}
+	ids, _ := raw.([]any) // null: a user of no location (agency level)
+	for _, v := range ids {
+		if v == location {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// userLocations is a user's roles.locationIds, for messages.
+func userLocations(u map[string]any) string {
+	roles, _ := u["roles"].(map[string]any)
+	return fmt.Sprint(roles["locationIds"])
+}
+
+// checkLocationIDs refuses, for an agency connection, a create or update
+// whose locationIds names another location than the connection's: the
+// token could write there (a location token would be refused by the
+// service), the connection does not. It costs no request.
+func (c *Client) checkLocationIDs(op string, in map[string]any) error {
+	if c.access != AccessAgency {
+		return nil
+	}
+	var ids []string
+	switch v := in["locationIds"].(type) {
+	case []any:
+		for _, x := range v {
+			s, _ := x.(string)
+			ids = append(ids, s)
+		}
+	case []string:
+		ids = v
+	}
+	for _, id := range ids {
+		if id != c.locationID {
+			return fmt.Errorf("memberships.%s: locationIds names %s, outside the connection's location %s (an agency token could write there; the connection keeps to its location)", op, id, c.locationID)
+		}
+	}
+	return nil
 }
 
 // searchByEmail is the location look-up: GET /users/search with the email
@@ -131,12 +178,12 @@ func (c *Client) filterByEmail(ctx context.Context, op, companyID, email string)
 // phones, in part. The users whose email is the one asked (ignoring case)
 // are kept; the search is read in the order users were added, so the
 // oldest comes first, and paged while the count says more match.
-func (c *Client) searchByEmail(ctx context.Context, op, companyID, email string) ([]map[string]any, error) {
+func (c *Client) searchByEmail(ctx context.Context, op, companyID, locationID, email string) ([]map[string]any, error) {
 	company, err := c.need(op, "companyId", companyID)
 	if err != nil {
 		return nil, err
 	}
-	loc, err := c.need(op, "locationId", c.locationID)
+	loc, err := c.need(op, "locationId", locationID)
 	if err != nil {
 		return nil, err
 	}

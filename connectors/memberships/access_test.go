@@ -253,8 +253,9 @@ func TestAccessOption(t *testing.T) {
 	}{
 		{"default", map[string]any{"companyId": "c"}, ""},
 		{"location", map[string]any{"access": "location"}, ""},
-		{"agency", map[string]any{"access": "agency", "companyId": "c"}, ""},
-		{"agency without companyId", map[string]any{"access": "agency"}, `connection "members": option companyId is required with access: agency`},
+		{"agency", map[string]any{"access": "agency", "companyId": "c", "locationId": "l"}, ""},
+		{"agency without companyId", map[string]any{"access": "agency", "locationId": "l"}, `connection "members": option companyId is required with access: agency`},
+		{"agency without locationId", map[string]any{"access": "agency", "companyId": "c"}, `connection "members": option locationId is required with access: agency (the token reaches every location of the company; the connection keeps to this one)`},
 		{"capitalised", map[string]any{"access": "Agency", "companyId": "c"}, `option access must be "location" or "agency", got "Agency"`},
 		{"not a string", map[string]any{"access": true}, `option access must be "location" or "agency", got true`},
 	}
@@ -282,8 +283,10 @@ func TestAccessOptionValidatesInRecipes(t *testing.T) {
 	}{
 		{"unknown level", `{ access: Agency, companyId: c1 }`, []string{
 			`recipe.yaml:6:24: error: connections.members.options.access: must be one of "location", "agency"; did you mean "agency"?`}},
-		{"agency without companyId", `{ access: agency }`, []string{
+		{"agency without companyId", `{ access: agency, locationId: l1 }`, []string{
 			`recipe.yaml:6:14: error: connections.members.options: missing required key "companyId"`}},
+		{"agency without locationId", `{ access: agency, companyId: c1 }`, []string{
+			`recipe.yaml:6:14: error: connections.members.options: missing required key "locationId"`}},
 		{"location without companyId", `{ access: location }`, nil},
 	}
 	for _, c := range cases {

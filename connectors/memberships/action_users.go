@@ -25,7 +25,7 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 			Operation: connectors.Operation{
 				Name:        "find_user_by_email",
 				Summary:     "Find a member by email address.",
-				Description: "Looks the email up in the connection's company: with a location token (option access: location, the default) by GET /users/search with the email as the query in the connection's location, keeping the users whose email is the one asked (ignoring case), one request per email; with an agency token (access: agency) by POST /users/search/filter-by-email (projection all), which takes up to 100 emails a request in a batch. When several users share the email, the oldest is returned and `count` says how many there are.",
+				Description: "Looks the email up in the connection's company: with a location token (option access: location, the default) by GET /users/search with the email as the query in the connection's location, keeping the users whose email is the one asked (ignoring case), one request per email; with an agency token (access: agency) by POST /users/search/filter-by-email (projection all), which takes up to 100 emails a request in a batch and searches the whole company: only users whose roles.locationIds hold the connection's location are kept. When several users share the email, the oldest is returned and `count` says how many there are.",
 				Input: raw(object([]string{"email"}, map[string]any{
 					"email": map[string]any{"type": "string", "format": "email", "description": "The email address to look up."},
 				})),
@@ -87,7 +87,7 @@ func userActions(sch *schemas) []*connectors.ActionSpec {
 
 func findUserByEmailAction(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
 	email, _ := in["email"].(string)
-	users, err := c.usersByEmail(ctx, "find_user_by_email", c.companyID, email)
+	users, err := c.usersByEmail(ctx, "find_user_by_email", c.companyID, c.locationID, email)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func wroteUser(user map[string]any) []connectors.Record {
 func upsertUserAction(ctx context.Context, c *Client, in map[string]any) (*connectors.Result, error) {
 	const op = "upsert_user"
 	email, _ := in["email"].(string)
-	users, err := c.usersByEmail(ctx, op, c.companyID, email)
+	users, err := c.usersByEmail(ctx, op, c.companyID, c.locationID, email)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +180,17 @@ func setMembershipStatusAction(ctx context.Context, c *Client, in map[string]any
 	if _, err := c.api.JSON(ctx, apiclient.Request{Method: http.MethodGet, Path: "/users/" + id}, &user); err != nil {
 		return nil, fmt.Errorf("memberships.%s: reading user %s: %w", op, id, err)
 	}
+	if c.access == AccessAgency {
+		// An agency token may write any user of the company; the
+		// connection keeps to its location, which the user just read says.
+		ok, err := inLocation(op, user, c.locationID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("memberships.%s: user %s is not in the connection's location %s (its roles.locationIds: %s); an agency token could write it, the connection does not", op, id, c.locationID, userLocations(user))
+		}
+	}
 	from, _ := user["membershipStatus"].(string)
 	date, hasDate := in["eligibilityDate"].(string)
 	if from == to && (!hasDate || user["eligibilityDate"] == date) {
@@ -221,13 +232,27 @@ func decorateGenerated(s *connectors.Spec) {
 	wrap("update_user", wroteUser)
 	// An agency token's update needs companyId (UpdateUserDto); the
 	// recipe should not have to know the token's level to write a user.
+	// Creates and updates of an agency connection keep to its location.
 	update := s.Action("update_user")
 	run := update.Run
 	update.Run = func(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, error) {
 		if c, err := connectors.As[*Client](conn); err == nil {
+			if err := c.checkLocationIDs("update_user", in); err != nil {
+				return nil, err
+			}
 			in = c.withCompany(in)
 		}
 		return run(ctx, conn, in)
+	}
+	create := s.Action("create_user")
+	runCreate := create.Run
+	create.Run = func(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, error) {
+		if c, err := connectors.As[*Client](conn); err == nil {
+			if err := c.checkLocationIDs("create_user", in); err != nil {
+				return nil, err
+			}
+		}
+		return runCreate(ctx, conn, in)
 	}
 	wrap("create_payment", wrotePayment)
 	wrap("update_payment", wrotePayment)
@@ -236,7 +261,10 @@ func decorateGenerated(s *connectors.Spec) {
 }
 
 // settleCreateUser looks an in-doubt create up by email: the newest user
-// with it is the one the create made.
+// with it in the create's location (its first locationIds, else the
+// connection's) is the one the create made. An agency token's look-up
+// searches the whole company, so a user of another location with the
+// email is not taken for it.
 func settleCreateUser(ctx context.Context, conn connectors.Conn, in map[string]any) (*connectors.Result, bool, error) {
 	c, err := connectors.As[*Client](conn)
 	if err != nil {
@@ -247,7 +275,20 @@ func settleCreateUser(ctx context.Context, conn connectors.Conn, in map[string]a
 	if company == "" {
 		company = c.companyID
 	}
-	users, err := c.usersByEmail(ctx, "create_user", company, email)
+	location := c.locationID
+	switch ids := in["locationIds"].(type) {
+	case []any:
+		if len(ids) > 0 {
+			if s, ok := ids[0].(string); ok && s != "" {
+				location = s
+			}
+		}
+	case []string:
+		if len(ids) > 0 && ids[0] != "" {
+			location = ids[0]
+		}
+	}
+	users, err := c.usersByEmail(ctx, "create_user", company, location, email)
 	if err != nil {
 		return nil, false, fmt.Errorf("settling: %w", err)
 	}

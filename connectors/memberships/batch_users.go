@@ -22,8 +22,8 @@ const findBatchMax = 100
 //
 // With agency access the documented POST /users/search/filter-by-email
 // takes a comma-separated list of emails, so one request (a page of 100
-// users; more pages only when more users share them) looks up a whole
-// batch. With location access that route is closed (Agency-Access only):
+// users; more pages only when more users share them, in any location of
+// the company) looks up a whole batch. With location access that route is closed (Agency-Access only):
 // each distinct email is one GET /users/search, and an email whose
 // look-up fails fails its own inputs only.
 func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) ([]connectors.ItemResult, error) {
@@ -34,7 +34,7 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 		out[0].Result, out[0].Err = findUserByEmailAction(ctx, c, inputs[0])
 		return out, nil
 	}
-	key := func(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+	key := emailKey
 	var emails []string
 	asked := map[string]bool{}
 	for i, in := range inputs {
@@ -53,12 +53,12 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 	failed := map[string]error{}
 	if c.access == AccessAgency {
 		var err error
-		if found, err = c.filterByEmails(ctx, op, emails); err != nil {
+		if found, err = c.filterByEmails(ctx, op, c.companyID, c.locationID, emails); err != nil {
 			return nil, err
 		}
 	} else {
 		for _, e := range emails {
-			users, err := c.searchByEmail(ctx, op, c.companyID, e)
+			users, err := c.searchByEmail(ctx, op, c.companyID, c.locationID, e)
 			if err != nil {
 				failed[e] = err
 				continue
@@ -85,13 +85,28 @@ func findUsersByEmail(ctx context.Context, c *Client, inputs []map[string]any) (
 	return out, nil
 }
 
-// filterByEmails looks emails (lower case) up with one filter-by-email
-// request, paged while more users match, and groups the users by email
-// in the order the API answers.
-func (c *Client) filterByEmails(ctx context.Context, op string, emails []string) (map[string][]map[string]any, error) {
-	company, err := c.need(op, "companyId", c.companyID)
+// filterByEmails looks emails up with one filter-by-email request, paged
+// while more users match, and groups by email (lower case), in the order
+// the API answers, the users of the location.
+//
+// The route searches the company: FilterByEmailDto takes companyId and
+// no location, so the answer holds the users of every sub-account with
+// the emails. Only those whose roles.locationIds hold the location are
+// kept (projection all, else the answer is id and email only). Pages
+// are the service's: skip advances by the users answered, kept or not,
+// and the count says when the last page is read.
+func (c *Client) filterByEmails(ctx context.Context, op, companyID, locationID string, emails []string) (map[string][]map[string]any, error) {
+	company, err := c.need(op, "companyId", companyID)
 	if err != nil {
 		return nil, err
+	}
+	loc, err := c.need(op, "locationId", locationID)
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("%d emails", len(emails))
+	if len(emails) == 1 {
+		what = strconv.Quote(emails[0])
 	}
 	found := map[string][]map[string]any{}
 	for skip := 0; len(emails) > 0; {
@@ -104,12 +119,18 @@ func (c *Client) filterByEmails(ctx context.Context, op string, emails []string)
 			Body: map[string]any{"companyId": company, "emails": strings.Join(emails, ","), "projection": "all", "limit": strconv.Itoa(pageSize), "skip": strconv.Itoa(skip)},
 		}, &page)
 		if err != nil {
-			return nil, fmt.Errorf("memberships.%s: looking up %d emails: %w", op, len(emails), c.agencyRefusal(err))
+			return nil, fmt.Errorf("memberships.%s: looking up %s: %w", op, what, c.agencyRefusal(err))
 		}
 		for _, u := range page.Users {
+			ok, err := inLocation(op, u, loc)
+			if err != nil {
+				return nil, fmt.Errorf("%w (looking up %s)", err, what)
+			}
+			if !ok {
+				continue
+			}
 			email, _ := u["email"].(string)
-			k := strings.ToLower(strings.TrimSpace(email))
-			found[k] = append(found[k], u)
+			found[emailKey(email)] = append(found[emailKey(email)], u)
 		}
 		skip += len(page.Users)
 		if len(page.Users) < pageSize || skip >= page.Count {

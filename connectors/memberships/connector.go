@@ -128,7 +128,8 @@ func Spec() *connectors.Spec {
 			"(`bearer`) or OAuth 2.0 (`oauth2`: client credentials or a refresh token; each refresh issues a new " +
 			"refresh token). The option `access` is the token's level: `location` (the default) looks users up " +
 			"by email with `GET /users/search`, one request per email; `agency` with " +
-			"`POST /users/search/filter-by-email` (agency tokens only), up to 100 emails a request. " +
+			"`POST /users/search/filter-by-email` (agency tokens only), up to 100 emails a request, keeping " +
+			"the users of the connection's `locationId` (the route searches the whole company). " +
 			"There is no idempotency key: `upsert_user` and `upsert_payment` look up before " +
 			"writing. User triggers take RSA-signed webhooks, or poll the documented search page by page " +
 			"(`skip`/`limit`), comparing each user's fingerprint with the one remembered; the connection " +
@@ -139,13 +140,13 @@ func Spec() *connectors.Spec {
 		Options: json.RawMessage(`{
   "type": "object",
   "properties": {
-    "locationId": {"type": "string", "description": "The location (sub-account) the members belong to; new users are added to it."},
+    "locationId": {"type": "string", "description": "The location (sub-account) the members belong to; new users are added to it. With access: agency it is required, and look-ups, scans and writes keep to it."},
     "companyId": {"type": "string", "description": "The company (agency) id; user search and email look-ups need it, and so does access: agency."},
-    "access": {"type": "string", "enum": ["location", "agency"], "default": "location", "description": "The level of the token: location (a location's private integration token, or an OAuth token of user type Location) or agency (an agency's, user type Company). It decides the routes: with location access users are looked up by email with GET /users/search, one request per email (POST /users/search/filter-by-email takes agency tokens only); with agency access by filter-by-email, up to 100 emails a request, and user updates send companyId. An OAuth token whose userType says the other level is an error."},
+    "access": {"type": "string", "enum": ["location", "agency"], "default": "location", "description": "The level of the token: location (a location's private integration token, or an OAuth token of user type Location) or agency (an agency's, user type Company). It decides the routes: with location access users are looked up by email with GET /users/search, one request per email (POST /users/search/filter-by-email takes agency tokens only); with agency access by filter-by-email, up to 100 emails a request, which searches the whole company: only users whose roles.locationIds hold the connection's locationId are kept; user updates send companyId. An OAuth token whose userType says the other level is an error."},
     "incrementalSearch": {"type": "boolean", "default": false, "description": "The API accepts updatedAfter and order on GET /users/search (GoHighLevel does not document them): user triggers then poll only what changed since the last poll instead of reading every user each poll."}
   },
   "if": {"properties": {"access": {"const": "agency"}}, "required": ["access"]},
-  "then": {"required": ["companyId"]},
+  "then": {"required": ["companyId", "locationId"]},
   "additionalProperties": false
 }`),
 		OpenAPI: OpenAPI(),
@@ -276,6 +277,12 @@ func Open(cfg connectors.ConnectionConfig) (connectors.Conn, error) {
 	if access == AccessAgency && company == "" {
 		// Every user route an agency token calls names the company.
 		return nil, fmt.Errorf("memberships: connection %q: option companyId is required with access: agency", cfg.Name)
+	}
+	if access == AccessAgency && loc == "" {
+		// An agency token reaches every location of the company; the
+		// connection keeps to one (look-ups, scans and writes), so it
+		// must know which.
+		return nil, fmt.Errorf("memberships: connection %q: option locationId is required with access: agency (the token reaches every location of the company; the connection keeps to this one)", cfg.Name)
 	}
 	incremental := false
 	if v, ok := cfg.Options["incrementalSearch"]; ok && v != nil {

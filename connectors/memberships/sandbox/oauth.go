@@ -232,7 +232,8 @@ func (s *Server) locationToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// installedLocations is GET /oauth/installedLocations: the one location.
+// installedLocations is GET /oauth/installedLocations: the demo app is
+// installed on the demo location only, not on the company's others.
 func (s *Server) installedLocations(w http.ResponseWriter, r *http.Request) {
 	if agencyOnly(w, r) {
 		return

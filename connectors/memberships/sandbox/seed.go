@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
@@ -174,6 +175,59 @@ func (s *Server) Seed(cfg sandboxkit.Seed) {
 	st.rebuildUserLive()
 	st.rebuildPaymentLive()
 	st.last = last
+	s.seedOtherLocations(cfg, byTime)
+}
+
+// seedOtherLocations fills the company's other locations, after the demo
+// location and from a generator of their own, so that the demo
+// location's members, ids and payments are what they were with one
+// location:
+//
+//	mfSandboxLocation002  a namesake of every tenth member (members 1,
+//	                      11, 21, ...): the same name, email and phone, another
+//	                      id, added a year before the member
+//	mfSandboxLocation003  Members/20 people of its own (emails at example.net)
+//
+// Neither has payments. mu is held.
+func (s *Server) seedOtherLocations(cfg sandboxkit.Seed, byTime func(a, b logEntry) int) {
+	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6c6f6361)) // "loca"
+	demo := s.st
+	status := func(u *user) {
+		u.status = []uint8{statusActive, statusEligible, statusLapsed}[rng.IntN(3)]
+		u.plan = plans[rng.IntN(len(plans))].id
+	}
+	second, third := s.locs[1], s.locs[2]
+	for i := 0; i < len(demo.users); i += 10 {
+		m := &demo.users[i]
+		u := user{roleType: "account", role: "user", firstName: m.firstName, lastName: m.lastName, email: m.email, phone: m.phone}
+		u.id = s.newIDFrom(rng)
+		status(&u)
+		u.dateAdded = m.dateAdded - int64(365*day)
+		u.dateUpdated = u.dateAdded
+		u.enrollment = dayNumber(time.Unix(0, u.dateAdded))
+		u.eligibility = u.enrollment + 365
+		second.addUser(u)
+	}
+	now := cfg.Now.UTC()
+	for k := 0; k < len(demo.users)/20; k++ {
+		u := user{roleType: "account", role: "user"}
+		u.id = s.newIDFrom(rng)
+		u.firstName, u.lastName = firstNames[rng.IntN(len(firstNames))], lastNames[rng.IntN(len(lastNames))]
+		u.email = fmt.Sprintf("%s.%s.%d@example.net", strings.ToLower(asciiNames.Replace(u.firstName)), strings.ToLower(asciiNames.Replace(u.lastName)), k+1)
+		status(&u)
+		u.dateAdded = now.Add(-time.Duration(rng.Int64N(int64(1000 * day)))).UnixNano()
+		u.dateUpdated = u.dateAdded
+		u.enrollment = dayNumber(time.Unix(0, u.dateAdded))
+		u.eligibility = u.enrollment + 365
+		third.addUser(u)
+	}
+	for _, st := range s.locs[1:] {
+		slices.SortFunc(st.userLog, byTime)
+		st.rebuildUserLive()
+		for _, e := range st.userLog {
+			st.last = max(st.last, e.at)
+		}
+	}
 }
 
 // Mutation kinds the sandbox supports.
@@ -230,7 +284,7 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 			}
 			st.touchUser(i, now)
 			ids = append(ids, u.id.String())
-			hooks = append(hooks, s.userHook("UserUpdate", i, prev))
+			hooks = append(hooks, s.userHook("UserUpdate", st, i, prev))
 		}
 	case "change_email":
 		for _, i := range pick(func(*user) bool { return true }) {
@@ -240,7 +294,7 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 			st.linkEmail(i)
 			st.touchUser(i, now)
 			ids = append(ids, u.id.String())
-			hooks = append(hooks, s.userHook("UserUpdate", i, ""))
+			hooks = append(hooks, s.userHook("UserUpdate", st, i, ""))
 		}
 	case "payment":
 		for _, i := range pick(func(u *user) bool { return u.status != statusCancelled }) {
@@ -268,7 +322,7 @@ func (s *Server) Mutate(m sandboxkit.Mutation) (map[string]any, error) {
 			u.dateUpdated = u.dateAdded
 			idx := st.addUser(u)
 			ids = append(ids, u.id.String())
-			hooks = append(hooks, s.userHook("UserCreate", idx, ""))
+			hooks = append(hooks, s.userHook("UserCreate", st, idx, ""))
 		}
 	}
 	s.mu.Unlock()

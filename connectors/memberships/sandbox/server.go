@@ -50,8 +50,9 @@ const (
 	// DemoAuthCode is accepted once per token request by the
 	// authorization_code grant (the sandbox has no consent screen).
 	DemoAuthCode = "memberflow-sandbox-demo-code"
-	// DemoLocationID and DemoCompanyID are the one location (sub-account)
-	// and company the sandbox holds.
+	// DemoLocationID and DemoCompanyID are the location (sub-account)
+	// the examples' connections name and its company; the company has
+	// other locations (Locations).
 	DemoLocationID = "mfSandboxLocation001"
 	DemoCompanyID  = "mfSandboxCompany0001"
 	// InstallerUserID is the user who "installed" the demo app.
@@ -76,8 +77,11 @@ type Server struct {
 	log  hclog.Logger
 	now  func() time.Time
 
-	mu   sync.RWMutex
-	st   *store
+	mu sync.RWMutex
+	st *store // the demo location's: payments, Mutate, Person and Stats
+	// locs are every location's stores, in the order of Locations:
+	// locs[0] is st.
+	locs []*store
 	rng  *rand.Rand // ids and mutations; under mu
 	seed sandboxkit.Seed
 
@@ -183,7 +187,11 @@ func (s *Server) Reset() {
 // resetState replaces the store and rate windows; mu is held (or the
 // server is not shared yet).
 func (s *Server) resetState(seed sandboxkit.Seed) {
-	s.st = newStore()
+	s.locs = make([]*store, len(Locations))
+	for i, l := range Locations {
+		s.locs[i] = newStore(l.ID)
+	}
+	s.st = s.locs[0]
 	s.seed = seed
 	s.rng = rand.New(rand.NewPCG(uint64(seed.Seed), 0x6d656d62)) // "memb"
 	s.oauth.reset()
@@ -199,13 +207,17 @@ func (s *Server) resetState(seed sandboxkit.Seed) {
 	s.daily.Store(daily)
 }
 
-// Stats reports live users and payments, and duplicates: extra users
-// sharing an email, extra payments sharing an externalRef.
+// Stats reports the demo location's live users and payments, and
+// duplicates: extra users sharing an email in one location (a person may
+// be a user of two locations), extra payments sharing an externalRef.
 func (s *Server) Stats() sandboxkit.ServiceStats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st := s.st
-	dupUsers := duplicates(st.userByEmail, st.users)
+	dupUsers := 0
+	for _, l := range s.locs {
+		dupUsers += duplicates(l.userByEmail, l.users)
+	}
 	dupPays := duplicates(st.paymentByRe, st.payments)
 	return sandboxkit.ServiceStats{
 		Objects:    map[string]int{"users": st.liveUsers, "payments": st.livePays},

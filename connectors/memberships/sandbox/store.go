@@ -105,8 +105,14 @@ type logEntry struct {
 	idx int32
 }
 
-// store is the in-memory state. The Server's mutex guards it.
+// store is the in-memory state of one location. The Server's mutex
+// guards it.
 type store struct {
+	// location is the location's id; locationIDs is the same as the
+	// roles.locationIds of its users.
+	location    string
+	locationIDs []string
+
 	users       []user
 	userByID    map[id20]int32
 	userByEmail map[string]int32 // lower-cased email -> first user; the rest chained
@@ -130,8 +136,10 @@ type store struct {
 	last int64
 }
 
-func newStore() *store {
+func newStore(location string) *store {
 	return &store{
+		location:    location,
+		locationIDs: []string{location},
 		userByID:    map[id20]int32{},
 		userByEmail: map[string]int32{},
 		paymentByID: map[id20]int32{},

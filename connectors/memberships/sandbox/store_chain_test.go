@@ -35,7 +35,7 @@ func TestEmailChainKeepsOrderThroughChanges(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st := newStore()
+			st := newStore(DemoLocationID)
 			for i := range 4 {
 				st.addUser(user{id: testID(i), email: "Same@Example.org"})
 			}
@@ -62,7 +62,7 @@ func TestEmailChainKeepsOrderThroughChanges(t *testing.T) {
 // TestRefChainSkipsPaymentsWithoutRef checks the externalRef index: a
 // payment without one is in no chain, and unlinking it changes nothing.
 func TestRefChainSkipsPaymentsWithoutRef(t *testing.T) {
-	st := newStore()
+	st := newStore(DemoLocationID)
 	for i, ref := range []string{"r1", "", "r1", "r2", "r1"} {
 		st.addPayment(payment{id: testID(i), externalRef: ref})
 	}

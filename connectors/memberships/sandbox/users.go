@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,14 +28,18 @@ func checkScope(w http.ResponseWriter, key, got, want string) bool {
 	return true
 }
 
-// listUsers is GET /users/?locationId=: every user, no paging.
+// listUsers is GET /users/?locationId=: every user of the location, no
+// paging.
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	loc := r.URL.Query().Get("locationId")
 	if loc == "" {
 		writeInvalid(w, []string{"locationId should not be empty"})
 		return
 	}
-	if !checkScope(w, "locationId", loc, DemoLocationID) {
+	s.mu.RLock()
+	st := s.locationStore(w, r, loc)
+	s.mu.RUnlock()
+	if st == nil {
 		return
 	}
 	// Streamed in batches: with a million members the answer is large,
@@ -48,12 +54,12 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	for pos := 0; ; {
 		batch = batch[:0]
 		s.mu.RLock()
-		for ; pos < len(s.st.users) && len(batch) < cap(batch); pos++ {
-			if u := &s.st.users[pos]; !u.deleted {
-				batch = append(batch, u.wire())
+		for ; pos < len(st.users) && len(batch) < cap(batch); pos++ {
+			if u := &st.users[pos]; !u.deleted {
+				batch = append(batch, st.wire(u))
 			}
 		}
-		done := pos >= len(s.st.users)
+		done := pos >= len(st.users)
 		s.mu.RUnlock()
 		for i := range batch {
 			if !first {
@@ -154,7 +160,22 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, invalid)
 		return
 	}
-	if !checkScope(w, "companyId", q.Get("companyId"), DemoCompanyID) || !checkScope(w, "locationId", q.Get("locationId"), DemoLocationID) {
+	if !checkScope(w, "companyId", q.Get("companyId"), DemoCompanyID) {
+		return
+	}
+	// The location asked, else every location the token reaches: a
+	// location token's own, an agency token's whole company.
+	s.mu.RLock()
+	stores := s.reach(r)
+	if loc := q.Get("locationId"); loc != "" {
+		st := s.locationStore(w, r, loc)
+		stores = []*store{st}
+		if st == nil {
+			stores = nil
+		}
+	}
+	s.mu.RUnlock()
+	if stores == nil {
 		return
 	}
 	skip, limit, ok := paging(w, q.Get, searchDefaultLimit, searchMaxLimit)
@@ -171,11 +192,17 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	desc := order == "desc"
 
+	// Several locations are listed one after the other, each in the
+	// order asked.
+	page := make([]userJSON, 0, min(limit, 100))
+	count := 0
 	s.mu.RLock()
-	found, count := s.st.searchUsers(&f, sortBy == "dateUpdated", desc, skip, limit)
-	page := make([]userJSON, len(found))
-	for i, idx := range found {
-		page[i] = s.st.users[idx].wire()
+	for _, st := range stores {
+		found, n := st.searchUsers(&f, sortBy == "dateUpdated", desc, max(skip-count, 0), limit-len(page))
+		for _, idx := range found {
+			page = append(page, st.wire(&st.users[idx]))
+		}
+		count += n
 	}
 	s.mu.RUnlock()
 	writeJSON(w, http.StatusOK, map[string]any{"users": page, "count": count})
@@ -307,22 +334,36 @@ func (s *Server) filterByEmail(w http.ResponseWriter, r *http.Request) {
 		ID    string `json:"id"`
 		Email string `json:"email"`
 	}
+	// Every location of the company: the route searches the company, not
+	// a location. Each email's users are listed oldest first.
+	type hit struct {
+		st  *store
+		idx int32
+	}
 	var page []any
+	var hits []hit
 	count := 0
 	s.mu.RLock()
-	st := s.st
 	for _, e := range strings.Split(emails, ",") {
 		if e = strings.TrimSpace(e); e == "" {
 			continue
 		}
-		for p := range chain(st.userByEmail, st.users, emailKey(e)) {
-			u := &st.users[p]
-			if u.deleted != wantDeleted {
-				continue
+		hits = hits[:0]
+		for _, st := range s.reach(r) {
+			for p := range chain(st.userByEmail, st.users, emailKey(e)) {
+				if st.users[p].deleted == wantDeleted {
+					hits = append(hits, hit{st, p})
+				}
 			}
+		}
+		slices.SortStableFunc(hits, func(a, b hit) int {
+			return cmp.Compare(a.st.users[a.idx].dateAdded, b.st.users[b.idx].dateAdded)
+		})
+		for _, h := range hits {
+			u := &h.st.users[h.idx]
 			if count >= skip && len(page) < limit {
 				if projection == "all" {
-					page = append(page, u.wire())
+					page = append(page, h.st.wire(u))
 				} else {
 					page = append(page, idEmail{u.id.String(), u.email})
 				}
@@ -339,17 +380,21 @@ func (s *Server) filterByEmail(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
-	idx, ok := s.st.lookupUser(r.PathValue("userId"))
+	st, idx, ok := s.findUser(r.PathValue("userId"))
+	reached := ok && slices.Contains(s.reach(r), st)
 	var out userJSON
-	if ok {
-		out = s.st.users[idx].wire()
+	if reached {
+		out = st.wire(&st.users[idx])
 	}
 	s.mu.RUnlock()
-	if !ok {
+	switch {
+	case !ok:
 		userNotFound(w)
-		return
+	case !reached:
+		noAccess(w)
+	default:
+		writeJSON(w, http.StatusOK, out)
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // membershipFields applies our membership fields from a body to u.
@@ -405,19 +450,30 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	if !checkScope(w, "companyId", company, DemoCompanyID) {
 		return
 	}
-	for _, l := range locations {
-		if !checkScope(w, "locationId", l, DemoLocationID) {
-			return
-		}
+	locations = slices.Compact(slices.Sorted(slices.Values(locations)))
+	if len(locations) == 0 {
+		writeInvalid(w, []string{"locationIds should not be empty"})
+		return
+	}
+	if len(locations) > 1 {
+		// GoHighLevel lets a user reach several locations; the sandbox
+		// keeps each user in one.
+		writeInvalid(w, []string{"the sandbox keeps each user in one location: locationIds must name one location"})
+		return
 	}
 	s.mu.Lock()
+	st := s.locationStore(w, r, locations[0])
+	if st == nil {
+		s.mu.Unlock()
+		return
+	}
 	now := s.now()
 	u.id = s.newID()
-	u.dateAdded = s.st.tick(now)
+	u.dateAdded = st.tick(now)
 	u.dateUpdated = u.dateAdded
-	idx := s.st.addUser(u)
-	out := s.st.users[idx].wire()
-	hook := s.userHook("UserCreate", idx, "")
+	idx := st.addUser(u)
+	out := st.wire(&st.users[idx])
+	hook := s.userHook("UserCreate", st, idx, "")
 	s.mu.Unlock()
 	s.send(hook)
 	writeJSON(w, http.StatusCreated, out)
@@ -454,11 +510,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 	if !checkScope(w, "companyId", company, DemoCompanyID) {
 		return
 	}
-	idx, found := s.lockUser(w, r)
+	st, idx, found := s.lockUser(w, r)
 	if !found {
 		return
 	}
-	u := &s.st.users[idx]
+	u := &st.users[idx]
 	patch = *u
 	membershipFields(b, &patch)
 	if len(b.invalid) > 0 {
@@ -484,21 +540,21 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 	before := u.status
 	if hasEmail {
 		if emailKey(email) != emailKey(u.email) {
-			s.st.unlinkEmail(idx)
+			st.unlinkEmail(idx)
 			u.email = email
-			s.st.linkEmail(idx)
+			st.linkEmail(idx)
 		}
 		u.email = email
 	}
 	patch.email, patch.nextSameEmail = u.email, u.nextSameEmail
 	*u = patch
-	s.st.touchUser(idx, s.now())
-	out := u.wire()
+	st.touchUser(idx, s.now())
+	out := st.wire(u)
 	prev := ""
 	if u.status != before {
 		prev = membershipStatuses[before]
 	}
-	hook := s.userHook("UserUpdate", idx, prev)
+	hook := s.userHook("UserUpdate", st, idx, prev)
 	s.mu.Unlock()
 	s.send(hook)
 	writeJSON(w, http.StatusOK, out)
@@ -507,29 +563,40 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 // deleteUser is DELETE /users/{userId}. GoHighLevel queues the deletion;
 // the sandbox applies it at once.
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
-	idx, found := s.lockUser(w, r)
+	st, idx, found := s.lockUser(w, r)
 	if !found {
 		return
 	}
-	s.st.deleteUser(idx, s.now())
-	u := &s.st.users[idx]
+	st.deleteUser(idx, s.now())
+	u := &st.users[idx]
 	msg := "Queued deleting user with e-mail " + u.email + " and name " + strings.TrimSpace(u.firstName+" "+u.lastName) + ". Will take effect in a few minutes."
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"succeded": true, "message": msg})
 }
 
-// lockUser takes s.mu and finds the user of the route; when there is none
-// it lets go of s.mu and answers so.
-func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) (int32, bool) {
+// lockUser takes s.mu and finds the user of the route in the locations
+// the token reaches; when there is none it lets go of s.mu and answers so.
+func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) (*store, int32, bool) {
 	s.mu.Lock()
-	idx, ok := s.st.lookupUser(r.PathValue("userId"))
-	if !ok {
+	st, idx, ok := s.findUser(r.PathValue("userId"))
+	switch {
+	case !ok:
 		s.mu.Unlock()
 		userNotFound(w)
+	case !slices.Contains(s.reach(r), st):
+		s.mu.Unlock()
+		noAccess(w)
+		ok = false
 	}
-	return idx, ok
+	return st, idx, ok
 }
 
 func userNotFound(w http.ResponseWriter) {
 	writeError(w, http.StatusBadRequest, "User not found")
+}
+
+// noAccess answers a location token that names a user (or location) of
+// another location, in the words checkScope uses.
+func noAccess(w http.ResponseWriter) {
+	writeError(w, http.StatusBadRequest, "The token does not have access to this location.")
 }

@@ -102,14 +102,15 @@ type hook struct {
 	record map[string]any
 }
 
-// userHook builds a UserCreate or UserUpdate delivery, or nothing when
-// no URL is registered. prev is the membership status before an update
-// that changed it (our addition: previousMembershipStatus).
-func (s *Server) userHook(typ string, idx int32, prev string) *hook {
+// userHook builds a UserCreate or UserUpdate delivery of a user of st,
+// or nothing when no URL is registered. prev is the membership status
+// before an update that changed it (our addition:
+// previousMembershipStatus). The delivery names the user's location.
+func (s *Server) userHook(typ string, st *store, idx int32, prev string) *hook {
 	if len(s.hooks.URLs()) == 0 {
 		return nil
 	}
-	rec := toMap(s.st.users[idx].wire())
+	rec := toMap(st.wire(&st.users[idx]))
 	if prev != "" {
 		rec["previousMembershipStatus"] = prev
 	}
@@ -160,25 +161,37 @@ func (s *Server) send(h *hook) {
 }
 
 // newID draws a GoHighLevel-style id that is not in use; mu is held.
-func (s *Server) newID() id20 {
+func (s *Server) newID() id20 { return s.newIDFrom(s.rng) }
+
+// newIDFrom is newID with another generator (the other locations' seed).
+func (s *Server) newIDFrom(rng *rand.Rand) id20 {
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	for {
 		var id id20
 		// Two draws of 64 bits give 20 characters (10 per draw; the
 		// slight modulo bias does not matter for ids).
 		for half := 0; half < 2; half++ {
-			x := s.rng.Uint64()
+			x := rng.Uint64()
 			for i := 0; i < 10; i++ {
 				id[half*10+i] = alphabet[x%uint64(len(alphabet))]
 				x /= uint64(len(alphabet))
 			}
 		}
-		if _, used := s.st.userByID[id]; used {
-			continue
+		if !s.idUsed(id) {
+			return id
 		}
-		if _, used := s.st.paymentByID[id]; used {
-			continue
-		}
-		return id
 	}
+}
+
+// idUsed reports whether any location holds a user or payment with id.
+func (s *Server) idUsed(id id20) bool {
+	for _, st := range s.locs {
+		if _, used := st.userByID[id]; used {
+			return true
+		}
+		if _, used := st.paymentByID[id]; used {
+			return true
+		}
+	}
+	return false
 }

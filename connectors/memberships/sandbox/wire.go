@@ -41,9 +41,8 @@ type roleJSON struct {
 	LocationIDs []string `json:"locationIds"`
 }
 
-var demoLocations = []string{DemoLocationID}
-
-func (u *user) wire() userJSON {
+// wire is a user of this location on the wire.
+func (st *store) wire(u *user) userJSON {
 	full := strings.TrimSpace(u.firstName + " " + u.lastName)
 	return userJSON{
 		ID:                 u.id.String(),
@@ -52,9 +51,9 @@ func (u *user) wire() userJSON {
 		LastName:           u.lastName,
 		Email:              u.email,
 		Phone:              u.phone,
-		Roles:              roleJSON{Type: u.roleType, Role: u.role, LocationIDs: demoLocations},
+		Roles:              roleJSON{Type: u.roleType, Role: u.role, LocationIDs: st.locationIDs},
 		Deleted:            u.deleted,
-		LocationID:         DemoLocationID,
+		LocationID:         st.location,
 		FullName:           full,
 		MembershipStatus:   membershipStatuses[u.status],
 		EnrollmentDate:     formatDay(u.enrollment),
