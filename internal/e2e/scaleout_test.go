@@ -85,6 +85,21 @@ func TestThreeRunnersOnePostgresSurviveKills(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	// The runners create the store's tables when the first of them opens
+	// it; on a loaded machine that may be after the kills above.
+	for {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{schema, "runs"}.Sanitize()).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if exists {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no runner created the store's tables: %v", ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	stillSince, last := time.Now(), -1
 	for time.Since(stillSince) < 4*time.Second {
 		if ctx.Err() != nil {
