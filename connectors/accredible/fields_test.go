@@ -157,3 +157,93 @@ func TestSearchV2InputAsDocumented(t *testing.T) {
 		t.Errorf("search by group.id 100002, recipient_name desc: %v", creds)
 	}
 }
+
+// TestDocumentedCredentialFieldsOffered: the create and update bodies
+// document references (the fields of a reference: description and
+// relationship required, relationship one of eight, a referee with name,
+// email, avatar and url, a position), allow_supplemental_evidence and
+// allow_supplemental_references (booleans), and meta_data as "key-value
+// strings". Every credential write takes them, typed so.
+func TestDocumentedCredentialFieldsOffered(t *testing.T) {
+	recipient := map[string]any{"name": "A", "email": "a@example.org"}
+	ref := map[string]any{"description": "Exemplary work", "relationship": "managed",
+		"referee": map[string]any{"name": "Jane Doe", "email": "jane@example.org", "avatar": "https://example.org/j.png", "url": "https://example.org/jane"}, "position": 0}
+	issue := func(field string, v any) map[string]any {
+		return map[string]any{"recipient": recipient, "group_id": 1, field: v}
+	}
+	update := func(field string, v any) map[string]any { return map[string]any{"id": "1", field: v} }
+	bulk := func(field string, v any) map[string]any {
+		return map[string]any{"credentials": []any{issue(field, v)}}
+	}
+	type tc struct {
+		name   string
+		action string
+		in     map[string]any
+		valid  bool
+	}
+	var cases []tc
+	for _, f := range []struct {
+		field string
+		good  any
+		bad   any // wrongly typed
+	}{
+		{"references", []any{ref}, []any{map[string]any{"description": "x", "relationship": "colleague"}}},
+		{"allow_supplemental_evidence", false, "no"},
+		{"allow_supplemental_references", false, "no"},
+		{"meta_data", map[string]any{"batch_id": "TK210"}, map[string]any{"batch_id": 210}},
+	} {
+		for _, a := range []struct {
+			action string
+			in     func(string, any) map[string]any
+		}{{"create_credential", issue}, {"upsert_credential", issue}, {"update_credential", update}, {"bulk_create_credentials", bulk}} {
+			cases = append(cases,
+				tc{a.action + " takes " + f.field, a.action, a.in(f.field, f.good), true},
+				tc{a.action + " types " + f.field, a.action, a.in(f.field, f.bad), false})
+		}
+	}
+	cases = append(cases,
+		tc{"reference without relationship", "create_credential", issue("references", []any{map[string]any{"description": "x"}}), false},
+		tc{"reference without description", "create_credential", issue("references", []any{map[string]any{"relationship": "taught"}}), false},
+		tc{"reference with an undocumented field", "create_credential", issue("references", []any{map[string]any{"description": "x", "relationship": "taught", "approve": true}}), false},
+		tc{"referee with an undocumented field", "create_credential", issue("references", []any{map[string]any{"description": "x", "relationship": "taught", "referee": map[string]any{"phone": "1"}}}), false},
+		tc{"recipient meta_data values are strings", "create_credential", issue("recipient", map[string]any{"name": "A", "email": "a@example.org", "meta_data": map[string]any{"n": 1}}), false},
+		tc{"recipient meta_data strings", "create_credential", issue("recipient", map[string]any{"name": "A", "email": "a@example.org", "meta_data": map[string]any{"n": "1"}}), true},
+		tc{"find by meta_data strings", "find_credential", map[string]any{"meta_data": map[string]any{"batch_id": "TK210"}}, true},
+		tc{"find by meta_data number", "find_credential", map[string]any{"meta_data": map[string]any{"batch_id": 210}}, false},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := connectors.CompileSchema(tc.action, testSpec.Action(tc.action).Input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(tc.in)
+			var doc any
+			_ = json.Unmarshal(b, &doc)
+			if err := s.Validate(doc); (err == nil) != tc.valid {
+				t.Errorf("valid = %v, want %v (%v)", err == nil, tc.valid, err)
+			}
+		})
+	}
+}
+
+// TestNestedInputsOfferOnlyTheDocumentedFields: a recipient, an evidence
+// item and a reference take the fields the document defines, no others
+// (a misspelt field is an error, not a field silently dropped).
+func TestNestedInputsOfferOnlyTheDocumentedFields(t *testing.T) {
+	s, err := connectors.CompileSchema("create_credential", testSpec.Action("create_credential").Input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]map[string]any{
+		"recipient phone":  {"recipient": map[string]any{"name": "A", "email": "a@example.org", "phone": "+1"}, "group_id": 1},
+		"evidence caption": {"recipient": map[string]any{"name": "A", "email": "a@example.org"}, "group_id": 1, "evidence_items": []any{map[string]any{"description": "x", "category": "url", "caption": "y"}}},
+	} {
+		b, _ := json.Marshal(in)
+		var doc any
+		_ = json.Unmarshal(b, &doc)
+		if err := s.Validate(doc); err == nil {
+			t.Errorf("%s: an undocumented nested field was taken", name)
+		}
+	}
+}
