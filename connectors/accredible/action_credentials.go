@@ -297,7 +297,7 @@ func (c *Client) findIssued(ctx context.Context, in map[string]any) (*Credential
 func agrees(c Credential, in map[string]any) bool {
 	for _, d := range diff(c, in) {
 		switch d {
-		case "description", "complete", "approve":
+		case "description", "complete", "approve", "allow_supplemental_evidence", "allow_supplemental_references":
 			// Not visible in a search item, or changed by Accredible
 			// itself (too few credits leave a credential unpublished).
 		default:
@@ -509,6 +509,14 @@ func changedFields(c Credential, in map[string]any) map[string]any {
 			out[key] = v
 		}
 	}
+	// A credential that shows null for allow_supplemental_* has them unset
+	// (or was read from a search, which does not show them): a value asked
+	// for is sent.
+	for key, have := range map[string]*bool{"allow_supplemental_evidence": c.AllowSupplementalEvidence, "allow_supplemental_references": c.AllowSupplementalReferences} {
+		if v, ok := want[key].(bool); ok && (have == nil || *have != v) {
+			out[key] = v
+		}
+	}
 	if g, ok := want["group_id"]; ok && integer(g) != c.GroupID {
 		out["group_id"] = g
 	}
@@ -554,8 +562,8 @@ func changedFields(c Credential, in map[string]any) map[string]any {
 			out["recipient"] = rc
 		}
 	}
-	// Evidence is not compared: an upsert of an existing credential leaves
-	// its evidence alone.
+	// Evidence and references are not compared: an upsert of an existing
+	// credential leaves them alone (they have their own endpoints).
 	return out
 }
 
