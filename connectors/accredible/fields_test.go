@@ -247,3 +247,61 @@ func TestNestedInputsOfferOnlyTheDocumentedFields(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratedBulkInputsTyped: the document leaves the bulk creates'
+// credentials untyped ("Array of the credentials payload all field
+// applicable which is in create credential endpoint"); the generated
+// bulk_create_credentials_v1 and _v2 type each item as the create body
+// and hold to the documented 100 and 30 per request.
+func TestGeneratedBulkInputsTyped(t *testing.T) {
+	item := func(extra map[string]any) map[string]any {
+		m := map[string]any{"recipient": map[string]any{"name": "A", "email": "a@example.org"}, "group_id": 1}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	many := func(n int) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = item(nil)
+		}
+		return out
+	}
+	for action, max := range map[string]int{"bulk_create_credentials_v1": 100, "bulk_create_credentials_v2": 30} {
+		s, err := connectors.CompileSchema(action, testSpec.Action(action).Input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct {
+			name  string
+			creds []any
+			valid bool
+		}{
+			{"documented fields", []any{item(map[string]any{"id": "M-1/2026", "issued_on": "14/06/2024", "allow_supplemental_evidence": false,
+				"meta_data": map[string]any{"batch_id": "TK210"}, "references": []any{map[string]any{"description": "x", "relationship": "taught"}}})}, true},
+			{"the most per request", many(max), true},
+			{"one too many", many(max + 1), false},
+			{"none", []any{}, false},
+			{"no recipient", []any{map[string]any{"group_id": 1}}, false},
+			{"meta_data number", []any{item(map[string]any{"meta_data": map[string]any{"batch_id": 1}})}, false},
+			{"grade", []any{item(map[string]any{"grade": "A"})}, false},
+			{"the hand-written reference", []any{item(map[string]any{"reference": "M-1"})}, false},
+			{"not a list", nil, false},
+		}
+		for _, tc := range cases {
+			t.Run(action+"/"+tc.name, func(t *testing.T) {
+				in := map[string]any{"credentials": tc.creds}
+				if tc.creds == nil {
+					in["credentials"] = "x"
+				}
+				b, _ := json.Marshal(in)
+				var doc any
+				_ = json.Unmarshal(b, &doc)
+				if err := s.Validate(doc); (err == nil) != tc.valid {
+					t.Errorf("valid = %v, want %v (%v)", err == nil, tc.valid, err)
+				}
+			})
+		}
+	}
+}
