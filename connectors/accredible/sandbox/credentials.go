@@ -211,12 +211,13 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 			invalid("meta_data", "must be key-value strings")
 		}
 	}
+	// "Evidence to add", "References to add": an update adds them to the
+	// credential's own (a create starts with none).
 	if items, ok := in["evidence_items"]; ok && items != nil {
 		list, _ := items.([]any)
 		if list == nil {
 			invalid("evidence_items", "is invalid")
 		}
-		c.mx().evidence = c.x().evidence[:0]
 		for _, it := range list {
 			m, _ := it.(map[string]any)
 			var e evidenceItem
@@ -233,7 +234,6 @@ func (s *Server) applyCredential(in map[string]any, c *credential, create bool) 
 		if list == nil {
 			invalid("references", "is invalid")
 		}
-		c.mx().references = c.x().references[:0]
 		for _, it := range list {
 			m, _ := it.(map[string]any)
 			var r reference

@@ -150,6 +150,22 @@ func TestEmbeddedReferencesStored(t *testing.T) {
 	if n := s.Stats().Objects["credentials"]; n != 1 {
 		t.Errorf("%d credentials stored, want the one valid", n)
 	}
+
+	// An update's references are "References to add": the credential
+	// keeps its own.
+	id := decode(t, call(t, s, "GET", "/v1/all_credentials?email=r@example.org", nil))["credentials"].([]any)[0].(map[string]any)["id"]
+	path := "/v1/credentials/" + scalarString(id)
+	w = call(t, s, "PUT", path, map[string]any{"credential": map[string]any{"references": []any{map[string]any{"description": "Also good", "relationship": "worked"}}}})
+	if refs := decode(t, w)["credential"].(map[string]any)["references"].([]any); w.Code != 200 || len(refs) != 2 {
+		t.Errorf("update adding a reference: %d, %d references, want 2", w.Code, len(refs))
+	}
+	w = call(t, s, "PUT", path, map[string]any{"credential": map[string]any{"references": []any{map[string]any{"description": "Bad", "relationship": "rival"}}}})
+	if w.Code != 422 {
+		t.Errorf("update with an invalid reference: %d", w.Code)
+	}
+	if refs := decode(t, call(t, s, "GET", path, nil))["credential"].(map[string]any)["references"].([]any); len(refs) != 2 {
+		t.Errorf("a refused update changed the references: %d", len(refs))
+	}
 }
 
 // TestMetaDataIsKeyValueStrings: the document describes meta_data (the
