@@ -521,6 +521,8 @@ func TestSettleAfterLostAnswer(t *testing.T) {
 		{"create_credential", "create_credential", "/v1/credentials", map[string]any{"recipient": member(7), "group_id": 100001, "issued_on": "2026-03-01"}, nil},
 		{"create_credential by reference", "create_credential", "/v1/credentials", map[string]any{"recipient": member(8), "group_id": 100001, "reference": "r-8"}, nil},
 		{"upsert_credential", "upsert_credential", "/v1/credentials", map[string]any{"recipient": member(9), "group_id": 100002}, nil},
+		{"create_credential with the fields a search does not show", "create_credential", "/v1/credentials", map[string]any{"recipient": member(13), "group_id": 100001,
+			"allow_supplemental_evidence": false, "allow_supplemental_references": false, "references": []any{map[string]any{"description": "Good", "relationship": "taught"}}}, nil},
 		{"bulk_create_credentials", "bulk_create_credentials", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(10), "group_id": 100003}}}, nil},
 		{"generated create_group", "create_group", "/v1/issuer/groups", map[string]any{"name": "Gold Member", "course_name": "Gold", "course_description": "Gold tier"}, nil},
 		{"generated bulk v2", "bulk_create_credentials_v2", "/v2/credentials/bulk_create", map[string]any{"credentials": []any{map[string]any{"recipient": member(11), "group_id": 100001}}}, nil},

@@ -31,14 +31,15 @@ func dateProp(desc string, nullable bool) map[string]any {
 
 func recipientProp(required bool) map[string]any {
 	p := map[string]any{
-		"type":        "object",
-		"description": "Who the credential is issued to.",
+		"type":                 "object",
+		"description":          "Who the credential is issued to.",
+		"additionalProperties": false,
 		"properties": map[string]any{
 			"name":         prop("string", "The recipient's full name."),
 			"email":        prop("string", "The recipient's email address."),
 			"id":           prop("string", "Your own identifier for the recipient (a member id): look-ups use it before the email."),
 			"phone_number": prop("string", "The recipient's phone number."),
-			"meta_data":    prop("object", "Your own key/values about the recipient."),
+			"meta_data":    metaDataProp("Your own key/values about the recipient: strings, as the document says (\"key-value strings\")."),
 		},
 	}
 	if required {
@@ -49,24 +50,56 @@ func recipientProp(required bool) map[string]any {
 	return p
 }
 
+// metaDataProp is a meta_data object. The document's request schemas
+// type it only as an object, but every description says "attach
+// key-value strings to the object" (the v2 search: "String key/values"),
+// and every answer schema types its entries as strings: the values are
+// strings.
+func metaDataProp(desc string) map[string]any {
+	return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}, "description": desc}
+}
+
+// referenceRelationships are a reference's documented relationships.
+var referenceRelationships = []any{"taught", "managed", "mentored", "worked", "studied", "friends", "stranger", "professor"}
+
+// referencesProp is the credential body's references: "See References for
+// fields", which are those of POST /v1/credentials/{id}/references.
+func referencesProp() map[string]any {
+	return map[string]any{"type": "array", "description": "References to add: a peer, teacher or manager vouching for the recipient, with the fields of Accredible's references.", "items": map[string]any{
+		"type": "object", "description": "One reference.", "required": []any{"description", "relationship"}, "additionalProperties": false, "properties": map[string]any{
+			"description":  prop("string", "The reference comments / text."),
+			"relationship": map[string]any{"type": "string", "enum": referenceRelationships, "description": "How the referee knows the recipient: taught, managed, mentored, worked, studied, friends, stranger or professor."},
+			"referee": map[string]any{"type": "object", "description": "Who gives the reference.", "additionalProperties": false, "properties": map[string]any{
+				"name":   prop("string", "Name of the person providing the reference."),
+				"email":  prop("string", "Email of the person providing the reference."),
+				"avatar": prop("string", "URL of an image of the person providing the reference."),
+				"url":    prop("string", "URL of a social profile (LinkedIn, say) to learn more about the referee."),
+			}},
+			"position": prop("number", "Position on the credential; 0 is shown first."),
+		}}}
+}
+
 // credentialFields are the writable fields of a credential, shared by
 // create, update, upsert and bulk items.
 func credentialFields(requiredRecipient bool) map[string]any {
 	return map[string]any{
-		"reference":         prop("string", "Your own reference for this credential (for example member-123/annual-2026): sent as the credential's id and stored in meta_data."+ReferenceKey+"; look-ups use it first."),
-		"recipient":         recipientProp(requiredRecipient),
-		"group_id":          map[string]any{"type": "integer", "minimum": 1, "description": "The group (course or certificate template) to issue from."},
-		"name":              prop("string", "Title of the credential; defaults to the group's course name."),
-		"description":       prop("string", "Description of the credential; defaults to the group's course description."),
-		"issued_on":         dateProp("Issue date, YYYY-MM-DD; defaults to today.", false),
-		"expired_on":        dateProp("Expiry date, YYYY-MM-DD, or null for none.", true),
-		"complete":          prop("boolean", "Whether the achievement is complete."),
-		"approve":           prop("boolean", "Publish the credential (default true). With too few credits it is created unpublished."),
-		"private":           prop("boolean", "Make the credential private. Set when the credential is created: Accredible's update (PUT /v1/credentials/{id}) does not take it, so update and upsert leave an existing credential's privacy as it is."),
-		"custom_attributes": prop("object", "Values merged into the design and the emails."),
-		"meta_data":         prop("object", "Your own key/values about the credential."),
+		"reference":                     prop("string", "Your own reference for this credential (for example member-123/annual-2026): sent as the credential's id and stored in meta_data."+ReferenceKey+"; look-ups use it first."),
+		"recipient":                     recipientProp(requiredRecipient),
+		"group_id":                      map[string]any{"type": "integer", "minimum": 1, "description": "The group (course or certificate template) to issue from."},
+		"name":                          prop("string", "Title of the credential; defaults to the group's course name."),
+		"description":                   prop("string", "Description of the credential; defaults to the group's course description."),
+		"issued_on":                     dateProp("Issue date, YYYY-MM-DD; defaults to today.", false),
+		"expired_on":                    dateProp("Expiry date, YYYY-MM-DD, or null for none.", true),
+		"complete":                      prop("boolean", "Whether the achievement is complete."),
+		"approve":                       prop("boolean", "Publish the credential (default true). With too few credits it is created unpublished."),
+		"private":                       prop("boolean", "Make the credential private. Set when the credential is created: Accredible's update (PUT /v1/credentials/{id}) does not take it, so update and upsert leave an existing credential's privacy as it is."),
+		"custom_attributes":             prop("object", "Values merged into the design and the emails."),
+		"meta_data":                     metaDataProp("Your own key/values about the credential: strings, as the document says (\"key-value strings\")."),
+		"allow_supplemental_evidence":   prop("boolean", "Whether recipients may add their own supplemental evidence to the credential (Accredible's default: true)."),
+		"allow_supplemental_references": prop("boolean", "Whether recipients may add their own supplemental references to the credential (Accredible's default: true)."),
+		"references":                    referencesProp(),
 		"evidence_items": map[string]any{"type": "array", "description": "Evidence to attach, with the fields of Accredible's evidence items. A grade is an item of category grade with string_object, say \"83\".", "items": map[string]any{
-			"type": "object", "description": "One evidence item.", "required": []any{"description", "category"}, "properties": map[string]any{
+			"type": "object", "description": "One evidence item.", "required": []any{"description", "category"}, "additionalProperties": false, "properties": map[string]any{
 				"description":    prop("string", "Title text of the evidence item, shown on the credential."),
 				"category":       map[string]any{"type": "string", "enum": []any{"file", "url", "video", "grade", "transcript"}, "description": "The kind of evidence: file, url, video, grade or transcript."},
 				"url":            prop("string", "For category url or video: the evidence's URL."),
@@ -130,10 +163,13 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Summary: "Issue a credential to a recipient from a group (no de-duplication: see upsert_credential).",
 				Description: "Calls `POST /v1/credentials`. Accredible has no idempotency key: after an ambiguous failure " +
 					"the engine settles the write by looking the credential up (by reference, else recipient and group).",
-				Input:   objectSchema("A credential to issue.", []string{"recipient", "group_id"}, createInput),
-				Output:  credentialOutput(nil),
-				Example: map[string]any{"recipient": exampleRecipient, "group_id": 100001, "reference": "M-1042/annual-2026", "issued_on": "2026-01-15"},
-				HTTP:    &connectors.HTTPBinding{Method: http.MethodPost, Path: "/v1/credentials"},
+				Input:  objectSchema("A credential to issue.", []string{"recipient", "group_id"}, createInput),
+				Output: credentialOutput(nil),
+				Example: map[string]any{"recipient": exampleRecipient, "group_id": 100001, "reference": "M-1042/annual-2026", "issued_on": "2026-01-15",
+					"meta_data": map[string]any{"batch_id": "TK210"}, "allow_supplemental_evidence": false,
+					"references": []any{map[string]any{"description": "Jordan led the chapter's CPD programme all year.", "relationship": "managed",
+						"referee": map[string]any{"name": "Jane Doe", "email": "jane.doe@example.org"}}}},
+				HTTP: &connectors.HTTPBinding{Method: http.MethodPost, Path: "/v1/credentials"},
 			},
 			Run:    connectors.Bind(runCreate),
 			Settle: settleCreate,
@@ -158,7 +194,7 @@ func handWrittenActions() []*connectors.ActionSpec {
 				Summary: "Change some fields of a credential (a partial update).",
 				Input:   objectSchema("The credential and the fields to change; fields left out keep their value.", []string{"id"}, updateInput),
 				Output:  credentialOutput(nil),
-				Example: map[string]any{"id": "10000005", "expired_on": "2027-01-15", "custom_attributes": map[string]any{"cpd_hours": "12"}},
+				Example: map[string]any{"id": "10000005", "expired_on": "2027-01-15", "custom_attributes": map[string]any{"cpd_hours": "12"}, "allow_supplemental_references": false},
 				HTTP:    &connectors.HTTPBinding{Method: http.MethodPut, Path: "/v1/credentials/{id}"},
 			},
 			Idempotent:  true,
@@ -176,7 +212,7 @@ func handWrittenActions() []*connectors.ActionSpec {
 					"recipient_id":    prop("string", "Your own identifier for the recipient."),
 					"recipient_email": prop("string", "The recipient's email address."),
 					"group_id":        map[string]any{"type": "integer", "minimum": 1, "description": "Limit the search to one group."},
-					"meta_data":       prop("object", "Key/values the credential's meta_data must contain."),
+					"meta_data":       metaDataProp("Key/values (strings) the credential's meta_data must contain."),
 				}),
 				Output: objectSchema("What was found.", []string{"found", "count"}, map[string]any{
 					"found":      prop("boolean", "Whether a credential matched."),
@@ -264,7 +300,7 @@ func (c *Client) findIssued(ctx context.Context, in map[string]any) (*Credential
 func agrees(c Credential, in map[string]any) bool {
 	for _, d := range diff(c, in) {
 		switch d {
-		case "description", "complete", "approve":
+		case "description", "complete", "approve", "allow_supplemental_evidence", "allow_supplemental_references":
 			// Not visible in a search item, or changed by Accredible
 			// itself (too few credits leave a credential unpublished).
 		default:
@@ -476,6 +512,14 @@ func changedFields(c Credential, in map[string]any) map[string]any {
 			out[key] = v
 		}
 	}
+	// A credential that shows null for allow_supplemental_* has them unset
+	// (or was read from a search, which does not show them): a value asked
+	// for is sent.
+	for key, have := range map[string]*bool{"allow_supplemental_evidence": c.AllowSupplementalEvidence, "allow_supplemental_references": c.AllowSupplementalReferences} {
+		if v, ok := want[key].(bool); ok && (have == nil || *have != v) {
+			out[key] = v
+		}
+	}
 	if g, ok := want["group_id"]; ok && integer(g) != c.GroupID {
 		out["group_id"] = g
 	}
@@ -521,8 +565,8 @@ func changedFields(c Credential, in map[string]any) map[string]any {
 			out["recipient"] = rc
 		}
 	}
-	// Evidence is not compared: an upsert of an existing credential leaves
-	// its evidence alone.
+	// Evidence and references are not compared: an upsert of an existing
+	// credential leaves them alone (they have their own endpoints).
 	return out
 }
 

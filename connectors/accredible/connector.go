@@ -365,8 +365,47 @@ func generatedActions() ([]*connectors.ActionSpec, error) {
 				return nil, fmt.Errorf("search_credentials: %w", err)
 			}
 		}
+		if max, ok := bulkMaxima[a.Name]; ok {
+			if a.Input, err = bulkInput(a.Input, max); err != nil {
+				return nil, fmt.Errorf("%s: %w", a.Name, err)
+			}
+		}
 	}
 	return actions, nil
+}
+
+// bulkMaxima are the bulk creates' documented "API Limits": "Each request
+// can accommodate up to" 100 credentials (v1), 30 (v2).
+var bulkMaxima = map[string]int{"bulk_create_credentials_v1": 100, "bulk_create_credentials_v2": bulkChunk}
+
+// bulkInput types the generated bulk creates' credentials, which the
+// document leaves untyped: "Array of the credentials payload all field
+// applicable which is in create credential endpoint". Each item is the
+// create body as sent (its own id, not the hand-written actions'
+// reference), at most max of them.
+func bulkInput(raw json.RawMessage, max int) (json.RawMessage, error) {
+	var s map[string]any
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	props, _ := s["properties"].(map[string]any)
+	creds, _ := props["credentials"].(map[string]any)
+	if creds == nil {
+		return nil, fmt.Errorf("the input has no credentials")
+	}
+	item := credentialFields(true)
+	delete(item, "reference")
+	item["id"] = prop("string", "Your own id for the credential (Accredible's license_id); Accredible assigns one when left out.")
+	// Sent as written: the deprecated DD/MM/YYYY form the document
+	// accepts is the caller's to use.
+	item["issued_on"] = prop("string", "Date of issue, YYYY-MM-DD (DD/MM/YYYY also works but is deprecated); defaults to the day of creation.")
+	item["expired_on"] = prop([]any{"string", "null"}, "Expiry date, YYYY-MM-DD (DD/MM/YYYY also works but is deprecated), or null for none.")
+	creds["type"] = "array"
+	creds["minItems"] = 1
+	creds["maxItems"] = max
+	creds["items"] = map[string]any{"type": "object", "description": "One credential, with the fields of create_credential's body.",
+		"required": []any{"recipient", "group_id"}, "properties": item, "additionalProperties": false}
+	return json.Marshal(s)
 }
 
 // v2SortKeys and v2SortOrders are what the v2 search's sort documents:

@@ -34,8 +34,13 @@ type Credential struct {
 	LicenseID        string         `json:"license_id,omitempty"`
 	CustomAttributes map[string]any `json:"custom_attributes"`
 	MetaData         map[string]any `json:"meta_data"`
-	CreatedAt        string         `json:"created_at,omitempty"`
-	UpdatedAt        string         `json:"updated_at,omitempty"`
+	// The v1 credential object's (not a search item's: nil there).
+	AllowSupplementalEvidence   *bool  `json:"allow_supplemental_evidence"`
+	AllowSupplementalReferences *bool  `json:"allow_supplemental_references"`
+	EvidenceItems               []any  `json:"evidence_items"`
+	References                  []any  `json:"references"`
+	CreatedAt                   string `json:"created_at,omitempty"`
+	UpdatedAt                   string `json:"updated_at,omitempty"`
 }
 
 // Recipient is who a credential is issued to.
@@ -68,6 +73,11 @@ func fromV1(m map[string]any) Credential {
 		EncodedID:        text(m["encoded_id"]),
 		CustomAttributes: object(m["custom_attributes"]),
 		MetaData:         object(m["meta_data"]),
+
+		AllowSupplementalEvidence:   optionalBool(m["allow_supplemental_evidence"]),
+		AllowSupplementalReferences: optionalBool(m["allow_supplemental_references"]),
+		EvidenceItems:               list(m["evidence_items"]),
+		References:                  list(m["references"]),
 	}
 	if r, ok := m["recipient"].(map[string]any); ok {
 		c.Recipient = Recipient{Name: text(r["name"]), Email: text(r["email"]), ID: scalar(r["id"]),
@@ -137,7 +147,9 @@ func (c Credential) Output() map[string]any {
 	var d jsondec.Decoder
 	attrs, ok1 := throughJSON(&d, c.CustomAttributes)
 	meta, ok2 := throughJSON(&d, c.MetaData)
-	if !ok1 || !ok2 {
+	evidence, ok3 := listThroughJSON(&d, c.EvidenceItems)
+	refs, ok4 := listThroughJSON(&d, c.References)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return outputOfJSON(c)
 	}
 	recipient := map[string]any{"name": jsonString(c.Recipient.Name), "email": jsonString(c.Recipient.Email)}
@@ -159,6 +171,8 @@ func (c Credential) Output() map[string]any {
 		"recipient": recipient, "issued_on": jsonString(c.IssuedOn), "expired_on": optionalJSONString(c.ExpiredOn),
 		"approve": c.Approve, "complete": c.Complete, "private": c.Private, "grade": optionalJSONString(c.Grade),
 		"url": jsonString(c.URL), "encoded_id": jsonString(c.EncodedID), "custom_attributes": attrs, "meta_data": meta,
+		"allow_supplemental_evidence": boolOrNil(c.AllowSupplementalEvidence), "allow_supplemental_references": boolOrNil(c.AllowSupplementalReferences),
+		"evidence_items": evidence, "references": refs,
 	}
 	for k, v := range map[string]string{"description": c.Description, "license_id": c.LicenseID, "created_at": c.CreatedAt, "updated_at": c.UpdatedAt} {
 		if v != "" { // omitempty
@@ -188,6 +202,29 @@ func throughJSON(d *jsondec.Decoder, m map[string]any) (any, bool) {
 	}
 	v, err := d.Value(b)
 	return v, err == nil
+}
+
+// listThroughJSON is throughJSON for a list (nil stays nil: null).
+func listThroughJSON(d *jsondec.Decoder, l []any) (any, bool) {
+	switch {
+	case l == nil:
+		return nil, true
+	case len(l) == 0:
+		return []any{}, true
+	}
+	b, err := jsonenc.Marshal(l)
+	if err != nil {
+		return nil, false
+	}
+	v, err := d.Value(b)
+	return v, err == nil
+}
+
+func boolOrNil(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
 }
 
 // jsonString is s as it comes back from JSON: encoding/json writes each
@@ -292,6 +329,20 @@ func optional(v any) *string {
 	}
 }
 
+// optionalBool is a boolean that may be null or absent.
+func optionalBool(v any) *bool {
+	if b, ok := v.(bool); ok {
+		return &b
+	}
+	return nil
+}
+
+// list is an array of the answer; nil when absent or not an array.
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
 func object(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
@@ -316,7 +367,7 @@ const credentialSchema = `{
         "email": {"type": "string", "description": "The recipient's email address."},
         "id": {"type": "string", "description": "Your own identifier for the recipient, when set."},
         "phone_number": {"type": "string", "description": "The recipient's phone number, when set."},
-        "meta_data": {"type": "object", "description": "Your own key/values about the recipient."}
+        "meta_data": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Your own key/values (strings) about the recipient."}
       }
     },
     "issued_on": {"type": "string", "description": "Issue date, YYYY-MM-DD."},
@@ -329,7 +380,49 @@ const credentialSchema = `{
     "encoded_id": {"type": "string", "description": "Short public id of the credential."},
     "license_id": {"type": "string", "description": "Your own id for the credential (the create's id field), when set."},
     "custom_attributes": {"type": "object", "description": "Values merged into the design and emails."},
-    "meta_data": {"type": "object", "description": "Your own key/values about the credential."},
+    "meta_data": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "Your own key/values (strings) about the credential."},
+    "allow_supplemental_evidence": {"type": ["boolean", "null"], "description": "Whether recipients may add their own evidence; null when not set (Accredible's default, true) or read from a search."},
+    "allow_supplemental_references": {"type": ["boolean", "null"], "description": "Whether recipients may add their own references; null when not set (Accredible's default, true) or read from a search."},
+    "evidence_items": {
+      "type": ["array", "null"],
+      "description": "The credential's evidence items; null when read from a search.",
+      "items": {
+        "type": "object",
+        "properties": {
+          "id": {"type": "number", "description": "Accredible's id of the evidence item."},
+          "description": {"type": "string", "description": "Title text of the item."},
+          "preview_image_url": {"type": ["string", "null"], "description": "URL of the item's preview image."},
+          "link_url": {"type": ["string", "null"], "description": "URL of the item's file or link."},
+          "type": {"type": "string", "description": "The item's category: file, url, video, grade or transcript."},
+          "string_object": {"type": ["object", "null"], "description": "The value of a grade or transcript item (a grade as {\"grade\": 80})."},
+          "supplemental": {"type": "boolean", "description": "Whether the recipient added the item."},
+          "position": {"type": "number", "description": "Position on the credential."}
+        }
+      }
+    },
+    "references": {
+      "type": ["array", "null"],
+      "description": "The credential's references; null when read from a search.",
+      "items": {
+        "type": "object",
+        "properties": {
+          "id": {"type": "number", "description": "Accredible's id of the reference."},
+          "description": {"type": "string", "description": "The reference comments / text."},
+          "relationship": {"type": "string", "description": "How the referee knows the recipient: taught, managed, mentored, worked, studied, friends, stranger or professor."},
+          "supplemental": {"type": "boolean", "description": "Whether the recipient added the reference."},
+          "approve": {"type": "boolean", "description": "Whether the reference is approved."},
+          "referee": {
+            "type": "object",
+            "description": "Who gave the reference.",
+            "properties": {
+              "name": {"type": "string", "description": "The referee's name."},
+              "email": {"type": ["string", "null"], "description": "The referee's email, when shown."},
+              "avatar": {"type": "string", "description": "URL of the referee's image."}
+            }
+          }
+        }
+      }
+    },
     "created_at": {"type": "string", "description": "When the credential was created (ISO 8601), when read from a search."},
     "updated_at": {"type": "string", "description": "When the credential last changed (ISO 8601), when read from a search."}
   }

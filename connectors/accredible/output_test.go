@@ -15,6 +15,7 @@ func sameOutput(t *testing.T, c Credential) {
 
 func TestOutputIsJSON(t *testing.T) {
 	grade, expired := "A", "2027-01-01"
+	yes, no := true, false
 	cases := []Credential{
 		{},
 		{ID: "1", Name: "Cert", GroupID: 100001, Recipient: Recipient{Name: "Ada", Email: "ada@example.org", ID: "u1"}, IssuedOn: "2026-03-14",
@@ -23,8 +24,11 @@ func TestOutputIsJSON(t *testing.T) {
 		{ID: "2", Description: "d", LicenseID: "member-1", CreatedAt: "x", UpdatedAt: "y", ExpiredOn: &expired, Grade: &grade,
 			Recipient: Recipient{PhoneNumber: "+1", MetaData: map[string]any{"ref": "r"}}, GroupID: math.MaxInt64},
 		{Name: "bad \xff\xfe utf8 <&>", Recipient: Recipient{Name: "\u2028", Email: "e\xc3"}, CustomAttributes: map[string]any{"k\xff": "v\xff"}},
-		{CustomAttributes: map[string]any{"nan": math.NaN()}},                             // unencodable: nil, as before
-		{Recipient: Recipient{MetaData: map[string]any{"ch": make(chan int)}}, Name: "x"}, // the same
+		{ID: "3", AllowSupplementalEvidence: &no, AllowSupplementalReferences: &yes, EvidenceItems: []any{}, References: []any{
+			map[string]any{"id": 2.0, "description": "d\xff", "relationship": "managed", "referee": map[string]any{"name": "Jo", "email": nil}}}},
+		{EvidenceItems: []any{map[string]any{"string_object": map[string]any{"grade": 80.0}}}, References: []any{math.Inf(1)}}, // unencodable
+		{CustomAttributes: map[string]any{"nan": math.NaN()}},                                                                  // unencodable: nil, as before
+		{Recipient: Recipient{MetaData: map[string]any{"ch": make(chan int)}}, Name: "x"},                                      // the same
 	}
 	for _, c := range cases {
 		sameOutput(t, c)

@@ -173,8 +173,10 @@ func (s *Server) render(c *credential, list bool) credentialJSON {
 		References:    make([]referenceJSON, 0, len(c.x().references)),
 		Recipient: recipientJSON{Name: c.recipientName, Email: c.recipientEmail,
 			PhoneNumber: nullable(c.x().recipientPhone), MetaData: orEmpty(c.x().recipientMeta)},
-		Issuer:   issuerJSON{Name: issuerName, Description: issuerDescription, URL: issuerURL, ID: issuerID},
-		MetaData: orEmpty(c.x().metaData),
+		Issuer:                      issuerJSON{Name: issuerName, Description: issuerDescription, URL: issuerURL, ID: issuerID},
+		MetaData:                    orEmpty(c.x().metaData),
+		AllowSupplementalEvidence:   c.x().allowEvidence.json(),
+		AllowSupplementalReferences: c.x().allowReferences.json(),
 	}
 	out.Certificate.Image.Preview = apiHost + "/v1/frontend/credential_website_embed_image/certificate/" + idStr
 	out.Badge.Image.Preview = apiHost + "/v1/frontend/credential_badge_image/" + idStr

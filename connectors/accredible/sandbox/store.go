@@ -39,6 +39,34 @@ type credentialExtra struct {
 	recipientMeta    map[string]any
 	evidence         []evidenceItem
 	references       []reference
+	// allow_supplemental_evidence and allow_supplemental_references, as
+	// set by a create or update; unset answers null.
+	allowEvidence, allowReferences optBool
+}
+
+// optBool is a boolean that may be unset (null).
+type optBool uint8
+
+const (
+	unset optBool = iota
+	isFalse
+	isTrue
+)
+
+func optBoolOf(b bool) optBool {
+	if b {
+		return isTrue
+	}
+	return isFalse
+}
+
+// json is the value as an answer shows it: nil for unset.
+func (o optBool) json() *bool {
+	if o == unset {
+		return nil
+	}
+	b := o == isTrue
+	return &b
 }
 
 // noExtra is what x returns for a credential without extra fields. It is
