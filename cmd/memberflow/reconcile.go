@@ -29,8 +29,8 @@ member's certificate fields disagreeing with the credential, a member without
 an attendee, an attendee whose email or name differs, duplicate attendees,
 registrations of no member, payments missing or doubled in the other
 system, or mirrored there with another amount or currency (to the
-currency's minor unit). Each drift is reported with its rule, its records and the recipe
-whose run would fix it. docs/reconcile.md lists the rules and what each
+currency's minor unit). Each drift is reported with its rule, its records
+and the recipe whose run would fix it. docs/reconcile.md lists the rules and what each
 takes from the recipes; the connectors declare which of their records and
 operations the rules bind to (docs/architecture.md).
 
