@@ -37,7 +37,8 @@ const (
 	FieldGroup        = "group"        // a credential's group (template)
 	FieldRef          = "ref"          // a payment's external reference
 	FieldAmount       = "amount"       // a payment's amount
-	FieldCurrency     = "currency"     // a payment's currency
+	FieldCurrency     = "currency"     // a payment's or an order's currency (ISO 4217)
+	FieldOrder        = "order"        // the id of the order a payment is recorded on
 	FieldCheckedIn    = "checkedIn"    // an attendee checked in (boolean)
 	FieldChanged      = "changed"      // when the record last changed (RFC 3339)
 )
@@ -285,7 +286,17 @@ func checkRecords(s *Spec) []error {
 	}
 	for _, a := range s.Actions {
 		role(a.Name, a.Role)
-		if a.Role == nil || !a.Role.Fetch {
+		if a.Role == nil {
+			continue
+		}
+		// What a check reads of a recipe's with goes through Inputs: an
+		// input the action lacks would read as never given.
+		for _, field := range sortedKeys(inputFields(a.Role.Inputs)) {
+			if in := a.Role.Inputs[field]; !hasInput(a.Input, in) && !(a.Role.Fetch && field == FieldID) {
+				errs = append(errs, where("action %q: role %q carries %q in the input %q, which is no input of the action", a.Name, a.Role.Name(), field, in))
+			}
+		}
+		if !a.Role.Fetch {
 			continue
 		}
 		if !a.ReadOnly {
@@ -314,6 +325,14 @@ func hasInput(schema json.RawMessage, name string) bool {
 	}
 	_, ok := s.Properties[name]
 	return ok
+}
+
+func inputFields(m map[string]string) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -24,6 +24,8 @@ func TestRecordDeclarationsAreChecked(t *testing.T) {
 		{"no id", []*RecordSpec{{Kind: KindMember, Listing: &Listing{Action: "get", PageSize: 10}}}, nil, `no "id" field`},
 		{"twice", []*RecordSpec{{Kind: KindMember, Listing: &Listing{Action: "get", PageSize: 1}, Fields: id}, {Kind: KindMember, Listing: &Listing{Action: "get", PageSize: 1}, Fields: id}}, nil, "declared twice"},
 		{"role without verb", nil, &Role{Kind: KindCredential}, `role "credential." needs a known kind and a verb`},
+		{"an input the action lacks", nil, &Role{Kind: KindPayment, Verb: "upsert", Inputs: map[string]string{FieldCurrency: "currency"}},
+			`role "payment.upsert" carries "currency" in the input "currency", which is no input of the action`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

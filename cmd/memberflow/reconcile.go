@@ -27,9 +27,10 @@ checks the integrity rules the loaded recipes imply: an eligible member
 without a valid credential, a lapsed member's credential not expired, a
 member's certificate fields disagreeing with the credential, a member without
 an attendee, an attendee whose email or name differs, duplicate attendees,
-registrations of no member, payments missing or different in the other
-system. Each drift is reported with its rule, its records and the recipe
-whose run would fix it. docs/reconcile.md lists the rules and what each
+registrations of no member, payments missing or doubled in the other
+system, or mirrored there with another amount or currency (to the
+currency's minor unit). Each drift is reported with its rule, its records
+and the recipe whose run would fix it. docs/reconcile.md lists the rules and what each
 takes from the recipes; the connectors declare which of their records and
 operations the rules bind to (docs/architecture.md).
 

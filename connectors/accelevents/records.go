@@ -21,14 +21,16 @@ func declareRecords(s *connectors.Spec) {
 		},
 		{
 			Kind: connectors.KindOrder, Trigger: "order_paid",
-			Fields: map[string]string{connectors.FieldID: "orderId", connectors.FieldEmail: "purchaser.email", connectors.FieldChanged: "paidAt|createdAt"},
+			Fields: map[string]string{connectors.FieldID: "orderId", connectors.FieldEmail: "purchaser.email", connectors.FieldCurrency: "currency",
+				connectors.FieldChanged: "paidAt|createdAt"},
 		},
 		{
 			// Payments are looked up by reference, one request per payment
 			// a check needs: an event's payments are too many to list.
 			Kind:   connectors.KindOrderPayment,
 			Lookup: &connectors.Lookup{Action: "search_payments", Input: "externalRef", Items: "data"},
-			Fields: map[string]string{connectors.FieldID: "id", connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount"},
+			Fields: map[string]string{connectors.FieldID: "paymentId", connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount",
+				connectors.FieldCurrency: "currency", connectors.FieldOrder: "orderId", connectors.FieldChanged: "createdAt"},
 		},
 	}
 	itself := func(rec map[string]any) any { return rec }
@@ -45,7 +47,7 @@ func declareRecords(s *connectors.Spec) {
 			Inputs: map[string]string{connectors.FieldMember: "externalId", connectors.FieldEmail: "email",
 				connectors.FieldGivenName: "firstName", connectors.FieldFamilyName: "lastName"}},
 		"record_payment": {Kind: connectors.KindOrderPayment, Verb: "record",
-			Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount"}},
+			Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount", connectors.FieldCurrency: "currency"}},
 		"get_order":               {Kind: connectors.KindOrder, Verb: "get", Answer: itself},
 		"list_order_payments":     {Kind: connectors.KindOrder, Verb: "list_payments", Fetch: true, Inputs: byOrderID},
 		"get_order_with_payments": {Kind: connectors.KindOrder, Verb: "get", Fetch: true, Inputs: byOrderID},

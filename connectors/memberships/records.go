@@ -39,8 +39,9 @@ func declareRecords(s *connectors.Spec) {
 		"find_user_by_email": {Kind: connectors.KindMember, Verb: "find", Answer: func(u map[string]any) any {
 			return map[string]any{"found": u != nil, "user": u}
 		}},
-		"update_user":    {Kind: connectors.KindMember, Verb: "update", Inputs: map[string]string{connectors.FieldID: "userId"}},
-		"upsert_payment": {Kind: connectors.KindPayment, Verb: "upsert", Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount"}},
+		"update_user": {Kind: connectors.KindMember, Verb: "update", Inputs: map[string]string{connectors.FieldID: "userId"}},
+		"upsert_payment": {Kind: connectors.KindPayment, Verb: "upsert", Inputs: map[string]string{connectors.FieldRef: "externalRef", connectors.FieldAmount: "amount",
+			connectors.FieldCurrency: "currency"}},
 	}
 	s.SetRoles(roles)
 }

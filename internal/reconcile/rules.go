@@ -30,6 +30,9 @@ type Finding struct {
 	// false for these records (another rule's fix comes first) or there
 	// is no recipe.
 	Fix *FixRun `json:"fix,omitempty"`
+	// Amounts are the two sides of an amount drift (the rules
+	// payment-amount-differs-on-order and order-amount-differs-in-payments).
+	Amounts *AmountDrift `json:"amounts,omitempty"`
 }
 
 // FixRun is a run of a recipe, made from the event its trigger would
@@ -121,16 +124,28 @@ var rules = []*rule{
 		check:   checkRegistrations,
 	},
 	{
-		id: "payment-missing-on-order", title: "a member's payment is missing on, or differs from, the member's event order",
+		id: "payment-missing-on-order", title: "a member's payment is missing on, or doubled on, the member's event order",
 		fixTrigger: "payment.created", fixAction: "order_payment.record", fixable: true,
-		derived: "which payments: the recipe's when and its attendee upsert step's when; the reference and amount: the payment record step's with",
+		derived: "which payments: the recipe's when and its attendee upsert step's when; the reference: the payment record step's with",
 		check:   checkPaymentsToOrders, refs: paymentRefsToOrders,
+	},
+	{
+		id: "payment-amount-differs-on-order", title: "a member's payment is recorded on the member's event order with another amount or currency",
+		fixTrigger: "payment.created", fixAction: "order_payment.record",
+		derived: "which payments: as payment-missing-on-order; the expected amount and currency: the payment record step's with (the payment's currency when it sets none); no recipe amends a recorded payment: a person decides",
+		check:   checkPaymentAmountsOnOrders, refs: paymentRefsToOrders,
 	},
 	{
 		id: "order-missing-in-payments", title: "a member's paid event order is missing from, or doubled in, the member's payments",
 		fixTrigger: "order.paid", fixAction: "payment.upsert", fixable: true,
-		derived: "which orders: the recipe's when and its payment upsert step's when (the order read step answered by the service: the order and the payments recorded on it, read for each order the recipe's when keeps); the reference: the payment upsert step's with (amounts not compared)",
+		derived: "which orders: the recipe's when and its payment upsert step's when (the order read step answered by the service: the order and the payments recorded on it, read for each order the recipe's when keeps); the reference: the payment upsert step's with",
 		check:   checkOrdersToPayments, fetch: ordersToPayments,
+	},
+	{
+		id: "order-amount-differs-in-payments", title: "a member's paid event order is in the member's payments with another amount or currency",
+		fixTrigger: "order.paid", fixAction: "payment.upsert", fixable: true,
+		derived: "which orders: as order-missing-in-payments; the expected amount and currency: the payment upsert step's with, on the order and its payments as the service gives them (the order's currency when it sets none)",
+		check:   checkOrderAmountsInPayments, fetch: ordersToPayments,
 	},
 }
 
@@ -724,44 +739,96 @@ func (c *checkCtx) toOrder(p map[string]any) map[string]any {
 	return c.stepWith("order_payment.record", ev, steps)
 }
 
+// paymentOnOrder is a member's payment the recipe mirroring payments onto
+// orders covers: what it would record, and what the order holds under
+// the reference.
+type paymentOnOrder struct {
+	rec  Record
+	want map[string]any // the record step's with
+	ref  string
+	got  []map[string]any // the payments recorded under ref
+}
+
+// paymentsOnOrders lists the payments the recipe would record on orders,
+// with what is recorded under their references (ExtraPayments: read for
+// paymentRefsToOrders, one look-up per reference).
+func (c *checkCtx) paymentsOnOrders() []paymentOnOrder {
+	var out []paymentOnOrder
+	for _, rec := range c.s.Payments {
+		want := c.toOrder(rec.Data)
+		if want == nil {
+			continue
+		}
+		ref := scalar(c.input("order_payment.record", want, connectors.FieldRef))
+		out = append(out, paymentOnOrder{rec: rec, want: want, ref: ref, got: c.s.ExtraPayments[ref]})
+	}
+	return out
+}
+
 func paymentRefsToOrders(c *checkCtx) []string {
 	var refs []string
-	for _, rec := range c.s.Payments {
-		if want := c.toOrder(rec.Data); want != nil {
-			if ref := scalar(c.input("order_payment.record", want, connectors.FieldRef)); ref != "" {
-				refs = append(refs, ref)
-			}
+	for _, p := range c.paymentsOnOrders() {
+		if p.ref != "" {
+			refs = append(refs, p.ref)
 		}
 	}
 	return refs
 }
 
+// payMoney is a member payment's own amount.
+func (c *checkCtx) payMoney(p map[string]any) money {
+	return moneyOf(c.s.Kinds[payment].Value(p, connectors.FieldAmount), c.f(payment, p, connectors.FieldCurrency))
+}
+
 func checkPaymentsToOrders(c *checkCtx) []Finding {
 	var out []Finding
-	for _, rec := range c.s.Payments {
-		p := rec.Data
-		want := c.toOrder(p)
-		if want == nil {
-			continue
-		}
-		ref := scalar(c.input("order_payment.record", want, connectors.FieldRef))
-		amount := c.input("order_payment.record", want, connectors.FieldAmount)
-		got := c.s.ExtraPayments[ref]
+	for _, po := range c.paymentsOnOrders() {
 		var problem string
-		switch {
-		case len(got) == 0:
+		switch len(po.got) {
+		case 0:
 			problem = "is not recorded on the order"
-		case len(got) > 1:
-			problem = fmt.Sprintf("is recorded %d times on the order", len(got))
-		case !sameAmount(c.s.Kinds[orderPay].Value(got[0], connectors.FieldAmount), amount):
-			problem = fmt.Sprintf("is recorded on the order as %s, not %s", c.f(orderPay, got[0], connectors.FieldAmount), scalar(amount))
+		case 1:
+			continue // recorded once: payment-amount-differs-on-order compares the amounts
 		default:
+			problem = fmt.Sprintf("is recorded %d times on the order", len(po.got))
+		}
+		p := po.rec.Data
+		own := c.payMoney(p)
+		mid := c.f(payment, p, connectors.FieldMember)
+		out = append(out, Finding{Summary: fmt.Sprintf("payment %s of member %s (%s, ref %s) %s", c.f(payment, p, connectors.FieldID), mid,
+			own.side(own, "").String(), po.ref, problem),
+			Records: []string{po.rec.Subject}, Member: mid, Since: c.since(kr{payment, p}), Fix: c.fix(po.rec.Subject, c.event(p))})
+	}
+	return out
+}
+
+func checkPaymentAmountsOnOrders(c *checkCtx) []Finding {
+	var out []Finding
+	for _, po := range c.paymentsOnOrders() {
+		if len(po.got) != 1 {
+			continue // missing or doubled: payment-missing-on-order
+		}
+		amount := c.input("order_payment.record", po.want, connectors.FieldAmount)
+		if amount == nil {
+			continue // the recipe records no amount: nothing to compare
+		}
+		p, op := po.rec.Data, po.got[0]
+		cur := scalar(c.input("order_payment.record", po.want, connectors.FieldCurrency))
+		if cur == "" {
+			cur = c.f(payment, p, connectors.FieldCurrency)
+		}
+		want := moneyOf(amount, cur)
+		got := moneyOf(c.s.Kinds[orderPay].Value(op, connectors.FieldAmount), c.f(orderPay, op, connectors.FieldCurrency))
+		if sameMoney(want, got) {
 			continue
 		}
+		opSubject := c.subject(orderPay, op)
+		d := &AmountDrift{Expected: want.side(got, po.rec.Subject), Found: got.side(want, opSubject)}
 		mid := c.f(payment, p, connectors.FieldMember)
-		out = append(out, Finding{Summary: fmt.Sprintf("payment %s of member %s (%s %s, ref %s) %s", c.f(payment, p, connectors.FieldID), mid,
-			c.f(payment, p, connectors.FieldAmount), c.f(payment, p, connectors.FieldCurrency), ref, problem),
-			Records: []string{rec.Subject}, Member: mid, Since: c.since(kr{payment, p}), Fix: c.fix(rec.Subject, c.event(p))})
+		out = append(out, Finding{Summary: fmt.Sprintf("payment %s of member %s (ref %s) is %s; recorded on order %s as %s",
+			c.f(payment, p, connectors.FieldID), mid, po.ref, d.Expected, orNone(c.f(orderPay, op, connectors.FieldOrder)), d.Found),
+			Records: []string{po.rec.Subject, opSubject}, Member: mid, Since: c.since(kr{payment, p}, kr{orderPay, op}),
+			Fix: c.fix(po.rec.Subject, c.event(p)), Amounts: d})
 	}
 	return out
 }
@@ -779,8 +846,22 @@ func ordersToPayments(c *checkCtx) []kr {
 	return out
 }
 
-func checkOrdersToPayments(c *checkCtx) []Finding {
-	var out []Finding
+// orderInPayments is a paid order the recipe mirroring orders into the
+// members' payments covers: the member, the payment the recipe would
+// upsert, and the member payments under its reference.
+type orderInPayments struct {
+	rec    Record
+	ev     map[string]any
+	member map[string]any
+	want   map[string]any // the upsert step's with
+	ref    string
+	got    []map[string]any
+}
+
+// ordersInPayments lists the orders the recipe would mirror (its when and
+// its upsert step's when, on the order and its payments as fetched).
+func (c *checkCtx) ordersInPayments() []orderInPayments {
+	var out []orderInPayments
 	for _, rec := range c.s.Orders {
 		o := rec.Data
 		ev := c.event(o)
@@ -797,20 +878,55 @@ func checkOrdersToPayments(c *checkCtx) []Finding {
 		if ref == "" {
 			continue
 		}
-		got := c.ix.paymentsByRef[ref]
+		out = append(out, orderInPayments{rec: rec, ev: ev, member: m, want: want, ref: ref, got: c.ix.paymentsByRef[ref]})
+	}
+	return out
+}
+
+func checkOrdersToPayments(c *checkCtx) []Finding {
+	var out []Finding
+	for _, oi := range c.ordersInPayments() {
 		var problem string
-		switch {
-		case len(got) == 0:
+		switch len(oi.got) {
+		case 0:
 			problem = "has no member payment"
-		case len(got) > 1:
-			problem = fmt.Sprintf("has %d member payments", len(got))
+		case 1:
+			continue // mirrored once: order-amount-differs-in-payments compares the amounts
 		default:
-			// Amounts are not compared: the rule finds payments missing
-			// or doubled.
+			problem = fmt.Sprintf("has %d member payments", len(oi.got))
+		}
+		o := oi.rec.Data
+		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) %s", c.f(order, o, connectors.FieldID), c.f(order, o, connectors.FieldEmail), oi.ref, problem),
+			Records: []string{oi.rec.Subject}, Member: c.f(member, oi.member, connectors.FieldID), Since: c.since(kr{order, o}), Fix: c.fix(oi.rec.Subject, oi.ev)})
+	}
+	return out
+}
+
+func checkOrderAmountsInPayments(c *checkCtx) []Finding {
+	var out []Finding
+	for _, oi := range c.ordersInPayments() {
+		if len(oi.got) != 1 {
+			continue // missing or doubled: order-missing-in-payments
+		}
+		amount := c.input("payment.upsert", oi.want, connectors.FieldAmount)
+		if amount == nil {
+			continue // the recipe writes no amount: nothing to compare
+		}
+		o, p := oi.rec.Data, oi.got[0]
+		cur := scalar(c.input("payment.upsert", oi.want, connectors.FieldCurrency))
+		if cur == "" {
+			cur = c.f(order, o, connectors.FieldCurrency)
+		}
+		want, got := moneyOf(amount, cur), c.payMoney(p)
+		if sameMoney(want, got) {
 			continue
 		}
-		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) %s", c.f(order, o, connectors.FieldID), c.f(order, o, connectors.FieldEmail), ref, problem),
-			Records: []string{rec.Subject}, Member: c.f(member, m, connectors.FieldID), Since: c.since(kr{order, o}), Fix: c.fix(rec.Subject, ev)})
+		pSubject := c.subject(payment, p)
+		d := &AmountDrift{Expected: want.side(got, oi.rec.Subject), Found: got.side(want, pSubject)}
+		out = append(out, Finding{Summary: fmt.Sprintf("order %s paid by %s (ref %s) comes to %s; member payment %s is %s",
+			c.f(order, o, connectors.FieldID), c.f(order, o, connectors.FieldEmail), oi.ref, d.Expected, c.f(payment, p, connectors.FieldID), d.Found),
+			Records: []string{oi.rec.Subject, pSubject}, Member: c.f(member, oi.member, connectors.FieldID), Since: c.since(kr{order, o}, kr{payment, p}),
+			Fix: c.fix(oi.rec.Subject, oi.ev), Amounts: d})
 	}
 	return out
 }
@@ -836,20 +952,17 @@ func scalar(v any) string {
 	return fmt.Sprint(v)
 }
 
-func sameAmount(a, b any) bool {
-	x, err1 := strconv.ParseFloat(scalar(a), 64)
-	y, err2 := strconv.ParseFloat(scalar(b), 64)
-	if err1 != nil || err2 != nil {
-		return scalar(a) == scalar(b)
-	}
-	d := x - y
-	return d < 0.005 && d > -0.005
-}
-
 // day keeps the date of a date or a timestamp.
 func day(s string) string {
 	if len(s) >= 10 {
 		return s[:10]
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
 	}
 	return s
 }
