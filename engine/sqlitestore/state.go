@@ -28,7 +28,14 @@ func (s *Store) ExportState(ctx context.Context) (*engine.TriggerState, error) {
 			st.Cursors = append(st.Cursors, c)
 		}
 		rows.Close()
-		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM subject_states ORDER BY recipe, subject`); err != nil {
+		// The newest state of each subject: its last in the log
+		// (statelog.go), else subject_states'.
+		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM subject_states s
+			WHERE NOT EXISTS (SELECT 1 FROM subject_state_log l WHERE l.recipe = s.recipe AND l.subject = s.subject)
+			UNION ALL
+			SELECT recipe, subject, state FROM subject_state_log l
+			WHERE NOT EXISTS (SELECT 1 FROM subject_state_log m WHERE m.recipe = l.recipe AND m.subject = l.subject AND m.id > l.id)
+			ORDER BY 1, 2`); err != nil {
 			return err
 		}
 		for rows.Next() {
@@ -70,10 +77,12 @@ func (s *Store) ImportState(ctx context.Context, st *engine.TriggerState) error 
 				return err
 			}
 		}
-		for _, r := range st.Subjects {
-			if _, err := tx.Stmt(s.upState).Exec(r.Recipe, r.Subject, r.State); err != nil {
-				return err
-			}
+		states := make([][]any, len(st.Subjects))
+		for i, r := range st.Subjects {
+			states[i] = []any{r.Recipe, r.Subject, r.State}
+		}
+		if err := s.logStates(tx, states); err != nil {
+			return err
 		}
 		for _, w := range st.Writes {
 			if _, err := tx.Exec(`INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES (?, ?, ?, NULL, ?)
