@@ -77,16 +77,34 @@ func (s *Store) logStates(tx *sql.Tx, rows [][]any) error {
 	if last-through < int64(s.mergeStates) {
 		return nil
 	}
-	return mergeStates(tx, last)
+	return s.mergeStateLog(tx, last)
 }
 
-// mergeStates moves the log's states up to ID through into
-// subject_states, in key order and, per key, in log order.
-func mergeStates(tx *sql.Tx, through int64) error {
-	// WHERE before ON CONFLICT: an INSERT … SELECT upsert needs one.
-	if _, err := tx.Exec(`INSERT INTO subject_states (recipe, subject, state)
-		SELECT recipe, subject, state FROM subject_state_log WHERE id <= ?1 ORDER BY recipe, subject, id
-		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`, through); err != nil {
+// mergeStateLog moves the log's states up to ID through into
+// subject_states, in key order and, per key, in log order. The rows are
+// upserted by the multi-row statement, not by one INSERT … SELECT: a
+// statement keeps a journal of the pages it changes (in memory), which for
+// one statement over thousands of leaves grew the runner's resident
+// memory by the pages of the whole merge.
+func (s *Store) mergeStateLog(tx *sql.Tx, through int64) error {
+	rows, err := tx.Query(`SELECT recipe, subject, state FROM subject_state_log WHERE id <= ? ORDER BY recipe, subject, id`, through)
+	if err != nil {
+		return fmt.Errorf("merging the states' log through %d: %w", through, err)
+	}
+	var states [][]any
+	for rows.Next() {
+		var recipe, subject, state string
+		if err := rows.Scan(&recipe, &subject, &state); err != nil {
+			rows.Close()
+			return fmt.Errorf("merging the states' log through %d: %w", through, err)
+		}
+		states = append(states, []any{recipe, subject, state})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("merging the states' log through %d: %w", through, err)
+	}
+	if err := execRows(tx, &s.upStates, states); err != nil {
 		return fmt.Errorf("merging the states' log through %d: %w", through, err)
 	}
 	if _, err := tx.Exec(`DELETE FROM subject_state_log WHERE id <= ?`, through); err != nil {

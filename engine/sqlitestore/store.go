@@ -235,8 +235,8 @@ type Store struct {
 	upSteps, upEchoes, finRuns multiStmt
 	// Advance's: the events and runs of a page, its states, the event
 	// IDs seen before, and the last IDs given.
-	insEvents, insRuns, insStateLog   multiStmt
-	seenEvents, lastIDs, stateLogSpan *sql.Stmt
+	insEvents, insRuns, insStateLog, upStates multiStmt
+	seenEvents, lastIDs, stateLogSpan         *sql.Stmt
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -483,6 +483,8 @@ func (s *Store) prepare() error {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES `+rowsOf(eventCols, 1<<k))
 		s.insStateLog[k] = p(s.w, `INSERT INTO subject_state_log (recipe, subject, state) VALUES `+rowsOf(3, 1<<k))
+		s.upStates[k] = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES `+rowsOf(3, 1<<k)+`
+		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
 		s.insRuns[k] = p(s.w, `INSERT INTO runs (id, event, recipe, okey, status, condition, cond_values, created, finished,
 			owner, lease_until, attempts, started, chain)
 		VALUES `+rowsOf(runCols, 1<<k))
