@@ -30,12 +30,16 @@ func (s *Store) ExportState(ctx context.Context) (*engine.TriggerState, error) {
 		rows.Close()
 		// The newest state of each subject: its last in the log
 		// (statelog.go), else subject_states'.
-		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM subject_states s
-			WHERE NOT EXISTS (SELECT 1 FROM subject_state_log l WHERE l.recipe = s.recipe AND l.subject = s.subject)
-			UNION ALL
-			SELECT recipe, subject, state FROM subject_state_log l
-			WHERE NOT EXISTS (SELECT 1 FROM subject_state_log m WHERE m.recipe = l.recipe AND m.subject = l.subject AND m.id > l.id)
-			ORDER BY 1, 2`); err != nil {
+		// One sort, not a search of the unindexed log per state: the
+		// log holds up to MergeStates rows, subject_states every subject.
+		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM (
+				SELECT recipe, subject, state,
+				       row_number() OVER (PARTITION BY recipe, subject ORDER BY logged DESC, id DESC) AS newest
+				FROM (SELECT recipe, subject, state, 0 AS logged, 0 AS id FROM subject_states
+				      UNION ALL
+				      SELECT recipe, subject, state, 1, id FROM subject_state_log))
+			WHERE newest = 1
+			ORDER BY recipe, subject`); err != nil {
 			return err
 		}
 		for rows.Next() {
