@@ -10,7 +10,15 @@ import (
 	"github.com/memberflow/memberflow/engine/storetest"
 )
 
-func TestConformance(t *testing.T) {
+func TestConformance(t *testing.T) { conformance(t, sqlitestore.Options{}) }
+
+// TestConformanceMergingStates runs the suite with the subject states'
+// log merged every few states, so that its answers cross merges.
+func TestConformanceMergingStates(t *testing.T) {
+	conformance(t, sqlitestore.Options{MergeStates: 3})
+}
+
+func conformance(t *testing.T, opts sqlitestore.Options) {
 	var mu sync.Mutex
 	paths := map[string]string{}
 	storetest.Run(t, func(t *testing.T) engine.Store {
@@ -21,7 +29,7 @@ func TestConformance(t *testing.T) {
 			paths[t.Name()] = p
 		}
 		mu.Unlock()
-		s, err := sqlitestore.Open(p, sqlitestore.Options{})
+		s, err := sqlitestore.Open(p, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,18 @@ func (s *Store) ExportState(ctx context.Context) (*engine.TriggerState, error) {
 			st.Cursors = append(st.Cursors, c)
 		}
 		rows.Close()
-		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM subject_states ORDER BY recipe, subject`); err != nil {
+		// The newest state of each subject: its last in the log
+		// (statelog.go), else subject_states'.
+		// One sort, not a search of the unindexed log per state: the
+		// log holds up to MergeStates rows, subject_states every subject.
+		if rows, err = s.r.QueryContext(ctx, `SELECT recipe, subject, state FROM (
+				SELECT recipe, subject, state,
+				       row_number() OVER (PARTITION BY recipe, subject ORDER BY logged DESC, id DESC) AS newest
+				FROM (SELECT recipe, subject, state, 0 AS logged, 0 AS id FROM subject_states
+				      UNION ALL
+				      SELECT recipe, subject, state, 1, id FROM subject_state_log))
+			WHERE newest = 1
+			ORDER BY recipe, subject`); err != nil {
 			return err
 		}
 		for rows.Next() {
@@ -70,10 +81,12 @@ func (s *Store) ImportState(ctx context.Context, st *engine.TriggerState) error 
 				return err
 			}
 		}
-		for _, r := range st.Subjects {
-			if _, err := tx.Stmt(s.upState).Exec(r.Recipe, r.Subject, r.State); err != nil {
-				return err
-			}
+		states := make([][]any, len(st.Subjects))
+		for i, r := range st.Subjects {
+			states[i] = []any{r.Recipe, r.Subject, r.State}
+		}
+		if err := s.logStates(tx, states); err != nil {
+			return err
 		}
 		for _, w := range st.Writes {
 			if _, err := tx.Exec(`INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES (?, ?, ?, NULL, ?)

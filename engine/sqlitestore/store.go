@@ -177,6 +177,9 @@ CREATE TABLE poll_leases (
 	// 8: the runs claimed with a page are held by one row until each is
 	// recorded (pageclaims.go).
 	pageClaimsMigration,
+	// 9: subject states are appended to a log and merged into
+	// subject_states in bulk (statelog.go).
+	stateLogMigration,
 }
 
 // Options tune the store.
@@ -189,6 +192,9 @@ type Options struct {
 	// CheckpointEvery is the period of background checkpoints; default
 	// 250 ms. Negative turns them off (the WAL then only grows: tests).
 	CheckpointEvery time.Duration
+	// MergeStates is the length of the subject states' log at which an
+	// advance merges it into subject_states (statelog.go); default 16,384.
+	MergeStates int
 }
 
 // Store is the SQLite engine.Store.
@@ -204,9 +210,13 @@ type Store struct {
 	done   chan struct{}
 	close  sync.Once
 	max    int
+	// mergeStates is Options.MergeStates; overlay what this handle read
+	// of the subject states' log (statelog.go).
+	mergeStates int
+	overlay     stateOverlay
 
 	// prepared on the writer
-	setChain, upCursor, upState, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, expire, fence *sql.Stmt
+	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -223,11 +233,13 @@ type Store struct {
 	// RecordMany's (journal.go): multi-row writes and the leases of many
 	// runs at once.
 	upSteps, upEchoes, finRuns multiStmt
-	// Advance's: the events and runs of a page, the event IDs seen
-	// before, and the last IDs given.
-	insEvents, insRuns, upStates multiStmt
-	seenEvents, lastIDs          *sql.Stmt
-	fenceMany                    *sql.Stmt
+	// Advance's: the events and runs of a page, its states, the event
+	// IDs seen before, and the last IDs given.
+	insEvents, insRuns, insStateLog, upStates multiStmt
+	seenEvents, lastIDs, stateLogSpan         *sql.Stmt
+	// PriorStates': the states' merge mark and the log after an ID.
+	getMerged, getStateLog *sql.Stmt
+	fenceMany              *sql.Stmt
 	// Page claims' (pageclaims.go): the runs claimed with pages, and
 	// those inserted finished.
 	insFinal                                                                                    multiStmt
@@ -291,6 +303,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
+	if opts.MergeStates <= 0 {
+		opts.MergeStates = defaultMergeStates
+	}
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 250 * time.Millisecond
 	}
@@ -327,7 +342,7 @@ func Open(path string, opts Options) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch,
+	s := &Store{path: path, w: w, log: opts.Logger.Named("store"), max: opts.MaxBatch, mergeStates: opts.MergeStates,
 		ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
 	if err := s.checkAndMigrate(opts.BusyTimeout); err != nil {
 		w.Close()
@@ -467,12 +482,17 @@ func (s *Store) prepare() error {
 	for k := 0; k <= maxRowsLog; k++ {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
 		VALUES `+rowsOf(eventCols, 1<<k))
+		s.insStateLog[k] = p(s.w, `INSERT INTO subject_state_log (recipe, subject, state) VALUES `+rowsOf(3, 1<<k))
 		s.upStates[k] = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES `+rowsOf(3, 1<<k)+`
 		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
 		s.insRuns[k] = p(s.w, `INSERT INTO runs (id, event, recipe, okey, status, condition, cond_values, created, finished,
 			owner, lease_until, attempts, started, chain)
 		VALUES `+rowsOf(runCols, 1<<k))
 	}
+	s.stateLogSpan = p(s.w, `SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'subject_state_log'),
+		(SELECT through FROM subject_state_merged)`)
+	s.getMerged = p(s.r, `SELECT through FROM subject_state_merged`)
+	s.getStateLog = p(s.r, `SELECT id, recipe, subject, state FROM subject_state_log WHERE id > ? ORDER BY id`)
 	s.seenEvents = p(s.w, `SELECT event_id FROM events WHERE recipe = ? AND event_id IN (SELECT value FROM json_each(?))`)
 	// The IDs SQLite would give next (the largest plus one, as for a
 	// rowid without AUTOINCREMENT).
@@ -481,8 +501,6 @@ func (s *Store) prepare() error {
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
-	s.upState = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES (?, ?, ?)
-		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
 	s.upStep = p(s.w, `INSERT INTO steps (run, idx, step_id, action, status, input, output, error, attempts, started, finished)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
@@ -897,23 +915,14 @@ func (s *Store) Cursor(ctx context.Context, recipe string) (string, error) {
 
 // PriorStates implements engine.TriggerStore.
 func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []string) (map[string]string, error) {
-	out := make(map[string]string, len(subjects))
 	if len(subjects) == 0 {
-		return out, nil
+		return map[string]string{}, nil
 	}
-	rows, err := s.getStates.QueryContext(ctx, recipe, jsonList(subjects))
+	out, err := s.priorStates(ctx, recipe, subjects)
 	if err != nil {
 		return nil, fmt.Errorf("reading subject states of recipe %q: %w", recipe, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var sub, st string
-		if err := rows.Scan(&sub, &st); err != nil {
-			return nil, err
-		}
-		out[sub] = st
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Advance implements engine.TriggerStore.
@@ -961,7 +970,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		for i, st := range adv.States {
 			states[i] = []any{recipe, st.Subject, st.State}
 		}
-		if err := execRows(tx, &s.upStates, states); err != nil {
+		if err := s.logStates(tx, states); err != nil {
 			return fmt.Errorf("saving the states of %d subjects: %w", len(states), err)
 		}
 		// The page's events, then their runs, are inserted with a
