@@ -93,12 +93,12 @@ func (e *Engine) replaySpoolFirst(ctx context.Context) {
 
 // spoolLoop replays the spool into the store whenever it holds
 // deliveries, until ctx ends: at once when a delivery is spooled, then
-// with a growing pause (250 ms to 5 s) while the store refuses.
+// with a growing pause (250 ms to 2 s) while the store refuses.
 func (e *Engine) spoolLoop(ctx context.Context) {
 	if e.spool == nil {
 		return
 	}
-	const first, most = 250 * time.Millisecond, 5 * time.Second
+	const first, most = 250 * time.Millisecond, 2 * time.Second
 	wait, failing := first, false
 	for {
 		select {

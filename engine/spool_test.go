@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 	"github.com/memberflow/memberflow/recipes"
@@ -458,5 +461,86 @@ func TestSpoolRefusesUnloadedRecipes(t *testing.T) {
 	}
 	if _, err := e2.RunOnce(ctx); err == nil {
 		t.Fatal("RunOnce started with deliveries of an unloaded recipe in the spool")
+	}
+}
+
+// priorConnections are connections(svc) whose webhook parser reads the
+// remembered state of the delivery's subject, as the Memberships status
+// trigger does: parsing needs the store.
+func priorConnections(svc *fakeService) map[string]engine.Connection {
+	conns := connections(svc)
+	spec := *conns["members"].Spec
+	trig := *spec.Triggers[0]
+	hook := *trig.Webhook
+	hook.Parse = func(ctx context.Context, c connectors.Conn, body []byte, req connectors.WebhookRequest) ([]connectors.Event, error) {
+		if _, err := req.Prior.Lookup(ctx, []string{"member/any"}); err != nil {
+			return nil, fmt.Errorf("fake webhook: reading remembered states: %w", err)
+		}
+		return parse(ctx, c, body, req)
+	}
+	trig.Webhook = &hook
+	spec.Triggers = []*connectors.TriggerSpec{&trig}
+	for name, c := range conns {
+		c.Spec = &spec
+		conns[name] = c
+	}
+	return conns
+}
+
+// TestSpoolKeepsADeliveryWhoseParsingNeedsTheStore: a trigger that reads
+// remembered states to parse a delivery cannot parse it while Postgres is
+// down. That is the store's failure, not the delivery's: without a spool
+// it is answered 503 (it was 400, which tells the sender not to try
+// again); with one, its verified body is spooled and answered 200, and
+// parsed and run once when the store is back.
+func TestSpoolKeepsADeliveryWhoseParsingNeedsTheStore(t *testing.T) {
+	for _, spooled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spool=%v", spooled), func(t *testing.T) {
+			o := storeOutages["postgres"](t)
+			svc := newFakeService(0, oneActive)
+			opts := engine.Options{Store: o.store, Concurrency: 4, Owner: "test-runner",
+				Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}), Grace: 5 * time.Second}
+			if spooled {
+				opts.Spool = openSpool(t, filepath.Join(t.TempDir(), "spool"))
+			}
+			e, err := engine.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if err := e.Add(recordRecipe(t), priorConnections(svc)); err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(e.WebhookHandler())
+			defer srv.Close()
+			url := srv.URL + "/hooks/members"
+			stop := running(t, e)
+			warmUp(t, url, o.store, svc)
+			o.down()
+			code, out := deliver(t, url, "d1", map[string]any{"id": "m1", "seq": 1}, "")
+			want := 503
+			if spooled {
+				want = 200
+			}
+			if code != want {
+				t.Fatalf("a delivery parsed while the store is down: %d %v, want %d", code, out, want)
+			}
+			o.up()
+			if !spooled {
+				if !sendWithRetries(t, url, "d1", map[string]any{"id": "m1", "seq": 1}, 20, 20*time.Millisecond) {
+					t.Fatal("the delivery was refused after the store came back")
+				}
+			}
+			if !waitUntil(10*time.Second, func() bool { return svc.count("record") == 2 }) {
+				t.Fatalf("%d runs, want 2 (the warm-up and d1)", svc.count("record"))
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if n := svc.count("record"); n != 2 {
+				t.Errorf("%d runs, want 2", n)
+			}
+		})
 	}
 }
