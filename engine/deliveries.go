@@ -104,7 +104,9 @@ func (b *deliveryBatcher) persistBatch(ctx context.Context, batch []*delivery, n
 	}
 	sp := b.e.spool
 	var recs []spoolRecord
-	if sp != nil {
+	if sp != nil && sp.pending() {
+		// Encoded only when the spool is in use: a healthy store's
+		// deliveries pay nothing for it.
 		var err error
 		if recs, err = spoolRecords(b.rt.r.Name, b.e.now(), batch); err != nil {
 			b.answer(batch, nil, err)
@@ -133,7 +135,13 @@ func (b *deliveryBatcher) persistBatch(ctx context.Context, batch []*delivery, n
 		// The store refuses (or could not flush) the batch: the spool
 		// keeps it. Were the batch committed after all (a commit whose
 		// answer was lost), its replay is a duplicate, dropped.
-		_, serr := sp.append(recs, false)
+		var serr error
+		if recs == nil {
+			recs, serr = spoolRecords(b.rt.r.Name, b.e.now(), batch)
+		}
+		if serr == nil {
+			_, serr = sp.append(recs, false)
+		}
 		if serr == nil {
 			b.e.log.Debug("the store refused webhook deliveries; spooled", "recipe", b.rt.r.Name, "deliveries", len(batch), "error", b.e.redact.String(err.Error()))
 			b.spooled(batch, nil)
