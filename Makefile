@@ -24,6 +24,7 @@ bench-e2e:
 fuzz:
 	go test ./recipes -run '^$$' -fuzz FuzzLoad -fuzztime 1m
 	go test ./engine -run '^$$' -fuzz FuzzWebhook -fuzztime 1m
+	go test ./engine -run '^$$' -fuzz FuzzSpoolReader -fuzztime 1m
 
 demo:
 	go run ./cmd/memberflow run --sandbox --once examples/

@@ -84,6 +84,11 @@ type Options struct {
 	// Nil: such a run is dead-lettered, saying to replay it with the
 	// loaded version (--latest).
 	LoadVersion func(current *recipes.Recipe, source []byte) (*recipes.Recipe, error)
+	// Spool keeps the webhook deliveries the store refuses (an outage, a
+	// full disk), fsynced, until the store takes them (spool.go); nil:
+	// such a delivery is answered 503 and its sender must retry. The
+	// caller opens it (OpenSpool) and closes it after the engine.
+	Spool *Spool
 	// PlannedWrites says that writes are planned, not made (a dry run):
 	// their answers are placeholders, so a later step's input computed
 	// from one is not held to the action's input schema.
@@ -128,6 +133,9 @@ type Engine struct {
 	room   chan struct{} // signalled when pending drops
 
 	stopping atomic.Bool // webhooks refuse deliveries
+	// spool keeps the deliveries the store refuses; nil: none.
+	spool     *Spool
+	spoolKick chan struct{}
 	// waitsEnded is set when dispatch stops: runs waiting to retry are
 	// abandoned rather than waited for (retryWait).
 	waitsEnded atomic.Bool
@@ -264,6 +272,7 @@ func New(opts Options) (*Engine, error) {
 		stats:    map[string]*recipeStats{},
 		obs:      opts.Observer,
 		inflight: map[int64]inflightRun{}, giveBacks: map[int64]Lease{}, renewNow: make(chan struct{}, 1),
+		spool: opts.Spool, spoolKick: make(chan struct{}, 1),
 	}
 	e.observed = observed
 	e.watch = newWatch(e)

@@ -77,21 +77,39 @@ type Check struct {
 const ReadyIntervals = 3
 
 // Checks evaluates readiness: the store answers and its last commit did
-// not fail for the storage (WriteHealth), every polling trigger
+// not fail for the storage (WriteHealth) — with a delivery spool, the
+// spool is not full instead, while the store fails —, every polling trigger
 // succeeded within ReadyIntervals intervals (counted from the start
 // before its first success), and no connection's credentials are refused.
 func (e *Engine) Checks(ctx context.Context) []Check {
 	var out []Check
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	store := Check{Name: "store", OK: true}
 	if _, err := e.store.Cursor(ctx, "memberflow/readyz"); err != nil {
-		out = append(out, Check{Name: "store", Error: e.redact.String(err.Error())})
+		store = Check{Name: "store", Error: e.redact.String(err.Error())}
 	} else if wh, ok := e.store.(WriteHealth); ok && wh.WriteError() != nil {
 		// The store reads but cannot write: nothing is enqueued, claimed
 		// or journaled, and deliveries are answered 503.
-		out = append(out, Check{Name: "store", Error: e.redact.String("writes fail: " + wh.WriteError().Error())})
-	} else {
-		out = append(out, Check{Name: "store", OK: true})
+		store = Check{Name: "store", Error: e.redact.String("writes fail: " + wh.WriteError().Error())}
+	}
+	var spool *Check
+	if st, ok := e.SpoolStats(); ok {
+		spool = &Check{Name: "spool", OK: st.Full == nil}
+		if st.Full != nil {
+			spool.Error = e.redact.String(st.Full.Error())
+		} else if !store.OK {
+			// The runner still takes webhook deliveries: they wait in the
+			// spool. A load balancer must keep sending them here, so the
+			// failing store is said, and not counted, until the spool is
+			// full.
+			store.OK = true
+			store.Error += fmt.Sprintf("; webhook deliveries are kept in the spool %s meanwhile (%d waiting)", st.Dir, st.Deliveries)
+		}
+	}
+	out = append(out, store)
+	if spool != nil {
+		out = append(out, *spool)
 	}
 	st := e.Status()
 	now := e.now()

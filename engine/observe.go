@@ -29,7 +29,8 @@ type Observer interface {
 	// PollFinished is one poll of a trigger.
 	PollFinished(recipe string, ok bool, took time.Duration)
 	// WebhookDelivery is one delivery to a webhook trigger: accepted,
-	// duplicate, unauthorized, bad_request, too_large or unavailable.
+	// duplicate, spooled, unauthorized, bad_request, too_large or
+	// unavailable.
 	WebhookDelivery(recipe, outcome string)
 	// HTTPRequest is one HTTP attempt to a service; status is 0 when no
 	// answer came (a transport error). operation is the connector

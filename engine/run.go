@@ -81,10 +81,19 @@ func (e *Engine) RunOnce(ctx context.Context) (*Summary, error) {
 // caught up, is not polled again: that pass enqueued what was there.
 func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bool) (*Summary, error) {
 	since := e.now()
+	if err := e.checkSpool(); err != nil {
+		return nil, err
+	}
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
 	defer e.end()
+	// Deliveries the spool kept are stored first, and run in this pass.
+	e.replaySpoolFirst(ctx)
+	spoolCtx, stopSpool := context.WithCancel(ctx)
+	spoolDone := make(chan struct{})
+	go func() { defer close(spoolDone); e.spoolLoop(spoolCtx) }()
+	defer func() { stopSpool(); <-spoolDone }()
 	var feeding atomic.Int32
 	var pollErr error
 	var mu sync.Mutex
@@ -135,11 +144,21 @@ func (e *Engine) RunOncePolling(ctx context.Context, poll func(recipe string) bo
 // taking events, gives runs in flight the grace period to finish (the
 // rest resume from their journal on the next start) and returns.
 func (e *Engine) Run(ctx context.Context) error {
+	if err := e.checkSpool(); err != nil {
+		return err
+	}
 	if err := e.begin(ctx); err != nil {
 		return err
 	}
 	defer e.end()
 	e.stopping.Store(false)
+	// Deliveries the spool kept (a store outage, a crash) are stored
+	// before the triggers start; the replayer then stores what the spool
+	// takes while the store refuses.
+	e.replaySpoolFirst(ctx)
+	spoolDone := make(chan struct{})
+	go func() { defer close(spoolDone); e.spoolLoop(ctx) }()
+	defer func() { <-spoolDone }()
 	var wg sync.WaitGroup
 	for _, name := range e.recipeNames() {
 		rt := e.recipes[name]

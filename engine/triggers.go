@@ -29,8 +29,11 @@ type priorState struct {
 
 func (p priorState) Lookup(ctx context.Context, subjects []string) (map[string]string, error) {
 	states, err := p.store.PriorStates(ctx, p.name, subjects)
-	if err != nil || len(p.committing) == 0 {
-		return states, err
+	if err != nil {
+		return nil, &priorError{err}
+	}
+	if len(p.committing) == 0 {
+		return states, nil
 	}
 	for _, s := range subjects {
 		if st, ok := p.committing[s]; ok {
@@ -763,21 +766,54 @@ func (e *Engine) webhook(rt *recipeRT) http.Handler {
 			refuse(w, http.StatusUnauthorized, e.redact.String(err.Error()))
 			return
 		}
-		events, err := hook.Parse(r.Context(), rt.trigConn.conn, body, connectors.WebhookRequest{Params: rt.params, Prior: priorState{store: e.store, name: rt.r.Name}})
-		if err != nil {
-			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
-			return
-		}
 		began := e.now()
-		fresh, err := deliveries.persist(r.Context(), events)
-		if err != nil {
-			log.Error("persisting a delivery failed", "error", err)
+		events, err := hook.Parse(r.Context(), rt.trigConn.conn, body, connectors.WebhookRequest{Params: rt.params, Prior: priorState{store: e.store, name: rt.r.Name}})
+		var storeErr *priorError
+		if errors.As(err, &storeErr) {
+			// Parsing needed the store (a subject's remembered state), which
+			// failed: the delivery is sound. Its verified body is spooled,
+			// parsed at replay; without a spool, the sender retries.
+			if e.spool != nil {
+				_, serr := e.spool.append([]spoolRecord{{Recipe: rt.r.Name, Received: began, Body: body}}, false)
+				if serr == nil {
+					e.kickSpool()
+					e.watch.polled(rt, began, true, false, "")
+					e.obs.WebhookDelivery(rt.r.Name, "spooled")
+					reply(w, http.StatusOK, map[string]int{"spooled": 1})
+					return
+				}
+				err = errors.Join(err, fmt.Errorf("spooling the delivery: %w", serr))
+			}
+			log.Error("parsing a delivery failed: the store did not answer", "error", e.redact.String(err.Error()))
 			e.watch.polled(rt, began, false, false, e.redact.String(err.Error()))
 			e.obs.WebhookDelivery(rt.r.Name, "unavailable")
 			reply(w, http.StatusServiceUnavailable, map[string]string{"error": "the delivery could not be stored; deliver again"})
 			return
 		}
+		if err != nil {
+			refuse(w, http.StatusBadRequest, e.redact.String(err.Error()))
+			return
+		}
+		fresh, spooled, err := deliveries.persist(r.Context(), events)
+		if err != nil {
+			log.Error("persisting a delivery failed", "error", e.redact.String(err.Error()))
+			e.watch.polled(rt, began, false, false, e.redact.String(err.Error()))
+			e.obs.WebhookDelivery(rt.r.Name, "unavailable")
+			msg := "the delivery could not be stored; deliver again"
+			if errors.Is(err, ErrSpoolFull) {
+				msg = "the delivery could not be stored and the runner's delivery spool is full; deliver again"
+			}
+			reply(w, http.StatusServiceUnavailable, map[string]string{"error": msg})
+			return
+		}
 		e.watch.polled(rt, began, true, false, "")
+		if spooled {
+			// Durable in the spool (fsynced): stored when the store takes
+			// writes again. Duplicates are dropped then.
+			e.obs.WebhookDelivery(rt.r.Name, "spooled")
+			reply(w, http.StatusOK, map[string]int{"spooled": len(events)})
+			return
+		}
 		outcome := "accepted"
 		if fresh == 0 && len(events) > 0 {
 			outcome = "duplicate"

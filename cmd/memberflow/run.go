@@ -30,7 +30,7 @@ func init() {
 	register(&command{
 		name:    "run",
 		summary: "run recipes: triggers, durable queue, step journal, retries, dead letters",
-		usage:   "[--store PATH] [--once] [--sandbox | --sandbox-url URL] [--http ADDR] [--concurrency N] [--dry-run] PATH...",
+		usage:   "[--store PATH] [--once] [--sandbox | --sandbox-url URL] [--http ADDR] [--spool DIR] [--concurrency N] [--dry-run] PATH...",
 		help: `Loads the recipes (files or folders) and runs them with a durable store
 (SQLite, --store). Polling triggers are polled, webhook triggers are served
 on --http, schedules fire; each event becomes one run whose steps are
@@ -61,6 +61,17 @@ before each call).
 /healthz (the process lives) and /readyz (the store answers, every trigger
 polled successfully within 3 intervals, no connection's credentials
 refused; 503 with the failing checks otherwise). See docs/operations.md.
+
+--spool DIR keeps the webhook deliveries the store refuses (a Postgres
+failover, a full disk) in DIR: each is written and fsynced there before
+it is answered 200, and stored, in order, once the store takes writes
+again (first thing at the next start, after a crash). Without it, such a
+delivery is answered 503 and is lost if its sender stops retrying before
+the store is back. DIR must be on a persistent volume and belong to this
+runner alone. --spool-max-bytes and --spool-max-age bound it: past
+either, deliveries are answered 503 and /readyz fails its spool check.
+While the spool has room, a failing store does not make /readyz fail
+(the runner still takes deliveries). See docs/runner.md.
 
 --sandbox starts the in-process sandbox of all three services; every
 connection then uses its service's sandbox URL, demo credentials and demo
@@ -93,6 +104,9 @@ recipes that do not load.`,
 			fs.BoolVar(&o.sandboxNoLimits, "sandbox-no-rate-limits", false, "turn the --sandbox services' documented rate limits off (backfill benchmarks)")
 			fs.BoolVar(&o.sandboxUndocumented, "sandbox-allow-undocumented", false, "let the --sandbox services accept request parameters the real APIs do not document (connections with incrementalSearch)")
 			fs.StringVar(&o.http, "http", "", "serve webhook triggers, /metrics, /healthz and /readyz on `ADDR` (host:port)")
+			fs.StringVar(&o.spool, "spool", "", "keep webhook deliveries the store refuses in `DIR` (fsynced, stored once the store is back): a persistent directory of this runner's own")
+			fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", 1<<30, "the most the --spool directory may hold, in `bytes`; past it deliveries are refused (503)")
+			fs.DurationVar(&o.spoolMaxAge, "spool-max-age", 24*time.Hour, "the longest a delivery may wait in the --spool; past it deliveries are refused (503)")
 			fs.IntVar(&o.concurrency, "concurrency", 8, "runs executed at once (for the runs of a polled page: calls sent at once)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "do the reads, print the planned writes as JSON lines, change nothing")
 			fs.StringVar(&o.secrets, "secrets", "", "secrets `file` (KEY=value lines); the environment wins")
@@ -115,7 +129,9 @@ recipes that do not load.`,
 
 type runOptions struct {
 	store, sandboxURL, http, secrets, owner, logLevel, logFormat string
-	storeKey, format                                             string
+	storeKey, format, spool                                      string
+	spoolMaxBytes                                                int64
+	spoolMaxAge                                                  time.Duration
 	once, sandbox, sandboxNoLimits, dryRun                       bool
 	sandboxUndocumented                                          bool
 	sandboxMembers, concurrency                                  int
@@ -140,6 +156,12 @@ func (o runOptions) check() error {
 		return fmt.Errorf("--log-level must be trace, debug, info, warn, error or off, got %q", o.logLevel)
 	case o.sandbox && o.sandboxMembers < 0:
 		return fmt.Errorf("--sandbox-members must not be negative, got %d", o.sandboxMembers)
+	case o.spoolMaxBytes <= 0:
+		return fmt.Errorf("--spool-max-bytes must be positive, got %d", o.spoolMaxBytes)
+	case o.spoolMaxAge <= 0:
+		return fmt.Errorf("--spool-max-age must be positive, got %s", o.spoolMaxAge)
+	case o.spool != "" && o.dryRun:
+		return errors.New("--spool and --dry-run exclude each other: a dry run stores nothing")
 	}
 	if o.http != "" {
 		if _, _, err := net.SplitHostPort(o.http); err != nil {
@@ -274,8 +296,16 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			return exitUsage
 		}
 	}
+	var spool *engine.Spool
+	if o.spool != "" {
+		if spool, err = engine.OpenSpool(o.spool, engine.SpoolOptions{MaxBytes: o.spoolMaxBytes, MaxAge: o.spoolMaxAge, Logger: log}); err != nil {
+			fmt.Fprintf(io.err, "memberflow run: --spool: %v\n", err)
+			return exitFail
+		}
+		defer spool.Close()
+	}
 	eng, err := engine.New(engine.Options{Store: store, Meta: meta, StoreKey: storeKey, Logger: log, Concurrency: o.concurrency, Owner: o.owner, Observer: observer,
-		LoadVersion: loadVersion(o.connections, log), PlannedWrites: o.dryRun})
+		LoadVersion: loadVersion(o.connections, log), PlannedWrites: o.dryRun, Spool: spool})
 	if err != nil {
 		fmt.Fprintf(io.err, "memberflow run: %v\n", err)
 		return exitFail

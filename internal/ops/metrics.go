@@ -84,7 +84,7 @@ func NewMetrics() *Metrics {
 	m.stepAttempts = counter("step_attempts_total", "Calls of a step's action (settlement look-ups included), by outcome: succeeded, retry, failed, in_doubt.", "recipe", "step", "action", "outcome")
 	m.stepRetries = counter("step_retries_total", "Step calls that failed transiently and are tried again.", "recipe", "step", "action")
 	m.polls = counter("trigger_polls_total", "Polls of a trigger, by outcome: ok or error.", "recipe", "outcome")
-	m.webhooks = counter("webhook_deliveries_total", "Deliveries to webhook triggers, by outcome: accepted, duplicate, unauthorized, bad_request, too_large, unavailable.", "recipe", "outcome")
+	m.webhooks = counter("webhook_deliveries_total", "Deliveries to webhook triggers, by outcome: accepted, duplicate, spooled (acknowledged from the delivery spool, stored later), unauthorized, bad_request, too_large, unavailable.", "recipe", "outcome")
 	m.httpRequests = counter("http_requests_total", "HTTP requests to services, by connector, operation and status class (2xx, 3xx, 4xx, 5xx, error for no answer).", "connector", "operation", "code")
 	m.http429 = counter("http_rate_limited_total", "HTTP 429 answers from services, by connector.", "connector")
 	m.pauses = counter("rate_limit_pauses_total", "Requests that waited for the connection's token bucket or a pause the service asked for.", "connector")
@@ -270,10 +270,14 @@ var (
 	descBusy    = prometheus.NewDesc(namespace+"_store_writer_busy_seconds_total", "Time the store's one writer spent in transactions (SQLite): a rate near 1 is the store's ceiling.", nil, nil)
 	descCommits = prometheus.NewDesc(namespace+"_store_commits_total", "Transactions the store's one writer committed (SQLite).", nil, nil)
 	descWrites  = prometheus.NewDesc(namespace+"_store_writes_total", "Writes (advances, journal writes, claims) the store's one writer committed, several to a transaction (SQLite).", nil, nil)
+	descSpooled = prometheus.NewDesc(namespace+"_spool_deliveries", "Webhook deliveries acknowledged and waiting in the runner's delivery spool (--spool) for the store to take them.", nil, nil)
+	descSpoolB  = prometheus.NewDesc(namespace+"_spool_bytes", "Size of the delivery spool's files.", nil, nil)
+	descSpoolA  = prometheus.NewDesc(namespace+"_spool_oldest_age_seconds", "Age of the oldest delivery waiting in the spool; 0 when none waits.", nil, nil)
+	descSpoolF  = prometheus.NewDesc(namespace+"_spool_full", "1 while the delivery spool is full (its size or age limit) and deliveries are refused.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueued, descRunning, descOldest, descDead, descStoreUp, descLag, descSuccess, descFailing, descAuth, descBusy, descCommits, descWrites} {
+	for _, d := range []*prometheus.Desc{descQueued, descRunning, descOldest, descDead, descStoreUp, descLag, descSuccess, descFailing, descAuth, descBusy, descCommits, descWrites, descSpooled, descSpoolB, descSpoolA, descSpoolF} {
 		ch <- d
 	}
 }
@@ -303,6 +307,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, ws.Busy.Seconds())
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(ws.Commits))
 		ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(ws.Writes))
+	}
+	if sp, ok := c.eng.SpoolStats(); ok {
+		age := 0.0
+		if !sp.Oldest.IsZero() {
+			age = max(0, now.Sub(sp.Oldest).Seconds())
+		}
+		ch <- prometheus.MustNewConstMetric(descSpooled, prometheus.GaugeValue, float64(sp.Deliveries))
+		ch <- prometheus.MustNewConstMetric(descSpoolB, prometheus.GaugeValue, float64(sp.Bytes))
+		ch <- prometheus.MustNewConstMetric(descSpoolA, prometheus.GaugeValue, age)
+		ch <- prometheus.MustNewConstMetric(descSpoolF, prometheus.GaugeValue, boolGauge(sp.Full != nil))
 	}
 	status := c.eng.Status()
 	for _, t := range status.Triggers {
