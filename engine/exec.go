@@ -68,7 +68,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			// renewals, which are what stops this runner acting on runs
 			// another runner may take once their lease ends.
 			rctx, cancel := context.WithTimeout(runCtx, e.opts.Lease/3)
-			held, err := e.store.RenewLeases(rctx, e.opts.Owner, asked.Add(e.opts.Lease), ids)
+			held, err := e.store.RenewLeases(rctx, e.opts.Owner, asked.Add(e.opts.Lease), ids, time.Time{})
 			cancel()
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)

@@ -299,11 +299,11 @@ func (c *crashStore) Record(ctx context.Context, lease engine.Lease, steps []eng
 	return c.write(what, func() error { return c.Store.Record(ctx, lease, steps, fin) })
 }
 
-func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
+func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64, releaseBefore time.Time) ([]int64, error) {
 	if err := c.read(); err != nil {
 		return nil, err
 	}
-	return c.Store.RenewLeases(ctx, owner, until, runs)
+	return c.Store.RenewLeases(ctx, owner, until, runs, releaseBefore)
 }
 
 func (c *crashStore) Cursor(ctx context.Context, recipe string) (string, error) {
