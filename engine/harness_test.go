@@ -177,6 +177,16 @@ func assertExactlyOnce(t testing.TB, svc *fakeService) {
 	}
 }
 
+// assertNothingEnding checks, once e stopped, that no run is left
+// marked as still ending and no claim as in flight: either would keep
+// the renewals from releasing anything for the rest of the runner's life.
+func assertNothingEnding(t testing.TB, e *engine.Engine) {
+	t.Helper()
+	if ending, claiming := e.LeaseBookkeepingForTest(); ending != 0 || claiming != 0 {
+		t.Errorf("after the stop, %d run(s) still ending and %d claim(s) in flight; want none", ending, claiming)
+	}
+}
+
 // assertAllDone checks that no run is left queued, running or dead.
 func assertAllDone(t testing.TB, s engine.Store) {
 	t.Helper()
