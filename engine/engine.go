@@ -160,6 +160,18 @@ type Engine struct {
 	// their lease is lost.
 	inflightMu sync.Mutex
 	inflight   map[int64]inflightRun
+	// ending are the runs no longer named by the renewals that this
+	// runner may still act on (dropped, their work not yet stopped; or
+	// their outcome being written), by their leased time: until they are
+	// forgotten, renewals do not let the store release runs leased from
+	// then on (renewal). Under inflightMu.
+	ending map[*atomic.Int64]struct{}
+	// claiming are the claims in flight (Claim, or an Advance that claims
+	// a page's runs) by a sequence number, each with its Now: their runs
+	// are not tracked yet, and the renewals do not let the store release
+	// runs leased from then on (claimBegin). Under inflightMu.
+	claiming map[uint64]time.Time
+	claimSeq uint64
 	// giveBacks are the runs abandoned while their lease may still be
 	// this runner's (the store failed, or the leases could not be
 	// renewed), by run ID: given back to the queue as soon as the store
@@ -273,6 +285,7 @@ func New(opts Options) (*Engine, error) {
 		obs:      opts.Observer,
 		inflight: map[int64]inflightRun{}, giveBacks: map[int64]Lease{}, renewNow: make(chan struct{}, 1),
 		spool: opts.Spool, spoolKick: make(chan struct{}, 1),
+		ending: map[*atomic.Int64]struct{}{}, claiming: map[uint64]time.Time{},
 	}
 	e.observed = observed
 	e.watch = newWatch(e)

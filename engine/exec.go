@@ -52,13 +52,14 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			case <-t.C:
 			case <-e.renewNow:
 			}
-			// Only the runs this runner works on are renewed: a run the
+			// Only the runs this runner works on are renewed. A run the
 			// store says it holds and it does not know (a claim committed
-			// whose answer was lost) keeps its lease, which ends, and is
-			// claimed again, by this runner or another. Renewed, a run is
-			// leased until asked plus a lease.
-			asked := e.now()
-			named := e.tracked()
+			// whose answer was lost) is put back in the queue by the
+			// renewal, and claimed again, by this runner or another, when
+			// no claim in flight could have leased it (releaseBefore);
+			// else it keeps its lease, and the next renewal frees it.
+			// Renewed, a run is leased until asked plus a lease.
+			asked, named, releaseBefore := e.renewal()
 			ids := make([]int64, 0, len(named))
 			for id := range named {
 				ids = append(ids, id)
@@ -68,7 +69,7 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			// renewals, which are what stops this runner acting on runs
 			// another runner may take once their lease ends.
 			rctx, cancel := context.WithTimeout(runCtx, e.opts.Lease/3)
-			held, err := e.store.RenewLeases(rctx, e.opts.Owner, asked.Add(e.opts.Lease), ids)
+			held, err := e.store.RenewLeases(rctx, e.opts.Owner, asked.Add(e.opts.Lease), ids, releaseBefore)
 			cancel()
 			if err != nil {
 				e.log.Warn("renewing leases failed", "error", err)
@@ -80,6 +81,8 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 			e.renewed(named, held, asked)
 			e.dropStale()
 			e.giveBack(runCtx)
+			// Runs the renewal put back in the queue are claimable now.
+			e.wake()
 		}
 	}()
 	defer func() { close(renewStop); <-renewDone }()
@@ -90,11 +93,12 @@ func (e *Engine) dispatch(ctx context.Context, stop <-chan struct{}, drain bool,
 	var ready []*ClaimedRun
 	var claimErr error
 	claim := func(limit int) (int, error) {
-		asked := e.now()
+		asked, claimed := e.claimBegin()
 		runs, err := e.store.Claim(runCtx, ClaimRequest{Owner: e.opts.Owner, Recipes: names, Limit: limit, Now: asked, Lease: e.opts.Lease})
 		for _, cr := range runs {
 			e.track(runCtx, cr, asked)
 		}
+		claimed()
 		e.claimedLate(asked)
 		ready = append(ready, runs...)
 		return len(runs), err
@@ -218,15 +222,73 @@ type inflightRun struct {
 // parent) is cancelled when its lease is lost, and the renewals name
 // it. asked is the claim's ClaimRequest.Now: the store leased the run
 // until asked plus a lease, so its lease counts from then, however late
-// the claim's answer came.
+// the claim's answer came. A run tracked already (an earlier claim of
+// it here, whose lease the store has since given to this one) stops.
 func (e *Engine) track(parent context.Context, cr *ClaimedRun, asked time.Time) {
 	cr.ctx, cr.cancel = context.WithCancelCause(parent)
 	cr.waiting = new(atomic.Bool)
 	cr.leased = new(atomic.Int64)
 	cr.leased.Store(asked.UnixNano())
 	e.inflightMu.Lock()
+	if old, ok := e.inflight[cr.ID]; ok {
+		e.log.Warn("a run claimed again here while an earlier claim of it was worked on; stopping the earlier one", "run", cr.ID, "cause", ErrLeaseLost)
+		old.cancel(ErrLeaseLost)
+		e.ending[old.leased] = struct{}{}
+	}
 	e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, waiting: cr.waiting, leased: cr.leased}
 	e.inflightMu.Unlock()
+}
+
+// claimBegin marks a claim in flight and returns its Now: until done is
+// called, which is once its runs are tracked (or it failed), renewals
+// do not let the store release the runs leased from then on, which this
+// runner may be about to work on without having named them.
+func (e *Engine) claimBegin() (asked time.Time, done func()) {
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	// Read under the lock: a renewal that does not see this claim in
+	// flight was asked at asked or before, and releases nothing leased
+	// from then on (renewal).
+	asked = e.now()
+	e.claimSeq++
+	seq := e.claimSeq
+	e.claiming[seq] = asked
+	var once sync.Once
+	return asked, func() {
+		once.Do(func() {
+			e.inflightMu.Lock()
+			delete(e.claiming, seq)
+			e.inflightMu.Unlock()
+		})
+	}
+}
+
+// renewal is what a renewal asked now says: when it is asked, the runs
+// this runner works on (tracked, by ID, each with its lease), and
+// releaseBefore: the store may put back in the queue the runs it holds
+// for this runner, unnamed, whose lease ends before then. Those are the
+// runs whose claim (or last renewal) was asked before every claim in
+// flight, every run still ending here and the renewal itself: a claim
+// answered since was tracked before this, and one lost will never be
+// worked on. A tenth of a lease is kept as a margin for the store's
+// conversion of times to its own clock (Postgres measures its offset
+// again every few seconds).
+func (e *Engine) renewal() (asked time.Time, named map[int64]*atomic.Int64, releaseBefore time.Time) {
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	asked = e.now()
+	named = make(map[int64]*atomic.Int64, len(e.inflight))
+	for id, r := range e.inflight {
+		named[id] = r.leased
+	}
+	oldest := asked.UnixNano()
+	for _, at := range e.claiming {
+		oldest = min(oldest, at.UnixNano())
+	}
+	for l := range e.ending {
+		oldest = min(oldest, l.Load())
+	}
+	return asked, named, time.Unix(0, oldest).Add(e.opts.Lease - e.opts.Lease/10)
 }
 
 // claimedLate drops the runs of a claim asked for at asked whose answer
@@ -237,19 +299,6 @@ func (e *Engine) claimedLate(asked time.Time) {
 	if e.now().Sub(asked) >= e.opts.Lease-e.opts.Lease/3 {
 		e.dropStale()
 	}
-}
-
-// tracked returns the runs this runner works on, by ID, each with its
-// lease (the identity of its claim here: a run given back and claimed
-// again is tracked anew).
-func (e *Engine) tracked() map[int64]*atomic.Int64 {
-	e.inflightMu.Lock()
-	defer e.inflightMu.Unlock()
-	out := make(map[int64]*atomic.Int64, len(e.inflight))
-	for id, r := range e.inflight {
-		out[id] = r.leased
-	}
-	return out
 }
 
 // renewed follows a renewal asked at asked that named the runs named:
@@ -288,6 +337,9 @@ func (e *Engine) dropStale() {
 			e.log.Warn("a run's lease was not renewed for most of a lease; stopping work on it", "run", id, "cause", errLeaseExpired)
 			r.cancel(errLeaseExpired)
 			delete(e.inflight, id)
+			// Not named any more, but not released either until its
+			// work has stopped (forget).
+			e.ending[r.leased] = struct{}{}
 		}
 	}
 }
@@ -386,13 +438,31 @@ func (e *Engine) giveBackOne(ctx context.Context, l Lease) bool {
 	return false
 }
 
-// forget ends the tracking of a run this runner no longer works on.
+// forget ends the tracking of a run this runner no longer works on (a
+// later claim of the run here is tracked on).
 func (e *Engine) forget(cr *ClaimedRun) {
 	e.inflightMu.Lock()
-	delete(e.inflight, cr.ID)
+	if r, ok := e.inflight[cr.ID]; ok && r.leased == cr.leased {
+		delete(e.inflight, cr.ID)
+	}
+	delete(e.ending, cr.leased)
 	e.inflightMu.Unlock()
 	if cr.cancel != nil {
 		cr.cancel(errRunEnded)
+	}
+}
+
+// unname stops naming cr in the renewals while its outcome is written,
+// without letting them release it: a renewal that named a run whose
+// outcome the store committed meanwhile would report it lost, and one
+// that released it before its outcome committed would refuse the
+// outcome. forget ends it.
+func (e *Engine) unname(cr *ClaimedRun) {
+	e.inflightMu.Lock()
+	defer e.inflightMu.Unlock()
+	if r, ok := e.inflight[cr.ID]; ok && r.leased == cr.leased {
+		delete(e.inflight, cr.ID)
+		e.ending[cr.leased] = struct{}{}
 	}
 }
 

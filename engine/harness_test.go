@@ -177,6 +177,16 @@ func assertExactlyOnce(t testing.TB, svc *fakeService) {
 	}
 }
 
+// assertNothingEnding checks, once e stopped, that no run is left
+// marked as still ending and no claim as in flight: either would keep
+// the renewals from releasing anything for the rest of the runner's life.
+func assertNothingEnding(t testing.TB, e *engine.Engine) {
+	t.Helper()
+	if ending, claiming := e.LeaseBookkeepingForTest(); ending != 0 || claiming != 0 {
+		t.Errorf("after the stop, %d run(s) still ending and %d claim(s) in flight; want none", ending, claiming)
+	}
+}
+
 // assertAllDone checks that no run is left queued, running or dead.
 func assertAllDone(t testing.TB, s engine.Store) {
 	t.Helper()
@@ -299,11 +309,11 @@ func (c *crashStore) Record(ctx context.Context, lease engine.Lease, steps []eng
 	return c.write(what, func() error { return c.Store.Record(ctx, lease, steps, fin) })
 }
 
-func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
+func (c *crashStore) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64, releaseBefore time.Time) ([]int64, error) {
 	if err := c.read(); err != nil {
 		return nil, err
 	}
-	return c.Store.RenewLeases(ctx, owner, until, runs)
+	return c.Store.RenewLeases(ctx, owner, until, runs, releaseBefore)
 }
 
 func (c *crashStore) Cursor(ctx context.Context, recipe string) (string, error) {

@@ -159,6 +159,7 @@ func TestARunnerFrozenPastItsLeasesDoesNotSendTheWrite(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	assertNothingEnding(t, e)
 	if n := svc.count("create_cert"); n != 0 {
 		t.Errorf("the frozen runner sent %d create(s) for a run another runner holds", n)
 	}

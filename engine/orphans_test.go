@@ -24,8 +24,9 @@ var errAnswerLost = errors.New("connection dropped during the commit: the answer
 // runner never learns of them. Everything else goes to the real store.
 type lostAnswerStore struct {
 	engine.Store
-	mu   sync.Mutex
-	lost []int64 // the runs of the lost answer
+	mu     sync.Mutex
+	lost   []int64   // the runs of the lost answer
+	lostAt time.Time // when it was lost, its claim committed
 }
 
 func (s *lostAnswerStore) lose(ids []int64) bool {
@@ -34,7 +35,7 @@ func (s *lostAnswerStore) lose(ids []int64) bool {
 	if s.lost != nil || len(ids) == 0 {
 		return false
 	}
-	s.lost = ids
+	s.lost, s.lostAt = ids, time.Now()
 	return true
 }
 
@@ -42,6 +43,12 @@ func (s *lostAnswerStore) lostRuns() []int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lost
+}
+
+func (s *lostAnswerStore) lostWhen() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lostAt
 }
 
 func (s *lostAnswerStore) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.ClaimedRun, error) {
@@ -113,6 +120,7 @@ func TestARunWhoseClaimAnswerWasLostIsRun(t *testing.T) {
 				if err := stop(); err != nil && !errors.Is(err, errAnswerLost) {
 					t.Fatal(err)
 				}
+				assertNothingEnding(t, e)
 				if !ok {
 					for _, id := range lost {
 						t.Errorf("run %d, whose claim's answer was lost, is %s after %s (%d lease lengths) while its runner lived: stuck", id, runStatus(t, store, id), patience, int(patience/lease))
@@ -120,6 +128,68 @@ func TestARunWhoseClaimAnswerWasLostIsRun(t *testing.T) {
 				}
 				assertExactlyOnce(t, svc)
 				assertAllDone(t, store)
+				if svc.creates != 3 {
+					t.Errorf("%d certificates for 3 eligible members", svc.creates)
+				}
+			})
+		}
+	}
+}
+
+// TestARunWhoseClaimAnswerWasLostIsRunWithinARenewal: the runs of a
+// claim whose answer was lost are leased to a live runner that does not
+// know them. They waited for their lease to end (a minute by default)
+// before a claim took them. The runner's next renewal does not name them
+// while no claim of its own is in flight that could have leased them, so
+// the store puts them back in the queue then: they are claimed again and
+// run within about one renewal (a third of a lease; here up to a tenth
+// more, the margin for the store's clock) of the loss, not a lease.
+// SQLite and Postgres, with page runs and from the queue.
+func TestARunWhoseClaimAnswerWasLostIsRunWithinARenewal(t *testing.T) {
+	// Long enough that a renewal (a third of it) stands clear of the
+	// scheduling noise of a loaded machine.
+	const lease = 4 * time.Second
+	for _, mode := range runModes {
+		for kind, open := range storeKinds(t) {
+			t.Run(kind+"/"+mode.name, func(t *testing.T) {
+				store := open(t)
+				lossy := &lostAnswerStore{Store: mode.wrap(store)}
+				svc := newFakeService(3, oneActive)
+				e := newEngine(t, lossy, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease = lease })
+				stop := running(t, e)
+				if !waitUntil(10*time.Second, func() bool { return lossy.lostRuns() != nil }) {
+					stop()
+					t.Fatal("no claim took runs")
+				}
+				lost, at := lossy.lostRuns(), lossy.lostWhen()
+				done := func() bool {
+					for _, id := range lost {
+						if runStatus(t, store, id) != engine.RunSucceeded {
+							return false
+						}
+					}
+					return true
+				}
+				ok := waitUntil(3*lease, done)
+				took := time.Since(at)
+				if err := stop(); err != nil && !errors.Is(err, errAnswerLost) {
+					t.Fatal(err)
+				}
+				assertNothingEnding(t, e)
+				if !ok {
+					t.Fatalf("the runs %v of the lost claim did not run within %s", lost, 3*lease)
+				}
+				t.Logf("the lost claim's runs ran %s after the loss", took.Round(time.Millisecond))
+				// A renewal comes every third of a lease; the lease ends
+				// after a whole one.
+				if limit := lease * 3 / 4; took >= limit {
+					t.Errorf("the runs %v of the lost claim ran %s after it was lost; want within about a renewal (%s), well under %s (a lease: they waited for it to end)",
+						lost, took.Round(time.Millisecond), lease/3, limit)
+				}
+				if !waitUntil(10*time.Second, func() bool { return allRun(store, 3) }) {
+					t.Error("the other runs did not all run")
+				}
+				assertExactlyOnce(t, svc)
 				if svc.creates != 3 {
 					t.Errorf("%d certificates for 3 eligible members", svc.creates)
 				}
@@ -136,11 +206,24 @@ type lateAnswerStore struct {
 	delay time.Duration
 	once  sync.Once
 	late  []int64 // the runs of the late answer
+	// holding, when set, is closed once the late answer is held; held,
+	// when set, is called with its runs as the answer is about to go.
+	holding chan struct{}
+	held    func(ids []int64)
 }
 
 func (s *lateAnswerStore) hold(ids []int64) {
 	if len(ids) > 0 {
-		s.once.Do(func() { s.late = ids; time.Sleep(s.delay) })
+		s.once.Do(func() {
+			s.late = ids
+			if s.holding != nil {
+				close(s.holding)
+			}
+			time.Sleep(s.delay)
+			if s.held != nil {
+				s.held(ids)
+			}
+		})
 	}
 }
 
@@ -186,6 +269,7 @@ func TestARunWhoseClaimAnsweredLateSendsNothingUnderIt(t *testing.T) {
 				if err := stop(); err != nil {
 					t.Fatal(err)
 				}
+				assertNothingEnding(t, e)
 				if !ok {
 					runs, err := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "issue"})
 					t.Fatalf("the runs were not all run: %+v, %v", runs, err)
@@ -202,6 +286,120 @@ func TestARunWhoseClaimAnsweredLateSendsNothingUnderIt(t *testing.T) {
 				assertAllDone(t, store)
 			})
 		}
+	}
+}
+
+// TestARunWhoseClaimAnswerIsOnItsWayIsNotTakenFromIt: renewals put back
+// in the queue the runs their runner holds and does not name, and the
+// runs of a claim whose answer is on its way are exactly such runs. While
+// a claim's answer is held past a renewal (renewals come every second,
+// the answer after 1.7 s, before the 2 s after which its runner gives
+// such runs back), its runs stay the runner's: still running under their
+// first claim when the answer goes, while a second runner claims all
+// along. Had a renewal released them, the second runner would take them
+// and both would send their writes. Each certificate is issued once.
+// SQLite and Postgres, with page runs and from the queue.
+func TestARunWhoseClaimAnswerIsOnItsWayIsNotTakenFromIt(t *testing.T) {
+	const lease = 3 * time.Second
+	for _, mode := range runModes {
+		for kind, open := range storeKinds(t) {
+			t.Run(kind+"/"+mode.name, func(t *testing.T) {
+				store := open(t)
+				late := &lateAnswerStore{Store: mode.wrap(store), delay: lease/2 + lease/15, holding: make(chan struct{})}
+				late.held = func(ids []int64) {
+					for _, id := range ids {
+						d, err := store.GetRun(context.Background(), id)
+						if err != nil {
+							t.Errorf("run %d: %v", id, err)
+						} else if d.Status != engine.RunRunning || d.Attempts != 1 {
+							t.Errorf("run %d of the claim whose answer is on its way is %s after %d claim(s); want running under its first claim: a renewal released it", id, d.Status, d.Attempts)
+						}
+					}
+				}
+				svc := newFakeService(3, oneActive)
+				first := newEngine(t, late, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease, o.Owner = lease, "first" })
+				stopFirst := running(t, first)
+				select {
+				case <-late.holding:
+				case <-time.After(10 * time.Second):
+					stopFirst()
+					t.Fatal("no claim took runs")
+				}
+				second := newEngine(t, mode.wrap(open(t)), svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease, o.Owner = lease, "second" })
+				stopSecond := running(t, second)
+				// Until the first runner has had the answer and ended the
+				// late claim's runs, one way or the other (run, or given
+				// back when the answer came too late for a renewal).
+				ok := waitUntil(20*time.Second, func() bool {
+					s := first.Summary().Recipes[0]
+					return allRun(store, 3) && s.Succeeded+s.Abandoned >= int64(len(late.late))
+				})
+				for _, stop := range []func() error{stopSecond, stopFirst} {
+					if err := stop(); err != nil {
+						t.Error(err)
+					}
+				}
+				assertNothingEnding(t, first)
+				assertNothingEnding(t, second)
+				if !ok {
+					runs, err := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "issue"})
+					t.Fatalf("the runs were not all run: %+v, %v", runs, err)
+				}
+				assertExactlyOnce(t, svc)
+				if svc.creates != 3 {
+					t.Errorf("%d certificates for 3 eligible members", svc.creates)
+				}
+			})
+		}
+	}
+}
+
+// heldOutcomeStore holds the first outcome written (a run's Completion
+// other than a give-back) for delay before writing it: a slow commit.
+type heldOutcomeStore struct {
+	engine.Store
+	delay time.Duration
+	once  sync.Once
+}
+
+func (s *heldOutcomeStore) Record(ctx context.Context, lease engine.Lease, steps []engine.StepRecord, fin *engine.Completion) error {
+	if fin != nil && fin.Status != engine.RunQueued {
+		s.once.Do(func() { time.Sleep(s.delay) })
+	}
+	return s.Store.Record(ctx, lease, steps, fin)
+}
+
+// TestARunWhoseOutcomeIsBeingWrittenIsNotReleased: a page's runs stop
+// being named by the renewals while their outcomes are written (a
+// renewal that named a run whose outcome committed would report it
+// lost). A renewal must not take such a run for one its runner does not
+// know and put it back in the queue: the outcome would be refused and
+// the run, abandoned, run again. Its outcome's write outlasts a
+// renewal here; every run succeeds once, none abandoned.
+func TestARunWhoseOutcomeIsBeingWrittenIsNotReleased(t *testing.T) {
+	const lease = 600 * time.Millisecond
+	for kind, open := range storeKinds(t) {
+		t.Run(kind, func(t *testing.T) {
+			store := open(t)
+			slow := &heldOutcomeStore{Store: store, delay: lease / 2}
+			svc := newFakeService(3, oneActive)
+			e := newEngine(t, slow, svc, []*recipes.Recipe{issueRecipe(t)}, func(o *engine.Options) { o.Lease = lease })
+			stop := running(t, e)
+			ok := waitUntil(20*time.Second, func() bool { return allRun(store, 3) })
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			assertNothingEnding(t, e)
+			if !ok {
+				runs, err := store.ListRuns(context.Background(), engine.RunFilter{Recipe: "issue"})
+				t.Fatalf("the runs were not all run: %+v, %v", runs, err)
+			}
+			if n := e.Summary().Recipes[0].Abandoned; n != 0 {
+				t.Errorf("%d run(s) abandoned; want none: a run whose outcome was being written was released", n)
+			}
+			assertExactlyOnce(t, svc)
+			assertAllDone(t, store)
+		})
 	}
 }
 

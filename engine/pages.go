@@ -185,22 +185,29 @@ func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
 		Status: StepStarted, Input: e.redactJSON(input), Started: e.now()}}
 }
 
-// claim is the Advance.Claim of a page polled by this runner.
-func (ps *pageSet) claim() *ClaimRequest {
+// claim is the Advance.Claim of a page polled by this runner. The claim
+// is in flight (claimBegin) until done is called: once its runs are
+// tracked (track), or the advance failed.
+func (ps *pageSet) claim() (req *ClaimRequest, done func()) {
 	e := ps.e
-	return &ClaimRequest{Owner: e.opts.Owner, Now: e.now(), Lease: e.opts.Lease}
+	asked, done := e.claimBegin()
+	return &ClaimRequest{Owner: e.opts.Owner, Now: asked, Lease: e.opts.Lease}, done
 }
 
-// start runs the claimed runs of a page, once fewer than
+// track makes the claimed runs of a page runs this runner works on.
+func (ps *pageSet) track(runs []pageClaim) {
+	for _, c := range runs {
+		ps.e.track(ps.ctx, c.cr, c.asked)
+	}
+}
+
+// start runs the claimed runs of a page (tracked), once fewer than
 // maxPagesInFlight pages run (the poller waits meanwhile).
 func (ps *pageSet) start(runs []pageClaim, last bool) {
 	if len(runs) == 0 && !(last && ps.carrying()) {
 		return
 	}
 	e := ps.e
-	for _, c := range runs {
-		e.track(ps.ctx, c.cr, c.asked)
-	}
 	if len(runs) > 0 {
 		e.claimedLate(runs[0].asked)
 	}
@@ -546,8 +553,9 @@ func (e *Engine) endPage(ends []pageEnd) {
 		rs := end.pr.rs
 		// Nothing is left to stop: a lease renewal must not judge a run
 		// whose outcome the store may have committed (it would report it
-		// lost); a lease truly lost meanwhile refuses the write.
-		e.forget(rs.cr)
+		// lost); a lease truly lost meanwhile refuses the write. Nor must
+		// it release the run before then: it is forgotten once written.
+		e.unname(rs.cr)
 		fins[i] = e.completion(rs, end.status, end.err, end.pr.cond, end.pr.values)
 		writes[i] = JournalWrite{Lease: rs.cr.Lease(), Steps: rs.pending, Fin: fins[i]}
 	}

@@ -188,11 +188,20 @@ type RunQueue interface {
 	// from it, and the runner stops acting on it. Only the named runs are
 	// renewed: a run owner holds that it does not name (one whose claim
 	// committed but whose answer was lost, one it gave up without being
-	// able to say so) keeps its lease, which ends, and is then claimable
-	// again by any runner, owner included, under a new fencing token. A
-	// store that holds runs together under one lease (SQLite's page
-	// claims) must not let a named run keep an unnamed one alive.
-	RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error)
+	// able to say so) is not worked on by owner. Such a run whose lease
+	// ends before releaseBefore is put back in the queue by the renewal,
+	// at once: any runner, owner included, claims it again under a new
+	// fencing token, and owner's lease of it is refused. The runner
+	// vouches for that bound: every claim it asked for that could lease a
+	// run until releaseBefore or later has been answered and its runs are
+	// named, or it will never act on them (its answer was lost). Any other
+	// unnamed run (its lease ends at releaseBefore or later: a claim whose
+	// answer may still be on its way; or every unnamed run when
+	// releaseBefore is zero) keeps its lease, which ends, and is then
+	// claimable again. releaseBefore is at most until. A store that holds
+	// runs together under one lease (SQLite's page claims) must not let a
+	// named run keep an unnamed one alive.
+	RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64, releaseBefore time.Time) ([]int64, error)
 	// ReleaseOwner puts every run owner holds back in the queue (their
 	// leases are then refused). A runner started again under an
 	// operator's fixed name calls it: its previous, dead self's runs are

@@ -260,5 +260,6 @@ func TestARunnerCutOffFromItsStoreStopsActingWithinALease(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	assertNothingEnding(t, e)
 	assertExactlyOnce(t, svc)
 }

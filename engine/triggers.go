@@ -199,8 +199,11 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 // queues, or with page claims and starts, the runs of its new events.
 func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPage, page *pageOf) (fresh int, enq []Enqueued, err error) {
 	adv := p.adv
+	claimed := func() {}
 	if page != nil {
-		adv.Claim = page.set.claim()
+		// In flight until its runs are tracked, or the advance failed.
+		adv.Claim, claimed = page.set.claim()
+		defer claimed()
 	}
 	enq, err = e.advance(ctx, rt.r.Name, adv)
 	if err != nil {
@@ -233,17 +236,19 @@ func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPa
 		e.wake()
 	}
 	if page != nil {
-		var claimed []pageClaim
+		var runs []pageClaim
 		for i, q := range enq {
 			if q.Run != nil {
 				c := pageClaim{cr: q.Run, asked: adv.Claim.Now}
 				if q.Journaled {
 					c.first = p.firsts[i]
 				}
-				claimed = append(claimed, c)
+				runs = append(runs, c)
 			}
 		}
-		page.set.start(claimed, page.last)
+		page.set.track(runs)
+		claimed() // tracked: the renewals name them from now on
+		page.set.start(runs, page.last)
 	}
 	return fresh, enq, nil
 }

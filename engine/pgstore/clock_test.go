@@ -68,7 +68,7 @@ func TestLeasesAreOnTheDatabasesClock(t *testing.T) {
 	}
 	// Each renews, with its own clock.
 	for _, name := range []string{"true", "behind"} {
-		if held, err := stores[name].RenewLeases(ctx, name, now(name).Add(time.Minute), held[name]); err != nil || len(held) != 1 {
+		if held, err := stores[name].RenewLeases(ctx, name, now(name).Add(time.Minute), held[name], time.Time{}); err != nil || len(held) != 1 {
 			t.Fatalf("renewal by %s: %v, %v", name, held, err)
 		}
 	}

@@ -89,6 +89,15 @@ func TestHotStatementsReadAPageNotTheTable(t *testing.T) {
 			}
 			return []any{time.Now().UnixNano(), "w", ids}
 		}},
+		{"release", releaseSQL, false, func() []any {
+			// A runner that names half of its runs and vouches for all:
+			// the other half goes back to the queue.
+			ids := make([]int64, 0, len(lastPage)/2)
+			for _, l := range lastPage[:len(lastPage)/2] {
+				ids = append(ids, l.RunID)
+			}
+			return []any{"w", time.Now().Add(2 * time.Minute).UnixNano(), ids}
+		}},
 	}
 
 	// Generic plans made while the tables are empty, kept by the server

@@ -866,12 +866,29 @@ func (s *Store) Claim(ctx context.Context, req engine.ClaimRequest) ([]*engine.C
 // The runs are found by primary key: the runner names them.
 const renewSQL = `UPDATE runs SET lease_until = $1 WHERE id = ANY($3) AND owner = $2 AND status = 'running' RETURNING id`
 
+// releaseSQL puts back in the queue the runs owner $1 holds under a
+// lease that ends before $2 and that the renewal does not name ($3): the
+// runner vouched that it does not work on them. A run another
+// transaction has locked (an expiry, a write) is skipped: the next
+// renewal, or its lease's end, frees it.
+const releaseSQL = `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+	WHERE id IN (SELECT id FROM runs WHERE owner = $1 AND status = 'running' AND lease_until < $2 AND NOT (id = ANY($3))
+		FOR UPDATE SKIP LOCKED)`
+
 // RenewLeases implements engine.RunQueue. A run owner holds and does not
-// name keeps its lease, which ends: Claim's expiry then puts it back in
-// the queue.
-func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
+// name keeps its lease, which ends (Claim's expiry then puts it back in
+// the queue), unless that lease ends before releaseBefore: the renewal
+// then puts it back in the queue itself, and wakes the runners.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64, releaseBefore time.Time) ([]int64, error) {
 	var held []int64
-	at, err := s.dbTimes(ctx, until)
+	if runs == nil {
+		runs = []int64{} // = ANY(NULL) is NULL, and NOT NULL too
+	}
+	release := !releaseBefore.IsZero()
+	if releaseBefore.After(until) {
+		releaseBefore = until
+	}
+	at, err := s.dbTimes(ctx, until, releaseBefore)
 	if err != nil {
 		return nil, fmt.Errorf("renewing the leases of %q: %w", owner, err)
 	}
@@ -882,6 +899,17 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, 
 		}
 		if held, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
 			return err
+		}
+		if release {
+			tag, err := tx.Exec(ctx, releaseSQL, owner, at[1], runs)
+			if err != nil {
+				return fmt.Errorf("requeueing the unnamed runs: %w", err)
+			}
+			if tag.RowsAffected() > 0 {
+				if err := s.notify(ctx, tx); err != nil {
+					return err
+				}
+			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE runners SET seen = $1 WHERE owner = $2`, time.Now().UnixNano(), owner)
 		return err

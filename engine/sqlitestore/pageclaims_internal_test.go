@@ -191,7 +191,7 @@ func TestARunTakenElsewhereIsForgotten(t *testing.T) {
 		t.Fatalf("ReleaseOwner through another handle: %d, %v", n, err)
 	}
 	kept := claimOne("b")
-	if _, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{released, kept}); err != nil {
+	if _, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{released, kept}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if s.paged[released] != nil || s.paged[kept] == nil {

@@ -216,7 +216,7 @@ type Store struct {
 	overlay     stateOverlay
 
 	// prepared on the writer
-	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, expire, fence *sql.Stmt
+	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, releaseUnnamedRuns, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -536,6 +536,8 @@ func (s *Store) prepare() error {
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
 	s.renew = p(s.w, `UPDATE runs SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND owner = ? AND status = 'running' RETURNING id`)
+	s.releaseUnnamedRuns = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
+		WHERE owner = ?1 AND status = 'running' AND lease_until < ?2 AND id NOT IN (SELECT value FROM json_each(?3))`)
 	s.fence = p(s.w, `SELECT 1 FROM runs WHERE id = ? AND status = 'running' AND attempts = ?`)
 	s.getCursor = p(s.r, `SELECT cursor FROM cursors WHERE recipe = ?`)
 	s.getStates = p(s.r, `SELECT subject, state FROM subject_states
@@ -1344,8 +1346,10 @@ func (s *Store) claimTx(tx *sql.Tx, ids []int64, owner string, until, now int64)
 // is marked seen too. A page claim is renewed when owner names one of
 // its runs; its runs owner does not name are written out first, as
 // running rows under the claim's lease as it was, so that their lease
-// ends (renewPaged).
-func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64) ([]int64, error) {
+// ends (renewPaged). Then owner's unnamed runs leased until before
+// releaseBefore (rows, and the runs of its page claims that name none,
+// written out) go back to the queue (releaseUnnamed).
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, runs []int64, releaseBefore time.Time) ([]int64, error) {
 	var held []int64
 	var began int64
 	list := idList(runs)
@@ -1358,6 +1362,11 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, 
 		if held, err = s.renewPaged(tx, owner, until.UnixNano(), runs, held); err != nil {
 			return err
 		}
+		if !releaseBefore.IsZero() {
+			if err := s.releaseUnnamed(tx, owner, min(releaseBefore.UnixNano(), until.UnixNano()), list); err != nil {
+				return err
+			}
+		}
 		_, err = tx.Exec(`UPDATE runners SET seen = ? WHERE owner = ?`, time.Now().UnixNano(), owner)
 		return err
 	})
@@ -1366,6 +1375,21 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time, 
 	}
 	s.forgetNotHeld(owner, held, began)
 	return held, nil
+}
+
+// releaseUnnamed puts back in the queue the runs owner holds, does not
+// name (list) and holds under a lease that ends before before
+// (nanoseconds): the runner vouched that it does not work on them. The
+// page claims of owner under such a lease are written out first (the
+// renewal renewed those with a named run: their lease is until).
+func (s *Store) releaseUnnamed(tx *sql.Tx, owner string, before int64, list string) error {
+	if err := s.writeOutClaims(tx, `p.owner = ? AND p.lease_until < ?`, owner, before); err != nil {
+		return fmt.Errorf("writing out the unnamed runs of page claims: %w", err)
+	}
+	if _, err := tx.Stmt(s.releaseUnnamedRuns).Exec(owner, before, list); err != nil {
+		return fmt.Errorf("requeueing the unnamed runs: %w", err)
+	}
+	return nil
 }
 
 // appendIDs appends the IDs that st, a query of one column, returns.

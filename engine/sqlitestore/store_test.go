@@ -165,7 +165,7 @@ func TestClaimSerializesOrderingKeysAndHonoursLeases(t *testing.T) {
 		t.Fatalf("after run 1 = %s, want [3]", got)
 	}
 	// w1 dies while w2 renews its lease: after w1's lease, w2 takes its runs.
-	if _, err := s.RenewLeases(ctx, "w2", now.Add(3*time.Minute), []int64{3}); err != nil {
+	if _, err := s.RenewLeases(ctx, "w2", now.Add(3*time.Minute), []int64{3}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := claim(t, s, "w2", 10, now.Add(30*time.Second)); len(got) != 0 {

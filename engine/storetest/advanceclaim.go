@@ -88,7 +88,7 @@ func testAdvanceClaim(t *testing.T, open func(t *testing.T) engine.Store) {
 	if got := claim(t, other, "w2", 10, now); len(got) != 0 {
 		t.Fatalf("claim after the claimed advance = %s, want nothing", eventIDs(got))
 	}
-	held, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{r1.ID, r2.ID})
+	held, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{r1.ID, r2.ID}, time.Time{})
 	slices.Sort(held)
 	if err != nil || !slices.Equal(held, []int64{r1.ID, r2.ID}) {
 		t.Errorf("w1 renews %v, %v; want the two runs claimed with the page %v", held, err, []int64{r1.ID, r2.ID})
@@ -402,7 +402,7 @@ func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Sto
 	if n, err := other.Backlog(ctx, []string{"r"}); err != nil || n != 4 {
 		t.Errorf("Backlog = %d, %v; want 4 (three runs held, one queued)", n, err)
 	}
-	held, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{r1.ID, r2.ID, r5.ID})
+	held, err := s.RenewLeases(ctx, "w1", now.Add(time.Minute), []int64{r1.ID, r2.ID, r5.ID}, time.Time{})
 	slices.Sort(held)
 	if want := []int64{r1.ID, r2.ID, r5.ID}; err != nil || !slices.Equal(held, want) {
 		t.Errorf("w1 renews %v, %v; want the runs claimed with the page %v", held, err, want)

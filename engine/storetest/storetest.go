@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"GiveBackMakesARunClaimableAtOnce", testGiveBack},
 		{"RenewalsReportTheRunsStillHeld", testRenew},
 		{"RenewalsRenewOnlyTheNamedRuns", testRenewNamed},
+		{"RenewalsReleaseUnnamedRunsLeasedBeforeTheBound", testRenewRelease},
 		{"JournalKeepsOneLinePerStepAndIntents", testJournal},
 		{"EchoChainsSuppressOnlyTheWritersChain", testEchoChains},
 		{"DeadLettersAndReplay", testDeadLetters},
@@ -491,7 +492,7 @@ func testRenew(t *testing.T, open func(t *testing.T) engine.Store) {
 	now := time.Now()
 	mine := claim(t, s, "w1", 2, now)
 	theirs := claim(t, s, "w2", 1, now)
-	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), runIDs(mine))
+	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), runIDs(mine), time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +508,7 @@ func testRenew(t *testing.T, open func(t *testing.T) engine.Store) {
 		t.Errorf("claim after w2's lease = %s, want [3] (w1 renewed)", eventIDs(got))
 	}
 	// w1 lost nothing; w2 lost its run.
-	if held, _ := s.RenewLeases(ctx, "w2", now.Add(10*time.Minute), runIDs(theirs)); len(held) != 0 {
+	if held, _ := s.RenewLeases(ctx, "w2", now.Add(10*time.Minute), runIDs(theirs), time.Time{}); len(held) != 0 {
 		t.Errorf("w2 holds %v after its run was taken over", held)
 	}
 }
@@ -549,12 +550,12 @@ func testRenewNamed(t *testing.T, open func(t *testing.T) engine.Store) {
 	p8 := claimedWith(t, "r", advanceClaim(t, s, "r", "w1", now, e8)[0], e8)
 
 	// w1 names one run from the queue, one of its first page, and w2's.
-	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), []int64{queued[0].ID, p4.ID, theirs[0].ID})
+	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), []int64{queued[0].ID, p4.ID, theirs[0].ID}, time.Time{})
 	slices.Sort(held)
 	if want := []int64{queued[0].ID, p4.ID}; err != nil || !slices.Equal(held, want) {
 		t.Fatalf("w1 renews %v, %v; want only the named runs it holds %v", held, err, want)
 	}
-	if held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), nil); err != nil || len(held) != 0 {
+	if held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Minute), nil, time.Time{}); err != nil || len(held) != 0 {
 		t.Errorf("a renewal naming nothing: %v, %v; want nothing held, no error", held, err)
 	}
 
@@ -580,6 +581,85 @@ func testRenewNamed(t *testing.T, open func(t *testing.T) engine.Store) {
 	// w1 still holds what it named.
 	finish(t, s, queued[0], engine.RunSucceeded)
 	finish(t, s, p4, engine.RunSucceeded)
+}
+
+// testRenewRelease: a renewal with a releaseBefore puts back in the
+// queue, at once, the runs its owner holds, does not name and holds
+// under a lease that ends before that bound — from the queue or with a
+// page, alone in its page claim or beside a named run — and no other:
+// not a run leased until the bound or later (a claim whose answer may be
+// on its way), not a named one, not another owner's. Another runner
+// claims the released runs at once under new tokens, keys still in
+// order; the old holder's leases of them are refused, its other leases
+// stand. This is what frees the runs of a claim whose answer was lost
+// within a renewal rather than a lease.
+func testRenewRelease(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	now := time.Now()
+	advance(t, s, "r", ev("1", "a"), ev("2", "b"))
+	queued := claim(t, s, "w1", 2, now) // 1: its answer lost; 2: known
+	if eventIDs(queued) != "[1 2]" {
+		t.Fatalf("w1 claimed %s, want [1 2]", eventIDs(queued))
+	}
+	advance(t, s, "r", ev("3", "c"), ev("4", "d"), ev("5", "a"))
+	// Asked half a minute later: its answer may be on its way.
+	inFlight := claim(t, s, "w1", 1, now.Add(30*time.Second))
+	theirs := claim(t, s, "w2", 1, now)
+	if eventIDs(inFlight) != "[3]" || eventIDs(theirs) != "[4]" {
+		t.Fatalf("w1 then w2 claimed %s and %s, want [3] and [4] (5 waits behind 1)", eventIDs(inFlight), eventIDs(theirs))
+	}
+	e6, e7, e8 := ev("6", "f"), ev("7", "g"), ev("8", "h")
+	e7.Intent = issueIntent(now)
+	enq := advanceClaim(t, s, "r", "w1", now, e6, e7)
+	p6, p7 := claimedWith(t, "r", enq[0], e6), claimedWith(t, "r", enq[1], e7)
+	p8 := claimedWith(t, "r", advanceClaim(t, s, "r", "w1", now, e8)[0], e8)
+
+	// w1 names 2 and 6, and vouches for every claim asked before now+1s.
+	held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Second+time.Minute), []int64{queued[1].ID, p6.ID}, now.Add(time.Second+time.Minute))
+	slices.Sort(held)
+	if want := []int64{queued[1].ID, p6.ID}; err != nil || !slices.Equal(held, want) {
+		t.Fatalf("w1 renews %v, %v; want the named runs %v", held, err, want)
+	}
+	// Before any lease ended, another runner takes the released runs.
+	got := claim(t, open(t), "w3", 10, now)
+	if eventIDs(got) != "[1 7 8]" {
+		t.Fatalf("claim right after the renewal = %s, want [1 7 8]: the unnamed runs leased before the bound, not 3 (leased after it), 2 and 6 (named), 4 (w2's) nor 5 (behind 1)", eventIDs(got))
+	}
+	for _, r := range got {
+		if r.Attempts != 2 || r.Token <= 1 {
+			t.Errorf("run %d (event %s) claimed again with attempts %d, token %d; want a second claim", r.ID, r.EventID, r.Attempts, r.Token)
+		}
+		if r.EventID == "7" {
+			if d := run(t, s, r.ID); len(d.Steps) != 1 || d.Steps[0].Status != engine.StepStarted {
+				t.Errorf("run 7, released, has steps %+v; want its intent, journaled with its page", d.Steps)
+			}
+		}
+	}
+	for _, old := range []*engine.ClaimedRun{queued[0], p7, p8} {
+		err := s.Record(ctx, old.Lease(), nil, &engine.Completion{RunID: old.ID, Status: engine.RunSucceeded, Finished: now})
+		if !errors.Is(err, engine.ErrLeaseLost) {
+			t.Errorf("w1's old lease of run %d (event %s), released: %v, want ErrLeaseLost", old.ID, old.EventID, err)
+		}
+	}
+	// A renewal with no bound releases nothing.
+	if held, err := s.RenewLeases(ctx, "w1", now.Add(10*time.Second+time.Minute), nil, time.Time{}); err != nil || len(held) != 0 {
+		t.Errorf("a renewal naming nothing, with no bound: %v, %v", held, err)
+	}
+	if more := claim(t, s, "w3", 10, now); len(more) != 0 {
+		t.Fatalf("claim after a renewal with no bound = %s, want nothing", eventIDs(more))
+	}
+	// The rest stand: w1's named runs and its claim in flight, w2's run.
+	finish(t, s, queued[1], engine.RunSucceeded)
+	finish(t, s, p6, engine.RunSucceeded)
+	finish(t, s, inFlight[0], engine.RunSucceeded)
+	finish(t, s, theirs[0], engine.RunSucceeded)
+	// Keys keep their order: 5 is claimed once 1 is done.
+	for _, r := range got {
+		finish(t, s, r, engine.RunSucceeded)
+	}
+	if last := claim(t, s, "w3", 10, now); eventIDs(last) != "[5]" {
+		t.Errorf("claim after 1 ended = %s, want [5]", eventIDs(last))
+	}
 }
 
 func testJournal(t *testing.T, open func(t *testing.T) engine.Store) {
