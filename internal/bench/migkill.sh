@@ -48,6 +48,7 @@ now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
 # A sandbox of 3,000 members, rate limits off, for the seed and the resume.
+rm -f sandbox.url
 "$NEW" sandbox --members 3000 --rate-limit off --addr 127.0.0.1:0 --ready-file sandbox.url --log-level warn >sandbox.log 2>&1 &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null || true' EXIT
