@@ -14,7 +14,7 @@
 # (the new tables dropped, the version set back). At the end the new
 # memberflow migrates it, "store check" reads it all, and a resumed
 # "run --once" against a reset sandbox runs each run the old runner left
-# pending exactly once and nothing else.
+# pending (and each member it had not polled yet) once and nothing else.
 #
 # The store is made by the old memberflow (a backfill of 3,000 sandbox
 # members, killed mid-way so that runs are left pending) and scaled up
@@ -55,13 +55,6 @@ trap 'kill $SANDBOX 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s sandbox.url ] && break; sleep 0.1; done
 URL=$(cat sandbox.url)
 reset_sandbox() { curl -fsS -X POST "$URL/_sandbox/reset" >/dev/null; }
-# upserts: the certificates the sandbox was asked to create or update.
-upserts() {
-  curl -fsS "$URL/_sandbox/stats" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)["services"]["accredible"]["requests"]
-print(sum(v for k, v in r.items() if k.startswith("POST") or k.startswith("PUT")))'
-}
 
 # kill_at starts the new memberflow's migration (store show: it opens the
 # store, which migrates it, and writes nothing else) and kills it after
@@ -137,7 +130,6 @@ EOF
   BASE=$(fingerprint "$STORE")
   SCHEMA=$(schema "$STORE")
   PENDING=$(q "$STORE" "SELECT count(*) FROM page_runs")
-  SUCCEEDED=$(q "$STORE" "SELECT count(*) FROM runs WHERE status = 'succeeded'")
   log "schema $OLDV: $(q "$STORE" "SELECT count(*) FROM runs") runs, $(q "$STORE" "SELECT count(*) FROM events") events, $(q "$STORE" "SELECT count(*) FROM subject_states") states, $PENDING runs pending in page claims"
   # The migration uncut: how long it takes, and whether memberflow runs
   # waits for it.
@@ -208,7 +200,6 @@ EOF
   OLDV=$(version)
   BASE=$(fingerprint)
   PENDING=$(q "SELECT count(*) FROM runs WHERE status <> 'succeeded'")
-  SUCCEEDED=$(q "SELECT count(*) FROM runs WHERE status = 'succeeded'")
   log "schema $OLDV: $(q "SELECT count(*) FROM runs") runs, $(q "SELECT count(*) FROM events") events, $(q "SELECT count(*) FROM subject_states") states, $PENDING runs pending"
   t0=$(now)
   "$NEW" store show --store "$STORE" >/dev/null
@@ -283,17 +274,19 @@ reset_sandbox
 # The store recorded the accounts at the seed's sandbox URL: the same
 # accounts, reached at this sandbox's.
 "$NEW" store rebind --store "$STORE" >/dev/null
-before=$(upserts)
 "$NEW" run --once --sandbox-url "$URL" --store "$STORE" --log-level warn "$RECIPE" >resume.log 2>&1 || fail "resumed run --once: $(tail -5 resume.log)"
-ran=$(( $(upserts) - before ))
-[ "$ran" = "$PENDING" ] || fail "the resumed run --once issued $ran certificates; $PENDING runs were pending"
+# The pending runs ran, and the members the killed backfill had not
+# polled yet: each event has one run, finished; the sandbox holds no
+# duplicate certificate. (A run the killed runner had claimed counts that
+# claim as an attempt: attempts says nothing here.)
 if [ "$KIND" = sqlite ]; then
-  now_ok=$(q "$STORE" "SELECT count(*) FROM runs WHERE status = 'succeeded'")
-  dup=$(q "$STORE" "SELECT count(*) FROM (SELECT event FROM runs GROUP BY event HAVING count(*) > 1)")
+  left=$(q "$STORE" "SELECT (SELECT count(*) FROM runs WHERE status IN ('queued', 'running')) + (SELECT count(*) FROM page_runs)")
+  notonce=$(q "$STORE" "SELECT count(*) FROM events e WHERE (SELECT count(*) FROM runs r WHERE r.event = e.id) <> 1")
 else
-  now_ok=$(q "SELECT count(*) FROM runs WHERE status = 'succeeded'")
-  dup=$(q "SELECT count(*) FROM (SELECT event FROM runs GROUP BY event HAVING count(*) > 1) d")
+  left=$(q "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+  notonce=$(q "SELECT count(*) FROM events e WHERE (SELECT count(*) FROM runs r WHERE r.event = e.id) <> 1")
 fi
-[ "$now_ok" = $((SUCCEEDED + PENDING)) ] && [ "$dup" = 0 ] || fail "after the resumed run --once: $now_ok runs succeeded, want $SUCCEEDED + $PENDING; $dup events with several runs"
-log "resumed: the $PENDING pending runs ran once each, nothing twice"
+dups=$(curl -fsS "$URL/_sandbox/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["services"]["accredible"]["duplicates"]["credentials"])')
+[ "$left$notonce$dups" = 000 ] || fail "after the resumed run --once: $left runs pending, $notonce events without exactly one run, $dups duplicate certificates"
+log "resumed: the $PENDING pending runs ran once each, nothing twice ($(grep -o "[0-9]* run(s)" resume.log | head -1))"
 echo "ok"
