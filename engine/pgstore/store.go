@@ -23,6 +23,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/memberflow/memberflow/engine"
@@ -155,6 +156,12 @@ type Options struct {
 	// ApplicationName names the store's sessions in pg_stat_activity;
 	// default "memberflow".
 	ApplicationName string
+	// LockTimeout bounds a migration's wait for a lock on the store's
+	// tables (another session's query on them); default 10 s, as SQLite's
+	// busy timeout. A migration that waited that long gives up and changes
+	// nothing: waiting, it held the migration lock, which every other
+	// memberflow's open waits for, and the reads of the table it alters.
+	LockTimeout time.Duration
 	// Now is the runner's clock (the one its engine reads); default
 	// time.Now. Leases are kept on the database's clock (clock.go); tests
 	// set Now to play a runner whose clock is off.
@@ -163,10 +170,12 @@ type Options struct {
 
 // Store is the PostgreSQL engine.Store.
 type Store struct {
-	pool    *pgxpool.Pool
-	schema  string
-	channel string
-	log     hclog.Logger
+	pool   *pgxpool.Pool
+	schema string
+	// lockTimeout is Options.LockTimeout.
+	lockTimeout time.Duration
+	channel     string
+	log         hclog.Logger
 
 	wake     chan struct{}
 	stopWait context.CancelFunc
@@ -220,7 +229,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{pool: pool, schema: opts.Schema, now: opts.Now, channel: fmt.Sprintf("memberflow_%x", uint64(lockKey("channel", opts.Schema))), log: opts.Logger.Named("store"),
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 10 * time.Second
+	}
+	s := &Store{pool: pool, lockTimeout: opts.LockTimeout, schema: opts.Schema, now: opts.Now, channel: fmt.Sprintf("memberflow_%x", uint64(lockKey("channel", opts.Schema))), log: opts.Logger.Named("store"),
 		wake: make(chan struct{}, 1), live: map[string]*pgxpool.Conn{}, waitDone: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
@@ -289,8 +301,18 @@ func (s *Store) migrate(ctx context.Context) error {
 			return runnersInTheWay(v, len(migrations), live)
 		}
 	}
+	if v < len(migrations) {
+		// The migration holds the migration lock: it must not wait for
+		// long behind another session (migrationBlocked).
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, s.lockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("migrating from version %d: setting the lock timeout: %w", v, err)
+		}
+	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+			if blocked := s.migrationBlocked(ctx, tx, i+1, err); blocked != nil {
+				return blocked
+			}
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, i+1); err != nil {
@@ -299,6 +321,55 @@ func (s *Store) migrate(ctx context.Context) error {
 		s.log.Debug("migrated", "version", i+1)
 	}
 	return tx.Commit(ctx)
+}
+
+// migrationBlocked is the error of migration n that gave up waiting for a
+// lock (lock_timeout), naming the sessions that hold locks on the schema's
+// tables; nil when err is another error. It rolls tx back first.
+//
+// A migration waits for the locks of its statements (ALTER TABLE takes
+// the table's ACCESS EXCLUSIVE lock) while holding the migration lock,
+// which every other memberflow's open waits for; and reads of the table
+// queue behind the lock it waits for. Behind a long query (a report, a
+// pg_dump) it waited as long as the query ran, and so did every
+// memberflow of the store; a migrating memberflow killed meanwhile left
+// its session waiting all the same (internal/bench/migkill.sh).
+func (s *Store) migrationBlocked(ctx context.Context, tx pgx.Tx, n int, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" { // lock_not_available
+		return nil
+	}
+	tx.Rollback(ctx)
+	// The query's text is not shown: it may hold values.
+	rows, qerr := s.pool.Query(ctx, `SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+			coalesce(extract(epoch FROM now() - a.xact_start)::bigint, 0)
+		FROM pg_stat_activity a
+		WHERE a.pid <> pg_backend_pid() AND a.pid IN (
+			SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			JOIN pg_namespace ns ON ns.oid = c.relnamespace
+			WHERE l.granted AND ns.nspname = $1)
+		ORDER BY a.pid`, s.schema)
+	var sessions []string
+	if qerr == nil {
+		for rows.Next() {
+			var pid, secs int64
+			var app, state string
+			if rows.Scan(&pid, &app, &state, &secs) == nil {
+				sessions = append(sessions, fmt.Sprintf("pid %d (%q, %s, in a transaction for %ds)", pid, app, state, secs))
+			}
+		}
+		rows.Close()
+		qerr = rows.Err()
+	}
+	who := "other sessions"
+	switch {
+	case len(sessions) > 0:
+		who = "other sessions: " + strings.Join(sessions, ", ")
+	case qerr != nil:
+		who = fmt.Sprintf("other sessions (not listed: %v)", qerr)
+	}
+	return fmt.Errorf("migration %d: waited %s for a lock on the store's tables, held by %s; nothing was migrated: end those sessions' transactions (a long query, a pg_dump) and start memberflow again (docs/deploy.md, \"Upgrading\"): %w",
+		n, s.lockTimeout, who, err)
 }
 
 // listen holds a connection that LISTENs for new work and signals Wakeups.
