@@ -498,19 +498,37 @@ func (e *Engine) callPage(ps *pageSet, st *stepRT, callers []*pageRun) []pageCal
 		for lo := 0; lo < len(callers); lo += bt.max {
 			hi := min(lo+bt.max, len(callers))
 			run(func() {
-				items := make([]*batchItem, hi-lo)
-				cancels := make([]context.CancelFunc, hi-lo)
+				// send reads a batch's values (retries, send check, request
+				// counts) from its first item's context, and only the end
+				// of the others'. Without a step timeout a run's own
+				// context ends when it would: no context of its own per
+				// item (each costs a cancel context registered with the
+				// run's, and a done channel).
+				items := make([]batchItem, hi-lo)
+				ptrs := make([]*batchItem, hi-lo)
+				var cancels []context.CancelFunc
+				if st.retry.Timeout > 0 {
+					cancels = make([]context.CancelFunc, hi-lo)
+				}
 				for i, pr := range callers[lo:hi] {
-					ctx, cancel := timeout(pr)
-					cancels[i] = cancel
-					items[i] = &batchItem{ctx: e.stepCallContext(ctx, pr.rs, st), input: pr.input, done: make(chan struct{}), state: itemSent}
+					ctx := pr.rs.cr.ctx
+					if cancels != nil {
+						ctx, cancels[i] = context.WithTimeout(ctx, st.retry.Timeout)
+					}
+					if i == 0 {
+						ctx = e.stepCallContext(ctx, pr.rs, st)
+					}
+					items[i] = batchItem{ctx: ctx, input: pr.input, state: itemSent}
+					ptrs[i] = &items[i]
 				}
 				t0 := time.Now()
-				bt.send(items)
+				bt.send(ptrs)
 				took := time.Since(t0)
-				for i, it := range items {
-					out[lo+i] = pageCall{res: it.res, err: it.err, took: took}
-					cancels[i]()
+				for i := range items {
+					out[lo+i] = pageCall{res: items[i].res, err: items[i].err, took: took}
+					if cancels != nil {
+						cancels[i]()
+					}
 				}
 			})
 		}
