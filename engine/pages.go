@@ -165,13 +165,14 @@ type firstStep struct {
 // can then be journaled with the run's claim, in the page's transaction.
 // Nil when the step is not such a write, its when is false or an
 // expression fails: the page run decides then, as the run path does.
-func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
+// env is the page's environment of first steps (firstEnv), reused from
+// event to event: expressions read it and keep nothing.
+func (e *Engine) firstIntent(rt *recipeRT, env recipes.Env, data map[string]any) *firstStep {
 	if len(rt.steps) == 0 || !rt.steps[0].intent {
 		return nil
 	}
 	st := rt.steps[0]
-	// The first step reads only the event and vars.
-	env := recipes.Env{"trigger": data, "steps": map[string]any{}, "vars": rt.r.Vars}
+	env["trigger"] = data
 	if st.s.When != nil {
 		if ok, err := st.s.When.EvalBool(env); err != nil || !ok {
 			return nil
@@ -183,6 +184,12 @@ func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
 	}
 	return &firstStep{input: input, rec: StepRecord{Index: st.index, StepID: st.s.ID, Action: st.name,
 		Status: StepStarted, Input: e.redactJSON(input), Started: e.now()}}
+}
+
+// firstEnv is an environment for firstIntent: the first step reads only
+// the event and vars, and no step's output.
+func firstEnv(rt *recipeRT) recipes.Env {
+	return recipes.Env{"trigger": nil, "steps": map[string]any{}, "vars": rt.r.Vars}
 }
 
 // claim is the Advance.Claim of a page polled by this runner.

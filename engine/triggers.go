@@ -124,6 +124,7 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
 	env := recipes.Env{"vars": rt.r.Vars}
+	var fenv recipes.Env // the first steps' (firstIntent)
 	for i := range events {
 		ev := &events[i]
 		if ev.ID == "" {
@@ -183,7 +184,10 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
 			OrderingKey: key, Time: ev.Time, Data: data}
 		if paged {
-			if p.firsts[i] = e.firstIntent(rt, ev.Data); p.firsts[i] != nil {
+			if fenv == nil {
+				fenv = firstEnv(rt)
+			}
+			if p.firsts[i] = e.firstIntent(rt, fenv, ev.Data); p.firsts[i] != nil {
 				ne.Intent = &p.firsts[i].rec
 			}
 		}
