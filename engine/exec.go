@@ -502,7 +502,7 @@ func (e *Engine) runSteps(ctx context.Context, rt *recipeRT, cr *ClaimedRun, sta
 	var values []byte
 	if w := rt.r.When; w != nil {
 		ok, err := w.EvalBool(rs.env)
-		values = conditionValues(rt.condPaths, rs.env)
+		values = conditionValues(rt.condReads, rs.env)
 		if err != nil {
 			return e.finish(ctx, rs, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err), nil, values)
 		}

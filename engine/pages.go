@@ -286,7 +286,7 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim, last bool) {
 			// Decided at enqueue already; evaluated again for the values
 			// the audit keeps, as the run path does.
 			ok, err := w.EvalBool(pr.rs.env)
-			pr.values = conditionValues(rt.condPaths, pr.rs.env)
+			pr.values = conditionValues(rt.condReads, pr.rs.env)
 			if err != nil {
 				ends = append(ends, pageEnd{pr, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err)})
 				continue

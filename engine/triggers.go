@@ -145,7 +145,7 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			if ok, err := w.EvalBool(env); err == nil && !ok {
 				var values json.RawMessage
 				if sampled < SkipSample {
-					values = conditionValues(rt.condPaths, env)
+					values = conditionValues(rt.condReads, env)
 					sampled++
 				}
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
