@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -18,8 +19,28 @@ import (
 // json.RawMessage, NaN or an infinity), with b then partly written.
 func Append(b []byte, v any) ([]byte, bool) { return appendValue(b, v, 0) }
 
-// Marshal is json.Marshal, faster for the values Append takes.
-func Marshal(v any) ([]byte, error) { return AppendMarshal(make([]byte, 0, 256), v) }
+// Marshal is json.Marshal, faster for the values Append takes. It
+// encodes into a recycled buffer and returns a copy of exactly the
+// encoding's size: one allocation, none of it grown and left behind.
+func Marshal(v any) ([]byte, error) {
+	bp := scratch.Get().(*[]byte)
+	b, err := AppendMarshal((*bp)[:0], v)
+	var out []byte
+	if err == nil {
+		out = append([]byte(nil), b...)
+	}
+	if cap(b) <= maxScratch {
+		*bp = b[:0]
+		scratch.Put(bp)
+	}
+	return out, err
+}
+
+// scratch recycles Marshal's buffers; one that grew past maxScratch
+// (a large value) is left to the collector.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxScratch = 64 << 10
 
 // AppendMarshal appends v to b as json.Marshal encodes it, through
 // encoding/json for the values Append leaves to it. On an error b comes
