@@ -124,14 +124,17 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		if len(text) == 0 {
 			continue
 		}
-		rec, err := j.dec.Object(text)
+		// The record's strings share its kept copy, which nothing
+		// changes: one copy of the line, not two.
+		raw := j.keep(text)
+		rec, err := j.dec.SharedObject(raw)
 		if err != nil || rec == nil {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
 			return nil, line, nil, fmt.Errorf("line %d: not a JSON object: %w", line, err)
 		}
-		return rec, line, j.keep(text), nil
+		return rec, line, raw, nil
 	}
 }
 
@@ -391,6 +394,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	// read again from it; stdin keeps the error). Nothing before it waits
 	// for a fix, and nothing after it runs first.
 	var bad error
+	var idBuf []byte
 	for len(res.Events) < batch {
 		beforeOffset, beforeLine := rd.pos()
 		rec, line, raw, err := rd.next()
@@ -425,9 +429,14 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			break
 		}
 		n++
-		fp := fingerprint(rec, raw)
+		// The ID is where#n:fingerprint, built in one string whose tail
+		// is the fingerprint.
+		idBuf = strconv.AppendInt(append(append(idBuf[:0], where...), '#'), int64(n), 10)
+		idBuf = appendFingerprint(append(idBuf, ':'), rec, raw)
+		id := string(idBuf)
+		fp := id[len(id)-fingerprintLen:]
 		res.Events = append(res.Events, connectors.Event{
-			ID:          where + "#" + strconv.Itoa(n) + ":" + fp,
+			ID:          id,
 			Subject:     subject,
 			Fingerprint: fp,
 			Data:        rec,
@@ -454,9 +463,17 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 // fingerprint is a record's content hash: of its line for JSON Lines (no
 // second encoding), else of its JSON (encoding/json sorts map keys).
 func fingerprint(rec map[string]any, raw []byte) string {
+	return string(appendFingerprint(nil, rec, raw))
+}
+
+// appendFingerprint appends fingerprint(rec, raw) to b.
+func appendFingerprint(b []byte, rec map[string]any, raw []byte) []byte {
 	if raw == nil {
 		raw, _ = json.Marshal(rec)
 	}
 	h := sha256.Sum256(raw)
-	return hex.EncodeToString(h[:8])
+	return hex.AppendEncode(b, h[:8])
 }
+
+// fingerprintLen is a fingerprint's length: 8 bytes in hex.
+const fingerprintLen = 16

@@ -20,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Decoder holds the keys it has seen, to share them between inputs. It
@@ -58,6 +59,21 @@ const maxDepth = 10000
 func (d *Decoder) Object(data []byte) (map[string]any, error) {
 	if len(data) > 0 && data[0] == '{' {
 		if v, ok := d.whole(data); ok {
+			return v.(map[string]any), nil
+		}
+	}
+	var rec map[string]any
+	err := json.Unmarshal(data, &rec)
+	return rec, err
+}
+
+// SharedObject decodes data as Object does, but the values' strings
+// share data's memory instead of a copy of it: for a caller that keeps
+// data (a line it holds anyway) and never changes it while the values
+// are used. It saves a copy of every input.
+func (d *Decoder) SharedObject(data []byte) (map[string]any, error) {
+	if len(data) > 0 && data[0] == '{' {
+		if v, ok := d.wholeString(unsafe.String(&data[0], len(data))); ok {
 			return v.(map[string]any), nil
 		}
 	}
@@ -117,7 +133,12 @@ func (d *Decoder) Unique(data []byte) (any, bool) {
 
 // whole decodes data on the fast path; false when it gives up.
 func (d *Decoder) whole(data []byte) (any, bool) {
-	d.s, d.i, d.dup = string(data), 0, false
+	return d.wholeString(string(data))
+}
+
+// wholeString decodes s on the fast path; the values' strings share it.
+func (d *Decoder) wholeString(s string) (any, bool) {
+	d.s, d.i, d.dup = s, 0, false
 	v, ok := d.value(0)
 	d.skipSpace()
 	ok = ok && d.i == len(d.s)
