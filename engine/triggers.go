@@ -43,7 +43,7 @@ func (p priorState) Lookup(ctx context.Context, subjects []string) (map[string]s
 	return states, nil
 }
 
-func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID }
+func cacheKey(recipe, eventID string) eventKey { return eventKey{recipe, eventID} }
 
 // enqueue persists events (with the cursor and states of the poll that
 // found them, in one transaction) and queues a run for each new one.
@@ -89,7 +89,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 type preparedPage struct {
 	adv    Advance
 	firsts []*firstStep // by event, for a page run here
-	keys   []string     // the cache keys of the events, by event
+	keys   []eventKey   // the cache keys of the events, by event
 }
 
 // dropPrepared forgets what p put in the event cache, for a page not
@@ -119,7 +119,7 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 	if rt.trigConn != nil {
 		connector = rt.trigConn.connector
 	}
-	p.keys = make([]string, 0, len(events))
+	p.keys = make([]eventKey, 0, len(events))
 	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
@@ -157,7 +157,7 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 					// skipped events.
 					ev.Data = nil
 				}
-				p.keys = append(p.keys, "")
+				p.keys = append(p.keys, eventKey{})
 				continue
 			}
 		}
