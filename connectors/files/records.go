@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -269,9 +270,15 @@ func newStreamReader(r io.Reader, formatParam string) (recordReader, error) {
 	return newCSVReader(br)
 }
 
+// fileBuffers recycles the read buffers of file polls: each poll reads
+// through one, and what it returns holds copies (a poll of 1,000 records
+// is about as large as the buffer).
+var fileBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
 // newFileReader reads file from the cursor's position: one seek, whatever
-// the file's size.
-func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordReader, error) {
+// the file's size. br is the buffer it reads through (fileBuffers), not
+// to be used by the caller before it is done with the reader.
+func newFileReader(file *os.File, br *bufio.Reader, cur cursor, formatParam, path string) (recordReader, error) {
 	f, err := format(formatParam, path, func() []byte {
 		b := make([]byte, 4096)
 		n, _ := file.ReadAt(b, 0)
@@ -281,7 +288,8 @@ func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordR
 		return nil, err
 	}
 	if f == "csv" && cur.Offset == 0 {
-		return newCSVReader(bufio.NewReaderSize(file, readBuffer))
+		br.Reset(file)
+		return newCSVReader(br)
 	}
 	var header []string
 	if f == "csv" {
@@ -293,7 +301,7 @@ func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordR
 	if _, err := file.Seek(cur.Offset, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("seeking to the cursor: %w", err)
 	}
-	br := bufio.NewReaderSize(file, readBuffer)
+	br.Reset(file)
 	if f == "jsonl" {
 		return &jsonlReader{r: br, offset: cur.Offset, lines: cur.Line}, nil
 	}
@@ -375,7 +383,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			cur = cursor{}
 		}
 		cur.File = fileID(fi)
-		if rd, err = newFileReader(file, cur, formatParam, abs); err != nil {
+		br := fileBuffers.Get().(*bufio.Reader)
+		defer func() { br.Reset(nil); fileBuffers.Put(br) }()
+		if rd, err = newFileReader(file, br, cur, formatParam, abs); err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		}
 	}
