@@ -33,6 +33,9 @@ type recipeRT struct {
 	alert alertParams
 	// condReads are the env paths the recipe's when reads, for the audit.
 	condReads []condRead
+	// whenFields are the top-level fields of the trigger's records the
+	// when reads (PollRequest.Fields); nil when it reads a record whole.
+	whenFields []string
 	// version is the recipe's hash; conns its connections, to compile an
 	// earlier version of it (versions.go).
 	version string
@@ -203,6 +206,7 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 			return nil, fmt.Errorf("when: %w", err)
 		}
 		rt.condReads = condReads(paths)
+		rt.whenFields = whenFields(paths)
 	}
 	return rt, nil
 }
@@ -288,6 +292,22 @@ func memberPath(n *ast.MemberNode) ([]string, bool) {
 		return append(p, prop.Value), true
 	}
 	return nil, false
+}
+
+// whenFields are the top-level fields of the event a condition reads,
+// from its paths: nil when it reads the event whole (trigger alone, as
+// in len(trigger) or trigger[key], or through $env), or nothing of it.
+func whenFields(paths [][]string) []string {
+	var fields []string
+	for _, p := range paths {
+		switch {
+		case p[0] == "$env" || (p[0] == "trigger" && len(p) < 2):
+			return nil
+		case p[0] == "trigger" && !slices.Contains(fields, p[1]):
+			fields = append(fields, p[1])
+		}
+	}
+	return fields
 }
 
 // condRead is one value a condition read, as the audit keeps it: its

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,5 +66,38 @@ func BenchmarkConditionValues(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		conditionValues(reads, env)
+	}
+}
+
+// TestWhenFields: the top-level fields a condition reads of the event,
+// or nil when it reads the event whole (a trigger may then decode only
+// those fields of a record it rejects).
+func TestWhenFields(t *testing.T) {
+	cases := []struct {
+		when string
+		want []string
+	}{
+		{`trigger.eligible && trigger.score >= 70`, []string{"eligible", "score"}},
+		{`trigger.user.status == "active" && trigger.user.id != ""`, []string{"user"}},
+		{`trigger["plan"] == vars.plan`, []string{"plan"}},
+		{`trigger.a?.b != nil || lower(trigger.c) == "x"`, []string{"a", "c"}},
+		{`trigger.d.Format("2006") == "2026"`, []string{"d"}},
+		{`any(trigger.items, {.x > trigger.min})`, []string{"items", "min"}},
+		{`trigger.items[trigger.i] == 1`, []string{"items", "i"}},
+		{`len(trigger) > 3`, nil},
+		{`trigger[vars.key] == 1`, nil},
+		{`"id" in trigger`, nil},
+		{`$env.trigger.id == "x"`, nil},
+		{`let t = trigger; t.id == "x"`, nil},
+		{`vars.enabled`, nil},
+	}
+	for _, tc := range cases {
+		paths, err := exprPaths(tc.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.when, err)
+		}
+		if got := whenFields(paths); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.when, got, tc.want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
 	"github.com/memberflow/memberflow/internal/jsonenc"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -124,7 +125,9 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
 	env := recipes.Env{"vars": rt.r.Vars}
-	var fenv recipes.Env // the first steps' (firstIntent)
+	var fenv recipes.Env      // the first steps' (firstIntent)
+	var dec *jsondec.Decoder  // of undecoded events
+	var fields map[string]any // the fields of one undecoded event its condition reads
 	for i := range events {
 		ev := &events[i]
 		if ev.ID == "" {
@@ -140,6 +143,24 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 		// values the condition read, for the audit), costing no event row,
 		// no run, no claim and no outcome write. An error is left to the
 		// run, which dead-letters it with its context.
+		if ev.Undecoded {
+			// The trigger left the record to decode: first only what the
+			// condition reads (into a map reused from event to event),
+			// then the whole record for an event that runs.
+			if dec == nil {
+				dec, fields = new(jsondec.Decoder), map[string]any{}
+			}
+			clear(fields)
+			data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
+			if err != nil {
+				e.dropPrepared(p)
+				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+			}
+			ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
+			if partial {
+				ev.Data, ev.Undecoded = fields, true
+			}
+		}
 		if w := rt.r.When; w != nil {
 			env["trigger"] = ev.Data
 			if ok, err := w.EvalBool(env); err == nil && !ok {
@@ -160,6 +181,16 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 				p.keys = append(p.keys, eventKey{})
 				continue
 			}
+		}
+		if ev.Undecoded {
+			// It runs (or its condition failed, which its run reports):
+			// the whole record. (The map of fields goes on to the next.)
+			data, err := dec.SharedObject(ev.Raw)
+			if err != nil {
+				e.dropPrepared(p)
+				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+			}
+			ev.Data, ev.Undecoded = data, false
 		}
 		// order_by only for the events that run. One it fails on, or that
 		// it gives no key, is ordered by its subject (the default) and
@@ -360,6 +391,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
+		DecodeLater: rt.whenFields != nil,
 	})
 	if res != nil {
 		at.minInterval = res.MinInterval

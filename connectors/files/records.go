@@ -64,6 +64,12 @@ type recordReader interface {
 	// its text (a copy); io.EOF at the end.
 	next() (rec map[string]any, line int, raw []byte, err error)
 	pos() (offset int64, lines int)
+	// decodeLater makes next check a JSON record and decode only the
+	// key's field of it (PollRequest.DecodeLater): the record it returns
+	// is then valid until the next call, and undecoded says so of the
+	// last record returned (Event.Undecoded).
+	decodeLater(key string, later bool)
+	undecoded() bool
 }
 
 type jsonlReader struct {
@@ -76,7 +82,23 @@ type jsonlReader struct {
 	// for many lines, each line a slice of it that stays valid once the
 	// next copies go to a new one.
 	copies []byte
+	// later is set by decodeLater: next decodes only keyField (none when
+	// empty) of each record, into scratch; part says the last record was
+	// read so.
+	later    bool
+	keyField []string
+	scratch  map[string]any
+	part     bool
 }
+
+func (j *jsonlReader) decodeLater(key string, later bool) {
+	j.later, j.keyField = later, nil
+	if key != "" {
+		j.keyField = []string{key}
+	}
+}
+
+func (j *jsonlReader) undecoded() bool { return j.part }
 
 // lineCopies is the size of the blocks copies come in.
 const lineCopies = 64 << 10
@@ -128,7 +150,19 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		// The record's strings share its kept copy, which nothing
 		// changes: one copy of the line, not two.
 		raw := j.keep(text)
-		rec, err := j.dec.SharedObject(raw)
+		var rec map[string]any
+		if j.later {
+			if j.scratch == nil {
+				j.scratch = make(map[string]any, 1)
+			}
+			clear(j.scratch)
+			if rec, j.part, err = j.dec.SharedFields(raw, j.keyField, j.scratch); j.part {
+				rec = j.scratch
+			}
+		} else {
+			j.part = false
+			rec, err = j.dec.SharedObject(raw)
+		}
 		if err != nil || rec == nil {
 			if err == nil {
 				err = errors.New("want a JSON object")
@@ -215,6 +249,9 @@ func (c *csvReader) next() (map[string]any, int, []byte, error) {
 	}
 	return rec, c.baseLines + line, nil, nil
 }
+
+func (c *csvReader) decodeLater(string, bool) {}
+func (c *csvReader) undecoded() bool          { return false }
 
 func (c *csvReader) pos() (int64, int) {
 	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
@@ -389,6 +426,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		}
 	}
+	// The engine may decode records itself, as far as it needs: then
+	// only the key is decoded here.
+	rd.decodeLater(key, req.DecodeLater)
 	n := cur.Records
 	for ; skip > 0; skip-- {
 		if _, _, _, err := rd.next(); err == io.EOF {
@@ -445,13 +485,11 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		idBuf = appendFingerprint(append(idBuf, ':'), rec, raw)
 		id := string(idBuf)
 		fp := id[len(id)-fingerprintLen:]
-		res.Events = append(res.Events, connectors.Event{
-			ID:          id,
-			Subject:     subject,
-			Fingerprint: fp,
-			Data:        rec,
-			Raw:         raw,
-		})
+		ev := connectors.Event{ID: id, Subject: subject, Fingerprint: fp, Data: rec, Raw: raw}
+		if rd.undecoded() {
+			ev.Data, ev.Undecoded = nil, true // rec holds only the key, till the next record
+		}
+		res.Events = append(res.Events, ev)
 	}
 	cur.Records = n
 	if bad == nil {

@@ -15,6 +15,7 @@ package jsondec
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -80,6 +81,159 @@ func (d *Decoder) SharedObject(data []byte) (map[string]any, error) {
 	var rec map[string]any
 	err := json.Unmarshal(data, &rec)
 	return rec, err
+}
+
+// SharedFields reads data as SharedObject does, but decodes only the
+// values of its top-level keys named in fields, into into (which the
+// caller empties first); the others are read and checked, not built.
+// partial reports that. When the fast path gives up (an input it leaves
+// to encoding/json), the whole object is decoded as SharedObject
+// decodes it and returned (partial false), with encoding/json's result
+// or error, and what into holds is to be ignored. So a partial result
+// is given only for input SharedObject accepts, and holds the fields
+// that the whole object holds.
+func (d *Decoder) SharedFields(data []byte, fields []string, into map[string]any) (whole map[string]any, partial bool, err error) {
+	if len(data) > 0 && data[0] == '{' {
+		d.s, d.i, d.dup = unsafe.String(&data[0], len(data)), 0, false
+		ok := d.fieldsObject(fields, into)
+		d.skipSpace()
+		ok = ok && d.i == len(d.s)
+		d.s = ""
+		if ok {
+			return nil, true, nil
+		}
+	}
+	whole, err = d.SharedObject(data)
+	return whole, false, err
+}
+
+// fieldsObject reads the object at d.i as object(1) does, decoding into
+// m only the values of fields.
+func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
+	d.i++ // {
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return true
+	}
+	for {
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return false
+		}
+		k, ok := d.key()
+		if !ok {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return false
+		}
+		d.i++
+		if slices.Contains(fields, k) {
+			var v any
+			if v, ok = d.value(1); ok {
+				m[k] = v
+			}
+		} else {
+			ok = d.skip(1)
+		}
+		if !ok {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// skip reads the value at d.i as value does, building nothing; false
+// where value would give up.
+func (d *Decoder) skip(depth int) bool {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return false
+	}
+	switch c := d.s[d.i]; c {
+	case '{', '[':
+		return d.skipComposite(depth + 1)
+	case '"':
+		_, ok := d.str()
+		return ok
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			_, ok := d.float()
+			return ok
+		}
+		return false
+	}
+}
+
+// skipComposite reads the object or array at d.i as object and array
+// do, building nothing.
+func (d *Decoder) skipComposite(depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	obj := d.s[d.i] == '{'
+	end := byte(']')
+	if obj {
+		end = '}'
+	}
+	d.i++
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == end {
+		d.i++
+		return true
+	}
+	for {
+		d.skipSpace()
+		if obj {
+			if d.i >= len(d.s) || d.s[d.i] != '"' {
+				return false
+			}
+			if _, ok := d.str(); !ok {
+				return false
+			}
+			d.skipSpace()
+			if d.i >= len(d.s) || d.s[d.i] != ':' {
+				return false
+			}
+			d.i++
+		}
+		if !d.skip(depth) {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case end:
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // Value decodes data as one JSON value, as json.Unmarshal into a nil
@@ -434,6 +588,16 @@ func (d *Decoder) hex4(i int) rune {
 
 // number decodes a JSON number (its grammar checked here) as float64.
 func (d *Decoder) number() (any, bool) {
+	f, ok := d.float()
+	if !ok {
+		return nil, false
+	}
+	return f, true
+}
+
+// float decodes a JSON number as float64; false when it is not one, or
+// is out of a float64's range.
+func (d *Decoder) float() (float64, bool) {
 	start := d.i
 	if d.s[d.i] == '-' {
 		d.i++
@@ -449,14 +613,14 @@ func (d *Decoder) number() (any, bool) {
 	if d.i < len(d.s) && d.s[d.i] == '0' {
 		d.i++
 	} else if digits() == 0 {
-		return nil, false
+		return 0, false
 	}
 	integer := true
 	if d.i < len(d.s) && d.s[d.i] == '.' {
 		d.i++
 		integer = false
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
@@ -466,7 +630,7 @@ func (d *Decoder) number() (any, bool) {
 			d.i++
 		}
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	text := d.s[start:d.i]
@@ -487,7 +651,7 @@ func (d *Decoder) number() (any, bool) {
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	if err != nil {
-		return nil, false
+		return 0, false
 	}
 	return f, true
 }
