@@ -150,7 +150,9 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			if dec == nil {
 				dec, fields = new(jsondec.Decoder), map[string]any{}
 			}
-			clear(fields)
+			for _, k := range rt.whenFields {
+				delete(fields, k) // all it can hold
+			}
 			data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
 			if err != nil {
 				e.dropPrepared(p)

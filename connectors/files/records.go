@@ -155,7 +155,9 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 			if j.scratch == nil {
 				j.scratch = make(map[string]any, 1)
 			}
-			clear(j.scratch)
+			for _, k := range j.keyField {
+				delete(j.scratch, k) // all it can hold
+			}
 			if rec, j.part, err = j.dec.SharedFields(raw, j.keyField, j.scratch); j.part {
 				rec = j.scratch
 			}

@@ -121,7 +121,7 @@ func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return false
 		}
-		k, ok := d.key()
+		k, ok := d.str() // compared, not kept: no need to share it
 		if !ok {
 			return false
 		}
@@ -130,10 +130,10 @@ func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
 			return false
 		}
 		d.i++
-		if slices.Contains(fields, k) {
+		if f := slices.Index(fields, k); f >= 0 {
 			var v any
 			if v, ok = d.value(1); ok {
-				m[k] = v
+				m[fields[f]] = v
 			}
 		} else {
 			ok = d.skip(1)
@@ -465,11 +465,26 @@ func (d *Decoder) key() (string, bool) {
 	return k, true
 }
 
+// plain marks the bytes a string holds as they are: not a quote, a
+// backslash, a control character or part of a multi-byte character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str decodes the string at d.i (its opening quote).
 func (d *Decoder) str() (string, bool) {
 	d.i++
 	start := d.i
 	for d.i < len(d.s) {
+		for d.i < len(d.s) && plain[d.s[d.i]] {
+			d.i++
+		}
+		if d.i >= len(d.s) {
+			break
+		}
 		c := d.s[d.i]
 		switch {
 		case c == '"':
@@ -592,8 +607,19 @@ func (d *Decoder) number() (any, bool) {
 	if !ok {
 		return nil, false
 	}
+	if n := int(f); float64(n) == f && n >= 0 && n < len(smallFloats) && !math.Signbit(f) {
+		return smallFloats[n], true // boxed once: scores, counts, flags
+	}
 	return f, true
 }
+
+// smallFloats are the whole numbers 0 to 1023 as float64 in interfaces.
+var smallFloats = func() (t [1024]any) {
+	for i := range t {
+		t[i] = float64(i)
+	}
+	return t
+}()
 
 // float decodes a JSON number as float64; false when it is not one, or
 // is out of a float64's range.

@@ -166,6 +166,29 @@ func BenchmarkDecodeLine(b *testing.B) {
 			}
 		}
 	})
+	// The line kept, its strings sharing it (the files trigger).
+	b.Run("jsondec-shared", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &Decoder{}
+		for b.Loop() {
+			if _, err := d.SharedObject(line); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Checked, with only what a condition reads decoded, into a reused
+	// map (the engine, for a line its when may skip).
+	b.Run("jsondec-fields", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &Decoder{}
+		fields, m := []string{"eligible", "score"}, map[string]any{}
+		for b.Loop() {
+			clear(m)
+			if _, partial, err := d.SharedFields(line, fields, m); err != nil || !partial {
+				b.Fatal(partial, err)
+			}
+		}
+	})
 }
 
 // searchPage is an answer like the Memberships search's: 100 users of
