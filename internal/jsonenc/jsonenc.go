@@ -82,21 +82,28 @@ func appendValue(b []byte, v any, depth int) ([]byte, bool) {
 		if x == nil {
 			return append(b, "null"...), true
 		}
-		var stack [16]string
-		keys := stack[:0]
-		for k := range x {
-			keys = append(keys, k)
+		if len(x) > len(smallMap{}) {
+			return appendLargeMap(b, x, depth)
 		}
-		slices.Sort(keys)
+		// The entries, sorted by key in place (insertion sort: a
+		// mapping's objects are small), so each value is read once.
+		var stack smallMap
+		kvs := stack[:0]
+		for k, v := range x {
+			kvs = append(kvs, entry{k, v})
+			for j := len(kvs) - 1; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+				kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+			}
+		}
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, kv := range kvs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = appendString(b, kv.k)
 			b = append(b, ':')
 			var ok bool
-			if b, ok = appendValue(b, x[k], depth+1); !ok {
+			if b, ok = appendValue(b, kv.v, depth+1); !ok {
 				return b, false
 			}
 		}
@@ -118,6 +125,38 @@ func appendValue(b []byte, v any, depth int) ([]byte, bool) {
 		return append(b, ']'), true
 	}
 	return b, false
+}
+
+// entry is a map's entry; smallMap holds the entries of a map small
+// enough to sort on the stack.
+type entry struct {
+	k string
+	v any
+}
+
+type smallMap [16]entry
+
+// appendLargeMap appends a map of more entries than a smallMap holds:
+// its keys sorted, then each value looked up.
+func appendLargeMap(b []byte, x map[string]any, depth int) ([]byte, bool) {
+	keys := make([]string, 0, len(x))
+	for k := range x {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = appendValue(b, x[k], depth+1); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
 }
 
 // appendFloat is encoding/json's float64 form: like %g, with
@@ -146,12 +185,26 @@ func appendFloat(b []byte, f float64) ([]byte, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// safe marks the ASCII bytes a string is written with as they are.
+var safe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString quotes s as encoding/json does (HTML characters,
 // U+2028 and U+2029 escaped, invalid UTF-8 replaced).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && safe[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++
