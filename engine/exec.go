@@ -221,12 +221,19 @@ type inflightRun struct {
 // the claim's answer came.
 func (e *Engine) track(parent context.Context, cr *ClaimedRun, asked time.Time) {
 	cr.ctx, cr.cancel = context.WithCancelCause(parent)
-	cr.waiting = new(atomic.Bool)
-	cr.leased = new(atomic.Int64)
+	flags := new(runFlags) // one allocation for both
+	cr.waiting, cr.leased = &flags.waiting, &flags.leased
 	cr.leased.Store(asked.UnixNano())
 	e.inflightMu.Lock()
 	e.inflight[cr.ID] = inflightRun{cancel: cr.cancel, waiting: cr.waiting, leased: cr.leased}
 	e.inflightMu.Unlock()
+}
+
+// runFlags are the atomics of a tracked run (ClaimedRun.waiting and
+// leased).
+type runFlags struct {
+	waiting atomic.Bool
+	leased  atomic.Int64
 }
 
 // claimedLate drops the runs of a claim asked for at asked whose answer

@@ -267,9 +267,13 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim, last bool) {
 	stats := e.stats[rt.r.Name]
 	var live []*pageRun
 	var ends []pageEnd
-	for _, c := range runs {
+	// A page's runs and their states in two allocations, not two each.
+	prs, rss := make([]pageRun, len(runs)), make([]runState, len(runs))
+	for i, c := range runs {
 		cr := c.cr
-		pr := &pageRun{rs: &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}, began: time.Now(), first: c.first}
+		rss[i] = runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}
+		prs[i] = pageRun{rs: &rss[i], began: time.Now(), first: c.first}
+		pr := &prs[i]
 		data, ok := e.cache.take(cacheKey(rt.r.Name, cr.EventID))
 		if !ok {
 			if err := json.Unmarshal(cr.Data, &data); err != nil {
