@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -82,18 +83,25 @@ func appendValue(b []byte, v any, depth int) ([]byte, bool) {
 		if x == nil {
 			return append(b, "null"...), true
 		}
-		if len(x) > len(smallMap{}) {
-			return appendLargeMap(b, x, depth)
-		}
-		// The entries, sorted by key in place (insertion sort: a
-		// mapping's objects are small), so each value is read once.
+		// The entries sorted by key, so that each value is read once: a
+		// mapping's objects are small, sorted in a stack array by
+		// insertion.
 		var stack smallMap
-		kvs := stack[:0]
-		for k, v := range x {
-			kvs = append(kvs, entry{k, v})
-			for j := len(kvs) - 1; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
-				kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+		var kvs []entry
+		if len(x) <= len(stack) {
+			kvs = stack[:0]
+			for k, v := range x {
+				kvs = append(kvs, entry{k, v})
+				for j := len(kvs) - 1; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+					kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+				}
 			}
+		} else {
+			kvs = make([]entry, 0, len(x))
+			for k, v := range x {
+				kvs = append(kvs, entry{k, v})
+			}
+			slices.SortFunc(kvs, func(a, b entry) int { return strings.Compare(a.k, b.k) })
 		}
 		b = append(b, '{')
 		for i, kv := range kvs {
@@ -135,29 +143,6 @@ type entry struct {
 }
 
 type smallMap [16]entry
-
-// appendLargeMap appends a map of more entries than a smallMap holds:
-// its keys sorted, then each value looked up.
-func appendLargeMap(b []byte, x map[string]any, depth int) ([]byte, bool) {
-	keys := make([]string, 0, len(x))
-	for k := range x {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		var ok bool
-		if b, ok = appendValue(b, x[k], depth+1); !ok {
-			return b, false
-		}
-	}
-	return append(b, '}'), true
-}
 
 // appendFloat is encoding/json's float64 form: like %g, with
 // ECMAScript's exponent cut-offs and no padded exponent.
