@@ -296,6 +296,10 @@ type Event struct {
 	// Raw, when set, is Data as JSON, as the trigger read it: the engine
 	// stores it instead of encoding Data again.
 	Raw json.RawMessage
+	// Undecoded says that Data is nil and Raw the whole record, a JSON
+	// object the trigger checked decodes (PollRequest.DecodeLater): the
+	// engine decodes what it reads of it.
+	Undecoded bool
 }
 
 // Record names a record and its state.
@@ -332,6 +336,13 @@ type PollRequest struct {
 	// Recipe names the recipe polling: a source whose polls share one
 	// budget (a daily quota) tells its pollers apart by it.
 	Recipe string
+	// DecodeLater says the engine decodes a record's JSON itself, only
+	// as far as it needs (what the recipe's when reads, for a record it
+	// skips): a trigger that reads records as JSON objects may then
+	// leave Data nil, with Raw the whole record, and set
+	// Event.Undecoded. It still checks each record decodes, and refuses
+	// one it would refuse decoded. False: Data is always set.
+	DecodeLater bool
 }
 
 // PriorState is the durable per-subject memory of a polling trigger.

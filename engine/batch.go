@@ -49,7 +49,8 @@ type batcher struct {
 type batchItem struct {
 	ctx   context.Context
 	input map[string]any
-	done  chan struct{}
+	done  chan struct{} // closed once res and err are set; nil when sent by a page
+
 	res   *connectors.Result
 	err   error
 	state itemState // guarded by the batcher's mu
@@ -214,6 +215,8 @@ func (b *batcher) send(items []*batchItem) {
 		} else {
 			it.res, it.err = results[i].Result, results[i].Err
 		}
-		close(it.done)
+		if it.done != nil { // nil for a page's items: the page waits on send
+			close(it.done)
+		}
 	}
 }

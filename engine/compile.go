@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/ast"
@@ -28,8 +31,11 @@ type recipeRT struct {
 	steps        []*stepRT
 	// alert holds the parameters of an alert recipe (mode engine).
 	alert alertParams
-	// condPaths are the env paths the recipe's when reads, for the audit.
-	condPaths [][]string
+	// condReads are the env paths the recipe's when reads, for the audit.
+	condReads []condRead
+	// whenFields are the top-level fields of the trigger's records the
+	// when reads (PollRequest.Fields); nil when it reads a record whole.
+	whenFields []string
 	// version is the recipe's hash; conns its connections, to compile an
 	// earlier version of it (versions.go).
 	version string
@@ -199,7 +205,8 @@ func (e *Engine) compile(r *recipes.Recipe, conns map[string]Connection) (*recip
 		if err != nil {
 			return nil, fmt.Errorf("when: %w", err)
 		}
-		rt.condPaths = paths
+		rt.condReads = condReads(paths)
+		rt.whenFields = whenFields(paths)
 	}
 	return rt, nil
 }
@@ -287,31 +294,94 @@ func memberPath(n *ast.MemberNode) ([]string, bool) {
 	return nil, false
 }
 
-// conditionValues reads the paths a condition used, for the audit.
-func conditionValues(paths [][]string, env recipes.Env) []byte {
-	if len(paths) == 0 {
+// whenFields are the top-level fields of the event a condition reads,
+// from its paths: nil when it reads the event whole (trigger alone, as
+// in len(trigger) or trigger[key], or through $env), or nothing of it.
+func whenFields(paths [][]string) []string {
+	var fields []string
+	for _, p := range paths {
+		switch {
+		case p[0] == "$env" || (p[0] == "trigger" && len(p) < 2):
+			return nil
+		case p[0] == "trigger" && !slices.Contains(fields, p[1]):
+			fields = append(fields, p[1])
+		}
+	}
+	return fields
+}
+
+// condRead is one value a condition read, as the audit keeps it: its
+// dotted path (the key) and the path.
+type condRead struct {
+	key  string
+	path []string
+}
+
+// condReads orders a condition's paths as the audit's JSON object has
+// them, by key; of paths that join to one key, the last is read (as a
+// map's last assignment wins).
+func condReads(paths [][]string) []condRead {
+	var reads []condRead
+	at := map[string]int{}
+	for _, p := range paths {
+		key := strings.Join(p, ".")
+		if i, ok := at[key]; ok {
+			reads[i].path = p
+			continue
+		}
+		at[key] = len(reads)
+		reads = append(reads, condRead{key: key, path: p})
+	}
+	slices.SortFunc(reads, func(a, b condRead) int { return strings.Compare(a.key, b.key) })
+	return reads
+}
+
+// conditionValues reads the paths a condition used, for the audit: a
+// JSON object of each path's value by its dotted path, encoded as
+// encoding/json encodes such a map.
+func conditionValues(reads []condRead, env recipes.Env) []byte {
+	if len(reads) == 0 {
 		return nil
 	}
-	vals := make(map[string]any, len(paths))
-	for _, p := range paths {
-		var cur any = map[string]any(env)
-		for _, k := range p {
-			m, ok := cur.(map[string]any)
-			if !ok {
-				cur = nil
-				break
-			}
-			cur = m[k]
+	var stack [256]byte
+	b := append(stack[:0], '{')
+	for i, r := range reads {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		key := p[0]
-		for _, k := range p[1:] {
-			key += "." + k
+		b, _ = jsonenc.Append(b, r.key)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = jsonenc.Append(b, readPath(env, r.path)); !ok {
+			return conditionValuesMap(reads, env) // a value jsonenc leaves to encoding/json
 		}
-		vals[key] = cur
+	}
+	return bytes.Clone(append(b, '}'))
+}
+
+// conditionValuesMap is conditionValues through a map and Marshal.
+func conditionValuesMap(reads []condRead, env recipes.Env) []byte {
+	vals := make(map[string]any, len(reads))
+	for _, r := range reads {
+		vals[r.key] = readPath(env, r.path)
 	}
 	b, err := jsonenc.Marshal(vals)
 	if err != nil {
 		return nil
 	}
 	return b
+}
+
+// readPath is the value at path in env; nil when a value on the way is
+// not an object.
+func readPath(env recipes.Env, path []string) any {
+	var cur any = map[string]any(env)
+	for _, k := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
 }

@@ -277,7 +277,7 @@ func New(opts Options) (*Engine, error) {
 		recipes:  map[string]*recipeRT{},
 		conns:    map[string]*openConn{},
 		redact:   apiclient.NewRedactor(),
-		cache:    eventCache{m: map[string]map[string]any{}, max: 4 * opts.HighWater},
+		cache:    eventCache{m: map[eventKey]map[string]any{}, max: 4 * opts.HighWater},
 		wakeCh:   make(chan struct{}, 1),
 		slots:    make(chan struct{}, opts.Concurrency),
 		room:     make(chan struct{}, 1),
@@ -435,11 +435,15 @@ func (e *Engine) finishedPending() {
 // again. A run resumed after a restart decodes it from the store.
 type eventCache struct {
 	mu  sync.Mutex
-	m   map[string]map[string]any
+	m   map[eventKey]map[string]any
 	max int
 }
 
-func (c *eventCache) put(key string, data map[string]any) {
+// eventKey names an event of a recipe in the cache (a struct rather
+// than a joined string: no allocation per look-up).
+type eventKey struct{ recipe, event string }
+
+func (c *eventCache) put(key eventKey, data map[string]any) {
 	c.mu.Lock()
 	if len(c.m) < c.max {
 		c.m[key] = data
@@ -447,13 +451,13 @@ func (c *eventCache) put(key string, data map[string]any) {
 	c.mu.Unlock()
 }
 
-func (c *eventCache) drop(key string) {
+func (c *eventCache) drop(key eventKey) {
 	c.mu.Lock()
 	delete(c.m, key)
 	c.mu.Unlock()
 }
 
-func (c *eventCache) take(key string) (map[string]any, bool) {
+func (c *eventCache) take(key eventKey) (map[string]any, bool) {
 	c.mu.Lock()
 	d, ok := c.m[key]
 	delete(c.m, key)

@@ -226,8 +226,8 @@ type inflightRun struct {
 // it here, whose lease the store has since given to this one) stops.
 func (e *Engine) track(parent context.Context, cr *ClaimedRun, asked time.Time) {
 	cr.ctx, cr.cancel = context.WithCancelCause(parent)
-	cr.waiting = new(atomic.Bool)
-	cr.leased = new(atomic.Int64)
+	flags := new(runFlags) // one allocation for both
+	cr.waiting, cr.leased = &flags.waiting, &flags.leased
 	cr.leased.Store(asked.UnixNano())
 	e.inflightMu.Lock()
 	if old, ok := e.inflight[cr.ID]; ok {
@@ -289,6 +289,13 @@ func (e *Engine) renewal() (asked time.Time, named map[int64]*atomic.Int64, rele
 		oldest = min(oldest, l.Load())
 	}
 	return asked, named, time.Unix(0, oldest).Add(e.opts.Lease - e.opts.Lease/10)
+}
+
+// runFlags are the atomics of a tracked run (ClaimedRun.waiting and
+// leased).
+type runFlags struct {
+	waiting atomic.Bool
+	leased  atomic.Int64
 }
 
 // claimedLate drops the runs of a claim asked for at asked whose answer
@@ -572,7 +579,7 @@ func (e *Engine) runSteps(ctx context.Context, rt *recipeRT, cr *ClaimedRun, sta
 	var values []byte
 	if w := rt.r.When; w != nil {
 		ok, err := w.EvalBool(rs.env)
-		values = conditionValues(rt.condPaths, rs.env)
+		values = conditionValues(rt.condReads, rs.env)
 		if err != nil {
 			return e.finish(ctx, rs, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err), nil, values)
 		}

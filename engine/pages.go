@@ -165,13 +165,14 @@ type firstStep struct {
 // can then be journaled with the run's claim, in the page's transaction.
 // Nil when the step is not such a write, its when is false or an
 // expression fails: the page run decides then, as the run path does.
-func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
+// env is the page's environment of first steps (firstEnv), reused from
+// event to event: expressions read it and keep nothing.
+func (e *Engine) firstIntent(rt *recipeRT, env recipes.Env, data map[string]any) *firstStep {
 	if len(rt.steps) == 0 || !rt.steps[0].intent {
 		return nil
 	}
 	st := rt.steps[0]
-	// The first step reads only the event and vars.
-	env := recipes.Env{"trigger": data, "steps": map[string]any{}, "vars": rt.r.Vars}
+	env["trigger"] = data
 	if st.s.When != nil {
 		if ok, err := st.s.When.EvalBool(env); err != nil || !ok {
 			return nil
@@ -183,6 +184,12 @@ func (e *Engine) firstIntent(rt *recipeRT, data map[string]any) *firstStep {
 	}
 	return &firstStep{input: input, rec: StepRecord{Index: st.index, StepID: st.s.ID, Action: st.name,
 		Status: StepStarted, Input: e.redactJSON(input), Started: e.now()}}
+}
+
+// firstEnv is an environment for firstIntent: the first step reads only
+// the event and vars, and no step's output.
+func firstEnv(rt *recipeRT) recipes.Env {
+	return recipes.Env{"trigger": nil, "steps": map[string]any{}, "vars": rt.r.Vars}
 }
 
 // claim is the Advance.Claim of a page polled by this runner. The claim
@@ -267,9 +274,13 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim, last bool) {
 	stats := e.stats[rt.r.Name]
 	var live []*pageRun
 	var ends []pageEnd
-	for _, c := range runs {
+	// A page's runs and their states in two allocations, not two each.
+	prs, rss := make([]pageRun, len(runs)), make([]runState, len(runs))
+	for i, c := range runs {
 		cr := c.cr
-		pr := &pageRun{rs: &runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}, began: time.Now(), first: c.first}
+		rss[i] = runState{rt: rt, cr: cr, steps: map[string]any{}, stats: stats}
+		prs[i] = pageRun{rs: &rss[i], began: time.Now(), first: c.first}
+		pr := &prs[i]
 		data, ok := e.cache.take(cacheKey(rt.r.Name, cr.EventID))
 		if !ok {
 			if err := json.Unmarshal(cr.Data, &data); err != nil {
@@ -286,7 +297,7 @@ func (e *Engine) runPage(ps *pageSet, runs []pageClaim, last bool) {
 			// Decided at enqueue already; evaluated again for the values
 			// the audit keeps, as the run path does.
 			ok, err := w.EvalBool(pr.rs.env)
-			pr.values = conditionValues(rt.condPaths, pr.rs.env)
+			pr.values = conditionValues(rt.condReads, pr.rs.env)
 			if err != nil {
 				ends = append(ends, pageEnd{pr, RunDead, fmt.Errorf("recipe %q: when: %w", rt.r.Name, err)})
 				continue
@@ -505,19 +516,37 @@ func (e *Engine) callPage(ps *pageSet, st *stepRT, callers []*pageRun) []pageCal
 		for lo := 0; lo < len(callers); lo += bt.max {
 			hi := min(lo+bt.max, len(callers))
 			run(func() {
-				items := make([]*batchItem, hi-lo)
-				cancels := make([]context.CancelFunc, hi-lo)
+				// send reads a batch's values (retries, send check, request
+				// counts) from its first item's context, and only the end
+				// of the others'. Without a step timeout a run's own
+				// context ends when it would: no context of its own per
+				// item (each costs a cancel context registered with the
+				// run's, and a done channel).
+				items := make([]batchItem, hi-lo)
+				ptrs := make([]*batchItem, hi-lo)
+				var cancels []context.CancelFunc
+				if st.retry.Timeout > 0 {
+					cancels = make([]context.CancelFunc, hi-lo)
+				}
 				for i, pr := range callers[lo:hi] {
-					ctx, cancel := timeout(pr)
-					cancels[i] = cancel
-					items[i] = &batchItem{ctx: e.stepCallContext(ctx, pr.rs, st), input: pr.input, done: make(chan struct{}), state: itemSent}
+					ctx := pr.rs.cr.ctx
+					if cancels != nil {
+						ctx, cancels[i] = context.WithTimeout(ctx, st.retry.Timeout)
+					}
+					if i == 0 {
+						ctx = e.stepCallContext(ctx, pr.rs, st)
+					}
+					items[i] = batchItem{ctx: ctx, input: pr.input, state: itemSent}
+					ptrs[i] = &items[i]
 				}
 				t0 := time.Now()
-				bt.send(items)
+				bt.send(ptrs)
 				took := time.Since(t0)
-				for i, it := range items {
-					out[lo+i] = pageCall{res: it.res, err: it.err, took: took}
-					cancels[i]()
+				for i := range items {
+					out[lo+i] = pageCall{res: items[i].res, err: items[i].err, took: took}
+					if cancels != nil {
+						cancels[i]()
+					}
 				}
 			})
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
+	"github.com/memberflow/memberflow/internal/jsondec"
 	"github.com/memberflow/memberflow/internal/jsonenc"
 	"github.com/memberflow/memberflow/recipes"
 )
@@ -43,7 +44,7 @@ func (p priorState) Lookup(ctx context.Context, subjects []string) (map[string]s
 	return states, nil
 }
 
-func cacheKey(recipe, eventID string) string { return recipe + "\x00" + eventID }
+func cacheKey(recipe, eventID string) eventKey { return eventKey{recipe, eventID} }
 
 // enqueue persists events (with the cursor and states of the poll that
 // found them, in one transaction) and queues a run for each new one.
@@ -89,7 +90,7 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 type preparedPage struct {
 	adv    Advance
 	firsts []*firstStep // by event, for a page run here
-	keys   []string     // the cache keys of the events, by event
+	keys   []eventKey   // the cache keys of the events, by event
 }
 
 // dropPrepared forgets what p put in the event cache, for a page not
@@ -119,11 +120,14 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 	if rt.trigConn != nil {
 		connector = rt.trigConn.connector
 	}
-	p.keys = make([]string, 0, len(events))
+	p.keys = make([]eventKey, 0, len(events))
 	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
 	env := recipes.Env{"vars": rt.r.Vars}
+	var fenv recipes.Env      // the first steps' (firstIntent)
+	var dec *jsondec.Decoder  // of undecoded events
+	var fields map[string]any // the fields of one undecoded event its condition reads
 	for i := range events {
 		ev := &events[i]
 		if ev.ID == "" {
@@ -139,12 +143,32 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 		// values the condition read, for the audit), costing no event row,
 		// no run, no claim and no outcome write. An error is left to the
 		// run, which dead-letters it with its context.
+		if ev.Undecoded {
+			// The trigger left the record to decode: first only what the
+			// condition reads (into a map reused from event to event),
+			// then the whole record for an event that runs.
+			if dec == nil {
+				dec, fields = new(jsondec.Decoder), map[string]any{}
+			}
+			for _, k := range rt.whenFields {
+				delete(fields, k) // all it can hold
+			}
+			data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
+			if err != nil {
+				e.dropPrepared(p)
+				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+			}
+			ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
+			if partial {
+				ev.Data, ev.Undecoded = fields, true
+			}
+		}
 		if w := rt.r.When; w != nil {
 			env["trigger"] = ev.Data
 			if ok, err := w.EvalBool(env); err == nil && !ok {
 				var values json.RawMessage
 				if sampled < SkipSample {
-					values = conditionValues(rt.condPaths, env)
+					values = conditionValues(rt.condReads, env)
 					sampled++
 				}
 				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
@@ -156,9 +180,19 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 					// skipped events.
 					ev.Data = nil
 				}
-				p.keys = append(p.keys, "")
+				p.keys = append(p.keys, eventKey{})
 				continue
 			}
+		}
+		if ev.Undecoded {
+			// It runs (or its condition failed, which its run reports):
+			// the whole record. (The map of fields goes on to the next.)
+			data, err := dec.SharedObject(ev.Raw)
+			if err != nil {
+				e.dropPrepared(p)
+				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+			}
+			ev.Data, ev.Undecoded = data, false
 		}
 		// order_by only for the events that run. One it fails on, or that
 		// it gives no key, is ordered by its subject (the default) and
@@ -183,7 +217,10 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 		ne := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint, Connector: connector,
 			OrderingKey: key, Time: ev.Time, Data: data}
 		if paged {
-			if p.firsts[i] = e.firstIntent(rt, ev.Data); p.firsts[i] != nil {
+			if fenv == nil {
+				fenv = firstEnv(rt)
+			}
+			if p.firsts[i] = e.firstIntent(rt, fenv, ev.Data); p.firsts[i] != nil {
 				ne.Intent = &p.firsts[i].rec
 			}
 		}
@@ -361,6 +398,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
+		DecodeLater: rt.whenFields != nil,
 	})
 	if res != nil {
 		at.minInterval = res.MinInterval

@@ -29,6 +29,9 @@ type Expr struct {
 	// Pos is where Source starts in the file.
 	Pos     Pos
 	program *vm.Program
+	// fast evaluates the expression without the VM when it can
+	// (fastexpr.go); nil when it never can.
+	fast fastFn
 	// secrets are the NAMEs of secret.NAME the expression reads.
 	secrets []string
 	// kind is the JSON type the typed check found ("" when unknown).
@@ -62,7 +65,13 @@ var exprMu sync.Mutex
 // recipes of a folder, is compiled once.
 type runtimeCompiler struct {
 	cfg      *conf.Config
-	programs map[string]*vm.Program
+	programs map[string]compiled
+}
+
+// compiled is a program and its fast form.
+type compiled struct {
+	program *vm.Program
+	fast    fastFn
 }
 
 var runtimeBase = sync.OnceValue(func() *conf.Config {
@@ -244,8 +253,8 @@ func fastFormat(params ...any) (any, error) {
 }
 
 func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
-	if p, ok := rc.programs[src]; ok {
-		return &Expr{Source: src, Pos: pos, program: p}, nil
+	if c, ok := rc.programs[src]; ok {
+		return &Expr{Source: src, Pos: pos, program: c.program, fast: c.fast}, nil
 	}
 	if rc.cfg == nil {
 		// A copy of a shared base: its function tables are only read, and
@@ -253,7 +262,7 @@ func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
 		rc.cfg = new(conf.Config)
 		*rc.cfg = *runtimeBase()
 		rc.cfg.NtCache = nature.Cache{}
-		rc.programs = map[string]*vm.Program{}
+		rc.programs = map[string]compiled{}
 	}
 	tree, err := checker.ParseCheck(src, rc.cfg)
 	if err != nil {
@@ -266,8 +275,12 @@ func (rc *runtimeCompiler) compile(src string, pos Pos) (*Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc.programs[src] = p
-	return &Expr{Source: src, Pos: pos, program: p}, nil
+	c := compiled{program: p}
+	if rc.cfg.ShortCircuit {
+		c.fast = fastCompile(tree.Node)
+	}
+	rc.programs[src] = c
+	return &Expr{Source: src, Pos: pos, program: p, fast: c.fast}, nil
 }
 
 // vms recycles virtual machines: a VM's stack is reset by each run, and
@@ -276,6 +289,16 @@ var vms = sync.Pool{New: func() any { return new(vm.VM) }}
 
 // Eval evaluates the expression against env.
 func (e *Expr) Eval(env Env) (any, error) {
+	if e.fast != nil {
+		if v, ok := e.fast(env); ok {
+			return v, nil
+		}
+	}
+	return e.run(env)
+}
+
+// run evaluates the expression with the VM.
+func (e *Expr) run(env Env) (any, error) {
 	m := vms.Get().(*vm.VM)
 	out, err := m.Run(e.program, env)
 	vms.Put(m)

@@ -133,6 +133,13 @@ func appendRecord(_ context.Context, f *Files, in map[string]any) (*connectors.R
 	return &connectors.Result{Output: map[string]any{"path": path, "line": first, "bytes": len(data)}}, nil
 }
 
+// batchBuffers recycles the buffers batches are encoded into: a batch
+// of 256 credentials is about 80 KB, grown from nothing each time before.
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// maxBatchBuffer bounds the buffers kept for reuse.
+const maxBatchBuffer = 1 << 20
+
 // appendBatch is append's batch form: the lines of all inputs for one
 // path go out in one write, each with its own line number. A dry run
 // plans each write as Run does.
@@ -160,7 +167,7 @@ func appendBatch(ctx context.Context, f *Files, inputs []map[string]any) ([]conn
 		}
 		b := byPath[path]
 		if b == nil {
-			b = &batch{buf: make([]byte, 0, 256*(len(inputs)-i))}
+			b = &batch{buf: (*batchBuffers.Get().(*[]byte))[:0]}
 			byPath[path] = b
 			paths = append(paths, path)
 		}
@@ -175,6 +182,9 @@ func appendBatch(ctx context.Context, f *Files, inputs []map[string]any) ([]conn
 	for _, path := range paths {
 		b := byPath[path]
 		first, err := f.writer(path).write(path, b.buf)
+		if cap(b.buf) <= maxBatchBuffer {
+			batchBuffers.Put(&b.buf) // written: nothing holds it
+		}
 		for j, i := range b.idx {
 			if err != nil {
 				out[i].Err = err

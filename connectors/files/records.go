@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/memberflow/memberflow/connectors"
@@ -63,6 +64,12 @@ type recordReader interface {
 	// its text (a copy); io.EOF at the end.
 	next() (rec map[string]any, line int, raw []byte, err error)
 	pos() (offset int64, lines int)
+	// decodeLater makes next check a JSON record and decode only the
+	// key's field of it (PollRequest.DecodeLater): the record it returns
+	// is then valid until the next call, and undecoded says so of the
+	// last record returned (Event.Undecoded).
+	decodeLater(key string, later bool)
+	undecoded() bool
 }
 
 type jsonlReader struct {
@@ -75,7 +82,23 @@ type jsonlReader struct {
 	// for many lines, each line a slice of it that stays valid once the
 	// next copies go to a new one.
 	copies []byte
+	// later is set by decodeLater: next decodes only keyField (none when
+	// empty) of each record, into scratch; part says the last record was
+	// read so.
+	later    bool
+	keyField []string
+	scratch  map[string]any
+	part     bool
 }
+
+func (j *jsonlReader) decodeLater(key string, later bool) {
+	j.later, j.keyField = later, nil
+	if key != "" {
+		j.keyField = []string{key}
+	}
+}
+
+func (j *jsonlReader) undecoded() bool { return j.part }
 
 // lineCopies is the size of the blocks copies come in.
 const lineCopies = 64 << 10
@@ -124,14 +147,31 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		if len(text) == 0 {
 			continue
 		}
-		rec, err := j.dec.Object(text)
+		// The record's strings share its kept copy, which nothing
+		// changes: one copy of the line, not two.
+		raw := j.keep(text)
+		var rec map[string]any
+		if j.later {
+			if j.scratch == nil {
+				j.scratch = make(map[string]any, 1)
+			}
+			for _, k := range j.keyField {
+				delete(j.scratch, k) // all it can hold
+			}
+			if rec, j.part, err = j.dec.SharedFields(raw, j.keyField, j.scratch); j.part {
+				rec = j.scratch
+			}
+		} else {
+			j.part = false
+			rec, err = j.dec.SharedObject(raw)
+		}
 		if err != nil || rec == nil {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
 			return nil, line, nil, fmt.Errorf("line %d: not a JSON object: %w", line, err)
 		}
-		return rec, line, j.keep(text), nil
+		return rec, line, raw, nil
 	}
 }
 
@@ -212,6 +252,9 @@ func (c *csvReader) next() (map[string]any, int, []byte, error) {
 	return rec, c.baseLines + line, nil, nil
 }
 
+func (c *csvReader) decodeLater(string, bool) {}
+func (c *csvReader) undecoded() bool          { return false }
+
 func (c *csvReader) pos() (int64, int) {
 	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
 }
@@ -266,9 +309,15 @@ func newStreamReader(r io.Reader, formatParam string) (recordReader, error) {
 	return newCSVReader(br)
 }
 
+// fileBuffers recycles the read buffers of file polls: each poll reads
+// through one, and what it returns holds copies (a poll of 1,000 records
+// is about as large as the buffer).
+var fileBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
 // newFileReader reads file from the cursor's position: one seek, whatever
-// the file's size.
-func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordReader, error) {
+// the file's size. br is the buffer it reads through (fileBuffers), not
+// to be used by the caller before it is done with the reader.
+func newFileReader(file *os.File, br *bufio.Reader, cur cursor, formatParam, path string) (recordReader, error) {
 	f, err := format(formatParam, path, func() []byte {
 		b := make([]byte, 4096)
 		n, _ := file.ReadAt(b, 0)
@@ -278,7 +327,8 @@ func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordR
 		return nil, err
 	}
 	if f == "csv" && cur.Offset == 0 {
-		return newCSVReader(bufio.NewReaderSize(file, readBuffer))
+		br.Reset(file)
+		return newCSVReader(br)
 	}
 	var header []string
 	if f == "csv" {
@@ -290,7 +340,7 @@ func newFileReader(file *os.File, cur cursor, formatParam, path string) (recordR
 	if _, err := file.Seek(cur.Offset, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("seeking to the cursor: %w", err)
 	}
-	br := bufio.NewReaderSize(file, readBuffer)
+	br.Reset(file)
 	if f == "jsonl" {
 		return &jsonlReader{r: br, offset: cur.Offset, lines: cur.Line}, nil
 	}
@@ -372,10 +422,15 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			cur = cursor{}
 		}
 		cur.File = fileID(fi)
-		if rd, err = newFileReader(file, cur, formatParam, abs); err != nil {
+		br := fileBuffers.Get().(*bufio.Reader)
+		defer func() { br.Reset(nil); fileBuffers.Put(br) }()
+		if rd, err = newFileReader(file, br, cur, formatParam, abs); err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		}
 	}
+	// The engine may decode records itself, as far as it needs: then
+	// only the key is decoded here.
+	rd.decodeLater(key, req.DecodeLater)
 	n := cur.Records
 	for ; skip > 0; skip-- {
 		if _, _, _, err := rd.next(); err == io.EOF {
@@ -391,6 +446,7 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	// read again from it; stdin keeps the error). Nothing before it waits
 	// for a fix, and nothing after it runs first.
 	var bad error
+	var idBuf []byte
 	for len(res.Events) < batch {
 		beforeOffset, beforeLine := rd.pos()
 		rec, line, raw, err := rd.next()
@@ -425,14 +481,17 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			break
 		}
 		n++
-		fp := fingerprint(rec, raw)
-		res.Events = append(res.Events, connectors.Event{
-			ID:          where + "#" + strconv.Itoa(n) + ":" + fp,
-			Subject:     subject,
-			Fingerprint: fp,
-			Data:        rec,
-			Raw:         raw,
-		})
+		// The ID is where#n:fingerprint, built in one string whose tail
+		// is the fingerprint.
+		idBuf = strconv.AppendInt(append(append(idBuf[:0], where...), '#'), int64(n), 10)
+		idBuf = appendFingerprint(append(idBuf, ':'), rec, raw)
+		id := string(idBuf)
+		fp := id[len(id)-fingerprintLen:]
+		ev := connectors.Event{ID: id, Subject: subject, Fingerprint: fp, Data: rec, Raw: raw}
+		if rd.undecoded() {
+			ev.Data, ev.Undecoded = nil, true // rec holds only the key, till the next record
+		}
+		res.Events = append(res.Events, ev)
 	}
 	cur.Records = n
 	if bad == nil {
@@ -454,9 +513,17 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 // fingerprint is a record's content hash: of its line for JSON Lines (no
 // second encoding), else of its JSON (encoding/json sorts map keys).
 func fingerprint(rec map[string]any, raw []byte) string {
+	return string(appendFingerprint(nil, rec, raw))
+}
+
+// appendFingerprint appends fingerprint(rec, raw) to b.
+func appendFingerprint(b []byte, rec map[string]any, raw []byte) []byte {
 	if raw == nil {
 		raw, _ = json.Marshal(rec)
 	}
 	h := sha256.Sum256(raw)
-	return hex.EncodeToString(h[:8])
+	return hex.AppendEncode(b, h[:8])
 }
+
+// fingerprintLen is a fingerprint's length: 8 bytes in hex.
+const fingerprintLen = 16

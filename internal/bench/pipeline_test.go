@@ -3,6 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,5 +57,54 @@ func TestPipelineWritesEveryKeptMemberOnce(t *testing.T) {
 	res.Written--
 	if err := res.Check(); err == nil {
 		t.Fatal("a missing credential line passed the check")
+	}
+}
+
+// TestPipelineCredentialsMapTheWholeRecord: each credential line is the
+// mapping of its member's whole record, though the trigger decodes only
+// what the condition reads (eligible, score) for the lines it rejects.
+func TestPipelineCredentialsMapTheWholeRecord(t *testing.T) {
+	dir := t.TempDir()
+	res, err := RunPipeline(context.Background(), PipelineOptions{Lines: 2000, Batch: 500, Concurrency: 4, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Check(); err != nil {
+		t.Fatal(err)
+	}
+	members, err := os.ReadFile(filepath.Join(dir, "members.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(members)), "\n") {
+		var m Member
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Kept() {
+			continue
+		}
+		name := m.FirstName + " " + m.LastName
+		cred := map[string]any{"credential": map[string]any{
+			"group_id": 100001, "name": name, "issued_on": m.EligibilityDate,
+			"recipient":         map[string]any{"id": m.ID, "name": name, "email": strings.ToLower(m.Email)},
+			"custom_attributes": map[string]any{"score": m.Score, "plan": m.PlanID},
+		}}
+		b, _ := json.Marshal(cred)
+		want[string(b)] = true
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "credentials.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("%d credential lines, want %d", len(got), len(want))
+	}
+	for _, line := range got {
+		if !want[line] {
+			t.Fatalf("credential %s is no kept member's mapping", line)
+		}
 	}
 }

@@ -15,11 +15,13 @@ package jsondec
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Decoder holds the keys it has seen, to share them between inputs. It
@@ -64,6 +66,174 @@ func (d *Decoder) Object(data []byte) (map[string]any, error) {
 	var rec map[string]any
 	err := json.Unmarshal(data, &rec)
 	return rec, err
+}
+
+// SharedObject decodes data as Object does, but the values' strings
+// share data's memory instead of a copy of it: for a caller that keeps
+// data (a line it holds anyway) and never changes it while the values
+// are used. It saves a copy of every input.
+func (d *Decoder) SharedObject(data []byte) (map[string]any, error) {
+	if len(data) > 0 && data[0] == '{' {
+		if v, ok := d.wholeString(unsafe.String(&data[0], len(data))); ok {
+			return v.(map[string]any), nil
+		}
+	}
+	var rec map[string]any
+	err := json.Unmarshal(data, &rec)
+	return rec, err
+}
+
+// SharedFields reads data as SharedObject does, but decodes only the
+// values of its top-level keys named in fields, into into (which the
+// caller empties first); the others are read and checked, not built.
+// partial reports that. When the fast path gives up (an input it leaves
+// to encoding/json), the whole object is decoded as SharedObject
+// decodes it and returned (partial false), with encoding/json's result
+// or error, and what into holds is to be ignored. So a partial result
+// is given only for input SharedObject accepts, and holds the fields
+// that the whole object holds.
+func (d *Decoder) SharedFields(data []byte, fields []string, into map[string]any) (whole map[string]any, partial bool, err error) {
+	if len(data) > 0 && data[0] == '{' {
+		d.s, d.i, d.dup = unsafe.String(&data[0], len(data)), 0, false
+		ok := d.fieldsObject(fields, into)
+		d.skipSpace()
+		ok = ok && d.i == len(d.s)
+		d.s = ""
+		if ok {
+			return nil, true, nil
+		}
+	}
+	whole, err = d.SharedObject(data)
+	return whole, false, err
+}
+
+// fieldsObject reads the object at d.i as object(1) does, decoding into
+// m only the values of fields.
+func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
+	d.i++ // {
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return true
+	}
+	for {
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return false
+		}
+		k, ok := d.str() // compared, not kept: no need to share it
+		if !ok {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return false
+		}
+		d.i++
+		if f := slices.Index(fields, k); f >= 0 {
+			var v any
+			if v, ok = d.value(1); ok {
+				m[fields[f]] = v
+			}
+		} else {
+			ok = d.skip(1)
+		}
+		if !ok {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// skip reads the value at d.i as value does, building nothing; false
+// where value would give up.
+func (d *Decoder) skip(depth int) bool {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return false
+	}
+	switch c := d.s[d.i]; c {
+	case '{', '[':
+		return d.skipComposite(depth + 1)
+	case '"':
+		_, ok := d.str()
+		return ok
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			_, ok := d.float()
+			return ok
+		}
+		return false
+	}
+}
+
+// skipComposite reads the object or array at d.i as object and array
+// do, building nothing.
+func (d *Decoder) skipComposite(depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	obj := d.s[d.i] == '{'
+	end := byte(']')
+	if obj {
+		end = '}'
+	}
+	d.i++
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == end {
+		d.i++
+		return true
+	}
+	for {
+		d.skipSpace()
+		if obj {
+			if d.i >= len(d.s) || d.s[d.i] != '"' {
+				return false
+			}
+			if _, ok := d.str(); !ok {
+				return false
+			}
+			d.skipSpace()
+			if d.i >= len(d.s) || d.s[d.i] != ':' {
+				return false
+			}
+			d.i++
+		}
+		if !d.skip(depth) {
+			return false
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case end:
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // Value decodes data as one JSON value, as json.Unmarshal into a nil
@@ -117,7 +287,12 @@ func (d *Decoder) Unique(data []byte) (any, bool) {
 
 // whole decodes data on the fast path; false when it gives up.
 func (d *Decoder) whole(data []byte) (any, bool) {
-	d.s, d.i, d.dup = string(data), 0, false
+	return d.wholeString(string(data))
+}
+
+// wholeString decodes s on the fast path; the values' strings share it.
+func (d *Decoder) wholeString(s string) (any, bool) {
+	d.s, d.i, d.dup = s, 0, false
 	v, ok := d.value(0)
 	d.skipSpace()
 	ok = ok && d.i == len(d.s)
@@ -290,11 +465,26 @@ func (d *Decoder) key() (string, bool) {
 	return k, true
 }
 
+// plain marks the bytes a string holds as they are: not a quote, a
+// backslash, a control character or part of a multi-byte character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str decodes the string at d.i (its opening quote).
 func (d *Decoder) str() (string, bool) {
 	d.i++
 	start := d.i
 	for d.i < len(d.s) {
+		for d.i < len(d.s) && plain[d.s[d.i]] {
+			d.i++
+		}
+		if d.i >= len(d.s) {
+			break
+		}
 		c := d.s[d.i]
 		switch {
 		case c == '"':
@@ -413,6 +603,27 @@ func (d *Decoder) hex4(i int) rune {
 
 // number decodes a JSON number (its grammar checked here) as float64.
 func (d *Decoder) number() (any, bool) {
+	f, ok := d.float()
+	if !ok {
+		return nil, false
+	}
+	if n := int(f); float64(n) == f && n >= 0 && n < len(smallFloats) && !math.Signbit(f) {
+		return smallFloats[n], true // boxed once: scores, counts, flags
+	}
+	return f, true
+}
+
+// smallFloats are the whole numbers 0 to 1023 as float64 in interfaces.
+var smallFloats = func() (t [1024]any) {
+	for i := range t {
+		t[i] = float64(i)
+	}
+	return t
+}()
+
+// float decodes a JSON number as float64; false when it is not one, or
+// is out of a float64's range.
+func (d *Decoder) float() (float64, bool) {
 	start := d.i
 	if d.s[d.i] == '-' {
 		d.i++
@@ -428,14 +639,14 @@ func (d *Decoder) number() (any, bool) {
 	if d.i < len(d.s) && d.s[d.i] == '0' {
 		d.i++
 	} else if digits() == 0 {
-		return nil, false
+		return 0, false
 	}
 	integer := true
 	if d.i < len(d.s) && d.s[d.i] == '.' {
 		d.i++
 		integer = false
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
@@ -445,7 +656,7 @@ func (d *Decoder) number() (any, bool) {
 			d.i++
 		}
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	text := d.s[start:d.i]
@@ -466,7 +677,7 @@ func (d *Decoder) number() (any, bool) {
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	if err != nil {
-		return nil, false
+		return 0, false
 	}
 	return f, true
 }

@@ -18,10 +18,41 @@ func agree(t *testing.T, d *Decoder, line string) {
 	wantErr := json.Unmarshal([]byte(line), &want)
 	got, err := d.Object([]byte(line))
 	same(t, "Object", line, got, want, err, wantErr)
+	got, err = d.SharedObject([]byte(line))
+	same(t, "SharedObject", line, got, want, err, wantErr)
+	agreeFields(t, d, line, want, wantErr)
 	var wantAny any
 	wantErr = json.Unmarshal([]byte(line), &wantAny)
 	gotAny, err := d.Value([]byte(line))
 	same(t, "Value", line, gotAny, wantAny, err, wantErr)
+}
+
+// agreeFields checks SharedFields against the whole object (want, or
+// wantErr): a partial result is the object's named fields, given only
+// for an object that decodes; otherwise the result is the whole
+// object's, or its error.
+func agreeFields(t *testing.T, d *Decoder, line string, want map[string]any, wantErr error) {
+	t.Helper()
+	for _, fields := range [][]string{nil, {"id"}, {"a", "n", "s", "dup", "users", "d", "eligible", "score"}} {
+		got := map[string]any{"stale": true}
+		clear(got)
+		whole, partial, err := d.SharedFields([]byte(line), fields, got)
+		if !partial {
+			got = whole
+			same(t, fmt.Sprintf("SharedFields %q (whole)", fields), line, got, want, err, wantErr)
+			continue
+		}
+		if wantErr != nil || err != nil {
+			t.Fatalf("SharedFields %q %q: a partial result (error %v) for input encoding/json refuses (%v)", fields, line, err, wantErr)
+		}
+		sub := map[string]any{}
+		for _, f := range fields {
+			if v, ok := want[f]; ok {
+				sub[f] = v
+			}
+		}
+		same(t, fmt.Sprintf("SharedFields %q", fields), line, got, sub, err, nil)
+	}
 }
 
 func same[T any](t *testing.T, how, line string, got, want T, err, wantErr error) {
@@ -132,6 +163,29 @@ func BenchmarkDecodeLine(b *testing.B) {
 		for b.Loop() {
 			if _, err := d.Object(line); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	// The line kept, its strings sharing it (the files trigger).
+	b.Run("jsondec-shared", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &Decoder{}
+		for b.Loop() {
+			if _, err := d.SharedObject(line); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Checked, with only what a condition reads decoded, into a reused
+	// map (the engine, for a line its when may skip).
+	b.Run("jsondec-fields", func(b *testing.B) {
+		b.ReportAllocs()
+		d := &Decoder{}
+		fields, m := []string{"eligible", "score"}, map[string]any{}
+		for b.Loop() {
+			clear(m)
+			if _, partial, err := d.SharedFields(line, fields, m); err != nil || !partial {
+				b.Fatal(partial, err)
 			}
 		}
 	})

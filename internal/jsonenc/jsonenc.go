@@ -10,6 +10,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -18,8 +20,28 @@ import (
 // json.RawMessage, NaN or an infinity), with b then partly written.
 func Append(b []byte, v any) ([]byte, bool) { return appendValue(b, v, 0) }
 
-// Marshal is json.Marshal, faster for the values Append takes.
-func Marshal(v any) ([]byte, error) { return AppendMarshal(make([]byte, 0, 256), v) }
+// Marshal is json.Marshal, faster for the values Append takes. It
+// encodes into a recycled buffer and returns a copy of exactly the
+// encoding's size: one allocation, none of it grown and left behind.
+func Marshal(v any) ([]byte, error) {
+	bp := scratch.Get().(*[]byte)
+	b, err := AppendMarshal((*bp)[:0], v)
+	var out []byte
+	if err == nil {
+		out = append([]byte(nil), b...)
+	}
+	if cap(b) <= maxScratch {
+		*bp = b[:0]
+		scratch.Put(bp)
+	}
+	return out, err
+}
+
+// scratch recycles Marshal's buffers; one that grew past maxScratch
+// (a large value) is left to the collector.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxScratch = 64 << 10
 
 // AppendMarshal appends v to b as json.Marshal encodes it, through
 // encoding/json for the values Append leaves to it. On an error b comes
@@ -61,21 +83,35 @@ func appendValue(b []byte, v any, depth int) ([]byte, bool) {
 		if x == nil {
 			return append(b, "null"...), true
 		}
-		var stack [16]string
-		keys := stack[:0]
-		for k := range x {
-			keys = append(keys, k)
+		// The entries sorted by key, so that each value is read once: a
+		// mapping's objects are small, sorted in a stack array by
+		// insertion.
+		var stack smallMap
+		var kvs []entry
+		if len(x) <= len(stack) {
+			kvs = stack[:0]
+			for k, v := range x {
+				kvs = append(kvs, entry{k, v})
+				for j := len(kvs) - 1; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+					kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+				}
+			}
+		} else {
+			kvs = make([]entry, 0, len(x))
+			for k, v := range x {
+				kvs = append(kvs, entry{k, v})
+			}
+			slices.SortFunc(kvs, func(a, b entry) int { return strings.Compare(a.k, b.k) })
 		}
-		slices.Sort(keys)
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, kv := range kvs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = appendString(b, kv.k)
 			b = append(b, ':')
 			var ok bool
-			if b, ok = appendValue(b, x[k], depth+1); !ok {
+			if b, ok = appendValue(b, kv.v, depth+1); !ok {
 				return b, false
 			}
 		}
@@ -98,6 +134,15 @@ func appendValue(b []byte, v any, depth int) ([]byte, bool) {
 	}
 	return b, false
 }
+
+// entry is a map's entry; smallMap holds the entries of a map small
+// enough to sort on the stack.
+type entry struct {
+	k string
+	v any
+}
+
+type smallMap [16]entry
 
 // appendFloat is encoding/json's float64 form: like %g, with
 // ECMAScript's exponent cut-offs and no padded exponent.
@@ -125,12 +170,26 @@ func appendFloat(b []byte, f float64) ([]byte, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// safe marks the ASCII bytes a string is written with as they are.
+var safe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString quotes s as encoding/json does (HTML characters,
 // U+2028 and U+2029 escaped, invalid UTF-8 replaced).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && safe[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++

@@ -63,3 +63,30 @@ func FuzzAppend(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMarshalCredential encodes a file job step's input (a
+// credential, ~350 bytes): Marshal, and the form before it (a new
+// 256-byte buffer, grown).
+func BenchmarkMarshalCredential(b *testing.B) {
+	in := map[string]any{"path": "credentials.jsonl", "record": map[string]any{"credential": map[string]any{
+		"group_id": 100001, "name": "Grace Hopper", "issued_on": "2026-03-14",
+		"recipient":         map[string]any{"id": "m00000001", "name": "Grace Hopper", "email": "grace.hopper.1@example.org"},
+		"custom_attributes": map[string]any{"score": 83.0, "plan": "premium"},
+	}}}
+	b.Run("Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Marshal(in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("grown", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := AppendMarshal(make([]byte, 0, 256), in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
