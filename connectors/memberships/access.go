@@ -147,6 +147,22 @@ func userLocations(u map[string]any) string {
 	return fmt.Sprint(roles["locationIds"])
 }
 
+// locationIDs is a create's or update's locationIds, as a recipe's input
+// (decoded JSON) or a Go caller's gives it.
+func locationIDs(in map[string]any) []string {
+	switch v := in["locationIds"].(type) {
+	case []any:
+		ids := make([]string, len(v))
+		for i, x := range v {
+			ids[i], _ = x.(string)
+		}
+		return ids
+	case []string:
+		return v
+	}
+	return nil
+}
+
 // checkLocationIDs refuses, for an agency connection, a create or update
 // whose locationIds names another location than the connection's: the
 // token could write there (a location token would be refused by the
@@ -155,17 +171,7 @@ func (c *Client) checkLocationIDs(op string, in map[string]any) error {
 	if c.access != AccessAgency {
 		return nil
 	}
-	var ids []string
-	switch v := in["locationIds"].(type) {
-	case []any:
-		for _, x := range v {
-			s, _ := x.(string)
-			ids = append(ids, s)
-		}
-	case []string:
-		ids = v
-	}
-	for _, id := range ids {
+	for _, id := range locationIDs(in) {
 		if id != c.locationID {
 			return fmt.Errorf("memberships.%s: locationIds names %s, outside the connection's location %s (an agency token could write there; the connection keeps to its location)", op, id, c.locationID)
 		}

@@ -276,17 +276,8 @@ func settleCreateUser(ctx context.Context, conn connectors.Conn, in map[string]a
 		company = c.companyID
 	}
 	location := c.locationID
-	switch ids := in["locationIds"].(type) {
-	case []any:
-		if len(ids) > 0 {
-			if s, ok := ids[0].(string); ok && s != "" {
-				location = s
-			}
-		}
-	case []string:
-		if len(ids) > 0 && ids[0] != "" {
-			location = ids[0]
-		}
+	if ids := locationIDs(in); len(ids) > 0 && ids[0] != "" {
+		location = ids[0]
 	}
 	users, err := c.usersByEmail(ctx, "create_user", company, location, email)
 	if err != nil {
