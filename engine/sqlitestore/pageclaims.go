@@ -198,8 +198,10 @@ func (s *Store) prepareClaims(p func(db *sql.DB, q string) *sql.Stmt) {
 	s.dropClaim = p(s.w, `DELETE FROM page_claims WHERE id = ?`)
 	s.renewClaims = p(s.w, `UPDATE page_claims SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`)
 	s.ownerPaged = p(s.w, `SELECT claim, run FROM page_runs WHERE owner = ?`)
-	s.notRuns = p(s.w, `SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM runs)`)
+	s.notRuns = p(s.w, `SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM runs) AND value NOT IN (SELECT run FROM page_ended)`)
 	s.claimLeases = p(s.w, `SELECT id, lease_until FROM page_claims WHERE id IN (SELECT value FROM json_each(?))`)
+	s.insOutcomes = p(s.w, `INSERT INTO page_outcomes (first_run, last_run, runs, first_finished, last_finished, rows) VALUES (?, ?, ?, ?, ?, ?)`)
+	s.insEnded = p(s.w, `INSERT INTO page_ended (run) SELECT value FROM json_each(?)`)
 }
 
 // claimPage is the page claim of an advance being built: the runs it
@@ -410,7 +412,7 @@ func (s *Store) writeOut(tx *sql.Tx, claim int64, ids []int64) error {
 	if err != nil {
 		return err
 	}
-	if err := s.shrinkClaim(tx, claim, int64(len(gone))); err != nil {
+	if _, err := s.shrinkClaim(tx, claim, int64(len(gone))); err != nil {
 		return err
 	}
 	s.forget(gone)
@@ -445,12 +447,13 @@ func (s *Store) insertPaged(tx *sql.Tx, paged map[int64]*pagedRun, whose string)
 }
 
 // pagedSelect reads the runs of page claims p that are not rows of runs
-// yet; the caller adds the condition on p and j.
+// yet and did not end in a page outcome; the caller adds the condition on p and j.
 const pagedSelect = `SELECT p.id, p.recipe, p.owner, p.lease_until,
 		j.value->>'id', j.value->>'event', j.value->>'okey', coalesce(j.value->>'chain', ''), j.value->>'created',
 		coalesce(j.value->'intent', ''), coalesce(j.value->'intent'->>'idx', -1)
 	FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id, json_each(c.runs) j
-	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value->>'id') AND `
+	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value->>'id')
+	  AND NOT EXISTS (SELECT 1 FROM page_ended x WHERE x.run = j.value->>'id') AND `
 
 // queryPaged returns the paged runs that match cond (on p, the claim, and
 // j, the run), by run ID.
@@ -498,6 +501,9 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 	done := map[int]bool{}
 	taken := map[int64]int64{} // runs written out, by claim
 	var running, finals, steps, echoes [][]any
+	// The runs that end here, by claim, while each could go into a page
+	// outcome (outcomes.go); nil for a claim once one cannot.
+	ending := map[int64][]outcomeRun{}
 	for i := range writes {
 		w := &writes[i]
 		pr := paged[w.Lease.RunID]
@@ -522,22 +528,50 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 		if err := s.faultAt("fin", w.Fin); err != nil {
 			return nil, err
 		}
-		finals = append(finals, pr.finalRow(w.Fin))
+		run := outcomeRun{final: pr.finalRow(w.Fin)}
 		if pr.intentIdx >= 0 && !slices.ContainsFunc(w.Steps, func(r engine.StepRecord) bool { return r.Index == pr.intentIdx }) {
 			in, err := pr.intentArgs()
 			if err != nil {
 				return nil, err
 			}
-			steps = append(steps, in)
+			run.steps = append(run.steps, in)
 		}
+		wrote := false
 		for j := range w.Steps {
 			r := &w.Steps[j]
-			steps = append(steps, stepArgs(r))
+			run.steps = append(run.steps, stepArgs(r))
 			for _, e := range r.Wrote {
 				echoes = append(echoes, echoArgs(r, e))
+				wrote = true
 			}
 		}
 		done[i] = true
+		// A run that wrote a record is looked up by its echoes (its
+		// recipe and chain): it stays a row.
+		if outs, ok := ending[pr.claim]; (ok && outs == nil) || wrote || !outcomeStatus(w.Fin.Status) || s.rowsOnly {
+			for _, o := range append(outs, run) {
+				finals = append(finals, o.final)
+				steps = append(steps, o.steps...)
+			}
+			ending[pr.claim] = nil
+			continue
+		}
+		ending[pr.claim] = append(ending[pr.claim], run)
+	}
+	// The runs of a claim that end here become one page outcome when
+	// each could, else rows.
+	for claim, n := range taken {
+		left, err := s.shrinkClaim(tx, claim, n)
+		if err != nil {
+			return nil, err
+		}
+		outs := ending[claim]
+		if len(outs) == 0 {
+			continue
+		}
+		if err := s.saveOutcomes(tx, outs, left > 0); err != nil {
+			return nil, err
+		}
 	}
 	if err := execRows(tx, &s.insRuns, running); err != nil {
 		return nil, fmt.Errorf("writing out %d runs claimed with a page: %w", len(running), err)
@@ -550,11 +584,6 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 	}
 	if err := execRows(tx, &s.upEchoes, echoes); err != nil {
 		return nil, fmt.Errorf("remembering the writes of %d runs claimed with a page: %w", len(finals), err)
-	}
-	for claim, n := range taken {
-		if err := s.shrinkClaim(tx, claim, n); err != nil {
-			return nil, err
-		}
 	}
 	// The runs written out, and any this handle remembered that were
 	// rows already, are forgotten, even if the transaction rolls back:
@@ -637,17 +666,16 @@ func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error)
 
 // shrinkClaim counts n runs of claim written out, and deletes the claim
 // once none is left.
-func (s *Store) shrinkClaim(tx *sql.Tx, claim, n int64) error {
-	var left int64
+func (s *Store) shrinkClaim(tx *sql.Tx, claim, n int64) (left int64, err error) {
 	if err := tx.Stmt(s.takeClaim).QueryRow(n, claim).Scan(&left); err != nil {
-		return fmt.Errorf("counting the runs left in page claim %d: %w", claim, err)
+		return 0, fmt.Errorf("counting the runs left in page claim %d: %w", claim, err)
 	}
 	if left <= 0 {
 		if _, err := tx.Stmt(s.dropClaim).Exec(claim); err != nil {
-			return fmt.Errorf("deleting page claim %d: %w", claim, err)
+			return 0, fmt.Errorf("deleting page claim %d: %w", claim, err)
 		}
 	}
-	return nil
+	return left, nil
 }
 
 // writeOutClaims writes the runs of the page claims that match cond (on
@@ -669,16 +697,35 @@ func (s *Store) writeOutClaims(tx *sql.Tx, cond string, args ...any) error {
 	return nil
 }
 
-// writeOutPages writes every page claim out before an operator's read,
-// so that what it reads is rows: a run claimed with a page a moment ago
-// is listed as running, its intent journaled. Without page claims it
-// costs one read.
+// writeOutPages writes every page claim and page outcome out before an
+// operator's read, so that what it reads is rows: a run claimed with a
+// page a moment ago is listed as running, its intent journaled, and the
+// runs of a page outcome as they ended. Without either it costs one
+// read.
 func (s *Store) writeOutPages(ctx context.Context) error {
-	var any bool
-	if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM page_claims)`).Scan(&any); err != nil {
+	var claims, outcomes bool
+	if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM page_claims), EXISTS (SELECT 1 FROM page_outcomes)`).Scan(&claims, &outcomes); err != nil {
 		return fmt.Errorf("looking for page claims: %w", err)
 	}
-	if !any {
+	if claims {
+		if err := s.write(ctx, func(tx *sql.Tx) error { return s.writeOutClaims(tx, `1`) }); err != nil {
+			return err
+		}
+	}
+	if outcomes {
+		return s.expandAllOutcomes(ctx)
+	}
+	return nil
+}
+
+// writeOutClaimsNow writes every page claim out, in one transaction;
+// without any it costs one read.
+func (s *Store) writeOutClaimsNow(ctx context.Context) error {
+	var claims bool
+	if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM page_claims)`).Scan(&claims); err != nil {
+		return fmt.Errorf("looking for page claims: %w", err)
+	}
+	if !claims {
 		return nil
 	}
 	return s.write(ctx, func(tx *sql.Tx) error { return s.writeOutClaims(tx, `1`) })

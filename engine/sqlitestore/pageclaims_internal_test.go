@@ -47,8 +47,10 @@ func TestIntentInAClaimReadsBackAsItsJournalLine(t *testing.T) {
 }
 
 // TestAPageRunIsOneRowWrittenOnce: a run claimed with its page is no row
-// of runs until its outcome, which inserts it finished (no update), and
-// the claim is gone, both its rows, once every run of it is recorded.
+// of runs until its outcome; runs of the claim that end together are one
+// page outcome, counted out of the claim, which is gone, both its rows,
+// once every run of it is recorded; a read writes each out as one row,
+// inserted finished (no update).
 func TestAPageRunIsOneRowWrittenOnce(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
@@ -87,23 +89,50 @@ func TestAPageRunIsOneRowWrittenOnce(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
-	var finished int
-	if err := s.r.QueryRow(`SELECT count(*) FROM runs WHERE status = 'succeeded' AND attempts = 1 AND owner IS NULL`).Scan(&finished); err != nil {
+	// The two ended together: one page outcome, listed out of the claim,
+	// which holds the third.
+	if runs, steps, outcomes, ended, claims := count("runs"), count("steps"), count("page_outcomes"), count("page_ended"), count("page_claims"); runs != 0 || steps != 0 || outcomes != 1 || ended != 2 || claims != 1 {
+		t.Fatalf("after two outcomes: %d runs, %d steps, %d page outcomes, %d runs ended out of their claim, %d claims; want 0, 0, 1, 2, 1",
+			runs, steps, outcomes, ended, claims)
+	}
+	var held []int64
+	rows, err := s.r.Query(`SELECT run FROM page_runs`)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if finished != 2 || count("steps") != 2 || count("page_claims") != 1 {
-		t.Fatalf("after two outcomes: %d runs succeeded, %d step rows, %d claims; want 2, 2 (no intent row left) and the claim holding the third",
-			finished, count("steps"), count("page_claims"))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, id)
+	}
+	rows.Close()
+	if len(held) != 1 || held[0] != enq[2].RunID {
+		t.Fatalf("page_runs lists %v; want only the third run, %d", held, enq[2].RunID)
 	}
 	last := enq[2]
 	if err := s.Record(ctx, last.Run.Lease(), nil, &engine.Completion{RunID: last.RunID, Status: engine.RunSucceeded, Finished: now}); err != nil {
 		t.Fatal(err)
 	}
-	if claims, held, steps := count("page_claims"), count("page_claim_runs"), count("steps"); claims != 0 || held != 0 || steps != 3 {
-		t.Fatalf("after the last outcome: %d claims, %d claims' runs, %d steps; want none, none, and the third run's intent kept", claims, held, steps)
+	if claims, held, ended, outcomes := count("page_claims"), count("page_claim_runs"), count("page_ended"), count("page_outcomes"); claims != 0 || held != 0 || ended != 0 || outcomes != 2 {
+		t.Fatalf("after the last outcome: %d claims, %d claims' runs, %d ended, %d page outcomes; want none, none, none, 2", claims, held, ended, outcomes)
 	}
 	if len(s.paged) != 0 {
 		t.Errorf("the handle still remembers %d claimed runs", len(s.paged))
+	}
+	// An operator's read writes them out: each run one row, finished as
+	// its outcome says, with its step (the third's intent kept).
+	list, err := s.ListRuns(ctx, engine.RunFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finished int
+	if err := s.r.QueryRow(`SELECT count(*) FROM runs WHERE status = 'succeeded' AND attempts = 1 AND owner IS NULL`).Scan(&finished); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || finished != 3 || count("steps") != 3 || count("page_outcomes") != 0 {
+		t.Fatalf("after a read: %d runs listed, %d rows succeeded, %d steps, %d page outcomes; want 3, 3, 3, 0", len(list), finished, count("steps"), count("page_outcomes"))
 	}
 }
 

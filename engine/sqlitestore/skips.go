@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
@@ -216,6 +217,11 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 		if err := s.writeOutClaims(tx, `1`); err != nil {
 			return err
 		}
+		// A page outcome some of whose runs ended after the cut is
+		// written out, and pruned as rows.
+		if _, err := s.expandOutcomesWhere(tx, true, `first_finished < ?1 AND last_finished >= ?1`, before); err != nil {
+			return err
+		}
 		// Finished runs that are not dead letters; their events' data is
 		// cleared, their IDs kept (dedup), unless another run still needs it.
 		if _, err := tx.Exec(`CREATE TEMP TABLE IF NOT EXISTS prune_runs (id INTEGER PRIMARY KEY, event INTEGER NOT NULL)`); err != nil {
@@ -227,6 +233,11 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 		if _, err := tx.Exec(`INSERT INTO temp.prune_runs SELECT id, event FROM runs
 			WHERE status IN ('succeeded', 'skipped', 'suppressed') AND finished IS NOT NULL AND finished < ?`, before); err != nil {
 			return fmt.Errorf("selecting finished runs: %w", err)
+		}
+		// Those of page outcomes that ended before it go whole.
+		runs, steps, err := s.prunableOutcomes(tx, before)
+		if err != nil {
+			return err
 		}
 		res, err := tx.Exec(`DELETE FROM steps WHERE run IN (SELECT id FROM temp.prune_runs)`)
 		if err != nil {
@@ -249,6 +260,11 @@ func (s *Store) Prune(ctx context.Context, p engine.Prune) (*engine.Pruned, erro
 			return fmt.Errorf("deleting runs: %w", err)
 		}
 		out.Runs, _ = res.RowsAffected()
+		if _, err := tx.Exec(`DELETE FROM page_outcomes WHERE last_finished < ?`, before); err != nil {
+			return fmt.Errorf("deleting page outcomes: %w", err)
+		}
+		out.Runs += runs
+		out.Steps += steps
 		res, err = tx.Exec(`DELETE FROM skip_pages WHERE created < ?`, before)
 		if err != nil {
 			return fmt.Errorf("deleting skip pages: %w", err)
@@ -287,4 +303,65 @@ func (s *Store) size() int64 {
 		}
 	}
 	return n
+}
+
+// prunableOutcomes adds the runs of the page outcomes whose runs all
+// ended before the cut (nanoseconds) to temp.prune_runs, for their
+// events' data to be cleared, and counts them and their steps. The
+// outcomes are read a chunk at a time.
+func (s *Store) prunableOutcomes(tx *sql.Tx, before int64) (runs, steps int64, err error) {
+	for after := int64(0); ; {
+		rows, err := tx.Query(`SELECT id, rows FROM page_outcomes WHERE last_finished < ? AND id > ? ORDER BY id LIMIT ?`, before, after, expandChunk)
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
+		}
+		var pairs []int64 // run, event
+		n := 0
+		for rows.Next() {
+			var blob []byte
+			if err := rows.Scan(&after, &blob); err != nil {
+				rows.Close()
+				return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
+			}
+			outs, err := decodeOutcomes(blob)
+			if err != nil {
+				rows.Close()
+				return 0, 0, fmt.Errorf("reading page outcome %d: %w", after, err)
+			}
+			n++
+			for _, r := range outs {
+				pairs = append(pairs, r.final[0].(int64), r.final[1].(int64))
+				steps += int64(len(r.steps))
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
+		}
+		if n == 0 {
+			return runs, steps, nil
+		}
+		runs += int64(len(pairs) / 2)
+		if _, err := tx.Exec(`INSERT INTO temp.prune_runs (id, event)
+			SELECT value->>0, value->>1 FROM json_each(?)`, pairList(pairs)); err != nil {
+			return 0, 0, fmt.Errorf("selecting the runs of page outcomes: %w", err)
+		}
+	}
+}
+
+// pairList is pairs (a, b, a, b, …) as a JSON array of [a, b].
+func pairList(pairs []int64) string {
+	b := make([]byte, 0, 20*len(pairs)+2)
+	b = append(b, '[')
+	for i := 0; i < len(pairs); i += 2 {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, pairs[i], 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, pairs[i+1], 10)
+		b = append(b, ']')
+	}
+	return string(append(b, ']'))
 }

@@ -180,6 +180,9 @@ CREATE TABLE poll_leases (
 	// 9: subject states are appended to a log and merged into
 	// subject_states in bulk (statelog.go).
 	stateLogMigration,
+	// 10: the runs a page claim holds that end together are one row
+	// until read (outcomes.go).
+	pageOutcomesMigration,
 }
 
 // Options tune the store.
@@ -244,6 +247,7 @@ type Store struct {
 	// those inserted finished.
 	insFinal                                                                                    multiStmt
 	insClaim, insClaimRuns, takeClaim, dropClaim, renewClaims, ownerPaged, notRuns, claimLeases *sql.Stmt
+	insOutcomes, insEnded                                                                       *sql.Stmt
 	// paged remembers the runs this handle's advances claimed, by ID,
 	// until each is written out.
 	pagedMu sync.Mutex
@@ -252,6 +256,9 @@ type Store struct {
 	busy, commits, writes atomic.Int64
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
+	// rowsOnly writes every ended run as rows, never as a page outcome
+	// (tests only: they compare the two).
+	rowsOnly bool
 
 	// wal is the write-ahead log this process opened (nil when there was
 	// none to see at open): while the store is open SQLite never deletes
@@ -497,7 +504,8 @@ func (s *Store) prepare() error {
 	// The IDs SQLite would give next (the largest plus one, as for a
 	// rowid without AUTOINCREMENT).
 	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events),
-		max((SELECT coalesce(max(id), 0) FROM runs), (SELECT coalesce(max(last_run), 0) FROM page_claims))`)
+		max((SELECT coalesce(max(id), 0) FROM runs), (SELECT coalesce(max(last_run), 0) FROM page_claims),
+			(SELECT coalesce(max(last_run), 0) FROM page_outcomes))`)
 	s.setVersion = p(s.w, `UPDATE runs SET version = ? WHERE id = ?`)
 	s.upCursor = p(s.w, `INSERT INTO cursors (recipe, cursor, updated) VALUES (?, ?, ?)
 		ON CONFLICT (recipe) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated`)
@@ -1432,7 +1440,9 @@ func (s *Store) ReleaseOwner(ctx context.Context, owner string) (int, error) {
 
 // Steps implements engine.Journal.
 func (s *Store) Steps(ctx context.Context, runID int64) ([]engine.StepRecord, error) {
-	if err := s.writeOutPages(ctx); err != nil {
+	// The journal of a run being resumed: a run in a page outcome has
+	// ended, and an operator's read wrote the outcomes out already.
+	if err := s.writeOutClaimsNow(ctx); err != nil {
 		return nil, err
 	}
 	return s.steps(ctx, s.getSteps, runID)
@@ -1609,7 +1619,13 @@ func scanRun(sc interface{ Scan(...any) error }, extra ...any) (*engine.RunInfo,
 
 // ListRuns implements engine.Inspector, newest first.
 func (s *Store) ListRuns(ctx context.Context, f engine.RunFilter) ([]engine.RunInfo, error) {
-	if err := s.writeOutPages(ctx); err != nil {
+	// A list of runs queued, running or dead has none of a page outcome
+	// (the runner's check for queued runs at its end, the dead letters).
+	writeOut := s.writeOutPages
+	if f.Status != "" && !outcomeStatus(f.Status) {
+		writeOut = s.writeOutClaimsNow
+	}
+	if err := writeOut(ctx); err != nil {
 		return nil, err
 	}
 	var where []string
@@ -1697,6 +1713,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 	var found bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		found = false
+		// A run of a page outcome is told apart from no run.
+		if _, err := s.expandOutcomes(tx, true); err != nil {
+			return err
+		}
 		var status string
 		err := tx.QueryRow(`SELECT status FROM runs WHERE id = ?`, id).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {

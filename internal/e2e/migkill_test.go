@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
+	"github.com/memberflow/memberflow/engine"
 	"github.com/memberflow/memberflow/engine/pgstore"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
@@ -75,7 +76,18 @@ func TestSQLiteMigrationKilledMidwayLosesNothing(t *testing.T) {
 		db.QueryRow(`SELECT count(*) FROM runs WHERE status = 'succeeded'`).Scan(&n)
 		return n
 	})
-	for _, q := range []string{
+	// The runs kept as page outcomes written out as rows, as version 8
+	// kept them (a read does it).
+	if st, err := sqlitestore.Open(path, sqlitestore.Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		_, err := st.ListRuns(ctx, engine.RunFilter{Status: engine.RunSucceeded, Limit: 1})
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range append([]string{
 		// The states' log merged into subject_states (newest first), as
 		// version 8 kept them.
 		`INSERT INTO subject_states (recipe, subject, state)
@@ -84,7 +96,7 @@ func TestSQLiteMigrationKilledMidwayLosesNothing(t *testing.T) {
 		 ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`,
 		`DROP TABLE subject_state_log`, `DROP TABLE subject_state_merged`, `DELETE FROM sqlite_sequence`,
 		`UPDATE schema_version SET version = 8`,
-	} {
+	}, sqliteV10Undone...) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -367,10 +379,20 @@ func (s *sqliteMig) oldSchema(t *testing.T) {
 	}
 }
 
+// sqliteV10Undone undoes migration 10 (page outcomes, none left): its
+// tables dropped, the view of version 8 put back.
+var sqliteV10Undone = []string{
+	`DROP TRIGGER IF EXISTS page_claim_deleted`, `DROP TABLE IF EXISTS page_ended`, `DROP TABLE IF EXISTS page_outcomes`,
+	`DROP VIEW page_runs`, `CREATE VIEW page_runs AS
+	SELECT p.id AS claim, p.recipe, p.owner, p.lease_until, j.key AS okey, j.value AS run
+	FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id, json_each(c.keys) j
+	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value)`,
+}
+
 func (s *sqliteMig) putBack(t *testing.T) {
 	t.Helper()
-	for _, q := range []string{`DROP TABLE IF EXISTS subject_state_log`, `DROP TABLE IF EXISTS subject_state_merged`,
-		`DELETE FROM sqlite_sequence`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, s.old)} {
+	for _, q := range append([]string{`DROP TABLE IF EXISTS subject_state_log`, `DROP TABLE IF EXISTS subject_state_merged`,
+		`DELETE FROM sqlite_sequence`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, s.old)}, sqliteV10Undone...) {
 		if _, err := s.db.Exec(q); err != nil && !strings.Contains(err.Error(), "no such table") {
 			t.Fatalf("%s: %v", q, err)
 		}
