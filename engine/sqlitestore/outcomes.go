@@ -40,6 +40,9 @@ const pageOutcomesMigration = `CREATE TABLE page_outcomes (
 	last_finished  INTEGER NOT NULL, -- it whole, or writes it out first
 	rows           BLOB    NOT NULL  -- the runs' rows (encodeOutcomes)
 );
+-- The next run ID is above the last any outcome holds: found in the index
+-- at every advance, not by a scan of the outcomes.
+CREATE INDEX page_outcomes_last_run ON page_outcomes(last_run);
 -- The runs of live page claims that ended in a page outcome.
 CREATE TABLE page_ended (run INTEGER PRIMARY KEY);
 CREATE TRIGGER page_claim_deleted AFTER DELETE ON page_claims BEGIN
@@ -227,13 +230,15 @@ func (s *Store) saveOutcomes(tx *sql.Tx, runs []outcomeRun, held bool) error {
 		first, last = min(first, id), max(last, id)
 		firstFin, lastFin = min(firstFin, fin), max(lastFin, fin)
 	}
-	blob, err := encodeOutcomes(make([]byte, 0, outcomeSize(runs)), runs)
+	// The buffer is the writer's, reused: the driver copies what it binds.
+	blob, err := encodeOutcomes(slices.Grow(s.outcomeBuf[:0], outcomeSize(runs)), runs)
 	if err != nil {
 		return fmt.Errorf("keeping the outcomes of runs %d–%d: %w", first, last, err)
 	}
 	if _, err := tx.Stmt(s.insOutcomes).Exec(first, last, len(runs), firstFin, lastFin, blob); err != nil {
 		return fmt.Errorf("keeping the outcomes of runs %d–%d: %w", first, last, err)
 	}
+	s.outcomeBuf = blob
 	if !held {
 		return nil
 	}

@@ -256,6 +256,8 @@ type Store struct {
 	busy, commits, writes atomic.Int64
 	// fault fails a write at a named point (tests only).
 	fault func(point string, fin *engine.Completion) error
+	// outcomeBuf is the writer's buffer for a page outcome's rows.
+	outcomeBuf []byte
 	// rowsOnly writes every ended run as rows, never as a page outcome
 	// (tests only: they compare the two).
 	rowsOnly bool
