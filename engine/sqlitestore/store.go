@@ -233,10 +233,10 @@ type Store struct {
 	// RecordMany's (journal.go): multi-row writes and the leases of many
 	// runs at once.
 	upSteps, upEchoes, finRuns multiStmt
-	// Advance's: the events and runs of a page, its states, the event
-	// IDs seen before, and the last IDs given.
+	// Advance's: the events and runs of a page, its states, the events
+	// it stored, and the last IDs given.
 	insEvents, insRuns, insStateLog, upStates multiStmt
-	seenEvents, lastIDs, stateLogSpan         *sql.Stmt
+	eventsFrom, lastIDs, stateLogSpan         *sql.Stmt
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -481,7 +481,8 @@ func (s *Store) prepare() error {
 	}
 	for k := 0; k <= maxRowsLog; k++ {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-		VALUES `+rowsOf(eventCols, 1<<k))
+		VALUES `+rowsOf(eventCols, 1<<k)+`
+		ON CONFLICT (recipe, event_id) DO NOTHING`)
 		s.insStateLog[k] = p(s.w, `INSERT INTO subject_state_log (recipe, subject, state) VALUES `+rowsOf(3, 1<<k))
 		s.upStates[k] = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES `+rowsOf(3, 1<<k)+`
 		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
@@ -493,7 +494,8 @@ func (s *Store) prepare() error {
 		(SELECT through FROM subject_state_merged)`)
 	s.getMerged = p(s.r, `SELECT through FROM subject_state_merged`)
 	s.getStateLog = p(s.r, `SELECT id, recipe, subject, state FROM subject_state_log WHERE id > ? ORDER BY id`)
-	s.seenEvents = p(s.w, `SELECT event_id FROM events WHERE recipe = ? AND event_id IN (SELECT value FROM json_each(?))`)
+	// The events an advance stored, from the first ID it gave.
+	s.eventsFrom = p(s.w, `SELECT id FROM events WHERE id >= ?`)
 	// The IDs SQLite would give next (the largest plus one, as for a
 	// rowid without AUTOINCREMENT).
 	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events),
@@ -998,33 +1000,32 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		if len(stored) == 0 {
 			return skips.save(tx, recipe, now)
 		}
-		// An event seen before (here or in an earlier Advance) is not
-		// stored again. The transaction holds the database's write lock
-		// (even against other processes), so the page's events and runs
-		// get their IDs here, in arrival order (run IDs are the claim
-		// order), and are inserted without reading anything back.
-		seen, err := s.seenIn(tx, recipe, adv.Events, stored)
-		if err != nil {
-			return err
-		}
+		// The transaction holds the database's write lock (even against
+		// other processes), so the page's events and runs get their IDs
+		// here, in arrival order (run IDs are the claim order). An event
+		// seen before (in an earlier Advance, or earlier in the page) is
+		// not stored again: the insert passes over it (UNIQUE (recipe,
+		// event_id)), and only when it stored fewer events than it was
+		// given are the IDs it stored read back, to tell which.
 		var lastEvent, lastRun int64
 		if err := tx.Stmt(s.lastIDs).QueryRow().Scan(&lastEvent, &lastRun); err != nil {
 			return fmt.Errorf("reading the last IDs: %w", err)
 		}
-		eventOf := make(map[int]int64, len(stored)) // event ID by event index
-		eventRows := make([][]any, 0, len(stored))
+		firstEvent := lastEvent + 1 // the ID of stored[0]'s event
+		eventRows := make([][]any, len(stored))
 		for k, i := range stored {
 			ev := &adv.Events[i]
-			if seen[ev.ID] {
-				continue // seen before, or earlier in the page
-			}
-			seen[ev.ID] = true
-			lastEvent++
-			eventOf[i] = lastEvent
-			eventRows = append(eventRows, []any{lastEvent, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(storedData[k])})
+			eventRows[k] = []any{firstEvent + int64(k), recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(storedData[k])}
 		}
-		if err := execRows(tx, &s.insEvents, eventRows); err != nil {
+		inserted, err := execRowsCounted(tx, &s.insEvents, eventRows)
+		if err != nil {
 			return fmt.Errorf("saving %d events: %w", len(eventRows), err)
+		}
+		var isNew map[int64]bool // nil when every event is new
+		if inserted < int64(len(eventRows)) {
+			if isNew, err = columnSet[int64](tx.Stmt(s.eventsFrom), "reading back the page's new events", firstEvent); err != nil {
+				return err
+			}
 		}
 		var runRows [][]any
 		var runOf []int // the event of each run, by index
@@ -1039,10 +1040,10 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			}
 			claimed = map[int]*claimedRow{}
 		}
-		for _, i := range stored {
+		for k, i := range stored {
 			ev := &adv.Events[i]
-			eid, ok := eventOf[i]
-			if !ok {
+			eid := firstEvent + int64(k)
+			if isNew != nil && !isNew[eid] {
 				continue // seen before
 			}
 			key := ev.OrderingKey
@@ -1143,16 +1144,6 @@ const (
 	eventCols = 9
 	runCols   = 14
 )
-
-// seenIn returns which event IDs of the page's stored events the recipe
-// has stored already.
-func (s *Store) seenIn(tx *sql.Tx, recipe string, events []engine.NewEvent, stored []int) (map[string]bool, error) {
-	ids := make([]string, len(stored))
-	for k, i := range stored {
-		ids[k] = events[i].ID
-	}
-	return columnSet[string](tx.Stmt(s.seenEvents), "looking up the page's events", recipe, jsonList(ids))
-}
 
 // columnSet runs st, a query of one column, and returns its values as a
 // set; what names the query in its errors.
