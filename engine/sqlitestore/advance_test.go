@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/engine/sqlitestore"
 )
 
 // TestRedeliveredEventsMakeNoSecondRun: an event seen before, in an
@@ -78,6 +79,64 @@ func TestRedeliveredEventsMakeNoSecondRun(t *testing.T) {
 			enq = advance("e6")
 			if d, err := s.GetRun(ctx, enq[0].RunID); err != nil || d.EventID != "e6" {
 				t.Errorf("the next page's run reads %+v, %v; want event e6", d, err)
+			}
+		})
+	}
+}
+
+// TestKeysHeldByAnotherRunnersPageClaim: a key that a page claim holds,
+// of this runner or of another one on the same store, gets no run claimed
+// with a later page until the claim's run of it is recorded, whether the
+// key needs escaping in JSON or not; the claim's other keys stay held.
+func TestKeysHeldByAnotherRunnersPageClaim(t *testing.T) {
+	for _, prefix := range []string{"member/", `"<é>\`} {
+		t.Run(prefix, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "s.db")
+			a, b := open(t, path), open(t, path)
+			defer a.Close()
+			defer b.Close()
+			k := func(n string) string { return prefix + n }
+			advance := func(s *sqlitestore.Store, owner string, id, key string) engine.Enqueued {
+				t.Helper()
+				enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev(id, key)},
+					Claim: &engine.ClaimRequest{Owner: owner, Now: time.Now(), Lease: time.Minute}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return enq[0]
+			}
+			enq, err := a.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{ev("a1", k("1")), ev("a2", k("2")), ev("a3", k("3")), ev("a4", k("4"))},
+				Claim: &engine.ClaimRequest{Owner: "a", Now: time.Now(), Lease: time.Minute}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range enq {
+				if q.Run == nil {
+					t.Fatalf("runner a's page: %+v, want every run claimed", enq)
+				}
+			}
+			// Runner b's advances read a's claim once, then from what they
+			// remember of it.
+			if q := advance(b, "b", "b9", k("9")); q.Run == nil {
+				t.Errorf("a key no claim holds: %+v, want the run claimed", q)
+			}
+			if q := advance(b, "b", "b1", k("1")); q.Run != nil || q.Status != engine.RunQueued {
+				t.Errorf("a key runner a's page claim holds: %+v, want the run queued, not claimed", q)
+			}
+			// Once a's run of key 2 is recorded, the claim holds key 2 no more.
+			if err := a.Record(ctx, enq[1].Run.Lease(), nil, &engine.Completion{RunID: enq[1].RunID, Status: engine.RunSucceeded, Finished: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if q := advance(b, "b", "b2", k("2")); q.Run == nil {
+				t.Errorf("a key whose claimed run was recorded: %+v, want the run claimed", q)
+			}
+			if q := advance(b, "b", "b3", k("3")); q.Run != nil {
+				t.Errorf("a key runner a's page claim still holds: %+v, want the run queued, not claimed", q)
+			}
+			// The claimer's own later page.
+			if q := advance(a, "a", "a4bis", k("4")); q.Run != nil {
+				t.Errorf("a key the runner's own page claim holds: %+v, want the run queued, not claimed", q)
 			}
 		})
 	}

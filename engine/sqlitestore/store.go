@@ -237,6 +237,11 @@ type Store struct {
 	// it stored, and the last IDs given.
 	insEvents, insRuns, insStateLog, upStates multiStmt
 	eventsFrom, lastIDs, stateLogSpan         *sql.Stmt
+	// Advance's key check: the keys of the live page claims, and those
+	// some of them hold; claimKeys are the claims' keys decoded
+	// (heldkeys.go).
+	liveClaimKeys, heldKeys *sql.Stmt
+	claimKeys               claimKeys
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -522,9 +527,14 @@ func (s *Store) prepare() error {
 				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
+	// An advance's key check (pageKeys): the keys of runs queued or
+	// running, the keys of the live page claims, and the keys that some
+	// of those claims hold (heldkeys.go).
 	s.activeKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
-		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?1))
-		UNION SELECT okey FROM page_runs WHERE okey IN (SELECT value FROM json_each(?1))`)
+		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
+	s.liveClaimKeys = p(s.w, `SELECT p.id, c.keys FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id`)
+	s.heldKeys = p(s.w, `SELECT okey FROM page_runs
+		WHERE claim IN (SELECT value FROM json_each(?1)) AND okey IN (SELECT value FROM json_each(?2))`)
 	// The remembered writes of a page's subjects (echoesOf): whether each
 	// is an echo for the recipe (its writer's recipe, or one in the writer's
 	// chain, or none: an imported write) and else the chain of the
@@ -1169,12 +1179,12 @@ func columnSet[T comparable](st *sql.Stmt, what string, args ...any) (map[T]bool
 
 // pageKeys are the ordering keys of a page, for Advance.Claim.
 type pageKeys struct {
-	active map[string]bool // a run of the key is queued or running
+	active map[string]bool // a run of the key is queued or running, or held by a page claim
 	seen   map[string]bool // a run of the key is in the page already
 }
 
 // pageKeys looks up which ordering keys of the page's stored events have
-// a run queued or running.
+// a run queued or running, or held by a page claim.
 func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pageKeys, error) {
 	k := pageKeys{active: map[string]bool{}, seen: map[string]bool{}}
 	list := make([]string, 0, len(stored))
@@ -1188,11 +1198,25 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if len(list) == 0 {
 		return k, nil
 	}
-	active, err := columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list))
+	keys := jsonList(list)
+	active, err := columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", keys)
 	if err != nil {
 		return k, err
 	}
 	k.active = active
+	// Page claims (of any runner) hold keys too: page_runs is asked only
+	// about the claims that have one of the page's keys.
+	claims, err := s.claimsHolding(tx, list)
+	if err != nil || len(claims) == 0 {
+		return k, err
+	}
+	held, err := columnSet[string](tx.Stmt(s.heldKeys), "looking up the page's keys held by page claims", idList(claims), keys)
+	if err != nil {
+		return k, err
+	}
+	for key := range held {
+		k.active[key] = true
+	}
 	return k, nil
 }
 
