@@ -2,6 +2,7 @@ package sqlitestore_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -137,6 +138,62 @@ func TestKeysHeldByAnotherRunnersPageClaim(t *testing.T) {
 			// The claimer's own later page.
 			if q := advance(a, "a", "a4bis", k("4")); q.Run != nil {
 				t.Errorf("a key the runner's own page claim holds: %+v, want the run queued, not claimed", q)
+			}
+		})
+	}
+}
+
+// TestKeysOfQueuedRunsAreHeld: a key with a run queued gets no run
+// claimed with a page, whether the advance reads the keys of all the
+// runs queued or running (a page of many keys, few such runs), or looks
+// the page's keys up (a page of few keys, or many such runs: then however
+// many of them share a key).
+func TestKeysOfQueuedRunsAreHeld(t *testing.T) {
+	repeat := func(key string, n int) []string {
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = key
+		}
+		return keys
+	}
+	for _, tc := range []struct {
+		name   string
+		queued []string // the keys of the runs queued before the page
+		fresh  int      // the page's other keys
+	}{
+		{"a page of few keys", []string{"k"}, 1},
+		{"a page of many keys, few runs queued", []string{"k"}, 40},
+		{"a page of many keys, many runs queued", repeat("k", 300), 40},
+		// Read in key order, the first hundreds are all of key a.
+		{"a page of many keys, many runs queued, the first of another key", append(repeat("a", 300), "k"), 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open(t, filepath.Join(t.TempDir(), "s.db"))
+			defer s.Close()
+			var evs []engine.NewEvent
+			for i, key := range tc.queued {
+				evs = append(evs, ev(fmt.Sprint("q", i), key))
+			}
+			if _, err := s.Advance(ctx, "r", engine.Advance{Events: evs}); err != nil {
+				t.Fatal(err)
+			}
+			page := []engine.NewEvent{ev("p", "k")}
+			for i := range tc.fresh {
+				page = append(page, ev(fmt.Sprint("p", i), fmt.Sprint("fresh", i)))
+			}
+			enq, err := s.Advance(ctx, "r", engine.Advance{Events: page,
+				Claim: &engine.ClaimRequest{Owner: "w", Now: time.Now(), Lease: time.Minute}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if enq[0].Run != nil || enq[0].Status != engine.RunQueued {
+				t.Errorf("a key with a run queued: %+v, want the run queued, not claimed", enq[0])
+			}
+			for _, q := range enq[1:] {
+				if q.Run == nil {
+					t.Errorf("a key with no run: %+v, want the run claimed", q)
+				}
 			}
 		})
 	}

@@ -240,8 +240,8 @@ type Store struct {
 	// Advance's key check: the keys of the live page claims, and those
 	// some of them hold; claimKeys are the claims' keys decoded
 	// (heldkeys.go).
-	liveClaimKeys, heldKeys *sql.Stmt
-	claimKeys               claimKeys
+	someActiveKeys, liveClaimKeys, heldKeys *sql.Stmt
+	claimKeys                               claimKeys
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -532,6 +532,10 @@ func (s *Store) prepare() error {
 	// of those claims hold (heldkeys.go).
 	s.activeKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
 		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
+	// (A literal LIMIT: a bound one re-prepares the statement at each new
+	// value.)
+	s.someActiveKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
+		WHERE status IN ('queued', 'running') LIMIT `+strconv.Itoa(activeScan+1))
 	s.liveClaimKeys = p(s.w, `SELECT p.id, c.keys FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id`)
 	s.heldKeys = p(s.w, `SELECT okey FROM page_runs
 		WHERE claim IN (SELECT value FROM json_each(?1)) AND okey IN (SELECT value FROM json_each(?2))`)
@@ -1198,10 +1202,23 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if len(list) == 0 {
 		return k, nil
 	}
-	keys := jsonList(list)
-	active, err := columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", keys)
-	if err != nil {
-		return k, err
+	// The keys of the runs queued or running: for a page of many keys,
+	// all of them when they are few (the usual case: the runs claimed
+	// with pages are held by page claims, not rows), else those of the
+	// page's keys, looked up one by one.
+	var active map[string]bool
+	all := false
+	if len(list) >= activeScan/8 {
+		var err error
+		if active, all, err = activeUpTo(tx.Stmt(s.someActiveKeys), activeScan); err != nil {
+			return k, err
+		}
+	}
+	if !all {
+		var err error
+		if active, err = columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list)); err != nil {
+			return k, err
+		}
 	}
 	k.active = active
 	// Page claims (of any runner) hold keys too: page_runs is asked only
@@ -1210,7 +1227,7 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if err != nil || len(claims) == 0 {
 		return k, err
 	}
-	held, err := columnSet[string](tx.Stmt(s.heldKeys), "looking up the page's keys held by page claims", idList(claims), keys)
+	held, err := columnSet[string](tx.Stmt(s.heldKeys), "looking up the page's keys held by page claims", idList(claims), jsonList(list))
 	if err != nil {
 		return k, err
 	}
@@ -1218,6 +1235,38 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 		k.active[key] = true
 	}
 	return k, nil
+}
+
+// activeScan is the most runs queued or running whose keys an advance
+// reads all at once, for a page of at least an eighth as many keys: at
+// most eight rows read for each key it would look up.
+const activeScan = 256
+
+// activeUpTo reads the keys of the runs queued or running with st
+// (someActiveKeys: at most n+1 rows) when they are at most n runs; all is
+// false when there are more.
+func activeUpTo(st *sql.Stmt, n int) (keys map[string]bool, all bool, err error) {
+	rows, err := st.Query()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+	}
+	defer rows.Close()
+	keys = map[string]bool{}
+	runs := 0
+	for rows.Next() {
+		if runs++; runs > n {
+			return nil, false, rows.Close()
+		}
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+		}
+		keys[key] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+	}
+	return keys, true, nil
 }
 
 // claimedRow is a run claimed with its page: the chain it inherits.
