@@ -216,7 +216,7 @@ type Store struct {
 	overlay     stateOverlay
 
 	// prepared on the writer
-	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, releaseUnnamedRuns, expire, fence *sql.Stmt
+	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, pageEchoes, renew, releaseUnnamedRuns, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -237,11 +237,15 @@ type Store struct {
 	// it stored, and the last IDs given.
 	insEvents, insRuns, insStateLog, upStates multiStmt
 	eventsFrom, lastIDs, stateLogSpan         *sql.Stmt
-	// Advance's key check: the keys of the live page claims, and those
+	// Advance's key check: the keys of runs queued or running (some, or
+	// those of the page), the keys of the live page claims, and those
 	// some of them hold; claimKeys are the claims' keys decoded
 	// (heldkeys.go).
-	someActiveKeys, liveClaimKeys, heldKeys *sql.Stmt
-	claimKeys                               claimKeys
+	activeKeys, someActiveKeys, liveClaimKeys, heldKeys *sql.Stmt
+	claimKeys                                           claimKeys
+	// Advance's skipped events: whether the connector has echoes at all,
+	// and the page's count.
+	someEcho, insSkipPage *sql.Stmt
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -548,6 +552,8 @@ func (s *Store) prepare() error {
 			coalesce(CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END, '')
 		FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = ?2 AND x.subject IN (SELECT value FROM json_each(?3))`)
+	s.someEcho = p(s.w, `SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`)
+	s.insSkipPage = p(s.w, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES (?, ?, ?, ?)`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -994,7 +1000,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		// The page's events, then their runs, are inserted with a
 		// multi-row statement each (runs in arrival order: their IDs are
 		// the claim order).
-		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, recipe: recipe, events: adv.Events}}
+		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, anySt: s.someEcho, recipe: recipe, events: adv.Events}, insert: s.insSkipPage}
 		var stored []int                 // the events to store, by index
 		var storedData []json.RawMessage // their data (a skipped echo's encoded here)
 		for i := range adv.Events {
@@ -1026,10 +1032,12 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			return fmt.Errorf("reading the last IDs: %w", err)
 		}
 		firstEvent := lastEvent + 1 // the ID of stored[0]'s event
+		// The values every row has, boxed once.
+		recipeArg, nowArg := any(recipe), any(now)
 		eventRows := make([][]any, len(stored))
 		for k, i := range stored {
 			ev := &adv.Events[i]
-			eventRows[k] = []any{firstEvent + int64(k), recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(storedData[k])}
+			eventRows[k] = []any{firstEvent + int64(k), recipeArg, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), nowArg, []byte(storedData[k])}
 		}
 		inserted, err := execRowsCounted(tx, &s.insEvents, eventRows)
 		if err != nil {
@@ -1041,19 +1049,17 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		var runRows [][]any
-		var runOf []int // the event of each run, by index
 		// Advance.Claim: the keys of the page that have a run queued or
-		// running already, and the runs claimed, by event index.
+		// running already.
 		var keys pageKeys
-		var claimed map[int]*claimedRow
 		if adv.Claim != nil {
 			var err error
 			if keys, err = s.pageKeys(tx, adv.Events, stored); err != nil {
 				return err
 			}
-			claimed = map[int]*claimedRow{}
 		}
+		runs := make([]pageRun, 0, len(stored))
+		claimed, claimSize := 0, 0
 		for k, i := range stored {
 			ev := &adv.Events[i]
 			eid := firstEvent + int64(k)
@@ -1074,22 +1080,19 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			echo := written && w.echo
 			// A queued run; or a finished one, skipped (condition false,
 			// its values kept) or suppressed.
-			status := engine.RunQueued
-			var cond, values, finished any
+			lastRun++
+			r := pageRun{event: i, id: lastRun, eventID: eid, key: key, status: engine.RunQueued}
 			switch {
 			case echo:
-				status, finished = engine.RunSuppressed, now
+				r.status, r.finished = engine.RunSuppressed, nowArg
 			case ev.Skipped:
-				status, cond, finished = engine.RunSkipped, false, now
+				r.status, r.cond, r.finished = engine.RunSkipped, false, nowArg
 				if len(ev.Values) > 0 {
-					values = []byte(ev.Values)
+					r.values = []byte(ev.Values)
 				}
 			}
-			lastRun++
-			runRows = append(runRows, []any{lastRun, eid, recipe, key, status, cond, values, now, finished, nil, nil, 0, nil, ""})
-			runOf = append(runOf, i)
-			out[i].Status = status
-			if status == engine.RunQueued && adv.Claim != nil {
+			out[i].Status = r.status
+			if r.status == engine.RunQueued && adv.Claim != nil {
 				// Claimable: the first of its key in the page, with no run
 				// of the key queued or running before the page.
 				if !keys.seen[key] {
@@ -1097,29 +1100,25 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					if !keys.active[key] {
 						// A state another recipe's run wrote: the run
 						// inherits the writer's chain, as at a claim.
-						claimed[i] = &claimedRow{chain: w.chain}
+						r.claimed, r.chain = true, w.chain
+						claimed++
+						claimSize += 2*len(quotedKeys[i]) + len(intents[i])
 					}
 				}
 			}
+			runs = append(runs, r)
 		}
 		// Runs claimed with the page go into one page claim, leased to the
 		// claimer (pageclaims.go); the page's other runs are inserted.
 		// IDs were given in arrival order, the order claims go by.
-		queued := runRows
-		if len(claimed) > 0 {
-			size := 0
-			for i := range claimed {
-				size += 2*len(quotedKeys[i]) + len(intents[i])
+		claim.grow(claimed, claimSize)
+		queued := make([][]any, 0, len(runs)-claimed)
+		for _, r := range runs {
+			if r.claimed {
+				claim.add(r.id, r.eventID, r.key, quotedKeys[r.event], r.chain, now, adv.Events[r.event].Intent, intents[r.event])
+				continue
 			}
-			claim.grow(len(claimed), size)
-			queued = make([][]any, 0, len(runRows)-len(claimed))
-			for k, i := range runOf {
-				if c := claimed[i]; c != nil {
-					claim.add(runRows[k][0].(int64), runRows[k][1].(int64), runRows[k][3].(string), quotedKeys[i], c.chain, now, adv.Events[i].Intent, intents[i])
-					continue
-				}
-				queued = append(queued, runRows[k])
-			}
+			queued = append(queued, []any{r.id, r.eventID, recipeArg, r.key, r.status, r.cond, r.values, nowArg, r.finished, nil, nil, 0, nil, ""})
 		}
 		if err := execRows(tx, &s.insRuns, queued); err != nil {
 			return fmt.Errorf("enqueueing %d events: %w", len(queued), err)
@@ -1129,15 +1128,16 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		for k, i := range runOf {
-			out[i].RunID = runRows[k][0].(int64)
-			if claimed[i] != nil {
+		for _, r := range runs {
+			i := r.event
+			out[i].RunID = r.id
+			if r.claimed {
 				ev := &adv.Events[i]
 				out[i].Status = engine.RunRunning
 				// As Claim would load it: an echo was suppressed above, so
 				// a claimed run is never one.
-				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
-					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][3].(string),
+				out[i].Run = &engine.ClaimedRun{ID: r.id, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
+					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: r.key,
 					Attempts: 1, Token: 1, Data: ev.Data}
 				// The claim holds the intent.
 				out[i].Journaled = ev.Intent != nil
@@ -1269,8 +1269,16 @@ func activeUpTo(st *sql.Stmt, n int) (keys map[string]bool, all bool, err error)
 	return keys, true, nil
 }
 
-// claimedRow is a run claimed with its page: the chain it inherits.
-type claimedRow struct{ chain string }
+// pageRun is a new run of an advance: a row of runs (queued, or ended
+// at once: skipped or suppressed), or claimed with the page.
+type pageRun struct {
+	event                  int // the index of its event in the page
+	id, eventID            int64
+	key, status            string
+	cond, values, finished any // their columns: nil is NULL
+	claimed                bool
+	chain                  string // the chain a claimed run inherits
+}
 
 // candidateStmt returns the prepared query of claimable runs of recipes.
 func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
