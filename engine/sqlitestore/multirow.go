@@ -27,7 +27,15 @@ func rowsOf(cols, n int) string {
 // execRows runs st over rows, in chunks of the largest prepared size
 // that fits, in order (a later row of a key replaces an earlier one).
 func execRows(tx *sql.Tx, st *multiStmt, rows [][]any) error {
+	_, err := execRowsCounted(tx, st, rows)
+	return err
+}
+
+// execRowsCounted is execRows, and returns the rows the statements
+// changed (fewer than rows when st ignores a conflict).
+func execRowsCounted(tx *sql.Tx, st *multiStmt, rows [][]any) (int64, error) {
 	var args []any
+	var changed int64
 	for len(rows) > 0 {
 		k := bits.Len(uint(min(len(rows), maxRows))) - 1
 		n := 1 << k
@@ -35,10 +43,16 @@ func execRows(tx *sql.Tx, st *multiStmt, rows [][]any) error {
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		if _, err := tx.Stmt(st[k]).Exec(args...); err != nil {
-			return err
+		res, err := tx.Stmt(st[k]).Exec(args...)
+		if err != nil {
+			return changed, err
 		}
+		c, err := res.RowsAffected()
+		if err != nil {
+			return changed, err
+		}
+		changed += c
 		rows = rows[n:]
 	}
-	return nil
+	return changed, nil
 }

@@ -32,6 +32,7 @@ type skipPage struct {
 	count  int
 	sample []engine.SkippedEvent
 	echoes echoesOf
+	insert *sql.Stmt // insSkipPage
 }
 
 // echoesOf answers, for the events of one Advance, whether each is the
@@ -43,6 +44,7 @@ type skipPage struct {
 type echoesOf struct {
 	tx     *sql.Tx
 	st     *sql.Stmt // pageEchoes
+	anySt  *sql.Stmt // someEcho
 	recipe string
 	events []engine.NewEvent
 	some   map[string]bool
@@ -62,7 +64,7 @@ func (e *echoesOf) any(connector string) (bool, error) {
 		return some, nil
 	}
 	var one int
-	err := e.tx.QueryRow(`SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`, connector).Scan(&one)
+	err := e.tx.Stmt(e.anySt).QueryRow(connector).Scan(&one)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("looking up echoes of connector %q: %w", connector, err)
 	}
@@ -159,7 +161,7 @@ func (p *skipPage) save(tx *sql.Tx, recipe string, now int64) error {
 			return fmt.Errorf("encoding the sample of skipped events: %w", err)
 		}
 	}
-	if _, err := tx.Exec(`INSERT INTO skip_pages (recipe, count, sample, created) VALUES (?, ?, ?, ?)`, recipe, p.count, sample, now); err != nil {
+	if _, err := tx.Stmt(p.insert).Exec(recipe, p.count, sample, now); err != nil {
 		return fmt.Errorf("counting %d skipped event(s): %w", p.count, err)
 	}
 	return nil

@@ -219,7 +219,7 @@ type Store struct {
 	overlay     stateOverlay
 
 	// prepared on the writer
-	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, activeKeys, pageEchoes, renew, releaseUnnamedRuns, expire, fence *sql.Stmt
+	setChain, upCursor, upStep, upEcho, finRun, claimRuns, loadRuns, pageEchoes, renew, releaseUnnamedRuns, expire, fence *sql.Stmt
 	// candidates selects claimable runs, one statement per recipe set:
 	// the names are literals so that the plan never depends on a binding.
 	candMu     sync.Mutex
@@ -236,10 +236,19 @@ type Store struct {
 	// RecordMany's (journal.go): multi-row writes and the leases of many
 	// runs at once.
 	upSteps, upEchoes, finRuns multiStmt
-	// Advance's: the events and runs of a page, its states, the event
-	// IDs seen before, and the last IDs given.
+	// Advance's: the events and runs of a page, its states, the events
+	// it stored, and the last IDs given.
 	insEvents, insRuns, insStateLog, upStates multiStmt
-	seenEvents, lastIDs, stateLogSpan         *sql.Stmt
+	eventsFrom, lastIDs, stateLogSpan         *sql.Stmt
+	// Advance's key check: the keys of runs queued or running (some, or
+	// those of the page), the keys of the live page claims, and those
+	// some of them hold; claimKeys are the claims' keys decoded
+	// (heldkeys.go).
+	activeKeys, someActiveKeys, liveClaimKeys, heldKeys *sql.Stmt
+	claimKeys                                           claimKeys
+	// Advance's skipped events: whether the connector has echoes at all,
+	// and the page's count.
+	someEcho, insSkipPage *sql.Stmt
 	// PriorStates': the states' merge mark and the log after an ID.
 	getMerged, getStateLog *sql.Stmt
 	fenceMany              *sql.Stmt
@@ -490,7 +499,8 @@ func (s *Store) prepare() error {
 	}
 	for k := 0; k <= maxRowsLog; k++ {
 		s.insEvents[k] = p(s.w, `INSERT INTO events (id, recipe, event_id, subject, fingerprint, connector, event_time, received, data)
-		VALUES `+rowsOf(eventCols, 1<<k))
+		VALUES `+rowsOf(eventCols, 1<<k)+`
+		ON CONFLICT (recipe, event_id) DO NOTHING`)
 		s.insStateLog[k] = p(s.w, `INSERT INTO subject_state_log (recipe, subject, state) VALUES `+rowsOf(3, 1<<k))
 		s.upStates[k] = p(s.w, `INSERT INTO subject_states (recipe, subject, state) VALUES `+rowsOf(3, 1<<k)+`
 		ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`)
@@ -502,7 +512,8 @@ func (s *Store) prepare() error {
 		(SELECT through FROM subject_state_merged)`)
 	s.getMerged = p(s.r, `SELECT through FROM subject_state_merged`)
 	s.getStateLog = p(s.r, `SELECT id, recipe, subject, state FROM subject_state_log WHERE id > ? ORDER BY id`)
-	s.seenEvents = p(s.w, `SELECT event_id FROM events WHERE recipe = ? AND event_id IN (SELECT value FROM json_each(?))`)
+	// The events an advance stored, from the first ID it gave.
+	s.eventsFrom = p(s.w, `SELECT id FROM events WHERE id >= ?`)
 	// The IDs SQLite would give next (the largest plus one, as for a
 	// rowid without AUTOINCREMENT).
 	s.lastIDs = p(s.w, `SELECT (SELECT coalesce(max(id), 0) FROM events),
@@ -530,9 +541,18 @@ func (s *Store) prepare() error {
 				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
+	// An advance's key check (pageKeys): the keys of runs queued or
+	// running, the keys of the live page claims, and the keys that some
+	// of those claims hold (heldkeys.go).
 	s.activeKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
-		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?1))
-		UNION SELECT okey FROM page_runs WHERE okey IN (SELECT value FROM json_each(?1))`)
+		WHERE status IN ('queued', 'running') AND okey IN (SELECT value FROM json_each(?))`)
+	// (A literal LIMIT: a bound one re-prepares the statement at each new
+	// value.)
+	s.someActiveKeys = p(s.w, `SELECT okey FROM runs INDEXED BY runs_active_key
+		WHERE status IN ('queued', 'running') LIMIT `+strconv.Itoa(activeScan+1))
+	s.liveClaimKeys = p(s.w, `SELECT p.id, c.keys FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id`)
+	s.heldKeys = p(s.w, `SELECT okey FROM page_runs
+		WHERE claim IN (SELECT value FROM json_each(?1)) AND okey IN (SELECT value FROM json_each(?2))`)
 	// The remembered writes of a page's subjects (echoesOf): whether each
 	// is an echo for the recipe (its writer's recipe, or one in the writer's
 	// chain, or none: an imported write) and else the chain of the
@@ -542,6 +562,8 @@ func (s *Store) prepare() error {
 			coalesce(CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END, '')
 		FROM echoes x LEFT JOIN runs w ON w.id = x.run
 		WHERE x.connector = ?2 AND x.subject IN (SELECT value FROM json_each(?3))`)
+	s.someEcho = p(s.w, `SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`)
+	s.insSkipPage = p(s.w, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES (?, ?, ?, ?)`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
 	s.expire = p(s.w, `UPDATE runs SET status = 'queued', owner = NULL, lease_until = NULL
 		WHERE status = 'running' AND lease_until < ?`)
@@ -988,7 +1010,7 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		// The page's events, then their runs, are inserted with a
 		// multi-row statement each (runs in arrival order: their IDs are
 		// the claim order).
-		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, recipe: recipe, events: adv.Events}}
+		skips := skipPage{echoes: echoesOf{tx: tx, st: s.pageEchoes, anySt: s.someEcho, recipe: recipe, events: adv.Events}, insert: s.insSkipPage}
 		var stored []int                 // the events to store, by index
 		var storedData []json.RawMessage // their data (a skipped echo's encoded here)
 		for i := range adv.Events {
@@ -1008,51 +1030,50 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 		if len(stored) == 0 {
 			return skips.save(tx, recipe, now)
 		}
-		// An event seen before (here or in an earlier Advance) is not
-		// stored again. The transaction holds the database's write lock
-		// (even against other processes), so the page's events and runs
-		// get their IDs here, in arrival order (run IDs are the claim
-		// order), and are inserted without reading anything back.
-		seen, err := s.seenIn(tx, recipe, adv.Events, stored)
-		if err != nil {
-			return err
-		}
+		// The transaction holds the database's write lock (even against
+		// other processes), so the page's events and runs get their IDs
+		// here, in arrival order (run IDs are the claim order). An event
+		// seen before (in an earlier Advance, or earlier in the page) is
+		// not stored again: the insert passes over it (UNIQUE (recipe,
+		// event_id)), and only when it stored fewer events than it was
+		// given are the IDs it stored read back, to tell which.
 		var lastEvent, lastRun int64
 		if err := tx.Stmt(s.lastIDs).QueryRow().Scan(&lastEvent, &lastRun); err != nil {
 			return fmt.Errorf("reading the last IDs: %w", err)
 		}
-		eventOf := make(map[int]int64, len(stored)) // event ID by event index
-		eventRows := make([][]any, 0, len(stored))
+		firstEvent := lastEvent + 1 // the ID of stored[0]'s event
+		// The values every row has, boxed once.
+		recipeArg, nowArg := any(recipe), any(now)
+		eventRows := make([][]any, len(stored))
 		for k, i := range stored {
 			ev := &adv.Events[i]
-			if seen[ev.ID] {
-				continue // seen before, or earlier in the page
-			}
-			seen[ev.ID] = true
-			lastEvent++
-			eventOf[i] = lastEvent
-			eventRows = append(eventRows, []any{lastEvent, recipe, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), now, []byte(storedData[k])})
+			eventRows[k] = []any{firstEvent + int64(k), recipeArg, ev.ID, ev.Subject, ev.Fingerprint, ev.Connector, nanos(ev.Time), nowArg, []byte(storedData[k])}
 		}
-		if err := execRows(tx, &s.insEvents, eventRows); err != nil {
+		inserted, err := execRowsCounted(tx, &s.insEvents, eventRows)
+		if err != nil {
 			return fmt.Errorf("saving %d events: %w", len(eventRows), err)
 		}
-		var runRows [][]any
-		var runOf []int // the event of each run, by index
+		var isNew map[int64]bool // nil when every event is new
+		if inserted < int64(len(eventRows)) {
+			if isNew, err = columnSet[int64](tx.Stmt(s.eventsFrom), "reading back the page's new events", firstEvent); err != nil {
+				return err
+			}
+		}
 		// Advance.Claim: the keys of the page that have a run queued or
-		// running already, and the runs claimed, by event index.
+		// running already.
 		var keys pageKeys
-		var claimed map[int]*claimedRow
 		if adv.Claim != nil {
 			var err error
 			if keys, err = s.pageKeys(tx, adv.Events, stored); err != nil {
 				return err
 			}
-			claimed = map[int]*claimedRow{}
 		}
-		for _, i := range stored {
+		runs := make([]pageRun, 0, len(stored))
+		claimed, claimSize := 0, 0
+		for k, i := range stored {
 			ev := &adv.Events[i]
-			eid, ok := eventOf[i]
-			if !ok {
+			eid := firstEvent + int64(k)
+			if isNew != nil && !isNew[eid] {
 				continue // seen before
 			}
 			key := ev.OrderingKey
@@ -1069,22 +1090,19 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 			echo := written && w.echo
 			// A queued run; or a finished one, skipped (condition false,
 			// its values kept) or suppressed.
-			status := engine.RunQueued
-			var cond, values, finished any
+			lastRun++
+			r := pageRun{event: i, id: lastRun, eventID: eid, key: key, status: engine.RunQueued}
 			switch {
 			case echo:
-				status, finished = engine.RunSuppressed, now
+				r.status, r.finished = engine.RunSuppressed, nowArg
 			case ev.Skipped:
-				status, cond, finished = engine.RunSkipped, false, now
+				r.status, r.cond, r.finished = engine.RunSkipped, false, nowArg
 				if len(ev.Values) > 0 {
-					values = []byte(ev.Values)
+					r.values = []byte(ev.Values)
 				}
 			}
-			lastRun++
-			runRows = append(runRows, []any{lastRun, eid, recipe, key, status, cond, values, now, finished, nil, nil, 0, nil, ""})
-			runOf = append(runOf, i)
-			out[i].Status = status
-			if status == engine.RunQueued && adv.Claim != nil {
+			out[i].Status = r.status
+			if r.status == engine.RunQueued && adv.Claim != nil {
 				// Claimable: the first of its key in the page, with no run
 				// of the key queued or running before the page.
 				if !keys.seen[key] {
@@ -1092,29 +1110,25 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 					if !keys.active[key] {
 						// A state another recipe's run wrote: the run
 						// inherits the writer's chain, as at a claim.
-						claimed[i] = &claimedRow{chain: w.chain}
+						r.claimed, r.chain = true, w.chain
+						claimed++
+						claimSize += 2*len(quotedKeys[i]) + len(intents[i])
 					}
 				}
 			}
+			runs = append(runs, r)
 		}
 		// Runs claimed with the page go into one page claim, leased to the
 		// claimer (pageclaims.go); the page's other runs are inserted.
 		// IDs were given in arrival order, the order claims go by.
-		queued := runRows
-		if len(claimed) > 0 {
-			size := 0
-			for i := range claimed {
-				size += 2*len(quotedKeys[i]) + len(intents[i])
+		claim.grow(claimed, claimSize)
+		queued := make([][]any, 0, len(runs)-claimed)
+		for _, r := range runs {
+			if r.claimed {
+				claim.add(r.id, r.eventID, r.key, quotedKeys[r.event], r.chain, now, adv.Events[r.event].Intent, intents[r.event])
+				continue
 			}
-			claim.grow(len(claimed), size)
-			queued = make([][]any, 0, len(runRows)-len(claimed))
-			for k, i := range runOf {
-				if c := claimed[i]; c != nil {
-					claim.add(runRows[k][0].(int64), runRows[k][1].(int64), runRows[k][3].(string), quotedKeys[i], c.chain, now, adv.Events[i].Intent, intents[i])
-					continue
-				}
-				queued = append(queued, runRows[k])
-			}
+			queued = append(queued, []any{r.id, r.eventID, recipeArg, r.key, r.status, r.cond, r.values, nowArg, r.finished, nil, nil, 0, nil, ""})
 		}
 		if err := execRows(tx, &s.insRuns, queued); err != nil {
 			return fmt.Errorf("enqueueing %d events: %w", len(queued), err)
@@ -1124,15 +1138,16 @@ func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) 
 				return err
 			}
 		}
-		for k, i := range runOf {
-			out[i].RunID = runRows[k][0].(int64)
-			if claimed[i] != nil {
+		for _, r := range runs {
+			i := r.event
+			out[i].RunID = r.id
+			if r.claimed {
 				ev := &adv.Events[i]
 				out[i].Status = engine.RunRunning
 				// As Claim would load it: an echo was suppressed above, so
 				// a claimed run is never one.
-				out[i].Run = &engine.ClaimedRun{ID: out[i].RunID, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
-					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: runRows[k][3].(string),
+				out[i].Run = &engine.ClaimedRun{ID: r.id, Recipe: recipe, EventID: ev.ID, Subject: ev.Subject,
+					Fingerprint: ev.Fingerprint, Connector: ev.Connector, OrderingKey: r.key,
 					Attempts: 1, Token: 1, Data: ev.Data}
 				// The claim holds the intent.
 				out[i].Journaled = ev.Intent != nil
@@ -1153,16 +1168,6 @@ const (
 	eventCols = 9
 	runCols   = 14
 )
-
-// seenIn returns which event IDs of the page's stored events the recipe
-// has stored already.
-func (s *Store) seenIn(tx *sql.Tx, recipe string, events []engine.NewEvent, stored []int) (map[string]bool, error) {
-	ids := make([]string, len(stored))
-	for k, i := range stored {
-		ids[k] = events[i].ID
-	}
-	return columnSet[string](tx.Stmt(s.seenEvents), "looking up the page's events", recipe, jsonList(ids))
-}
 
 // columnSet runs st, a query of one column, and returns its values as a
 // set; what names the query in its errors.
@@ -1188,12 +1193,12 @@ func columnSet[T comparable](st *sql.Stmt, what string, args ...any) (map[T]bool
 
 // pageKeys are the ordering keys of a page, for Advance.Claim.
 type pageKeys struct {
-	active map[string]bool // a run of the key is queued or running
+	active map[string]bool // a run of the key is queued or running, or held by a page claim
 	seen   map[string]bool // a run of the key is in the page already
 }
 
 // pageKeys looks up which ordering keys of the page's stored events have
-// a run queued or running.
+// a run queued or running, or held by a page claim.
 func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pageKeys, error) {
 	k := pageKeys{active: map[string]bool{}, seen: map[string]bool{}}
 	list := make([]string, 0, len(stored))
@@ -1207,16 +1212,83 @@ func (s *Store) pageKeys(tx *sql.Tx, events []engine.NewEvent, stored []int) (pa
 	if len(list) == 0 {
 		return k, nil
 	}
-	active, err := columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list))
+	// The keys of the runs queued or running: for a page of many keys,
+	// all of them when they are few (the usual case: the runs claimed
+	// with pages are held by page claims, not rows), else those of the
+	// page's keys, looked up one by one.
+	var active map[string]bool
+	all := false
+	if len(list) >= activeScan/8 {
+		var err error
+		if active, all, err = activeUpTo(tx.Stmt(s.someActiveKeys), activeScan); err != nil {
+			return k, err
+		}
+	}
+	if !all {
+		var err error
+		if active, err = columnSet[string](tx.Stmt(s.activeKeys), "looking up the runs of the page's keys", jsonList(list)); err != nil {
+			return k, err
+		}
+	}
+	k.active = active
+	// Page claims (of any runner) hold keys too: page_runs is asked only
+	// about the claims that have one of the page's keys.
+	claims, err := s.claimsHolding(tx, list)
+	if err != nil || len(claims) == 0 {
+		return k, err
+	}
+	held, err := columnSet[string](tx.Stmt(s.heldKeys), "looking up the page's keys held by page claims", idList(claims), jsonList(list))
 	if err != nil {
 		return k, err
 	}
-	k.active = active
+	for key := range held {
+		k.active[key] = true
+	}
 	return k, nil
 }
 
-// claimedRow is a run claimed with its page: the chain it inherits.
-type claimedRow struct{ chain string }
+// activeScan is the most runs queued or running whose keys an advance
+// reads all at once, for a page of at least an eighth as many keys: at
+// most eight rows read for each key it would look up.
+const activeScan = 256
+
+// activeUpTo reads the keys of the runs queued or running with st
+// (someActiveKeys: at most n+1 rows) when they are at most n runs; all is
+// false when there are more.
+func activeUpTo(st *sql.Stmt, n int) (keys map[string]bool, all bool, err error) {
+	rows, err := st.Query()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+	}
+	defer rows.Close()
+	keys = map[string]bool{}
+	runs := 0
+	for rows.Next() {
+		if runs++; runs > n {
+			return nil, false, rows.Close()
+		}
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+		}
+		keys[key] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("reading the keys of runs queued or running: %w", err)
+	}
+	return keys, true, nil
+}
+
+// pageRun is a new run of an advance: a row of runs (queued, or ended
+// at once: skipped or suppressed), or claimed with the page.
+type pageRun struct {
+	event                  int // the index of its event in the page
+	id, eventID            int64
+	key, status            string
+	cond, values, finished any // their columns: nil is NULL
+	claimed                bool
+	chain                  string // the chain a claimed run inherits
+}
 
 // candidateStmt returns the prepared query of claimable runs of recipes.
 func (s *Store) candidateStmt(recipes []string) (*sql.Stmt, error) {
