@@ -300,8 +300,14 @@ func TestPageOutcomesAreNotJudgedLost(t *testing.T) {
 	// so renewals come while they are. (A lease is counted from when its
 	// renewal was asked: with a shorter one, a renewal slowed by the race
 	// detector on a busy machine ends most of a lease by itself.)
-	e := newEngine(t, slowOutcomeStore{store, 250 * time.Millisecond}, svc, []*recipes.Recipe{r}, func(o *engine.Options) {
-		o.Lease = 300 * time.Millisecond
+	// Three times slower under the race detector, where a renewal on a
+	// loaded machine came later than a 300 ms lease allows.
+	scale := time.Duration(1)
+	if raceDetector {
+		scale = 3
+	}
+	e := newEngine(t, slowOutcomeStore{store, scale * 250 * time.Millisecond}, svc, []*recipes.Recipe{r}, func(o *engine.Options) {
+		o.Lease = scale * 300 * time.Millisecond
 		o.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &lockedWriter{w: &logs}})
 	})
 	sum := runOnce(t, e)
