@@ -153,14 +153,25 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			for _, k := range rt.whenFields {
 				delete(fields, k) // all it can hold
 			}
-			data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
-			if err != nil {
-				e.dropPrepared(p)
-				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
-			}
-			ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
-			if partial {
-				ev.Data, ev.Undecoded = fields, true
+			if len(ev.Fields) > 0 && len(ev.Fields) == len(rt.whenFields) {
+				// Decoded by the trigger as it checked the record
+				// (PollRequest.Fields): not read again.
+				for f, v := range ev.Fields {
+					if v != connectors.NoField {
+						fields[rt.whenFields[f]] = v
+					}
+				}
+				ev.Data = fields
+			} else {
+				data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
+				if err != nil {
+					e.dropPrepared(p)
+					return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+				}
+				ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
+				if partial {
+					ev.Data, ev.Undecoded = fields, true
+				}
 			}
 		}
 		if w := rt.r.When; w != nil {
@@ -398,7 +409,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
-		DecodeLater: rt.whenFields != nil,
+		DecodeLater: rt.whenFields != nil, Fields: rt.whenFields,
 	})
 	if res != nil {
 		at.minInterval = res.MinInterval

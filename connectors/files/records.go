@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,10 +69,10 @@ type recordReader interface {
 	next() (rec map[string]any, line int, raw []byte, err error)
 	pos() (offset int64, lines int)
 	// decodeLater makes next check a JSON record and decode only the
-	// key's field of it (PollRequest.DecodeLater): the record it returns
-	// is then valid until the next call, and undecoded says so of the
-	// last record returned (Event.Undecoded).
-	decodeLater(key string, later bool)
+	// key's field and fields of it (PollRequest.DecodeLater): the record
+	// it returns is then valid until the next call, and undecoded says so
+	// of the last record returned (Event.Undecoded).
+	decodeLater(key string, fields []string, later bool)
 	undecoded() bool
 }
 
@@ -89,15 +90,20 @@ type jsonlReader struct {
 	// empty) of each record, into scratch; part says the last record was
 	// read so.
 	later    bool
-	keyField []string
+	keyField []string // the key's and the engine's fields
 	scratch  map[string]any
 	part     bool
 }
 
-func (j *jsonlReader) decodeLater(key string, later bool) {
+func (j *jsonlReader) decodeLater(key string, fields []string, later bool) {
 	j.later, j.keyField = later, nil
 	if key != "" {
 		j.keyField = []string{key}
+	}
+	for _, f := range fields {
+		if !slices.Contains(j.keyField, f) {
+			j.keyField = append(j.keyField, f)
+		}
 	}
 }
 
@@ -255,8 +261,8 @@ func (c *csvReader) next() (map[string]any, int, []byte, error) {
 	return rec, c.baseLines + line, nil, nil
 }
 
-func (c *csvReader) decodeLater(string, bool) {}
-func (c *csvReader) undecoded() bool          { return false }
+func (c *csvReader) decodeLater(string, []string, bool) {}
+func (c *csvReader) undecoded() bool                    { return false }
 
 func (c *csvReader) pos() (int64, int) {
 	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
@@ -438,7 +444,13 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	}
 	// The engine may decode records itself, as far as it needs: then
 	// only the key is decoded here.
-	rd.decodeLater(key, req.DecodeLater)
+	rd.decodeLater(key, req.Fields, req.DecodeLater)
+	// The values of req.Fields of the page's undecoded records, decoded
+	// with their check: one slice for the page, a part of it an event.
+	var fields []any
+	if req.DecodeLater && len(req.Fields) > 0 {
+		fields = make([]any, 0, min(batch, 1024)*len(req.Fields))
+	}
 	n := cur.Records
 	for ; skip > 0; skip-- {
 		if _, _, _, err := rd.next(); err == io.EOF {
@@ -498,6 +510,17 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		ev := connectors.Event{ID: id, Subject: subject, Fingerprint: fp, Data: rec, Raw: raw}
 		if rd.undecoded() {
 			ev.Data, ev.Undecoded = nil, true // rec holds only the key, till the next record
+			if fields != nil {
+				start := len(fields)
+				for _, f := range req.Fields {
+					v, ok := rec[f]
+					if !ok {
+						v = connectors.NoField
+					}
+					fields = append(fields, v)
+				}
+				ev.Fields = fields[start:len(fields):len(fields)]
+			}
 		}
 		res.Events = append(res.Events, ev)
 	}
