@@ -182,15 +182,18 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 					values = conditionValues(rt.condReads, env)
 					sampled++
 				}
-				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
-					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
-					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
+				skip := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
+					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values}
 				if len(ev.Raw) > 0 {
-					// Its JSON is all an echo needs: the decoded record goes
-					// now rather than with the page, most of which is
-					// skipped events.
-					ev.Data = nil
+					// Its JSON as read is all an echo needs, at no cost (no
+					// closure to encode it): the decoded record goes now
+					// rather than with the page, most of which is skipped
+					// events.
+					skip.Data, ev.Data = ev.Raw, nil
+				} else {
+					skip.Encode = func() (json.RawMessage, error) { return eventData(*ev) }
 				}
+				adv.Events = append(adv.Events, skip)
 				p.keys = append(p.keys, eventKey{})
 				continue
 			}
