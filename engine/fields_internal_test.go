@@ -26,7 +26,7 @@ func TestPrepareReadsTheFieldsTheTriggerDecoded(t *testing.T) {
 	if want := []string{"eligible", "score", "plan"}; len(rt.whenFields) != 3 || rt.whenFields[2] != want[2] {
 		t.Fatalf("when fields %q, want %q", rt.whenFields, want)
 	}
-	e := &Engine{}
+	e := &Engine{cache: eventCache{m: map[eventKey]map[string]any{}, max: 10}}
 	low := []byte(`{"id":"a","eligible":true,"score":10}`)
 	events := []connectors.Event{
 		// kept on its fields (the record says score 10)
@@ -50,5 +50,40 @@ func TestPrepareReadsTheFieldsTheTriggerDecoded(t *testing.T) {
 	// The kept event runs on its whole record, decoded from its line.
 	if string(p.adv.Events[0].Data) != string(low) || events[0].Undecoded || events[0].Data["score"] != 10.0 {
 		t.Fatalf("kept event: data %s, decoded %v", p.adv.Events[0].Data, events[0].Data)
+	}
+}
+
+// TestPreparedPageDropsOnlyWhatItCached: a page's kept events are cached
+// for their runs under (recipe, event ID); the page forgets them when it
+// is not committed, and has nothing cached for its skipped events.
+func TestPreparedPageDropsOnlyWhatItCached(t *testing.T) {
+	when, err := recipes.CompileExpr(`trigger.keep`, recipes.Pos{File: "t.yaml", Line: 1, Column: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &recipeRT{r: &recipes.Recipe{Name: "r", When: when, Trigger: &recipes.Trigger{}}}
+	e := &Engine{cache: eventCache{m: map[eventKey]map[string]any{}, max: 10}}
+	other := cacheKey("other", "2") // another recipe's, same event ID
+	e.cache.put(other, map[string]any{})
+	events := []connectors.Event{
+		{ID: "1", Subject: "a", Data: map[string]any{"keep": true}},
+		{ID: "2", Subject: "b", Data: map[string]any{"keep": false}},
+		{ID: "3", Subject: "c", Data: map[string]any{"keep": true}},
+	}
+	p, err := e.prepareEvents(rt, nil, nil, events, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "3"} {
+		if _, ok := e.cache.m[cacheKey("r", id)]; !ok {
+			t.Errorf("kept event %s not cached", id)
+		}
+	}
+	if len(e.cache.m) != 3 {
+		t.Fatalf("cache %v, want the two kept events and the other recipe's", e.cache.m)
+	}
+	e.dropPrepared(p)
+	if _, ok := e.cache.m[other]; !ok || len(e.cache.m) != 1 {
+		t.Fatalf("after the drop: %v, want only the other recipe's", e.cache.m)
 	}
 }
