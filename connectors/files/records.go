@@ -74,6 +74,11 @@ type recordReader interface {
 	// of the last record returned (Event.Undecoded).
 	decodeLater(key string, fields []string, later bool)
 	undecoded() bool
+	// keyValue and fieldValues are the key's value and fields' values
+	// (connectors.NoField where missing) of the last record, when it is
+	// undecoded; fieldValues is valid until the next call of next.
+	keyValue() (any, bool)
+	fieldValues() []any
 }
 
 type jsonlReader struct {
@@ -86,28 +91,39 @@ type jsonlReader struct {
 	// for many lines, each line a slice of it that stays valid once the
 	// next copies go to a new one.
 	copies []byte
-	// later is set by decodeLater: next decodes only keyField (none when
-	// empty) of each record, into scratch; part says the last record was
+	// later is set by decodeLater: next decodes only want of each
+	// record, into vals by index (no map); part says the last record was
 	// read so.
-	later    bool
-	keyField []string // the key's and the engine's fields
-	scratch  map[string]any
-	part     bool
+	later  bool
+	want   []string // decodeLater's fields, then the key when not among them
+	fields int      // how many of want are decodeLater's fields
+	keyAt  int      // the key's index in want; -1 without a key
+	vals   []any
+	part   bool
 }
 
 func (j *jsonlReader) decodeLater(key string, fields []string, later bool) {
-	j.later, j.keyField = later, nil
+	j.later, j.fields, j.keyAt = later, len(fields), -1
+	j.want = append([]string(nil), fields...)
 	if key != "" {
-		j.keyField = []string{key}
-	}
-	for _, f := range fields {
-		if !slices.Contains(j.keyField, f) {
-			j.keyField = append(j.keyField, f)
+		if j.keyAt = slices.Index(j.want, key); j.keyAt < 0 {
+			j.keyAt, j.want = len(j.want), append(j.want, key)
 		}
 	}
+	j.vals = make([]any, len(j.want))
 }
 
 func (j *jsonlReader) undecoded() bool { return j.part }
+
+func (j *jsonlReader) keyValue() (any, bool) {
+	if j.keyAt < 0 {
+		return nil, false
+	}
+	v := j.vals[j.keyAt]
+	return v, v != connectors.NoField
+}
+
+func (j *jsonlReader) fieldValues() []any { return j.vals[:j.fields] }
 
 // lineCopies is the size of the blocks copies come in.
 const lineCopies = 64 << 10
@@ -161,20 +177,12 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		raw := j.keep(text)
 		var rec map[string]any
 		if j.later {
-			if j.scratch == nil {
-				j.scratch = make(map[string]any, 1)
-			}
-			for _, k := range j.keyField {
-				delete(j.scratch, k) // all it can hold
-			}
-			if rec, j.part, err = j.dec.SharedFields(raw, j.keyField, j.scratch); j.part {
-				rec = j.scratch
-			}
+			rec, j.part, err = j.dec.SharedValues(raw, j.want, connectors.NoField, j.vals)
 		} else {
 			j.part = false
 			rec, err = j.dec.SharedObject(raw)
 		}
-		if err != nil || rec == nil {
+		if err != nil || (rec == nil && !j.part) {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
@@ -263,6 +271,8 @@ func (c *csvReader) next() (map[string]any, int, []byte, error) {
 
 func (c *csvReader) decodeLater(string, []string, bool) {}
 func (c *csvReader) undecoded() bool                    { return false }
+func (c *csvReader) keyValue() (any, bool)              { return nil, false }
+func (c *csvReader) fieldValues() []any                 { return nil }
 
 func (c *csvReader) pos() (int64, int) {
 	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
@@ -481,6 +491,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			subject = "line/" + strconv.Itoa(line)
 		default:
 			v, ok := rec[key]
+			if rd.undecoded() {
+				v, ok = rd.keyValue()
+			}
 			name, isString := v.(string)
 			if !isString && ok && v != nil {
 				name = fmt.Sprint(v)
@@ -509,16 +522,10 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		fp := id[len(id)-fingerprintLen:]
 		ev := connectors.Event{ID: id, Subject: subject, Fingerprint: fp, Data: rec, Raw: raw}
 		if rd.undecoded() {
-			ev.Data, ev.Undecoded = nil, true // rec holds only the key, till the next record
+			ev.Data, ev.Undecoded = nil, true // only its key and fields were decoded
 			if fields != nil {
 				start := len(fields)
-				for _, f := range req.Fields {
-					v, ok := rec[f]
-					if !ok {
-						v = connectors.NoField
-					}
-					fields = append(fields, v)
-				}
+				fields = append(fields, rd.fieldValues()...)
 				ev.Fields = fields[start:len(fields):len(fields)]
 			}
 		}
