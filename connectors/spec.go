@@ -300,7 +300,17 @@ type Event struct {
 	// object the trigger checked decodes (PollRequest.DecodeLater): the
 	// engine decodes what it reads of it.
 	Undecoded bool
+	// Fields, for an Undecoded event, are nil or the values of
+	// PollRequest.Fields in the record, in that order, each as Data
+	// would hold it, or NoField where the record has no such field.
+	Fields []any
 }
+
+// NoField stands in Event.Fields for a field the record does not have
+// (a field that is null is nil).
+var NoField any = noField{}
+
+type noField struct{}
 
 // Record names a record and its state.
 type Record struct {
@@ -343,6 +353,12 @@ type PollRequest struct {
 	// Event.Undecoded. It still checks each record decodes, and refuses
 	// one it would refuse decoded. False: Data is always set.
 	DecodeLater bool
+	// Fields, with DecodeLater, are the top-level fields the engine reads
+	// of every record first (the recipe's when). A trigger that decodes
+	// them in the pass that checks a record may give their values in
+	// Event.Fields: the engine then does not read the record a second
+	// time to decide a record it skips.
+	Fields []string
 }
 
 // PriorState is the durable per-subject memory of a polling trigger.

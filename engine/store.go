@@ -136,16 +136,18 @@ type NewEvent struct {
 	Data        json.RawMessage
 	// Skipped is set when the recipe's condition, which reads only the
 	// event and vars, is false. A skipped event is not stored, as an event
-	// nor as a run, and has no Data: the store adds it to the count of
+	// nor as a run (its Data, when set, is only for an echo, below; else
+	// Encode gives it): the store adds it to the count of
 	// the Advance's skips (a SkipPage) and, when it carries Values (what
 	// the condition read; the engine sets them on the first SkipSample of
 	// a page), keeps it as a sample. Its Enqueued has RunID 0 and Status
 	// RunSkipped. Being forgotten, an event skipped twice is counted twice.
 	Skipped bool
 	Values  json.RawMessage
-	// Encode returns the data of a skipped event, whose Data is not
-	// encoded up front: the store calls it for a skipped event that is an
-	// echo, which it records as a suppressed run like any echo.
+	// Encode returns the data of a skipped event whose Data is not set
+	// (not encoded up front): the store calls it for a skipped event that
+	// is an echo, which it records as a suppressed run like any echo. A
+	// skipped event read as JSON carries that JSON as its Data instead.
 	Encode func() (json.RawMessage, error)
 	// Intent, when set, is the journal line of the run's first step, a
 	// write about to be sent (StepStarted): a store that claims the run

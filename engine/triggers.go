@@ -90,7 +90,15 @@ func (e *Engine) enqueueFull(ctx context.Context, rt *recipeRT, cursor *string, 
 type preparedPage struct {
 	adv    Advance
 	firsts []*firstStep // by event, for a page run here
-	keys   []eventKey   // the cache keys of the events, by event
+	recipe string       // whose events: with an event's ID, its cache key
+}
+
+// drop forgets the cache entry of the page's event i, if it has one (an
+// event skipped at prepare has none).
+func (p *preparedPage) drop(cache *eventCache, i int) {
+	if ev := &p.adv.Events[i]; !ev.Skipped {
+		cache.drop(cacheKey(p.recipe, ev.ID))
+	}
 }
 
 // dropPrepared forgets what p put in the event cache, for a page not
@@ -99,8 +107,8 @@ func (e *Engine) dropPrepared(p *preparedPage) {
 	if p == nil {
 		return
 	}
-	for _, k := range p.keys {
-		e.cache.drop(k)
+	for i := range p.adv.Events {
+		p.drop(&e.cache, i)
 	}
 }
 
@@ -108,7 +116,7 @@ func (e *Engine) dropPrepared(p *preparedPage) {
 // are claimed with it, their first write's intent journaled with the
 // claim (pages.go).
 func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors.Record, events []connectors.Event, paged bool) (*preparedPage, error) {
-	p := &preparedPage{adv: Advance{Cursor: cursor}}
+	p := &preparedPage{adv: Advance{Cursor: cursor}, recipe: rt.r.Name}
 	adv := &p.adv
 	if paged {
 		p.firsts = make([]*firstStep, len(events))
@@ -120,7 +128,6 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 	if rt.trigConn != nil {
 		connector = rt.trigConn.connector
 	}
-	p.keys = make([]eventKey, 0, len(events))
 	adv.Events = make([]NewEvent, 0, len(events))
 	sampled := 0
 	// One environment for the page: expressions read it and keep nothing.
@@ -153,14 +160,25 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			for _, k := range rt.whenFields {
 				delete(fields, k) // all it can hold
 			}
-			data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
-			if err != nil {
-				e.dropPrepared(p)
-				return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
-			}
-			ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
-			if partial {
-				ev.Data, ev.Undecoded = fields, true
+			if len(ev.Fields) > 0 && len(ev.Fields) == len(rt.whenFields) {
+				// Decoded by the trigger as it checked the record
+				// (PollRequest.Fields): not read again.
+				for f, v := range ev.Fields {
+					if v != connectors.NoField {
+						fields[rt.whenFields[f]] = v
+					}
+				}
+				ev.Data = fields
+			} else {
+				data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
+				if err != nil {
+					e.dropPrepared(p)
+					return nil, fmt.Errorf("recipe %q: event %q: decoding its record: %w", rt.r.Name, ev.ID, err)
+				}
+				ev.Data, ev.Undecoded = data, false // a whole record (the fast path gave up)
+				if partial {
+					ev.Data, ev.Undecoded = fields, true
+				}
 			}
 		}
 		if w := rt.r.When; w != nil {
@@ -171,16 +189,18 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 					values = conditionValues(rt.condReads, env)
 					sampled++
 				}
-				adv.Events = append(adv.Events, NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
-					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values,
-					Encode: func() (json.RawMessage, error) { return eventData(*ev) }})
+				skip := NewEvent{ID: ev.ID, Subject: ev.Subject, Fingerprint: ev.Fingerprint,
+					Connector: connector, OrderingKey: key, Time: ev.Time, Skipped: true, Values: values}
 				if len(ev.Raw) > 0 {
-					// Its JSON is all an echo needs: the decoded record goes
-					// now rather than with the page, most of which is
-					// skipped events.
-					ev.Data = nil
+					// Its JSON as read is all an echo needs, at no cost (no
+					// closure to encode it): the decoded record goes now
+					// rather than with the page, most of which is skipped
+					// events.
+					skip.Data, ev.Data = ev.Raw, nil
+				} else {
+					skip.Encode = func() (json.RawMessage, error) { return eventData(*ev) }
 				}
-				p.keys = append(p.keys, eventKey{})
+				adv.Events = append(adv.Events, skip)
 				continue
 			}
 		}
@@ -225,9 +245,7 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			}
 		}
 		adv.Events = append(adv.Events, ne)
-		k := cacheKey(rt.r.Name, ev.ID)
-		p.keys = append(p.keys, k)
-		e.cache.put(k, ev.Data)
+		e.cache.put(cacheKey(rt.r.Name, ev.ID), ev.Data)
 	}
 	return p, nil
 }
@@ -252,7 +270,7 @@ func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPa
 	for i, q := range enq {
 		switch {
 		case q.RunID == 0 && q.Status == "":
-			e.cache.drop(p.keys[i])
+			p.drop(&e.cache, i)
 			st.duplicates.Add(1)
 			continue
 		case q.Status == RunQueued:
@@ -260,7 +278,7 @@ func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPa
 		case q.Run != nil: // claimed with the page: run by the poller's runner
 			e.pending.Add(1)
 		default: // skipped (counted, with no run) or suppressed
-			e.cache.drop(p.keys[i])
+			p.drop(&e.cache, i)
 			st.count(q.Status)
 			e.obs.RunFinished(rt.r.Name, q.Status, 0)
 		}
@@ -398,7 +416,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
 		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
-		DecodeLater: rt.whenFields != nil,
+		DecodeLater: rt.whenFields != nil, Fields: rt.whenFields,
 	})
 	if res != nil {
 		at.minInterval = res.MinInterval

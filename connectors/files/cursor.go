@@ -25,16 +25,30 @@ type cursor struct {
 	Line    int    // lines consumed: numbers the events' subjects
 	File    uint64 // the file's identity (inode) when known, else 0
 	Hash    string // regionHash of the consumed part
+	// Lines is how the lines read are fingerprinted for their event IDs:
+	// lineSHA256 for a cursor an earlier version wrote (v2, or a bare
+	// count), so that a record read again keeps the ID it was stored
+	// under; lineXXH64 for a file first read by this version (v3).
+	Lines lineHash
 
 	// legacy is a cursor of the first format, a bare record count: the
 	// next poll skips that many records once, then writes this format.
 	legacy bool
 }
 
-const cursorVersion = "v2"
+// The cursor's versions: the same fields, and the hash of the lines'
+// fingerprints (cursor.Lines) by version.
+const (
+	cursorSHA256 = "v2"
+	cursorXXH64  = "v3"
+)
 
 func (c cursor) String() string {
-	return fmt.Sprintf("%s:%d:%d:%d:%d:%s", cursorVersion, c.Offset, c.Records, c.Line, c.File, c.Hash)
+	version := cursorXXH64
+	if c.Lines == lineSHA256 {
+		version = cursorSHA256
+	}
+	return fmt.Sprintf("%s:%d:%d:%d:%d:%s", version, c.Offset, c.Records, c.Line, c.File, c.Hash)
 }
 
 func parseCursor(s string) (cursor, error) {
@@ -45,14 +59,22 @@ func parseCursor(s string) (cursor, error) {
 		if n < 0 {
 			return cursor{}, fmt.Errorf("cursor %q is not a record count", s)
 		}
-		return cursor{Records: n, legacy: true}, nil
+		return cursor{Records: n, legacy: true, Lines: lineSHA256}, nil
 	}
 	parts := strings.Split(s, ":")
-	bad := fmt.Errorf("cursor %q is not a file position (want %s:offset:records:line:file:hash)", s, cursorVersion)
-	if len(parts) != 6 || parts[0] != cursorVersion {
+	bad := fmt.Errorf("cursor %q is not a file position (want %s:offset:records:line:file:hash)", s, cursorXXH64)
+	if len(parts) != 6 {
 		return cursor{}, bad
 	}
 	var c cursor
+	switch parts[0] {
+	case cursorSHA256:
+		c.Lines = lineSHA256
+	case cursorXXH64:
+		c.Lines = lineXXH64
+	default:
+		return cursor{}, bad
+	}
 	var err error
 	if c.Offset, err = strconv.ParseInt(parts[1], 10, 64); err != nil || c.Offset < 0 {
 		return cursor{}, bad

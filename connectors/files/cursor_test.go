@@ -1,6 +1,8 @@
 package files
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -133,7 +135,12 @@ func TestRecordsLegacyCursorAndLongLines(t *testing.T) {
 	if err != nil || c.Records != 4 || c.Line != 4 || c.Offset != int64(len(long))+40 {
 		t.Fatalf("cursor %q %+v %v", cur, c, err)
 	}
-	for _, bad := range []string{"x", "-1", "v2:1:2:3", "v3:0:0:0:0:", "v2:-5:0:0:0:"} {
+	// An earlier version read the records the count covers: its lines'
+	// fingerprints stay SHA-256 (TestRecordsUpgradeMidFileKeepsIDs).
+	if !strings.HasPrefix(cur, "v2:") || c.Lines != lineSHA256 {
+		t.Fatalf("cursor after a legacy resume %q, want v2 (SHA-256 fingerprints)", cur)
+	}
+	for _, bad := range []string{"x", "-1", "v2:1:2:3", "v4:0:0:0:0:", "v2:-5:0:0:0:", "v3:1:x:0:0:"} {
 		if _, err := poll(t, open(t, dir), params, bad); err == nil {
 			t.Errorf("cursor %q accepted", bad)
 		}
@@ -148,11 +155,60 @@ func TestRecordsKeepTheirLine(t *testing.T) {
 	if err != nil || len(res.Events) != 1 || string(res.Events[0].Raw) != `{"b":2, "a":1}` {
 		t.Fatalf("jsonl: %+v %v", res, err)
 	}
-	if res.Events[0].Fingerprint != fingerprint(nil, []byte(`{"b":2, "a":1}`)) {
+	if res.Events[0].Fingerprint != fingerprint(lineXXH64, nil, []byte(`{"b":2, "a":1}`)) {
 		t.Fatal("a JSON line's fingerprint is not its text's")
 	}
 	res, err = poll(t, open(t, dir), map[string]any{"path": "r.csv"}, "")
-	if err != nil || len(res.Events) != 1 || res.Events[0].Raw != nil || res.Events[0].Fingerprint != fingerprint(map[string]any{"a": "1", "b": "2"}, nil) {
+	if err != nil || len(res.Events) != 1 || res.Events[0].Raw != nil || res.Events[0].Fingerprint != fingerprint(lineXXH64, map[string]any{"a": "1", "b": "2"}, nil) {
 		t.Fatalf("csv: %+v %v", res, err)
+	}
+}
+
+// TestRecordsEventIDs: a file first read by this version names its
+// events where#n:XXH64 of the line, and its cursor says so (v3). The
+// golden fingerprints are XXH64 of the lines, in hex.
+func TestRecordsEventIDs(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "r.jsonl", "{\"id\":\"a\"}\n{\"id\":\"b\"}\n")
+	ids, _, cur := readAll(t, dir, map[string]any{"path": "r.jsonl"}, "")
+	where := filepath.Join(dir, "r.jsonl")
+	want := []string{where + "#1:1463473e61e91c72", where + "#2:1ed807ed51fa1aaf"}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("IDs %q, want %q", ids, want)
+	}
+	if !strings.HasPrefix(cur, "v3:") {
+		t.Fatalf("cursor %q, want v3 (XXH64 fingerprints)", cur)
+	}
+}
+
+// TestRecordsUpgradeMidFileKeepsIDs: a file an earlier version was
+// reading (a v2 cursor) keeps SHA-256 fingerprints, for the records
+// after its cursor and for those read again when the file changes under
+// it: a record read again at its place with its content has the ID it
+// was stored under, so it does not run twice after an upgrade.
+func TestRecordsUpgradeMidFileKeepsIDs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "r.jsonl")
+	lines := []string{`{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`}
+	write(t, dir, "r.jsonl", strings.Join(lines[:2], "\n")+"\n")
+	params := map[string]any{"path": "r.jsonl", "batch": float64(10)}
+	_, _, cur := readAll(t, dir, params, "")
+	// The cursor the earlier version wrote there: the same fields.
+	cur = "v2:" + strings.TrimPrefix(cur, "v3:")
+	oldID := func(n int) string { // the earlier version's formula
+		sum := sha256.Sum256([]byte(lines[n-1]))
+		return fmt.Sprintf("%s#%d:%s", path, n, hex.EncodeToString(sum[:8]))
+	}
+	appendTo(t, path, lines[2]+"\n")
+	ids, _, cur := readAll(t, dir, params, cur)
+	if len(ids) != 1 || ids[0] != oldID(3) || !strings.HasPrefix(cur, "v2:") {
+		t.Fatalf("after the upgrade read %q (cursor %q), want [%s] and a v2 cursor", ids, cur, oldID(3))
+	}
+	// Rewritten under the cursor: read again from the start, same IDs.
+	os.WriteFile(path, []byte(strings.Replace(strings.Join(lines, "\n")+"\n", `{"i":2}`, `{"i":2} `, 1)), 0o644)
+	ids, _, cur = readAll(t, dir, params, cur)
+	want := []string{oldID(1), oldID(2), oldID(3), oldID(4)}
+	if strings.Join(ids, " ") != strings.Join(want, " ") || !strings.HasPrefix(cur, "v2:") {
+		t.Fatalf("re-read %q (cursor %q), want %q", ids, cur, want)
 	}
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -70,5 +71,63 @@ func TestRecordsDecodeLater(t *testing.T) {
 	res, err = trigger.Poll(context.Background(), open(t, dir), connectors.PollRequest{Params: map[string]any{"path": "r.csv"}, Start: connectors.StartNow, DecodeLater: true})
 	if err != nil || len(res.Events) != 1 || res.Events[0].Undecoded || len(res.Events[0].Data) != 2 {
 		t.Fatalf("csv: %+v %v", res, err)
+	}
+}
+
+// TestRecordsDecodeLaterGivesTheFields: with PollRequest.Fields an
+// undecoded event carries the values of those fields, decoded as a
+// decoded read holds them (strings, numbers, objects, null), NoField for
+// a field the record lacks, in the order asked; the key among them or
+// not. Without Fields, or for a record decoded whole, there are none.
+func TestRecordsDecodeLaterGivesTheFields(t *testing.T) {
+	dir := t.TempDir()
+	lines := []string{
+		`{"id":"m1","score":80,"eligible":true,"name":{"first":"Ann"}}`,
+		`{"id":"m2","score":60,"eligible":null,"note":"caf\u00e9"}`,
+		`{"eligible":true,"id":"m3"}`,
+		"{\"id\":\"m4\",\"s\":\"bad \xff utf8\"}", // decoded whole by encoding/json
+	}
+	write(t, dir, "r.jsonl", strings.Join(lines, "\n")+"\n")
+	trigger := Spec().Trigger("records")
+	params := map[string]any{"path": "r.jsonl", "key": "id"}
+	whole, err := poll(t, open(t, dir), params, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fields := range [][]string{{"score", "eligible", "name", "missing", "note"}, {"eligible", "id"}} {
+		res, err := trigger.Poll(context.Background(), open(t, dir), connectors.PollRequest{Params: params, Start: connectors.StartNow, DecodeLater: true, Fields: fields})
+		if err != nil || len(res.Events) != len(lines) {
+			t.Fatalf("%q: %+v %v", fields, res, err)
+		}
+		for i, ev := range res.Events {
+			if !ev.Undecoded {
+				if ev.Fields != nil {
+					t.Errorf("%q, event %d: decoded whole, with fields %v", fields, i, ev.Fields)
+				}
+				continue
+			}
+			if len(ev.Fields) != len(fields) {
+				t.Fatalf("%q, event %d: fields %v", fields, i, ev.Fields)
+			}
+			for f, name := range fields {
+				want, ok := whole.Events[i].Data[name]
+				if !ok {
+					want = connectors.NoField
+				}
+				if !reflect.DeepEqual(ev.Fields[f], want) {
+					t.Errorf("%q, event %d: %s = %#v, want %#v", fields, i, name, ev.Fields[f], want)
+				}
+			}
+			if ev.ID != whole.Events[i].ID || ev.Subject != whole.Events[i].Subject {
+				t.Errorf("%q, event %d: %s %s, decoded %s %s", fields, i, ev.ID, ev.Subject, whole.Events[i].ID, whole.Events[i].Subject)
+			}
+		}
+		if res.Events[3].Undecoded {
+			t.Errorf("%q: the odd line is undecoded", fields)
+		}
+	}
+	res, err := trigger.Poll(context.Background(), open(t, dir), connectors.PollRequest{Params: params, Start: connectors.StartNow, DecodeLater: true})
+	if err != nil || res.Events[0].Fields != nil {
+		t.Fatalf("without Fields: %v %v", res.Events[0].Fields, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
@@ -13,10 +14,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/memberflow/memberflow/connectors"
 	"github.com/memberflow/memberflow/internal/jsondec"
@@ -65,11 +69,16 @@ type recordReader interface {
 	next() (rec map[string]any, line int, raw []byte, err error)
 	pos() (offset int64, lines int)
 	// decodeLater makes next check a JSON record and decode only the
-	// key's field of it (PollRequest.DecodeLater): the record it returns
-	// is then valid until the next call, and undecoded says so of the
-	// last record returned (Event.Undecoded).
-	decodeLater(key string, later bool)
+	// key's field and fields of it (PollRequest.DecodeLater): the record
+	// it returns is then valid until the next call, and undecoded says so
+	// of the last record returned (Event.Undecoded).
+	decodeLater(key string, fields []string, later bool)
 	undecoded() bool
+	// keyValue and fieldValues are the key's value and fields' values
+	// (connectors.NoField where missing) of the last record, when it is
+	// undecoded; fieldValues is valid until the next call of next.
+	keyValue() (any, bool)
+	fieldValues() []any
 }
 
 type jsonlReader struct {
@@ -82,23 +91,39 @@ type jsonlReader struct {
 	// for many lines, each line a slice of it that stays valid once the
 	// next copies go to a new one.
 	copies []byte
-	// later is set by decodeLater: next decodes only keyField (none when
-	// empty) of each record, into scratch; part says the last record was
+	// later is set by decodeLater: next decodes only want of each
+	// record, into vals by index (no map); part says the last record was
 	// read so.
-	later    bool
-	keyField []string
-	scratch  map[string]any
-	part     bool
+	later  bool
+	want   []string // decodeLater's fields, then the key when not among them
+	fields int      // how many of want are decodeLater's fields
+	keyAt  int      // the key's index in want; -1 without a key
+	vals   []any
+	part   bool
 }
 
-func (j *jsonlReader) decodeLater(key string, later bool) {
-	j.later, j.keyField = later, nil
+func (j *jsonlReader) decodeLater(key string, fields []string, later bool) {
+	j.later, j.fields, j.keyAt = later, len(fields), -1
+	j.want = append([]string(nil), fields...)
 	if key != "" {
-		j.keyField = []string{key}
+		if j.keyAt = slices.Index(j.want, key); j.keyAt < 0 {
+			j.keyAt, j.want = len(j.want), append(j.want, key)
+		}
 	}
+	j.vals = make([]any, len(j.want))
 }
 
 func (j *jsonlReader) undecoded() bool { return j.part }
+
+func (j *jsonlReader) keyValue() (any, bool) {
+	if j.keyAt < 0 {
+		return nil, false
+	}
+	v := j.vals[j.keyAt]
+	return v, v != connectors.NoField
+}
+
+func (j *jsonlReader) fieldValues() []any { return j.vals[:j.fields] }
 
 // lineCopies is the size of the blocks copies come in.
 const lineCopies = 64 << 10
@@ -152,20 +177,12 @@ func (j *jsonlReader) next() (map[string]any, int, []byte, error) {
 		raw := j.keep(text)
 		var rec map[string]any
 		if j.later {
-			if j.scratch == nil {
-				j.scratch = make(map[string]any, 1)
-			}
-			for _, k := range j.keyField {
-				delete(j.scratch, k) // all it can hold
-			}
-			if rec, j.part, err = j.dec.SharedFields(raw, j.keyField, j.scratch); j.part {
-				rec = j.scratch
-			}
+			rec, j.part, err = j.dec.SharedValues(raw, j.want, connectors.NoField, j.vals)
 		} else {
 			j.part = false
 			rec, err = j.dec.SharedObject(raw)
 		}
-		if err != nil || rec == nil {
+		if err != nil || (rec == nil && !j.part) {
 			if err == nil {
 				err = errors.New("want a JSON object")
 			}
@@ -252,8 +269,10 @@ func (c *csvReader) next() (map[string]any, int, []byte, error) {
 	return rec, c.baseLines + line, nil, nil
 }
 
-func (c *csvReader) decodeLater(string, bool) {}
-func (c *csvReader) undecoded() bool          { return false }
+func (c *csvReader) decodeLater(string, []string, bool) {}
+func (c *csvReader) undecoded() bool                    { return false }
+func (c *csvReader) keyValue() (any, bool)              { return nil, false }
+func (c *csvReader) fieldValues() []any                 { return nil }
 
 func (c *csvReader) pos() (int64, int) {
 	return c.baseOffset + c.r.InputOffset(), c.baseLines + c.lines
@@ -374,7 +393,12 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		file   *os.File
 		skip   int // records to pass over: a legacy cursor's count
 	)
+	// stdin's cursor is a count that never re-reads a record (a record
+	// is stored only with a cursor past it), so its IDs need not match an
+	// earlier version's: its lines are hashed as a fresh file's.
+	hashing := cur.Lines
 	if path == "-" {
+		hashing = lineXXH64
 		where = "stdin"
 		f.stdinMu.Lock()
 		defer f.stdinMu.Unlock()
@@ -412,16 +436,16 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			return nil, fmt.Errorf("file.records %s: is a directory; path names the file to read", abs)
 		}
 		if cur.legacy {
-			skip, cur = cur.Records, cursor{}
+			skip, cur = cur.Records, cursor{Lines: cur.Lines}
 		} else if why, err := cur.changed(file, fi); err != nil {
 			return nil, fmt.Errorf("file.records %s: %w", abs, err)
 		} else if why != "" {
 			// Records already seen at the same place with the same content
 			// keep their IDs, so the store runs only what is new.
 			f.log.Warn("file changed under its cursor: reading it again from the start", "path", abs, "why", why, "records_before", cur.Records)
-			cur = cursor{}
+			cur = cursor{Lines: cur.Lines} // the same fingerprints: the same IDs
 		}
-		cur.File = fileID(fi)
+		cur.File, hashing = fileID(fi), cur.Lines
 		br := fileBuffers.Get().(*bufio.Reader)
 		defer func() { br.Reset(nil); fileBuffers.Put(br) }()
 		if rd, err = newFileReader(file, br, cur, formatParam, abs); err != nil {
@@ -430,7 +454,13 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	}
 	// The engine may decode records itself, as far as it needs: then
 	// only the key is decoded here.
-	rd.decodeLater(key, req.DecodeLater)
+	rd.decodeLater(key, req.Fields, req.DecodeLater)
+	// The values of req.Fields of the page's undecoded records, decoded
+	// with their check: one slice for the page, a part of it an event.
+	var fields []any
+	if req.DecodeLater && len(req.Fields) > 0 {
+		fields = make([]any, 0, min(batch, 1024)*len(req.Fields))
+	}
 	n := cur.Records
 	for ; skip > 0; skip-- {
 		if _, _, _, err := rd.next(); err == io.EOF {
@@ -461,6 +491,9 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 			subject = "line/" + strconv.Itoa(line)
 		default:
 			v, ok := rec[key]
+			if rd.undecoded() {
+				v, ok = rd.keyValue()
+			}
 			name, isString := v.(string)
 			if !isString && ok && v != nil {
 				name = fmt.Sprint(v)
@@ -484,12 +517,17 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 		// The ID is where#n:fingerprint, built in one string whose tail
 		// is the fingerprint.
 		idBuf = strconv.AppendInt(append(append(idBuf[:0], where...), '#'), int64(n), 10)
-		idBuf = appendFingerprint(append(idBuf, ':'), rec, raw)
+		idBuf = appendFingerprint(append(idBuf, ':'), hashing, rec, raw)
 		id := string(idBuf)
 		fp := id[len(id)-fingerprintLen:]
 		ev := connectors.Event{ID: id, Subject: subject, Fingerprint: fp, Data: rec, Raw: raw}
 		if rd.undecoded() {
-			ev.Data, ev.Undecoded = nil, true // rec holds only the key, till the next record
+			ev.Data, ev.Undecoded = nil, true // only its key and fields were decoded
+			if fields != nil {
+				start := len(fields)
+				fields = append(fields, rd.fieldValues()...)
+				ev.Fields = fields[start:len(fields):len(fields)]
+			}
 		}
 		res.Events = append(res.Events, ev)
 	}
@@ -510,19 +548,40 @@ func pollRecords(_ context.Context, conn connectors.Conn, req connectors.PollReq
 	return res, nil
 }
 
+// lineHash is the hash of a record's fingerprint, 64 bits in hex. The
+// fingerprint tells a record rewritten at the same place (a new event)
+// from one read again (the same event): it needs no resistance to a
+// crafted collision, only speed, since every line read is hashed.
+type lineHash uint8
+
+const (
+	// lineXXH64 is XXH64, about 30 times faster than SHA-256 here (SHA-256
+	// of every line was 4 % of the file job's CPU).
+	lineXXH64 lineHash = iota
+	// lineSHA256 is the first 8 bytes of SHA-256, the hash of versions
+	// before v3 cursors: a file they were reading keeps it (its cursor
+	// says so), so that records read again keep their stored IDs.
+	lineSHA256
+)
+
 // fingerprint is a record's content hash: of its line for JSON Lines (no
 // second encoding), else of its JSON (encoding/json sorts map keys).
-func fingerprint(rec map[string]any, raw []byte) string {
-	return string(appendFingerprint(nil, rec, raw))
+func fingerprint(h lineHash, rec map[string]any, raw []byte) string {
+	return string(appendFingerprint(nil, h, rec, raw))
 }
 
-// appendFingerprint appends fingerprint(rec, raw) to b.
-func appendFingerprint(b []byte, rec map[string]any, raw []byte) []byte {
+// appendFingerprint appends fingerprint(h, rec, raw) to b.
+func appendFingerprint(b []byte, h lineHash, rec map[string]any, raw []byte) []byte {
 	if raw == nil {
 		raw, _ = json.Marshal(rec)
 	}
-	h := sha256.Sum256(raw)
-	return hex.AppendEncode(b, h[:8])
+	if h == lineSHA256 {
+		sum := sha256.Sum256(raw)
+		return hex.AppendEncode(b, sum[:8])
+	}
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], xxhash.Sum64(raw))
+	return hex.AppendEncode(b, sum[:])
 }
 
 // fingerprintLen is a fingerprint's length: 8 bytes in hex.

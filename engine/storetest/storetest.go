@@ -242,15 +242,15 @@ func testDedupe(t *testing.T, open func(t *testing.T) engine.Store) {
 
 // testSkipped: an event the condition rejects makes no run and no event
 // row; the page's skips are counted in one SkipPage with a sample of what
-// the condition read. Such an event carries no Data (the engine does not
-// encode it): only Encode, which the store calls for an echo.
+// the condition read. Such an event's data is for an echo only: Encode,
+// which the store calls then, or its Data as read.
 func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 	s := open(t)
 	// A writer's run remembers member/1 in state f1.
 	advance(t, s, "r", ev("w", "writer"))
 	w := claim(t, s, "w", 1, time.Now())[0]
 	finish(t, s, w, engine.RunSucceeded, engine.StepRecord{RunID: w.ID, StepID: "one", Action: "c.one", Status: engine.StepSucceeded, Attempts: 1,
-		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}}})
+		Wrote: []engine.Echo{{Connector: "fake", Subject: "member/1", Fingerprint: "f1"}, {Connector: "fake", Subject: "member/2", Fingerprint: "f9"}}})
 	skip := func(id, fp string) engine.NewEvent {
 		return engine.NewEvent{ID: id, Subject: "member/1", Fingerprint: fp, Connector: "fake", OrderingKey: "member/1",
 			Skipped: true, Values: json.RawMessage(`{"trigger.status":"lapsed"}`),
@@ -289,6 +289,19 @@ func testSkipped(t *testing.T, open func(t *testing.T) engine.Store) {
 		if len(pages) != 1 || pages[0].Count != len(many) || len(pages[0].Sample) != engine.SkipSample {
 			t.Errorf("the newest page: %+v, want %d counted and %d sampled", pages, len(many), engine.SkipSample)
 		}
+	}
+	// A skipped event read as JSON carries it as its Data, with no
+	// Encode: the same, the echo recorded with that data.
+	asRead := func(id, fp string) engine.NewEvent {
+		e := skip(id, fp)
+		e.Subject, e.OrderingKey, e.Encode, e.Data = "member/2", "member/2", nil, json.RawMessage(`{"id":"`+id+`","as":"read"}`)
+		return e
+	}
+	enq = advance(t, s, "r", asRead("echo2", "f9"), asRead("other2", "f8"))
+	if enq[0].Status != engine.RunSuppressed || enq[1].Status != engine.RunSkipped || enq[1].RunID != 0 {
+		t.Errorf("skipped events with their data: %+v", enq)
+	} else if d := run(t, s, enq[0].RunID); string(d.Event) != `{"id":"echo2","as":"read"}` {
+		t.Errorf("the suppressed echo with its data: event %s", d.Event)
 	}
 	// Only the queued one is claimable; the others do not hold its key.
 	if got := eventIDs(claim(t, s, "w", 10, time.Now())); got != "[queued]" {

@@ -93,9 +93,24 @@ func (d *Decoder) SharedObject(data []byte) (map[string]any, error) {
 // is given only for input SharedObject accepts, and holds the fields
 // that the whole object holds.
 func (d *Decoder) SharedFields(data []byte, fields []string, into map[string]any) (whole map[string]any, partial bool, err error) {
+	return d.sharedFields(data, fields, into, nil)
+}
+
+// SharedValues is SharedFields with the values of fields put in vals
+// (as long as fields) by index instead of a map: vals[i] is the value of
+// fields[i], or absent when the object has no such key. What vals holds
+// is to be ignored when partial is false.
+func (d *Decoder) SharedValues(data []byte, fields []string, absent any, vals []any) (whole map[string]any, partial bool, err error) {
+	for i := range vals {
+		vals[i] = absent
+	}
+	return d.sharedFields(data, fields, nil, vals)
+}
+
+func (d *Decoder) sharedFields(data []byte, fields []string, into map[string]any, vals []any) (whole map[string]any, partial bool, err error) {
 	if len(data) > 0 && data[0] == '{' {
 		d.s, d.i, d.dup = unsafe.String(&data[0], len(data)), 0, false
-		ok := d.fieldsObject(fields, into)
+		ok := d.fieldsObject(fields, into, vals)
 		d.skipSpace()
 		ok = ok && d.i == len(d.s)
 		d.s = ""
@@ -108,8 +123,8 @@ func (d *Decoder) SharedFields(data []byte, fields []string, into map[string]any
 }
 
 // fieldsObject reads the object at d.i as object(1) does, decoding into
-// m only the values of fields.
-func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
+// m (or vals, by index, when m is nil) only the values of fields.
+func (d *Decoder) fieldsObject(fields []string, m map[string]any, vals []any) bool {
 	d.i++ // {
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
@@ -133,7 +148,11 @@ func (d *Decoder) fieldsObject(fields []string, m map[string]any) bool {
 		if f := slices.Index(fields, k); f >= 0 {
 			var v any
 			if v, ok = d.value(1); ok {
-				m[fields[f]] = v
+				if m == nil {
+					vals[f] = v
+				} else {
+					m[fields[f]] = v
+				}
 			}
 		} else {
 			ok = d.skip(1)

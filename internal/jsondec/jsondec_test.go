@@ -52,6 +52,19 @@ func agreeFields(t *testing.T, d *Decoder, line string, want map[string]any, wan
 			}
 		}
 		same(t, fmt.Sprintf("SharedFields %q", fields), line, got, sub, err, nil)
+		// SharedValues: the same values by index, absent where missing.
+		absent := &struct{}{}
+		vals := make([]any, len(fields))
+		if _, partial, err := d.SharedValues([]byte(line), fields, absent, vals); !partial || err != nil {
+			t.Fatalf("SharedValues %q %q: partial %v, %v; SharedFields was partial", fields, line, partial, err)
+		}
+		for i, f := range fields {
+			want, ok := sub[f]
+			if !ok {
+				want = absent
+			}
+			same(t, fmt.Sprintf("SharedValues %q [%d]", fields, i), line, vals[i], want, nil, nil)
+		}
 	}
 }
 
