@@ -226,11 +226,7 @@ func TestPageOutcomesAreWrittenOutAsTheRowsTheyStandFor(t *testing.T) {
 // counted running nor written out as running when its claim is.
 func TestARunEndedInAPageOutcomeHoldsNoKey(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	now := time.Now()
 	page := func(ids ...string) []engine.NewEvent {
 		var evs []engine.NewEvent
@@ -324,11 +320,7 @@ func TestRunIDsAfterAPageOutcomeAreNew(t *testing.T) {
 // the cut, pruning its older runs as rows and keeping the newer.
 func TestPruneTakesPageOutcomesWhole(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	now := time.Now()
 	// Outcome 1: runs 0, 1 and 3 ended at now+0, 1 and 3 ms; outcome 2:
 	// runs 2 and 4 at +2 and +4 ms.
@@ -352,11 +344,7 @@ func TestPruneTakesPageOutcomesWhole(t *testing.T) {
 	}
 
 	// Whole outcomes: nothing written out.
-	s2, err := Open(filepath.Join(t.TempDir(), "s2.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := tempStore(t)
 	pagedRunsScenario(t, s2, now)
 	res, err = s2.Prune(ctx, engine.Prune{Before: now.Add(time.Second)})
 	if err != nil {
@@ -378,13 +366,9 @@ func TestPruneTakesPageOutcomesWhole(t *testing.T) {
 // outcome is a run: replaying it is refused as for any run that is not a
 // dead letter, not reported missing.
 func TestAReplayOfARunInAPageOutcomeSaysItIsNotDead(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	ids := pagedRunsScenario(t, s, time.Now())
-	err = s.Replay(context.Background(), ids[0])
+	err := s.Replay(context.Background(), ids[0])
 	if err == nil || !strings.Contains(err.Error(), "not dead") {
 		t.Fatalf("replay of run %d: %v; want it refused as not dead", ids[0], err)
 	}
@@ -395,11 +379,7 @@ func TestAReplayOfARunInAPageOutcomeSaysItIsNotDead(t *testing.T) {
 // reads keeps every page's outcome, and a scan of them at each advance
 // grew with the store (138 ms at 200,000 outcomes).
 func TestNextRunIDsDoNotScanPageOutcomes(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	rows, err := s.r.Query(`EXPLAIN QUERY PLAN SELECT coalesce(max(last_run), 0) FROM page_outcomes`)
 	if err != nil {
 		t.Fatal(err)
@@ -417,4 +397,15 @@ func TestNextRunIDsDoNotScanPageOutcomes(t *testing.T) {
 	if !strings.Contains(plan.String(), "INDEX page_outcomes_last_run") {
 		t.Fatalf("the last run of the page outcomes is read by\n%s", plan.String())
 	}
+}
+
+// tempStore opens a store in a fresh folder, closed when t ends.
+func tempStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
