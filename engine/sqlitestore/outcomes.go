@@ -304,40 +304,18 @@ func (s *Store) expandOutcomes(tx *sql.Tx, all bool) (more bool, err error) {
 // cond.
 func (s *Store) expandOutcomesWhere(tx *sql.Tx, all bool, cond string, args ...any) (more bool, err error) {
 	for {
-		rows, err := tx.Query(`SELECT id, rows FROM page_outcomes WHERE `+cond+` ORDER BY id LIMIT `+strconv.Itoa(expandChunk+1), args...)
-		if err != nil {
-			return false, fmt.Errorf("reading page outcomes: %w", err)
+		outs, err := readOutcomes(tx, cond, args...)
+		if err != nil || len(outs) == 0 {
+			return false, err
 		}
-		var ids []int64
+		ids := make([]int64, len(outs))
 		var finals, steps [][]any
-		for rows.Next() {
-			if len(ids) == expandChunk {
-				more = true
-				break
-			}
-			var id int64
-			var blob []byte
-			if err := rows.Scan(&id, &blob); err != nil {
-				rows.Close()
-				return false, fmt.Errorf("reading page outcomes: %w", err)
-			}
-			runs, err := decodeOutcomes(blob)
-			if err != nil {
-				rows.Close()
-				return false, fmt.Errorf("reading page outcome %d: %w", id, err)
-			}
-			ids = append(ids, id)
-			for _, r := range runs {
+		for i, o := range outs {
+			ids[i] = o.id
+			for _, r := range o.runs {
 				finals = append(finals, r.final)
 				steps = append(steps, r.steps...)
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return false, fmt.Errorf("reading page outcomes: %w", err)
-		}
-		if len(ids) == 0 {
-			return false, nil
 		}
 		if err := execRows(tx, &s.insFinal, finals); err != nil {
 			return false, fmt.Errorf("writing out the %d runs of page outcomes %d–%d: %w", len(finals), ids[0], ids[len(ids)-1], err)
@@ -348,11 +326,43 @@ func (s *Store) expandOutcomesWhere(tx *sql.Tx, all bool, cond string, args ...a
 		if _, err := tx.Exec(`DELETE FROM page_outcomes WHERE id IN (SELECT value FROM json_each(?))`, idList(ids)); err != nil {
 			return false, fmt.Errorf("deleting page outcomes written out: %w", err)
 		}
-		if !all || !more {
+		// A full chunk may have more behind it.
+		if more = len(outs) == expandChunk; !all || !more {
 			return more, nil
 		}
-		more = false
 	}
+}
+
+// pageOutcome is one row of page_outcomes, decoded.
+type pageOutcome struct {
+	id   int64
+	runs []outcomeRun
+}
+
+// readOutcomes reads and decodes up to expandChunk page outcomes that
+// match cond, in ID order.
+func readOutcomes(tx *sql.Tx, cond string, args ...any) ([]pageOutcome, error) {
+	rows, err := tx.Query(`SELECT id, rows FROM page_outcomes WHERE `+cond+` ORDER BY id LIMIT `+strconv.Itoa(expandChunk), args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading page outcomes: %w", err)
+	}
+	defer rows.Close()
+	var out []pageOutcome
+	for rows.Next() {
+		var o pageOutcome
+		var blob []byte
+		if err := rows.Scan(&o.id, &blob); err != nil {
+			return nil, fmt.Errorf("reading page outcomes: %w", err)
+		}
+		if o.runs, err = decodeOutcomes(blob); err != nil {
+			return nil, fmt.Errorf("reading page outcome %d: %w", o.id, err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading page outcomes: %w", err)
+	}
+	return out, nil
 }
 
 // expandAllOutcomes writes every page outcome out, a chunk per

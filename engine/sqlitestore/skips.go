@@ -313,35 +313,17 @@ func (s *Store) size() int64 {
 // outcomes are read a chunk at a time.
 func (s *Store) prunableOutcomes(tx *sql.Tx, before int64) (runs, steps int64, err error) {
 	for after := int64(0); ; {
-		rows, err := tx.Query(`SELECT id, rows FROM page_outcomes WHERE last_finished < ? AND id > ? ORDER BY id LIMIT ?`, before, after, expandChunk)
-		if err != nil {
-			return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
+		outs, err := readOutcomes(tx, `last_finished < ? AND id > ?`, before, after)
+		if err != nil || len(outs) == 0 {
+			return runs, steps, err
 		}
 		var pairs []int64 // run, event
-		n := 0
-		for rows.Next() {
-			var blob []byte
-			if err := rows.Scan(&after, &blob); err != nil {
-				rows.Close()
-				return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
-			}
-			outs, err := decodeOutcomes(blob)
-			if err != nil {
-				rows.Close()
-				return 0, 0, fmt.Errorf("reading page outcome %d: %w", after, err)
-			}
-			n++
-			for _, r := range outs {
+		for _, o := range outs {
+			after = o.id
+			for _, r := range o.runs {
 				pairs = append(pairs, r.final[0].(int64), r.final[1].(int64))
 				steps += int64(len(r.steps))
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, 0, fmt.Errorf("reading page outcomes to prune: %w", err)
-		}
-		if n == 0 {
-			return runs, steps, nil
 		}
 		runs += int64(len(pairs) / 2)
 		if _, err := tx.Exec(`INSERT INTO temp.prune_runs (id, event)
