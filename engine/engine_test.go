@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,6 +176,75 @@ func TestAFailedPageCommitLosesNothing(t *testing.T) {
 			defer cancel()
 			if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
 				t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
+			}
+			e.Close()
+			store.Store.Close()
+
+			again := openStore(t, path)
+			defer again.Close()
+			runOnce(t, newEngine(t, again, svc, []*recipes.Recipe{issueRecipe(t)}))
+			assertExactlyOnce(t, svc)
+			assertAllDone(t, again)
+			if svc.creates != 6 {
+				t.Errorf("%d certificates for 6 eligible members", svc.creates)
+			}
+		})
+	}
+}
+
+// queuedBehindFailingAdvance fails the advance numbered at (from 1) once
+// the page after it has been handed to the store (EncodeAdvance is
+// called as a page is queued to commit): that page then waits behind the
+// one that fails.
+type queuedBehindFailingAdvance struct {
+	engine.Store
+	at       int
+	advances atomic.Int32
+	encoded  atomic.Int32
+	queued   atomic.Bool // the page after it was queued when it failed
+}
+
+func (f *queuedBehindFailingAdvance) EncodeAdvance(recipe string, adv *engine.Advance) error {
+	f.encoded.Add(1)
+	return f.Store.(engine.AdvanceEncoder).EncodeAdvance(recipe, adv)
+}
+
+func (f *queuedBehindFailingAdvance) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
+	if int(f.advances.Add(1)) != f.at {
+		return f.Store.Advance(ctx, recipe, adv)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if int(f.encoded.Load()) > f.at {
+			f.queued.Store(true)
+			break
+		}
+	}
+	return nil, errors.New("the store refused the transaction")
+}
+
+// TestAFailedPageCommitCommitsNoPageQueuedBehindIt: pages commit in
+// order, a few queued behind the one committing. When one fails, the
+// page queued behind it commits nothing (its cursor would skip the
+// failed page's events): the next run polls again from the last
+// committed cursor, and every eligible member gets exactly one
+// certificate.
+func TestAFailedPageCommitCommitsNoPageQueuedBehindIt(t *testing.T) {
+	for _, at := range []int{1, 3} {
+		t.Run(fmt.Sprintf("advance %d fails", at), func(t *testing.T) {
+			path := tempDB(t)
+			svc := newFakeService(12, everyOther) // 6 eligible, 6 pages of 2
+			store := &queuedBehindFailingAdvance{Store: openStore(t, path), at: at}
+			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
+				t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
+			}
+			if !store.queued.Load() {
+				t.Fatalf("no page was queued behind advance %d when it failed", at)
+			}
+			if n := int(store.advances.Load()); n != at {
+				t.Errorf("%d advances reached the store, want %d: a page queued behind the failed one was committed", n, at)
 			}
 			e.Close()
 			store.Store.Close()

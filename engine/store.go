@@ -119,6 +119,18 @@ type Advance struct {
 	// Claim.Limit are not read. A store that does not claim at advance
 	// leaves Run nil; the runs are then claimed from the queue as usual.
 	Claim *ClaimRequest
+	// Encoded is what the store's AdvanceEncoder made of this Advance
+	// before its turn (nil: nothing); only that store reads it.
+	Encoded any
+}
+
+// AdvanceEncoder is an optional TriggerStore ability: it encodes what an
+// Advance will write (its events' keys and intents) ahead of the call,
+// so that a polled page is encoded while the page before it commits
+// rather than after. An error leaves Encoded unset: Advance then encodes
+// again, and reports it.
+type AdvanceEncoder interface {
+	EncodeAdvance(recipe string, adv *Advance) error
 }
 
 // SubjectState is the remembered state of one trigger subject.

@@ -308,6 +308,14 @@ func (e *Engine) commitPrepared(ctx context.Context, rt *recipeRT, p *preparedPa
 	return fresh, enq, nil
 }
 
+// encodeAdvance has a store that can encode a prepared page's Advance
+// ahead of its commit do so.
+func (e *Engine) encodeAdvance(rt *recipeRT, p *preparedPage) {
+	if enc, ok := e.store.(AdvanceEncoder); ok {
+		enc.EncodeAdvance(rt.r.Name, &p.adv) // on error Advance encodes again, and says why
+	}
+}
+
 // eventData is the event's data as JSON: as the trigger read it, when it
 // kept it, else encoded.
 func eventData(ev connectors.Event) (json.RawMessage, error) {
@@ -344,24 +352,103 @@ func (e *Engine) waitForRoom(ctx context.Context) error {
 	return nil
 }
 
-// pageInFlight is a polled page whose enqueue (the store's commit of its
-// events with its cursor) runs while the next page is read.
+// pagesInFlight is how many polled pages may be committing while the
+// next is read. With one, the poller waited for the store about half of
+// a file job (a page's advance queues behind the journal of the runs
+// before it); two keep the store's writer fed while the poller reads.
+const pagesInFlight = 2
+
+// pageInFlight are the polled pages whose enqueue (the store's commit of
+// their events with their cursor) runs while the next page is read,
+// oldest first. Each commits only once the one before it has, and not
+// at all when it failed: the store's cursor moves page by page.
 type pageInFlight struct {
-	done   chan error
-	cursor string // the cursor after the page
-	// states are the subject states the page writes: the next page's
+	pages []*committingPage
+}
+
+// committingPage is one polled page being committed.
+type committingPage struct {
+	done   chan struct{} // closed when err is set
+	err    error         // its enqueue's, or that a page before it failed
+	cursor string        // the cursor after the page
+	// states are the subject states the page writes: the next pages'
 	// look-ups see them before they are committed.
 	states map[string]string
 }
 
-// wait returns the page's enqueue error, once; nil without a page.
+// busy says whether a page is committing.
+func (p *pageInFlight) busy() bool { return p != nil && len(p.pages) > 0 }
+
+// cursor is the cursor after the newest page committing.
+func (p *pageInFlight) cursor() string { return p.pages[len(p.pages)-1].cursor }
+
+// states are the subject states of the pages committing, the newest
+// page's where two write one subject; nil with none.
+func (p *pageInFlight) states() map[string]string {
+	var merged map[string]string
+	for _, pg := range p.pages {
+		if len(pg.states) == 0 {
+			continue
+		}
+		if merged == nil {
+			merged = make(map[string]string, len(pg.states))
+		}
+		for k, v := range pg.states {
+			merged[k] = v
+		}
+	}
+	return merged
+}
+
+// wait returns the pages' first enqueue error, once; nil without a page.
 func (p *pageInFlight) wait() error {
-	if p == nil || p.done == nil {
+	if p == nil {
 		return nil
 	}
-	err := <-p.done
-	p.done, p.states = nil, nil
-	return err
+	var first error
+	for len(p.pages) > 0 {
+		if err := p.waitOldest(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// waitOldest waits for the oldest page committing and forgets it.
+func (p *pageInFlight) waitOldest() error {
+	pg := p.pages[0]
+	<-pg.done
+	p.pages[0] = nil
+	p.pages = p.pages[1:]
+	return pg.err
+}
+
+// start commits a page after the pages committing: encode is called at
+// once, enqueue once they have committed, with the error of the first
+// that failed (then it commits nothing and returns an error).
+func (p *pageInFlight) start(cursor string, states []connectors.Record, encode func(), enqueue func(failedBefore error) error) {
+	var before *committingPage
+	if len(p.pages) > 0 {
+		before = p.pages[len(p.pages)-1]
+	}
+	pg := &committingPage{done: make(chan struct{}), cursor: cursor}
+	if len(states) > 0 {
+		pg.states = make(map[string]string, len(states))
+		for _, st := range states {
+			pg.states[st.Subject] = st.State
+		}
+	}
+	p.pages = append(p.pages, pg)
+	go func() {
+		encode()
+		var failed error
+		if before != nil {
+			<-before.done
+			failed = before.err
+		}
+		pg.err = enqueue(failed)
+		close(pg.done)
+	}()
 }
 
 // polled is what a poll tells its loop besides whether there is more.
@@ -384,8 +471,8 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	}
 	name := rt.r.Name
 	var cursor string
-	if inflight.done != nil {
-		cursor = inflight.cursor
+	if inflight.busy() {
+		cursor = inflight.cursor()
 	} else if cursor, err = e.store.Cursor(ctx, name); err != nil {
 		return false, err
 	}
@@ -415,14 +502,15 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states}, Now: began, Recipe: name,
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states()}, Now: began, Recipe: name,
 		DecodeLater: rt.whenFields != nil, Fields: rt.whenFields,
 	})
 	if res != nil {
 		at.minInterval = res.MinInterval
 	}
-	// The page is evaluated while the page before commits (the store's
-	// single writer is then never idle for it); it is committed after it.
+	// The page is evaluated while the pages before commit (the store's
+	// single writer is then never idle for it); it is committed after
+	// them.
 	var next string
 	var prep *preparedPage
 	var perr error
@@ -431,7 +519,17 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		at.cursor = next
 		prep, perr = e.prepareEvents(rt, &next, res.States, res.Events, true)
 	}
-	if werr := inflight.wait(); werr != nil {
+	// A page that fails, and the last page, wait for all the pages
+	// committing; another waits only for room among them.
+	var werr error
+	if err != nil || res == nil || perr != nil || !res.More {
+		werr = inflight.wait()
+	} else if len(inflight.pages) >= pagesInFlight {
+		if werr = inflight.waitOldest(); werr != nil {
+			inflight.wait()
+		}
+	}
+	if werr != nil {
 		e.dropPrepared(prep)
 		return false, fmt.Errorf("recipe %q: %w", name, werr)
 	}
@@ -453,16 +551,13 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	// subject states see this page's (committing). The last page is
 	// committed before pollOnce returns.
 	if res.More {
-		inflight.done, inflight.cursor = make(chan error, 1), next
-		if len(res.States) > 0 {
-			inflight.states = make(map[string]string, len(res.States))
-			for _, st := range res.States {
-				inflight.states[st.Subject] = st.State
+		inflight.start(next, res.States, func() { e.encodeAdvance(rt, prep) }, func(failedBefore error) error {
+			if failedBefore != nil {
+				e.dropPrepared(prep)
+				return failedBefore
 			}
-		}
-		go func(done chan<- error) {
-			done <- e.enqueuePage(ctx, rt, pages, prep, false)
-		}(inflight.done)
+			return e.enqueuePage(ctx, rt, pages, prep, false)
+		})
 		return true, nil
 	}
 	if err := e.enqueuePage(ctx, rt, pages, prep, !res.More); err != nil {

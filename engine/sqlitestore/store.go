@@ -959,34 +959,61 @@ func (s *Store) PriorStates(ctx context.Context, recipe string, subjects []strin
 	return out, nil
 }
 
+// encodedAdvance is what a page claim holds of each event of an Advance,
+// encoded before the writer has it: the run's ordering key, as JSON, and
+// its first intent (nil for a skipped event, which is never claimed).
+type encodedAdvance struct {
+	quotedKeys, intents [][]byte
+}
+
+func encodeAdvance(recipe string, adv *engine.Advance) (*encodedAdvance, error) {
+	enc := &encodedAdvance{quotedKeys: make([][]byte, len(adv.Events)), intents: make([][]byte, len(adv.Events))}
+	for i := range adv.Events {
+		ev := &adv.Events[i]
+		if ev.Skipped {
+			continue
+		}
+		key := ev.OrderingKey
+		if key == "" {
+			key = "event:" + ev.ID
+		}
+		q, err := json.Marshal(key)
+		if err != nil {
+			return nil, fmt.Errorf("advancing the trigger of recipe %q: the ordering key of event %q: %w", recipe, ev.ID, err)
+		}
+		enc.quotedKeys[i] = q
+		if ev.Intent != nil {
+			if enc.intents[i], err = encodeIntent(ev.Intent); err != nil {
+				return nil, fmt.Errorf("advancing the trigger of recipe %q: the intent of event %q: %w", recipe, ev.ID, err)
+			}
+		}
+	}
+	return enc, nil
+}
+
+// EncodeAdvance implements engine.AdvanceEncoder.
+func (s *Store) EncodeAdvance(recipe string, adv *engine.Advance) error {
+	enc, err := encodeAdvance(recipe, adv)
+	if err != nil {
+		return err
+	}
+	adv.Encoded = enc
+	return nil
+}
+
 // Advance implements engine.TriggerStore.
 func (s *Store) Advance(ctx context.Context, recipe string, adv engine.Advance) ([]engine.Enqueued, error) {
 	out := make([]engine.Enqueued, len(adv.Events))
-	// What a page claim holds of each event, encoded before the writer
-	// has it: the run's ordering key, as JSON, and its first intent.
 	var quotedKeys, intents [][]byte
 	if adv.Claim != nil {
-		quotedKeys, intents = make([][]byte, len(adv.Events)), make([][]byte, len(adv.Events))
-		for i := range adv.Events {
-			ev := &adv.Events[i]
-			if ev.Skipped {
-				continue // never claimed
-			}
-			key := ev.OrderingKey
-			if key == "" {
-				key = "event:" + ev.ID
-			}
-			q, err := json.Marshal(key)
-			if err != nil {
-				return nil, fmt.Errorf("advancing the trigger of recipe %q: the ordering key of event %q: %w", recipe, ev.ID, err)
-			}
-			quotedKeys[i] = q
-			if ev.Intent != nil {
-				if intents[i], err = encodeIntent(ev.Intent); err != nil {
-					return nil, fmt.Errorf("advancing the trigger of recipe %q: the intent of event %q: %w", recipe, ev.ID, err)
-				}
+		enc, ok := adv.Encoded.(*encodedAdvance)
+		if !ok || len(enc.quotedKeys) != len(adv.Events) {
+			var err error
+			if enc, err = encodeAdvance(recipe, &adv); err != nil {
+				return nil, err
 			}
 		}
+		quotedKeys, intents = enc.quotedKeys, enc.intents
 	}
 	// The page claim, kept in memory once committed (a retried
 	// transaction builds it again).
