@@ -199,7 +199,7 @@ func (s *Store) prepareClaims(p func(db *sql.DB, q string) *sql.Stmt) {
 	s.renewClaims = p(s.w, `UPDATE page_claims SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`)
 	s.ownerPaged = p(s.w, `SELECT claim, run FROM page_runs WHERE owner = ?`)
 	s.notRuns = p(s.w, `SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM runs) AND value NOT IN (SELECT run FROM page_ended)`)
-	s.claimLeases = p(s.w, `SELECT id, lease_until FROM page_claims WHERE id IN (SELECT value FROM json_each(?))`)
+	s.claimLeases = p(s.w, `SELECT id, lease_until, first_run, last_run FROM page_claims WHERE id IN (SELECT value FROM json_each(?))`)
 	s.insOutcomes = p(s.w, `INSERT INTO page_outcomes (first_run, last_run, runs, first_finished, last_finished, rows) VALUES (?, ?, ?, ?, ?, ?)`)
 	s.insEnded = p(s.w, `INSERT INTO page_ended (run) SELECT value FROM json_each(?)`)
 }
@@ -601,66 +601,82 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 // pagedAmong returns the runs among ids (run IDs) that page claims hold,
 // by ID: those this handle claimed from memory, any other from the
 // claims themselves (their JSON is read only then).
+//
+// A run this handle remembers is still held by its claim when that claim
+// is there, with the run in its range: a run leaves a live claim only by
+// this handle (a journal write, a renewal's write-out, which forget it),
+// and a claim another handle writes out is deleted whole (writeOutClaims).
+// A claim ID can be given again once its claim is gone, but never with
+// an earlier run in its range: run IDs only grow while a run is held or
+// is a row. Any other run is looked up in the store.
 func (s *Store) pagedAmong(tx *sql.Tx, ids []int64) (map[int64]*pagedRun, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	// A run that is a row of runs is not held by a claim.
-	absent, err := columnSet[int64](tx.Stmt(s.notRuns), "looking up runs claimed with pages", idList(ids))
-	if err != nil || len(absent) == 0 {
-		return nil, err
-	}
 	out := map[int64]*pagedRun{}
-	var unknown, claims []int64
+	var others, claims []int64
 	s.pagedMu.Lock()
-	for id := range absent {
+	for _, id := range ids {
 		if pr := s.paged[id]; pr != nil {
 			cp := *pr
 			out[id] = &cp
 			claims = append(claims, pr.claim)
 		} else {
-			unknown = append(unknown, id)
+			others = append(others, id)
 		}
 	}
 	s.pagedMu.Unlock()
 	if len(claims) > 0 {
-		// The claims' leases now (renewals move them); a claim that is
-		// gone holds nothing.
+		// The claims' leases now (renewals move them), and their ranges.
 		rows, err := tx.Stmt(s.claimLeases).Query(idList(claims))
 		if err != nil {
 			return nil, fmt.Errorf("reading the leases of page claims: %w", err)
 		}
-		lease := map[int64]int64{}
+		type liveClaim struct{ until, first, last int64 }
+		live := map[int64]liveClaim{}
 		for rows.Next() {
-			var id, until int64
-			if err := rows.Scan(&id, &until); err != nil {
+			var id int64
+			var c liveClaim
+			if err := rows.Scan(&id, &c.until, &c.first, &c.last); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("reading the leases of page claims: %w", err)
 			}
-			lease[id] = until
+			live[id] = c
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("reading the leases of page claims: %w", err)
 		}
 		for id, pr := range out {
-			until, ok := lease[pr.claim]
-			if !ok {
+			c, ok := live[pr.claim]
+			if !ok || id < c.first || id > c.last {
 				delete(out, id)
+				others = append(others, id)
 				continue
 			}
-			pr.leaseUntil = until
+			pr.leaseUntil = c.until
 		}
 	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		more, err := queryPaged(tx, `p.first_run <= ? AND p.last_run >= ? AND (j.value->>'id') IN (SELECT value FROM json_each(?))`,
-			unknown[len(unknown)-1], unknown[0], idList(unknown))
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(out, more)
+	if len(others) == 0 {
+		return out, nil
 	}
+	// A run that is a row of runs, or ended in a page outcome, is not
+	// held by a claim.
+	absent, err := columnSet[int64](tx.Stmt(s.notRuns), "looking up runs claimed with pages", idList(others))
+	if err != nil || len(absent) == 0 {
+		return out, err
+	}
+	unknown := make([]int64, 0, len(absent))
+	for id := range absent {
+		unknown = append(unknown, id)
+	}
+	slices.Sort(unknown)
+	more, err := queryPaged(tx, `p.first_run <= ? AND p.last_run >= ? AND (j.value->>'id') IN (SELECT value FROM json_each(?))`,
+		unknown[len(unknown)-1], unknown[0], idList(unknown))
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, more)
 	return out, nil
 }
 

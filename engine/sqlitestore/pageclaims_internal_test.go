@@ -228,3 +228,61 @@ func TestARunTakenElsewhereIsForgotten(t *testing.T) {
 			released, s.paged[released] != nil, kept, s.paged[kept] != nil, kept)
 	}
 }
+
+// TestARunWrittenOutElsewhereIsJournaledAsARowWhenItsClaimIDIsReused: a
+// run this handle claimed with a page is written out by another handle
+// (an operator's read), which deletes the claim; the next page claim
+// gets the same ID, with later runs. Journaling the first run then
+// finishes its row, and leaves the new claim and its run alone.
+func TestARunWrittenOutElsewhereIsJournaledAsARowWhenItsClaimIDIsReused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	now := time.Now()
+	claimOne := func(id string) (engine.Enqueued, int64) {
+		t.Helper()
+		enq, err := s.Advance(ctx, "r", engine.Advance{Events: []engine.NewEvent{{ID: id, Subject: "s/" + id, Connector: "c", Data: json.RawMessage(`{}`)}},
+			Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}})
+		if err != nil || enq[0].Run == nil {
+			t.Fatalf("advance of %s: %+v, %v", id, enq, err)
+		}
+		var claim int64
+		if err := s.r.QueryRow(`SELECT max(id) FROM page_claims`).Scan(&claim); err != nil {
+			t.Fatal(err)
+		}
+		return enq[0], claim
+	}
+	first, firstClaim := claimOne("a")
+	if _, err := other.ListRuns(ctx, engine.RunFilter{}); err != nil { // writes every claim out
+		t.Fatal(err)
+	}
+	second, secondClaim := claimOne("b")
+	if secondClaim != firstClaim {
+		t.Fatalf("the second page claim has ID %d, the first had %d: the test needs the ID given again", secondClaim, firstClaim)
+	}
+	yes := true
+	if err := s.Record(ctx, first.Run.Lease(), nil, &engine.Completion{RunID: first.RunID, Status: engine.RunSucceeded, Condition: &yes, Finished: now}); err != nil {
+		t.Fatalf("journaling run %d, written out elsewhere: %v", first.RunID, err)
+	}
+	var pending int64
+	if err := s.r.QueryRow(`SELECT pending FROM page_claims WHERE id = ?`, secondClaim).Scan(&pending); err != nil || pending != 1 {
+		t.Errorf("the second page claim holds %d runs (%v), want 1: run %d", pending, err, second.RunID)
+	}
+	if s.paged[second.RunID] == nil {
+		t.Errorf("the handle no longer remembers run %d of the second claim", second.RunID)
+	}
+	// (An operator's read writes the second claim out too.)
+	run, err := s.GetRun(ctx, first.RunID)
+	if err != nil || run.Status != engine.RunSucceeded {
+		t.Fatalf("run %d: %+v, %v; want it succeeded", first.RunID, run, err)
+	}
+}
