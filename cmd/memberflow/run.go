@@ -318,8 +318,8 @@ func runRun(ctx context.Context, o runOptions, io stdio) int {
 			return exitUsage
 		}
 	}
+	gitRevisions(rs)
 	for i, r := range rs {
-		r.Revision = gitRevision(r.File)
 		if err := eng.Add(r, resolved[i]); err != nil {
 			fmt.Fprintf(io.err, "memberflow run: %s: %v\n", r.File, err)
 			return exitUsage

@@ -4,13 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/memberflow/memberflow/engine/pgstore"
 	"github.com/memberflow/memberflow/engine/sqlitestore"
+	"github.com/memberflow/memberflow/recipes"
 )
 
 func init() {
@@ -89,6 +92,9 @@ func gitRevision(path string) string {
 		return ""
 	}
 	dir, file := filepath.Split(abs)
+	if !underGit(dir) {
+		return "" // no process started for a file in no repository
+	}
 	git := func(args ...string) (string, bool) {
 		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
 		out, err := cmd.Output()
@@ -105,4 +111,44 @@ func gitRevision(path string) string {
 		rev += "+dirty"
 	}
 	return rev
+}
+
+// underGit says whether git could find a repository for dir: a .git
+// (the directory, or the file of a worktree or submodule) in dir or
+// above it, or GIT_DIR set.
+func underGit(dir string) bool {
+	if os.Getenv("GIT_DIR") != "" {
+		return true
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return true // let git decide
+	}
+	for {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return true
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return false
+		}
+		d = parent
+	}
+}
+
+// gitRevisions sets each recipe's Revision, asking git about a few files
+// at once: two git processes a recipe, one after another, made the start
+// of a runner of many recipes wait seconds.
+func gitRevisions(rs []*recipes.Recipe) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, r := range rs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.Revision = gitRevision(r.File)
+		}()
+	}
+	wg.Wait()
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/memberflow/memberflow/engine/pgstore"
+	"github.com/memberflow/memberflow/recipes"
 )
 
 const versionedRecipe = `version: 1
@@ -177,5 +178,19 @@ func TestGitRevision(t *testing.T) {
 	os.WriteFile(outside, []byte("x"), 0o644)
 	if rev := gitRevision(outside); rev != "" {
 		t.Errorf("gitRevision outside a work tree = %q, want none", rev)
+	}
+	t.Setenv("GIT_DIR", "") // restored after the test
+	os.Unsetenv("GIT_DIR")
+	if underGit(filepath.Dir(outside)) {
+		t.Errorf("a temporary folder is taken for a git work tree: git would be started for each recipe in it")
+	}
+	if !underGit(".") {
+		t.Errorf("this package's folder is not taken for a git work tree")
+	}
+	// Several recipes, asked about at once.
+	rs := []*recipes.Recipe{{File: "main.go"}, {File: outside}, {File: "version.go"}}
+	gitRevisions(rs)
+	if len(rs[0].Revision) < 12 || rs[1].Revision != "" || len(rs[2].Revision) < 12 {
+		t.Errorf("revisions %q, %q, %q; want main.go's and version.go's, none outside", rs[0].Revision, rs[1].Revision, rs[2].Revision)
 	}
 }
