@@ -35,6 +35,10 @@ func TestPrepareReadsTheFieldsTheTriggerDecoded(t *testing.T) {
 		{ID: "2", Subject: "b", Raw: []byte(`{"id":"b","eligible":true,"score":90}`), Undecoded: true, Fields: []any{true, 50.0, nil}},
 		// no fields: its record decides (skipped, score 10)
 		{ID: "3", Subject: "c", Raw: low, Undecoded: true},
+		// a plan: skipped; the next lacks one, and nothing of this one's
+		// stays for it (kept)
+		{ID: "4", Subject: "d", Raw: []byte(`{"id":"d","eligible":true,"score":90,"plan":"gold"}`), Undecoded: true, Fields: []any{true, 90.0, "gold"}},
+		{ID: "5", Subject: "e", Raw: []byte(`{"id":"e","eligible":true,"score":90}`), Undecoded: true, Fields: []any{true, 90.0, connectors.NoField}},
 	}
 	p, err := e.prepareEvents(rt, nil, nil, events, false)
 	if err != nil {
@@ -44,8 +48,8 @@ func TestPrepareReadsTheFieldsTheTriggerDecoded(t *testing.T) {
 	for _, ev := range p.adv.Events {
 		skipped = append(skipped, ev.Skipped)
 	}
-	if len(skipped) != 3 || skipped[0] || !skipped[1] || !skipped[2] {
-		t.Fatalf("skipped %v, want [false true true]", skipped)
+	if len(skipped) != 5 || skipped[0] || !skipped[1] || !skipped[2] || !skipped[3] || skipped[4] {
+		t.Fatalf("skipped %v, want [false true true true false]", skipped)
 	}
 	// The kept event runs on its whole record, decoded from its line.
 	if string(p.adv.Events[0].Data) != string(low) || events[0].Undecoded || events[0].Data["score"] != 10.0 {

@@ -157,19 +157,22 @@ func (e *Engine) prepareEvents(rt *recipeRT, cursor *string, states []connectors
 			if dec == nil {
 				dec, fields = new(jsondec.Decoder), map[string]any{}
 			}
-			for _, k := range rt.whenFields {
-				delete(fields, k) // all it can hold
-			}
 			if len(ev.Fields) > 0 && len(ev.Fields) == len(rt.whenFields) {
 				// Decoded by the trigger as it checked the record
-				// (PollRequest.Fields): not read again.
+				// (PollRequest.Fields): not read again. Every field the
+				// map can hold is set, or deleted when the record lacks it.
 				for f, v := range ev.Fields {
 					if v != connectors.NoField {
 						fields[rt.whenFields[f]] = v
+					} else {
+						delete(fields, rt.whenFields[f])
 					}
 				}
 				ev.Data = fields
 			} else {
+				for _, k := range rt.whenFields {
+					delete(fields, k) // all it can hold
+				}
 				data, partial, err := dec.SharedFields(ev.Raw, rt.whenFields, fields)
 				if err != nil {
 					e.dropPrepared(p)
