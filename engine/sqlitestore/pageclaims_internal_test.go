@@ -3,8 +3,10 @@ package sqlitestore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -284,5 +286,50 @@ func TestARunWrittenOutElsewhereIsJournaledAsARowWhenItsClaimIDIsReused(t *testi
 	run, err := s.GetRun(ctx, first.RunID)
 	if err != nil || run.Status != engine.RunSucceeded {
 		t.Fatalf("run %d: %+v, %v; want it succeeded", first.RunID, run, err)
+	}
+}
+
+// TestAnAdvanceEncodedAheadClaimsAsOneEncodedInTurn: a page encoded ahead
+// (EncodeAdvance, while the page before commits) writes the same page
+// claim as one Advance encodes itself.
+func TestAnAdvanceEncodedAheadClaimsAsOneEncodedInTurn(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	page := func() engine.Advance {
+		var evs []engine.NewEvent
+		for i := range 4 {
+			id := fmt.Sprintf("e%d", i)
+			ev := engine.NewEvent{ID: id, Subject: "m/" + id, Connector: "c", Data: json.RawMessage(`{"n":` + fmt.Sprint(i) + `}`), Skipped: i == 2}
+			if i != 1 {
+				ev.OrderingKey = "k" + id
+				ev.Intent = &engine.StepRecord{Index: 0, StepID: "issue", Action: "c.write", Status: engine.StepStarted,
+					Input: json.RawMessage(`{"member":"` + id + `"}`), Attempts: 1, Started: now}
+			}
+			evs = append(evs, ev)
+		}
+		return engine.Advance{Events: evs, Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}}
+	}
+	claimed := func(s *Store) string {
+		t.Helper()
+		var keys, runs string
+		if err := s.r.QueryRow(`SELECT keys, runs FROM page_claim_runs`).Scan(&keys, &runs); err != nil {
+			t.Fatal(err)
+		}
+		// created is the store's clock at the advance.
+		return keys + "\n" + regexp.MustCompile(`"created":\d+`).ReplaceAllString(runs, `"created":T`)
+	}
+	inTurn, ahead := tempStore(t), tempStore(t)
+	if _, err := inTurn.Advance(ctx, "r", page()); err != nil {
+		t.Fatal(err)
+	}
+	adv := page()
+	if err := ahead.EncodeAdvance("r", &adv); err != nil || adv.Encoded == nil {
+		t.Fatalf("EncodeAdvance: %v, encoded %v", err, adv.Encoded)
+	}
+	if _, err := ahead.Advance(ctx, "r", adv); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := claimed(ahead), claimed(inTurn); a != b {
+		t.Errorf("the page claim encoded ahead:\n%s\nencoded in turn:\n%s", a, b)
 	}
 }

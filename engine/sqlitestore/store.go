@@ -966,6 +966,8 @@ type encodedAdvance struct {
 	quotedKeys, intents [][]byte
 }
 
+// encodeAdvance encodes what adv's page claim will hold; its errors name
+// the event and read as Advance's.
 func encodeAdvance(recipe string, adv *engine.Advance) (*encodedAdvance, error) {
 	enc := &encodedAdvance{quotedKeys: make([][]byte, len(adv.Events)), intents: make([][]byte, len(adv.Events))}
 	for i := range adv.Events {
