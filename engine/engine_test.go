@@ -171,24 +171,37 @@ func TestAFailedPageCommitLosesNothing(t *testing.T) {
 			path := tempDB(t)
 			svc := newFakeService(12, everyOther) // 6 eligible, 6 pages of 2
 			store := &failingAdvance{Store: openStore(t, path), at: at}
-			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
-				t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
-			}
-			e.Close()
+			runOnceRefused(t, store, svc, at)
 			store.Store.Close()
-
-			again := openStore(t, path)
-			defer again.Close()
-			runOnce(t, newEngine(t, again, svc, []*recipes.Recipe{issueRecipe(t)}))
-			assertExactlyOnce(t, svc)
-			assertAllDone(t, again)
-			if svc.creates != 6 {
-				t.Errorf("%d certificates for 6 eligible members", svc.creates)
-			}
+			resumeIssuesEachOnce(t, path, svc)
 		})
+	}
+}
+
+// runOnceRefused runs the issue recipe once on store, whose advance
+// numbered at is refused: the run ends with the store's error.
+func runOnceRefused(t *testing.T, store engine.Store, svc *fakeService, at int) {
+	t.Helper()
+	e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
+		t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
+	}
+}
+
+// resumeIssuesEachOnce runs the issue recipe again on the store at path:
+// each of svc's 6 eligible members ends with exactly one certificate.
+func resumeIssuesEachOnce(t *testing.T, path string, svc *fakeService) {
+	t.Helper()
+	again := openStore(t, path)
+	defer again.Close()
+	runOnce(t, newEngine(t, again, svc, []*recipes.Recipe{issueRecipe(t)}))
+	assertExactlyOnce(t, svc)
+	assertAllDone(t, again)
+	if svc.creates != 6 {
+		t.Errorf("%d certificates for 6 eligible members", svc.creates)
 	}
 }
 
@@ -234,29 +247,15 @@ func TestAFailedPageCommitCommitsNoPageQueuedBehindIt(t *testing.T) {
 			path := tempDB(t)
 			svc := newFakeService(12, everyOther) // 6 eligible, 6 pages of 2
 			store := &queuedBehindFailingAdvance{Store: openStore(t, path), at: at}
-			e := newEngine(t, store, svc, []*recipes.Recipe{issueRecipe(t)})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := e.RunOnce(ctx); err == nil || !strings.Contains(err.Error(), "refused the transaction") {
-				t.Fatalf("RunOnce with advance %d failing: %v, want the store's error", at, err)
-			}
+			runOnceRefused(t, store, svc, at)
 			if !store.queued.Load() {
 				t.Fatalf("no page was queued behind advance %d when it failed", at)
 			}
 			if n := int(store.advances.Load()); n != at {
 				t.Errorf("%d advances reached the store, want %d: a page queued behind the failed one was committed", n, at)
 			}
-			e.Close()
 			store.Store.Close()
-
-			again := openStore(t, path)
-			defer again.Close()
-			runOnce(t, newEngine(t, again, svc, []*recipes.Recipe{issueRecipe(t)}))
-			assertExactlyOnce(t, svc)
-			assertAllDone(t, again)
-			if svc.creates != 6 {
-				t.Errorf("%d certificates for 6 eligible members", svc.creates)
-			}
+			resumeIssuesEachOnce(t, path, svc)
 		})
 	}
 }

@@ -191,22 +191,28 @@ func FuzzIntentInAClaim(f *testing.F) {
 	})
 }
 
+// twoHandles opens one new store twice, as two processes would.
+func twoHandles(t *testing.T) (s, other *Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	var err error
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if other, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return s, other
+}
+
 // TestARunTakenElsewhereIsForgotten: a claimed run that another handle
 // released is forgotten at this handle's next renewal; a run it still
 // holds is remembered.
 func TestARunTakenElsewhereIsForgotten(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := twoHandles(t)
 	now := time.Now()
 	claimOne := func(id string) int64 {
 		t.Helper()
@@ -238,17 +244,7 @@ func TestARunTakenElsewhereIsForgotten(t *testing.T) {
 // finishes its row, and leaves the new claim and its run alone.
 func TestARunWrittenOutElsewhereIsJournaledAsARowWhenItsClaimIDIsReused(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := twoHandles(t)
 	now := time.Now()
 	claimOne := func(id string) (engine.Enqueued, int64) {
 		t.Helper()
