@@ -23,7 +23,7 @@ const MaxWebhookBody = 1 << 20
 type priorState struct {
 	store TriggerStore
 	name  string
-	// committing are the states of the page still being committed (nil:
+	// committing are the states of the pages still being committed (nil:
 	// none), newer than the store's.
 	committing map[string]string
 }
@@ -355,17 +355,18 @@ func (e *Engine) waitForRoom(ctx context.Context) error {
 	return nil
 }
 
-// pagesInFlight is how many polled pages may be committing while the
-// next is read. With one, the poller waited for the store about half of
-// a file job (a page's advance queues behind the journal of the runs
-// before it); two keep the store's writer fed while the poller reads.
-const pagesInFlight = 2
+// maxPagesCommitting is how many polled pages may be committing while
+// the next is read. With one, the poller waited for the store about half
+// of a file job: a page's advance queued behind the journal of the runs
+// before it, and was encoded only once the page before had committed.
+// (maxPagesInFlight bounds the pages running, after their commit.)
+const maxPagesCommitting = 2
 
-// pageInFlight are the polled pages whose enqueue (the store's commit of
+// committingPages are the polled pages whose enqueue (the store's commit of
 // their events with their cursor) runs while the next page is read,
 // oldest first. Each commits only once the one before it has, and not
 // at all when it failed: the store's cursor moves page by page.
-type pageInFlight struct {
+type committingPages struct {
 	pages []*committingPage
 }
 
@@ -380,14 +381,14 @@ type committingPage struct {
 }
 
 // busy says whether a page is committing.
-func (p *pageInFlight) busy() bool { return p != nil && len(p.pages) > 0 }
+func (p *committingPages) busy() bool { return p != nil && len(p.pages) > 0 }
 
 // cursor is the cursor after the newest page committing.
-func (p *pageInFlight) cursor() string { return p.pages[len(p.pages)-1].cursor }
+func (p *committingPages) cursor() string { return p.pages[len(p.pages)-1].cursor }
 
 // states are the subject states of the pages committing, the newest
 // page's where two write one subject; nil with none.
-func (p *pageInFlight) states() map[string]string {
+func (p *committingPages) states() map[string]string {
 	var merged map[string]string
 	for _, pg := range p.pages {
 		if len(pg.states) == 0 {
@@ -404,7 +405,7 @@ func (p *pageInFlight) states() map[string]string {
 }
 
 // wait returns the pages' first enqueue error, once; nil without a page.
-func (p *pageInFlight) wait() error {
+func (p *committingPages) wait() error {
 	if p == nil {
 		return nil
 	}
@@ -418,7 +419,7 @@ func (p *pageInFlight) wait() error {
 }
 
 // waitOldest waits for the oldest page committing and forgets it.
-func (p *pageInFlight) waitOldest() error {
+func (p *committingPages) waitOldest() error {
 	pg := p.pages[0]
 	<-pg.done
 	p.pages[0] = nil
@@ -429,7 +430,7 @@ func (p *pageInFlight) waitOldest() error {
 // start commits a page after the pages committing: encode is called at
 // once, enqueue once they have committed, with the error of the first
 // that failed (then it commits nothing and returns an error).
-func (p *pageInFlight) start(cursor string, states []connectors.Record, encode func(), enqueue func(failedBefore error) error) {
+func (p *committingPages) start(cursor string, states []connectors.Record, encode func(), enqueue func(failedBefore error) error) {
 	var before *committingPage
 	if len(p.pages) > 0 {
 		before = p.pages[len(p.pages)-1]
@@ -461,21 +462,20 @@ type polled struct {
 	minInterval time.Duration // what the source asked to wait (PollResult.MinInterval)
 }
 
-// pollOnce fetches one page and enqueues it. With a page in flight (the
-// previous one, still committing), it reads on from that page's cursor
-// and commits this page only once that one is committed: pages commit in
-// order, each with its own cursor, so a crash leaves the store at a
-// page's end. A page that says there is more is committed while the next
+// pollOnce fetches one page and enqueues it. With pages committing (the
+// previous ones), it reads on from the newest one's cursor and commits
+// this page only once they are committed: pages commit in order, each
+// with its own cursor, so a crash leaves the store at a page's end. A page that says there is more is committed while the next
 // one is read; the last one is committed before pollOnce returns. It
 // tells at when it began and the cursor after its page.
-func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFlight, pages *pageSet, at *polled) (more bool, err error) {
+func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, committing *committingPages, pages *pageSet, at *polled) (more bool, err error) {
 	if err := e.waitForRoom(ctx); err != nil {
-		return false, errors.Join(err, inflight.wait())
+		return false, errors.Join(err, committing.wait())
 	}
 	name := rt.r.Name
 	var cursor string
-	if inflight.busy() {
-		cursor = inflight.cursor()
+	if committing.busy() {
+		cursor = committing.cursor()
 	} else if cursor, err = e.store.Cursor(ctx, name); err != nil {
 		return false, err
 	}
@@ -505,7 +505,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 		return failed < policy.Attempts && e.sleep(ctx, policyDelay(policy, failed, err)) == nil
 	})
 	res, err := rt.trigger.Poll(pollCtx, rt.trigConn.conn, connectors.PollRequest{
-		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: inflight.states()}, Now: began, Recipe: name,
+		Params: rt.params, Cursor: cursor, Start: start, Prior: priorState{store: e.store, name: name, committing: committing.states()}, Now: began, Recipe: name,
 		DecodeLater: rt.whenFields != nil, Fields: rt.whenFields,
 	})
 	if res != nil {
@@ -526,10 +526,10 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	// committing; another waits only for room among them.
 	var werr error
 	if err != nil || res == nil || perr != nil || !res.More {
-		werr = inflight.wait()
-	} else if len(inflight.pages) >= pagesInFlight {
-		if werr = inflight.waitOldest(); werr != nil {
-			inflight.wait()
+		werr = committing.wait()
+	} else if len(committing.pages) >= maxPagesCommitting {
+		if werr = committing.waitOldest(); werr != nil {
+			committing.wait()
 		}
 	}
 	if werr != nil {
@@ -554,7 +554,7 @@ func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, inflight *pageInFli
 	// subject states see this page's (committing). The last page is
 	// committed before pollOnce returns.
 	if res.More {
-		inflight.start(next, res.States, func() { e.encodeAdvance(rt, prep) }, func(failedBefore error) error {
+		committing.start(next, res.States, func() { e.encodeAdvance(rt, prep) }, func(failedBefore error) error {
 			if failedBefore != nil {
 				e.dropPrepared(prep)
 				return failedBefore
@@ -578,13 +578,13 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 	failures := 0
 	var lastStretch time.Duration // the source's last MinInterval above the interval, for the log
 	var ledUntil time.Time
-	// The page committing while the next is read; the loop ends with none.
-	inflight := &pageInFlight{}
+	// The pages committing while the next is read; the loop ends with none.
+	committing := &committingPages{}
 	// The runs of the pages it claimed, which it runs: the loop ends
 	// when they have ended (or, on a stop, after the grace period).
 	pages := e.newPageSet(ctx, rt)
 	defer pages.wait(ctx)
-	defer inflight.wait()
+	defer committing.wait()
 	if once {
 		// A one-shot runner gives the trigger up when it is caught up, so
 		// that another one-shot runner waiting for it polls (cheaply) and
@@ -616,7 +616,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 		if e.now().After(ledUntil.Add(-2 * e.opts.Lease / 3)) {
 			// The lead is renewed with this runner's pages committed: a
 			// runner that loses it leaves nothing in flight.
-			if err := inflight.wait(); err != nil {
+			if err := committing.wait(); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -700,7 +700,7 @@ func (e *Engine) pollLoop(ctx context.Context, rt *recipeRT, once bool, since ti
 			}
 		}
 		var at polled
-		more, err := e.pollOnce(ctx, rt, inflight, pages, &at)
+		more, err := e.pollOnce(ctx, rt, committing, pages, &at)
 		if ctx.Err() != nil {
 			return nil
 		}
