@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/memberflow/memberflow/engine"
+	"github.com/memberflow/memberflow/internal/jsondec"
 	"github.com/memberflow/memberflow/internal/jsonenc"
 )
 
@@ -99,7 +100,7 @@ type pagedIntent struct {
 // encoded again.
 func encodeIntent(r *engine.StepRecord) ([]byte, error) {
 	for _, raw := range []json.RawMessage{r.Input, r.Output} {
-		if len(raw) > 0 && !json.Valid(raw) {
+		if len(raw) > 0 && !jsondec.Valid(raw) {
 			return nil, fmt.Errorf("step %q: its input or output is not JSON", r.StepID)
 		}
 	}

@@ -304,6 +304,23 @@ func (d *Decoder) Unique(data []byte) (any, bool) {
 	return v, ok && !d.dup
 }
 
+// Valid reports whether data is one JSON value, as json.Valid does; it
+// reads the JSON this package takes on its fast path without
+// encoding/json's scanner (a byte at a time through a function value),
+// and asks json.Valid about the rest (FuzzValid).
+func Valid(data []byte) bool {
+	if len(data) == 0 {
+		return false
+	}
+	d := Decoder{s: unsafe.String(&data[0], len(data))}
+	ok := d.skip(0)
+	d.skipSpace()
+	if ok && d.i == len(d.s) {
+		return true
+	}
+	return json.Valid(data)
+}
+
 // whole decodes data on the fast path; false when it gives up.
 func (d *Decoder) whole(data []byte) (any, bool) {
 	return d.wholeString(string(data))

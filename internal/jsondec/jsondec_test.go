@@ -139,6 +139,52 @@ func TestDecoderAgreesWithEncodingJSON(t *testing.T) {
 	agree(t, d, `{"id":"m2","email":"b@example.org"}`)
 }
 
+// validCases are inputs json.Valid refuses, or nearly so, beside
+// decoderCases: the fast path must not take any of them for JSON.
+var validCases = []string{
+	`{"a":1,}`, `[1,]`, `[1 2]`, `{"a" 1}`, `{a:1}`, `01`, `1.`, `.5`, `-`, `1e`, `1e+`, `+1`, `tru`, `nul`,
+	`"\u12"`, `"\x"`, "\"\x01\"", "\"\xff\"", `"a`, `{"a":1}}`, `[]]`, `{"a":[}`, `NaN`, `1 2`,
+	`"\ud800"`, `"\ud83d\ude00"`, `1E400`, `-0.0e-0`, "\"\u00e9\"", "\"é\"",
+}
+
+func TestValidAgreesWithEncodingJSON(t *testing.T) {
+	for _, line := range append(append([]string{""}, decoderCases...), validCases...) {
+		if got, want := Valid([]byte(line)), json.Valid([]byte(line)); got != want {
+			t.Errorf("Valid(%q) = %v, json.Valid %v", line, got, want)
+		}
+	}
+}
+
+func FuzzValid(f *testing.F) {
+	for _, line := range append(decoderCases, validCases...) {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := Valid(data), json.Valid(data); got != want {
+			t.Errorf("Valid(%q) = %v, json.Valid %v", data, got, want)
+		}
+	})
+}
+
+func BenchmarkValid(b *testing.B) {
+	input := []byte(`{"path":"credentials.jsonl","record":{"credential":{"custom_attributes":{"plan":"standard","score":98},"group_id":100001,"issued_on":"2026-02-04","name":"Radia Allen","recipient":{"email":"radia.allen.4@example.org","id":"m00000004","name":"Radia Allen"}}}}`)
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			if !json.Valid(input) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("jsondec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !Valid(input) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+}
+
 func TestDecoderRemembersBoundedKeys(t *testing.T) {
 	d := &Decoder{}
 	for i := 0; i < 2*maxKeys; i++ {
