@@ -484,3 +484,53 @@ func testAdvanceClaimHeldUnread(t *testing.T, open func(t *testing.T) engine.Sto
 		t.Errorf("Backlog at the end = %d, %v; want 1 (run 4, taken over)", n, err)
 	}
 }
+
+// testAdvanceEncodedAhead: a store that encodes an Advance ahead of the
+// call (AdvanceEncoder, while the page before commits) claims its runs
+// and journals their intents as it does encoding in turn; a page's
+// events changed after encoding are not taken for the encoded ones.
+func testAdvanceEncodedAhead(t *testing.T, open func(t *testing.T) engine.Store) {
+	s := open(t)
+	enc, ok := s.(engine.AdvanceEncoder)
+	if !ok {
+		t.Skip("the store encodes each Advance in its call (no AdvanceEncoder)")
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	started := now.Add(-time.Second)
+	e1, e2 := ev("1", "a"), ev("2", "b")
+	e1.Intent = issueIntent(started)
+	adv := engine.Advance{Events: []engine.NewEvent{e1, e2}, Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}}
+	if err := enc.EncodeAdvance("r", &adv); err != nil {
+		t.Fatalf("EncodeAdvance: %v", err)
+	}
+	enq, err := s.Advance(ctx, "r", adv)
+	if err != nil || len(enq) != 2 {
+		t.Fatalf("Advance of a page encoded ahead: %+v, %v", enq, err)
+	}
+	claimedWith(t, "r", enq[0], e1)
+	claimedWith(t, "r", enq[1], e2)
+	if !enq[0].Journaled || enq[1].Journaled {
+		t.Fatalf("Journaled %v, %v; want the intent of the first run only", enq[0].Journaled, enq[1].Journaled)
+	}
+	got, err := s.Steps(ctx, enq[0].RunID)
+	if err != nil || len(got) != 1 || got[0].Status != engine.StepStarted || string(got[0].Input) != `{"member":"a"}` || !got[0].Started.Equal(started) {
+		t.Errorf("run %d's journal: %+v, %v; want its intent", enq[0].RunID, got, err)
+	}
+	// The encoding is of the events it was made for: a page with more
+	// events than were encoded is encoded again.
+	e3, e4 := ev("3", "c"), ev("4", "d")
+	e4.Intent = issueIntent(started)
+	stale := engine.Advance{Events: []engine.NewEvent{e3}, Claim: &engine.ClaimRequest{Owner: "w1", Now: now, Lease: time.Minute}}
+	if err := enc.EncodeAdvance("r", &stale); err != nil {
+		t.Fatalf("EncodeAdvance: %v", err)
+	}
+	stale.Events = append(stale.Events, e4)
+	enq, err = s.Advance(ctx, "r", stale)
+	if err != nil || len(enq) != 2 {
+		t.Fatalf("Advance of a page changed after its encoding: %+v, %v", enq, err)
+	}
+	claimedWith(t, "r", enq[1], e4)
+	if !enq[1].Journaled {
+		t.Errorf("event 4, added after the encoding: not Journaled; want its intent journaled")
+	}
+}

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 		{"ConcurrentAdvanceClaimsKeepOneRunPerKey", testConcurrentAdvanceClaims},
 		{"AdvanceClaimJournalsTheIntentOnlyWhenItSaysSo", testAdvanceClaimIntent},
 		{"AdvanceClaimHoldsRunsNobodyRead", testAdvanceClaimHeldUnread},
+		{"AdvanceEncodedAheadClaimsAsInTurn", testAdvanceEncodedAhead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
