@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -387,18 +388,21 @@ func (p *committingPages) busy() bool { return p != nil && len(p.pages) > 0 }
 func (p *committingPages) cursor() string { return p.pages[len(p.pages)-1].cursor }
 
 // states are the subject states of the pages committing, the newest
-// page's where two write one subject; nil with none.
+// page's where two write one subject; nil with none. One page's are
+// its own map (read only), not a copy.
 func (p *committingPages) states() map[string]string {
 	var merged map[string]string
+	copied := false
 	for _, pg := range p.pages {
-		if len(pg.states) == 0 {
-			continue
-		}
-		if merged == nil {
-			merged = make(map[string]string, len(pg.states))
-		}
-		for k, v := range pg.states {
-			merged[k] = v
+		switch {
+		case len(pg.states) == 0:
+		case merged == nil:
+			merged = pg.states
+		default:
+			if !copied {
+				merged, copied = maps.Clone(merged), true
+			}
+			maps.Copy(merged, pg.states)
 		}
 	}
 	return merged
@@ -465,7 +469,8 @@ type polled struct {
 // pollOnce fetches one page and enqueues it. With pages committing (the
 // previous ones), it reads on from the newest one's cursor and commits
 // this page only once they are committed: pages commit in order, each
-// with its own cursor, so a crash leaves the store at a page's end. A page that says there is more is committed while the next
+// with its own cursor, so a crash leaves the store at a page's end. A
+// page that says there is more is committed while the next
 // one is read; the last one is committed before pollOnce returns. It
 // tells at when it began and the cursor after its page.
 func (e *Engine) pollOnce(ctx context.Context, rt *recipeRT, committing *committingPages, pages *pageSet, at *polled) (more bool, err error) {
