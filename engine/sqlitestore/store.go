@@ -113,23 +113,7 @@ CREATE TABLE echoes (
 	written     INTEGER NOT NULL,
 	PRIMARY KEY (connector, subject)
 ) WITHOUT ROWID;
-CREATE VIEW dead_letters AS
-	SELECT r.id AS run, r.recipe, e.event_id, e.subject, r.error, r.attempts, r.finished,
-	       s.step_id, s.action, s.input, s.output AS response, s.error AS step_error, e.data AS event
-	FROM runs r
-	JOIN events e ON e.id = r.event
-	LEFT JOIN steps s ON s.run = r.id
-	     AND s.idx = (SELECT max(idx) FROM steps WHERE run = r.id)
-	WHERE r.status = 'dead';
--- The audit trail is the journal itself: one row per fact, written once.
-CREATE VIEW audit AS
-	SELECT r.id AS run, r.recipe, e.event_id, e.data AS event, r.status, r.condition, r.cond_values,
-	       s.idx, s.step_id, s.action, s.status AS step_status, s.input AS request, s.output AS result,
-	       s.error, s.attempts, s.started, s.finished, r.created, r.finished AS run_finished
-	FROM runs r
-	JOIN events e ON e.id = r.event
-	LEFT JOIN steps s ON s.run = r.id;
-`,
+` + stepViews,
 	// 2: echo suppression per recipe. chain lists the recipes whose
 	// writes led to a run; an event that echoes a write suppresses only
 	// the recipes in the writer's chain (and the writer's own), so a
@@ -183,6 +167,8 @@ CREATE TABLE poll_leases (
 	// 10: the runs a page claim holds that end together are one row
 	// until read (outcomes.go).
 	pageOutcomesMigration,
+	// 11: steps in a table keyed by rowid (stepsRowidMigration).
+	stepsRowidMigration,
 }
 
 // Options tune the store.
