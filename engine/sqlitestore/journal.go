@@ -23,7 +23,7 @@ func (s *Store) GroupsCommits() bool { return true }
 // upSteps, upEchoes and finRuns.
 const (
 	stepCols = 11
-	echoCols = 5
+	echoCols = 7
 	finCols  = 7
 )
 
@@ -36,8 +36,9 @@ func (s *Store) prepareMulti(p func(db *sql.DB, q string) *sql.Stmt) {
 		VALUES `+rowsOf(stepCols, n)+`
 		ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
 			error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`)
-		s.upEchoes[k] = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES `+rowsOf(echoCols, n)+`
-		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`)
+		s.upEchoes[k] = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written, recipe, chain) VALUES `+rowsOf(echoCols, n)+`
+		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written,
+			recipe = excluded.recipe, chain = excluded.chain`)
 		// column1 … column7: the run, status, error, condition, values,
 		// finish time and version (finArgs).
 		s.finRuns[k] = p(s.w, `UPDATE runs SET status = v.column2, error = v.column3, condition = v.column4,
@@ -185,7 +186,7 @@ func (s *Store) recordManyTx(tx *sql.Tx, writes []engine.JournalWrite, errs []er
 			r := &w.Steps[j]
 			steps = append(steps, stepArgs(r))
 			for _, e := range r.Wrote {
-				echoes = append(echoes, echoArgs(r, e))
+				echoes = append(echoes, echoArgs(r, e, nil))
 			}
 		}
 		if w.Fin != nil {

@@ -11,8 +11,8 @@ import (
 )
 
 // Page outcomes. The runs of a page claim that one journal write ends,
-// each cleanly (succeeded, skipped or suppressed) and without a write to
-// remember as an echo, are written as one row of page_outcomes — their
+// each cleanly (succeeded, skipped or suppressed), are written as one
+// row of page_outcomes — their
 // rows of runs and of steps, exactly the values they would have had —
 // instead of two or more rows each. When the claim holds other runs
 // still, the ended ones are listed in page_ended (one small row each,

@@ -537,19 +537,17 @@ func (s *Store) takePaged(tx *sql.Tx, writes []engine.JournalWrite, errs []error
 			}
 			run.steps = append(run.steps, in)
 		}
-		wrote := false
 		for j := range w.Steps {
 			r := &w.Steps[j]
 			run.steps = append(run.steps, stepArgs(r))
 			for _, e := range r.Wrote {
-				echoes = append(echoes, echoArgs(r, e))
-				wrote = true
+				// The echo names the run's recipe and chain: the run
+				// may end in a page outcome (echowriters.go).
+				echoes = append(echoes, echoArgs(r, e, pr))
 			}
 		}
 		done[i] = true
-		// A run that wrote a record is looked up by its echoes (its
-		// recipe and chain): it stays a row.
-		if outs, ok := ending[pr.claim]; (ok && outs == nil) || wrote || !outcomeStatus(w.Fin.Status) || s.rowsOnly {
+		if outs, ok := ending[pr.claim]; (ok && outs == nil) || !outcomeStatus(w.Fin.Status) || s.rowsOnly {
 			for _, o := range append(outs, run) {
 				finals = append(finals, o.final)
 				steps = append(steps, o.steps...)

@@ -159,6 +159,7 @@ func TestOldStoreKeepsItsSubjectStates(t *testing.T) {
 	}
 	for _, q := range []string{
 		`DROP TABLE subject_state_log`, `DROP TABLE subject_state_merged`,
+		`DROP VIEW echo_writers`, `ALTER TABLE echoes DROP COLUMN recipe`, `ALTER TABLE echoes DROP COLUMN chain`,
 		`DROP TRIGGER page_claim_deleted`, `DROP TABLE page_ended`, `DROP TABLE page_outcomes`,
 		`UPDATE schema_version SET version = 8`,
 		`INSERT INTO subject_states (recipe, subject, state) VALUES ('r', 'a', 'active'), ('r', 'b', 'lapsed')`,

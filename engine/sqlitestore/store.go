@@ -169,6 +169,9 @@ CREATE TABLE poll_leases (
 	pageOutcomesMigration,
 	// 11: steps in a table keyed by rowid (stepsRowidMigration).
 	stepsRowidMigration,
+	// 12: remembered writes name their run's recipe and chain
+	// (echowriters.go).
+	echoWritersMigration,
 }
 
 // Options tune the store.
@@ -512,19 +515,20 @@ func (s *Store) prepare() error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run, idx) DO UPDATE SET status = excluded.status, input = excluded.input, output = excluded.output,
 			error = excluded.error, attempts = excluded.attempts, started = excluded.started, finished = excluded.finished`)
-	s.upEcho = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written`)
+	s.upEcho = p(s.w, `INSERT INTO echoes (connector, subject, fingerprint, run, written, recipe, chain) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (connector, subject, fingerprint) DO UPDATE SET run = excluded.run, written = excluded.written,
+			recipe = excluded.recipe, chain = excluded.chain`)
 	s.finRun = p(s.w, `UPDATE runs SET status = ?, error = ?, condition = ?, cond_values = ?, finished = ?,
 		owner = NULL, lease_until = NULL WHERE id = ?`)
 	s.claimRuns = p(s.w, `UPDATE runs SET status = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,
 		started = coalesce(started, ?) WHERE id IN (SELECT value FROM json_each(?))`)
 	s.loadRuns = p(s.w, `SELECT r.id, r.recipe, r.okey, r.attempts, e.event_id, e.subject, e.fingerprint, e.connector, e.data,
-			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echoes x LEFT JOIN runs w ON w.id = x.run
-				WHERE x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint
-				AND (w.id IS NULL OR w.recipe = r.recipe OR instr(',' || w.chain || ',', ',' || r.recipe || ',') > 0)),
+			e.fingerprint != '' AND EXISTS (SELECT 1 FROM echo_writers w
+				WHERE w.connector = e.connector AND w.subject = e.subject AND w.fingerprint = e.fingerprint
+				AND (w.recipe IS NULL OR w.recipe = r.recipe OR instr(',' || w.chain || ',', ',' || r.recipe || ',') > 0)),
 			coalesce((SELECT CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END
-				FROM echoes x JOIN runs w ON w.id = x.run
-				WHERE e.fingerprint != '' AND x.connector = e.connector AND x.subject = e.subject AND x.fingerprint = e.fingerprint), r.chain),
+				FROM echo_writers w
+				WHERE e.fingerprint != '' AND w.connector = e.connector AND w.subject = e.subject AND w.fingerprint = e.fingerprint), r.chain),
 			r.chain
 		FROM runs r JOIN events e ON e.id = r.event WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id`)
 	// An advance's key check (pageKeys): the keys of runs queued or
@@ -543,11 +547,11 @@ func (s *Store) prepare() error {
 	// is an echo for the recipe (its writer's recipe, or one in the writer's
 	// chain, or none: an imported write) and else the chain of the
 	// writer (as loadRuns computes it).
-	s.pageEchoes = p(s.w, `SELECT x.subject, x.fingerprint,
-			w.id IS NULL OR w.recipe = ?1 OR instr(',' || w.chain || ',', ',' || ?1 || ',') > 0,
+	s.pageEchoes = p(s.w, `SELECT w.subject, w.fingerprint,
+			w.recipe IS NULL OR w.recipe = ?1 OR instr(',' || w.chain || ',', ',' || ?1 || ',') > 0,
 			coalesce(CASE WHEN w.chain = '' THEN w.recipe ELSE w.chain || ',' || w.recipe END, '')
-		FROM echoes x LEFT JOIN runs w ON w.id = x.run
-		WHERE x.connector = ?2 AND x.subject IN (SELECT value FROM json_each(?3))`)
+		FROM echo_writers w
+		WHERE w.connector = ?2 AND w.subject IN (SELECT value FROM json_each(?3))`)
 	s.someEcho = p(s.w, `SELECT 1 FROM echoes WHERE connector = ? LIMIT 1`)
 	s.insSkipPage = p(s.w, `INSERT INTO skip_pages (recipe, count, sample, created) VALUES (?, ?, ?, ?)`)
 	s.setChain = p(s.w, `UPDATE runs SET chain = ? WHERE id = ? AND chain != ?`)
@@ -1603,7 +1607,7 @@ func (s *Store) recordTx(tx *sql.Tx, lease engine.Lease, steps []engine.StepReco
 				if echo == nil {
 					echo = tx.Stmt(s.upEcho)
 				}
-				if _, err := echo.Exec(echoArgs(&r, w)...); err != nil {
+				if _, err := echo.Exec(echoArgs(&r, w, nil)...); err != nil {
 					return fmt.Errorf("remembering the write of %q: %w", w.Subject, err)
 				}
 			}
@@ -1647,12 +1651,17 @@ func stepArgs(r *engine.StepRecord) []any {
 }
 
 // echoArgs are a remembered write's columns, in upEcho's order.
-func echoArgs(r *engine.StepRecord, w engine.Echo) []any {
+// by is the writing run when the caller has it (its recipe and chain),
+// else nil: echo_writers then reads them from the run's row.
+func echoArgs(r *engine.StepRecord, w engine.Echo, by *pagedRun) []any {
 	written := r.Finished
 	if written.IsZero() {
 		written = time.Now()
 	}
-	return []any{w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano()}
+	if by == nil {
+		return []any{w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano(), nil, nil}
+	}
+	return []any{w.Connector, w.Subject, w.Fingerprint, r.RunID, written.UnixNano(), by.recipe, by.chain}
 }
 
 // finArgs are an outcome's columns: the run, its status, error,

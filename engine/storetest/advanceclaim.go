@@ -225,7 +225,34 @@ func testAdvanceClaimChains(t *testing.T, open func(t *testing.T) engine.Store) 
 	}
 	// A's run, claimed with its page, writes f1; it is an echo for A.
 	a1 := ev("a1", "ka")
-	wrote(claimedWith(t, "A", advanceClaim(t, s, "A", "w", now, a1)[0], a1), "f1")
+	a := claimedWith(t, "A", advanceClaim(t, s, "A", "w", now, a1)[0], a1)
+	// Seen before the write is recorded, by A and by B: only their
+	// claims can tell, once A's run has ended (on SQLite, in a page
+	// outcome: no row of runs).
+	advance(t, s, "A", echoOf("early-a", "f1"))
+	advance(t, s, "B", echoOf("early-b", "f1"))
+	wrote(a, "f1")
+	for _, r := range claim(t, s, "w", 10, now, "A", "B") {
+		if want := r.Recipe == "A"; r.Echo != want {
+			t.Errorf("%s's early sight of A's write claimed with Echo %v, want %v", r.Recipe, r.Echo, want)
+		}
+		if r.Recipe == "B" {
+			// What B's run writes is then an echo for A too (A is in its chain).
+			finish(t, s, r, engine.RunSucceeded, engine.StepRecord{RunID: r.ID, StepID: "w", Action: "m.update", Status: engine.StepSucceeded, Attempts: 1,
+				Wrote: []engine.Echo{{Connector: "members", Subject: "member/1", Fingerprint: "f0"}}})
+		} else {
+			finish(t, s, r, engine.RunSuppressed)
+		}
+	}
+	for recipe, want := range map[string]string{"A": engine.RunSuppressed, "C": engine.RunRunning} {
+		enq := advanceClaim(t, s, recipe, "w", now, echoOf(recipe+"-f0", "f0"))
+		if enq[0].Status != want {
+			t.Errorf("the write of B's run of A's write seen by %s: %s, want %s", recipe, enq[0].Status, want)
+		}
+		if r := enq[0].Run; r != nil {
+			finish(t, s, r, engine.RunSucceeded)
+		}
+	}
 	if enq := advanceClaim(t, s, "A", "w", now, echoOf("a-f1", "f1")); enq[0].Status != engine.RunSuppressed || enq[0].Run != nil {
 		t.Fatalf("A's write seen by A: %+v, want suppressed", enq[0])
 	}
