@@ -457,6 +457,11 @@ func (s *Store) migrate() error {
 			return runnersInTheWay(v, len(migrations), live, byLeases)
 		}
 	}
+	if v > 0 && v < len(migrations) {
+		// Some migrations rewrite a table (11: steps): on a large store
+		// that takes a while, under the write lock.
+		s.log.Info("migrating the store's schema", "from", v, "to", len(migrations))
+	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := conn.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)

@@ -72,8 +72,10 @@ func TestSQLiteMigrationKilledMidwayLosesNothing(t *testing.T) {
 	// store written back to version 8, as the previous release left it.
 	db := openSQLite(t, path)
 	killedBackfill(ctx, t, bin, url, nil, path, func() int {
+		// Most runs end in page outcomes, not rows.
 		var n int
-		db.QueryRow(`SELECT count(*) FROM runs WHERE status = 'succeeded'`).Scan(&n)
+		db.QueryRow(`SELECT (SELECT count(*) FROM runs WHERE status = 'succeeded') +
+			(SELECT coalesce(sum(runs), 0) FROM page_outcomes)`).Scan(&n)
 		return n
 	})
 	// The runs kept as page outcomes written out as rows, as version 8
@@ -96,12 +98,12 @@ func TestSQLiteMigrationKilledMidwayLosesNothing(t *testing.T) {
 		 ON CONFLICT (recipe, subject) DO UPDATE SET state = excluded.state`,
 		`DROP TABLE subject_state_log`, `DROP TABLE subject_state_merged`, `DELETE FROM sqlite_sequence`,
 		`UPDATE schema_version SET version = 8`,
-	}, sqliteV10Undone...) {
+	}, sqliteV12To9Undone(t)...) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	s := &sqliteMig{db: db, path: path, old: 8}
+	s := &sqliteMig{db: db, path: path, old: 8, undo: sqliteV12To9Undone(t)}
 	s.oldSchema(t)
 	s.grow(t, 5)
 	killMigration(ctx, t, bin, url, s, sqlitestore.SchemaVersion())
@@ -277,6 +279,7 @@ type sqliteMig struct {
 	db   *sql.DB
 	path string
 	old  int
+	undo []string // what putBack runs after the version is set back
 }
 
 func openSQLite(t *testing.T, path string) *sql.DB {
@@ -308,11 +311,19 @@ var sqliteV8Tables = map[string]string{
 	"page_claims": "id", "page_claim_runs": "claim",
 }
 
+// sqliteV8Columns are the columns version 8 had of the tables that
+// gained some since (the others: all).
+var sqliteV8Columns = map[string]string{"echoes": "connector, subject, fingerprint, run, written"}
+
 func (s *sqliteMig) fingerprint(t *testing.T) string {
 	t.Helper()
 	h := sha256.New()
 	for _, name := range sortedNames(sqliteV8Tables) {
-		rows, err := s.db.Query(`SELECT * FROM ` + name + ` ORDER BY ` + sqliteV8Tables[name])
+		list := "*"
+		if c, ok := sqliteV8Columns[name]; ok {
+			list = c
+		}
+		rows, err := s.db.Query(`SELECT ` + list + ` FROM ` + name + ` ORDER BY ` + sqliteV8Tables[name])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,20 +390,59 @@ func (s *sqliteMig) oldSchema(t *testing.T) {
 	}
 }
 
-// sqliteV10Undone undoes migration 10 (page outcomes, none left): its
-// tables dropped, the view of version 8 put back.
-var sqliteV10Undone = []string{
-	`DROP TRIGGER IF EXISTS page_claim_deleted`, `DROP TABLE IF EXISTS page_ended`, `DROP TABLE IF EXISTS page_outcomes`,
-	`DROP VIEW page_runs`, `CREATE VIEW page_runs AS
+// sqliteV12To9Undone undoes migrations 12 to 10, newest first: 12's
+// columns of echoes and their view dropped; steps made again as the
+// WITHOUT ROWID table of version 8, with its views (11), their text
+// as version 8 wrote it; 10's tables (page outcomes, none left)
+// dropped and the view of version 8 put back.
+func sqliteV12To9Undone(t *testing.T) []string {
+	t.Helper()
+	ddl := v8Statements(t, "steps", "dead_letters", "audit")
+	return []string{
+		`DROP VIEW IF EXISTS echo_writers`, `ALTER TABLE echoes DROP COLUMN recipe`, `ALTER TABLE echoes DROP COLUMN chain`,
+		`DROP VIEW dead_letters`, `DROP VIEW audit`, `CREATE TEMP TABLE steps_kept AS SELECT * FROM steps`, `DROP TABLE steps`,
+		ddl["steps"], `INSERT INTO steps SELECT * FROM steps_kept ORDER BY run, idx`, `DROP TABLE steps_kept`,
+		ddl["dead_letters"], ddl["audit"],
+		`DROP TRIGGER IF EXISTS page_claim_deleted`, `DROP TABLE IF EXISTS page_ended`, `DROP TABLE IF EXISTS page_outcomes`,
+		`DROP VIEW page_runs`, `CREATE VIEW page_runs AS
 	SELECT p.id AS claim, p.recipe, p.owner, p.lease_until, j.key AS okey, j.value AS run
 	FROM page_claims p JOIN page_claim_runs c ON c.claim = p.id, json_each(c.keys) j
 	WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = j.value)`,
+	}
+}
+
+// v8Statements are the named tables' and views' CREATE statements as
+// version 8 wrote them (testdata/store/sqlite-v8.sql).
+func v8Statements(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	ddl, err := os.ReadFile("testdata/store/sqlite-v8.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	ref.SetMaxOpenConns(1)
+	if _, err := ref.Exec(string(ddl)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, name := range names {
+		var q string
+		if err := ref.QueryRow(`SELECT sql FROM sqlite_schema WHERE name = ?`, name).Scan(&q); err != nil {
+			t.Fatalf("%s in version 8's schema: %v", name, err)
+		}
+		out[name] = q
+	}
+	return out
 }
 
 func (s *sqliteMig) putBack(t *testing.T) {
 	t.Helper()
 	for _, q := range append([]string{`DROP TABLE IF EXISTS subject_state_log`, `DROP TABLE IF EXISTS subject_state_merged`,
-		`DELETE FROM sqlite_sequence`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, s.old)}, sqliteV10Undone...) {
+		`DELETE FROM sqlite_sequence`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, s.old)}, s.undo...) {
 		if _, err := s.db.Exec(q); err != nil && !strings.Contains(err.Error(), "no such table") {
 			t.Fatalf("%s: %v", q, err)
 		}
