@@ -398,14 +398,27 @@ func Open(path string, opts Options) (*Store, error) {
 // started together on a new file race to turn on WAL and to migrate; SQLite
 // answers the loser SQLITE_BUSY at once, without its busy timeout, so the
 // loser tries again for as long as that timeout.
+//
+// While another memberflow migrates the store (migrating.go), it waits
+// for as long as the migration runs, then its busy timeout again.
 func (s *Store) checkAndMigrate(busyTimeout time.Duration) error {
 	deadline := time.Now().Add(busyTimeout)
+	waiting := false
 	for {
 		err := quickCheck(s.w)
 		if err == nil {
 			err = s.migrate()
 		}
-		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+		if err == nil || !isBusy(err) {
+			return classify(err)
+		}
+		if s.migrationUnderWay() {
+			if !waiting {
+				s.log.Info("waiting for another memberflow to finish migrating the store", "store", s.path)
+				waiting = true
+			}
+			deadline = time.Now().Add(busyTimeout)
+		} else if time.Now().After(deadline) {
 			return classify(err)
 		}
 		time.Sleep(time.Duration(10+rand.IntN(40)) * time.Millisecond)
@@ -459,7 +472,11 @@ func (s *Store) migrate() error {
 	}
 	if v > 0 && v < len(migrations) {
 		// Some migrations rewrite a table (11: steps): on a large store
-		// that takes a while, under the write lock.
+		// that takes a while, under the write lock; others opening the
+		// store wait for it (migrating.go).
+		if l := s.holdMigrationLock(); l != nil {
+			defer l.unlock()
+		}
 		s.log.Info("migrating the store's schema", "from", v, "to", len(migrations))
 	}
 	for i := v; i < len(migrations); i++ {

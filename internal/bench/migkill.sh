@@ -11,7 +11,8 @@
 #     lost, duplicated or changed (counts and checksums of every table
 #     before and after);
 # then a migrated store is put back to the old version for the next kill
-# (the new tables dropped, the version set back). At the end the new
+# (put_back: what this release's migrations changed undone, the version
+# set back; rewrite it when a release brings another migration). At the end the new
 # memberflow migrates it, "store check" reads it all, and a resumed
 # "run --once" against a reset sandbox runs each run the old runner left
 # pending (and each member it had not polled yet) once and nothing else.
@@ -80,13 +81,32 @@ SELECT 'runs', count(*), sum(id), sum(event), sum(attempts), sum(length(okey)), 
 SELECT 'runs ' || status, count(*) FROM runs GROUP BY status;
 SELECT 'steps', count(*), sum(run), sum(idx), sum(length(input)), sum(length(output)), sum(attempts) FROM steps;
 SELECT 'states', count(*), hex(sha3_query('SELECT * FROM subject_states ORDER BY recipe, subject')) FROM subject_states;
-SELECT 'echoes', count(*), hex(sha3_query('SELECT * FROM echoes ORDER BY 1, 2, 3')) FROM echoes;
+SELECT 'echoes', count(*), hex(sha3_query('SELECT connector, subject, fingerprint, run, written FROM echoes ORDER BY 1, 2, 3')) FROM echoes;
 SELECT 'page claims', hex(sha3_query('SELECT * FROM page_claims ORDER BY id; SELECT * FROM page_claim_runs ORDER BY claim'));
 SELECT 'small tables', hex(sha3_query('SELECT * FROM cursors ORDER BY 1; SELECT * FROM meta ORDER BY 1; SELECT * FROM runners ORDER BY 1; SELECT * FROM poll_leases ORDER BY 1; SELECT * FROM skip_pages ORDER BY 1; SELECT * FROM recipe_versions ORDER BY 1, 2; SELECT * FROM attempts ORDER BY 1, 2'));"
   }
-  schema() { q "$1" "SELECT type, name, sql FROM sqlite_schema WHERE name NOT IN ('subject_state_log', 'subject_state_merged', 'sqlite_sequence') ORDER BY name"; }
+  schema() { q "$1" "SELECT type, name, sql FROM sqlite_schema WHERE name <> 'sqlite_sequence' ORDER BY name"; }
+  # put_back undoes this release's migrations, from version 10: 12's
+  # columns of echoes and their view; 11's steps made again as the
+  # WITHOUT ROWID table it was, with its views, their text as the old
+  # schema has it (OLD_STEPS, OLD_VIEWS: read from the store at first).
   put_back() {
-    q "$STORE" "DROP TABLE IF EXISTS subject_state_log; DROP TABLE IF EXISTS subject_state_merged; DELETE FROM sqlite_sequence WHERE name = 'subject_state_log'; UPDATE schema_version SET version = $OLDV;"
+    sqlite3 -batch "$STORE" >/dev/null <<EOF
+BEGIN;
+DROP VIEW IF EXISTS echo_writers;
+ALTER TABLE echoes DROP COLUMN recipe;
+ALTER TABLE echoes DROP COLUMN chain;
+DROP VIEW dead_letters;
+DROP VIEW audit;
+CREATE TEMP TABLE steps_kept AS SELECT * FROM steps;
+DROP TABLE steps;
+$OLD_STEPS;
+INSERT INTO steps SELECT * FROM steps_kept ORDER BY run, idx;
+DROP TABLE steps_kept;
+$OLD_VIEWS;
+UPDATE schema_version SET version = $OLDV;
+COMMIT;
+EOF
   }
   if [ ! -s "$SEED" ]; then
     log "seeding $SEED with the old memberflow"
@@ -96,6 +116,9 @@ SELECT 'small tables', hex(sha3_query('SELECT * FROM cursors ORDER BY 1; SELECT 
     sleep "${SEED_FOR:-2}"
     kill -9 $pid
     wait $pid 2>/dev/null || true
+    # The runs kept as page outcomes written out as rows (a read does
+    # it), so that the copies below copy them.
+    "$OLD" runs list --store seed.db --limit 1 >/dev/null
     log "scaling it up ($(q seed.db "SELECT count(*) FROM runs") runs; $(q seed.db "SELECT count(*) FROM page_runs") pending in page claims)"
     q seed.db "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
     cp seed.db "$SEED.tmp"
@@ -127,6 +150,9 @@ EOF
   cp "$SEED" "$STORE"
   cp -r "$SEED.runners" "$STORE.runners"
   OLDV=$(version)
+  [ "$OLDV" = 10 ] || fail "put_back undoes migrations 11 and 12: the old store must be at version 10, not $OLDV"
+  OLD_STEPS=$(q "$STORE" "SELECT sql FROM sqlite_schema WHERE name = 'steps'")
+  OLD_VIEWS=$(q "$STORE" "SELECT group_concat(sql, ';' || char(10)) FROM sqlite_schema WHERE name IN ('dead_letters', 'audit')")
   BASE=$(fingerprint "$STORE")
   SCHEMA=$(schema "$STORE")
   PENDING=$(q "$STORE" "SELECT count(*) FROM page_runs")
