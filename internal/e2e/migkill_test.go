@@ -79,16 +79,8 @@ func TestSQLiteMigrationKilledMidwayLosesNothing(t *testing.T) {
 		return n
 	})
 	// The runs kept as page outcomes written out as rows, as version 8
-	// kept them (a read does it).
-	if st, err := sqlitestore.Open(path, sqlitestore.Options{}); err != nil {
-		t.Fatal(err)
-	} else {
-		_, err := st.ListRuns(ctx, engine.RunFilter{Status: engine.RunSucceeded, Limit: 1})
-		st.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	// kept them.
+	(&sqliteMig{path: path}).writeOutPageOutcomes(ctx, t)
 	for _, q := range append([]string{
 		// The states' log merged into subject_states (newest first), as
 		// version 8 kept them.
@@ -234,6 +226,9 @@ func killMigration(ctx context.Context, t *testing.T, bin, url string, s migStor
 		t.Fatalf("after the resume: schema version %d, want %d", v, newVersion)
 	}
 	// The runs finished before ran no more; the rest ran once each.
+	if sq, ok := s.(*sqliteMig); ok {
+		sq.writeOutPageOutcomes(ctx, t)
+	}
 	left, notOnce, doneAfter, _ := s.counts(t, lastFinished)
 	if doneAfter != done {
 		t.Error("after the resumed run --once: runs that had succeeded ran again")
@@ -290,6 +285,21 @@ func openSQLite(t *testing.T, path string) *sql.DB {
 	db.SetMaxOpenConns(1)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// writeOutPageOutcomes makes the runs kept as page outcomes rows of
+// runs, as every read that lists runs does; the store must be at this
+// memberflow's schema.
+func (s *sqliteMig) writeOutPageOutcomes(ctx context.Context, t *testing.T) {
+	t.Helper()
+	st, err := sqlitestore.Open(s.path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.ListRuns(ctx, engine.RunFilter{Status: engine.RunSucceeded, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *sqliteMig) storeArg() string { return s.path }
@@ -355,19 +365,8 @@ func (s *sqliteMig) fingerprint(t *testing.T) string {
 // (version 8) created.
 func (s *sqliteMig) oldSchema(t *testing.T) {
 	t.Helper()
-	ddl, err := os.ReadFile("testdata/store/sqlite-v8.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := sql.Open("sqlite", ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := v8Reference(t)
 	defer ref.Close()
-	ref.SetMaxOpenConns(1)
-	if _, err := ref.Exec(string(ddl)); err != nil {
-		t.Fatal(err)
-	}
 	read := func(db *sql.DB) string {
 		rows, err := db.Query(`SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name <> 'sqlite_sequence' ORDER BY name`)
 		if err != nil {
@@ -411,9 +410,9 @@ func sqliteV12To9Undone(t *testing.T) []string {
 	}
 }
 
-// v8Statements are the named tables' and views' CREATE statements as
-// version 8 wrote them (testdata/store/sqlite-v8.sql).
-func v8Statements(t *testing.T, names ...string) map[string]string {
+// v8Reference is an empty database of the schema memberflow c688f12
+// (version 8) created (testdata/store/sqlite-v8.sql).
+func v8Reference(t *testing.T) *sql.DB {
 	t.Helper()
 	ddl, err := os.ReadFile("testdata/store/sqlite-v8.sql")
 	if err != nil {
@@ -423,11 +422,20 @@ func v8Statements(t *testing.T, names ...string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ref.Close()
 	ref.SetMaxOpenConns(1)
 	if _, err := ref.Exec(string(ddl)); err != nil {
+		ref.Close()
 		t.Fatal(err)
 	}
+	return ref
+}
+
+// v8Statements are the named tables' and views' CREATE statements as
+// version 8 wrote them (testdata/store/sqlite-v8.sql).
+func v8Statements(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	ref := v8Reference(t)
+	defer ref.Close()
 	out := map[string]string{}
 	for _, name := range names {
 		var q string
