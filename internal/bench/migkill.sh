@@ -113,7 +113,18 @@ EOF
     rm -rf seed.db seed.db-wal seed.db-shm seed.db.runners
     "$OLD" run --sandbox-url "$URL" --store seed.db --log-level warn "$RECIPE" >seed.log 2>&1 &
     pid=$!
-    sleep "${SEED_FOR:-2}"
+    # Killed once some runs ended (rows or page outcomes), so that others
+    # are left pending: a fixed delay saw the whole backfill end first.
+    # SEED_FOR, when set, is the delay instead.
+    if [ -n "${SEED_FOR:-}" ]; then
+      sleep "$SEED_FOR"
+    else
+      for _ in $(seq 1000); do
+        n=$(q seed.db "SELECT (SELECT count(*) FROM runs WHERE status = 'succeeded') + (SELECT coalesce(sum(runs), 0) FROM page_outcomes)" 2>/dev/null || echo 0)
+        [ "${n:-0}" -ge 50 ] && break
+        sleep 0.01
+      done
+    fi
     kill -9 $pid
     wait $pid 2>/dev/null || true
     # The runs kept as page outcomes written out as rows (a read does
