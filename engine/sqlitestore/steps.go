@@ -8,7 +8,14 @@ package sqlitestore
 // page in the leaf; (run, idx) stays unique through its index.
 const stepsRowidMigration = `DROP VIEW dead_letters;
 DROP VIEW audit;
-CREATE TABLE steps_by_rowid (
+CREATE TABLE steps_by_rowid (` + stepsColumns + `);
+INSERT INTO steps_by_rowid SELECT run, idx, step_id, action, status, input, output, error, attempts, started, finished FROM steps;
+DROP TABLE steps;
+ALTER TABLE steps_by_rowid RENAME TO steps;
+` + stepViews
+
+// stepsColumns are the columns of steps, in both of its tables.
+const stepsColumns = `
 	run      INTEGER NOT NULL,
 	idx      INTEGER NOT NULL,
 	step_id  TEXT    NOT NULL,
@@ -21,11 +28,7 @@ CREATE TABLE steps_by_rowid (
 	started  INTEGER,
 	finished INTEGER,
 	PRIMARY KEY (run, idx)
-);
-INSERT INTO steps_by_rowid SELECT run, idx, step_id, action, status, input, output, error, attempts, started, finished FROM steps;
-DROP TABLE steps;
-ALTER TABLE steps_by_rowid RENAME TO steps;
-` + stepViews
+`
 
 // stepViews are the views over steps that a user reads with sqlite3
 // (docs/runner.md).

@@ -78,20 +78,7 @@ CREATE INDEX runs_owner      ON runs(owner)     WHERE status = 'running';
 -- index on every status would be rewritten at every claim and outcome.
 CREATE INDEX runs_dead       ON runs(id)        WHERE status = 'dead';
 CREATE INDEX runs_by_recipe  ON runs(recipe, id);
-CREATE TABLE steps (
-	run      INTEGER NOT NULL,
-	idx      INTEGER NOT NULL,
-	step_id  TEXT    NOT NULL,
-	action   TEXT    NOT NULL,
-	status   TEXT    NOT NULL,
-	input    BLOB,
-	output   BLOB,
-	error    TEXT,
-	attempts INTEGER NOT NULL,
-	started  INTEGER,
-	finished INTEGER,
-	PRIMARY KEY (run, idx)
-) WITHOUT ROWID;
+CREATE TABLE steps (` + stepsColumns + `) WITHOUT ROWID;
 CREATE TABLE cursors (
 	recipe  TEXT PRIMARY KEY,
 	cursor  TEXT    NOT NULL,
