@@ -46,8 +46,10 @@ func NewInputCheck(name string, with *Template, input json.RawMessage) *InputChe
 	return &InputCheck{sch: sch, fast: compileFast(sch), doc: doc, with: with}
 }
 
-// annotations are the keywords that never refuse a value (format is not
-// asserted by the validator).
+// annotations are the keywords that never refuse a value here. format
+// counts as one: the run-time check leaves it to the service, though the
+// validator asserts it for a schema that declares no $schema (found by
+// TestFastSchemaNeverAcceptsWhatTheValidatorRefuses).
 var annotations = map[string]bool{"$schema": true, "$id": true, "$comment": true, "title": true,
 	"description": true, "example": true, "examples": true, "default": true, "deprecated": true,
 	"readOnly": true, "writeOnly": true, "format": true, "nullable": true, "$defs": true, "definitions": true}
